@@ -1,0 +1,215 @@
+"""Decoding distributor feed files into records (pure Python).
+
+A feed file is CSV (``;``, ``,`` or tab separated), a JSON array (or an object holding
+one under ``items``/``produtos``/``data``) or JSON lines, in UTF-8 (with or without
+BOM) or latin-1/cp1252. The encoding and format are detected from the bytes, not
+trusted from the extension alone.
+
+Each record keeps its line number (CSV and JSON lines: the physical line where the
+record starts, header = line 1; JSON array: the 1-based element index) so that a
+quarantined row can be found in the original file.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import PurePath
+
+Value = str | int | float | None
+
+
+class FeedFormatError(ValueError):
+    """The whole file cannot be read (not a supported format, broken JSON array …)."""
+
+
+@dataclass(frozen=True)
+class FeedRecord:
+    """One record as the feed wrote it.
+
+    ``fields`` maps the original header to the value: text for CSV, the JSON scalar for
+    JSON (numbers stay numbers so that ``1.234`` in JSON is never read as thousands).
+    ``error`` is a reason code when the record itself is malformed.
+    """
+
+    line: int
+    fields: dict[str, Value]
+    error: str | None = None
+    detail: str | None = None
+    raw_text: str | None = None
+    extra: tuple[str, ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class DecodedFeed:
+    format: str  # csv | json | jsonl
+    encoding: str
+    headers: list[str]
+    records: list[FeedRecord]
+
+
+def decode_text(data: bytes) -> tuple[str, str]:
+    """Text and encoding name: UTF-8 (BOM stripped) when valid, else cp1252, else latin-1."""
+    try:
+        encoding = "utf-8-sig" if data.startswith(b"\xef\xbb\xbf") else "utf-8"
+        return data.decode(encoding), encoding
+    except UnicodeDecodeError:
+        pass
+    try:
+        return data.decode("cp1252"), "cp1252"
+    except UnicodeDecodeError:
+        return data.decode("latin-1"), "latin-1"
+
+
+def detect_format(text: str, filename: str) -> str:
+    """``csv``, ``json`` or ``jsonl`` from the content, with the extension as a tie-breaker."""
+    suffix = PurePath(filename).suffix.lower()
+    stripped = text.lstrip()
+    if not stripped:
+        return "csv" if suffix not in (".json", ".jsonl", ".ndjson") else suffix.lstrip(".").replace("ndjson", "jsonl")
+    first = stripped[0]
+    if first == "[":
+        return "json"
+    if first == "{":
+        if suffix == ".json":
+            # a single object wrapping a list, or JSON lines saved as .json
+            first_line = stripped.split("\n", 1)[0].strip()
+            try:
+                json.loads(first_line)
+                return "jsonl" if "\n" in stripped.strip() else "json"
+            except json.JSONDecodeError:
+                return "json"
+        return "jsonl"
+    return "csv"
+
+
+def _scalar(value: object) -> Value:
+    if value is None or isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        return value  # type: ignore[return-value]
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _json_record(obj: object, line: int) -> FeedRecord:
+    if not isinstance(obj, dict):
+        return FeedRecord(line=line, fields={}, error="malformed_record",
+                          detail=f"expected an object, got {type(obj).__name__}",
+                          raw_text=json.dumps(obj, ensure_ascii=False))
+    return FeedRecord(line=line, fields={str(k): _scalar(v) for k, v in obj.items()})
+
+
+def _headers_of(records: list[FeedRecord]) -> list[str]:
+    headers: dict[str, None] = {}
+    for record in records:
+        for key in record.fields:
+            headers.setdefault(key, None)
+    return list(headers)
+
+
+def _read_json(text: str) -> list[FeedRecord]:
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise FeedFormatError(f"invalid JSON: {exc}") from exc
+    if isinstance(doc, dict):
+        for key in ("items", "produtos", "data", "products", "itens"):
+            if isinstance(doc.get(key), list):
+                doc = doc[key]
+                break
+        else:
+            doc = [doc]
+    if not isinstance(doc, list):
+        raise FeedFormatError("JSON document is neither an array nor an object")
+    return [_json_record(obj, i) for i, obj in enumerate(doc, start=1)]
+
+
+def _read_jsonl(text: str) -> list[FeedRecord]:
+    records = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            records.append(FeedRecord(line=number, fields={}, error="malformed_json",
+                                      detail=str(exc), raw_text=line))
+            continue
+        records.append(_json_record(obj, number))
+    return records
+
+
+def detect_delimiter(header_line: str) -> str:
+    """The most frequent of ``;``, ``,``, tab and ``|`` outside quotes in the header line."""
+    counts = {d: 0 for d in (";", ",", "\t", "|")}
+    quoted = False
+    for ch in header_line:
+        if ch == '"':
+            quoted = not quoted
+        elif not quoted and ch in counts:
+            counts[ch] += 1
+    best = max(counts, key=lambda d: counts[d])
+    return best if counts[best] else ","
+
+
+def _read_csv(text: str) -> tuple[list[str], list[FeedRecord]]:
+    lines = text.splitlines()
+    header_line = next((line for line in lines if line.strip()), "")
+    if not header_line:
+        return [], []
+    delimiter = detect_delimiter(header_line)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    headers: list[str] | None = None
+    records: list[FeedRecord] = []
+    previous_line = 0
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            records.append(FeedRecord(line=previous_line + 1, fields={}, error="malformed_row",
+                                      detail=str(exc)))
+            previous_line = reader.line_num
+            continue
+        start_line = previous_line + 1
+        previous_line = reader.line_num
+        if not row or all(not cell.strip() for cell in row):
+            continue  # blank line
+        if headers is None:
+            headers = [cell.strip() for cell in row]
+            continue
+        values: dict[str, Value] = {}
+        for i, header in enumerate(headers):
+            values[header] = row[i] if i < len(row) else None
+        extra = tuple(row[len(headers):])
+        if any(cell.strip() for cell in extra):
+            records.append(FeedRecord(
+                line=start_line, fields=values, error="malformed_row",
+                detail=f"{len(row)} fields for {len(headers)} columns", extra=extra,
+            ))
+            continue
+        records.append(FeedRecord(line=start_line, fields=values))
+    return headers or [], records
+
+
+def read_feed(data: bytes, filename: str) -> DecodedFeed:
+    """Decode a feed file's bytes into records.
+
+    Raises
+    ------
+    FeedFormatError
+        the file as a whole cannot be read (e.g. a truncated JSON array).
+    """
+    text, encoding = decode_text(data)
+    fmt = detect_format(text, filename)
+    if fmt == "json":
+        records = _read_json(text)
+        return DecodedFeed("json", encoding, _headers_of(records), records)
+    if fmt == "jsonl":
+        records = _read_jsonl(text)
+        return DecodedFeed("jsonl", encoding, _headers_of(records), records)
+    headers, records = _read_csv(text)
+    return DecodedFeed("csv", encoding, headers, records)

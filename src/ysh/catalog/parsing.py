@@ -1,0 +1,551 @@
+"""Pure parsing rules of distributor feeds: headers, numbers, units, brands, categories.
+
+Nothing here imports Pathway or Dagster. Every function takes plain strings and
+either returns a normalized value or raises :class:`ValueError` with a message that
+says what was wrong; callers turn those into quarantine reason codes.
+
+Brazilian feeds write numbers the Brazilian way (``1.234,56``: dot for thousands,
+comma for decimals) but English exports use ``1,234.56`` or ``1234.56``; the rule in
+:func:`parse_decimal` decides between them without guessing from the column.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from datetime import date
+from functools import lru_cache
+
+# --------------------------------------------------------------------------------------
+# text helpers
+# --------------------------------------------------------------------------------------
+
+
+def strip_accents(text: str) -> str:
+    """Remove diacritics: ``"Potência"`` → ``"Potencia"``."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+
+
+def normalize_header(header: str) -> str:
+    """Header key used for synonym matching: accent-free, lower-case, ``_``-joined words.
+
+    ``"Potência (Wp)"`` → ``"potencia_wp"``; ``"\\ufeffCódigo"`` → ``"codigo"``;
+    ``"Valor Unitário"`` → ``"valor_unitario"``.
+    """
+    text = strip_accents(header.replace("\ufeff", "")).lower()
+    return re.sub(r"[^a-z0-9]+", "_", text).strip("_")
+
+
+# --------------------------------------------------------------------------------------
+# header synonyms
+# --------------------------------------------------------------------------------------
+
+#: canonical field → header keys (already passed through :func:`normalize_header`).
+HEADER_SYNONYMS: dict[str, tuple[str, ...]] = {
+    "sku": ("sku", "codigo", "cod", "part_number", "partnumber", "pn", "referencia", "ref",
+            "codigo_produto", "cod_produto"),
+    "brand": ("brand", "marca", "fabricante", "manufacturer"),
+    "model": ("model", "modelo"),
+    "description": ("descricao", "description", "produto", "nome", "descricao_produto",
+                    "nome_produto"),
+    "category": ("category", "categoria", "tipo", "type"),
+    "power": ("power_w", "potencia", "potencia_w", "potencia_wp", "pmax", "pmax_w", "power",
+              "potencia_nominal", "potencia_kw", "potencia_kwp", "power_kw"),
+    "price": ("price", "preco", "valor", "valor_unitario", "preco_brl", "preco_unitario",
+              "price_brl"),
+    "stock": ("stock", "estoque", "qtd", "quantidade", "qty"),
+    "inmetro": ("inmetro", "registro_inmetro", "inmetro_registration", "reg_inmetro"),
+    "efficiency": ("eficiencia", "efficiency", "eficiencia_pct", "efficiency_pct"),
+    "technology": ("tecnologia", "technology", "celula", "tipo_celula"),
+    "voc": ("voc", "voc_v"),
+    "isc": ("isc", "isc_a"),
+    "vmp": ("vmp", "vmp_v", "vmpp"),
+    "imp": ("imp", "imp_a", "impp"),
+    "mppt": ("mppt", "mppts", "mppt_count", "num_mppt", "qtd_mppt"),
+    "phases": ("fases", "phases", "fase"),
+    "max_dc_voltage": ("max_dc_voltage_v", "tensao_max_cc", "vdc_max", "max_dc_voltage",
+                       "tensao_maxima_cc"),
+}
+
+_HEADER_INDEX: dict[str, str] = {
+    key: field for field, keys in HEADER_SYNONYMS.items() for key in keys
+}
+
+#: header keys whose unit-less values are kilowatts.
+KILOWATT_HEADERS = frozenset({"potencia_kw", "potencia_kwp", "power_kw"})
+
+
+@dataclass(frozen=True)
+class HeaderMapping:
+    """How one feed's columns map to canonical fields (first matching column wins)."""
+
+    columns: dict[str, str]  # canonical field -> original header
+    power_unit: str  # "W" or "kW": unit of unit-less values in the power column
+    unknown: tuple[str, ...]  # headers we did not recognize (kept in ``raw``)
+
+
+def map_headers(headers: list[str]) -> HeaderMapping:
+    """Map a feed's original headers to canonical fields.
+
+    Matching is case-, accent- and spacing-insensitive. When two columns map to the same
+    field, the first one wins and the other is reported as unknown.
+    """
+    columns: dict[str, str] = {}
+    unknown: list[str] = []
+    power_unit = "W"
+    for header in headers:
+        key = normalize_header(header)
+        field = _HEADER_INDEX.get(key)
+        if field is None or field in columns:
+            unknown.append(header)
+            continue
+        columns[field] = header
+        if field == "power" and key in KILOWATT_HEADERS:
+            power_unit = "kW"
+    return HeaderMapping(columns=columns, power_unit=power_unit, unknown=tuple(unknown))
+
+
+# --------------------------------------------------------------------------------------
+# numbers
+# --------------------------------------------------------------------------------------
+
+_BR_THOUSANDS = re.compile(r"^\d{1,3}(\.\d{3})+$")
+_EN_THOUSANDS = re.compile(r"^\d{1,3}(,\d{3})+$")
+_NUMBER_CHARS = re.compile(r"^[+-]?[\d.,]+$")
+
+
+def parse_decimal(text: str) -> float:
+    """Parse a number written the Brazilian or the English way.
+
+    Rules, in order:
+
+    1. Both ``.`` and ``,`` present: the one that comes last is the decimal separator
+       (``1.234,56`` and ``1,234.56`` are both 1234.56).
+    2. Only ``,``: it is the decimal separator (``0,55`` → 0.55, ``1234,5`` → 1234.5),
+       unless it appears more than once in thousands groups (``1,234,567``).
+    3. Only ``.``: thousands groups when the text is ``d{1,3}(.ddd)+`` and does not start
+       with ``0`` (``5.000`` → 5000, ``1.234.567`` → 1234567), else decimal (``550.5``).
+
+    Raises
+    ------
+    ValueError
+        empty text, letters, or several decimal separators.
+    """
+    s = text.strip().replace(" ", "").replace("\u00a0", "")
+    if not s or not _NUMBER_CHARS.match(s):
+        raise ValueError(f"not a number: {text!r}")
+    sign = -1.0 if s.startswith("-") else 1.0
+    s = s.lstrip("+-")
+    if not s or not any(ch.isdigit() for ch in s):
+        raise ValueError(f"not a number: {text!r}")
+    if "." in s and "," in s:
+        decimal_sep = "," if s.rfind(",") > s.rfind(".") else "."
+        thousands_sep = "." if decimal_sep == "," else ","
+        integer, _, fraction = s.rpartition(decimal_sep)
+        if thousands_sep in fraction or decimal_sep in integer:
+            raise ValueError(f"ambiguous number: {text!r}")
+        groups = integer.split(thousands_sep)
+        if groups[0] == "" or any(len(g) != 3 for g in groups[1:]) or len(groups[0]) > 3:
+            raise ValueError(f"bad thousands grouping: {text!r}")
+        s = "".join(groups) + "." + fraction
+    elif "," in s:
+        if s.count(",") > 1:
+            if not _EN_THOUSANDS.match(s):
+                raise ValueError(f"bad number: {text!r}")
+            s = s.replace(",", "")
+        else:
+            s = s.replace(",", ".")
+    elif "." in s:
+        if s.count(".") > 1 or (_BR_THOUSANDS.match(s) and not s.startswith("0")):
+            if not _BR_THOUSANDS.match(s):
+                raise ValueError(f"bad number: {text!r}")
+            s = s.replace(".", "")
+    if s.startswith(".") or s.endswith("."):
+        raise ValueError(f"bad number: {text!r}")
+    return sign * float(s)
+
+
+_POWER = re.compile(
+    r"^(?P<num>[+-]?[\d.,\s]*\d[\d.,]*)\s*(?P<unit>mw|kwp|kw|wp|w)?$", re.IGNORECASE
+)
+_UNIT_FACTOR = {"w": 1.0, "wp": 1.0, "kw": 1000.0, "kwp": 1000.0, "mw": 1_000_000.0}
+
+
+def parse_power_w(text: str, default_unit: str = "W") -> float:
+    """Power in watts from text such as ``550``, ``550W``, ``550 Wp``, ``0,55 kW``, ``5.000 W``.
+
+    Parameters
+    ----------
+    text : str
+        the value as written in the feed.
+    default_unit : {"W", "kW"}
+        unit of a value written without one (from the column header, e.g. ``potencia_kw``).
+
+    Returns
+    -------
+    float
+        power [W].
+
+    Raises
+    ------
+    ValueError
+        text that is not a number with an optional W/Wp/kW/kWp/MW unit.
+    """
+    m = _POWER.match(text.strip())
+    if not m:
+        raise ValueError(f"not a power: {text!r}")
+    unit = (m.group("unit") or default_unit).lower()
+    value = parse_decimal(m.group("num")) * _UNIT_FACTOR[unit]
+    return value
+
+
+_CURRENCY = re.compile(r"^(r\$|brl)\s*", re.IGNORECASE)
+
+
+def parse_price_brl(text: str) -> float:
+    """Unit price in BRL from ``R$ 1.234,56``, ``1.234,56``, ``1234,56``, ``1234.56``, ``BRL 99``.
+
+    A negative price parses (it is a data error the caller reports, not a parse error).
+
+    Raises
+    ------
+    ValueError
+        text that is not a number after removing the currency marker.
+    """
+    s = text.strip()
+    negative = s.startswith("-")
+    s = _CURRENCY.sub("", s.lstrip("-").strip())
+    value = parse_decimal(s)
+    return -value if negative else value
+
+
+_NO_STOCK_WORDS = frozenset({"", "-", "sob consulta", "consultar", "n/d", "nd", "na", "n/a"})
+
+
+def parse_stock(text: str) -> int | None:
+    """Units in stock: ``12``, ``1.200``, ``"sob consulta"`` (unknown → None).
+
+    Raises
+    ------
+    ValueError
+        text that is not a whole number.
+    """
+    s = strip_accents(text).strip().lower()
+    if s in _NO_STOCK_WORDS:
+        return None
+    s = re.sub(r"\s*(un|und|unid|unidades|pcs|pc)\.?$", "", s)
+    value = parse_decimal(s)
+    if value != int(value):
+        raise ValueError(f"stock is not a whole number: {text!r}")
+    return int(value)
+
+
+# --------------------------------------------------------------------------------------
+# identifiers
+# --------------------------------------------------------------------------------------
+
+
+def normalize_sku(text: str | None) -> str | None:
+    """SKU key: trimmed, upper-case, inner whitespace removed; empty → None."""
+    if text is None:
+        return None
+    sku = re.sub(r"\s+", "", str(text)).upper()
+    return sku or None
+
+
+def model_key(model: str) -> str:
+    """Key that groups spellings of one model: ``JAM72S30-550/MR`` ≡ ``jam72s30 550 mr``."""
+    return re.sub(r"[^A-Z0-9]", "", strip_accents(model).upper())
+
+
+# --------------------------------------------------------------------------------------
+# brands
+# --------------------------------------------------------------------------------------
+
+#: canonical brand → aliases (matched without case, spaces, hyphens, dots, underscores).
+BRAND_ALIASES: dict[str, tuple[str, ...]] = {
+    "JA Solar": ("JA Solar", "JASolar", "JA Solar Technology", "JA"),
+    "Jinko Solar": ("Jinko", "Jinko Solar", "JinkoSolar", "Jinko Solar Co"),
+    "Trina Solar": ("Trina", "Trina Solar", "TrinaSolar"),
+    "Canadian Solar": ("Canadian", "Canadian Solar", "CSI", "CSI Solar"),
+    "LONGi": ("LONGi", "LONGi Solar", "LONGi Green Energy", "LONGi Green Energy Technology"),
+    "Risen": ("Risen", "Risen Energy"),
+    "BYD": ("BYD",),
+    "DAH Solar": ("DAH", "DAH Solar", "DAHSolar"),
+    "Astronergy": ("Astronergy", "Chint Astronergy", "Astronergy Solar"),
+    "Growatt": ("Growatt", "Growatt New Energy"),
+    "Fronius": ("Fronius",),
+    "WEG": ("WEG",),
+    "Deye": ("Deye", "Ningbo Deye"),
+    "Huawei": ("Huawei", "Huawei FusionSolar", "FusionSolar", "Huawei Technologies"),
+    "SolarEdge": ("SolarEdge", "Solar Edge", "SolarEdge Technologies"),
+    "Sungrow": ("Sungrow", "Sungrow Power"),
+    "GoodWe": ("GoodWe", "Good We"),
+    "Hoymiles": ("Hoymiles",),
+    "APsystems": ("APsystems", "AP Systems", "APS"),
+    "SMA": ("SMA", "SMA Solar", "SMA Solar Technology"),
+    "Sofar": ("Sofar", "Sofar Solar", "SofarSolar"),
+    "Solis": ("Solis", "Ginlong", "Ginlong Solis"),
+    "Enphase": ("Enphase", "Enphase Energy"),
+}
+
+
+def _brand_key(text: str) -> str:
+    key = re.sub(r"[\s\-_.,]+", "", strip_accents(text).lower())
+    return re.sub(r"(co|ltd|inc|sa|ltda|corp)+$", "", key) or key
+
+
+_BRAND_INDEX: dict[str, str] = {
+    _brand_key(alias): brand for brand, aliases in BRAND_ALIASES.items() for alias in aliases
+}
+
+
+def canonical_brand(text: str | None) -> str | None:
+    """Canonical brand name (``"JINKO"`` → ``"Jinko Solar"``); unknown brands are kept as
+    written (trimmed, inner spaces collapsed); empty → None."""
+    if text is None:
+        return None
+    cleaned = re.sub(r"\s+", " ", str(text)).strip()
+    if not cleaned:
+        return None
+    return _BRAND_INDEX.get(_brand_key(cleaned), cleaned)
+
+
+def _alias_pattern(alias: str) -> str:
+    # letters of each word joined by optional separators: "JA Solar" ≈ "ja-solar" ≈ "jasolar"
+    words = re.split(r"[\s\-_.]+", strip_accents(alias).lower())
+    return r"[\s\-_.]*".join(re.escape(w) for w in words if w)
+
+
+@lru_cache(maxsize=1)
+def _brand_regex() -> re.Pattern[str]:
+    aliases = sorted(
+        ((alias, brand) for brand, al in BRAND_ALIASES.items() for alias in al
+         if len(_brand_key(alias)) >= 3 or alias in ("JA",)),
+        key=lambda ab: -len(ab[0]),
+    )
+    parts = [f"(?P<b{i}>{_alias_pattern(a)})" for i, (a, _) in enumerate(aliases)]
+    _brand_regex.brands = [b for _, b in aliases]  # type: ignore[attr-defined]
+    return re.compile(r"(?<![a-z0-9])(?:" + "|".join(parts) + r")(?![a-z0-9])")
+
+
+def find_brand(text: str) -> tuple[str, tuple[int, int]] | None:
+    """First known brand mentioned in free text, with its span in the accent-free
+    lower-cased text. ``"Módulo JA Solar JAM72S30"`` → ``("JA Solar", (7, 15))``."""
+    regex = _brand_regex()
+    m = regex.search(strip_accents(text).lower())
+    if not m:
+        return None
+    index = int(m.lastgroup[1:])  # type: ignore[index]
+    brand = _brand_regex.brands[index]  # type: ignore[attr-defined]
+    if brand == "JA Solar" and m.group(0).strip() == "ja":
+        # bare "JA" only counts when followed by a JA model code (JAM...)
+        if not re.match(r"\s*jam", strip_accents(text).lower()[m.end():]):
+            return None
+    return brand, m.span()
+
+
+# --------------------------------------------------------------------------------------
+# categories
+# --------------------------------------------------------------------------------------
+
+CATEGORIES = ("module", "inverter", "microinverter", "battery", "other")
+
+# Order matters: "microinversor" before "inversor"; "string box" is an accessory.
+_CATEGORY_RULES: tuple[tuple[str, str], ...] = (
+    (r"micro[\s\-_]*invers|micro[\s\-_]*inverter|\bmicro\b", "microinverter"),
+    (r"string[\s\-_]*box|stringbox|estrutura|cabo|conector|mc4|acessori|accessor|suporte"
+     r"|ferramenta|disjuntor|dps|perfil|trilho|parafuso|grampo|otimizador|optimizer"
+     r"|smart[\s\-_]*meter|medidor|dongle|wifi|wi[\s\-_]*fi|datalogger|monitoramento|\bkit\b", "other"),
+    (r"invers|inverter|\bhibrido\b|\bhybrid\b", "inverter"),
+    (r"modul|module|painel|panel|placa\s+solar|\bplaca\b|fotovoltaic|photovoltaic|\bpv\b", "module"),
+    (r"bateria|battery|baterias|batteries|\bbess\b|armazenamento|storage", "battery"),
+)
+_CATEGORY_REGEX = tuple((re.compile(p), c) for p, c in _CATEGORY_RULES)
+
+
+def parse_category(text: str | None) -> str | None:
+    """Category from a category column value (``"Módulo Fotovoltaico"`` → ``"module"``).
+
+    Returns None when the text names no known category (the caller quarantines the row
+    as ``unknown_category``); returns the value itself when it already is canonical.
+    """
+    if text is None:
+        return None
+    s = strip_accents(str(text)).lower().strip()
+    if not s:
+        return None
+    if s in CATEGORIES:
+        return s
+    for regex, category in _CATEGORY_REGEX:
+        if regex.search(s):
+            return category
+    return None
+
+
+def category_from_description(text: str) -> str | None:
+    """Category from a product description; only its first words are looked at, since
+    descriptions start with the product type (``"Inversor Growatt ... para módulos"``)."""
+    s = strip_accents(text).lower()
+    head = " ".join(s.split()[:3])
+    return parse_category(head) or parse_category(s)
+
+
+# --------------------------------------------------------------------------------------
+# facts inferred from a description
+# --------------------------------------------------------------------------------------
+
+_POWER_IN_TEXT = re.compile(
+    r"(?<![\w.,])(\d{1,3}(?:\.\d{3})+|\d+(?:[.,]\d+)?)\s*(kwp|kw|wp|w)(?![a-z0-9])", re.IGNORECASE
+)
+_EFFICIENCY_IN_TEXT = re.compile(r"(\d{1,2}(?:[.,]\d{1,2})?)\s*%")
+_MPPT_IN_TEXT = re.compile(r"(\d{1,2})\s*mppts?\b", re.IGNORECASE)
+_TECHNOLOGIES = (
+    (re.compile(r"topcon|n[\s\-]?type", re.I), "TOPCon"),
+    (re.compile(r"\bhjt\b|heterojun", re.I), "HJT"),
+    (re.compile(r"\bibc\b|back[\s\-]?contact|\bhpbc\b|\babc\b", re.I), "BC"),
+    (re.compile(r"\bperc\b", re.I), "PERC"),
+    (re.compile(r"\bpoly|policristal|multi[\s\-]?c", re.I), "poly"),
+    (re.compile(r"\bmono(?!fas)|monocristal", re.I), "mono"),
+    (re.compile(r"\bcdte\b|thin[\s\-]?film|filme\s+fino", re.I), "thin-film"),
+)
+_PHASES = (
+    (re.compile(r"trifasic|three[\s\-]?phase|\b3f\b|\b3ph\b", re.I), 3),
+    (re.compile(r"bifasic|split[\s\-]?phase|\b2f\b", re.I), 2),
+    (re.compile(r"monofasic|single[\s\-]?phase|\b1f\b|\b1ph\b", re.I), 1),
+)
+_MODEL_TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9\-/.+_]*")
+
+
+def find_power_w(text: str) -> float | None:
+    """First power written with a unit in free text (``"550W"``, ``"5 kW"``, ``"0,55kWp"``) [W]."""
+    m = _POWER_IN_TEXT.search(text)
+    if not m:
+        return None
+    return parse_power_w(m.group(1) + m.group(2))
+
+
+def find_technology(text: str) -> str | None:
+    """Cell/inverter technology named in text; the most specific one wins."""
+    for regex, name in _TECHNOLOGIES:
+        if regex.search(strip_accents(text)):
+            return name
+    return None
+
+
+def find_phases(text: str) -> int | None:
+    s = strip_accents(text)
+    for regex, phases in _PHASES:
+        if regex.search(s):
+            return phases
+    return None
+
+
+def find_mppt_count(text: str) -> int | None:
+    m = _MPPT_IN_TEXT.search(text)
+    return int(m.group(1)) if m else None
+
+
+def find_efficiency_pct(text: str) -> float | None:
+    m = _EFFICIENCY_IN_TEXT.search(text)
+    return parse_decimal(m.group(1)) if m else None
+
+
+def find_model(text: str, brand_span: tuple[int, int] | None) -> str | None:
+    """Model code in a description: the first token after the brand (else anywhere) that
+    mixes letters and digits, is at least 4 characters long and is not a power or a
+    quantity (``"JAM72S30-550/MR"`` in ``"Módulo JA Solar JAM72S30-550/MR 550W"``)."""
+    start = brand_span[1] if brand_span else 0
+    for segment in (text[start:], text) if start else (text,):
+        for m in _MODEL_TOKEN.finditer(segment):
+            token = m.group(0).strip(".-/_+")
+            if len(token) < 4:
+                continue
+            if not (re.search(r"[A-Za-z]", token) and re.search(r"\d", token)):
+                continue
+            if _POWER_IN_TEXT.fullmatch(token) or re.fullmatch(r"\d+(mm2?|m|v|a|mppts?|kwh|ah)", token, re.I):
+                continue
+            return token
+    return None
+
+
+@dataclass(frozen=True)
+class DescriptionFacts:
+    """What a product description says about the product (None: not said)."""
+
+    brand: str | None = None
+    model: str | None = None
+    category: str | None = None
+    power_w: float | None = None
+    technology: str | None = None
+    efficiency_pct: float | None = None
+    phases: int | None = None
+    mppt_count: int | None = None
+
+
+def infer_from_description(description: str | None) -> DescriptionFacts:
+    """Facts from a free-text description such as
+    ``"Módulo Fotovoltaico JA Solar JAM72S30-550/MR 550W Mono PERC"``."""
+    if not description:
+        return DescriptionFacts()
+    text = str(description)
+    found = find_brand(text)
+    brand, span = (found if found else (None, None))
+    try:
+        power = find_power_w(text)
+    except ValueError:
+        power = None
+    try:
+        efficiency = find_efficiency_pct(text)
+    except ValueError:
+        efficiency = None
+    return DescriptionFacts(
+        brand=brand,
+        model=find_model(text, span),
+        category=category_from_description(text),
+        power_w=power,
+        technology=find_technology(text),
+        efficiency_pct=efficiency,
+        phases=find_phases(text),
+        mppt_count=find_mppt_count(text),
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Inmetro registration
+# --------------------------------------------------------------------------------------
+
+_INMETRO = re.compile(r"^(?:n[ºo°.]*\s*)?(?:reg(?:istro)?\.?\s*)?(\d{3,6})\s*/\s*(\d{4})$", re.I)
+FIRST_INMETRO_YEAR = 2011  # Portaria Inmetro 004/2011: conformity assessment of PV equipment
+
+
+def inmetro_status(registration: str | None, today: date | None = None) -> str:
+    """Status of an Inmetro registration number.
+
+    Rule: ``missing`` when empty; ``ok`` when it reads ``NNN/YYYY`` (3–6 digits, a slash,
+    a 4-digit year, optionally prefixed by ``Nº``/``Registro``) with the year between
+    2011 (first PV conformity ordinance, Portaria Inmetro 004/2011) and the current year;
+    ``invalid`` otherwise. A missing or invalid registration flags the item, it does not
+    drop it.
+    """
+    if registration is None or not str(registration).strip():
+        return "missing"
+    m = _INMETRO.match(str(registration).strip())
+    if not m:
+        return "invalid"
+    year = int(m.group(2))
+    current = (today or date.today()).year
+    return "ok" if FIRST_INMETRO_YEAR <= year <= current else "invalid"
+
+
+def normalize_inmetro(registration: str | None) -> str | None:
+    """Registration as ``NNNNNN/YYYY`` when it is well formed, else the trimmed text."""
+    if registration is None:
+        return None
+    s = str(registration).strip()
+    if not s:
+        return None
+    m = _INMETRO.match(s)
+    return f"{int(m.group(1)):06d}/{m.group(2)}" if m else s

@@ -1,0 +1,233 @@
+"""The catalog job's Pathway graph.
+
+:func:`build_catalog_graph` takes a table of feed files (one row per file: its bytes and
+the connector's ``_metadata``) and returns the output tables. It never calls
+``pw.run``: the caller attaches sinks and runs it, statically (batch) or streaming —
+same graph, same results. Files are the unit of change: a new, changed or removed file
+inserts, replaces or retracts exactly its rows downstream.
+
+Per file, one UDF decodes and normalizes all rows (pure domain code,
+:func:`ysh.catalog.normalize.normalize_feed`); rows then flow as Pathway rows, so
+de-duplication across files and the product grouping are incremental.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+
+import pathway as pw
+
+from .normalize import normalize_feed
+
+ITEM_FIELDS_STR = ("category", "brand", "model", "description", "inmetro_registration",
+                   "inmetro_status", "technology")
+ITEM_FIELDS_FLOAT = ("power_w", "price_brl", "efficiency_pct", "voc_v", "isc_a", "vmp_v",
+                     "imp_a", "max_dc_voltage_v")
+ITEM_FIELDS_INT = ("stock_units", "mppt_count", "phases")
+
+
+@dataclass
+class CatalogTables:
+    items: pw.Table  # items_normalized, one row per (distributor, sku)
+    quarantine: pw.Table  # items_quarantine, one row per (source_file, line)
+    products: pw.Table  # products, one row per physical product (brand + model key)
+    files: pw.Table  # catalog_feed_files, one row per feed file with its counts
+
+
+# ------------------------------------------------------------------------------------------
+# sources
+# ------------------------------------------------------------------------------------------
+
+
+def read_feed_files_fs(path: str, *, mode: str = "static", name: str = "catalog_feeds") -> pw.Table:
+    """Feed files in a folder (recursively), one row per file."""
+    return pw.io.fs.read(
+        path, format="binary", mode=mode, with_metadata=True, name=name,
+        autocommit_duration_ms=500,
+    )
+
+
+def read_feed_files_s3(
+    bucket: str,
+    prefix: str,
+    *,
+    endpoint: str | None,
+    region: str,
+    access_key: str | None,
+    secret_key: str | None,
+    mode: str = "static",
+    name: str = "catalog_feeds_s3",
+) -> pw.Table:
+    """Feed objects under ``s3://bucket/prefix``, one row per object (S3, MinIO, any S3 API)."""
+    settings = pw.io.s3.AwsS3Settings(
+        bucket_name=bucket,
+        access_key=access_key,
+        secret_access_key=secret_key,
+        region=region,
+        endpoint=endpoint,
+        with_path_style=endpoint is not None,
+    )
+    return pw.io.s3.read(
+        prefix, format="binary", aws_s3_settings=settings, mode=mode, with_metadata=True,
+        name=name, autocommit_duration_ms=500,
+    )
+
+
+# ------------------------------------------------------------------------------------------
+# UDFs (thin: the rules live in the domain modules)
+# ------------------------------------------------------------------------------------------
+
+
+def _distributor_of(path: str, landing_root: str | None, distributor: str | None) -> str:
+    from .normalize import distributor_from_path
+
+    return distributor or distributor_from_path(path, landing_root)
+
+
+def _make_normalize_udf(landing_root: str | None, distributor: str | None):
+    @pw.udf(deterministic=True)
+    def normalize_file(data: bytes, path: str) -> pw.Json:
+        result = normalize_feed(data, path, _distributor_of(path, landing_root, distributor))
+        return pw.Json({
+            "items": [item.to_dict() for item in result.items],
+            "quarantine": [row.to_dict() for row in result.quarantine],
+            "stats": result.stats(),
+        })
+
+    return normalize_file
+
+
+@pw.udf(deterministic=True)
+def _price_stats(prices: tuple) -> pw.Json:
+    values = sorted(float(v) for v in prices if v is not None)
+    if not values:
+        return pw.Json({"min": None, "median": None, "max": None, "priced": 0})
+    return pw.Json({"min": values[0], "median": round(statistics.median(values), 2),
+                    "max": values[-1], "priced": len(values)})
+
+
+@pw.udf(deterministic=True)
+def _product_key(brand: str, model: str) -> str:
+    from .parsing import model_key
+
+    return f"{brand}|{model_key(model)}"
+
+
+def _now_utc(_: object) -> pw.DateTimeUtc:  # pragma: no cover - trivial
+    import datetime
+
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+# ------------------------------------------------------------------------------------------
+# the graph
+# ------------------------------------------------------------------------------------------
+
+
+def build_catalog_graph(
+    feed_files: pw.Table, *, landing_root: str | None = None, distributor: str | None = None
+) -> CatalogTables:
+    """Build the catalog graph over ``feed_files`` (columns ``data`` and ``_metadata``).
+
+    Parameters
+    ----------
+    feed_files : pw.Table
+        one row per feed file, as produced by ``pw.io.fs.read``/``pw.io.s3.read`` with
+        ``format="binary", with_metadata=True``.
+    landing_root : str, optional
+        root of the landing area; a file in ``<root>/<distributor>/`` belongs to that
+        distributor, a file directly under it to the distributor named by its stem.
+    distributor : str, optional
+        force one distributor name for every file (``--distributor``).
+    """
+    normalize_file = _make_normalize_udf(landing_root, distributor)
+    files = feed_files.select(
+        source_file=pw.this._metadata["path"].as_str(unwrap=True),
+        modified_at_s=pw.this._metadata["modified_at"].as_int(default=0, unwrap=True),
+        result=normalize_file(pw.this.data, pw.this._metadata["path"].as_str(unwrap=True)),
+    )
+    files = files.with_columns(
+        ingested_at=pw.apply_with_type(_now_utc, pw.DateTimeUtc, pw.this.source_file),
+    )
+
+    # --- items -----------------------------------------------------------------------
+    item_rows = files.select(
+        pw.this.modified_at_s, pw.this.ingested_at, row=pw.this.result["items"]
+    ).flatten(pw.this.row)
+    item_cols = {
+        "distributor": pw.this.row["distributor"].as_str(unwrap=True),
+        "sku": pw.this.row["sku"].as_str(unwrap=True),
+        "source_file": pw.this.row["source_file"].as_str(unwrap=True),
+        "source_line": pw.this.row["line"].as_int(unwrap=True),
+    }
+    item_cols.update({f: pw.this.row[f].as_str() for f in ITEM_FIELDS_STR})
+    item_cols.update({f: pw.this.row[f].as_float() for f in ITEM_FIELDS_FLOAT})
+    item_cols.update({f: pw.this.row[f].as_int() for f in ITEM_FIELDS_INT})
+    all_items = item_rows.select(
+        **item_cols,
+        ingested_at=pw.this.ingested_at,
+        rank=pw.this.modified_at_s * 10_000_000 + pw.this.row["line"].as_int(unwrap=True),
+    )
+    # the same (distributor, sku) in several files: the newest file wins, then the last line
+    winners = all_items.groupby(pw.this.distributor, pw.this.sku).reduce(
+        winner=pw.reducers.argmax(pw.this.rank)
+    )
+    items = all_items.ix(winners.winner).without(pw.this.rank)
+    items = items.with_id_from(pw.this.distributor, pw.this.sku)
+
+    # --- quarantine --------------------------------------------------------------------
+    quarantine = files.select(pw.this.ingested_at, row=pw.this.result["quarantine"]).flatten(
+        pw.this.row
+    ).select(
+        distributor=pw.this.row["distributor"].as_str(unwrap=True),
+        source_file=pw.this.row["source_file"].as_str(unwrap=True),
+        source_line=pw.this.row["line"].as_int(unwrap=True),
+        reason=pw.this.row["reason"].as_str(unwrap=True),
+        detail=pw.this.row["detail"].as_str(unwrap=True),
+        raw=pw.this.row["raw"].as_str(unwrap=True),
+        ingested_at=pw.this.ingested_at,
+    )
+
+    # --- feed files --------------------------------------------------------------------
+    stats = pw.this.result["stats"]
+    file_table = files.select(
+        pw.this.source_file,
+        distributor=stats["distributor"].as_str(unwrap=True),
+        format=stats["format"].as_str(unwrap=True),
+        encoding=stats["encoding"].as_str(unwrap=True),
+        rows=stats["rows"].as_int(unwrap=True),
+        items=stats["items"].as_int(unwrap=True),
+        quarantined=stats["quarantined"].as_int(unwrap=True),
+        duplicate_skus=stats["duplicate_skus"].as_int(unwrap=True),
+        modified_at=pw.this.modified_at_s.dt.utc_from_timestamp(unit="s"),
+        ingested_at=pw.this.ingested_at,
+    )
+
+    # --- products: the same physical product across distributors -----------------------
+    groupable = items.filter(
+        pw.this.brand.is_not_none()
+        & pw.this.model.is_not_none()
+        & (pw.this.category != "other")
+    ).with_columns(product_key=_product_key(pw.unwrap(pw.this.brand), pw.unwrap(pw.this.model)))
+    grouped = groupable.groupby(pw.this.product_key).reduce(
+        pw.this.product_key,
+        brand=pw.reducers.min(pw.unwrap(pw.this.brand)),
+        model=pw.reducers.max(pw.unwrap(pw.this.model)),
+        category=pw.reducers.min(pw.unwrap(pw.this.category)),
+        power_w=pw.reducers.max(pw.coalesce(pw.this.power_w, 0.0)),
+        offers=pw.reducers.count(),
+        distributors=pw.reducers.count_distinct(pw.this.distributor),
+        prices=pw.reducers.tuple(pw.this.price_brl),
+    )
+    price = _price_stats(pw.this.prices)
+    products = grouped.select(
+        pw.this.product_key, pw.this.brand, pw.this.model, pw.this.category,
+        power_w=pw.if_else(pw.this.power_w > 0.0, pw.this.power_w, None),
+        offers=pw.this.offers,
+        distributors=pw.this.distributors,
+        min_price_brl=price["min"].as_float(),
+        median_price_brl=price["median"].as_float(),
+        max_price_brl=price["max"].as_float(),
+    )
+    return CatalogTables(items=items, quarantine=quarantine, products=products, files=file_table)

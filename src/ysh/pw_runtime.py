@@ -1,0 +1,86 @@
+"""Running Pathway graphs: fresh graphs, collectors, Postgres settings, persistence.
+
+Pathway keeps one global graph per process, so every run here starts from a cleared
+graph; Dagster runs it in a subprocess (Dagster Pipes) for full isolation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pathway as pw
+
+
+def fresh_graph() -> None:
+    """Forget every table and connector declared so far in this process."""
+    from pathway.internals.parse_graph import G
+
+    G.clear()
+
+
+def postgres_settings(dsn: str) -> dict[str, str]:
+    """libpq key/value settings for ``pw.io.postgres.write`` from a DSN or URI."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    return {k: str(v) for k, v in conninfo_to_dict(dsn).items() if v is not None}
+
+
+def run(*, persistence_dir: Path | None = None, monitoring: bool = False) -> None:
+    """``pw.run`` with the platform defaults: no license needed, optional persistence
+    (filesystem backend; every source must carry a stable ``name=``)."""
+    kwargs: dict[str, Any] = {
+        "monitoring_level": pw.MonitoringLevel.ALL if monitoring else pw.MonitoringLevel.NONE,
+    }
+    if persistence_dir is not None:
+        persistence_dir.mkdir(parents=True, exist_ok=True)
+        kwargs["persistence_config"] = pw.persistence.Config(
+            pw.persistence.Backend.filesystem(str(persistence_dir))
+        )
+    os.environ.setdefault("PATHWAY_DISABLE_PROGRESS", "1")
+    pw.run(**kwargs)
+
+
+class TableCollector:
+    """Keeps the current state of a Pathway table in memory (row id → row dict)."""
+
+    def __init__(self, table: pw.Table, name: str):
+        self.name = name
+        self.rows: dict[Any, dict] = {}
+        self._lock = threading.Lock()
+        pw.io.subscribe(table, on_change=self._on_change, name=f"collect_{name}")
+
+    def _on_change(self, key, row: dict, time: int, is_addition: bool) -> None:
+        with self._lock:
+            if is_addition:
+                self.rows[key] = row
+            else:
+                self.rows.pop(key, None)
+
+    def values(self) -> list[dict]:
+        with self._lock:
+            return list(self.rows.values())
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if isinstance(value, pw.Json):
+        return value.value
+    return str(value)
+
+
+def write_jsonl(path: Path, rows: Iterable[dict], sort_keys: tuple[str, ...] = ()) -> int:
+    """Write rows as JSON lines (sorted by ``sort_keys`` for stable output); returns the count."""
+    rows = list(rows)
+    if sort_keys:
+        rows.sort(key=lambda r: tuple("" if r.get(k) is None else r.get(k) for k in sort_keys))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False, default=_json_default) + "\n")
+    return len(rows)

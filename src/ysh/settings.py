@@ -1,0 +1,79 @@
+"""The platform's one settings object.
+
+Every backend is picked here, from environment variables prefixed ``YSH_`` (a ``.env``
+file in the working directory is read too). Secrets (passwords, keys) are only ever
+read from the environment or from secret files; nothing secret has a default.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="YSH_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    # --- local state -------------------------------------------------------------
+    home: Path = Field(
+        default=Path(".ysh"),
+        description="Local state: embedded Postgres data, landing area, Dagster home.",
+    )
+
+    # --- warehouse ---------------------------------------------------------------
+    postgres_dsn: SecretStr | None = Field(
+        default=None,
+        description="libpq DSN/URI of the warehouse. Unset: start or reuse the embedded server.",
+    )
+    postgres_schema: str = Field(default="ysh", pattern=r"^[a-z_][a-z0-9_]*$")
+    embedded_postgres_port: int = Field(default=54329, ge=1024, le=65535)
+
+    # --- catalog job -------------------------------------------------------------
+    catalog_source: Literal["fs", "s3"] = "fs"
+    catalog_landing_dir: Path | None = Field(
+        default=None, description="Landing folder of distributor feeds (default: HOME/landing/catalog)."
+    )
+    catalog_s3_bucket: str | None = None
+    catalog_s3_prefix: str = "catalog/"
+
+    # --- object store (S3 / MinIO) -----------------------------------------------
+    s3_endpoint_url: str | None = None
+    s3_region: str = "us-east-1"
+    s3_access_key_id: SecretStr | None = None
+    s3_secret_access_key: SecretStr | None = None
+
+    # --- Pathway -----------------------------------------------------------------
+    pathway_persistence_dir: Path | None = Field(
+        default=None, description="Persistence root of streaming pipelines (default: HOME/pathway)."
+    )
+
+    @property
+    def home_dir(self) -> Path:
+        return self.home.expanduser().resolve()
+
+    @property
+    def landing_dir(self) -> Path:
+        return (self.catalog_landing_dir or self.home_dir / "landing" / "catalog").expanduser().resolve()
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.home_dir / "dagster"
+
+    @property
+    def persistence_dir(self) -> Path:
+        return (self.pathway_persistence_dir or self.home_dir / "pathway").expanduser().resolve()
+
+    @property
+    def uses_embedded_postgres(self) -> bool:
+        return self.postgres_dsn is None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
