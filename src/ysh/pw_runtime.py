@@ -84,3 +84,34 @@ def write_jsonl(path: Path, rows: Iterable[dict], sort_keys: tuple[str, ...] = (
         for row in rows:
             f.write(json.dumps(row, ensure_ascii=False, default=_json_default) + "\n")
     return len(rows)
+
+
+class _QuerySubject(pw.io.python.ConnectorSubject):
+    """Emits the rows of one SQL query, then closes (a static snapshot of a table)."""
+
+    def __init__(self, dsn: str, schema: str, query: str, batch_size: int = 5_000):
+        super().__init__(datasource_name="postgres_query")
+        self._dsn, self._schema, self._query, self._batch = dsn, schema, query, batch_size
+
+    def run(self) -> None:
+        import psycopg
+        from psycopg import sql
+        from psycopg.rows import dict_row
+
+        with psycopg.connect(self._dsn, row_factory=dict_row) as conn:
+            conn.execute(sql.SQL("SET search_path TO {}, public").format(sql.Identifier(self._schema)))
+            with conn.cursor(name="ysh_snapshot") as cur:
+                cur.itersize = self._batch
+                cur.execute(self._query)
+                for row in cur:
+                    self.next(**row)
+
+
+def read_query(dsn: str, schema: str, query: str, table_schema: type[pw.Schema], *,
+               name: str) -> pw.Table:
+    """A static Pathway table holding the result of ``query`` (columns match ``table_schema``).
+
+    Pathway's own Postgres reader needs a license key; this plain Python connector reads a
+    consistent snapshot (one transaction, server-side cursor) instead.
+    """
+    return pw.io.python.read(_QuerySubject(dsn, schema, query), schema=table_schema, name=name)

@@ -20,11 +20,13 @@ import pathway as pw
 
 from .normalize import normalize_feed
 
-ITEM_FIELDS_STR = ("category", "brand", "model", "description", "inmetro_registration",
-                   "inmetro_status", "technology")
-ITEM_FIELDS_FLOAT = ("power_w", "price_brl", "efficiency_pct", "voc_v", "isc_a", "vmp_v",
-                     "imp_a", "max_dc_voltage_v")
-ITEM_FIELDS_INT = ("stock_units", "mppt_count", "phases")
+
+
+@dataclass
+class NormalizedTables:
+    items: pw.Table  # items_normalized, one row per (distributor, sku)
+    quarantine: pw.Table  # items_quarantine, one row per (source_file, line)
+    files: pw.Table  # catalog_feed_files, one row per feed file with its counts
 
 
 @dataclass
@@ -128,7 +130,21 @@ def _now_utc(_: object) -> pw.DateTimeUtc:  # pragma: no cover - trivial
 def build_catalog_graph(
     feed_files: pw.Table, *, landing_root: str | None = None, distributor: str | None = None
 ) -> CatalogTables:
-    """Build the catalog graph over ``feed_files`` (columns ``data`` and ``_metadata``).
+    """The whole catalog graph: :func:`normalize_feeds` then :func:`build_products`."""
+    normalized = normalize_feeds(feed_files, landing_root=landing_root, distributor=distributor)
+    return CatalogTables(
+        items=normalized.items,
+        quarantine=normalized.quarantine,
+        products=build_products(normalized.items),
+        files=normalized.files,
+    )
+
+
+def normalize_feeds(
+    feed_files: pw.Table, *, landing_root: str | None = None, distributor: str | None = None
+) -> NormalizedTables:
+    """Normalize ``feed_files`` (columns ``data`` and ``_metadata``) into items,
+    quarantined rows and per-file counts.
 
     Parameters
     ----------
@@ -155,19 +171,32 @@ def build_catalog_graph(
     item_rows = files.select(
         pw.this.modified_at_s, pw.this.ingested_at, row=pw.this.result["items"]
     ).flatten(pw.this.row)
-    item_cols = {
-        "distributor": pw.this.row["distributor"].as_str(unwrap=True),
-        "sku": pw.this.row["sku"].as_str(unwrap=True),
-        "source_file": pw.this.row["source_file"].as_str(unwrap=True),
-        "source_line": pw.this.row["line"].as_int(unwrap=True),
-    }
-    item_cols.update({f: pw.this.row[f].as_str() for f in ITEM_FIELDS_STR})
-    item_cols.update({f: pw.this.row[f].as_float() for f in ITEM_FIELDS_FLOAT})
-    item_cols.update({f: pw.this.row[f].as_int() for f in ITEM_FIELDS_INT})
+    row = pw.this.row
     all_items = item_rows.select(
-        **item_cols,
+        distributor=row["distributor"].as_str(unwrap=True),
+        sku=row["sku"].as_str(unwrap=True),
+        category=row["category"].as_str(unwrap=True),
+        brand=row["brand"].as_str(),
+        model=row["model"].as_str(),
+        description=row["description"].as_str(),
+        power_w=row["power_w"].as_float(),
+        price_brl=row["price_brl"].as_float(),
+        stock_units=row["stock_units"].as_int(),
+        inmetro_registration=row["inmetro_registration"].as_str(),
+        inmetro_status=row["inmetro_status"].as_str(unwrap=True),
+        efficiency_pct=row["efficiency_pct"].as_float(),
+        technology=row["technology"].as_str(),
+        voc_v=row["voc_v"].as_float(),
+        isc_a=row["isc_a"].as_float(),
+        vmp_v=row["vmp_v"].as_float(),
+        imp_a=row["imp_a"].as_float(),
+        mppt_count=row["mppt_count"].as_int(),
+        phases=row["phases"].as_int(),
+        max_dc_voltage_v=row["max_dc_voltage_v"].as_float(),
+        source_file=row["source_file"].as_str(unwrap=True),
+        source_line=row["line"].as_int(unwrap=True),
         ingested_at=pw.this.ingested_at,
-        rank=pw.this.modified_at_s * 10_000_000 + pw.this.row["line"].as_int(unwrap=True),
+        rank=pw.this.modified_at_s * 10_000_000 + row["line"].as_int(unwrap=True),
     )
     # the same (distributor, sku) in several files: the newest file wins, then the last line
     winners = all_items.groupby(pw.this.distributor, pw.this.sku).reduce(
@@ -204,7 +233,15 @@ def build_catalog_graph(
         ingested_at=pw.this.ingested_at,
     )
 
-    # --- products: the same physical product across distributors -----------------------
+    return NormalizedTables(items=items, quarantine=quarantine, files=file_table)
+
+
+def build_products(items: pw.Table) -> pw.Table:
+    """Group items into physical products (brand + model key) across distributors.
+
+    ``items`` needs the columns distributor, brand, model, category, power_w, price_brl.
+    Accessories (category ``other``) and items without brand or model are not products.
+    """
     groupable = items.filter(
         pw.this.brand.is_not_none()
         & pw.this.model.is_not_none()
@@ -220,14 +257,14 @@ def build_catalog_graph(
         distributors=pw.reducers.count_distinct(pw.this.distributor),
         prices=pw.reducers.tuple(pw.this.price_brl),
     )
-    price = _price_stats(pw.this.prices)
-    products = grouped.select(
+    priced = grouped.with_columns(price=_price_stats(pw.this.prices))
+    return priced.select(
         pw.this.product_key, pw.this.brand, pw.this.model, pw.this.category,
         power_w=pw.if_else(pw.this.power_w > 0.0, pw.this.power_w, None),
         offers=pw.this.offers,
         distributors=pw.this.distributors,
-        min_price_brl=price["min"].as_float(),
-        median_price_brl=price["median"].as_float(),
-        max_price_brl=price["max"].as_float(),
+        min_price_brl=pw.this.price["min"].as_float(),
+        median_price_brl=pw.this.price["median"].as_float(),
+        max_price_brl=pw.this.price["max"].as_float(),
+        updated_at=pw.apply_with_type(_now_utc, pw.DateTimeUtc, pw.this.product_key),
     )
-    return CatalogTables(items=items, quarantine=quarantine, products=products, files=file_table)

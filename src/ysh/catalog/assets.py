@@ -1,0 +1,218 @@
+"""Dagster assets of the catalog job (thin wrappers: the work runs in Pathway, via Pipes).
+
+Lineage: ``catalog_raw`` (landed feed files) → ``catalog_normalized`` (items,
+quarantine, per-file counts) → ``catalog_products``. Blocking checks on
+``catalog_normalized`` stop bad data before products are rebuilt.
+"""
+
+
+import sys
+from datetime import timedelta
+
+import dagster as dg
+
+from ..resources import WarehouseResource
+from ..settings import Settings
+from . import landing
+from .normalize import POWER_RANGES_W
+from .reporting import markdown_table
+
+GROUP = "catalog"
+QUARANTINE_RATE_WARN = 0.05
+
+
+def _landed_files(settings: Settings) -> list[landing.LandedFile]:
+    if settings.catalog_source == "s3":
+        import boto3
+
+        client = boto3.client(
+            "s3", endpoint_url=settings.s3_endpoint_url, region_name=settings.s3_region,
+            aws_access_key_id=settings.s3_access_key_id.get_secret_value() if settings.s3_access_key_id else None,
+            aws_secret_access_key=(settings.s3_secret_access_key.get_secret_value()
+                                   if settings.s3_secret_access_key else None),
+        )
+        return landing.manifest_s3(client, settings.catalog_s3_bucket or "", settings.catalog_s3_prefix)
+    return landing.manifest(settings.landing_dir, with_hash=True)
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"file"},
+    description="Distributor feed files in the landing area (folder or S3 prefix).",
+    freshness_policy=dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=26)),
+)
+def catalog_raw(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    settings = Settings()
+    files = _landed_files(settings)
+    if not files:
+        raise dg.Failure(f"no feed files in the landing area ({settings.landing_dir})")
+    rows = [(f.path, f.size_bytes, (f.sha256 or "")[:12]) for f in files]
+    return dg.MaterializeResult(
+        data_version=dg.DataVersion(landing.fingerprint(files)),
+        metadata={
+            "files": len(files),
+            "bytes": sum(f.size_bytes for f in files),
+            "landing": dg.MetadataValue.text(
+                f"s3://{settings.catalog_s3_bucket}/{settings.catalog_s3_prefix}"
+                if settings.catalog_source == "s3" else str(settings.landing_dir)),
+            "manifest": dg.MetadataValue.md(markdown_table(["path", "bytes", "sha256"], rows)),
+        },
+    )
+
+
+def _child_env(warehouse: WarehouseResource) -> dict[str, str]:
+    """The subprocess gets the same warehouse (already started and migrated)."""
+    return {
+        "YSH_POSTGRES_DSN": warehouse.get_dsn(),
+        "YSH_POSTGRES_SCHEMA": warehouse.schema,
+    }
+
+
+@dg.asset(
+    group_name=GROUP,
+    deps=[catalog_raw],
+    kinds={"pathway", "postgres"},
+    description="items_normalized (one row per distributor and SKU) and items_quarantine "
+                "(bad rows with a reason), written by the Pathway catalog pipeline.",
+    freshness_policy=dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=26)),
+    owners=["team:data-platform"],
+)
+def catalog_normalized(
+    context: dg.AssetExecutionContext,
+    warehouse: WarehouseResource,
+    pipes_subprocess_client: dg.PipesSubprocessClient,
+) -> dg.MaterializeResult:
+    return pipes_subprocess_client.run(
+        command=[sys.executable, "-m", "ysh.catalog.pipes_entry", "normalize"],
+        context=context,
+        env=_child_env(warehouse),
+    ).get_materialize_result()
+
+
+@dg.asset(
+    group_name=GROUP,
+    deps=[catalog_normalized],
+    kinds={"pathway", "postgres"},
+    description="products: the same physical product (brand + model) across distributors, "
+                "with offer count and min/median/max price.",
+    owners=["team:data-platform"],
+)
+def catalog_products(
+    context: dg.AssetExecutionContext,
+    warehouse: WarehouseResource,
+    pipes_subprocess_client: dg.PipesSubprocessClient,
+) -> dg.MaterializeResult:
+    return pipes_subprocess_client.run(
+        command=[sys.executable, "-m", "ysh.catalog.pipes_entry", "products"],
+        context=context,
+        env=_child_env(warehouse),
+    ).get_materialize_result()
+
+
+# --------------------------------------------------------------------------------------
+# checks
+# --------------------------------------------------------------------------------------
+
+
+@dg.asset_check(asset=catalog_normalized, blocking=True,
+                description="No two items share a distributor and normalized SKU.")
+def catalog_normalized_unique_keys(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    duplicates = warehouse.query(
+        "SELECT distributor, upper(regexp_replace(sku, '\\s', '', 'g')) AS key, count(*) "
+        "FROM items_normalized GROUP BY 1, 2 HAVING count(*) > 1 ORDER BY 3 DESC LIMIT 20"
+    )
+    return dg.AssetCheckResult(
+        passed=not duplicates,
+        metadata={"duplicate_keys": len(duplicates),
+                  "examples": dg.MetadataValue.md(markdown_table(["distributor", "sku", "rows"], duplicates))},
+    )
+
+
+@dg.asset_check(asset=catalog_normalized, blocking=True,
+                description="Every module/inverter/microinverter has a power inside its plausible range.")
+def catalog_normalized_power_in_range(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    conditions = " OR ".join(
+        f"(category = '{category}' AND (power_w IS NULL OR power_w < {low} OR power_w > {high}))"
+        for category, (low, high) in POWER_RANGES_W.items()
+    )
+    bad = warehouse.query(
+        f"SELECT distributor, sku, category, power_w FROM items_normalized WHERE {conditions} "
+        "ORDER BY 1, 2 LIMIT 20"
+    )
+    return dg.AssetCheckResult(
+        passed=not bad,
+        metadata={"out_of_range": len(bad),
+                  "examples": dg.MetadataValue.md(markdown_table(["distributor", "sku", "category", "power_w"], bad))},
+    )
+
+
+@dg.asset_check(asset=catalog_normalized, blocking=False,
+                description=f"Warn when more than {QUARANTINE_RATE_WARN:.0%} of feed rows are quarantined.")
+def catalog_normalized_quarantine_rate(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    (rows, quarantined), = warehouse.query(
+        "SELECT coalesce(sum(rows), 0), coalesce(sum(quarantined), 0) FROM catalog_feed_files"
+    )
+    rate = float(quarantined) / float(rows) if rows else 0.0
+    by_file = warehouse.query(
+        "SELECT source_file, rows, quarantined FROM catalog_feed_files "
+        "WHERE quarantined > 0 ORDER BY quarantined DESC LIMIT 20"
+    )
+    return dg.AssetCheckResult(
+        passed=rate <= QUARANTINE_RATE_WARN,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"quarantine_rate": round(rate, 4), "rows": int(rows), "quarantined": int(quarantined),
+                  "by_file": dg.MetadataValue.md(markdown_table(["file", "rows", "quarantined"], by_file))},
+    )
+
+
+@dg.asset_check(asset=catalog_products, blocking=False,
+                description="Offers counted in products equal the groupable items.")
+def catalog_products_offers_match_items(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    (offers, items), = warehouse.query(
+        "SELECT (SELECT coalesce(sum(offers), 0) FROM products),"
+        " (SELECT count(*) FROM items_normalized WHERE brand IS NOT NULL AND model IS NOT NULL"
+        "  AND category <> 'other')"
+    )
+    return dg.AssetCheckResult(passed=offers == items,
+                               metadata={"offers": int(offers), "groupable_items": int(items)})
+
+
+# --------------------------------------------------------------------------------------
+# job, schedule, sensor
+# --------------------------------------------------------------------------------------
+
+catalog_job = dg.define_asset_job(
+    "catalog_job",
+    selection=dg.AssetSelection.groups(GROUP),
+    description="Land → normalize → products, with checks.",
+)
+
+catalog_daily_schedule = dg.ScheduleDefinition(
+    name="catalog_daily",
+    job=catalog_job,
+    cron_schedule="0 2 * * *",
+    execution_timezone="America/Sao_Paulo",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+)
+
+
+@dg.sensor(job=catalog_job, minimum_interval_seconds=30,
+           default_status=dg.DefaultSensorStatus.RUNNING,
+           description="Runs the catalog job when feed files are added, changed or removed.")
+def catalog_landing_sensor(context: dg.SensorEvaluationContext):
+    files = _landed_files(Settings())
+    if not files:
+        return dg.SkipReason("landing area is empty")
+    current = landing.fingerprint(files)
+    if current == context.cursor:
+        return dg.SkipReason("no change in the landing area")
+    context.update_cursor(current)
+    return dg.RunRequest(run_key=current, tags={"ysh/landing_fingerprint": current})
+
+
+ASSETS = [catalog_raw, catalog_normalized, catalog_products]
+CHECKS = [catalog_normalized_unique_keys, catalog_normalized_power_in_range,
+          catalog_normalized_quarantine_rate, catalog_products_offers_match_items]
+JOBS = [catalog_job]
+SCHEDULES = [catalog_daily_schedule]
+SENSORS = [catalog_landing_sensor]

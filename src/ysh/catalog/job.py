@@ -1,0 +1,294 @@
+"""Running the catalog graph: static (batch) and streaming, with injected sinks.
+
+* :func:`run_static` — a batch over files/folders or an S3 prefix; sinks: JSONL files
+  and/or the warehouse. With ``reconcile=True`` (a full run over the whole landing area)
+  rows of feeds that no longer exist are deleted afterwards.
+* :func:`run_streaming` — the long-running service: new, changed and removed feed files
+  are reflected in the warehouse within seconds. On restart it re-reads the landing
+  area (every write is an idempotent upsert) after pruning rows of files removed while
+  it was down, so nothing is lost and nothing is duplicated.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pathway as pw
+from psycopg import sql
+
+from .. import db, pw_runtime
+from ..settings import Settings
+from .pipeline import (
+    CatalogTables,
+    NormalizedTables,
+    build_catalog_graph,
+    build_products,
+    normalize_feeds,
+    read_feed_files_fs,
+    read_feed_files_s3,
+)
+
+#: warehouse table of each output, its primary key (upsert key) and the column holding
+#: the time the row was last written (used to prune rows a full run did not write).
+TABLES: dict[str, tuple[str, tuple[str, ...], str]] = {
+    "items": ("items_normalized", ("distributor", "sku"), "ingested_at"),
+    "quarantine": ("items_quarantine", ("source_file", "source_line"), "ingested_at"),
+    "products": ("products", ("product_key",), "updated_at"),
+    "files": ("catalog_feed_files", ("source_file",), "ingested_at"),
+}
+
+
+class WarehouseItem(pw.Schema):
+    """The columns of ``items_normalized`` that the products grouping needs."""
+
+    distributor: str = pw.column_definition(primary_key=True)
+    sku: str = pw.column_definition(primary_key=True)
+    category: str
+    brand: str | None
+    model: str | None
+    power_w: float | None
+    price_brl: float | None
+JSONL_FILES = {
+    "items": ("items.jsonl", ("distributor", "sku")),
+    "quarantine": ("quarantine.jsonl", ("source_file", "source_line")),
+    "products": ("products.jsonl", ("product_key",)),
+    "files": ("files.jsonl", ("source_file",)),
+}
+
+
+@dataclass
+class S3Source:
+    bucket: str
+    prefix: str
+    endpoint: str | None
+    region: str
+    access_key: str | None
+    secret_key: str | None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "S3Source":
+        if not settings.catalog_s3_bucket:
+            raise ValueError("YSH_CATALOG_SOURCE=s3 needs YSH_CATALOG_S3_BUCKET")
+        return cls(
+            bucket=settings.catalog_s3_bucket,
+            prefix=settings.catalog_s3_prefix,
+            endpoint=settings.s3_endpoint_url,
+            region=settings.s3_region,
+            access_key=settings.s3_access_key_id.get_secret_value() if settings.s3_access_key_id else None,
+            secret_key=settings.s3_secret_access_key.get_secret_value() if settings.s3_secret_access_key else None,
+        )
+
+
+@dataclass
+class Warehouse:
+    dsn: str
+    schema: str
+
+
+@dataclass
+class RunReport:
+    files: int = 0
+    rows: int = 0
+    items: int = 0
+    quarantined: int = 0
+    duplicate_skus: int = 0
+    products: int = 0
+    quarantine_by_reason: dict[str, int] = field(default_factory=dict)
+    pruned: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def quarantine_rate(self) -> float:
+        return self.quarantined / self.rows if self.rows else 0.0
+
+
+def _feed_table(paths: list[Path] | None, s3: S3Source | None, mode: str) -> tuple[pw.Table, list[str]]:
+    if s3 is not None:
+        table = read_feed_files_s3(
+            s3.bucket, s3.prefix, endpoint=s3.endpoint, region=s3.region,
+            access_key=s3.access_key, secret_key=s3.secret_key, mode=mode,
+        )
+        return table, [s3.prefix.rstrip("/")]
+    if not paths:
+        raise ValueError("no feed paths given")
+    tables, roots = [], []
+    for i, path in enumerate(paths):
+        path = path.resolve()
+        if not path.exists():
+            raise FileNotFoundError(f"feed path does not exist: {path}")
+        tables.append(read_feed_files_fs(str(path), mode=mode, name=f"catalog_feeds_{i}"))
+        if path.is_dir():
+            roots.append(str(path))
+    table = tables[0] if len(tables) == 1 else pw.Table.concat_reindex(*tables)
+    return table, roots
+
+
+def build(paths: list[Path] | None = None, *, s3: S3Source | None = None, mode: str = "static",
+          distributor: str | None = None, with_products: bool = True) -> CatalogTables | NormalizedTables:
+    """Declare sources and the catalog graph in a fresh Pathway graph."""
+    pw_runtime.fresh_graph()
+    feeds, roots = _feed_table(paths, s3, mode)
+    root = roots[0] if len(roots) == 1 else None
+    if with_products:
+        return build_catalog_graph(feeds, landing_root=root, distributor=distributor)
+    return normalize_feeds(feeds, landing_root=root, distributor=distributor)
+
+
+def attach_warehouse(tables: CatalogTables | NormalizedTables, warehouse: Warehouse,
+                     outputs: tuple[str, ...] = tuple(TABLES)) -> None:
+    settings = pw_runtime.postgres_settings(warehouse.dsn)
+    for attr in outputs:
+        table_name, key, _ = TABLES[attr]
+        table = getattr(tables, attr)
+        pw.io.postgres.write(
+            table, settings, table_name,
+            schema_name=warehouse.schema,
+            output_table_type="snapshot",
+            primary_key=[table[c] for c in key],
+            name=f"pg_{table_name}",
+        )
+
+
+def reconcile(warehouse: Warehouse, started_at: datetime,
+              outputs: tuple[str, ...] = tuple(TABLES)) -> dict[str, int]:
+    """Delete rows not written by the run that started at ``started_at`` (rows of feed
+    files that are gone). Only valid after a full run over the whole landing area."""
+    pruned = {}
+    with db.connect(warehouse.dsn, warehouse.schema) as conn:
+        for attr in outputs:
+            table_name, _, written_at = TABLES[attr]
+            cur = conn.execute(
+                sql.SQL("DELETE FROM {} WHERE {} < %s").format(
+                    sql.Identifier(table_name), sql.Identifier(written_at)),
+                (started_at,),
+            )
+            pruned[table_name] = cur.rowcount
+        conn.commit()
+    return pruned
+
+
+def prune_missing_files(warehouse: Warehouse, existing: set[str]) -> dict[str, int]:
+    """Delete rows whose source file is not in ``existing`` (used before a streaming start)."""
+    pruned = {}
+    with db.connect(warehouse.dsn, warehouse.schema) as conn:
+        for table_name, _, _ in TABLES.values():
+            if table_name == "products":
+                continue
+            cur = conn.execute(
+                sql.SQL("DELETE FROM {} WHERE NOT (source_file = ANY(%s))").format(
+                    sql.Identifier(table_name)),
+                (sorted(existing),),
+            )
+            pruned[table_name] = cur.rowcount
+        # products are rebuilt from items by the pipeline; drop those no item supports
+        cur = conn.execute("DELETE FROM products")
+        pruned["products"] = cur.rowcount
+        conn.commit()
+    return pruned
+
+
+def warehouse_report(warehouse: Warehouse) -> RunReport:
+    """Counts as they stand in the warehouse."""
+    report = RunReport()
+    with db.connect(warehouse.dsn, warehouse.schema) as conn:
+        (report.files, report.rows, report.duplicate_skus) = conn.execute(
+            "SELECT count(*), coalesce(sum(rows), 0), coalesce(sum(duplicate_skus), 0) "
+            "FROM catalog_feed_files").fetchone()
+        report.items = conn.execute("SELECT count(*) FROM items_normalized").fetchone()[0]
+        report.products = conn.execute("SELECT count(*) FROM products").fetchone()[0]
+        report.quarantine_by_reason = dict(conn.execute(
+            "SELECT reason, count(*) FROM items_quarantine GROUP BY reason ORDER BY 2 DESC"
+        ).fetchall())
+        report.quarantined = sum(report.quarantine_by_reason.values())
+    return report
+
+
+def run_static(
+    paths: list[Path] | None = None,
+    *,
+    s3: S3Source | None = None,
+    out_dir: Path | None = None,
+    warehouse: Warehouse | None = None,
+    distributor: str | None = None,
+    reconcile_after: bool = False,
+    with_products: bool = True,
+) -> RunReport:
+    """Run the catalog graph once over the given feeds and write to the given sinks.
+
+    ``with_products=False`` writes items, quarantine and files only (Dagster materializes
+    products as their own asset, after the blocking checks on items).
+    """
+    if out_dir is None and warehouse is None:
+        raise ValueError("give at least one sink: out_dir and/or warehouse")
+    started = datetime.now(timezone.utc)
+    t0 = time.perf_counter()
+    tables = build(paths, s3=s3, mode="static", distributor=distributor, with_products=with_products)
+    outputs = tuple(TABLES) if with_products else ("items", "quarantine", "files")
+    collected = outputs if out_dir is not None else ("files", "quarantine")
+    collectors = {name: pw_runtime.TableCollector(getattr(tables, name), name) for name in collected}
+    if warehouse is not None:
+        attach_warehouse(tables, warehouse, outputs)
+    pw_runtime.run()
+    report = RunReport(seconds=time.perf_counter() - t0)
+    files = collectors["files"].values()
+    quarantine = collectors["quarantine"].values()
+    report.files = len(files)
+    report.rows = sum(f["rows"] for f in files)
+    report.duplicate_skus = sum(f["duplicate_skus"] for f in files)
+    report.quarantined = len(quarantine)
+    report.quarantine_by_reason = dict(Counter(q["reason"] for q in quarantine).most_common())
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for name in outputs:
+            filename, keys = JSONL_FILES[name]
+            pw_runtime.write_jsonl(out_dir / filename, collectors[name].values(), keys)
+        report.items = len(collectors["items"].values())
+        report.products = len(collectors["products"].values()) if with_products else 0
+    if warehouse is not None:
+        if reconcile_after:
+            report.pruned = reconcile(warehouse, started, outputs)
+        counts = warehouse_report(warehouse)
+        report.items, report.products = counts.items, counts.products
+    return report
+
+
+def run_products_static(warehouse: Warehouse) -> int:
+    """Recompute ``products`` from ``items_normalized`` as it stands in the warehouse;
+    returns the number of products."""
+    started = datetime.now(timezone.utc)
+    pw_runtime.fresh_graph()
+    items = pw_runtime.read_query(
+        warehouse.dsn, warehouse.schema,
+        "SELECT distributor, sku, category, brand, model, power_w, price_brl FROM items_normalized",
+        WarehouseItem, name="warehouse_items",
+    )
+    products = build_products(items)
+    table_name, key, _ = TABLES["products"]
+    pw.io.postgres.write(
+        products, pw_runtime.postgres_settings(warehouse.dsn), table_name,
+        schema_name=warehouse.schema, output_table_type="snapshot",
+        primary_key=[products[c] for c in key], name=f"pg_{table_name}",
+    )
+    pw_runtime.run()
+    reconcile(warehouse, started, ("products",))
+    return warehouse_report(warehouse).products
+
+
+def list_landing_files(landing: Path) -> set[str]:
+    return {str(p.resolve()) for p in landing.rglob("*") if p.is_file()}
+
+
+def run_streaming(landing: Path | None, warehouse: Warehouse, *, s3: S3Source | None = None) -> None:
+    """Follow the landing area (or S3 prefix) and keep the warehouse current. Blocks."""
+    if s3 is None:
+        if landing is None:
+            raise ValueError("give a landing folder or an S3 source")
+        landing.mkdir(parents=True, exist_ok=True)
+        prune_missing_files(warehouse, list_landing_files(landing))
+    tables = build([landing] if landing else None, s3=s3, mode="streaming")
+    attach_warehouse(tables, warehouse)
+    pw_runtime.run()

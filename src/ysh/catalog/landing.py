@@ -1,0 +1,78 @@
+"""The landing area of distributor feeds: what is there, and putting feeds there.
+
+The landing area is a folder (default ``YSH_HOME/landing/catalog``) or an S3 prefix.
+A feed directly in it belongs to the distributor named by its stem; a feed in a
+sub-folder belongs to the distributor named by the sub-folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+FEED_SUFFIXES = (".csv", ".txt", ".json", ".jsonl", ".ndjson")
+
+
+@dataclass(frozen=True)
+class LandedFile:
+    path: str
+    size_bytes: int
+    modified_at: float
+    sha256: str | None = None
+
+
+def manifest(landing: Path, *, with_hash: bool = False) -> list[LandedFile]:
+    """Feed files under ``landing`` (recursively), sorted by path."""
+    if not landing.is_dir():
+        return []
+    files = []
+    for path in sorted(landing.rglob("*")):
+        if not path.is_file() or path.name.startswith("."):
+            continue
+        stat = path.stat()
+        digest = hashlib.sha256(path.read_bytes()).hexdigest() if with_hash else None
+        files.append(LandedFile(str(path.resolve()), stat.st_size, stat.st_mtime, digest))
+    return files
+
+
+def manifest_s3(client, bucket: str, prefix: str) -> list[LandedFile]:
+    """Objects under ``s3://bucket/prefix`` (the ETag stands in for the content hash)."""
+    files = []
+    paginator = client.get_paginator("list_objects_v2")
+    for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            files.append(LandedFile(obj["Key"], obj["Size"], obj["LastModified"].timestamp(),
+                                    obj["ETag"].strip('"')))
+    return sorted(files, key=lambda f: f.path)
+
+
+def fingerprint(files: list[LandedFile]) -> str:
+    """A short hash that changes when any file is added, removed or changed."""
+    payload = json.dumps([asdict(f) for f in files], sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def land(sources: list[Path], landing: Path) -> list[Path]:
+    """Copy feed files (or every feed in the given folders) into the landing area,
+    atomically (write beside the landing folder, then rename into it) so a watching
+    pipeline never reads half a file."""
+    landing.mkdir(parents=True, exist_ok=True)
+    incoming = landing.parent / f".{landing.name}.incoming"
+    incoming.mkdir(exist_ok=True)
+    landed = []
+    for source in sources:
+        candidates = sorted(source.iterdir()) if source.is_dir() else [source]
+        for path in candidates:
+            if not path.is_file() or path.suffix.lower() not in FEED_SUFFIXES:
+                continue
+            target = landing / path.name
+            tmp = incoming / path.name
+            shutil.copyfile(path, tmp)
+            tmp.replace(target)
+            landed.append(target)
+    if not landed:
+        raise FileNotFoundError(f"no feed files ({', '.join(FEED_SUFFIXES)}) in {sources}")
+    return landed

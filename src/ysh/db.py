@@ -1,0 +1,132 @@
+"""The warehouse: which PostgreSQL to use, and the platform's schema migrations.
+
+``YSH_POSTGRES_DSN`` set → that server. Unset → the embedded server under
+``YSH_HOME/postgres`` is started (or reused if already running).
+
+Migrations are plain SQL files in ``ysh/migrations`` named ``NNNN_name.sql``, applied in
+order inside the platform's own schema (``YSH_POSTGRES_SCHEMA``, default ``ysh``), each in
+its own transaction, under an advisory lock so concurrent starts do not race. Applied
+versions are recorded with a checksum; an edited, already-applied migration is an error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from .services.postgres import EmbeddedPostgres
+from .settings import Settings
+
+_MIGRATION_LOCK_ID = 7_412_003_001
+
+
+class MigrationError(RuntimeError):
+    pass
+
+
+def embedded_server(settings: Settings) -> EmbeddedPostgres:
+    return EmbeddedPostgres(settings.home_dir / "postgres", settings.embedded_postgres_port)
+
+
+def resolve_dsn(settings: Settings, *, start: bool = True) -> str:
+    """The DSN of the warehouse, starting the embedded server when it is the one in use."""
+    if settings.postgres_dsn is not None:
+        return settings.postgres_dsn.get_secret_value()
+    server = embedded_server(settings)
+    if start:
+        server.start()
+    return server.dsn()
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.sql.encode()).hexdigest()
+
+
+def load_migrations() -> list[Migration]:
+    found = []
+    for entry in resources.files("ysh.migrations").iterdir():
+        name = entry.name
+        if not name.endswith(".sql"):
+            continue
+        version, _, rest = name.partition("_")
+        if not version.isdigit():
+            raise MigrationError(f"migration file {name!r} does not start with a number")
+        found.append(Migration(int(version), rest.removesuffix(".sql"), entry.read_text("utf-8")))
+    found.sort(key=lambda m: m.version)
+    versions = [m.version for m in found]
+    if len(set(versions)) != len(versions):
+        raise MigrationError(f"duplicate migration versions: {versions}")
+    return found
+
+
+def migrate(dsn: str, schema: str) -> list[str]:
+    """Apply pending migrations; returns the names applied now (idempotent)."""
+    applied_now = []
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK_ID,))
+        try:
+            conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+            conn.execute(sql.SQL(
+                "CREATE TABLE IF NOT EXISTS {}.schema_migrations ("
+                " version integer PRIMARY KEY, name text NOT NULL, checksum text NOT NULL,"
+                " applied_at timestamptz NOT NULL DEFAULT now())"
+            ).format(sql.Identifier(schema)))
+            done = {
+                v: c for v, c in conn.execute(
+                    sql.SQL("SELECT version, checksum FROM {}.schema_migrations").format(
+                        sql.Identifier(schema))
+                ).fetchall()
+            }
+            for migration in load_migrations():
+                if migration.version in done:
+                    if done[migration.version] != migration.checksum:
+                        raise MigrationError(
+                            f"migration {migration.version}_{migration.name} changed after it was "
+                            "applied; add a new migration instead of editing an applied one"
+                        )
+                    continue
+                with conn.transaction():
+                    conn.execute(sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(schema)))
+                    conn.execute(migration.sql)
+                    conn.execute(
+                        sql.SQL("INSERT INTO {}.schema_migrations (version, name, checksum) "
+                                "VALUES (%s, %s, %s)").format(sql.Identifier(schema)),
+                        (migration.version, migration.name, migration.checksum),
+                    )
+                applied_now.append(f"{migration.version:04d}_{migration.name}")
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK_ID,))
+    return applied_now
+
+
+def connect(dsn: str, schema: str, **kwargs) -> psycopg.Connection:
+    """A connection whose search_path is the platform schema."""
+    conn = psycopg.connect(dsn, **kwargs)
+    conn.execute(sql.SQL("SET search_path TO {}, public").format(sql.Identifier(schema)))
+    if not kwargs.get("autocommit"):
+        conn.commit()
+    return conn
+
+
+def prepare_warehouse(settings: Settings) -> str:
+    """Start (if embedded) and migrate the warehouse; returns its DSN."""
+    dsn = resolve_dsn(settings)
+    migrate(dsn, settings.postgres_schema)
+    return dsn
+
+
+def data_path(*parts: str) -> Path:
+    """A path inside the repository's ``data/`` folder (sample feeds and fixtures)."""
+    return Path(__file__).resolve().parents[2].joinpath("data", *parts)
