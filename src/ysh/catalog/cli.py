@@ -1,0 +1,104 @@
+"""``ysh catalog …``: normalize feeds statically, land them, watch the landing area."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .. import db
+from ..settings import get_settings
+from . import job, landing, reporting
+
+app = typer.Typer(help="Distributor catalog normalization.", no_args_is_help=True)
+console = Console()
+
+
+def _warehouse() -> job.Warehouse:
+    settings = get_settings()
+    return job.Warehouse(db.prepare_warehouse(settings), settings.postgres_schema)
+
+
+@app.command()
+def normalize(
+    paths: list[Path] = typer.Argument(..., help="Feed files or folders of feeds.", exists=True),
+    out: Path = typer.Option(..., "--out", help="Folder for items.jsonl, quarantine.jsonl, products.jsonl, files.jsonl."),
+    distributor: str | None = typer.Option(None, help="Distributor of every feed (default: the file's stem)."),
+    warehouse: bool = typer.Option(False, "--warehouse/--no-warehouse", help="Also upsert into Postgres."),
+) -> None:
+    """Run the catalog pipeline once over PATHS (static; no server needed)."""
+    with console.status("normalizing feeds with Pathway…"):
+        report = job.run_static(paths, out_dir=out, distributor=distributor,
+                                warehouse=_warehouse() if warehouse else None)
+    console.print(
+        f"[bold]{report.rows}[/] rows from {report.files} files → [green]{report.items} items[/], "
+        f"[red]{report.quarantined} quarantined[/], {report.duplicate_skus} duplicate SKUs (last wins), "
+        f"{report.products} products in {report.seconds:.2f}s"
+    )
+    if report.quarantine_by_reason:
+        table = Table("reason", "rows", title="quarantined rows by reason")
+        for reason, count in report.quarantine_by_reason.items():
+            table.add_row(reason, str(count))
+        console.print(table)
+    console.print(f"written to [cyan]{out}[/]: items.jsonl, quarantine.jsonl, products.jsonl, files.jsonl")
+
+
+@app.command()
+def land(
+    paths: list[Path] = typer.Argument(..., help="Feed files or folders to copy.", exists=True),
+) -> None:
+    """Copy feeds into the landing area (atomically: a watcher never sees half a file)."""
+    target = get_settings().landing_dir
+    landed = landing.land(paths, target)
+    console.print(f"landed {len(landed)} files in [cyan]{target}[/]")
+
+
+@app.command()
+def watch(
+    landing_dir: Path | None = typer.Option(None, "--landing", help="Folder to follow (default: settings)."),
+) -> None:
+    """Run the catalog pipeline streaming: feeds added, changed or removed in the landing
+    area (or the S3 prefix when YSH_CATALOG_SOURCE=s3) are reflected in Postgres."""
+    settings = get_settings()
+    warehouse = _warehouse()
+    if settings.catalog_source == "s3":
+        s3 = job.S3Source.from_settings(settings)
+        console.print(f"following s3://{s3.bucket}/{s3.prefix} → Postgres schema {warehouse.schema} (Ctrl+C stops)")
+        job.run_streaming(None, warehouse, s3=s3)
+    else:
+        folder = (landing_dir or settings.landing_dir).resolve()
+        console.print(f"following [cyan]{folder}[/] → Postgres schema {warehouse.schema} (Ctrl+C stops)")
+        job.run_streaming(folder, warehouse)
+
+
+def print_summary(warehouse: job.Warehouse) -> None:
+    s = reporting.summary(warehouse)
+    table = Table("distributor", "category", "items", title="items per distributor and category")
+    for distributor, category, count in s.by_distributor_category:
+        table.add_row(distributor, category, str(count))
+    console.print(table)
+    table = Table("reason", "rows", title="quarantined rows by reason")
+    for reason, count in s.quarantine_by_reason:
+        table.add_row(reason, str(count))
+    console.print(table)
+    table = Table("brand", "model", "category", "offers", "distributors", "min R$", "median R$",
+                  title="top products by number of offers")
+    for brand, model, category, offers, distributors, min_price, median_price in s.top_products:
+        table.add_row(brand, model, category, str(offers), str(distributors),
+                      f"{min_price:,.2f}" if min_price is not None else "",
+                      f"{median_price:,.2f}" if median_price is not None else "")
+    console.print(table)
+    t = s.totals
+    console.print(
+        f"{t['items']} items from {t['distributors']} distributors ({t['files']} feed files), "
+        f"{t['quarantined']} quarantined rows, {t['products']} products, "
+        f"{t['inmetro_flagged']} items flagged for Inmetro registration"
+    )
+
+
+@app.command()
+def summary() -> None:
+    """Print the catalog tables' summary from the warehouse."""
+    print_summary(_warehouse())

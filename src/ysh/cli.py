@@ -1,0 +1,161 @@
+"""The ``ysh`` command line: demo, services, database, UI and one sub-command per job."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from . import db
+from .catalog.cli import app as catalog_app
+from .settings import get_settings
+
+app = typer.Typer(help="YSH data platform.", no_args_is_help=True, pretty_exceptions_show_locals=False)
+services_app = typer.Typer(help="Embedded services (PostgreSQL) on loopback.", no_args_is_help=True)
+db_app = typer.Typer(help="Warehouse schema.", no_args_is_help=True)
+app.add_typer(services_app, name="services")
+app.add_typer(db_app, name="db")
+app.add_typer(catalog_app, name="catalog")
+console = Console()
+
+
+# --------------------------------------------------------------------------------------
+# services
+# --------------------------------------------------------------------------------------
+
+
+def _status_table() -> Table:
+    settings = get_settings()
+    table = Table("service", "state", "where")
+    if settings.uses_embedded_postgres:
+        status = db.embedded_server(settings).status()
+        state = "running" if status.running else ("stopped" if status.initialized else "not initialized")
+        table.add_row("postgres (embedded)", state, f"127.0.0.1:{status.port} data={status.data_dir}")
+    else:
+        table.add_row("postgres (external)", "configured", "YSH_POSTGRES_DSN")
+    return table
+
+
+@services_app.command("up")
+def services_up() -> None:
+    """Start the embedded PostgreSQL (if YSH_POSTGRES_DSN is unset) and apply migrations."""
+    settings = get_settings()
+    with console.status("starting PostgreSQL and applying migrations…"):
+        dsn = db.resolve_dsn(settings)
+        applied = db.migrate(dsn, settings.postgres_schema)
+    if applied:
+        console.print(f"applied migrations: {', '.join(applied)}")
+    console.print(_status_table())
+
+
+@services_app.command("down")
+def services_down() -> None:
+    """Stop the embedded PostgreSQL."""
+    settings = get_settings()
+    if not settings.uses_embedded_postgres:
+        console.print("YSH_POSTGRES_DSN is set: the warehouse is external, nothing to stop")
+        return
+    stopped = db.embedded_server(settings).stop()
+    console.print("stopped PostgreSQL" if stopped else "PostgreSQL was not running")
+
+
+@services_app.command("status")
+def services_status() -> None:
+    """Show the state of the services."""
+    console.print(_status_table())
+
+
+@db_app.command("migrate")
+def db_migrate() -> None:
+    """Apply pending schema migrations (idempotent)."""
+    settings = get_settings()
+    applied = db.migrate(db.resolve_dsn(settings), settings.postgres_schema)
+    console.print(f"applied: {', '.join(applied)}" if applied else "schema is up to date")
+
+
+# --------------------------------------------------------------------------------------
+# demo and UI
+# --------------------------------------------------------------------------------------
+
+
+def _dagster_env() -> dict[str, str]:
+    settings = get_settings()
+    settings.dagster_home.mkdir(parents=True, exist_ok=True)
+    yaml = settings.dagster_home / "dagster.yaml"
+    if not yaml.exists():
+        yaml.write_text("telemetry:\n  enabled: false\n")
+    os.environ["DAGSTER_HOME"] = str(settings.dagster_home)
+    return {"DAGSTER_HOME": str(settings.dagster_home)}
+
+
+@app.command()
+def demo() -> None:
+    """Start the warehouse, land the sample feeds, materialize the catalog assets through
+    Dagster and print what came out."""
+    import dagster as dg
+
+    from .catalog import assets as catalog_assets
+    from .catalog import landing
+    from .catalog.cli import print_summary
+    from .catalog.job import Warehouse
+    from .resources import WarehouseResource
+
+    settings = get_settings()
+    _dagster_env()
+    with console.status("starting PostgreSQL and applying migrations…"):
+        dsn = db.prepare_warehouse(settings)
+    console.print(f"[green]✓[/] warehouse ready (schema [bold]{settings.postgres_schema}[/])")
+    sample = db.data_path("sample", "catalog")
+    if not sample.is_dir():
+        raise typer.BadParameter(f"sample feeds not found at {sample}")
+    landed = landing.land([sample], settings.landing_dir)
+    console.print(f"[green]✓[/] landed {len(landed)} sample feeds in {settings.landing_dir}")
+    with console.status("materializing catalog_raw → catalog_normalized → catalog_products (Dagster + Pathway)…"):
+        result = dg.materialize(
+            [*catalog_assets.ASSETS, *catalog_assets.CHECKS],
+            instance=dg.DagsterInstance.get(),
+            resources={"warehouse": WarehouseResource(),
+                       "pipes_subprocess_client": dg.PipesSubprocessClient()},
+            tags={"ysh/trigger": "demo"},
+            raise_on_error=False,
+        )
+    for event in result.get_asset_materialization_events():
+        console.print(f"[green]✓[/] materialized {event.asset_key.to_user_string()}")
+    for check in result.get_asset_check_evaluations():
+        mark = "[green]✓[/]" if check.passed else ("[yellow]![/]" if check.severity.value == "WARN" else "[red]✗[/]")
+        console.print(f"{mark} check {check.asset_key.to_user_string()}.{check.check_name}: "
+                      f"{'passed' if check.passed else 'failed (' + check.severity.value + ')'}")
+    if not result.success:
+        console.print("[red]the catalog run failed; see the Dagster UI (`ysh ui`) for logs[/]")
+        raise typer.Exit(1)
+    print_summary(Warehouse(dsn, settings.postgres_schema))
+    console.print(
+        "\nNext: [bold]ysh ui[/] (Dagster UI: asset graph, metadata, checks) · "
+        "[bold]ysh catalog watch[/] (streaming) · "
+        "[bold]ysh catalog normalize FILE --out DIR[/] (static, no server) · "
+        f"tables in schema [bold]{settings.postgres_schema}[/]: items_normalized, items_quarantine, "
+        "products, catalog_feed_files"
+    )
+
+
+@app.command()
+def ui(
+    host: str = typer.Option("127.0.0.1", help="Interface to bind."),
+    port: int = typer.Option(3000, help="Port of the Dagster UI."),
+) -> None:
+    """Open the Dagster UI (webserver + daemon for schedules and sensors)."""
+    settings = get_settings()
+    env = _dagster_env()
+    db.prepare_warehouse(settings)
+    dagster = shutil.which("dagster") or os.path.join(os.path.dirname(sys.executable), "dagster")
+    console.print(f"Dagster UI on http://{host}:{port} (Ctrl+C stops)")
+    os.execve(dagster, [dagster, "dev", "-m", "ysh.definitions", "-h", host, "-p", str(port)],
+              {**os.environ, **env})
+
+
+if __name__ == "__main__":
+    app()

