@@ -110,6 +110,8 @@ class EmbeddedPostgres:
 
         bin_dir = _bin_dir()
         ensure_prefix_permissions(self.root)
+        # the server user traverses the root (0711: it cannot list it nor read the password)
+        self.root.chmod(self.root.stat().st_mode | stat.S_IXGRP | stat.S_IXOTH)
         ensure_prefix_permissions(bin_dir)
         read = stat.S_IRGRP | stat.S_IROTH
         execute = stat.S_IXGRP | stat.S_IXOTH

@@ -1,0 +1,88 @@
+"""The Pathway graph run statically, no server: feeds in, JSONL tables out."""
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from ysh.catalog import job
+from ysh.cli import app
+
+from .feeds_fixture import write_feeds
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def test_static_run_writes_items_quarantine_products_and_files(tmp_path):
+    write_feeds(tmp_path / "landing")
+    report = job.run_static([tmp_path / "landing"], out_dir=tmp_path / "out")
+
+    items = read_jsonl(tmp_path / "out" / "items.jsonl")
+    keys = [(i["distributor"], i["sku"]) for i in items]
+    assert keys == [("energia_verde", "EV-1"), ("energia_verde", "EV-2"), ("fotovolt", "FS-10"),
+                    ("sol_nascente", "SN001"), ("sol_nascente", "SN002")]
+    quarantine = {(q["distributor"], q["source_line"]): q["reason"]
+                  for q in read_jsonl(tmp_path / "out" / "quarantine.jsonl")}
+    assert quarantine == {
+        ("sol_nascente", 4): "missing_sku",
+        ("sol_nascente", 5): "power_out_of_range",
+        ("energia_verde", 3): "negative_price",
+        ("fotovolt", 2): "unknown_category",
+    }
+    assert report.rows == 9 and report.items == 5 and report.quarantined == 4
+
+
+def test_the_same_product_from_several_distributors_is_one_product(tmp_path):
+    write_feeds(tmp_path / "landing")
+    job.run_static([tmp_path / "landing"], out_dir=tmp_path / "out")
+    products = {p["product_key"]: p for p in read_jsonl(tmp_path / "out" / "products.jsonl")}
+    ja = products["JA Solar|JAM72S30550MR"]
+    assert (ja["offers"], ja["distributors"], ja["min_price_brl"], ja["median_price_brl"]) == (
+        2, 2, 589.9, 601.2)
+    growatt = products["Growatt|MIN5000TLX"]
+    assert (growatt["offers"], growatt["min_price_brl"], growatt["max_price_brl"]) == (2, 4990.0, 5149.9)
+
+
+def test_two_files_of_one_distributor_newest_file_wins(tmp_path):
+    folder = tmp_path / "landing" / "acme"
+    folder.mkdir(parents=True)
+    old, new = folder / "2026-11-01.csv", folder / "2026-11-20.csv"
+    old.write_text("sku;categoria;potencia;preco\nA;Módulo;550;500\nB;Módulo;550;510\n")
+    new.write_text("sku;categoria;potencia;preco\nA;Módulo;550;480\n")
+    import os
+    os.utime(old, (1_700_000_000, 1_700_000_000))
+    os.utime(new, (1_800_000_000, 1_800_000_000))
+    job.run_static([tmp_path / "landing"], out_dir=tmp_path / "out")
+    items = {(i["distributor"], i["sku"]): i for i in read_jsonl(tmp_path / "out" / "items.jsonl")}
+    assert set(items) == {("acme", "A"), ("acme", "B")}
+    assert items[("acme", "A")]["price_brl"] == 480.0
+    assert items[("acme", "A")]["source_file"].endswith("2026-11-20.csv")
+
+
+def test_cli_normalize_writes_jsonl_with_the_distributor_from_the_stem(tmp_path):
+    paths = write_feeds(tmp_path / "landing")
+    result = CliRunner().invoke(app, ["catalog", "normalize", str(paths["fotovolt"]),
+                                      "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    items = read_jsonl(tmp_path / "out" / "items.jsonl")
+    assert [(i["distributor"], i["sku"], i["brand"], i["power_w"]) for i in items] == [
+        ("fotovolt", "FS-10", "Growatt", 5000.0)]
+    assert "unknown_category" in result.output
+
+
+def test_cli_normalize_distributor_override(tmp_path):
+    paths = write_feeds(tmp_path / "landing")
+    result = CliRunner().invoke(app, ["catalog", "normalize", str(paths["fotovolt"]),
+                                      "--out", str(tmp_path / "out"), "--distributor", "Fotovolt Sul"])
+    assert result.exit_code == 0, result.output
+    assert {i["distributor"] for i in read_jsonl(tmp_path / "out" / "items.jsonl")} == {"Fotovolt Sul"}
+
+
+def test_cli_normalize_rejects_a_missing_path(tmp_path):
+    result = CliRunner().invoke(app, ["catalog", "normalize", str(tmp_path / "nope.csv"),
+                                      "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2  # usage error, before any pipeline runs
+    assert "Invalid value" in result.output
+    assert not (tmp_path / "out").exists()

@@ -1,0 +1,92 @@
+"""The catalog pipeline against a real PostgreSQL: upserts, reruns, removed feeds."""
+
+import pytest
+
+from ysh import db
+from ysh.catalog import job
+
+from ..conftest import query
+from .feeds_fixture import SOL_NASCENTE, rewrite, write_feeds
+
+pytestmark = pytest.mark.integration
+
+
+def item_keys(warehouse):
+    return query(warehouse, "SELECT distributor, sku FROM items_normalized ORDER BY 1, 2")
+
+
+def test_static_run_lands_items_quarantine_products_and_files(warehouse, tmp_path):
+    write_feeds(tmp_path / "landing")
+    report = job.run_static([tmp_path / "landing"], warehouse=warehouse, reconcile_after=True)
+    assert item_keys(warehouse) == [("energia_verde", "EV-1"), ("energia_verde", "EV-2"),
+                                   ("fotovolt", "FS-10"), ("sol_nascente", "SN001"),
+                                   ("sol_nascente", "SN002")]
+    row = query(warehouse, "SELECT brand, model, category, power_w, price_brl, stock_units, "
+                           "inmetro_registration, inmetro_status, source_line "
+                           "FROM items_normalized WHERE sku = 'SN001'")
+    assert row == [("JA Solar", "JAM72S30-550/MR", "module", 550.0, 612.5, 120, "004567/2023", "ok", 2)]
+    assert query(warehouse, "SELECT reason, count(*) FROM items_quarantine GROUP BY 1 ORDER BY 1") == [
+        ("missing_sku", 1), ("negative_price", 1), ("power_out_of_range", 1), ("unknown_category", 1)]
+    assert query(warehouse, "SELECT offers, distributors FROM products "
+                            "WHERE product_key = 'JA Solar|JAM72S30550MR'") == [(2, 2)]
+    assert query(warehouse, "SELECT count(*), sum(rows) FROM catalog_feed_files") == [(3, 9)]
+    assert report.items == 5 and report.products == 3
+
+
+def test_rerun_is_idempotent(warehouse, tmp_path):
+    write_feeds(tmp_path / "landing")
+    job.run_static([tmp_path / "landing"], warehouse=warehouse, reconcile_after=True)
+    first = query(warehouse, "SELECT * FROM items_normalized ORDER BY distributor, sku")
+    job.run_static([tmp_path / "landing"], warehouse=warehouse, reconcile_after=True)
+    second = query(warehouse, "SELECT * FROM items_normalized ORDER BY distributor, sku")
+    strip = lambda rows: [r[:-1] for r in rows]  # all but ingested_at
+    assert strip(second) == strip(first)
+    assert query(warehouse, "SELECT count(*) FROM items_quarantine") == [(4,)]
+    assert query(warehouse, "SELECT count(*) FROM products") == [(3,)]
+
+
+def test_changed_feed_replaces_its_rows_and_removed_feed_is_pruned(warehouse, tmp_path):
+    paths = write_feeds(tmp_path / "landing")
+    job.run_static([tmp_path / "landing"], warehouse=warehouse, reconcile_after=True)
+    changed = SOL_NASCENTE.replace("R$ 612,50", "R$ 599,00").replace(
+        "SN002;Inversor", "SN009;Inversor")
+    rewrite(paths["sol_nascente"], changed.encode("cp1252"))
+    paths["fotovolt"].unlink()
+    report = job.run_static([tmp_path / "landing"], warehouse=warehouse, reconcile_after=True)
+    assert item_keys(warehouse) == [("energia_verde", "EV-1"), ("energia_verde", "EV-2"),
+                                   ("sol_nascente", "SN001"), ("sol_nascente", "SN009")]
+    assert query(warehouse, "SELECT price_brl FROM items_normalized WHERE sku = 'SN001'") == [(599.0,)]
+    assert query(warehouse, "SELECT count(*) FROM items_quarantine WHERE distributor = 'fotovolt'") == [(0,)]
+    assert report.pruned["items_normalized"] == 2  # SN002 and FS-10
+
+
+def test_products_asset_path_rebuilds_products_from_the_warehouse(warehouse, tmp_path):
+    write_feeds(tmp_path / "landing")
+    job.run_static([tmp_path / "landing"], warehouse=warehouse, reconcile_after=True, with_products=False)
+    assert query(warehouse, "SELECT count(*) FROM products") == [(0,)]
+    assert job.run_products_static(warehouse) == 3
+    assert query(warehouse, "SELECT min_price_brl, median_price_brl, max_price_brl FROM products "
+                            "WHERE product_key = 'Growatt|MIN5000TLX'") == [(4990.0, 5069.95, 5149.9)]
+
+
+def test_migrations_are_idempotent_and_protect_applied_files(warehouse, monkeypatch):
+    assert db.migrate(warehouse.dsn, warehouse.schema) == []
+    original = db.load_migrations
+
+    def edited():
+        migrations = original()
+        first = migrations[0]
+        return [db.Migration(first.version, first.name, first.sql + "\n-- edited"), *migrations[1:]]
+
+    monkeypatch.setattr(db, "load_migrations", edited)
+    with pytest.raises(db.MigrationError, match="changed after it was applied"):
+        db.migrate(warehouse.dsn, warehouse.schema)
+
+
+def test_tables_live_in_the_platform_schema_not_public(warehouse):
+    tables = query(warehouse, "SELECT table_name FROM information_schema.tables "
+                              "WHERE table_schema = %s ORDER BY 1", (warehouse.schema,))
+    assert [t for (t,) in tables] == ["catalog_feed_files", "items_normalized", "items_quarantine",
+                                      "products", "schema_migrations"]
+    assert query(warehouse, "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public' "
+                            "AND table_name = 'items_normalized'") == [(0,)]
