@@ -568,9 +568,19 @@ def _brand_variant(brand: str, rng: random.Random, messy: float) -> str:
     return variants[0]
 
 
+def _is_perc(product: Product) -> bool:
+    """Model families of the selection known to be PERC: JA ``...-PR``, LONGi LR6, Canadian ``...MS``."""
+    return ((product.brand == "JA Solar" and product.model.endswith("-PR"))
+            or product.brand == "LONGi"
+            or (product.brand == "Canadian Solar" and product.model.endswith("MS")))
+
+
 def _tech_pt(product: Product, rng: random.Random) -> str:
-    base = {"mono": rng.choice(("Mono", "Monocristalino", "Mono PERC")),
-            "poly": "Policristalino"}.get(product.technology or "", "")
+    """Cell technology as a Brazilian description writes it (``Mono PERC Bifacial``)."""
+    if product.technology == "mono":
+        base = "Mono PERC" if _is_perc(product) else rng.choice(("Mono", "Monocristalino"))
+    else:
+        base = {"poly": "Policristalino"}.get(product.technology or "", "")
     return (base + " Bifacial").strip() if product.bifacial else base
 
 
@@ -609,7 +619,6 @@ QUARANTINE_REASONS = frozenset({
     "missing_sku", "unparseable_power", "power_out_of_range", "unparseable_price",
     "negative_price", "unknown_category", "malformed_json",
 })
-FLAG_REASONS = frozenset({"inmetro_missing", "inmetro_invalid"})
 
 
 @dataclass
@@ -647,6 +656,7 @@ class _FileExpectation:
     notes: list[str] = field(default_factory=list)
 
     def accepted(self) -> int:
+        """Rows a validator keeps: all rows minus quarantined ones and superseded duplicates."""
         quarantined = sum(1 for b in self.bad if b["quarantined"])
         superseded = sum(len(d["lines"]) - 1 for d in self.duplicates)
         return self.rows - quarantined - superseded
@@ -1051,11 +1061,13 @@ def _write_casa(path: Path, offers: list[_Offer], seed: int) -> dict[int, int]:
 
 
 def _extras_offers(seed: int) -> list[_Offer]:
+    """Batteries and accessories of Casa do Integrador (not in the CEC databases)."""
     rng = random.Random(f"extras:{seed}")
     offers = []
     for k, (name, brand, category, price) in enumerate(_CASA_EXTRAS):
+        kind = "BAT" if category == "battery" else "ACS"
         offers.append(_Offer(
-            sku=f"CI-{'BAT' if category == 'battery' else 'ACS'}-{k + 1:02d}", brand=brand, model="", category=category, power_w=None,
+            sku=f"CI-{kind}-{k + 1:02d}", brand=brand, model="", category=category, power_w=None,
             price=round(price * rng.uniform(0.97, 1.03), 2),
             stock=rng.choice((3, 6, 12)) if category == "battery" else rng.choice((500, 1200, 3000)),
             inmetro=None, name=name))
@@ -1085,11 +1097,12 @@ def _expectation(offers: list[_Offer], where: dict[int, int], *,
     return exp
 
 
-def write_sample_feeds(out_dir: Path, seed: int = 7) -> dict[str, int]:
+def write_sample_feeds(out_dir: Path, seed: int = 7, expected_dir: Path | None = None) -> dict[str, int]:
     """Write the five sample distributor feeds and their expectations.
 
     Files written in ``out_dir``: the feeds of :data:`FEED_FILES` (the distributor is the
-    file stem), ``EXPECTED.md`` (human-readable list of every deliberately bad row: file,
+    file stem). Written in ``expected_dir`` (default: ``<out_dir>_expected`` beside it, so
+    that landing the feed folder never lands the expectations as a feed): ``EXPECTED.md`` (human-readable list of every deliberately bad row: file,
     line, reason code) and ``expected.json`` (the same facts:
     ``{file: {"rows", "accepted", "bad": [{"line", "reason", "quarantined", "note"}],
     "duplicates": [{"sku", "lines"}], "adversarial": [...]}}``).
@@ -1186,7 +1199,7 @@ def write_sample_feeds(out_dir: Path, seed: int = 7) -> dict[str, int]:
         "power; the accessory makers (Cobrecom, Stäubli, Clamper) are not catalog brands")
     expectations[name].notes.append("no Inmetro field in this feed: Inmetro checks do not apply")
 
-    _write_expected(out_dir, expectations, seed)
+    _write_expected(expected_dir or out_dir.parent / f"{out_dir.name}_expected", expectations, seed)
     return {file_name: exp.rows for file_name, exp in expectations.items()}
 
 
@@ -1198,7 +1211,7 @@ def _reindex_duplicates(offers: list[_Offer]) -> None:
                                       and offers[j].duplicate_of is None)
 
 
-def _write_expected(out_dir: Path, expectations: dict[str, _FileExpectation], seed: int) -> None:
+def _write_expected(expected_dir: Path, expectations: dict[str, _FileExpectation], seed: int) -> None:
     doc = {
         name: {
             "rows": exp.rows,
@@ -1210,7 +1223,8 @@ def _write_expected(out_dir: Path, expectations: dict[str, _FileExpectation], se
         }
         for name, exp in expectations.items()
     }
-    (out_dir / "expected.json").write_text(json.dumps(doc, ensure_ascii=False, indent=2) + "\n",
+    expected_dir.mkdir(parents=True, exist_ok=True)
+    (expected_dir / "expected.json").write_text(json.dumps(doc, ensure_ascii=False, indent=2) + "\n",
                                            encoding="utf-8")
     md = [
         "# Sample distributor feeds: expected validation results",
@@ -1256,7 +1270,7 @@ def _write_expected(out_dir: Path, expectations: dict[str, _FileExpectation], se
         for note in exp.notes:
             md.append("")
             md.append(f"Note: {note}.")
-    (out_dir / "EXPECTED.md").write_text("\n".join(md) + "\n", encoding="utf-8")
+    (expected_dir / "EXPECTED.md").write_text("\n".join(md) + "\n", encoding="utf-8")
 
 
 # --------------------------------------------------------------------------------------
