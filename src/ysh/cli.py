@@ -121,6 +121,7 @@ def demo() -> None:
             resources={"warehouse": WarehouseResource(),
                        "pipes_subprocess_client": dg.PipesSubprocessClient()},
             tags={"ysh/trigger": "demo"},
+            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
             raise_on_error=False,
         )
     for event in result.get_asset_materialization_events():

@@ -22,10 +22,27 @@ from functools import lru_cache
 # --------------------------------------------------------------------------------------
 
 
-def strip_accents(text: str) -> str:
-    """Remove diacritics: ``"Potência"`` → ``"Potencia"``."""
+_ACCENTED = "áàâãäåÁÀÂÃÄÅéèêëÉÈÊËíìîïÍÌÎÏóòôõöÓÒÔÕÖúùûüÚÙÛÜçÇñÑ"
+_PLAIN = "aaaaaaAAAAAAeeeeEEEEiiiiIIIIoooooOOOOOuuuuUUUUcCnN"
+_ACCENT_TABLE = str.maketrans(_ACCENTED, _PLAIN)
+
+
+@lru_cache(maxsize=65_536)
+def _strip_accents_slow(text: str) -> str:
     decomposed = unicodedata.normalize("NFKD", text)
     return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+
+
+def strip_accents(text: str) -> str:
+    """Remove diacritics: ``"Potência"`` → ``"Potencia"``.
+
+    ASCII text is returned as is and Portuguese letters go through a translation table;
+    anything else falls back to Unicode decomposition (NFKD).
+    """
+    if text.isascii():
+        return text
+    translated = text.translate(_ACCENT_TABLE)
+    return translated if translated.isascii() else _strip_accents_slow(translated)
 
 
 def normalize_header(header: str) -> str:
@@ -302,6 +319,7 @@ _BRAND_INDEX: dict[str, str] = {
 }
 
 
+@lru_cache(maxsize=4_096)
 def canonical_brand(text: str | None) -> str | None:
     """Canonical brand name (``"JINKO"`` → ``"Jinko Solar"``); unknown brands are kept as
     written (trimmed, inner spaces collapsed); empty → None."""
@@ -366,6 +384,7 @@ _CATEGORY_RULES: tuple[tuple[str, str], ...] = (
 _CATEGORY_REGEX = tuple((re.compile(p), c) for p, c in _CATEGORY_RULES)
 
 
+@lru_cache(maxsize=4_096)
 def parse_category(text: str | None) -> str | None:
     """Category from a category column value (``"Módulo Fotovoltaico"`` → ``"module"``).
 
@@ -429,8 +448,9 @@ def find_power_w(text: str) -> float | None:
 
 def find_technology(text: str) -> str | None:
     """Cell/inverter technology named in text; the most specific one wins."""
+    plain = strip_accents(text)
     for regex, name in _TECHNOLOGIES:
-        if regex.search(strip_accents(text)):
+        if regex.search(plain):
             return name
     return None
 
@@ -485,6 +505,7 @@ class DescriptionFacts:
     mppt_count: int | None = None
 
 
+@lru_cache(maxsize=32_768)
 def infer_from_description(description: str | None) -> DescriptionFacts:
     """Facts from a free-text description such as
     ``"Módulo Fotovoltaico JA Solar JAM72S30-550/MR 550W Mono PERC"``."""
