@@ -16,6 +16,49 @@ from typing import Any
 import pathway as pw
 
 
+def is_leader() -> bool:
+    """True in the one process that reports results (process 0 of a spawned run).
+
+    Pathway gathers every sink's data (``pw.io.subscribe``, Postgres writers) in process
+    0; the other processes only compute, so they must not write reports or files."""
+    return os.environ.get("PATHWAY_PROCESS_ID", "0") == "0"
+
+
+def spawned() -> bool:
+    return "PATHWAY_PROCESSES" in os.environ
+
+
+def spawn_argv(argv: list[str], processes: int, first_port: int | None = None) -> list[str]:
+    """``argv`` wrapped in ``pathway spawn -n PROCESSES`` (unchanged for one process)."""
+    if processes <= 1:
+        return argv
+    import shutil
+    import sys
+
+    pathway = shutil.which("pathway", path=os.path.dirname(sys.executable)) or "pathway"
+    port = first_port or _free_port_block(processes)
+    return [pathway, "spawn", "-n", str(processes), "--first-port", str(port), *argv]
+
+
+def _free_port_block(count: int) -> int:
+    import socket
+
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            base = s.getsockname()[1]
+        if base + count >= 65535:
+            continue
+        try:
+            for offset in range(count):
+                with socket.socket() as probe:
+                    probe.bind(("127.0.0.1", base + offset))
+            return base
+        except OSError:
+            continue
+    raise RuntimeError("no free block of loopback ports for Pathway processes")
+
+
 def fresh_graph() -> None:
     """Forget every table and connector declared so far in this process."""
     from pathway.internals.parse_graph import G

@@ -49,6 +49,10 @@ class Settings(BaseSettings):
     s3_secret_access_key: SecretStr | None = None
 
     # --- Pathway -----------------------------------------------------------------
+    pathway_processes: int = Field(
+        default=1, ge=1, le=8,
+        description="Pathway worker processes for pipeline runs (free tier: up to 8 workers).",
+    )
     pathway_persistence_dir: Path | None = Field(
         default=None, description="Persistence root of streaming pipelines (default: HOME/pathway)."
     )

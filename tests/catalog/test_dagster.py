@@ -79,7 +79,7 @@ def test_a_failing_blocking_check_stops_products(landing, warehouse_env, monkeyp
     query(warehouse_env, "INSERT INTO items_normalized SELECT distributor, 'SN 001', category, brand, model,"
                          " description, power_w, price_brl, stock_units, inmetro_registration, inmetro_status,"
                          " efficiency_pct, technology, voc_v, isc_a, vmp_v, imp_a, mppt_count, phases,"
-                         " max_dc_voltage_v, source_file, source_line, now() FROM items_normalized"
+                         " max_dc_voltage_v, product_key, source_file, source_line, now() FROM items_normalized"
                          " WHERE sku = 'SN001' RETURNING sku")
     check = assets.catalog_normalized_unique_keys(warehouse=resources(warehouse_env)["warehouse"])
     assert not check.passed

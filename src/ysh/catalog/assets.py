@@ -11,6 +11,7 @@ from datetime import timedelta
 
 import dagster as dg
 
+from .. import pw_runtime
 from ..resources import WarehouseResource
 from ..settings import Settings
 from . import landing
@@ -82,8 +83,10 @@ def catalog_normalized(
     warehouse: WarehouseResource,
     pipes_subprocess_client: dg.PipesSubprocessClient,
 ) -> dg.MaterializeResult:
+    processes = warehouse.settings().pathway_processes
     return pipes_subprocess_client.run(
-        command=[sys.executable, "-m", "ysh.catalog.pipes_entry", "normalize"],
+        command=pw_runtime.spawn_argv(
+            [sys.executable, "-m", "ysh.catalog.pipes_entry", "normalize"], processes),
         context=context,
         env=_child_env(warehouse),
     ).get_materialize_result()
@@ -170,8 +173,7 @@ def catalog_normalized_quarantine_rate(warehouse: WarehouseResource) -> dg.Asset
 def catalog_products_offers_match_items(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     (offers, items), = warehouse.query(
         "SELECT (SELECT coalesce(sum(offers), 0) FROM products),"
-        " (SELECT count(*) FROM items_normalized WHERE brand IS NOT NULL AND model IS NOT NULL"
-        "  AND category <> 'other')"
+        " (SELECT count(*) FROM items_normalized WHERE product_key IS NOT NULL)"
     )
     return dg.AssetCheckResult(passed=offers == items,
                                metadata={"offers": int(offers), "groupable_items": int(items)})

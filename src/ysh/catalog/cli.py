@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
+import os
+import sys
+from contextlib import nullcontext
 from pathlib import Path
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from .. import db
+from .. import db, pw_runtime
 from ..settings import get_settings
 from . import job, landing, reporting
 
 app = typer.Typer(help="Distributor catalog normalization.", no_args_is_help=True)
 console = Console()
+
+
+def _respawn_with_processes() -> None:
+    """Re-run this very command under ``pathway spawn`` when YSH_PATHWAY_PROCESSES > 1."""
+    processes = get_settings().pathway_processes
+    if processes > 1 and not pw_runtime.spawned():
+        argv = pw_runtime.spawn_argv([sys.executable, "-m", "ysh.cli", *sys.argv[1:]], processes)
+        os.execv(argv[0], argv)
 
 
 def _warehouse() -> job.Warehouse:
@@ -29,9 +40,13 @@ def normalize(
     warehouse: bool = typer.Option(False, "--warehouse/--no-warehouse", help="Also upsert into Postgres."),
 ) -> None:
     """Run the catalog pipeline once over PATHS (static; no server needed)."""
-    with console.status("normalizing feeds with Pathway…"):
+    _respawn_with_processes()
+    leader = pw_runtime.is_leader()
+    with console.status("normalizing feeds with Pathway…") if leader else nullcontext():
         report = job.run_static(paths, out_dir=out, distributor=distributor,
                                 warehouse=_warehouse() if warehouse else None)
+    if not leader:
+        return
     console.print(
         f"[bold]{report.rows}[/] rows from {report.files} files → [green]{report.items} items[/], "
         f"[red]{report.quarantined} quarantined[/], {report.duplicate_skus} duplicate SKUs (last wins), "
@@ -61,6 +76,7 @@ def watch(
 ) -> None:
     """Run the catalog pipeline streaming: feeds added, changed or removed in the landing
     area (or the S3 prefix when YSH_CATALOG_SOURCE=s3) are reflected in Postgres."""
+    _respawn_with_processes()
     settings = get_settings()
     warehouse = _warehouse()
     if settings.catalog_source == "s3":

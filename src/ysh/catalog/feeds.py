@@ -15,8 +15,9 @@ from __future__ import annotations
 import csv
 import io
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import PurePath
+from typing import NamedTuple
 
 Value = str | int | float | None
 
@@ -25,9 +26,8 @@ class FeedFormatError(ValueError):
     """The whole file cannot be read (not a supported format, broken JSON array …)."""
 
 
-@dataclass(frozen=True)
-class FeedRecord:
-    """One record as the feed wrote it.
+class FeedRecord(NamedTuple):
+    """One record as the feed wrote it (a named tuple: hundreds of thousands are built).
 
     ``fields`` maps the original header to the value: text for CSV, the JSON scalar for
     JSON (numbers stay numbers so that ``1.234`` in JSON is never read as thousands).
@@ -39,7 +39,7 @@ class FeedRecord:
     error: str | None = None
     detail: str | None = None
     raw_text: str | None = None
-    extra: tuple[str, ...] = field(default=())
+    extra: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -180,12 +180,14 @@ def _read_csv(text: str) -> tuple[list[str], list[FeedRecord]]:
             continue  # blank line
         if headers is None:
             headers = [cell.strip() for cell in row]
+            width = len(headers)
             continue
-        values: dict[str, Value] = {}
-        for i, header in enumerate(headers):
-            values[header] = row[i] if i < len(row) else None
-        extra = tuple(row[len(headers):])
-        if any(cell.strip() for cell in extra):
+        if len(row) >= width:
+            values: dict[str, Value] = dict(zip(headers, row))
+        else:  # short row: the missing trailing fields are absent (None)
+            values = dict(zip(headers, row + [None] * (width - len(row))))
+        extra = tuple(row[width:])
+        if extra and any(cell.strip() for cell in extra):
             records.append(FeedRecord(
                 line=start_line, fields=values, error="malformed_row",
                 detail=f"{len(row)} fields for {len(headers)} columns", extra=extra,

@@ -48,6 +48,7 @@ class WarehouseItem(pw.Schema):
     distributor: str = pw.column_definition(primary_key=True)
     sku: str = pw.column_definition(primary_key=True)
     category: str
+    product_key: str | None
     brand: str | None
     model: str | None
     power_w: float | None
@@ -234,6 +235,8 @@ def run_static(
         attach_warehouse(tables, warehouse, outputs)
     pw_runtime.run()
     report = RunReport(seconds=time.perf_counter() - t0)
+    if not pw_runtime.is_leader():
+        return report  # a helper process of a spawned run: results live in process 0
     files = collectors["files"].values()
     quarantine = collectors["quarantine"].values()
     report.files = len(files)
@@ -263,7 +266,8 @@ def run_products_static(warehouse: Warehouse) -> int:
     pw_runtime.fresh_graph()
     items = pw_runtime.read_query(
         warehouse.dsn, warehouse.schema,
-        "SELECT distributor, sku, category, brand, model, power_w, price_brl FROM items_normalized",
+        "SELECT distributor, sku, category, product_key, brand, model, power_w, price_brl "
+        "FROM items_normalized",
         WarehouseItem, name="warehouse_items",
     )
     products = build_products(items)
@@ -288,7 +292,8 @@ def run_streaming(landing: Path | None, warehouse: Warehouse, *, s3: S3Source | 
         if landing is None:
             raise ValueError("give a landing folder or an S3 source")
         landing.mkdir(parents=True, exist_ok=True)
-        prune_missing_files(warehouse, list_landing_files(landing))
+        if pw_runtime.is_leader():
+            prune_missing_files(warehouse, list_landing_files(landing))
     tables = build([landing] if landing else None, s3=s3, mode="streaming")
     attach_warehouse(tables, warehouse)
     pw_runtime.run()

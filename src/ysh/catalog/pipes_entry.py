@@ -8,10 +8,11 @@ as materialization metadata through the Pipes channel.
 from __future__ import annotations
 
 import sys
+from contextlib import nullcontext
 
 from dagster_pipes import PipesContext, open_dagster_pipes
 
-from .. import db
+from .. import db, pw_runtime
 from ..settings import Settings
 from . import job, reporting
 
@@ -20,7 +21,9 @@ def _warehouse(settings: Settings) -> job.Warehouse:
     return job.Warehouse(db.prepare_warehouse(settings), settings.postgres_schema)
 
 
-def normalize(pipes: PipesContext, settings: Settings) -> None:
+def normalize(pipes: PipesContext | None, settings: Settings) -> None:
+    """Normalize the landing area. May run as ``pathway spawn -n N``: every process runs
+    the graph, only process 0 (``pipes`` given) reports."""
     warehouse = _warehouse(settings)
     if settings.catalog_source == "s3":
         report = job.run_static(s3=job.S3Source.from_settings(settings), warehouse=warehouse,
@@ -31,6 +34,8 @@ def normalize(pipes: PipesContext, settings: Settings) -> None:
             raise FileNotFoundError(f"landing folder {landing} does not exist; run `ysh catalog land` first")
         report = job.run_static([landing], warehouse=warehouse, reconcile_after=True,
                                 with_products=False)
+    if pipes is None:
+        return
     pipes.log.info(f"normalized {report.rows} rows from {report.files} files in {report.seconds:.1f}s")
     pipes.report_asset_materialization(
         asset_key="catalog_normalized",
@@ -52,7 +57,8 @@ def main(argv: list[str]) -> None:
     actions = {"normalize": normalize, "products": products}
     if command not in actions:
         raise SystemExit(f"usage: python -m ysh.catalog.pipes_entry {'|'.join(actions)}")
-    with open_dagster_pipes() as pipes:
+    leader = pw_runtime.is_leader()
+    with (open_dagster_pipes() if leader else nullcontext()) as pipes:
         actions[command](pipes, Settings())
 
 

@@ -24,12 +24,13 @@ CREATE TABLE IF NOT EXISTS items_normalized (
     mppt_count           bigint,
     phases               bigint,
     max_dc_voltage_v     double precision,
+    product_key          text,  -- brand|MODELKEY, joins products
     source_file          text NOT NULL,
     source_line          bigint NOT NULL,
     ingested_at          timestamptz NOT NULL,
     PRIMARY KEY (distributor, sku)
 );
-CREATE INDEX IF NOT EXISTS items_normalized_brand_model_idx ON items_normalized (brand, model);
+CREATE INDEX IF NOT EXISTS items_normalized_product_key_idx ON items_normalized (product_key);
 CREATE INDEX IF NOT EXISTS items_normalized_source_file_idx ON items_normalized (source_file);
 
 CREATE TABLE IF NOT EXISTS items_quarantine (
