@@ -86,3 +86,24 @@ def test_cli_normalize_rejects_a_missing_path(tmp_path):
     assert result.exit_code == 2  # usage error, before any pipeline runs
     assert "Invalid value" in result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_two_pathway_processes_give_the_same_tables_as_one(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    write_feeds(tmp_path / "landing")
+    outputs = {}
+    for processes in (1, 2):
+        out = tmp_path / f"out{processes}"
+        env = {**os.environ, "YSH_PATHWAY_PROCESSES": str(processes)}
+        done = subprocess.run([sys.executable, "-m", "ysh.cli", "catalog", "normalize",
+                               str(tmp_path / "landing"), "--out", str(out)],
+                              env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stdout + done.stderr
+        outputs[processes] = {name: sorted(
+            json.dumps({k: v for k, v in row.items() if k != "ingested_at" and k != "updated_at"}, sort_keys=True)
+            for row in read_jsonl(out / name)) for name in ("items.jsonl", "quarantine.jsonl", "products.jsonl")}
+    assert outputs[2] == outputs[1]
+    assert len(outputs[2]["items.jsonl"]) == 5

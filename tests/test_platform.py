@@ -1,0 +1,86 @@
+"""Foundation: settings, the embedded PostgreSQL manager, the services commands."""
+
+import psycopg
+import pytest
+from typer.testing import CliRunner
+
+from ysh.services.postgres import EmbeddedPostgres, EmbeddedPostgresError, free_port
+from ysh.settings import Settings
+
+
+def test_settings_read_the_ysh_prefix_and_hide_secrets(monkeypatch, tmp_path):
+    monkeypatch.setenv("YSH_POSTGRES_DSN", "host=db.internal user=ysh password=s3cr3t")
+    monkeypatch.setenv("YSH_HOME", str(tmp_path))
+    settings = Settings()
+    assert not settings.uses_embedded_postgres
+    assert "s3cr3t" not in repr(settings)
+    assert settings.postgres_dsn.get_secret_value().endswith("password=s3cr3t")
+    assert settings.landing_dir == tmp_path.resolve() / "landing" / "catalog"
+
+
+def test_settings_read_a_dotenv_file(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("YSH_POSTGRES_SCHEMA", raising=False)
+    (tmp_path / ".env").write_text("YSH_POSTGRES_SCHEMA=catalogo\nYSH_PATHWAY_PROCESSES=2\n")
+    settings = Settings()
+    assert (settings.postgres_schema, settings.pathway_processes) == ("catalogo", 2)
+
+
+def test_settings_reject_bad_values(monkeypatch):
+    monkeypatch.setenv("YSH_POSTGRES_SCHEMA", "drop table;")
+    with pytest.raises(ValueError):
+        Settings()
+
+
+@pytest.mark.integration
+def test_embedded_postgres_keeps_data_across_restarts(tmp_path):
+    server = EmbeddedPostgres(tmp_path / "pg", free_port())
+    server.start()
+    try:
+        with psycopg.connect(server.dsn(), autocommit=True) as conn:
+            conn.execute("CREATE TABLE kept (x int)")
+            conn.execute("INSERT INTO kept VALUES (42)")
+        assert server.stop() is True
+        assert server.status().running is False
+        server.start()
+        with psycopg.connect(server.dsn()) as conn:
+            assert conn.execute("SELECT x FROM kept").fetchall() == [(42,)]
+            # loopback only, password authentication
+            assert conn.execute("SHOW listen_addresses").fetchone() == ("127.0.0.1",)
+            assert conn.execute("SHOW wal_level").fetchone() == ("logical",)
+        with pytest.raises(psycopg.OperationalError):
+            psycopg.connect(server.dsn().replace(server.password(), "wrong"))
+        assert oct(server.password_file.stat().st_mode & 0o777) == "0o600"
+    finally:
+        server.stop()
+
+
+@pytest.mark.integration
+def test_embedded_postgres_refuses_a_taken_port(tmp_path, pg_server):
+    other = EmbeddedPostgres(tmp_path / "pg2", pg_server.port)
+    with pytest.raises(EmbeddedPostgresError, match="taken"):
+        other.start()
+
+
+@pytest.mark.integration
+def test_services_up_status_down(monkeypatch, tmp_path):
+    from ysh.cli import app
+    from ysh.settings import get_settings
+
+    monkeypatch.setenv("YSH_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("YSH_EMBEDDED_POSTGRES_PORT", str(free_port()))
+    monkeypatch.delenv("YSH_POSTGRES_DSN", raising=False)
+    get_settings.cache_clear()
+    runner = CliRunner()
+    try:
+        up = runner.invoke(app, ["services", "up"])
+        assert up.exit_code == 0, up.output
+        assert "0001_catalog" in up.output and "running" in up.output
+        again = runner.invoke(app, ["services", "up"])
+        assert "0001_catalog" not in again.output  # migrations are idempotent
+        assert "running" in runner.invoke(app, ["services", "status"]).output
+    finally:
+        down = runner.invoke(app, ["services", "down"])
+        get_settings.cache_clear()
+    assert "stopped PostgreSQL" in down.output
+    assert "stopped" in runner.invoke(app, ["services", "status"]).output
