@@ -53,9 +53,6 @@ class Settings(BaseSettings):
         default=1, ge=1, le=8,
         description="Pathway worker processes for pipeline runs (free tier: up to 8 workers).",
     )
-    pathway_persistence_dir: Path | None = Field(
-        default=None, description="Persistence root of streaming pipelines (default: HOME/pathway)."
-    )
 
     @property
     def home_dir(self) -> Path:
@@ -68,10 +65,6 @@ class Settings(BaseSettings):
     @property
     def dagster_home(self) -> Path:
         return self.home_dir / "dagster"
-
-    @property
-    def persistence_dir(self) -> Path:
-        return (self.pathway_persistence_dir or self.home_dir / "pathway").expanduser().resolve()
 
     @property
     def uses_embedded_postgres(self) -> bool:

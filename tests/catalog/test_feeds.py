@@ -112,6 +112,50 @@ def test_jsonl_saved_with_json_extension_is_detected():
     assert len(feed.records) == 2
 
 
-def test_empty_file_has_no_records():
-    assert read_feed(b"", "x.csv").records == []
-    assert read_feed(b"\n\n", "x.csv").records == []
+@pytest.mark.parametrize("data", [b"", b"\n\n", b"\xef\xbb\xbf", b"  \r\n"])
+def test_an_empty_file_is_a_file_error_not_an_empty_feed(data):
+    with pytest.raises(FeedFormatError) as error:
+        read_feed(data, "x.csv")
+    assert error.value.reason == "empty_file"
+
+
+@pytest.mark.parametrize("data", [b"PK\x03\x04\x14\x00rest-of-an-xlsx", b"\xd0\xcf\x11\xe0old-xls",
+                                  b"sku;preco\nA;1\x00\x00\n"])
+def test_spreadsheets_and_binary_files_are_rejected_as_files(data):
+    with pytest.raises(FeedFormatError, match="not a text feed"):
+        read_feed(data, "tabela.xlsx")
+
+
+def test_utf16_with_bom_is_decoded():
+    feed = read_feed("sku\tpreço\nA\t1,5\n".encode("utf-16"), "x.txt")
+    assert feed.encoding == "utf-16"
+    assert feed.records[0].fields == {"sku": "A", "preço": "1,5"}
+
+
+def test_utf8_bom_followed_by_latin1_bytes():
+    feed = read_feed(b"\xef\xbb\xbf" + "Código;Preço\nA;1\n".encode("latin-1"), "x.csv")
+    assert feed.headers == ["Código", "Preço"]
+
+
+def test_an_unterminated_quote_does_not_swallow_the_next_rows():
+    data = 'sku,descricao,preco\nA3,"unterminated,10\nA4,Módulo JA Solar 550W,5\nA5,ok,6\n'.encode()
+    feed = read_feed(data, "x.csv")
+    assert [(r.line, r.error, r.fields.get("sku")) for r in feed.records] == [
+        (2, "malformed_row", None), (3, None, "A4"), (4, None, "A5")]
+    assert feed.records[0].raw_text == 'A3,"unterminated,10'
+
+
+def test_a_quoted_multiline_description_without_delimiters_is_kept():
+    feed = read_feed(b'sku;descricao\nA;"Modulo\nmonocristalino"\nB;x\n', "x.csv")
+    assert [(r.line, r.error) for r in feed.records] == [(2, None), (4, None)]
+
+
+def test_repeated_and_empty_headers_keep_every_column():
+    feed = read_feed(b"SKU;Pre\xc3\xa7o;Pre\xc3\xa7o;\nA;100,00;200,00;x\n", "x.csv")
+    assert feed.headers == ["SKU", "Preço", "Preço#2", "_col4"]
+    assert feed.records[0].fields == {"SKU": "A", "Preço": "100,00", "Preço#2": "200,00", "_col4": "x"}
+
+
+def test_json_nan_and_infinity_stay_text():
+    feed = read_feed(b'[{"sku": "a", "price": NaN, "stock": Infinity}]', "x.json")
+    assert feed.records[0].fields == {"sku": "a", "price": "NaN", "stock": "Infinity"}

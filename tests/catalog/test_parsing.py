@@ -28,7 +28,23 @@ def test_parse_decimal_reads_brazilian_and_english_numbers(text, expected):
     assert p.parse_decimal(text) == pytest.approx(expected)
 
 
-@pytest.mark.parametrize("text", ["", "abc", "1,2,3", "1.23.4", "--", "1.234,5.6", ",", "12a"])
+@pytest.mark.parametrize("text", ["1,234", "12,000", "550,000"])
+def test_one_comma_with_three_decimals_is_ambiguous_and_refused(text):
+    with pytest.raises(ValueError, match="ambiguous"):
+        p.parse_decimal(text)
+
+
+def test_leading_zero_with_three_decimals_is_a_decimal():
+    assert p.parse_decimal("0,550") == pytest.approx(0.55)
+
+
+@pytest.mark.parametrize("text", ["9" * 400, "1" + "0" * 309 + ",5", "-" + "9" * 400])
+def test_numbers_too_big_for_a_float_are_refused(text):
+    with pytest.raises(ValueError):
+        p.parse_decimal(text)
+
+
+@pytest.mark.parametrize("text", ["", "abc", "1,2,3", "1.23.4", "--", "1.234,5.6", ",", "12a", "NaN", "Infinity"])
 def test_parse_decimal_rejects_garbage(text):
     with pytest.raises(ValueError):
         p.parse_decimal(text)
@@ -125,7 +141,17 @@ def test_parse_stock_rejects_fractions():
     ],
 )
 def test_header_synonyms(header, field):
-    assert p.map_headers([header]).columns == {field: header}
+    assert p.map_headers([header]).columns == {field: (header,)}
+
+
+@pytest.mark.parametrize(
+    "header, field, unit",
+    [("Preço (R$)", "price", "W"), ("Valor Unitário (R$)", "price", "W"), ("Potência Nominal (kW)", "power", "kW"),
+     ("Potência (kWp)", "power", "kW"), ("Estoque (un)", "stock", "W"), ("Nº Registro Inmetro", "inmetro", "W"),
+     ("Potência (W)", "power", "W"), ("cor", None, "W")],
+)
+def test_headers_with_units_in_parentheses(header, field, unit):
+    assert p.header_field(header) == (field, unit)
 
 
 def test_kilowatt_power_header_sets_the_unit():
@@ -133,10 +159,10 @@ def test_kilowatt_power_header_sets_the_unit():
     assert p.map_headers(["Potência (Wp)"]).power_unit == "W"
 
 
-def test_first_of_two_synonym_columns_wins_and_the_other_is_reported():
+def test_synonym_columns_are_kept_in_file_order_and_unknown_ones_reported():
     mapping = p.map_headers(["preco", "valor", "cor"])
-    assert mapping.columns == {"price": "preco"}
-    assert mapping.unknown == ("valor", "cor")
+    assert mapping.columns == {"price": ("preco", "valor")}
+    assert mapping.unknown == ("cor",)
 
 
 # --- SKU and brand ---------------------------------------------------------------------
@@ -166,9 +192,21 @@ def test_brand_aliases(written, canonical):
     assert p.canonical_brand(written) == canonical
 
 
-def test_unknown_brand_is_kept_as_written():
+def test_unknown_brand_is_kept_with_one_spelling():
     assert p.canonical_brand("  Acme   Painéis ") == "Acme Painéis"
+    assert p.canonical_brand("ACME SOLAR") == p.canonical_brand("acme solar") == "Acme Solar"
+    assert p.canonical_brand("aeSolar") == "aeSolar"
     assert p.canonical_brand("") is None
+
+
+@pytest.mark.parametrize(
+    "written, canonical",
+    [("SMA Solar Technology AG", "SMA"), ("Jinko Solar Holding", "Jinko Solar"), ("Sungrow Power Supply", "Sungrow"),
+     ("GoodWe Technologies", "GoodWe"), ("Hoymiles Power Electronics", "Hoymiles"), ("BYD Company", "BYD"),
+     ("Ginlong (Solis)", "Solis")],
+)
+def test_company_names_resolve_to_their_brand(written, canonical):
+    assert p.canonical_brand(written) == canonical
 
 
 # --- categories ------------------------------------------------------------------------
@@ -183,6 +221,16 @@ def test_unknown_brand_is_kept_as_written():
     ],
 )
 def test_category_values(written, category):
+    assert p.parse_category(written) == category
+
+
+@pytest.mark.parametrize(
+    "written, category",
+    [("Bateria Modular", "battery"), ("Módulo de Bateria", "battery"), ("Battery module", "battery"),
+     ("Inversor com Wi-Fi", "inverter"), ("Cabo para módulo", "other"), ("Estrutura para painel", "other"),
+     ("Kit de montagem", "other"), ("Modular", None)],
+)
+def test_the_first_category_word_wins(written, category):
     assert p.parse_category(written) == category
 
 
@@ -217,6 +265,18 @@ def test_infers_efficiency_and_topcon():
         "Jinko Solar", 575.0, "TOPCon", 22.3)
 
 
+@pytest.mark.parametrize(
+    "description, model",
+    [("Inversor Growatt IP65 MIN-5000TL-X 5kW", "MIN-5000TL-X"),
+     ("Inversor Deye 60Hz SUN-5K-G 5kW", "SUN-5K-G"),
+     ("Bateria BYD Battery-Box HVS 5.1kWh", None),
+     ("Painel Solar Canadian Solar HiKu6 CS6W-550MS 550W", "CS6W-550MS"),
+     ("Módulo ½ célula JA Solar JAM72S30-550/MR 550W", "JAM72S30-550/MR")],
+)
+def test_model_codes_skip_ratings_and_series_names(description, model):
+    assert p.infer_from_description(description).model == model
+
+
 def test_monofasico_is_not_a_mono_cell():
     assert p.find_technology("Inversor Monofásico") is None
 
@@ -235,6 +295,7 @@ def test_description_without_facts():
     "registration, status",
     [
         ("004567/2023", "ok"), ("12345/2019", "ok"), ("Nº 001234/2021", "ok"), ("Registro 4567/2022", "ok"),
+        ("Registro Inmetro 012345/2021", "ok"),
         ("", "missing"), (None, "missing"), ("   ", "missing"),
         ("ABC-123", "invalid"), ("004567/2099", "invalid"), ("004567/2005", "invalid"), ("12/2020", "invalid"),
     ],

@@ -23,7 +23,7 @@ def test_static_run_writes_items_quarantine_products_and_files(tmp_path):
     keys = [(i["distributor"], i["sku"]) for i in items]
     assert keys == [("energia_verde", "EV-1"), ("energia_verde", "EV-2"), ("fotovolt", "FS-10"),
                     ("sol_nascente", "SN001"), ("sol_nascente", "SN002")]
-    quarantine = {(q["distributor"], q["source_line"]): q["reason"]
+    quarantine = {(q["distributor"], q["line"]): q["reason"]
                   for q in read_jsonl(tmp_path / "out" / "quarantine.jsonl")}
     assert quarantine == {
         ("sol_nascente", 4): "missing_sku",

@@ -41,6 +41,8 @@ def test_feeds_in_s3_land_in_postgres(s3_server, bucket, warehouse):
         ("energia_verde", 2), ("fotovolt", 1), ("sol_nascente", 2)]
     sources = {s for (s,) in query(warehouse, "SELECT DISTINCT source_file FROM items_normalized")}
     assert all(s.startswith("catalog/") for s in sources), sources
+    # the object's modification date is the feed's date: the 2023 registration is valid
+    assert query(warehouse, "SELECT inmetro_status FROM items_normalized WHERE sku = 'SN001'") == [("ok",)]
 
 
 def test_a_removed_object_is_pruned_on_the_next_full_run(s3_server, bucket, warehouse):

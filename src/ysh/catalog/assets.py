@@ -46,7 +46,10 @@ def catalog_raw(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     settings = Settings()
     files = _landed_files(settings)
     if not files:
-        raise dg.Failure(f"no feed files in the landing area ({settings.landing_dir})")
+        # an empty landing area is more often a missing mount than an intent to delete the
+        # whole catalog: fail loudly instead of reconciling everything away
+        raise dg.Failure(f"no feed files in the landing area ({settings.landing_dir}); "
+                         "to retire a distributor, remove its feeds and keep the others")
     rows = [(f.path, f.size_bytes, (f.sha256 or "")[:12]) for f in files]
     return dg.MaterializeResult(
         data_version=dg.DataVersion(landing.fingerprint(files)),
@@ -120,13 +123,18 @@ def catalog_products(
 @dg.asset_check(asset=catalog_normalized, blocking=True,
                 description="No two items share a distributor and normalized SKU.")
 def catalog_normalized_unique_keys(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    # The primary key stops exact duplicates; this catches keys that are not in normal form
+    # (written by another writer, or a normalization change) and would split one offer.
     duplicates = warehouse.query(
         "SELECT distributor, upper(regexp_replace(sku, '\\s', '', 'g')) AS key, count(*) "
         "FROM items_normalized GROUP BY 1, 2 HAVING count(*) > 1 ORDER BY 3 DESC LIMIT 20"
     )
+    (not_normalized,), = warehouse.query(
+        "SELECT count(*) FROM items_normalized WHERE sku <> upper(regexp_replace(sku, '\\s', '', 'g'))"
+    )
     return dg.AssetCheckResult(
-        passed=not duplicates,
-        metadata={"duplicate_keys": len(duplicates),
+        passed=not duplicates and not_normalized == 0,
+        metadata={"duplicate_keys": len(duplicates), "skus_not_normalized": int(not_normalized),
                   "examples": dg.MetadataValue.md(markdown_table(["distributor", "sku", "rows"], duplicates))},
     )
 
@@ -208,8 +216,10 @@ def catalog_landing_sensor(context: dg.SensorEvaluationContext):
     current = landing.fingerprint(files)
     if current == context.cursor:
         return dg.SkipReason("no change in the landing area")
+    previous = context.cursor or "empty"
     context.update_cursor(current)
-    return dg.RunRequest(run_key=current, tags={"ysh/landing_fingerprint": current})
+    # the key names the transition, so returning to an earlier state still runs
+    return dg.RunRequest(run_key=f"{previous}->{current}", tags={"ysh/landing_fingerprint": current})
 
 
 ASSETS = [catalog_raw, catalog_normalized, catalog_products]

@@ -63,10 +63,15 @@ def normalize(
 @app.command()
 def land(
     paths: list[Path] = typer.Argument(..., help="Feed files or folders to copy.", exists=True),
+    distributor: str | None = typer.Option(
+        None, help="Land into the distributor's sub-folder (its feeds then belong to it)."),
 ) -> None:
     """Copy feeds into the landing area (atomically: a watcher never sees half a file)."""
     target = get_settings().landing_dir
-    landed = landing.land(paths, target)
+    try:
+        landed = landing.land(paths, target, distributor)
+    except (ValueError, FileNotFoundError) as exc:
+        raise typer.BadParameter(str(exc)) from exc
     console.print(f"landed {len(landed)} files in [cyan]{target}[/]")
 
 
@@ -79,14 +84,19 @@ def watch(
     _respawn_with_processes()
     settings = get_settings()
     warehouse = _warehouse()
+    def ready(reconciled: bool) -> None:
+        if not reconciled:
+            console.print("[yellow]landing area is empty: existing catalog rows were left as they are[/]")
+        console.print(f"following {where} → Postgres schema {warehouse.schema} (Ctrl+C stops)")
+
     if settings.catalog_source == "s3":
         s3 = job.S3Source.from_settings(settings)
-        console.print(f"following s3://{s3.bucket}/{s3.prefix} → Postgres schema {warehouse.schema} (Ctrl+C stops)")
-        job.run_streaming(None, warehouse, s3=s3)
+        where = f"s3://{s3.bucket}/{s3.prefix}"
+        job.run_streaming(None, warehouse, s3=s3, on_ready=ready)
     else:
         folder = (landing_dir or settings.landing_dir).resolve()
-        console.print(f"following [cyan]{folder}[/] → Postgres schema {warehouse.schema} (Ctrl+C stops)")
-        job.run_streaming(folder, warehouse)
+        where = str(folder)
+        job.run_streaming(folder, warehouse, on_ready=ready)
 
 
 def print_summary(warehouse: job.Warehouse) -> None:

@@ -23,7 +23,13 @@ Value = str | int | float | None
 
 
 class FeedFormatError(ValueError):
-    """The whole file cannot be read (not a supported format, broken JSON array …)."""
+    """The whole file cannot be read (not a supported format, broken JSON array …).
+
+    ``reason`` is the quarantine code: ``unparseable_file`` or ``empty_file``."""
+
+    def __init__(self, message: str, reason: str = "unparseable_file"):
+        super().__init__(message)
+        self.reason = reason
 
 
 class FeedRecord(NamedTuple):
@@ -51,16 +57,36 @@ class DecodedFeed:
 
 
 def decode_text(data: bytes) -> tuple[str, str]:
-    """Text and encoding name: UTF-8 (BOM stripped) when valid, else cp1252, else latin-1."""
+    """Text and encoding name.
+
+    UTF-16 when the file starts with its BOM (Excel's "Unicode text"); else UTF-8 when the
+    bytes are valid UTF-8 (a BOM is stripped); else cp1252, else latin-1 (a stray UTF-8
+    BOM before latin-1 bytes is dropped first).
+
+    Raises
+    ------
+    FeedFormatError
+        a binary file (a spreadsheet, an archive, NUL bytes): not a text feed.
+    """
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            return data.decode("utf-16"), "utf-16"
+        except UnicodeDecodeError as exc:
+            raise FeedFormatError(f"broken UTF-16: {exc}") from exc
+    if data.startswith(b"PK\x03\x04") or data.startswith(b"\xd0\xcf\x11\xe0"):
+        raise FeedFormatError("a spreadsheet or archive (xlsx/xls/zip), not a text feed: export it as CSV")
+    if b"\x00" in data[:65536]:
+        raise FeedFormatError("binary content (NUL bytes), not a text feed")
+    bom = data.startswith(b"\xef\xbb\xbf")
+    body = data[3:] if bom else data
     try:
-        encoding = "utf-8-sig" if data.startswith(b"\xef\xbb\xbf") else "utf-8"
-        return data.decode(encoding), encoding
+        return body.decode("utf-8"), "utf-8-sig" if bom else "utf-8"
     except UnicodeDecodeError:
         pass
     try:
-        return data.decode("cp1252"), "cp1252"
+        return body.decode("cp1252"), "cp1252"
     except UnicodeDecodeError:
-        return data.decode("latin-1"), "latin-1"
+        return body.decode("latin-1"), "latin-1"
 
 
 def detect_format(text: str, filename: str) -> str:
@@ -83,6 +109,12 @@ def detect_format(text: str, filename: str) -> str:
                 return "json"
         return "jsonl"
     return "csv"
+
+
+def _keep_constant(name: str) -> str:
+    """``NaN``/``Infinity`` are not JSON numbers: keep them as text so the field's own
+    parser rejects them (instead of a float that poisons sums and medians)."""
+    return name
 
 
 def _scalar(value: object) -> Value:
@@ -111,7 +143,7 @@ def _headers_of(records: list[FeedRecord]) -> list[str]:
 
 def _read_json(text: str) -> list[FeedRecord]:
     try:
-        doc = json.loads(text)
+        doc = json.loads(text, parse_constant=_keep_constant)
     except json.JSONDecodeError as exc:
         raise FeedFormatError(f"invalid JSON: {exc}") from exc
     if isinstance(doc, dict):
@@ -132,7 +164,7 @@ def _read_jsonl(text: str) -> list[FeedRecord]:
         if not line.strip():
             continue
         try:
-            obj = json.loads(line)
+            obj = json.loads(line, parse_constant=_keep_constant)
         except json.JSONDecodeError as exc:
             records.append(FeedRecord(line=number, fields={}, error="malformed_json",
                                       detail=str(exc), raw_text=line))
@@ -154,46 +186,83 @@ def detect_delimiter(header_line: str) -> str:
     return best if counts[best] else ","
 
 
+def unique_headers(cells: list[str]) -> list[str]:
+    """Header names made unique so that no column is lost: a repeated ``Preço`` becomes
+    ``Preço#2``, an empty header ``_col3`` (3 = its 1-based position)."""
+    seen: dict[str, int] = {}
+    headers = []
+    for position, cell in enumerate(cells, start=1):
+        name = cell.strip() or f"_col{position}"
+        count = seen.get(name, 0) + 1
+        seen[name] = count
+        headers.append(name if count == 1 else f"{name}#{count}")
+    return headers
+
+
 def _read_csv(text: str) -> tuple[list[str], list[FeedRecord]]:
-    lines = text.splitlines()
+    """CSV records with their starting physical line.
+
+    A quoted field may span lines (a multi-line description), but a quote that is never
+    closed would swallow every following row. So a record whose embedded line break is
+    followed by the delimiter, or that the strict parser rejects, is reported as
+    ``malformed_row`` (its first physical line as ``raw``) and parsing resumes on the
+    next physical line.
+    """
+    lines = text.splitlines(keepends=True)
     header_line = next((line for line in lines if line.strip()), "")
     if not header_line:
         return [], []
     delimiter = detect_delimiter(header_line)
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     headers: list[str] | None = None
+    width = 0
     records: list[FeedRecord] = []
-    previous_line = 0
-    while True:
-        try:
-            row = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as exc:
-            records.append(FeedRecord(line=previous_line + 1, fields={}, error="malformed_row",
-                                      detail=str(exc)))
+    offset = 0  # physical lines consumed before the current reader's first line
+    while offset < len(lines):
+        reader = csv.reader(io.StringIO("".join(lines[offset:]), newline=""),
+                            delimiter=delimiter, strict=True)
+        previous_line = 0
+        restart_at: int | None = None
+        while True:
+            start_line = offset + previous_line + 1
+            try:
+                row = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as exc:
+                records.append(FeedRecord(line=start_line, fields={}, error="malformed_row",
+                                          detail=f"CSV: {exc}", raw_text=lines[start_line - 1].rstrip("\r\n")))
+                restart_at = start_line  # resume right after the broken record's first line
+                break
+            spanned = reader.line_num - previous_line
             previous_line = reader.line_num
-            continue
-        start_line = previous_line + 1
-        previous_line = reader.line_num
-        if not row or all(not cell.strip() for cell in row):
-            continue  # blank line
-        if headers is None:
-            headers = [cell.strip() for cell in row]
-            width = len(headers)
-            continue
-        if len(row) >= width:
-            values: dict[str, Value] = dict(zip(headers, row))
-        else:  # short row: the missing trailing fields are absent (None)
-            values = dict(zip(headers, row + [None] * (width - len(row))))
-        extra = tuple(row[width:])
-        if extra and any(cell.strip() for cell in extra):
-            records.append(FeedRecord(
-                line=start_line, fields=values, error="malformed_row",
-                detail=f"{len(row)} fields for {len(headers)} columns", extra=extra,
-            ))
-            continue
-        records.append(FeedRecord(line=start_line, fields=values))
+            if spanned > 1 and any("\n" in cell and delimiter in cell.split("\n", 1)[1] for cell in row):
+                records.append(FeedRecord(
+                    line=start_line, fields={}, error="malformed_row",
+                    detail="unterminated quote: the field runs into the following rows",
+                    raw_text=lines[start_line - 1].rstrip("\r\n")))
+                restart_at = start_line
+                break
+            if not row or all(not cell.strip() for cell in row):
+                continue  # blank line
+            if headers is None:
+                headers = unique_headers(row)
+                width = len(headers)
+                continue
+            if len(row) >= width:
+                values: dict[str, Value] = dict(zip(headers, row))
+            else:  # short row: the missing trailing fields are absent (None)
+                values = dict(zip(headers, row + [None] * (width - len(row))))
+            extra = tuple(row[width:])
+            if extra and any(cell.strip() for cell in extra):
+                records.append(FeedRecord(
+                    line=start_line, fields=values, error="malformed_row",
+                    detail=f"{len(row)} fields for {width} columns", extra=extra,
+                ))
+                continue
+            records.append(FeedRecord(line=start_line, fields=values))
+        if restart_at is None:
+            break
+        offset = restart_at
     return headers or [], records
 
 
@@ -206,6 +275,8 @@ def read_feed(data: bytes, filename: str) -> DecodedFeed:
         the file as a whole cannot be read (e.g. a truncated JSON array).
     """
     text, encoding = decode_text(data)
+    if not text.strip():
+        raise FeedFormatError("empty file: no header, no rows", reason="empty_file")
     fmt = detect_format(text, filename)
     if fmt == "json":
         records = _read_json(text)

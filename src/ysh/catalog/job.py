@@ -36,7 +36,7 @@ from .pipeline import (
 #: the time the row was last written (used to prune rows a full run did not write).
 TABLES: dict[str, tuple[str, tuple[str, ...], str]] = {
     "items": ("items_normalized", ("distributor", "sku"), "ingested_at"),
-    "quarantine": ("items_quarantine", ("source_file", "source_line"), "ingested_at"),
+    "quarantine": ("items_quarantine", ("source_file", "line"), "ingested_at"),
     "products": ("products", ("product_key",), "updated_at"),
     "files": ("catalog_feed_files", ("source_file",), "ingested_at"),
 }
@@ -55,7 +55,7 @@ class WarehouseItem(pw.Schema):
     price_brl: float | None
 JSONL_FILES = {
     "items": ("items.jsonl", ("distributor", "sku")),
-    "quarantine": ("quarantine.jsonl", ("source_file", "source_line")),
+    "quarantine": ("quarantine.jsonl", ("source_file", "line")),
     "products": ("products.jsonl", ("product_key",)),
     "files": ("files.jsonl", ("source_file",)),
 }
@@ -172,26 +172,6 @@ def reconcile(warehouse: Warehouse, started_at: datetime,
     return pruned
 
 
-def prune_missing_files(warehouse: Warehouse, existing: set[str]) -> dict[str, int]:
-    """Delete rows whose source file is not in ``existing`` (used before a streaming start)."""
-    pruned = {}
-    with db.connect(warehouse.dsn, warehouse.schema) as conn:
-        for table_name, _, _ in TABLES.values():
-            if table_name == "products":
-                continue
-            cur = conn.execute(
-                sql.SQL("DELETE FROM {} WHERE NOT (source_file = ANY(%s))").format(
-                    sql.Identifier(table_name)),
-                (sorted(existing),),
-            )
-            pruned[table_name] = cur.rowcount
-        # products are rebuilt from items by the pipeline; drop those no item supports
-        cur = conn.execute("DELETE FROM products")
-        pruned["products"] = cur.rowcount
-        conn.commit()
-    return pruned
-
-
 def warehouse_report(warehouse: Warehouse) -> RunReport:
     """Counts as they stand in the warehouse."""
     report = RunReport()
@@ -282,18 +262,36 @@ def run_products_static(warehouse: Warehouse) -> int:
     return warehouse_report(warehouse).products
 
 
-def list_landing_files(landing: Path) -> set[str]:
-    return {str(p.resolve()) for p in landing.rglob("*") if p.is_file()}
+def run_streaming(landing: Path | None, warehouse: Warehouse, *, s3: S3Source | None = None,
+                  on_ready=None) -> None:
+    """Follow the landing area (or S3 prefix) and keep the warehouse current. Blocks.
 
-
-def run_streaming(landing: Path | None, warehouse: Warehouse, *, s3: S3Source | None = None) -> None:
-    """Follow the landing area (or S3 prefix) and keep the warehouse current. Blocks."""
+    Before following changes, one static full run brings the warehouse in line with the
+    landing area as it is now (feeds changed or removed while no watcher ran are updated
+    or pruned). An empty landing area is not reconciled: it is more often a missing mount
+    than an intent to delete a whole catalog.
+    """
     if s3 is None:
         if landing is None:
             raise ValueError("give a landing folder or an S3 source")
         landing.mkdir(parents=True, exist_ok=True)
-        if pw_runtime.is_leader():
-            prune_missing_files(warehouse, list_landing_files(landing))
+    has_feeds = bool(landing_manifest(landing, s3))
+    if has_feeds:
+        run_static([landing] if landing else None, s3=s3, warehouse=warehouse, reconcile_after=True)
+    if on_ready is not None and pw_runtime.is_leader():
+        on_ready(has_feeds)
     tables = build([landing] if landing else None, s3=s3, mode="streaming")
     attach_warehouse(tables, warehouse)
     pw_runtime.run()
+
+
+def landing_manifest(landing: Path | None, s3: S3Source | None) -> list:
+    from . import landing as landing_area
+
+    if s3 is not None:
+        import boto3
+
+        client = boto3.client("s3", endpoint_url=s3.endpoint, region_name=s3.region,
+                              aws_access_key_id=s3.access_key, aws_secret_access_key=s3.secret_key)
+        return landing_area.manifest_s3(client, s3.bucket, s3.prefix)
+    return landing_area.manifest(landing) if landing is not None else []

@@ -16,6 +16,18 @@ from pathlib import Path
 FEED_SUFFIXES = (".csv", ".txt", ".json", ".jsonl", ".ndjson")
 
 
+def is_feed_path(path: str) -> bool:
+    """Hidden files and folders (``.name``), editor/office lock files (``~$x``,
+    ``.~lock.x#``) and temporary files (``x.tmp``, ``x.part``, ``x~``) are not feeds; any
+    other file is read (a spreadsheet or binary file is then quarantined as
+    ``unparseable_file``, never silently skipped)."""
+    parts = [part for part in path.replace("\\", "/").split("/") if part]
+    if any(part.startswith(".") for part in parts):
+        return False
+    name = parts[-1] if parts else ""
+    return bool(name) and not (name.startswith("~") or name.endswith(("~", ".tmp", ".part", ".swp")))
+
+
 @dataclass(frozen=True)
 class LandedFile:
     path: str
@@ -30,7 +42,7 @@ def manifest(landing: Path, *, with_hash: bool = False) -> list[LandedFile]:
         return []
     files = []
     for path in sorted(landing.rglob("*")):
-        if not path.is_file() or path.name.startswith("."):
+        if not path.is_file() or not is_feed_path(str(path.relative_to(landing))):
             continue
         stat = path.stat()
         digest = hashlib.sha256(path.read_bytes()).hexdigest() if with_hash else None
@@ -44,6 +56,8 @@ def manifest_s3(client, bucket: str, prefix: str) -> list[LandedFile]:
     paginator = client.get_paginator("list_objects_v2")
     for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
         for obj in page.get("Contents", []):
+            if not is_feed_path(obj["Key"][len(prefix):]):
+                continue
             files.append(LandedFile(obj["Key"], obj["Size"], obj["LastModified"].timestamp(),
                                     obj["ETag"].strip('"')))
     return sorted(files, key=lambda f: f.path)
@@ -55,10 +69,14 @@ def fingerprint(files: list[LandedFile]) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-def land(sources: list[Path], landing: Path) -> list[Path]:
-    """Copy feed files (or every feed in the given folders) into the landing area,
-    atomically (write beside the landing folder, then rename into it) so a watching
-    pipeline never reads half a file."""
+def land(sources: list[Path], landing: Path, distributor: str | None = None) -> list[Path]:
+    """Copy feed files (or every feed in the given folders) into the landing area, or into
+    its ``<distributor>/`` sub-folder, atomically (written beside the landing folder, then
+    renamed into it) so a watching pipeline never reads half a file."""
+    if distributor is not None:
+        if not distributor.strip() or "/" in distributor or distributor.startswith("."):
+            raise ValueError(f"not a distributor folder name: {distributor!r}")
+        landing = landing / distributor.strip()
     landing.mkdir(parents=True, exist_ok=True)
     incoming = landing.parent / f".{landing.name}.incoming"
     incoming.mkdir(exist_ok=True)

@@ -8,8 +8,10 @@ codes) are documented in ``docs/catalog.md``.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
+from datetime import date
 from pathlib import PurePosixPath
 from functools import lru_cache
 from typing import NamedTuple
@@ -34,11 +36,13 @@ MALFORMED_JSON = "malformed_json"
 MALFORMED_RECORD = "malformed_record"
 MALFORMED_ROW = "malformed_row"
 UNPARSEABLE_FILE = "unparseable_file"
+EMPTY_FILE = "empty_file"
+INTERNAL_ERROR = "internal_error"
 
 REASON_CODES = (
     MISSING_SKU, UNKNOWN_CATEGORY, MISSING_POWER, UNPARSEABLE_POWER, POWER_OUT_OF_RANGE,
     UNPARSEABLE_PRICE, NEGATIVE_PRICE, ZERO_PRICE, UNPARSEABLE_STOCK, NEGATIVE_STOCK,
-    MALFORMED_JSON, MALFORMED_RECORD, MALFORMED_ROW, UNPARSEABLE_FILE,
+    MALFORMED_JSON, MALFORMED_RECORD, MALFORMED_ROW, UNPARSEABLE_FILE, EMPTY_FILE, INTERNAL_ERROR,
 )
 
 #: plausible power per category [W]: module STC max power, (micro)inverter rated AC power.
@@ -110,13 +114,18 @@ class RowRejected(Exception):
 def _text(value: Value) -> str | None:
     if value is None:
         return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # JSON 12345.0 is the SKU/stock 12345
     s = str(value).strip()
     return s or None
 
 
 def _number(value: Value, parse) -> float:
     if isinstance(value, (int, float)):
-        return float(value)
+        number = float(value)
+        if not math.isfinite(number):
+            raise ValueError(f"not a finite number: {value!r}")
+        return number
     return parse(str(value))
 
 
@@ -126,7 +135,7 @@ def _optional_float(value: Value, unit_suffix: str = "") -> float | None:
     if s is None:
         return None
     if isinstance(value, (int, float)):
-        return float(value)
+        return float(value) if math.isfinite(value) else None
     s = re.sub(rf"\s*{unit_suffix}$", "", s, flags=re.I) if unit_suffix else s
     try:
         return p.parse_decimal(s)
@@ -136,7 +145,7 @@ def _optional_float(value: Value, unit_suffix: str = "") -> float | None:
 
 def _optional_int(value: Value) -> int | None:
     f = _optional_float(value)
-    return int(f) if f is not None and f == int(f) else None
+    return int(f) if f is not None and f.is_integer() and abs(f) < 2**63 else None
 
 
 def product_key(brand: str | None, model: str | None, category: str) -> str | None:
@@ -172,7 +181,12 @@ def _raw_json(record: FeedRecord) -> str:
     raw: dict[str, object] = dict(record.fields)
     if record.extra:
         raw["_extra"] = list(record.extra)
-    return json.dumps(raw, ensure_ascii=False)
+    return json.dumps(raw, ensure_ascii=False, default=str, allow_nan=False) if _finite(raw) \
+        else json.dumps({k: (v if _finite({k: v}) else str(v)) for k, v in raw.items()}, ensure_ascii=False)
+
+
+def _finite(values: dict) -> bool:
+    return all(not isinstance(v, float) or math.isfinite(v) for v in values.values())
 
 
 def _category(fields: dict[str, str | None], facts: p.DescriptionFacts) -> str:
@@ -231,10 +245,16 @@ def _stock_units(raw_value: Value) -> int | None:
     if written is None:
         return None
     try:
-        stock = int(raw_value) if isinstance(raw_value, (int, float)) and raw_value == int(raw_value) \
-            else p.parse_stock(written)
+        if isinstance(raw_value, (int, float)):
+            if not (math.isfinite(raw_value) and float(raw_value).is_integer()):
+                raise ValueError(raw_value)
+            stock = int(raw_value)
+        else:
+            stock = p.parse_stock(written)
     except ValueError:
         raise RowRejected(UNPARSEABLE_STOCK, f"stock {written!r} is not a whole number") from None
+    if stock is not None and abs(stock) >= 2**63:
+        raise RowRejected(UNPARSEABLE_STOCK, f"stock {written!r} is out of range")
     if stock is not None and stock < 0:
         raise RowRejected(NEGATIVE_STOCK, f"stock {stock} is negative")
     return stock
@@ -280,18 +300,46 @@ def _describe(description: str | None, brand_text: str | None, model_text: str |
 
 
 def normalize_record(
-    record: FeedRecord, mapping: p.HeaderMapping, *, distributor: str, source_file: str
+    record: FeedRecord, mapping: p.HeaderMapping, *, distributor: str, source_file: str,
+    as_of: date | None = None,
 ) -> CatalogItem | QuarantinedRow:
-    """Turn one feed record into a catalog item, or into a quarantined row with a reason."""
+    """Turn one feed record into a catalog item, or into a quarantined row with a reason.
 
+    ``as_of`` is the date the feed speaks for (its modification date): an Inmetro
+    registration dated after it is invalid. Never raises: an unexpected error in the rules
+    quarantines the row as ``internal_error`` (with the exception) instead of failing the
+    whole run.
+    """
+    try:
+        return _normalize_record(record, mapping, distributor=distributor, source_file=source_file,
+                                 as_of=as_of)
+    except Exception as exc:  # noqa: BLE001 - one bad row must not stop a pipeline
+        return QuarantinedRow(distributor, source_file, record.line, INTERNAL_ERROR,
+                              f"{type(exc).__name__}: {exc}"[:500], _raw_json(record))
+
+
+def _normalize_record(
+    record: FeedRecord, mapping: p.HeaderMapping, *, distributor: str, source_file: str,
+    as_of: date | None,
+) -> CatalogItem | QuarantinedRow:
     def reject(reason: str, detail: str) -> QuarantinedRow:
         return QuarantinedRow(distributor, source_file, record.line, reason, detail, _raw_json(record))
 
     if record.error:
         return reject(record.error, record.detail or record.error)
     values = record.fields
-    raw = {name: values.get(column) for name, column in mapping.columns.items()}
-    fields = {name: _text(value) for name, value in raw.items()}
+    raw: dict[str, Value] = {}
+    fields: dict[str, str | None] = {}
+    for name, columns in mapping.columns.items():
+        value = values.get(columns[0])
+        text = _text(value)
+        if text is None and len(columns) > 1:  # first non-empty synonym column
+            for column in columns[1:]:
+                value = values.get(column)
+                text = _text(value)
+                if text is not None:
+                    break
+        raw[name], fields[name] = value, text
     get = fields.get
     try:
         sku = p.normalize_sku(get("sku"))
@@ -333,7 +381,7 @@ def normalize_record(
         price_brl=price_brl,
         stock_units=stock_units,
         inmetro_registration=p.normalize_inmetro(inmetro),
-        inmetro_status=p.inmetro_status(inmetro),
+        inmetro_status=p.inmetro_status(inmetro, today=as_of),
         efficiency_pct=efficiency,
         technology=product.technology,
         voc_v=_optional_float(raw.get("voc"), "v"),
@@ -383,13 +431,15 @@ class FeedResult:
         }
 
 
-def normalize_feed(data: bytes, source_file: str, distributor: str) -> FeedResult:
+def normalize_feed(data: bytes, source_file: str, distributor: str, as_of: date | None = None) -> FeedResult:
     """Decode and normalize one feed file. A file that cannot be read at all yields one
-    quarantined row (line 0, ``unparseable_file``) instead of an exception."""
+    quarantined row (line 0, ``unparseable_file`` or ``empty_file``) instead of an
+    exception. The result depends only on the arguments (``as_of`` defaults to today): a
+    streaming engine may recompute it to retract a row."""
     try:
         feed = read_feed(data, source_file)
     except FeedFormatError as exc:
-        row = QuarantinedRow(distributor, source_file, 0, UNPARSEABLE_FILE, str(exc),
+        row = QuarantinedRow(distributor, source_file, 0, exc.reason, str(exc),
                              json.dumps({"_bytes": len(data)}))
         return FeedResult(source_file, distributor, "unknown", "unknown", 0, [], [row], 0)
     mapping = p.map_headers(feed.headers)
@@ -397,7 +447,8 @@ def normalize_feed(data: bytes, source_file: str, distributor: str) -> FeedResul
     quarantine: list[QuarantinedRow] = []
     duplicates = 0
     for record in feed.records:
-        result = normalize_record(record, mapping, distributor=distributor, source_file=source_file)
+        result = normalize_record(record, mapping, distributor=distributor, source_file=source_file,
+                                  as_of=as_of)
         if isinstance(result, QuarantinedRow):
             quarantine.append(result)
             continue

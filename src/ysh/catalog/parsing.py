@@ -11,6 +11,7 @@ comma for decimals) but English exports use ``1,234.56`` or ``1234.56``; the rul
 
 from __future__ import annotations
 
+import math
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -96,32 +97,72 @@ KILOWATT_HEADERS = frozenset({"potencia_kw", "potencia_kwp", "power_kw"})
 
 @dataclass(frozen=True)
 class HeaderMapping:
-    """How one feed's columns map to canonical fields (first matching column wins)."""
+    """How one feed's columns map to canonical fields.
 
-    columns: dict[str, str]  # canonical field -> original header
-    power_unit: str  # "W" or "kW": unit of unit-less values in the power column
+    ``columns[field]`` lists every column that names the field, in file order; a record's
+    value is the first non-empty one (so ``preco`` empty falls back to ``valor``).
+    """
+
+    columns: dict[str, tuple[str, ...]]  # canonical field -> original headers
+    power_unit: str  # "W" or "kW": unit of unit-less values in the power column(s)
     unknown: tuple[str, ...]  # headers we did not recognize (kept in ``raw``)
+
+    @property
+    def first(self) -> dict[str, str]:
+        """The first column of each field."""
+        return {field: cols[0] for field, cols in self.columns.items()}
+
+
+_UNIT_SUFFIX = re.compile(r"_?(r|brl|w|wp|kw|kwp|un|und|unid|pcs|pct|v|a)$")
+_NUMBER_PREFIX = re.compile(r"^(n|no|num|numero|nr)_")
+
+
+def header_field(header: str) -> tuple[str | None, str]:
+    """Canonical field of one header and the power unit it implies.
+
+    ``"Potência (kW)"`` → ``("power", "kW")``; ``"Preço (R$)"`` → ``("price", "W")``;
+    ``"Nº Registro Inmetro"`` → ``("inmetro", "W")``; unknown → ``(None, "W")``.
+    """
+    key = normalize_header(header)
+    field = _HEADER_INDEX.get(key)
+    unit_key = key
+    if field is None:
+        # a unit in parentheses or a trailing unit word: "preco_r", "estoque_un"
+        bare = re.sub(r"\(.*?\)", " ", strip_accents(header.replace("\ufeff", "")).lower())
+        bare_key = re.sub(r"[^a-z0-9]+", "_", bare).strip("_")
+        for candidate in (bare_key, _UNIT_SUFFIX.sub("", key), _NUMBER_PREFIX.sub("", key),
+                          _NUMBER_PREFIX.sub("", bare_key)):
+            field = _HEADER_INDEX.get(candidate)
+            if field is not None:
+                break
+    if field != "power":
+        return field, "W"
+    kilowatts = unit_key in KILOWATT_HEADERS or bool(re.search(r"(^|_)kwp?($|_)", key))
+    return field, "kW" if kilowatts else "W"
 
 
 def map_headers(headers: list[str]) -> HeaderMapping:
     """Map a feed's original headers to canonical fields.
 
-    Matching is case-, accent- and spacing-insensitive. When two columns map to the same
-    field, the first one wins and the other is reported as unknown.
+    Matching is case-, accent- and spacing-insensitive and ignores a unit in parentheses
+    (``Preço (R$)``, ``Potência (kW)`` — which also sets the power unit).
     """
-    columns: dict[str, str] = {}
+    columns: dict[str, list[str]] = {}
     unknown: list[str] = []
-    power_unit = "W"
+    power_unit = None
     for header in headers:
-        key = normalize_header(header)
-        field = _HEADER_INDEX.get(key)
-        if field is None or field in columns:
+        field, unit = header_field(header)
+        if field is None:
             unknown.append(header)
             continue
-        columns[field] = header
-        if field == "power" and key in KILOWATT_HEADERS:
-            power_unit = "kW"
-    return HeaderMapping(columns=columns, power_unit=power_unit, unknown=tuple(unknown))
+        if field == "power":
+            if power_unit is not None and unit != power_unit:
+                unknown.append(header)  # a second power column in another unit: ignored
+                continue
+            power_unit = unit
+        columns.setdefault(field, []).append(header)
+    return HeaderMapping(columns={f: tuple(c) for f, c in columns.items()},
+                         power_unit=power_unit or "W", unknown=tuple(unknown))
 
 
 # --------------------------------------------------------------------------------------
@@ -133,7 +174,7 @@ _EN_THOUSANDS = re.compile(r"^\d{1,3}(,\d{3})+$")
 _NUMBER_CHARS = re.compile(r"^[+-]?[\d.,]+$")
 
 
-def parse_decimal(text: str) -> float:
+def parse_decimal(text: str, *, ambiguous_comma: str = "refuse") -> float:
     """Parse a number written the Brazilian or the English way.
 
     Rules, in order:
@@ -145,16 +186,23 @@ def parse_decimal(text: str) -> float:
     3. Only ``.``: thousands groups when the text is ``d{1,3}(.ddd)+`` and does not start
        with ``0`` (``5.000`` → 5000, ``1.234.567`` → 1234567), else decimal (``550.5``).
 
+    ``1,234`` (one comma, three digits after it, not starting with 0) is ambiguous between
+    a Brazilian decimal and an English thousands group: refused rather than guessed
+    (prices, stock), unless ``ambiguous_comma="decimal"`` says the context is Brazilian
+    (a power such as ``5,052 kW``); ``0,550`` and ``1,5`` are always decimals.
+
     Raises
     ------
     ValueError
-        empty text, letters, or several decimal separators.
+        empty text, letters, several decimal separators, an ambiguous or infinite number.
     """
     s = text.strip().replace(" ", "").replace("\u00a0", "")
-    if s.isdigit():  # fast paths for the common shapes: "550", "612,50"
+    if s.isdigit() and len(s) < 300:  # fast paths for the common shapes: "550", "612,50"
         return float(s)
     integer, comma, fraction = s.partition(",")
-    if comma and integer.isdigit() and fraction.isdigit():
+    if comma and integer.isdigit() and fraction.isdigit() and len(s) < 300:
+        if len(fraction) == 3 and len(integer) <= 3 and integer[0] != "0" and ambiguous_comma == "refuse":
+            raise ValueError(f"ambiguous number: {text!r} (1,234 may be 1.234 or 1234)")
         return float(f"{integer}.{fraction}")
     if not s or not _NUMBER_CHARS.match(s):
         raise ValueError(f"not a number: {text!r}")
@@ -178,6 +226,10 @@ def parse_decimal(text: str) -> float:
                 raise ValueError(f"bad number: {text!r}")
             s = s.replace(",", "")
         else:
+            integer, _, fraction = s.partition(",")
+            if (len(fraction) == 3 and 0 < len(integer) <= 3 and integer[0] != "0"
+                    and fraction.isdigit() and ambiguous_comma == "refuse"):
+                raise ValueError(f"ambiguous number: {text!r} (1,234 may be 1.234 or 1234)")
             s = s.replace(",", ".")
     elif "." in s:
         if s.count(".") > 1 or (_BR_THOUSANDS.match(s) and not s.startswith("0")):
@@ -186,7 +238,10 @@ def parse_decimal(text: str) -> float:
             s = s.replace(".", "")
     if s.startswith(".") or s.endswith("."):
         raise ValueError(f"bad number: {text!r}")
-    return sign * float(s)
+    value = sign * float(s)
+    if not math.isfinite(value):
+        raise ValueError(f"number out of range: {text[:40]!r}")
+    return value
 
 
 _POWER = re.compile(
@@ -220,7 +275,9 @@ def parse_power_w(text: str, default_unit: str = "W") -> float:
     if not m:
         raise ValueError(f"not a power: {text!r}")
     unit = (m.group("unit") or default_unit).lower()
-    value = parse_decimal(m.group("num")) * _UNIT_FACTOR[unit]
+    # "5,052 kW" is 5.052 kW: a power's comma is decimal (a wrong guess lands far outside
+    # the plausible ranges and is quarantined there)
+    value = parse_decimal(m.group("num"), ambiguous_comma="decimal") * _UNIT_FACTOR[unit]
     return value
 
 
@@ -329,14 +386,22 @@ _BRAND_INDEX: dict[str, str] = {
 
 @lru_cache(maxsize=4_096)
 def canonical_brand(text: str | None) -> str | None:
-    """Canonical brand name (``"JINKO"`` → ``"Jinko Solar"``); unknown brands are kept as
-    written (trimmed, inner spaces collapsed); empty → None."""
+    """Canonical brand name: ``"JINKO"`` → ``"Jinko Solar"``, and a known brand inside a
+    company name (``"SMA Solar Technology AG"`` → ``"SMA"``). Unknown brands are trimmed,
+    inner spaces collapsed, and title-cased when written all upper or all lower case
+    (``"ACME SOLAR"`` ≡ ``"acme solar"`` → ``"Acme Solar"``); empty → None."""
     if text is None:
         return None
     cleaned = re.sub(r"\s+", " ", str(text)).strip()
     if not cleaned:
         return None
-    return _BRAND_INDEX.get(_brand_key(cleaned), cleaned)
+    known = _BRAND_INDEX.get(_brand_key(cleaned))
+    if known:
+        return known
+    found = find_brand(cleaned)
+    if found:
+        return found[0]
+    return cleaned.title() if cleaned.isupper() or cleaned.islower() else cleaned
 
 
 def _alias_pattern(alias: str) -> str:
@@ -379,15 +444,20 @@ def find_brand(text: str) -> tuple[str, tuple[int, int]] | None:
 
 CATEGORIES = ("module", "inverter", "microinverter", "battery", "other")
 
-# Order matters: "microinversor" before "inversor"; "string box" is an accessory.
+# The category is the one whose keyword comes first in the text ("Cabo para módulo" is
+# a cable, "Inversor com Wi-Fi" an inverter); battery compounds are checked before that
+# ("Módulo de bateria" is a battery).
+_BATTERY_COMPOUND = re.compile(r"modulo\s+de\s+bateria|battery\s+module|bateria\s+modular")
 _CATEGORY_RULES: tuple[tuple[str, str], ...] = (
     (r"micro[\s\-_]*invers|micro[\s\-_]*inverter|\bmicro\b", "microinverter"),
-    (r"string[\s\-_]*box|stringbox|estrutura|cabo|conector|mc4|acessori|accessor|suporte"
-     r"|ferramenta|disjuntor|dps|perfil|trilho|parafuso|grampo|otimizador|optimizer"
-     r"|smart[\s\-_]*meter|medidor|dongle|wifi|wi[\s\-_]*fi|datalogger|monitoramento|\bkit\b", "other"),
+    (r"\bbaterias?\b|\bbatter(y|ies)\b|\bbess\b|armazenamento|\bstorage\b", "battery"),
     (r"invers|inverter|\bhibrido\b|\bhybrid\b", "inverter"),
-    (r"modul|module|painel|panel|placa\s+solar|\bplaca\b|fotovoltaic|photovoltaic|\bpv\b", "module"),
-    (r"bateria|battery|baterias|batteries|\bbess\b|armazenamento|storage", "battery"),
+    (r"\bmodul(o|os|e|es)\b|\bpain(el|eis)\b|\bpanels?\b|\bplacas?\b|fotovoltaic|photovoltaic|\bpv\b",
+     "module"),
+    (r"string[\s\-_]*box|stringbox|estrutura|\bcabos?\b|conector|\bmc4\b|acessori|accessor|suporte"
+     r"|ferramenta|disjuntor|\bdps\b|\bperfil|trilho|parafuso|grampo|otimizador|optimizer"
+     r"|smart[\s\-_]*meter|medidor|dongle|\bwi[\s\-_]*fi\b|datalogger|monitoramento|\bkit\b|\bcable",
+     "other"),
 )
 _CATEGORY_REGEX = tuple((re.compile(p), c) for p, c in _CATEGORY_RULES)
 
@@ -406,10 +476,14 @@ def parse_category(text: str | None) -> str | None:
         return None
     if s in CATEGORIES:
         return s
+    if _BATTERY_COMPOUND.search(s):
+        return "battery"
+    best: tuple[int, str] | None = None
     for regex, category in _CATEGORY_REGEX:
-        if regex.search(s):
-            return category
-    return None
+        m = regex.search(s)
+        if m and (best is None or m.start() < best[0]):
+            best = (m.start(), category)
+    return best[1] if best else None
 
 
 def category_from_description(text: str) -> str | None:
@@ -482,21 +556,35 @@ def find_efficiency_pct(text: str) -> float | None:
     return parse_decimal(m.group(1)) if m else None
 
 
+_NOT_A_MODEL = re.compile(
+    r"ip\d{2}|\d+([.,]\d+)?(mm2?|m|v|vdc|vac|a|hz|mppts?|kwh|wh|ah|kva|va|mm²)|\d+x\d+", re.I)
+
+
 def find_model(text: str, brand_span: tuple[int, int] | None) -> str | None:
-    """Model code in a description: the first token after the brand (else anywhere) that
-    mixes letters and digits, is at least 4 characters long and is not a power or a
-    quantity (``"JAM72S30-550/MR"`` in ``"Módulo JA Solar JAM72S30-550/MR 550W"``)."""
+    """Model code in a description, e.g. ``"JAM72S30-550/MR"`` in
+    ``"Módulo JA Solar JAM72S30-550/MR 550W"``.
+
+    Candidates are tokens of at least 4 characters mixing letters and digits that are not a
+    power, a rating (``IP65``, ``60Hz``, ``5.1kWh``, ``6mm``) or a quantity. Tokens after the
+    brand come first; among them a code with a hyphen or slash (``CS6W-550MS``) beats a
+    plain one (a series name such as ``HiKu6``). ``brand_span`` indexes ``text``.
+    """
     start = brand_span[1] if brand_span else 0
     for segment in (text[start:], text) if start else (text,):
+        plain = None
         for m in _MODEL_TOKEN.finditer(segment):
             token = m.group(0).strip(".-/_+")
             if len(token) < 4:
                 continue
             if not (re.search(r"[A-Za-z]", token) and re.search(r"\d", token)):
                 continue
-            if _POWER_IN_TEXT.fullmatch(token) or re.fullmatch(r"\d+(mm2?|m|v|a|mppts?|kwh|ah)", token, re.I):
+            if _POWER_IN_TEXT.fullmatch(token) or _NOT_A_MODEL.fullmatch(token):
                 continue
-            return token
+            if "-" in token or "/" in token:
+                return token
+            plain = plain or token
+        if plain:
+            return plain
     return None
 
 
@@ -520,7 +608,7 @@ def infer_from_description(description: str | None) -> DescriptionFacts:
     ``"Módulo Fotovoltaico JA Solar JAM72S30-550/MR 550W Mono PERC"``."""
     if not description:
         return DescriptionFacts()
-    text = str(description)
+    text = strip_accents(str(description))  # spans of find_brand index this text
     found = find_brand(text)
     brand, span = (found if found else (None, None))
     try:
@@ -547,7 +635,8 @@ def infer_from_description(description: str | None) -> DescriptionFacts:
 # Inmetro registration
 # --------------------------------------------------------------------------------------
 
-_INMETRO = re.compile(r"^(?:n[ºo°.]*\s*)?(?:reg(?:istro)?\.?\s*)?(\d{3,6})\s*/\s*(\d{4})$", re.I)
+_INMETRO = re.compile(
+    r"^(?:(?:n[ºo°.]*|reg(?:istro)?\.?|inmetro|de|do)\s*)*(\d{3,6})\s*/\s*(\d{4})$", re.I)
 FIRST_INMETRO_YEAR = 2011  # Portaria Inmetro 004/2011: conformity assessment of PV equipment
 
 

@@ -10,8 +10,9 @@ CREATE TABLE IF NOT EXISTS items_normalized (
     brand                text,
     model                text,
     description          text,
-    power_w              double precision,
-    price_brl            double precision CHECK (price_brl IS NULL OR price_brl > 0),
+    power_w              double precision CHECK (power_w IS NULL OR power_w < 'Infinity'),
+    price_brl            double precision
+        CHECK (price_brl IS NULL OR (price_brl > 0 AND price_brl < 'Infinity')),
     stock_units          bigint CHECK (stock_units IS NULL OR stock_units >= 0),
     inmetro_registration text,
     inmetro_status       text NOT NULL CHECK (inmetro_status IN ('ok', 'missing', 'invalid')),
@@ -36,12 +37,12 @@ CREATE INDEX IF NOT EXISTS items_normalized_source_file_idx ON items_normalized 
 CREATE TABLE IF NOT EXISTS items_quarantine (
     distributor  text NOT NULL,
     source_file  text NOT NULL,
-    source_line  bigint NOT NULL,
+    line         bigint NOT NULL,  -- physical line (JSON array: element index; 0: whole file)
     reason       text NOT NULL,
     detail       text NOT NULL,
-    raw          text NOT NULL,  -- the original record, as JSON
+    raw          jsonb NOT NULL,   -- the original record
     ingested_at  timestamptz NOT NULL,
-    PRIMARY KEY (source_file, source_line)
+    PRIMARY KEY (source_file, line)
 );
 CREATE INDEX IF NOT EXISTS items_quarantine_reason_idx ON items_quarantine (reason);
 
