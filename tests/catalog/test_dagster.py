@@ -92,6 +92,12 @@ def test_a_failing_blocking_check_stops_products(landing, warehouse_env, monkeyp
     )
     assert not result.success
     assert [e.asset_key for e in result.get_asset_materialization_events()] == []
+    evaluations = result.get_asset_check_evaluations()
+    assert [(c.check_name, c.passed) for c in evaluations] == [("catalog_normalized_unique_keys", False)]
+    steps = [(e.event_type_value, e.step_key) for e in result.all_events if e.step_key]
+    # the check failed as a blocking step, and catalog_products never started
+    assert ("STEP_FAILURE", "catalog_normalized_catalog_normalized_unique_keys") in steps
+    assert not [step for step in steps if step[1] == "catalog_products"]
 
 
 def test_sensor_requests_a_run_only_when_the_landing_area_changes(landing, warehouse_env):
@@ -103,3 +109,11 @@ def test_sensor_requests_a_run_only_when_the_landing_area_changes(landing, wareh
         (landing / "nova.csv").write_text("sku;categoria;potencia;preco\nN1;Módulo;550;500\n")
         third = assets.catalog_landing_sensor(context)
         assert isinstance(third, dg.RunRequest) and third.run_key != first.run_key
+        # removing it again returns to the first state: that must still trigger a run
+        (landing / "nova.csv").unlink()
+        fourth = assets.catalog_landing_sensor(context)
+        assert isinstance(fourth, dg.RunRequest)
+        assert len({first.run_key, third.run_key, fourth.run_key}) == 3
+        # hidden and lock files are not feeds: no run
+        (landing / ".~lock.sol_nascente.csv#").write_text("x")
+        assert isinstance(assets.catalog_landing_sensor(context), dg.SkipReason)

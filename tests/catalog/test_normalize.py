@@ -149,3 +149,75 @@ def test_distributor_is_the_subfolder_or_the_stem():
     assert distributor_from_path("/land/acme.csv", "/land") == "acme"
     assert distributor_from_path("/elsewhere/beta.json", "/land") == "beta"
     assert distributor_from_path("/x/gamma.jsonl") == "gamma"
+
+
+# --- hostile inputs (none may crash a run) ---------------------------------------------
+@pytest.mark.parametrize(
+    "row, reason",
+    [
+        ("A;Módulo X;Módulo;550;100;" + "9" * 400 + ";", "unparseable_stock"),
+        ("A;Módulo X;Módulo;550;" + "9" * 400 + ";1;", "unparseable_price"),
+        ("A;Módulo X;Módulo;" + "9" * 400 + ";100;1;", "unparseable_power"),
+        ("A;Módulo X;Módulo;550;R$ 1,234;1;", "unparseable_price"),
+        ("A;Módulo X;Módulo;550;100;1,000;", "unparseable_stock"),
+    ],
+)
+def test_overflowing_and_ambiguous_numbers_are_quarantined(row, reason):
+    assert one(row).reason == reason
+
+
+def test_json_nan_and_infinity_are_quarantined_not_stored():
+    data = b'[{"sku": "a", "category": "module", "power_w": 550, "price": NaN},' \
+           b' {"sku": "b", "category": "module", "power_w": 550, "price": 10, "stock": Infinity},' \
+           b' {"sku": "c", "category": "module", "power_w": 1e400, "price": 10}]'
+    result = normalize_feed(data, "/l/x.json", "x")
+    assert [(q.line, q.reason) for q in result.quarantine] == [
+        (1, "unparseable_price"), (2, "unparseable_stock"), (3, "unparseable_power")]
+    assert all(json.loads(q.raw) for q in result.quarantine)
+
+
+def test_an_unexpected_error_quarantines_the_row_not_the_run(monkeypatch):
+    from ysh.catalog import normalize as n
+
+    def broken(text):
+        raise RuntimeError("rule bug")
+
+    monkeypatch.setattr(n.p, "parse_price_brl", broken)
+    result = feed(HEADER + "A;Módulo JA Solar 550W;Módulo;550;100;1;\n")
+    assert [(q.reason, q.detail) for q in result.quarantine] == [("internal_error", "RuntimeError: rule bug")]
+
+
+def test_json_integral_float_sku_and_stock():
+    data = json.dumps([{"sku": 12345.0, "category": "module", "power_w": 550, "price": 10, "stock": 3.0}]).encode()
+    item = normalize_feed(data, "/l/x.json", "x").items[0]
+    assert (item.sku, item.stock_units) == ("12345", 3)
+
+
+def test_an_empty_first_synonym_column_falls_back_to_the_next():
+    result = feed("sku;categoria;potencia;preco;valor\nA;Módulo;550;;612,50\n")
+    assert result.items[0].price_brl == 612.5
+
+
+def test_price_header_with_currency_and_power_header_in_kw():
+    result = feed("Código;Tipo;Potência Nominal (kW);Preço (R$)\nA;Inversor;5;5.100,00\n")
+    assert (result.items[0].power_w, result.items[0].price_brl) == (5000.0, 5100.0)
+
+
+def test_empty_and_binary_files_are_quarantined_as_files():
+    assert [(q.reason, q.line) for q in normalize_feed(b"", "/l/e.csv", "e").quarantine] == [("empty_file", 0)]
+    xlsx = normalize_feed(b"PK\x03\x04" + b"\x00" * 20, "/l/tabela.xlsx", "t").quarantine
+    assert [(q.reason, q.line) for q in xlsx] == [("unparseable_file", 0)]
+
+
+def test_inmetro_year_is_judged_as_of_the_feed_date():
+    from datetime import date
+
+    data = (HEADER + "A;Módulo JA Solar 550W;Módulo;550;100;1;004567/2026\n").encode()
+    assert normalize_feed(data, "/l/x.csv", "x", as_of=date(2026, 3, 1)).items[0].inmetro_status == "ok"
+    assert normalize_feed(data, "/l/x.csv", "x", as_of=date(2025, 12, 31)).items[0].inmetro_status == "invalid"
+
+
+def test_unknown_brands_in_different_case_are_one_product():
+    result = feed("sku;marca;modelo;categoria;potencia;preco\nA;ACME SOLAR;AC-550;Módulo;550;100\n"
+                  "B;acme solar;ac 550;Módulo;550;110\n")
+    assert {i.product_key for i in result.items} == {"Acme Solar|AC550"}

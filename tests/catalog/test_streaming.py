@@ -85,7 +85,15 @@ def test_restart_loses_nothing_and_prunes_feeds_removed_while_down(watcher, ware
 
     paths["fotovolt"].unlink()  # removed while the watcher is down
     (landing / "nova.csv").write_text("sku;categoria;potencia;preco\nN1;Módulo;550;500\n")
+    # changed while down: SN002 and the two bad rows are gone from the Sol Nascente feed
+    rewrite(paths["sol_nascente"], "\n".join(SOL_NASCENTE.splitlines()[:2]).encode("cp1252") + b"\n")
     procs.append(start())
-    wait_for(lambda: skus(warehouse) == ["EV-1", "EV-2", "N1", "SN001", "SN002"], what="state after restart")
-    assert query(warehouse, "SELECT count(*) FROM items_normalized") == [(5,)]
-    assert query(warehouse, "SELECT count(*) FROM items_quarantine") == [(3,)]
+    wait_for(lambda: skus(warehouse) == ["EV-1", "EV-2", "N1", "SN001"], what="state after restart")
+    assert query(warehouse, "SELECT count(*) FROM items_normalized") == [(4,)]
+    assert query(warehouse, "SELECT distributor, reason FROM items_quarantine") == [("energia_verde", "negative_price")]
+    offers, groupable = query(warehouse, "SELECT (SELECT sum(offers) FROM products),"
+                                         " (SELECT count(*) FROM items_normalized WHERE product_key IS NOT NULL)")[0]
+    assert offers == groupable
+    # and it keeps following after the restart
+    paths["energia_verde"].unlink()
+    wait_for(lambda: skus(warehouse) == ["N1", "SN001"], what="removal after restart")

@@ -33,16 +33,59 @@ def test_static_run_lands_items_quarantine_products_and_files(warehouse, tmp_pat
     assert report.items == 5 and report.products == 3
 
 
+SNAPSHOTS = {
+    "items_normalized": "SELECT * FROM items_normalized ORDER BY distributor, sku",
+    "items_quarantine": "SELECT distributor, source_file, line, reason, detail, raw FROM items_quarantine "
+                        "ORDER BY source_file, line",
+    "products": "SELECT product_key, brand, model, category, power_w, offers, distributors, min_price_brl, "
+                "median_price_brl, max_price_brl FROM products ORDER BY product_key",
+    "catalog_feed_files": "SELECT source_file, distributor, format, encoding, rows, items, quarantined, "
+                          "duplicate_skus FROM catalog_feed_files ORDER BY source_file",
+}
+
+
+def snapshot(warehouse):
+    tables = {name: query(warehouse, sql) for name, sql in SNAPSHOTS.items()}
+    tables["items_normalized"] = [row[:-1] for row in tables["items_normalized"]]  # all but ingested_at
+    return tables
+
+
 def test_rerun_is_idempotent(warehouse, tmp_path):
     write_feeds(tmp_path / "landing")
     job.run_static([tmp_path / "landing"], warehouse=warehouse, reconcile_after=True)
-    first = query(warehouse, "SELECT * FROM items_normalized ORDER BY distributor, sku")
+    first = snapshot(warehouse)
     job.run_static([tmp_path / "landing"], warehouse=warehouse, reconcile_after=True)
-    second = query(warehouse, "SELECT * FROM items_normalized ORDER BY distributor, sku")
-    strip = lambda rows: [r[:-1] for r in rows]  # all but ingested_at
-    assert strip(second) == strip(first)
-    assert query(warehouse, "SELECT count(*) FROM items_quarantine") == [(4,)]
-    assert query(warehouse, "SELECT count(*) FROM products") == [(3,)]
+    assert snapshot(warehouse) == first
+    assert {name: len(rows) for name, rows in first.items()} == {
+        "items_normalized": 5, "items_quarantine": 4, "products": 3, "catalog_feed_files": 3}
+
+
+def test_sql_ish_text_round_trips_through_postgres(warehouse, tmp_path):
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    evil = "Módulo JA Solar 550W Robert'); DROP TABLE items_normalized;--"
+    (landing / "evil.csv").write_text(f'sku;descricao;categoria;potencia;preco\nX1;"{evil}";Módulo;550;100\n'
+                                      f"X'2;$$;Módulo;abc;100\n")
+    job.run_static([landing], warehouse=warehouse, reconcile_after=True)
+    assert query(warehouse, "SELECT sku, description FROM items_normalized") == [("X1", evil)]
+    assert query(warehouse, "SELECT raw->>'sku', raw->>'descricao', reason FROM items_quarantine") == [
+        ("X'2", "$$", "unparseable_power")]
+
+
+def test_feeds_landed_in_the_same_second_newest_still_wins(warehouse, tmp_path):
+    import os
+
+    folder = tmp_path / "landing" / "acme"
+    folder.mkdir(parents=True)
+    old, new = folder / "old.csv", folder / "new.csv"
+    old.write_text("sku;categoria;potencia;preco\nX;Módulo;550;1\nA;Módulo;550;999\n")
+    new.write_text("sku;categoria;potencia;preco\nA;Módulo;550;480\n")
+    second = 1_800_000_000
+    os.utime(old, ns=(second * 10**9 + 100_000_000, second * 10**9 + 100_000_000))
+    os.utime(new, ns=(second * 10**9 + 900_000_000, second * 10**9 + 900_000_000))
+    job.run_static([tmp_path / "landing"], warehouse=warehouse, reconcile_after=True)
+    assert query(warehouse, "SELECT price_brl, source_file LIKE '%%new.csv' FROM items_normalized "
+                            "WHERE sku = 'A'") == [(480.0, True)]
 
 
 def test_changed_feed_replaces_its_rows_and_removed_feed_is_pruned(warehouse, tmp_path):

@@ -85,17 +85,20 @@ def watch(
     settings = get_settings()
     warehouse = _warehouse()
     def ready(reconciled: bool) -> None:
-        if not reconciled:
-            console.print("[yellow]landing area is empty: existing catalog rows were left as they are[/]")
-        console.print(f"following {where} → Postgres schema {warehouse.schema} (Ctrl+C stops)")
+        if reconciled:
+            console.print("caught up: the warehouse matches the landing area")
+        else:
+            console.print("[yellow]landing area empty (or not caught up): existing catalog rows were "
+                          "left as they are[/]")
 
     if settings.catalog_source == "s3":
         s3 = job.S3Source.from_settings(settings)
-        where = f"s3://{s3.bucket}/{s3.prefix}"
+        console.print(f"following s3://{s3.bucket}/{s3.prefix} → Postgres schema {warehouse.schema} "
+                      "(Ctrl+C stops)")
         job.run_streaming(None, warehouse, s3=s3, on_ready=ready)
     else:
         folder = (landing_dir or settings.landing_dir).resolve()
-        where = str(folder)
+        console.print(f"following [cyan]{folder}[/] → Postgres schema {warehouse.schema} (Ctrl+C stops)")
         job.run_streaming(folder, warehouse, on_ready=ready)
 
 

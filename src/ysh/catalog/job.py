@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -31,6 +33,8 @@ from .pipeline import (
     read_feed_files_fs,
     read_feed_files_s3,
 )
+
+log = logging.getLogger(__name__)
 
 #: warehouse table of each output, its primary key (upsert key) and the column holding
 #: the time the row was last written (used to prune rows a full run did not write).
@@ -263,26 +267,56 @@ def run_products_static(warehouse: Warehouse) -> int:
 
 
 def run_streaming(landing: Path | None, warehouse: Warehouse, *, s3: S3Source | None = None,
-                  on_ready=None) -> None:
+                  on_ready=None, catch_up_timeout_s: float = 600.0) -> None:
     """Follow the landing area (or S3 prefix) and keep the warehouse current. Blocks.
 
-    Before following changes, one static full run brings the warehouse in line with the
-    landing area as it is now (feeds changed or removed while no watcher ran are updated
-    or pruned). An empty landing area is not reconciled: it is more often a missing mount
-    than an intent to delete a whole catalog.
+    The pipeline starts by reading every feed present (upserting their rows). Once the
+    warehouse shows every one of them written by this run, the rows this run did not
+    write are deleted: feeds changed or removed while no watcher ran leave nothing stale.
+    An empty landing area is not reconciled: it is more often a missing mount than an
+    intent to delete a whole catalog. ``on_ready(reconciled: bool)`` is called then.
     """
     if s3 is None:
         if landing is None:
             raise ValueError("give a landing folder or an S3 source")
         landing.mkdir(parents=True, exist_ok=True)
-    has_feeds = bool(landing_manifest(landing, s3))
-    if has_feeds:
-        run_static([landing] if landing else None, s3=s3, warehouse=warehouse, reconcile_after=True)
-    if on_ready is not None and pw_runtime.is_leader():
-        on_ready(has_feeds)
+    started = datetime.now(timezone.utc)
+    initial = {f.path for f in landing_manifest(landing, s3)}
     tables = build([landing] if landing else None, s3=s3, mode="streaming")
     attach_warehouse(tables, warehouse)
+    if pw_runtime.is_leader():
+        threading.Thread(
+            target=_reconcile_when_caught_up, name="catalog-catch-up", daemon=True,
+            args=(warehouse, started, initial, s3 is None, on_ready, catch_up_timeout_s),
+        ).start()
     pw_runtime.run()
+
+
+def _reconcile_when_caught_up(warehouse: Warehouse, started: datetime, initial: set[str],
+                              local: bool, on_ready, timeout_s: float) -> None:
+    reconciled = False
+    try:
+        if initial:
+            deadline = time.monotonic() + timeout_s
+            while time.monotonic() < deadline:
+                pending = {p for p in initial if not local or Path(p).exists()}
+                with db.connect(warehouse.dsn, warehouse.schema) as conn:
+                    written = {f for (f,) in conn.execute(
+                        "SELECT source_file FROM catalog_feed_files WHERE ingested_at >= %s "
+                        "AND source_file = ANY(%s)", (started, sorted(pending))).fetchall()}
+                if written >= pending:
+                    time.sleep(2.0)  # let the other tables' writers flush the same minibatch
+                    reconcile(warehouse, started)
+                    reconciled = True
+                    break
+                time.sleep(0.5)
+            else:
+                log.warning("catalog watcher: initial feeds not all written after %ss; "
+                            "stale rows were not pruned", timeout_s)
+    except Exception:  # noqa: BLE001 - the pipeline goes on; the next full run reconciles
+        log.exception("catalog watcher: reconciliation after start failed")
+    if on_ready is not None:
+        on_ready(reconciled)
 
 
 def landing_manifest(landing: Path | None, s3: S3Source | None) -> list:
