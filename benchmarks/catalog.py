@@ -36,15 +36,15 @@ HERE = Path(__file__).resolve().parent
 DATA = HERE / ".data"
 
 
-def make_feeds(rows: int, files: int) -> Path:
+def make_feeds(rows: int, files: int, data: Path = DATA) -> Path:
     """``files`` feeds (one distributor each) splitting ``rows`` generated rows."""
     from ysh.catalog.samplegen import write_benchmark_feed
 
-    folder = DATA / f"feeds-{rows}-{files}"
+    folder = data / f"feeds-{rows}-{files}"
     if folder.is_dir() and len(list(folder.glob("*.csv"))) == files:
         return folder
     folder.mkdir(parents=True, exist_ok=True)
-    whole = DATA / f"all-{rows}.csv"
+    whole = data / f"all-{rows}.csv"
     write_benchmark_feed(whole, rows)
     lines = whole.read_bytes().split(b"\r\n")
     header, body = lines[0], [line for line in lines[1:] if line]
@@ -125,6 +125,7 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=2, help="runs per variant (best is reported)")
     parser.add_argument("--postgres", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--processes", type=int, default=2, help="Pathway processes (2 cores here)")
+    parser.add_argument("--data", type=Path, default=DATA, help="where generated feeds are kept")
     parser.add_argument("--child")
     parser.add_argument("--dir", type=Path)
     parser.add_argument("--dsn")
@@ -143,7 +144,7 @@ def main() -> int:
 
     console = Console()
     with console.status(f"generating {args.rows:,} feed rows in {args.files} files…"):
-        folder = make_feeds(args.rows, args.files)
+        folder = make_feeds(args.rows, args.files, args.data)
     variants: list[tuple[str, str, str | None, int]] = [
         ("plain", "plain", None, 1),
         ("pathway 1 proc", "pathway", None, 1),

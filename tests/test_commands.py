@@ -1,0 +1,36 @@
+"""The README's commands, run as a user would (against the test session's Postgres)."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from .conftest import REPO, query
+
+pytestmark = pytest.mark.integration
+
+
+def test_demo_lands_samples_materializes_assets_and_prints_the_summary(tmp_path, warehouse):
+    env = {**os.environ, "YSH_HOME": str(tmp_path / "home"), "YSH_POSTGRES_DSN": warehouse.dsn,
+           "YSH_POSTGRES_SCHEMA": warehouse.schema, "COLUMNS": "160"}
+    done = subprocess.run([sys.executable, "-m", "ysh.cli", "demo"], env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    out = done.stdout
+    for expected in ("materialized catalog_raw", "materialized catalog_normalized", "materialized catalog_products",
+                     "items per distributor and category", "quarantined rows by reason",
+                     "top products by number of offers", "ysh ui"):
+        assert expected in out
+    assert query(warehouse, "SELECT count(DISTINCT distributor) FROM items_normalized") == [(5,)]
+    # the run is recorded in the Dagster instance that `ysh ui` shows
+    assert (tmp_path / "home" / "dagster" / "storage").is_dir()
+
+
+def test_benchmark_runs_and_prints_ratios(tmp_path):
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "catalog.py"), "--rows", "3000", "--files", "2",
+                           "--repeat", "1", "--processes", "2", "--no-postgres", "--data", str(tmp_path)],
+                          capture_output=True, text=True, timeout=600, env={**os.environ, "COLUMNS": "160"})
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "ratio vs plain" in done.stdout
+    assert "pathway 2 proc" in done.stdout and "3,000" in done.stdout
