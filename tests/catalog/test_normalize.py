@@ -221,3 +221,16 @@ def test_unknown_brands_in_different_case_are_one_product():
     result = feed("sku;marca;modelo;categoria;potencia;preco\nA;ACME SOLAR;AC-550;Módulo;550;100\n"
                   "B;acme solar;ac 550;Módulo;550;110\n")
     assert {i.product_key for i in result.items} == {"Acme Solar|AC550"}
+
+
+def test_hidden_lock_and_temporary_files_are_not_feeds():
+    from ysh.catalog.landing import is_feed_path
+
+    root = "/home/u/.ysh/landing/catalog"
+    assert is_feed_path(f"{root}/acme.csv", root)
+    assert is_feed_path(f"{root}/acme/2026-11-25.csv", root)
+    assert not is_feed_path(f"{root}/.~lock.acme.csv#", root)
+    assert not is_feed_path(f"{root}/~$acme.xlsx", root)
+    assert not is_feed_path(f"{root}/.incoming/acme.csv", root)
+    assert not is_feed_path(f"{root}/acme.csv.tmp", root)
+    assert is_feed_path("catalog/acme.csv", "catalog/")

@@ -107,3 +107,14 @@ def test_two_pathway_processes_give_the_same_tables_as_one(tmp_path):
             for row in read_jsonl(out / name)) for name in ("items.jsonl", "quarantine.jsonl", "products.jsonl")}
     assert outputs[2] == outputs[1]
     assert len(outputs[2]["items.jsonl"]) == 5
+
+
+def test_a_landing_area_under_a_hidden_folder_is_read_but_hidden_files_in_it_are_not(tmp_path):
+    landing = tmp_path / ".ysh" / "landing" / "catalog"  # the default lives under .ysh/
+    write_feeds(landing)
+    (landing / ".~lock.sol_nascente.csv#").write_text("lock")
+    (landing / ".hidden").mkdir()
+    (landing / ".hidden" / "old.csv").write_text("sku;categoria;potencia;preco\nZ;Módulo;550;1\n")
+    (landing / "feed.csv.tmp").write_text("partial")
+    report = job.run_static([landing], out_dir=tmp_path / "out")
+    assert report.files == 3 and report.items == 5

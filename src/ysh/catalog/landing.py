@@ -16,12 +16,19 @@ from pathlib import Path
 FEED_SUFFIXES = (".csv", ".txt", ".json", ".jsonl", ".ndjson")
 
 
-def is_feed_path(path: str) -> bool:
-    """Hidden files and folders (``.name``), editor/office lock files (``~$x``,
-    ``.~lock.x#``) and temporary files (``x.tmp``, ``x.part``, ``x~``) are not feeds; any
-    other file is read (a spreadsheet or binary file is then quarantined as
-    ``unparseable_file``, never silently skipped)."""
-    parts = [part for part in path.replace("\\", "/").split("/") if part]
+def is_feed_path(path: str, root: str | None = None) -> bool:
+    """Hidden files and folders (``.name``) inside the landing area, editor/office lock
+    files (``~$x``, ``.~lock.x#``) and temporary files (``x.tmp``, ``x.part``, ``x~``) are
+    not feeds; any other file is read (a spreadsheet or binary file is then quarantined as
+    ``unparseable_file``, never silently skipped). Only the part of ``path`` below ``root``
+    is judged: the landing area itself may live under a hidden folder (``.ysh/``)."""
+    path = path.replace("\\", "/")
+    if root:
+        root = root.replace("\\", "/").rstrip("/") + "/"
+        path = path[len(root):] if path.startswith(root) else path.rsplit("/", 1)[-1]
+    else:
+        path = path.rsplit("/", 1)[-1]
+    parts = [part for part in path.split("/") if part]
     if any(part.startswith(".") for part in parts):
         return False
     name = parts[-1] if parts else ""
@@ -42,7 +49,7 @@ def manifest(landing: Path, *, with_hash: bool = False) -> list[LandedFile]:
         return []
     files = []
     for path in sorted(landing.rglob("*")):
-        if not path.is_file() or not is_feed_path(str(path.relative_to(landing))):
+        if not path.is_file() or not is_feed_path(str(path), str(landing)):
             continue
         stat = path.stat()
         digest = hashlib.sha256(path.read_bytes()).hexdigest() if with_hash else None
@@ -56,7 +63,7 @@ def manifest_s3(client, bucket: str, prefix: str) -> list[LandedFile]:
     paginator = client.get_paginator("list_objects_v2")
     for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
         for obj in page.get("Contents", []):
-            if not is_feed_path(obj["Key"][len(prefix):]):
+            if not is_feed_path(obj["Key"], prefix):
                 continue
             files.append(LandedFile(obj["Key"], obj["Size"], obj["LastModified"].timestamp(),
                                     obj["ETag"].strip('"')))

@@ -136,11 +136,14 @@ def _file_precedence(path: str, modified_at_s: int) -> int:
     return file_precedence(path, modified_at_s)
 
 
-@pw.udf(deterministic=True)
-def _is_feed_file(path: str) -> bool:
+def _make_feed_filter(landing_root: str | None):
     from .landing import is_feed_path
 
-    return is_feed_path(path)
+    @pw.udf(deterministic=True)
+    def is_feed_file(path: str) -> bool:
+        return is_feed_path(path, landing_root)
+
+    return is_feed_file
 
 
 @pw.udf(deterministic=True)
@@ -192,7 +195,8 @@ def normalize_feeds(
         force one distributor name for every file (``--distributor``).
     """
     normalize_file = _make_normalize_udf(landing_root, distributor)
-    feed_files = feed_files.filter(_is_feed_file(pw.this._metadata["path"].as_str(unwrap=True)))
+    is_feed_file = _make_feed_filter(landing_root)
+    feed_files = feed_files.filter(is_feed_file(pw.this._metadata["path"].as_str(unwrap=True)))
     files = feed_files.select(
         source_file=pw.this._metadata["path"].as_str(unwrap=True),
         modified_at_s=pw.this._metadata["modified_at"].as_int(default=0, unwrap=True),
