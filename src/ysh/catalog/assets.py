@@ -64,12 +64,13 @@ def catalog_raw(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     )
 
 
-def _child_env(warehouse: WarehouseResource) -> dict[str, str]:
-    """The subprocess gets the same warehouse (already started and migrated)."""
-    return {
-        "YSH_POSTGRES_DSN": warehouse.get_dsn(),
-        "YSH_POSTGRES_SCHEMA": warehouse.schema,
-    }
+def _run_pipes(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
+               client: dg.PipesSubprocessClient, action: str, processes: int) -> dg.MaterializeResult:
+    """Run ``ysh.catalog.pipes_entry ACTION`` in a fresh process (a fresh Pathway graph);
+    the subprocess gets the same warehouse, already started and migrated."""
+    env = {"YSH_POSTGRES_DSN": warehouse.get_dsn(), "YSH_POSTGRES_SCHEMA": warehouse.schema}
+    command = pw_runtime.spawn_argv([sys.executable, "-m", "ysh.catalog.pipes_entry", action], processes)
+    return client.run(command=command, context=context, env=env).get_materialize_result()
 
 
 @dg.asset(
@@ -87,12 +88,7 @@ def catalog_normalized(
     pipes_subprocess_client: dg.PipesSubprocessClient,
 ) -> dg.MaterializeResult:
     processes = warehouse.settings().pathway_processes
-    return pipes_subprocess_client.run(
-        command=pw_runtime.spawn_argv(
-            [sys.executable, "-m", "ysh.catalog.pipes_entry", "normalize"], processes),
-        context=context,
-        env=_child_env(warehouse),
-    ).get_materialize_result()
+    return _run_pipes(context, warehouse, pipes_subprocess_client, "normalize", processes)
 
 
 @dg.asset(
@@ -108,11 +104,8 @@ def catalog_products(
     warehouse: WarehouseResource,
     pipes_subprocess_client: dg.PipesSubprocessClient,
 ) -> dg.MaterializeResult:
-    return pipes_subprocess_client.run(
-        command=[sys.executable, "-m", "ysh.catalog.pipes_entry", "products"],
-        context=context,
-        env=_child_env(warehouse),
-    ).get_materialize_result()
+    # products read items back from the warehouse through a Python connector: one process
+    return _run_pipes(context, warehouse, pipes_subprocess_client, "products", 1)
 
 
 # --------------------------------------------------------------------------------------

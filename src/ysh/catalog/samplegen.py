@@ -896,6 +896,14 @@ _EV_CATEGORY = {
 }
 
 
+def _json_price(offer: _Offer, rng: random.Random, as_number: float) -> float | str:
+    """A JSON feed's price: the planted raw text if any, else a number or (sometimes) a
+    string with two decimals."""
+    if offer.price_raw is not None:
+        return offer.price_raw
+    return offer.price if rng.random() < as_number else f"{offer.price:.2f}"
+
+
 def _write_energia_verde(path: Path, offers: list[_Offer], seed: int) -> dict[int, int]:
     """JSON array, English keys, UTF-8. Returns {offer index: 1-based element index}."""
     rng = random.Random(f"render:{seed}:{path.name}")
@@ -903,10 +911,7 @@ def _write_energia_verde(path: Path, offers: list[_Offer], seed: int) -> dict[in
     where: dict[int, int] = {}
     for i, offer in enumerate(offers):
         power: int | str = offer.power_w if rng.random() < 0.8 else str(offer.power_w)
-        if offer.price_raw is not None:
-            price: float | str = offer.price_raw
-        else:
-            price = offer.price if rng.random() < 0.7 else f"{offer.price:.2f}"
+        price = _json_price(offer, rng, as_number=0.7)
         items.append({
             "sku": offer.sku,
             "brand": _brand_variant(offer.brand, rng, messy=0.2).strip(),
@@ -937,10 +942,7 @@ def _write_fotovolt(path: Path, offers: list[_Offer], seed: int) -> dict[int, in
             produto = _description(offer.product, brand, rng, power_w=offer.power_w)
         if offer.sql_text:
             produto = f"{produto} {SQL_TEXT}"
-        if offer.price_raw is not None:
-            price: float | str = offer.price_raw
-        else:
-            price = offer.price if rng.random() < 0.75 else f"{offer.price:.2f}"
+        price = _json_price(offer, rng, as_number=0.75)
         text = json.dumps({"referencia": offer.sku, "produto": produto, "preco_brl": price,
                            "qtd": offer.stock}, ensure_ascii=False)
         if offer.malformed:
