@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import PurePath
 from typing import NamedTuple
 
+from .. import textio
+
 Value = str | int | float | None
 
 
@@ -57,36 +59,11 @@ class DecodedFeed:
 
 
 def decode_text(data: bytes) -> tuple[str, str]:
-    """Text and encoding name.
-
-    UTF-16 when the file starts with its BOM (Excel's "Unicode text"); else UTF-8 when the
-    bytes are valid UTF-8 (a BOM is stripped); else cp1252, else latin-1 (a stray UTF-8
-    BOM before latin-1 bytes is dropped first).
-
-    Raises
-    ------
-    FeedFormatError
-        a binary file (a spreadsheet, an archive, NUL bytes): not a text feed.
-    """
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        try:
-            return data.decode("utf-16"), "utf-16"
-        except UnicodeDecodeError as exc:
-            raise FeedFormatError(f"broken UTF-16: {exc}") from exc
-    if data.startswith(b"PK\x03\x04") or data.startswith(b"\xd0\xcf\x11\xe0"):
-        raise FeedFormatError("a spreadsheet or archive (xlsx/xls/zip), not a text feed: export it as CSV")
-    if b"\x00" in data[:65536]:
-        raise FeedFormatError("binary content (NUL bytes), not a text feed")
-    bom = data.startswith(b"\xef\xbb\xbf")
-    body = data[3:] if bom else data
+    """:func:`ysh.textio.decode_text`, with binary content as a feed-level error."""
     try:
-        return body.decode("utf-8"), "utf-8-sig" if bom else "utf-8"
-    except UnicodeDecodeError:
-        pass
-    try:
-        return body.decode("cp1252"), "cp1252"
-    except UnicodeDecodeError:
-        return body.decode("latin-1"), "latin-1"
+        return textio.decode_text(data)
+    except textio.NotTextError as exc:
+        raise FeedFormatError(str(exc).replace("text file", "text feed")) from exc
 
 
 def detect_format(text: str, filename: str) -> str:

@@ -1,0 +1,390 @@
+"""Reading ANEEL's open-data tariff files (pure Python).
+
+Three datasets, in the formats ANEEL publishes (``;``-separated, decimal comma with zero
+written ``,00``, ISO dates, UTF-8 with or without BOM or latin-1, fields quoted or not):
+
+* *Tarifas homologadas* (17 columns): one row per tariff component key and validity
+  period; ``MWh`` rows carry R$/MWh, ``kW`` rows R$/kW (demand).
+* *Componentes tarifárias*: rows with ``DscComponenteTarifario = TUSD_FioB`` give the
+  Fio B part of the TUSD (R$/MWh) that Lei 14.300 charges on compensated energy.
+* *Bandeiras acionamento*: the monthly flag and its add-on (R$/MWh).
+
+Values become base units: R$/kWh (= R$/MWh ÷ 1000, in exact decimal arithmetic) and
+R$/kW. A row that cannot be trusted becomes a :class:`QuarantinedRow` with a reason code;
+nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import unicodedata
+from datetime import date
+from decimal import Decimal, InvalidOperation
+from typing import NamedTuple
+
+from ..textio import NotTextError, decode_text
+
+TARIFF_HEADER = (
+    "DatGeracaoConjuntoDados", "DscREH", "SigAgente", "NumCNPJDistribuidora", "DatInicioVigencia",
+    "DatFimVigencia", "DscBaseTarifaria", "DscSubGrupo", "DscModalidadeTarifaria", "DscClasse",
+    "DscSubClasse", "DscDetalhe", "NomPostoTarifario", "DscUnidadeTerciaria", "SigAgenteAcessante",
+    "VlrTUSD", "VlrTE",
+)
+COMPONENT_HEADER = (
+    "SigNomeAgente", "DscComponenteTarifario", "DscBaseTarifaria", "DscSubGrupoTarifario",
+    "DscModalidadeTarifaria", "DscClasseConsumidor", "DscSubClasseConsumidor", "DscDetalheConsumidor",
+    "DscPostoTarifario", "VlrComponenteTarifario", "DscUnidade", "DatInicioVigencia", "DatFimVigencia",
+    "DscResolucaoHomologatoria",
+)
+FLAG_HEADER = ("DatGeracaoConjuntoDados", "DatCompetencia", "NomBandeiraAcionada", "VlrAdicionalBandeira")
+
+# reason codes (stable)
+UNPARSEABLE_VALUE = "unparseable_value"
+NEGATIVE_VALUE = "negative_value"
+MISSING_KEY = "missing_key"
+UNKNOWN_UNIT = "unknown_unit"
+UNPARSEABLE_DATE = "unparseable_date"
+INVERTED_VALIDITY = "inverted_validity"
+OVERLAPPING_VALIDITY = "overlapping_validity"
+MALFORMED_ROW = "malformed_row"
+UNKNOWN_FLAG = "unknown_flag"
+
+BASES = {"tarifa de aplicacao": "aplicacao", "base economica": "economica"}
+FLAGS = ("Verde", "Amarela", "Vermelha P1", "Vermelha P2", "Escassez Hídrica")
+THOUSAND = Decimal(1000)
+
+
+class FileFormatError(ValueError):
+    """The file is not the expected ANEEL dataset (wrong header, not text)."""
+
+
+class QuarantinedRow(NamedTuple):
+    source_file: str
+    line: int
+    reason: str
+    detail: str
+    raw: str  # the original record as JSON
+
+
+class Tariff(NamedTuple):
+    """One row of *tarifas homologadas*, in base units."""
+
+    utility: str
+    cnpj: str | None
+    valid_from: date
+    valid_to: date | None  # inclusive; None: open-ended
+    base: str  # aplicacao | economica
+    subgroup: str
+    modality: str
+    tariff_class: str
+    subclass: str
+    detail: str
+    post: str
+    unit: str  # MWh | kW
+    accessing_agent: str
+    tusd_brl_per_kwh: float | None  # energy (MWh) rows
+    te_brl_per_kwh: float | None
+    tusd_brl_per_kw: float | None  # demand (kW) rows
+    te_brl_per_kw: float | None
+    resolution: str
+    source_file: str
+    line: int
+
+    @property
+    def key(self) -> tuple:
+        """What identifies one tariff component across validity periods."""
+        return (fold(self.utility), self.base, fold(self.subgroup), fold(self.modality),
+                fold(self.tariff_class), fold(self.subclass), fold(self.detail), fold(self.post),
+                self.unit, fold(self.accessing_agent))
+
+
+class FioB(NamedTuple):
+    """A ``TUSD_FioB`` row of *componentes tarifárias* [R$/kWh]."""
+
+    utility: str
+    base: str
+    subgroup: str
+    modality: str
+    tariff_class: str
+    subclass: str
+    detail: str
+    post: str
+    valid_from: date
+    valid_to: date | None
+    fio_b_brl_per_kwh: float
+    resolution: str
+    source_file: str
+    line: int
+
+    @property
+    def key(self) -> tuple:
+        return (fold(self.utility), self.base, fold(self.subgroup), fold(self.modality),
+                fold(self.tariff_class), fold(self.subclass), fold(self.detail), fold(self.post))
+
+
+class FlagMonth(NamedTuple):
+    """The tariff flag of one month, nationwide [R$/kWh add-on]."""
+
+    month: date  # first day of the month
+    flag: str
+    addon_brl_per_kwh: float
+    source_file: str
+    line: int
+
+
+# --------------------------------------------------------------------------------------
+# small parsers
+# --------------------------------------------------------------------------------------
+
+
+def fold(text: str | None) -> str:
+    """Comparison key of a label: accent-free, lower-case, single spaces."""
+    if text is None:
+        return ""
+    decomposed = unicodedata.normalize("NFKD", str(text))
+    plain = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    return " ".join(plain.lower().split())
+
+
+_DECIMAL = re.compile(r"^-?\d*(,\d+)?$")
+
+
+def parse_aneel_decimal(text: str | None) -> Decimal:
+    """An ANEEL value: decimal comma, no thousands separator, zero written ``,00``.
+
+    ``"271,87"`` → 271.87; ``",00"`` → 0; ``"1.234,56"`` (a thousands dot some exports
+    add) → 1234.56.
+
+    Raises
+    ------
+    ValueError
+        empty, several commas, letters.
+    """
+    s = (text or "").strip().replace(" ", "")
+    if "." in s and "," in s and s.index(".") < s.index(","):
+        s = s.replace(".", "")
+    if not s or not _DECIMAL.match(s) or s in ("-", ","):
+        raise ValueError(f"not an ANEEL decimal: {text!r}")
+    try:
+        return Decimal(s.replace(",", "."))
+    except InvalidOperation as exc:  # pragma: no cover - the regex guards it
+        raise ValueError(f"not an ANEEL decimal: {text!r}") from exc
+
+
+def parse_iso_date(text: str | None) -> date:
+    s = (text or "").strip()
+    try:
+        return date.fromisoformat(s[:10])
+    except ValueError as exc:
+        raise ValueError(f"not an ISO date: {text!r}") from exc
+
+
+def per_kwh(brl_per_mwh: Decimal) -> float:
+    """R$/MWh → R$/kWh, exactly in decimal, then as the nearest float."""
+    return float(brl_per_mwh / THOUSAND)
+
+
+def _rows(data: bytes, expected: tuple[str, ...]) -> tuple[list[str], list[tuple[int, list[str]]], str]:
+    try:
+        text, encoding = decode_text(data)
+    except NotTextError as exc:
+        raise FileFormatError(str(exc)) from exc
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=";")
+    header: list[str] | None = None
+    rows: list[tuple[int, list[str]]] = []
+    previous = 0
+    for row in reader:
+        start, previous = previous + 1, reader.line_num
+        if not row or all(not cell.strip() for cell in row):
+            continue
+        if header is None:
+            header = [cell.strip().lstrip("\ufeff") for cell in row]
+            missing = [h for h in expected if h not in header]
+            if missing:
+                raise FileFormatError(f"not the expected ANEEL file: missing columns {missing}")
+            continue
+        rows.append((start, row))
+    if header is None:
+        raise FileFormatError("empty file")
+    return header, rows, encoding
+
+
+def _record(header: list[str], row: list[str]) -> dict[str, str]:
+    return {name: (row[i].strip() if i < len(row) else "") for i, name in enumerate(header)}
+
+
+def _raw(record: dict[str, str]) -> str:
+    return json.dumps(record, ensure_ascii=False)
+
+
+class _Reject(Exception):
+    def __init__(self, reason: str, detail: str):
+        super().__init__(detail)
+        self.reason, self.detail = reason, detail
+
+
+def _validity(record: dict[str, str]) -> tuple[date, date | None]:
+    try:
+        valid_from = parse_iso_date(record["DatInicioVigencia"])
+    except ValueError:
+        raise _Reject(UNPARSEABLE_DATE, f"DatInicioVigencia {record['DatInicioVigencia']!r}") from None
+    end = record.get("DatFimVigencia", "")
+    try:
+        valid_to = parse_iso_date(end) if end else None
+    except ValueError:
+        raise _Reject(UNPARSEABLE_DATE, f"DatFimVigencia {end!r}") from None
+    if valid_to is not None and valid_to < valid_from:
+        raise _Reject(INVERTED_VALIDITY, f"validity ends {valid_to} before it starts {valid_from}")
+    return valid_from, valid_to
+
+
+def _value(record: dict[str, str], column: str) -> Decimal:
+    try:
+        value = parse_aneel_decimal(record[column])
+    except ValueError:
+        raise _Reject(UNPARSEABLE_VALUE, f"{column} {record[column]!r}") from None
+    if value < 0:
+        raise _Reject(NEGATIVE_VALUE, f"{column} {record[column]} is negative")
+    return value
+
+
+def _base(text: str) -> str:
+    base = BASES.get(fold(text))
+    if base is None:
+        raise _Reject(MISSING_KEY, f"DscBaseTarifaria {text!r} is neither Tarifa de Aplicação nor Base Econômica")
+    return base
+
+
+# --------------------------------------------------------------------------------------
+# the three datasets
+# --------------------------------------------------------------------------------------
+
+
+class Parsed(NamedTuple):
+    rows: list
+    quarantine: list[QuarantinedRow]
+    encoding: str
+
+
+_TARIFF_KEYS = ("SigAgente", "DatInicioVigencia", "DscBaseTarifaria", "DscSubGrupo", "DscModalidadeTarifaria",
+                "DscUnidadeTerciaria")
+
+
+def parse_tariffs(data: bytes, source_file: str) -> Parsed:
+    """*Tarifas homologadas* → :class:`Tariff` rows and quarantined rows.
+
+    Raises
+    ------
+    FileFormatError
+        the file does not have the 17-column header.
+    """
+    header, rows, encoding = _rows(data, TARIFF_HEADER)
+    tariffs: list[Tariff] = []
+    quarantine: list[QuarantinedRow] = []
+    for line, row in rows:
+        record = _record(header, row)
+        try:
+            if len(row) > len(header) and any(cell.strip() for cell in row[len(header):]):
+                raise _Reject(MALFORMED_ROW, f"{len(row)} fields for {len(header)} columns")
+            empty = [k for k in _TARIFF_KEYS if not record.get(k)]
+            if empty:
+                raise _Reject(MISSING_KEY, f"empty {', '.join(empty)}")
+            valid_from, valid_to = _validity(record)
+            base = _base(record["DscBaseTarifaria"])
+            unit = record["DscUnidadeTerciaria"]
+            if unit not in ("MWh", "kW"):
+                raise _Reject(UNKNOWN_UNIT, f"DscUnidadeTerciaria {unit!r} is neither MWh nor kW")
+            tusd, te = _value(record, "VlrTUSD"), _value(record, "VlrTE")
+        except _Reject as rejected:
+            quarantine.append(QuarantinedRow(source_file, line, rejected.reason, rejected.detail, _raw(record)))
+            continue
+        energy = unit == "MWh"
+        tariffs.append(Tariff(
+            utility=record["SigAgente"],
+            cnpj=record.get("NumCNPJDistribuidora") or None,
+            valid_from=valid_from,
+            valid_to=valid_to,
+            base=base,
+            subgroup=record["DscSubGrupo"],
+            modality=record["DscModalidadeTarifaria"],
+            tariff_class=record.get("DscClasse") or "Não se aplica",
+            subclass=record.get("DscSubClasse") or "Não se aplica",
+            detail=record.get("DscDetalhe") or "Não se aplica",
+            post=record.get("NomPostoTarifario") or "Não se aplica",
+            unit=unit,
+            accessing_agent=record.get("SigAgenteAcessante") or "Não se aplica",
+            tusd_brl_per_kwh=per_kwh(tusd) if energy else None,
+            te_brl_per_kwh=per_kwh(te) if energy else None,
+            tusd_brl_per_kw=None if energy else float(tusd),
+            te_brl_per_kw=None if energy else float(te),
+            resolution=record.get("DscREH", ""),
+            source_file=source_file,
+            line=line,
+        ))
+    return Parsed(tariffs, quarantine, encoding)
+
+
+def parse_fio_b(data: bytes, source_file: str) -> Parsed:
+    """``TUSD_FioB`` rows of *componentes tarifárias* → :class:`FioB` (other components are
+    not this job's and are skipped, not quarantined)."""
+    header, rows, encoding = _rows(data, COMPONENT_HEADER)
+    found: list[FioB] = []
+    quarantine: list[QuarantinedRow] = []
+    for line, row in rows:
+        record = _record(header, row)
+        if fold(record.get("DscComponenteTarifario")) != "tusd_fiob":
+            continue
+        try:
+            empty = [k for k in ("SigNomeAgente", "DscSubGrupoTarifario", "DscModalidadeTarifaria",
+                                 "DatInicioVigencia") if not record.get(k)]
+            if empty:
+                raise _Reject(MISSING_KEY, f"empty {', '.join(empty)}")
+            valid_from, valid_to = _validity(record)
+            unit = record.get("DscUnidade", "")
+            if fold(unit) not in ("r$/mwh", "mwh"):
+                raise _Reject(UNKNOWN_UNIT, f"DscUnidade {unit!r}: Fio B is expected in R$/MWh")
+            value = _value(record, "VlrComponenteTarifario")
+            base = _base(record.get("DscBaseTarifaria") or "Tarifa de Aplicação")
+        except _Reject as rejected:
+            quarantine.append(QuarantinedRow(source_file, line, rejected.reason, rejected.detail, _raw(record)))
+            continue
+        found.append(FioB(
+            utility=record["SigNomeAgente"], base=base, subgroup=record["DscSubGrupoTarifario"],
+            modality=record["DscModalidadeTarifaria"],
+            tariff_class=record.get("DscClasseConsumidor") or "Não se aplica",
+            subclass=record.get("DscSubClasseConsumidor") or "Não se aplica",
+            detail=record.get("DscDetalheConsumidor") or "Não se aplica",
+            post=record.get("DscPostoTarifario") or "Não se aplica",
+            valid_from=valid_from, valid_to=valid_to, fio_b_brl_per_kwh=per_kwh(value),
+            resolution=record.get("DscResolucaoHomologatoria", ""), source_file=source_file, line=line,
+        ))
+    return Parsed(found, quarantine, encoding)
+
+
+_FLAG_BY_KEY = {fold(flag): flag for flag in FLAGS}
+
+
+def parse_flags(data: bytes, source_file: str) -> Parsed:
+    """*Bandeiras acionamento* → one :class:`FlagMonth` per month."""
+    header, rows, encoding = _rows(data, FLAG_HEADER)
+    months: list[FlagMonth] = []
+    quarantine: list[QuarantinedRow] = []
+    for line, row in rows:
+        record = _record(header, row)
+        try:
+            try:
+                month = parse_iso_date(record["DatCompetencia"]).replace(day=1)
+            except ValueError:
+                raise _Reject(UNPARSEABLE_DATE, f"DatCompetencia {record['DatCompetencia']!r}") from None
+            flag = _FLAG_BY_KEY.get(fold(record["NomBandeiraAcionada"]))
+            if flag is None:
+                raise _Reject(UNKNOWN_FLAG, f"flag {record['NomBandeiraAcionada']!r}")
+            addon = _value(record, "VlrAdicionalBandeira")
+        except _Reject as rejected:
+            quarantine.append(QuarantinedRow(source_file, line, rejected.reason, rejected.detail, _raw(record)))
+            continue
+        months.append(FlagMonth(month, flag, per_kwh(addon), source_file, line))
+    return Parsed(months, quarantine, encoding)

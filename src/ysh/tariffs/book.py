@@ -1,0 +1,253 @@
+"""Tariffs in time: validity overlaps, the point-in-time lookup, monthly effective tariffs.
+
+Pure Python over the rows of :mod:`ysh.tariffs.aneel`. Values are without taxes (ICMS,
+PIS/COFINS are applied by the billing model of the proposals job).
+"""
+
+from __future__ import annotations
+
+import calendar
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from .aneel import OVERLAPPING_VALIDITY, FioB, FlagMonth, QuarantinedRow, Tariff, fold
+
+APPLICATION = "aplicacao"
+DEFAULT_CLASS = {"b1": ("Residencial", "Residencial"), "b2": ("Rural", None)}
+
+
+class TariffLookupError(LookupError):
+    """No tariff, or more than one, matches a lookup."""
+
+
+def _overlaps(a_from: date, a_to: date | None, b_from: date, b_to: date | None) -> bool:
+    return (a_to is None or b_from <= a_to) and (b_to is None or a_from <= b_to)
+
+
+def _values(row: Tariff | FioB) -> tuple:
+    if isinstance(row, Tariff):
+        return (row.tusd_brl_per_kwh, row.te_brl_per_kwh, row.tusd_brl_per_kw, row.te_brl_per_kw)
+    return (row.fio_b_brl_per_kwh,)
+
+
+def split_overlaps(rows: Iterable[Tariff | FioB]) -> tuple[list, list[QuarantinedRow], int]:
+    """Separate rows whose validity overlaps another row of the same key.
+
+    Two rows of one key (utility, base, subgroup, modality, class, subclass, detail, post,
+    unit) valid on a common day are a data error: both are quarantined as
+    ``overlapping_validity`` (naming each other), never resolved by a silent pick. An exact
+    repeat (same validity, same values) is a duplicate: kept once and counted.
+
+    Returns
+    -------
+    kept, quarantined, duplicates
+    """
+    groups: dict[tuple, list] = defaultdict(list)
+    for row in rows:
+        groups[row.key].append(row)
+    kept: list = []
+    quarantined: list[QuarantinedRow] = []
+    duplicates = 0
+    for group in groups.values():
+        unique: dict[tuple, Tariff | FioB] = {}
+        for row in group:
+            signature = (row.valid_from, row.valid_to, _values(row))
+            if signature in unique:
+                duplicates += 1
+            else:
+                unique[signature] = row
+        ordered = sorted(unique.values(), key=lambda r: (r.valid_from, r.valid_to or date.max))
+        clashes: dict[int, list] = defaultdict(list)
+        for i, a in enumerate(ordered):
+            for b in ordered[i + 1:]:
+                if b.valid_from > (a.valid_to or date.max):
+                    break
+                if _overlaps(a.valid_from, a.valid_to, b.valid_from, b.valid_to):
+                    clashes[i].append(b)
+                    clashes[ordered.index(b)].append(a)
+        for i, row in enumerate(ordered):
+            if i not in clashes:
+                kept.append(row)
+                continue
+            others = ", ".join(f"line {o.line} ({o.valid_from}..{o.valid_to or 'open'})" for o in clashes[i])
+            quarantined.append(QuarantinedRow(
+                row.source_file, row.line, OVERLAPPING_VALIDITY,
+                f"valid {row.valid_from}..{row.valid_to or 'open'} overlaps {others}",
+                _raw_of(row)))
+    kept.sort(key=lambda r: (r.source_file, r.line))
+    return kept, quarantined, duplicates
+
+
+def _raw_of(row: Tariff | FioB) -> str:
+    import json
+
+    return json.dumps({k: (v.isoformat() if isinstance(v, date) else v) for k, v in row._asdict().items()},
+                      ensure_ascii=False)
+
+
+@dataclass(frozen=True)
+class TariffAt:
+    """The tariff of one consumer unit type on one day [R$/kWh, without taxes]."""
+
+    utility: str
+    subgroup: str
+    modality: str
+    on: date
+    te_brl_per_kwh: float
+    tusd_brl_per_kwh: float
+    fio_b_brl_per_kwh: float | None  # None: no TUSD_FioB published for that period
+    valid_from: date
+    valid_to: date | None
+    resolution: str
+
+
+@dataclass(frozen=True)
+class MonthlyTariff:
+    """``tarifas_efetivas_mensais``: one utility, subgroup and month."""
+
+    utility: str
+    subgroup: str
+    month: date
+    te_brl_per_kwh: float
+    tusd_brl_per_kwh: float
+    flag: str | None
+    flag_addon_brl_per_kwh: float
+    total_brl_per_kwh: float  # TE + TUSD + flag add-on, without taxes
+
+
+class TariffBook:
+    """Indexed tariffs, Fio B components and flags, for lookups by date."""
+
+    def __init__(self, tariffs: Iterable[Tariff], fio_b: Iterable[FioB] = (), flags: Iterable[FlagMonth] = ()):
+        self._tariffs: dict[tuple[str, str], list[Tariff]] = defaultdict(list)
+        for row in tariffs:
+            self._tariffs[(fold(row.utility), fold(row.subgroup))].append(row)
+        self._fio_b: dict[tuple[str, str], list[FioB]] = defaultdict(list)
+        for row in fio_b:
+            self._fio_b[(fold(row.utility), fold(row.subgroup))].append(row)
+        self._flags = {f.month: f for f in flags}
+
+    @property
+    def utilities(self) -> list[str]:
+        names = {rows[0].utility for rows in self._tariffs.values() if rows}
+        return sorted(names)
+
+    def candidates(self, utility: str, subgroup: str, on: date, *, modality: str = "Convencional",
+                   tariff_class: str | None = None, subclass: str | None = None,
+                   detail: str = "Não se aplica", post: str = "Não se aplica") -> list[Tariff]:
+        default_class, default_subclass = DEFAULT_CLASS.get(fold(subgroup), (None, None))
+        tariff_class = tariff_class if tariff_class is not None else default_class
+        subclass = subclass if subclass is not None else default_subclass
+        found = []
+        for row in self._tariffs.get((fold(utility), fold(subgroup)), []):
+            if row.base != APPLICATION or row.unit != "MWh":
+                continue
+            if fold(row.modality) != fold(modality) or fold(row.detail) != fold(detail):
+                continue
+            if fold(row.post) != fold(post):
+                continue
+            if tariff_class is not None and fold(row.tariff_class) != fold(tariff_class):
+                continue
+            if subclass is not None and fold(row.subclass) != fold(subclass):
+                continue
+            if row.valid_from <= on and (row.valid_to is None or on <= row.valid_to):
+                found.append(row)
+        return found
+
+    def tariff_at(self, utility: str, subgroup: str, on: date, modality: str = "Convencional", *,
+                  tariff_class: str | None = None, subclass: str | None = None,
+                  detail: str = "Não se aplica", post: str = "Não se aplica") -> TariffAt:
+        """TE, TUSD and Fio B [R$/kWh, without taxes] of the *Tarifa de Aplicação* energy row
+        valid on ``on``.
+
+        B1 defaults to class and subclass Residencial, B2 to class Rural; other subgroups
+        match any class unless one is given.
+
+        Raises
+        ------
+        TariffLookupError
+            no row matches, or several rows with different values do (name the class,
+            subclass, detail or post to choose).
+        """
+        rows = self.candidates(utility, subgroup, on, modality=modality, tariff_class=tariff_class,
+                               subclass=subclass, detail=detail, post=post)
+        what = f"{utility} {subgroup} {modality} on {on}"
+        if not rows:
+            known = sorted({r.utility for rows in self._tariffs.values() for r in rows})
+            if (fold(utility), fold(subgroup)) not in self._tariffs:
+                raise TariffLookupError(f"no tariffs for {utility} {subgroup} (utilities known: {', '.join(known)})")
+            raise TariffLookupError(f"no Tarifa de Aplicação valid for {what}")
+        distinct = {(r.te_brl_per_kwh, r.tusd_brl_per_kwh) for r in rows}
+        if len(distinct) > 1:
+            options = "; ".join(sorted({f"class={r.tariff_class!r} subclass={r.subclass!r}" for r in rows}))
+            raise TariffLookupError(f"{len(rows)} different tariffs match {what}: {options}")
+        row = rows[0]
+        return TariffAt(row.utility, row.subgroup, row.modality, on, row.te_brl_per_kwh,  # type: ignore[arg-type]
+                        row.tusd_brl_per_kwh, self.fio_b_at(row, on), row.valid_from,  # type: ignore[arg-type]
+                        row.valid_to, row.resolution)
+
+    def fio_b_at(self, tariff: Tariff, on: date) -> float | None:
+        """The TUSD Fio B of the tariff's utility, subgroup and modality valid on ``on``;
+        rows of the tariff's own class/subclass win over generic (``Não se aplica``) ones."""
+        rows = [r for r in self._fio_b.get((fold(tariff.utility), fold(tariff.subgroup)), [])
+                if r.base == APPLICATION and fold(r.modality) == fold(tariff.modality)
+                and r.valid_from <= on and (r.valid_to is None or on <= r.valid_to)]
+        if not rows:
+            return None
+        specific = [r for r in rows if fold(r.tariff_class) == fold(tariff.tariff_class)
+                    and fold(r.subclass) == fold(tariff.subclass)]
+        rows = specific or [r for r in rows if fold(r.tariff_class) in ("nao se aplica", "")] or rows
+        values = {r.fio_b_brl_per_kwh for r in rows}
+        if len(values) > 1:
+            raise TariffLookupError(
+                f"{len(values)} different TUSD_FioB values for {tariff.utility} {tariff.subgroup} "
+                f"{tariff.modality} on {on}")
+        return values.pop()
+
+    def flag_of(self, month: date) -> FlagMonth | None:
+        return self._flags.get(month.replace(day=1))
+
+    def monthly(self, utility: str, subgroup: str, month: date, **lookup) -> MonthlyTariff:
+        """The month's effective tariff: TE and TUSD weighted by the days each validity
+        period covers in the month (a readjustment mid-month is billed pro rata die, REN
+        ANEEL 1.000/2021), plus the month's flag add-on.
+
+        Raises
+        ------
+        TariffLookupError
+            a day of the month has no tariff.
+        """
+        first = month.replace(day=1)
+        days = calendar.monthrange(first.year, first.month)[1]
+        te = tusd = 0.0
+        for offset in range(days):
+            at = self.tariff_at(utility, subgroup, first + timedelta(days=offset), **lookup)
+            te += at.te_brl_per_kwh
+            tusd += at.tusd_brl_per_kwh
+        te, tusd = round(te / days, 6), round(tusd / days, 6)
+        flag = self.flag_of(first)
+        addon = flag.addon_brl_per_kwh if flag else 0.0
+        return MonthlyTariff(at.utility, at.subgroup, first, te, tusd, flag.flag if flag else None,
+                             addon, round(te + tusd + addon, 6))
+
+    def months(self, utility: str, subgroup: str, **lookup) -> list[MonthlyTariff]:
+        """Every whole month covered by the utility's tariffs (open-ended periods up to the
+        latest published flag month, or the current month)."""
+        rows = [r for r in self._tariffs.get((fold(utility), fold(subgroup)), []) if r.base == APPLICATION]
+        if not rows:
+            return []
+        start = min(r.valid_from for r in rows).replace(day=1)
+        ends = [r.valid_to for r in rows if r.valid_to is not None]
+        horizon = max(self._flags, default=date.today().replace(day=1))
+        end = max(ends) if len(ends) == len(rows) else max([*ends, horizon])
+        out = []
+        month = start
+        while month <= end:
+            try:
+                out.append(self.monthly(utility, subgroup, month, **lookup))
+            except TariffLookupError:
+                pass  # partly covered month (first or last) or a gap: not an effective month
+            month = (month.replace(day=28) + timedelta(days=4)).replace(day=1)
+        return out
