@@ -12,6 +12,7 @@ from rich.table import Table
 
 from . import db
 from .catalog.cli import app as catalog_app
+from .tariffs.cli import app as tariffs_app
 from .settings import get_settings
 
 app = typer.Typer(help="YSH data platform.", no_args_is_help=True, pretty_exceptions_show_locals=False)
@@ -20,6 +21,7 @@ db_app = typer.Typer(help="Warehouse schema.", no_args_is_help=True)
 app.add_typer(services_app, name="services")
 app.add_typer(db_app, name="db")
 app.add_typer(catalog_app, name="catalog")
+app.add_typer(tariffs_app, name="tariffs")
 console = Console()
 
 

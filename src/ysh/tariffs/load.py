@@ -1,0 +1,97 @@
+"""One ANEEL file → typed rows, whatever dataset it is (pure Python).
+
+The dataset is recognized by its header, not its name: *tarifas homologadas*,
+*componentes tarifárias* (Fio B) or *bandeiras acionamento*.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import aneel
+from .aneel import FileFormatError, QuarantinedRow
+from .book import TariffBook, split_overlaps
+
+UNPARSEABLE_FILE = "unparseable_file"
+
+
+def dataset_of(data: bytes) -> str | None:
+    """``tariffs``, ``fio_b`` or ``flags`` from the file's first line; None if unknown."""
+    head = data[:4096].decode("latin-1", errors="replace")
+    first = head.splitlines()[0] if head else ""
+    if "VlrTUSD" in first and "DscSubGrupo" in first:
+        return "tariffs"
+    if "DscComponenteTarifario" in first:
+        return "fio_b"
+    if "NomBandeiraAcionada" in first:
+        return "flags"
+    return None
+
+
+@dataclass
+class LoadedFile:
+    source_file: str
+    dataset: str
+    encoding: str
+    tariffs: list = field(default_factory=list)
+    fio_b: list = field(default_factory=list)
+    flags: list = field(default_factory=list)
+    quarantine: list[QuarantinedRow] = field(default_factory=list)
+
+    @property
+    def rows(self) -> int:
+        return len(self.tariffs) + len(self.fio_b) + len(self.flags) + len(self.quarantine)
+
+
+def load_file(data: bytes, source_file: str) -> LoadedFile:
+    """Parse one ANEEL file. A file that is none of the three datasets, or not text, gives
+    one quarantined row (line 0, ``unparseable_file``)."""
+    dataset = dataset_of(data)
+    parsers = {"tariffs": aneel.parse_tariffs, "fio_b": aneel.parse_fio_b, "flags": aneel.parse_flags}
+    if dataset is None:
+        return LoadedFile(source_file, "unknown", "unknown", quarantine=[QuarantinedRow(
+            source_file, 0, UNPARSEABLE_FILE, "not an ANEEL tariffs, componentes or bandeiras file",
+            json.dumps({"_bytes": len(data)}))])
+    try:
+        parsed = parsers[dataset](data, source_file)
+    except FileFormatError as exc:
+        return LoadedFile(source_file, dataset, "unknown", quarantine=[QuarantinedRow(
+            source_file, 0, UNPARSEABLE_FILE, str(exc), json.dumps({"_bytes": len(data)}))])
+    loaded = LoadedFile(source_file, dataset, parsed.encoding, quarantine=list(parsed.quarantine))
+    setattr(loaded, dataset, list(parsed.rows))
+    return loaded
+
+
+@dataclass
+class LoadedSet:
+    """Several files, with validity overlaps resolved into quarantine."""
+
+    tariffs: list
+    fio_b: list
+    flags: list
+    quarantine: list[QuarantinedRow]
+    duplicates: int
+
+    def book(self) -> TariffBook:
+        return TariffBook(self.tariffs, self.fio_b, self.flags)
+
+
+def load_paths(paths: list[Path]) -> LoadedSet:
+    """Every ANEEL file under ``paths`` (files or folders), overlaps split out."""
+    files = [p for path in paths for p in (sorted(path.rglob("*")) if path.is_dir() else [path]) if p.is_file()]
+    if not files:
+        raise FileNotFoundError(f"no files in {[str(p) for p in paths]}")
+    tariffs, fio_b, flags, quarantine = [], [], {}, []
+    for path in files:
+        loaded = load_file(path.read_bytes(), str(path))
+        tariffs += loaded.tariffs
+        fio_b += loaded.fio_b
+        for flag in loaded.flags:
+            flags[flag.month] = flag
+        quarantine += loaded.quarantine
+    tariffs, overlapping_tariffs, dup_t = split_overlaps(tariffs)
+    fio_b, overlapping_fio_b, dup_f = split_overlaps(fio_b)
+    return LoadedSet(tariffs, fio_b, sorted(flags.values()), quarantine + overlapping_tariffs + overlapping_fio_b,
+                     dup_t + dup_f)

@@ -1,0 +1,161 @@
+"""The tariffs job's Pathway graph (static or streaming over ANEEL files).
+
+Per file, one UDF parses it (:func:`ysh.tariffs.load.load_file`); rows flow as Pathway
+rows grouped by tariff key, and each key's validity periods are checked for overlaps
+incrementally (a changed key re-checks only that key). The monthly effective tariffs of
+B1/B3 are derived from the kept rows and the flags.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import typing
+from dataclasses import dataclass
+
+import pathway as pw
+
+from .aneel import FioB, FlagMonth, QuarantinedRow, Tariff
+from .book import TariffBook, split_overlaps
+from .load import load_file
+
+EFFECTIVE_SUBGROUPS = ("b1", "b3")
+
+
+@dataclass
+class TariffTables:
+    tariffs: pw.Table  # tarifas_normalized
+    fio_b: pw.Table  # tarifas_fio_b
+    flags: pw.Table  # tarifas_bandeiras
+    monthly: pw.Table  # tarifas_efetivas_mensais
+    quarantine: pw.Table  # tarifas_quarantine
+
+
+def _engine_value(value):
+    if isinstance(value, datetime.date) and not isinstance(value, datetime.datetime):
+        return datetime.datetime(value.year, value.month, value.day)
+    return value
+
+
+def _to_engine(row: tuple) -> tuple:
+    """A domain row for Pathway: dates as naive datetimes (written to ``date`` columns)."""
+    return tuple(_engine_value(v) for v in row)
+
+
+def _engine_type(hint):
+    if hint is datetime.date:
+        return pw.DateTimeNaive
+    if typing.get_origin(hint) in (typing.Union, __import__("types").UnionType) and datetime.date in typing.get_args(hint):
+        return pw.DateTimeNaive | None
+    return hint
+
+
+def _columns(row: pw.ColumnExpression, layout: type, offset: int = 0) -> dict:
+    hints = typing.get_type_hints(layout)
+    return {name: pw.declare_type(_engine_type(hints[name]), row[offset + i])
+            for i, name in enumerate(layout._fields)}
+
+
+def _key_text(row) -> str:
+    return "|".join(str(part) for part in row.key)
+
+
+@pw.udf(deterministic=True)
+def _parse_file(data: bytes, path: str) -> tuple[list[tuple], list[tuple], list[tuple], list[tuple]]:
+    loaded = load_file(data, path)
+    return ([(_key_text(t), *_to_engine(t)) for t in loaded.tariffs],
+            [(_key_text(f), *_to_engine(f)) for f in loaded.fio_b],
+            [_to_engine(f) for f in loaded.flags],
+            [tuple(q) for q in loaded.quarantine])
+
+
+def _from_engine(layout: type, values: tuple):
+    hints = typing.get_type_hints(layout)
+    out = []
+    for name, value in zip(layout._fields, values):
+        if isinstance(value, datetime.datetime) and hints[name] in (datetime.date, datetime.date | None):
+            value = value.date()
+        out.append(value)
+    return layout(*out)
+
+
+def _make_split(layout: type):
+    @pw.udf(deterministic=True)
+    def split(rows: tuple) -> tuple[list[tuple], list[tuple]]:
+        domain_rows = [_from_engine(layout, tuple(r)[1:]) for r in rows]
+        kept, quarantined, _ = split_overlaps(domain_rows)
+        return ([(_key_text(k), *_to_engine(k)) for k in kept], [tuple(q) for q in quarantined])
+
+    return split
+
+
+def _keep_non_overlapping(rows: pw.Table, layout: type) -> tuple[pw.Table, pw.Table]:
+    grouped = rows.groupby(pw.this.key_text).reduce(pw.this.key_text, rows=pw.reducers.tuple(pw.this.row))
+    checked = grouped.select(result=_make_split(layout)(pw.this.rows))
+    kept = checked.select(row=pw.declare_type(list[tuple], pw.this.result[0])).flatten(pw.this.row)
+    kept = kept.select(key_text=pw.declare_type(str, pw.this.row[0]), **_columns(pw.this.row, layout, offset=1))
+    overlapping = checked.select(row=pw.declare_type(list[tuple], pw.this.result[1])).flatten(pw.this.row)
+    return kept, overlapping
+
+
+@pw.udf(deterministic=True)
+def _monthly(tariffs: tuple, fio_b: tuple, flags: tuple) -> list[tuple]:
+    book = TariffBook([_from_engine(Tariff, tuple(t)[1:]) for t in tariffs],
+                      [_from_engine(FioB, tuple(f)[1:]) for f in fio_b],
+                      [_from_engine(FlagMonth, tuple(f)) for f in flags])
+    out = []
+    for utility in book.utilities:
+        for subgroup in ("B1", "B3"):
+            for m in book.months(utility, subgroup):
+                out.append((m.utility, m.subgroup, _engine_value(m.month), m.te_brl_per_kwh, m.tusd_brl_per_kwh,
+                            m.flag, m.flag_addon_brl_per_kwh, m.total_brl_per_kwh))
+    return out
+
+
+def build_tariffs_graph(files: pw.Table) -> TariffTables:
+    """Build the tariffs graph over ``files`` (columns ``data`` and ``_metadata``, one row per
+    file, as ``pw.io.fs.read(..., format="binary", with_metadata=True)`` gives)."""
+    parsed = files.select(result=_parse_file(pw.this.data, pw.this._metadata["path"].as_str(unwrap=True)))
+
+    def flattened(index: int) -> pw.Table:
+        return parsed.select(row=pw.declare_type(list[tuple], pw.this.result[index])).flatten(pw.this.row)
+
+    raw_tariffs = flattened(0).select(pw.this.row, key_text=pw.declare_type(str, pw.this.row[0]))
+    raw_fio_b = flattened(1).select(pw.this.row, key_text=pw.declare_type(str, pw.this.row[0]))
+    tariffs, overlapping_tariffs = _keep_non_overlapping(raw_tariffs, Tariff)
+    fio_b, overlapping_fio_b = _keep_non_overlapping(raw_fio_b, FioB)
+
+    flag_rows = flattened(2).select(**_columns(pw.this.row, FlagMonth))
+    latest = flag_rows.groupby(pw.this.month).reduce(winner=pw.reducers.argmax(pw.this.line))
+    flags = flag_rows.ix(latest.winner)
+
+    quarantine = pw.Table.concat_reindex(flattened(3), overlapping_tariffs, overlapping_fio_b).select(
+        **_columns(pw.this.row, QuarantinedRow)
+    ).select(
+        pw.this.source_file, pw.this.line, pw.this.reason, pw.this.detail,
+        raw=pw.apply_with_type(lambda raw: pw.Json(json.loads(raw)), pw.Json, pw.this.raw),
+    )
+
+    # monthly effective tariffs (B1/B3, Tarifa de Aplicação): recomputed from the kept rows
+    residential = tariffs.filter(
+        pw.apply_with_type(lambda s: s.lower() in EFFECTIVE_SUBGROUPS, bool, pw.this.subgroup)
+        & (pw.this.base == "aplicacao") & (pw.this.unit == "MWh")
+    )
+    pack = lambda t, layout: t.select(row=pw.make_tuple(pw.this.key_text, *[t[c] for c in layout._fields]))  # noqa: E731
+    all_tariffs = pack(residential, Tariff).reduce(rows=pw.reducers.tuple(pw.this.row))
+    all_fio_b = pack(fio_b, FioB).reduce(rows=pw.reducers.tuple(pw.this.row))
+    all_flags = flags.select(row=pw.make_tuple(*[flags[c] for c in FlagMonth._fields])).reduce(
+        rows=pw.reducers.tuple(pw.this.row))
+    joined = all_tariffs.join(all_fio_b, id=all_tariffs.id).select(
+        tariffs=all_tariffs.rows, fio_b=all_fio_b.rows)
+    joined = joined.join(all_flags, id=joined.id).select(joined.tariffs, joined.fio_b, flags=all_flags.rows)
+    monthly = joined.select(row=_monthly(pw.this.tariffs, pw.this.fio_b, pw.this.flags)).flatten(pw.this.row)
+    monthly = monthly.select(
+        utility=pw.declare_type(str, pw.this.row[0]), subgroup=pw.declare_type(str, pw.this.row[1]),
+        month=pw.declare_type(pw.DateTimeNaive, pw.this.row[2]),
+        te_brl_per_kwh=pw.declare_type(float, pw.this.row[3]), tusd_brl_per_kwh=pw.declare_type(float, pw.this.row[4]),
+        flag=pw.declare_type(str | None, pw.this.row[5]),
+        flag_addon_brl_per_kwh=pw.declare_type(float, pw.this.row[6]),
+        total_brl_per_kwh=pw.declare_type(float, pw.this.row[7]),
+    )
+    return TariffTables(tariffs=tariffs, fio_b=fio_b, flags=flags, monthly=monthly, quarantine=quarantine)
