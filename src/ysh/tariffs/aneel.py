@@ -273,6 +273,50 @@ _TARIFF_KEYS = ("SigAgente", "DatInicioVigencia", "DscBaseTarifaria", "DscSubGru
                 "DscUnidadeTerciaria")
 
 
+def tariff_from_record(record: dict[str, str], source_file: str, line: int,
+                       extra_fields: int = 0) -> Tariff | QuarantinedRow:
+    """One *tarifas homologadas* record (column name → text) → a :class:`Tariff`, or a
+    quarantined row with a reason. Used for files and for rows arriving by CDC."""
+    record = {k: (v or "").strip() for k, v in record.items()}
+    try:
+        if extra_fields:
+            raise _Reject(MALFORMED_ROW, f"{extra_fields} values beyond the {len(TARIFF_HEADER)} columns")
+        empty = [k for k in _TARIFF_KEYS if not record.get(k)]
+        if empty:
+            raise _Reject(MISSING_KEY, f"empty {', '.join(empty)}")
+        valid_from, valid_to = _validity(record)
+        base = _base(record["DscBaseTarifaria"])
+        unit = record["DscUnidadeTerciaria"]
+        if unit not in ("MWh", "kW"):
+            raise _Reject(UNKNOWN_UNIT, f"DscUnidadeTerciaria {unit!r} is neither MWh nor kW")
+        tusd, te = _value(record, "VlrTUSD"), _value(record, "VlrTE")
+    except _Reject as rejected:
+        return QuarantinedRow(source_file, line, rejected.reason, rejected.detail, _raw(record))
+    energy = unit == "MWh"
+    return Tariff(
+        utility=record["SigAgente"],
+        cnpj=record.get("NumCNPJDistribuidora") or None,
+        valid_from=valid_from,
+        valid_to=valid_to,
+        base=base,
+        subgroup=record["DscSubGrupo"],
+        modality=record["DscModalidadeTarifaria"],
+        tariff_class=record.get("DscClasse") or "Não se aplica",
+        subclass=record.get("DscSubClasse") or "Não se aplica",
+        detail=record.get("DscDetalhe") or "Não se aplica",
+        post=record.get("NomPostoTarifario") or "Não se aplica",
+        unit=unit,
+        accessing_agent=record.get("SigAgenteAcessante") or "Não se aplica",
+        tusd_brl_per_kwh=per_kwh(tusd) if energy else None,
+        te_brl_per_kwh=per_kwh(te) if energy else None,
+        tusd_brl_per_kw=None if energy else float(tusd),
+        te_brl_per_kw=None if energy else float(te),
+        resolution=record.get("DscREH", ""),
+        source_file=source_file,
+        line=line,
+    )
+
+
 def parse_tariffs(data: bytes, source_file: str) -> Parsed:
     """*Tarifas homologadas* → :class:`Tariff` rows and quarantined rows.
 
@@ -285,45 +329,9 @@ def parse_tariffs(data: bytes, source_file: str) -> Parsed:
     tariffs: list[Tariff] = []
     quarantine: list[QuarantinedRow] = []
     for line, row in rows:
-        record = _record(header, row)
-        try:
-            if len(row) > len(header) and any(cell.strip() for cell in row[len(header):]):
-                raise _Reject(MALFORMED_ROW, f"{len(row)} fields for {len(header)} columns")
-            empty = [k for k in _TARIFF_KEYS if not record.get(k)]
-            if empty:
-                raise _Reject(MISSING_KEY, f"empty {', '.join(empty)}")
-            valid_from, valid_to = _validity(record)
-            base = _base(record["DscBaseTarifaria"])
-            unit = record["DscUnidadeTerciaria"]
-            if unit not in ("MWh", "kW"):
-                raise _Reject(UNKNOWN_UNIT, f"DscUnidadeTerciaria {unit!r} is neither MWh nor kW")
-            tusd, te = _value(record, "VlrTUSD"), _value(record, "VlrTE")
-        except _Reject as rejected:
-            quarantine.append(QuarantinedRow(source_file, line, rejected.reason, rejected.detail, _raw(record)))
-            continue
-        energy = unit == "MWh"
-        tariffs.append(Tariff(
-            utility=record["SigAgente"],
-            cnpj=record.get("NumCNPJDistribuidora") or None,
-            valid_from=valid_from,
-            valid_to=valid_to,
-            base=base,
-            subgroup=record["DscSubGrupo"],
-            modality=record["DscModalidadeTarifaria"],
-            tariff_class=record.get("DscClasse") or "Não se aplica",
-            subclass=record.get("DscSubClasse") or "Não se aplica",
-            detail=record.get("DscDetalhe") or "Não se aplica",
-            post=record.get("NomPostoTarifario") or "Não se aplica",
-            unit=unit,
-            accessing_agent=record.get("SigAgenteAcessante") or "Não se aplica",
-            tusd_brl_per_kwh=per_kwh(tusd) if energy else None,
-            te_brl_per_kwh=per_kwh(te) if energy else None,
-            tusd_brl_per_kw=None if energy else float(tusd),
-            te_brl_per_kw=None if energy else float(te),
-            resolution=record.get("DscREH", ""),
-            source_file=source_file,
-            line=line,
-        ))
+        extra = sum(1 for cell in row[len(header):] if cell.strip())
+        result = tariff_from_record(_record(header, row), source_file, line, extra)
+        (quarantine if isinstance(result, QuarantinedRow) else tariffs).append(result)
     return Parsed(tariffs, quarantine, encoding)
 
 
