@@ -23,6 +23,7 @@ import re
 import unicodedata
 from datetime import date
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from typing import NamedTuple
 
 from ..textio import NotTextError, decode_text
@@ -140,8 +141,10 @@ class FlagMonth(NamedTuple):
 # --------------------------------------------------------------------------------------
 
 
+@lru_cache(maxsize=8_192)
 def fold(text: str | None) -> str:
-    """Comparison key of a label: accent-free, lower-case, single spaces."""
+    """Comparison key of a label: accent-free, lower-case, single spaces (memoized: ANEEL
+    files repeat a few hundred labels over hundreds of thousands of rows)."""
     if text is None:
         return ""
     decomposed = unicodedata.normalize("NFKD", str(text))

@@ -11,6 +11,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
+from typing import NamedTuple
 
 from .aneel import OVERLAPPING_VALIDITY, FioB, FlagMonth, QuarantinedRow, Tariff, fold
 
@@ -32,6 +33,61 @@ def _values(row: Tariff | FioB) -> tuple:
     return (row.fio_b_brl_per_kwh,)
 
 
+class Span(NamedTuple):
+    """One row's validity within its key, for the overlap check."""
+
+    token: str  # identifies the row (e.g. source and line)
+    line: int
+    valid_from: date
+    valid_to: date | None
+    values: tuple
+
+
+def check_periods(spans: Iterable[Span]) -> tuple[dict[str, str], set[str]]:
+    """Validity periods of ONE key: which rows overlap another, which are exact repeats.
+
+    Returns
+    -------
+    overlapping : dict
+        token → detail naming the rows it overlaps.
+    duplicates : set
+        tokens of exact repeats (same validity, same values) beyond the first occurrence
+        (the first by token order is kept).
+    """
+    unique: dict[tuple, Span] = {}
+    duplicates: set[str] = set()
+    for span in sorted(spans, key=lambda sp: sp.token):
+        signature = (span.valid_from, span.valid_to, span.values)
+        if signature in unique:
+            duplicates.add(span.token)
+        else:
+            unique[signature] = span
+    ordered = sorted(unique.values(), key=lambda sp: (sp.valid_from, sp.valid_to or date.max, sp.token))
+    clashes: dict[int, list[Span]] = defaultdict(list)
+    for i, a in enumerate(ordered):
+        for j in range(i + 1, len(ordered)):
+            b = ordered[j]
+            if b.valid_from > (a.valid_to or date.max):
+                break
+            if _overlaps(a.valid_from, a.valid_to, b.valid_from, b.valid_to):
+                clashes[i].append(b)
+                clashes[j].append(a)
+    overlapping = {}
+    for i, others in clashes.items():
+        span = ordered[i]
+        named = ", ".join(f"line {o.line} ({o.valid_from}..{o.valid_to or 'open'})" for o in others)
+        overlapping[span.token] = f"valid {span.valid_from}..{span.valid_to or 'open'} overlaps {named}"
+    return overlapping, duplicates
+
+
+def row_token(row: Tariff | FioB) -> str:
+    return f"{row.source_file}\x1f{row.line:010d}"
+
+
+def span_of(row: Tariff | FioB) -> Span:
+    return Span(row_token(row), row.line, row.valid_from, row.valid_to, _values(row))
+
+
 def split_overlaps(rows: Iterable[Tariff | FioB]) -> tuple[list, list[QuarantinedRow], int]:
     """Separate rows whose validity overlaps another row of the same key.
 
@@ -51,31 +107,17 @@ def split_overlaps(rows: Iterable[Tariff | FioB]) -> tuple[list, list[Quarantine
     quarantined: list[QuarantinedRow] = []
     duplicates = 0
     for group in groups.values():
-        unique: dict[tuple, Tariff | FioB] = {}
+        overlapping, repeated = check_periods(span_of(row) for row in group)
+        duplicates += len(repeated)
         for row in group:
-            signature = (row.valid_from, row.valid_to, _values(row))
-            if signature in unique:
-                duplicates += 1
-            else:
-                unique[signature] = row
-        ordered = sorted(unique.values(), key=lambda r: (r.valid_from, r.valid_to or date.max))
-        clashes: dict[int, list] = defaultdict(list)
-        for i, a in enumerate(ordered):
-            for b in ordered[i + 1:]:
-                if b.valid_from > (a.valid_to or date.max):
-                    break
-                if _overlaps(a.valid_from, a.valid_to, b.valid_from, b.valid_to):
-                    clashes[i].append(b)
-                    clashes[ordered.index(b)].append(a)
-        for i, row in enumerate(ordered):
-            if i not in clashes:
-                kept.append(row)
+            token = row_token(row)
+            if token in repeated:
                 continue
-            others = ", ".join(f"line {o.line} ({o.valid_from}..{o.valid_to or 'open'})" for o in clashes[i])
-            quarantined.append(QuarantinedRow(
-                row.source_file, row.line, OVERLAPPING_VALIDITY,
-                f"valid {row.valid_from}..{row.valid_to or 'open'} overlaps {others}",
-                _raw_of(row)))
+            if token in overlapping:
+                quarantined.append(QuarantinedRow(row.source_file, row.line, OVERLAPPING_VALIDITY,
+                                                  overlapping[token], _raw_of(row)))
+            else:
+                kept.append(row)
     kept.sort(key=lambda r: (r.source_file, r.line))
     return kept, quarantined, duplicates
 
@@ -217,15 +259,23 @@ class TariffBook:
         Raises
         ------
         TariffLookupError
-            a day of the month has no tariff.
+            a day of the month has no tariff, or an ambiguous one.
         """
         first = month.replace(day=1)
         days = calendar.monthrange(first.year, first.month)[1]
+        last = first + timedelta(days=days - 1)
+        # the tariff on each day changes only at period boundaries: look up once per period
+        boundaries = sorted({first} | {r.valid_from for r in self._tariffs.get((fold(utility), fold(subgroup)), [])
+                                       if first < r.valid_from <= last}
+                            | {r.valid_to + timedelta(days=1) for r in self._tariffs.get((fold(utility), fold(subgroup)), [])
+                               if r.valid_to is not None and first <= r.valid_to < last})
         te = tusd = 0.0
-        for offset in range(days):
-            at = self.tariff_at(utility, subgroup, first + timedelta(days=offset), **lookup)
-            te += at.te_brl_per_kwh
-            tusd += at.tusd_brl_per_kwh
+        for i, start in enumerate(boundaries):
+            end = boundaries[i + 1] if i + 1 < len(boundaries) else last + timedelta(days=1)
+            at = self.tariff_at(utility, subgroup, start, **lookup)
+            span = (end - start).days
+            te += at.te_brl_per_kwh * span
+            tusd += at.tusd_brl_per_kwh * span
         te, tusd = round(te / days, 6), round(tusd / days, 6)
         flag = self.flag_of(first)
         addon = flag.addon_brl_per_kwh if flag else 0.0

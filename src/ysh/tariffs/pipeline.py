@@ -9,6 +9,7 @@ B1/B3 are derived from the kept rows and the flags.
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 import typing
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 import pathway as pw
 
 from .aneel import FioB, FlagMonth, QuarantinedRow, Tariff
-from .book import TariffBook, split_overlaps
+from .book import Span, TariffBook, _raw_of, check_periods, row_token
 from .load import load_file
 
 EFFECTIVE_SUBGROUPS = ("b1", "b3")
@@ -60,41 +61,77 @@ def _key_text(row) -> str:
     return "|".join(str(part) for part in row.key)
 
 
+def _engine_row(row) -> tuple:
+    """(key_text, token, from_day, to_day, *fields) of a tariff or Fio B row."""
+    return (_key_text(row), row_token(row), row.valid_from.toordinal(),
+            row.valid_to.toordinal() if row.valid_to else None, *_to_engine(row))
+
+
 @pw.udf(deterministic=True)
 def _parse_file(data: bytes, path: str) -> tuple[list[tuple], list[tuple], list[tuple], list[tuple]]:
     loaded = load_file(data, path)
-    return ([(_key_text(t), *_to_engine(t)) for t in loaded.tariffs],
-            [(_key_text(f), *_to_engine(f)) for f in loaded.fio_b],
+    return ([_engine_row(t) for t in loaded.tariffs],
+            [_engine_row(f) for f in loaded.fio_b],
             [_to_engine(f) for f in loaded.flags],
             [tuple(q) for q in loaded.quarantine])
 
 
-def _from_engine(layout: type, values: tuple):
-    hints = typing.get_type_hints(layout)
-    out = []
-    for name, value in zip(layout._fields, values):
-        if isinstance(value, datetime.datetime) and hints[name] in (datetime.date, datetime.date | None):
-            value = value.date()
-        out.append(value)
-    return layout(*out)
+@pw.udf(deterministic=True)
+def _raw_json(text: str) -> pw.Json:
+    return pw.Json(json.loads(text))
 
 
-def _make_split(layout: type):
+def _make_row_json(layout: type):
     @pw.udf(deterministic=True)
-    def split(rows: tuple) -> tuple[list[tuple], list[tuple]]:
-        domain_rows = [_from_engine(layout, tuple(r)[1:]) for r in rows]
-        kept, quarantined, _ = split_overlaps(domain_rows)
-        return ([(_key_text(k), *_to_engine(k)) for k in kept], [tuple(q) for q in quarantined])
+    def row_json(values: tuple) -> pw.Json:
+        return pw.Json(json.loads(_raw_of(_from_engine(layout, tuple(values)))))
 
-    return split
+    return row_json
+
+
+@functools.lru_cache(maxsize=None)
+def _date_fields(layout: type) -> frozenset[int]:
+    hints = typing.get_type_hints(layout)
+    return frozenset(i for i, name in enumerate(layout._fields)
+                     if hints[name] in (datetime.date, datetime.date | None))
+
+
+def _from_engine(layout: type, values: tuple):
+    """A Pathway tuple back into the domain row (naive datetimes → dates)."""
+    dates = _date_fields(layout)
+    return layout(*[v.date() if i in dates and isinstance(v, datetime.datetime) else v
+                    for i, v in enumerate(values)])
+
+
+@pw.udf(deterministic=True)
+def _check_periods(spans: tuple) -> list[tuple]:
+    """One key's spans (token, line, from, to as day ordinals, values) → the rows to drop:
+    (token, detail) for overlaps, (token, None) for exact repeats."""
+    overlapping, duplicates = check_periods(
+        Span(t, line, datetime.date.fromordinal(a), datetime.date.fromordinal(b) if b else None, tuple(v))
+        for t, line, a, b, v in spans)
+    return [(t, d) for t, d in overlapping.items()] + [(t, None) for t in duplicates]
 
 
 def _keep_non_overlapping(rows: pw.Table, layout: type) -> tuple[pw.Table, pw.Table]:
-    grouped = rows.groupby(pw.this.key_text).reduce(pw.this.key_text, rows=pw.reducers.tuple(pw.this.row))
-    checked = grouped.select(result=_make_split(layout)(pw.this.rows))
-    kept = checked.select(row=pw.declare_type(list[tuple], pw.this.result[0])).flatten(pw.this.row)
-    kept = kept.select(key_text=pw.declare_type(str, pw.this.row[0]), **_columns(pw.this.row, layout, offset=1))
-    overlapping = checked.select(row=pw.declare_type(list[tuple], pw.this.result[1])).flatten(pw.this.row)
+    """Rows whose validity overlaps another row of their key move to quarantine; exact
+    repeats are dropped. The check runs per key on narrow spans (a changed key re-checks
+    itself only); the wide rows are picked by id afterwards."""
+    value_columns = [c for c in ("tusd_brl_per_kwh", "te_brl_per_kwh", "tusd_brl_per_kw", "te_brl_per_kw",
+                                 "fio_b_brl_per_kwh") if c in layout._fields]
+    rows = rows.with_id_from(pw.this.token)
+    spans = rows.select(pw.this.key_text, span=pw.make_tuple(
+        pw.this.token, pw.this.line, pw.this.from_day, pw.this.to_day,
+        pw.make_tuple(*[rows[c] for c in value_columns])))
+    checked = spans.groupby(pw.this.key_text).reduce(dropped=_check_periods(pw.reducers.tuple(pw.this.span)))
+    dropped = checked.select(row=pw.this.dropped).flatten(pw.this.row).select(
+        token=pw.declare_type(str, pw.this.row[0]), detail=pw.declare_type(str | None, pw.this.row[1]))
+    dropped = dropped.with_id_from(pw.this.token)
+    kept = rows.difference(dropped).without(pw.this.token, pw.this.from_day, pw.this.to_day)
+    clashing = dropped.filter(pw.this.detail.is_not_none())
+    overlapping = clashing.join(rows, clashing.id == rows.id).select(
+        rows.source_file, rows.line, reason="overlapping_validity", detail=pw.unwrap(clashing.detail),
+        raw=_make_row_json(layout)(pw.make_tuple(*[rows[c] for c in layout._fields])))
     return kept, overlapping
 
 
@@ -120,21 +157,22 @@ def build_tariffs_graph(files: pw.Table) -> TariffTables:
     def flattened(index: int) -> pw.Table:
         return parsed.select(row=pw.declare_type(list[tuple], pw.this.result[index])).flatten(pw.this.row)
 
-    raw_tariffs = flattened(0).select(pw.this.row, key_text=pw.declare_type(str, pw.this.row[0]))
-    raw_fio_b = flattened(1).select(pw.this.row, key_text=pw.declare_type(str, pw.this.row[0]))
-    tariffs, overlapping_tariffs = _keep_non_overlapping(raw_tariffs, Tariff)
-    fio_b, overlapping_fio_b = _keep_non_overlapping(raw_fio_b, FioB)
+    def typed(flat: pw.Table, layout: type) -> pw.Table:
+        return flat.select(
+            key_text=pw.declare_type(str, pw.this.row[0]), token=pw.declare_type(str, pw.this.row[1]),
+            from_day=pw.declare_type(int, pw.this.row[2]), to_day=pw.declare_type(int | None, pw.this.row[3]),
+            **_columns(pw.this.row, layout, offset=4))
+
+    tariffs, overlapping_tariffs = _keep_non_overlapping(typed(flattened(0), Tariff), Tariff)
+    fio_b, overlapping_fio_b = _keep_non_overlapping(typed(flattened(1), FioB), FioB)
 
     flag_rows = flattened(2).select(**_columns(pw.this.row, FlagMonth))
     latest = flag_rows.groupby(pw.this.month).reduce(winner=pw.reducers.argmax(pw.this.line))
     flags = flag_rows.ix(latest.winner)
 
-    quarantine = pw.Table.concat_reindex(flattened(3), overlapping_tariffs, overlapping_fio_b).select(
-        **_columns(pw.this.row, QuarantinedRow)
-    ).select(
-        pw.this.source_file, pw.this.line, pw.this.reason, pw.this.detail,
-        raw=pw.apply_with_type(lambda raw: pw.Json(json.loads(raw)), pw.Json, pw.this.raw),
-    )
+    parse_quarantine = flattened(3).select(**_columns(pw.this.row, QuarantinedRow)).select(
+        pw.this.source_file, pw.this.line, pw.this.reason, pw.this.detail, raw=_raw_json(pw.this.raw))
+    quarantine = pw.Table.concat_reindex(parse_quarantine, overlapping_tariffs, overlapping_fio_b)
 
     # monthly effective tariffs (B1/B3, Tarifa de Aplicação): recomputed from the kept rows
     residential = tariffs.filter(
