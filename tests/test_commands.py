@@ -34,3 +34,17 @@ def test_benchmark_runs_and_prints_ratios(tmp_path):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "ratio vs plain" in done.stdout
     assert "pathway 2 proc" in done.stdout and "3,000" in done.stdout
+
+
+def test_tariffs_benchmark_runs(tmp_path):
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "tariffs.py"), "--rows", "3000", "--repeat", "1",
+                           "--data", str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "ratio vs pandas" in done.stdout and "3,000" in done.stdout
+
+
+def test_tariffs_at_on_the_samples():
+    done = subprocess.run([sys.executable, "-m", "ysh.cli", "tariffs", "at", "CEMIG-D", "B1", "2025-06-10"],
+                          capture_output=True, text=True, timeout=300, env={**os.environ, "COLUMNS": "160"})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "TE" in done.stdout and "Fio B" in done.stdout and "RESOLUÇÃO HOMOLOGATÓRIA" in done.stdout
