@@ -177,6 +177,7 @@ def parse_aneel_decimal(text: str | None) -> Decimal:
         raise ValueError(f"not an ANEEL decimal: {text!r}") from exc
 
 
+@lru_cache(maxsize=16_384)
 def parse_iso_date(text: str | None) -> date:
     s = (text or "").strip()
     try:
@@ -185,6 +186,7 @@ def parse_iso_date(text: str | None) -> date:
         raise ValueError(f"not an ISO date: {text!r}") from exc
 
 
+@lru_cache(maxsize=65_536)
 def per_kwh(brl_per_mwh: Decimal) -> float:
     """R$/MWh → R$/kWh, exactly in decimal, then as the nearest float."""
     return float(brl_per_mwh / THOUSAND)
@@ -201,7 +203,7 @@ def _rows(data: bytes, expected: tuple[str, ...]) -> tuple[list[str], list[tuple
     previous = 0
     for row in reader:
         start, previous = previous + 1, reader.line_num
-        if not row or all(not cell.strip() for cell in row):
+        if not row or not "".join(row).strip():
             continue
         if header is None:
             header = [cell.strip().lstrip("\ufeff") for cell in row]
@@ -216,7 +218,9 @@ def _rows(data: bytes, expected: tuple[str, ...]) -> tuple[list[str], list[tuple
 
 
 def _record(header: list[str], row: list[str]) -> dict[str, str]:
-    return {name: (row[i].strip() if i < len(row) else "") for i, name in enumerate(header)}
+    if len(row) < len(header):
+        row = row + [""] * (len(header) - len(row))
+    return dict(zip(header, map(str.strip, row)))
 
 
 def _raw(record: dict[str, str]) -> str:
@@ -244,11 +248,18 @@ def _validity(record: dict[str, str]) -> tuple[date, date | None]:
     return valid_from, valid_to
 
 
-def _value(record: dict[str, str], column: str) -> Decimal:
+@lru_cache(maxsize=65_536)
+def _decimal_or_none(text: str) -> Decimal | None:
     try:
-        value = parse_aneel_decimal(record[column])
+        return parse_aneel_decimal(text)
     except ValueError:
-        raise _Reject(UNPARSEABLE_VALUE, f"{column} {record[column]!r}") from None
+        return None
+
+
+def _value(record: dict[str, str], column: str) -> Decimal:
+    value = _decimal_or_none(record[column])
+    if value is None:
+        raise _Reject(UNPARSEABLE_VALUE, f"{column} {record[column]!r}")
     if value < 0:
         raise _Reject(NEGATIVE_VALUE, f"{column} {record[column]} is negative")
     return value
@@ -277,10 +288,11 @@ _TARIFF_KEYS = ("SigAgente", "DatInicioVigencia", "DscBaseTarifaria", "DscSubGru
 
 
 def tariff_from_record(record: dict[str, str], source_file: str, line: int,
-                       extra_fields: int = 0) -> Tariff | QuarantinedRow:
+                       extra_fields: int = 0, clean: bool = False) -> Tariff | QuarantinedRow:
     """One *tarifas homologadas* record (column name → text) → a :class:`Tariff`, or a
     quarantined row with a reason. Used for files and for rows arriving by CDC."""
-    record = {k: (v or "").strip() for k, v in record.items()}
+    if not clean:
+        record = {k: (v or "").strip() for k, v in record.items()}
     try:
         if extra_fields:
             raise _Reject(MALFORMED_ROW, f"{extra_fields} values beyond the {len(TARIFF_HEADER)} columns")
@@ -333,7 +345,7 @@ def parse_tariffs(data: bytes, source_file: str) -> Parsed:
     quarantine: list[QuarantinedRow] = []
     for line, row in rows:
         extra = sum(1 for cell in row[len(header):] if cell.strip())
-        result = tariff_from_record(_record(header, row), source_file, line, extra)
+        result = tariff_from_record(_record(header, row), source_file, line, extra, clean=True)
         (quarantine if isinstance(result, QuarantinedRow) else tariffs).append(result)
     return Parsed(tariffs, quarantine, encoding)
 
