@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .. import db, pw_runtime
+from ..console import print_reasons
 from ..settings import get_settings
 from . import job, landing, reporting
 
@@ -52,11 +53,7 @@ def normalize(
         f"[red]{report.quarantined} quarantined[/], {report.duplicate_skus} duplicate SKUs (last wins), "
         f"{report.products} products in {report.seconds:.2f}s"
     )
-    if report.quarantine_by_reason:
-        table = Table("reason", "rows", title="quarantined rows by reason")
-        for reason, count in report.quarantine_by_reason.items():
-            table.add_row(reason, str(count))
-        console.print(table)
+    print_reasons(report.quarantine_by_reason)
     console.print(f"written to [cyan]{out}[/]: items.jsonl, quarantine.jsonl, products.jsonl, files.jsonl")
 
 
@@ -108,10 +105,7 @@ def print_summary(warehouse: job.Warehouse) -> None:
     for distributor, category, count in s.by_distributor_category:
         table.add_row(distributor, category, str(count))
     console.print(table)
-    table = Table("reason", "rows", title="quarantined rows by reason")
-    for reason, count in s.quarantine_by_reason:
-        table.add_row(reason, str(count))
-    console.print(table)
+    print_reasons(dict(s.quarantine_by_reason))
     table = Table("brand", "model", "category", "offers", "distributors", "min R$", "median R$",
                   title="top products by number of offers")
     for brand, model, category, offers, distributors, min_price, median_price in s.top_products:

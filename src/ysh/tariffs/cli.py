@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .. import db
+from ..console import print_reasons
 from . import job
 from .book import TariffLookupError
 from .load import load_paths
@@ -37,11 +38,7 @@ def load(
         f"{counts.get('flags', 0)} flag months, {counts.get('monthly', 0)} monthly B1/B3 tariffs, "
         f"[red]{counts.get('quarantine', 0)} quarantined[/] in {report.seconds:.2f}s"
     )
-    if report.quarantine_by_reason:
-        table = Table("reason", "rows", title="quarantined rows by reason")
-        for reason, count in report.quarantine_by_reason.items():
-            table.add_row(reason, str(count))
-        console.print(table)
+    print_reasons(report.quarantine_by_reason)
     console.print(f"written to [cyan]{out}[/]: " + ", ".join(f for f, _ in job.JSONL_FILES.values()))
 
 
