@@ -111,7 +111,7 @@ def test_fio_b_rows_are_read_and_other_components_skipped():
 def test_the_real_bandeiras_extract():
     from ..conftest import REPO
 
-    data = (REPO.parent / "shared" / "data" / "aneel" / "bandeira-tarifaria-acionamento.csv").read_bytes()
+    data = (REPO / "data" / "sample" / "tariffs" / "bandeira-tarifaria-acionamento.csv").read_bytes()
     parsed = parse_flags(data, "bandeiras.csv")
     assert parsed.quarantine == []
     months = {m.month: m for m in parsed.rows}

@@ -24,7 +24,7 @@ def aneel_dir(tmp_path):
                                          .encode("latin-1"))
     (folder / "componentes.csv").write_bytes(
         ("\n".join([";".join(COMPONENT_HEADER), component(value="183,42")]) + "\n").encode("utf-8-sig"))
-    shutil.copy(REPO.parent / "shared" / "data" / "aneel" / "bandeira-tarifaria-acionamento.csv",
+    shutil.copy(REPO / "data" / "sample" / "tariffs" / "bandeira-tarifaria-acionamento.csv",
                 folder / "bandeiras.csv")
     (folder / "notas.txt").write_text("não é um arquivo da ANEEL\n")
     return folder

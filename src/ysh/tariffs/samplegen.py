@@ -63,8 +63,10 @@ COMPONENTS_HEADER = (
     "DscResolucaoHomologatoria"
 )
 
-#: The real flag extract (2015-01 .. 2026-04) copied verbatim into the sample folder.
-BANDEIRA_SOURCE = Path("/work/shared/data/aneel/bandeira-tarifaria-acionamento.csv")
+#: The real flag extract (2015-01 .. 2026-04) copied verbatim into the sample folder: the
+#: team's shared data folder beside the checkout (``../shared``).
+BANDEIRA_SOURCE = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "aneel" / \
+    "bandeira-tarifaria-acionamento.csv"
 
 #: DatGeracaoConjuntoDados of every generated row (same as the real flag extract).
 GENERATION_DATE = date(2026, 5, 1)
