@@ -115,14 +115,14 @@ def split_overlaps(rows: Iterable[Tariff | FioB]) -> tuple[list, list[Quarantine
                 continue
             if token in overlapping:
                 quarantined.append(QuarantinedRow(row.source_file, row.line, OVERLAPPING_VALIDITY,
-                                                  overlapping[token], _raw_of(row)))
+                                                  overlapping[token], raw_json_of(row)))
             else:
                 kept.append(row)
     kept.sort(key=lambda r: (r.source_file, r.line))
     return kept, quarantined, duplicates
 
 
-def _raw_of(row: Tariff | FioB) -> str:
+def raw_json_of(row: Tariff | FioB) -> str:
     import json
 
     return json.dumps({k: (v.isoformat() if isinstance(v, date) else v) for k, v in row._asdict().items()},

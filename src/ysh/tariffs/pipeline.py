@@ -11,13 +11,14 @@ from __future__ import annotations
 import datetime
 import functools
 import json
+import types
 import typing
 from dataclasses import dataclass
 
 import pathway as pw
 
 from .aneel import FioB, FlagMonth, QuarantinedRow, Tariff
-from .book import Span, TariffBook, _raw_of, check_periods, row_token
+from .book import Span, TariffBook, check_periods, raw_json_of, row_token
 from .load import load_file
 
 EFFECTIVE_SUBGROUPS = ("b1", "b3")
@@ -46,7 +47,7 @@ def _to_engine(row: tuple) -> tuple:
 def _engine_type(hint):
     if hint is datetime.date:
         return pw.DateTimeNaive
-    if typing.get_origin(hint) in (typing.Union, __import__("types").UnionType) and datetime.date in typing.get_args(hint):
+    if typing.get_origin(hint) in (typing.Union, types.UnionType) and datetime.date in typing.get_args(hint):
         return pw.DateTimeNaive | None
     return hint
 
@@ -84,7 +85,7 @@ def _raw_json(text: str) -> pw.Json:
 def _make_row_json(layout: type):
     @pw.udf(deterministic=True)
     def row_json(values: tuple) -> pw.Json:
-        return pw.Json(json.loads(_raw_of(_from_engine(layout, tuple(values)))))
+        return pw.Json(json.loads(raw_json_of(_from_engine(layout, tuple(values)))))
 
     return row_json
 
