@@ -73,12 +73,10 @@ def postgres_settings(dsn: str) -> dict[str, str]:
     return {k: str(v) for k, v in conninfo_to_dict(dsn).items() if v is not None}
 
 
-def run(*, persistence_dir: Path | None = None, monitoring: bool = False) -> None:
-    """``pw.run`` with the platform defaults: no license needed, optional persistence
-    (filesystem backend; every source must carry a stable ``name=``)."""
-    kwargs: dict[str, Any] = {
-        "monitoring_level": pw.MonitoringLevel.ALL if monitoring else pw.MonitoringLevel.NONE,
-    }
+def run(*, persistence_dir: Path | None = None) -> None:
+    """``pw.run`` with the platform defaults: no monitoring dashboard, optional persistence
+    (filesystem backend, free without a license; every source must carry a stable ``name=``)."""
+    kwargs: dict[str, Any] = {"monitoring_level": pw.MonitoringLevel.NONE}
     if persistence_dir is not None:
         persistence_dir.mkdir(parents=True, exist_ok=True)
         kwargs["persistence_config"] = pw.persistence.Config(

@@ -9,9 +9,11 @@ before ``on_time_end`` returns (the sink contract of docs/cdc.md).
 
 import json
 import sys
+from pathlib import Path
 
 import pathway as pw
 
+from ysh import pw_runtime
 from ysh.cdc import read_postgres_cdc
 
 
@@ -35,8 +37,7 @@ def main(dsn: str, table: str, journal_path: str, persist_dir: str) -> None:
 
     pw.io.subscribe(items, on_change=lambda key, row, time, is_addition: pending.append((row, is_addition)),
                     on_time_end=on_time_end)
-    pw.run(monitoring_level=pw.MonitoringLevel.NONE,
-           persistence_config=pw.persistence.Config(pw.persistence.Backend.filesystem(persist_dir)))
+    pw_runtime.run(persistence_dir=Path(persist_dir))
 
 
 if __name__ == "__main__":
