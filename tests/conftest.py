@@ -111,3 +111,15 @@ def s3_server():
 def sample_catalog() -> Path:
     assert SAMPLE_CATALOG.is_dir(), "sample feeds missing: run scripts/make_sample_catalog.py"
     return SAMPLE_CATALOG
+
+
+def wait_for(predicate, timeout=60.0, what="condition"):
+    """Poll ``predicate`` until it returns something truthy (returned) or time runs out."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(0.3)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")

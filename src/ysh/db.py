@@ -111,6 +111,14 @@ def migrate(dsn: str, schema: str) -> list[str]:
     return applied_now
 
 
+@dataclass(frozen=True)
+class Warehouse:
+    """Where a job's tables live: a server (DSN) and the platform schema in it."""
+
+    dsn: str
+    schema: str
+
+
 def connect(dsn: str, schema: str, **kwargs) -> psycopg.Connection:
     """A connection whose search_path is the platform schema."""
     conn = psycopg.connect(dsn, **kwargs)

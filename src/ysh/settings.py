@@ -42,6 +42,15 @@ class Settings(BaseSettings):
     catalog_s3_bucket: str | None = None
     catalog_s3_prefix: str = "catalog/"
 
+    # --- tariffs job -------------------------------------------------------------
+    tariffs_landing_dir: Path | None = Field(
+        default=None, description="Where CKAN downloads land before tarifas_raw (default: HOME/landing/tariffs)."
+    )
+    aneel_ckan_url: str = Field(default="https://dadosabertos.aneel.gov.br",
+                                description="ANEEL open-data portal (CKAN).")
+    aneel_ckan_timeout_s: float = Field(default=60.0, gt=0)
+    aneel_ckan_retries: int = Field(default=4, ge=0, le=20)
+
     # --- object store (S3 / MinIO) -----------------------------------------------
     s3_endpoint_url: str | None = None
     s3_region: str = "us-east-1"
@@ -61,6 +70,15 @@ class Settings(BaseSettings):
     @property
     def landing_dir(self) -> Path:
         return (self.catalog_landing_dir or self.home_dir / "landing" / "catalog").expanduser().resolve()
+
+    @property
+    def tariffs_landing(self) -> Path:
+        return (self.tariffs_landing_dir or self.home_dir / "landing" / "tariffs").expanduser().resolve()
+
+    @property
+    def state_dir(self) -> Path:
+        """Pathway persistence of the long-running followers (one folder per pipeline)."""
+        return self.home_dir / "state"
 
     @property
     def dagster_home(self) -> Path:

@@ -8,21 +8,10 @@ import time
 
 import pytest
 
-from ..conftest import query
+from ..conftest import query, wait_for
 from .feeds_fixture import SOL_NASCENTE, rewrite, write_feeds
 
 pytestmark = pytest.mark.integration
-
-
-def wait_for(predicate, timeout=60.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(0.3)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
 
 
 @pytest.fixture()

@@ -129,7 +129,9 @@ def test_migrations_are_idempotent_and_protect_applied_files(warehouse, monkeypa
 def test_tables_live_in_the_platform_schema_not_public(warehouse):
     tables = query(warehouse, "SELECT table_name FROM information_schema.tables "
                               "WHERE table_schema = %s ORDER BY 1", (warehouse.schema,))
-    assert [t for (t,) in tables] == ["catalog_feed_files", "items_normalized", "items_quarantine",
-                                      "products", "schema_migrations"]
+    assert [t for (t,) in tables] == [
+        "catalog_feed_files", "items_normalized", "items_quarantine", "products", "schema_migrations",
+        "tarifas_bandeiras", "tarifas_batches", "tarifas_efetivas_mensais", "tarifas_fio_b", "tarifas_normalized",
+        "tarifas_quarantine", "tarifas_raw"]
     assert query(warehouse, "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public' "
                             "AND table_name = 'items_normalized'") == [(0,)]

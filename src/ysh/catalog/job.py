@@ -23,6 +23,7 @@ import pathway as pw
 from psycopg import sql
 
 from .. import db, pw_runtime
+from ..db import Warehouse
 from ..settings import Settings
 from .pipeline import (
     CatalogTables,
@@ -86,12 +87,6 @@ class S3Source:
             access_key=settings.s3_access_key_id.get_secret_value() if settings.s3_access_key_id else None,
             secret_key=settings.s3_secret_access_key.get_secret_value() if settings.s3_secret_access_key else None,
         )
-
-
-@dataclass
-class Warehouse:
-    dsn: str
-    schema: str
 
 
 @dataclass

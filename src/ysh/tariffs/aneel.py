@@ -340,74 +340,115 @@ def parse_tariffs(data: bytes, source_file: str) -> Parsed:
     FileFormatError
         the file does not have the 17-column header.
     """
-    header, rows, encoding = _rows(data, TARIFF_HEADER)
-    tariffs: list[Tariff] = []
-    quarantine: list[QuarantinedRow] = []
-    for line, row in rows:
-        extra = sum(1 for cell in row[len(header):] if cell.strip())
-        result = tariff_from_record(_record(header, row), source_file, line, extra, clean=True)
-        (quarantine if isinstance(result, QuarantinedRow) else tariffs).append(result)
-    return Parsed(tariffs, quarantine, encoding)
+    return _parse(data, source_file, TARIFF_HEADER, tariff_from_record)
+
+
+def fio_b_from_record(record: dict[str, str], source_file: str, line: int,
+                      extra_fields: int = 0, clean: bool = False) -> FioB | QuarantinedRow | None:
+    """One *componentes tarifárias* record → a :class:`FioB`, a quarantined row, or None
+    for a component other than ``TUSD_FioB`` (not this job's: skipped, not quarantined)."""
+    if not clean:
+        record = {k: (v or "").strip() for k, v in record.items()}
+    if fold(record.get("DscComponenteTarifario")) != "tusd_fiob":
+        return None
+    try:
+        if extra_fields:
+            raise _Reject(MALFORMED_ROW, f"{extra_fields} values beyond the {len(COMPONENT_HEADER)} columns")
+        empty = [k for k in ("SigNomeAgente", "DscSubGrupoTarifario", "DscModalidadeTarifaria",
+                             "DatInicioVigencia") if not record.get(k)]
+        if empty:
+            raise _Reject(MISSING_KEY, f"empty {', '.join(empty)}")
+        valid_from, valid_to = _validity(record)
+        unit = record.get("DscUnidade", "")
+        if fold(unit) not in ("r$/mwh", "mwh"):
+            raise _Reject(UNKNOWN_UNIT, f"DscUnidade {unit!r}: Fio B is expected in R$/MWh")
+        value = _value(record, "VlrComponenteTarifario")
+        base = _base(record.get("DscBaseTarifaria") or "Tarifa de Aplicação")
+    except _Reject as rejected:
+        return QuarantinedRow(source_file, line, rejected.reason, rejected.detail, _raw(record))
+    return FioB(
+        utility=record["SigNomeAgente"], base=base, subgroup=record["DscSubGrupoTarifario"],
+        modality=record["DscModalidadeTarifaria"],
+        tariff_class=record.get("DscClasseConsumidor") or "Não se aplica",
+        subclass=record.get("DscSubClasseConsumidor") or "Não se aplica",
+        detail=record.get("DscDetalheConsumidor") or "Não se aplica",
+        post=record.get("DscPostoTarifario") or "Não se aplica",
+        valid_from=valid_from, valid_to=valid_to, fio_b_brl_per_kwh=per_kwh(value),
+        resolution=record.get("DscResolucaoHomologatoria", ""), source_file=source_file, line=line,
+    )
 
 
 def parse_fio_b(data: bytes, source_file: str) -> Parsed:
     """``TUSD_FioB`` rows of *componentes tarifárias* → :class:`FioB` (other components are
     not this job's and are skipped, not quarantined)."""
-    header, rows, encoding = _rows(data, COMPONENT_HEADER)
-    found: list[FioB] = []
-    quarantine: list[QuarantinedRow] = []
-    for line, row in rows:
-        record = _record(header, row)
-        if fold(record.get("DscComponenteTarifario")) != "tusd_fiob":
-            continue
-        try:
-            empty = [k for k in ("SigNomeAgente", "DscSubGrupoTarifario", "DscModalidadeTarifaria",
-                                 "DatInicioVigencia") if not record.get(k)]
-            if empty:
-                raise _Reject(MISSING_KEY, f"empty {', '.join(empty)}")
-            valid_from, valid_to = _validity(record)
-            unit = record.get("DscUnidade", "")
-            if fold(unit) not in ("r$/mwh", "mwh"):
-                raise _Reject(UNKNOWN_UNIT, f"DscUnidade {unit!r}: Fio B is expected in R$/MWh")
-            value = _value(record, "VlrComponenteTarifario")
-            base = _base(record.get("DscBaseTarifaria") or "Tarifa de Aplicação")
-        except _Reject as rejected:
-            quarantine.append(QuarantinedRow(source_file, line, rejected.reason, rejected.detail, _raw(record)))
-            continue
-        found.append(FioB(
-            utility=record["SigNomeAgente"], base=base, subgroup=record["DscSubGrupoTarifario"],
-            modality=record["DscModalidadeTarifaria"],
-            tariff_class=record.get("DscClasseConsumidor") or "Não se aplica",
-            subclass=record.get("DscSubClasseConsumidor") or "Não se aplica",
-            detail=record.get("DscDetalheConsumidor") or "Não se aplica",
-            post=record.get("DscPostoTarifario") or "Não se aplica",
-            valid_from=valid_from, valid_to=valid_to, fio_b_brl_per_kwh=per_kwh(value),
-            resolution=record.get("DscResolucaoHomologatoria", ""), source_file=source_file, line=line,
-        ))
-    return Parsed(found, quarantine, encoding)
+    return _parse(data, source_file, COMPONENT_HEADER, fio_b_from_record)
 
 
 _FLAG_BY_KEY = {fold(flag): flag for flag in FLAGS}
 
 
-def parse_flags(data: bytes, source_file: str) -> Parsed:
-    """*Bandeiras acionamento* → one :class:`FlagMonth` per month."""
-    header, rows, encoding = _rows(data, FLAG_HEADER)
-    months: list[FlagMonth] = []
-    quarantine: list[QuarantinedRow] = []
-    for line, row in rows:
-        record = _record(header, row)
+def flag_from_record(record: dict[str, str], source_file: str, line: int,
+                     extra_fields: int = 0, clean: bool = False) -> FlagMonth | QuarantinedRow:
+    """One *bandeiras acionamento* record → the month's :class:`FlagMonth` or a quarantined row."""
+    if not clean:
+        record = {k: (v or "").strip() for k, v in record.items()}
+    try:
+        if extra_fields:
+            raise _Reject(MALFORMED_ROW, f"{extra_fields} values beyond the {len(FLAG_HEADER)} columns")
         try:
-            try:
-                month = parse_iso_date(record["DatCompetencia"]).replace(day=1)
-            except ValueError:
-                raise _Reject(UNPARSEABLE_DATE, f"DatCompetencia {record['DatCompetencia']!r}") from None
-            flag = _FLAG_BY_KEY.get(fold(record["NomBandeiraAcionada"]))
-            if flag is None:
-                raise _Reject(UNKNOWN_FLAG, f"flag {record['NomBandeiraAcionada']!r}")
-            addon = _value(record, "VlrAdicionalBandeira")
-        except _Reject as rejected:
-            quarantine.append(QuarantinedRow(source_file, line, rejected.reason, rejected.detail, _raw(record)))
+            month = parse_iso_date(record.get("DatCompetencia", "")).replace(day=1)
+        except ValueError:
+            raise _Reject(UNPARSEABLE_DATE, f"DatCompetencia {record.get('DatCompetencia')!r}") from None
+        flag = _FLAG_BY_KEY.get(fold(record.get("NomBandeiraAcionada")))
+        if flag is None:
+            raise _Reject(UNKNOWN_FLAG, f"flag {record.get('NomBandeiraAcionada')!r}")
+        addon = _value(record, "VlrAdicionalBandeira")
+    except _Reject as rejected:
+        return QuarantinedRow(source_file, line, rejected.reason, rejected.detail, _raw(record))
+    return FlagMonth(month, flag, per_kwh(addon), source_file, line)
+
+
+def parse_flags(data: bytes, source_file: str) -> Parsed:
+    """*Bandeiras acionamento* → one :class:`FlagMonth` per row."""
+    return _parse(data, source_file, FLAG_HEADER, flag_from_record)
+
+
+#: dataset name → (expected header, record parser)
+DATASETS = {
+    "tariffs": (TARIFF_HEADER, tariff_from_record),
+    "fio_b": (COMPONENT_HEADER, fio_b_from_record),
+    "flags": (FLAG_HEADER, flag_from_record),
+}
+
+
+class RawRecord(NamedTuple):
+    """One data row of a file as published: column name → text (stripped)."""
+
+    line: int
+    record: dict[str, str]
+    extra_fields: int  # non-empty values beyond the header's columns
+
+
+def read_records(data: bytes, expected: tuple[str, ...]) -> tuple[list[RawRecord], str]:
+    """The data rows of one ANEEL file, as records (what ``tarifas_raw`` stores).
+
+    Raises
+    ------
+    FileFormatError
+        not text, or the header lacks one of ``expected``.
+    """
+    header, rows, encoding = _rows(data, expected)
+    return [RawRecord(line, _record(header, row), sum(1 for c in row[len(header):] if c.strip()))
+            for line, row in rows], encoding
+
+
+def _parse(data: bytes, source_file: str, expected: tuple[str, ...], from_record) -> Parsed:
+    records, encoding = read_records(data, expected)
+    found: list = []
+    quarantine: list[QuarantinedRow] = []
+    for raw in records:
+        result = from_record(raw.record, source_file, raw.line, raw.extra_fields, clean=True)
+        if result is None:
             continue
-        months.append(FlagMonth(month, flag, per_kwh(addon), source_file, line))
-    return Parsed(months, quarantine, encoding)
+        (quarantine if isinstance(result, QuarantinedRow) else found).append(result)
+    return Parsed(found, quarantine, encoding)

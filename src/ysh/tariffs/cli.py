@@ -1,4 +1,5 @@
-"""``ysh tariffs …``: normalize ANEEL files, look a tariff up."""
+"""``ysh tariffs …``: normalize ANEEL files, land them in the warehouse, follow
+``tarifas_raw`` by CDC, look a tariff up."""
 
 from __future__ import annotations
 
@@ -11,9 +12,12 @@ from rich.table import Table
 
 from .. import db
 from ..console import print_reasons
-from . import job
+from ..settings import get_settings
+from . import job, landing
+from .aneel import FileFormatError
 from .book import TariffLookupError
 from .load import load_paths
+from .store import book_from_warehouse, current_tariffs
 
 app = typer.Typer(help="ANEEL tariffs: tarifas homologadas, Fio B, bandeiras.", no_args_is_help=True)
 console = Console()
@@ -21,6 +25,48 @@ console = Console()
 
 def _sample_dir() -> Path:
     return db.data_path("sample", "tariffs")
+
+
+def _warehouse() -> db.Warehouse:
+    settings = get_settings()
+    return db.Warehouse(db.prepare_warehouse(settings), settings.postgres_schema)
+
+
+def land_paths(warehouse: db.Warehouse, paths: list[Path]) -> list[landing.LandReport]:
+    """Land every file under ``paths`` in ``tarifas_raw``, with a progress bar."""
+    from rich.progress import Progress
+
+    files = landing.feed_files(paths)
+    reports = []
+    with db.connect(warehouse.dsn, warehouse.schema) as conn, Progress(console=console, transient=True) as progress:
+        task = progress.add_task("landing ANEEL files", total=len(files))
+        for path in files:
+            progress.update(task, description=f"landing {path.name}")
+            reports.append(landing.land_file(conn, path))
+            progress.advance(task)
+    return reports
+
+
+def print_land_reports(reports: list[landing.LandReport]) -> None:
+    table = Table("source", "dataset", "encoding", "rows", "inserted", "updated", "deleted", "unchanged",
+                  title="tarifas_raw")
+    for r in reports:
+        table.add_row(r.source, r.dataset, r.encoding, *(str(v) for v in (r.rows, r.inserted, r.updated,
+                                                                           r.deleted, r.unchanged)))
+    console.print(table)
+
+
+def print_current(book, on: date) -> None:
+    table = Table("utility", "subgroup", "TE", "TUSD", "Fio B", "flag", "add-on",
+                  title=f"Current B1/B3 tariffs on {on} (R$/kWh, without taxes; Tarifa de Aplicação, Convencional)")
+    for row in current_tariffs(book, on):
+        if row.error:
+            table.add_row(row.utility, row.subgroup, f"[red]{row.error}[/]", "", "", "", "")
+            continue
+        fmt = lambda v: "—" if v is None else f"{v:.5f}"  # noqa: E731
+        table.add_row(row.utility, row.subgroup, fmt(row.te_brl_per_kwh), fmt(row.tusd_brl_per_kwh),
+                      fmt(row.fio_b_brl_per_kwh), row.flag or "not published", fmt(row.flag_addon_brl_per_kwh))
+    console.print(table)
 
 
 @app.command()
@@ -51,14 +97,16 @@ def at(
     tariff_class: str | None = typer.Option(None, "--class", help="Consumer class (B1: Residencial)."),
     subclass: str | None = typer.Option(None, help="Subclass (B1: Residencial)."),
     data: list[Path] | None = typer.Option(None, "--data", help="ANEEL files or folders (default: the samples)."),
+    warehouse: bool = typer.Option(False, "--warehouse", help="Look up in the warehouse tables instead of files."),
 ) -> None:
     """Print TE, TUSD and Fio B (R$/kWh, without taxes) valid on DATE."""
     try:
         when = date.fromisoformat(on)
     except ValueError as exc:
         raise typer.BadParameter(f"DATE must be ISO (YYYY-MM-DD), got {on!r}") from exc
-    loaded = load_paths(data or [_sample_dir()])
-    book = loaded.book()
+    if warehouse and data:
+        raise typer.BadParameter("give either --data or --warehouse")
+    book = book_from_warehouse(_warehouse()) if warehouse else load_paths(data or [_sample_dir()]).book()
     try:
         found = book.tariff_at(utility, subgroup, when, modality, tariff_class=tariff_class, subclass=subclass)
     except TariffLookupError as exc:
@@ -74,3 +122,63 @@ def at(
     table.add_row("valid", f"{found.valid_from} … {found.valid_to or 'open'}")
     table.add_row("resolution", found.resolution)
     console.print(table)
+
+
+@app.command()
+def land(
+    paths: list[Path] = typer.Argument(..., help="ANEEL files or folders to land in tarifas_raw.", exists=True),
+    normalize: bool = typer.Option(True, "--normalize/--no-normalize",
+                                   help="Recompute the normalized tables afterwards (skip when a follower runs)."),
+) -> None:
+    """Land ANEEL files in the warehouse (tarifas_raw), one row per line, merged by file name."""
+    warehouse = _warehouse()
+    try:
+        reports = land_paths(warehouse, paths)
+    except (FileFormatError, ValueError) as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from exc
+    print_land_reports(reports)
+    if normalize:
+        _normalize(warehouse)
+
+
+def _normalize(warehouse: db.Warehouse) -> None:
+    with console.status("normalizing tarifas_raw with Pathway…"):
+        counts = job.run_warehouse(warehouse)
+    console.print(", ".join(f"{name} {count}" for name, count in counts.items()))
+    with db.connect(warehouse.dsn, warehouse.schema) as conn:
+        reasons = dict(conn.execute(
+            "SELECT reason, count(*) FROM tarifas_quarantine GROUP BY reason ORDER BY 2 DESC").fetchall())
+    print_reasons(reasons)
+
+
+@app.command()
+def normalize() -> None:
+    """Recompute tarifas_normalized and the derived tables from tarifas_raw (batch)."""
+    _normalize(_warehouse())
+
+
+@app.command()
+def follow(
+    reset: bool = typer.Option(False, "--reset", help="Drop the replication slot and persisted state first."),
+) -> None:
+    """Follow tarifas_raw by change data capture and keep the normalized tables current.
+
+    Pathway persistence lives in HOME/state/tariffs_follow: a restart resumes from the
+    persisted replication position. Stop with Ctrl-C.
+    """
+    warehouse = _warehouse()
+    state = get_settings().state_dir / "tariffs_follow"
+    if reset:
+        job.drop_follower_state(warehouse, state)
+    console.print(f"following [cyan]{warehouse.schema}.tarifas_raw[/] (state in {state}); Ctrl-C to stop")
+    job.follow(warehouse, state)
+
+
+@app.command()
+def current(
+    on: str | None = typer.Option(None, "--on", help="ISO date (default: today)."),
+) -> None:
+    """Print each utility's B1 and B3 tariff valid on a day, from the warehouse."""
+    when = date.fromisoformat(on) if on else date.today()
+    print_current(book_from_warehouse(_warehouse()), when)

@@ -1,16 +1,44 @@
-"""Running the tariffs graph statically over ANEEL files (JSONL out)."""
+"""Running the tariffs graph: over files (JSONL out), or over ``tarifas_raw`` into Postgres.
+
+* :func:`run_static` — files → five JSONL tables (no server).
+* :func:`run_warehouse` — a full recompute of the normalized tables from ``tarifas_raw``
+  (one consistent snapshot); rows the run did not write are deleted afterwards.
+* :func:`follow` — the streaming service: follows ``tarifas_raw`` by change data capture
+  (logical replication, :mod:`ysh.cdc`) and keeps the normalized tables current, with
+  Pathway persistence so a restart resumes where it stopped.
+"""
 
 from __future__ import annotations
 
+import logging
+import re
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pathway as pw
+import psycopg
+from psycopg import sql
 
-from .. import pw_runtime
-from .pipeline import TariffTables, build_tariffs_graph
+from .. import db, pw_runtime
+from ..db import Warehouse
+from .pipeline import RawRowSchema, TariffTables, build_tariffs_graph, build_tariffs_graph_from_raw
+
+log = logging.getLogger(__name__)
+
+#: output → (warehouse table, primary key)
+TABLES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "tariffs": ("tarifas_normalized", ("key_text", "valid_from")),
+    "fio_b": ("tarifas_fio_b", ("key_text", "valid_from")),
+    "flags": ("tarifas_bandeiras", ("month",)),
+    "monthly": ("tarifas_efetivas_mensais", ("utility", "subgroup", "month")),
+    "quarantine": ("tarifas_quarantine", ("source_file", "line")),
+}
+RAW_TABLE = "tarifas_raw"
+RAW_COLUMNS = "source, line, dataset, record, extra_fields"
 
 #: output → (file name, sort keys)
 JSONL_FILES = {
@@ -59,3 +87,93 @@ def run_static(paths: list[Path], out_dir: Path) -> TariffsReport:
     report.quarantine_by_reason = dict(Counter(q["reason"] for q in collectors["quarantine"].values()).most_common())
     report.utilities = sorted({t["utility"] for t in collectors["tariffs"].values()})
     return report
+
+
+def attach_warehouse(tables: TariffTables, warehouse: Warehouse) -> None:
+    """Snapshot (upsert/delete by primary key) sinks of the five tables."""
+    settings = pw_runtime.postgres_settings(warehouse.dsn)
+    for attr, (table_name, key) in TABLES.items():
+        table = getattr(tables, attr)
+        pw.io.postgres.write(table, settings, table_name, schema_name=warehouse.schema,
+                             output_table_type="snapshot", primary_key=[table[c] for c in key],
+                             name=f"pg_{table_name}")
+
+
+def run_warehouse(warehouse: Warehouse) -> dict[str, int]:
+    """Recompute the normalized tables from ``tarifas_raw`` as it stands (a consistent
+    snapshot) and delete the rows this run did not write. Returns the row counts."""
+    started = _server_now(warehouse)
+    pw_runtime.fresh_graph()
+    raw = pw_runtime.read_query(warehouse.dsn, warehouse.schema, f"SELECT {RAW_COLUMNS} FROM {RAW_TABLE}",
+                                RawRowSchema, name="tarifas_raw_snapshot")
+    attach_warehouse(build_tariffs_graph_from_raw(raw), warehouse)
+    pw_runtime.run()
+    with db.connect(warehouse.dsn, warehouse.schema) as conn:
+        for table_name, _ in TABLES.values():
+            conn.execute(sql.SQL("DELETE FROM {} WHERE updated_at < %s").format(sql.Identifier(table_name)),
+                         (started,))
+        conn.commit()
+    return warehouse_counts(warehouse)
+
+
+def _server_now(warehouse: Warehouse) -> datetime:
+    with db.connect(warehouse.dsn, warehouse.schema) as conn:
+        return conn.execute("SELECT clock_timestamp()").fetchone()[0]
+
+
+def warehouse_counts(warehouse: Warehouse) -> dict[str, int]:
+    with db.connect(warehouse.dsn, warehouse.schema) as conn:
+        return {name: conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(name))).fetchone()[0]
+                for name in (RAW_TABLE, *(t for t, _ in TABLES.values()))}
+
+
+def replication_names(schema: str) -> tuple[str, str]:
+    """(publication, slot) of the ``tarifas_raw`` follower of one platform schema (slot
+    names are cluster-wide: lower-case letters, digits and ``_``, at most 63)."""
+    base = re.sub(r"[^a-z0-9_]", "_", schema.lower())[:40]
+    return f"ysh_{base}_tarifas_raw", f"ysh_{base}_tarifas_raw"
+
+
+def ensure_publication(warehouse: Warehouse) -> str:
+    """Create the publication of ``tarifas_raw`` if it does not exist; returns its name."""
+    publication, _ = replication_names(warehouse.schema)
+    with psycopg.connect(warehouse.dsn, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (publication,)).fetchone()
+        if not exists:
+            conn.execute(sql.SQL("CREATE PUBLICATION {} FOR TABLE {}.{}").format(
+                sql.Identifier(publication), sql.Identifier(warehouse.schema), sql.Identifier(RAW_TABLE)))
+    return publication
+
+
+def follow(warehouse: Warehouse, persistence_dir: Path, *, autocommit_duration_ms: int = 200,
+           on_ready=None) -> None:
+    """Follow ``tarifas_raw`` and keep the normalized tables current. Blocks.
+
+    The first run reads the table in an exported snapshot and then streams; later runs
+    restore Pathway's persisted state and resume from the persisted replication position
+    (nothing re-read, nothing lost). ``on_ready()`` is called once the graph is running.
+    """
+    from ..cdc import read_postgres_cdc
+
+    publication = ensure_publication(warehouse)
+    _, slot = replication_names(warehouse.schema)
+    pw_runtime.fresh_graph()
+    raw = read_postgres_cdc(warehouse.dsn, table=RAW_TABLE, schema=RawRowSchema, publication=publication,
+                            slot=slot, schema_name=warehouse.schema, name="tarifas_raw_cdc",
+                            autocommit_duration_ms=autocommit_duration_ms)
+    attach_warehouse(build_tariffs_graph_from_raw(raw), warehouse)
+    if on_ready is not None:
+        threading.Timer(0.5, on_ready).start()
+    pw_runtime.run(persistence_dir=persistence_dir)
+
+
+def drop_follower_state(warehouse: Warehouse, persistence_dir: Path) -> None:
+    """Forget the follower: drop its replication slot and persisted state (the next
+    ``follow`` starts from a fresh snapshot)."""
+    import shutil
+
+    _, slot = replication_names(warehouse.schema)
+    with psycopg.connect(warehouse.dsn, autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (slot,)).fetchone():
+            conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+    shutil.rmtree(persistence_dir, ignore_errors=True)

@@ -10,8 +10,10 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from typing import NamedTuple
+
 from . import aneel
-from .aneel import FileFormatError, QuarantinedRow
+from .aneel import FileFormatError, QuarantinedRow, RawRecord
 from .book import TariffBook, split_overlaps
 
 UNPARSEABLE_FILE = "unparseable_file"
@@ -28,6 +30,46 @@ def dataset_of(data: bytes) -> str | None:
     if "NomBandeiraAcionada" in first:
         return "flags"
     return None
+
+
+class RawFile(NamedTuple):
+    dataset: str  # tariffs | fio_b | flags
+    encoding: str
+    records: list[RawRecord]
+
+
+def read_raw_file(data: bytes, source_file: str) -> RawFile:
+    """The rows of one ANEEL file as published (column → text), for ``tarifas_raw``.
+
+    Of *componentes tarifárias* only the ``TUSD_FioB`` rows are kept: the real file
+    carries every component of every utility and this job reads only Fio B.
+
+    Raises
+    ------
+    FileFormatError
+        the file is none of the three datasets, or not text.
+    """
+    dataset = dataset_of(data)
+    if dataset is None:
+        raise FileFormatError(f"{source_file}: not an ANEEL tarifas, componentes or bandeiras file")
+    try:
+        records, encoding = aneel.read_records(data, aneel.DATASETS[dataset][0])
+    except FileFormatError as exc:
+        raise FileFormatError(f"{source_file}: {exc}") from None
+    if dataset == "fio_b":
+        records = [r for r in records if aneel.fold(r.record.get("DscComponenteTarifario")) == "tusd_fiob"]
+    return RawFile(dataset, encoding, records)
+
+
+def row_from_record(dataset: str, record: dict[str, str], source_file: str, line: int, extra_fields: int = 0):
+    """One raw record (as stored in ``tarifas_raw``) → Tariff / FioB / FlagMonth /
+    QuarantinedRow, or None (a component other than Fio B)."""
+    try:
+        from_record = aneel.DATASETS[dataset][1]
+    except KeyError:
+        return QuarantinedRow(source_file, line, UNPARSEABLE_FILE, f"unknown dataset {dataset!r}",
+                              json.dumps(record, ensure_ascii=False))
+    return from_record(record, source_file, line, extra_fields)
 
 
 @dataclass

@@ -1,7 +1,10 @@
-"""The tariffs job's Pathway graph (static or streaming over ANEEL files).
+"""The tariffs job's Pathway graph, over ANEEL files or over ``tarifas_raw`` rows.
 
-Per file, one UDF parses it (:func:`ysh.tariffs.load.load_file`); rows flow as Pathway
-rows grouped by tariff key, and each key's validity periods are checked for overlaps
+* :func:`build_tariffs_graph` — per file, one UDF parses it (:func:`ysh.tariffs.load.load_file`);
+* :func:`build_tariffs_graph_from_raw` — per raw row (as landed in ``tarifas_raw`` and
+  followed by CDC), one UDF parses the record (:func:`ysh.tariffs.load.row_from_record`).
+
+Either way rows flow as Pathway rows grouped by tariff key, and each key's validity periods are checked for overlaps
 incrementally (a changed key re-checks only that key). The monthly effective tariffs of
 B1/B3 are derived from the kept rows and the flags.
 """
@@ -19,7 +22,7 @@ import pathway as pw
 
 from .aneel import FioB, FlagMonth, QuarantinedRow, Tariff
 from .book import Span, TariffBook, check_periods, raw_json_of, row_token
-from .load import load_file
+from .load import load_file, row_from_record
 
 EFFECTIVE_SUBGROUPS = ("b1", "b3")
 
@@ -150,6 +153,33 @@ def _monthly(tariffs: tuple, fio_b: tuple, flags: tuple) -> list[tuple]:
     return out
 
 
+class RawRowSchema(pw.Schema):
+    """``tarifas_raw`` as the pipeline reads it (static query or CDC)."""
+
+    source: str = pw.column_definition(primary_key=True)
+    line: int = pw.column_definition(primary_key=True)
+    dataset: str
+    record: pw.Json
+    extra_fields: int
+
+
+TARIFF, FIO_B, FLAG, QUARANTINE, SKIPPED = range(5)
+
+
+@pw.udf(deterministic=True)
+def _parse_record(dataset: str, record: pw.Json, source: str, line: int, extra_fields: int) -> tuple:
+    row = row_from_record(dataset, record.as_dict(), source, line, extra_fields)
+    if isinstance(row, Tariff):
+        return (TARIFF, _engine_row(row))
+    if isinstance(row, FioB):
+        return (FIO_B, _engine_row(row))
+    if isinstance(row, FlagMonth):
+        return (FLAG, _to_engine(row))
+    if isinstance(row, QuarantinedRow):
+        return (QUARANTINE, tuple(row))
+    return (SKIPPED, ())
+
+
 def build_tariffs_graph(files: pw.Table) -> TariffTables:
     """Build the tariffs graph over ``files`` (columns ``data`` and ``_metadata``, one row per
     file, as ``pw.io.fs.read(..., format="binary", with_metadata=True)`` gives)."""
@@ -158,20 +188,41 @@ def build_tariffs_graph(files: pw.Table) -> TariffTables:
     def flattened(index: int) -> pw.Table:
         return parsed.select(row=pw.declare_type(list[tuple], pw.this.result[index])).flatten(pw.this.row)
 
+    return _build_from_rows(flattened(0), flattened(1), flattened(2), flattened(3))
+
+
+def build_tariffs_graph_from_raw(raw: pw.Table) -> TariffTables:
+    """Build the tariffs graph over ``tarifas_raw`` rows (:class:`RawRowSchema`). A change
+    of one raw row re-parses that row only, and re-checks only its tariff key."""
+    parsed = raw.select(result=_parse_record(pw.this.dataset, pw.this.record, pw.this.source, pw.this.line,
+                                             pw.this.extra_fields))
+    parsed = parsed.select(kind=pw.declare_type(int, pw.this.result[0]),
+                           row=pw.declare_type(tuple, pw.this.result[1]))
+
+    def of_kind(kind: int) -> pw.Table:
+        return parsed.filter(pw.this.kind == kind).select(pw.this.row)
+
+    return _build_from_rows(of_kind(TARIFF), of_kind(FIO_B), of_kind(FLAG), of_kind(QUARANTINE))
+
+
+def _build_from_rows(tariff_rows: pw.Table, fio_b_rows: pw.Table, flag_rows: pw.Table,
+                     quarantine_rows: pw.Table) -> TariffTables:
+    """The shared graph from parsed rows (each table has one tuple column ``row``)."""
+
     def typed(flat: pw.Table, layout: type) -> pw.Table:
         return flat.select(
             key_text=pw.declare_type(str, pw.this.row[0]), token=pw.declare_type(str, pw.this.row[1]),
             from_day=pw.declare_type(int, pw.this.row[2]), to_day=pw.declare_type(int | None, pw.this.row[3]),
             **_columns(pw.this.row, layout, offset=4))
 
-    tariffs, overlapping_tariffs = _keep_non_overlapping(typed(flattened(0), Tariff), Tariff)
-    fio_b, overlapping_fio_b = _keep_non_overlapping(typed(flattened(1), FioB), FioB)
+    tariffs, overlapping_tariffs = _keep_non_overlapping(typed(tariff_rows, Tariff), Tariff)
+    fio_b, overlapping_fio_b = _keep_non_overlapping(typed(fio_b_rows, FioB), FioB)
 
-    flag_rows = flattened(2).select(**_columns(pw.this.row, FlagMonth))
+    flag_rows = flag_rows.select(**_columns(pw.this.row, FlagMonth))
     latest = flag_rows.groupby(pw.this.month).reduce(winner=pw.reducers.argmax(pw.this.line))
     flags = flag_rows.ix(latest.winner)
 
-    parse_quarantine = flattened(3).select(**_columns(pw.this.row, QuarantinedRow)).select(
+    parse_quarantine = quarantine_rows.select(**_columns(pw.this.row, QuarantinedRow)).select(
         pw.this.source_file, pw.this.line, pw.this.reason, pw.this.detail, raw=_raw_json(pw.this.raw))
     quarantine = pw.Table.concat_reindex(parse_quarantine, overlapping_tariffs, overlapping_fio_b)
 
