@@ -94,31 +94,20 @@ def _dagster_env() -> dict[str, str]:
     return {"DAGSTER_HOME": str(settings.dagster_home)}
 
 
-@app.command()
-def demo() -> None:
-    """Start the warehouse, land the sample feeds, materialize the catalog assets through
-    Dagster and print what came out."""
+def _materialize(assets: list, label: str, selection=None):
+    """Materialize assets (and their checks) through Dagster on the local instance and
+    print what came out; returns the result."""
+    import warnings
+
     import dagster as dg
 
-    from .catalog import assets as catalog_assets
-    from .catalog import landing
-    from .catalog.cli import print_summary
-    from .catalog.job import Warehouse
     from .resources import WarehouseResource
 
-    settings = get_settings()
-    _dagster_env()
-    with console.status("starting PostgreSQL and applying migrations…"):
-        dsn = db.prepare_warehouse(settings)
-    console.print(f"[green]✓[/] warehouse ready (schema [bold]{settings.postgres_schema}[/])")
-    sample = db.data_path("sample", "catalog")
-    if not sample.is_dir():
-        raise typer.BadParameter(f"sample feeds not found at {sample}")
-    landed = landing.land([sample], settings.landing_dir)
-    console.print(f"[green]✓[/] landed {len(landed)} sample feeds in {settings.landing_dir}")
-    with console.status("materializing catalog_raw → catalog_normalized → catalog_products (Dagster + Pathway)…"):
+    # Dagster's own Pipes plumbing warns that an API it uses internally is in preview
+    warnings.filterwarnings("ignore", category=dg.PreviewWarning)
+    with console.status(f"materializing {label} (Dagster + Pathway)…"):
         result = dg.materialize(
-            [*catalog_assets.ASSETS, *catalog_assets.CHECKS],
+            assets, selection=selection,
             instance=dg.DagsterInstance.get(),
             resources={"warehouse": WarehouseResource(),
                        "pipes_subprocess_client": dg.PipesSubprocessClient()},
@@ -133,15 +122,60 @@ def demo() -> None:
         console.print(f"{mark} check {check.asset_key.to_user_string()}.{check.check_name}: "
                       f"{'passed' if check.passed else 'failed (' + check.severity.value + ')'}")
     if not result.success:
-        console.print("[red]the catalog run failed; see the Dagster UI (`ysh ui`) for logs[/]")
+        console.print(f"[red]the {label} run failed; see the Dagster UI (`ysh ui`) for logs[/]")
         raise typer.Exit(1)
-    print_summary(Warehouse(dsn, settings.postgres_schema))
+    return result
+
+
+@app.command()
+def demo() -> None:
+    """Start the warehouse, land the sample catalog feeds and ANEEL tariff files,
+    materialize both jobs' assets through Dagster and print what came out."""
+    import dagster as dg
+
+    from .catalog import assets as catalog_assets
+    from .catalog import landing
+    from .catalog.cli import print_summary
+    from .db import Warehouse
+    from .tariffs import assets as tariff_assets
+    from .tariffs.cli import print_current
+    from .tariffs.store import book_from_warehouse
+
+    settings = get_settings()
+    _dagster_env()
+    with console.status("starting PostgreSQL and applying migrations…"):
+        dsn = db.prepare_warehouse(settings)
+    warehouse = Warehouse(dsn, settings.postgres_schema)
+    console.print(f"[green]✓[/] warehouse ready (schema [bold]{settings.postgres_schema}[/])")
+
+    # --- catalog ---------------------------------------------------------------------
+    sample = db.data_path("sample", "catalog")
+    if not sample.is_dir():
+        raise typer.BadParameter(f"sample feeds not found at {sample}")
+    landed = landing.land([sample], settings.landing_dir)
+    console.print(f"[green]✓[/] landed {len(landed)} sample feeds in {settings.landing_dir}")
+    _materialize([*catalog_assets.ASSETS, *catalog_assets.CHECKS],
+                 "catalog_raw → catalog_normalized → catalog_products")
+    print_summary(warehouse)
+
+    # --- tariffs (the sample files stand in for the CKAN download: no network here) ----
+    tariffs_sample = db.data_path("sample", "tariffs")
+    settings.tariffs_landing.mkdir(parents=True, exist_ok=True)
+    for path in sorted(tariffs_sample.glob("*.csv")):
+        shutil.copy2(path, settings.tariffs_landing / path.name)
+    console.print(f"[green]✓[/] copied the sample ANEEL files to {settings.tariffs_landing} "
+                  "(they carry deliberately broken rows: the error-rate check fails on them)")
+    _materialize([*tariff_assets.ASSETS, *tariff_assets.CHECKS],
+                 "tarifas_raw → tarifas_normalized → tarifas_bandeiras / tarifas_efetivas_mensais",
+                 selection=dg.AssetSelection.groups(tariff_assets.GROUP) - dg.AssetSelection.assets(
+                     "tarifas_aneel_scrape"))
+    print_current(book_from_warehouse(warehouse))
     console.print(
         "\nNext: [bold]ysh ui[/] (Dagster UI: asset graph, metadata, checks) · "
-        "[bold]ysh catalog watch[/] (streaming) · "
-        "[bold]ysh catalog normalize FILE --out DIR[/] (static, no server) · "
-        f"tables in schema [bold]{settings.postgres_schema}[/]: items_normalized, items_quarantine, "
-        "products, catalog_feed_files\n"
+        "[bold]ysh catalog watch[/] / [bold]ysh tariffs follow[/] (streaming) · "
+        "[bold]ysh tariffs at CEMIG-D B1 2026-01-15[/] · "
+        f"tables in schema [bold]{settings.postgres_schema}[/]: items_normalized, products, tarifas_normalized, "
+        "tarifas_efetivas_mensais, …\n"
     )
 
 

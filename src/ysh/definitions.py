@@ -9,12 +9,13 @@ import dagster as dg
 
 from .catalog import assets as catalog
 from .resources import WarehouseResource
+from .tariffs import assets as tariffs
 
 defs = dg.Definitions(
-    assets=[*catalog.ASSETS],
-    asset_checks=[*catalog.CHECKS],
-    jobs=[*catalog.JOBS],
-    schedules=[*catalog.SCHEDULES],
+    assets=[*catalog.ASSETS, *tariffs.ASSETS],
+    asset_checks=[*catalog.CHECKS, *tariffs.CHECKS],
+    jobs=[*catalog.JOBS, *tariffs.JOBS],
+    schedules=[*catalog.SCHEDULES, *tariffs.SCHEDULES],
     sensors=[*catalog.SENSORS],
     resources={
         "warehouse": WarehouseResource(),

@@ -73,6 +73,18 @@ def postgres_settings(dsn: str) -> dict[str, str]:
     return {k: str(v) for k, v in conninfo_to_dict(dsn).items() if v is not None}
 
 
+def quiet_logging(level: int = 30) -> None:
+    """Log only warnings and errors in this process (batch runs under Dagster, whose
+    subprocess output lands in the caller's terminal). Call before :func:`run`: Pathway
+    configures INFO logging only when the root logger has no handler yet."""
+    import logging
+
+    logging.basicConfig(level=level, format="[%(asctime)s]:%(levelname)s:%(name)s:%(message)s",
+                        datefmt="%Y-%m-%dT%H:%M:%S")
+    # a static source closing at its end is logged as a warning; it is the normal end of a batch
+    logging.getLogger("pathway_engine.connectors.monitoring").setLevel(max(level, logging.ERROR))
+
+
 def run(*, persistence_dir: Path | None = None) -> None:
     """``pw.run`` with the platform defaults: no monitoring dashboard, optional persistence
     (filesystem backend, free without a license; every source must carry a stable ``name=``)."""

@@ -50,6 +50,12 @@ class Settings(BaseSettings):
                                 description="ANEEL open-data portal (CKAN).")
     aneel_ckan_timeout_s: float = Field(default=60.0, gt=0)
     aneel_ckan_retries: int = Field(default=4, ge=0, le=20)
+    aneel_ckan_api_key: SecretStr | None = Field(default=None, description="Only for private resources.")
+    aneel_resources: dict[str, str] | None = Field(
+        default=None,
+        description="File name → CKAN resource id to download (JSON). Default: tarifas homologadas, "
+                    "bandeiras acionamento and componentes tarifárias of the years in ysh.tariffs.ckan.",
+    )
 
     # --- object store (S3 / MinIO) -----------------------------------------------
     s3_endpoint_url: str | None = None

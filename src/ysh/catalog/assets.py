@@ -16,7 +16,7 @@ from ..resources import WarehouseResource
 from ..settings import Settings
 from . import landing
 from .normalize import POWER_RANGES_W
-from .reporting import markdown_table
+from ..console import markdown_table
 
 GROUP = "catalog"
 QUARANTINE_RATE_WARN = 0.05

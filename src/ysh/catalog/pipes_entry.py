@@ -57,6 +57,7 @@ def main(argv: list[str]) -> None:
     actions = {"normalize": normalize, "products": products}
     if command not in actions:
         raise SystemExit(f"usage: python -m ysh.catalog.pipes_entry {'|'.join(actions)}")
+    pw_runtime.quiet_logging()
     leader = pw_runtime.is_leader()
     with (open_dagster_pipes() if leader else nullcontext()) as pipes:
         actions[command](pipes, Settings())

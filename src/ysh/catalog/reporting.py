@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .. import db
+from ..console import markdown_table, pipes_md
 from .job import RunReport, Warehouse
 
 
@@ -43,23 +44,6 @@ def summary(warehouse: Warehouse, top: int = 10) -> CatalogSummary:
     return CatalogSummary(by_dc, reasons, top_products, totals)
 
 
-def markdown_table(headers: list[str], rows: list[tuple]) -> str:
-    def cell(value: object) -> str:
-        if value is None:
-            return ""
-        if isinstance(value, float):
-            return f"{value:,.2f}"
-        return str(value).replace("|", "\\|").replace("\n", " ")
-
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def _md(text: str) -> dict:
-    return {"raw_value": text, "type": "md"}
-
-
 def normalized_metadata(warehouse: Warehouse, report: RunReport) -> dict:
     """Materialization metadata of ``catalog_normalized`` (Dagster Pipes raw values)."""
     s = summary(warehouse)
@@ -77,10 +61,10 @@ def normalized_metadata(warehouse: Warehouse, report: RunReport) -> dict:
         "quarantine_rate": round(report.quarantine_rate, 4),
         "pruned_rows": sum(report.pruned.values()),
         "pipeline_seconds": round(report.seconds, 3),
-        "quarantine_by_reason": _md(markdown_table(["reason", "rows"], s.quarantine_by_reason)),
-        "items_by_distributor_category": _md(
+        "quarantine_by_reason": pipes_md(markdown_table(["reason", "rows"], s.quarantine_by_reason)),
+        "items_by_distributor_category": pipes_md(
             markdown_table(["distributor", "category", "items"], s.by_distributor_category)),
-        "preview": _md(markdown_table(
+        "preview": pipes_md(markdown_table(
             ["distributor", "sku", "category", "brand", "model", "power_w", "price_brl", "inmetro"],
             preview)),
     }
@@ -90,7 +74,7 @@ def products_metadata(warehouse: Warehouse) -> dict:
     s = summary(warehouse)
     return {
         "products": s.totals["products"],
-        "top_products_by_offers": _md(markdown_table(
+        "top_products_by_offers": pipes_md(markdown_table(
             ["brand", "model", "category", "offers", "distributors", "min R$", "median R$"],
             s.top_products)),
     }

@@ -248,6 +248,22 @@ class TariffBook:
                 f"{tariff.modality} on {on}")
         return values.pop()
 
+    def covered_until(self) -> date | None:
+        """The last day on which every utility has a Tarifa de Aplicação row in force and
+        the month's flag is published (``date.max`` for open-ended data without flags);
+        None when the book is empty."""
+        ends = []
+        for rows in self._tariffs.values():
+            applied = [r for r in rows if r.base == APPLICATION]
+            if applied:
+                ends.append(date.max if any(r.valid_to is None for r in applied) else max(r.valid_to for r in applied))
+        if not ends:
+            return None
+        if self._flags:
+            last = max(self._flags)
+            ends.append(last.replace(day=calendar.monthrange(last.year, last.month)[1]))
+        return min(ends)
+
     def flag_of(self, month: date) -> FlagMonth | None:
         return self._flags.get(month.replace(day=1))
 

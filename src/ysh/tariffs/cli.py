@@ -56,12 +56,21 @@ def print_land_reports(reports: list[landing.LandReport]) -> None:
     console.print(table)
 
 
-def print_current(book, on: date) -> None:
+def print_current(book, on: date | None = None) -> None:
+    """Each utility's B1/B3 tariff in force on ``on``; by default today, or the last day
+    the data covers when it ends before today (a snapshot, like the sample files)."""
+    if on is None:
+        today = date.today()
+        covered = book.covered_until()
+        on = min(today, covered) if covered else today
+        if on < today:
+            console.print(f"[yellow]the tariff data ends before today ({today}): showing {on}, the last day "
+                          "with every utility's tariff and the month's flag published[/]")
     table = Table("utility", "subgroup", "TE", "TUSD", "Fio B", "flag", "add-on",
-                  title=f"Current B1/B3 tariffs on {on} (R$/kWh, without taxes; Tarifa de Aplicação, Convencional)")
+                  title=f"B1/B3 tariffs in force on {on} [R$/kWh, without taxes; Tarifa de Aplicação, Convencional]")
     for row in current_tariffs(book, on):
         if row.error:
-            table.add_row(row.utility, row.subgroup, f"[red]{row.error}[/]", "", "", "", "")
+            table.add_row(row.utility, row.subgroup, "[red]none in force[/]", "", "", "", "")
             continue
         fmt = lambda v: "—" if v is None else f"{v:.5f}"  # noqa: E731
         table.add_row(row.utility, row.subgroup, fmt(row.te_brl_per_kwh), fmt(row.tusd_brl_per_kwh),
@@ -153,6 +162,39 @@ def _normalize(warehouse: db.Warehouse) -> None:
 
 
 @app.command()
+def fetch(
+    dest: Path | None = typer.Option(None, "--dest", help="Folder for the CSVs (default: the tariffs landing folder)."),
+    land_after: bool = typer.Option(False, "--land", help="Land the downloads in tarifas_raw and normalize."),
+) -> None:
+    """Download ANEEL's datasets from the CKAN DataStore (datastore_search, paged, retried)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from .ckan import CkanError
+    from .scrape import scrape
+
+    settings = get_settings()
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=console) as progress:
+        tasks: dict[str, int] = {}
+
+        def report(name: str, done: int, total: int) -> None:
+            if name not in tasks:
+                tasks[name] = progress.add_task(name, total=total)
+            progress.update(tasks[name], completed=done, total=total)
+
+        try:
+            results = scrape(settings, dest, progress=report)
+        except CkanError as exc:
+            console.print(f"[red]{exc}[/]")
+            raise typer.Exit(1) from exc
+    for r in results:
+        console.print(f"[green]✓[/] {r.path} ({r.rows} rows, {r.pages} pages)")
+    if land_after:
+        warehouse = _warehouse()
+        print_land_reports(land_paths(warehouse, [r.path for r in results]))
+        _normalize(warehouse)
+
+
+@app.command()
 def normalize() -> None:
     """Recompute tarifas_normalized and the derived tables from tarifas_raw (batch)."""
     _normalize(_warehouse())
@@ -177,8 +219,7 @@ def follow(
 
 @app.command()
 def current(
-    on: str | None = typer.Option(None, "--on", help="ISO date (default: today)."),
+    on: str | None = typer.Option(None, "--on", help="ISO date (default: today, or the last day the data covers)."),
 ) -> None:
     """Print each utility's B1 and B3 tariff valid on a day, from the warehouse."""
-    when = date.fromisoformat(on) if on else date.today()
-    print_current(book_from_warehouse(_warehouse()), when)
+    print_current(book_from_warehouse(_warehouse()), date.fromisoformat(on) if on else None)

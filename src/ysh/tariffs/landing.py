@@ -93,6 +93,13 @@ def remove_source(conn: psycopg.Connection, source: str) -> int:
         return conn.execute("DELETE FROM tarifas_raw WHERE source = %s", (source,)).rowcount
 
 
+def prune_sources(conn: psycopg.Connection, keep: set[str]) -> int:
+    """Delete the raw rows of every source not in ``keep`` (a mirrored landing folder
+    whose files were removed); returns the rows deleted."""
+    with conn.transaction():
+        return conn.execute("DELETE FROM tarifas_raw WHERE NOT (source = ANY(%s))", (sorted(keep),)).rowcount
+
+
 def feed_files(paths: list[Path]) -> list[Path]:
     """Files under ``paths`` (files or folders, recursively; hidden files skipped), sorted."""
     found = []
