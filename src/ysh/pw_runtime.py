@@ -40,6 +40,16 @@ def spawn_argv(argv: list[str], processes: int, first_port: int | None = None) -
     return [pathway, "spawn", "-n", str(processes), "--first-port", str(port), *argv]
 
 
+def respawn_with_processes(processes: int) -> None:
+    """Re-run this very ``ysh`` command under ``pathway spawn -n PROCESSES`` (no-op for one
+    process, or inside a spawned run)."""
+    import sys
+
+    if processes > 1 and not spawned():
+        argv = spawn_argv([sys.executable, "-m", "ysh.cli", *sys.argv[1:]], processes)
+        os.execv(argv[0], argv)
+
+
 def _free_port_block(count: int) -> int:
     import socket
 

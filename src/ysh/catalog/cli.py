@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import sys
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -20,14 +18,6 @@ app = typer.Typer(help="Distributor catalog normalization.", no_args_is_help=Tru
 console = Console()
 
 
-def _respawn_with_processes() -> None:
-    """Re-run this very command under ``pathway spawn`` when YSH_PATHWAY_PROCESSES > 1."""
-    processes = get_settings().pathway_processes
-    if processes > 1 and not pw_runtime.spawned():
-        argv = pw_runtime.spawn_argv([sys.executable, "-m", "ysh.cli", *sys.argv[1:]], processes)
-        os.execv(argv[0], argv)
-
-
 def _warehouse() -> job.Warehouse:
     settings = get_settings()
     return job.Warehouse(db.prepare_warehouse(settings), settings.postgres_schema)
@@ -41,7 +31,7 @@ def normalize(
     warehouse: bool = typer.Option(False, "--warehouse/--no-warehouse", help="Also upsert into Postgres."),
 ) -> None:
     """Run the catalog pipeline once over PATHS (static; no server needed)."""
-    _respawn_with_processes()
+    pw_runtime.respawn_with_processes(get_settings().pathway_processes)
     leader = pw_runtime.is_leader()
     with console.status("normalizing feeds with Pathway…") if leader else nullcontext():
         report = job.run_static(paths, out_dir=out, distributor=distributor,
@@ -78,7 +68,7 @@ def watch(
 ) -> None:
     """Run the catalog pipeline streaming: feeds added, changed or removed in the landing
     area (or the S3 prefix when YSH_CATALOG_SOURCE=s3) are reflected in Postgres."""
-    _respawn_with_processes()
+    pw_runtime.respawn_with_processes(get_settings().pathway_processes)
     settings = get_settings()
     warehouse = _warehouse()
     def ready(reconciled: bool) -> None:

@@ -192,18 +192,31 @@ def per_kwh(brl_per_mwh: Decimal) -> float:
     return float(brl_per_mwh / THOUSAND)
 
 
-def _rows(data: bytes, expected: tuple[str, ...]) -> tuple[list[str], list[tuple[int, list[str]]], str]:
+def _split_rows(text: str) -> list[tuple[int, list[str]]]:
+    """(physical line, cells) of every line. Lines without a quote are split directly
+    (ANEEL's files quote nothing, or every field); quoted ones go through the csv module,
+    which also handles a quoted ``;`` or line break."""
+    if '"' not in text and ("\n" in text or "\r" not in text):
+        return [(i, line.rstrip("\r").split(";")) for i, line in enumerate(text.split("\n"), start=1)]
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=";")
+    rows = []
+    previous = 0
+    for row in reader:
+        start, previous = previous + 1, reader.line_num
+        rows.append((start, row))
+    return rows
+
+
+def _rows(data: bytes, expected: tuple[str, ...],
+          line_offset: int = 0) -> tuple[list[str], list[tuple[int, list[str]]], str]:
     try:
         text, encoding = decode_text(data)
     except NotTextError as exc:
         raise FileFormatError(str(exc)) from exc
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=";")
     header: list[str] | None = None
     rows: list[tuple[int, list[str]]] = []
-    previous = 0
-    for row in reader:
-        start, previous = previous + 1, reader.line_num
-        if not row or not "".join(row).strip():
+    for line, row in _split_rows(text):
+        if not row or (len(row) == 1 and not row[0].strip()) or not "".join(row).strip():
             continue
         if header is None:
             header = [cell.strip().lstrip("\ufeff") for cell in row]
@@ -211,7 +224,7 @@ def _rows(data: bytes, expected: tuple[str, ...]) -> tuple[list[str], list[tuple
             if missing:
                 raise FileFormatError(f"not the expected ANEEL file: missing columns {missing}")
             continue
-        rows.append((start, row))
+        rows.append((line + line_offset, row))
     if header is None:
         raise FileFormatError("empty file")
     return header, rows, encoding
@@ -332,7 +345,7 @@ def tariff_from_record(record: dict[str, str], source_file: str, line: int,
     )
 
 
-def parse_tariffs(data: bytes, source_file: str) -> Parsed:
+def parse_tariffs(data: bytes, source_file: str, line_offset: int = 0) -> Parsed:
     """*Tarifas homologadas* → :class:`Tariff` rows and quarantined rows.
 
     Raises
@@ -340,7 +353,7 @@ def parse_tariffs(data: bytes, source_file: str) -> Parsed:
     FileFormatError
         the file does not have the 17-column header.
     """
-    return _parse(data, source_file, TARIFF_HEADER, tariff_from_record)
+    return _parse(data, source_file, TARIFF_HEADER, tariff_from_record, line_offset)
 
 
 def fio_b_from_record(record: dict[str, str], source_file: str, line: int,
@@ -378,10 +391,10 @@ def fio_b_from_record(record: dict[str, str], source_file: str, line: int,
     )
 
 
-def parse_fio_b(data: bytes, source_file: str) -> Parsed:
+def parse_fio_b(data: bytes, source_file: str, line_offset: int = 0) -> Parsed:
     """``TUSD_FioB`` rows of *componentes tarifárias* → :class:`FioB` (other components are
     not this job's and are skipped, not quarantined)."""
-    return _parse(data, source_file, COMPONENT_HEADER, fio_b_from_record)
+    return _parse(data, source_file, COMPONENT_HEADER, fio_b_from_record, line_offset)
 
 
 _FLAG_BY_KEY = {fold(flag): flag for flag in FLAGS}
@@ -408,9 +421,9 @@ def flag_from_record(record: dict[str, str], source_file: str, line: int,
     return FlagMonth(month, flag, per_kwh(addon), source_file, line)
 
 
-def parse_flags(data: bytes, source_file: str) -> Parsed:
+def parse_flags(data: bytes, source_file: str, line_offset: int = 0) -> Parsed:
     """*Bandeiras acionamento* → one :class:`FlagMonth` per row."""
-    return _parse(data, source_file, FLAG_HEADER, flag_from_record)
+    return _parse(data, source_file, FLAG_HEADER, flag_from_record, line_offset)
 
 
 #: dataset name → (expected header, record parser)
@@ -429,7 +442,7 @@ class RawRecord(NamedTuple):
     extra_fields: int  # non-empty values beyond the header's columns
 
 
-def read_records(data: bytes, expected: tuple[str, ...]) -> tuple[list[RawRecord], str]:
+def read_records(data: bytes, expected: tuple[str, ...], line_offset: int = 0) -> tuple[list[RawRecord], str]:
     """The data rows of one ANEEL file, as records (what ``tarifas_raw`` stores).
 
     Raises
@@ -437,13 +450,13 @@ def read_records(data: bytes, expected: tuple[str, ...]) -> tuple[list[RawRecord
     FileFormatError
         not text, or the header lacks one of ``expected``.
     """
-    header, rows, encoding = _rows(data, expected)
+    header, rows, encoding = _rows(data, expected, line_offset)
     return [RawRecord(line, _record(header, row), sum(1 for c in row[len(header):] if c.strip()))
             for line, row in rows], encoding
 
 
-def _parse(data: bytes, source_file: str, expected: tuple[str, ...], from_record) -> Parsed:
-    records, encoding = read_records(data, expected)
+def _parse(data: bytes, source_file: str, expected: tuple[str, ...], from_record, line_offset: int = 0) -> Parsed:
+    records, encoding = read_records(data, expected, line_offset)
     found: list = []
     quarantine: list[QuarantinedRow] = []
     for raw in records:

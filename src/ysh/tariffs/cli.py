@@ -84,7 +84,15 @@ def load(
                                        exists=True),
     out: Path = typer.Option(..., "--out", help="Folder for the normalized tables as JSONL."),
 ) -> None:
-    """Normalize ANEEL files with the Pathway graph (static; no server needed)."""
+    """Normalize ANEEL files with the Pathway graph (static; no server needed).
+
+    With YSH_PATHWAY_PROCESSES > 1 the files are parsed in chunks by that many processes."""
+    from .. import pw_runtime
+
+    pw_runtime.respawn_with_processes(get_settings().pathway_processes)
+    if not pw_runtime.is_leader():  # a helper process of a spawned run: results live in process 0
+        job.run_static(paths, out)
+        return
     with console.status("normalizing ANEEL files with Pathway…"):
         report = job.run_static(paths, out)
     counts = report.counts

@@ -25,7 +25,14 @@ from psycopg import sql
 
 from .. import db, pw_runtime
 from ..db import Warehouse
-from .pipeline import RawRowSchema, TariffTables, build_tariffs_graph, build_tariffs_graph_from_raw
+from .pipeline import (
+    FileChunkSchema,
+    FileChunksSubject,
+    RawRowSchema,
+    TariffTables,
+    build_tariffs_graph,
+    build_tariffs_graph_from_raw,
+)
 
 log = logging.getLogger(__name__)
 
@@ -60,15 +67,14 @@ class TariffsReport:
 
 def build(paths: list[Path]) -> TariffTables:
     pw_runtime.fresh_graph()
-    tables = []
-    for i, path in enumerate(paths):
+    resolved = []
+    for path in paths:
         path = path.resolve()
         if not path.exists():
             raise FileNotFoundError(f"path does not exist: {path}")
-        tables.append(pw.io.fs.read(str(path), format="binary", mode="static", with_metadata=True,
-                                    name=f"tariff_files_{i}"))
-    files = tables[0] if len(tables) == 1 else pw.Table.concat_reindex(*tables)
-    return build_tariffs_graph(files)
+        resolved.append(path)
+    chunks = pw.io.python.read(FileChunksSubject(resolved), schema=FileChunkSchema, name="tariff_files")
+    return build_tariffs_graph(chunks)
 
 
 def run_static(paths: list[Path], out_dir: Path) -> TariffsReport:

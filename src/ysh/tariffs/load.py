@@ -72,6 +72,37 @@ def row_from_record(dataset: str, record: dict[str, str], source_file: str, line
     return from_record(record, source_file, line, extra_fields)
 
 
+class Chunk(NamedTuple):
+    data: bytes  # the header line + a run of whole lines
+    line_offset: int  # add to a line number within the chunk to get the file's line number
+
+
+def split_file(data: bytes, chunk_bytes: int = 4 << 20) -> list[Chunk]:
+    """Cut a file into chunks of whole lines that each start with the header, so that
+    parsing can run in parallel (:func:`load_file` with the chunk's ``line_offset`` gives
+    the same rows, with the same line numbers, as the whole file).
+
+    A file is left whole when it is small, UTF-16, or when a cut would fall inside a
+    quoted field.
+    """
+    if len(data) <= chunk_bytes or data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return [Chunk(data, 0)]
+    end_of_header = data.find(b"\n") + 1
+    if end_of_header == 0:
+        return [Chunk(data, 0)]
+    header, quoted = data[:end_of_header], b'"' in data
+    chunks, start, lines_before = [], end_of_header, 1  # physical lines before ``start``
+    while start < len(data):
+        cut = data.find(b"\n", start + chunk_bytes)
+        cut = len(data) if cut < 0 else cut + 1
+        if quoted and data.count(b'"', 0, cut) % 2:
+            return [Chunk(data, 0)]  # a line break inside quotes: do not cut
+        chunks.append(Chunk(header + data[start:cut], lines_before - 1))
+        lines_before += data.count(b"\n", start, cut)
+        start = cut
+    return chunks
+
+
 @dataclass
 class LoadedFile:
     source_file: str
@@ -87,9 +118,10 @@ class LoadedFile:
         return len(self.tariffs) + len(self.fio_b) + len(self.flags) + len(self.quarantine)
 
 
-def load_file(data: bytes, source_file: str) -> LoadedFile:
-    """Parse one ANEEL file. A file that is none of the three datasets, or not text, gives
-    one quarantined row (line 0, ``unparseable_file``)."""
+def load_file(data: bytes, source_file: str, line_offset: int = 0) -> LoadedFile:
+    """Parse one ANEEL file (or a chunk of one: see :func:`split_file`). A file that is
+    none of the three datasets, or not text, gives one quarantined row (line 0,
+    ``unparseable_file``)."""
     dataset = dataset_of(data)
     parsers = {"tariffs": aneel.parse_tariffs, "fio_b": aneel.parse_fio_b, "flags": aneel.parse_flags}
     if dataset is None:
@@ -97,7 +129,7 @@ def load_file(data: bytes, source_file: str) -> LoadedFile:
             source_file, 0, UNPARSEABLE_FILE, "not an ANEEL tariffs, componentes or bandeiras file",
             json.dumps({"_bytes": len(data)}))])
     try:
-        parsed = parsers[dataset](data, source_file)
+        parsed = parsers[dataset](data, source_file, line_offset)
     except FileFormatError as exc:
         return LoadedFile(source_file, dataset, "unknown", quarantine=[QuarantinedRow(
             source_file, 0, UNPARSEABLE_FILE, str(exc), json.dumps({"_bytes": len(data)}))])

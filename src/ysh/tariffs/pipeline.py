@@ -1,6 +1,7 @@
 """The tariffs job's Pathway graph, over ANEEL files or over ``tarifas_raw`` rows.
 
-* :func:`build_tariffs_graph` — per file, one UDF parses it (:func:`ysh.tariffs.load.load_file`);
+* :func:`build_tariffs_graph` — per file chunk (:func:`ysh.tariffs.load.split_file`), one UDF
+  parses it (:func:`ysh.tariffs.load.load_file`); chunks spread over Pathway processes;
 * :func:`build_tariffs_graph_from_raw` — per raw row (as landed in ``tarifas_raw`` and
   followed by CDC), one UDF parses the record (:func:`ysh.tariffs.load.row_from_record`).
 
@@ -44,7 +45,13 @@ def _engine_value(value):
 
 def _to_engine(row: tuple) -> tuple:
     """A domain row for Pathway: dates as naive datetimes (written to ``date`` columns)."""
-    return tuple(_engine_value(v) for v in row)
+    dates = _date_fields(type(row))
+    if not dates:
+        return tuple(row)
+    values = list(row)
+    for i in dates:
+        values[i] = _engine_value(values[i])
+    return tuple(values)
 
 
 def _engine_type(hint):
@@ -61,19 +68,16 @@ def _columns(row: pw.ColumnExpression, layout: type, offset: int = 0) -> dict:
             for i, name in enumerate(layout._fields)}
 
 
-def _key_text(row) -> str:
-    return "|".join(str(part) for part in row.key)
-
-
 def _engine_row(row) -> tuple:
     """(key_text, token, from_day, to_day, *fields) of a tariff or Fio B row."""
-    return (_key_text(row), row_token(row), row.valid_from.toordinal(),
-            row.valid_to.toordinal() if row.valid_to else None, *_to_engine(row))
+    valid_to = row.valid_to
+    return ("|".join(row.key), row_token(row), row.valid_from.toordinal(),
+            valid_to.toordinal() if valid_to else None, *_to_engine(row))
 
 
 @pw.udf(deterministic=True)
-def _parse_file(data: bytes, path: str) -> tuple[list[tuple], list[tuple], list[tuple], list[tuple]]:
-    loaded = load_file(data, path)
+def _parse_file(data: bytes, path: str, line_offset: int) -> tuple[list[tuple], list[tuple], list[tuple], list[tuple]]:
+    loaded = load_file(data, path, line_offset)
     return ([_engine_row(t) for t in loaded.tariffs],
             [_engine_row(f) for f in loaded.fio_b],
             [_to_engine(f) for f in loaded.flags],
@@ -180,10 +184,37 @@ def _parse_record(dataset: str, record: pw.Json, source: str, line: int, extra_f
     return (SKIPPED, ())
 
 
-def build_tariffs_graph(files: pw.Table) -> TariffTables:
-    """Build the tariffs graph over ``files`` (columns ``data`` and ``_metadata``, one row per
-    file, as ``pw.io.fs.read(..., format="binary", with_metadata=True)`` gives)."""
-    parsed = files.select(result=_parse_file(pw.this.data, pw.this._metadata["path"].as_str(unwrap=True)))
+class FileChunkSchema(pw.Schema):
+    data: bytes  # the header line + whole lines (or a whole file)
+    path: str
+    line_offset: int
+
+
+class FileChunksSubject(pw.io.python.ConnectorSubject):
+    """Every file under ``paths`` (files or folders, recursively) as chunks of whole lines
+    (:func:`ysh.tariffs.load.split_file`), emitted once (a static source)."""
+
+    def __init__(self, paths: list, chunk_bytes: int = 4 << 20):
+        super().__init__(datasource_name="aneel_file_chunks")
+        self._paths, self._chunk_bytes = paths, chunk_bytes
+
+    def run(self) -> None:
+        from pathlib import Path
+
+        from .load import split_file
+
+        for root in self._paths:
+            root = Path(root)
+            files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
+            for path in files:
+                for chunk in split_file(path.read_bytes(), self._chunk_bytes):
+                    self.next(data=chunk.data, path=str(path), line_offset=chunk.line_offset)
+
+
+def build_tariffs_graph(chunks: pw.Table) -> TariffTables:
+    """Build the tariffs graph over file chunks (:class:`FileChunkSchema`: a whole file is
+    one chunk with ``line_offset`` 0)."""
+    parsed = chunks.select(result=_parse_file(pw.this.data, pw.this.path, pw.this.line_offset))
 
     def flattened(index: int) -> pw.Table:
         return parsed.select(row=pw.declare_type(list[tuple], pw.this.result[index])).flatten(pw.this.row)
@@ -227,8 +258,9 @@ def _build_from_rows(tariff_rows: pw.Table, fio_b_rows: pw.Table, flag_rows: pw.
     quarantine = pw.Table.concat_reindex(parse_quarantine, overlapping_tariffs, overlapping_fio_b)
 
     # monthly effective tariffs (B1/B3, Tarifa de Aplicação): recomputed from the kept rows
+    subgroup = pw.this.subgroup.str.lower()
     residential = tariffs.filter(
-        pw.apply_with_type(lambda s: s.lower() in EFFECTIVE_SUBGROUPS, bool, pw.this.subgroup)
+        ((subgroup == EFFECTIVE_SUBGROUPS[0]) | (subgroup == EFFECTIVE_SUBGROUPS[1]))
         & (pw.this.base == "aplicacao") & (pw.this.unit == "MWh")
     )
     pack = lambda t, layout: t.select(row=pw.make_tuple(pw.this.key_text, *[t[c] for c in layout._fields]))  # noqa: E731
