@@ -46,6 +46,10 @@ class Settings(BaseSettings):
     tariffs_landing_dir: Path | None = Field(
         default=None, description="Where CKAN downloads land before tarifas_raw (default: HOME/landing/tariffs)."
     )
+    tariffs_chunk_bytes: int = Field(
+        default=4 << 20, ge=1024,
+        description="Static runs cut ANEEL files in chunks of about this size, parsed in parallel by Pathway processes.",
+    )
     aneel_ckan_url: str = Field(default="https://dadosabertos.aneel.gov.br",
                                 description="ANEEL open-data portal (CKAN).")
     aneel_ckan_timeout_s: float = Field(default=60.0, gt=0)

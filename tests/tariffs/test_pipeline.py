@@ -63,3 +63,53 @@ def test_cli_load_and_at(aneel_dir, tmp_path):
     assert missing.exit_code == 1 and "no Tarifa de Aplicação valid" in missing.output
     bad_date = runner.invoke(app, ["tariffs", "at", "CEMIG-D", "B1", "01/10/2025", "--data", str(aneel_dir)])
     assert bad_date.exit_code == 2
+
+
+@pytest.mark.parametrize("name", ["tarifas-homologadas-distribuidoras-energia-eletrica.csv",
+                                  "componentes-tarifarias.csv", "bandeira-tarifaria-acionamento.csv"])
+def test_chunks_parse_to_the_same_rows_and_lines_as_the_whole_file(name):
+    from ysh.tariffs.load import load_file, split_file
+
+    data = (REPO / "data" / "sample" / "tariffs" / name).read_bytes()
+    chunks = split_file(data, chunk_bytes=1024)
+    assert len(chunks) > 2 and all(c.data.startswith(data[:data.index(b"\n") + 1]) for c in chunks)
+    whole = load_file(data, name)
+    parts = [load_file(c.data, name, c.line_offset) for c in chunks]
+    for kind in ("tariffs", "fio_b", "flags", "quarantine"):
+        assert [r for p in parts for r in getattr(p, kind)] == getattr(whole, kind), kind
+
+
+def test_a_line_break_inside_quotes_is_never_cut():
+    from ysh.tariffs.load import load_file, split_file
+
+    quoted = [tariff_line(start=f"20{y}-01-01", end=f"20{y}-12-31").replace("RESOLUÇÃO", '"RESOLUÇÃO\nHOMOL"', 1)
+              for y in range(10, 40)]
+    data = (HEADER + "\n" + "\n".join(quoted) + "\n").encode("utf-8")
+    chunks = split_file(data, chunk_bytes=300)
+    assert all(c.data.count(b'"') % 2 == 0 for c in chunks)
+    whole = load_file(data, "q.csv")
+    assert len(whole.tariffs) == 30 and whole.tariffs[1].line == 4  # physical lines: two per record
+    assert [t for c in chunks for t in load_file(c.data, "q.csv", c.line_offset).tariffs] == whole.tariffs
+    # a field with more line breaks than a chunk holds: every cut would fall inside quotes
+    long_field = tariff_line().replace("RESOLUÇÃO", '"' + "RESOLUÇÃO\n" * 100 + '"', 1)
+    data = (HEADER + "\n" + long_field + "\n").encode("utf-8")
+    assert split_file(data, chunk_bytes=300) == [(data, 0)]
+
+
+def test_two_pathway_processes_with_small_chunks_give_the_same_tables_as_one(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    outputs = {}
+    for processes in (1, 2):
+        out = tmp_path / f"out{processes}"
+        env = {**os.environ, "YSH_PATHWAY_PROCESSES": str(processes), "YSH_TARIFFS_CHUNK_BYTES": "4096"}
+        done = subprocess.run([sys.executable, "-m", "ysh.cli", "tariffs", "load",
+                               str(REPO / "data" / "sample" / "tariffs"), "--out", str(out)],
+                              env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stdout + done.stderr
+        outputs[processes] = {f: sorted(json.dumps(row, sort_keys=True) for row in read(out / f))
+                              for f, _ in job.JSONL_FILES.values()}
+    assert outputs[2] == outputs[1]
+    assert len(outputs[2]["tarifas_normalized.jsonl"]) == 476

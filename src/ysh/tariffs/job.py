@@ -73,7 +73,10 @@ def build(paths: list[Path]) -> TariffTables:
         if not path.exists():
             raise FileNotFoundError(f"path does not exist: {path}")
         resolved.append(path)
-    chunks = pw.io.python.read(FileChunksSubject(resolved), schema=FileChunkSchema, name="tariff_files")
+    from ..settings import get_settings
+
+    subject = FileChunksSubject(resolved, chunk_bytes=get_settings().tariffs_chunk_bytes)
+    chunks = pw.io.python.read(subject, schema=FileChunkSchema, name="tariff_files")
     return build_tariffs_graph(chunks)
 
 

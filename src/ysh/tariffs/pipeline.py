@@ -205,7 +205,8 @@ class FileChunksSubject(pw.io.python.ConnectorSubject):
 
         for root in self._paths:
             root = Path(root)
-            files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
+            files = sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")) \
+                if root.is_dir() else [root]
             for path in files:
                 for chunk in split_file(path.read_bytes(), self._chunk_bytes):
                     self.next(data=chunk.data, path=str(path), line_offset=chunk.line_offset)
