@@ -12,6 +12,8 @@ test: setup
 
 bench: setup
 	.venv/bin/python benchmarks/catalog.py
+	.venv/bin/python benchmarks/tariffs.py
+	.venv/bin/python benchmarks/tariffs_cdc.py
 
 clean:
 	-.venv/bin/ysh services down

@@ -2,7 +2,7 @@
 normalized row visible in ``tarifas_normalized`` (and its months in
 ``tarifas_efetivas_mensais``).
 
-    python benchmarks/tariffs_cdc.py [--inserts 200]
+    python benchmarks/tariffs_cdc.py [--inserts 200]    # BENCH_TRACE=1 prints every insert's latency
 
 Starts its own PostgreSQL (embedded, loopback, wal_level=logical), lands the sample
 tariff files, starts ``ysh tariffs follow`` as a real process, then commits INSERTs of new
@@ -95,6 +95,8 @@ def main() -> int:
                 wait(lambda: conn.execute("SELECT 1 FROM tarifas_normalized WHERE utility = %s",
                                           (utility,)).fetchone(), 60, f"{utility} normalized")
                 normalized.append(time.perf_counter() - started)
+                if os.environ.get("BENCH_TRACE"):
+                    print(f"{time.strftime('%H:%M:%S')} #{i} {normalized[-1]:.3f}", flush=True)
                 wait(lambda: conn.execute("SELECT 1 FROM tarifas_efetivas_mensais WHERE utility = %s",
                                           (utility,)).fetchone(), 60, f"{utility} monthly")
                 monthly.append(time.perf_counter() - started)

@@ -68,6 +68,11 @@ class Settings(BaseSettings):
     s3_secret_access_key: SecretStr | None = None
 
     # --- Pathway -----------------------------------------------------------------
+    pathway_license_key: SecretStr | None = Field(
+        default=None,
+        description="Pathway license key (secret). When set, CDC followers use Pathway's native "
+                    "pw.io.postgres.read instead of ysh.cdc.",
+    )
     pathway_processes: int = Field(
         default=1, ge=1, le=8,
         description="Pathway worker processes for pipeline runs (free tier: up to 8 workers).",

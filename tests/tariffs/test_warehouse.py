@@ -15,6 +15,7 @@ import pytest
 from ysh import db
 from ysh.tariffs import job, landing
 from ysh.tariffs.aneel import FileFormatError
+from ysh.tariffs.pipeline import RawRowSchema
 from ysh.tariffs.store import book_from_warehouse, current_tariffs
 
 from ..conftest import REPO, query, wait_for
@@ -212,3 +213,22 @@ def test_follower_reflects_inserts_updates_deletes_and_survives_kill_9(warehouse
     followed = wait_for(settled, 30, "a settled state")
     job.run_warehouse(warehouse)
     assert tables_state(warehouse) == followed
+
+
+def test_a_license_key_selects_pathways_native_reader(warehouse, monkeypatch):
+    """No license here, so the native reader cannot run; what is checked is the choice
+    and the arguments it gets (the ysh.cdc path is exercised by the follower test)."""
+    import pathway as pw
+
+    calls = []
+    monkeypatch.setattr(pw, "set_license_key", lambda key: calls.append(("key", key)))
+    monkeypatch.setattr(pw.io.postgres, "read", lambda *args, **kwargs: calls.append(("read", args, kwargs)))
+    job.raw_source(warehouse, license_key="LICENSE-FROM-ENV")
+    publication, _ = job.replication_names(warehouse.schema)
+    assert calls[0] == ("key", "LICENSE-FROM-ENV")
+    _, args, kwargs = calls[1]
+    assert args[1:] == ("tarifas_raw", RawRowSchema)
+    assert (kwargs["publication_name"], kwargs["schema_name"], kwargs["mode"]) == (
+        publication, warehouse.schema, "streaming")
+    with psycopg.connect(warehouse.dsn, autocommit=True) as conn:
+        conn.execute(f'DROP PUBLICATION "{publication}"')

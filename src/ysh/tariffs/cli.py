@@ -217,12 +217,16 @@ def follow(
     Pathway persistence lives in HOME/state/tariffs_follow: a restart resumes from the
     persisted replication position. Stop with Ctrl-C.
     """
+    settings = get_settings()
     warehouse = _warehouse()
-    state = get_settings().state_dir / "tariffs_follow"
+    state = settings.state_dir / "tariffs_follow"
     if reset:
         job.drop_follower_state(warehouse, state)
-    console.print(f"following [cyan]{warehouse.schema}.tarifas_raw[/] (state in {state}); Ctrl-C to stop")
-    job.follow(warehouse, state)
+    license_key = settings.pathway_license_key.get_secret_value() if settings.pathway_license_key else None
+    reader = "pw.io.postgres.read (licensed)" if license_key else "ysh.cdc"
+    console.print(f"following [cyan]{warehouse.schema}.tarifas_raw[/] with {reader} (state in {state}); "
+                  "Ctrl-C to stop")
+    job.follow(warehouse, state, license_key=license_key)
 
 
 @app.command()

@@ -154,22 +154,35 @@ def ensure_publication(warehouse: Warehouse) -> str:
     return publication
 
 
+def raw_source(warehouse: Warehouse, *, autocommit_duration_ms: int = 200,
+               license_key: str | None = None) -> pw.Table:
+    """``tarifas_raw`` as a streaming Pathway table: ``ysh.cdc`` (durable slot, resumes from
+    the persisted position), or Pathway's native ``pw.io.postgres.read`` when a license key
+    is configured (temporary slot: every start re-reads the table)."""
+    publication = ensure_publication(warehouse)
+    if license_key:
+        pw.set_license_key(license_key)
+        return pw.io.postgres.read(pw_runtime.postgres_settings(warehouse.dsn), RAW_TABLE, RawRowSchema,
+                                   mode="streaming", publication_name=publication, schema_name=warehouse.schema,
+                                   autocommit_duration_ms=autocommit_duration_ms, name="tarifas_raw_native")
+    from ..cdc import read_postgres_cdc
+
+    _, slot = replication_names(warehouse.schema)
+    return read_postgres_cdc(warehouse.dsn, table=RAW_TABLE, schema=RawRowSchema, publication=publication,
+                             slot=slot, schema_name=warehouse.schema, name="tarifas_raw_cdc",
+                             autocommit_duration_ms=autocommit_duration_ms)
+
+
 def follow(warehouse: Warehouse, persistence_dir: Path, *, autocommit_duration_ms: int = 200,
-           on_ready=None) -> None:
+           license_key: str | None = None, on_ready=None) -> None:
     """Follow ``tarifas_raw`` and keep the normalized tables current. Blocks.
 
     The first run reads the table in an exported snapshot and then streams; later runs
     restore Pathway's persisted state and resume from the persisted replication position
     (nothing re-read, nothing lost). ``on_ready()`` is called once the graph is running.
     """
-    from ..cdc import read_postgres_cdc
-
-    publication = ensure_publication(warehouse)
-    _, slot = replication_names(warehouse.schema)
     pw_runtime.fresh_graph()
-    raw = read_postgres_cdc(warehouse.dsn, table=RAW_TABLE, schema=RawRowSchema, publication=publication,
-                            slot=slot, schema_name=warehouse.schema, name="tarifas_raw_cdc",
-                            autocommit_duration_ms=autocommit_duration_ms)
+    raw = raw_source(warehouse, autocommit_duration_ms=autocommit_duration_ms, license_key=license_key)
     attach_warehouse(build_tariffs_graph_from_raw(raw), warehouse)
     if on_ready is not None:
         threading.Timer(0.5, on_ready).start()
