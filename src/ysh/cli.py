@@ -12,6 +12,7 @@ from rich.table import Table
 
 from . import db
 from .catalog.cli import app as catalog_app
+from .proposals.cli import app as proposal_app
 from .tariffs.cli import app as tariffs_app
 from .settings import get_settings
 
@@ -22,6 +23,7 @@ app.add_typer(services_app, name="services")
 app.add_typer(db_app, name="db")
 app.add_typer(catalog_app, name="catalog")
 app.add_typer(tariffs_app, name="tariffs")
+app.add_typer(proposal_app, name="proposal")
 console = Console()
 
 

@@ -61,6 +61,21 @@ class Settings(BaseSettings):
                     "bandeiras acionamento and componentes tarifárias of the years in ysh.tariffs.ckan.",
     )
 
+    # --- proposals job: irradiance ------------------------------------------------
+    irradiance_offline: bool = Field(
+        default=False, description="Serve irradiance only from the cache (or the modelled year); no network.",
+    )
+    irradiance_sources: list[Literal["nasa_power", "pvgis"]] = Field(
+        default=["nasa_power", "pvgis"], description="Online sources, tried in this order (JSON list).",
+    )
+    irradiance_cache_dir: Path | None = Field(
+        default=None, description="On-disk irradiance/generation cache (default: HOME/cache/irradiance).",
+    )
+    irradiance_timeout_s: float = Field(default=30.0, gt=0)
+    irradiance_retries: int = Field(default=2, ge=0, le=10)
+    nasa_power_url: str = "https://power.larc.nasa.gov/api/temporal/hourly/point"
+    pvgis_url: str = "https://re.jrc.ec.europa.eu/api/"
+
     # --- object store (S3 / MinIO) -----------------------------------------------
     s3_endpoint_url: str | None = None
     s3_region: str = "us-east-1"
@@ -89,6 +104,10 @@ class Settings(BaseSettings):
     @property
     def tariffs_landing(self) -> Path:
         return (self.tariffs_landing_dir or self.home_dir / "landing" / "tariffs").expanduser().resolve()
+
+    @property
+    def irradiance_cache(self) -> Path:
+        return (self.irradiance_cache_dir or self.home_dir / "cache" / "irradiance").expanduser().resolve()
 
     @property
     def state_dir(self) -> Path:

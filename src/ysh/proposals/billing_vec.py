@@ -1,0 +1,217 @@
+"""Billing model v1 for many proposals at once: numpy over proposals × months.
+
+Same rules as :mod:`ysh.proposals.billing` (the reference, tested equal). The credit lots
+need no per-lot bookkeeping here: lots are both used and expired oldest first, so a
+proposal's bank is a FIFO queue described by two running totals — C(k), every kWh ever
+banked up to month k, and R, every kWh that left the bank (used or expired). The balance
+is C(k−1) − R; at month k the lots created up to month k − 61 expire, which is
+R ← max(R, C(k − 61)).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy_financial as npf
+
+from ..tariffs.lei14300 import FIO_B_SHARE
+from .billing import CREDIT_LIFETIME_MONTHS, GRANDFATHERED_UNTIL_YEAR, MONTHS, ProposalInput
+
+_SHARE_YEARS = np.array(sorted(FIO_B_SHARE))
+_SHARE_VALUES = np.array([FIO_B_SHARE[y] for y in sorted(FIO_B_SHARE)])
+
+
+@dataclass
+class Batch:
+    """The inputs of N proposals as arrays (percents already turned into fractions)."""
+
+    gen: np.ndarray  # (N, 12) kWh, year 1
+    cons: np.ndarray  # (N, 12)
+    simultaneity: np.ndarray  # (N,)
+    price: np.ndarray  # (te + tusd) / (1 − taxes), year 1
+    fio_b: np.ndarray  # fio_b / (1 − taxes)
+    min_kwh: np.ndarray
+    degradation: np.ndarray
+    escalation: np.ndarray
+    rate: np.ndarray
+    start_year: np.ndarray  # int
+    horizon: np.ndarray  # int
+    grandfathered: np.ndarray  # bool
+    share_after_2028: np.ndarray
+    capex: np.ndarray
+    om: np.ndarray  # fraction of capex a year
+    replacement_year: np.ndarray  # int, 0: none
+    replacement: np.ndarray  # fraction of capex
+
+    @classmethod
+    def of(cls, proposals: list[ProposalInput]) -> Batch:
+        def arr(get, dtype=float):
+            return np.array([get(p) for p in proposals], dtype=dtype)
+
+        tax = 1.0 - (arr(lambda p: p.icms_pct) + arr(lambda p: p.pis_cofins_pct)) / 100.0
+        return cls(
+            gen=np.array([p.generation_kwh_month for p in proposals], dtype=float).reshape(-1, MONTHS),
+            cons=np.array([p.consumption_kwh_month for p in proposals], dtype=float).reshape(-1, MONTHS),
+            simultaneity=arr(lambda p: p.simultaneity),
+            price=(arr(lambda p: p.te_brl_per_kwh) + arr(lambda p: p.tusd_brl_per_kwh)) / tax,
+            fio_b=arr(lambda p: p.fio_b_brl_per_kwh) / tax,
+            min_kwh=arr(lambda p: p.min_kwh),
+            degradation=arr(lambda p: p.degradation_pct_per_year) / 100.0,
+            escalation=arr(lambda p: p.tariff_escalation_pct_per_year) / 100.0,
+            rate=arr(lambda p: p.discount_rate_pct) / 100.0,
+            start_year=arr(lambda p: p.start_year, int),
+            horizon=arr(lambda p: p.horizon_years, int),
+            grandfathered=arr(lambda p: p.grandfathered, bool),
+            share_after_2028=arr(lambda p: p.fio_b_share_after_2028),
+            capex=arr(lambda p: p.capex_brl),
+            om=arr(lambda p: p.om_pct_capex_per_year) / 100.0,
+            replacement_year=arr(lambda p: p.inverter_replacement_year or 0, int),
+            replacement=arr(lambda p: p.inverter_replacement_pct_capex) / 100.0,
+        )
+
+    def __len__(self) -> int:
+        return len(self.capex)
+
+
+@dataclass
+class BatchResult:
+    """Yearly arrays are (N, Hmax); years beyond a proposal's horizon hold zeros."""
+
+    generation_kwh: np.ndarray
+    compensated_kwh: np.ndarray
+    credits_expired_kwh: np.ndarray
+    bill_without_solar_brl: np.ndarray
+    bill_with_solar_brl: np.ndarray
+    fio_b_charge_brl: np.ndarray
+    savings_brl: np.ndarray
+    cash_flows: np.ndarray  # (N, Hmax + 1), CF0 first
+    npv_brl: np.ndarray
+    irr: np.ndarray  # fraction; nan: none
+    payback_years: np.ndarray  # nan: never
+    discounted_payback_years: np.ndarray
+    roi: np.ndarray
+
+
+def _share(b: Batch, calendar_year: np.ndarray) -> np.ndarray:
+    idx = np.clip(calendar_year - _SHARE_YEARS[0], 0, len(_SHARE_YEARS) - 1)
+    new = np.where(calendar_year < _SHARE_YEARS[0], 0.0,
+                   np.where(calendar_year <= _SHARE_YEARS[-1], _SHARE_VALUES[idx], b.share_after_2028))
+    old = np.where(calendar_year <= GRANDFATHERED_UNTIL_YEAR, 0.0, 1.0)
+    return np.where(b.grandfathered, old, new)
+
+
+def evaluate_batch(b: Batch) -> BatchResult:
+    n, years = len(b), int(b.horizon.max())
+    out = {name: np.zeros((n, years)) for name in ("generation_kwh", "compensated_kwh", "credits_expired_kwh",
+                                                     "bill_without_solar_brl", "bill_with_solar_brl",
+                                                     "fio_b_charge_brl")}
+    window = CREDIT_LIFETIME_MONTHS + 1
+    banked_history = np.zeros((window, n))  # C(k) for the last 61 months, slot k % 61
+    banked = np.zeros(n)  # C(k − 1)
+    left = np.zeros(n)  # R
+    for y in range(1, years + 1):
+        active = b.horizon >= y
+        f = (1.0 + b.escalation) ** (y - 1)
+        price = b.price * f
+        calendar_year = b.start_year + y - 1
+        fio_b = b.fio_b * f * _share(b, calendar_year)
+        old_rules = b.grandfathered & (calendar_year <= GRANDFATHERED_UNTIL_YEAR)
+        decay = (1.0 - b.degradation) ** (y - 1)
+        for m in range(MONTHS):
+            k = (y - 1) * MONTHS + m
+            slot = k % window
+            g = b.gen[:, m] * decay
+            c = b.cons[:, m]
+            own = np.minimum(g * b.simultaneity, c)
+            inj, need = g - own, c - own
+            if k >= window:
+                expired_to = np.maximum(left, banked_history[slot])  # C(k − 61)
+                out["credits_expired_kwh"][:, y - 1] += np.where(active, expired_to - left, 0.0)
+                left = expired_to
+            available = inj + (banked - left)
+            above = need >= b.min_kwh
+            comp = np.where(old_rules, np.minimum(available, np.maximum(need - b.min_kwh, 0.0)),
+                            np.where(above, np.minimum(available, need), 0.0))
+            energy = np.where(old_rules, np.maximum(need - comp, b.min_kwh),
+                              np.where(above, need - comp, b.min_kwh)) * price
+            from_injection = np.minimum(inj, comp)
+            left = left + (comp - from_injection)
+            banked = banked + (inj - from_injection)
+            banked_history[slot] = banked
+            charge = comp * fio_b
+            for name, value in (("generation_kwh", g), ("compensated_kwh", comp), ("fio_b_charge_brl", charge),
+                                ("bill_without_solar_brl", np.maximum(c, b.min_kwh) * price),
+                                ("bill_with_solar_brl", energy + charge)):
+                out[name][:, y - 1] += np.where(active, value, 0.0)
+    savings = out["bill_without_solar_brl"] - out["bill_with_solar_brl"]
+    year_index = np.arange(1, years + 1)
+    flows = savings - b.om[:, None] * b.capex[:, None]
+    flows -= np.where(year_index[None, :] == b.replacement_year[:, None], b.replacement[:, None] * b.capex[:, None], 0.0)
+    flows = np.where(year_index[None, :] <= b.horizon[:, None], flows, 0.0)
+    cash_flows = np.concatenate([-b.capex[:, None], flows], axis=1)
+    discount = (1.0 + b.rate[:, None]) ** -np.arange(0, years + 1)[None, :]
+    return BatchResult(
+        savings_brl=savings, cash_flows=cash_flows, npv_brl=(cash_flows * discount).sum(axis=1),
+        irr=irr_batch(cash_flows), payback_years=payback_batch(cash_flows),
+        discounted_payback_years=payback_batch(cash_flows * discount), roi=cash_flows.sum(axis=1) / b.capex,
+        **out,
+    )
+
+
+def payback_batch(cash_flows: np.ndarray) -> np.ndarray:
+    """Fractional years until the cumulative turns non-negative (linear within the year);
+    nan if never. ``cash_flows`` is (N, H + 1), already discounted for the discounted one."""
+    cumulative = np.cumsum(cash_flows, axis=1)
+    reached = cumulative >= 0
+    first = np.argmax(reached, axis=1)
+    ever = reached.any(axis=1)
+    rows = np.arange(len(cash_flows))
+    safe = np.maximum(first, 1)
+    before = cumulative[rows, safe - 1]
+    within = np.divide(-before, cash_flows[rows, safe], out=np.zeros(len(rows)), where=cash_flows[rows, safe] != 0)
+    years = np.where(first == 0, 0.0, safe - 1 + within)
+    return np.where(ever, years, np.nan)
+
+
+def irr_batch(cash_flows: np.ndarray) -> np.ndarray:
+    """IRR per row, as ``numpy_financial.irr`` gives it. Rows whose cash flows change sign
+    once have exactly one IRR (Descartes): found by bisection on x = 1/(1 + r) over all
+    rows at once, then polished by Newton steps. Rows with several sign changes go to
+    ``numpy_financial.irr`` itself (it picks the root closest to zero); rows without a
+    sign change have none (nan)."""
+    n, width = cash_flows.shape
+    signs = np.sign(cash_flows)
+    changes = np.zeros(n, dtype=int)
+    last = np.zeros(n)
+    for t in range(width):  # count sign changes, ignoring zeros
+        s = signs[:, t]
+        changes += ((last != 0) & (s != 0) & (s != last)).astype(int)
+        last = np.where(s != 0, s, last)
+    result = np.full(n, np.nan)
+    single = changes == 1
+    if single.any():
+        flows = cash_flows[single]
+        powers = np.arange(width)
+
+        def poly(x):
+            return (flows * x[:, None] ** powers[None, :]).sum(axis=1)
+
+        lo, hi = np.full(len(flows), 1e-6), np.full(len(flows), 1e3)
+        p_lo = poly(lo)
+        bracketed = np.sign(p_lo) != np.sign(poly(hi))  # else the IRR is beyond −99.9 % … +10⁶ %
+        for _ in range(80):
+            mid = np.sqrt(lo * hi)  # bisection in log space: x spans nine decades
+            p_mid = poly(mid)
+            same = np.sign(p_mid) == np.sign(p_lo)
+            lo, p_lo = np.where(same, mid, lo), np.where(same, p_mid, p_lo)
+            hi = np.where(same, hi, mid)
+        x = np.sqrt(lo * hi)
+        for _ in range(3):  # Newton polish
+            value = poly(x)
+            slope = (flows[:, 1:] * powers[None, 1:] * x[:, None] ** (powers[None, 1:] - 1)).sum(axis=1)
+            x = np.where(slope != 0, x - value / np.where(slope != 0, slope, 1.0), x)
+        result[single] = np.where(bracketed, 1.0 / x - 1.0, np.nan)
+    for i in np.flatnonzero(changes > 1):
+        result[i] = npf.irr(cash_flows[i])
+    return result
