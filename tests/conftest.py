@@ -39,14 +39,22 @@ def isolated_settings(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture(scope="session")
-def pg_server(tmp_path_factory: pytest.TempPathFactory):
-    """A real PostgreSQL 18 server on a free loopback port for the whole session."""
+def pg_server():
+    """A real PostgreSQL 18 server on a free loopback port for the whole session.
+
+    Its data lives outside pytest's temporary root: another pytest session starting on
+    the same machine resets that root to mode 0700, and the server's own user could then
+    no longer reach its data directory to stop."""
+    import tempfile
+
     from ysh.services.postgres import EmbeddedPostgres, free_port
 
-    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg"), free_port())
+    root = Path(tempfile.mkdtemp(prefix="ysh-test-pg-"))
+    server = EmbeddedPostgres(root, free_port())
     server.start()
     yield server
     server.stop()
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture()
