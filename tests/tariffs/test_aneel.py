@@ -119,3 +119,22 @@ def test_the_real_bandeiras_extract():
     assert (months[date(2015, 1, 1)].flag, months[date(2015, 1, 1)].addon_brl_per_kwh) == ("Vermelha P1", 0.03)
     assert months[date(2026, 4, 1)].flag == "Verde" and months[date(2026, 4, 1)].addon_brl_per_kwh == 0.0
     assert {m.flag for m in parsed.rows} == {"Verde", "Amarela", "Vermelha P1", "Vermelha P2", "Escassez Hídrica"}
+
+
+def test_an_unbalanced_quote_makes_the_file_unparseable_instead_of_swallowing_rows():
+    from ysh.tariffs.load import load_file
+
+    lines = [tariff_line(start=f"20{y}-01-01", end=f"20{y}-12-31") for y in range(10, 20)]
+    lines[3] = lines[3].replace(";Tarifa de Aplicação", ';"Tarifa de Aplicação', 1)
+    loaded = load_file(("\n".join([HEADER, *lines]) + "\n").encode("utf-8"), "t.csv")
+    assert loaded.tariffs == []
+    assert [(q.reason, q.line) for q in loaded.quarantine] == [("unparseable_file", 0)]
+    assert "broken quoting" in loaded.quarantine[0].detail
+
+
+def test_utf16_files_and_leading_blank_lines_are_recognized():
+    from ysh.tariffs.load import dataset_of, load_file
+
+    data = ("\n\n" + HEADER + "\n" + tariff_line() + "\n").encode("utf-16")
+    assert dataset_of(data) == "tariffs"
+    assert len(load_file(data, "t.csv").tariffs) == 1

@@ -69,6 +69,8 @@ def test_scrape_land_normalize_from_the_recorded_portal(portal, tariffs_env, mon
     assert meta["tarifas_raw"]["rows"].value == query(tariffs_env, "SELECT count(*) FROM tarifas_raw")[0][0]
     assert meta["tarifas_normalized"]["utilities"].value == 1  # the recording holds CEMIG-D only
     assert meta["tarifas_bandeiras"]["months"].value == 136
+    assert meta["tarifas_efetivas_mensais"]["rows"].value == query(
+        tariffs_env, "SELECT count(*) FROM tarifas_efetivas_mensais")[0][0] > 0
     checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
     assert checks["tarifas_normalized_error_rate"].passed  # 2 planted bad rows of about 250: under 1 %
 
@@ -100,3 +102,5 @@ def test_error_rate_check_fails_with_reasons_and_removed_files_leave(tariffs_env
 def test_an_empty_landing_folder_fails_tarifas_raw(tariffs_env):
     result = materialize(tariffs_env, dg.AssetSelection.assets("tarifas_raw"))
     assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert "no files in the tariffs landing folder" in str(failure.step_failure_data.error.message)

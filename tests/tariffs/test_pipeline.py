@@ -82,7 +82,8 @@ def test_chunks_parse_to_the_same_rows_and_lines_as_the_whole_file(name):
 def test_a_line_break_inside_quotes_is_never_cut():
     from ysh.tariffs.load import load_file, split_file
 
-    quoted = [tariff_line(start=f"20{y}-01-01", end=f"20{y}-12-31").replace("RESOLUÇÃO", '"RESOLUÇÃO\nHOMOL"', 1)
+    reh = "RESOLUÇÃO HOMOLOGATÓRIA Nº 3.456, DE 27 DE MAIO DE 2025"
+    quoted = [tariff_line(start=f"20{y}-01-01", end=f"20{y}-12-31").replace(reh, '"RESOLUÇÃO\n' + reh[10:] + '"', 1)
               for y in range(10, 40)]
     data = (HEADER + "\n" + "\n".join(quoted) + "\n").encode("utf-8")
     chunks = split_file(data, chunk_bytes=300)
@@ -91,7 +92,7 @@ def test_a_line_break_inside_quotes_is_never_cut():
     assert len(whole.tariffs) == 30 and whole.tariffs[1].line == 4  # physical lines: two per record
     assert [t for c in chunks for t in load_file(c.data, "q.csv", c.line_offset).tariffs] == whole.tariffs
     # a field with more line breaks than a chunk holds: every cut would fall inside quotes
-    long_field = tariff_line().replace("RESOLUÇÃO", '"' + "RESOLUÇÃO\n" * 100 + '"', 1)
+    long_field = tariff_line().replace(reh, '"' + "RESOLUÇÃO\n" * 100 + '"', 1)
     data = (HEADER + "\n" + long_field + "\n").encode("utf-8")
     assert split_file(data, chunk_bytes=300) == [(data, 0)]
 
@@ -113,3 +114,43 @@ def test_two_pathway_processes_with_small_chunks_give_the_same_tables_as_one(tmp
                               for f, _ in job.JSONL_FILES.values()}
     assert outputs[2] == outputs[1]
     assert len(outputs[2]["tarifas_normalized.jsonl"]) == 476
+
+
+def test_monthly_tariffs_need_neither_fio_b_nor_flags(tmp_path):
+    only_tariffs = tmp_path / "only"
+    only_tariffs.mkdir()
+    shutil.copy(REPO / "data" / "sample" / "tariffs" / "tarifas-homologadas-distribuidoras-energia-eletrica.csv",
+                only_tariffs)
+    report = job.run_static([only_tariffs], tmp_path / "out")
+    assert (report.counts["fio_b"], report.counts["flags"], report.counts["monthly"]) == (0, 0, 398)
+    monthly = read(tmp_path / "out" / "tarifas_efetivas_mensais.jsonl")
+    assert all(m["flag"] is None and m["flag_addon_brl_per_kwh"] == 0.0 for m in monthly)
+
+
+def test_conflicting_flags_are_quarantined_in_both_paths(tmp_path):
+    from ysh.tariffs.load import load_paths
+
+    header = "DatGeracaoConjuntoDados;DatCompetencia;NomBandeiraAcionada;VlrAdicionalBandeira"
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.csv").write_text(f"{header}\n2026-05-01;2015-02-01;Amarela;10,00\n"
+                                           "2026-05-01;2015-01-01;Verde;,00\n")
+    (tmp_path / "in" / "b.csv").write_text(f"{header}\n2026-05-01;2015-01-01;Vermelha P1;30,00\n"
+                                           "2026-05-01;2015-02-01;Amarela;10,00\n")
+    report = job.run_static([tmp_path / "in"], tmp_path / "out")
+    assert (report.counts["flags"], report.quarantine_by_reason) == (1, {"conflicting_flag": 2})
+    flags = read(tmp_path / "out" / "tarifas_bandeiras.jsonl")
+    assert [(f["month"][:7], f["flag"]) for f in flags] == [("2015-02", "Amarela")]  # the repeat, kept once
+    conflict = read(tmp_path / "out" / "tarifas_quarantine.jsonl")[0]
+    assert "conflicts with" in conflict["detail"] and conflict["raw"]["month"] == "2015-01-01"
+    loaded = load_paths([tmp_path / "in"])
+    assert [f.flag for f in loaded.flags] == ["Amarela"]
+    assert sorted(q.reason for q in loaded.quarantine) == ["conflicting_flag", "conflicting_flag"]
+
+
+def test_a_file_given_twice_counts_once_and_nothing_found_is_an_error(aneel_dir, tmp_path):
+    once = job.run_static([aneel_dir], tmp_path / "once")
+    twice = job.run_static([aneel_dir, aneel_dir / "tarifas.csv"], tmp_path / "twice")
+    assert twice.counts == once.counts
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no files"):
+        job.run_static([tmp_path / "empty"], tmp_path / "out")

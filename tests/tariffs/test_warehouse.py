@@ -108,8 +108,9 @@ def test_batch_recompute_equals_the_file_pipeline(warehouse, tmp_path):
     with db.connect(warehouse.dsn, warehouse.schema) as conn:
         landing.remove_source(conn, "bandeira-tarifaria-acionamento.csv")
     counts = job.run_warehouse(warehouse)
-    assert counts["tarifas_bandeiras"] == 0
-    assert query(warehouse, "SELECT count(*) FROM tarifas_efetivas_mensais WHERE flag IS NOT NULL") == [(0,)]
+    assert (counts["tarifas_bandeiras"], counts["tarifas_efetivas_mensais"]) == (0, 398)
+    assert query(warehouse, "SELECT count(*) FROM tarifas_efetivas_mensais WHERE flag IS NOT NULL "
+                            "OR flag_addon_brl_per_kwh <> 0") == [(0,)]
 
 
 def test_lookup_from_the_warehouse(warehouse):
@@ -170,10 +171,18 @@ def b1_tariffs(warehouse, utility="CEMIG-D"):
 
 def test_follower_reflects_inserts_updates_deletes_and_survives_kill_9(warehouse, tmp_path, follower):
     land(warehouse, SAMPLE)
+    stale = write_tariffs(tmp_path / "stale.csv", PERIODS[0].replace("CEMIG-D", "GONE"))
+    land(warehouse, stale)
+    job.run_warehouse(warehouse)  # an earlier batch wrote GONE's row
+    with db.connect(warehouse.dsn, warehouse.schema) as conn:
+        landing.remove_source(conn, "stale.csv")
     proc = follower()
     wait_for(lambda: query(warehouse, "SELECT count(*) FROM tarifas_normalized")[0][0] == 476, 120,
-             "the initial snapshot normalized")
+             "the initial snapshot normalized, without the row of the removed source")
     wait_for(lambda: query(warehouse, "SELECT count(*) FROM tarifas_efetivas_mensais")[0][0] == 398, 60, "monthly")
+    wait_for(lambda: job.follower_active(warehouse), 60, "the follower's slot active")
+    with pytest.raises(job.FollowerRunning):
+        job.run_warehouse(warehouse)  # a batch would race the follower
 
     # a new utility file: inserts
     extra = write_tariffs(tmp_path / "extra.csv", *[p.replace("CEMIG-D", "EQUATORIAL PA") for p in PERIODS[:3]])
@@ -199,7 +208,7 @@ def test_follower_reflects_inserts_updates_deletes_and_survives_kill_9(warehouse
     land(warehouse, extra)
     with db.connect(warehouse.dsn, warehouse.schema) as conn:
         landing.remove_source(conn, "bandeira-tarifaria-acionamento.csv")
-    follower()
+    proc = follower()
     wait_for(lambda: len(b1_tariffs(warehouse, "EQUATORIAL PA")) == 2
              and query(warehouse, "SELECT count(*) FROM tarifas_bandeiras")[0][0] == 0
              and query(warehouse, "SELECT count(*) FROM tarifas_quarantine WHERE source_file = 'extra.csv'")[0][0] == 0,
@@ -211,6 +220,9 @@ def test_follower_reflects_inserts_updates_deletes_and_survives_kill_9(warehouse
         return before if tables_state(warehouse) == before else None
 
     followed = wait_for(settled, 30, "a settled state")
+    proc.send_signal(signal.SIGINT)
+    proc.wait(30)
+    wait_for(lambda: not job.follower_active(warehouse), 30, "the slot released")
     job.run_warehouse(warehouse)
     assert tables_state(warehouse) == followed
 

@@ -52,6 +52,7 @@ INVERTED_VALIDITY = "inverted_validity"
 OVERLAPPING_VALIDITY = "overlapping_validity"
 MALFORMED_ROW = "malformed_row"
 UNKNOWN_FLAG = "unknown_flag"
+CONFLICTING_FLAG = "conflicting_flag"
 
 BASES = {"tarifa de aplicacao": "aplicacao", "base economica": "economica"}
 FLAGS = ("Verde", "Amarela", "Vermelha P1", "Vermelha P2", "Escassez Hídrica")
@@ -198,12 +199,15 @@ def _split_rows(text: str) -> list[tuple[int, list[str]]]:
     which also handles a quoted ``;`` or line break."""
     if '"' not in text and ("\n" in text or "\r" not in text):
         return [(i, line.rstrip("\r").split(";")) for i, line in enumerate(text.split("\n"), start=1)]
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=";")
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=";", strict=True)
     rows = []
     previous = 0
-    for row in reader:
-        start, previous = previous + 1, reader.line_num
-        rows.append((start, row))
+    try:
+        for row in reader:
+            start, previous = previous + 1, reader.line_num
+            rows.append((start, row))
+    except csv.Error as exc:  # an unbalanced quote would otherwise swallow the rest of the file
+        raise FileFormatError(f"broken quoting near line {previous + 1}: {exc}") from None
     return rows
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import NamedTuple
 
-from .aneel import OVERLAPPING_VALIDITY, FioB, FlagMonth, QuarantinedRow, Tariff, fold
+from .aneel import CONFLICTING_FLAG, OVERLAPPING_VALIDITY, FioB, FlagMonth, QuarantinedRow, Tariff, fold
 
 APPLICATION = "aplicacao"
 DEFAULT_CLASS = {"b1": ("Residencial", "Residencial"), "b2": ("Rural", None)}
@@ -122,7 +122,30 @@ def split_overlaps(rows: Iterable[Tariff | FioB]) -> tuple[list, list[Quarantine
     return kept, quarantined, duplicates
 
 
-def raw_json_of(row: Tariff | FioB) -> str:
+def check_flags(rows: Iterable[FlagMonth]) -> tuple[list[FlagMonth], list[QuarantinedRow]]:
+    """One flag per month. Repeats of the same flag and add-on are kept once (the first by
+    source and line); rows that disagree about a month are all quarantined as
+    ``conflicting_flag``, naming each other — never resolved by a silent pick."""
+    by_month: dict[date, list[FlagMonth]] = defaultdict(list)
+    for row in rows:
+        by_month[row.month].append(row)
+    kept: list[FlagMonth] = []
+    quarantined: list[QuarantinedRow] = []
+    for month, group in sorted(by_month.items()):
+        group.sort(key=lambda r: (r.source_file, r.line))
+        if len({(r.flag, r.addon_brl_per_kwh) for r in group}) == 1:
+            kept.append(group[0])
+            continue
+        for row in group:
+            others = ", ".join(f"{o.flag} +{o.addon_brl_per_kwh} ({o.source_file} line {o.line})"
+                               for o in group if o is not row)
+            quarantined.append(QuarantinedRow(row.source_file, row.line, CONFLICTING_FLAG,
+                                              f"{month:%Y-%m}: {row.flag} +{row.addon_brl_per_kwh} conflicts with {others}",
+                                              raw_json_of(row)))
+    return kept, quarantined
+
+
+def raw_json_of(row: Tariff | FioB | FlagMonth) -> str:
     import json
 
     return json.dumps({k: (v.isoformat() if isinstance(v, date) else v) for k, v in row._asdict().items()},

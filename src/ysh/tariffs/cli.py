@@ -160,6 +160,9 @@ def land(
 
 
 def _normalize(warehouse: db.Warehouse) -> None:
+    if job.follower_active(warehouse):
+        console.print("a CDC follower (`ysh tariffs follow`) is running: it normalizes the change; no batch run")
+        return
     with console.status("normalizing tarifas_raw with Pathway…"):
         counts = job.run_warehouse(warehouse)
     console.print(", ".join(f"{name} {count}" for name, count in counts.items()))

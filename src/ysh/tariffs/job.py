@@ -66,16 +66,13 @@ class TariffsReport:
 
 
 def build(paths: list[Path]) -> TariffTables:
-    pw_runtime.fresh_graph()
-    resolved = []
-    for path in paths:
-        path = path.resolve()
-        if not path.exists():
-            raise FileNotFoundError(f"path does not exist: {path}")
-        resolved.append(path)
+    """Declare the file source (every file under ``paths``, each once) and the graph."""
     from ..settings import get_settings
+    from .load import files_under
 
-    subject = FileChunksSubject(resolved, chunk_bytes=get_settings().tariffs_chunk_bytes)
+    files = files_under(paths)
+    pw_runtime.fresh_graph()
+    subject = FileChunksSubject(files, chunk_bytes=get_settings().tariffs_chunk_bytes)
     chunks = pw.io.python.read(subject, schema=FileChunkSchema, name="tariff_files")
     return build_tariffs_graph(chunks)
 
@@ -108,9 +105,30 @@ def attach_warehouse(tables: TariffTables, warehouse: Warehouse) -> None:
                              name=f"pg_{table_name}")
 
 
+class FollowerRunning(RuntimeError):
+    """A CDC follower keeps the normalized tables current; a batch recompute would race it."""
+
+
+def follower_active(warehouse: Warehouse) -> bool:
+    _, slot = replication_names(warehouse.schema)
+    with psycopg.connect(warehouse.dsn, autocommit=True) as conn:
+        return conn.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s AND active",
+                            (slot,)).fetchone() is not None
+
+
 def run_warehouse(warehouse: Warehouse) -> dict[str, int]:
     """Recompute the normalized tables from ``tarifas_raw`` as it stands (a consistent
-    snapshot) and delete the rows this run did not write. Returns the row counts."""
+    snapshot) and delete the rows this run did not write. Returns the row counts.
+
+    Raises
+    ------
+    FollowerRunning
+        ``ysh tariffs follow`` is running for this schema: it keeps the tables current,
+        and a batch writing the same rows from an older snapshot could undo its changes.
+    """
+    if follower_active(warehouse):
+        raise FollowerRunning(f"a CDC follower of {warehouse.schema}.tarifas_raw is running and keeps the "
+                              "normalized tables current; stop it to recompute in batch")
     started = _server_now(warehouse)
     pw_runtime.fresh_graph()
     raw = pw_runtime.read_query(warehouse.dsn, warehouse.schema, f"SELECT {RAW_COLUMNS} FROM {RAW_TABLE}",
@@ -179,8 +197,14 @@ def follow(warehouse: Warehouse, persistence_dir: Path, *, autocommit_duration_m
 
     The first run reads the table in an exported snapshot and then streams; later runs
     restore Pathway's persisted state and resume from the persisted replication position
-    (nothing re-read, nothing lost). ``on_ready()`` is called once the graph is running.
+    (nothing re-read, nothing lost). A first run (no persisted state) starts with a batch
+    recompute, which also deletes rows an earlier batch or follower wrote for raw rows
+    that are gone (the follower's sinks only ever touch the keys it emits).
+    ``on_ready()`` is called once the graph is running.
     """
+    fresh = not persistence_dir.exists() or not any(persistence_dir.iterdir())
+    if fresh:
+        run_warehouse(warehouse)
     pw_runtime.fresh_graph()
     raw = raw_source(warehouse, autocommit_duration_ms=autocommit_duration_ms, license_key=license_key)
     attach_warehouse(build_tariffs_graph_from_raw(raw), warehouse)

@@ -1,8 +1,10 @@
 """Landing ANEEL files in ``tarifas_raw`` (Postgres), one row per data line, as published.
 
-A *source* is a file name: landing a file again replaces that source's rows. The merge
-runs in one transaction and touches only what changed (an unchanged line is not
-rewritten), so the CDC follower of ``tarifas_raw`` re-normalizes only changed rows. Each
+A *source* is a file name: landing a file again replaces that source's rows. Rows are
+keyed by (source, line); the merge runs in one transaction and rewrites only the lines
+whose content changed, so the CDC follower re-normalizes only those. A line inserted in
+the middle of a file shifts the ones after it, which are then rewritten too (the result
+is the same, the follower just does more work). Each
 landing is a batch in ``tarifas_batches`` (rows inserted, updated, deleted, unchanged).
 """
 
@@ -16,7 +18,7 @@ from typing import NamedTuple
 
 import psycopg
 
-from .load import read_raw_file
+from .load import files_under, read_raw_file
 
 
 class LandReport(NamedTuple):
@@ -101,13 +103,9 @@ def prune_sources(conn: psycopg.Connection, keep: set[str]) -> int:
 
 
 def feed_files(paths: list[Path]) -> list[Path]:
-    """Files under ``paths`` (files or folders, recursively; hidden files skipped), sorted."""
-    found = []
-    for path in paths:
-        if not path.exists():
-            raise FileNotFoundError(f"path does not exist: {path}")
-        candidates = sorted(path.rglob("*")) if path.is_dir() else [path]
-        found += [p for p in candidates if p.is_file() and not p.name.startswith(".")]
+    """Files under ``paths`` (:func:`ysh.tariffs.load.files_under`); two different files
+    with one name are refused, since a source is identified by its file name."""
+    found = files_under(paths)
     names = [p.name for p in found]
     clashes = sorted({n for n in names if names.count(n) > 1})
     if clashes:

@@ -14,15 +14,45 @@ from typing import NamedTuple
 
 from . import aneel
 from .aneel import FileFormatError, QuarantinedRow, RawRecord
-from .book import TariffBook, split_overlaps
+from .book import TariffBook, check_flags, split_overlaps
 
 UNPARSEABLE_FILE = "unparseable_file"
 
 
+def files_under(paths: list[Path]) -> list[Path]:
+    """The files under ``paths`` (files, or folders read recursively; hidden names
+    skipped), each once even when given twice, sorted.
+
+    Raises
+    ------
+    FileNotFoundError
+        a path does not exist, or there is no file at all.
+    """
+    found: dict[Path, None] = {}
+    for path in paths:
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"path does not exist: {path}")
+        if path.is_dir():
+            candidates = sorted(p for p in path.rglob("*")
+                                if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts))
+        else:
+            candidates = [path]
+        for candidate in candidates:
+            found.setdefault(candidate.resolve(), None)
+    if not found:
+        raise FileNotFoundError(f"no files in {[str(p) for p in paths]}")
+    return sorted(found)
+
+
 def dataset_of(data: bytes) -> str | None:
-    """``tariffs``, ``fio_b`` or ``flags`` from the file's first line; None if unknown."""
-    head = data[:4096].decode("latin-1", errors="replace")
-    first = head.splitlines()[0] if head else ""
+    """``tariffs``, ``fio_b`` or ``flags`` from the file's first non-blank line; None if unknown."""
+    head = data[:65536]
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        text = head[:len(head) // 2 * 2].decode("utf-16", errors="replace")
+    else:
+        text = head.decode("latin-1")  # the header names are ASCII
+    first = next((line for line in text.splitlines() if line.strip()), "")
     if "VlrTUSD" in first and "DscSubGrupo" in first:
         return "tariffs"
     if "DscComponenteTarifario" in first:
@@ -154,18 +184,16 @@ class LoadedSet:
 
 def load_paths(paths: list[Path]) -> LoadedSet:
     """Every ANEEL file under ``paths`` (files or folders), overlaps split out."""
-    files = [p for path in paths for p in (sorted(path.rglob("*")) if path.is_dir() else [path]) if p.is_file()]
-    if not files:
-        raise FileNotFoundError(f"no files in {[str(p) for p in paths]}")
-    tariffs, fio_b, flags, quarantine = [], [], {}, []
+    files = files_under(paths)
+    tariffs, fio_b, flags, quarantine = [], [], [], []
     for path in files:
         loaded = load_file(path.read_bytes(), str(path))
         tariffs += loaded.tariffs
         fio_b += loaded.fio_b
-        for flag in loaded.flags:
-            flags[flag.month] = flag
+        flags += loaded.flags
         quarantine += loaded.quarantine
     tariffs, overlapping_tariffs, dup_t = split_overlaps(tariffs)
     fio_b, overlapping_fio_b, dup_f = split_overlaps(fio_b)
-    return LoadedSet(tariffs, fio_b, sorted(flags.values()), quarantine + overlapping_tariffs + overlapping_fio_b,
+    flags, conflicting_flags = check_flags(flags)
+    return LoadedSet(tariffs, fio_b, flags, quarantine + overlapping_tariffs + overlapping_fio_b + conflicting_flags,
                      dup_t + dup_f)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import pathway as pw
 
 from .aneel import FioB, FlagMonth, QuarantinedRow, Tariff
-from .book import Span, TariffBook, check_periods, raw_json_of, row_token
+from .book import Span, TariffBook, check_flags, check_periods, raw_json_of, row_token
 from .load import load_file, row_from_record
 
 EFFECTIVE_SUBGROUPS = ("b1", "b3")
@@ -144,10 +144,18 @@ def _keep_non_overlapping(rows: pw.Table, layout: type) -> tuple[pw.Table, pw.Ta
 
 
 @pw.udf(deterministic=True)
-def _monthly(tariffs: tuple, fio_b: tuple, flags: tuple) -> list[tuple]:
-    book = TariffBook([_from_engine(Tariff, tuple(t)[1:]) for t in tariffs],
-                      [_from_engine(FioB, tuple(f)[1:]) for f in fio_b],
-                      [_from_engine(FlagMonth, tuple(f)) for f in flags])
+def _check_flags(rows: tuple) -> tuple:
+    """One month's flag rows → (the kept row or None, quarantined rows) by :func:`check_flags`."""
+    kept, quarantined = check_flags(_from_engine(FlagMonth, tuple(r)) for r in rows)
+    return (_to_engine(kept[0]) if kept else None, [tuple(q) for q in quarantined])
+
+
+@pw.udf(deterministic=True)
+def _monthly(tariffs: tuple, flags: tuple | None) -> list[tuple]:
+    # Fio B is not part of the monthly tariff: the book gets none (a Fio B ambiguity must
+    # not drop a month); a month without a published flag gets add-on 0.
+    book = TariffBook([_from_engine(Tariff, tuple(t)[1:]) for t in tariffs], [],
+                      [_from_engine(FlagMonth, tuple(f)) for f in flags or ()])
     out = []
     for utility in book.utilities:
         for subgroup in ("B1", "B3"):
@@ -191,25 +199,19 @@ class FileChunkSchema(pw.Schema):
 
 
 class FileChunksSubject(pw.io.python.ConnectorSubject):
-    """Every file under ``paths`` (files or folders, recursively) as chunks of whole lines
-    (:func:`ysh.tariffs.load.split_file`), emitted once (a static source)."""
+    """Files as chunks of whole lines (:func:`ysh.tariffs.load.split_file`), emitted once
+    (a static source)."""
 
-    def __init__(self, paths: list, chunk_bytes: int = 4 << 20):
+    def __init__(self, files: list, chunk_bytes: int = 4 << 20):
         super().__init__(datasource_name="aneel_file_chunks")
-        self._paths, self._chunk_bytes = paths, chunk_bytes
+        self._files, self._chunk_bytes = files, chunk_bytes
 
     def run(self) -> None:
-        from pathlib import Path
-
         from .load import split_file
 
-        for root in self._paths:
-            root = Path(root)
-            files = sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")) \
-                if root.is_dir() else [root]
-            for path in files:
-                for chunk in split_file(path.read_bytes(), self._chunk_bytes):
-                    self.next(data=chunk.data, path=str(path), line_offset=chunk.line_offset)
+        for path in self._files:
+            for chunk in split_file(path.read_bytes(), self._chunk_bytes):
+                self.next(data=chunk.data, path=str(path), line_offset=chunk.line_offset)
 
 
 def build_tariffs_graph(chunks: pw.Table) -> TariffTables:
@@ -251,12 +253,17 @@ def _build_from_rows(tariff_rows: pw.Table, fio_b_rows: pw.Table, flag_rows: pw.
     fio_b, overlapping_fio_b = _keep_non_overlapping(typed(fio_b_rows, FioB), FioB)
 
     flag_rows = flag_rows.select(**_columns(pw.this.row, FlagMonth))
-    latest = flag_rows.groupby(pw.this.month).reduce(winner=pw.reducers.argmax(pw.this.line))
-    flags = flag_rows.ix(latest.winner)
+    checked_flags = flag_rows.groupby(pw.this.month).reduce(result=_check_flags(
+        pw.reducers.tuple(pw.make_tuple(*[pw.this[c] for c in FlagMonth._fields]))))
+    flags = checked_flags.filter(pw.this.result[0].is_not_none()).select(
+        **_columns(pw.declare_type(tuple, pw.this.result[0]), FlagMonth))
+    conflicting_flags = checked_flags.select(row=pw.declare_type(list[tuple], pw.this.result[1])).flatten(
+        pw.this.row).select(**_columns(pw.this.row, QuarantinedRow)).select(
+        pw.this.source_file, pw.this.line, pw.this.reason, pw.this.detail, raw=_raw_json(pw.this.raw))
 
     parse_quarantine = quarantine_rows.select(**_columns(pw.this.row, QuarantinedRow)).select(
         pw.this.source_file, pw.this.line, pw.this.reason, pw.this.detail, raw=_raw_json(pw.this.raw))
-    quarantine = pw.Table.concat_reindex(parse_quarantine, overlapping_tariffs, overlapping_fio_b)
+    quarantine = pw.Table.concat_reindex(parse_quarantine, overlapping_tariffs, overlapping_fio_b, conflicting_flags)
 
     # monthly effective tariffs (B1/B3, Tarifa de Aplicação): recomputed from the kept rows
     subgroup = pw.this.subgroup.str.lower()
@@ -266,13 +273,11 @@ def _build_from_rows(tariff_rows: pw.Table, fio_b_rows: pw.Table, flag_rows: pw.
     )
     pack = lambda t, layout: t.select(row=pw.make_tuple(pw.this.key_text, *[t[c] for c in layout._fields]))  # noqa: E731
     all_tariffs = pack(residential, Tariff).reduce(rows=pw.reducers.tuple(pw.this.row))
-    all_fio_b = pack(fio_b, FioB).reduce(rows=pw.reducers.tuple(pw.this.row))
     all_flags = flags.select(row=pw.make_tuple(*[flags[c] for c in FlagMonth._fields])).reduce(
         rows=pw.reducers.tuple(pw.this.row))
-    joined = all_tariffs.join(all_fio_b, id=all_tariffs.id).select(
-        tariffs=all_tariffs.rows, fio_b=all_fio_b.rows)
-    joined = joined.join(all_flags, id=joined.id).select(joined.tariffs, joined.fio_b, flags=all_flags.rows)
-    monthly = joined.select(row=_monthly(pw.this.tariffs, pw.this.fio_b, pw.this.flags)).flatten(pw.this.row)
+    joined = all_tariffs.join_left(all_flags, id=all_tariffs.id).select(
+        tariffs=all_tariffs.rows, flags=all_flags.rows)
+    monthly = joined.select(row=_monthly(pw.this.tariffs, pw.this.flags)).flatten(pw.this.row)
     monthly = monthly.select(
         utility=pw.declare_type(str, pw.this.row[0]), subgroup=pw.declare_type(str, pw.this.row[1]),
         month=pw.declare_type(pw.DateTimeNaive, pw.this.row[2]),
