@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+from pathlib import Path
 
 import typer
 from rich.console import Console
@@ -171,14 +172,66 @@ def demo() -> None:
                  "tarifas_raw → tarifas_normalized → tarifas_bandeiras / tarifas_efetivas_mensais",
                  selection=dg.AssetSelection.groups(tariff_assets.GROUP) - dg.AssetSelection.assets(
                      "tarifas_aneel_scrape"))
-    print_current(book_from_warehouse(warehouse))
+    book = book_from_warehouse(warehouse)
+    print_current(book)
+
+    # --- proposals: Medusa-like quotes over the catalog, evaluated with the tariffs -----
+    from datetime import date
+
+    from .proposals import assets as proposal_assets
+    from .proposals.cli import print_kpis
+    from .proposals.report import build_report
+    from .proposals.seed import seed_medusa
+
+    covered = book.covered_until()
+    today = min(date.today(), covered) if covered else date.today()
+    with db.connect(warehouse.dsn, warehouse.schema) as conn:
+        seeded = seed_medusa(conn, today=today)
+    console.print(f"[green]✓[/] seeded {seeded.companies} companies, {seeded.quotes} quotes and {seeded.orders} orders "
+                  f"(the 12 months up to {today}, which the sample tariffs cover)")
+    if not settings.irradiance_offline:
+        from .proposals.irradiance import sources_reachable
+
+        if not sources_reachable(settings):
+            os.environ["YSH_IRRADIANCE_OFFLINE"] = "true"  # the Pathway subprocess inherits it
+            console.print("[yellow]irradiance: NASA POWER and PVGIS are not reachable from here; this run uses "
+                          "the cache or the modelled clear-sky year (irradiance_source = modelled)[/]")
+    _materialize([*proposal_assets.ASSETS, *proposal_assets.CHECKS],
+                 "propostas_raw → propostas_enriched → propostas_analytics → kpis_b1_b3",
+                 selection=dg.AssetSelection.groups(proposal_assets.GROUP))
+    print_kpis(warehouse)
+    report = build_report(warehouse, settings.home_dir / "reports" / "proposals.html")
+    console.print(f"[green]✓[/] report → [cyan]{report.path}[/] (payback distribution, the cash flow of "
+                  f"{report.chosen_quote_id}, KPIs)")
     console.print(
         "\nNext: [bold]ysh ui[/] (Dagster UI: asset graph, metadata, checks) · "
         "[bold]ysh catalog watch[/] / [bold]ysh tariffs follow[/] (streaming) · "
-        "[bold]ysh tariffs at CEMIG-D B1 2026-01-15[/] · "
+        "[bold]ysh tariffs at CEMIG-D B1 2026-01-15[/] · [bold]ysh proposal evaluate FILE.json[/] · "
+        "[bold]ysh report[/] · "
         f"tables in schema [bold]{settings.postgres_schema}[/]: items_normalized, products, tarifas_normalized, "
-        "tarifas_efetivas_mensais, …\n"
+        "tarifas_efetivas_mensais, propostas_analytics, kpis_b1_b3, …\n"
     )
+
+
+@app.command()
+def report(
+    out: Path | None = typer.Option(None, "--out", help="HTML file (default: $YSH_HOME/reports/proposals.html)."),
+    quote: str | None = typer.Option(None, "--quote", help="Quote whose cash-flow curve is shown (default: the "
+                                                             "median-payback one)."),
+) -> None:
+    """Write the proposals report (payback distribution, one cash-flow curve, B1/B3 KPIs) as one HTML file."""
+    from .db import Warehouse
+    from .proposals.report import build_report
+
+    settings = get_settings()
+    target = out or settings.home_dir / "reports" / "proposals.html"
+    try:
+        summary = build_report(Warehouse(db.prepare_warehouse(settings), settings.postgres_schema), target, quote)
+    except ValueError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from exc
+    console.print(f"[green]✓[/] report of {summary.proposals} proposals ({summary.errors} not evaluated, "
+                  f"{summary.orders} ordered; curve of {summary.chosen_quote_id}) → [cyan]{summary.path}[/]")
 
 
 @app.command()

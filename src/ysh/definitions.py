@@ -8,14 +8,15 @@ from __future__ import annotations
 import dagster as dg
 
 from .catalog import assets as catalog
+from .proposals import assets as proposals
 from .resources import WarehouseResource
 from .tariffs import assets as tariffs
 
 defs = dg.Definitions(
-    assets=[*catalog.ASSETS, *tariffs.ASSETS],
-    asset_checks=[*catalog.CHECKS, *tariffs.CHECKS],
-    jobs=[*catalog.JOBS, *tariffs.JOBS],
-    schedules=[*catalog.SCHEDULES, *tariffs.SCHEDULES],
+    assets=[*catalog.ASSETS, *tariffs.ASSETS, *proposals.ASSETS],
+    asset_checks=[*catalog.CHECKS, *tariffs.CHECKS, *proposals.CHECKS],
+    jobs=[*catalog.JOBS, *tariffs.JOBS, *proposals.JOBS],
+    schedules=[*catalog.SCHEDULES, *tariffs.SCHEDULES, *proposals.SCHEDULES],
     sensors=[*catalog.SENSORS],
     resources={
         "warehouse": WarehouseResource(),

@@ -76,6 +76,21 @@ class Settings(BaseSettings):
     nasa_power_url: str = "https://power.larc.nasa.gov/api/temporal/hourly/point"
     pvgis_url: str = "https://re.jrc.ec.europa.eu/api/"
 
+    # --- proposals job: assumptions the quotes do not carry (documented in docs/proposals.md)
+    proposal_simultaneity_b1: float = Field(default=0.30, ge=0, le=1,
+                                            description="Share of generation consumed on the spot, B1.")
+    proposal_simultaneity_b3: float = Field(default=0.50, ge=0, le=1,
+                                            description="Share of generation consumed on the spot, B3.")
+    proposal_pis_cofins_pct: float = Field(default=6.0, ge=0, lt=100)
+    proposal_tariff_escalation_pct: float = Field(default=5.0, ge=-50, le=100)
+    proposal_discount_rate_pct: float = Field(default=10.0, gt=-100, le=100)
+    proposal_om_pct_capex: float = Field(default=1.0, ge=0, le=100)
+    proposal_inverter_replacement_year: int = Field(default=12, ge=1, le=50)
+    proposal_inverter_replacement_pct: float = Field(default=15.0, ge=0, le=100)
+    proposal_installation_brl_per_kwp: float = Field(
+        default=1200.0, ge=0, description="Labour, structure and cabling on top of the quoted equipment.")
+    proposal_losses_pct: float = Field(default=14.0, ge=0, lt=100, description="PVWatts system losses.")
+
     # --- object store (S3 / MinIO) -----------------------------------------------
     s3_endpoint_url: str | None = None
     s3_region: str = "us-east-1"

@@ -390,3 +390,25 @@ def test_modelled_year_shape_and_assumptions():
     # winter (June) has less sun than summer (January) at 20° S
     monthly = df["ghi"].groupby(df.index.month).mean()
     assert monthly[6] < monthly[1]
+
+
+@pytest.fixture(autouse=True)
+def _forget_unreachable_sources():
+    ir._unreachable_until.clear()
+    yield
+    ir._unreachable_until.clear()
+
+
+def test_an_unreachable_source_is_skipped_for_a_while(tmp_path, caplog):
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on: connection refused
+        s.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{s.getsockname()[1]}/api"
+    settings = Settings(irradiance_cache_dir=tmp_path, irradiance_sources=["nasa_power"], nasa_power_url=closed,
+                        irradiance_retries=1, irradiance_timeout_s=2)
+    caplog.set_level(logging.INFO, logger="ysh.proposals.irradiance")
+    first = ir.get_irradiance(-19.92, -43.94, settings)
+    assert first.source == "modelled" and "ConnectionError" in first.detail
+    second = ir.get_irradiance(-23.55, -46.63, settings)  # another site: the source is not asked again
+    assert second.source == "modelled" and "skipped, unreachable" in second.detail

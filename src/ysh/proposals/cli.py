@@ -46,3 +46,95 @@ def evaluate_command(
     result = evaluate(proposal)
     out = {"input": proposal.model_dump(mode="json"), **result.as_dict()}
     sys.stdout.write(json.dumps(out, ensure_ascii=False, indent=indent or None) + "\n")
+
+
+def _warehouse():
+    from .. import db
+    from ..settings import get_settings
+
+    settings = get_settings()
+    return db.Warehouse(db.prepare_warehouse(settings), settings.postgres_schema), settings
+
+
+@app.command("run")
+def run_command() -> None:
+    """Evaluate every quote in the warehouse (batch): propostas_enriched, propostas_analytics, kpis_b1_b3."""
+    from . import job
+
+    warehouse, settings = _warehouse()
+    out = Console()
+    try:
+        with out.status("evaluating quotes with Pathway…"):
+            counts = job.run_batch(warehouse, settings)
+    except job.FollowerRunning as exc:
+        err.print(f"[yellow]{exc}[/]")
+        raise typer.Exit(1) from exc
+    out.print(", ".join(f"{name} {count}" for name, count in counts.items()))
+    print_kpis(warehouse)
+
+
+@app.command("follow")
+def follow_command(
+    reset: bool = typer.Option(False, "--reset", help="Drop the replication slots and persisted state first."),
+) -> None:
+    """Follow quotes, orders, companies, the catalog and the tariffs by CDC and keep the
+    proposals tables current. Stop with Ctrl-C."""
+    from . import job
+
+    warehouse, settings = _warehouse()
+    state = settings.state_dir / "proposals_follow"
+    if reset:
+        job.drop_follower_state(warehouse, state)
+    Console().print(f"following the proposals sources of schema [cyan]{warehouse.schema}[/] (state in {state})")
+    job.follow(warehouse, settings, state)
+
+
+def print_kpis(warehouse) -> None:
+    from rich.table import Table
+
+    from .. import db
+
+    with db.connect(warehouse.dsn, warehouse.schema) as conn:
+        rows = conn.execute(
+            "SELECT customer_class, state, sum(quotes), sum(orders), sum(kwp), "
+            "percentile_cont(0.5) WITHIN GROUP (ORDER BY median_payback_years), "
+            "percentile_cont(0.5) WITHIN GROUP (ORDER BY median_irr_pct) "
+            "FROM kpis_b1_b3 GROUP BY 1, 2 ORDER BY 1, 2").fetchall()
+        errors = conn.execute("SELECT count(*) FROM propostas_analytics WHERE error IS NOT NULL").fetchone()[0]
+    table = Table("class", "state", "quotes", "orders", "conversion", "kWp", "median payback (y)", "median IRR",
+                  title="B1/B3 proposals (kpis_b1_b3, all months)")
+    for klass, state, quotes, orders, kwp, payback, irr in rows:
+        table.add_row(klass, state, str(quotes), str(orders), f"{orders / quotes:.0%}" if quotes else "—",
+                      f"{kwp:,.1f}", "—" if payback is None else f"{payback:.1f}", "—" if irr is None else f"{irr:.1f} %")
+    out = Console()
+    out.print(table)
+    if errors:
+        out.print(f"[yellow]{errors} quotes could not be evaluated (see propostas_analytics.error)[/]")
+
+
+@app.command("seed")
+def seed_command(
+    companies: int = typer.Option(40, min=1, help="Companies (integrators) to create."),
+    quotes: int = typer.Option(400, min=1, help="Quotes to create."),
+    seed: int = typer.Option(14, help="Random seed (same seed: same rows, upserted)."),
+    today: str | None = typer.Option(None, help="ISO date the quotes lead up to (default: today)."),
+) -> None:
+    """Seed the Medusa-like tables (company, quote, quote_item, order) from the catalog in the warehouse."""
+    from datetime import date
+
+    from .. import db
+    from .seed import seed_medusa
+
+    warehouse, _ = _warehouse()
+    try:
+        when = date.fromisoformat(today) if today else None
+    except ValueError as exc:
+        raise typer.BadParameter(f"--today must be ISO (YYYY-MM-DD), got {today!r}") from exc
+    with db.connect(warehouse.dsn, warehouse.schema) as conn:
+        try:
+            report = seed_medusa(conn, companies=companies, quotes=quotes, seed=seed, today=when)
+        except ValueError as exc:
+            err.print(f"[red]{exc}[/]")
+            raise typer.Exit(1) from exc
+    Console().print(f"seeded {report.companies} companies, {report.quotes} quotes ({report.quote_items} lines, "
+                    f"{report.unknown_sku_quotes} with a stale SKU), {report.orders} orders")

@@ -119,6 +119,16 @@ class SourceError(RuntimeError):
     """An online irradiance source could not deliver a usable year."""
 
 
+class SourceUnreachable(SourceError):
+    """The source did not answer at all (connection refused, DNS, timeouts) after retries."""
+
+
+#: After a source is unreachable, skip it for this long in this process: a batch of
+#: hundreds of quotes must not wait timeout × retries for every site while it is down.
+UNREACHABLE_SKIP_S = 300.0
+_unreachable_until: dict[str, float] = {}
+
+
 @dataclass(frozen=True, eq=False)
 class IrradianceYear:
     """One year of hourly weather at a site.
@@ -310,13 +320,16 @@ def _http_get(session: requests.Session, url: str, params: dict, *, timeout: flo
     """GET with retries on connection errors, timeouts, 5xx and 429; return a 2xx response."""
     attempts = retries + 1
     last: str = "no attempt"
+    unreachable = False
     for attempt in range(1, attempts + 1):
         try:
             resp = session.get(url, params=params, timeout=timeout)
         except (requests.ConnectionError, requests.Timeout,
                 requests.exceptions.ChunkedEncodingError) as exc:
             last = f"{type(exc).__name__}: {exc}"
+            unreachable = True
         else:
+            unreachable = False
             if resp.ok:
                 return resp
             if not _retryable(resp.status_code):
@@ -326,7 +339,8 @@ def _http_get(session: requests.Session, url: str, params: dict, *, timeout: flo
             delay = RETRY_BACKOFF_S * 2 ** (attempt - 1)
             log.info("%s: attempt %d/%d failed (%s); retrying in %.1f s", what, attempt, attempts, last, delay)
             time.sleep(delay)
-    raise SourceError(f"{what}: failed after {attempts} attempt(s): {last}")
+    error = SourceUnreachable if unreachable else SourceError
+    raise error(f"{what}: failed after {attempts} attempt(s): {last}")
 
 
 def _new_session() -> requests.Session:
@@ -514,6 +528,9 @@ def get_irradiance(latitude: float, longitude: float, settings: "Settings") -> I
     failures: list[str] = []
     with _new_session() as session:
         for source in sources:
+            if _unreachable_until.get(source, 0.0) > time.monotonic():
+                failures.append(f"{source}: skipped, unreachable within the last {UNREACHABLE_SKIP_S:.0f} s")
+                continue
             try:
                 year = FETCHERS[source](
                     session, lat, lon, url=_source_url(settings, source),
@@ -522,6 +539,8 @@ def get_irradiance(latitude: float, longitude: float, settings: "Settings") -> I
             except SourceError as exc:
                 log.warning("irradiance (%s, %s): source %s failed: %s", lat, lon, source, exc)
                 failures.append(str(exc))
+                if isinstance(exc, SourceUnreachable):
+                    _unreachable_until[source] = time.monotonic() + UNREACHABLE_SKIP_S
                 continue
             try:
                 write_cached(cache_dir, year)
@@ -537,3 +556,21 @@ def get_irradiance(latitude: float, longitude: float, settings: "Settings") -> I
     reason = "all online sources failed: " + "; ".join(failures)
     log.warning("irradiance (%s, %s): modelled year (%s)", lat, lon, reason)
     return modelled_year(lat, lon, reason=reason)
+
+
+def sources_reachable(settings: "Settings", timeout: float = 3.0) -> list[str]:
+    """The configured online sources whose host accepts a TCP connection within
+    ``timeout`` (a cheap check before a long batch; the fetch itself may still fail)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    reachable = []
+    for source in settings.irradiance_sources:
+        parts = urlsplit(_source_url(settings, source))
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        try:
+            with socket.create_connection((parts.hostname, port), timeout=timeout):
+                reachable.append(source)
+        except OSError:
+            continue
+    return reachable

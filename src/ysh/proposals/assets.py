@@ -1,0 +1,93 @@
+"""Dagster assets of the proposals job (thin: the work runs in Pathway, via Pipes).
+
+Lineage: ``propostas_raw`` (the Medusa-like source tables) together with
+``catalog_normalized`` and ``tarifas_normalized`` → ``propostas_enriched`` →
+``propostas_analytics`` → ``kpis_b1_b3`` (one Pathway run produces the last three).
+"""
+
+
+import sys
+
+import dagster as dg
+
+from ..console import markdown_table
+from ..resources import WarehouseResource
+from ..db import Warehouse
+from . import reporting
+
+GROUP = "proposals"
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"postgres"},
+    description="The Medusa-like B2B source tables (company, quote, quote_item, order), observed.",
+    owners=["team:data-platform"],
+)
+def propostas_raw(warehouse: WarehouseResource) -> dg.MaterializeResult:
+    counts = reporting.source_counts(Warehouse(warehouse.get_dsn(), warehouse.schema))
+    if counts["quote"] == 0:
+        raise dg.Failure("no quotes in the warehouse: seed them (`ysh proposal seed`) or connect the Medusa database")
+    return dg.MaterializeResult(metadata={**counts, "tables": dg.MetadataValue.md(
+        markdown_table(["table", "rows"], list(counts.items())))})
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec("propostas_enriched", group_name=GROUP, kinds={"pathway", "postgres"},
+                     deps=[propostas_raw, "catalog_normalized", "tarifas_normalized"],
+                     description="Each quote with its system (kWp from the catalog), tariff in force, irradiance "
+                                 "source and yearly generation."),
+        dg.AssetSpec("propostas_analytics", group_name=GROUP, kinds={"pathway", "postgres"},
+                     deps=["propostas_enriched"],
+                     description="Billing model v1 per quote: NPV, IRR, paybacks, ROI, year-1 bills, yearly table."),
+        dg.AssetSpec("kpis_b1_b3", group_name=GROUP, kinds={"pathway", "postgres"}, deps=["propostas_analytics"],
+                     description="Per class, state and month: quotes, orders, conversion, kWp, median payback "
+                                 "and IRR."),
+    ],
+    name="propostas_evaluate",
+)
+def propostas_evaluate(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
+                       pipes_subprocess_client: dg.PipesSubprocessClient):
+    env = {"YSH_POSTGRES_DSN": warehouse.get_dsn(), "YSH_POSTGRES_SCHEMA": warehouse.schema}
+    yield from pipes_subprocess_client.run(
+        command=[sys.executable, "-m", "ysh.proposals.pipes_entry", "run"], context=context, env=env,
+    ).get_results()
+
+
+@dg.asset_check(asset="propostas_enriched", blocking=False,
+                description="Every quote found the tariff in force for its utility, class and day.")
+def propostas_enriched_have_tariffs(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    missing = warehouse.query("SELECT quote_id, utility, customer_class, tariff_error FROM propostas_enriched "
+                              "WHERE tariff_error IS NOT NULL ORDER BY quote_id LIMIT 20")
+    (count,), = warehouse.query("SELECT count(*) FROM propostas_enriched WHERE tariff_error IS NOT NULL")
+    return dg.AssetCheckResult(passed=count == 0, metadata={
+        "without_tariff": int(count),
+        "examples": dg.MetadataValue.md(markdown_table(["quote", "utility", "class", "why"], missing))})
+
+
+@dg.asset_check(asset="propostas_analytics", blocking=False,
+                description="IRR present when year-1 savings are positive; payback present when the "
+                            "proposal pays back within its horizon (ROI > 0).")
+def propostas_analytics_kpis_present(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    bad = warehouse.query(
+        "SELECT quote_id, year1_savings_brl, roi, irr_pct, payback_years FROM propostas_analytics "
+        "WHERE error IS NULL AND ((year1_savings_brl > 0 AND irr_pct IS NULL) OR (roi > 0 AND payback_years IS NULL)) "
+        "ORDER BY quote_id LIMIT 20")
+    return dg.AssetCheckResult(passed=not bad, metadata={
+        "inconsistent": len(bad),
+        "examples": dg.MetadataValue.md(markdown_table(["quote", "year-1 savings", "ROI", "IRR %", "payback"], bad))})
+
+
+proposals_job = dg.define_asset_job("proposals_job", selection=dg.AssetSelection.groups(GROUP),
+                                    description="Evaluate every quote and refresh the B1/B3 KPIs.")
+
+proposals_schedule = dg.ScheduleDefinition(
+    name="proposals_0800_1400_2000", job=proposals_job, cron_schedule="0 8,14,20 * * *",
+    execution_timezone="America/Sao_Paulo", default_status=dg.DefaultScheduleStatus.RUNNING,
+)
+
+ASSETS = [propostas_raw, propostas_evaluate]
+CHECKS = [propostas_enriched_have_tariffs, propostas_analytics_kpis_present]
+JOBS = [proposals_job]
+SCHEDULES = [proposals_schedule]

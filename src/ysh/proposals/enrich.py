@@ -1,0 +1,140 @@
+"""From a quote to an evaluated proposal (pure Python; the Pathway graph calls these).
+
+* :func:`size_system` — quote lines joined with the catalog → kWp, inverter kW, capex;
+* :func:`lookup_tariff` — the utility's B1/B3 Tarifa de Aplicação in force on the quote's
+  day (:meth:`ysh.tariffs.book.TariffBook.tariff_at`);
+* :func:`evaluate_quote` — billing model v1 with the platform's assumptions
+  (:class:`Assumptions`, from the settings), or the reason it cannot be evaluated.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import dataclass
+from datetime import date
+
+from pydantic import ValidationError
+
+from ..tariffs.aneel import FioB, Tariff
+from ..tariffs.book import TariffBook, TariffLookupError
+from .billing import ProposalInput, evaluate
+
+GENERATING = "module"
+CONVERTING = ("inverter", "microinverter")
+
+
+@dataclass(frozen=True)
+class Assumptions:
+    """What a quote does not carry; defaults and meaning in docs/proposals.md."""
+
+    simultaneity_b1: float = 0.30
+    simultaneity_b3: float = 0.50
+    pis_cofins_pct: float = 6.0
+    tariff_escalation_pct: float = 5.0
+    discount_rate_pct: float = 10.0
+    om_pct_capex: float = 1.0
+    inverter_replacement_year: int = 12
+    inverter_replacement_pct: float = 15.0
+    installation_brl_per_kwp: float = 1200.0
+    losses_pct: float = 14.0
+
+    @classmethod
+    def from_settings(cls, settings) -> Assumptions:
+        return cls(**{name: getattr(settings, f"proposal_{name}") for name in cls.__dataclass_fields__})
+
+
+@dataclass(frozen=True)
+class SystemSize:
+    kwp: float
+    inverter_kw: float
+    modules: int
+    equipment_brl: float
+    unknown_skus: str | None  # "distributor/sku, …" of lines not in the catalog
+
+
+def size_system(lines: list[tuple]) -> SystemSize:
+    """``lines``: (distributor, sku, quantity, unit_price_brl, category or None, power_w or None)."""
+    kwp = inverter_kw = equipment = 0.0
+    modules = 0
+    unknown = []
+    for distributor, sku, quantity, unit_price, category, power_w in sorted(lines, key=lambda line: line[:2]):
+        equipment += quantity * unit_price
+        if category is None:
+            unknown.append(f"{distributor}/{sku}")
+        elif category == GENERATING and power_w:
+            kwp += quantity * power_w / 1000.0
+            modules += quantity
+        elif category in CONVERTING and power_w:
+            inverter_kw += quantity * power_w / 1000.0
+    return SystemSize(round(kwp, 6), round(inverter_kw, 6), modules, round(equipment, 2),
+                      ", ".join(unknown) or None)
+
+
+def lookup_tariff(tariffs: list[Tariff], fio_b: list[FioB], utility: str, subgroup: str,
+                  on: date) -> tuple[float | None, float | None, float | None, str | None]:
+    """(TE, TUSD, Fio B, error) of the Convencional Tarifa de Aplicação in force on ``on``."""
+    try:
+        found = TariffBook(tariffs, fio_b).tariff_at(utility, subgroup, on)
+    except TariffLookupError as exc:
+        return None, None, None, str(exc)
+    if found.fio_b_brl_per_kwh is None:
+        return found.te_brl_per_kwh, found.tusd_brl_per_kwh, None, (
+            f"no TUSD Fio B published for {utility} {subgroup} on {on}")
+    return found.te_brl_per_kwh, found.tusd_brl_per_kwh, found.fio_b_brl_per_kwh, None
+
+
+def consumption_of(value) -> list[float]:
+    """The quote's ``consumption_kwh_month`` (JSON list) as floats; ValueError if malformed."""
+    values = json.loads(value) if isinstance(value, str) else value
+    if not isinstance(values, list) or not all(isinstance(v, (int, float)) for v in values):
+        raise ValueError(f"consumption_kwh_month must be a JSON list of numbers, got {value!r}")
+    return [float(v) for v in values]
+
+
+def evaluate_quote(*, customer_class: str, connection: str, size: SystemSize, consumption: list[float],
+                   generation: list[float], te: float | None, tusd: float | None, fio_b: float | None,
+                   tariff_error: str | None, icms_pct: float, access_request_date: date, quote_date: date,
+                   assumptions: Assumptions) -> dict:
+    """KPIs and yearly table of one quote (``error`` set and KPIs None when it cannot be
+    evaluated: no modules, no tariff, invalid input)."""
+    error = None
+    if size.kwp <= 0:
+        error = "no modules with a known power in the quote" + (
+            f" (unknown SKUs: {size.unknown_skus})" if size.unknown_skus else "")
+    elif tariff_error or te is None or tusd is None or fio_b is None:
+        error = f"no tariff: {tariff_error}"
+    if error:
+        return {"error": error}
+    a = assumptions
+    try:
+        proposal = ProposalInput(
+            customer_class=customer_class, connection=connection, system_kwp=size.kwp,
+            capex_brl=size.equipment_brl + a.installation_brl_per_kwp * size.kwp,
+            generation_kwh_month=tuple(generation), consumption_kwh_month=tuple(consumption),
+            simultaneity=a.simultaneity_b1 if customer_class == "B1" else a.simultaneity_b3,
+            te_brl_per_kwh=te, tusd_brl_per_kwh=tusd, fio_b_brl_per_kwh=fio_b, icms_pct=icms_pct,
+            pis_cofins_pct=a.pis_cofins_pct, access_request_date=access_request_date, start_year=quote_date.year,
+            tariff_escalation_pct_per_year=a.tariff_escalation_pct, discount_rate_pct=a.discount_rate_pct,
+            om_pct_capex_per_year=a.om_pct_capex, inverter_replacement_year=a.inverter_replacement_year,
+            inverter_replacement_pct_capex=a.inverter_replacement_pct,
+        )
+    except ValidationError as exc:
+        fields = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'proposal'}: {e['msg']}" for e in exc.errors())
+        return {"error": f"invalid proposal: {fields}"}
+    result = evaluate(proposal)
+    k = result.kpis
+    yearly = [{"year": y.year, "calendar_year": y.calendar_year, "generation_kwh": round(y.generation_kwh, 3),
+               "savings_brl": round(y.savings_brl, 2), "cash_flow_brl": round(y.cash_flow_brl, 2),
+               "cumulative_brl": round(y.cumulative_brl, 2),
+               "discounted_cumulative_brl": round(y.discounted_cumulative_brl, 2)} for y in result.years]
+    return {"error": None, "npv_brl": k.npv_brl, "irr_pct": k.irr_pct, "payback_years": k.payback_years,
+            "discounted_payback_years": k.discounted_payback_years, "roi": k.roi,
+            "year1_bill_without_solar_brl": k.year1_bill_without_solar_brl,
+            "year1_bill_with_solar_brl": k.year1_bill_with_solar_brl, "year1_savings_brl": k.year1_savings_brl,
+            "yearly": yearly}
+
+
+def median_or_none(values) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None

@@ -1,0 +1,304 @@
+"""The proposals job's Pathway graph: quotes → enriched proposals → analytics → KPIs.
+
+Sources (Pathway tables with the schemas below; static snapshots or CDC followers):
+``company``, ``quote``, ``quote_item``, ``"order"`` (the Medusa-like B2B schema),
+``items_normalized`` (catalog job) and ``tarifas_normalized`` / ``tarifas_fio_b`` (tariffs
+job). Outputs, keyed by quote id: ``propostas_enriched`` and ``propostas_analytics``; and
+``kpis_b1_b3`` per class, state and month. A changed quote line, order or tariff
+re-evaluates only the quotes it touches.
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+import pathway as pw
+
+from ..tariffs.aneel import FioB, Tariff, fold
+from .enrich import Assumptions, SystemSize, consumption_of, evaluate_quote, lookup_tariff, median_or_none, size_system
+
+SAO_PAULO = ZoneInfo("America/Sao_Paulo")
+
+
+class CompanySchema(pw.Schema):
+    id: str = pw.column_definition(primary_key=True)
+    name: str
+    municipality: str
+    state: str
+    latitude: float
+    longitude: float
+    utility: str
+    icms_pct: float
+
+
+class QuoteSchema(pw.Schema):
+    id: str = pw.column_definition(primary_key=True)
+    company_id: str
+    status: str
+    customer_class: str
+    connection: str
+    consumption_kwh_month: pw.Json
+    tilt_deg: float
+    azimuth_deg: float
+    access_request_date: pw.DateTimeNaive | None
+    created_at: pw.DateTimeUtc
+
+
+class QuoteItemSchema(pw.Schema):
+    id: str = pw.column_definition(primary_key=True)
+    quote_id: str
+    distributor: str
+    sku: str
+    quantity: int
+    unit_price_brl: float
+
+
+class OrderSchema(pw.Schema):
+    id: str = pw.column_definition(primary_key=True)
+    quote_id: str
+    status: str
+
+
+class CatalogItemSchema(pw.Schema):
+    distributor: str = pw.column_definition(primary_key=True)
+    sku: str = pw.column_definition(primary_key=True)
+    category: str
+    power_w: float | None
+
+
+def _tariff_schema(layout: type, name: str) -> type[pw.Schema]:
+    import typing
+
+    hints = typing.get_type_hints(layout)
+    columns = {"key_text": str}
+    for field in layout._fields:
+        hint = hints[field]
+        if hint is datetime.date:
+            hint = pw.DateTimeNaive
+        elif hint == (datetime.date | None):
+            hint = pw.DateTimeNaive | None
+        columns[field] = hint
+    return pw.schema_builder(
+        {k: pw.column_definition(dtype=v, primary_key=k in ("key_text", "valid_from")) for k, v in columns.items()},
+        name=name)
+
+
+TariffRowSchema = _tariff_schema(Tariff, "TariffRowSchema")
+FioBRowSchema = _tariff_schema(FioB, "FioBRowSchema")
+
+
+@dataclass
+class Sources:
+    company: pw.Table
+    quote: pw.Table
+    quote_item: pw.Table
+    order: pw.Table
+    items: pw.Table
+    tariffs: pw.Table
+    fio_b: pw.Table
+
+
+@dataclass
+class ProposalTables:
+    enriched: pw.Table  # propostas_enriched
+    analytics: pw.Table  # propostas_analytics
+    kpis: pw.Table  # kpis_b1_b3
+
+
+def _as_date(value) -> datetime.date:
+    return value.date() if isinstance(value, datetime.datetime) else value
+
+
+def _from_row(layout: type, values: tuple):
+    hints = {f: i for i, f in enumerate(layout._fields)}
+    items = list(values)[1:]  # key_text first
+    for name in ("valid_from", "valid_to"):
+        i = hints[name]
+        if items[i] is not None:
+            items[i] = _as_date(items[i])
+    return layout(*items)
+
+
+@pw.udf(deterministic=True)
+def _folded(text: str) -> str:
+    return fold(text)
+
+
+@pw.udf(deterministic=True)
+def _local_day(ts: pw.DateTimeUtc) -> pw.DateTimeNaive:
+    local = ts.astimezone(SAO_PAULO)
+    return datetime.datetime(local.year, local.month, local.day)
+
+
+@pw.udf(deterministic=True)
+def _month_of(day: pw.DateTimeNaive) -> pw.DateTimeNaive:
+    return datetime.datetime(day.year, day.month, 1)
+
+
+@pw.udf(deterministic=True)
+def _size(lines: tuple) -> tuple:
+    size = size_system([tuple(line) for line in lines])
+    return (size.kwp, size.inverter_kw, size.modules, size.equipment_brl, size.unknown_skus)
+
+
+@pw.udf(deterministic=True)
+def _tariff(tariffs: tuple | None, fio_b: tuple | None, utility: str, subgroup: str,
+            day: pw.DateTimeNaive) -> tuple:
+    rows = [_from_row(Tariff, tuple(r)) for r in tariffs or ()]
+    fio = [_from_row(FioB, tuple(r)) for r in fio_b or ()]
+    if not rows:
+        return (None, None, None, f"no tariffs for {utility} {subgroup} in tarifas_normalized")
+    return lookup_tariff(rows, fio, utility, subgroup, _as_date(day))
+
+
+def _make_generation_udf(settings, losses_pct: float):
+    # not deterministic: the irradiance source depends on the cache and the network;
+    # Pathway keeps the result it computed so a retraction matches it
+    @pw.udf(deterministic=False)
+    def generation(latitude: float, longitude: float, tilt: float, azimuth: float, kwp: float) -> tuple:
+        from .generation import monthly_generation_kwh
+        from .irradiance import get_irradiance
+
+        weather = get_irradiance(latitude, longitude, settings)
+        if kwp <= 0:
+            return (weather.source, [0.0] * 12)
+        return (weather.source, monthly_generation_kwh(weather, kwp, tilt, azimuth % 360.0, losses_pct,
+                                                       settings=settings))
+
+    return generation
+
+
+def _make_evaluate_udf(assumptions: Assumptions):
+    @pw.udf(deterministic=True)
+    def evaluate(customer_class: str, connection: str, size: tuple, consumption: pw.Json, generation: list,
+                 tariff: tuple, icms_pct: float, access_day: pw.DateTimeNaive | None,
+                 quote_day: pw.DateTimeNaive) -> pw.Json:
+        try:
+            cons = consumption_of(consumption.value)
+        except ValueError as exc:
+            return pw.Json({"error": str(exc)})
+        te, tusd, fio_b, tariff_error = tariff
+        day = _as_date(quote_day)
+        result = evaluate_quote(
+            customer_class=customer_class, connection=connection, size=SystemSize(*size), consumption=cons,
+            generation=list(generation), te=te, tusd=tusd, fio_b=fio_b, tariff_error=tariff_error,
+            icms_pct=icms_pct, access_request_date=_as_date(access_day) if access_day is not None else day,
+            quote_date=day, assumptions=assumptions)
+        return pw.Json(result)
+
+    return evaluate
+
+
+@pw.udf(deterministic=True)
+def _consumption_year(consumption: pw.Json) -> float:
+    try:
+        return float(sum(consumption_of(consumption.value)))
+    except ValueError:
+        return 0.0
+
+
+@pw.udf(deterministic=True)
+def _median(values: tuple) -> float | None:
+    return median_or_none(values)
+
+
+def _kpi(name: str):
+    return pw.apply_with_type(lambda r, n=name: r.value.get(n), float | None, pw.this.result)
+
+
+def build_proposals_graph(src: Sources, assumptions: Assumptions, settings) -> ProposalTables:
+    """``settings`` carries the irradiance options (cache, offline, sources, URLs)."""
+    # a column named ``id`` is shadowed by Pathway's row id: rename the sources' keys
+    company = src.company.rename_columns(company_key="id")
+    quote = src.quote.rename_columns(quote_key="id")
+    quote_item = src.quote_item
+    # --- system size per quote -------------------------------------------------------
+    items = src.items
+    lines = quote_item.join_left(
+        items, quote_item.distributor == items.distributor, quote_item.sku == items.sku,
+    ).select(quote_item.quote_id, line=pw.make_tuple(
+        quote_item.distributor, quote_item.sku, quote_item.quantity, quote_item.unit_price_brl,
+        items.category, items.power_w))
+    sizes = lines.groupby(pw.this.quote_id).reduce(pw.this.quote_id, size=_size(pw.reducers.tuple(pw.this.line)))
+    orders = src.order.filter(pw.this.status != "canceled").groupby(pw.this.quote_id).reduce(
+        pw.this.quote_id, orders=pw.reducers.count())
+
+    # --- quotes with their company, size and order -----------------------------------
+    q = quote.join(company, quote.company_id == company.company_key, id=quote.id).select(
+        quote_id=quote.quote_key, company_id=quote.company_id, status=quote.status,
+        customer_class=quote.customer_class, connection=quote.connection,
+        consumption=quote.consumption_kwh_month, tilt=quote.tilt_deg, azimuth=quote.azimuth_deg,
+        access_day=quote.access_request_date, quote_day=_local_day(quote.created_at),
+        state=company.state, municipality=company.municipality, utility=company.utility,
+        latitude=company.latitude, longitude=company.longitude, icms_pct=company.icms_pct,
+    )
+    q = q.join_left(sizes, q.quote_id == sizes.quote_id, id=q.id).select(
+        *pw.left, size=pw.coalesce(sizes.size, (0.0, 0.0, 0, 0.0, None)))
+    q = q.join_left(orders, q.quote_id == orders.quote_id, id=q.id).select(
+        *pw.left, ordered=orders.orders.is_not_none())
+
+    # --- the tariff in force on the quote's day ---------------------------------------
+    def grouped(table: pw.Table, layout: type) -> pw.Table:
+        return table.select(ukey=_folded(pw.this.utility), skey=_folded(pw.this.subgroup),
+                            row=pw.make_tuple(pw.this.key_text, *[pw.this[c] for c in layout._fields])
+                            ).groupby(pw.this.ukey, pw.this.skey).reduce(
+            pw.this.ukey, pw.this.skey, rows=pw.reducers.tuple(pw.this.row))
+
+    residential = src.tariffs.filter((pw.this.base == "aplicacao") & (pw.this.unit == "MWh"))
+    tariff_groups = grouped(residential, Tariff)
+    fio_groups = grouped(src.fio_b.filter(pw.this.base == "aplicacao"), FioB)
+    q = q.select(*pw.this, ukey=_folded(pw.this.utility), skey=_folded(pw.this.customer_class))
+    q = q.join_left(tariff_groups, q.ukey == tariff_groups.ukey, q.skey == tariff_groups.skey, id=q.id).select(
+        *pw.left, tariff_rows=tariff_groups.rows)
+    q = q.join_left(fio_groups, q.ukey == fio_groups.ukey, q.skey == fio_groups.skey, id=q.id).select(
+        *pw.left, fio_rows=fio_groups.rows)
+    q = q.select(*pw.this, tariff=_tariff(pw.this.tariff_rows, pw.this.fio_rows, pw.this.utility,
+                                          pw.this.customer_class, pw.this.quote_day))
+
+    # --- generation and the billing model -----------------------------------------------
+    generation = _make_generation_udf(settings, assumptions.losses_pct)
+    q = q.select(*pw.this, gen=generation(pw.this.latitude, pw.this.longitude, pw.this.tilt, pw.this.azimuth,
+                                          pw.declare_type(float, pw.this.size[0])))
+    evaluate = _make_evaluate_udf(assumptions)
+    q = q.select(*pw.this, result=evaluate(
+        pw.this.customer_class, pw.this.connection, pw.this.size, pw.this.consumption,
+        pw.declare_type(list, pw.this.gen[1]), pw.this.tariff, pw.this.icms_pct, pw.this.access_day,
+        pw.this.quote_day))
+
+    enriched = q.select(
+        pw.this.quote_id, pw.this.company_id, pw.this.state, pw.this.municipality, pw.this.utility,
+        pw.this.customer_class, pw.this.connection, quote_month=_month_of(pw.this.quote_day), status=pw.this.status,
+        ordered=pw.this.ordered,
+        system_kwp=pw.declare_type(float, pw.this.size[0]), inverter_kw=pw.declare_type(float, pw.this.size[1]),
+        modules=pw.declare_type(int, pw.this.size[2]),
+        capex_brl=pw.declare_type(float, pw.this.size[3])
+        + assumptions.installation_brl_per_kwp * pw.declare_type(float, pw.this.size[0]),
+        unknown_skus=pw.declare_type(str | None, pw.this.size[4]),
+        te_brl_per_kwh=pw.declare_type(float | None, pw.this.tariff[0]),
+        tusd_brl_per_kwh=pw.declare_type(float | None, pw.this.tariff[1]),
+        fio_b_brl_per_kwh=pw.declare_type(float | None, pw.this.tariff[2]),
+        tariff_error=pw.declare_type(str | None, pw.this.tariff[3]),
+        irradiance_source=pw.declare_type(str, pw.this.gen[0]),
+        generation_kwh_year=pw.apply_with_type(lambda g: float(sum(g[1])), float, pw.this.gen),
+        consumption_kwh_year=_consumption_year(pw.this.consumption),
+    )
+    analytics = q.select(
+        pw.this.quote_id, pw.this.customer_class, pw.this.state, quote_month=_month_of(pw.this.quote_day),
+        ordered=pw.this.ordered, system_kwp=pw.declare_type(float, pw.this.size[0]),
+        error=pw.apply_with_type(lambda r: r.value.get("error"), str | None, pw.this.result),
+        npv_brl=_kpi("npv_brl"), irr_pct=_kpi("irr_pct"), payback_years=_kpi("payback_years"),
+        discounted_payback_years=_kpi("discounted_payback_years"), roi=_kpi("roi"),
+        year1_bill_without_solar_brl=_kpi("year1_bill_without_solar_brl"),
+        year1_bill_with_solar_brl=_kpi("year1_bill_with_solar_brl"), year1_savings_brl=_kpi("year1_savings_brl"),
+        yearly=pw.apply_with_type(lambda r: pw.Json(r.value.get("yearly")), pw.Json, pw.this.result),
+    )
+    kpis = analytics.groupby(pw.this.customer_class, pw.this.state, pw.this.quote_month).reduce(
+        pw.this.customer_class, pw.this.state, month=pw.this.quote_month,
+        quotes=pw.reducers.count(), orders=pw.reducers.sum(pw.cast(int, pw.this.ordered)),
+        kwp=pw.reducers.sum(pw.this.system_kwp),
+        median_payback_years=_median(pw.reducers.tuple(pw.this.payback_years)),
+        median_irr_pct=_median(pw.reducers.tuple(pw.this.irr_pct)),
+    ).select(*pw.this, conversion=pw.cast(float, pw.this.orders) / pw.cast(float, pw.this.quotes))
+    return ProposalTables(enriched=enriched, analytics=analytics, kpis=kpis)

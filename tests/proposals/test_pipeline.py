@@ -1,0 +1,82 @@
+"""The proposals pipeline end to end on a real PostgreSQL: catalog and tariff tables from
+their own jobs, Medusa-like quotes, the batch run, and the numbers checked against the
+domain functions."""
+
+from datetime import date
+
+import pytest
+
+from ysh import db
+from ysh.proposals import job
+from ysh.proposals.billing import ProposalInput, evaluate
+from ysh.proposals.enrich import Assumptions
+from ysh.proposals.generation import monthly_generation_kwh
+from ysh.proposals.irradiance import get_irradiance
+from ysh.tariffs.store import book_from_warehouse
+
+from ..conftest import query
+from .conftest import CONSUMPTION, seed
+
+pytestmark = pytest.mark.integration
+
+
+def test_batch_evaluates_quotes_with_the_domain_numbers(platform):
+    warehouse, settings = platform
+    module, inverter = seed(warehouse)
+    counts = job.run_batch(warehouse, settings)
+    assert counts == {"propostas_enriched": 4, "propostas_analytics": 4, "kpis_b1_b3": 3}
+
+    enriched = {r[0]: r for r in query(warehouse, "SELECT quote_id, system_kwp, inverter_kw, capex_brl, "
+                                                  "te_brl_per_kwh, tusd_brl_per_kwh, fio_b_brl_per_kwh, "
+                                                  "irradiance_source, ordered, unknown_skus, tariff_error, "
+                                                  "quote_month FROM propostas_enriched")}
+    q1 = enriched["q1"]
+    kwp = 10 * module[2] / 1000
+    assert q1[1] == pytest.approx(kwp) and q1[2] == pytest.approx(inverter[2] / 1000)
+    capex = 10 * module[3] + inverter[3] + 1200.0 * kwp
+    assert q1[3] == pytest.approx(capex)
+    tariff = book_from_warehouse(warehouse).tariff_at("CEMIG-D", "B1", date(2026, 3, 15))
+    assert q1[4:7] == (tariff.te_brl_per_kwh, tariff.tusd_brl_per_kwh, tariff.fio_b_brl_per_kwh)
+    assert (q1[7], q1[8], q1[11]) == ("modelled", True, date(2026, 3, 1))
+    assert enriched["q4"][9] == "ghost/NO-SUCH-SKU"
+    assert "no tariffs for EQUATORIAL PA" in enriched["q3"][10]
+
+    # the analytics are billing model v1 on exactly these inputs
+    weather = get_irradiance(-19.92, -43.94, settings)
+    generation = monthly_generation_kwh(weather, kwp, 20.0, 0.0, 14.0)
+    a = Assumptions()
+    expected = evaluate(ProposalInput(
+        customer_class="B1", connection="bi", system_kwp=kwp, capex_brl=capex, generation_kwh_month=generation,
+        consumption_kwh_month=CONSUMPTION, simultaneity=a.simultaneity_b1, te_brl_per_kwh=tariff.te_brl_per_kwh,
+        tusd_brl_per_kwh=tariff.tusd_brl_per_kwh, fio_b_brl_per_kwh=tariff.fio_b_brl_per_kwh, icms_pct=18.0,
+        pis_cofins_pct=a.pis_cofins_pct, access_request_date=date(2026, 3, 15), start_year=2026,
+        tariff_escalation_pct_per_year=a.tariff_escalation_pct, discount_rate_pct=a.discount_rate_pct,
+        om_pct_capex_per_year=a.om_pct_capex, inverter_replacement_year=a.inverter_replacement_year,
+        inverter_replacement_pct_capex=a.inverter_replacement_pct))
+    analytics = {r[0]: r for r in query(warehouse, "SELECT quote_id, error, npv_brl, irr_pct, payback_years, "
+                                                   "yearly FROM propostas_analytics")}
+    got = analytics["q1"]
+    assert got[1] is None
+    assert got[2] == pytest.approx(expected.kpis.npv_brl, rel=1e-9)
+    assert got[3] == pytest.approx(expected.kpis.irr_pct, rel=1e-9)
+    assert got[4] == pytest.approx(expected.kpis.payback_years, rel=1e-9)
+    assert len(got[5]) == 25 and got[5][0]["calendar_year"] == 2026
+    assert "no modules" in analytics["q4"][1] and "ghost/NO-SUCH-SKU" in analytics["q4"][1]
+    assert analytics["q3"][1].startswith("no tariff") and analytics["q3"][2] is None
+
+    kpis = {(r[0], r[1]): r[2:] for r in query(warehouse, "SELECT customer_class, state, quotes, orders, conversion "
+                                                          "FROM kpis_b1_b3")}
+    assert kpis[("B1", "MG")] == (2, 1, 0.5)
+    assert kpis[("B3", "MG")] == (1, 0, 0.0)
+
+
+def test_a_deleted_quote_leaves_no_rows_after_the_next_batch(platform):
+    warehouse, settings = platform
+    seed(warehouse)
+    job.run_batch(warehouse, settings)
+    with db.connect(warehouse.dsn, warehouse.schema) as conn:
+        conn.execute("DELETE FROM quote WHERE id = 'q4'")
+        conn.commit()
+    counts = job.run_batch(warehouse, settings)
+    assert (counts["propostas_enriched"], counts["propostas_analytics"]) == (3, 3)
+    assert query(warehouse, "SELECT quotes FROM kpis_b1_b3 WHERE customer_class = 'B1' AND state = 'MG'") == [(1,)]
