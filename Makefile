@@ -14,6 +14,7 @@ bench: setup
 	.venv/bin/python benchmarks/catalog.py
 	.venv/bin/python benchmarks/tariffs.py
 	.venv/bin/python benchmarks/tariffs_cdc.py
+	.venv/bin/python benchmarks/proposals.py
 
 clean:
 	-.venv/bin/ysh services down
