@@ -152,9 +152,10 @@ def write_jsonl(path: Path, rows: Iterable[dict], sort_keys: tuple[str, ...] = (
 class _QuerySubject(pw.io.python.ConnectorSubject):
     """Emits the rows of one SQL query, then closes (a static snapshot of a table)."""
 
-    def __init__(self, dsn: str, schema: str, query: str, batch_size: int = 5_000):
+    def __init__(self, dsn: str, schema: str, query: str, batch_size: int = 5_000, snapshot: str | None = None):
         super().__init__(datasource_name="postgres_query")
         self._dsn, self._schema, self._query, self._batch = dsn, schema, query, batch_size
+        self._snapshot = snapshot
 
     def run(self) -> None:
         import psycopg
@@ -162,6 +163,11 @@ class _QuerySubject(pw.io.python.ConnectorSubject):
         from psycopg.rows import dict_row
 
         with psycopg.connect(self._dsn, row_factory=dict_row) as conn:
+            if self._snapshot:
+                conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+                conn.read_only = True
+                # the first statement of the transaction: read what the exporting one sees
+                conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(self._snapshot)))
             conn.execute(sql.SQL("SET search_path TO {}, public").format(sql.Identifier(self._schema)))
             with conn.cursor(name="ysh_snapshot") as cur:
                 cur.itersize = self._batch
@@ -171,10 +177,34 @@ class _QuerySubject(pw.io.python.ConnectorSubject):
 
 
 def read_query(dsn: str, schema: str, query: str, table_schema: type[pw.Schema], *,
-               name: str) -> pw.Table:
+               name: str, snapshot: str | None = None) -> pw.Table:
     """A static Pathway table holding the result of ``query`` (columns match ``table_schema``).
 
     Pathway's own Postgres reader needs a license key; this plain Python connector reads a
-    consistent snapshot (one transaction, server-side cursor) instead.
+    consistent snapshot (one transaction, server-side cursor) instead. Several reads see
+    one common state when they get the same exported ``snapshot`` (:class:`SharedSnapshot`).
     """
-    return pw.io.python.read(_QuerySubject(dsn, schema, query), schema=table_schema, name=name)
+    return pw.io.python.read(_QuerySubject(dsn, schema, query, snapshot=snapshot), schema=table_schema, name=name)
+
+
+class SharedSnapshot:
+    """An exported PostgreSQL snapshot, held open for the ``with`` block: every
+    :func:`read_query` given ``.id`` reads the database as of the same instant."""
+
+    def __init__(self, dsn: str):
+        self._dsn = dsn
+        self._conn = None
+        self.id: str | None = None
+
+    def __enter__(self) -> "SharedSnapshot":
+        import psycopg
+
+        self._conn = psycopg.connect(self._dsn)
+        self._conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        self.id = self._conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self._conn is not None:
+            self._conn.rollback()
+            self._conn.close()

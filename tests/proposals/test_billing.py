@@ -148,6 +148,13 @@ def test_invalid_input_names_the_field(field, value, message):
     assert message in str(error.value)
 
 
+@pytest.mark.parametrize("field, value", [("capex_brl", float("inf")), ("te_brl_per_kwh", float("nan")),
+                                          ("generation_kwh_month", [True] * 12), ("simultaneity", False)])
+def test_infinite_and_boolean_numbers_are_refused(field, value):
+    with pytest.raises(ValidationError, match=field):
+        proposal(**{field: value})
+
+
 def test_taxes_adding_up_to_100_percent_are_refused():
     with pytest.raises(ValidationError, match="icms_pct \\+ pis_cofins_pct must stay below 100"):
         proposal(icms_pct=96.0, pis_cofins_pct=5.0)
@@ -202,14 +209,19 @@ def test_savings_never_exceed_the_bill_without_solar(data, generation):
 
 
 @FAST
-@given(st.data(), months, st.lists(st.floats(min_value=0, max_value=500), min_size=12, max_size=12))
-def test_more_generation_never_lowers_savings_while_grid_draw_stays_above_the_minimum(data, generation, extra):
-    low = build(data.draw, generation_kwh_month=generation)
-    high = low.model_copy(update={"generation_kwh_month": tuple(g + e for g, e in zip(generation, extra))})
-    # the property holds while the grid draw is at or above the minimum in every month
+@given(st.data(), months, st.lists(st.floats(min_value=0, max_value=500), min_size=12, max_size=12),
+       st.lists(st.floats(min_value=0, max_value=1_000), min_size=12, max_size=12))
+def test_more_generation_never_lowers_savings_while_grid_draw_stays_above_the_minimum(data, generation, extra,
+                                                                                    slack):
+    base = build(data.draw, generation_kwh_month=generation)
+    more = [g + e for g, e in zip(generation, extra)]
+    # consumption such that the grid draw stays at or above the minimum in every month, with
+    # either generation: c − min(g·s, c) ≥ min_kwh ⇐ c = min_kwh + g_high·s + slack
+    consumption = tuple(base.min_kwh + g * base.simultaneity + u for g, u in zip(more, slack))
+    low = base.model_copy(update={"consumption_kwh_month": consumption})
+    high = low.model_copy(update={"generation_kwh_month": tuple(more)})
     for p in (low, high):
-        for c, g in zip(p.consumption_kwh_month, p.generation_kwh_month):
-            if c - min(g * p.simultaneity, c) < p.min_kwh:
-                return
+        assert all(c - min(g * p.simultaneity, c) >= p.min_kwh - 1e-9
+                   for c, g in zip(p.consumption_kwh_month, p.generation_kwh_month))
     for a, b in zip(evaluate(low).years, evaluate(high).years):
         assert b.savings_brl >= a.savings_brl - 1e-6

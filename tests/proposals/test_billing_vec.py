@@ -55,7 +55,8 @@ def test_the_hand_computed_edge_cases_are_equal():
 
 
 @pytest.mark.parametrize("flows", [[-100, 39, 59, 55, 20], [-100, 0, 0, 74], [-100, 100, 0, -7],
-                                   [-100, 100, 0, 7], [-5, 10.5, 1, -8, 1], [-100, -10, 0], [-100, 20, 20, 20]])
+                                   [-100, 100, 0, 7], [-5, 10.5, 1, -8, 1], [-100, -10, 0], [-100, 20, 20, 20],
+                                   [-20000, 1.39]])
 def test_irr_batch_agrees_with_numpy_financial(flows):
     got = irr_batch(np.array([flows], dtype=float))[0]
     want = npf.irr(flows)

@@ -80,3 +80,17 @@ def test_a_deleted_quote_leaves_no_rows_after_the_next_batch(platform):
     counts = job.run_batch(warehouse, settings)
     assert (counts["propostas_enriched"], counts["propostas_analytics"]) == (3, 3)
     assert query(warehouse, "SELECT quotes FROM kpis_b1_b3 WHERE customer_class = 'B1' AND state = 'MG'") == [(1,)]
+
+
+def test_canceled_orders_do_not_convert_and_the_quote_day_is_sao_paulos(platform):
+    warehouse, settings = platform
+    seed(warehouse)
+    with db.connect(warehouse.dsn, warehouse.schema) as conn:
+        conn.execute("""UPDATE "order" SET status = 'canceled' WHERE id = 'o1'""")
+        # 23:30 in São Paulo on March 31 is April 1 in UTC: the quote belongs to March
+        conn.execute("UPDATE quote SET created_at = '2026-03-31 23:30-03' WHERE id = 'q2'")
+        conn.commit()
+    job.run_batch(warehouse, settings)
+    assert query(warehouse, "SELECT ordered FROM propostas_enriched WHERE quote_id = 'q1'") == [(False,)]
+    assert query(warehouse, "SELECT quote_month FROM propostas_enriched WHERE quote_id = 'q2'") == [(date(2026, 3, 1),)]
+    assert query(warehouse, "SELECT orders FROM kpis_b1_b3 WHERE customer_class = 'B1' AND state = 'MG'") == [(0,)]

@@ -67,12 +67,14 @@ def propostas_enriched_have_tariffs(warehouse: WarehouseResource) -> dg.AssetChe
 
 
 @dg.asset_check(asset="propostas_analytics", blocking=False,
-                description="IRR present when year-1 savings are positive; payback present when the "
-                            "proposal pays back within its horizon (ROI > 0).")
+                description="IRR present when some yearly cash flow is positive (savings beat the costs in a "
+                            "year, so the flows change sign); payback present when the proposal pays back "
+                            "within its horizon (ROI > 0).")
 def propostas_analytics_kpis_present(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     bad = warehouse.query(
-        "SELECT quote_id, year1_savings_brl, roi, irr_pct, payback_years FROM propostas_analytics "
-        "WHERE error IS NULL AND ((year1_savings_brl > 0 AND irr_pct IS NULL) OR (roi > 0 AND payback_years IS NULL)) "
+        "SELECT quote_id, year1_savings_brl, roi, irr_pct, payback_years FROM propostas_analytics a "
+        "WHERE error IS NULL AND ((irr_pct IS NULL AND EXISTS (SELECT 1 FROM jsonb_array_elements(a.yearly) y "
+        "WHERE (y->>'cash_flow_brl')::float > 0)) OR (roi > 0 AND payback_years IS NULL)) "
         "ORDER BY quote_id LIMIT 20")
     return dg.AssetCheckResult(passed=not bad, metadata={
         "inconsistent": len(bad),

@@ -53,7 +53,7 @@ MONTHS = 12
 class ProposalInput(BaseModel):
     """One proposal. Percent fields are percents (18 means 18 %)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     customer_class: Literal["B1", "B3"]
     connection: Literal["mono", "bi", "tri"]
@@ -77,6 +77,15 @@ class ProposalInput(BaseModel):
     inverter_replacement_year: int | None = Field(default=None, ge=1)
     inverter_replacement_pct_capex: float = Field(default=0.0, ge=0, le=100)
     fio_b_share_after_2028: float = Field(default=1.0, ge=0, le=1)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_booleans_as_numbers(cls, value, info):
+        # JSON true/false would otherwise pass as 1.0/0.0 kWh or R$
+        values = value if isinstance(value, (list, tuple)) else [value]
+        if any(isinstance(v, bool) for v in values):
+            raise ValueError(f"{info.field_name} must be numbers, not true/false")
+        return value
 
     @field_validator("generation_kwh_month", "consumption_kwh_month")
     @classmethod

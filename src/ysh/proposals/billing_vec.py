@@ -102,6 +102,8 @@ def _share(b: Batch, calendar_year: np.ndarray) -> np.ndarray:
 
 
 def evaluate_batch(b: Batch) -> BatchResult:
+    if len(b) == 0:
+        raise ValueError("no proposals to evaluate")
     n, years = len(b), int(b.horizon.max())
     out = {name: np.zeros((n, years)) for name in ("generation_kwh", "compensated_kwh", "credits_expired_kwh",
                                                      "bill_without_solar_brl", "bill_with_solar_brl",
@@ -212,6 +214,10 @@ def irr_batch(cash_flows: np.ndarray) -> np.ndarray:
             slope = (flows[:, 1:] * powers[None, 1:] * x[:, None] ** (powers[None, 1:] - 1)).sum(axis=1)
             x = np.where(slope != 0, x - value / np.where(slope != 0, slope, 1.0), x)
         result[single] = np.where(bracketed, 1.0 / x - 1.0, np.nan)
-    for i in np.flatnonzero(changes > 1):
+        single_rows = np.flatnonzero(single)
+        fallback = single_rows[~bracketed]  # an IRR below −99.9 % or above +10⁶ %
+    else:
+        fallback = np.array([], dtype=int)
+    for i in np.concatenate([np.flatnonzero(changes > 1), fallback]):
         result[i] = npf.irr(cash_flows[i])
     return result

@@ -96,13 +96,13 @@ def print_kpis(warehouse) -> None:
 
     with db.connect(warehouse.dsn, warehouse.schema) as conn:
         rows = conn.execute(
-            "SELECT customer_class, state, sum(quotes), sum(orders), sum(kwp), "
-            "percentile_cont(0.5) WITHIN GROUP (ORDER BY median_payback_years), "
-            "percentile_cont(0.5) WITHIN GROUP (ORDER BY median_irr_pct) "
-            "FROM kpis_b1_b3 GROUP BY 1, 2 ORDER BY 1, 2").fetchall()
+            "SELECT customer_class, state, count(*), count(*) FILTER (WHERE ordered), sum(system_kwp), "
+            "percentile_cont(0.5) WITHIN GROUP (ORDER BY payback_years), "
+            "percentile_cont(0.5) WITHIN GROUP (ORDER BY irr_pct) "
+            "FROM propostas_analytics GROUP BY 1, 2 ORDER BY 1, 2").fetchall()
         errors = conn.execute("SELECT count(*) FROM propostas_analytics WHERE error IS NOT NULL").fetchone()[0]
     table = Table("class", "state", "quotes", "orders", "conversion", "kWp", "median payback (y)", "median IRR",
-                  title="B1/B3 proposals (kpis_b1_b3, all months)")
+                  title="B1/B3 proposals, all months (medians over the evaluated quotes)")
     for klass, state, quotes, orders, kwp, payback, irr in rows:
         table.add_row(klass, state, str(quotes), str(orders), f"{orders / quotes:.0%}" if quotes else "—",
                       f"{kwp:,.1f}", "—" if payback is None else f"{payback:.1f}", "—" if irr is None else f"{irr:.1f} %")

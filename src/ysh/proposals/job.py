@@ -105,13 +105,15 @@ def run_batch(warehouse: Warehouse, settings) -> dict[str, int]:
                               "outputs current; stop it to recompute in batch")
     started = _server_now(warehouse)
     pw_runtime.fresh_graph()
-    tables = {}
-    for name, (table, schema, query) in SOURCES.items():
-        tables[name] = pw_runtime.read_query(warehouse.dsn, warehouse.schema, query or _select_all(table, schema),
-                                             schema, name=f"{name}_snapshot")
-    outputs = build_proposals_graph(Sources(**tables), Assumptions.from_settings(settings), settings)
-    attach_warehouse(outputs, warehouse)
-    pw_runtime.run()
+    with pw_runtime.SharedSnapshot(warehouse.dsn) as snapshot:  # all seven tables as of one instant
+        tables = {}
+        for name, (table, schema, query) in SOURCES.items():
+            tables[name] = pw_runtime.read_query(warehouse.dsn, warehouse.schema,
+                                                 query or _select_all(table, schema), schema,
+                                                 name=f"{name}_snapshot", snapshot=snapshot.id)
+        outputs = build_proposals_graph(Sources(**tables), Assumptions.from_settings(settings), settings)
+        attach_warehouse(outputs, warehouse)
+        pw_runtime.run()
     with db.connect(warehouse.dsn, warehouse.schema) as conn:
         for table_name, _ in TABLES.values():
             conn.execute(sql.SQL("DELETE FROM {} WHERE updated_at < %s").format(sql.Identifier(table_name)),
