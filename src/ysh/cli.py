@@ -13,19 +13,30 @@ from rich.table import Table
 
 from . import db
 from .catalog.cli import app as catalog_app
+from .flows.cli import app as flows_app
 from .proposals.cli import app as proposal_app
 from .tariffs.cli import app as tariffs_app
 from .settings import get_settings
 
 app = typer.Typer(help="YSH data platform.", no_args_is_help=True, pretty_exceptions_show_locals=False)
-services_app = typer.Typer(help="Embedded services (PostgreSQL) on loopback.", no_args_is_help=True)
+services_app = typer.Typer(help="Local services on loopback: PostgreSQL, and mosquitto, Tansu (Kafka), moto (S3).", no_args_is_help=True)
 db_app = typer.Typer(help="Warehouse schema.", no_args_is_help=True)
 app.add_typer(services_app, name="services")
 app.add_typer(db_app, name="db")
 app.add_typer(catalog_app, name="catalog")
 app.add_typer(tariffs_app, name="tariffs")
 app.add_typer(proposal_app, name="proposal")
+app.add_typer(flows_app, name="flows")
 console = Console()
+
+
+@app.callback()
+def _setup(ctx: typer.Context) -> None:
+    """One logging setup for every command (YSH_LOG_LEVEL, YSH_LOG_JSON)."""
+    from .observability import setup_logging
+
+    settings = get_settings()
+    setup_logging(settings.log_level, settings.log_json)
 
 
 # --------------------------------------------------------------------------------------
@@ -34,33 +45,56 @@ console = Console()
 
 
 def _status_table() -> Table:
+    from .services import local
+
     settings = get_settings()
-    table = Table("service", "state", "where")
+    table = Table("service", "state", "where", "log")
     if settings.uses_embedded_postgres:
         status = db.embedded_server(settings).status()
         state = "running" if status.running else ("stopped" if status.initialized else "not initialized")
-        table.add_row("postgres (embedded)", state, f"127.0.0.1:{status.port} data={status.data_dir}")
+        table.add_row("postgres (embedded)", state, f"127.0.0.1:{status.port} data={status.data_dir}", "")
     else:
-        table.add_row("postgres (external)", "configured", "YSH_POSTGRES_DSN")
+        table.add_row("postgres (external)", "configured", "YSH_POSTGRES_DSN", "")
+    for status in local.services_status(settings):
+        table.add_row(f"{status.name} ({status.description})", "running" if status.running else "stopped",
+                      status.url or "", str(status.log_file) if status.running else "")
     return table
 
 
 @services_app.command("up")
-def services_up() -> None:
-    """Start the embedded PostgreSQL (if YSH_POSTGRES_DSN is unset) and apply migrations."""
+def services_up(
+    with_: str | None = typer.Option(None, "--with", help="Also start local servers: mqtt, kafka, s3 (comma list, "
+                                                           "or all): mosquitto, Tansu, moto_server on loopback."),
+) -> None:
+    """Start the embedded PostgreSQL (if YSH_POSTGRES_DSN is unset), apply migrations, and
+    the local servers asked for."""
+    from .services import local
+
     settings = get_settings()
     with console.status("starting PostgreSQL and applying migrations…"):
         dsn = db.resolve_dsn(settings)
         applied = db.migrate(dsn, settings.postgres_schema)
     if applied:
         console.print(f"applied migrations: {', '.join(applied)}")
+    if with_:
+        try:
+            with console.status(f"starting {with_}…"):
+                local.start_services(local.parse_names(with_), settings)
+        except local.LocalServiceError as exc:
+            console.print(f"[red]{exc}[/]")
+            raise typer.Exit(1) from exc
     console.print(_status_table())
 
 
 @services_app.command("down")
 def services_down() -> None:
-    """Stop the embedded PostgreSQL."""
+    """Stop the local servers started by `up --with`, and the embedded PostgreSQL."""
+    from .services import local
+
     settings = get_settings()
+    for name, was_running in local.stop_services(None, settings).items():
+        if was_running:
+            console.print(f"stopped {name}")
     if not settings.uses_embedded_postgres:
         console.print("YSH_POSTGRES_DSN is set: the warehouse is external, nothing to stop")
         return

@@ -96,9 +96,13 @@ def quiet_logging(level: int = 30) -> None:
 
 
 def run(*, persistence_dir: Path | None = None) -> None:
-    """``pw.run`` with the platform defaults: no monitoring dashboard, optional persistence
-    (filesystem backend, free without a license; every source must carry a stable ``name=``)."""
-    kwargs: dict[str, Any] = {"monitoring_level": pw.MonitoringLevel.NONE}
+    """``pw.run`` with the platform defaults: no terminal dashboard, Pathway's monitoring
+    HTTP server when ``YSH_PATHWAY_MONITORING`` is set, optional persistence (filesystem
+    backend, free without a license; every source must carry a stable ``name=``)."""
+    from .settings import get_settings
+
+    kwargs: dict[str, Any] = {"monitoring_level": pw.MonitoringLevel.NONE,
+                              "with_http_server": get_settings().pathway_monitoring}
     if persistence_dir is not None:
         persistence_dir.mkdir(parents=True, exist_ok=True)
         kwargs["persistence_config"] = pw.persistence.Config(
@@ -208,3 +212,18 @@ class SharedSnapshot:
         if self._conn is not None:
             self._conn.rollback()
             self._conn.close()
+
+
+def observe_outputs(tables: dict, pipeline: str) -> None:
+    """Count the outputs' changes into the Prometheus metrics when ``YSH_METRICS_PORT`` is
+    set (and serve them); nothing otherwise."""
+    from .settings import get_settings
+
+    settings = get_settings()
+    if not settings.metrics_port:
+        return
+    from .observability import observe_table, start_metrics
+
+    start_metrics(settings.metrics_port)
+    for name, table in tables.items():
+        observe_table(table, pipeline, name)

@@ -91,11 +91,29 @@ class Settings(BaseSettings):
         default=1200.0, ge=0, description="Labour, structure and cabling on top of the quoted equipment.")
     proposal_losses_pct: float = Field(default=14.0, ge=0, lt=100, description="PVWatts system losses.")
 
+    # --- operations: Prefect flows (backup, alerts, legacy migration) -----------------
+    backup_bucket: str | None = Field(default=None, description="S3 bucket of the backups (required by backup).")
+    backup_prefix: str = Field(default="backups/", description="Key prefix of the backups in the bucket.")
+    backup_keep_daily: int = Field(default=7, ge=1, le=366, description="Newest daily backups kept.")
+    backup_keep_weekly: int = Field(default=4, ge=0, le=520, description="Weekly backups kept (the newest of each ISO week).")
+    backup_paths: list[Path] | None = Field(
+        default=None, description="Folders archived with the database (default: HOME/landing; JSON list).")
+    slack_webhook_url: SecretStr | None = Field(
+        default=None, description="Slack incoming-webhook URL for alerts (secret). Unset: alerts are only logged.")
+
     # --- object store (S3 / MinIO) -----------------------------------------------
     s3_endpoint_url: str | None = None
     s3_region: str = "us-east-1"
     s3_access_key_id: SecretStr | None = None
     s3_secret_access_key: SecretStr | None = None
+
+    # --- observability -----------------------------------------------------------
+    log_level: str = Field(default="INFO", pattern=r"^(?i:debug|info|warning|error|critical)$")
+    log_json: bool = Field(default=False, description="One JSON object per log line (for log shippers).")
+    metrics_port: int | None = Field(default=None, ge=1024, le=65535,
+                                     description="Long-running services expose Prometheus /metrics on 127.0.0.1.")
+    pathway_monitoring: bool = Field(default=False,
+                                     description="Pathway's monitoring HTTP server (port 20000 + process id).")
 
     # --- Pathway -----------------------------------------------------------------
     pathway_license_key: SecretStr | None = Field(
@@ -123,6 +141,10 @@ class Settings(BaseSettings):
     @property
     def irradiance_cache(self) -> Path:
         return (self.irradiance_cache_dir or self.home_dir / "cache" / "irradiance").expanduser().resolve()
+
+    @property
+    def backup_folders(self) -> list[Path]:
+        return [p.expanduser().resolve() for p in (self.backup_paths or [self.home_dir / "landing"])]
 
     @property
     def state_dir(self) -> Path:

@@ -130,9 +130,23 @@ def test_tables_live_in_the_platform_schema_not_public(warehouse):
     tables = query(warehouse, "SELECT table_name FROM information_schema.tables "
                               "WHERE table_schema = %s ORDER BY 1", (warehouse.schema,))
     assert [t for (t,) in tables] == [
-        "catalog_feed_files", "company", "items_normalized", "items_quarantine", "kpis_b1_b3", "order", "products",
+        "catalog_feed_files", "company", "items_normalized", "items_quarantine", "kpis_b1_b3", "ops_alerts_sent",
+        "order", "products",
         "propostas_analytics", "propostas_enriched", "quote", "quote_item", "schema_migrations",
         "tarifas_bandeiras", "tarifas_batches", "tarifas_efetivas_mensais", "tarifas_fio_b", "tarifas_normalized",
         "tarifas_quarantine", "tarifas_raw"]
     assert query(warehouse, "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public' "
                             "AND table_name = 'items_normalized'") == [(0,)]
+
+
+def test_a_full_run_prunes_feed_rows_but_keeps_rows_migrated_from_the_legacy_erp(warehouse, tmp_path):
+    write_feeds(tmp_path / "landing")
+    with db.connect(warehouse.dsn, warehouse.schema) as conn:
+        conn.execute("INSERT INTO items_normalized (distributor, sku, category, inmetro_status, source_file, "
+                     "source_line, ingested_at) VALUES ('sol_nascente', 'OLD-1', 'module', 'missing', "
+                     "'/gone/sol_nascente.csv', 2, now() - interval '1 day'), ('legacy_erp', 'ERP-1', 'module', "
+                     "'missing', 'legacy:erp_export.xlsx#PRODUTOS', 4, now() - interval '1 day')")
+        conn.commit()
+    job.run_static([tmp_path / "landing"], warehouse=warehouse, reconcile_after=True)
+    skus = {s for (s,) in query(warehouse, "SELECT sku FROM items_normalized")}
+    assert "OLD-1" not in skus and "ERP-1" in skus

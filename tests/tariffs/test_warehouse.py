@@ -133,8 +133,11 @@ def test_lookup_from_the_warehouse(warehouse):
 
 @pytest.fixture()
 def follower(warehouse, tmp_path):
+    from ysh.services.postgres import free_port
+
+    metrics_port = free_port()
     env = {**os.environ, "YSH_POSTGRES_DSN": warehouse.dsn, "YSH_POSTGRES_SCHEMA": warehouse.schema,
-           "YSH_HOME": str(tmp_path / "home")}
+           "YSH_HOME": str(tmp_path / "home"), "YSH_METRICS_PORT": str(metrics_port), "YSH_LOG_JSON": "true"}
     log = (tmp_path / "follow.log").open("w")
     procs = []
 
@@ -144,6 +147,8 @@ def follower(warehouse, tmp_path):
         procs.append(proc)
         return proc
 
+    start.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
+    start.log_path = tmp_path / "follow.log"
     yield start
     for proc in procs:
         if proc.poll() is None:
@@ -161,6 +166,13 @@ def follower(warehouse, tmp_path):
         conn.execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = %s",
                      (slot,))
         conn.execute(f'DROP PUBLICATION IF EXISTS "{publication}"')
+
+
+def _get(httpx, url):
+    try:
+        return httpx.get(url, timeout=2).text
+    except httpx.HTTPError:
+        return None
 
 
 def b1_tariffs(warehouse, utility="CEMIG-D"):
@@ -183,6 +195,14 @@ def test_follower_reflects_inserts_updates_deletes_and_survives_kill_9(warehouse
     wait_for(lambda: job.follower_active(warehouse), 60, "the follower's slot active")
     with pytest.raises(job.FollowerRunning):
         job.run_warehouse(warehouse)  # a batch would race the follower
+
+    # observability: Prometheus metrics of the outputs and the CDC stream, JSON log lines
+    import httpx
+
+    metrics = wait_for(lambda: _get(httpx, follower.metrics_url), 30, "the metrics endpoint")
+    assert 'ysh_pipeline_rows_total{change="insert",pipeline="tariffs",table="tarifas_normalized"}' in metrics
+    logged = [json.loads(line) for line in follower.log_path.read_text().splitlines() if line.startswith("{")]
+    assert any(entry.get("logger") == "ysh.cdc" and "snapshot of" in entry["message"] for entry in logged)
 
     # a new utility file: inserts
     extra = write_tariffs(tmp_path / "extra.csv", *[p.replace("CEMIG-D", "EQUATORIAL PA") for p in PERIODS[:3]])

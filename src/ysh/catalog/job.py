@@ -161,9 +161,11 @@ def reconcile(warehouse: Warehouse, started_at: datetime,
     with db.connect(warehouse.dsn, warehouse.schema) as conn:
         for attr in outputs:
             table_name, _, written_at = TABLES[attr]
+            # rows imported by the migrate_legacy flow (source "legacy:…") are not feeds
+            keep_legacy = sql.SQL(" AND source_file NOT LIKE 'legacy:%%'") if table_name != "products" else sql.SQL("")
             cur = conn.execute(
-                sql.SQL("DELETE FROM {} WHERE {} < %s").format(
-                    sql.Identifier(table_name), sql.Identifier(written_at)),
+                sql.SQL("DELETE FROM {} WHERE {} < %s{}").format(
+                    sql.Identifier(table_name), sql.Identifier(written_at), keep_legacy),
                 (started_at,),
             )
             pruned[table_name] = cur.rowcount
@@ -279,6 +281,7 @@ def run_streaming(landing: Path | None, warehouse: Warehouse, *, s3: S3Source | 
     initial = {f.path for f in landing_manifest(landing, s3)}
     tables = build([landing] if landing else None, s3=s3, mode="streaming")
     attach_warehouse(tables, warehouse)
+    pw_runtime.observe_outputs({t: getattr(tables, attr) for attr, (t, _, _) in TABLES.items()}, "catalog")
     if pw_runtime.is_leader():
         threading.Thread(
             target=_reconcile_when_caught_up, name="catalog-catch-up", daemon=True,

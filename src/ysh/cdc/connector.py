@@ -350,7 +350,10 @@ class PostgresCdcSubject(pw.io.python.ConnectorSubject):
             # Origin, TypeInfo, LogicalMessage: nothing to do
 
     def _after_commit(self, commit: po.Commit) -> None:
-        """Hook for tests/tracing: a transaction was fully handed to Pathway."""
+        """A transaction was fully handed to Pathway (metrics; tests override it)."""
+        from ..observability import cdc_committed
+
+        cdc_committed(f"{self._namespace}.{self._table}", commit.commit_ts)
 
     def _plan_relation(self, rel: po.Relation) -> None:
         index = {c.name: i for i, c in enumerate(rel.columns)}

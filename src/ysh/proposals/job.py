@@ -160,6 +160,7 @@ def follow(warehouse: Warehouse, settings, persistence_dir: Path, *, autocommit_
                                          autocommit_duration_ms=autocommit_duration_ms)
     outputs = build_proposals_graph(Sources(**tables), Assumptions.from_settings(settings), settings)
     attach_warehouse(outputs, warehouse)
+    pw_runtime.observe_outputs({t: getattr(outputs, attr) for attr, (t, _) in TABLES.items()}, "proposals")
     pw_runtime.run(persistence_dir=persistence_dir)
 
 

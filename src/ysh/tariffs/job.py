@@ -207,7 +207,9 @@ def follow(warehouse: Warehouse, persistence_dir: Path, *, autocommit_duration_m
         run_warehouse(warehouse)
     pw_runtime.fresh_graph()
     raw = raw_source(warehouse, autocommit_duration_ms=autocommit_duration_ms, license_key=license_key)
-    attach_warehouse(build_tariffs_graph_from_raw(raw), warehouse)
+    tables = build_tariffs_graph_from_raw(raw)
+    attach_warehouse(tables, warehouse)
+    pw_runtime.observe_outputs({t: getattr(tables, attr) for attr, (t, _) in TABLES.items()}, "tariffs")
     if on_ready is not None:
         threading.Timer(0.5, on_ready).start()
     pw_runtime.run(persistence_dir=persistence_dir)

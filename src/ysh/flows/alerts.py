@@ -1,0 +1,172 @@
+"""Prefect flow ``alerts``: Slack notifications for Dagster run failures, failed asset
+checks and O&M alert digests, each sent once (``ops_alerts_sent``).
+
+Dagster is read from its instance (``$YSH_HOME/dagster``, the one ``ysh ui`` and the
+daemon use): failed runs and failed check evaluations since ``lookback_minutes``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact
+
+from .. import db
+from ..console import markdown_table
+from ..notify import SlackNotifier
+from ..settings import Settings, get_settings
+
+
+@dataclass(frozen=True)
+class Alert:
+    key: str  # stable: the same event always gets the same key
+    kind: str  # dagster_run_failure | dagster_check_failure | om_digest | backup_failed_twice
+    text: str
+
+
+@dataclass
+class AlertsReport:
+    found: int = 0
+    sent: list[str] = field(default_factory=list)
+    logged_only: list[str] = field(default_factory=list)
+    already_sent: int = 0
+
+
+def _dagster_instance(settings: Settings):
+    import os
+
+    import dagster as dg
+
+    settings.dagster_home.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("DAGSTER_HOME", str(settings.dagster_home))
+    return dg.DagsterInstance.get()
+
+
+def _root_message(error) -> str:
+    """The innermost cause of a Dagster serializable error, as one line."""
+    while getattr(error, "cause", None) is not None:
+        error = error.cause
+    lines = (error.message or "").strip().splitlines()
+    return lines[-1] if lines else "unknown error"
+
+
+@task(retries=2, retry_delay_seconds=5)
+def dagster_failures(settings: Settings, since: datetime) -> list[Alert]:
+    """Failed runs and failed check evaluations recorded since ``since``."""
+    import dagster as dg
+    from dagster._core.events import DagsterEventType
+
+    instance = _dagster_instance(settings)
+    alerts = []
+    for record in instance.get_run_records(
+            dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE], updated_after=since), limit=200):
+        run = record.dagster_run
+        steps = [e.dagster_event for e in instance.all_logs(run.run_id, of_type=DagsterEventType.STEP_FAILURE)]
+        why = "; ".join(f"{e.step_key}: {_root_message(e.step_failure_data.error)}"
+                        for e in steps if e.step_failure_data and e.step_failure_data.error)[:300]
+        ended = datetime.fromtimestamp(record.end_time, timezone.utc) if record.end_time else None
+        alerts.append(Alert(f"dagster-run:{run.run_id}", "dagster_run_failure",
+                            f":red_circle: Dagster run failed: job `{run.job_name}` (run {run.run_id[:8]})"
+                            + (f", ended {ended:%Y-%m-%d %H:%M UTC}" if ended else "") + (f" — {why}" if why else "")))
+    for record in instance.get_event_records(
+            dg.EventRecordsFilter(DagsterEventType.ASSET_CHECK_EVALUATION, after_timestamp=since.timestamp()),
+            limit=1000):
+        evaluation = record.event_log_entry.dagster_event.event_specific_data
+        if evaluation.passed:
+            continue
+        asset = evaluation.asset_key.to_user_string()
+        alerts.append(Alert(f"dagster-check:{record.run_id}:{asset}:{evaluation.check_name}",
+                            "dagster_check_failure",
+                            f":warning: Dagster check failed ({evaluation.severity.value}): `{asset}` · "
+                            f"`{evaluation.check_name}` (run {record.run_id[:8]})"))
+    return alerts
+
+
+@task
+def om_digest(settings: Settings, since: datetime) -> list[Alert]:
+    """O&M alerts opened since ``since``, as one digest (when the O&M job's table exists)."""
+    with db.connect(db.resolve_dsn(settings), settings.postgres_schema) as conn:
+        exists = conn.execute("SELECT to_regclass('om_alerts')").fetchone()[0]
+        if not exists:
+            return []
+        rows = conn.execute("SELECT rule, count(*) FROM om_alerts WHERE opened_at >= %s GROUP BY 1 ORDER BY 2 DESC",
+                            (since,)).fetchall()
+    if not rows:
+        return []
+    lines = ", ".join(f"{rule}: {count}" for rule, count in rows)
+    return [Alert(f"om-digest:{since:%Y%m%dT%H%M}", "om_digest", f":sunny: O&M alerts since {since:%H:%M UTC}: {lines}")]
+
+
+def deliver_alerts(settings: Settings, alerts_: list[Alert]) -> AlertsReport:
+    """Send each alert not sent before; record it in ``ops_alerts_sent`` in the same
+    transaction as the send, so a crash between both at worst repeats one message."""
+    import logging
+
+    log = logging.getLogger("ysh.flows.alerts")
+    report = AlertsReport(found=len(alerts_))
+    dsn = db.resolve_dsn(settings)
+    with db.connect(dsn, settings.postgres_schema) as conn, SlackNotifier.from_settings(settings) as slack:
+        for alert in alerts_:
+            with conn.transaction():
+                claimed = conn.execute(
+                    "INSERT INTO ops_alerts_sent (alert_key, kind, summary, delivered) VALUES (%s, %s, %s, false) "
+                    "ON CONFLICT (alert_key) DO NOTHING RETURNING alert_key",
+                    (alert.key, alert.kind, alert.text[:500])).fetchone()
+                if not claimed:
+                    report.already_sent += 1
+                    continue
+                delivered = slack.send(alert.text)
+                conn.execute("UPDATE ops_alerts_sent SET delivered = %s WHERE alert_key = %s", (delivered, alert.key))
+            (report.sent if delivered else report.logged_only).append(alert.key)
+            log.info("%s %s", "sent" if delivered else "logged (no webhook)", alert.key)
+    return report
+
+
+@task
+def deliver(settings: Settings, alerts_: list[Alert]) -> AlertsReport:
+    return deliver_alerts(settings, alerts_)
+
+
+@flow(name="alerts")
+def alerts(settings: Settings | None = None, lookback_minutes: int = 60) -> AlertsReport:
+    """Notify Slack of new Dagster failures, failed checks and O&M alerts (each once)."""
+    settings = settings or get_settings()
+    db.migrate(db.resolve_dsn(settings), settings.postgres_schema)
+    since = datetime.now(timezone.utc) - timedelta(minutes=lookback_minutes)
+    found = dagster_failures(settings, since) + om_digest(settings, since)
+    report = deliver(settings, found)
+    create_markdown_artifact(
+        key="alerts-report",
+        markdown=markdown_table(["found", "sent", "logged only", "already sent"],
+                                [(report.found, len(report.sent), len(report.logged_only), report.already_sent)]),
+        description="Alerts delivered by this run",
+    )
+    return report
+
+
+def notify_backup_failed_twice(flow, flow_run, state) -> None:
+    """``on_failure`` hook of the backup flow: when this run and the previous backup run
+    both failed, send one alert (keyed by the failing run, so it is sent once)."""
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName, FlowRunFilter, FlowRunFilterId
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    async def previous_runs():
+        async with get_client() as client:
+            return await client.read_flow_runs(
+                flow_filter=FlowFilter(name=FlowFilterName(any_=[flow.name])),
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(not_any_=[flow_run.id])),
+                sort=FlowRunSort.START_TIME_DESC, limit=5)
+
+    runs = [r for r in asyncio.run(previous_runs()) if r.state is not None and r.state.is_final()]
+    if not runs or not runs[0].state.is_failed():
+        return
+    settings = get_settings()
+    alert = Alert(f"backup-failed-twice:{flow_run.id}", "backup_failed_twice",
+                  f":rotating_light: Backup failed twice in a row (runs {runs[0].name} and {flow_run.name}): "
+                  f"{state.message or 'see the Prefect logs'}")
+    deliver_alerts(settings, [alert])

@@ -1,0 +1,60 @@
+"""``ysh flows …``: serve the Prefect flows on their schedules, or run one now."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .deployments import SCHEDULES, TIMEZONE
+
+app = typer.Typer(help="Prefect tactical flows: backup, restore, alerts, migrate_legacy.", no_args_is_help=True)
+console = Console()
+
+
+@app.command("list")
+def list_flows() -> None:
+    """The flows and their schedules."""
+    table = Table("flow", "schedule", "what")
+    for name, scheduled in SCHEDULES.items():
+        table.add_row(name, f"{scheduled.cron} ({TIMEZONE})" if scheduled.cron else "on demand", scheduled.description)
+    console.print(table)
+
+
+@app.command("serve")
+def serve_command() -> None:
+    """Serve the scheduled flows (backup daily 03:00, alerts every 5 min) until Ctrl-C."""
+    from .deployments import serve
+
+    console.print("serving " + ", ".join(n for n, s in SCHEDULES.items() if s.cron) + f" ({TIMEZONE}); Ctrl-C to stop")
+    serve()
+
+
+def _parameters(values: list[str]) -> dict:
+    params = {}
+    for item in values:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"--param expects KEY=VALUE, got {item!r}")
+        try:
+            params[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            params[key] = raw  # a plain string
+    return params
+
+
+@app.command("run")
+def run_command(
+    name: str = typer.Argument(..., help=f"One of: {', '.join(SCHEDULES)}."),
+    param: list[str] = typer.Option([], "--param", "-p", help="Flow parameter KEY=VALUE (VALUE as JSON or text)."),
+) -> None:
+    """Run one flow now, in this process."""
+    from .deployments import flows
+
+    available = flows()
+    if name not in available:
+        raise typer.BadParameter(f"unknown flow {name!r}: one of {', '.join(available)}")
+    result = available[name](**_parameters(param))
+    console.print(result)

@@ -1,0 +1,129 @@
+"""The alerts flow against a real Dagster instance, PostgreSQL and a local HTTP receiver
+standing in for Slack's webhook; and the backup-failed-twice hook."""
+
+import json
+import threading
+from collections import deque
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import dagster as dg
+import pytest
+from prefect.testing.utilities import prefect_test_harness
+
+from ysh.notify import NotifyError, SlackNotifier
+from ysh.settings import get_settings
+
+from ..conftest import query
+
+pytestmark = pytest.mark.integration
+
+
+class Receiver:
+    """A Slack incoming-webhook stand-in: records JSON bodies; answers from a queue of
+    status codes (default 200)."""
+
+    def __init__(self):
+        self.messages: list[str] = []
+        self.answers: deque[int] = deque()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                status = receiver.answers.popleft() if receiver.answers else 200
+                if status == 200:
+                    receiver.messages.append(body["text"])
+                self.send_response(status)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/services/T000/B000/XXXX"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(scope="module")
+def prefect():
+    with prefect_test_harness():
+        yield
+
+
+@pytest.fixture()
+def slack():
+    receiver = Receiver()
+    yield receiver
+    receiver.stop()
+
+
+@pytest.fixture()
+def ops_env(warehouse_env, slack, tmp_path, monkeypatch):
+    monkeypatch.setenv("YSH_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("YSH_SLACK_WEBHOOK_URL", slack.url)
+    (tmp_path / "home" / "dagster").mkdir(parents=True)
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home" / "dagster"))
+    get_settings.cache_clear()
+    yield warehouse_env
+    get_settings.cache_clear()
+
+
+@dg.asset
+def broken_asset():
+    raise RuntimeError("source unreachable")
+
+
+@dg.asset
+def checked_asset():
+    return 1
+
+
+@dg.asset_check(asset=checked_asset)
+def checked_asset_positive():
+    return dg.AssetCheckResult(passed=False, metadata={"why": "planted failure"})
+
+
+def test_notifier_retries_a_transient_error_and_refuses_a_bad_request(slack):
+    notifier = SlackNotifier(slack.url, backoff_s=0.01, min_interval_s=0)
+    slack.answers.extend([503])
+    assert notifier.send("hello") is True and slack.messages == ["hello"]
+    slack.answers.extend([400])
+    with pytest.raises(NotifyError, match="HTTP 400"):
+        notifier.send("bad")
+    assert SlackNotifier(None).send("nowhere") is False
+
+
+def test_dagster_failures_are_sent_once(prefect, ops_env, slack):
+    from ysh.flows.alerts import alerts
+
+    instance = dg.DagsterInstance.get()
+    assert not dg.materialize([broken_asset], instance=instance, raise_on_error=False).success
+    assert dg.materialize([checked_asset, checked_asset_positive], instance=instance).success
+    slack.answers.extend([503])  # one transient error on the way: retried
+    report = alerts()
+    assert (len(report.sent), report.already_sent) == (2, 0)
+    assert any("Dagster run failed" in m and "source unreachable" in m for m in slack.messages)
+    assert any("checked_asset_positive" in m for m in slack.messages)
+    again = alerts()
+    assert (again.sent, again.already_sent) == ([], 2)
+    assert len(slack.messages) == 2
+    assert query(ops_env, "SELECT count(*) FROM ops_alerts_sent WHERE delivered") == [(2,)]
+
+
+def test_a_backup_failing_twice_in_a_row_alerts_once(prefect, ops_env, slack, monkeypatch):
+    from ysh.flows.deployments import flows
+
+    monkeypatch.delenv("YSH_BACKUP_BUCKET", raising=False)  # a backup without a bucket fails
+    get_settings.cache_clear()
+    backup = flows()["backup"]
+    for _ in range(2):
+        with pytest.raises(Exception):
+            backup()
+    failed_twice = [m for m in slack.messages if "failed twice" in m]
+    assert len(failed_twice) == 1
