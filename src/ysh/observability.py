@@ -46,6 +46,8 @@ def setup_logging(level: str = "INFO", json_logs: bool = False) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    for chatty in ("httpx", "httpcore"):  # one INFO line per HTTP request
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, root.level))
     _configured = True
 
 
