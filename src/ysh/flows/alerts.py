@@ -24,6 +24,7 @@ class Alert:
     key: str  # stable: the same event always gets the same key
     kind: str  # dagster_run_failure | dagster_check_failure | om_digest | backup_failed_twice
     text: str
+    covers: tuple[str, ...] = ()  # further keys this alert reports (a digest's O&M alerts)
 
 
 @dataclass
@@ -86,17 +87,26 @@ def dagster_failures(settings: Settings, since: datetime) -> list[Alert]:
 
 @task
 def om_digest(settings: Settings, since: datetime) -> list[Alert]:
-    """O&M alerts opened since ``since``, as one digest (when the O&M job's table exists)."""
+    """O&M alerts opened since ``since`` and not reported yet, as one digest (when the O&M
+    job's ``om_alerts`` table exists)."""
     with db.connect(db.resolve_dsn(settings), settings.postgres_schema) as conn:
-        exists = conn.execute("SELECT to_regclass('om_alerts')").fetchone()[0]
-        if not exists:
+        if not conn.execute("SELECT to_regclass('om_alerts')").fetchone()[0]:
             return []
-        rows = conn.execute("SELECT rule, count(*) FROM om_alerts WHERE opened_at >= %s GROUP BY 1 ORDER BY 2 DESC",
-                            (since,)).fetchall()
+        rows = conn.execute(
+            "SELECT alert_key, rule FROM om_alerts a WHERE opened_at >= %s AND NOT EXISTS "
+            "(SELECT 1 FROM ops_alerts_sent s WHERE s.alert_key = 'om:' || a.alert_key) ORDER BY opened_at",
+            (since,)).fetchall()
     if not rows:
         return []
-    lines = ", ".join(f"{rule}: {count}" for rule, count in rows)
-    return [Alert(f"om-digest:{since:%Y%m%dT%H%M}", "om_digest", f":sunny: O&M alerts since {since:%H:%M UTC}: {lines}")]
+    by_rule: dict[str, int] = {}
+    for _, rule in rows:
+        by_rule[rule] = by_rule.get(rule, 0) + 1
+    keys = tuple(f"om:{key}" for key, _ in rows)
+    import hashlib
+
+    digest_id = hashlib.sha256("\n".join(keys).encode()).hexdigest()[:16]
+    lines = ", ".join(f"{rule}: {count}" for rule, count in sorted(by_rule.items(), key=lambda kv: -kv[1]))
+    return [Alert(f"om-digest:{digest_id}", "om_digest", f":sunny: {len(rows)} new O&M alerts — {lines}", keys)]
 
 
 def deliver_alerts(settings: Settings, alerts_: list[Alert]) -> AlertsReport:
@@ -119,6 +129,10 @@ def deliver_alerts(settings: Settings, alerts_: list[Alert]) -> AlertsReport:
                     continue
                 delivered = slack.send(alert.text)
                 conn.execute("UPDATE ops_alerts_sent SET delivered = %s WHERE alert_key = %s", (delivered, alert.key))
+                for covered in alert.covers:
+                    conn.execute("INSERT INTO ops_alerts_sent (alert_key, kind, summary, delivered) "
+                                 "VALUES (%s, 'covered', %s, %s) ON CONFLICT (alert_key) DO NOTHING",
+                                 (covered, f"in {alert.key}", delivered))
             (report.sent if delivered else report.logged_only).append(alert.key)
             log.info("%s %s", "sent" if delivered else "logged (no webhook)", alert.key)
     return report
