@@ -32,12 +32,15 @@ fi
 
 # mosquitto (MQTT broker for `ysh services up --with mqtt` and the telemetry tests): Debian's
 if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then
-    if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    SUDO=""
+    [ "$(id -u)" = 0 ] || SUDO="sudo -n"
+    if command -v apt-get >/dev/null 2>&1 && { [ -z "$SUDO" ] || sudo -n true 2>/dev/null; }; then
         echo "==> installing mosquitto (Debian)"
-        apt-get install -y -q mosquitto >/dev/null 2>&1 || {
-            apt-get update -q >/dev/null 2>&1 && apt-get install -y -q mosquitto >/dev/null 2>&1; } || \
+        export DEBIAN_FRONTEND=noninteractive
+        $SUDO apt-get install -y -q mosquitto >/dev/null 2>&1 || {
+            $SUDO apt-get update -q >/dev/null 2>&1 && $SUDO apt-get install -y -q mosquitto >/dev/null 2>&1; } || \
             echo "warning: could not install mosquitto; MQTT features and their tests need it" >&2
     else
-        echo "warning: mosquitto not found; install it (apt-get install mosquitto) for MQTT" >&2
+        echo "warning: mosquitto not found and no root/sudo to install it: apt-get install mosquitto" >&2
     fi
 fi

@@ -45,7 +45,7 @@ def setup_logging(level: str = "INFO", json_logs: bool = False) -> None:
                                                "%Y-%m-%dT%H:%M:%S"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level.upper())
+    root.setLevel(level.upper() if isinstance(level, str) else level)
     for chatty in ("httpx", "httpcore"):  # one INFO line per HTTP request
         logging.getLogger(chatty).setLevel(max(logging.WARNING, root.level))
     _configured = True
@@ -57,10 +57,20 @@ def setup_from_settings(settings) -> None:
         start_metrics(settings.metrics_port)
 
 
-def start_metrics(port: int) -> None:
-    """Serve ``/metrics`` on 127.0.0.1:``port`` from a daemon thread."""
-    start_http_server(port, addr="127.0.0.1")
-    logging.getLogger("ysh.metrics").info("Prometheus metrics on http://127.0.0.1:%d/metrics", port)
+_metrics_port: int | None = None
+
+
+def start_metrics(port: int) -> int:
+    """Serve ``/metrics`` from a daemon thread, once per process. In a multi-process
+    Pathway run (``pathway spawn``) process N serves on ``port + N``."""
+    global _metrics_port
+    if _metrics_port is None:
+        import os
+
+        _metrics_port = port + int(os.environ.get("PATHWAY_PROCESS_ID", "0"))
+        start_http_server(_metrics_port, addr="127.0.0.1")
+        logging.getLogger("ysh.metrics").info("Prometheus metrics on http://127.0.0.1:%d/metrics", _metrics_port)
+    return _metrics_port
 
 
 def observe_table(table, pipeline: str, name: str) -> None:

@@ -89,8 +89,10 @@ def quiet_logging(level: int = 30) -> None:
     configures INFO logging only when the root logger has no handler yet."""
     import logging
 
-    logging.basicConfig(level=level, format="[%(asctime)s]:%(levelname)s:%(name)s:%(message)s",
-                        datefmt="%Y-%m-%dT%H:%M:%S")
+    from .observability import setup_logging
+    from .settings import get_settings
+
+    setup_logging(logging.getLevelName(level), get_settings().log_json)
     # a static source closing at its end is logged as a warning; it is the normal end of a batch
     logging.getLogger("pathway_engine.connectors.monitoring").setLevel(max(level, logging.ERROR))
 

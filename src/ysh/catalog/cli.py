@@ -112,6 +112,14 @@ def print_summary(warehouse: job.Warehouse) -> None:
 
 
 @app.command()
+def products() -> None:
+    """Recompute products from items_normalized as it stands (feeds and migrated items)."""
+    with console.status("grouping products with Pathway…"):
+        count = job.run_products_static(_warehouse())
+    console.print(f"{count} products")
+
+
+@app.command()
 def summary() -> None:
     """Print the catalog tables' summary from the warehouse."""
     print_summary(_warehouse())

@@ -15,7 +15,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from .. import db
 from ..console import markdown_table
-from ..notify import SlackNotifier
+from ..notify import NotifyError, SlackNotifier
 from ..settings import Settings, get_settings
 
 
@@ -110,31 +110,49 @@ def om_digest(settings: Settings, since: datetime) -> list[Alert]:
 
 
 def deliver_alerts(settings: Settings, alerts_: list[Alert]) -> AlertsReport:
-    """Send each alert not sent before; record it in ``ops_alerts_sent`` in the same
-    transaction as the send, so a crash between both at worst repeats one message."""
+    """Record new alerts as pending (committed first), then send every pending one,
+    including those an earlier run could not deliver, whatever their age.
+
+    An alert Slack does not take stays pending with its error and is sent again by the
+    next run; the others still go out. Raises NotifyError at the end when some failed."""
     import logging
 
     log = logging.getLogger("ysh.flows.alerts")
     report = AlertsReport(found=len(alerts_))
     dsn = db.resolve_dsn(settings)
-    with db.connect(dsn, settings.postgres_schema) as conn, SlackNotifier.from_settings(settings) as slack:
+    failures = []
+    with db.connect(dsn, settings.postgres_schema, autocommit=True) as conn, \
+            SlackNotifier.from_settings(settings) as slack:
         for alert in alerts_:
             with conn.transaction():
                 claimed = conn.execute(
-                    "INSERT INTO ops_alerts_sent (alert_key, kind, summary, delivered) VALUES (%s, %s, %s, false) "
+                    "INSERT INTO ops_alerts_sent (alert_key, kind, summary) VALUES (%s, %s, %s) "
                     "ON CONFLICT (alert_key) DO NOTHING RETURNING alert_key",
-                    (alert.key, alert.kind, alert.text[:500])).fetchone()
+                    (alert.key, alert.kind, alert.text)).fetchone()
                 if not claimed:
                     report.already_sent += 1
-                    continue
-                delivered = slack.send(alert.text)
-                conn.execute("UPDATE ops_alerts_sent SET delivered = %s WHERE alert_key = %s", (delivered, alert.key))
-                for covered in alert.covers:
-                    conn.execute("INSERT INTO ops_alerts_sent (alert_key, kind, summary, delivered) "
-                                 "VALUES (%s, 'covered', %s, %s) ON CONFLICT (alert_key) DO NOTHING",
-                                 (covered, f"in {alert.key}", delivered))
-            (report.sent if delivered else report.logged_only).append(alert.key)
-            log.info("%s %s", "sent" if delivered else "logged (no webhook)", alert.key)
+                for covered in alert.covers if claimed else ():
+                    conn.execute("INSERT INTO ops_alerts_sent (alert_key, kind, summary, status) "
+                                 "VALUES (%s, 'covered', %s, 'covered') ON CONFLICT (alert_key) DO NOTHING",
+                                 (covered, f"in {alert.key}"))
+        pending = conn.execute("SELECT alert_key, summary FROM ops_alerts_sent WHERE status = 'pending' "
+                               "ORDER BY created_at").fetchall()
+        for key, text in pending:
+            try:
+                delivered = slack.send(text)
+            except NotifyError as exc:
+                conn.execute("UPDATE ops_alerts_sent SET attempts = attempts + 1, last_error = %s "
+                             "WHERE alert_key = %s", (str(exc)[:500], key))
+                failures.append(f"{key}: {exc}")
+                log.warning("alert %s not delivered: %s", key, exc)
+                continue
+            conn.execute("UPDATE ops_alerts_sent SET status = %s, attempts = attempts + 1, sent_at = now(), "
+                         "last_error = NULL WHERE alert_key = %s", ("sent" if delivered else "logged", key))
+            (report.sent if delivered else report.logged_only).append(key)
+            log.info("%s %s", "sent" if delivered else "logged (no webhook)", key)
+    if failures:
+        raise NotifyError(f"{len(failures)} alert(s) not delivered, kept pending for the next run: "
+                          + "; ".join(failures)[:1000])
     return report
 
 
@@ -161,26 +179,43 @@ def alerts(settings: Settings | None = None, lookback_minutes: int = 60) -> Aler
 
 
 def notify_backup_failed_twice(flow, flow_run, state) -> None:
-    """``on_failure`` hook of the backup flow: when this run and the previous backup run
-    both failed, send one alert (keyed by the failing run, so it is sent once)."""
-    import asyncio
+    """``on_failure``/``on_crashed`` hook of the backup flow: when the previous finished
+    backup run also failed (or crashed), send one alert. When the warehouse itself is the
+    trouble (the usual reason a backup fails twice), the alert goes straight to Slack."""
+    import logging
 
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowFilter, FlowFilterName, FlowRunFilter, FlowRunFilterId
+    from prefect.client.schemas.filters import (
+        FlowFilter,
+        FlowFilterName,
+        FlowRunFilter,
+        FlowRunFilterId,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
     from prefect.client.schemas.sorting import FlowRunSort
 
-    async def previous_runs():
-        async with get_client() as client:
-            return await client.read_flow_runs(
-                flow_filter=FlowFilter(name=FlowFilterName(any_=[flow.name])),
-                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(not_any_=[flow_run.id])),
-                sort=FlowRunSort.START_TIME_DESC, limit=5)
-
-    runs = [r for r in asyncio.run(previous_runs()) if r.state is not None and r.state.is_final()]
-    if not runs or not runs[0].state.is_failed():
+    log = logging.getLogger("ysh.flows.alerts")
+    finished = [StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED]
+    with get_client(sync_client=True) as client:
+        previous = client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=[flow.name])),
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(not_any_=[flow_run.id]),
+                                          state=FlowRunFilterState(type=FlowRunFilterStateType(any_=finished))),
+            sort=FlowRunSort.END_TIME_DESC, limit=1)
+    if not previous or previous[0].state is None or previous[0].state.type not in (StateType.FAILED,
+                                                                                    StateType.CRASHED):
         return
     settings = get_settings()
     alert = Alert(f"backup-failed-twice:{flow_run.id}", "backup_failed_twice",
-                  f":rotating_light: Backup failed twice in a row (runs {runs[0].name} and {flow_run.name}): "
+                  f":rotating_light: Backup failed twice in a row (runs {previous[0].name} and {flow_run.name}): "
                   f"{state.message or 'see the Prefect logs'}")
-    deliver_alerts(settings, [alert])
+    try:
+        deliver_alerts(settings, [alert])
+    except NotifyError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the warehouse is down: tell Slack directly
+        log.warning("could not record the alert (%s); sending it directly", exc)
+        with SlackNotifier.from_settings(settings) as slack:
+            slack.send(alert.text)

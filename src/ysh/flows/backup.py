@@ -516,6 +516,20 @@ def verify_backup(manifest: dict[str, Any], directory: Path) -> None:
 @task(name="restore_database", timeout_seconds=RESTORE_TIMEOUT_S, cache_policy=NO_CACHE)
 def restore_database(dsn: SecretStr, schema: str, dump_path: Path) -> dict[str, int]:
     secret_dsn = dsn.get_secret_value()
+    # hold the migrations' advisory lock from the emptiness check to the end of the
+    # restore: a scheduled flow or a Dagster run migrating the schema meanwhile would
+    # otherwise re-create the tables under the restore
+    from ..db import _MIGRATION_LOCK_ID
+
+    with psycopg.connect(secret_dsn, autocommit=True) as lock:
+        lock.execute("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK_ID,))
+        try:
+            return _restore_locked(secret_dsn, schema, dump_path)
+        finally:
+            lock.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK_ID,))
+
+
+def _restore_locked(secret_dsn: str, schema: str, dump_path: Path) -> dict[str, int]:
     exists, objects = _schema_state(secret_dsn, schema)
     if objects:
         raise RestoreTargetNotEmptyError(

@@ -39,9 +39,14 @@ def _parameters(values: list[str]) -> dict:
         if not sep or not key:
             raise typer.BadParameter(f"--param expects KEY=VALUE, got {item!r}")
         try:
-            params[key] = json.loads(raw)
+            value = json.loads(raw)
         except json.JSONDecodeError:
-            params[key] = raw  # a plain string
+            value = raw  # a plain string
+        if key.endswith("dsn") and isinstance(value, str):
+            from pydantic import SecretStr
+
+            value = SecretStr(value)  # Prefect records parameters: never the password in clear
+        params[key] = value
     return params
 
 

@@ -33,7 +33,8 @@ def flows() -> dict:
     from .migrate_legacy import migrate_legacy
 
     return {
-        "backup": backup.with_options(on_failure=[notify_backup_failed_twice]),
+        "backup": backup.with_options(on_failure=[notify_backup_failed_twice],
+                                      on_crashed=[notify_backup_failed_twice]),
         "alerts": alerts,
         "migrate_legacy": migrate_legacy,
         "restore": restore,

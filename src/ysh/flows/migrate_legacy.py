@@ -57,8 +57,8 @@ Required: ``COD_PROD``, ``DESCR``, ``PRECO_VENDA`` (or a synonym).
 Sources, lines, idempotency
 ---------------------------
 
-* An XLSX sheet is one source, ``source_file = "<file name>#<sheet>"``; a CSV is one
-  source, ``source_file = "<file name>"``. Sheets named ``LEIAME``/``README``/``NOTAS``/
+* An XLSX sheet is one source, ``source_file = "legacy:<file name>#<sheet>"``; a CSV is
+  one source, ``source_file = "legacy:<file name>"``. Sheets named ``LEIAME``/``README``/``NOTAS``/
   ``INSTRUCOES`` are notes and are skipped. The header is the first row (among the first
   20) that names a product-code column, so title rows above it are fine.
 * ``line`` is the row number in the sheet (Excel's numbering: a header on row 3 puts the
@@ -71,10 +71,10 @@ Sources, lines, idempotency
   is no longer quarantined are deleted (the row was fixed); items are never deleted.
 * ``dry_run=True`` computes the same plan and writes nothing (no schema migration either).
 
-Caveat: the catalog job's full static run (Dagster ``catalog_normalized``) deletes every
-``items_normalized``/``items_quarantine`` row it did not write itself, migrated rows
-included; run this flow after it, or land the export as feeds, until that job learns
-to keep rows it does not own.
+The catalog job's full runs prune only the rows of landed feeds: rows whose source starts
+with ``legacy:`` are kept. After writing, the flow recomputes ``products`` from all of
+``items_normalized``, so migrated items count as offers. A legacy row and a feed row with
+the same (distributor, sku) are the same item: whichever was written last wins.
 
 Command line::
 
@@ -870,6 +870,24 @@ def upsert_task(warehouse: db.Warehouse, plan: MigrationPlan) -> None:
                           len(plan.quarantine_deletes))
 
 
+@task(name="refresh_products", timeout_seconds=900, **_TASK_DEFAULTS)
+def refresh_products_task(settings: Settings) -> None:
+    """``products`` from all of ``items_normalized`` (a Pathway run, in its own process:
+    Pathway wants the main thread and a fresh graph)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "YSH_POSTGRES_SCHEMA": settings.postgres_schema}
+    if settings.postgres_dsn is not None:
+        env["YSH_POSTGRES_DSN"] = settings.postgres_dsn.get_secret_value()
+    done = subprocess.run([sys.executable, "-m", "ysh.cli", "catalog", "products"], env=env,
+                          capture_output=True, text=True, timeout=900)
+    if done.returncode != 0:
+        raise RuntimeError(f"recomputing products failed: {done.stderr[-2000:]}")
+    get_run_logger().info(done.stdout.strip().splitlines()[-1] if done.stdout.strip() else "products recomputed")
+
+
 @flow(name="migrate_legacy", timeout_seconds=3600)
 def migrate_legacy(paths: list[Path], *, dry_run: bool = False, distributor: str | None = None,
                    settings: Settings | None = None) -> MigrationReport:
@@ -898,6 +916,8 @@ def migrate_legacy(paths: list[Path], *, dry_run: bool = False, distributor: str
     plan = diff_task(warehouse, quote(batch))
     if not dry_run:
         upsert_task(warehouse, quote(plan))
+        if plan.inserts or plan.updates:
+            refresh_products_task(settings)
     report = MigrationReport(
         dry_run=dry_run,
         files=[f.name for f in files],

@@ -409,7 +409,11 @@ def _process_matches(pid: int, argv: list[str]) -> bool:
         return not Path("/proc").is_dir()  # no /proc (not Linux): trust the live pid
     cmdline = [part for part in raw.decode("utf-8", "replace").split("\0") if part]
     program = os.path.basename(argv[0])
-    return any(os.path.basename(part) == program for part in cmdline[:3])
+    if not any(os.path.basename(part) == program for part in cmdline[:3]):
+        return False
+    # the same program is not enough (a system mosquitto may have inherited a stale pid):
+    # our own arguments (config path, port) must be there too
+    return all(arg in cmdline for arg in argv[1:])
 
 
 def _clean_env() -> dict[str, str]:
