@@ -1,0 +1,179 @@
+"""Validation of raw inverter telemetry events (pure Python, no I/O).
+
+A raw event is a mapping as it arrives from the broker (JSON-decoded)::
+
+    event_id, plant_id, inverter_id   non-empty strings
+    ts                                ISO 8601 with an offset (``Z`` or ``+hh:mm``), or an aware datetime
+    ac_power_w                        number (W)
+    energy_total_kwh                  number (kWh), the inverter's cumulative energy counter
+    dc_power_w, temperature_c,        optional numbers (absent or ``None``)
+    irradiance_wm2
+    status_code                       optional int or string (kept as a string)
+
+:func:`validate_event` returns an :class:`Event` or a :class:`Rejected` with one of the
+stable reason codes below. Checks run in this order and the first failure wins:
+
+1. ``malformed``: a required field is missing, a field has the wrong type (numbers must be
+   ``int``/``float``, not ``bool`` nor strings; NaN and infinities are malformed), ``ts`` is
+   not ISO 8601 or has no UTC offset (a naive time is ambiguous, so it is not guessed).
+2. ``unknown_inverter``: ``(plant_id, inverter_id)`` is not in the registry.
+3. ``negative_power``: ``ac_power_w < 0`` or ``dc_power_w < 0``.
+4. ``power_above_rated``: ``ac_power_w > rated_power_w × POWER_ABOVE_RATED_TOLERANCE``
+   (1.2: inverters may briefly exceed their nameplate, and some registries record the
+   nominal rather than the maximum AC power; more than 20 % above is a unit or scaling
+   error, e.g. kW sent as W).
+5. ``negative_energy``: ``energy_total_kwh < 0`` (a cumulative counter is never negative).
+6. ``future_ts``: ``ts > now + CLOCK_SKEW`` (5 minutes of allowed clock skew between the
+   logger and this service).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from datetime import datetime, timedelta, timezone
+from typing import Any, NamedTuple
+
+MALFORMED = "malformed"
+UNKNOWN_INVERTER = "unknown_inverter"
+NEGATIVE_POWER = "negative_power"
+POWER_ABOVE_RATED = "power_above_rated"
+FUTURE_TS = "future_ts"
+NEGATIVE_ENERGY = "negative_energy"
+
+#: Every reason code, in check order.
+REASON_CODES = (MALFORMED, UNKNOWN_INVERTER, NEGATIVE_POWER, POWER_ABOVE_RATED, NEGATIVE_ENERGY, FUTURE_TS)
+
+#: ``ac_power_w`` above ``rated × 1.2`` is rejected (see the module docstring).
+POWER_ABOVE_RATED_TOLERANCE = 1.2
+#: A timestamp more than 5 minutes after ``now`` is rejected.
+CLOCK_SKEW = timedelta(minutes=5)
+
+Registry = Mapping[tuple[str, str], float]
+
+
+class Event(NamedTuple):
+    """A valid telemetry event; ``ts`` is an aware datetime in UTC."""
+
+    event_id: str
+    plant_id: str
+    inverter_id: str
+    ts: datetime
+    ac_power_w: float
+    energy_total_kwh: float
+    dc_power_w: float | None = None
+    temperature_c: float | None = None
+    status_code: str | None = None
+    irradiance_wm2: float | None = None
+
+
+class Rejected(NamedTuple):
+    """An event that failed validation: ``reason`` is one of :data:`REASON_CODES`."""
+
+    reason: str
+    detail: str
+    event_id: str | None = None
+    plant_id: str | None = None
+    inverter_id: str | None = None
+
+
+class _Malformed(Exception):
+    pass
+
+
+def _string(raw: Mapping[str, Any], name: str) -> str:
+    if name not in raw or raw[name] is None:
+        raise _Malformed(f"missing {name}")
+    value = raw[name]
+    if not isinstance(value, str) or not value.strip():
+        raise _Malformed(f"{name} must be a non-empty string")
+    return value
+
+
+def _number(raw: Mapping[str, Any], name: str, *, required: bool) -> float | None:
+    value = raw.get(name)
+    if value is None:
+        if required:
+            raise _Malformed(f"missing {name}")
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _Malformed(f"{name} must be a number, got {type(value).__name__}")
+    number = float(value)
+    if not math.isfinite(number):
+        raise _Malformed(f"{name} must be finite")
+    return number
+
+
+def _timestamp(raw: Mapping[str, Any]) -> datetime:
+    value = raw.get("ts")
+    if value is None:
+        raise _Malformed("missing ts")
+    if isinstance(value, datetime):
+        ts = value
+    elif isinstance(value, str):
+        try:
+            ts = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise _Malformed(f"ts is not ISO 8601: {value!r}") from None
+    else:
+        raise _Malformed(f"ts must be an ISO 8601 string, got {type(value).__name__}")
+    if ts.tzinfo is None or ts.utcoffset() is None:
+        raise _Malformed("ts has no UTC offset")
+    return ts.astimezone(timezone.utc)
+
+
+def _status(raw: Mapping[str, Any]) -> str | None:
+    value = raw.get("status_code")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise _Malformed(f"status_code must be an int or a string, got {type(value).__name__}")
+    return str(value)
+
+
+def validate_event(raw: Mapping[str, Any], registry: Registry, now: datetime) -> Event | Rejected:
+    """Validate one raw event against the plant registry (``(plant_id, inverter_id) →
+    rated AC power in W``) at time ``now`` (aware). See the module docstring for the
+    checks and their order."""
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    if not isinstance(raw, Mapping):
+        return Rejected(MALFORMED, f"event must be a mapping, got {type(raw).__name__}")
+    event_id = raw.get("event_id") if isinstance(raw.get("event_id"), str) else None
+    plant_id = raw.get("plant_id") if isinstance(raw.get("plant_id"), str) else None
+    inverter_id = raw.get("inverter_id") if isinstance(raw.get("inverter_id"), str) else None
+    try:
+        event = Event(
+            event_id=_string(raw, "event_id"),
+            plant_id=_string(raw, "plant_id"),
+            inverter_id=_string(raw, "inverter_id"),
+            ts=_timestamp(raw),
+            ac_power_w=_number(raw, "ac_power_w", required=True),  # type: ignore[arg-type]
+            energy_total_kwh=_number(raw, "energy_total_kwh", required=True),  # type: ignore[arg-type]
+            dc_power_w=_number(raw, "dc_power_w", required=False),
+            temperature_c=_number(raw, "temperature_c", required=False),
+            status_code=_status(raw),
+            irradiance_wm2=_number(raw, "irradiance_wm2", required=False),
+        )
+    except _Malformed as exc:
+        return Rejected(MALFORMED, str(exc), event_id, plant_id, inverter_id)
+
+    def reject(reason: str, detail: str) -> Rejected:
+        return Rejected(reason, detail, event.event_id, event.plant_id, event.inverter_id)
+
+    rated = registry.get((event.plant_id, event.inverter_id))
+    if rated is None:
+        return reject(UNKNOWN_INVERTER, f"{event.plant_id}/{event.inverter_id} is not in the plant registry")
+    if event.ac_power_w < 0:
+        return reject(NEGATIVE_POWER, f"ac_power_w={event.ac_power_w}")
+    if event.dc_power_w is not None and event.dc_power_w < 0:
+        return reject(NEGATIVE_POWER, f"dc_power_w={event.dc_power_w}")
+    limit = float(rated) * POWER_ABOVE_RATED_TOLERANCE
+    if event.ac_power_w > limit:
+        return reject(POWER_ABOVE_RATED, f"ac_power_w={event.ac_power_w} > {limit:g} (rated {float(rated):g} W × "
+                                         f"{POWER_ABOVE_RATED_TOLERANCE})")
+    if event.energy_total_kwh < 0:
+        return reject(NEGATIVE_ENERGY, f"energy_total_kwh={event.energy_total_kwh}")
+    if event.ts > now + CLOCK_SKEW:
+        return reject(FUTURE_TS, f"ts={event.ts.isoformat()} is more than {CLOCK_SKEW} after now={now.isoformat()}")
+    return event

@@ -1,0 +1,336 @@
+"""O&M rules over hand-built 5-minute windows, and the alert lifecycle."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from ysh.om.rules import (
+    GAP_DATA, GAP_OUTAGE, GAP_PARTIAL, GAP_UNKNOWN, PLANT_SCOPE, RULE_CLIPPING, RULE_COMM_LOSS, RULE_FROZEN,
+    RULE_PLANT_OFFLINE, RULE_PLANT_OUTAGE, RULE_TRIP, RULE_UNDERPERFORMANCE, Alert, RuleState, Thresholds,
+    WindowStat, advance, availability, classify_gap, clipping_state, comm_loss_state, evaluate_plant,
+    evaluate_windows, frozen_state, mttr, performance_index, plant_offline_state, plant_outage_state, trip_state,
+    underperformance_state, window_from_samples,
+)
+
+T0 = datetime(2026, 1, 15, 12, 0, tzinfo=timezone.utc)
+STEP = timedelta(minutes=5)
+RATED = 10_000.0
+
+
+def win(i: int, power: float, expected: float = 8000.0, inv: str = "inv-1", *, plant: str = "p1",
+        rated: float = RATED, max_power: float | None = None, samples: int = 5, identical_run: int = 1,
+        last_power: float | None = None, e_first: float | None = None, e_last: float | None = None) -> WindowStat:
+    start = T0 + i * STEP
+    max_p = power if max_power is None else max_power
+    return WindowStat(plant, inv, start, start + STEP, samples, power, min(power, max_p), max_p,
+                      (e_last or 0) - (e_first or 0), expected, rated, performance_index(power, expected, rated),
+                      identical_run, start + STEP - timedelta(seconds=10), last_power, e_first, e_last)
+
+
+def peers_of(*windows: WindowStat) -> dict[datetime, list[WindowStat]]:
+    out: dict[datetime, list[WindowStat]] = defaultdict(list)
+    for w in windows:
+        out[w.window_start].append(w)
+    return out
+
+
+# --------------------------------------------------------------------------- trip
+
+
+def test_trip_boundaries_alone():
+    assert trip_state([win(0, 100.0, expected=2000.0)], {}).active  # output 1 %, expected 20 %
+    assert not trip_state([win(0, 100.1, expected=2000.0)], {}).active
+    below = trip_state([win(0, 0.0, expected=1999.0)], {})
+    assert not below.active and below.details["reason"] == "no_production_expected"
+
+
+def test_trip_needs_peers_producing():
+    mine = [win(0, 0.0)]
+    producing = peers_of(win(0, 4000.0, inv="inv-2"))  # PI 0.5
+    assert trip_state(mine, producing).active
+    weak = trip_state(mine, peers_of(win(0, 3900.0, inv="inv-2")))  # PI 0.4875: weather, not a trip
+    assert not weak.active and weak.details["reason"] == "peers_low_too"
+
+
+def test_second_tripped_inverter_does_not_hide_the_first():
+    peers = peers_of(win(0, 0.0, inv="inv-2"), win(0, 7600.0, inv="inv-3"))
+    state = trip_state([win(0, 0.0)], peers)
+    assert state.active and state.details["peers_down"] == 1 and state.details["peer_median_pi"] == 0.95
+
+
+def test_whole_plant_down_is_a_plant_outage_not_trips():
+    histories = {inv: [win(0, 8000.0, inv=inv), win(1, 0.0, inv=inv), win(2, 0.0, inv=inv)]
+                 for inv in ("inv-1", "inv-2", "inv-3")}
+    slots = peers_of(*[w for h in histories.values() for w in h])
+    for inv, h in histories.items():
+        state = trip_state(h, slots)
+        assert not state.active and state.details["reason"] == "plant_wide_no_output"
+    outage = plant_outage_state(histories)
+    assert outage.active and outage.details["since"] == T0 + STEP and outage.at == T0 + 3 * STEP
+    histories["inv-3"].append(win(3, 7000.0, inv="inv-3"))
+    for inv in ("inv-1", "inv-2"):
+        histories[inv].append(win(3, 0.0, inv=inv))
+    assert not plant_outage_state(histories).active
+
+
+def test_trip_holds_overnight_and_resolves_next_morning():
+    history = [win(0, 8000.0), win(1, 0.0), win(2, 0.0, expected=500.0), win(3, 0.0, expected=0.0)]
+    night = trip_state(history, {})
+    assert night.active and night.details["since"] == T0 + STEP and night.at == T0 + 2 * STEP
+    history.append(win(300, 6000.0))
+    morning = trip_state(history, {})
+    assert not morning.active and morning.details["clear_since"] == T0 + 300 * STEP
+
+
+# --------------------------------------------------------------------------- underperformance
+
+
+def test_underperformance_pi_boundary_needs_three_windows_and_resolves():
+    low = [win(i, 5999.0) for i in range(3)]  # PI 0.749875
+    assert not underperformance_state(low[:2], {}).active
+    state = underperformance_state(low, {})
+    assert state.active and state.details["since"] == T0
+    assert not underperformance_state([win(i, 6000.0) for i in range(3)], {}).active  # PI 0.75 exactly
+    resolved = underperformance_state(low + [win(3, 7000.0)], {})
+    assert not resolved.active and resolved.at == T0 + 4 * STEP
+
+
+def test_underperformance_peer_ratio_boundary():
+    peers = peers_of(*[win(i, 5000.0, expected=5000.0, inv="inv-2") for i in range(3)])  # specific 0.5
+    at_boundary = [win(i, 4000.0, expected=5000.0) for i in range(3)]  # ratio 0.8, PI 0.8
+    assert not underperformance_state(at_boundary, peers).active
+    below = [win(i, 3999.0, expected=5000.0) for i in range(3)]
+    state = underperformance_state(below, peers)
+    assert state.active and state.details["windows"][0]["peer_ratio"] < 0.8
+
+
+def test_plant_wide_low_pi_is_weather_not_underperformance():
+    peers = peers_of(*[win(i, 4000.0, inv="inv-2") for i in range(3)])  # everybody at PI 0.5
+    assert not underperformance_state([win(i, 4000.0) for i in range(3)], peers).active
+
+
+def test_underperformance_counts_daylight_windows_only():
+    dim = [win(i, 100.0, expected=999.0) for i in range(5)]  # expected < 10 % of rated
+    assert not underperformance_state(dim, {}).active
+    # two low windows in the evening, the night, one low window next morning: still 3 consecutive daylight
+    history = [win(0, 5000.0), win(1, 5000.0), win(2, 0.0, expected=0.0), win(300, 5000.0)]
+    assert underperformance_state(history, {}).active
+
+
+def test_trip_suppresses_underperformance():
+    states = evaluate_windows([win(i, 0.0) for i in range(3)], {})
+    assert states[RULE_TRIP].active
+    assert not states[RULE_UNDERPERFORMANCE].active
+    assert states[RULE_UNDERPERFORMANCE].details["suppressed_by"] == RULE_TRIP
+
+
+# --------------------------------------------------------------------------- frozen
+
+
+def samples(start: datetime, values: list[float], energy: float = 100.0) -> list[tuple[datetime, float, float]]:
+    return [(start + timedelta(minutes=k), v, energy + k * 0.05) for k, v in enumerate(values)]
+
+
+def frozen_pair(first: list[float], second: list[float], expected: float = 8000.0) -> list[WindowStat]:
+    return [window_from_samples("p1", "inv-1", T0 + k * STEP, T0 + (k + 1) * STEP, samples(T0 + k * STEP, values),
+                                expected, RATED) for k, values in enumerate((first, second))]
+
+
+def test_window_from_samples_identical_run_is_the_trailing_run():
+    w = window_from_samples("p1", "inv-1", T0, T0 + STEP, samples(T0, [1.0, 2.0, 3.0, 3.0, 3.0]), 8000.0, RATED)
+    assert (w.identical_run, w.last_power_w, w.samples, w.min_power_w, w.max_power_w) == (3, 3.0, 5, 1.0, 3.0)
+    assert w.energy_delta_kwh == pytest.approx(0.2) and w.performance_index == pytest.approx(2.4 / 8000)
+
+
+def test_frozen_ten_identical_samples_across_windows():
+    state = frozen_state(frozen_pair([4000.0] * 5, [4000.0] * 5))
+    assert state.active and state.details["run"] == 10 and state.details["since"] == T0
+    nine = frozen_state(frozen_pair([3999.0] + [4000.0] * 4, [4000.0] * 5))
+    assert not nine.active and nine.details["run"] == 9
+
+
+def test_frozen_chains_without_last_power_when_windows_are_constant():
+    history = [win(0, 4000.0, samples=5, identical_run=5), win(1, 4000.0, samples=5, identical_run=5)]
+    assert frozen_state(history).active
+    assert not frozen_state([win(0, 4100.0, samples=5, identical_run=5), history[1]]).active
+
+
+def test_frozen_requires_daylight_and_ignores_clipping_plateaus():
+    assert not frozen_state(frozen_pair([0.0] * 5, [0.0] * 5, expected=999.0)).active
+    clipped = frozen_state(frozen_pair([9900.0] * 5, [9900.0] * 5))
+    assert not clipped.active and clipped.details["reason"] == "at_clipping_level"
+
+
+# --------------------------------------------------------------------------- clipping
+
+
+def test_clipping_is_info_after_two_contiguous_windows():
+    clipped = [win(0, 9000.0, max_power=9800.0), win(1, 9100.0, max_power=9850.0)]
+    state = clipping_state(clipped)
+    assert state.active and state.details["since"] == T0
+    assert not clipping_state(clipped[:1]).active
+    assert not clipping_state([clipped[0], win(1, 9000.0, max_power=9799.0)]).active
+    assert not clipping_state([clipped[0], win(2, 9000.0, max_power=9800.0)]).active  # not contiguous
+    _, opened, _ = advance({}, {("p1", "inv-1", RULE_CLIPPING): (state.at, state)})
+    assert opened[0].details["severity"] == "info"
+
+
+# --------------------------------------------------------------------------- communication loss vs outage
+
+
+def test_comm_loss_needs_peers_reporting_for_fifteen_minutes():
+    mine = [win(0, 5000.0)]
+    peers = peers_of(*[win(i, 5000.0, inv="inv-2") for i in range(4)])  # inv-2 reports 15 min longer
+    state = comm_loss_state(mine, peers)
+    assert state.active and state.at == mine[0].last_ts + timedelta(minutes=15)
+    assert state.details["peers_reporting"] == ["inv-2"]
+    short = peers_of(*[win(i, 5000.0, inv="inv-2") for i in range(3)])  # 10 minutes only
+    assert not comm_loss_state(mine, short).active
+
+
+def test_whole_plant_silent_is_plant_offline_not_comm_loss():
+    histories = {inv: [win(0, 5000.0, inv=inv)] for inv in ("inv-1", "inv-2")}
+    now = T0 + timedelta(minutes=40)
+    slots = peers_of(*[w for h in histories.values() for w in h])
+    state = comm_loss_state(histories["inv-1"], slots, now=now)
+    assert not state.active and state.details["reason"] == "plant_silent"
+    offline = plant_offline_state(histories, now=now)
+    assert offline.active and offline.at == histories["inv-1"][0].last_ts + timedelta(minutes=15)
+    assert not plant_offline_state(histories).active  # silence needs a clock
+
+
+def gap_case(energy_after: float | None, peer_power: float = 5000.0):
+    before = win(0, 5000.0, e_first=99.6, e_last=100.0)
+    after = win(4, 5000.0, e_first=energy_after, e_last=None if energy_after is None else energy_after + 0.4)
+    peers = [win(i, peer_power, inv="inv-2") for i in range(5)]
+    return [before, after], peers_of(*peers)
+
+
+@pytest.mark.parametrize(("energy_after", "kind"), [
+    (101.25, GAP_DATA),      # all of the 1.25 kWh the peer's specific power implies: only data was lost
+    (100.63, GAP_DATA),      # just above 50 %
+    (100.62, GAP_PARTIAL),   # just below 50 %
+    (100.13, GAP_PARTIAL),   # just above 10 %
+    (100.12, GAP_OUTAGE),    # just below 10 %
+    (100.0, GAP_OUTAGE),     # counter did not move: the inverter was down, not just silent
+    (None, GAP_UNKNOWN),     # no counter readings
+    (99.0, GAP_UNKNOWN),     # counter went backwards (reset / replaced)
+])
+def test_gap_classified_with_the_energy_counter(energy_after, kind):
+    history, peers = gap_case(energy_after)
+    state = comm_loss_state(history, peers)
+    assert not state.active and state.at == T0 + 4 * STEP
+    gap = state.details["last_gap"]
+    assert gap["classification"] == kind and gap["reference"] == "peers_actual"
+    assert gap["reference_kwh"] == pytest.approx(1.25)
+
+
+def test_night_gap_cannot_be_classified():
+    before = win(0, 0.0, expected=0.0, e_last=100.0)
+    after = win(4, 0.0, expected=0.0, e_first=100.0)
+    assert classify_gap(before, after)["classification"] == GAP_UNKNOWN
+
+
+def test_plant_offline_resumed_with_expected_reference():
+    def histories(delta: float):
+        return {inv: [win(0, 5000.0, inv=inv, e_last=100.0), win(4, 5000.0, inv=inv, e_first=100.0 + delta)]
+                for inv in ("inv-1", "inv-2")}
+    # reference: mean expected 8000 W over 15 minutes = 2 kWh per inverter
+    assert plant_offline_state(histories(1.5)).details["last_gap"]["classification"] == GAP_DATA
+    assert plant_offline_state(histories(0.0)).details["last_gap"]["classification"] == GAP_OUTAGE
+    mixed = histories(1.5)
+    mixed["inv-2"][1] = win(4, 5000.0, inv="inv-2", e_first=100.0)
+    assert plant_offline_state(mixed).details["last_gap"]["classification"] == GAP_PARTIAL
+
+
+def test_comm_loss_lifecycle_through_evaluate_plant():
+    peers = [win(i, 7000.0, inv="inv-2") for i in range(6)]
+    mine = [win(0, 7000.0, e_last=100.0)]
+    open_alerts, opened, _ = advance({}, evaluate_plant("p1", {"inv-1": mine, "inv-2": peers[:4]}))
+    assert [(a.inverter_id, a.rule) for a in opened] == [("inv-1", RULE_COMM_LOSS)]
+    assert opened[0].opened_at == mine[0].last_ts + timedelta(minutes=15)
+    mine.append(win(5, 7000.0, e_first=100.0))  # back, and the counter did not move: an outage
+    open_alerts, opened, resolved = advance(open_alerts, evaluate_plant("p1", {"inv-1": mine, "inv-2": peers}))
+    assert opened == [] and open_alerts == {}
+    assert resolved[0].resolved_at == T0 + 5 * STEP
+    assert resolved[0].details["resolution"]["last_gap"]["classification"] == GAP_OUTAGE
+
+
+# --------------------------------------------------------------------------- lifecycle
+
+
+KEY = ("p1", "inv-1", RULE_TRIP)
+
+
+def states_at(minute: int, active: bool) -> dict:
+    at = T0 + timedelta(minutes=minute)
+    return {KEY: (at, RuleState(active, {"minute": minute}, at))}
+
+
+def test_lifecycle_opens_once_stays_single_resolves_and_reopens_with_new_key():
+    open_alerts, opened, resolved = advance({}, states_at(5, True))
+    assert len(opened) == 1 and resolved == [] and open_alerts[KEY] == opened[0]
+    first = opened[0]
+    assert first.opened_at == T0 + timedelta(minutes=5) and first.resolved_at is None
+    assert first.details["severity"] == "critical"
+    open_alerts, opened, resolved = advance(open_alerts, states_at(10, True))
+    assert opened == [] and resolved == [] and open_alerts[KEY] is first
+    open_alerts, opened, resolved = advance(open_alerts, states_at(15, False))
+    assert opened == [] and open_alerts == {}
+    assert resolved[0].key == first.key and resolved[0].resolved_at == T0 + timedelta(minutes=15)
+    assert resolved[0].details["resolution"] == {"minute": 15}
+    open_alerts, opened, _ = advance(open_alerts, states_at(60, True))
+    assert len(opened) == 1 and opened[0].key != first.key
+    assert first.key == "p1|inv-1|inverter_trip|2026-01-15T12:05:00+00:00"
+
+
+def test_advance_is_idempotent_and_pure():
+    states = {**states_at(5, True), ("p1", "inv-2", RULE_FROZEN): (T0, RuleState(False, {}))}
+    once, opened, _ = advance({}, states)
+    twice, opened_again, resolved_again = advance(once, states)
+    assert len(opened) == 1 and opened_again == [] and resolved_again == [] and twice == once
+    closing = states_at(20, False)
+    after, _, resolved = advance(once, closing)
+    assert len(resolved) == 1 and KEY in once  # input not modified
+    assert advance(after, closing)[1:] == ([], [])
+
+
+def test_stale_inactive_state_does_not_resolve():
+    open_alerts, _, _ = advance({}, states_at(30, True))
+    still, _, resolved = advance(open_alerts, states_at(25, False))
+    assert resolved == [] and KEY in still
+
+
+def alert(minutes_open: int | None, rule: str = RULE_TRIP) -> Alert:
+    resolved = None if minutes_open is None else T0 + timedelta(minutes=minutes_open)
+    return Alert("p1", "inv-1", rule, T0, resolved, {}, "k")
+
+
+def test_mttr():
+    assert mttr([alert(10), alert(20), alert(None)]) == timedelta(minutes=15)
+    assert mttr([alert(10), alert(40, RULE_CLIPPING)], rules=[RULE_TRIP]) == timedelta(minutes=10)
+    assert mttr([alert(None)]) is None and mttr([]) is None
+
+
+def test_availability_counts_daylight_windows_and_outage_gaps():
+    windows = [win(0, 5000.0), win(1, 0.0), win(2, 5000.0), win(3, 5000.0), win(4, 0.0, expected=0.0),
+               win(0, 5000.0, plant="p2", expected=500.0)]
+    assert availability(windows) == {"p1": 0.75, "p2": None}
+    gap = {"since": T0, "until": T0 + timedelta(minutes=20), "classification": GAP_OUTAGE}
+    outage = Alert("p1", PLANT_SCOPE, RULE_PLANT_OFFLINE, T0, T0 + timedelta(minutes=20),
+                   {"resolution": {"last_gap": gap}}, "k")
+    data_gap = outage._replace(details={"resolution": {"last_gap": {**gap, "classification": GAP_DATA}}})
+    assert availability(windows, [outage]) == {"p1": 3 / 8, "p2": None}
+    assert availability(windows, [data_gap])["p1"] == 0.75
+
+
+def test_evaluate_plant_keys_every_rule():
+    histories = {inv: [win(i, 5000.0, inv=inv) for i in range(3)] for inv in ("inv-1", "inv-2")}
+    states = evaluate_plant("p1", histories, Thresholds())
+    inverter_rules = (RULE_TRIP, RULE_UNDERPERFORMANCE, RULE_COMM_LOSS, RULE_FROZEN, RULE_CLIPPING)
+    assert set(states) == {("p1", inv, rule) for inv in ("inv-1", "inv-2") for rule in inverter_rules} | {
+        ("p1", PLANT_SCOPE, RULE_PLANT_OFFLINE), ("p1", PLANT_SCOPE, RULE_PLANT_OUTAGE)}
+    assert not any(state.active for _, state in states.values())
