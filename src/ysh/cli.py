@@ -14,6 +14,7 @@ from rich.table import Table
 from . import db
 from .catalog.cli import app as catalog_app
 from .flows.cli import app as flows_app
+from .om.cli import app as om_app
 from .proposals.cli import app as proposal_app
 from .tariffs.cli import app as tariffs_app
 from .settings import get_settings
@@ -27,6 +28,7 @@ app.add_typer(catalog_app, name="catalog")
 app.add_typer(tariffs_app, name="tariffs")
 app.add_typer(proposal_app, name="proposal")
 app.add_typer(flows_app, name="flows")
+app.add_typer(om_app, name="om")
 console = Console()
 
 
