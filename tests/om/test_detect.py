@@ -57,3 +57,16 @@ def test_invalid_events_are_quarantined_and_duplicates_count_once(detected):
     assert sum(w["samples"] for w in windows) == len(unique)
     w = next(w for w in windows if w["samples"] >= 5 and w["expected_power_w"] > 1000)
     assert 0 < w["avg_power_w"] <= w["max_power_w"] and w["performance_index"] is not None
+
+
+def test_no_warning_alert_without_an_injected_fault(detected):
+    """One fault, one alert: every non-info alert of the day matches an injected fault
+    (clipping is info: high DC/AC plants really saturate at noon)."""
+    scenario, _, alerts, _, _ = detected
+    faults = [f for f in labels(scenario) if f["kind"] in RULE_OF]
+    for alert in alerts:
+        if alert["rule"] == "clipping":
+            continue
+        assert any(RULE_OF[f["kind"]] == alert["rule"] and f["plant_id"] == alert["plant_id"]
+                   and (f.get("inverter_id") or "*") == alert["inverter_id"]
+                   and ts(alert["opened_at"]) < ts(f["end"]) + timedelta(minutes=20) for f in faults), alert

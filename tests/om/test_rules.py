@@ -22,12 +22,15 @@ RATED = 10_000.0
 
 def win(i: int, power: float, expected: float = 8000.0, inv: str = "inv-1", *, plant: str = "p1",
         rated: float = RATED, max_power: float | None = None, samples: int = 5, identical_run: int = 1,
-        last_power: float | None = None, e_first: float | None = None, e_last: float | None = None) -> WindowStat:
+        last_power: float | None = None, e_first: float | None = None, e_last: float | None = None,
+        sensor: bool = True) -> WindowStat:
+    """A window; ``sensor``: its expected power came from measured irradiance (default, so
+    a lone inverter's PI can be judged)."""
     start = T0 + i * STEP
     max_p = power if max_power is None else max_power
     return WindowStat(plant, inv, start, start + STEP, samples, power, min(power, max_p), max_p,
                       (e_last or 0) - (e_first or 0), expected, rated, performance_index(power, expected, rated),
-                      identical_run, start + STEP - timedelta(seconds=10), last_power, e_first, e_last)
+                      identical_run, start + STEP - timedelta(seconds=10), last_power, e_first, e_last, sensor)
 
 
 def peers_of(*windows: WindowStat) -> dict[datetime, list[WindowStat]]:
@@ -110,6 +113,21 @@ def test_underperformance_peer_ratio_boundary():
 def test_plant_wide_low_pi_is_weather_not_underperformance():
     peers = peers_of(*[win(i, 4000.0, inv="inv-2") for i in range(3)])  # everybody at PI 0.5
     assert not underperformance_state([win(i, 4000.0) for i in range(3)], peers).active
+
+
+def test_a_lone_inverter_with_only_the_clear_sky_expectation_is_not_judged():
+    clouds = [win(i, 4000.0, sensor=False) for i in range(3)]  # PI 0.5 under a cloudy sky
+    state = underperformance_state(clouds, {})
+    assert not state.active and state.details["reason"] == "not_observable"
+    peers = peers_of(*[win(i, 8000.0, inv="inv-2", sensor=False) for i in range(3)])  # a producing peer: judged
+    assert underperformance_state(clouds, peers).active
+
+
+def test_trip_suppresses_frozen_values():
+    stuck = [win(i, 0.0, samples=5, identical_run=5, last_power=0.0) for i in range(3)]
+    states = evaluate_windows(stuck, {})
+    assert states[RULE_TRIP].active and not states[RULE_FROZEN].active
+    assert states[RULE_FROZEN].details.get("suppressed_by") in (None, RULE_TRIP)
 
 
 def test_underperformance_counts_daylight_windows_only():

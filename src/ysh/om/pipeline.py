@@ -90,7 +90,7 @@ def build_om_graph(lines: pw.Table, plants: list[Plant], *, now: datetime,
         w = window_from_samples(plant_id, inverter_id, start_dt, end_dt,
                                 [(r[0].to_pydatetime(), r[1], r[2]) for r in rows], expected,
                                 registry[(plant_id, inverter_id)], thresholds)
-        return tuple(w)
+        return tuple(w._replace(expected_from_sensor=bool(poa)))
 
     windowed = events.windowby(
         pw.this.ts, window=pw.temporal.tumbling(duration=WINDOW),
@@ -128,7 +128,7 @@ _WINDOW_TYPES = {
     "samples": int, "avg_power_w": float, "min_power_w": float, "max_power_w": float, "energy_delta_kwh": float,
     "expected_power_w": float, "rated_power_w": float, "performance_index": float | None, "identical_run": int,
     "last_ts": pw.DateTimeUtc, "last_power_w": float | None, "energy_first_kwh": float | None,
-    "energy_last_kwh": float | None,
+    "energy_last_kwh": float | None, "expected_from_sensor": bool,
 }
 
 

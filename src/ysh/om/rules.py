@@ -144,6 +144,7 @@ class WindowStat(NamedTuple):
     last_power_w: float | None = None
     energy_first_kwh: float | None = None
     energy_last_kwh: float | None = None
+    expected_from_sensor: bool = False  # expected power from measured irradiance (else clear sky)
 
 
 class RuleState(NamedTuple):
@@ -306,6 +307,12 @@ def underperformance_state(history: Sequence[WindowStat], peers: Peers,
     if len(daylight) < t.under_windows:
         return RuleState(False, {"reason": "not_enough_daylight_windows", "windows": len(daylight)},
                          daylight[-1].window_end if daylight else None)
+    recent = daylight[-t.under_windows:]
+    if not any(w.expected_from_sensor for w in recent) and not any(
+            _producing(_peers_at(peers, w), t) for w in recent):
+        # clear-sky expectation only and nobody to compare with: clouds look the same
+        return RuleState(False, {"reason": "not_observable", "detail": "no producing peers and no irradiance "
+                                 "sensor: a cloudy sky cannot be told from underperformance"}, daylight[-1].window_end)
     verdicts = [_underperforming(w, peers, t) for w in daylight]
     last = verdicts[-t.under_windows:]
     details = {"windows": [d for _, d in last]}
@@ -457,9 +464,10 @@ def evaluate_windows(history: Sequence[WindowStat], peers: Peers, thresholds: Th
         RULE_FROZEN: frozen_state(ordered, thresholds),
         RULE_CLIPPING: clipping_state(ordered, thresholds),
     }
-    if states[RULE_TRIP].active and states[RULE_UNDERPERFORMANCE].active:
-        under = states[RULE_UNDERPERFORMANCE]
-        states[RULE_UNDERPERFORMANCE] = RuleState(False, {**under.details, "suppressed_by": RULE_TRIP}, under.at)
+    if states[RULE_TRIP].active:  # a tripped inverter reads zero: that is not a second fault
+        for rule in (RULE_UNDERPERFORMANCE, RULE_FROZEN):
+            if states[rule].active:
+                states[rule] = RuleState(False, {**states[rule].details, "suppressed_by": RULE_TRIP}, states[rule].at)
     return states
 
 
@@ -540,6 +548,9 @@ def plant_outage_state(histories: Mapping[str, Sequence[WindowStat]],
     return RuleState(True, {"since": since, "inverters": sorted(w.inverter_id for w in slots[last])}, at)
 
 
+_SUPPRESSED_BY_PLANT = frozenset({RULE_TRIP, RULE_UNDERPERFORMANCE, RULE_FROZEN, RULE_COMM_LOSS})
+
+
 def evaluate_plant(plant_id: str, histories: Mapping[str, Sequence[WindowStat]],
                    thresholds: Thresholds = DEFAULT_THRESHOLDS,
                    now: datetime | None = None) -> dict[AlertKey, tuple[datetime, RuleState]]:
@@ -555,11 +566,18 @@ def evaluate_plant(plant_id: str, histories: Mapping[str, Sequence[WindowStat]],
     for inv, h in ordered.items():
         for rule, state in evaluate_windows(h, slots, thresholds, now).items():
             out[(plant_id, inv, rule)] = (state.at or h[-1].window_end, state)
+    plant_down = None
     for rule, state in ((RULE_PLANT_OFFLINE, plant_offline_state(ordered, thresholds, now)),
                         (RULE_PLANT_OUTAGE, plant_outage_state(ordered, thresholds))):
         at = state.at or fallback
         if at is not None:
             out[(plant_id, PLANT_SCOPE, rule)] = (at, state)
+            if state.active:
+                plant_down = rule
+    if plant_down is not None:  # the whole plant is down: one plant alert, not one per inverter
+        for key, (at, state) in list(out.items()):
+            if key[1] != PLANT_SCOPE and key[2] in _SUPPRESSED_BY_PLANT and state.active:
+                out[key] = (at, RuleState(False, {**state.details, "suppressed_by": plant_down}, state.at))
     return out
 
 
