@@ -144,17 +144,16 @@ def test_a_backup_failing_twice_in_a_row_alerts_once(prefect, ops_env, slack, mo
 
 
 def test_om_alerts_become_one_digest(prefect, ops_env, slack):
-    """The O&M job's ``om_alerts`` (issue 6) is read when it exists: a digest per run."""
+    """The O&M job's ``om_alerts``: the new ones as one digest per run."""
     from ysh import db
     from ysh.flows.alerts import alerts
 
     with db.connect(ops_env.dsn, ops_env.schema) as conn:
-        conn.execute("CREATE TABLE om_alerts (alert_key text PRIMARY KEY, plant_id text, inverter_id text, "
-                     "rule text NOT NULL, opened_at timestamptz NOT NULL, resolved_at timestamptz)")
-        conn.execute("INSERT INTO om_alerts VALUES ('a1', 'p1', 'i1', 'inverter_trip', now() - interval '10 min', NULL),"
-                     " ('a2', 'p1', 'i2', 'inverter_trip', now() - interval '5 min', NULL),"
-                     " ('a3', 'p2', 'i1', 'comm_loss', now() - interval '3 min', now()),"
-                     " ('a4', 'p2', 'i2', 'comm_loss', now() - interval '3 days', NULL)")
+        conn.execute("INSERT INTO om_alerts (alert_key, plant_id, inverter_id, rule, opened_at, resolved_at, details) "
+                     "VALUES ('a1', 'p1', 'i1', 'inverter_trip', now() - interval '10 min', NULL, '{}'),"
+                     " ('a2', 'p1', 'i2', 'inverter_trip', now() - interval '5 min', NULL, '{}'),"
+                     " ('a3', 'p2', 'i1', 'comm_loss', now() - interval '3 min', now(), '{}'),"
+                     " ('a4', 'p2', 'i2', 'comm_loss', now() - interval '3 days', NULL, '{}')")
         conn.commit()
     report = alerts(lookback_minutes=60)
     digest = [m for m in slack.messages if "O&M alerts" in m]
@@ -162,7 +161,8 @@ def test_om_alerts_become_one_digest(prefect, ops_env, slack):
     assert len(report.sent) == 1
     alerts(lookback_minutes=60)  # nothing new: no second digest of the same alerts
     with db.connect(ops_env.dsn, ops_env.schema) as conn:
-        conn.execute("INSERT INTO om_alerts VALUES ('a5', 'p3', 'i1', 'frozen_values', now(), NULL)")
+        conn.execute("INSERT INTO om_alerts (alert_key, plant_id, inverter_id, rule, opened_at, resolved_at, details) "
+                     "VALUES ('a5', 'p3', 'i1', 'frozen_values', now(), NULL, '{}')")
         conn.commit()
     alerts(lookback_minutes=60)
     digests = [m for m in slack.messages if "O&M alerts" in m]

@@ -49,7 +49,9 @@ def simulate(
 def detect(
     paths: list[Path] = typer.Argument(..., exists=True, help="Telemetry JSONL files or folders."),
     plants: Path | None = typer.Option(None, "--plants", help="PLANTS.json (default: the sample fleet)."),
-    out: Path = typer.Option(..., "--out", help="Folder for windows.jsonl, alerts.jsonl, quarantine.jsonl."),
+    out: Path | None = typer.Option(None, "--out", help="Folder for windows.jsonl, alerts.jsonl, quarantine.jsonl."),
+    warehouse: bool = typer.Option(False, "--warehouse/--no-warehouse",
+                                   help="Also upsert om_inverter_5min, om_alerts, om_quarantine (and the registry)."),
     now: str | None = typer.Option(None, "--now", help="ISO datetime events may not be later than (+5 min); "
                                                        "default: the wall clock. Set it when replaying old files."),
 ) -> None:
@@ -63,12 +65,23 @@ def detect(
     if now:
         when = datetime.fromisoformat(now)
         when = when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+    if out is None and not warehouse:
+        raise typer.BadParameter("give --out DIR and/or --warehouse")
+    target = None
+    if warehouse:
+        from ..settings import get_settings
+
+        settings = get_settings()
+        target = db.Warehouse(db.prepare_warehouse(settings), settings.postgres_schema)
     with console.status("windowing telemetry and evaluating rules with Pathway…"):
-        report = run_detect(paths, plants or _sample_plants(), out, now=when)
+        report = run_detect(paths, plants or _sample_plants(), out, now=when, warehouse=target)
     console.print(f"{report.events} events → {report.windows} windows in {report.seconds:.1f}s")
     table = Table("rule", "alerts", title="alerts")
     for rule, count in report.alerts_by_rule.items():
         table.add_row(rule, str(count))
     console.print(table)
     print_reasons(report.quarantine_by_reason, title="quarantined events by reason")
-    console.print(f"written to [cyan]{out}[/]: windows.jsonl, alerts.jsonl, quarantine.jsonl")
+    if out is not None:
+        console.print(f"written to [cyan]{out}[/]: windows.jsonl, alerts.jsonl, quarantine.jsonl")
+    if target is not None:
+        console.print(f"upserted into schema [bold]{target.schema}[/]: om_inverter_5min, om_alerts, om_quarantine")

@@ -1,4 +1,5 @@
-"""Running the O&M graph statically over JSONL telemetry files (``ysh om detect``)."""
+"""Running the O&M graph statically over JSONL telemetry files (``ysh om detect``), to
+JSONL files and/or the warehouse; loading the plant registry into the warehouse."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ from pathlib import Path
 
 import pathway as pw
 
-from .. import pw_runtime
-from .fleet import load_plants
+from .. import db, pw_runtime
+from ..db import Warehouse
+from .fleet import Plant, load_plants
 from .pipeline import build_om_graph
 
 #: output → (file name, sort keys)
@@ -20,6 +22,44 @@ JSONL_FILES = {
     "alerts": ("alerts.jsonl", ("opened_at", "plant_id", "inverter_id", "rule")),
     "quarantine": ("quarantine.jsonl", ("reason", "event_id")),
 }
+
+
+#: output → (warehouse table, primary key)
+TABLES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "windows": ("om_inverter_5min", ("plant_id", "inverter_id", "window_start")),
+    "alerts": ("om_alerts", ("alert_key",)),
+    "quarantine": ("om_quarantine", ("quarantine_key",)),
+}
+
+
+def load_registry(warehouse: Warehouse, plants: list[Plant]) -> None:
+    """Upsert the plants and inverters into ``om_plants`` / ``om_inverters``; inverters
+    no longer listed for a plant are removed."""
+    with db.connect(warehouse.dsn, warehouse.schema) as conn, conn.transaction():
+        for p in plants:
+            conn.execute(
+                "INSERT INTO om_plants (plant_id, name, capacity_kwp, latitude, longitude, tilt_deg, azimuth_deg, "
+                "poa_sensor) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (plant_id) DO UPDATE SET "
+                "name = EXCLUDED.name, capacity_kwp = EXCLUDED.capacity_kwp, latitude = EXCLUDED.latitude, "
+                "longitude = EXCLUDED.longitude, tilt_deg = EXCLUDED.tilt_deg, azimuth_deg = EXCLUDED.azimuth_deg, "
+                "poa_sensor = EXCLUDED.poa_sensor",
+                (p.plant_id, p.name, p.capacity_kwp, p.latitude, p.longitude, p.tilt_deg, p.azimuth_deg,
+                 bool(p.poa_sensor)))
+            for inv in p.inverters:
+                conn.execute("INSERT INTO om_inverters VALUES (%s, %s, %s) ON CONFLICT (plant_id, inverter_id) "
+                             "DO UPDATE SET rated_power_w = EXCLUDED.rated_power_w",
+                             (p.plant_id, inv.inverter_id, inv.rated_power_w))
+            conn.execute("DELETE FROM om_inverters WHERE plant_id = %s AND NOT (inverter_id = ANY(%s))",
+                         (p.plant_id, [inv.inverter_id for inv in p.inverters]))
+
+
+def attach_warehouse(tables, warehouse: Warehouse) -> None:
+    settings = pw_runtime.postgres_settings(warehouse.dsn)
+    for attr, (table_name, key) in TABLES.items():
+        table = getattr(tables, attr)
+        pw.io.postgres.write(table, settings, table_name, schema_name=warehouse.schema,
+                             output_table_type="snapshot", primary_key=[table[c] for c in key],
+                             name=f"pg_{table_name}")
 
 
 @dataclass
@@ -31,9 +71,14 @@ class DetectReport:
     seconds: float = 0.0
 
 
-def run_detect(paths: list[Path], plants_path: Path, out_dir: Path, *, now: datetime | None = None) -> DetectReport:
-    """Validate, window and evaluate the telemetry in ``paths`` (JSONL files or folders)
-    and write windows.jsonl, alerts.jsonl and quarantine.jsonl into ``out_dir``."""
+def run_detect(paths: list[Path], plants_path: Path, out_dir: Path | None = None, *, now: datetime | None = None,
+               warehouse: Warehouse | None = None) -> DetectReport:
+    """Validate, window and evaluate the telemetry in ``paths`` (JSONL files or folders);
+    write windows.jsonl, alerts.jsonl and quarantine.jsonl into ``out_dir`` and/or upsert
+    ``om_inverter_5min``, ``om_alerts`` and ``om_quarantine`` (with the registry) in the
+    warehouse."""
+    if out_dir is None and warehouse is None:
+        raise ValueError("give at least one sink: out_dir and/or warehouse")
     from ..tariffs.load import files_under
 
     plants = load_plants(plants_path)
@@ -46,11 +91,15 @@ def run_detect(paths: list[Path], plants_path: Path, out_dir: Path, *, now: date
     tables = build_om_graph(lines, plants, now=now or datetime.now(timezone.utc))
     collectors = {name: pw_runtime.TableCollector(getattr(tables, name), name) for name in JSONL_FILES}
     events = pw_runtime.TableCollector(tables.events.select(pw.this.event_id), "events")
+    if warehouse is not None:
+        load_registry(warehouse, plants)
+        attach_warehouse(tables, warehouse)
     pw_runtime.run()
     report = DetectReport(seconds=time.perf_counter() - t0)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for name, (filename, keys) in JSONL_FILES.items():
-        pw_runtime.write_jsonl(out_dir / filename, collectors[name].values(), keys)
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for name, (filename, keys) in JSONL_FILES.items():
+            pw_runtime.write_jsonl(out_dir / filename, collectors[name].values(), keys)
     report.events = len(events.values())
     report.windows = len(collectors["windows"].values())
     report.alerts_by_rule = dict(Counter(a["rule"] for a in collectors["alerts"].values()).most_common())

@@ -35,6 +35,13 @@ class OmTables:
     alerts: pw.Table  # om_alerts
 
 
+@pw.udf(deterministic=True)
+def _sha256(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def _iso(value: datetime | None) -> str | None:
     return value.astimezone(timezone.utc).isoformat() if value is not None else None
 
@@ -63,6 +70,7 @@ def build_om_graph(lines: pw.Table, plants: list[Plant], *, now: datetime,
     checked = lines.select(result=validate(pw.this.data))
     checked = checked.select(ok=pw.declare_type(bool, pw.this.result[0]), row=pw.declare_type(tuple, pw.this.result[1]))
     quarantine = checked.filter(~pw.this.ok).select(
+        quarantine_key=_sha256(pw.declare_type(str, pw.this.row[5])),
         event_id=pw.declare_type(str, pw.this.row[0]), plant_id=pw.declare_type(str, pw.this.row[1]),
         inverter_id=pw.declare_type(str, pw.this.row[2]), reason=pw.declare_type(str, pw.this.row[3]),
         detail=pw.declare_type(str, pw.this.row[4]), raw=pw.declare_type(str, pw.this.row[5]))
