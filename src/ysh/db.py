@@ -119,6 +119,27 @@ class Warehouse:
     schema: str
 
 
+def server_now(warehouse: Warehouse):
+    """The server's clock (for "written since" comparisons with ``now()`` columns)."""
+    with connect(warehouse.dsn, warehouse.schema) as conn:
+        return conn.execute("SELECT clock_timestamp()").fetchone()[0]
+
+
+def prune_not_written(warehouse: Warehouse, tables, since) -> None:
+    """After a full run: delete the rows of ``tables`` whose ``updated_at`` is older than
+    ``since`` (the run did not write them)."""
+    with connect(warehouse.dsn, warehouse.schema) as conn:
+        for name in tables:
+            conn.execute(sql.SQL("DELETE FROM {} WHERE updated_at < %s").format(sql.Identifier(name)), (since,))
+        conn.commit()
+
+
+def row_counts(warehouse: Warehouse, tables) -> dict[str, int]:
+    with connect(warehouse.dsn, warehouse.schema) as conn:
+        return {name: conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(name))).fetchone()[0]
+                for name in tables}
+
+
 def connect(dsn: str, schema: str, **kwargs) -> psycopg.Connection:
     """A connection whose search_path is the platform schema."""
     conn = psycopg.connect(dsn, **kwargs)

@@ -83,6 +83,17 @@ def postgres_settings(dsn: str) -> dict[str, str]:
     return {k: str(v) for k, v in conninfo_to_dict(dsn).items() if v is not None}
 
 
+def write_snapshots(tables, outputs: dict[str, tuple[str, tuple[str, ...]]], warehouse) -> None:
+    """Snapshot sinks (upsert/delete by primary key) into the warehouse: ``outputs`` maps
+    an attribute of ``tables`` to (table name, primary key columns)."""
+    settings = postgres_settings(warehouse.dsn)
+    for attr, (table_name, key) in outputs.items():
+        table = getattr(tables, attr)
+        pw.io.postgres.write(table, settings, table_name, schema_name=warehouse.schema,
+                             output_table_type="snapshot", primary_key=[table[c] for c in key],
+                             name=f"pg_{table_name}")
+
+
 def quiet_logging(level: int = 30) -> None:
     """Log only warnings and errors in this process (batch runs under Dagster, whose
     subprocess output lands in the caller's terminal). Call before :func:`run`: Pathway

@@ -140,17 +140,7 @@ def build(paths: list[Path] | None = None, *, s3: S3Source | None = None, mode: 
 
 def attach_warehouse(tables: CatalogTables | NormalizedTables, warehouse: Warehouse,
                      outputs: tuple[str, ...] = tuple(TABLES)) -> None:
-    settings = pw_runtime.postgres_settings(warehouse.dsn)
-    for attr in outputs:
-        table_name, key, _ = TABLES[attr]
-        table = getattr(tables, attr)
-        pw.io.postgres.write(
-            table, settings, table_name,
-            schema_name=warehouse.schema,
-            output_table_type="snapshot",
-            primary_key=[table[c] for c in key],
-            name=f"pg_{table_name}",
-        )
+    pw_runtime.write_snapshots(tables, {attr: TABLES[attr][:2] for attr in outputs}, warehouse)
 
 
 def reconcile(warehouse: Warehouse, started_at: datetime,

@@ -6,6 +6,15 @@ table's inserts, updates and deletes through logical replication with the built-
 ``docs/cdc.md`` for the setup, the resume semantics and the sink contract.
 """
 
+import re
+
 from .connector import CdcError, PostgresCdcSubject, read_postgres_cdc
 
-__all__ = ["CdcError", "PostgresCdcSubject", "read_postgres_cdc"]
+__all__ = ["CdcError", "PostgresCdcSubject", "read_postgres_cdc", "replication_names"]
+
+
+def replication_names(schema: str, table: str) -> tuple[str, str]:
+    """(publication, slot) of the follower of one table of a platform schema. Slot names
+    are cluster-wide: lower-case letters, digits and ``_``, at most 63."""
+    base = re.sub(r"[^a-z0-9_]", "_", f"{schema}_{table}".lower())[:50]
+    return f"ysh_{base}", f"ysh_{base}"

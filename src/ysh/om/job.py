@@ -54,13 +54,7 @@ def load_registry(warehouse: Warehouse, plants: list[Plant]) -> None:
 
 
 def attach_warehouse(tables, warehouse: Warehouse) -> None:
-    settings = pw_runtime.postgres_settings(warehouse.dsn)
-    for attr, (table_name, key) in TABLES.items():
-        table = getattr(tables, attr)
-        pw.io.postgres.write(table, settings, table_name, schema_name=warehouse.schema,
-                             output_table_type="snapshot", primary_key=[table[c] for c in key],
-                             name=f"pg_{table_name}")
-
+    pw_runtime.write_snapshots(tables, TABLES, warehouse)
 
 @dataclass
 class DetectReport:

@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 import pvlib
 
-from ysh.proposals.irradiance import COLUMNS, IrradianceYear
+from ysh.proposals.irradiance import COLUMNS, IrradianceYear, finite_number
 
 if TYPE_CHECKING:  # pragma: no cover
     from ysh.settings import Settings
@@ -63,15 +63,7 @@ _memory_lock = threading.Lock()
 # --- validation -------------------------------------------------------------------------
 
 def _number(value: object, field: str) -> float:
-    if isinstance(value, bool):
-        raise ValueError(f"{field} must be a number, got {value!r}")
-    try:
-        number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise ValueError(f"{field} must be a number, got {value!r}") from None
-    if not math.isfinite(number):
-        raise ValueError(f"{field} must be finite, got {value!r}")
-    return number
+    return finite_number(value, field)
 
 
 def validate_array(tilt_deg: object, azimuth_deg: object, losses_pct: object,

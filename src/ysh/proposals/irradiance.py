@@ -150,16 +150,21 @@ class IrradianceYear:
 
 # --- coordinates and cache key -----------------------------------------------------------
 
-def _as_finite_float(value: object, field: str) -> float:
+def finite_number(value: object, field: str, what: str = "a number") -> float:
+    """``value`` as a finite float; ValueError naming ``field`` otherwise (booleans too)."""
     if isinstance(value, bool):
-        raise ValueError(f"{field} must be a number in degrees, got {value!r}")
+        raise ValueError(f"{field} must be {what}, got {value!r}")
     try:
         number = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
-        raise ValueError(f"{field} must be a number in degrees, got {value!r}") from None
+        raise ValueError(f"{field} must be {what}, got {value!r}") from None
     if not math.isfinite(number):
         raise ValueError(f"{field} must be finite, got {value!r}")
     return number
+
+
+def _as_finite_float(value: object, field: str) -> float:
+    return finite_number(value, field, "a number in degrees")
 
 
 def validate_coordinates(latitude: object, longitude: object) -> tuple[float, float]:

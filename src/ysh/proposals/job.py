@@ -3,7 +3,6 @@ the source tables, or a follower that keeps the outputs current through CDC."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pathway as pw
@@ -61,24 +60,14 @@ def _select_all(table: str, schema: type[pw.Schema]) -> str:
 
 
 def attach_warehouse(tables: ProposalTables, warehouse: Warehouse) -> None:
-    settings = pw_runtime.postgres_settings(warehouse.dsn)
-    for attr, (table_name, key) in TABLES.items():
-        table = getattr(tables, attr)
-        pw.io.postgres.write(table, settings, table_name, schema_name=warehouse.schema,
-                             output_table_type="snapshot", primary_key=[table[c] for c in key],
-                             name=f"pg_{table_name}")
-
-
-def _server_now(warehouse: Warehouse):
-    with db.connect(warehouse.dsn, warehouse.schema) as conn:
-        return conn.execute("SELECT clock_timestamp()").fetchone()[0]
+    pw_runtime.write_snapshots(tables, TABLES, warehouse)
 
 
 def replication_names(schema: str, table: str) -> tuple[str, str]:
-    """(publication, slot) of one followed table (slot names: [a-z0-9_], ≤ 63)."""
-    base = re.sub(r"[^a-z0-9_]", "_", f"{schema}_{table}".lower())[:50]
-    return f"ysh_{base}", f"ysh_{base}"
+    """(publication, slot) of one followed table."""
+    from ..cdc import replication_names as names
 
+    return names(schema, table)
 
 class FollowerRunning(RuntimeError):
     """The proposals follower keeps the outputs current; a batch would race it."""
@@ -103,7 +92,7 @@ def run_batch(warehouse: Warehouse, settings) -> dict[str, int]:
     if follower_active(warehouse):
         raise FollowerRunning(f"a proposals follower of schema {warehouse.schema} is running and keeps the "
                               "outputs current; stop it to recompute in batch")
-    started = _server_now(warehouse)
+    started = db.server_now(warehouse)
     pw_runtime.fresh_graph()
     with pw_runtime.SharedSnapshot(warehouse.dsn) as snapshot:  # all seven tables as of one instant
         tables = {}
@@ -114,18 +103,12 @@ def run_batch(warehouse: Warehouse, settings) -> dict[str, int]:
         outputs = build_proposals_graph(Sources(**tables), Assumptions.from_settings(settings), settings)
         attach_warehouse(outputs, warehouse)
         pw_runtime.run()
-    with db.connect(warehouse.dsn, warehouse.schema) as conn:
-        for table_name, _ in TABLES.values():
-            conn.execute(sql.SQL("DELETE FROM {} WHERE updated_at < %s").format(sql.Identifier(table_name)),
-                         (started,))
-        conn.commit()
+    db.prune_not_written(warehouse, [t for t, _ in TABLES.values()], started)
     return counts(warehouse)
 
 
 def counts(warehouse: Warehouse) -> dict[str, int]:
-    with db.connect(warehouse.dsn, warehouse.schema) as conn:
-        return {name: conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(name))).fetchone()[0]
-                for name, _ in TABLES.values()}
+    return db.row_counts(warehouse, [t for t, _ in TABLES.values()])
 
 
 def ensure_publications(warehouse: Warehouse) -> dict[str, str]:

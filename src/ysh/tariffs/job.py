@@ -11,12 +11,10 @@
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 
 import pathway as pw
@@ -97,13 +95,7 @@ def run_static(paths: list[Path], out_dir: Path) -> TariffsReport:
 
 def attach_warehouse(tables: TariffTables, warehouse: Warehouse) -> None:
     """Snapshot (upsert/delete by primary key) sinks of the five tables."""
-    settings = pw_runtime.postgres_settings(warehouse.dsn)
-    for attr, (table_name, key) in TABLES.items():
-        table = getattr(tables, attr)
-        pw.io.postgres.write(table, settings, table_name, schema_name=warehouse.schema,
-                             output_table_type="snapshot", primary_key=[table[c] for c in key],
-                             name=f"pg_{table_name}")
-
+    pw_runtime.write_snapshots(tables, TABLES, warehouse)
 
 class FollowerRunning(RuntimeError):
     """A CDC follower keeps the normalized tables current; a batch recompute would race it."""
@@ -129,36 +121,25 @@ def run_warehouse(warehouse: Warehouse) -> dict[str, int]:
     if follower_active(warehouse):
         raise FollowerRunning(f"a CDC follower of {warehouse.schema}.tarifas_raw is running and keeps the "
                               "normalized tables current; stop it to recompute in batch")
-    started = _server_now(warehouse)
+    started = db.server_now(warehouse)
     pw_runtime.fresh_graph()
     raw = pw_runtime.read_query(warehouse.dsn, warehouse.schema, f"SELECT {RAW_COLUMNS} FROM {RAW_TABLE}",
                                 RawRowSchema, name="tarifas_raw_snapshot")
     attach_warehouse(build_tariffs_graph_from_raw(raw), warehouse)
     pw_runtime.run()
-    with db.connect(warehouse.dsn, warehouse.schema) as conn:
-        for table_name, _ in TABLES.values():
-            conn.execute(sql.SQL("DELETE FROM {} WHERE updated_at < %s").format(sql.Identifier(table_name)),
-                         (started,))
-        conn.commit()
+    db.prune_not_written(warehouse, [t for t, _ in TABLES.values()], started)
     return warehouse_counts(warehouse)
 
 
-def _server_now(warehouse: Warehouse) -> datetime:
-    with db.connect(warehouse.dsn, warehouse.schema) as conn:
-        return conn.execute("SELECT clock_timestamp()").fetchone()[0]
-
-
 def warehouse_counts(warehouse: Warehouse) -> dict[str, int]:
-    with db.connect(warehouse.dsn, warehouse.schema) as conn:
-        return {name: conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(name))).fetchone()[0]
-                for name in (RAW_TABLE, *(t for t, _ in TABLES.values()))}
+    return db.row_counts(warehouse, (RAW_TABLE, *(t for t, _ in TABLES.values())))
 
 
 def replication_names(schema: str) -> tuple[str, str]:
-    """(publication, slot) of the ``tarifas_raw`` follower of one platform schema (slot
-    names are cluster-wide: lower-case letters, digits and ``_``, at most 63)."""
-    base = re.sub(r"[^a-z0-9_]", "_", schema.lower())[:40]
-    return f"ysh_{base}_tarifas_raw", f"ysh_{base}_tarifas_raw"
+    """(publication, slot) of the ``tarifas_raw`` follower of one platform schema."""
+    from ..cdc import replication_names as names
+
+    return names(schema, RAW_TABLE)
 
 
 def ensure_publication(warehouse: Warehouse) -> str:
