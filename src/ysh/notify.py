@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from dataclasses import dataclass, field
 
 import httpx
 
@@ -94,3 +95,85 @@ class SlackNotifier:
                 log.warning("Slack webhook: %s; retrying in %.1f s", last, delay)
                 time.sleep(min(delay, 60.0))
         raise NotifyError(f"Slack webhook unreachable after {self._retries + 1} attempts: {last}")
+
+
+# --------------------------------------------------------------------------- outbox
+
+
+@dataclass(frozen=True)
+class Notice:
+    key: str  # stable: the same event always gets the same key
+    kind: str  # dagster_run_failure | dagster_check_failure | om_digest | backup_failed_twice | om_opened | om_resolved
+    text: str
+    covers: tuple[str, ...] = ()  # further keys this alert reports (a digest's O&M alerts)
+
+
+@dataclass
+class DeliveryReport:
+    found: int = 0
+    sent: list[str] = field(default_factory=list)
+    logged_only: list[str] = field(default_factory=list)
+    already_sent: int = 0
+
+
+def enqueue_notices(conn, notices: list[Notice], report: DeliveryReport | None = None) -> list[str]:
+    """Record ``notices`` in the outbox (``ops_alerts_sent``) as pending, each key once;
+    returns the keys that were new. ``conn``: an autocommit psycopg connection."""
+    new = []
+    for notice in notices:
+        with conn.transaction():
+            claimed = conn.execute(
+                "INSERT INTO ops_alerts_sent (alert_key, kind, summary) VALUES (%s, %s, %s) "
+                "ON CONFLICT (alert_key) DO NOTHING RETURNING alert_key",
+                (notice.key, notice.kind, notice.text)).fetchone()
+            if not claimed:
+                if report is not None:
+                    report.already_sent += 1
+                continue
+            new.append(notice.key)
+            for covered in notice.covers:
+                conn.execute("INSERT INTO ops_alerts_sent (alert_key, kind, summary, status) "
+                             "VALUES (%s, 'covered', %s, 'covered') ON CONFLICT (alert_key) DO NOTHING",
+                             (covered, f"in {notice.key}"))
+    return new
+
+
+def send_pending(conn, slack: SlackNotifier, report: DeliveryReport | None = None) -> list[str]:
+    """Send every pending notice of the outbox, oldest first, whatever its age; returns
+    the failures (``key: error``). A notice Slack does not take stays pending with its
+    error, to be sent again by the next call; the others still go out."""
+    report = report if report is not None else DeliveryReport()
+    failures = []
+    pending = conn.execute("SELECT alert_key, summary FROM ops_alerts_sent WHERE status = 'pending' "
+                           "ORDER BY created_at, alert_key").fetchall()
+    for key, text in pending:
+        try:
+            delivered = slack.send(text)
+        except NotifyError as exc:
+            conn.execute("UPDATE ops_alerts_sent SET attempts = attempts + 1, last_error = %s "
+                         "WHERE alert_key = %s", (str(exc)[:500], key))
+            failures.append(f"{key}: {exc}")
+            log.warning("alert %s not delivered: %s", key, exc)
+            continue
+        conn.execute("UPDATE ops_alerts_sent SET status = %s, attempts = attempts + 1, sent_at = now(), "
+                     "last_error = NULL WHERE alert_key = %s", ("sent" if delivered else "logged", key))
+        (report.sent if delivered else report.logged_only).append(key)
+        log.info("%s %s", "sent" if delivered else "logged (no webhook)", key)
+    return failures
+
+
+def deliver_notices(settings, notices: list[Notice]) -> DeliveryReport:
+    """The outbox (``ops_alerts_sent``): record new notices as pending (committed first),
+    then send every pending one, including those an earlier run could not deliver.
+    Raises NotifyError at the end when some failed (they stay pending)."""
+    from . import db
+
+    report = DeliveryReport(found=len(notices))
+    with db.connect(db.resolve_dsn(settings), settings.postgres_schema, autocommit=True) as conn, \
+            SlackNotifier.from_settings(settings) as slack:
+        enqueue_notices(conn, notices, report)
+        failures = send_pending(conn, slack, report)
+    if failures:
+        raise NotifyError(f"{len(failures)} alert(s) not delivered, kept pending for the next run: "
+                          + "; ".join(failures)[:1000])
+    return report

@@ -101,6 +101,35 @@ class Settings(BaseSettings):
     slack_webhook_url: SecretStr | None = Field(
         default=None, description="Slack incoming-webhook URL for alerts (secret). Unset: alerts are only logged.")
 
+    # --- O&M monitoring (ysh om run / detect) --------------------------------------
+    om_plants_file: Path | None = Field(default=None, description="PLANTS.json (default: the sample fleet).")
+    om_source: Literal["jsonl", "mqtt", "kafka"] = Field(
+        default="jsonl", description="Telemetry source of `ysh om run`: a JSONL folder, MQTT or Kafka.")
+    om_replay_dir: Path | None = Field(
+        default=None, description="Folder of telemetry JSONL files followed by `ysh om run` (default: HOME/landing/om).")
+    om_mqtt_uri: str = Field(default="mqtt://127.0.0.1:1883", description="MQTT broker (mqtt://host:port).")
+    om_mqtt_topic: str = Field(default="ysh/telemetry/#", description="Topic filter: ysh/telemetry/{plant}/{inverter}.")
+    om_mqtt_client_id: str = Field(
+        default="ysh-om", description="Stable MQTT client id: the broker keeps its session (QoS 1) across restarts.")
+    om_kafka_bootstrap: str = Field(default="127.0.0.1:9092", description="Kafka bootstrap servers.")
+    om_kafka_topic: str = "inverters_telemetry"
+    om_kafka_group: str = Field(default="ysh-om", description="Kafka consumer group of `ysh om run`.")
+    om_late_cutoff_s: int = Field(
+        default=120, ge=0, le=3600,
+        description="Late-data cutoff: a 5-minute window is final (and evaluated) when event time passes its end + this.")
+    om_alert_retention_h: float = Field(
+        default=48.0, gt=0, description="Resolved alerts kept in the streaming rule state (event time); rows stay in om_alerts.")
+    om_thresholds: dict[str, float] = Field(
+        default_factory=dict,
+        description="Rule threshold overrides, JSON (e.g. {\"under_windows\": 4}); fields of ysh.om.rules.Thresholds, "
+                    "durations in seconds. See docs/om.md.")
+    om_notify: bool = Field(default=True, description="Slack notice (YSH_SLACK_WEBHOOK_URL) when an O&M alert opens or resolves.")
+    om_influx_url: str | None = Field(
+        default=None, description="InfluxDB v2 base URL: window stats are also written as line protocol when set.")
+    om_influx_token: SecretStr | None = Field(default=None, description="InfluxDB API token (secret).")
+    om_influx_org: str = "ysh"
+    om_influx_bucket: str = "om"
+
     # --- object store (S3 / MinIO) -----------------------------------------------
     s3_endpoint_url: str | None = None
     s3_region: str = "us-east-1"
@@ -141,6 +170,16 @@ class Settings(BaseSettings):
     @property
     def irradiance_cache(self) -> Path:
         return (self.irradiance_cache_dir or self.home_dir / "cache" / "irradiance").expanduser().resolve()
+
+    @property
+    def om_replay_folder(self) -> Path:
+        return (self.om_replay_dir or self.home_dir / "landing" / "om").expanduser().resolve()
+
+    @property
+    def om_plants_path(self) -> Path:
+        from .db import data_path
+
+        return (self.om_plants_file or data_path("sample", "om", "plants.json")).expanduser().resolve()
 
     @property
     def backup_folders(self) -> list[Path]:

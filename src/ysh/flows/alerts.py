@@ -7,7 +7,6 @@ daemon use): failed runs and failed check evaluations since ``lookback_minutes``
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 from prefect import flow, task
@@ -15,24 +14,12 @@ from prefect.artifacts import create_markdown_artifact
 
 from .. import db
 from ..console import markdown_table
-from ..notify import NotifyError, SlackNotifier
+from ..notify import DeliveryReport, Notice, NotifyError, SlackNotifier, deliver_notices
 from ..settings import Settings, get_settings
 
 
-@dataclass(frozen=True)
-class Alert:
-    key: str  # stable: the same event always gets the same key
-    kind: str  # dagster_run_failure | dagster_check_failure | om_digest | backup_failed_twice
-    text: str
-    covers: tuple[str, ...] = ()  # further keys this alert reports (a digest's O&M alerts)
-
-
-@dataclass
-class AlertsReport:
-    found: int = 0
-    sent: list[str] = field(default_factory=list)
-    logged_only: list[str] = field(default_factory=list)
-    already_sent: int = 0
+Alert = Notice  # the flow's name for an outbox entry
+AlertsReport = DeliveryReport
 
 
 def _dagster_instance(settings: Settings):
@@ -109,56 +96,9 @@ def om_digest(settings: Settings, since: datetime) -> list[Alert]:
     return [Alert(f"om-digest:{digest_id}", "om_digest", f":sunny: {len(rows)} new O&M alerts — {lines}", keys)]
 
 
-def deliver_alerts(settings: Settings, alerts_: list[Alert]) -> AlertsReport:
-    """Record new alerts as pending (committed first), then send every pending one,
-    including those an earlier run could not deliver, whatever their age.
-
-    An alert Slack does not take stays pending with its error and is sent again by the
-    next run; the others still go out. Raises NotifyError at the end when some failed."""
-    import logging
-
-    log = logging.getLogger("ysh.flows.alerts")
-    report = AlertsReport(found=len(alerts_))
-    dsn = db.resolve_dsn(settings)
-    failures = []
-    with db.connect(dsn, settings.postgres_schema, autocommit=True) as conn, \
-            SlackNotifier.from_settings(settings) as slack:
-        for alert in alerts_:
-            with conn.transaction():
-                claimed = conn.execute(
-                    "INSERT INTO ops_alerts_sent (alert_key, kind, summary) VALUES (%s, %s, %s) "
-                    "ON CONFLICT (alert_key) DO NOTHING RETURNING alert_key",
-                    (alert.key, alert.kind, alert.text)).fetchone()
-                if not claimed:
-                    report.already_sent += 1
-                for covered in alert.covers if claimed else ():
-                    conn.execute("INSERT INTO ops_alerts_sent (alert_key, kind, summary, status) "
-                                 "VALUES (%s, 'covered', %s, 'covered') ON CONFLICT (alert_key) DO NOTHING",
-                                 (covered, f"in {alert.key}"))
-        pending = conn.execute("SELECT alert_key, summary FROM ops_alerts_sent WHERE status = 'pending' "
-                               "ORDER BY created_at").fetchall()
-        for key, text in pending:
-            try:
-                delivered = slack.send(text)
-            except NotifyError as exc:
-                conn.execute("UPDATE ops_alerts_sent SET attempts = attempts + 1, last_error = %s "
-                             "WHERE alert_key = %s", (str(exc)[:500], key))
-                failures.append(f"{key}: {exc}")
-                log.warning("alert %s not delivered: %s", key, exc)
-                continue
-            conn.execute("UPDATE ops_alerts_sent SET status = %s, attempts = attempts + 1, sent_at = now(), "
-                         "last_error = NULL WHERE alert_key = %s", ("sent" if delivered else "logged", key))
-            (report.sent if delivered else report.logged_only).append(key)
-            log.info("%s %s", "sent" if delivered else "logged (no webhook)", key)
-    if failures:
-        raise NotifyError(f"{len(failures)} alert(s) not delivered, kept pending for the next run: "
-                          + "; ".join(failures)[:1000])
-    return report
-
-
 @task
 def deliver(settings: Settings, alerts_: list[Alert]) -> AlertsReport:
-    return deliver_alerts(settings, alerts_)
+    return deliver_notices(settings, alerts_)
 
 
 @flow(name="alerts")

@@ -22,14 +22,20 @@ def _sample_plants() -> Path:
 
 @app.command()
 def simulate(
-    out: Path = typer.Option(..., "--out", help="JSONL file to write."),
+    out: Path | None = typer.Option(None, "--out", help="JSONL file to write (with --to jsonl)."),
     plants: Path | None = typer.Option(None, "--plants", help="PLANTS.json (default: the sample fleet)."),
     start: str | None = typer.Option(None, help="ISO date (local midnight, UTC-3) or datetime; default: today."),
     hours: float = typer.Option(24.0, min=0.1, help="Duration."),
     seed: int = typer.Option(0, help="Random seed (same seed, same events)."),
     labels: Path | None = typer.Option(None, "--labels", help="Also write the injected faults (ground truth) as JSON."),
+    to: str = typer.Option("jsonl", "--to", help="jsonl (--out FILE), mqtt (YSH_OM_MQTT_URI) or kafka "
+                                                 "(YSH_OM_KAFKA_BOOTSTRAP, YSH_OM_KAFKA_TOPIC)."),
+    speedup: float | None = typer.Option(None, "--speedup", help="Pace the events: 1 = real time, 60 = one hour "
+                                                                  "per minute; default: as fast as possible."),
+    batch: int = typer.Option(1, "--batch", min=1, max=1000, help="Events per bus message (one inverter's)."),
 ) -> None:
-    """Simulate the fleet's telemetry with one fault of each kind injected (JSONL out)."""
+    """Simulate the fleet's telemetry with one fault of each kind injected, to a JSONL file,
+    MQTT (ysh/telemetry/{plant}/{inverter}, QoS 1) or Kafka."""
     import json
 
     from .fleet import load_plants
@@ -39,10 +45,37 @@ def simulate(
     fleet = load_plants(plants) if plants else None
     scenario = default_scenario(date.fromisoformat(start) if start and len(start) == 10 else start, hours, seed,
                                 plants=fleet)
-    count = write_jsonl(run(scenario), out)
+    if to not in ("jsonl", "mqtt", "kafka"):
+        raise typer.BadParameter("--to must be jsonl, mqtt or kafka")
+    if to == "jsonl" and out is None:
+        raise typer.BadParameter("--to jsonl needs --out FILE")
     if labels:
         labels.write_text(json.dumps(truth(scenario), default=str, indent=1))
-    console.print(f"{count} events → [cyan]{out}[/]")
+    if to == "jsonl":
+        from .publish import paced
+
+        count = write_jsonl(paced(run(scenario), speedup), out)
+        console.print(f"{count} events → [cyan]{out}[/]")
+        return
+    from ..settings import get_settings
+    from .publish import publish_kafka, publish_mqtt
+
+    settings = get_settings()
+    with console.status(f"publishing to {to}…") as status:
+        progress = lambda n: status.update(f"publishing to {to}… {n:,} events")  # noqa: E731
+        try:
+            if to == "mqtt":
+                count = publish_mqtt(run(scenario), settings.om_mqtt_uri, batch=batch, speedup=speedup,
+                                     on_progress=progress)
+                where = settings.om_mqtt_uri
+            else:
+                count = publish_kafka(run(scenario), settings.om_kafka_bootstrap, settings.om_kafka_topic,
+                                      batch=batch, speedup=speedup, on_progress=progress)
+                where = f"{settings.om_kafka_bootstrap}/{settings.om_kafka_topic}"
+        except (OSError, ConnectionError, TimeoutError) as exc:
+            console.print(f"[red]could not publish to {to}:[/] {exc}")
+            raise typer.Exit(1) from None
+    console.print(f"{count} events → [cyan]{where}[/]")
 
 
 @app.command()
@@ -85,3 +118,28 @@ def detect(
         console.print(f"written to [cyan]{out}[/]: windows.jsonl, alerts.jsonl, quarantine.jsonl")
     if target is not None:
         console.print(f"upserted into schema [bold]{target.schema}[/]: om_inverter_5min, om_alerts, om_quarantine")
+
+
+@app.command("run")
+def run_cmd(
+    source: str | None = typer.Option(None, "--source", help="jsonl | mqtt | kafka (default: YSH_OM_SOURCE)."),
+    plants: Path | None = typer.Option(None, "--plants", help="PLANTS.json (default: YSH_OM_PLANTS_FILE or the sample fleet)."),
+) -> None:
+    """Run the O&M pipeline streaming (until stopped): telemetry → windows, alerts and
+    quarantine in the warehouse, Slack notices, InfluxDB when configured. Restart-safe."""
+    from ..settings import get_settings
+    from .stream import SOURCES, persistence_dir, run_stream
+
+    settings = get_settings()
+    source = source or settings.om_source
+    if source not in SOURCES:
+        raise typer.BadParameter(f"--source must be one of {', '.join(SOURCES)}")
+    warehouse = db.Warehouse(db.prepare_warehouse(settings), settings.postgres_schema)
+    where = {"jsonl": str(settings.om_replay_folder), "mqtt": f"{settings.om_mqtt_uri} {settings.om_mqtt_topic}",
+             "kafka": f"{settings.om_kafka_bootstrap} {settings.om_kafka_topic}"}[source]
+    console.print(f"O&M pipeline streaming from [bold]{source}[/] ({where}); state in "
+                  f"{persistence_dir(settings, source)}; Ctrl-C to stop")
+    try:
+        run_stream(settings, warehouse, source=source, plants_path=plants)
+    except KeyboardInterrupt:
+        console.print("stopped")

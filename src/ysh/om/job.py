@@ -84,7 +84,6 @@ def run_detect(paths: list[Path], plants_path: Path, out_dir: Path | None = None
     lines = lines.filter(pw.this.data.str.strip() != "")
     tables = build_om_graph(lines, plants, now=now or datetime.now(timezone.utc))
     collectors = {name: pw_runtime.TableCollector(getattr(tables, name), name) for name in JSONL_FILES}
-    events = pw_runtime.TableCollector(tables.events.select(pw.this.event_id), "events")
     if warehouse is not None:
         load_registry(warehouse, plants)
         attach_warehouse(tables, warehouse)
@@ -94,7 +93,7 @@ def run_detect(paths: list[Path], plants_path: Path, out_dir: Path | None = None
         out_dir.mkdir(parents=True, exist_ok=True)
         for name, (filename, keys) in JSONL_FILES.items():
             pw_runtime.write_jsonl(out_dir / filename, collectors[name].values(), keys)
-    report.events = len(events.values())
+    report.events = sum(w["samples"] for w in collectors["windows"].values())  # valid and unique
     report.windows = len(collectors["windows"].values())
     report.alerts_by_rule = dict(Counter(a["rule"] for a in collectors["alerts"].values()).most_common())
     report.quarantine_by_reason = dict(Counter(q["reason"] for q in collectors["quarantine"].values()).most_common())

@@ -1,11 +1,20 @@
-"""The O&M job's Pathway graph: raw telemetry lines → validated, deduplicated events →
-5-minute tumbling windows per inverter → rules → alerts (with the quarantine beside).
+"""The O&M job's Pathway graph: raw telemetry lines → validated events → 5-minute tumbling
+windows per inverter (deduplicated by event id, each window emitted once when its
+late-data cutoff has passed) → the per-plant alert fold → alerts (with the quarantine
+beside).
 
-The graph only declares tables. A source table has one column ``data`` holding one
-JSON event per row; the sinks are the caller's. The rules and the alert lifecycle are
-the pure functions of :mod:`ysh.om.rules`, applied per plant over its windows in time
-order. Replaying the same windows gives the same alerts and keys, so a restart neither
-loses nor doubles any.
+The graph only declares tables. A source table has one column ``data`` holding one JSON
+event per row; the sinks are the caller's. The same graph runs statically over files
+(``ysh om detect``: at the end of the input every window is flushed) and streaming over
+MQTT, Kafka or a folder (``ysh om run``).
+
+Event time: a window ``[t, t + 5 min)`` of an inverter is final when the fleet's newest
+event time reaches ``t + 5 min + late_cutoff``; events for it arriving later are dropped
+(Pathway's ``exactly_once_behavior``). Each window is then evaluated once, by
+:class:`ysh.om.engine.PlantFold` (the rules and the alert lifecycle, pure functions of
+:mod:`ysh.om.rules`), fed per plant through a stateful reducer together with the
+fleet-wide clock ticks (window ends), so a plant that goes silent is still evaluated.
+The fold's state is bounded (two hours of windows, open alerts, recently resolved ones).
 """
 
 from __future__ import annotations
@@ -14,22 +23,22 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
+import pandas as pd
 import pathway as pw
 
+from .engine import PlantFold, utc
 from .expected import expected_power_w
 from .fleet import Plant
-from .rules import DEFAULT_THRESHOLDS, Thresholds, WindowStat, advance, evaluate_plant, window_from_samples
+from .rules import DEFAULT_THRESHOLDS, Thresholds, WindowStat, window_from_samples
 from .validation import Rejected, validate_event
 
 WINDOW = timedelta(minutes=5)
-#: windows of the past the rules look at when evaluating a moment (the longest rule,
-#: frozen values chained over windows, needs well under this)
-RULES_HORIZON = timedelta(hours=2)
+#: how long after a window's end its events are still accepted (event time)
+LATE_CUTOFF = timedelta(minutes=2)
 
 
 @dataclass
 class OmTables:
-    events: pw.Table  # validated, deduplicated
     quarantine: pw.Table  # rejected events with a reason
     windows: pw.Table  # om_inverter_5min
     alerts: pw.Table  # om_alerts
@@ -46,10 +55,14 @@ def _iso(value: datetime | None) -> str | None:
     return value.astimezone(timezone.utc).isoformat() if value is not None else None
 
 
-def build_om_graph(lines: pw.Table, plants: list[Plant], *, now: datetime,
-                   thresholds: Thresholds = DEFAULT_THRESHOLDS) -> OmTables:
+def build_om_graph(lines: pw.Table, plants: list[Plant], *, now: datetime | None = None,
+                   thresholds: Thresholds = DEFAULT_THRESHOLDS, late_cutoff: timedelta = LATE_CUTOFF,
+                   alert_retention: timedelta | None = None) -> OmTables:
     """``lines``: one raw JSON event per row (column ``data``). ``now`` bounds the
-    ``future_ts`` check."""
+    ``future_ts`` check (None: the wall clock when the event is validated, for streaming).
+    ``alert_retention``: how long resolved alerts stay in the fold's state (None: for
+    ever, for a static run; a streaming run bounds it and its sinks ignore the
+    retractions)."""
     registry = {(p.plant_id, inv.inverter_id): inv.rated_power_w for p in plants for inv in p.inverters}
     by_id = {p.plant_id: p for p in plants}
 
@@ -59,7 +72,7 @@ def build_om_graph(lines: pw.Table, plants: list[Plant], *, now: datetime,
             raw = json.loads(data)
         except json.JSONDecodeError as exc:
             return (False, ("", "", "", "malformed", f"not JSON: {exc}", data[:500]))
-        result = validate_event(raw, registry, now)
+        result = validate_event(raw, registry, now or datetime.now(timezone.utc))
         if isinstance(result, Rejected):
             return (False, (result.event_id or "", result.plant_id or "", result.inverter_id or "",
                             result.reason, result.detail, data[:2000]))
@@ -74,61 +87,89 @@ def build_om_graph(lines: pw.Table, plants: list[Plant], *, now: datetime,
         event_id=pw.declare_type(str, pw.this.row[0]), plant_id=pw.declare_type(str, pw.this.row[1]),
         inverter_id=pw.declare_type(str, pw.this.row[2]), reason=pw.declare_type(str, pw.this.row[3]),
         detail=pw.declare_type(str, pw.this.row[4]), raw=pw.declare_type(str, pw.this.row[5]))
-    valid = checked.filter(pw.this.ok).select(
+    # a bus redelivers the same raw line: one quarantine row per line
+    quarantine = quarantine.groupby(pw.this.quarantine_key).reduce(
+        pw.this.quarantine_key, **{c: pw.reducers.any(pw.this[c]) for c in
+                                   ("event_id", "plant_id", "inverter_id", "reason", "detail", "raw")})
+    events = checked.filter(pw.this.ok).select(
         event_id=pw.declare_type(str, pw.this.row[0]), plant_id=pw.declare_type(str, pw.this.row[1]),
         inverter_id=pw.declare_type(str, pw.this.row[2]), ts=pw.declare_type(pw.DateTimeUtc, pw.this.row[3]),
         ac_power_w=pw.declare_type(float, pw.this.row[4]),
         energy_total_kwh=pw.declare_type(float, pw.this.row[5]),
         irradiance_wm2=pw.declare_type(float | None, pw.this.row[6]))
-    # the buses deliver at least once: one row per event id (duplicates are identical)
-    events = valid.groupby(pw.this.event_id).reduce(
-        pw.this.event_id, plant_id=pw.reducers.any(pw.this.plant_id),
-        inverter_id=pw.reducers.any(pw.this.inverter_id), ts=pw.reducers.any(pw.this.ts),
-        ac_power_w=pw.reducers.any(pw.this.ac_power_w), energy_total_kwh=pw.reducers.any(pw.this.energy_total_kwh),
-        irradiance_wm2=pw.reducers.any(pw.this.irradiance_wm2))
 
     @pw.udf(deterministic=True)
     def window_stat(plant_id: str, inverter_id: str, start: pw.DateTimeUtc, end: pw.DateTimeUtc,
                     samples: tuple) -> tuple:
         plant = by_id[plant_id]
-        rows = [(s[0], float(s[1]), float(s[2])) for s in samples]
-        poa = [float(s[3]) for s in samples if s[3] is not None]
-        start_dt, end_dt = start.to_pydatetime(), end.to_pydatetime()
+        # the buses deliver at least once: one sample per event id (an event id has one
+        # ts, so all its copies fall in this window)
+        unique = {s[0]: s for s in samples}
+        rows = [(utc(s[1]), float(s[2]), float(s[3])) for s in unique.values()]
+        poa = [float(s[4]) for s in unique.values() if s[4] is not None]
+        start_dt, end_dt = utc(start), utc(end)
         expected = expected_power_w(plant, inverter_id, start_dt, end_dt, sum(poa) / len(poa) if poa else None)
-        w = window_from_samples(plant_id, inverter_id, start_dt, end_dt,
-                                [(r[0].to_pydatetime(), r[1], r[2]) for r in rows], expected,
+        w = window_from_samples(plant_id, inverter_id, start_dt, end_dt, rows, expected,
                                 registry[(plant_id, inverter_id)], thresholds)
         return tuple(w._replace(expected_from_sensor=bool(poa)))
 
     windowed = events.windowby(
         pw.this.ts, window=pw.temporal.tumbling(duration=WINDOW),
         instance=pw.this.plant_id + "\x1f" + pw.this.inverter_id,
+        behavior=pw.temporal.exactly_once_behavior(shift=late_cutoff),
     ).reduce(
         plant_id=pw.reducers.any(pw.this.plant_id), inverter_id=pw.reducers.any(pw.this.inverter_id),
         window_start=pw.this._pw_window_start, window_end=pw.this._pw_window_end,
-        samples=pw.reducers.tuple(pw.make_tuple(pw.this.ts, pw.this.ac_power_w, pw.this.energy_total_kwh,
-                                                pw.this.irradiance_wm2)),
+        samples=pw.reducers.tuple(pw.make_tuple(pw.this.event_id, pw.this.ts, pw.this.ac_power_w,
+                                                pw.this.energy_total_kwh, pw.this.irradiance_wm2)),
     )
-    stats = windowed.select(stat=window_stat(pw.this.plant_id, pw.this.inverter_id, pw.this.window_start,
-                                             pw.this.window_end, pw.this.samples))
+    stats = windowed.select(pw.this.plant_id, pw.this.window_end, stat=window_stat(
+        pw.this.plant_id, pw.this.inverter_id, pw.this.window_start, pw.this.window_end, pw.this.samples))
     windows = stats.select(**{name: pw.declare_type(_WINDOW_TYPES[name], pw.this.stat[i])
                               for i, name in enumerate(WindowStat._fields)})
 
-    @pw.udf(deterministic=True)
-    def plant_alerts(plant_id: str, stats_: tuple) -> list[tuple]:
-        return [(a.key, a.plant_id, a.inverter_id, a.rule, a.opened_at, a.resolved_at,
-                 pw.Json(json.loads(json.dumps(a.details, default=_iso)))) for a in replay_alerts(
-            plant_id, [WindowStat(*s) for s in stats_], thresholds)]
+    # the fleet's clock: every window end seen anywhere, for every plant
+    ends = stats.groupby(pw.this.window_end).reduce(pw.this.window_end, one=1)
+    registry_table = pw.debug.table_from_pandas(pd.DataFrame({"plant_id": sorted(by_id), "one": 1}))
+    ticks = ends.join(registry_table, pw.left.one == pw.right.one).select(
+        plant_id=pw.right.plant_id, stat=pw.declare_type(tuple | None, None),
+        tick=pw.declare_type(pw.DateTimeUtc | None, pw.left.window_end))
+    feed = pw.Table.concat_reindex(
+        stats.select(pw.this.plant_id, stat=pw.declare_type(tuple | None, pw.this.stat),
+                     tick=pw.declare_type(pw.DateTimeUtc | None, None)),
+        ticks)
 
-    per_plant = stats.select(plant_id=pw.declare_type(str, pw.this.stat[0]), stat=pw.this.stat).groupby(
-        pw.this.plant_id).reduce(pw.this.plant_id, stats=pw.reducers.tuple(pw.this.stat))
-    alerts = per_plant.select(alert=plant_alerts(pw.this.plant_id, pw.this.stats)).flatten(pw.this.alert).select(
+    @pw.reducers.stateful_many
+    def fold(state, rows):
+        # rows: ([plant_id, stat, tick], count); windows are final, so only insertions come
+        current = state.value if state is not None else None
+        plant_id = None
+        arrived, moments = [], []
+        for (plant_id, stat, tick), count in rows:
+            if count <= 0:
+                continue
+            if stat is not None:
+                arrived.append(WindowStat(*stat))
+            if tick is not None:
+                moments.append(tick)
+        if current is None:
+            current = PlantFold(plant_id, thresholds, alert_retention)
+        return pw.wrap_py_object(current.step(arrived, moments))
+
+    def alert_rows(state) -> tuple:
+        return tuple((a.key, a.plant_id, a.inverter_id, a.rule, a.opened_at, a.resolved_at,
+                      pw.Json(json.loads(json.dumps(a.details, default=_iso)))) for a in state.value.alerts())
+
+    folds = feed.groupby(pw.this.plant_id).reduce(
+        pw.this.plant_id, state=fold(pw.this.plant_id, pw.this.stat, pw.this.tick))
+    alerts = folds.select(alert=pw.apply_with_type(alert_rows, tuple, pw.this.state)).flatten(pw.this.alert).select(
         alert_key=pw.declare_type(str, pw.this.alert[0]), plant_id=pw.declare_type(str, pw.this.alert[1]),
         inverter_id=pw.declare_type(str, pw.this.alert[2]), rule=pw.declare_type(str, pw.this.alert[3]),
         opened_at=pw.declare_type(pw.DateTimeUtc, pw.this.alert[4]),
         resolved_at=pw.declare_type(pw.DateTimeUtc | None, pw.this.alert[5]),
         details=pw.declare_type(pw.Json, pw.this.alert[6]))
-    return OmTables(events=events, quarantine=quarantine, windows=windows, alerts=alerts)
+    alerts = alerts.with_id_from(pw.this.alert_key)
+    return OmTables(quarantine=quarantine, windows=windows, alerts=alerts)
 
 
 _WINDOW_TYPES = {
@@ -138,34 +179,3 @@ _WINDOW_TYPES = {
     "last_ts": pw.DateTimeUtc, "last_power_w": float | None, "energy_first_kwh": float | None,
     "energy_last_kwh": float | None, "expected_from_sensor": bool,
 }
-
-
-def _utc(value) -> datetime:
-    value = value.to_pydatetime() if hasattr(value, "to_pydatetime") else value
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-
-
-def replay_alerts(plant_id: str, windows: list[WindowStat], thresholds: Thresholds = DEFAULT_THRESHOLDS) -> list:
-    """Every alert of one plant over its windows: the rules are evaluated at each window
-    end, in time order, over the windows of the trailing :data:`RULES_HORIZON`, and the
-    states are folded into alerts (:func:`ysh.om.rules.advance`). Open alerts have
-    ``resolved_at`` None. Deterministic: the same windows give the same alerts and keys."""
-    windows = sorted((w._replace(window_start=_utc(w.window_start), window_end=_utc(w.window_end),
-                                 last_ts=_utc(w.last_ts)) for w in windows),
-                     key=lambda w: (w.window_end, w.inverter_id))
-    open_alerts: dict = {}
-    done = []
-    ends = sorted({w.window_end for w in windows})
-    start = 0
-    for end in ends:
-        while windows[start].window_end <= end - RULES_HORIZON:
-            start += 1
-        histories: dict[str, list[WindowStat]] = {}
-        for w in windows[start:]:
-            if w.window_end > end:
-                break
-            histories.setdefault(w.inverter_id, []).append(w)
-        states = evaluate_plant(plant_id, histories, thresholds, now=end)
-        open_alerts, _, resolved = advance(open_alerts, states)
-        done.extend(resolved)
-    return sorted(done + list(open_alerts.values()), key=lambda a: (a.opened_at, a.key))

@@ -1,0 +1,139 @@
+"""Publishing telemetry events to the buses ``ysh om run`` reads: MQTT (paho-mqtt, QoS 1,
+topic ``ysh/telemetry/{plant}/{inverter}``) and Kafka (confluent-kafka, keyed by
+``plant:inverter`` so one inverter's events stay in order on one partition).
+
+A message carries one event, or with ``batch`` > 1 up to that many events of one
+inverter as JSON lines (a datalogger flushing its buffer); the pipeline splits them.
+``speedup`` paces the events by their timestamps (1 = real time, 60 = an hour per
+minute); None publishes as fast as the bus takes them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime
+from urllib.parse import parse_qs, urlparse
+
+import orjson
+
+TOPIC_PREFIX = "ysh/telemetry"
+
+
+def _ts(event: dict) -> float | None:
+    try:
+        return datetime.fromisoformat(str(event["ts"]).replace("Z", "+00:00")).timestamp()
+    except (KeyError, ValueError, TypeError):
+        return None
+
+
+def paced(events: Iterable[dict], speedup: float | None) -> Iterator[dict]:
+    """``events`` delayed so that their timestamps are replayed ``speedup`` times faster
+    than real time (None or ≤ 0: no delay)."""
+    if not speedup or speedup <= 0:
+        yield from events
+        return
+    origin_event = origin_wall = None
+    for event in events:
+        ts = _ts(event)
+        if ts is not None:
+            if origin_event is None:
+                origin_event, origin_wall = ts, time.monotonic()
+            wait = origin_wall + (ts - origin_event) / speedup - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+        yield event
+
+
+def _messages(events: Iterable[dict], batch: int) -> Iterator[tuple[str, str, bytes]]:
+    """(plant, inverter, payload) per message; a batch holds one inverter's consecutive events."""
+    if batch <= 1:
+        for event in events:
+            yield str(event.get("plant_id", "_")), str(event.get("inverter_id", "_")), orjson.dumps(event)
+        return
+    pending: dict[tuple[str, str], list[bytes]] = {}
+    for event in events:
+        key = (str(event.get("plant_id", "_")), str(event.get("inverter_id", "_")))
+        lines = pending.setdefault(key, [])
+        lines.append(orjson.dumps(event))
+        if len(lines) >= batch:
+            yield key[0], key[1], b"\n".join(lines)
+            del pending[key]
+    for (plant, inverter), lines in pending.items():
+        yield plant, inverter, b"\n".join(lines)
+
+
+def topic_for(plant_id: str, inverter_id: str, prefix: str = TOPIC_PREFIX) -> str:
+    safe = lambda s: s.replace("/", "_").replace("+", "_").replace("#", "_")  # noqa: E731
+    return f"{prefix}/{safe(plant_id)}/{safe(inverter_id)}"
+
+
+def publish_mqtt(events: Iterable[dict], uri: str, *, qos: int = 1, batch: int = 1, speedup: float | None = None,
+                 prefix: str = TOPIC_PREFIX, on_progress: Callable[[int], None] | None = None,
+                 timeout_s: float = 60.0) -> int:
+    """Publish to the MQTT broker at ``uri`` (``mqtt://host:port``); returns the number of
+    events published. Waits until the broker acknowledged every QoS ≥ 1 message."""
+    import paho.mqtt.client as mqtt
+
+    parsed = urlparse(uri)
+    client_id = (parse_qs(parsed.query).get("client_id") or [""])[0]
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311)
+    client.max_inflight_messages_set(1000)
+    client.max_queued_messages_set(0)
+    client.connect(parsed.hostname or "127.0.0.1", parsed.port or 1883, keepalive=60)
+    client.loop_start()
+    count = 0
+    last = None
+    try:
+        for plant, inverter, payload in _messages(paced(events, speedup), batch):
+            last = client.publish(topic_for(plant, inverter, prefix), payload, qos=qos)
+            if last.rc != mqtt.MQTT_ERR_SUCCESS:
+                raise ConnectionError(f"MQTT publish failed: {mqtt.error_string(last.rc)}")
+            count += payload.count(b"\n") + 1
+            if on_progress is not None and count % 10_000 < batch:
+                on_progress(count)
+        if last is not None and qos > 0:
+            last.wait_for_publish(timeout_s)
+            if not last.is_published():
+                raise TimeoutError(f"the MQTT broker did not acknowledge within {timeout_s:.0f} s")
+    finally:
+        client.loop_stop()
+        client.disconnect()
+    return count
+
+
+def publish_kafka(events: Iterable[dict], bootstrap: str, topic: str, *, batch: int = 1,
+                  speedup: float | None = None, on_progress: Callable[[int], None] | None = None,
+                  timeout_s: float = 60.0) -> int:
+    """Produce to ``topic`` on the Kafka brokers ``bootstrap``; returns the number of events.
+    Waits until every message is delivered; raises on a delivery error."""
+    from confluent_kafka import Producer
+
+    errors: list[str] = []
+
+    def delivered(err, msg) -> None:
+        if err is not None:
+            errors.append(str(err))
+
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "acks": "all",
+                         "enable.idempotence": False, "queue.buffering.max.messages": 500_000})
+    count = 0
+    for plant, inverter, payload in _messages(paced(events, speedup), batch):
+        while True:
+            try:
+                producer.produce(topic, payload, key=f"{plant}:{inverter}".encode(), on_delivery=delivered)
+                break
+            except BufferError:
+                producer.poll(0.05)
+        producer.poll(0)
+        count += payload.count(b"\n") + 1
+        if on_progress is not None and count % 10_000 < batch:
+            on_progress(count)
+        if errors:
+            break
+    left = producer.flush(timeout_s)
+    if errors:
+        raise ConnectionError(f"Kafka delivery failed: {errors[0]} ({len(errors)} errors)")
+    if left:
+        raise TimeoutError(f"{left} Kafka messages not delivered within {timeout_s:.0f} s")
+    return count
