@@ -3,12 +3,16 @@ an S3 API from moto_server), started once per session and stopped at the end."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import uuid
+from collections import deque
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -131,3 +135,40 @@ def wait_for(predicate, timeout=60.0, what="condition"):
             return last
         time.sleep(0.3)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
+
+
+class Receiver:
+    """An HTTP endpoint on loopback standing in for Slack's incoming webhook or InfluxDB's
+    write API: records each accepted POST (``requests``: path with query, headers, body)
+    and, for JSON bodies with a ``text``, the Slack message (``messages``); answers from
+    a queue of status codes (default 200)."""
+
+    def __init__(self):
+        self.messages: list[str] = []
+        self.requests: list[tuple[str, dict, bytes]] = []
+        self.answers: deque[int] = deque()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                raw = self.rfile.read(int(self.headers["Content-Length"]))
+                status = receiver.answers.popleft() if receiver.answers else 200
+                if status == 200:
+                    receiver.requests.append((self.path, dict(self.headers), raw))
+                    if self.headers.get("Content-Type", "").startswith("application/json"):
+                        receiver.messages.append(json.loads(raw)["text"])
+                self.send_response(status)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/services/T000/B000/XXXX"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()

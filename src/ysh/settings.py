@@ -117,6 +117,10 @@ class Settings(BaseSettings):
     om_late_cutoff_s: int = Field(
         default=120, ge=0, le=3600,
         description="Late-data cutoff: a 5-minute window is final (and evaluated) when event time passes its end + this.")
+    om_evaluation_lag_s: int = Field(
+        default=300, ge=0, le=3600,
+        description="How long the rules wait (event time) for an inverter that reported recently but is late for a "
+                    "5-minute moment; a moment every inverter reported for is evaluated at once.")
     om_alert_retention_h: float = Field(
         default=48.0, gt=0, description="Resolved alerts kept in the streaming rule state (event time); rows stay in om_alerts.")
     om_thresholds: dict[str, float] = Field(
@@ -124,6 +128,8 @@ class Settings(BaseSettings):
         description="Rule threshold overrides, JSON (e.g. {\"under_windows\": 4}); fields of ysh.om.rules.Thresholds, "
                     "durations in seconds. See docs/om.md.")
     om_notify: bool = Field(default=True, description="Slack notice (YSH_SLACK_WEBHOOK_URL) when an O&M alert opens or resolves.")
+    om_notify_min_severity: Literal["info", "warning", "critical"] = Field(
+        default="warning", description="Alerts below this severity (clipping is info) are stored, not notified.")
     om_influx_url: str | None = Field(
         default=None, description="InfluxDB v2 base URL: window stats are also written as line protocol when set.")
     om_influx_token: SecretStr | None = Field(default=None, description="InfluxDB API token (secret).")

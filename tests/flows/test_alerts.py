@@ -1,11 +1,6 @@
 """The alerts flow against a real Dagster instance, PostgreSQL and a local HTTP receiver
 standing in for Slack's webhook; and the backup-failed-twice hook."""
 
-import json
-import threading
-from collections import deque
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
 import dagster as dg
 import pytest
 from prefect.testing.utilities import prefect_test_harness
@@ -13,41 +8,9 @@ from prefect.testing.utilities import prefect_test_harness
 from ysh.notify import NotifyError, SlackNotifier
 from ysh.settings import get_settings
 
-from ..conftest import query
+from ..conftest import Receiver, query
 
 pytestmark = pytest.mark.integration
-
-
-class Receiver:
-    """A Slack incoming-webhook stand-in: records JSON bodies; answers from a queue of
-    status codes (default 200)."""
-
-    def __init__(self):
-        self.messages: list[str] = []
-        self.answers: deque[int] = deque()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                status = receiver.answers.popleft() if receiver.answers else 200
-                if status == 200:
-                    receiver.messages.append(body["text"])
-                self.send_response(status)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/services/T000/B000/XXXX"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture(scope="module")

@@ -44,37 +44,50 @@ def _normalized(w: WindowStat) -> WindowStat:
 class PlantFold:
     """The alert state of one plant; see the module docstring."""
 
-    __slots__ = ("plant_id", "thresholds", "retention", "windows", "open_alerts", "resolved", "last_end")
+    __slots__ = ("plant_id", "thresholds", "retention", "lag", "windows", "open_alerts", "resolved", "last_end",
+                 "pending", "clock")
 
     def __init__(self, plant_id: str, thresholds: Thresholds = DEFAULT_THRESHOLDS,
-                 retention: timedelta | None = None):
+                 retention: timedelta | None = None, lag: timedelta = timedelta(0)):
         self.plant_id = plant_id
         self.thresholds = thresholds
         #: how long (event time) a resolved alert stays in the state; None: for ever
         self.retention = retention
+        #: how long a moment waits for the windows of inverters that reported recently
+        #: but not yet for it (a bus delivering one inverter's data late); 0: no wait
+        self.lag = lag
         self.windows: list[WindowStat] = []  # sorted by (window_end, inverter_id)
         self.open_alerts: dict = {}
         self.resolved: list[Alert] = []
         self.last_end: datetime | None = None
+        self.pending: set[datetime] = set()  # moments not evaluated yet
+        self.clock: datetime | None = None  # the newest moment seen (fleet-wide)
 
     def _copy(self) -> PlantFold:
-        new = PlantFold(self.plant_id, self.thresholds, self.retention)
+        new = PlantFold(self.plant_id, self.thresholds, self.retention, self.lag)
         new.windows, new.open_alerts = list(self.windows), dict(self.open_alerts)
         new.resolved, new.last_end = list(self.resolved), self.last_end
+        new.pending, new.clock = set(self.pending), self.clock
         return new
 
     def step(self, windows: Iterable[WindowStat] = (), ticks: Iterable[datetime] = ()) -> PlantFold:
-        """A new fold with ``windows`` added and every new moment (their ends and
-        ``ticks`` later than the last moment evaluated) evaluated in time order. A window
-        ending at or before the last moment evaluated (later than its cutoff allowed) only
-        informs later moments."""
+        """A new fold with ``windows`` added and the new moments (their ends and ``ticks``
+        later than the last moment evaluated) evaluated in time order, each as soon as it
+        is complete: every inverter that reported within the horizon before it has its
+        window for it, or the fleet's clock passed it by ``lag``. A window ending at or
+        before the last moment evaluated (later than that) only informs later moments."""
         new = self._copy()
         arrived = [_normalized(w) for w in windows]
         moments = {w.window_end for w in arrived} | {utc(t) for t in ticks}
-        if new.last_end is not None:
-            moments = {m for m in moments if m > new.last_end}
+        if moments:
+            newest = max(moments)
+            new.clock = newest if new.clock is None else max(new.clock, newest)
+        new.pending |= {m for m in moments if new.last_end is None or m > new.last_end}
         new.windows = sorted(new.windows + arrived, key=lambda w: (w.window_end, w.inverter_id))
-        for end in sorted(moments):
+        for end in sorted(new.pending):
+            if not new._complete(end):
+                break
+            new.pending.discard(end)
             new._evaluate(end)
         if new.last_end is not None:
             floor = new.last_end - RULES_HORIZON
@@ -83,6 +96,14 @@ class PlantFold:
                 keep_after = new.last_end - new.retention
                 new.resolved = [a for a in new.resolved if a.resolved_at > keep_after]
         return new
+
+    def _complete(self, end: datetime) -> bool:
+        if not self.lag or self.clock >= end + self.lag:
+            return True
+        floor = end - RULES_HORIZON
+        recent = {w.inverter_id for w in self.windows if floor < w.window_end < end}
+        present = {w.inverter_id for w in self.windows if w.window_end == end}
+        return bool(present) and recent <= present
 
     def _evaluate(self, end: datetime) -> None:
         histories: dict[str, list[WindowStat]] = {}

@@ -44,6 +44,7 @@ from .rules import SEVERITY, Thresholds
 log = logging.getLogger("ysh.om.stream")
 
 SOURCES = ("jsonl", "mqtt", "kafka")
+SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
 
 
 def thresholds_from(overrides: Mapping[str, float]) -> Thresholds:
@@ -113,6 +114,8 @@ def read_telemetry(settings: Settings, source: str, *, autocommit_duration_ms: i
 def _utc(value) -> datetime | None:
     if value is None:
         return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value.replace("Z", "+00:00"))
     value = value.to_pydatetime() if hasattr(value, "to_pydatetime") else value
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
@@ -140,8 +143,10 @@ class AlertSink:
     Retractions are ignored: a streaming alert leaves the rule state after its retention,
     not the table."""
 
-    def __init__(self, warehouse: Warehouse, notify: bool, wake: threading.Event | None = None):
+    def __init__(self, warehouse: Warehouse, notify: bool, wake: threading.Event | None = None,
+                 min_severity: str = "warning"):
         self.warehouse, self.notify, self.wake = warehouse, notify, wake
+        self.min_rank = SEVERITY_RANK[min_severity]
         self._rows: dict[str, dict] = {}
         self._conn = None
 
@@ -172,6 +177,7 @@ class AlertSink:
                       _utc(r["resolved_at"]), _jsonb(r["details"])) for r in rows])
         if self.notify:
             notices = [n for r in sorted(rows, key=lambda r: (_utc(r["opened_at"]), r["alert_key"]))
+                       if SEVERITY_RANK[SEVERITY.get(r["rule"], "warning")] >= self.min_rank
                        for n in alert_notices(r)]
             if enqueue_notices(conn, notices) and self.wake is not None:
                 self.wake.set()
@@ -332,10 +338,11 @@ def run_stream(settings: Settings, warehouse: Warehouse, *, source: str | None =
     lines = read_telemetry(settings, source, autocommit_duration_ms=autocommit_duration_ms)
     tables = build_om_graph(lines, plants, now=None, thresholds=thresholds,
                             late_cutoff=timedelta(seconds=settings.om_late_cutoff_s),
-                            alert_retention=timedelta(hours=settings.om_alert_retention_h))
+                            alert_retention=timedelta(hours=settings.om_alert_retention_h),
+                            evaluation_lag=timedelta(seconds=settings.om_evaluation_lag_s))
     pw_runtime.write_snapshots(tables, {k: v for k, v in TABLES.items() if k != "alerts"}, warehouse)
     wake = threading.Event()
-    AlertSink(warehouse, settings.om_notify, wake).attach(tables.alerts)
+    AlertSink(warehouse, settings.om_notify, wake, settings.om_notify_min_severity).attach(tables.alerts)
     status = StatusWriter(warehouse, source)
     status.attach(tables.windows)
     if settings.om_influx_url:
