@@ -126,11 +126,13 @@ def run(*, persistence_dir: Path | None = None) -> None:
 
 
 class TableCollector:
-    """Keeps the current state of a Pathway table in memory (row id → row dict)."""
+    """Keeps the current state of a Pathway table in memory (row id → row dict); with
+    ``keep_retracted``, the last version of every row ever added (retractions ignored)."""
 
-    def __init__(self, table: pw.Table, name: str):
+    def __init__(self, table: pw.Table, name: str, *, keep_retracted: bool = False):
         self.name = name
         self.rows: dict[Any, dict] = {}
+        self._keep = keep_retracted
         self._lock = threading.Lock()
         pw.io.subscribe(table, on_change=self._on_change, name=f"collect_{name}")
 
@@ -138,7 +140,7 @@ class TableCollector:
         with self._lock:
             if is_addition:
                 self.rows[key] = row
-            else:
+            elif not self._keep:
                 self.rows.pop(key, None)
 
     def values(self) -> list[dict]:

@@ -121,8 +121,6 @@ class Settings(BaseSettings):
         default=300, ge=0, le=3600,
         description="How long the rules wait (event time) for an inverter that reported recently but is late for a "
                     "5-minute moment; a moment every inverter reported for is evaluated at once.")
-    om_alert_retention_h: float = Field(
-        default=48.0, gt=0, description="Resolved alerts kept in the streaming rule state (event time); rows stay in om_alerts.")
     om_thresholds: dict[str, float] = Field(
         default_factory=dict,
         description="Rule threshold overrides, JSON (e.g. {\"under_windows\": 4}); fields of ysh.om.rules.Thresholds, "

@@ -142,7 +142,8 @@ def test_trip_suppresses_underperformance():
     states = evaluate_windows([win(i, 0.0) for i in range(3)], {})
     assert states[RULE_TRIP].active
     assert not states[RULE_UNDERPERFORMANCE].active
-    assert states[RULE_UNDERPERFORMANCE].details["suppressed_by"] == RULE_TRIP
+    # down windows are the trip's: underperformance does not even judge them
+    assert [w["skipped"] for w in states[RULE_UNDERPERFORMANCE].details["windows"]] == ["down"] * 3
 
 
 # --------------------------------------------------------------------------- frozen
@@ -352,3 +353,75 @@ def test_evaluate_plant_keys_every_rule():
     assert set(states) == {("p1", inv, rule) for inv in ("inv-1", "inv-2") for rule in inverter_rules} | {
         ("p1", PLANT_SCOPE, RULE_PLANT_OFFLINE), ("p1", PLANT_SCOPE, RULE_PLANT_OUTAGE)}
     assert not any(state.active for _, state in states.values())
+
+
+# --------------------------------------------------------------------------- rule fixes (evaluation, issue 6)
+
+
+def held(i: int, level: float, available: float, inv: str = "inv-1", **kw) -> WindowStat:
+    """A window pinned at ``level`` (samples within 0.2 %) while ``available`` W were expected."""
+    return win(i, level, expected=available, max_power=level, inv=inv, **kw)._replace(min_power_w=level * 0.998)
+
+
+def test_export_limit_is_clipping_not_underperformance():
+    # a 60 % export limit on a clear morning: flat output while the expectation rises
+    history = [held(i, 6000.0, 8000.0 + 200.0 * i) for i in range(6)]
+    under = underperformance_state(history, {})
+    assert not under.active
+    assert all(w["limit_w"] == pytest.approx(6000.0) for w in under.details["windows"])
+    clip = clipping_state(history)
+    assert clip.active and clip.details["kind"] == "export_limit" and clip.details["since"] == T0
+    # the same low output following the expectation (a derate) is underperformance
+    derated = [win(i, 0.6 * (8000.0 + 200.0 * i), expected=8000.0 + 200.0 * i) for i in range(6)]
+    assert underperformance_state(derated, {}).active
+    assert not clipping_state(derated).active
+
+
+def test_export_limit_against_peers_clipping_at_their_rating():
+    peers = peers_of(*[win(i, 9990.0, max_power=10_000.0, inv="inv-2") for i in range(4)])  # flat at the rating
+    history = [held(i, 5800.0, 10_000.0) for i in range(4)]
+    assert not underperformance_state(history, peers).active
+    assert clipping_state(history, peers=peers).details["kind"] == "export_limit"
+
+
+def test_windows_after_a_trip_are_not_underperformance():
+    # tripped for 3 windows, then a partial window (reconnected mid-window), then normal
+    history = [win(i, 0.0) for i in range(3)] + [win(3, 4000.0, max_power=7900.0), win(4, 7900.0)]
+    states = evaluate_windows(history[:4], {})
+    assert not states[RULE_TRIP].active
+    assert not states[RULE_UNDERPERFORMANCE].active
+    assert not evaluate_windows(history, {})[RULE_UNDERPERFORMANCE].active
+
+
+def test_stale_windows_are_not_judged_and_frozen_suppresses_underperformance():
+    stuck = [win(i, 4000.0, samples=5, identical_run=5, last_power=4000.0) for i in range(3)]  # PI 0.5, frozen
+    assert not underperformance_state(stuck, {}).active
+    states = evaluate_windows(stuck, {})
+    assert states[RULE_FROZEN].active and not states[RULE_UNDERPERFORMANCE].active
+
+
+def test_frozen_at_clipping_level_with_a_flat_counter_is_frozen():
+    def constant(i: int, energy: float) -> WindowStat:
+        return win(i, 9900.0, samples=5, identical_run=5, last_power=9900.0, e_first=energy, e_last=energy)
+
+    stale = [constant(0, 500.0), constant(1, 500.0)]  # the logger repeats the counter too
+    state = frozen_state(stale)
+    assert state.active and state.details["counter_kwh"] == 0.0
+    running = [win(0, 9900.0, samples=5, identical_run=5, last_power=9900.0, e_first=500.0, e_last=500.66),
+               win(1, 9900.0, samples=5, identical_run=5, last_power=9900.0, e_first=500.825, e_last=501.485)]
+    clipped = frozen_state(running)  # the counter runs at the rating: a clipping plateau
+    assert not clipped.active and clipped.details["reason"] == "at_clipping_level"
+
+
+def test_a_run_of_zeros_is_a_stopped_inverter_not_frozen_data():
+    zeros = [win(i, 0.0, samples=5, identical_run=5, last_power=0.0) for i in range(3)]
+    state = frozen_state(zeros)
+    assert not state.active and state.details["reason"] == "at_zero"
+
+
+def test_plant_outage_in_daylight_below_the_trip_level():
+    # overcast, expected from the irradiance sensor at 15 % of rated: every inverter at zero
+    histories = {inv: [win(i, 0.0, expected=1500.0, inv=inv) for i in range(2)] for inv in ("inv-1", "inv-2")}
+    assert plant_outage_state(histories).active
+    dusk = {inv: [win(i, 0.0, expected=900.0, inv=inv) for i in range(2)] for inv in ("inv-1", "inv-2")}
+    assert not plant_outage_state(dusk).active

@@ -22,7 +22,8 @@ import pytest
 from ysh.om.engine import PlantFold, replay_alerts
 from ysh.om.rules import Thresholds, WindowStat
 from ysh.om.simulator import default_scenario, simulate, write_jsonl
-from ysh.om.stream import alert_notices, line_protocol, thresholds_from
+from ysh.om.sinks import alert_notices, line_protocol
+from ysh.om.stream import thresholds_from
 
 from ..conftest import Receiver, query, wait_for
 
@@ -129,7 +130,7 @@ def test_the_fold_fed_window_by_window_equals_the_fold_over_all_windows(fleet):
     ends = sorted({w.window_end for w in stats})
     for plant in sorted({w.plant_id for w in stats}):
         mine = [w for w in stats if w.plant_id == plant]
-        fold = PlantFold(plant, retention=None)
+        fold = PlantFold(plant, keep_resolved=True)
         for end in ends:
             fold = fold.step([w for w in mine if w.window_end == end], [end])
         at_once = replay_alerts(plant, mine, ticks=ends)
@@ -139,7 +140,7 @@ def test_the_fold_fed_window_by_window_equals_the_fold_over_all_windows(fleet):
 
 def _fold_with_one_inverter_late(stats: list[WindowStat], late: str, lag: timedelta) -> list:
     ends = sorted({w.window_end for w in stats})
-    fold = PlantFold(stats[0].plant_id, retention=None, lag=lag)
+    fold = PlantFold(stats[0].plant_id, keep_resolved=True, lag=lag)
     for previous, end in zip([None, *ends], ends):
         on_time = [w for w in stats if w.window_end == end and w.inverter_id != late]
         delayed = [w for w in stats if w.window_end == previous and w.inverter_id == late]
@@ -162,3 +163,202 @@ def test_a_moment_waits_for_an_inverter_the_bus_delivers_late(fleet):
     for late in inverters:
         assert _fold_with_one_inverter_late(stats, late, timedelta(minutes=5)) == complete, late
     assert any(_fold_with_one_inverter_late(stats, late, timedelta(0)) != complete for late in inverters)
+
+
+# --------------------------------------------------------------------------- ysh om run
+
+
+def _env(warehouse, home: Path, **extra) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("YSH_")}
+    env.update(YSH_HOME=str(home), YSH_POSTGRES_DSN=warehouse.dsn, YSH_POSTGRES_SCHEMA=warehouse.schema,
+               YSH_OM_LATE_CUTOFF_S=str(int(CUTOFF.total_seconds())), PYTHONUNBUFFERED="1", **extra)
+    return env
+
+
+def _start(env: dict, log: Path, source: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "ysh.cli", "om", "run", "--source", source], env=env,
+                            stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _stop(proc: subprocess.Popen, sig=signal.SIGTERM) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, sig)
+        proc.wait(30)
+
+
+def _db_windows(warehouse) -> dict:
+    return {(p, i, s): n for p, i, s, n in
+            query(warehouse, "SELECT plant_id, inverter_id, window_start, samples FROM om_inverter_5min")}
+
+
+def _wait_windows(warehouse, expected: dict, proc: subprocess.Popen, log: Path, timeout=180) -> dict:
+    def done():
+        if proc.poll() is not None:
+            raise AssertionError(f"ysh om run exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        got = _db_windows(warehouse)
+        return got if set(expected) <= set(got) else None
+
+    return wait_for(done, timeout=timeout, what="the final windows in om_inverter_5min")
+
+
+def _alerts_match(warehouse, static_alerts: list[dict], until: datetime) -> list[tuple] | None:
+    """The rows of om_alerts when every static alert opened before ``until`` is there with
+    the same key, and resolved at the same time when the static run resolved it before
+    ``until``; else None (the alert sink may still be writing the batch the windows
+    sink already wrote)."""
+    rows = {k: (r, o, res) for k, r, o, res in
+            query(warehouse, "SELECT alert_key, rule, opened_at, resolved_at FROM om_alerts")}
+    for alert in static_alerts:
+        if ts(alert["opened_at"]) >= until:
+            continue
+        if alert["alert_key"] not in rows:
+            return None
+        if alert["resolved_at"] and ts(alert["resolved_at"]) < until and \
+                rows[alert["alert_key"]][2] != ts(alert["resolved_at"]):
+            return None
+    return list(rows.values())
+
+
+def _wait_alerts(warehouse, static_alerts: list[dict], until: datetime) -> list[tuple]:
+    try:
+        return wait_for(lambda: _alerts_match(warehouse, static_alerts, until), timeout=60,
+                        what="the alerts of the static run")
+    except AssertionError:
+        rows = {k: (o, r) for k, o, r in query(warehouse, "SELECT alert_key, opened_at, resolved_at FROM om_alerts")}
+        wrong = [(a["alert_key"], a["resolved_at"], rows.get(a["alert_key"])) for a in static_alerts
+                 if ts(a["opened_at"]) < until and (a["alert_key"] not in rows or (
+                     a["resolved_at"] and ts(a["resolved_at"]) < until and rows[a["alert_key"]][1] != ts(a["resolved_at"])))]
+        raise AssertionError(f"streaming alerts differ from the static run: {wrong}") from None
+
+
+def _notified(warehouse) -> int:
+    """The notices om_alerts calls for: one per warning/critical alert, one more when resolved."""
+    return query(warehouse, "SELECT count(*) + count(resolved_at) FROM om_alerts WHERE rule <> 'clipping'")[0][0]
+
+
+@pytest.mark.integration
+def test_kill_9_and_restart_lose_no_window_double_none_and_notify_each_alert_once(warehouse, fleet, tmp_path):
+    events, static_windows, static_alerts = fleet
+    slack = Receiver()
+    home, folder, log = tmp_path / "home", tmp_path / "telemetry", tmp_path / "run.log"
+    folder.mkdir(parents=True)
+    split = _event_ts(events[0]) + timedelta(hours=4, minutes=17)
+    first, rest = [], []
+    for e in events:  # malformed timestamps go with the first part
+        (rest if (_event_ts(e) or split) >= split and _event_ts(e) is not None else first).append(e)
+    env = _env(warehouse, home, YSH_OM_REPLAY_DIR=str(folder), YSH_SLACK_WEBHOOK_URL=slack.url)
+    try:
+        write_jsonl(first, folder / "part-1.jsonl")
+        proc = _start(env, log, "jsonl")
+        _wait_windows(warehouse, _final(static_windows, first), proc, log)
+
+        def notices_settled():
+            pending, sent = query(warehouse, "SELECT count(*) FILTER (WHERE status = 'pending'), "
+                                             "count(*) FILTER (WHERE status = 'sent') FROM ops_alerts_sent")[0]
+            return sent if pending == 0 and sent == len(slack.messages) == _notified(warehouse) else None
+
+        before = _final(static_windows, first)
+        _wait_alerts(warehouse, static_alerts, until=max(k[2] for k in before) - timedelta(minutes=25))
+        sent_before = wait_for(notices_settled, timeout=120, what="the first notices sent")
+        _stop(proc, signal.SIGKILL)
+        assert (home / "state" / "om-jsonl").is_dir()
+
+        write_jsonl(rest, folder / "part-2.jsonl")  # arrives while the pipeline is down
+        proc = _start(env, log, "jsonl")
+        expected = _final(static_windows, events)
+        got = _wait_windows(warehouse, expected, proc, log)
+        # nothing lost: every final window; nothing doubled: the same samples as the static run
+        assert {k: got[k] for k in expected} == expected
+        newest_window = max(k[2] for k in expected) + timedelta(minutes=5)
+        rows = _wait_alerts(warehouse, static_alerts, until=newest_window - timedelta(minutes=30))
+        sent_after = wait_for(notices_settled, timeout=120, what="the later notices sent")
+        _stop(proc)
+    finally:
+        slack.stop()
+    assert any(r[0] == "inverter_trip" for r in rows) and any(r[0] == "comm_loss" for r in rows)
+    # each notice once, although the restart replayed the alerts of the first part
+    assert sent_after > sent_before > 0
+    assert Counter(slack.messages).most_common(1)[0][1] == 1
+    status = query(warehouse, "SELECT source, last_window_end FROM om_stream_status")
+    assert status == [("jsonl", newest_window)]
+
+
+def _bus_service(name: str, home: Path):
+    from ysh.services import local
+    from ysh.settings import get_settings
+
+    os.environ["YSH_HOME"] = str(home)
+    get_settings.cache_clear()
+    service = local.get_service(name, get_settings())
+    try:
+        service.find_binary()
+    except local.BinaryNotFound as exc:
+        pytest.skip(str(exc))
+    status = service.start(port=local.free_port())
+    return service, status
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("bus", ["mqtt", "kafka"])
+def test_the_buses_feed_the_same_windows_and_alerts_as_a_file(bus, warehouse, fleet, tmp_path, isolated_settings):
+    from ysh.om.publish import publish_kafka, publish_mqtt
+    from ysh.settings import get_settings
+
+    events, static_windows, static_alerts = fleet
+    home, log = tmp_path / "home", tmp_path / "run.log"
+    service, status = _bus_service(bus, tmp_path / "services")
+    try:
+        if bus == "mqtt":
+            env = _env(warehouse, home, YSH_OM_MQTT_URI=status.url, YSH_OM_MQTT_CLIENT_ID=f"ysh-om-{tmp_path.name}")
+        else:
+            env = _env(warehouse, home, YSH_OM_KAFKA_BOOTSTRAP=status.url, YSH_OM_KAFKA_TOPIC="inverters_telemetry")
+        proc = _start(env, log, bus)
+        if bus == "mqtt":  # MQTT keeps nothing for a subscriber that has not connected yet
+            wait_for(lambda: "Realtime data starts" in log.read_text() or proc.poll() is not None, timeout=90,
+                     what="the MQTT subscription")
+            published = publish_mqtt(events, status.url, batch=10)
+        else:
+            published = publish_kafka(events, status.url, "inverters_telemetry", batch=10)
+        assert published == len(events)
+        expected = _final(static_windows, events)
+        got = _wait_windows(warehouse, expected, proc, log)
+        assert {k: got[k] for k in expected} == expected
+        newest_window = max(k[2] for k in expected) + timedelta(minutes=5)
+        rows = _wait_alerts(warehouse, static_alerts, until=newest_window - timedelta(minutes=30))
+        assert any(r[0] == "inverter_trip" for r in rows)
+        future = sum(1 for e in events if (_event_ts(e) or datetime.min.replace(tzinfo=timezone.utc))
+                     > datetime.now(timezone.utc))
+        quarantined = dict(query(warehouse, "SELECT reason, count(*) FROM om_quarantine GROUP BY reason"))
+        assert quarantined.get("future_ts", 0) == future
+        _stop(proc)
+    finally:
+        service.stop()
+        os.environ["YSH_HOME"] = str(isolated_settings)
+        get_settings.cache_clear()
+
+
+@pytest.mark.integration
+def test_window_stats_go_to_influxdb_as_line_protocol():
+    import pandas as pd
+    import pathway as pw
+
+    from ysh import pw_runtime
+    from ysh.om.sinks import InfluxSink
+
+    influx = Receiver()
+    influx.answers.extend([503])  # the first attempt fails: retried
+    try:
+        pw_runtime.fresh_graph()
+        rows = [{"plant_id": "p1", "inverter_id": f"inv-0{i}",
+                 "window_start": datetime(2026, 1, 15, 12, 0, tzinfo=timezone.utc),
+                 "samples": 5, "avg_power_w": 1000.0 * i, "min_power_w": 900.0, "max_power_w": 1100.0 * i,
+                 "energy_delta_kwh": 0.08, "expected_power_w": 1200.0, "performance_index": 0.83} for i in (1, 2)]
+        table = pw.debug.table_from_pandas(pd.DataFrame(rows))
+        InfluxSink(influx.url.rsplit("/services", 1)[0], "s3cr3t", "ysh", "om").attach(table)
+        pw_runtime.run()
+    finally:
+        influx.stop()
+    (path, headers, body), = influx.requests
+    assert path == "/api/v2/write?org=ysh&bucket=om&precision=s"
+    assert headers["Authorization"] == "Token s3cr3t"
+    assert sorted(body.decode().splitlines()) == [line_protocol(r) for r in rows]

@@ -2,15 +2,16 @@
 
 :class:`PlantFold` holds what the rules need to go on: the plant's windows of the
 trailing :data:`RULES_HORIZON` (plus nothing older), the alerts open now, the alerts
-resolved within the retention, and the last moment evaluated. :meth:`PlantFold.step`
+resolved by the last step, and the last moment evaluated. :meth:`PlantFold.step`
 takes the windows that arrived (each window once, when its late-data cutoff has passed)
 and the fleet's clock ticks (the window ends seen anywhere in the fleet, so a plant that
 went silent is still evaluated), evaluates the rules at every new moment in time order
 (:func:`ysh.om.rules.evaluate_plant`) and folds the states into alerts
 (:func:`ysh.om.rules.advance`).
 
-State is bounded: windows older than the horizon and alerts resolved longer than the
-retention ago are dropped. ``step`` never modifies its input fold (Pathway may evaluate
+State is bounded: windows older than the horizon are dropped, and so is a resolved
+alert after the step that resolved it (the sinks keep the last version of each alert
+and ignore its retraction). ``step`` never modifies its input fold (Pathway may evaluate
 expressions on an old state again to retract them), it returns a new one.
 
 Replaying the same windows gives the same alerts with the same keys (an alert key is
@@ -44,15 +45,16 @@ def _normalized(w: WindowStat) -> WindowStat:
 class PlantFold:
     """The alert state of one plant; see the module docstring."""
 
-    __slots__ = ("plant_id", "thresholds", "retention", "lag", "windows", "open_alerts", "resolved", "last_end",
-                 "pending", "clock")
+    __slots__ = ("plant_id", "thresholds", "keep_resolved", "lag", "windows", "open_alerts", "resolved",
+                 "last_end", "pending", "clock")
 
     def __init__(self, plant_id: str, thresholds: Thresholds = DEFAULT_THRESHOLDS,
-                 retention: timedelta | None = None, lag: timedelta = timedelta(0)):
+                 keep_resolved: bool = False, lag: timedelta = timedelta(0)):
         self.plant_id = plant_id
         self.thresholds = thresholds
-        #: how long (event time) a resolved alert stays in the state; None: for ever
-        self.retention = retention
+        #: keep every resolved alert (a replay that wants the whole history); else only
+        #: those resolved by the last step
+        self.keep_resolved = keep_resolved
         #: how long a moment waits for the windows of inverters that reported recently
         #: but not yet for it (a bus delivering one inverter's data late); 0: no wait
         self.lag = lag
@@ -64,9 +66,10 @@ class PlantFold:
         self.clock: datetime | None = None  # the newest moment seen (fleet-wide)
 
     def _copy(self) -> PlantFold:
-        new = PlantFold(self.plant_id, self.thresholds, self.retention, self.lag)
+        new = PlantFold(self.plant_id, self.thresholds, self.keep_resolved, self.lag)
         new.windows, new.open_alerts = list(self.windows), dict(self.open_alerts)
-        new.resolved, new.last_end = list(self.resolved), self.last_end
+        new.resolved = list(self.resolved) if self.keep_resolved else []
+        new.last_end = self.last_end
         new.pending, new.clock = set(self.pending), self.clock
         return new
 
@@ -92,9 +95,6 @@ class PlantFold:
         if new.last_end is not None:
             floor = new.last_end - RULES_HORIZON
             new.windows = [w for w in new.windows if w.window_end > floor]
-            if new.retention is not None:
-                keep_after = new.last_end - new.retention
-                new.resolved = [a for a in new.resolved if a.resolved_at > keep_after]
         return new
 
     def _complete(self, end: datetime) -> bool:
@@ -121,7 +121,8 @@ class PlantFold:
         self.resolved.extend(resolved)
 
     def alerts(self) -> list[Alert]:
-        """The open alerts and those resolved within the retention, by opening time."""
+        """The open alerts and those resolved by the last step (all resolved ones with
+        ``keep_resolved``), by opening time."""
         return sorted(self.resolved + list(self.open_alerts.values()), key=lambda a: (a.opened_at, a.key))
 
 
@@ -129,4 +130,4 @@ def replay_alerts(plant_id: str, windows: list[WindowStat], thresholds: Threshol
                   ticks: Iterable[datetime] = ()) -> list[Alert]:
     """Every alert of one plant over ``windows`` at once (open alerts have
     ``resolved_at`` None). Deterministic: the same windows give the same alerts and keys."""
-    return PlantFold(plant_id, thresholds).step(windows, ticks).alerts()
+    return PlantFold(plant_id, thresholds, keep_resolved=True).step(windows, ticks).alerts()

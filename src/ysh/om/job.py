@@ -53,8 +53,14 @@ def load_registry(warehouse: Warehouse, plants: list[Plant]) -> None:
                          (p.plant_id, [inv.inverter_id for inv in p.inverters]))
 
 
-def attach_warehouse(tables, warehouse: Warehouse) -> None:
-    pw_runtime.write_snapshots(tables, TABLES, warehouse)
+def attach_warehouse(tables, warehouse: Warehouse, *, notify: bool = False, wake=None,
+                     min_severity: str = "warning") -> None:
+    """Snapshot upserts of the windows and the quarantine; the alerts through
+    :class:`ysh.om.sinks.AlertSink` (last version per key, open → resolved only)."""
+    from .sinks import AlertSink
+
+    pw_runtime.write_snapshots(tables, {k: v for k, v in TABLES.items() if k != "alerts"}, warehouse)
+    AlertSink(warehouse, notify, wake, min_severity).attach(tables.alerts)
 
 @dataclass
 class DetectReport:
@@ -83,7 +89,8 @@ def run_detect(paths: list[Path], plants_path: Path, out_dir: Path | None = None
     lines = sources[0] if len(sources) == 1 else pw.Table.concat_reindex(*sources)
     lines = lines.filter(pw.this.data.str.strip() != "")
     tables = build_om_graph(lines, plants, now=now or datetime.now(timezone.utc))
-    collectors = {name: pw_runtime.TableCollector(getattr(tables, name), name) for name in JSONL_FILES}
+    collectors = {name: pw_runtime.TableCollector(getattr(tables, name), name, keep_retracted=name == "alerts")
+                  for name in JSONL_FILES}
     if warehouse is not None:
         load_registry(warehouse, plants)
         attach_warehouse(tables, warehouse)

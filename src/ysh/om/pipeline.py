@@ -57,13 +57,12 @@ def _iso(value: datetime | None) -> str | None:
 
 def build_om_graph(lines: pw.Table, plants: list[Plant], *, now: datetime | None = None,
                    thresholds: Thresholds = DEFAULT_THRESHOLDS, late_cutoff: timedelta = LATE_CUTOFF,
-                   alert_retention: timedelta | None = None,
                    evaluation_lag: timedelta = timedelta(0)) -> OmTables:
     """``lines``: one raw JSON event per row (column ``data``). ``now`` bounds the
     ``future_ts`` check (None: the wall clock when the event is validated, for streaming).
-    ``alert_retention``: how long resolved alerts stay in the fold's state (None: for
-    ever, for a static run; a streaming run bounds it and its sinks ignore the
-    retractions). ``evaluation_lag``: how long the rules wait, in event time, for the
+    ``alerts`` holds the open alerts and those resolved by the latest step of their
+    plant's fold: a resolved alert is retracted later, so its sinks keep the last version
+    of each alert key and ignore retractions. ``evaluation_lag``: how long the rules wait, in event time, for the
     window of an inverter that reported recently but is late for a moment (a bus that
     delivers one inverter's data behind the others); 0 for a static run, where every
     window is there at the end."""
@@ -157,7 +156,7 @@ def build_om_graph(lines: pw.Table, plants: list[Plant], *, now: datetime | None
             if tick is not None:
                 moments.append(tick)
         if current is None:
-            current = PlantFold(plant_id, thresholds, alert_retention, evaluation_lag)
+            current = PlantFold(plant_id, thresholds, lag=evaluation_lag)
         return pw.wrap_py_object(current.step(arrived, moments))
 
     def alert_rows(state) -> tuple:

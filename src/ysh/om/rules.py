@@ -38,6 +38,18 @@ frozen_samples              10        frozen: ≥ 10 consecutive identical ac_po
                                       in daylight windows (runs at clipping level excluded)
 clipping_fraction           0.98      clipping: max power ≥ 98 % of rated …
 clipping_windows            2         … in ≥ 2 consecutive windows (severity info)
+frozen_counter_fraction     0.10      a frozen run at clipping level is still frozen when
+                                      the counter advanced < 10 % of what the value implies
+limit_flat_fraction         0.01      active-power limit (export limit, curtailment): ≥ 2
+                                      contiguous windows with min ≥ 99 % of max, same level
+                                      (± 1 %), below the clipping level …
+limit_margin                0.05      … while the available power (peers' specific power,
+                                      else expected) is ≥ 5 % above that level …
+limit_swing_fraction        0.02      … and moved by ≥ 2 % of rated (or sat at the peers'
+                                      rating); then underperformance judges against the
+                                      limit and clipping reports ``export_limit``
+limit_memory_windows        12        the limit stays known while the output touches it at
+                                      least once every 12 windows (clouds under it)
 ==========================  ========  =====================================================
 
 Rules needing production (trip, underperformance, frozen) judge the last window in which
@@ -107,6 +119,11 @@ class Thresholds:
     frozen_samples: int = 10
     clipping_fraction: float = 0.98
     clipping_windows: int = 2
+    frozen_counter_fraction: float = 0.10
+    limit_flat_fraction: float = 0.01
+    limit_margin: float = 0.05
+    limit_swing_fraction: float = 0.02
+    limit_memory_windows: int = 12
 
 
 DEFAULT_THRESHOLDS = Thresholds()
@@ -244,6 +261,97 @@ def _ordered(history: Iterable[WindowStat]) -> list[WindowStat]:
     return sorted(history, key=lambda w: w.window_start)
 
 
+def _known(value: float | None) -> bool:
+    return value is not None and value == value  # not None, not NaN
+
+
+def _counter_advance(first: WindowStat, last: WindowStat, value_w: float) -> tuple[float, float] | None:
+    """(counter advance, energy ``value_w`` would give) in kWh from ``first``'s first counter
+    reading to ``last``'s last one; None when a reading is missing or NaN."""
+    if not (_known(first.energy_first_kwh) and _known(last.energy_last_kwh)):
+        return None
+    hours = (last.last_ts - first.window_start).total_seconds() / 3600
+    return last.energy_last_kwh - first.energy_first_kwh, value_w * hours / 1000  # type: ignore[operator]
+
+
+def _entirely_constant(w: WindowStat) -> bool:
+    return w.samples >= 2 and w.identical_run >= w.samples
+
+
+def _stale(w: WindowStat, t: Thresholds) -> bool:
+    """Every sample of the window identical and the counter does not show the production
+    that value implies (or there is no counter): stale data, not a measurement."""
+    if not _entirely_constant(w):
+        return False
+    value = _last_value(w) or 0.0
+    advance = _counter_advance(w, w, value)
+    return advance is None or advance[1] <= 0 or advance[0] < t.gap_data_min_fraction * advance[1]
+
+
+def _available_fraction(w: WindowStat, peers: Peers | None, t: Thresholds) -> tuple[float, str] | None:
+    """What the inverter could deliver, as a fraction of its rating, and from where: the
+    producing peers' median specific power (``peers``), else expected / rated
+    (``expected``)."""
+    producing = _producing(_peers_at(peers, w), t) if peers else []
+    if producing:
+        return statistics.median(p.avg_power_w / p.rated_power_w for p in producing), "peers"
+    return (w.expected_power_w / w.rated_power_w, "expected") if w.rated_power_w > 0 else None
+
+
+def _pinned(w: WindowStat, t: Thresholds) -> bool:
+    """Output held flat (min ≥ (1 − ``limit_flat_fraction``) × max) above the trip level and
+    below the clipping level, and not stale data."""
+    return (w.samples >= 2 and w.rated_power_w > 0 and not _is_down(w, t) and not _stale(w, t)
+            and w.max_power_w < t.clipping_fraction * w.rated_power_w
+            and w.min_power_w >= (1.0 - t.limit_flat_fraction) * w.max_power_w)
+
+
+def _limit_levels(windows: Sequence[WindowStat], peers: Peers | None, t: Thresholds,
+                  ) -> list[tuple[float, datetime] | None]:
+    """Per window (ordered, one inverter): the active-power limit in force, ``(level_w,
+    since)`` or None. A limit is established by ≥ ``clipping_windows`` contiguous pinned
+    windows at the same level (± ``limit_flat_fraction``) while the available power
+    (:func:`_available_fraction`) was above it by ≥ ``limit_margin`` and moved by ≥
+    ``limit_swing_fraction`` of rated over them (or sat at ≥ ``clipping_fraction``: peers
+    clipping at their rating, so more is available): the output stays flat while what it
+    could give changes, which a fault that scales the output (soiling, a lost string)
+    does not do (the available power of the plateau's windows comes from one source:
+    peers throughout, or the expected power throughout). It stays in force while the
+    output does not exceed it and touches it at least every ``limit_memory_windows``
+    windows (a cloud passing under the limit)."""
+    out: list[tuple[float, datetime] | None] = []
+    run: list[WindowStat] = []
+    level: float | None = None
+    since: datetime | None = None
+    touched = 0
+    for i, w in enumerate(windows):
+        if _pinned(w, t):
+            if run and _contiguous(run[-1], w) and abs(w.max_power_w - run[0].max_power_w) <= (
+                    t.limit_flat_fraction * run[0].max_power_w):
+                run.append(w)
+            else:
+                run = [w]
+        else:
+            run = []
+        if level is not None:
+            if w.max_power_w > level * (1.0 + 2 * t.limit_flat_fraction) or i - touched > t.limit_memory_windows:
+                level, since = None, None
+            elif w.max_power_w >= level * (1.0 - t.limit_flat_fraction):
+                touched = i
+        if level is None and len(run) >= t.clipping_windows:
+            references = [_available_fraction(x, peers, t) for x in run]
+            if all(r is not None for r in references) and len({r[1] for r in references}) == 1:  # type: ignore[index]
+                available = [r[0] for r in references]  # type: ignore[index]
+                plateau = statistics.median(x.max_power_w for x in run)
+                moved = max(available) - min(available) >= t.limit_swing_fraction
+                reference_clipped = min(available) >= t.clipping_fraction  # peers at their rating: ≥ that
+                if max(available) * w.rated_power_w >= plateau * (1.0 + t.limit_margin) and (
+                        moved or reference_clipped):
+                    level, since, touched = plateau, run[0].window_start, i
+        out.append((level, since) if level is not None and since is not None else None)
+    return out
+
+
 # --------------------------------------------------------------------------- inverter rules
 
 
@@ -282,18 +390,33 @@ def trip_state(history: Sequence[WindowStat], peers: Peers,
     return RuleState(True, {**details, "since": since}, w.window_end)
 
 
-def _underperforming(w: WindowStat, peers: Peers, t: Thresholds) -> tuple[bool, dict[str, Any]]:
+def _underperforming(w: WindowStat, peers: Peers, t: Thresholds,
+                     limit_w: float | None = None) -> tuple[bool, dict[str, Any]]:
+    """One window's verdict. A down window (the trip / outage rules' domain) and a stale
+    window (the frozen rule's) are not judged. Under an active-power limit ``limit_w``
+    the references (expected, peers' specific power) are capped at it."""
+    if _is_down(w, t):
+        return False, {"window_start": w.window_start, "skipped": "down"}
+    if _stale(w, t):
+        return False, {"window_start": w.window_start, "skipped": "stale"}
     producing = _producing(_peers_at(peers, w), t)
     peer_pi = _median([p.performance_index for p in producing if p.performance_index is not None])
     peer_specific = _median([p.avg_power_w / p.rated_power_w for p in producing])
     pi = w.performance_index
+    if limit_w is not None and w.rated_power_w > 0:
+        if peer_specific is not None:
+            peer_specific = min(peer_specific, limit_w / w.rated_power_w)
+        if pi is not None:
+            pi = performance_index(w.avg_power_w, min(w.expected_power_w, limit_w), w.rated_power_w, t)
     ratio = None
     if peer_specific is not None and peer_specific >= t.pi_floor_fraction and w.rated_power_w > 0:
         ratio = (w.avg_power_w / w.rated_power_w) / peer_specific
     pi_low = pi is not None and pi < t.under_pi_max and (peer_pi is None or peer_pi >= t.under_pi_max)
     ratio_low = ratio is not None and ratio < t.under_peer_ratio_max
-    return pi_low or ratio_low, {"window_start": w.window_start, "pi": pi, "peer_ratio": ratio,
-                                 "peer_median_pi": peer_pi}
+    details = {"window_start": w.window_start, "pi": pi, "peer_ratio": ratio, "peer_median_pi": peer_pi}
+    if limit_w is not None:
+        details["limit_w"] = limit_w
+    return pi_low or ratio_low, details
 
 
 def underperformance_state(history: Sequence[WindowStat], peers: Peers,
@@ -301,7 +424,11 @@ def underperformance_state(history: Sequence[WindowStat], peers: Peers,
     """Underperformance: the last ``under_windows`` daylight windows (night windows and
     gaps skipped) are all underperforming: PI < ``under_pi_max`` (when producing peers'
     median PI ≥ ``under_pi_max`` or there are no producing peers) or specific power <
-    ``under_peer_ratio_max`` × the producing peers' median specific power."""
+    ``under_peer_ratio_max`` × the producing peers' median specific power. Not judged
+    (they break a run): windows where the inverter is down (trip, outage) and stale
+    windows (frozen data). Under an active-power limit (export limit, curtailment: see
+    :func:`_limit_levels`) the references are capped at the limit, so a held output is
+    not underperformance (the clipping rule reports the limit)."""
     t = thresholds
     daylight = [w for w in _ordered(history) if _is_daylight(w, t)]
     if len(daylight) < t.under_windows:
@@ -313,7 +440,8 @@ def underperformance_state(history: Sequence[WindowStat], peers: Peers,
         # clear-sky expectation only and nobody to compare with: clouds look the same
         return RuleState(False, {"reason": "not_observable", "detail": "no producing peers and no irradiance "
                                  "sensor: a cloudy sky cannot be told from underperformance"}, daylight[-1].window_end)
-    verdicts = [_underperforming(w, peers, t) for w in daylight]
+    limits = _limit_levels(daylight, peers, t)
+    verdicts = [_underperforming(w, peers, t, limit[0] if limit else None) for w, limit in zip(daylight, limits)]
     last = verdicts[-t.under_windows:]
     details = {"windows": [d for _, d in last]}
     at = daylight[-1].window_end
@@ -329,8 +457,12 @@ def frozen_state(history: Sequence[WindowStat], thresholds: Thresholds = DEFAULT
     """Frozen values: the run of identical ``ac_power_w`` readings ending at the last
     daylight window, chained back through contiguous daylight windows that are entirely
     constant at the same value, is ≥ ``frozen_samples``. A run at ≥ ``clipping_fraction``
-    of rated is a clipping plateau, not frozen data. (A run frozen at ≈ 0 also meets the
-    trip condition; both rules report it.)"""
+    of rated is a clipping plateau, not frozen data — unless the energy counter says
+    otherwise: over the run's entirely constant windows it advanced less than
+    ``frozen_counter_fraction`` of what the value implies (a stale logger repeats the
+    counter too; a clipping inverter's counter runs at the rating). A run at ≤
+    ``trip_output_fraction`` of rated is a stopped inverter (zeros repeat), for the trip
+    and plant-outage rules, not frozen data."""
     t = thresholds
     ordered = _ordered(history)
     index = next((i for i in range(len(ordered) - 1, -1, -1) if _is_daylight(ordered[i], t)), None)
@@ -341,6 +473,7 @@ def frozen_state(history: Sequence[WindowStat], thresholds: Thresholds = DEFAULT
     run = w.identical_run
     since = w.window_start
     current = w
+    constant_from = w if _entirely_constant(w) else None  # earliest entirely constant window of the run
     while value is not None and current.identical_run >= current.samples and index > 0:
         prev = ordered[index - 1]
         if not (_contiguous(prev, current) and _is_daylight(prev, t) and _last_value(prev) == value):
@@ -348,15 +481,30 @@ def frozen_state(history: Sequence[WindowStat], thresholds: Thresholds = DEFAULT
         run += prev.identical_run
         since = prev.window_start
         current, index = prev, index - 1
-    details = {"value_w": value, "run": run, "since": since}
+        if _entirely_constant(prev):
+            constant_from = prev
+    details: dict[str, Any] = {"value_w": value, "run": run, "since": since}
+    if value is not None and value <= t.trip_output_fraction * w.rated_power_w:
+        # a stopped inverter reads zero, again and again: the trip / outage rules' case
+        return RuleState(False, {**details, "reason": "at_zero"}, w.window_end)
     if value is not None and value >= t.clipping_fraction * w.rated_power_w:
-        return RuleState(False, {**details, "reason": "at_clipping_level"}, w.window_end)
+        advance = _counter_advance(constant_from, w, value) if constant_from is not None else None
+        counter_flat = (advance is not None and advance[1] >= t.counter_resolution_kwh
+                        and advance[0] < t.frozen_counter_fraction * advance[1])
+        if not counter_flat:
+            return RuleState(False, {**details, "reason": "at_clipping_level"}, w.window_end)
+        details["counter_kwh"] = round(advance[0], 6)  # type: ignore[index]
     return RuleState(run >= t.frozen_samples, details, w.window_end)
 
 
-def clipping_state(history: Sequence[WindowStat], thresholds: Thresholds = DEFAULT_THRESHOLDS) -> RuleState:
+def clipping_state(history: Sequence[WindowStat], thresholds: Thresholds = DEFAULT_THRESHOLDS,
+                   peers: Peers | None = None) -> RuleState:
     """Clipping (info): max power ≥ ``clipping_fraction`` of rated in each of the last
-    ``clipping_windows`` windows, which are contiguous."""
+    ``clipping_windows`` windows, which are contiguous (``details.kind`` = ``rating``); or
+    the output held at an active-power limit below the rating (export limit,
+    curtailment; ``kind`` = ``export_limit``, ``level_w``): the last ``clipping_windows``
+    windows are pinned at a limit established by :func:`_limit_levels` (``peers`` give
+    the available power; without them, the expected power)."""
     t = thresholds
     ordered = _ordered(history)
     if not ordered:
@@ -366,17 +514,23 @@ def clipping_state(history: Sequence[WindowStat], thresholds: Thresholds = DEFAU
     def at_limit(w: WindowStat) -> bool:
         return w.max_power_w >= t.clipping_fraction * w.rated_power_w
 
-    clipped = (len(tail) == t.clipping_windows
-               and all(_contiguous(a, b) for a, b in zip(tail, tail[1:]))
-               and all(at_limit(w) for w in tail))
-    details = {"max_power_w": [w.max_power_w for w in tail], "rated_power_w": ordered[-1].rated_power_w}
+    contiguous = len(tail) == t.clipping_windows and all(_contiguous(a, b) for a, b in zip(tail, tail[1:]))
+    clipped = contiguous and all(at_limit(w) for w in tail)
+    details: dict[str, Any] = {"max_power_w": [w.max_power_w for w in tail],
+                               "rated_power_w": ordered[-1].rated_power_w}
     if clipped:
         since_index = len(ordered) - t.clipping_windows
         while (since_index > 0 and _contiguous(ordered[since_index - 1], ordered[since_index])
                and at_limit(ordered[since_index - 1])):
             since_index -= 1
-        details["since"] = ordered[since_index].window_start
-    return RuleState(clipped, details, at)
+        return RuleState(True, {**details, "kind": "rating", "since": ordered[since_index].window_start}, at)
+    if contiguous:
+        limits = _limit_levels(ordered, peers, t)
+        level = limits[-1]
+        if level is not None and all(
+                _pinned(w, t) and abs(w.max_power_w - level[0]) <= t.limit_flat_fraction * level[0] for w in tail):
+            return RuleState(True, {**details, "kind": "export_limit", "level_w": level[0], "since": level[1]}, at)
+    return RuleState(False, details, at)
 
 
 def classify_gap(before: WindowStat, after: WindowStat, peer_windows: Iterable[WindowStat] = (),
@@ -455,19 +609,25 @@ def evaluate_windows(history: Sequence[WindowStat], peers: Peers, thresholds: Th
                      now: datetime | None = None) -> dict[str, RuleState]:
     """All inverter rules for one inverter. ``peers`` maps window start → the plant's
     windows at that start (the inverter's own windows there are ignored). While a trip is
-    active, underperformance is reported inactive (``suppressed_by``): one fault, one alert."""
+    active, underperformance and frozen values are reported inactive (``suppressed_by``);
+    while frozen values are active, underperformance and clipping are: one fault, one alert."""
     ordered = _ordered(history)
     states = {
         RULE_TRIP: trip_state(ordered, peers, thresholds),
         RULE_UNDERPERFORMANCE: underperformance_state(ordered, peers, thresholds),
         RULE_COMM_LOSS: comm_loss_state(ordered, peers, thresholds, now),
         RULE_FROZEN: frozen_state(ordered, thresholds),
-        RULE_CLIPPING: clipping_state(ordered, thresholds),
+        RULE_CLIPPING: clipping_state(ordered, thresholds, peers),
     }
     if states[RULE_TRIP].active:  # a tripped inverter reads zero: that is not a second fault
         for rule in (RULE_UNDERPERFORMANCE, RULE_FROZEN):
             if states[rule].active:
                 states[rule] = RuleState(False, {**states[rule].details, "suppressed_by": RULE_TRIP}, states[rule].at)
+    elif states[RULE_FROZEN].active:  # stale readings say nothing about the output
+        for rule in (RULE_UNDERPERFORMANCE, RULE_CLIPPING):
+            if states[rule].active:
+                states[rule] = RuleState(False, {**states[rule].details, "suppressed_by": RULE_FROZEN},
+                                         states[rule].at)
     return states
 
 
@@ -524,8 +684,9 @@ def plant_offline_state(histories: Mapping[str, Sequence[WindowStat]], threshold
 
 def plant_outage_state(histories: Mapping[str, Sequence[WindowStat]],
                        thresholds: Thresholds = DEFAULT_THRESHOLDS) -> RuleState:
-    """Plant outage: at the last window start where ≥ 2 inverters report and all have
-    expected ≥ ``trip_expected_fraction`` of rated, every one of them is down (max power
+    """Plant outage: at the last window start where ≥ 2 inverters report and all are in
+    daylight (expected ≥ ``daylight_fraction`` of rated: with an irradiance sensor under
+    an overcast sky expected may stay below the trip level), every one of them is down (max power
     ≤ ``trip_output_fraction`` of rated) — a plant-wide trip (grid fault, breaker), which
     the per-inverter trip rule deliberately does not report."""
     t = thresholds
@@ -533,7 +694,7 @@ def plant_outage_state(histories: Mapping[str, Sequence[WindowStat]],
     for h in histories.values():
         for w in h:
             slots[w.window_start].append(w)
-    eligible = [s for s in sorted(slots) if len(slots[s]) >= 2 and all(_trip_eligible(w, t) for w in slots[s])]
+    eligible = [s for s in sorted(slots) if len(slots[s]) >= 2 and all(_is_daylight(w, t) for w in slots[s])]
     if not eligible:
         return RuleState(False, {"reason": "no_production_expected"})
     last = eligible[-1]
