@@ -117,7 +117,10 @@ class PlantFold:
         if not histories:  # nothing heard within the horizon: no new information, keep the alerts as they are
             return
         states = evaluate_plant(self.plant_id, histories, self.thresholds, now=end)
-        self.open_alerts, _, resolved = advance(self.open_alerts, states)
+        self.open_alerts, opened, resolved = advance(self.open_alerts, states)
+        for alert in opened:  # when the rules saw it (opened_at is when it started)
+            self.open_alerts[(alert.plant_id, alert.inverter_id, alert.rule)] = alert._replace(
+                details={**alert.details, "detected_at": end})
         self.resolved.extend(resolved)
 
     def alerts(self) -> list[Alert]:

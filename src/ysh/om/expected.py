@@ -39,11 +39,11 @@ class _Site(tuple):
 def _dc_per_w(site: tuple, times: pd.DatetimeIndex, poa_measured: np.ndarray | None = None) -> np.ndarray:
     """DC watts per installed DC watt at ``times`` (clear sky, or the measured POA)."""
     latitude, longitude, tilt, azimuth_deg = site
-    location = pvlib.location.Location(latitude, longitude, tz="UTC")
-    solpos = location.get_solarposition(times)
-    zenith = solpos["apparent_zenith"].to_numpy(dtype=float)
-    azimuth = solpos["azimuth"].to_numpy(dtype=float)
-    if poa_measured is None:
+    if poa_measured is None:  # the sun's position matters only for the clear-sky irradiance
+        location = pvlib.location.Location(latitude, longitude, tz="UTC")
+        solpos = location.get_solarposition(times)
+        zenith = solpos["apparent_zenith"].to_numpy(dtype=float)
+        azimuth = solpos["azimuth"].to_numpy(dtype=float)
         clear = location.get_clearsky(times, model="ineichen", solar_position=solpos)
         poa = pvlib.irradiance.get_total_irradiance(
             tilt, azimuth_deg, zenith, azimuth, clear["dni"], clear["ghi"], clear["dhi"],
@@ -68,12 +68,13 @@ def _ac(plant: Plant, inverter_id: str, dc_per_w: np.ndarray) -> np.ndarray:
     return np.where(dc >= START_THRESHOLD * pdc0, ac, 0.0)
 
 
-@lru_cache(maxsize=256)
-def _clear_day(site: tuple, day: date) -> pd.Series:
-    """Clear-sky DC per installed W, every minute of one UTC day (cached per site and day)."""
+@lru_cache(maxsize=8192)
+def _clear_day(site: tuple, day: date) -> np.ndarray:
+    """Clear-sky DC per installed W, every minute of one UTC day (index = minute of the
+    day; cached per site and day: one pvlib run per plant and day)."""
     start = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
     times = pd.date_range(start, periods=24 * 60, freq="1min")
-    return pd.Series(_dc_per_w(site, times), index=times)
+    return _dc_per_w(site, times)
 
 
 def expected_power_w(plant: Plant, inverter_id: str, start: datetime, end: datetime,
@@ -85,10 +86,11 @@ def expected_power_w(plant: Plant, inverter_id: str, start: datetime, end: datet
         middle = pd.DatetimeIndex([start + (end - start) / 2])
         return float(_ac(plant, inverter_id, _dc_per_w(_Site.of(plant), middle, np.array([poa_wm2])))[0])
     minutes = []
-    t = start
+    site = _Site.of(plant)
+    t = start.astimezone(timezone.utc)
+    end = end.astimezone(timezone.utc)
     while t < end:
-        day = _clear_day(_Site.of(plant), t.astimezone(timezone.utc).date())
-        minutes.append(day.asof(pd.Timestamp(t)))
+        minutes.append(_clear_day(site, t.date())[t.hour * 60 + t.minute])  # the minute t falls in
         t += timedelta(minutes=1)
     if not minutes:
         return 0.0

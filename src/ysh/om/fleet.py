@@ -254,3 +254,36 @@ def sample_plants() -> list[Plant]:
          "inverters": inverters(6, 75000), "poa_sensor": True},
     ]
     return parse_plants(raw, source="sample_plants")
+
+
+#: (name, latitude, longitude) of the state capitals the synthetic fleet spreads around
+_CITIES = (
+    ("São Paulo", -23.55, -46.63), ("Rio de Janeiro", -22.91, -43.17), ("Belo Horizonte", -19.92, -43.94),
+    ("Brasília", -15.79, -47.88), ("Salvador", -12.97, -38.50), ("Fortaleza", -3.73, -38.52),
+    ("Recife", -8.05, -34.88), ("Porto Alegre", -30.03, -51.23), ("Curitiba", -25.43, -49.27),
+    ("Goiânia", -16.68, -49.25), ("Cuiabá", -15.60, -56.10), ("Manaus", -3.12, -60.02),
+    ("Belém", -1.46, -48.50), ("Campo Grande", -20.47, -54.62), ("Natal", -5.79, -35.21),
+    ("Teresina", -5.09, -42.80), ("Florianópolis", -27.60, -48.55), ("Vitória", -20.32, -40.34),
+)
+
+
+def synthetic_plants(count: int, seed: int = 0) -> list[Plant]:
+    """A plausible distributed-generation fleet of ``count`` plants for load tests: about
+    70 % residential (one 3–10 kW inverter), 25 % commercial (2–4 inverters of 15–50 kW)
+    and 5 % minigeração (6–10 inverters of 75–100 kW), around the state capitals, DC/AC
+    1.1–1.35, facing north ± 30° at 5–25° tilt. Same seed, same fleet."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    plants = []
+    for k in range(count):
+        kind = rng.choice(3, p=[0.70, 0.25, 0.05])
+        n, (lo, hi) = [(1, (3, 10)), (int(rng.integers(2, 5)), (15, 50)), (int(rng.integers(6, 11)), (75, 100))][kind]
+        rated = float(rng.integers(lo, hi + 1)) * 1000.0
+        _, lat, lon = _CITIES[int(rng.integers(len(_CITIES)))]
+        plants.append(Plant(
+            plant_id=f"syn-{k:06d}", capacity_kwp=round(n * rated / 1000.0 * float(rng.uniform(1.1, 1.35)), 2),
+            latitude=round(lat + float(rng.uniform(-0.5, 0.5)), 4), longitude=round(lon + float(rng.uniform(-0.5, 0.5)), 4),
+            tilt_deg=round(float(rng.uniform(5, 25)), 1), azimuth_deg=round(float((rng.uniform(-30, 30)) % 360), 1),
+            inverters=[Inverter(inverter_id=f"inv-{j + 1:02d}", rated_power_w=rated) for j in range(n)]))
+    return plants

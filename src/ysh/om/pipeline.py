@@ -26,7 +26,7 @@ from datetime import datetime, timedelta, timezone
 import pandas as pd
 import pathway as pw
 
-from .engine import PlantFold, utc
+from .engine import PlantFold
 from .expected import expected_power_w
 from .fleet import Plant
 from .rules import DEFAULT_THRESHOLDS, Thresholds, WindowStat, window_from_samples
@@ -49,6 +49,10 @@ def _sha256(text: str) -> str:
     import hashlib
 
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _at(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, tz=timezone.utc)
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -80,7 +84,7 @@ def build_om_graph(lines: pw.Table, plants: list[Plant], *, now: datetime | None
             return (False, (result.event_id or "", result.plant_id or "", result.inverter_id or "",
                             result.reason, result.detail, data[:2000]))
         e = result
-        return (True, (e.event_id, e.plant_id, e.inverter_id, e.ts, e.ac_power_w, e.energy_total_kwh,
+        return (True, (e.event_id, e.plant_id, e.inverter_id, e.ts.timestamp(), e.ac_power_w, e.energy_total_kwh,
                        e.irradiance_wm2))
 
     checked = lines.select(result=validate(pw.this.data))
@@ -96,34 +100,33 @@ def build_om_graph(lines: pw.Table, plants: list[Plant], *, now: datetime | None
                                    ("event_id", "plant_id", "inverter_id", "reason", "detail", "raw")})
     events = checked.filter(pw.this.ok).select(
         event_id=pw.declare_type(str, pw.this.row[0]), plant_id=pw.declare_type(str, pw.this.row[1]),
-        inverter_id=pw.declare_type(str, pw.this.row[2]), ts=pw.declare_type(pw.DateTimeUtc, pw.this.row[3]),
+        inverter_id=pw.declare_type(str, pw.this.row[2]), t=pw.declare_type(float, pw.this.row[3]),
         ac_power_w=pw.declare_type(float, pw.this.row[4]),
         energy_total_kwh=pw.declare_type(float, pw.this.row[5]),
         irradiance_wm2=pw.declare_type(float | None, pw.this.row[6]))
 
     @pw.udf(deterministic=True)
-    def window_stat(plant_id: str, inverter_id: str, start: pw.DateTimeUtc, end: pw.DateTimeUtc,
-                    samples: tuple) -> tuple:
+    def window_stat(plant_id: str, inverter_id: str, start: float, end: float, samples: tuple) -> tuple:
         plant = by_id[plant_id]
         # the buses deliver at least once: one sample per event id (an event id has one
         # ts, so all its copies fall in this window)
         unique = {s[0]: s for s in samples}
-        rows = [(utc(s[1]), float(s[2]), float(s[3])) for s in unique.values()]
+        rows = [(_at(s[1]), float(s[2]), float(s[3])) for s in unique.values()]
         poa = [float(s[4]) for s in unique.values() if s[4] is not None]
-        start_dt, end_dt = utc(start), utc(end)
+        start_dt, end_dt = _at(start), _at(end)
         expected = expected_power_w(plant, inverter_id, start_dt, end_dt, sum(poa) / len(poa) if poa else None)
         w = window_from_samples(plant_id, inverter_id, start_dt, end_dt, rows, expected,
                                 registry[(plant_id, inverter_id)], thresholds)
         return tuple(w._replace(expected_from_sensor=bool(poa)))
 
     windowed = events.windowby(
-        pw.this.ts, window=pw.temporal.tumbling(duration=WINDOW),
+        pw.this.t, window=pw.temporal.tumbling(duration=WINDOW.total_seconds()),
         instance=pw.this.plant_id + "\x1f" + pw.this.inverter_id,
-        behavior=pw.temporal.exactly_once_behavior(shift=late_cutoff),
+        behavior=pw.temporal.exactly_once_behavior(shift=late_cutoff.total_seconds()),
     ).reduce(
         plant_id=pw.reducers.any(pw.this.plant_id), inverter_id=pw.reducers.any(pw.this.inverter_id),
         window_start=pw.this._pw_window_start, window_end=pw.this._pw_window_end,
-        samples=pw.reducers.tuple(pw.make_tuple(pw.this.event_id, pw.this.ts, pw.this.ac_power_w,
+        samples=pw.reducers.tuple(pw.make_tuple(pw.this.event_id, pw.this.t, pw.this.ac_power_w,
                                                 pw.this.energy_total_kwh, pw.this.irradiance_wm2)),
     )
     stats = windowed.select(pw.this.plant_id, pw.this.window_end, stat=window_stat(
@@ -136,10 +139,10 @@ def build_om_graph(lines: pw.Table, plants: list[Plant], *, now: datetime | None
     registry_table = pw.debug.table_from_pandas(pd.DataFrame({"plant_id": sorted(by_id), "one": 1}))
     ticks = ends.join(registry_table, pw.left.one == pw.right.one).select(
         plant_id=pw.right.plant_id, stat=pw.declare_type(tuple | None, None),
-        tick=pw.declare_type(pw.DateTimeUtc | None, pw.left.window_end))
+        tick=pw.declare_type(float | None, pw.left.window_end))
     feed = pw.Table.concat_reindex(
         stats.select(pw.this.plant_id, stat=pw.declare_type(tuple | None, pw.this.stat),
-                     tick=pw.declare_type(pw.DateTimeUtc | None, None)),
+                     tick=pw.declare_type(float | None, None)),
         ticks)
 
     @pw.reducers.stateful_many
@@ -154,7 +157,7 @@ def build_om_graph(lines: pw.Table, plants: list[Plant], *, now: datetime | None
             if stat is not None:
                 arrived.append(WindowStat(*stat))
             if tick is not None:
-                moments.append(tick)
+                moments.append(_at(tick))
         if current is None:
             current = PlantFold(plant_id, thresholds, lag=evaluation_lag)
         return pw.wrap_py_object(current.step(arrived, moments))
