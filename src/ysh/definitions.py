@@ -8,15 +8,16 @@ from __future__ import annotations
 import dagster as dg
 
 from .catalog import assets as catalog
+from .om import assets as om
 from .proposals import assets as proposals
 from .resources import WarehouseResource
 from .tariffs import assets as tariffs
 
 defs = dg.Definitions(
-    assets=[*catalog.ASSETS, *tariffs.ASSETS, *proposals.ASSETS],
-    asset_checks=[*catalog.CHECKS, *tariffs.CHECKS, *proposals.CHECKS],
-    jobs=[*catalog.JOBS, *tariffs.JOBS, *proposals.JOBS],
-    schedules=[*catalog.SCHEDULES, *tariffs.SCHEDULES, *proposals.SCHEDULES],
+    assets=[*catalog.ASSETS, *tariffs.ASSETS, *proposals.ASSETS, *om.ASSETS],
+    asset_checks=[*catalog.CHECKS, *tariffs.CHECKS, *proposals.CHECKS, *om.CHECKS],
+    jobs=[*catalog.JOBS, *tariffs.JOBS, *proposals.JOBS, *om.JOBS],
+    schedules=[*catalog.SCHEDULES, *tariffs.SCHEDULES, *proposals.SCHEDULES, *om.SCHEDULES],
     sensors=[*catalog.SENSORS],
     resources={
         "warehouse": WarehouseResource(),
