@@ -239,13 +239,17 @@ def demo() -> None:
     report = build_report(warehouse, settings.home_dir / "reports" / "proposals.html")
     console.print(f"[green]✓[/] report → [cyan]{report.path}[/] (payback distribution, the cash flow of "
                   f"{report.chosen_quote_id}, KPIs)")
+    # --- O&M: a simulated fleet day with faults through the telemetry pipeline -------
+    from .om.cli import demo_day
+
+    demo_day(settings, warehouse, console)
     console.print(
         "\nNext: [bold]ysh ui[/] (Dagster UI: asset graph, metadata, checks) · "
         "[bold]ysh catalog watch[/] / [bold]ysh tariffs follow[/] (streaming) · "
         "[bold]ysh tariffs at CEMIG-D B1 2026-01-15[/] · [bold]ysh proposal evaluate FILE.json[/] · "
-        "[bold]ysh report[/] · "
+        "[bold]ysh report[/] · [bold]ysh om run[/] (streaming telemetry: MQTT, Kafka or HOME/landing/om) · "
         f"tables in schema [bold]{settings.postgres_schema}[/]: items_normalized, products, tarifas_normalized, "
-        "tarifas_efetivas_mensais, propostas_analytics, kpis_b1_b3, …\n"
+        "tarifas_efetivas_mensais, propostas_analytics, kpis_b1_b3, om_alerts, om_alerts_daily, …\n"
     )
 
 
