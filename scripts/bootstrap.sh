@@ -25,6 +25,8 @@ WANT="$(cat pyproject.toml scripts/bootstrap.sh | sha256sum | cut -d' ' -f1)"
 if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
     echo "==> installing pinned dependencies into $VENV (first run takes a minute or two)"
     "$VENV/bin/python" -m pip install --quiet --upgrade "pip>=24"
+    # torch first, pinned: the CPU wheel; left to the resolver it would fetch a CUDA build
+    "$VENV/bin/python" -m pip install --quiet "torch==2.13.0"
     "$VENV/bin/python" -m pip install --quiet -e ".[dev]"
     "$VENV/bin/python" -m pip check
     echo "$WANT" > "$STAMP"

@@ -134,6 +134,44 @@ class Settings(BaseSettings):
     om_influx_org: str = "ysh"
     om_influx_bucket: str = "om"
 
+    # --- RAG for Hélio (ysh rag serve / eval) ------------------------------------
+    rag_docs_dir: Path | None = Field(
+        default=None, description="Documents folder indexed by `ysh rag serve` (default: HOME/docs).")
+    rag_source: Literal["fs", "s3", "gdrive"] = Field(
+        default="fs", description="Where the documents come from: the folder, S3/MinIO (YSH_S3_*), or Google Drive.")
+    rag_s3_bucket: str | None = Field(default=None, description="Bucket of the documents (rag_source=s3).")
+    rag_s3_prefix: str = Field(default="docs/", description="Key prefix of the documents in the bucket.")
+    rag_gdrive_object_id: str | None = Field(default=None, description="Google Drive folder id (rag_source=gdrive).")
+    rag_gdrive_credentials_file: Path | None = Field(
+        default=None, description="Google service-account JSON (secret file) for rag_source=gdrive.")
+    rag_host: str = Field(default="127.0.0.1", description="Address the Hélio API listens on.")
+    rag_port: int = Field(default=8765, ge=1, le=65535, description="Port of the Hélio API.")
+    rag_url: str | None = Field(
+        default=None, description="A running Hélio API (for eval, the Dagster health check); default http://HOST:PORT.")
+    rag_api_key: SecretStr | None = Field(
+        default=None, description="When set, every API call needs the header X-API-Key with this value (secret).")
+    rag_max_request_bytes: int = Field(default=64 * 1024, ge=1024, description="Largest request body accepted (413).")
+    rag_max_file_bytes: int = Field(default=20 * 1024 * 1024, ge=1024,
+                                    description="Larger documents are reported as errors, not parsed.")
+    rag_embedder: str = Field(
+        default="minilm",
+        description="minilm (the local all-MiniLM-L6-v2 package), st:<sentence-transformers model or path>, "
+                    "or openai:<model> (YSH_RAG_OPENAI_*).")
+    rag_chunk_tokens: int = Field(default=200, ge=32, le=512, description="Target chunk size in model tokens.")
+    rag_chunk_overlap: int = Field(default=40, ge=0, le=256, description="Overlap between chunks of a section.")
+    rag_rrf_k: float = Field(default=60.0, gt=0, description="Reciprocal-rank fusion constant of the hybrid index.")
+    rag_torch_threads: int = Field(
+        default=1, ge=1, le=64, description="torch threads in the serving process (more stall queries on 2 cores).")
+    rag_pgvector: bool = Field(
+        default=True, description="Keep a durable copy of the chunk vectors in the warehouse (pgvector table rag_chunks).")
+    rag_live_records: bool = Field(
+        default=True, description="Index the catalog products and current B1/B3 tariffs as documents too.")
+    rag_records_poll_s: float = Field(default=5.0, gt=0, description="How often the live records are re-read.")
+    rag_openai_base_url: str | None = Field(
+        default=None, description="OpenAI-compatible endpoint (…/v1) for answers and/or embeddings; unset: extractive.")
+    rag_openai_api_key: SecretStr | None = Field(default=None, description="Its API key (secret).")
+    rag_chat_model: str = Field(default="gpt-4o-mini", description="Chat model used for answers when configured.")
+
     # --- object store (S3 / MinIO) -----------------------------------------------
     s3_endpoint_url: str | None = None
     s3_region: str = "us-east-1"
@@ -184,6 +222,14 @@ class Settings(BaseSettings):
         from .db import data_path
 
         return (self.om_plants_file or data_path("sample", "om", "plants.json")).expanduser().resolve()
+
+    @property
+    def rag_docs_folder(self) -> Path:
+        return (self.rag_docs_dir or self.home_dir / "docs").expanduser().resolve()
+
+    @property
+    def rag_api_url(self) -> str:
+        return self.rag_url or f"http://{self.rag_host}:{self.rag_port}"
 
     @property
     def backup_folders(self) -> list[Path]:
