@@ -15,6 +15,8 @@ bench: setup
 	.venv/bin/python benchmarks/tariffs.py
 	.venv/bin/python benchmarks/tariffs_cdc.py
 	.venv/bin/python benchmarks/proposals.py
+	.venv/bin/python benchmarks/om.py
+	.venv/bin/python benchmarks/om_evaluation.py
 
 clean:
 	-.venv/bin/ysh services down
