@@ -15,6 +15,7 @@ from . import db
 from .catalog.cli import app as catalog_app
 from .flows.cli import app as flows_app
 from .om.cli import app as om_app
+from .rag.cli import app as rag_app
 from .proposals.cli import app as proposal_app
 from .tariffs.cli import app as tariffs_app
 from .settings import get_settings
@@ -29,6 +30,7 @@ app.add_typer(tariffs_app, name="tariffs")
 app.add_typer(proposal_app, name="proposal")
 app.add_typer(flows_app, name="flows")
 app.add_typer(om_app, name="om")
+app.add_typer(rag_app, name="rag")
 console = Console()
 
 

@@ -1,0 +1,106 @@
+"""The Hélio service: wiring only (source → graph → REST server → ``pw.run``).
+
+Programmatic start (blocks; run it in its own process — Pathway's graph is global)::
+
+    from ysh.settings import get_settings
+    from ysh.rag.app import serve
+    serve(get_settings(), docs_dir=Path("docs"), port=8765)
+"""
+
+import logging
+import os
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pathway as pw
+
+from .. import pw_runtime
+from .embedding import make_embedder
+from .pipeline import RagGraph, build_from_settings
+from .server import make_webserver, register_routes
+
+log = logging.getLogger("ysh.rag.app")
+
+# tantivy logs "Preparing commit … Garbage collect" at INFO on every index update
+_CHATTY_LOGGERS = ("tantivy", "pathway_engine.external_index_wrappers", "pathway_engine.connectors.monitoring")
+
+
+def _quiet_engine_logs() -> None:
+    for name in _CHATTY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    os.environ.setdefault("RUST_LOG", "warn,pathway_engine=info,tantivy=warn")
+
+
+class _RedactSecrets(logging.Filter):
+    """Pathway's access log prints request headers: keep the API key out of the logs."""
+
+    def __init__(self, secrets: Sequence[str]):
+        super().__init__()
+        self.secrets = [s for s in secrets if s]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secrets:
+            message = record.getMessage()
+            if any(s in message for s in self.secrets):
+                for secret in self.secrets:
+                    message = message.replace(secret, "***")
+                record.msg, record.args = message, ()
+        return True
+
+
+def _log_errors(graph: RagGraph) -> None:
+    """Pathway's global error log (UDF failures under ``terminate_on_error=False``) → our log."""
+    def on_change(key, row, time, is_addition):
+        if is_addition:
+            log.error("pipeline error: %s (operator %s)", row.get("message"), row.get("operator_id"))
+
+    pw.io.subscribe(pw.global_error_log(), on_change=on_change, name="rag_error_log")
+
+
+def build_service(settings, *, docs_dir: Path | None = None, host: str | None = None, port: int | None = None,
+                  extra_tables: Sequence[pw.Table] = (), seed: Mapping[str, np.ndarray] | None = None,
+                  on_embedded: Callable[[str, np.ndarray], None] | None = None) -> RagGraph:
+    """Declare the whole service (graph + routes) in the current Pathway graph."""
+    embedder = make_embedder(settings, seed=seed, on_embedded=on_embedded)
+    graph = build_from_settings(settings, embedder, docs_dir=docs_dir, extra_tables=extra_tables)
+    api_key = settings.rag_api_key.get_secret_value() if settings.rag_api_key else None
+    if api_key:
+        logging.getLogger().addFilter(_RedactSecrets([api_key]))
+    webserver = make_webserver(host or settings.rag_host, port or settings.rag_port, api_key=api_key,
+                               max_request_bytes=settings.rag_max_request_bytes)
+    register_routes(webserver, graph, settings)
+    _log_errors(graph)
+    return graph
+
+
+def serve(settings, *, docs_dir: Path | None = None, host: str | None = None, port: int | None = None,
+          extra_tables: Sequence[pw.Table] = (), on_ready: Callable[[RagGraph], None] | None = None,
+          seed: Mapping[str, np.ndarray] | None = None,
+          on_embedded: Callable[[str, np.ndarray], None] | None = None) -> None:
+    """Build and run the Hélio service until the process is stopped (blocks).
+
+    ``extra_tables``: more document tables (``data: bytes``, ``_metadata: Json`` with a
+    ``path``), e.g. live catalog/tariff records. ``seed``/``on_embedded``: the embedding
+    cache's seed (``content_sha256 → vector``) and new-vector observer (pgvector).
+    ``on_ready(graph)`` is called once the graph is built, just before ``pw.run``.
+    """
+    _quiet_engine_logs()
+    pw_runtime.fresh_graph()
+    graph = build_service(settings, docs_dir=docs_dir, host=host, port=port, extra_tables=extra_tables,
+                          seed=seed, on_embedded=on_embedded)
+    if on_ready is not None:
+        on_ready(graph)
+    os.environ.setdefault("PATHWAY_DISABLE_PROGRESS", "1")
+    log.info("Hélio API on http://%s:%s (documents: %s)", host or settings.rag_host, port or settings.rag_port,
+             docs_dir or settings.rag_docs_folder)
+    pw.run(monitoring_level=pw.MonitoringLevel.NONE, terminate_on_error=False,
+           with_http_server=settings.pathway_monitoring)
+
+
+def serve_in_thread(settings, **kwargs) -> threading.Thread:
+    """:func:`serve` on a daemon thread (for a process that does nothing else)."""
+    thread = threading.Thread(target=serve, args=(settings,), kwargs=kwargs, name="helio", daemon=True)
+    thread.start()
+    return thread

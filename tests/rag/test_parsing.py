@@ -1,0 +1,108 @@
+"""Parsing the sample corpus (PDF, DOCX, HTML, Markdown, TXT) and refusing bad files."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from ysh.rag.parsing import ParseError, parse_document, sniff_format
+
+REPO = Path(__file__).resolve().parents[2]
+DOCS = REPO / "data" / "sample" / "docs"
+CORRUPT = REPO / "data" / "sample" / "docs_broken" / "corrupt.pdf"
+
+
+def parse(name: str):
+    path = DOCS / name
+    return parse_document(path.read_bytes(), filename=str(path))
+
+
+@pytest.mark.parametrize("path", sorted(DOCS.iterdir()), ids=lambda p: p.name)
+def test_every_sample_document_parses_with_title_and_format(path):
+    parts = parse_document(path.read_bytes(), filename=path.name)
+    assert parts and all(text.strip() for text, _ in parts)
+    meta = parts[0][1]
+    assert meta["title"]
+    assert meta["format"] == {".pdf": "pdf", ".docx": "docx", ".html": "html", ".md": "markdown",
+                              ".txt": "text"}[path.suffix]
+
+
+def test_pdf_gives_one_part_per_page_with_page_numbers():
+    parts = parse("guia_conexao_mmgd_prodist_modulo3.pdf")
+    assert [m["page"] for _, m in parts] == [1, 2, 3]
+    assert parts[0][1]["title"] == "Guia de conexão de micro e minigeração distribuída à rede"
+    assert "solicitação de acesso" in " ".join(t for t, _ in parts).lower()
+
+
+def test_docx_headings_become_sections_and_tables_are_kept():
+    (text, meta), = parse("manual_instalacao_sistemas_fv.docx")
+    assert meta["title"].startswith("Manual de instalação")
+    assert "\n## 1. Segurança do trabalho\n" in text
+    (text, _), = parse("manual_om_usinas_fv.docx")
+    assert " | " in text  # its table's rows, in document order
+
+
+def test_html_keeps_title_headings_and_text_but_drops_script_and_style():
+    html = ("<html><head><title>Bandeiras</title><style>body{color:red}</style></head><body>"
+            "<script>alert('x')</script><h1>Bandeiras tarifárias</h1><p>A bandeira verde não tem acréscimo.</p>"
+            "<h2>Valores</h2><table><tr><th>Bandeira</th><th>R$/100 kWh</th></tr><tr><td>Amarela</td>"
+            "<td>1,885</td></tr></table></body></html>").encode()
+    (text, meta), = parse_document(html)
+    assert meta == {"title": "Bandeiras", "format": "html"}
+    assert "# Bandeiras tarifárias" in text and "## Valores" in text
+    assert "Amarela | 1,885" in text
+    assert "alert" not in text and "color" not in text
+
+
+def test_markdown_headings_are_kept_and_html_comments_dropped():
+    (text, meta), = parse_document(b"# Lei 14.300\n\n<!-- hidden -->\n\n## Fio B\n\n60 % em 2026.\n", filename="x.md")
+    assert meta == {"title": "Lei 14.300", "format": "markdown"}
+    assert "## Fio B" in text and "hidden" not in text
+
+
+def test_txt_falls_back_to_cp1252_and_marks_heading_lines():
+    data = "FATURA DE ENERGIA\n\n1. TARIFAS\n\nA tarifa tem duas componentes: TE e TUSD.\n".encode("cp1252")
+    (text, meta), = parse_document(data, filename="fatura.txt")
+    assert meta == {"title": "FATURA DE ENERGIA", "format": "text"}
+    assert "## 1. TARIFAS" in text and "componentes" in text
+
+
+def test_sniffing_uses_magic_bytes_before_the_extension():
+    assert sniff_format((DOCS / "datasheet_inversor_sungrow_sg60ku_m.pdf").read_bytes(), "x.txt") == "pdf"
+    assert sniff_format(b"<!DOCTYPE html><html></html>") == "html"
+    assert sniff_format(b"## Heading\n\ntext") == "markdown"
+    assert sniff_format(b"plain text") == "text"
+
+
+def test_corrupt_pdf_is_a_parse_error_with_a_reason():
+    with pytest.raises(ParseError, match="corrupt PDF"):
+        parse_document(CORRUPT.read_bytes(), filename="corrupt.pdf")
+
+
+def test_file_over_the_size_limit_is_refused():
+    with pytest.raises(ParseError, match="file too large"):
+        parse_document(b"x" * 2048, max_bytes=1024)
+
+
+@pytest.mark.parametrize("data, reason", [
+    (b"", "empty file"),
+    (b"   \n\n", "empty file"),
+    (b"<html><script>x()</script></html>", "no extractable text"),
+    (b"\x00\x01\x02binary", "unsupported binary format"),
+])
+def test_files_without_text_are_errors(data, reason):
+    with pytest.raises(ParseError, match=reason):
+        parse_document(data)
+
+
+def test_zip_that_is_not_docx_and_pdf_without_header_are_refused():
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("a.txt", "hello")
+    with pytest.raises(ParseError, match="not a DOCX"):
+        parse_document(buffer.getvalue())
+    with pytest.raises(ParseError, match="not a PDF"):
+        parse_document(b"hello", filename="datasheet.pdf")
