@@ -245,11 +245,16 @@ def demo() -> None:
     from .om.cli import demo_day
 
     demo_day(settings, warehouse, console)
+
+    # --- RAG: Hélio answers over the sample corpus and the live catalog/tariff records --
+    from .rag.cli import demo_questions
+
+    demo_questions(settings, warehouse, console)
     console.print(
         "\nNext: [bold]ysh ui[/] (Dagster UI: asset graph, metadata, checks) · "
         "[bold]ysh catalog watch[/] / [bold]ysh tariffs follow[/] (streaming) · "
         "[bold]ysh tariffs at CEMIG-D B1 2026-01-15[/] · [bold]ysh proposal evaluate FILE.json[/] · "
-        "[bold]ysh report[/] · [bold]ysh om run[/] (streaming telemetry: MQTT, Kafka or HOME/landing/om) · "
+        "[bold]ysh report[/] · [bold]ysh rag serve[/] / [bold]ysh rag eval[/] (Hélio) · [bold]ysh om run[/] (streaming telemetry: MQTT, Kafka or HOME/landing/om) · "
         f"tables in schema [bold]{settings.postgres_schema}[/]: items_normalized, products, tarifas_normalized, "
         "tarifas_efetivas_mensais, propostas_analytics, kpis_b1_b3, om_alerts, om_alerts_daily, …\n"
     )

@@ -76,19 +76,21 @@ def build_service(settings, *, docs_dir: Path | None = None, host: str | None = 
 
 
 def serve(settings, *, docs_dir: Path | None = None, host: str | None = None, port: int | None = None,
-          extra_tables: Sequence[pw.Table] = (), on_ready: Callable[[RagGraph], None] | None = None,
+          extra_tables: Sequence[Callable[[], pw.Table]] = (), on_ready: Callable[[RagGraph], None] | None = None,
           seed: Mapping[str, np.ndarray] | None = None,
           on_embedded: Callable[[str, np.ndarray], None] | None = None) -> None:
     """Build and run the Hélio service until the process is stopped (blocks).
 
-    ``extra_tables``: more document tables (``data: bytes``, ``_metadata: Json`` with a
-    ``path``), e.g. live catalog/tariff records. ``seed``/``on_embedded``: the embedding
+    ``extra_tables``: functions that declare more document tables (``data: bytes``,
+    ``_metadata: Json`` with a ``path``), e.g. live catalog/tariff records; called once
+    the graph is fresh, so the tables belong to it. ``seed``/``on_embedded``: the embedding
     cache's seed (``content_sha256 → vector``) and new-vector observer (pgvector).
     ``on_ready(graph)`` is called once the graph is built, just before ``pw.run``.
     """
     _quiet_engine_logs()
     pw_runtime.fresh_graph()
-    graph = build_service(settings, docs_dir=docs_dir, host=host, port=port, extra_tables=extra_tables,
+    graph = build_service(settings, docs_dir=docs_dir, host=host, port=port,
+                          extra_tables=[declare() for declare in extra_tables],
                           seed=seed, on_embedded=on_embedded)
     if on_ready is not None:
         on_ready(graph)

@@ -45,10 +45,133 @@ def serve(
                   f"[cyan]http://{host}:{port}[/] ({auth}; {answers}); Ctrl-C to stop")
     from .app import serve as run_service
 
+    extra_tables, seed, on_ready = _warehouse_parts(settings)
     try:
-        run_service(settings, docs_dir=folder, host=host, port=port)
+        run_service(settings, docs_dir=folder, host=host, port=port, extra_tables=extra_tables, seed=seed,
+                    on_ready=on_ready)
     except KeyboardInterrupt:
         console.print("stopped")
     except (ValueError, OSError) as exc:
         console.print(f"[red]cannot start the Hélio service:[/] {exc}")
         raise typer.Exit(1) from None
+
+
+def _warehouse_parts(settings):
+    """The live catalog/tariff records (``YSH_RAG_LIVE_RECORDS``) and the pgvector copy
+    (``YSH_RAG_PGVECTOR``): extra document tables, the embedding cache's seed (no full
+    re-embed after a restart) and the sink attached before the run. Without a reachable
+    warehouse the service still runs, over the documents alone, and says so."""
+    if not (settings.rag_live_records or settings.rag_pgvector):
+        return [], None, None
+    from .. import db
+
+    try:
+        warehouse = db.Warehouse(db.prepare_warehouse(settings), settings.postgres_schema)
+    except Exception as exc:  # the documents alone are still worth serving
+        console.print(f"[yellow]warehouse unavailable ({exc}); serving the documents only, without live records "
+                      "or the pgvector copy[/]")
+        return [], None, None
+    extra, seed, on_ready = [], None, None
+    if settings.rag_live_records:
+        from .records import live_records_table
+
+        extra.append(lambda: live_records_table(warehouse, settings.rag_records_poll_s))
+        console.print(f"live records: catalog products and B1/B3 tariffs from schema {warehouse.schema}, "
+                      f"re-read every {settings.rag_records_poll_s:g} s")
+    if settings.rag_pgvector:
+        from .embedding import text_sha256
+        from .vectors import VectorStore, attach_pgvector_sink
+
+        store = VectorStore(warehouse, model=settings.rag_embedder)
+        seed = store.load_cache(settings.rag_embedder)
+        console.print(f"pgvector: {len(seed)} chunk vectors of {settings.rag_embedder} loaded from rag_chunks "
+                      "(not embedded again)")
+
+        def on_ready(graph):
+            vectors = graph.embedder.cache.vectors
+            attach_pgvector_sink(graph.store.chunked_docs, store, lambda text: vectors.get(text_sha256(text)),
+                                 model=graph.embedder.cache.model_name)
+
+    return extra, seed, on_ready
+
+
+@app.command("eval")
+def eval_cmd(
+    url: str | None = typer.Option(None, "--url", help="A running Hélio API (default: YSH_RAG_URL or HOST:PORT); "
+                                                       "without one, a service is started over --docs."),
+    docs: Path | None = typer.Option(None, "--docs", help="Documents to index when starting a service "
+                                                          "(default: the sample corpus data/sample/docs)."),
+    eval_file: Path | None = typer.Option(None, "--questions", help="Questions JSONL (default: data/sample/rag_eval.jsonl)."),
+    k: int = typer.Option(5, min=1, max=50, help="Results per query."),
+    answers: bool = typer.Option(False, "--answers/--no-answers", help="Also check /v2/answer for the expected facts."),
+) -> None:
+    """hit@1/3/5 and MRR of dense, BM25 and hybrid retrieval on the Portuguese eval set
+    (target: hybrid hit@5 ≥ 0.90; exit code 1 when missed)."""
+    import httpx
+
+    from .. import db
+    from ..settings import get_settings
+    from .evaluation import eval_from_settings, start_service
+
+    settings = get_settings()
+    if url is None and docs is None:
+        try:
+            httpx.get(f"{settings.rag_api_url}/_schema", timeout=2.0)
+            url = settings.rag_api_url
+        except httpx.HTTPError:
+            docs = db.data_path("sample", "docs")
+    if url is not None:
+        report = eval_from_settings(settings, url=url, eval_file=eval_file, k=k, answers=answers, console=console)
+    else:
+        from contextlib import ExitStack
+
+        env = {"YSH_RAG_LIVE_RECORDS": "false", "YSH_RAG_PGVECTOR": "false"}  # the corpus alone
+        with ExitStack() as stack:
+            with console.status(f"starting a Hélio service over {docs} (embedding the corpus)…"):
+                running = stack.enter_context(start_service(docs, env=env))
+            report = eval_from_settings(settings, url=running.url, eval_file=eval_file, k=k, answers=answers,
+                                        console=console)
+    if not report.meets_target:
+        raise typer.Exit(1)
+
+
+DEMO_QUESTIONS = (
+    "Qual o prazo de validade dos créditos de energia na Lei 14.300?",
+    "Quais documentos preciso para pedir a conexão de uma microgeração?",
+    "Qual a tarifa B1 da CPFL Paulista hoje, com TE e TUSD?",  # a live record from the warehouse
+)
+
+
+def demo_questions(settings, warehouse, out: Console = console) -> None:
+    """``ysh demo``'s RAG part: the sample corpus copied to the documents folder, a Hélio
+    service over it and the warehouse's live catalog and tariff records (with the pgvector
+    copy), three questions answered with their citations, and the service stopped."""
+    import shutil
+    from contextlib import ExitStack
+
+    import httpx
+
+    from .. import db
+    from .evaluation import headers_for, start_service
+
+    folder = settings.rag_docs_folder
+    folder.mkdir(parents=True, exist_ok=True)
+    sample = db.data_path("sample", "docs")
+    for path in sorted(sample.iterdir()):
+        if path.is_file():
+            shutil.copy2(path, folder / path.name)
+    env = {"YSH_POSTGRES_DSN": warehouse.dsn, "YSH_POSTGRES_SCHEMA": warehouse.schema,
+           "YSH_RAG_LIVE_RECORDS": "true", "YSH_RAG_PGVECTOR": "true"}
+    with ExitStack() as stack:
+        with out.status(f"Hélio: indexing {folder} and the live catalog/tariff records (local MiniLM embeddings)…"):
+            service = stack.enter_context(start_service(folder, env=env, log_path=settings.home_dir / "helio-demo.log"))
+        client = stack.enter_context(httpx.Client(timeout=60.0, headers=headers_for(service.api_key)))
+        stats = client.get(f"{service.url}/v1/statistics").json()
+        out.print(f"[green]✓[/] Hélio indexed {stats.get('files')} documents and records into {stats.get('chunks')} "
+                  f"chunks in {service.started_s:.0f} s (API {service.url}, log {service.log_path})")
+        for question in DEMO_QUESTIONS:
+            reply = client.post(f"{service.url}/v2/answer", json={"prompt": question}).json()
+            out.print(f"\n[bold]? {question}[/]\n{reply.get('answer', '').strip()}")
+            for c in reply.get("citations", [])[:3]:
+                where = f"p. {c['page']}" if c.get("page") else (c.get("section") or "")
+                out.print(f"   [dim]↳ {c['path']}{' — ' + where if where else ''}[/]")

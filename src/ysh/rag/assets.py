@@ -1,0 +1,269 @@
+"""Dagster assets of the RAG job (thin wrappers).
+
+Lineage: ``rag_docs_raw`` (the documents folder the service reads) → ``helio_rag_index``
+(the running ``ysh rag serve``, observed through ``/v1/statistics``) → ``rag_embeddings``
+(the durable pgvector copy, ``rag_chunks``).
+
+- ``helio_rag_index`` is observed hourly (schedule ``helio_rag_observe_hourly``); the
+  observation fails when the service does not answer, so its freshness policy (2 hours)
+  flags a service that is down. The health check ``helio_rag_index_fresh`` runs hourly on
+  its own (schedule ``helio_rag_hourly``): it fails when the service does not answer or
+  when the index is older than the newest document by more than a minute (a stuck
+  pipeline that still answers).
+"""
+
+
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import dagster as dg
+import httpx
+
+from ..console import markdown_table
+from ..db import Warehouse
+from ..resources import WarehouseResource
+from ..settings import Settings
+
+GROUP = "rag"
+INDEX_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=2), warn_window=timedelta(minutes=75))
+#: the index may trail its newest document by this much
+MAX_INDEX_LAG = timedelta(minutes=1)
+#: the service answers nothing while it embeds its initial batch; wait this long
+STATISTICS_TIMEOUT_S = 30.0
+
+FORMATS = {".pdf": "pdf", ".docx": "docx", ".md": "markdown", ".markdown": "markdown", ".html": "html",
+           ".htm": "html", ".txt": "text"}
+
+
+# --------------------------------------------------------------------------------------
+# plain functions (the assets below and the CLI call them)
+# --------------------------------------------------------------------------------------
+def docs_inventory(folder: Path) -> dict:
+    """What the documents folder holds: files, bytes and files by format, newest
+    modification (UTC). Hidden files are skipped."""
+    files = [p for p in folder.rglob("*") if p.is_file() and not any(part.startswith(".") for part in
+                                                                        p.relative_to(folder).parts)]
+    by_format: dict[str, dict[str, int]] = {}
+    newest = None
+    total = 0
+    for path in files:
+        stat = path.stat()
+        fmt = FORMATS.get(path.suffix.lower(), path.suffix.lower().lstrip(".") or "unknown")
+        entry = by_format.setdefault(fmt, {"files": 0, "bytes": 0})
+        entry["files"] += 1
+        entry["bytes"] += stat.st_size
+        total += stat.st_size
+        modified = datetime.fromtimestamp(stat.st_mtime, timezone.utc)
+        newest = modified if newest is None or modified > newest else newest
+    return {"folder": str(folder), "files": len(files), "bytes": total, "newest_modified": newest,
+            "by_format": dict(sorted(by_format.items()))}
+
+
+def _as_datetime(value) -> datetime | None:
+    """A statistics timestamp (unix seconds, or ISO 8601) as an aware UTC datetime."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, (int, float)):
+        return datetime.fromtimestamp(float(value), timezone.utc)
+    parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def service_statistics(url: str, api_key: str | None = None, timeout_s: float = STATISTICS_TIMEOUT_S) -> dict:
+    """``GET /v1/statistics`` of the running service, with the timestamps parsed
+    (``last_indexed``, ``last_modified``: aware datetimes) and ``errors`` as a count.
+    Raises ``httpx.HTTPError`` when it does not answer."""
+    headers = {"X-API-Key": api_key} if api_key else {}
+    response = httpx.get(url.rstrip("/") + "/v1/statistics", headers=headers, timeout=timeout_s)
+    response.raise_for_status()
+    raw = response.json()
+    errors = raw.get("errors", 0)
+    return {**raw,
+            "files": int(raw.get("files", raw.get("file_count")) or 0),
+            "chunks": raw.get("chunks"),
+            "errors": len(errors) if isinstance(errors, (list, dict)) else int(errors or 0),
+            "last_indexed": _as_datetime(raw.get("last_indexed")),
+            "last_modified": _as_datetime(raw.get("last_modified"))}
+
+
+def index_lag(stats: dict, folder_newest: datetime | None) -> timedelta | None:
+    """How far the index trails its newest document (``last_modified`` the service saw, or
+    a newer file in the folder); None when nothing is known. Zero or negative: fresh."""
+    newest = max((t for t in (stats.get("last_modified"), folder_newest) if t is not None), default=None)
+    if newest is None:
+        return None
+    indexed = stats.get("last_indexed")
+    if indexed is None:
+        return timedelta.max
+    return newest - indexed
+
+
+def _api_key(settings: Settings) -> str | None:
+    return settings.rag_api_key.get_secret_value() if settings.rag_api_key else None
+
+
+def _folder_newest(settings: Settings) -> datetime | None:
+    folder = settings.rag_docs_folder
+    if settings.rag_source != "fs" or not folder.is_dir():
+        return None
+    return docs_inventory(folder)["newest_modified"]
+
+
+def _bytes(n: int) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+# --------------------------------------------------------------------------------------
+# assets
+# --------------------------------------------------------------------------------------
+@dg.asset(
+    group_name=GROUP,
+    kinds={"file"},
+    description="The documents Hélio indexes (YSH_RAG_DOCS_DIR, default HOME/docs: PDF, DOCX, Markdown, HTML, TXT): "
+                "files, bytes and files by format, newest modification. Fails when the folder is missing or empty.",
+    owners=["team:data-platform"],
+)
+def rag_docs_raw() -> dg.MaterializeResult:
+    settings = Settings()
+    folder = settings.rag_docs_folder
+    if settings.rag_source != "fs":
+        raise dg.Failure(f"documents come from {settings.rag_source} (YSH_RAG_SOURCE); rag_docs_raw inventories "
+                         "the local folder only — watch helio_rag_index instead")
+    if not folder.is_dir():
+        raise dg.Failure(f"the documents folder {folder} does not exist (set YSH_RAG_DOCS_DIR, or copy "
+                         "data/sample/docs there)")
+    inventory = docs_inventory(folder)
+    if inventory["files"] == 0:
+        raise dg.Failure(f"the documents folder {folder} is empty: Hélio would answer from nothing")
+    newest = inventory["newest_modified"]
+    return dg.MaterializeResult(
+        metadata={
+            "folder": dg.MetadataValue.path(str(folder)),
+            "files": inventory["files"],
+            "bytes": inventory["bytes"],
+            "newest_modified": dg.MetadataValue.timestamp(newest),
+            "formats": dg.MetadataValue.md(markdown_table(
+                ["format", "files", "size"],
+                [(fmt, v["files"], _bytes(v["bytes"])) for fmt, v in inventory["by_format"].items()])),
+        },
+        data_version=dg.DataVersion(f"{inventory['files']}:{inventory['bytes']}:{newest.isoformat()}"),
+    )
+
+
+@dg.asset(
+    group_name=GROUP,
+    deps=[rag_docs_raw],
+    kinds={"pathway"},
+    description="The live hybrid index of the running `ysh rag serve` (Hélio API), observed through "
+                "/v1/statistics: files, chunks, errors, last indexed and last modified. The observation fails when "
+                "the service does not answer, so the freshness policy flags a service that is down; observed "
+                "hourly (helio_rag_observe_hourly); health check helio_rag_index_fresh (helio_rag_hourly).",
+    freshness_policy=INDEX_FRESHNESS,
+    owners=["team:data-platform"],
+)
+def helio_rag_index() -> dg.MaterializeResult:
+    settings = Settings()
+    url = settings.rag_api_url
+    try:
+        stats = service_statistics(url, _api_key(settings))
+    except (httpx.HTTPError, ValueError) as exc:
+        raise dg.Failure(f"the Hélio API at {url} does not answer: {type(exc).__name__}: {exc}",
+                         metadata={"url": dg.MetadataValue.url(url)}) from exc
+    lag = index_lag(stats, _folder_newest(settings))
+    metadata = {
+        "url": dg.MetadataValue.url(url),
+        "files": stats["files"],
+        "chunks": stats["chunks"] if stats["chunks"] is not None else "unknown",
+        "errors": stats["errors"],
+        "last_indexed": dg.MetadataValue.timestamp(stats["last_indexed"]) if stats["last_indexed"] else "never",
+        "last_modified": dg.MetadataValue.timestamp(stats["last_modified"]) if stats["last_modified"] else "unknown",
+        "index_lag_s": round(lag.total_seconds(), 1) if lag not in (None, timedelta.max) else "unknown",
+    }
+    version = stats["last_indexed"].isoformat() if stats["last_indexed"] else "never"
+    return dg.MaterializeResult(metadata=metadata, data_version=dg.DataVersion(f"{version}:{stats['chunks']}"))
+
+
+@dg.asset_check(asset=helio_rag_index, blocking=False,
+                description="The Hélio API answers and its index is no older than its newest document by more "
+                            "than a minute (newest of the service's last_modified and the folder's files).")
+def helio_rag_index_fresh() -> dg.AssetCheckResult:
+    settings = Settings()
+    url = settings.rag_api_url
+    try:
+        stats = service_statistics(url, _api_key(settings))
+    except (httpx.HTTPError, ValueError) as exc:
+        return dg.AssetCheckResult(passed=False, metadata={"url": url, "reason": f"no answer: {type(exc).__name__}"})
+    lag = index_lag(stats, _folder_newest(settings))
+    if lag is None:
+        return dg.AssetCheckResult(passed=stats["files"] == 0, metadata={"url": url, "reason": "no timestamps"})
+    if lag == timedelta.max:
+        return dg.AssetCheckResult(passed=False, metadata={"url": url, "reason": "never indexed"})
+    return dg.AssetCheckResult(passed=lag <= MAX_INDEX_LAG,
+                               metadata={"url": url, "index_lag_s": round(lag.total_seconds(), 1),
+                                         "files": stats["files"], "errors": stats["errors"]})
+
+
+def embeddings_summary(warehouse: Warehouse) -> dict:
+    from .vectors import VectorStore
+
+    with VectorStore(warehouse) as store:
+        return store.stats()
+
+
+@dg.asset(
+    group_name=GROUP,
+    deps=[helio_rag_index],
+    kinds={"postgres"},
+    description="rag_chunks: the durable pgvector copy of the index written by `ysh rag serve` (one row per "
+                "chunk: text, metadata, content hash, model, dimension, vector; HNSW cosine index): chunks, "
+                "documents, models and dimensions, last update, chunks by format. Fails when it is empty.",
+    owners=["team:data-platform"],
+)
+def rag_embeddings(warehouse: WarehouseResource) -> dg.MaterializeResult:
+    wh = Warehouse(warehouse.get_dsn(), warehouse.schema)
+    summary = embeddings_summary(wh)
+    if not summary["chunks"]:
+        raise dg.Failure("rag_chunks is empty: is `ysh rag serve` running with YSH_RAG_PGVECTOR=true?")
+    main = summary["models"][0]
+    return dg.MaterializeResult(
+        metadata={
+            "chunks": summary["chunks"],
+            "documents": summary["documents"],
+            "model": main["model"],
+            "dimension": main["dim"],
+            "last_update": dg.MetadataValue.timestamp(summary["last_update"]),
+            "models": dg.MetadataValue.md(markdown_table(["model", "dimension", "chunks"],
+                                                         [(m["model"], m["dim"], m["chunks"])
+                                                          for m in summary["models"]])),
+            "by_format": dg.MetadataValue.md(markdown_table(["format", "chunks"],
+                                                            list(summary["by_format"].items()))),
+        },
+        data_version=dg.DataVersion(f"{summary['chunks']}:{summary['last_update'].isoformat()}"),
+    )
+
+
+# Two hourly jobs: the observation (it fails when the service is down, which the freshness
+# policy then reports) and the health check on its own (an asset check in the same run as
+# its asset is skipped when the asset fails, so "the service answers" needs its own run).
+helio_rag_observe_job = dg.define_asset_job(
+    "helio_rag_observe", selection=dg.AssetSelection.assets(helio_rag_index).without_checks())
+helio_rag_health_job = dg.define_asset_job(
+    "helio_rag_health", selection=dg.AssetSelection.checks(helio_rag_index_fresh))
+helio_rag_observe_schedule = dg.ScheduleDefinition(
+    name="helio_rag_observe_hourly", job=helio_rag_observe_job, cron_schedule="0 * * * *",
+    execution_timezone="America/Sao_Paulo")
+helio_rag_schedule = dg.ScheduleDefinition(
+    name="helio_rag_hourly", job=helio_rag_health_job, cron_schedule="0 * * * *",
+    execution_timezone="America/Sao_Paulo")
+
+ASSETS = [rag_docs_raw, helio_rag_index, rag_embeddings]
+CHECKS = [helio_rag_index_fresh]
+JOBS = [helio_rag_observe_job, helio_rag_health_job]
+SCHEDULES = [helio_rag_observe_schedule, helio_rag_schedule]
+
+__all__ = ["ASSETS", "CHECKS", "JOBS", "SCHEDULES", "docs_inventory", "service_statistics", "index_lag",
+           "embeddings_summary"]
