@@ -17,6 +17,7 @@ bench: setup
 	.venv/bin/python benchmarks/proposals.py
 	.venv/bin/python benchmarks/om.py
 	.venv/bin/python benchmarks/om_evaluation.py
+	.venv/bin/python benchmarks/rag.py
 
 clean:
 	-.venv/bin/ysh services down
