@@ -138,28 +138,40 @@ def enqueue_notices(conn, notices: list[Notice], report: DeliveryReport | None =
     return new
 
 
-def send_pending(conn, slack: SlackNotifier, report: DeliveryReport | None = None) -> list[str]:
-    """Send every pending notice of the outbox, oldest first, whatever its age; returns
-    the failures (``key: error``). A notice Slack does not take stays pending with its
-    error, to be sent again by the next call; the others still go out."""
+def send_pending(conn, slack: SlackNotifier, report: DeliveryReport | None = None,
+                 kinds: tuple[str, ...] | None = None) -> list[str]:
+    """Send the outbox's pending notices (of ``kinds``, default all), oldest first,
+    whatever their age; returns the failures (``key: error``). Each row is claimed with
+    ``FOR UPDATE SKIP LOCKED`` for the time of its send, so two senders (the O&M service
+    and the alerts flow) never send the same notice. A notice Slack does not take stays
+    pending with its error, to be sent again by the next call; the others still go out.
+    ``conn``: an autocommit psycopg connection."""
     report = report if report is not None else DeliveryReport()
-    failures = []
-    pending = conn.execute("SELECT alert_key, summary FROM ops_alerts_sent WHERE status = 'pending' "
-                           "ORDER BY created_at, alert_key").fetchall()
-    for key, text in pending:
-        try:
-            delivered = slack.send(text)
-        except NotifyError as exc:
-            conn.execute("UPDATE ops_alerts_sent SET attempts = attempts + 1, last_error = %s "
-                         "WHERE alert_key = %s", (str(exc)[:500], key))
-            failures.append(f"{key}: {exc}")
-            log.warning("alert %s not delivered: %s", key, exc)
-            continue
-        conn.execute("UPDATE ops_alerts_sent SET status = %s, attempts = attempts + 1, sent_at = now(), "
-                     "last_error = NULL WHERE alert_key = %s", ("sent" if delivered else "logged", key))
+    failures: list[str] = []
+    tried: list[str] = []
+    while True:
+        with conn.transaction():
+            row = conn.execute(
+                "SELECT alert_key, summary FROM ops_alerts_sent WHERE status = 'pending' "
+                "AND NOT (alert_key = ANY(%s)) AND (%s::text[] IS NULL OR kind = ANY(%s::text[])) "
+                "ORDER BY created_at, alert_key LIMIT 1 FOR UPDATE SKIP LOCKED",
+                (tried, list(kinds) if kinds else None, list(kinds) if kinds else None)).fetchone()
+            if row is None:
+                return failures
+            key, text = row
+            tried.append(key)
+            try:
+                delivered = slack.send(text)
+            except NotifyError as exc:
+                conn.execute("UPDATE ops_alerts_sent SET attempts = attempts + 1, last_error = %s "
+                             "WHERE alert_key = %s", (str(exc)[:500], key))
+                failures.append(f"{key}: {exc}")
+                log.warning("alert %s not delivered: %s", key, exc)
+                continue
+            conn.execute("UPDATE ops_alerts_sent SET status = %s, attempts = attempts + 1, sent_at = now(), "
+                         "last_error = NULL WHERE alert_key = %s", ("sent" if delivered else "logged", key))
         (report.sent if delivered else report.logged_only).append(key)
         log.info("%s %s", "sent" if delivered else "logged (no webhook)", key)
-    return failures
 
 
 def deliver_notices(settings, notices: list[Notice]) -> DeliveryReport:

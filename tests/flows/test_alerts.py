@@ -130,3 +130,29 @@ def test_om_alerts_become_one_digest(prefect, ops_env, slack):
     alerts(lookback_minutes=60)
     digests = [m for m in slack.messages if "O&M alerts" in m]
     assert len(digests) == 2 and "1 new O&M alerts — frozen_values: 1" in digests[1]
+
+
+def test_two_senders_on_the_outbox_send_each_notice_once(warehouse, slack):
+    """The O&M service's notifier and the alerts flow drain the same outbox at the same
+    time: every notice reaches Slack once (rows are claimed while being sent)."""
+    import threading
+
+    from ysh import db
+    from ysh.notify import Notice, enqueue_notices, send_pending
+
+    with db.connect(warehouse.dsn, warehouse.schema, autocommit=True) as conn:
+        enqueue_notices(conn, [Notice(f"om:k{i}", "om_opened", f"alerta {i}") for i in range(8)]
+                        + [Notice("dagster-run:r1", "dagster_run_failure", "run r1 falhou")])
+
+    def sender(kinds):
+        with db.connect(warehouse.dsn, warehouse.schema, autocommit=True) as conn, \
+                SlackNotifier(slack.url, min_interval_s=0.05) as notifier:
+            send_pending(conn, notifier, kinds=kinds)
+
+    threads = [threading.Thread(target=sender, args=(k,)) for k in (None, ("om_opened", "om_resolved"), None)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(slack.messages) == sorted([f"alerta {i}" for i in range(8)] + ["run r1 falhou"])
+    assert query(warehouse, "SELECT count(*) FROM ops_alerts_sent WHERE status = 'sent'") == [(9,)]

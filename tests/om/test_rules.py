@@ -221,6 +221,23 @@ def test_whole_plant_silent_is_plant_offline_not_comm_loss():
     assert not plant_offline_state(histories).active  # silence needs a clock
 
 
+def test_loggers_that_sleep_at_night_are_not_offline():
+    """A site (or an inverter) that goes quiet after dusk is not offline: its silence began
+    outside daylight. It counts only after ``night_silence_after``, or, for one inverter,
+    when its peers report daylight production meanwhile."""
+    night = {inv: [win(0, 0.0, expected=0.0, inv=inv)] for inv in ("inv-1", "inv-2")}
+    evening = T0 + timedelta(hours=3)
+    state = plant_offline_state(night, now=evening)
+    assert not state.active and state.details["reason"] == "night"
+    assert plant_offline_state(night, now=T0 + timedelta(hours=16, minutes=5)).active  # a logger that died
+    alone = {"inv-1": night["inv-1"], "inv-2": [win(i, 0.0, expected=0.0, inv="inv-2") for i in range(30)]}
+    slots = peers_of(*alone["inv-2"])
+    quiet = comm_loss_state(alone["inv-1"], slots, now=T0 + timedelta(minutes=150))
+    assert not quiet.active and quiet.details["reason"] == "night"
+    producing = [win(i, 5000.0, inv="inv-2") for i in range(30)]  # its peer produces: it should too
+    assert comm_loss_state(alone["inv-1"], peers_of(*producing), now=T0 + timedelta(minutes=150)).active
+
+
 def gap_case(energy_after: float | None, peer_power: float = 5000.0):
     before = win(0, 5000.0, e_first=99.6, e_last=100.0)
     after = win(4, 5000.0, e_first=energy_after, e_last=None if energy_after is None else energy_after + 0.4)

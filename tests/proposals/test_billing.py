@@ -216,8 +216,10 @@ def test_more_generation_never_lowers_savings_while_grid_draw_stays_above_the_mi
     base = build(data.draw, generation_kwh_month=generation)
     more = [g + e for g, e in zip(generation, extra)]
     # consumption such that the grid draw stays at or above the minimum in every month, with
-    # either generation: c − min(g·s, c) ≥ min_kwh ⇐ c = min_kwh + g_high·s + slack
-    consumption = tuple(base.min_kwh + g * base.simultaneity + u for g, u in zip(more, slack))
+    # either generation: c − min(g·s, c) ≥ min_kwh ⇐ c = min_kwh + g_high·s + slack. A
+    # thousandth of a kWh keeps "at the minimum" from rounding to just below it, where the
+    # rule changes (below the minimum nothing is compensated and the minimum is billed).
+    consumption = tuple(base.min_kwh + g * base.simultaneity + u + 1e-3 for g, u in zip(more, slack))
     low = base.model_copy(update={"consumption_kwh_month": consumption})
     high = low.model_copy(update={"generation_kwh_month": tuple(more)})
     for p in (low, high):

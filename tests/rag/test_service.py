@@ -58,7 +58,7 @@ def helio(tmp_path_factory):
     shutil.copy(SAMPLE / "docs_adversarial" / "datasheet_modulo_solarmax_sx600_injecao.md", docs)
     port = free_port()
     log = root / "serve.log"
-    env = {**os.environ, "YSH_RAG_API_KEY": KEY, "YSH_RAG_OPENAI_BASE_URL": "", "YSH_LOG_LEVEL": "WARNING"}
+    env = {**os.environ, "YSH_RAG_API_KEY": KEY, "YSH_RAG_OPENAI_BASE_URL": "", "YSH_LOG_LEVEL": "INFO"}
     env.pop("YSH_RAG_OPENAI_BASE_URL")
     with log.open("w") as out:
         proc = subprocess.Popen([sys.executable, "-m", "ysh.cli", "rag", "serve", "--docs", str(docs),
@@ -171,6 +171,9 @@ def test_api_key_is_required(helio):
     assert httpx.post(helio.base + "/v1/retrieve", json=payload).status_code == 401
     assert httpx.post(helio.base + "/v1/retrieve", json=payload, headers={"X-API-Key": "errada"}).status_code == 401
     assert httpx.post(helio.base + "/v1/retrieve", json=payload, headers=HEADERS).status_code == 200
+    log = wait_for(lambda: (text := helio.log.read_text()) and "/v1/retrieve" in text and text, timeout=10,
+                   what="the access log")
+    assert KEY not in log  # Pathway's access log prints the request headers: the key is redacted
 
 
 def test_oversized_body_is_refused(helio):

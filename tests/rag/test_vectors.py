@@ -182,3 +182,19 @@ def test_the_sink_follows_a_pathway_table(warehouse):
     pw.run(monitoring_level=pw.MonitoringLevel.NONE)
     assert query(warehouse, "SELECT chunk_index, page FROM rag_chunks ORDER BY 1") == [(0, None), (1, 2)]
     assert sink.upserted == 2
+
+
+def test_no_reconcile_before_the_index_delivered_anything_nor_across_models(warehouse):
+    """A service still embedding its first batch holds no chunk yet: reconciling then
+    would wipe the table. And another model's rows are never touched."""
+    store = VectorStore(warehouse)
+    store.upsert([chunk("kept.md", 0, "ainda indexando", 3)])
+    VectorStore(warehouse, model="st:outro").upsert([chunk("other.md", 0, "outro modelo", 4)])
+    sink = PgvectorSink(store, {}.get, reconcile_after_s=0.0, retry_s=0.05)
+    sink.flush()
+    sink.flush()
+    assert sorted(p for (p,) in query(warehouse, "SELECT path FROM rag_chunks")) == ["kept.md", "other.md"]
+    sink.on_change(None, {"text": "novo", "metadata": _Json({"path": "new.md", "chunk_index": 0})}, 2, True)
+    sink.on_time_end(2)
+    assert sorted(p for (p,) in query(warehouse, "SELECT path FROM rag_chunks")) == ["other.md"]
+    sink.stop()

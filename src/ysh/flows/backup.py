@@ -544,9 +544,24 @@ def _restore_locked(secret_dsn: str, schema: str, dump_path: Path) -> dict[str, 
         use_list.write_text("".join(line for line in listing.splitlines(keepends=True)
                                     if not entry.match(line)))
         args.append(f"--use-list={use_list}")
+    _ensure_extensions(secret_dsn)
     _run_tool("pg_restore", [*args, str(dump_path)], secret_dsn, timeout=RESTORE_TIMEOUT_S)
     with psycopg.connect(secret_dsn, autocommit=True) as conn:
         return _row_counts(conn, schema)
+
+
+#: extensions the platform's tables use; a schema dump does not carry them (they live in
+#: ``public``, once per database), so a restore creates them first
+EXTENSIONS = ("vector",)
+
+
+def _ensure_extensions(secret_dsn: str) -> None:
+    with psycopg.connect(secret_dsn, autocommit=True) as conn:
+        for name in EXTENSIONS:
+            try:
+                conn.execute(f"CREATE EXTENSION IF NOT EXISTS {name} WITH SCHEMA public")
+            except psycopg.Error as exc:  # the restore then fails on the type, naming it
+                _logger().warning("extension %s not available on the target (%s)", name, str(exc).strip())
 
 
 @task(name="extract_folders", cache_policy=NO_CACHE)

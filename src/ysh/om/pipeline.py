@@ -30,7 +30,7 @@ from .engine import PlantFold
 from .expected import expected_power_w
 from .fleet import Plant
 from .rules import DEFAULT_THRESHOLDS, Thresholds, WindowStat, window_from_samples
-from .validation import Rejected, validate_event
+from .validation import CLOCK_SKEW, Rejected, validate_event
 
 WINDOW = timedelta(minutes=5)
 #: how long after a window's end its events are still accepted (event time)
@@ -72,6 +72,10 @@ def build_om_graph(lines: pw.Table, plants: list[Plant], *, now: datetime | None
     window is there at the end."""
     registry = {(p.plant_id, inv.inverter_id): inv.rated_power_w for p in plants for inv in p.inverters}
     by_id = {p.plant_id: p for p in plants}
+    # a device clock running ahead moves the fleet's event time, and with it every window's
+    # cutoff: with no more skew allowed than the cutoff, a window still closes no earlier
+    # than its end in true time, so on-time data of the other inverters is never dropped
+    skew = min(CLOCK_SKEW, late_cutoff)
 
     @pw.udf(deterministic=True)
     def validate(data: str) -> tuple:
@@ -79,7 +83,7 @@ def build_om_graph(lines: pw.Table, plants: list[Plant], *, now: datetime | None
             raw = json.loads(data)
         except json.JSONDecodeError as exc:
             return (False, ("", "", "", "malformed", f"not JSON: {exc}", data[:500]))
-        result = validate_event(raw, registry, now or datetime.now(timezone.utc))
+        result = validate_event(raw, registry, now or datetime.now(timezone.utc), skew)
         if isinstance(result, Rejected):
             return (False, (result.event_id or "", result.plant_id or "", result.inverter_id or "",
                             result.reason, result.detail, data[:2000]))

@@ -38,6 +38,9 @@ frozen_samples              10        frozen: ≥ 10 consecutive identical ac_po
                                       in daylight windows (runs at clipping level excluded)
 clipping_fraction           0.98      clipping: max power ≥ 98 % of rated …
 clipping_windows            2         … in ≥ 2 consecutive windows (severity info)
+night_silence_after         16 h      a silence that began outside daylight (loggers that
+                                      sleep at night) counts as comm loss / plant offline
+                                      only after this long, unless producing peers report
 frozen_counter_fraction     0.10      a frozen run at clipping level is still frozen when
                                       the counter advanced < 10 % of what the value implies
 limit_flat_fraction         0.01      active-power limit (export limit, curtailment): ≥ 2
@@ -119,6 +122,7 @@ class Thresholds:
     frozen_samples: int = 10
     clipping_fraction: float = 0.98
     clipping_windows: int = 2
+    night_silence_after: timedelta = timedelta(hours=16)
     frozen_counter_fraction: float = 0.10
     limit_flat_fraction: float = 0.01
     limit_margin: float = 0.05
@@ -591,8 +595,12 @@ def comm_loss_state(history: Sequence[WindowStat], peers: Peers, thresholds: Thr
     clock = max([own.last_ts] + [p.last_ts for p in peer_list] + ([now] if now is not None else []))
     silent = clock - own.last_ts
     if silent >= t.comm_loss_after:
-        reporting = sorted({p.inverter_id for p in peer_list if p.last_ts >= own.last_ts + t.comm_loss_after})
+        later = [p for p in peer_list if p.last_ts >= own.last_ts + t.comm_loss_after]
+        reporting = sorted({p.inverter_id for p in later})
         details = {"since": own.last_ts, "silent_s": silent.total_seconds(), "peers_reporting": reporting}
+        expected = _is_daylight(own, t) or any(_is_daylight(p, t) for p in later) or silent >= t.night_silence_after
+        if reporting and not expected:  # went quiet at night with its peers still logging zeros
+            return RuleState(False, {**details, "reason": "night"}, own.window_end)
         if reporting:
             return RuleState(True, details, own.last_ts + t.comm_loss_after)
         return RuleState(False, {**details, "reason": "plant_silent"}, own.window_end)
@@ -648,7 +656,9 @@ def _plant_gaps(histories: Mapping[str, Sequence[WindowStat]], after: timedelta)
 def plant_offline_state(histories: Mapping[str, Sequence[WindowStat]], thresholds: Thresholds = DEFAULT_THRESHOLDS,
                         now: datetime | None = None) -> RuleState:
     """The whole site is silent: no inverter has a sample for ≥ ``comm_loss_after`` before
-    ``now`` (without ``now`` this cannot fire: silence needs a clock). Once data resumed,
+    ``now`` (without ``now`` this cannot fire: silence needs a clock), and the silence began
+    in daylight (or has lasted ``night_silence_after``: loggers that sleep at night are not
+    offline). Once data resumed,
     each inverter's gap is classified (:func:`classify_gap`) and combined: all
     ``data_gap`` → ``data_gap``, all ``outage`` → ``outage``, unknown ones ignored, any
     other mix → ``partial_outage``."""
@@ -658,8 +668,11 @@ def plant_offline_state(histories: Mapping[str, Sequence[WindowStat]], threshold
         return RuleState(False, {"reason": "no_data"})
     latest = max(h[-1].last_ts for h in ordered.values())
     if now is not None and now - latest >= t.comm_loss_after:
-        return RuleState(True, {"since": latest, "silent_s": (now - latest).total_seconds(),
-                                "inverters": sorted(ordered)}, latest + t.comm_loss_after)
+        details = {"since": latest, "silent_s": (now - latest).total_seconds(), "inverters": sorted(ordered)}
+        if any(_is_daylight(h[-1], t) for h in ordered.values()) or now - latest >= t.night_silence_after:
+            return RuleState(True, details, latest + t.comm_loss_after)
+        # the site went quiet outside daylight: loggers that sleep at night do that
+        return RuleState(False, {**details, "reason": "night"}, max(h[-1].window_end for h in ordered.values()))
     gaps = _plant_gaps(ordered, t.comm_loss_after)
     if not gaps:
         return RuleState(False, {}, max(h[-1].window_end for h in ordered.values()))

@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
 import httpx
 import pathway as pw
+import psycopg
 
 from .. import db
 from ..db import Warehouse
@@ -51,11 +54,27 @@ def alert_notices(alert: Mapping[str, Any]) -> list[Notice]:
     return notices
 
 
+def _with_retries(what: str, attempt: Callable[[], None], *, max_delay_s: float = 30.0) -> None:
+    """Run ``attempt`` until it succeeds, backing off (0.5 s → ``max_delay_s``) and logging:
+    a warehouse that blips holds the pipeline up for that long, it neither kills the
+    service nor loses the batch."""
+    delay = 0.5
+    while True:
+        try:
+            attempt()
+            return
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            log.warning("%s failed (%s); retrying in %.1f s", what, str(exc).strip()[:200], delay)
+            time.sleep(delay)
+            delay = min(delay * 2, max_delay_s)
+
+
 class AlertSink:
     """Upserts ``om_alerts`` by key (open → resolved only: a later open version never
-    reopens a resolved row) and records the notices in the outbox, per Pathway batch.
+    reopens a resolved row) and records the notices in the outbox, per Pathway batch, in
+    one transaction (an alert row never lands without its notices, nor the reverse).
     Retractions are ignored: a resolved alert leaves the rule state after the step that
-    resolved it, not the table."""
+    resolved it, not the table. A failing warehouse is retried until it answers."""
 
     def __init__(self, warehouse: Warehouse, notify: bool, wake: threading.Event | None = None,
                  min_severity: str = "warning"):
@@ -65,7 +84,8 @@ class AlertSink:
         self._conn = None
 
     def attach(self, table: pw.Table) -> None:
-        pw.io.subscribe(table, on_change=self.on_change, on_time_end=self.on_time_end, name="om_alerts_sink")
+        pw.io.subscribe(table, on_change=self.on_change, on_time_end=self.on_time_end, on_end=self.close,
+                        name="om_alerts_sink")
 
     def on_change(self, key, row: dict, time: int, is_addition: bool) -> None:
         if is_addition:
@@ -74,27 +94,33 @@ class AlertSink:
     def on_time_end(self, time: int) -> None:
         if not self._rows:
             return
-        rows, self._rows = list(self._rows.values()), {}
-        if self._conn is None or self._conn.closed:
-            self._conn = db.connect(self.warehouse.dsn, self.warehouse.schema, autocommit=True)
-        conn = self._conn
-        with conn.transaction():
-            with conn.cursor() as cur:
-                cur.executemany(
-                    "INSERT INTO om_alerts (alert_key, plant_id, inverter_id, rule, opened_at, resolved_at, details) "
-                    "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (alert_key) DO UPDATE SET "
-                    "resolved_at = COALESCE(EXCLUDED.resolved_at, om_alerts.resolved_at), "
-                    "details = CASE WHEN om_alerts.resolved_at IS NULL THEN EXCLUDED.details ELSE om_alerts.details END "
-                    "WHERE om_alerts.resolved_at IS NULL AND (EXCLUDED.resolved_at IS NOT NULL "
-                    "OR om_alerts.details IS DISTINCT FROM EXCLUDED.details)",
-                    [(r["alert_key"], r["plant_id"], r["inverter_id"], r["rule"], _utc(r["opened_at"]),
-                      _utc(r["resolved_at"]), _jsonb(r["details"])) for r in rows])
-        if self.notify:
-            notices = [n for r in sorted(rows, key=lambda r: (_utc(r["opened_at"]), r["alert_key"]))
-                       if SEVERITY_RANK[SEVERITY.get(r["rule"], "warning")] >= self.min_rank
-                       for n in alert_notices(r)]
-            if enqueue_notices(conn, notices) and self.wake is not None:
-                self.wake.set()
+        rows = sorted(self._rows.values(), key=lambda r: (_utc(r["opened_at"]), r["alert_key"]))
+        notices = [n for r in rows if self.notify and SEVERITY_RANK[SEVERITY.get(r["rule"], "warning")] >= self.min_rank
+                   for n in alert_notices(r)]
+        new: list[str] = []
+
+        def write() -> None:
+            if self._conn is None or self._conn.closed or self._conn.broken:
+                self._conn = db.connect(self.warehouse.dsn, self.warehouse.schema, autocommit=True)
+            conn = self._conn
+            with conn.transaction():
+                with conn.cursor() as cur:
+                    cur.executemany(
+                        "INSERT INTO om_alerts (alert_key, plant_id, inverter_id, rule, opened_at, resolved_at, "
+                        "details) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (alert_key) DO UPDATE SET "
+                        "resolved_at = COALESCE(EXCLUDED.resolved_at, om_alerts.resolved_at), "
+                        "details = CASE WHEN om_alerts.resolved_at IS NULL THEN EXCLUDED.details "
+                        "ELSE om_alerts.details END "
+                        "WHERE om_alerts.resolved_at IS NULL AND (EXCLUDED.resolved_at IS NOT NULL "
+                        "OR om_alerts.details IS DISTINCT FROM EXCLUDED.details)",
+                        [(r["alert_key"], r["plant_id"], r["inverter_id"], r["rule"], _utc(r["opened_at"]),
+                          _utc(r["resolved_at"]), _jsonb(r["details"])) for r in rows])
+                new[:] = enqueue_notices(conn, notices)
+
+        _with_retries("writing O&M alerts", write)
+        self._rows = {}  # only once committed
+        if new and self.wake is not None:
+            self.wake.set()
 
     def close(self) -> None:
         if self._conn is not None:
@@ -107,9 +133,14 @@ def _jsonb(value):
     return Jsonb(value.value if isinstance(value, pw.Json) else value)
 
 
+#: the outbox rows this service sends (the alerts flow sends the others)
+OM_NOTICE_KINDS = ("om_opened", "om_resolved")
+
+
 class Notifier(threading.Thread):
-    """Sends the outbox's pending notices (``ops_alerts_sent``) when woken, and every
-    ``interval_s`` (to retry the ones Slack did not take)."""
+    """Sends the outbox's pending O&M notices (``ops_alerts_sent``) when woken, and every
+    ``interval_s`` (to retry the ones Slack did not take). Rows are claimed with a row
+    lock, so another sender (the alerts flow) never sends the same one."""
 
     def __init__(self, settings: Settings, warehouse: Warehouse, wake: threading.Event, interval_s: float = 30.0):
         super().__init__(name="om-notifier", daemon=True)
@@ -123,7 +154,7 @@ class Notifier(threading.Thread):
                 self.wake.clear()
                 try:
                     with db.connect(self.warehouse.dsn, self.warehouse.schema, autocommit=True) as conn:
-                        send_pending(conn, slack)
+                        send_pending(conn, slack, kinds=OM_NOTICE_KINDS)
                 except Exception as exc:  # the pipeline goes on; the notices stay pending
                     log.warning("O&M notices not sent now: %s", exc)
 
@@ -147,12 +178,14 @@ def line_protocol(window: Mapping[str, Any]) -> str:
 
 
 class InfluxSink:
-    """Window stats to an InfluxDB v2 ``/api/v2/write`` endpoint, one POST per Pathway
-    batch, retried on network errors, 429 and 5xx; a batch that still fails is logged
-    and dropped (the warehouse keeps every window)."""
+    """Window stats to an InfluxDB v2 ``/api/v2/write`` endpoint: each Pathway batch is
+    queued and POSTed by a background thread (the pipeline never waits for InfluxDB),
+    retried on network errors, 429 and 5xx; a batch that still fails, or that finds the
+    queue full (InfluxDB down for long), is logged and dropped — the warehouse keeps
+    every window."""
 
     def __init__(self, url: str, token: str | None, org: str, bucket: str, *, retries: int = 3,
-                 timeout_s: float = 10.0):
+                 timeout_s: float = 10.0, max_queued_batches: int = 1000):
         self.endpoint = url.rstrip("/") + "/api/v2/write"
         self.params = {"org": org, "bucket": bucket, "precision": "s"}
         headers = {"Content-Type": "text/plain; charset=utf-8"}
@@ -161,9 +194,13 @@ class InfluxSink:
         self.client = httpx.Client(headers=headers, timeout=timeout_s)
         self.retries = retries
         self._lines: list[str] = []
+        self._queue: queue.Queue[str | None] = queue.Queue(maxsize=max_queued_batches)
+        self._thread = threading.Thread(target=self._drain, name="om-influx", daemon=True)
+        self._thread.start()
 
     def attach(self, table: pw.Table) -> None:
-        pw.io.subscribe(table, on_change=self.on_change, on_time_end=self.on_time_end, name="om_influx_sink")
+        pw.io.subscribe(table, on_change=self.on_change, on_time_end=self.on_time_end, on_end=self.close,
+                        name="om_influx_sink")
 
     def on_change(self, key, row: dict, time: int, is_addition: bool) -> None:
         if is_addition:
@@ -173,8 +210,23 @@ class InfluxSink:
         if not self._lines:
             return
         body, self._lines = "\n".join(self._lines) + "\n", []
-        import time as clock
+        try:
+            self._queue.put_nowait(body)
+        except queue.Full:
+            log.error("InfluxDB is behind by %d batches; %d lines dropped", self._queue.qsize(), body.count("\n"))
 
+    def close(self) -> None:
+        """Send what is queued, then stop (called at the end of a run)."""
+        self._queue.put(None)
+        self._thread.join(timeout=60)
+        self.client.close()
+
+    def _drain(self) -> None:
+        while (body := self._queue.get()) is not None:
+            self._post(body)
+
+    def _post(self, body: str) -> None:
+        reason = ""
         for attempt in range(self.retries + 1):
             try:
                 resp = self.client.post(self.endpoint, params=self.params, content=body.encode())
@@ -188,7 +240,7 @@ class InfluxSink:
             except httpx.HTTPError as exc:
                 reason = str(exc)
             if attempt < self.retries:
-                clock.sleep(min(0.5 * 2 ** attempt, 5.0))
+                time.sleep(min(0.5 * 2 ** attempt, 5.0))
         log.error("InfluxDB write failed after %d attempts (%s); %d lines dropped", self.retries + 1, reason,
                   body.count("\n"))
 
@@ -230,9 +282,15 @@ class StatusWriter:
             self._latest = end
 
     def on_time_end(self, time: int) -> None:
+        """Only a batch that brought windows counts (a batch of quarantined or late events
+        does not make the stream look alive)."""
         if self._latest is None:
             return
-        if self._conn is None or self._conn.closed:
-            self._conn = db.connect(self.warehouse.dsn, self.warehouse.schema, autocommit=True)
-        self._conn.execute("UPDATE om_stream_status SET last_batch_at = now(), last_window_end = "
-                           "GREATEST(last_window_end, %s) WHERE pipeline = 'om'", (self._latest,))
+        try:
+            if self._conn is None or self._conn.closed or self._conn.broken:
+                self._conn = db.connect(self.warehouse.dsn, self.warehouse.schema, autocommit=True)
+            self._conn.execute("UPDATE om_stream_status SET last_batch_at = now(), last_window_end = "
+                               "GREATEST(last_window_end, %s) WHERE pipeline = 'om'", (self._latest,))
+            self._latest = None
+        except psycopg.Error as exc:  # the status is informative: the windows themselves are safe
+            log.warning("O&M status not written: %s", exc)

@@ -131,7 +131,8 @@ def _status(raw: Mapping[str, Any]) -> str | None:
     return str(value)
 
 
-def validate_event(raw: Mapping[str, Any], registry: Registry, now: datetime) -> Event | Rejected:
+def validate_event(raw: Mapping[str, Any], registry: Registry, now: datetime,
+                   clock_skew: timedelta = CLOCK_SKEW) -> Event | Rejected:
     """Validate one raw event against the plant registry (``(plant_id, inverter_id) →
     rated AC power in W``) at time ``now`` (aware). See the module docstring for the
     checks and their order."""
@@ -174,6 +175,6 @@ def validate_event(raw: Mapping[str, Any], registry: Registry, now: datetime) ->
                                          f"{POWER_ABOVE_RATED_TOLERANCE})")
     if event.energy_total_kwh < 0:
         return reject(NEGATIVE_ENERGY, f"energy_total_kwh={event.energy_total_kwh}")
-    if event.ts > now + CLOCK_SKEW:
-        return reject(FUTURE_TS, f"ts={event.ts.isoformat()} is more than {CLOCK_SKEW} after now={now.isoformat()}")
+    if event.ts > now + clock_skew:
+        return reject(FUTURE_TS, f"ts={event.ts.isoformat()} is more than {clock_skew} after now={now.isoformat()}")
     return event

@@ -66,8 +66,10 @@ def build_service(settings, *, docs_dir: Path | None = None, host: str | None = 
     embedder = make_embedder(settings, seed=seed, on_embedded=on_embedded)
     graph = build_from_settings(settings, embedder, docs_dir=docs_dir, extra_tables=extra_tables)
     api_key = settings.rag_api_key.get_secret_value() if settings.rag_api_key else None
-    if api_key:
-        logging.getLogger().addFilter(_RedactSecrets([api_key]))
+    if api_key:  # on the handlers: a logger's own filters skip records propagated from its children
+        redact = _RedactSecrets([api_key])
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(redact)
     webserver = make_webserver(host or settings.rag_host, port or settings.rag_port, api_key=api_key,
                                max_request_bytes=settings.rag_max_request_bytes)
     register_routes(webserver, graph, settings)

@@ -196,13 +196,14 @@ class VectorStore:
         with self._lock:
             return self._connection().execute("DELETE FROM rag_chunks WHERE path = ANY(%s)", (paths,)).rowcount
 
-    def delete_except(self, keep_chunk_ids: Iterable[str]) -> int:
-        """Delete every chunk not in ``keep_chunk_ids`` (reconciliation after a restart:
-        documents removed while the service was down)."""
+    def delete_except(self, keep_chunk_ids: Iterable[str], model: str | None = None) -> int:
+        """Delete every chunk of ``model`` (default this store's) not in ``keep_chunk_ids``
+        (reconciliation after a restart: documents removed while the service was down)."""
         keep = sorted(set(keep_chunk_ids))
         with self._lock:
-            return self._connection().execute("DELETE FROM rag_chunks WHERE NOT (chunk_id = ANY(%s))",
-                                              (keep,)).rowcount
+            return self._connection().execute(
+                "DELETE FROM rag_chunks WHERE model = %s AND NOT (chunk_id = ANY(%s))",
+                (model or self.model, keep)).rowcount
 
     # ---- reads -------------------------------------------------------------------------
     def load_cache(self, model: str | None = None) -> dict[str, np.ndarray]:
@@ -310,6 +311,7 @@ class PgvectorSink:
         self.reconcile_after_s = reconcile_after_s
         self.started = _time.monotonic()
         self.reconciled = reconcile_after_s is None
+        self.last_change = _time.monotonic()
         self.live: dict[str, str] = {}  # chunk_id → path, what the index holds now
         self._upserts: dict[str, tuple[str, dict, Any]] = {}  # chunk_id → (text, metadata, vector or None)
         self._deletes: set[str] = set()
@@ -329,6 +331,7 @@ class PgvectorSink:
         metadata = _as_dict(row.get(self.metadata_column))
         chunk = chunk_from_row(text, metadata, None)
         with self._lock:
+            self.last_change = _time.monotonic()
             if is_addition:
                 vector = row.get(self.vector_column) if self.vector_column else None
                 self._upserts[chunk.chunk_id] = (text, metadata, vector)
@@ -374,7 +377,11 @@ class PgvectorSink:
                 return
             self._deletes -= deletes
             self._upserts = waiting
-            if not self.reconciled and _time.monotonic() - self.started >= self.reconcile_after_s:
+            # reconcile once the index has delivered its initial documents: something came
+            # and no change arrived for reconcile_after_s (while nothing came at all, a large
+            # first batch is still being embedded: the index holds nothing yet)
+            if (not self.reconciled and self.live
+                    and _time.monotonic() - self.last_change >= self.reconcile_after_s):
                 self.reconcile()
 
     def reconcile(self) -> int:
@@ -383,7 +390,7 @@ class PgvectorSink:
         ``reconcile_after_s`` after the sink started, at the next batch end)."""
         with self._lock:
             try:
-                removed = self.store.delete_except(set(self.live) | set(self._upserts))
+                removed = self.store.delete_except(set(self.live) | set(self._upserts), self.model)
             except Exception as exc:
                 log.error("pgvector sink: reconcile failed (%s)", exc)
                 return 0
