@@ -164,6 +164,13 @@ class Settings(BaseSettings):
         default=1, ge=1, le=64, description="torch threads in the serving process (more stall queries on 2 cores).")
     rag_pgvector: bool = Field(
         default=True, description="Keep a durable copy of the chunk vectors in the warehouse (pgvector table rag_chunks).")
+    rag_pgvector_reconcile_s: float = Field(
+        default=60.0, gt=0, description="After the index delivered its documents and stayed quiet this long, chunks of "
+                                        "documents removed while the service was down are deleted from rag_chunks.")
+    rag_pinecone_api_key: SecretStr | None = Field(
+        default=None, description="Pinecone API key (secret); with the index host, the chunk vectors also go to Pinecone.")
+    rag_pinecone_index_host: str | None = Field(
+        default=None, description="Host of the Pinecone index (serverless, the embedder's dimension, cosine).")
     rag_live_records: bool = Field(
         default=True, description="Index the catalog products and current B1/B3 tariffs as documents too.")
     rag_records_poll_s: float = Field(default=5.0, gt=0, description="How often the live records are re-read.")

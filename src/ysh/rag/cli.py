@@ -61,8 +61,14 @@ def _warehouse_parts(settings):
     (``YSH_RAG_PGVECTOR``): extra document tables, the embedding cache's seed (no full
     re-embed after a restart) and the sink attached before the run. Without a reachable
     warehouse the service still runs, over the documents alone, and says so."""
+    from .pinecone import PineconeStore
+
+    pinecone = PineconeStore.from_settings(settings)
+    if pinecone is not None:
+        console.print(f"Pinecone: the chunk vectors also go to {settings.rag_pinecone_index_host} "
+                      f"(namespace {settings.rag_embedder})")
     if not (settings.rag_live_records or settings.rag_pgvector):
-        return [], None, None
+        return [], None, _pinecone_only(pinecone, settings)
     from .. import db
 
     try:
@@ -70,7 +76,7 @@ def _warehouse_parts(settings):
     except Exception as exc:  # the documents alone are still worth serving
         console.print(f"[yellow]warehouse unavailable ({exc}); serving the documents only, without live records "
                       "or the pgvector copy[/]")
-        return [], None, None
+        return [], None, _pinecone_only(pinecone, settings)
     extra, seed, on_ready = [], None, None
     if settings.rag_live_records:
         from .records import live_records_table
@@ -90,9 +96,29 @@ def _warehouse_parts(settings):
         def on_ready(graph):
             vectors = graph.embedder.cache.vectors
             attach_pgvector_sink(graph.store.chunked_docs, store, lambda text: vectors.get(text_sha256(text)),
-                                 model=graph.embedder.cache.model_name)
-
+                                 model=graph.embedder.cache.model_name,
+                                 reconcile_after_s=settings.rag_pgvector_reconcile_s)
+            if pinecone is not None:
+                _pinecone_only(pinecone, settings)(graph)
+    else:
+        on_ready = _pinecone_only(pinecone, settings)
     return extra, seed, on_ready
+
+
+def _pinecone_only(pinecone, settings):
+    """The optional Pinecone copy: the same sink as pgvector's, over a PineconeStore."""
+    if pinecone is None:
+        return None
+    from .embedding import text_sha256
+    from .vectors import attach_pgvector_sink
+
+    def on_ready(graph):
+        vectors = graph.embedder.cache.vectors
+        attach_pgvector_sink(graph.store.chunked_docs, pinecone, lambda text: vectors.get(text_sha256(text)),
+                             model=graph.embedder.cache.model_name,
+                             reconcile_after_s=settings.rag_pgvector_reconcile_s, name="rag_pinecone")
+
+    return on_ready
 
 
 @app.command("eval")

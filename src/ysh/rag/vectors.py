@@ -403,8 +403,8 @@ class PgvectorSink:
     def _retry_loop(self, every_s: float) -> None:
         while not self._stop.wait(every_s):
             with self._lock:
-                busy = bool(self._upserts or self._deletes)
-            if busy:
+                busy = bool(self._upserts or self._deletes) or (not self.reconciled and bool(self.live))
+            if busy:  # pending writes, or a reconciliation waiting for the index to go quiet
                 self.flush()
 
     def stop(self) -> None:

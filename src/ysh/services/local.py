@@ -440,7 +440,7 @@ def _mosquitto_argv(service: LocalService, port: int) -> list[str]:
         "# `ysh om run` reads telemetry with QoS 1 and a persistent session: the broker keeps",
         "# what arrives while the pipeline restarts, and lets many messages be in flight",
         "max_queued_messages 2000000",
-        "max_inflight_messages 10000",
+        "max_inflight_messages 0",  # no limit: Pathway acknowledges only at its checkpoints
         "set_tcp_nodelay true",
         f"# logs go to stderr, which ysh redirects to {service.log_file}",
         "log_dest stderr",
