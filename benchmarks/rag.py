@@ -1,7 +1,7 @@
 """Hélio RAG benchmark: freshness, query latency under load, indexing throughput.
 
     python benchmarks/rag.py [--part all|freshness|latency|indexing] [--chunks 10000]
-                             [--docs 30] [--clients 16] [--requests 40] [--server ysh|prototype]
+                             [--docs 30] [--clients 16] [--requests 40]
 
 Each part runs ``ysh rag serve`` in a subprocess over a temporary documents folder
 (``ysh.rag.evaluation.start_service``), with the pgvector copy and the live records off
@@ -136,10 +136,6 @@ def fmt_ms(values) -> str:
             f"p99 {pct(values, 99) * 1000:.0f} ms, max {max(values) * 1000:.0f} ms")
 
 
-def command(server: str):
-    return ev.SERVE_COMMAND if server == "ysh" else ev.PROTOTYPE_COMMAND
-
-
 # --------------------------------------------------------------------------------------
 # 1. freshness
 # --------------------------------------------------------------------------------------
@@ -149,7 +145,7 @@ def bench_freshness(args, work: Path) -> None:
     rng = random.Random(5)
     lags: list[float] = []
     misses = 0
-    with ev.start_service(folder, env=SERVICE_ENV, command=command(args.server), timeout_s=args.timeout,
+    with ev.start_service(folder, env=SERVICE_ENV, command=ev.SERVE_COMMAND, timeout_s=args.timeout,
                           log_path=work / "freshness.log") as service, service.client(timeout=30) as client:
         print(f"freshness: service ready in {service.started_s:.1f} s over {ev.count_documents(folder)} files")
         for i in range(args.docs):
@@ -236,7 +232,7 @@ def direct_embedding(texts: list[str], threads: int) -> float:
 def bench_corpus(args, work: Path, parts: set[str]) -> None:
     tiny = work / "tiny"
     make_corpus(tiny, 1, seed=1)
-    with ev.start_service(tiny, env=SERVICE_ENV, command=command(args.server), timeout_s=args.timeout,
+    with ev.start_service(tiny, env=SERVICE_ENV, command=ev.SERVE_COMMAND, timeout_s=args.timeout,
                           log_path=work / "tiny.log") as service:
         baseline_s = service.started_s
     print(f"startup (spawn → one-document folder indexed): {baseline_s:.1f} s")
@@ -245,7 +241,7 @@ def bench_corpus(args, work: Path, parts: set[str]) -> None:
     texts = make_corpus(folder, args.chunks)
     files = ev.count_documents(folder)
     print(f"corpus: {len(texts)} sections (~1 chunk each) in {files} Markdown files")
-    with ev.start_service(folder, env=SERVICE_ENV, command=command(args.server), timeout_s=args.timeout,
+    with ev.start_service(folder, env=SERVICE_ENV, command=ev.SERVE_COMMAND, timeout_s=args.timeout,
                           log_path=work / "corpus.log") as service, service.client() as client:
         index_s = max(0.01, service.started_s - baseline_s)
         stats = client.get("/v1/statistics").json()
@@ -281,12 +277,11 @@ def main(argv=None) -> None:
     ap.add_argument("--docs", type=int, default=30, help="new documents in the freshness run")
     ap.add_argument("--clients", type=int, default=16)
     ap.add_argument("--requests", type=int, default=40, help="queries per client")
-    ap.add_argument("--server", choices=["ysh", "prototype"], default="ysh")
     ap.add_argument("--timeout", type=float, default=1800.0, help="seconds allowed for an initial indexing")
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder (logs, corpus)")
     args = ap.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="ysh-rag-bench-"))
-    print(f"work folder: {work} (server: {args.server}; python {sys.version.split()[0]}; {os.cpu_count()} CPUs)")
+    print(f"work folder: {work} (python {sys.version.split()[0]}; {os.cpu_count()} CPUs)")
     try:
         if args.part in ("all", "freshness"):
             bench_freshness(args, work)

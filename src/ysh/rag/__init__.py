@@ -1,1 +1,1 @@
-"""RAG (issue 5): research prototype; see prototype.py and /work/notes/rag_stack.md."""
+"""RAG for Hélio (issue 5): a live hybrid index over documents and live records, and the answer API; see docs/rag.md."""

@@ -289,8 +289,6 @@ def print_report(report: EvalReport, console=None, *, show_misses: bool = True) 
 # a service in a subprocess
 # --------------------------------------------------------------------------------------
 SERVE_COMMAND = (sys.executable, "-m", "ysh.cli", "rag", "serve")
-#: the research prototype (no `retriever` field, no /v2/answer), for comparisons
-PROTOTYPE_COMMAND = (sys.executable, "-m", "ysh.rag.prototype", "serve")
 
 
 @dataclass
@@ -322,7 +320,7 @@ def statistics_of(client: httpx.Client, url: str) -> dict:
 
 
 def indexed_files(stats: Mapping[str, Any]) -> int:
-    """Files the service reports (``files``; the stock/prototype ``file_count``)."""
+    """Files the service reports (``files``; Pathway's stock document store says ``file_count``)."""
     return int(stats.get("files", stats.get("file_count")) or 0)
 
 
