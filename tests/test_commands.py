@@ -23,6 +23,12 @@ def test_demo_lands_samples_materializes_assets_and_prints_the_summary(tmp_path,
                      "top products by number of offers", "ysh ui"):
         assert expected in out
     assert query(warehouse, "SELECT count(DISTINCT distributor) FROM items_normalized") == [(5,)]
+    # O&M: a simulated fleet day with its alerts and summary
+    for expected in ("O&M alerts on", "inverter_trip", "comm_loss", "day summary (om_alerts_daily)", "MTTR"):
+        assert expected in out
+    assert query(warehouse, "SELECT count(*) FROM om_alerts WHERE rule = 'inverter_trip'")[0][0] >= 1
+    # RAG: Hélio indexed the corpus and the live records, answered with citations
+    assert "Hélio indexed" in out and out.count("↳") >= 3 and "tarifa://" in out  # a live record cited
     # the run is recorded in the Dagster instance that `ysh ui` shows
     assert (tmp_path / "home" / "dagster" / "storage").is_dir()
 
@@ -34,6 +40,14 @@ def test_benchmark_runs_and_prints_ratios(tmp_path):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "ratio vs plain" in done.stdout
     assert "pathway 2 proc" in done.stdout and "3,000" in done.stdout
+
+
+def test_om_benchmark_runs_and_prints_the_ratio(tmp_path):
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "om.py"), "--plants", "20", "--hours", "2",
+                           "--mqtt-events", "0"], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "COLUMNS": "160"})
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "× baseline" in done.stdout and "pipeline → PostgreSQL" in done.stdout
 
 
 def test_tariffs_benchmark_runs(tmp_path):
