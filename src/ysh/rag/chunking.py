@@ -195,7 +195,7 @@ def fold_text(text: str) -> str:
     Pathway's tantivy index has no ASCII folding (``transicao`` would not match
     ``Transição``) and parses queries with tantivy's QueryParser, for which ``:`` ``"``
     ``(`` ``-`` ``AND`` are syntax (an ``EngineError`` otherwise). Folding both the indexed
-    text and the query the same way fixes both (rag_stack.md §5).
+    text and the query the same way fixes both (docs/rag.md, Index).
     """
     decomposed = unicodedata.normalize("NFKD", text)
     stripped = "".join(c for c in decomposed if not unicodedata.combining(c))

@@ -53,7 +53,7 @@ class SentenceTransformerBackend:
 
     ``torch_threads``: 1 on a 2-core machine — torch's default 2 intra-op threads next to
     Pathway's worker stall ~40 % of queries by ~0.5 s (OpenMP oversubscription) and bulk
-    embedding is not faster (rag_stack.md §7)."""
+    embedding is not faster (measured: docs/rag.md)."""
 
     def __init__(self, model: str, *, name: str | None = None, torch_threads: int = 1, batch_size: int = 64):
         import torch

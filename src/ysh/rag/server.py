@@ -17,7 +17,7 @@ Routes (JSON in, JSON out; GET takes the same fields as query parameters):
 ``X-API-Key`` is required on every other route when ``rag_api_key`` is set (401), and
 bodies over ``rag_max_request_bytes`` are refused (413). Bad input gets a 400 saying why.
 Routes use ``delete_completed_queries=False``: ``True`` panics Pathway 0.33's engine on
-the second query (``TryFromIntError(NegOverflow)``, rag_stack.md §8).
+the second query (``TryFromIntError(NegOverflow)``; docs/rag.md).
 """
 
 import hmac
