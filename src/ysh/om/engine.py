@@ -32,8 +32,13 @@ from .rules import DEFAULT_THRESHOLDS, Alert, Thresholds, WindowStat, advance, e
 RULES_HORIZON = timedelta(hours=2)
 
 
-def utc(value) -> datetime:
-    """A Pathway/pandas timestamp or a datetime, as an aware UTC datetime."""
+def utc(value):
+    """A Pathway/pandas timestamp, a datetime or an ISO string, as an aware UTC datetime
+    (naive ones are taken as UTC); None stays None."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value.replace("Z", "+00:00"))
     value = value.to_pydatetime() if hasattr(value, "to_pydatetime") else value
     return value.astimezone(timezone.utc) if value.tzinfo else value.replace(tzinfo=timezone.utc)
 

@@ -10,7 +10,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Mapping
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -21,6 +21,7 @@ from .. import db
 from ..db import Warehouse
 from ..notify import Notice, SlackNotifier, enqueue_notices, send_pending
 from ..settings import Settings
+from .engine import utc
 from .rules import SEVERITY
 
 log = logging.getLogger("ysh.om.sinks")
@@ -28,24 +29,15 @@ log = logging.getLogger("ysh.om.sinks")
 SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
 
 
-def _utc(value) -> datetime | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    value = value.to_pydatetime() if hasattr(value, "to_pydatetime") else value
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-
-
 def alert_notices(alert: Mapping[str, Any]) -> list[Notice]:
     """The outbox entries of one alert row: its opening, and its resolution once resolved."""
     where = f"{alert['plant_id']}/{alert['inverter_id']}" if alert["inverter_id"] != "*" else alert["plant_id"]
-    opened = _utc(alert["opened_at"])
+    opened = utc(alert["opened_at"])
     severity = SEVERITY.get(alert["rule"], "warning")
     notices = [Notice(f"om:{alert['alert_key']}", "om_opened",
                       f":rotating_light: O&M {severity}: {alert['rule']} em {where} desde "
                       f"{opened:%Y-%m-%d %H:%M} UTC")]
-    resolved = _utc(alert.get("resolved_at"))
+    resolved = utc(alert.get("resolved_at"))
     if resolved is not None:
         minutes = round((resolved - opened).total_seconds() / 60)
         notices.append(Notice(f"om-resolved:{alert['alert_key']}", "om_resolved",
@@ -94,7 +86,7 @@ class AlertSink:
     def on_time_end(self, time: int) -> None:
         if not self._rows:
             return
-        rows = sorted(self._rows.values(), key=lambda r: (_utc(r["opened_at"]), r["alert_key"]))
+        rows = sorted(self._rows.values(), key=lambda r: (utc(r["opened_at"]), r["alert_key"]))
         notices = [n for r in rows if self.notify and SEVERITY_RANK[SEVERITY.get(r["rule"], "warning")] >= self.min_rank
                    for n in alert_notices(r)]
         new: list[str] = []
@@ -113,8 +105,8 @@ class AlertSink:
                         "ELSE om_alerts.details END "
                         "WHERE om_alerts.resolved_at IS NULL AND (EXCLUDED.resolved_at IS NOT NULL "
                         "OR om_alerts.details IS DISTINCT FROM EXCLUDED.details)",
-                        [(r["alert_key"], r["plant_id"], r["inverter_id"], r["rule"], _utc(r["opened_at"]),
-                          _utc(r["resolved_at"]), _jsonb(r["details"])) for r in rows])
+                        [(r["alert_key"], r["plant_id"], r["inverter_id"], r["rule"], utc(r["opened_at"]),
+                          utc(r["resolved_at"]), _jsonb(r["details"])) for r in rows])
                 new[:] = enqueue_notices(conn, notices)
 
         _with_retries("writing O&M alerts", write)
@@ -172,7 +164,7 @@ def line_protocol(window: Mapping[str, Any]) -> str:
     and inverter, timestamp = window start in seconds)."""
     parts = [f"{name}={float(window[name])!r}" for name in LINE_FIELDS if window.get(name) is not None]
     parts.append(f"samples={int(window['samples'])}i")
-    start = _utc(window["window_start"])
+    start = utc(window["window_start"])
     return (f"om_inverter_5min,plant_id={_tag(window['plant_id'])},inverter_id={_tag(window['inverter_id'])} "
             f"{','.join(parts)} {int(start.timestamp())}")
 
@@ -266,18 +258,22 @@ class StatusWriter:
         self._thread.start()
 
     def _beat(self) -> None:
+        conn = None  # one connection for the thread's life, reopened when it breaks
         while not self.stopping.wait(self.interval_s):
             try:
-                with db.connect(self.warehouse.dsn, self.warehouse.schema, autocommit=True) as conn:
-                    conn.execute("UPDATE om_stream_status SET heartbeat_at = now() WHERE pipeline = 'om'")
+                if conn is None or conn.closed or conn.broken:
+                    conn = db.connect(self.warehouse.dsn, self.warehouse.schema, autocommit=True)
+                conn.execute("UPDATE om_stream_status SET heartbeat_at = now() WHERE pipeline = 'om'")
             except Exception as exc:
                 log.warning("O&M heartbeat not written: %s", exc)
+        if conn is not None:
+            conn.close()
 
     def attach(self, windows: pw.Table) -> None:
         pw.io.subscribe(windows, on_change=self.on_change, on_time_end=self.on_time_end, name="om_status_sink")
 
     def on_change(self, key, row: dict, time: int, is_addition: bool) -> None:
-        end = _utc(row["window_end"])
+        end = utc(row["window_end"])
         if is_addition and (self._latest is None or end > self._latest):
             self._latest = end
 

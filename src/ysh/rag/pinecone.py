@@ -36,7 +36,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from .vectors import ChunkVector, SearchHit
+from .vectors import ChunkVector, SearchHit, latest_by_id
 
 log = logging.getLogger("ysh.rag.pinecone")
 
@@ -250,9 +250,7 @@ class PineconeStore:
         """Write chunks into the model's namespace by ``chunk_id`` (Pinecone overwrites a
         record with the same id). Returns the number of records upserted."""
         model = model or self.model
-        latest: dict[str, ChunkVector] = {}
-        for chunk in chunks:
-            latest[chunk.chunk_id] = chunk  # last one wins within a batch
+        latest = latest_by_id(chunks)
         if not latest:
             return 0
         records = [{"id": chunk_id, "values": _values(c.vector), "metadata": record_metadata(c, model)}

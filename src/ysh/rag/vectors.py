@@ -108,6 +108,11 @@ def _json_safe(value):
     return str(value)
 
 
+def latest_by_id(chunks: Iterable[ChunkVector]) -> dict[str, ChunkVector]:
+    """The chunks by ``chunk_id``, the last one winning (a batch may carry a chunk twice)."""
+    return {chunk.chunk_id: chunk for chunk in chunks}
+
+
 class VectorStore:
     """``rag_chunks`` of one warehouse schema. Thread-safe (one connection, one lock);
     reconnects after a lost connection.
@@ -150,9 +155,7 @@ class VectorStore:
         metadata did not change are left alone, so ``updated_at`` is the last real change).
         Returns the number of rows written."""
         model = model or self.model
-        latest: dict[str, ChunkVector] = {}
-        for chunk in chunks:
-            latest[chunk.chunk_id] = chunk  # last one wins within a batch
+        latest = latest_by_id(chunks)
         if not latest:
             return 0
         columns = ("chunk_id", "path", "chunk_index", "title", "section", "page", "text", "metadata",
