@@ -154,8 +154,10 @@ def test_a_document_newer_than_the_index_by_over_a_minute_fails_the_check(docs, 
 
 
 def test_a_stale_index_by_the_services_own_clock_fails(docs, service):
-    service.stats = {"files": 3, "chunks": 12, "errors": 0, "last_modified": "2026-11-26T10:05:00Z",
-                     "last_indexed": "2026-11-26T10:00:00Z"}
+    # relative to now and newer than the folder's files (an hour old), so the lag is the
+    # service's own 300 s on any day
+    now = int(time.time())
+    service.stats = {"files": 3, "chunks": 12, "errors": 0, "last_modified": now, "last_indexed": now - 300}
     result = health_job().execute_in_process(instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
     (evaluation,) = result.get_asset_check_evaluations()
     assert not evaluation.passed and evaluation.metadata["index_lag_s"].value == 300
