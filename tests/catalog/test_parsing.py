@@ -214,10 +214,13 @@ def test_company_names_resolve_to_their_brand(written, canonical):
     "written, category",
     [
         ("Módulo Fotovoltaico", "module"), ("module", "module"), ("Painel Solar", "module"),
-        ("Inversor", "inverter"), ("Inversor Híbrido", "inverter"), ("string inverter", "inverter"),
+        ("Inversor", "inverter"), ("Inversor Híbrido", "hybrid_inverter"), ("string inverter", "inverter"),
+        ("Inversor Off Grid", "offgrid_inverter"), ("kits", "kit"), ("Kit Fotovoltaico", "kit"),
         ("Microinversor", "microinverter"), ("Micro Inversor", "microinverter"),
         ("micro-inverter", "microinverter"), ("Bateria", "battery"), ("Battery", "battery"),
-        ("Acessório", "other"), ("String Box", "other"), ("Cabo", "other"),
+        ("Acessório", "accessory"), ("String Box", "string_box"), ("Cabo", "cable"),
+        ("Estrutura", "structure"), ("Controlador de Carga", "charge_controller"),
+        ("Carregador Veicular", "ev_charger"), ("Kit de Bombeamento Solar", "pump_kit"), ("Outros", "other"),
     ],
 )
 def test_category_values(written, category):
@@ -227,8 +230,9 @@ def test_category_values(written, category):
 @pytest.mark.parametrize(
     "written, category",
     [("Bateria Modular", "battery"), ("Módulo de Bateria", "battery"), ("Battery module", "battery"),
-     ("Inversor com Wi-Fi", "inverter"), ("Cabo para módulo", "other"), ("Estrutura para painel", "other"),
-     ("Kit de montagem", "other"), ("Modular", None)],
+     ("Inversor com Wi-Fi", "inverter"), ("Cabo para módulo", "cable"), ("Estrutura para painel", "structure"),
+     ("Kit de montagem", "structure"), ("Kit fixação p/ 2 módulos", "structure"), ("Modular", None),
+     ("Medidor inteligente para inversor", "accessory"), ("Controlador MPPT 40A", "charge_controller")],
 )
 def test_the_first_category_word_wins(written, category):
     assert p.parse_category(written) == category

@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from ysh.catalog import parsing as p
 from ysh.catalog.normalize import normalize_feed
 
 from ..conftest import REPO, SAMPLE_CATALOG
@@ -46,6 +47,6 @@ def test_sample_feed_inmetro_flags(filename):
 def test_every_sample_item_has_a_category_and_every_powered_item_a_power():
     for path in SAMPLE_CATALOG.iterdir():
         for item in normalize_feed(path.read_bytes(), str(path), path.stem).items:
-            assert item.category in ("module", "inverter", "microinverter", "battery", "other")
+            assert item.category in p.CATEGORIES
             if item.category in ("module", "inverter", "microinverter"):
                 assert item.power_w is not None and item.brand is not None, item

@@ -43,6 +43,16 @@ def normalize(
         f"[red]{report.quarantined} quarantined[/], {report.duplicate_skus} duplicate SKUs (last wins), "
         f"{report.products} products in {report.seconds:.2f}s"
     )
+    if report.non_product_rows:
+        console.print(f"{report.non_product_rows} rows skipped as not products (menus, breadcrumbs, empty rows; "
+                      "counted per file in files.jsonl)")
+    table = Table("distributor", "files", "product rows", "became items", "quarantined", "share",
+                  "distinct SKUs", title="per distributor (distinct SKUs: one item per SKU across its files)")
+    for name, (n_files, rows, items, quarantined) in report.by_distributor.items():
+        distinct = report.items_by_distributor.get(name)
+        table.add_row(name, str(n_files), str(rows), str(items), str(quarantined),
+                      f"{items / rows:.1%}" if rows else "–", str(distinct) if distinct is not None else "–")
+    console.print(table)
     print_reasons(report.quarantine_by_reason)
     console.print(f"written to [cyan]{out}[/]: items.jsonl, quarantine.jsonl, products.jsonl, files.jsonl")
 

@@ -212,7 +212,12 @@ def _read_csv(text: str) -> tuple[list[str], list[FeedRecord]]:
                 break
             spanned = reader.line_num - previous_line
             previous_line = reader.line_num
-            if spanned > 1 and any("\n" in cell and delimiter in cell.split("\n", 1)[1] for cell in row):
+            # a quote never closed swallows the following rows: the record then spans lines,
+            # its broken cell holds delimiters after the line break, and it comes up short
+            # of columns. A title that merely wraps (a storefront scrape's "…\n - 4,80 kWp")
+            # leaves the row its full width.
+            if spanned > 1 and (headers is None or len(row) < width) and any(
+                    "\n" in cell and delimiter in cell.split("\n", 1)[1] for cell in row):
                 records.append(FeedRecord(
                     line=start_line, fields={}, error="malformed_row",
                     detail="unterminated quote: the field runs into the following rows",

@@ -96,7 +96,12 @@ class RunReport:
     items: int = 0
     quarantined: int = 0
     duplicate_skus: int = 0
+    non_product_rows: int = 0  # menus, breadcrumbs, empty rows of storefront scrapes (skipped)
     products: int = 0
+    #: distributor → (files, product rows, rows that became items, quarantined)
+    by_distributor: dict[str, tuple[int, int, int, int]] = field(default_factory=dict)
+    #: distributor → items after the same SKU in several of its files collapsed (newest wins)
+    items_by_distributor: dict[str, int] = field(default_factory=dict)
     quarantine_by_reason: dict[str, int] = field(default_factory=dict)
     pruned: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
@@ -213,6 +218,15 @@ def run_static(
     report.files = len(files)
     report.rows = sum(f["rows"] for f in files)
     report.duplicate_skus = sum(f["duplicate_skus"] for f in files)
+    report.non_product_rows = sum(f.get("non_product_rows") or 0 for f in files)
+    per: dict[str, list[int]] = {}
+    for f in files:
+        counts = per.setdefault(f["distributor"], [0, 0, 0, 0])
+        counts[0] += 1
+        counts[1] += f["rows"]
+        counts[2] += f["items"]
+        counts[3] += f["quarantined"]
+    report.by_distributor = {d: tuple(c) for d, c in sorted(per.items())}
     report.quarantined = len(quarantine)
     report.quarantine_by_reason = dict(Counter(q["reason"] for q in quarantine).most_common())
     if out_dir is not None:
@@ -221,6 +235,7 @@ def run_static(
             filename, keys = JSONL_FILES[name]
             pw_runtime.write_jsonl(out_dir / filename, collectors[name].values(), keys)
         report.items = len(collectors["items"].values())
+        report.items_by_distributor = dict(Counter(i["distributor"] for i in collectors["items"].values()))
         report.products = len(collectors["products"].values()) if with_products else 0
     if warehouse is not None:
         if reconcile_after:

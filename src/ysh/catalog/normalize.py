@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import PurePosixPath
 from functools import lru_cache
 from typing import NamedTuple
 
+from . import exports as x
 from . import parsing as p
 from .feeds import FeedFormatError, FeedRecord, Value, read_feed
 
@@ -45,13 +46,22 @@ REASON_CODES = (
     MALFORMED_JSON, MALFORMED_RECORD, MALFORMED_ROW, UNPARSEABLE_FILE, EMPTY_FILE, INTERNAL_ERROR,
 )
 
-#: plausible power per category [W]: module STC max power, (micro)inverter rated AC power.
+#: plausible power per category [W]: module STC max power, inverters rated AC power, a
+#: kit its DC power (kWp × 1000).
 POWER_RANGES_W: dict[str, tuple[float, float]] = {
     "module": (5.0, 800.0),
     "microinverter": (100.0, 3_000.0),
     "inverter": (100.0, 250_000.0),
+    "hybrid_inverter": (100.0, 250_000.0),
+    "offgrid_inverter": (100.0, 250_000.0),
+    "kit": (100.0, 5_000_000.0),
 }
-POWERED_CATEGORIES = frozenset(POWER_RANGES_W)
+#: categories that must state a power (a module or an inverter without one is no offer)
+POWERED_CATEGORIES = frozenset({"module", "microinverter", "inverter", "hybrid_inverter", "offgrid_inverter"})
+#: categories whose power may be read from their text (besides the powered ones)
+TEXT_POWER_CATEGORIES = POWERED_CATEGORIES | {"kit", "ev_charger", "pump_kit"}
+#: categories not grouped into products across distributors (bundles and commodities)
+UNGROUPED_CATEGORIES = frozenset({"kit", "structure", "cable", "accessory", "other"})
 
 
 class CatalogItem(NamedTuple):
@@ -80,6 +90,18 @@ class CatalogItem(NamedTuple):
     product_key: str | None  # brand|MODELKEY: the physical product across distributors
     source_file: str
     line: int
+    # what storefront exports add (docs/catalog.md, "Storefront exports")
+    name: str | None = None  # the product's title when the export has one beside a description
+    voltage_v: float | None = None  # inverters: AC voltage [V]
+    battery_kwh: float | None = None  # batteries: energy [kWh]
+    availability: str | None = None  # in_stock | out_of_stock | on_order
+    structure_type: str | None = None  # kits: roof/ground structure ("Cerâmico", "Mini Trilho")
+    distribution_center: str | None = None  # kits: where the distributor ships from
+    components: str | None = None  # kits: JSON list of {kind, brand, power_w, quantity, description}
+    url: str | None = None
+    image_url: str | None = None
+    sku_source: str = "sku"  # sku | id | id+name | sku_text | url | image_url | name_code | model | name_hash
+    category_rule: str = ""  # which rule decided the category
 
     def to_dict(self) -> dict:
         return self._asdict()
@@ -112,12 +134,9 @@ class RowRejected(Exception):
 
 
 def _text(value: Value) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)  # JSON 12345.0 is the SKU/stock 12345
-    s = str(value).strip()
-    return s or None
+    """A field as text (JSON 12345.0 is the SKU/stock 12345); zero-width characters and
+    non-breaking spaces are cleaned; empty → None."""
+    return x.clean_cell(value)
 
 
 def _number(value: Value, parse) -> float:
@@ -151,7 +170,7 @@ def _optional_int(value: Value) -> int | None:
 def product_key(brand: str | None, model: str | None, category: str) -> str | None:
     """Key of the physical product: canonical brand + model key (``JA Solar|JAM72S30550MR``).
     Accessories and items without brand or model are not grouped into products."""
-    if not brand or not model or category == "other":
+    if not brand or not model or category in UNGROUPED_CATEGORIES:
         return None
     return f"{brand}|{p.model_key(model)}"
 
@@ -189,21 +208,50 @@ def _finite(values: dict) -> bool:
     return all(not isinstance(v, float) or math.isfinite(v) for v in values.values())
 
 
-def _category(fields: dict[str, str | None], facts: p.DescriptionFacts) -> str:
-    written = fields.get("category")
+_COARSE_COLUMN_WORDS = frozenset({"inverters", "panels", "cables", "structures", "accessories", "batteries",
+                                  "outros", "others", "diversos", "other", "produtos", "products"})
+
+
+def _category(written: str | None, texts: tuple[str, ...], kit_hint: bool) -> tuple[str, str]:
+    """Category and the rule that decided it.
+
+    1. a kit: the category column says so, or the text is a generator (a kWp power, an
+       inverter and a module named);
+    2. the product type that opens a title or description (storefront titles start with
+       it: ``MICRO INVERSOR …``, ``MEDIDOR INTELIGENTE …``) wins over a coarse category
+       column (a scraper's ``inverters`` page holds meters too);
+    3. else the category column (an unknown value rejects the row);
+    4. else the first category keyword anywhere in the texts.
+    An inverter is hybrid or off-grid when any text says so.
+    """
+    column, column_rule = p.category_with_rule(written) if written is not None else (None, "")
+    if column == "kit" or kit_hint:
+        return "kit", f"column: {written}" if column == "kit" else "kit: kWp + inverter + module in the text"
+    coarse = written is not None and p.normalize_header(written) in _COARSE_COLUMN_WORDS
+    all_text = " ".join(texts)
+    if column is None or coarse:
+        for text in texts:
+            category, rule, in_head = p.category_from_text(text)
+            if category is not None and in_head:
+                return _refined(category, all_text), f"title: {rule}"
+    if written is not None and column is not None:
+        return _refined(column, all_text), f"column: {column_rule}"
+    for text in texts:
+        category, rule, _ = p.category_from_text(text)
+        if category is not None:
+            return _refined(category, all_text), f"text: {rule}"
     if written is not None:
-        category = p.parse_category(written)
-        if category is None:
-            raise RowRejected(UNKNOWN_CATEGORY, f"category {written!r} is not a known category")
-        return category
-    if facts.category is not None:
-        return facts.category
+        raise RowRejected(UNKNOWN_CATEGORY, f"category {written!r} is not a known category")
     raise RowRejected(UNKNOWN_CATEGORY, "no category column and none found in the description")
 
 
-def _power_w(raw_value: Value, default_unit: str, category: str, facts: p.DescriptionFacts) -> float | None:
+def _refined(category: str, text: str) -> str:
+    return p._refine_inverter(category, p.strip_accents(text).lower()) if category == "inverter" else category
+
+
+def _power_w(raw_value: Value, default_unit: str, category: str, texts: tuple[str, ...]) -> float | None:
     written = _text(raw_value)
-    power: float | None
+    power: float | None = None
     if written is not None:
         try:
             power = _number(raw_value, lambda s: p.parse_power_w(s, default_unit))
@@ -211,13 +259,24 @@ def _power_w(raw_value: Value, default_unit: str, category: str, facts: p.Descri
                 power *= 1000.0
         except ValueError:
             if category not in POWERED_CATEGORIES:
-                return None  # batteries/accessories: power is informative only
-            raise RowRejected(UNPARSEABLE_POWER, f"power {written!r} is not a number with a W/kW unit")
-    else:
-        power = facts.power_w
-    if category not in POWERED_CATEGORIES:
+                power = None  # batteries/accessories: power is informative only
+            else:
+                raise RowRejected(UNPARSEABLE_POWER, f"power {written!r} is not a number with a W/kW unit")
+    elif category in TEXT_POWER_CATEGORIES:
+        for text in texts:
+            plain = p.strip_accents(text)
+            try:
+                power = p.find_kwp_w(plain) if category == "kit" else None
+                power = power or p.find_power_w(plain)
+            except ValueError:
+                power = None
+            if power is not None:
+                break
+    if category not in POWER_RANGES_W:
         return power
     if power is None:
+        if category not in POWERED_CATEGORIES:
+            return None
         raise RowRejected(MISSING_POWER, f"{category} without power (no column value, none in the description)")
     low, high = POWER_RANGES_W[category]
     if not low <= power <= high:
@@ -265,8 +324,12 @@ def _technology(category: str, written: str | None, text: str) -> str | None:
         return p.find_technology(written) if written else p.find_technology(text)
     if category == "microinverter":
         return "micro"
+    if category == "hybrid_inverter":
+        return "hybrid"
+    if category == "offgrid_inverter":
+        return "off-grid"
     if category == "inverter":
-        return "hybrid" if re.search(r"hibrid|hybrid", p.strip_accents(f"{written or ''} {text}"), re.I) else "string"
+        return "string"
     return written
 
 
@@ -275,52 +338,101 @@ class _Product(NamedTuple):
     the same descriptions, brands and models row after row, file after file)."""
 
     category: str | None  # None: unknown category (the row is rejected)
-    category_detail: str
+    category_detail: str  # the rule that decided, or why none did
     brand: str | None
     model: str | None
     technology: str | None
     product_key: str | None
     facts: p.DescriptionFacts
+    texts: tuple[str, ...]
 
 
 @lru_cache(maxsize=65_536)
-def _describe(description: str | None, brand_text: str | None, model_text: str | None,
-              category_text: str | None, technology_text: str | None) -> _Product:
-    facts = p.infer_from_description(description)
-    brand = p.canonical_brand(brand_text) or facts.brand
+def _describe(texts: tuple[str, ...], brand_text: str | None, model_text: str | None,
+              category_text: str | None, technology_text: str | None, distributor: str) -> _Product:
+    primary = texts[0] if texts else None
+    facts = p.infer_from_description(primary)
+    if brand_text is not None and p.is_distributor_name(brand_text, distributor):
+        brand_text = None  # a storefront dump's `manufacturer` naming the seller
+    brand = p.canonical_brand(brand_text)
+    if brand is None:
+        for text in texts:
+            found = p.find_brand(p.strip_accents(text))
+            if found:
+                brand = found[0]
+                break
     model = model_text or facts.model
+    if model is None:
+        model = next((m for m in (p.find_model(p.strip_accents(t), None) for t in texts[1:]) if m), None)
+    kit_hint = category_text is None and any(x.looks_like_kit(t) for t in texts)
     try:
-        category = _category({"category": category_text} if category_text is not None else {}, facts)
-        detail = ""
+        category, rule = _category(category_text, texts, kit_hint)
     except RowRejected as rejected:
-        return _Product(None, rejected.detail, brand, model, None, None, facts)
-    text = " ".join(t for t in (description, model) if t)
-    return _Product(category, detail, brand, model, _technology(category, technology_text, text),
-                    product_key(brand, model, category), facts)
+        return _Product(None, rejected.detail, brand, model, None, None, facts, texts)
+    if category == "kit":
+        brand, model = None, None  # a kit's brands are its components'
+    text = " ".join(t for t in (*texts, model or "") if t)
+    return _Product(category, rule, brand, model, _technology(category, technology_text, text),
+                    product_key(brand, model, category), facts, texts)
 
 
 def normalize_record(
     record: FeedRecord, mapping: p.HeaderMapping, *, distributor: str, source_file: str,
-    as_of: date | None = None,
+    as_of: date | None = None, context: "FeedContext | None" = None,
 ) -> CatalogItem | QuarantinedRow:
     """Turn one feed record into a catalog item, or into a quarantined row with a reason.
 
     ``as_of`` is the date the feed speaks for (its modification date): an Inmetro
-    registration dated after it is invalid. Never raises: an unexpected error in the rules
-    quarantines the row as ``internal_error`` (with the exception) instead of failing the
-    whole run.
+    registration dated after it is invalid. ``context`` carries what the whole file says
+    (component columns, ids shared by different products). Never raises: an unexpected
+    error in the rules quarantines the row as ``internal_error`` (with the exception)
+    instead of failing the whole run.
     """
     try:
         return _normalize_record(record, mapping, distributor=distributor, source_file=source_file,
-                                 as_of=as_of)
+                                 as_of=as_of, context=context or FeedContext())
     except Exception as exc:  # noqa: BLE001 - one bad row must not stop a pipeline
         return QuarantinedRow(distributor, source_file, record.line, INTERNAL_ERROR,
                               f"{type(exc).__name__}: {exc}"[:500], _raw_json(record))
 
 
+@dataclass(frozen=True)
+class FeedContext:
+    """What one file says beyond a record: its kit component columns (column → kind) and
+    the ids that the file gives to several different products."""
+
+    component_columns: dict[str, str] = field(default_factory=dict)
+    shared_ids: frozenset[str] = frozenset()
+    positional_ids: bool = False  # the id column is the scraper's row counter, not a product id
+
+
+def _first(values: dict[str, Value], columns: tuple[str, ...]) -> tuple[Value, str | None]:
+    for column in columns:
+        value = values.get(column)
+        text = _text(value)
+        if text is not None:
+            return value, text
+    return (values.get(columns[0]) if columns else None), None
+
+
+def _pricing_value(text: str | None) -> float | None:
+    """``pricing`` objects of storefront dumps: ``{"price": 1347.65, "currency": "BRL"}``."""
+    if not text or not text.startswith("{"):
+        return None
+    try:
+        doc = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    value = doc.get("price") if isinstance(doc, dict) else None
+    currency = str(doc.get("currency") or "BRL").upper() if isinstance(doc, dict) else "BRL"
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and currency == "BRL":
+        return float(value)
+    return None
+
+
 def _normalize_record(
     record: FeedRecord, mapping: p.HeaderMapping, *, distributor: str, source_file: str,
-    as_of: date | None,
+    as_of: date | None, context: FeedContext,
 ) -> CatalogItem | QuarantinedRow:
     def reject(reason: str, detail: str) -> QuarantinedRow:
         return QuarantinedRow(distributor, source_file, record.line, reason, detail, _raw_json(record))
@@ -331,44 +443,79 @@ def _normalize_record(
     raw: dict[str, Value] = {}
     fields: dict[str, str | None] = {}
     for name, columns in mapping.columns.items():
-        value = values.get(columns[0])
-        text = _text(value)
-        if text is None and len(columns) > 1:  # first non-empty synonym column
-            for column in columns[1:]:
-                value = values.get(column)
-                text = _text(value)
-                if text is not None:
-                    break
-        raw[name], fields[name] = value, text
+        raw[name], fields[name] = _first(values, columns)
     get = fields.get
+
+    # a scraper's shifted fields: a title that starts with the image URL, a price cell
+    # holding the description (then the description cell holds the model code)
+    image_in_name, name = x.split_leading_url(get("name"))
+    description = get("description")
+    model_text = get("model")
+    price_raw: Value = raw.get("price")
+    price_text = get("price")
+    moved_text = None
+    if price_text is not None and not isinstance(price_raw, (int, float)) and x.is_prose(price_text):
+        moved_text, price_raw = price_text, None
+        if description and x._is_code(description) and not x.is_prose(description):
+            model_text = model_text or description
+            description = None
+    extra_texts = tuple(t for t in (_text(values.get(c)) for c in mapping.columns.get("text", ())) if t)
+    texts = tuple(dict.fromkeys(t for t in (description, name, moved_text) if t))
     try:
-        sku = p.normalize_sku(get("sku"))
-        if sku is None:
-            raise RowRejected(MISSING_SKU, "no SKU")
-        description = get("description")
-        product = _describe(description, get("brand"), get("model"), get("category"), get("technology"))
+        product = _describe(texts, get("brand"), model_text, get("category"), get("technology"), distributor)
         if product.category is None:
             raise RowRejected(UNKNOWN_CATEGORY, product.category_detail)
         category, facts = product.category, product.facts
-        power_w = _power_w(raw.get("power"), mapping.power_unit, category, facts)
-        price_brl = _price_brl(raw.get("price"))
+        product_id = None if context.positional_ids else get("id")
+        if product_id is not None and p.normalize_sku(product_id) in context.shared_ids:
+            product_id = f"{product_id}~{x.name_hash(' '.join(texts))[:8]}"
+        sku, sku_source = x.derive_sku(
+            sku=get("sku"), product_id=product_id,
+            texts=[t for t in (get("sku_text"), *texts, *extra_texts) if t],
+            link=get("url"), image=get("image") or image_in_name, name=name or description or moved_text,
+            model=product.model)
+        if "sku" in mapping.columns and sku_source != "sku":
+            # the feed has a SKU column and this row left it empty: a data error of the
+            # distributor, not an export without SKUs (a made-up key could collide later)
+            raise RowRejected(MISSING_SKU, "no SKU")
+        if sku is None:
+            raise RowRejected(MISSING_SKU, "no SKU, id, product link, model code or product text")
+        if sku_source == "id" and product_id != get("id"):
+            sku_source = "id+name"
+        power_w = _power_w(raw.get("power"), mapping.power_unit, category, texts)
+        price_brl = _price_brl(x.price_cell_value(price_text) if price_raw is not None
+                               and not isinstance(price_raw, (int, float)) else price_raw)
+        if price_brl is None:
+            pricing = _pricing_value(get("pricing"))
+            price_brl = _price_brl(pricing) if pricing is not None else None
         stock_units = _stock_units(raw.get("stock"))
     except RowRejected as rejected:
         return reject(rejected.reason, rejected.detail)
 
+    all_text = " ".join(texts)
     efficiency = _optional_float(raw.get("efficiency"), "%")
     if efficiency is None and category == "module":
-        efficiency = facts.efficiency_pct
+        efficiency = p.find_marked_efficiency_pct(all_text) or facts.efficiency_pct
     if efficiency is not None and not 1.0 <= efficiency <= 40.0:
         efficiency = None
+    inverter = category in p.INVERTER_CATEGORIES
     phases = _optional_int(raw.get("phases"))
     if phases is None and get("phases"):
         phases = p.find_phases(fields["phases"])
-    if phases is None and category in ("inverter", "microinverter"):
-        phases = facts.phases
+    if phases is None and inverter:
+        phases = p.find_inverter_phases(all_text)
+    voltage = _optional_float(raw.get("voltage"), "v")
+    if voltage is None and inverter:
+        voltage = p.find_ac_voltage_v(all_text)
     mppt = _optional_int(raw.get("mppt"))
-    if mppt is None and category in ("inverter", "microinverter"):
-        mppt = facts.mppt_count
+    if mppt is None and inverter:
+        mppt = p.find_mppt_count(all_text)
+    structure, centre, components = get("structure"), get("distribution_center"), None
+    if category == "kit":
+        cells = [c for c in (_text(v) for v in values.values()) if c]
+        kit = x.kit_details(name or description, values, context.component_columns, structure, centre, cells)
+        structure, centre = kit.structure, kit.distribution_center
+        components = json.dumps(kit.components, ensure_ascii=False) if kit.components else None
     inmetro = get("inmetro")
     return CatalogItem(
         distributor=distributor,
@@ -376,7 +523,7 @@ def _normalize_record(
         category=category,
         brand=product.brand,
         model=product.model,
-        description=description,
+        description=description or moved_text or name,
         power_w=power_w,
         price_brl=price_brl,
         stock_units=stock_units,
@@ -394,6 +541,17 @@ def _normalize_record(
         product_key=product.product_key,
         source_file=source_file,
         line=record.line,
+        name=name if name and name != description else None,
+        voltage_v=voltage,
+        battery_kwh=p.find_battery_kwh(all_text) if category == "battery" else None,
+        availability=x.parse_availability(get("availability")),
+        structure_type=structure,
+        distribution_center=centre,
+        components=components,
+        url=get("url"),
+        image_url=get("image") or image_in_name,
+        sku_source=sku_source,
+        category_rule=product.category_detail,
     )
 
 
@@ -416,6 +574,9 @@ class FeedResult:
     quarantine: list[QuarantinedRow]
     duplicate_skus: int
     unknown_headers: tuple[str, ...] = ()
+    column_roles: dict = field(default_factory=dict)  # column → {role, confidence} (by content)
+    non_product_rows: dict = field(default_factory=dict)  # reason → rows skipped as not products
+    wide_rows_split: bool = False
 
     def stats(self) -> dict:
         return {
@@ -428,14 +589,93 @@ class FeedResult:
             "quarantined": len(self.quarantine),
             "duplicate_skus": self.duplicate_skus,
             "unknown_headers": list(self.unknown_headers),
+            "column_roles": self.column_roles,
+            "non_product_rows": sum(self.non_product_rows.values()),
+            "non_product_by_reason": self.non_product_rows,
+            "wide_rows_split": self.wide_rows_split,
         }
+
+
+def _with_inferred_columns(mapping: p.HeaderMapping, inference: x.ColumnInference) -> p.HeaderMapping:
+    """Named headers first: an inferred role only fills a field that no header names
+    (``text`` columns, a kit's component descriptions, are always added)."""
+    columns = {f: list(c) for f, c in mapping.columns.items()}
+    for column, role in inference.roles.items():
+        target = x.ROLE_FIELDS[role.role]
+        if target in columns and target != "text" and column not in columns[target]:
+            if target == "price" or target == "description":
+                continue
+            continue
+        columns.setdefault(target, []).append(column)
+    unknown = tuple(h for h in mapping.unknown if h not in inference.roles)
+    return p.HeaderMapping({f: tuple(c) for f, c in columns.items()}, mapping.power_unit, unknown)
+
+
+def _shared_ids(records: list[FeedRecord], mapping: p.HeaderMapping) -> frozenset[str]:
+    """Ids that one file gives to records with different product texts (a slug such as
+    ``FOTUS-KP04-114kWp-Ceramico-kits`` for the same kit from two centres): not keys."""
+    columns = mapping.columns.get("id", ())
+    text_columns = mapping.columns.get("name", ()) + mapping.columns.get("description", ())
+    if not columns:
+        return frozenset()
+    seen: dict[str, set[str]] = {}
+    for record in records:
+        if record.error:
+            continue
+        _, product_id = _first(record.fields, columns)
+        if product_id is None:
+            continue
+        text = " ".join(t for t in (_text(record.fields.get(c)) for c in text_columns) if t)
+        seen.setdefault(p.normalize_sku(product_id) or "", set()).add(text)
+    return frozenset(k for k, texts in seen.items() if len(texts) > 1)
+
+
+def _distinguish_model_skus(items: list[CatalogItem]) -> list[CatalogItem]:
+    """A SKU taken from a model code is shared by the offers of one model that a
+    storefront lists apart (``SUN-50K-G-LV`` shipped from two regions): when one file
+    gives it to different product texts, each becomes ``MODEL~hash`` of its text."""
+    texts: dict[str, set[str]] = {}
+    for item in items:
+        if item.sku_source == "model":
+            texts.setdefault(item.sku, set()).add(item.description or "")
+    shared = {sku for sku, seen in texts.items() if len(seen) > 1}
+    if not shared:
+        return items
+    return [item._replace(sku=f"{item.sku}~{x.name_hash(item.description or '')[:8]}", sku_source="model+name")
+            if item.sku in shared and item.sku_source == "model" else item for item in items]
+
+
+def _positional_ids(records: list[FeedRecord], mapping: p.HeaderMapping) -> bool:
+    """Whether a file's ids are a scraper's row counter (``solfacil_inverters_1``, ``_2``
+    … one prefix, numbers rising in file order): they name a position, not a product,
+    and change when the page changes, so they are no SKU."""
+    columns = mapping.columns.get("id", ())
+    if not columns:
+        return False
+    prefix, last, seen = None, -1, 0
+    for record in records:
+        if record.error:
+            continue
+        _, product_id = _first(record.fields, columns)
+        if product_id is None:
+            continue
+        m = re.fullmatch(r"(.*?[^\d])(\d+)", product_id)
+        if not m or (prefix is not None and m.group(1) != prefix) or int(m.group(2)) <= last:
+            return False
+        prefix, last, seen = m.group(1), int(m.group(2)), seen + 1
+    return seen >= 3
 
 
 def normalize_feed(data: bytes, source_file: str, distributor: str, as_of: date | None = None) -> FeedResult:
     """Decode and normalize one feed file. A file that cannot be read at all yields one
     quarantined row (line 0, ``unparseable_file`` or ``empty_file``) instead of an
     exception. The result depends only on the arguments (``as_of`` defaults to today): a
-    streaming engine may recompute it to retract a row."""
+    streaming engine may recompute it to retract a row.
+
+    Columns whose headers name no known field get a role from their content
+    (:func:`ysh.catalog.exports.infer_columns`); in a file without a SKU column, rows
+    that are menus, breadcrumbs or empty are counted (``non_product_rows``) and skipped.
+    """
     try:
         feed = read_feed(data, source_file)
     except FeedFormatError as exc:
@@ -443,15 +683,38 @@ def normalize_feed(data: bytes, source_file: str, distributor: str, as_of: date 
                              json.dumps({"_bytes": len(data)}))
         return FeedResult(source_file, distributor, "unknown", "unknown", 0, [], [row], 0)
     mapping = p.map_headers(feed.headers)
+    component_columns = {h: p.COMPONENT_FIELDS[p.normalize_header(h)] for h in mapping.unknown
+                         if p.normalize_header(h) in p.COMPONENT_FIELDS}
+    named = {c for cols in mapping.columns.values() for c in cols} | set(component_columns)
+    inference = x.infer_columns(feed.headers, feed.records, named)
+    mapping = _with_inferred_columns(mapping, inference)
+    records, split = x.split_wide_rows(feed.headers, feed.records, inference)
+    positional = _positional_ids(records, mapping)
+    context = FeedContext(component_columns, _shared_ids(records, mapping), positional)
+    if positional:
+        for column in mapping.columns.get("id", ()):
+            inference.roles[column] = x.ColumnRole("row_number", 1.0)
+    check_products = "sku" not in mapping.columns
+    price_columns = list(mapping.columns.get("price", ()))
+    text_columns = [c for f in ("description", "name", "text") for c in mapping.columns.get(f, ())]
     by_sku: dict[str, CatalogItem] = {}
     quarantine: list[QuarantinedRow] = []
+    skipped: dict[str, int] = {}
     duplicates = 0
-    for record in feed.records:
+    results: list[CatalogItem] = []
+    for record in records:
+        if check_products and not record.error:
+            reason = x.non_product_reason(record, feed.headers, price_columns, text_columns)
+            if reason is not None:
+                skipped[reason] = skipped.get(reason, 0) + 1
+                continue
         result = normalize_record(record, mapping, distributor=distributor, source_file=source_file,
-                                  as_of=as_of)
+                                  as_of=as_of, context=context)
         if isinstance(result, QuarantinedRow):
             quarantine.append(result)
-            continue
+        else:
+            results.append(result)
+    for result in _distinguish_model_skus(results):
         if result.sku in by_sku:
             duplicates += 1
             del by_sku[result.sku]  # re-insert so the order follows the winning line
@@ -461,9 +724,12 @@ def normalize_feed(data: bytes, source_file: str, distributor: str, as_of: date 
         distributor=distributor,
         format=feed.format,
         encoding=feed.encoding,
-        rows=len(feed.records),
+        rows=len(records) - sum(skipped.values()),
         items=list(by_sku.values()),
         quarantine=quarantine,
         duplicate_skus=duplicates,
         unknown_headers=mapping.unknown,
+        column_roles=inference.to_json(),
+        non_product_rows=skipped,
+        wide_rows_split=split,
     )

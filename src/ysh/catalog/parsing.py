@@ -85,6 +85,30 @@ HEADER_SYNONYMS: dict[str, tuple[str, ...]] = {
     "phases": ("fases", "phases", "fase"),
     "max_dc_voltage": ("max_dc_voltage_v", "tensao_max_cc", "vdc_max", "max_dc_voltage",
                        "tensao_maxima_cc"),
+    # storefront exports (JSON dumps, scrapes): an id, a title, a link, an image, a
+    # stated availability, and for kits the structure, the distribution centre and the
+    # component lists
+    "id": ("id", "product_id", "id_produto", "produto_id", "item_id"),
+    "name": ("name", "title", "titulo", "product_name", "nome_do_produto"),
+    "url": ("url", "link", "product_url", "href", "permalink", "url_produto"),
+    "image": ("image", "image_url", "imagem", "img", "foto", "thumbnail", "url_imagem"),
+    "availability": ("availability", "disponibilidade", "status_estoque", "stock_status",
+                     "situacao"),
+    "pricing": ("pricing", "precos", "offer", "offers"),
+    "structure": ("estrutura", "structure", "tipo_estrutura", "tipo_de_estrutura", "telhado"),
+    "distribution_center": ("centro_distribuicao", "centro_de_distribuicao", "cd",
+                            "distribution_center", "filial", "deposito"),
+    "voltage": ("tensao", "tensao_v", "voltage", "voltage_v", "tensao_ca", "tensao_saida"),
+}
+
+#: fields whose value is a JSON list of a kit's components, by component kind.
+COMPONENT_FIELDS: dict[str, str] = {
+    "panels": "module", "paineis": "module", "modulos": "module", "modules": "module",
+    "inverters": "inverter", "inversores": "inverter", "microinversores": "microinverter",
+    "batteries": "battery", "baterias": "battery",
+    "structures": "structure", "estruturas": "structure",
+    "accessories": "accessory", "acessorios": "accessory",
+    "components": "component", "componentes": "component", "itens_kit": "component",
 }
 
 _HEADER_INDEX: dict[str, str] = {
@@ -371,7 +395,54 @@ BRAND_ALIASES: dict[str, tuple[str, ...]] = {
     "Sofar": ("Sofar", "Sofar Solar", "SofarSolar"),
     "Solis": ("Solis", "Ginlong", "Ginlong Solis"),
     "Enphase": ("Enphase", "Enphase Energy"),
+    # makers seen in Brazilian distributors' storefronts (October 2025 exports)
+    "Hanersun": ("Hanersun", "Hanersun Solar"),
+    "OSDA": ("OSDA", "OSDA Solar"),
+    "Minasol": ("Minasol",),
+    "Tsuness": ("Tsuness", "TSUN", "TSUN ESS"),
+    "Solar N Plus": ("Solar N Plus", "SolarNPlus"),
+    "Unipower": ("Unipower", "Unip"),
+    "Livoltek": ("Livoltek",),
+    "Epever": ("Epever", "EPsolar"),
+    "Polimax": ("Polimax",),
+    "Chint": ("Chint", "Chint Power"),
+    "Intelbras": ("Intelbras",),
+    "Renovigi": ("Renovigi",),
+    "Solplanet": ("Solplanet",),
+    "SAJ": ("SAJ", "SAJ Electric"),
+    "FoxESS": ("FoxESS", "Fox ESS"),
+    "Auxsol": ("Auxsol",),
+    "Pylontech": ("Pylontech",),
+    "Dyness": ("Dyness",),
+    "Victron": ("Victron", "Victron Energy"),
+    "Sunova": ("Sunova", "Sunova Solar"),
+    "Znshine": ("Znshine", "ZNShine Solar"),
+    "Tongwei": ("Tongwei",),
+    "Leapton": ("Leapton",),
+    "Honor Solar": ("Honor Solar",),
+    "Ecoflow": ("EcoFlow",),
+    "Kehua": ("Kehua",),
+    "Solax": ("Solax", "SolaX Power"),
+    "Aiko": ("Aiko",),
+    "CCM": ("CCM", "CCM Estruturas"),
 }
+
+#: Brazilian distributors: a ``manufacturer`` that names one of them (storefront dumps
+#: write the seller there) is no brand, and the brand comes from the product text.
+DISTRIBUTOR_NAMES = ("Solfácil", "Solfacil", "FOTUS", "NeoSolar", "Aldo", "Aldo Solar", "ODEX",
+                     "Edeltec", "BelEnergy", "WEG Distribuidor", "Renovigi Distribuidor",
+                     "Soollar", "Serrana Solar", "SICES", "Elgin Distribuidor", "Solaryum")
+
+
+def is_distributor_name(text: str | None, distributor: str | None = None) -> bool:
+    """Whether ``text`` names a distributor (a known one, or the feed's own) rather than
+    a manufacturer."""
+    if not text:
+        return False
+    key = _brand_key(str(text))
+    names = DISTRIBUTOR_NAMES + ((distributor,) if distributor else ())
+    return any(key == _brand_key(n) or (len(key) > 3 and key.startswith(_brand_key(n)) and len(_brand_key(n)) > 3)
+               for n in names)
 
 
 def _brand_key(text: str) -> str:
@@ -442,56 +513,130 @@ def find_brand(text: str) -> tuple[str, tuple[int, int]] | None:
 # categories
 # --------------------------------------------------------------------------------------
 
-CATEGORIES = ("module", "inverter", "microinverter", "battery", "other")
+#: the catalog's categories (docs/catalog.md, "Categories").
+CATEGORIES = ("module", "inverter", "microinverter", "hybrid_inverter", "offgrid_inverter",
+              "battery", "kit", "structure", "string_box", "cable", "charge_controller",
+              "ev_charger", "pump_kit", "accessory", "other")
+#: categories whose power is a rated AC power (the inverter family)
+INVERTER_CATEGORIES = frozenset({"inverter", "microinverter", "hybrid_inverter", "offgrid_inverter"})
 
-# The category is the one whose keyword comes first in the text ("Cabo para módulo" is
-# a cable, "Inversor com Wi-Fi" an inverter); battery compounds are checked before that
-# ("Módulo de bateria" is a battery).
-_BATTERY_COMPOUND = re.compile(r"modulo\s+de\s+bateria|battery\s+module|bateria\s+modular")
+# Compound names are checked first (a "kit" of fixings is a structure, a "módulo de
+# bateria" a battery, a "controlador MPPT" no inverter); then the category whose keyword
+# comes first in the text decides ("Cabo para módulo" is a cable, "Inversor com Wi-Fi" an
+# inverter). Each rule has a name: the item records the one that decided.
+_COMPOUND_RULES: tuple[tuple[str, str], ...] = (
+    (r"modulo\s+de\s+bateria|battery\s+module|bateria\s+modular", "battery"),
+    (r"\bkit\s+(?:de\s+)?(?:bombeamento|bomba)|bomba\s+solar|bombeamento\s+solar|solar\s+pump"
+     r"|\bmotobomba", "pump_kit"),
+    (r"\bkits?\s+(?:de\s+|p/?\s*)?(?:fixa|suporte|montagem|telhado|estrutura|trilho|perfil|laje"
+     r"|solo|grampo|parafuso|aterramento|emenda)", "structure"),
+    (r"\bkits?\s+(?:de\s+)?(?:cabos?|conectores?)\b", "cable"),
+    (r"\bkits?\s+(?:gerador|fotovoltaico|solar|energia\s+solar|on[\s\-]?grid|off[\s\-]?grid|hibrido)"
+     r"|gerador\s+(?:de\s+energia\s+)?(?:solar|fotovoltaico)|\bsolar\s+kit\b", "kit"),
+    (r"controlador(?:es)?\s+(?:de\s+)?carga|charge\s+controller|controlador\s+(?:mppt|pwm)"
+     r"|\b\d{1,3}\s*a\s+(?:mppt|pwm)\b", "charge_controller"),
+    (r"carregador(?:es)?\s+(?:veicular|(?:de\s+|para\s+)?(?:veiculos?|carros?)\s*(?:eletricos?)?)|wall\s*box"
+     r"|\bev\s+charger|estacao\s+de\s+recarga|carregador\s+ev\b", "ev_charger"),
+    (r"unidade\s+de\s+controle|\bpcu\b|\bbms\b|medidor|smart\s*meter|datalogger|data\s+logger"
+     r"|ezlogger|\bdongle\b|wi[\s\-]?fi\s+(?:stick|kit|plus|box)", "accessory"),
+)
 _CATEGORY_RULES: tuple[tuple[str, str], ...] = (
     (r"micro[\s\-_]*invers|micro[\s\-_]*inverter|\bmicro\b", "microinverter"),
-    (r"\bbaterias?\b|\bbatter(y|ies)\b|\bbess\b|armazenamento|\bstorage\b", "battery"),
+    (r"\bbaterias?\b|\bbatter(y|ies)\b|\bbess\b|armazenamento|\bstorage\b|\blitio\b|\blithium\b"
+     r"|\b\d+\s*ah\b", "battery"),
     (r"invers|inverter|\bhibrido\b|\bhybrid\b", "inverter"),
+    (r"string[\s\-_]*box|stringbox|quadro\s+de\s+prote|caixa\s+de\s+juncao", "string_box"),
+    (r"\bcabos?\b|\bcables?\b|\bcabling\b", "cable"),
+    (r"estrutura|suporte|trilho|\bperfil|\bperfis\b|parafuso|grampo|\bgancho|fixacao|fixador"
+     r"|\bstructures?\b|mounting|\blaje\b", "structure"),
     (r"\bmodul(o|os|e|es)\b|\bpain(el|eis)\b|\bpanels?\b|\bplacas?\b|fotovoltaic|photovoltaic|\bpv\b",
      "module"),
-    (r"string[\s\-_]*box|stringbox|estrutura|\bcabos?\b|conector|\bmc4\b|acessori|accessor|suporte"
-     r"|ferramenta|disjuntor|\bdps\b|\bperfil|trilho|parafuso|grampo|otimizador|optimizer"
-     r"|smart[\s\-_]*meter|medidor|dongle|\bwi[\s\-_]*fi\b|datalogger|monitoramento|\bkit\b|\bcable",
-     "other"),
+    (r"conector|\bmc4\b|acessori|accessor|ferramenta|disjuntor|\bdps\b|otimizador|optimizer"
+     r"|\bwi[\s\-_]*fi\b|monitoramento|\bkit\b|\bfusivel|\bchave\b|\btomada", "accessory"),
 )
+_COMPOUND_REGEX = tuple((re.compile(p), c) for p, c in _COMPOUND_RULES)
 _CATEGORY_REGEX = tuple((re.compile(p), c) for p, c in _CATEGORY_RULES)
+#: a category column's own words (scrapers' English plurals, distributors' menus)
+_COLUMN_CATEGORIES = {
+    "kits": "kit", "kit": "kit", "kits_hibridos": "kit", "kits_off_grid": "kit", "kits_on_grid": "kit",
+    "geradores": "kit", "gerador": "kit", "inverters": "inverter", "panels": "module",
+    "cables": "cable", "structures": "structure", "accessories": "accessory",
+    "batteries": "battery", "outros": "other", "others": "other", "diversos": "other",
+}
+_HYBRID = re.compile(r"hibrid|hybrid")
+_OFFGRID = re.compile(r"off[\s\-]?grid|isolad[oa]|autonom")
 
 
-@lru_cache(maxsize=4_096)
+def _refine_inverter(category: str, s: str) -> str:
+    if category != "inverter":
+        return category
+    if _HYBRID.search(s):
+        return "hybrid_inverter"
+    if _OFFGRID.search(s):
+        return "offgrid_inverter"
+    return category
+
+
+@lru_cache(maxsize=8_192)
+def category_with_rule(text: str | None) -> tuple[str | None, str]:
+    """Category named in ``text`` and the rule that decided it (``"compound: kit fixacao"``,
+    ``"keyword: micro inversor"``); ``(None, "")`` when no rule matches. An inverter is a
+    hybrid or an off-grid inverter when the text says so anywhere."""
+    if text is None:
+        return None, ""
+    s = strip_accents(str(text)).lower().strip()
+    if not s:
+        return None, ""
+    if s in CATEGORIES:
+        return s, f"canonical: {s}"
+    key = re.sub(r"[^a-z0-9]+", "_", s).strip("_")
+    if key in _COLUMN_CATEGORIES:
+        return _COLUMN_CATEGORIES[key], f"category word: {s}"
+    best: tuple[int, str, str] | None = None
+    for regex, category in _COMPOUND_REGEX:
+        m = regex.search(s)
+        if m and (best is None or m.start() < best[0]):
+            best = (m.start(), category, f"compound: {m.group(0)}")
+    if best is None:
+        for regex, category in _CATEGORY_REGEX:
+            m = regex.search(s)
+            if m and (best is None or m.start() < best[0]):
+                best = (m.start(), category, f"keyword: {m.group(0)}")
+    if best is None:
+        return None, ""
+    category = _refine_inverter(best[1], s)
+    rule = best[2] if category == best[1] else f"{best[2]} + {category.replace('_inverter', '')}"
+    return category, rule
+
+
 def parse_category(text: str | None) -> str | None:
     """Category from a category column value (``"Módulo Fotovoltaico"`` → ``"module"``).
 
     Returns None when the text names no known category (the caller quarantines the row
     as ``unknown_category``); returns the value itself when it already is canonical.
     """
-    if text is None:
-        return None
-    s = strip_accents(str(text)).lower().strip()
-    if not s:
-        return None
-    if s in CATEGORIES:
-        return s
-    if _BATTERY_COMPOUND.search(s):
-        return "battery"
-    best: tuple[int, str] | None = None
-    for regex, category in _CATEGORY_REGEX:
-        m = regex.search(s)
-        if m and (best is None or m.start() < best[0]):
-            best = (m.start(), category)
-    return best[1] if best else None
+    return category_with_rule(text)[0]
 
 
 def category_from_description(text: str) -> str | None:
     """Category from a product description; only its first words are looked at, since
     descriptions start with the product type (``"Inversor Growatt ... para módulos"``)."""
+    return category_from_text(text)[0]
+
+
+@lru_cache(maxsize=16_384)
+def category_from_text(text: str) -> tuple[str | None, str, bool]:
+    """Category of a product text, the rule, and whether it was found in the text's head
+    (its first three words, where storefront titles name the product type)."""
     s = strip_accents(text).lower()
     head = " ".join(s.split()[:3])
-    return parse_category(head) or parse_category(s)
+    category, rule = category_with_rule(head)
+    if category is not None:
+        # the head decides the kind; hybrid/off-grid may be said later in the text
+        refined = _refine_inverter(category, s)
+        return refined, rule if refined == category else f"{rule} + {refined.replace('_inverter', '')}", True
+    category, rule = category_with_rule(s)
+    return category, rule, False
 
 
 # --------------------------------------------------------------------------------------
@@ -554,6 +699,83 @@ def find_mppt_count(text: str) -> int | None:
 def find_efficiency_pct(text: str) -> float | None:
     m = _EFFICIENCY_IN_TEXT.search(text)
     return parse_decimal(m.group(1)) if m else None
+
+
+_VOLTAGE_IN_TEXT = re.compile(r"(?<![\d.,])(\d{3})\s*v(?:ac|ca)?\b", re.I)
+_AC_VOLTAGES = frozenset({110, 115, 120, 127, 208, 220, 230, 240, 254, 380, 400, 415, 440, 480, 800})
+_SHORT_PHASES = (
+    (re.compile(r"\btri\b|\btrif\b", re.I), 3),
+    (re.compile(r"\bbif?\b", re.I), 2),
+    (re.compile(r"\bmono\b|\bmonof\b", re.I), 1),
+)
+_KWH_IN_TEXT = re.compile(r"(?<![\w.,])(\d+(?:[.,]\d+)?)\s*kwh\b", re.I)
+_AH_IN_TEXT = re.compile(r"(?<![\w.,])(\d+(?:[.,]\d+)?)\s*ah\b", re.I)
+_BATTERY_V_IN_TEXT = re.compile(r"(?<![\w.,])(\d{1,3}(?:[.,]\d+)?)\s*v(?:dc|cc)?\b", re.I)
+_EFFICIENCY_MARKED = re.compile(r"\bef(?:f|ic(?:iencia)?)?\.?\s*:?\s*(\d{1,2}(?:[.,]\d{1,2})?)\s*%", re.I)
+_KWP_IN_TEXT = re.compile(r"(?<![\w.,])(\d+(?:[.,]\d+)?)\s*kwp\b", re.I)
+
+
+def find_ac_voltage_v(text: str) -> float | None:
+    """AC voltage stated in an inverter's text (``"MONO 220V"`` → 220) [V]; only the
+    grid's standard voltages count, so a battery's 48 V or a string's 1100 V is not one."""
+    for m in _VOLTAGE_IN_TEXT.finditer(strip_accents(text)):
+        value = int(m.group(1))
+        if value in _AC_VOLTAGES:
+            return float(value)
+    return None
+
+
+def find_inverter_phases(text: str) -> int | None:
+    """Phases of an inverter, also from the storefronts' short forms (``MONO 220V``,
+    ``TRI 380V``); ``mono`` alone is not read on modules, where it means monocrystalline."""
+    found = find_phases(text)
+    if found is not None:
+        return found
+    s = strip_accents(text)
+    for regex, phases in _SHORT_PHASES:
+        if regex.search(s):
+            return phases
+    return None
+
+
+def find_battery_kwh(text: str) -> float | None:
+    """Usable energy of a battery [kWh]: a stated kWh (``5.1KWH``) first, else Ah × V
+    (``48V 100AH`` → 4.8)."""
+    s = strip_accents(text)
+    m = _KWH_IN_TEXT.search(s)
+    try:
+        if m:
+            return parse_decimal(m.group(1), ambiguous_comma="decimal")
+        ah, volts = _AH_IN_TEXT.search(s), _BATTERY_V_IN_TEXT.search(s)
+        if ah and volts:
+            return round(parse_decimal(ah.group(1), ambiguous_comma="decimal")
+                         * parse_decimal(volts.group(1), ambiguous_comma="decimal") / 1000.0, 3)
+    except ValueError:
+        return None
+    return None
+
+
+def find_kwp_w(text: str) -> float | None:
+    """A generator's DC power written in kWp (``"1,14 kWp"``, ``"9.92kWp"``) [W]."""
+    m = _KWP_IN_TEXT.search(text)
+    if not m:
+        return None
+    try:
+        return round(parse_decimal(m.group(1), ambiguous_comma="decimal") * 1000.0, 3)
+    except ValueError:
+        return None
+
+
+def find_marked_efficiency_pct(text: str) -> float | None:
+    """Efficiency written with its marker (``EF. 22.6%``, ``(22,1% EF.)``, ``eficiência 21%``)."""
+    s = strip_accents(text)
+    m = _EFFICIENCY_MARKED.search(s) or re.search(r"(\d{1,2}(?:[.,]\d{1,2})?)\s*%\s*ef\b", s, re.I)
+    if not m:
+        return None
+    try:
+        return parse_decimal(m.group(1), ambiguous_comma="decimal")
+    except ValueError:
+        return None
 
 
 _NOT_A_MODEL = re.compile(

@@ -100,7 +100,9 @@ def _make_normalize_udf(landing_root: str | None, distributor: str | None):
                  if modified_at_s > 0 else None)
         result = normalize_feed(data, path, _distributor_of(path, landing_root, distributor), as_of)
         quarantine = [row._replace(raw=pw.Json(json.loads(row.raw))) for row in result.quarantine]
-        return result.items, quarantine, pw.Json(result.stats())
+        items = [item._replace(components=pw.Json(json.loads(item.components))) if item.components else item
+                 for item in result.items]
+        return items, quarantine, pw.Json(result.stats())
 
     return normalize_file
 
@@ -231,7 +233,8 @@ def normalize_feeds(
     )
     # ids of `winners` derive from (distributor, sku): the upsert key is the row id
     items = item_rows.ix(winners.winner).select(
-        **_tuple_columns(pw.this.row, CatalogItem, {"line": "source_line"}),
+        **_tuple_columns(pw.this.row, CatalogItem, {"line": "source_line"},
+                         types={"components": pw.Json | None}),
         ingested_at=pw.this.ingested_at,
     )
 
@@ -254,6 +257,8 @@ def normalize_feeds(
         items=stats["items"].as_int(unwrap=True),
         quarantined=stats["quarantined"].as_int(unwrap=True),
         duplicate_skus=stats["duplicate_skus"].as_int(unwrap=True),
+        non_product_rows=stats["non_product_rows"].as_int(default=0, unwrap=True),
+        column_roles=stats["column_roles"],
         modified_at=pw.this.modified_at_s.dt.utc_from_timestamp(unit="s"),
         ingested_at=pw.this.ingested_at,
     )

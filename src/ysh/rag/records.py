@@ -42,7 +42,17 @@ CATEGORY_PT = {
     "module": "Módulo fotovoltaico",
     "inverter": "Inversor",
     "microinverter": "Microinversor",
+    "hybrid_inverter": "Inversor híbrido",
+    "offgrid_inverter": "Inversor off-grid",
     "battery": "Bateria",
+    "kit": "Kit gerador fotovoltaico",
+    "structure": "Estrutura de fixação",
+    "string_box": "String box",
+    "cable": "Cabo",
+    "charge_controller": "Controlador de carga",
+    "ev_charger": "Carregador veicular",
+    "pump_kit": "Kit de bombeamento solar",
+    "accessory": "Acessório",
     "other": "Item",
 }
 SUBGROUP_PT = {
