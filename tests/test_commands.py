@@ -22,7 +22,11 @@ def test_demo_lands_samples_materializes_assets_and_prints_the_summary(tmp_path,
                      "items per distributor and category", "quarantined rows by reason",
                      "top products by number of offers", "ysh ui"):
         assert expected in out
-    assert query(warehouse, "SELECT count(DISTINCT distributor) FROM items_normalized") == [(5,)]
+    # five generated sample feeds and the real exports of Solfácil and FOTUS
+    assert query(warehouse, "SELECT count(DISTINCT distributor) FROM items_normalized") == [(7,)]
+    assert "landed 18 real distributor exports" in out
+    assert query(warehouse, "SELECT count(*) FROM items_normalized WHERE distributor = 'fotus' "
+                            "AND category = 'kit' AND components IS NOT NULL")[0][0] > 400
     # O&M: a simulated fleet day with its alerts and summary
     for expected in ("O&M alerts on", "inverter_trip", "comm_loss", "day summary (om_alerts_daily)", "MTTR"):
         assert expected in out

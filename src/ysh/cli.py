@@ -195,6 +195,12 @@ def demo() -> None:
         raise typer.BadParameter(f"sample feeds not found at {sample}")
     landed = landing.land([sample], settings.landing_dir)
     console.print(f"[green]✓[/] landed {len(landed)} sample feeds in {settings.landing_dir}")
+    # the real October 2025 exports of two distributors, each in its own folder
+    exports = db.data_path("distributors", "exports")
+    real = [path for folder in sorted(exports.iterdir()) if folder.is_dir()
+            for path in landing.land([folder], settings.landing_dir, folder.name)]
+    console.print(f"[green]✓[/] landed {len(real)} real distributor exports (storefront scrapes, JSON dumps, kits) "
+                  f"from {', '.join(sorted({p.parent.name for p in real}))}")
     _materialize([*catalog_assets.ASSETS, *catalog_assets.CHECKS],
                  "catalog_raw → catalog_normalized → catalog_products")
     print_summary(warehouse)

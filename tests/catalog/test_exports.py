@@ -116,3 +116,27 @@ def test_named_headers_stay_the_first_choice():
             "INVERSOR GROWATT MIN 5000TL-X 5KW,5000,\"R$ 4.000,00\"\n")
     (item,) = feed(page).items
     assert item.price_brl == 5000.0
+
+
+def test_two_exports_of_one_storefront_name_an_offer_once(tmp_path):
+    from ysh.catalog import job
+
+    folder = tmp_path / "landing" / "loja"
+    folder.mkdir(parents=True)
+    # a dump without product numbers, and a page scrape that has them in its image links
+    (folder / "dump.json").write_text(json.dumps([
+        {"id": "loja_inverters_1", "name": "DEYE SUN-5K-G", "category": "inverters", "price": "R$ 3.531,60",
+         "description": "INVERSOR FOTOVOLTAICO SUN-5K-G EX 5KW DEYE MONO 220V"},
+        {"id": "loja_inverters_2", "name": "GOODWE GW3300-XS", "category": "inverters", "price": "R$ 3.585,88",
+         "description": "INVERSOR FOTOVOLTAICO GW3300-XS EX 3.3KW GOODWE MONO 220V"},
+        {"id": "loja_inverters_3", "name": "SOFAR 5KTLM-G3", "category": "inverters", "price": "R$ 3.644,58",
+         "description": "INVERSOR FOTOVOLTAICO 5KTLM-G3 EX 5KW SOFAR MONO 220V"},
+    ]), encoding="utf-8")
+    (folder / "scrape.csv").write_text(
+        "loaded src,subtitle,price\n"
+        "https://cdn.example.com/contents/products/600076/images/a.webp,"
+        "INVERSOR FOTOVOLTAICO SUN-5K-G EX 5KW DEYE MONO 220V,\"R$\u00a03.531,60\"\n", encoding="utf-8")
+    job.run_static([tmp_path / "landing"], out_dir=tmp_path / "out")
+    items = [json.loads(line) for line in (tmp_path / "out" / "items.jsonl").read_text().splitlines()]
+    assert sorted((i["sku"], i["sku_source"]) for i in items) == [
+        ("5KTLM-G3", "model"), ("600076", "image_url"), ("GW3300-XS", "model")]

@@ -363,6 +363,20 @@ def _looks_like_id(segment: str) -> bool:
         or bool(re.fullmatch(r"[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}", segment, re.I))
 
 
+#: SKU sources that identify a product by the distributor's own key (not derived from
+#: the model code or the title)
+KEYED_SKU_SOURCES = frozenset({"sku", "id", "id+name", "sku_text", "url", "image_url"})
+
+
+def offer_text_key(distributor: str, category: str, description: str | None) -> str:
+    """One distributor's offer as its title says it (accents, case and spacing ignored);
+    empty for titles too short to tell offers apart. Two exports of one storefront (a
+    JSON dump and a page scrape) describe an offer with the same title."""
+    if not description or len(description) < 15:
+        return ""
+    return f"{distributor}|{category}|{name_hash(description)}"
+
+
 def name_hash(text: str) -> str:
     """Stable 12-hex key of a product text (accents, case and spacing ignored)."""
     key = re.sub(r"\s+", " ", p.strip_accents(text).lower()).strip()

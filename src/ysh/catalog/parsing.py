@@ -779,7 +779,8 @@ def find_marked_efficiency_pct(text: str) -> float | None:
 
 
 _NOT_A_MODEL = re.compile(
-    r"ip\d{2}|\d+([.,]\d+)?(mm2?|m|v|vdc|vac|a|hz|mppts?|kwh|wh|ah|kva|va|mm²)|\d+x\d+", re.I)
+    r"ip\d{2}|\d+([.,]\d+)?(mm2?|m|mts?|v|vdc|vac|vcc|vca|kv|kvcc|kvca|a|hz|mppts?|kwh|wh|ah|kva|va|mm²)"
+    r"|\d+x\d+", re.I)
 
 
 def find_model(text: str, brand_span: tuple[int, int] | None) -> str | None:

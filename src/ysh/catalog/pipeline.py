@@ -236,7 +236,10 @@ def normalize_feeds(
         **_tuple_columns(pw.this.row, CatalogItem, {"line": "source_line"},
                          types={"components": pw.Json | None}),
         ingested_at=pw.this.ingested_at,
+        _rank=pw.this.file_precedence,
     )
+
+    items = _prefer_keyed_offers(items)
 
     # --- quarantine --------------------------------------------------------------------
     quarantine = files.select(
@@ -264,6 +267,43 @@ def normalize_feeds(
     )
 
     return NormalizedTables(items=items, quarantine=quarantine, files=file_table)
+
+
+@pw.udf(deterministic=True)
+def _offer_text(distributor: str, category: str, description: str | None) -> str:
+    from .exports import offer_text_key
+
+    return offer_text_key(distributor, category, description)
+
+
+@pw.udf(deterministic=True)
+def _is_keyed(sku_source: str) -> bool:
+    from .exports import KEYED_SKU_SOURCES
+
+    return sku_source in KEYED_SKU_SOURCES
+
+
+def _prefer_keyed_offers(items: pw.Table) -> pw.Table:
+    """Two exports of one storefront (a JSON dump and a page scrape) list one offer twice,
+    once keyed by the distributor's own id and once, where that export has no id, by its
+    model code or title. An item whose SKU came from its model or title (unkeyed) is
+    dropped when an item of the same distributor, category and title has a keyed SKU;
+    among unkeyed items of one title the newest file's stays (docs/catalog.md).
+    Incremental: a keyed item's arrival retracts the others, its removal brings them back."""
+    flagged = items.with_columns(_offer=_offer_text(pw.this.distributor, pw.this.category, pw.this.description),
+                                 _keyed=_is_keyed(pw.this.sku_source))
+    keyed = flagged.filter(pw.this._keyed & (pw.this._offer != "")).groupby(pw.this._offer).reduce(
+        _covered=pw.this._offer)
+    joined = flagged.join_left(keyed, pw.left._offer == pw.right._covered, id=pw.left.id).select(
+        *pw.left, _covered=pw.right._covered)
+    unkeyed = joined.filter(~pw.this._keyed & (pw.this._offer != "") & pw.this._covered.is_none())
+    newest = unkeyed.groupby(pw.this._offer).reduce(_title=pw.this._offer, _newest=pw.reducers.argmax(pw.this._rank))
+    decided = joined.join_left(newest, pw.left._offer == pw.right._title, id=pw.left.id).select(
+        *pw.left, _newest=pw.right._newest)
+    keep = (pw.this._keyed | (pw.this._offer == "")
+            | (pw.this._covered.is_none() & (pw.this._newest == pw.this.id)))
+    return decided.filter(keep).without(pw.this._offer, pw.this._keyed, pw.this._covered, pw.this._newest,
+                                        pw.this._rank)
 
 
 def build_products(items: pw.Table) -> pw.Table:

@@ -21,7 +21,8 @@ from ..tariffs.book import TariffBook, TariffLookupError
 from .billing import ProposalInput, evaluate
 
 GENERATING = "module"
-CONVERTING = ("inverter", "microinverter")
+CONVERTING = ("inverter", "microinverter", "hybrid_inverter", "offgrid_inverter")
+KIT = "kit"  # a generator sold as one item: its power_w is the kit's DC power (kWp × 1000)
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,8 @@ def size_system(lines: list[tuple]) -> SystemSize:
             modules += quantity
         elif category in CONVERTING and power_w:
             inverter_kw += quantity * power_w / 1000.0
+        elif category == KIT and power_w:
+            kwp += quantity * power_w / 1000.0
     return SystemSize(round(kwp, 6), round(inverter_kw, 6), modules, round(equipment, 2),
                       ", ".join(unknown) or None)
 
