@@ -151,3 +151,23 @@ def test_a_full_run_prunes_feed_rows_but_keeps_rows_migrated_from_the_legacy_erp
     job.run_static([tmp_path / "landing"], warehouse=warehouse, reconcile_after=True)
     skus = {s for (s,) in query(warehouse, "SELECT sku FROM items_normalized")}
     assert "OLD-1" not in skus and "ERP-1" in skus
+
+
+def test_real_exports_land_in_postgres_with_kits_roles_and_the_summary(warehouse):
+    from ysh.catalog import reporting
+
+    from ..conftest import REPO
+
+    job.run_static([REPO / "data" / "distributors" / "exports"], warehouse=warehouse, reconcile_after=True)
+    assert query(warehouse, "SELECT distributor, count(*) FROM items_normalized GROUP BY 1 ORDER BY 1") == [
+        ("fotus", 496), ("solfacil", 143)]
+    kit = query(warehouse, "SELECT power_w, price_brl, structure_type, distribution_center, "
+                           "components->0->>'kind', jsonb_array_length(components) FROM items_normalized "
+                           "WHERE distributor = 'fotus' AND sku = 'FOTUS-KP04-KITS'")
+    assert kit == [(1140.0, 2507.99, "Cerâmico", "CD ESPÍRITO SANTO", "module", 2)]
+    assert query(warehouse, "SELECT column_roles->'title-left'->>'role', non_product_rows FROM catalog_feed_files "
+                            "WHERE source_file ~ 'solfacil-raw-1[.]csv$'") == [("brand", 0)]
+    assert query(warehouse, "SELECT count(*) FROM items_quarantine") == [(0,)]
+    summary = reporting.summary(warehouse)
+    assert len(summary.kits) == 5 and all(k[5] for k in summary.kits)  # components spelled out
+    assert ("solfacil", "hybrid_inverter", 11) in summary.by_distributor_category  # as in the page scrape

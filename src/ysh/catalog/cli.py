@@ -113,6 +113,15 @@ def print_summary(warehouse: job.Warehouse) -> None:
                       f"{min_price:,.2f}" if min_price is not None else "",
                       f"{median_price:,.2f}" if median_price is not None else "")
     console.print(table)
+    if s.kits:
+        table = Table("distributor", "kWp", "R$", "R$/Wp", "structure", "centre", "components",
+                      title="kits with the lowest price per Wp")
+        for distributor, power_w, price, structure, centre, components in s.kits:
+            table.add_row(distributor, f"{power_w / 1000:.2f}" if power_w else "",
+                          f"{price:,.2f}" if price else "",
+                          f"{price / power_w:.2f}" if price and power_w else "",
+                          structure or "", centre or "", components or "")
+        console.print(table)
     t = s.totals
     console.print(
         f"{t['items']} items from {t['distributors']} distributors ({t['files']} feed files), "

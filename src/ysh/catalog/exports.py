@@ -61,9 +61,15 @@ def clean_cell(value: Value) -> str | None:
     trimmed; None when nothing is left (a cell holding only a zero-width space)."""
     if value is None:
         return None
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    text = str(value).translate(_INVISIBLE).replace("\u00a0", " ").strip()
+    if value.__class__ is str:
+        if value.isascii():  # the common case: no zero-width or non-breaking characters
+            return value.strip() or None
+        text = value
+    elif isinstance(value, float) and value.is_integer():
+        text = str(int(value))
+    else:
+        text = str(value)
+    text = text.translate(_INVISIBLE).replace("\u00a0", " ").strip()
     return text or None
 
 
@@ -581,7 +587,7 @@ _LEADING_URL = re.compile(r"^(https?://\S+)\s+(.+)$")
 
 def split_leading_url(text: str | None) -> tuple[str | None, str | None]:
     """``"https://cdn…/IMAGE_PRODUCT_559375.jpeg HANERSUN"`` → (the URL, ``"HANERSUN"``)."""
-    if not text:
+    if not text or text[0] not in "h/":
         return None, text
     m = _LEADING_URL.match(text)
     if m:
@@ -593,7 +599,9 @@ def split_leading_url(text: str | None) -> tuple[str | None, str | None]:
 
 def is_prose(text: str | None) -> bool:
     """Product prose rather than a value (a price cell that holds the description)."""
-    return bool(text) and len(_words(text)) >= 3 and not re.search(r"r\$\s*\d", text, re.I)
+    if not text or not text[:1].isalpha() or text[:2].upper() in ("R$", "BR"):
+        return False
+    return len(_words(text)) >= 3 and not re.search(r"r\$\s*\d", text, re.I)
 
 
 def parse_availability(text: str | None) -> str | None:

@@ -136,6 +136,8 @@ class RowRejected(Exception):
 def _text(value: Value) -> str | None:
     """A field as text (JSON 12345.0 is the SKU/stock 12345); zero-width characters and
     non-breaking spaces are cleaned; empty → None."""
+    if value.__class__ is str and value.isascii():  # the hot path of every field
+        return value.strip() or None
     return x.clean_cell(value)
 
 
@@ -347,13 +349,17 @@ class _Product(NamedTuple):
     texts: tuple[str, ...]
 
 
+@lru_cache(maxsize=4_096)
+def _names_distributor(brand_text: str, distributor: str) -> bool:
+    return p.is_distributor_name(brand_text, distributor)
+
+
 @lru_cache(maxsize=65_536)
 def _describe(texts: tuple[str, ...], brand_text: str | None, model_text: str | None,
-              category_text: str | None, technology_text: str | None, distributor: str) -> _Product:
+              category_text: str | None, technology_text: str | None) -> _Product:
+    """``brand_text`` is None when the row's brand column names a distributor."""
     primary = texts[0] if texts else None
     facts = p.infer_from_description(primary)
-    if brand_text is not None and p.is_distributor_name(brand_text, distributor):
-        brand_text = None  # a storefront dump's `manufacturer` naming the seller
     brand = p.canonical_brand(brand_text)
     if brand is None:
         for text in texts:
@@ -374,6 +380,29 @@ def _describe(texts: tuple[str, ...], brand_text: str | None, model_text: str | 
     text = " ".join(t for t in (*texts, model or "") if t)
     return _Product(category, rule, brand, model, _technology(category, technology_text, text),
                     product_key(brand, model, category), facts, texts)
+
+
+class _TextSpecs(NamedTuple):
+    efficiency_pct: float | None
+    phases: int | None
+    voltage_v: float | None
+    mppt_count: int | None
+    battery_kwh: float | None
+
+
+@lru_cache(maxsize=65_536)
+def _text_specs(texts: tuple[str, ...], category: str) -> _TextSpecs:
+    """What a product's texts say of the specs its category has (memoized: feeds repeat
+    their titles)."""
+    all_text = " ".join(texts)
+    inverter = category in p.INVERTER_CATEGORIES
+    return _TextSpecs(
+        efficiency_pct=p.find_marked_efficiency_pct(all_text) if category == "module" else None,
+        phases=p.find_inverter_phases(all_text) if inverter else None,
+        voltage_v=p.find_ac_voltage_v(all_text) if inverter else None,
+        mppt_count=p.find_mppt_count(all_text) if inverter else None,
+        battery_kwh=p.find_battery_kwh(all_text) if category == "battery" else None,
+    )
 
 
 def normalize_record(
@@ -404,6 +433,7 @@ class FeedContext:
     component_columns: dict[str, str] = field(default_factory=dict)
     shared_ids: frozenset[str] = frozenset()
     positional_ids: bool = False  # the id column is the scraper's row counter, not a product id
+    storefront: bool = True  # no SKU column: a storefront export (shifted fields, derived SKUs)
 
 
 def _first(values: dict[str, Value], columns: tuple[str, ...]) -> tuple[Value, str | None]:
@@ -443,37 +473,53 @@ def _normalize_record(
     raw: dict[str, Value] = {}
     fields: dict[str, str | None] = {}
     for name, columns in mapping.columns.items():
-        raw[name], fields[name] = _first(values, columns)
+        value = values.get(columns[0])
+        text = _text(value)
+        if text is None and len(columns) > 1:  # first non-empty synonym column
+            value, text = _first(values, columns[1:])
+        raw[name], fields[name] = value, text
     get = fields.get
 
     # a scraper's shifted fields: a title that starts with the image URL, a price cell
     # holding the description (then the description cell holds the model code)
-    image_in_name, name = x.split_leading_url(get("name"))
     description = get("description")
     model_text = get("model")
     price_raw: Value = raw.get("price")
     price_text = get("price")
-    moved_text = None
-    if price_text is not None and not isinstance(price_raw, (int, float)) and x.is_prose(price_text):
-        moved_text, price_raw = price_text, None
-        if description and x._is_code(description) and not x.is_prose(description):
-            model_text = model_text or description
-            description = None
-    extra_texts = tuple(t for t in (_text(values.get(c)) for c in mapping.columns.get("text", ())) if t)
-    texts = tuple(dict.fromkeys(t for t in (description, name, moved_text) if t))
+    image_in_name, name, moved_text, extra_texts = None, get("name"), None, ()
+    if context.storefront:  # an export without a SKU column: mind the scraper's habits
+        image_in_name, name = x.split_leading_url(name)
+        if price_text is not None and not isinstance(price_raw, (int, float)) and x.is_prose(price_text):
+            moved_text, price_raw = price_text, None
+            if description and x._is_code(description) and not x.is_prose(description):
+                model_text = model_text or description
+                description = None
+        extra_texts = tuple(t for t in (_text(values.get(c)) for c in mapping.columns.get("text", ())) if t)
+        texts = tuple(dict.fromkeys(t for t in (description, name, moved_text) if t))
+    elif name is None or name == description:
+        texts = (description,) if description else ()
+    else:
+        texts = (description, name) if description else (name,)
     try:
-        product = _describe(texts, get("brand"), model_text, get("category"), get("technology"), distributor)
+        brand_text = get("brand")
+        if brand_text is not None and _names_distributor(brand_text, distributor):
+            brand_text = None  # a storefront dump's `manufacturer` naming the seller
+        product = _describe(texts, brand_text, model_text, get("category"), get("technology"))
         if product.category is None:
             raise RowRejected(UNKNOWN_CATEGORY, product.category_detail)
         category, facts = product.category, product.facts
         product_id = None if context.positional_ids else get("id")
         if product_id is not None and p.normalize_sku(product_id) in context.shared_ids:
             product_id = f"{product_id}~{x.name_hash(' '.join(texts))[:8]}"
-        sku, sku_source = x.derive_sku(
-            sku=get("sku"), product_id=product_id,
-            texts=[t for t in (get("sku_text"), *texts, *extra_texts) if t],
-            link=get("url"), image=get("image") or image_in_name, name=name or description or moved_text,
-            model=product.model)
+        written_sku = get("sku")
+        if written_sku is not None:  # the common case of a distributor's feed
+            sku, sku_source = p.normalize_sku(written_sku), "sku"
+        else:
+            sku, sku_source = x.derive_sku(
+                sku=None, product_id=product_id,
+                texts=[t for t in (get("sku_text"), *texts, *extra_texts) if t],
+                link=get("url"), image=get("image") or image_in_name, name=name or description or moved_text,
+                model=product.model)
         if "sku" in mapping.columns and sku_source != "sku":
             # the feed has a SKU column and this row left it empty: a data error of the
             # distributor, not an export without SKUs (a made-up key could collide later)
@@ -483,8 +529,12 @@ def _normalize_record(
         if sku_source == "id" and product_id != get("id"):
             sku_source = "id+name"
         power_w = _power_w(raw.get("power"), mapping.power_unit, category, texts)
-        price_brl = _price_brl(x.price_cell_value(price_text) if price_raw is not None
-                               and not isinstance(price_raw, (int, float)) else price_raw)
+        try:
+            price_brl = _price_brl(price_raw)
+        except RowRejected as rejected:
+            if rejected.reason != UNPARSEABLE_PRICE or x.price_cell_value(price_text) == price_text:
+                raise
+            price_brl = _price_brl(x.price_cell_value(price_text))  # "a partir de R$ 99,00"
         if price_brl is None:
             pricing = _pricing_value(get("pricing"))
             price_brl = _price_brl(pricing) if pricing is not None else None
@@ -492,24 +542,23 @@ def _normalize_record(
     except RowRejected as rejected:
         return reject(rejected.reason, rejected.detail)
 
-    all_text = " ".join(texts)
+    specs = _text_specs(texts, category)
     efficiency = _optional_float(raw.get("efficiency"), "%")
-    if efficiency is None and category == "module":
-        efficiency = p.find_marked_efficiency_pct(all_text) or facts.efficiency_pct
+    if efficiency is None:
+        efficiency = specs.efficiency_pct or (facts.efficiency_pct if category == "module" else None)
     if efficiency is not None and not 1.0 <= efficiency <= 40.0:
         efficiency = None
-    inverter = category in p.INVERTER_CATEGORIES
     phases = _optional_int(raw.get("phases"))
     if phases is None and get("phases"):
         phases = p.find_phases(fields["phases"])
-    if phases is None and inverter:
-        phases = p.find_inverter_phases(all_text)
-    voltage = _optional_float(raw.get("voltage"), "v")
-    if voltage is None and inverter:
-        voltage = p.find_ac_voltage_v(all_text)
+    if phases is None:
+        phases = specs.phases
+    voltage = _optional_float(raw["voltage"], "v") if "voltage" in raw else None
+    if voltage is None:
+        voltage = specs.voltage_v
     mppt = _optional_int(raw.get("mppt"))
-    if mppt is None and inverter:
-        mppt = p.find_mppt_count(all_text)
+    if mppt is None:
+        mppt = specs.mppt_count
     structure, centre, components = get("structure"), get("distribution_center"), None
     if category == "kit":
         cells = [c for c in (_text(v) for v in values.values()) if c]
@@ -543,8 +592,8 @@ def _normalize_record(
         line=record.line,
         name=name if name and name != description else None,
         voltage_v=voltage,
-        battery_kwh=p.find_battery_kwh(all_text) if category == "battery" else None,
-        availability=x.parse_availability(get("availability")),
+        battery_kwh=specs.battery_kwh,
+        availability=x.parse_availability(fields["availability"]) if "availability" in fields else None,
         structure_type=structure,
         distribution_center=centre,
         components=components,
@@ -630,6 +679,14 @@ def _shared_ids(records: list[FeedRecord], mapping: p.HeaderMapping) -> frozense
     return frozenset(k for k, texts in seen.items() if len(texts) > 1)
 
 
+def offer_key(item: CatalogItem) -> str:
+    """The key under which offers of one storefront's exports are matched across files
+    (:func:`ysh.catalog.exports.offer_text_key`); empty for a distributor's own SKUs."""
+    if item.sku_source == "sku":
+        return ""
+    return x.offer_text_key(item.distributor, item.category, item.description)
+
+
 def _distinguish_model_skus(items: list[CatalogItem]) -> list[CatalogItem]:
     """A SKU taken from a model code is shared by the offers of one model that a
     storefront lists apart (``SUN-50K-G-LV`` shipped from two regions): when one file
@@ -690,7 +747,8 @@ def normalize_feed(data: bytes, source_file: str, distributor: str, as_of: date 
     mapping = _with_inferred_columns(mapping, inference)
     records, split = x.split_wide_rows(feed.headers, feed.records, inference)
     positional = _positional_ids(records, mapping)
-    context = FeedContext(component_columns, _shared_ids(records, mapping), positional)
+    context = FeedContext(component_columns, _shared_ids(records, mapping), positional,
+                          storefront="sku" not in mapping.columns)
     if positional:
         for column in mapping.columns.get("id", ()):
             inference.roles[column] = x.ColumnRole("row_number", 1.0)

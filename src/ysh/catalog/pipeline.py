@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import pathway as pw
 
-from .normalize import CatalogItem, QuarantinedRow, normalize_feed
+from .normalize import CatalogItem, QuarantinedRow, normalize_feed, offer_key
 
 
 
@@ -100,8 +100,10 @@ def _make_normalize_udf(landing_root: str | None, distributor: str | None):
                  if modified_at_s > 0 else None)
         result = normalize_feed(data, path, _distributor_of(path, landing_root, distributor), as_of)
         quarantine = [row._replace(raw=pw.Json(json.loads(row.raw))) for row in result.quarantine]
-        items = [item._replace(components=pw.Json(json.loads(item.components))) if item.components else item
-                 for item in result.items]
+        # each item travels with its offer key (see _prefer_keyed_offers), computed here
+        # per file rather than by a UDF per row
+        items = [(*(item._replace(components=pw.Json(json.loads(item.components))) if item.components else item),
+                  offer_key(item)) for item in result.items]
         return items, quarantine, pw.Json(result.stats())
 
     return normalize_file
@@ -237,6 +239,7 @@ def normalize_feeds(
                          types={"components": pw.Json | None}),
         ingested_at=pw.this.ingested_at,
         _rank=pw.this.file_precedence,
+        _offer=pw.declare_type(str, pw.this.row[len(fields)]),
     )
 
     items = _prefer_keyed_offers(items)
@@ -269,11 +272,29 @@ def normalize_feeds(
     return NormalizedTables(items=items, quarantine=quarantine, files=file_table)
 
 
-@pw.udf(deterministic=True)
-def _offer_text(distributor: str, category: str, description: str | None) -> str:
-    from .exports import offer_text_key
+def _prefer_keyed_offers(items: pw.Table) -> pw.Table:
+    """Two exports of one storefront (a JSON dump and a page scrape) list one offer twice,
+    once keyed by the distributor's own id and once, where that export has no id, by its
+    model code or title. An item whose SKU came from its model or title (unkeyed) is
+    dropped when an item of the same distributor, category and title has a keyed SKU;
+    among only unkeyed items of one title the newest file's stays (docs/catalog.md).
+    Incremental: a keyed item's arrival retracts the others, its removal brings them back.
 
-    return offer_text_key(distributor, category, description)
+    Only items of storefront exports (no SKU column) carry an offer key (``_offer``);
+    the others pass straight through, so a distributor's ordinary feed costs no join."""
+    plain = items.filter(pw.this._offer == "")
+    offers = items.filter(pw.this._offer != "").with_columns(_keyed=_is_keyed(pw.this.sku_source))
+    keyed = offers.filter(pw.this._keyed).groupby(pw.this._offer).reduce(_covered=pw.this._offer)
+    joined = offers.join_left(keyed, pw.left._offer == pw.right._covered, id=pw.left.id).select(
+        *pw.left, _covered=pw.right._covered)
+    unkeyed = joined.filter(~pw.this._keyed & pw.this._covered.is_none())
+    newest = unkeyed.groupby(pw.this._offer).reduce(_title=pw.this._offer, _newest=pw.reducers.argmax(pw.this._rank))
+    decided = joined.join_left(newest, pw.left._offer == pw.right._title, id=pw.left.id).select(
+        *pw.left, _newest=pw.right._newest)
+    kept = decided.filter(pw.this._keyed | (pw.this._covered.is_none() & (pw.this._newest == pw.this.id))).without(
+        pw.this._keyed, pw.this._covered, pw.this._newest)
+    pw.universes.promise_are_pairwise_disjoint(plain, kept)
+    return pw.Table.concat(plain, kept).without(pw.this._offer, pw.this._rank)
 
 
 @pw.udf(deterministic=True)
@@ -281,29 +302,6 @@ def _is_keyed(sku_source: str) -> bool:
     from .exports import KEYED_SKU_SOURCES
 
     return sku_source in KEYED_SKU_SOURCES
-
-
-def _prefer_keyed_offers(items: pw.Table) -> pw.Table:
-    """Two exports of one storefront (a JSON dump and a page scrape) list one offer twice,
-    once keyed by the distributor's own id and once, where that export has no id, by its
-    model code or title. An item whose SKU came from its model or title (unkeyed) is
-    dropped when an item of the same distributor, category and title has a keyed SKU;
-    among unkeyed items of one title the newest file's stays (docs/catalog.md).
-    Incremental: a keyed item's arrival retracts the others, its removal brings them back."""
-    flagged = items.with_columns(_offer=_offer_text(pw.this.distributor, pw.this.category, pw.this.description),
-                                 _keyed=_is_keyed(pw.this.sku_source))
-    keyed = flagged.filter(pw.this._keyed & (pw.this._offer != "")).groupby(pw.this._offer).reduce(
-        _covered=pw.this._offer)
-    joined = flagged.join_left(keyed, pw.left._offer == pw.right._covered, id=pw.left.id).select(
-        *pw.left, _covered=pw.right._covered)
-    unkeyed = joined.filter(~pw.this._keyed & (pw.this._offer != "") & pw.this._covered.is_none())
-    newest = unkeyed.groupby(pw.this._offer).reduce(_title=pw.this._offer, _newest=pw.reducers.argmax(pw.this._rank))
-    decided = joined.join_left(newest, pw.left._offer == pw.right._title, id=pw.left.id).select(
-        *pw.left, _newest=pw.right._newest)
-    keep = (pw.this._keyed | (pw.this._offer == "")
-            | (pw.this._covered.is_none() & (pw.this._newest == pw.this.id)))
-    return decided.filter(keep).without(pw.this._offer, pw.this._keyed, pw.this._covered, pw.this._newest,
-                                        pw.this._rank)
 
 
 def build_products(items: pw.Table) -> pw.Table:

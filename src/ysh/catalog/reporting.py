@@ -15,6 +15,7 @@ class CatalogSummary:
     quarantine_by_reason: list[tuple[str, int]]
     top_products: list[tuple[str, str, str, int, int, float | None, float | None]]
     totals: dict[str, int]
+    kits: list[tuple] = ()  # distributor, power_w, price_brl, structure, centre, components
 
 
 def summary(warehouse: Warehouse, top: int = 10) -> CatalogSummary:
@@ -30,6 +31,15 @@ def summary(warehouse: Warehouse, top: int = 10) -> CatalogSummary:
             "SELECT brand, model, category, offers, distributors, min_price_brl, median_price_brl "
             "FROM products ORDER BY offers DESC, distributors DESC, brand, model LIMIT %s", (top,)
         ).fetchall()
+        kits = conn.execute(
+            "SELECT distributor, power_w, price_brl, structure_type, distribution_center, "
+            "(SELECT string_agg(coalesce(c->>'quantity', '?') || '× ' || (c->>'kind') "
+            "|| coalesce(' ' || (c->>'brand'), '') "
+            "|| coalesce(' ' || round((c->>'power_w')::numeric)::text || ' W', ''), ' + ') "
+            " FROM jsonb_array_elements(components) c) "
+            "FROM items_normalized WHERE category = 'kit' "
+            "ORDER BY power_w / nullif(price_brl, 0) DESC NULLS LAST, distributor, sku LIMIT %s", (5,)
+        ).fetchall()
         totals = dict(zip(
             ("items", "quarantined", "products", "files", "distributors", "inmetro_flagged"),
             conn.execute(
@@ -41,7 +51,7 @@ def summary(warehouse: Warehouse, top: int = 10) -> CatalogSummary:
                 " (SELECT count(*) FROM items_normalized WHERE inmetro_status <> 'ok')"
             ).fetchone(),
         ))
-    return CatalogSummary(by_dc, reasons, top_products, totals)
+    return CatalogSummary(by_dc, reasons, top_products, totals, kits)
 
 
 def normalized_metadata(warehouse: Warehouse, report: RunReport) -> dict:
