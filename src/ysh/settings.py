@@ -160,6 +160,11 @@ class Settings(BaseSettings):
     rag_chunk_tokens: int = Field(default=200, ge=32, le=512, description="Target chunk size in model tokens.")
     rag_chunk_overlap: int = Field(default=40, ge=0, le=256, description="Overlap between chunks of a section.")
     rag_rrf_k: float = Field(default=60.0, gt=0, description="Reciprocal-rank fusion constant of the hybrid index.")
+    rag_dense_weight: float = Field(
+        default=0.025, ge=0, le=10,
+        description="Weight of the dense ranking in the hybrid fusion (BM25's is 1). Chosen on the sample "
+                    "question split for the default English MiniLM embedder, where a larger weight lowers "
+                    "hit@1 below BM25 alone (docs/rag.md); re-tune it for a multilingual embedder.")
     rag_torch_threads: int = Field(
         default=1, ge=1, le=64, description="torch threads in the serving process (more stall queries on 2 cores).")
     rag_pgvector: bool = Field(

@@ -16,11 +16,13 @@ LLM answer repeating a flagged sentence is replaced by the extractive one.
 
 from __future__ import annotations
 
+import functools
+import math
 import re
 import secrets
 from dataclasses import dataclass, field
 
-from .chunking import fold_text
+from .chunking import fold_text, stem_pt
 
 NOT_FOUND = "Não encontrei essa informação nos documentos indexados."
 
@@ -93,8 +95,12 @@ class Passage:
         return ", ".join(bits)
 
 
-_SENTENCE = re.compile(r"[^.!?;\n]+(?:[.!?;]+|$)", re.M)
-_ABBREVIATION = re.compile(r"(?i)(?:\b(?:art|arts|n|nº|inc|ex|p|pág|pag|fig|obs|sr|sra|dr|dra|aprox|máx|mín|min|max))\.$")
+# a sentence ends at . ! ? (or …) followed by a space and what can open a sentence; a
+# period inside a number ("1.000", "nº 3.517/2007", "R$ 30.000,00") is no end
+_SENTENCE_END = re.compile(r"(?<=[.!?…])\s+(?=[\"“'(\[]?[A-ZÁÉÍÓÚÂÊÔÃÕÇÀ0-9•▪◦●-])")
+_BULLET = re.compile(r"\s*[•▪◦●]\s*")
+_ABBREVIATION = re.compile(r"(?i)(?:\b(?:art|arts|n|nº|inc|ex|p|pág|pag|fig|obs|sr|sra|dr|dra|aprox|máx|mín|min|max"
+                           r"|cap|item|itens|al|res|ref|tab|vol|etc\.?\s+e))\.$")
 _TABLE_RULE = re.compile(r"^\s*\|?[\s:\-|]+\|?\s*$")
 
 
@@ -103,16 +109,20 @@ def paragraphs(text: str) -> list[str]:
 
 
 def _line_sentences(line: str) -> list[str]:
-    pieces = [m.group(0).strip() for m in _SENTENCE.finditer(line)]
+    """Sentences of one line, verbatim; inline bullets (a PDF's "• item • item") start
+    new pieces, and "art. 27", "nº 3.517" are not ends."""
     merged: list[str] = []
-    for piece in pieces:
-        if merged and _ABBREVIATION.search(merged[-1]):
-            # "art. 27", "1.000": the split was an abbreviation; the text between is one space
-            start = line.find(merged[-1])
-            end = line.find(piece, start + len(merged[-1])) + len(piece)
-            merged[-1] = line[start:end] if start >= 0 and end > start else merged[-1] + " " + piece
-        else:
-            merged.append(piece)
+    for segment in _BULLET.split(line):
+        if not segment.strip():
+            continue
+        for piece in _SENTENCE_END.split(segment):
+            piece = piece.strip()
+            if not piece:
+                continue
+            if merged and _ABBREVIATION.search(merged[-1]) and merged[-1] in segment:
+                merged[-1] = merged[-1] + " " + piece
+            else:
+                merged.append(piece)
     return merged
 
 
@@ -192,18 +202,58 @@ def _terms(text: str) -> list[str]:
 
 
 def _stem(term: str) -> str:
-    if term.isdigit() or len(term) <= 4:
+    """Snowball Portuguese stem of a folded term (:func:`stem_pt`); numbers and codes
+    stay as they are."""
+    if any(c.isdigit() for c in term) or len(term) <= 3:
         return term
-    for suffix in ("oes", "aes", "ais", "eis", "es", "s", "a", "o"):
-        if term.endswith(suffix) and len(term) - len(suffix) >= 4:
-            return term[: -len(suffix)]
-    return term
+    return stem_pt(term)
+
+
+def stems(text: str) -> set[str]:
+    """Stemmed terms of ``text``; a code also gives its runs of 3+ digits (``JKM405M`` →
+    ``405``: the power a model code carries)."""
+    out = set()
+    for term in _terms(text):
+        out.add(_stem(term))
+        if not term.isdigit() and any(c.isdigit() for c in term):
+            out.update(re.findall(r"\d{3,}", term))
+    return out
+
+
+#: words integrators use for one thing (Portuguese solar trade); a question term matches
+#: a passage that uses any word of its group
+_SYNONYM_GROUPS = (
+    "placa placas painel paineis modulo modulos",
+    "lavar lavagem limpar limpeza limpe lave",
+    "concessionaria concessionarias distribuidora distribuidoras",
+    "usina usinas gerador geradores sistema fotovoltaico",
+    "conta contas fatura faturas",
+    "horario hora horas periodo",
+    "custa custo preco valor",
+    "vale valem validade expira expiram vencem vence prazo",
+    "trocar troca substituir substituicao",
+    "garantia garante garantido",
+)
+
+
+@functools.lru_cache(maxsize=1)
+def _synonyms() -> dict[str, frozenset[str]]:
+    table: dict[str, frozenset[str]] = {}
+    for group in _SYNONYM_GROUPS:
+        members = frozenset(_stem(w) for w in group.split())
+        for member in members:
+            table[member] = table.get(member, frozenset()) | members
+    return table
+
+
+def _matches(term: str, words: set[str]) -> bool:
+    return term in words or bool(_synonyms().get(term, frozenset()) & words)
 
 
 def sentence_score(question_terms: set[str], sentence: str) -> float:
     """How well ``sentence`` answers: matched question terms (stemmed), numbers and
     longer words weighing more."""
-    words = {_stem(t) for t in _terms(sentence)}
+    words = stems(sentence)
     score = 0.0
     for term in question_terms:
         if term in words:
@@ -221,43 +271,291 @@ def _flagged_report(passages: list[Passage]) -> list[dict]:
             for p in passages for sentence, reason in p.flagged]
 
 
-def extractive_answer(question: str, passages: list[Passage], *, max_sentences: int = 3) -> dict:
-    """``{answer, citations, mode: "extractive", flagged}`` from the passages (best first)."""
-    terms = {_stem(t) for t in _terms(question)}
-    total = sentence_score(terms, " ".join(terms)) or 1.0
-    # a sentence must cover a fair share of the question (not just "600" of "SX-600")
-    needed = 0.0 if len(terms) <= 2 else 0.34 * total
-    candidates: list[tuple[float, int, int, str]] = []
-    for rank, passage in enumerate(passages):
-        for position, sentence in enumerate(split_safe(passage)):
-            header = passage.headers.get(sentence)
-            if header == "":
-                continue
-            score = sentence_score(terms, sentence)
-            if header:
-                score += 0.6 * sentence_score(terms, header)
-            if score > 0 and score >= needed:
-                # a better-ranked passage wins ties; earlier sentences slightly preferred
-                candidates.append((score + 0.5 / (rank + 1) - position * 1e-3, rank, position, sentence))
-    candidates.sort(key=lambda c: -c[0])
-    chosen: list[tuple[int, str]] = []
-    seen: set[str] = set()
-    for _, rank, _, sentence in candidates:
-        key = fold_text(sentence)
-        if key in seen:
+# --------------------------------------------------------------------------------------
+# what kind of answer a question asks for
+# --------------------------------------------------------------------------------------
+
+_NUMBER_WITH_UNIT = re.compile(
+    r"\d[\d.,]*\s*(%|°c|ºc|kwh|kwp|kw|wp|w\b|v\b|a\b|mm|cm|m\b|kg|anos?|meses|mes|dias?|horas?|minutos?|"
+    r"r\$|reais|vezes|modulos?|unidades)|r\$\s*\d", re.I)
+_DURATION = re.compile(r"\d+\s*(dias?|meses|mes|anos?|horas?|minutos?|semanas?)\b|\bate\s+\d{4}\b", re.I)
+_DATE = re.compile(r"\b\d{1,2}/\d{1,2}/\d{2,4}\b|\b\d{1,2} de [a-z]+ de \d{4}\b|\b(19|20)\d{2}\b", re.I)
+_RULE_WORDS = re.compile(r"\b(pode|podem|nao pode|deve|devem|vedad|proibid|permitid|obrigatori|exige|limitad|"
+                         r"nao e|e necessari|precisa|dispensad|somente|apenas)", re.I)
+_STEP_WORDS = re.compile(r"^\s*(\d+[.)]|passo|primeiro|depois|em seguida|desligue|ligue|verifique|aguarde|abra|"
+                         r"feche|confira|meca|limpe|lave|use|nao use|remova|aperte|substitua|registre|solicite|"
+                         r"protocole|envie)", re.I)
+
+
+def question_kind(question: str) -> str:
+    """``duration`` | ``date`` | ``value`` | ``procedure`` | ``rule`` | ``definition`` |
+    ``other``: what the question asks for, from its wording."""
+    q = fold_text(question)
+    if re.search(r"\b(prazo|quantos dias|quantos meses|quantos anos|quanto tempo|em quanto|validade|expira|vence|"
+                 r"vencem|dura|duracao|depois de quanto)\b", q):
+        return "duration"
+    if re.search(r"\b(quando|que dia|que data|qual data|desde quando|a partir de quando|em que ano)\b", q):
+        return "date"
+    if re.search(r"\b(como|procedimento|passo|passos|o que (eu )?(faco|fazer|devo fazer)|qual a sequencia)\b", q):
+        return "procedure"
+    if re.search(r"\b(quanto|quantos|quantas|qual o valor|qual a tarifa|percentual|porcentagem|limite|tamanho|peso|"
+                 r"pesa|eficiencia|corrente|tensao|potencia|preco|custa|taxa|coeficiente|garante|parcela)\b", q):
+        return "value"
+    if re.match(r"\s*(posso|pode|podem|preciso|precisa|devo|deve|e permitido|e obrigatorio|existe|tem que|"
+                r"sou obrigado|e possivel|vale|continua|ainda)\b", q):
+        return "rule"
+    if re.search(r"\b(o que e|o que sao|o que significa|significado|defina|definicao)\b", q):
+        return "definition"
+    return "other"
+
+
+def _kind_bonus(kind: str, text: str) -> float:
+    folded = fold_text(text)
+    if kind == "duration":
+        return 1.5 if _DURATION.search(folded) else 0.0
+    if kind == "date":
+        return 1.2 if _DATE.search(text) else 0.0
+    if kind == "value":
+        return 1.2 if _NUMBER_WITH_UNIT.search(text) else (0.4 if re.search(r"\d", text) else 0.0)
+    if kind == "procedure":
+        return 0.8 if _STEP_WORDS.search(folded) else 0.0
+    if kind == "rule":
+        return 0.8 if _RULE_WORDS.search(folded) else 0.0
+    if kind == "definition":
+        return 0.6 if re.search(r"\b(e|sao|significa|corresponde|chamad[oa])\b", folded) else 0.0
+    return 0.0
+
+
+# --------------------------------------------------------------------------------------
+# answer units: a sentence, or a lead-in with the list it introduces
+# --------------------------------------------------------------------------------------
+
+_LIST_ITEM = re.compile(r"^\s*([-*•▪◦●]|\d{1,2}[.)]|[a-z][.)])\s+")
+
+
+@dataclass
+class Unit:
+    """A quotable piece of a passage: one sentence (or table row), or a lead-in sentence
+    ending in ":" joined with the list items that follow it. ``heading``: the Markdown
+    heading above it in the passage (its words count as the unit's context)."""
+
+    parts: list[str]
+    header: str | None = None
+    heading: str | None = None
+
+    @property
+    def text(self) -> str:
+        return " ".join(self.parts)
+
+
+def answer_units(passage: Passage) -> list[Unit]:
+    """The passage's units in order, safe sentences only (see :func:`split_safe`). A
+    lead-in ("…sobre a energia compensada:") keeps up to 10 following items with it, so
+    a list is never quoted without the line that says what it lists."""
+    safe = split_safe(passage)
+    headings = _headings_before(passage.text, safe)
+    units: list[Unit] = []
+    i = 0
+    while i < len(safe):
+        sentence = safe[i]
+        header = passage.headers.get(sentence)
+        if header == "":
+            i += 1
             continue
+        if sentence.rstrip().endswith(":") and i + 1 < len(safe):
+            items = []
+            j = i + 1
+            while j < len(safe) and len(items) < 10 and not safe[j].rstrip().endswith(":"):
+                items.append(safe[j])
+                j += 1
+                if sum(len(x) for x in items) > 700:
+                    break
+            units.append(Unit([sentence, *items], heading=headings[i]))
+            # the items stay quotable on their own too
+        else:
+            units.append(Unit([sentence], header, headings[i]))
+        i += 1
+    return units
+
+
+_HEADING = re.compile(r"^\s*#{1,6}\s+(.+?)\s*#*\s*$")
+
+
+def _headings_before(text: str, sentences_: list[str]) -> list[str | None]:
+    """For each sentence (in order), the nearest Markdown heading above it in ``text``."""
+    marks = [(m.start(), m.group(0)) for m in re.finditer(r"(?m)^\s*#{1,6}\s+.+$", text)]
+    out: list[str | None] = []
+    cursor = 0
+    for sentence in sentences_:
+        found = text.find(sentence, cursor)
+        position = found if found >= 0 else cursor
+        if found >= 0:
+            cursor = found
+        heading = None
+        for start, line in marks:
+            if start > position:
+                break
+            heading = _HEADING.match(line).group(1) if _HEADING.match(line) else line
+        out.append(heading)
+    return out
+
+
+def _unit_display(unit: Unit) -> str:
+    if len(unit.parts) == 1:
+        return display(unit.parts[0], unit.header)
+    lead, items = display(unit.parts[0]), [display(x) for x in unit.parts[1:]]
+    return lead + " " + "; ".join(x.rstrip(";.") for x in items) + "."
+
+
+# --------------------------------------------------------------------------------------
+# live records: answered from their values
+# --------------------------------------------------------------------------------------
+
+_TARIFF_QUESTION = re.compile(r"\b(tarifa|tarifas|te|tusd|fio b|bandeira|kwh|b1|b3)\b")
+_PRODUCT_QUESTION = re.compile(r"\b(preco|precos|custa|valor|estoque|disponivel|disponibilidade|oferta|ofertas|"
+                               r"distribuidor|distribuidora|comprar|vende)\b")
+
+
+def _record_answer(question: str, passages: list[Passage]) -> dict | None:
+    """A live record among the two best passages answers a tariff or price question with
+    its values (TE, TUSD, Fio B, flag, validity; price, power, stock and distributor)."""
+    folded = fold_text(question)
+    for rank, passage in enumerate(passages[:2]):
+        if passage.path.startswith("tarifa://") and _TARIFF_QUESTION.search(folded):
+            wanted = ("Tarifa ", "Tarifa de Aplicação", "TE (", "TUSD Fio B", "Bandeira")
+        elif passage.path.startswith("catalog://") and _PRODUCT_QUESTION.search(folded):
+            wanted = ("", )
+        else:
+            continue
+        safe = split_safe(passage)
+        chosen = [line for line in safe if any(line.startswith(w) for w in wanted)]
+        if passage.path.startswith("catalog://"):
+            chosen = [line for line in safe if not line.startswith("Descrição")][:4]
+        if not chosen:
+            continue
+        citation = _citation(passage, " ".join(chosen))
+        lines = "\n".join(f"- {display(line)}" for line in chosen)
+        return {"answer": f"Segundo o registro {passage.path} [1]:\n{lines}", "citations": [citation],
+                "mode": "extractive", "flagged": _flagged_report(passages)}
+    return None
+
+
+# --------------------------------------------------------------------------------------
+# the extractive answer
+# --------------------------------------------------------------------------------------
+
+#: a unit must cover this share of the question's weighted terms (or match its kind and
+#: cover half of that) to be quoted; below it Hélio says it did not find the answer
+MIN_COVERAGE = 0.30
+
+
+def extractive_answer(question: str, passages: list[Passage], *, max_sentences: int = 3) -> dict:
+    """``{answer, citations, mode: "extractive", flagged}`` from the passages (best first).
+
+    Each passage is cut into :func:`answer_units`; a unit scores by the question terms it
+    holds (Snowball stems, weighted by how rare each term is among the retrieved units, so
+    "vistoria" counts more than "distribuidora"), by whether it holds what the question
+    asks for (:func:`question_kind`: a duration, a date, a value with its unit, a rule, a
+    procedure step) and by its passage's rank. The best unit is quoted verbatim with its
+    citation, and up to two more that score close to it. A live record among the best
+    passages answers tariff and price questions with its values.
+    """
+    record = _record_answer(question, passages)
+    if record is not None:
+        return record
+    terms = stems(question) | _acronyms(question)
+    kind = question_kind(question)
+    candidates: list[tuple[int, int, Unit, set[str]]] = []
+    contexts: list[set[str]] = []
+    for rank, passage in enumerate(passages):
+        # a unit says what its document and section are about: their words count as its
+        # own, so a title line that only repeats the model code wins nothing
+        context = stems(" ".join(x for x in (passage.title, passage.section) if x))
+        contexts.append(context)
+        for position, unit in enumerate(answer_units(passage)):
+            words = (stems(unit.text) | _acronyms(unit.text) | (stems(unit.header) if unit.header else set())
+                     | context | (stems(unit.heading) if unit.heading else set()))
+            candidates.append((rank, position, unit, words))
+    if not candidates or not terms:
+        return _not_found(passages)
+    # term weights: rarer among the candidate units → more telling; a term that no unit
+    # holds tells nothing and is left out
+    n = len(candidates)
+    weight = {}
+    for term in terms:
+        df = sum(1 for *_, words in candidates if _matches(term, words))
+        if df:
+            weight[term] = math.log(1 + n / df) * (1.5 if any(c.isdigit() for c in term) else 1.0)
+    total = sum(weight.values())
+    if not total:
+        return _not_found(passages)
+    scored: list[tuple[float, float, int, int, Unit]] = []
+    for rank, position, unit, words in candidates:
+        coverage = sum(w for t, w in weight.items() if _matches(t, words)) / total
+        if coverage <= 0:
+            continue
+        # what the question asks about the thing its document is about ("pesa" of "o
+        # módulo Jinko de 405 W"): the terms its title does not already hold, found in
+        # the unit's own text
+        context = contexts[rank]
+        asked = {t: w for t, w in weight.items() if not _matches(t, context)}
+        own = stems(unit.text) | _acronyms(unit.text) | (stems(unit.header) if unit.header else set())
+        focus = (sum(w for t, w in asked.items() if _matches(t, own)) / sum(asked.values())) if asked else 0.0
+        bonus = _kind_bonus(kind, unit.text)
+        length_penalty = 0.15 if len(unit.text) > 600 else 0.0
+        score = (coverage * 3.0 + focus * 1.5 + bonus * (0.5 + coverage) + 0.6 / (rank + 1) - position * 0.002
+                 - length_penalty)
+        scored.append((score, coverage, rank, position, unit))
+    scored.sort(key=lambda c: -c[0])
+    if not scored:
+        return _not_found(passages)
+    best_score, best_coverage = scored[0][0], scored[0][1]
+    if best_coverage < MIN_COVERAGE and not (best_coverage >= MIN_COVERAGE / 2 and _kind_bonus(kind, scored[0][4].text)):
+        return _not_found(passages)
+    chosen: list[tuple[int, Unit]] = []
+    seen: set[str] = set()
+    for score, coverage, rank, _, unit in scored:
+        key = fold_text(unit.text)
+        if key in seen or any(key in s or s in key for s in seen):
+            continue
+        if chosen and (score < 0.6 * best_score or coverage < MIN_COVERAGE):
+            break
         seen.add(key)
-        chosen.append((rank, sentence))
+        chosen.append((rank, unit))
         if len(chosen) == max_sentences:
             break
-    if not chosen:
-        return {"answer": NOT_FOUND, "citations": [], "mode": "extractive", "flagged": _flagged_report(passages)}
     lines, citations = [], []
-    for rank, sentence in chosen:
-        citations.append(_citation(passages[rank], sentence))
-        lines.append(f"- {display(sentence, passages[rank].headers.get(sentence))} [{len(citations)}]")
+    for rank, unit in chosen:
+        citations.append(_citation(passages[rank], _verbatim(passages[rank].text, unit)))
+        lines.append(f"- {_unit_display(unit)} [{len(citations)}]")
     answer = "Segundo os documentos indexados:\n" + "\n".join(lines)
     return {"answer": answer, "citations": citations, "mode": "extractive", "flagged": _flagged_report(passages)}
+
+
+def _verbatim(text: str, unit: Unit) -> str:
+    """The unit as it stands in the passage (a lead-in and its list span several lines)."""
+    if len(unit.parts) == 1:
+        return unit.parts[0]
+    start = text.find(unit.parts[0])
+    end = text.find(unit.parts[-1], start + 1) if start >= 0 else -1
+    return text[start:end + len(unit.parts[-1])] if start >= 0 and end >= 0 else unit.parts[0]
+
+
+def _acronyms(question: str) -> set[str]:
+    """Acronyms written in capitals (TE, TUSD, SAC, TIR, EMUC): terms even when the
+    folded word is a stop word ("te")."""
+    return {fold_text(m) for m in re.findall(r"\b[A-Z][A-Z0-9]{1,6}\b", question)}
+
+
+def _not_found(passages: list[Passage]) -> dict:
+    """"Não encontrei", with the closest sources to read."""
+    closest = []
+    for passage in passages[:3]:
+        if passage.path and passage.path not in closest:
+            closest.append(passage.path)
+    answer = NOT_FOUND + ("\nFontes mais próximas: " + "; ".join(closest) if closest else "")
+    return {"answer": answer, "citations": [], "mode": "extractive", "flagged": _flagged_report(passages),
+            "closest": closest}
 
 
 SYSTEM_PROMPT = """Você é o Hélio, assistente do marketplace YSH de energia solar (distribuidores e integradores).

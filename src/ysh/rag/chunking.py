@@ -6,13 +6,16 @@ chunk's size is what all-MiniLM-L6-v2 sees; the model truncates at 256 word-piec
 Portuguese costs about 1.5–2 word-pieces per word with its English vocabulary.
 
 Rules: a heading (``#`` line) always starts a new chunk and names the section of the
-chunks below it; paragraphs are packed up to ``max_tokens``; inside a section the next
+chunks below it; a paragraph ending in ":" (a list's lead-in) stays with the paragraph
+after it, and repeats at the head of each piece when a long list must be split;
+paragraphs are packed up to ``max_tokens``; inside a section the next
 chunk repeats up to ``overlap_tokens`` of the previous chunk's trailing paragraphs; a
 paragraph longer than ``max_tokens`` is split on sentences, and a sentence longer than that
 on token windows.
 
 Metadata of each chunk: the part's metadata (title, format, page…) plus ``section``
-(when under a heading), ``chunk_index`` (0-based, unique within the document, in
+(the nearest heading above), ``heading_path`` (the headings above it, outermost first:
+``Lei 14.300 › Regra de transição do Fio B``), ``chunk_index`` (0-based, unique within the document, in
 reading order across pages) and ``content_sha256`` (of the chunk's text; the key of the
 embedding cache and of the pgvector table).
 """
@@ -20,6 +23,7 @@ embedding cache and of the pgvector table).
 from __future__ import annotations
 
 import hashlib
+import functools
 import re
 import unicodedata
 from collections.abc import Iterable
@@ -87,48 +91,71 @@ class TokenChunker:
         return [p for p in pieces if p]
 
     def _split_long(self, paragraph: str) -> list[str]:
-        """A paragraph over ``max_tokens``: lines/sentences packed, then token windows."""
-        units = [s for line in paragraph.split("\n") for s in _SENTENCE_END.split(line) if s.strip()]
+        """A paragraph over ``max_tokens``: lines/sentences packed, then token windows. A
+        list's lead-in line ("…sobre a energia compensada:") opens every piece of the
+        list, so no piece holds items without what they list."""
+        lines = paragraph.split("\n")
+        lead = ""
+        if len(lines) > 1 and lines[0].rstrip().endswith(":") and self.n_tokens(lines[0]) <= self.max_tokens // 3:
+            lead, lines = lines[0].strip(), lines[1:]
+        units = [s for line in lines for s in _SENTENCE_END.split(line) if s.strip()]
+        lead_n = self.n_tokens(lead) if lead else 0
         out: list[str] = []
-        current: list[str] = []
-        current_n = 0
+        current: list[str] = [lead] if lead else []
+        current_n = lead_n
         for unit in units:
             n = self.n_tokens(unit)
-            if n > self.max_tokens:
-                if current:
+            if n + lead_n > self.max_tokens:
+                if current and current != [lead]:
                     out.append(" ".join(current))
-                    current, current_n = [], 0
+                current, current_n = ([lead] if lead else []), lead_n
                 out.extend(self._windows(unit))
                 continue
-            if current and current_n + n > self.max_tokens:
+            if current and current != [lead] and current_n + n > self.max_tokens:
                 out.append(" ".join(current))
-                current, current_n = [], 0
+                current, current_n = ([lead] if lead else []), lead_n
             current.append(unit.strip())
             current_n += n
-        if current:
+        if current and current != [lead]:
             out.append(" ".join(current))
         return out
 
-    def _blocks(self, text: str, section: str) -> tuple[list[tuple[str, str, bool]], str]:
-        """(section, paragraph, starts_section) blocks of one part; the last section."""
+    def _blocks(self, text: str, section: str, path: tuple[tuple[int, str], ...] = ()
+                ) -> tuple[list[tuple[str, str, str, bool]], str, tuple[tuple[int, str], ...]]:
+        """(section, heading path, paragraph, starts_section) blocks of one part; the last
+        section and heading stack (a PDF page goes on in the previous page's section).
+
+        A paragraph that ends with ":" (a list's lead-in) is one block with the paragraph
+        that follows it, so a chunk boundary never falls between them."""
         text = unicodedata.normalize("NFC", text).replace("\r\n", "\n")
-        blocks: list[tuple[str, str, bool]] = []
-        for paragraph in re.split(r"\n\s*\n", text):
-            paragraph = paragraph.strip()
-            if not paragraph:
-                continue
+        paragraphs = [p.strip() for p in re.split(r"\n\s*\n", text) if p.strip()]
+        merged: list[str] = []
+        for paragraph in paragraphs:
+            if merged and merged[-1].endswith(":") and not _HEADING.match(paragraph.partition("\n")[0]) \
+                    and not _HEADING.match(merged[-1].rpartition("\n")[2]):
+                merged[-1] = merged[-1] + "\n" + paragraph
+            else:
+                merged.append(paragraph)
+        blocks: list[tuple[str, str, str, bool]] = []
+        stack = list(path)
+        for paragraph in merged:
             first, _, rest = paragraph.partition("\n")
             match = _HEADING.match(first)
             heading = bool(match)
             if match:
                 section = match.group(2).strip().strip("#").strip()
+                level = len(match.group(1))
+                while stack and stack[-1][0] >= level:
+                    stack.pop()
+                stack.append((level, section))
+            heading_path = " › ".join(name for _, name in stack)
             if self.n_tokens(paragraph) > self.max_tokens:
                 pieces = self._split_long(paragraph)
                 for i, piece in enumerate(pieces):
-                    blocks.append((section, piece, heading and i == 0))
+                    blocks.append((section, heading_path, piece, heading and i == 0))
             else:
-                blocks.append((section, paragraph, heading))
-        return blocks, section
+                blocks.append((section, heading_path, paragraph, heading))
+        return blocks, section, tuple(stack)
 
     def chunk(self, text: str, metadata: dict | None = None, *, start_index: int = 0,
               section: str = "") -> list[tuple[str, dict]]:
@@ -137,16 +164,18 @@ class TokenChunker:
         continuing the previous page's section)."""
         return self._chunk(text, metadata or {}, start_index, section)[0]
 
-    def _chunk(self, text: str, metadata: dict, start_index: int, section: str) -> tuple[list[tuple[str, dict]], str]:
-        blocks, last_section = self._blocks(text, section)
-        chunks: list[tuple[str, str]] = []
+    def _chunk(self, text: str, metadata: dict, start_index: int, section: str,
+               path: tuple[tuple[int, str], ...] = ()) -> tuple[list[tuple[str, dict]], str, tuple]:
+        blocks, last_section, last_path = self._blocks(text, section, path)
+        chunks: list[tuple[str, str, str]] = []
         current: list[str] = []
         current_n = 0
         current_section = blocks[0][0] if blocks else section
-        for block_section, paragraph, starts_section in blocks:
+        current_path = blocks[0][1] if blocks else ""
+        for block_section, block_path, paragraph, starts_section in blocks:
             n = self.n_tokens(paragraph)
             if current and (current_n + n > self.max_tokens or starts_section):
-                chunks.append(("\n\n".join(current), current_section))
+                chunks.append(("\n\n".join(current), current_section, current_path))
                 tail: list[str] = []
                 tail_n = 0
                 if not starts_section:  # overlap only inside a section
@@ -160,30 +189,32 @@ class TokenChunker:
                         tail, tail_n = [], 0
                 current, current_n = tail, tail_n
             if not current:
-                current_section = block_section
+                current_section, current_path = block_section, block_path
             current.append(paragraph)
             current_n += n
         if current:
-            chunks.append(("\n\n".join(current), current_section))
+            chunks.append(("\n\n".join(current), current_section, current_path))
         out = []
-        for i, (chunk_text, chunk_section) in enumerate(chunks, start=start_index):
+        for i, (chunk_text, chunk_section, chunk_path) in enumerate(chunks, start=start_index):
             md = dict(metadata)
             if chunk_section:
                 md["section"] = chunk_section
+            if chunk_path:
+                md["heading_path"] = chunk_path  # "Lei 14.300 › Regra de transição do Fio B"
             md["chunk_index"] = i
             md["content_sha256"] = content_sha256(chunk_text)
             out.append((chunk_text, md))
-        return out, last_section
+        return out, last_section, last_path
 
     def chunk_document(self, parts: Iterable[tuple[str, dict]], metadata: dict | None = None) -> list[tuple[str, dict]]:
         """All chunks of a parsed document (:func:`ysh.rag.parsing.parse_document`'s
         parts), numbered in reading order; ``metadata`` (path, modified_at…) is added to
         each chunk's."""
         out: list[tuple[str, dict]] = []
-        section = ""
+        section, path = "", ()
         for text, part_metadata in parts:
             merged = {**(metadata or {}), **part_metadata}
-            chunks, section = self._chunk(text, merged, len(out), section)
+            chunks, section, path = self._chunk(text, merged, len(out), section, path)
             out.extend(chunks)
         return out
 
@@ -200,3 +231,63 @@ def fold_text(text: str) -> str:
     decomposed = unicodedata.normalize("NFKD", text)
     stripped = "".join(c for c in decomposed if not unicodedata.combining(c))
     return re.sub(r"[^0-9A-Za-z]+", " ", stripped).lower().strip()
+
+
+# --------------------------------------------------------------------------------------
+# the Portuguese analyzer of the lexical index
+# --------------------------------------------------------------------------------------
+
+_PT_STOPWORDS = frozenset(fold_text(
+    "a o os as de da do das dos em no na nos nas num numa um uma uns umas e ou que qual quais quanto quanta "
+    "quantos quantas quando como onde por para pra pelo pela pelos pelas com sem se ao aos à às mais menos "
+    "muito ser são foi era está estão tem têm ter há isso isto este esta esse essa eu você meu minha seu sua "
+    "seus suas nosso nossa me te lhe também não sim pode posso devo deve sobre entre até após the of and "
+    "to in is what how which"
+).split())
+#: a code or part number: letters and digits joined by - / . (JAM72S30-550/MR, 5000TL-X,
+#: SUN-8K, 14.300); also a number glued to its unit ("550 V" → 550v)
+_CODE = re.compile(r"(?<![\w])(?=[\w./-]*\d)(?=[\w./-]*[A-Za-z])[A-Za-z0-9]+(?:[-/.][A-Za-z0-9]+)+(?![\w])"
+                   r"|(?<![\w])[A-Za-z]*\d+[A-Za-z]+\d*[A-Za-z0-9]*(?![\w])")
+_NUMBER_UNIT = re.compile(r"(?<![\w.,])(\d+(?:[.,]\d+)?)\s?(v|a|w|wp|kw|kwp|kwh|mm|kg|%|dias|meses|anos)\b", re.I)
+
+
+@functools.lru_cache(maxsize=1)
+def _pt_stemmer():
+    import Stemmer  # PyStemmer: Snowball's Portuguese stemmer, maintained, in C
+
+    return Stemmer.Stemmer("portuguese")
+
+
+_REACCENT = (("coes", "ções"), ("cao", "ção"), ("oes", "ões"), ("aes", "ães"), ("ao", "ão"))
+
+
+@functools.lru_cache(maxsize=131_072)
+def stem_pt(folded: str) -> str:
+    """Snowball Portuguese stem of a folded word. The stemmer knows Portuguese suffixes
+    with their accents (``-ção``, ``-ões``), which folding removed: they are put back
+    first, so ``instalacoes``, ``instalações`` and ``instalação`` all give ``instal``."""
+    word = folded
+    for plain, accented in _REACCENT:
+        if word.endswith(plain) and len(word) > len(plain) + 2:
+            word = word[: -len(plain)] + accented
+            break
+    return fold_text(_pt_stemmer().stemWord(word)) or folded
+
+
+def analyze_pt(text: str) -> str:
+    """The lexical index's view of a text (and of a query): accent-folded lower-case
+    tokens, Portuguese stop words dropped, words reduced by the Snowball Portuguese
+    stemmer (``instalações`` ≡ ``instalação`` ≡ ``instalar``), numbers and codes kept
+    exact, and each code or number with its unit added glued (``JAM72S30-550/MR`` →
+    ``jam72s30550mr``, ``5000TL-X`` → ``5000tlx``, ``550 V`` → ``550v``, ``14.300`` →
+    ``14300``), so a model code matches itself and not a sibling that shares its series.
+    The result is plain alphanumeric tokens: safe for tantivy's query parser."""
+    out = []
+    for token in fold_text(text).split():
+        if token in _PT_STOPWORDS:
+            continue
+        out.append(token if any(c.isdigit() for c in token) or len(token) <= 3 else stem_pt(token))
+    extra = [re.sub(r"[^0-9a-z]", "", fold_text(m.group(0))) for m in _CODE.finditer(text)]
+    extra += [f"{m.group(1).replace('.', '').replace(',', '')}{m.group(2).lower()}" for m in _NUMBER_UNIT.finditer(text)]
+    extra += [m.group(0).replace(".", "") for m in re.finditer(r"(?<![\w.,])\d{1,3}(?:\.\d{3})+(?![\w,])", text)]
+    return " ".join(out + [e for e in extra if e and e.isalnum()])

@@ -36,7 +36,7 @@ from pathway.stdlib.indexing.hybrid_index import HybridIndex
 from pathway.xpacks.llm.document_store import DocumentStore
 from pathway.xpacks.llm.splitters import BaseSplitter
 
-from .chunking import TokenChunker, fold_text
+from .chunking import TokenChunker, analyze_pt, fold_text
 from .embedding import CachedEmbedder
 from .parsing import DEFAULT_MAX_FILE_BYTES, ParseError, parse_document
 
@@ -137,6 +137,17 @@ class DropSentinel(BaseSplitter):
 # --------------------------------------------------------------------------------------
 
 _fold = pw.udf(fold_text, deterministic=True)
+_analyze = pw.udf(analyze_pt, deterministic=True)
+
+
+@pw.udf(deterministic=True)
+def _analyze_chunk(text: str, metadata: pw.Json | None) -> str:
+    """The lexical view of a chunk: its document title and heading path are searchable
+    with its text (a question naming the document or the section finds the chunk)."""
+    md = metadata.as_dict() if isinstance(metadata, pw.Json) and isinstance(metadata.value, dict) else {}
+    context = " ".join(str(md.get(key) or "") for key in ("title", "heading_path" if md.get("heading_path")
+                                                           else "section"))
+    return analyze_pt(f"{context}\n{text}")
 
 
 def _rebind(expr, table):
@@ -144,11 +155,12 @@ def _rebind(expr, table):
 
 
 class FoldedBM25(TantivyBM25):
-    """Tantivy BM25 over accent-folded text, queried with the same folding (any query
-    parses: no ``EngineError: Syntax Error`` for ``Fio B: 2026``)."""
+    """Tantivy BM25 over the Portuguese analysis of the text (:func:`analyze_pt`: folded,
+    stemmed, codes kept whole), queried through the same analysis (any query parses: no
+    ``EngineError: Syntax Error`` for ``Fio B: 2026``)."""
 
     def query_as_of_now(self, query_column, number_of_matches=3, metadata_filter=None):
-        q = query_column.table.with_columns(_ysh_bm25_query=_fold(query_column))
+        q = query_column.table.with_columns(_ysh_bm25_query=_analyze(query_column))
         q = q.with_columns(_ysh_bm25_query=pw.if_else(pw.this._ysh_bm25_query == "", _NO_MATCH,
                                                       pw.this._ysh_bm25_query))
         return super().query_as_of_now(
@@ -158,9 +170,67 @@ class FoldedBM25(TantivyBM25):
 
 class FoldedBM25Factory(TantivyBM25Factory):
     def build_inner_index(self, data_column, metadata_column=None):
-        t = data_column.table.with_columns(_ysh_bm25_text=_fold(data_column))
+        t = data_column.table.with_columns(
+            _ysh_bm25_text=_analyze_chunk(data_column, metadata_column) if metadata_column is not None
+            else _analyze(data_column))
         return FoldedBM25(t._ysh_bm25_text, _rebind(metadata_column, t) if metadata_column is not None else None,
                           ram_budget=self.ram_budget, in_memory_index=self.in_memory_index)
+
+
+class WeightedHybridIndex(HybridIndex):
+    """Reciprocal-rank fusion with a weight per member index: a row at rank ``r`` of
+    member ``i`` scores ``weights[i] / (k + r)``. Pathway's ``HybridIndex`` weighs every
+    member alike, which let the English dense model pull Portuguese BM25's right answer
+    down (docs/rag.md); this is its ``_combine_results`` with the weight applied."""
+
+    def __init__(self, retrievers, k: float = 60, weights: Sequence[float] | None = None):
+        super().__init__(retrievers, k)
+        self.weights = list(weights) if weights is not None else [1.0] * len(retrievers)
+        if len(self.weights) != len(retrievers):
+            raise ValueError("one weight per member index")
+
+    def _combine_results(self, query_retriever, query_table, number_of_matches, *, as_of_now: bool):
+        from pathway.stdlib.indexing.colnames import _INDEX_REPLY, _MATCHED_ID, _QUERY_ID, _SCORE
+
+        @pw.udf(deterministic=True)
+        def enumerate_results(results: list[tuple[pw.Pointer, float]]) -> list[tuple[int, pw.Pointer]]:
+            return [(i, x[0]) for i, x in enumerate(results, start=1)]
+
+        def query_single_retriever(retriever, weight: float) -> pw.Table:
+            results = (
+                query_retriever(retriever)
+                .select(**{_INDEX_REPLY: enumerate_results(pw.this[_INDEX_REPLY]), _QUERY_ID: pw.this.id})
+                .flatten(pw.this[_INDEX_REPLY])
+                .select(**{_MATCHED_ID: pw.this[_INDEX_REPLY].get(1),
+                           _SCORE: weight / (self.k + pw.this[_INDEX_REPLY].get(0)),
+                           _QUERY_ID: pw.this[_QUERY_ID]})
+            )
+            return results._forget_immediately() if as_of_now else results
+
+        results = pw.Table.concat_reindex(*[query_single_retriever(r, w)
+                                            for r, w in zip(self.retrievers, self.weights) if w > 0])
+        removed_duplicates = results.groupby(results[_QUERY_ID], results[_MATCHED_ID]).reduce(
+            pw.this[_QUERY_ID], pw.this[_MATCHED_ID],
+            _pw_groupby_sort_key=-pw.reducers.sum(pw.this[_SCORE]),
+            **{_SCORE: pw.reducers.sum(pw.this[_SCORE])})
+
+        @pw.udf(deterministic=True)
+        def limit_results(results: tuple, count: int) -> tuple:
+            return results[:count]
+
+        grouped_by_query = removed_duplicates.groupby(
+            pw.this[_QUERY_ID], sort_by=pw.this._pw_groupby_sort_key, id=pw.this[_QUERY_ID],
+        ).reduce(**{_INDEX_REPLY: pw.reducers.tuple(pw.make_tuple(pw.this[_MATCHED_ID], pw.this[_SCORE]))})
+        if isinstance(number_of_matches, pw.ColumnExpression):
+            number_of_matches_table = query_table.select(_pw_number_of_matches=number_of_matches)
+            if as_of_now:
+                number_of_matches_table = number_of_matches_table._forget_immediately()
+            grouped_by_query.promise_universe_is_subset_of(number_of_matches_table)
+            number_of_matches = number_of_matches_table.restrict(grouped_by_query)._pw_number_of_matches
+        limited = grouped_by_query.select(**{_INDEX_REPLY: limit_results(pw.this[_INDEX_REPLY], number_of_matches)})
+        if as_of_now:
+            limited = limited.filter_out_results_of_forgetting(ensure_consistency=False)
+        return limited
 
 
 class SharedHybridFactory(HybridIndexFactory):
@@ -168,9 +238,11 @@ class SharedHybridFactory(HybridIndexFactory):
     same dense and BM25 indexes also answer dense-only and BM25-only queries. Dense
     queries are embedded by ``query_embedder`` (same model, separate cache/counters)."""
 
-    def __init__(self, retriever_factories, k: float = 60, query_embedder: CachedEmbedder | None = None):
+    def __init__(self, retriever_factories, k: float = 60, query_embedder: CachedEmbedder | None = None,
+                 dense_weight: float = 1.0):
         super().__init__(retriever_factories, k=k)
         self.query_embedder = query_embedder
+        self.dense_weight = dense_weight
         self.inner: dict[str, object] = {}
 
     def build_inner_index(self, data_column, metadata_column=None):
@@ -179,7 +251,7 @@ class SharedHybridFactory(HybridIndexFactory):
         if self.query_embedder is not None:  # documents were embedded at construction; queries use this one
             object.__setattr__(dense, "embedder", self.query_embedder)
         bm25 = bm25_factory.build_inner_index(data_column, metadata_column)
-        hybrid = HybridIndex([dense, bm25], self.k)
+        hybrid = WeightedHybridIndex([dense, bm25], self.k, [self.dense_weight, 1.0])
         self.inner = {"dense": dense, "bm25": bm25, "hybrid": hybrid}
         return hybrid
 
@@ -289,6 +361,7 @@ def _file_entry(metadata: pw.Json, error: str | None, chunks: int) -> pw.Json:
 
 def build_rag_graph(documents: pw.Table | Sequence[pw.Table], embedder: CachedEmbedder, *,
                     chunk_tokens: int = 200, chunk_overlap: int = 40, rrf_k: float = 60.0,
+                    dense_weight: float = 1.0,
                     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> RagGraph:
     """Build the graph over ``documents`` (one table or several: files and live records,
     each with ``data: bytes`` and ``_metadata: Json`` holding at least ``path``)."""
@@ -297,7 +370,8 @@ def build_rag_graph(documents: pw.Table | Sequence[pw.Table], embedder: CachedEm
     dense = UsearchKnnFactory(dimensions=embedder.get_embedding_dimension(), reserved_space=1000,
                               metric=USearchMetricKind.COS, embedder=embedder)
     bm25 = FoldedBM25Factory(ram_budget=50 * 1024 * 1024, in_memory_index=True)
-    factory = SharedHybridFactory([dense, bm25], k=rrf_k, query_embedder=embedder.for_queries())
+    factory = SharedHybridFactory([dense, bm25], k=rrf_k, query_embedder=embedder.for_queries(),
+                                  dense_weight=dense_weight)
     store = DocumentStore(tables, retriever_factory=factory, parser=SafeParser(chunker, max_file_bytes),
                           splitter=DropSentinel(), doc_post_processors=[finalize_metadata])
     chunked = store.chunked_docs
@@ -334,4 +408,4 @@ def build_from_settings(settings, embedder: CachedEmbedder, *, docs_dir: Path | 
     documents = [read_documents(settings, docs_dir, mode=mode), *extra_tables]
     return build_rag_graph(documents, embedder, chunk_tokens=settings.rag_chunk_tokens,
                            chunk_overlap=settings.rag_chunk_overlap, rrf_k=settings.rag_rrf_k,
-                           max_file_bytes=settings.rag_max_file_bytes)
+                           dense_weight=settings.rag_dense_weight, max_file_bytes=settings.rag_max_file_bytes)
