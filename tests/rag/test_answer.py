@@ -175,3 +175,68 @@ def test_openai_embeddings_request_is_built_for_the_configured_model():
     vectors = OpenAIBackend.parse_response({"data": [{"index": 1, "embedding": [0, 2]},
                                                      {"index": 0, "embedding": [3, 4]}]}, 2)
     assert [[round(float(x), 6) for x in row] for row in vectors] == [[0.6, 0.8], [0.0, 1.0]]
+
+
+# --- answers that answer ---------------------------------------------------------------
+def passage(text: str, path: str = "docs/guia.md", **metadata) -> dict:
+    return {"text": text, "metadata": {"path": path, "chunk_index": 0, **metadata}, "score": 0.03}
+
+
+def test_a_number_with_thousands_is_never_cut_into_sentences():
+    from ysh.rag.answer import sentences
+
+    assert sentences("Um financiamento de R$ 30.000,00 tem CET informado (Resolução CMN nº 3.517/2007). "
+                     "Veja o art. 27 da lei.") == [
+        "Um financiamento de R$ 30.000,00 tem CET informado (Resolução CMN nº 3.517/2007).",
+        "Veja o art. 27 da lei."]
+
+
+def test_a_list_is_quoted_with_the_line_that_introduces_it():
+    text = ("A partir de 2023 a parcela crescente da TUSD Fio B sobre a energia compensada é:\n"
+            "- 15 % em 2023;\n- 30 % em 2024;\n- 45 % em 2025;\n- 60 % em 2026.\n\n"
+            "Erros de inversor são registrados no portal.")
+    result = answer_question("Qual a parcela do Fio B sobre a energia compensada em 2026?", [passage(text)])
+    assert "energia compensada é: 15 % em 2023" in result["answer"] and "60 % em 2026" in result["answer"]
+    assert result["citations"][0]["snippet"] in text  # verbatim, lead-in and items
+
+
+def test_the_sentence_holding_the_asked_value_beats_one_that_shares_words():
+    title = "Ficha técnica — Módulo fotovoltaico Jinko Solar JKM405M-72HL-V"
+    hits = [passage("O módulo Jinko de 405 W tem 144 meias-células e moldura de alumínio.", "docs/jinko.md",
+                    title=title),
+            passage("Características mecânicas\n\n- Peso: 22,5 kg\n- Dimensões: 2008 × 1002 × 40 mm",
+                    "docs/jinko.md", title=title)]
+    result = answer_question("Quanto pesa o módulo Jinko de 405 W?", hits)
+    assert "22,5 kg" in result["answer"].split("\n")[1]
+
+
+def test_a_tariff_record_is_answered_with_its_values():
+    from datetime import date
+
+    from ysh.rag.records import render_tariff
+    from ysh.tariffs.book import TariffAt
+
+    tariff = TariffAt("CPFL-PAULISTA", "B1", "Convencional", date(2026, 6, 1), 0.29213, 0.41377, 0.19841,
+                      date(2026, 4, 8), date(2027, 4, 7), "REH 3.190/2026")
+    hits = [passage(render_tariff(tariff), "tarifa://CPFL-PAULISTA/B1"),
+            passage("A TUSD remunera a rede de distribuição.", "docs/glossario.md")]
+    result = answer_question("Qual a tarifa B1 da CPFL Paulista hoje, com TE e TUSD?", hits)
+    assert "R$ 0,29213" in result["answer"] and "R$ 0,41377" in result["answer"]
+    assert result["citations"][0]["path"] == "tarifa://CPFL-PAULISTA/B1"
+
+
+def test_not_found_names_the_closest_sources():
+    hits = [passage("O frete é calculado pelo CEP de entrega.", "docs/frete.md")]
+    result = answer_question("Qual a eficiência do inversor Sungrow SG60KU-M?", hits)
+    assert result["answer"].startswith("Não encontrei") and "docs/frete.md" in result["answer"]
+    assert result["citations"] == []
+
+
+@pytest.mark.parametrize("question, kind", [
+    ("Por quanto tempo valem os créditos?", "duration"), ("Quando entrou em vigor a lei?", "date"),
+    ("Quanto pesa o módulo?", "value"), ("Como reiniciar o inversor?", "procedure"),
+    ("Posso ligar um gerador maior que a carga?", "rule"), ("O que significa EMUC?", "definition")])
+def test_the_kind_of_answer_a_question_asks_for(question, kind):
+    from ysh.rag.answer import question_kind
+
+    assert question_kind(question) == kind

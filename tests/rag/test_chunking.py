@@ -78,3 +78,23 @@ def test_editing_one_section_changes_only_that_sections_chunks(chunker):
 
 def test_fold_text_is_accent_insensitive_and_removes_query_syntax():
     assert fold_text("Transição do Fio B: 2026 (GD-II) AND \"créditos\"") == "transicao do fio b 2026 gd ii and creditos"
+
+
+def test_a_list_stays_with_its_lead_in_and_chunks_carry_their_heading_path():
+    chunker = TokenChunker(max_tokens=60, overlap_tokens=0)
+    items = "\n".join(f"- {15 * i} % em {2022 + i}, parcela da transição;" for i in range(1, 7))
+    text = ("# Lei 14.300\n\n## Regra de transição do Fio B\n\n" + "Texto de contexto sobre a regra. " * 6
+            + "\n\nA parcela crescente da TUSD Fio B sobre a energia compensada é:\n\n" + items)
+    chunks = chunker.chunk(text, {})
+    with_items = [t for t, _ in chunks if "% em 20" in t]
+    assert with_items and all(t.startswith("A parcela crescente da TUSD Fio B") for t in with_items)
+    assert {m.get("heading_path") for _, m in chunks} == {"Lei 14.300", "Lei 14.300 › Regra de transição do Fio B"}
+
+
+def test_the_portuguese_analyzer_stems_folds_and_keeps_codes_whole():
+    from ysh.rag.chunking import analyze_pt
+
+    assert set(analyze_pt("instalações").split()) == set(analyze_pt("instalacao").split()) == {"instal"}
+    codes = analyze_pt("Módulo JA Solar JAM72S30-550/MR; inversor 5000TL-X de 550 V; Lei 14.300").split()
+    assert {"jam72s30550mr", "5000tlx", "550v", "14300", "ja"} <= set(codes)
+    assert "jam72s01" not in codes and "de" not in codes

@@ -660,6 +660,15 @@ def _with_inferred_columns(mapping: p.HeaderMapping, inference: x.ColumnInferenc
     return p.HeaderMapping({f: tuple(c) for f, c in columns.items()}, mapping.power_unit, unknown)
 
 
+def _record_ids(records: list[FeedRecord], columns: tuple[str, ...]):
+    """(record, its id) for the well-formed records that have one, in file order."""
+    for record in records:
+        if not record.error:
+            _, product_id = _first(record.fields, columns)
+            if product_id is not None:
+                yield record, product_id
+
+
 def _shared_ids(records: list[FeedRecord], mapping: p.HeaderMapping) -> frozenset[str]:
     """Ids that one file gives to records with different product texts (a slug such as
     ``FOTUS-KP04-114kWp-Ceramico-kits`` for the same kit from two centres): not keys."""
@@ -668,12 +677,7 @@ def _shared_ids(records: list[FeedRecord], mapping: p.HeaderMapping) -> frozense
     if not columns:
         return frozenset()
     seen: dict[str, set[str]] = {}
-    for record in records:
-        if record.error:
-            continue
-        _, product_id = _first(record.fields, columns)
-        if product_id is None:
-            continue
+    for record, product_id in _record_ids(records, columns):
         text = " ".join(t for t in (_text(record.fields.get(c)) for c in text_columns) if t)
         seen.setdefault(p.normalize_sku(product_id) or "", set()).add(text)
     return frozenset(k for k, texts in seen.items() if len(texts) > 1)
@@ -710,12 +714,7 @@ def _positional_ids(records: list[FeedRecord], mapping: p.HeaderMapping) -> bool
     if not columns:
         return False
     prefix, last, seen = None, -1, 0
-    for record in records:
-        if record.error:
-            continue
-        _, product_id = _first(record.fields, columns)
-        if product_id is None:
-            continue
+    for _, product_id in _record_ids(records, columns):
         m = re.fullmatch(r"(.*?[^\d])(\d+)", product_id)
         if not m or (prefix is not None and m.group(1) != prefix) or int(m.group(2)) <= last:
             return False

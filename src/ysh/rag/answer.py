@@ -422,15 +422,12 @@ def _record_answer(question: str, passages: list[Passage]) -> dict | None:
     folded = fold_text(question)
     for rank, passage in enumerate(passages[:2]):
         if passage.path.startswith("tarifa://") and _TARIFF_QUESTION.search(folded):
-            wanted = ("Tarifa ", "Tarifa de Aplicação", "TE (", "TUSD Fio B", "Bandeira")
+            limit = 8  # utility, validity, TE, TUSD, total, Fio B, flag, taxes
         elif passage.path.startswith("catalog://") and _PRODUCT_QUESTION.search(folded):
-            wanted = ("", )
+            limit = 4  # product, availability and price range, specs, offers
         else:
             continue
-        safe = split_safe(passage)
-        chosen = [line for line in safe if any(line.startswith(w) for w in wanted)]
-        if passage.path.startswith("catalog://"):
-            chosen = [line for line in safe if not line.startswith("Descrição")][:4]
+        chosen = [line for line in split_safe(passage) if not line.startswith("Descrição")][:limit]
         if not chosen:
             continue
         citation = _citation(passage, " ".join(chosen))

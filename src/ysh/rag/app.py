@@ -19,6 +19,7 @@ import pathway as pw
 from .. import pw_runtime
 from .embedding import make_embedder
 from .pipeline import RagGraph, build_from_settings
+from .security import redact_payload_log
 from .server import make_webserver, register_routes
 
 log = logging.getLogger("ysh.rag.app")
@@ -50,6 +51,43 @@ class _RedactSecrets(logging.Filter):
         return True
 
 
+class _ShortenQuestions(logging.Filter):
+    """Pathway logs each request's payload (the full question) at INFO: below DEBUG the
+    question is replaced by its length."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if logging.getLogger().isEnabledFor(logging.DEBUG):
+            return True
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed record is not ours to fix
+            return True
+        shortened = redact_payload_log(message)
+        if shortened is not None:
+            record.msg, record.args = shortened, ()
+        return True
+
+
+def _install_log_filters(api_key: str | None) -> None:
+    """On the handlers: a logger's own filters skip records propagated from its children."""
+    filters: list[logging.Filter] = [_ShortenQuestions()]
+    if api_key:
+        filters.append(_RedactSecrets([api_key]))
+    for handler in logging.getLogger().handlers:
+        for existing in list(handler.filters):
+            if isinstance(existing, _ShortenQuestions | _RedactSecrets):
+                handler.removeFilter(existing)
+        for f in filters:
+            handler.addFilter(f)
+
+
+def docs_root_of(settings, docs_dir: Path | None) -> str | None:
+    """The documents folder whose prefix is cut from the paths in responses (folder source only)."""
+    if docs_dir is None and settings.rag_source != "fs":
+        return None
+    return str(Path(docs_dir or settings.rag_docs_folder).expanduser().resolve())
+
+
 def _log_errors(graph: RagGraph) -> None:
     """Pathway's global error log (UDF failures under ``terminate_on_error=False``) → our log."""
     def on_change(key, row, time, is_addition):
@@ -66,12 +104,10 @@ def build_service(settings, *, docs_dir: Path | None = None, host: str | None = 
     embedder = make_embedder(settings, seed=seed, on_embedded=on_embedded)
     graph = build_from_settings(settings, embedder, docs_dir=docs_dir, extra_tables=extra_tables)
     api_key = settings.rag_api_key.get_secret_value() if settings.rag_api_key else None
-    if api_key:  # on the handlers: a logger's own filters skip records propagated from its children
-        redact = _RedactSecrets([api_key])
-        for handler in logging.getLogger().handlers:
-            handler.addFilter(redact)
+    _install_log_filters(api_key)
     webserver = make_webserver(host or settings.rag_host, port or settings.rag_port, api_key=api_key,
-                               max_request_bytes=settings.rag_max_request_bytes)
+                               max_request_bytes=settings.rag_max_request_bytes,
+                               docs_root=docs_root_of(settings, docs_dir))
     register_routes(webserver, graph, settings)
     _log_errors(graph)
     return graph

@@ -96,7 +96,7 @@ class TokenChunker:
         list, so no piece holds items without what they list."""
         lines = paragraph.split("\n")
         lead = ""
-        if len(lines) > 1 and lines[0].rstrip().endswith(":") and self.n_tokens(lines[0]) <= self.max_tokens // 3:
+        if len(lines) > 1 and lines[0].rstrip().endswith(":") and self.n_tokens(lines[0]) <= self.max_tokens // 2:
             lead, lines = lines[0].strip(), lines[1:]
         units = [s for line in lines for s in _SENTENCE_END.split(line) if s.strip()]
         lead_n = self.n_tokens(lead) if lead else 0

@@ -17,12 +17,28 @@ def serve(
     docs: Path | None = typer.Option(None, "--docs", help="Documents folder (default: YSH_RAG_DOCS_DIR or HOME/docs)."),
     host: str | None = typer.Option(None, "--host", help="Listen address (default: YSH_RAG_HOST)."),
     port: int | None = typer.Option(None, "--port", min=1, max=65535, help="Port (default: YSH_RAG_PORT)."),
+    insecure: bool = typer.Option(False, "--insecure",
+                                  help="Allow a non-loopback --host without an API key of at least 32 characters."),
 ) -> None:
-    """Index the documents (PDF, DOCX, HTML, Markdown, TXT) live and serve the Hélio API:
-    /v1/retrieve, /v1/statistics, /v1/inputs, /v2/answer and /_schema. Runs until stopped."""
+    """Index the documents (PDF, DOCX, HTML, Markdown, TXT) live and serve the Hélio API
+    (/v1/retrieve, /v1/statistics, /v1/inputs, /v2/answer, /_schema) and the Hélio page (/).
+    Runs until stopped. Beyond loopback it needs YSH_RAG_API_KEY (≥ 32 characters)."""
+    import os
+
     from ..settings import get_settings
+    from .security import exposure_problem
 
     settings = get_settings()
+    bind = host or settings.rag_host
+    problem = exposure_problem(bind, settings.rag_api_key.get_secret_value() if settings.rag_api_key else None,
+                               insecure=insecure)
+    if problem:
+        console.print(f"[red]{problem}[/]")
+        raise typer.Exit(2)
+    if insecure and bind != "127.0.0.1":
+        console.print("[yellow]--insecure: serving without the API key rule; anyone who reaches the port can "
+                      "query the documents[/]")
+    os.umask(0o077)  # whatever the service creates (folders, logs, state) is private: 0600 files, 0700 folders
     if settings.rag_source == "fs" or docs is not None:
         folder = (docs or settings.rag_docs_folder).expanduser().resolve()
         if folder.exists() and not folder.is_dir():
@@ -130,6 +146,8 @@ def eval_cmd(
     eval_file: Path | None = typer.Option(None, "--questions", help="Questions JSONL (default: data/sample/rag_eval.jsonl)."),
     k: int = typer.Option(5, min=1, max=50, help="Results per query."),
     answers: bool = typer.Option(False, "--answers/--no-answers", help="Also check /v2/answer for the expected facts."),
+    split: str | None = typer.Option(None, "--split", help="sample | heldout: a question split with its own "
+                                                          "documents (a service is started over them)."),
 ) -> None:
     """hit@1/3/5 and MRR of dense, BM25 and hybrid retrieval on the Portuguese eval set
     (target: hybrid hit@5 ≥ 0.90; exit code 1 when missed)."""
@@ -140,6 +158,12 @@ def eval_cmd(
     from .evaluation import eval_from_settings, start_service
 
     settings = get_settings()
+    if split is not None:
+        from .evaluation import SPLITS, split_paths
+
+        if split not in SPLITS:
+            raise typer.BadParameter(f"--split must be one of {', '.join(SPLITS)}")
+        docs, eval_file = split_paths(split)
     if url is None and docs is None:
         try:
             httpx.get(f"{settings.rag_api_url}/_schema", timeout=2.0)

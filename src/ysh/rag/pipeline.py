@@ -39,6 +39,7 @@ from pathway.xpacks.llm.splitters import BaseSplitter
 from .chunking import TokenChunker, analyze_pt, fold_text
 from .embedding import CachedEmbedder
 from .parsing import DEFAULT_MAX_FILE_BYTES, ParseError, parse_document
+from .security import keep_inside_docs_root
 
 log = logging.getLogger("ysh.rag.pipeline")
 
@@ -61,8 +62,10 @@ def read_documents(settings, docs_dir: Path | None = None, *, mode: str = "strea
     source = settings.rag_source if docs_dir is None else "fs"
     if source == "fs":
         folder = Path(docs_dir or settings.rag_docs_folder)
-        return pw.io.fs.read(str(folder), format="binary", mode=mode, with_metadata=True,
+        docs = pw.io.fs.read(str(folder), format="binary", mode=mode, with_metadata=True,
                              autocommit_duration_ms=autocommit_duration_ms, name="rag_docs")
+        # the reader follows symlinks: one that points outside the folder is not indexed
+        return keep_inside_docs_root(docs, folder)
     if source == "s3":
         if not settings.rag_s3_bucket:
             raise ValueError("YSH_RAG_SOURCE=s3 needs YSH_RAG_S3_BUCKET")
