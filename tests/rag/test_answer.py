@@ -240,3 +240,32 @@ def test_the_kind_of_answer_a_question_asks_for(question, kind):
     from ysh.rag.answer import question_kind
 
     assert question_kind(question) == kind
+
+
+def test_a_question_asking_two_things_gets_both_answered():
+    from ysh.rag.answer import question_parts
+
+    assert question_parts("Quanto pesa e qual o tamanho do módulo?") == ["Quanto pesa", "qual o tamanho do módulo?"]
+    assert question_parts("Qual a diferença entre o SAC e a Price?") == ["SAC", "Price"]
+    title = "Ficha técnica — Módulo LONGi LR5-72HPH-550M"
+    hits = [passage("Características mecânicas\n\n- Dimensões: 2256 × 1133 × 35 mm\n- Peso: 27,2 kg\n"
+                    "- Vidro temperado de 3,2 mm", "docs/longi.md", title=title)]
+    answer = answer_question("Quanto pesa e qual o tamanho do módulo LONGi LR5-72HPH-550M?", hits)["answer"]
+    assert "27,2 kg" in answer and "2256" in answer
+
+
+def test_a_faq_heading_that_asks_the_question_is_answered_by_what_follows_it():
+    text = ("## Quem descarrega o caminhão?\n\nA descarga é responsabilidade do comprador. Um palete de "
+            "módulos pesa mais de 1 tonelada: tenha empilhadeira no local.")
+    other = ("## Como chegam os paletes de módulos?\n\nOs módulos vêm em paletes de 31 módulos, filmados e "
+             "cantoneirados. Confira os paletes de módulos na entrega.")
+    result = answer_question("Quem tem que descarregar o caminhão com os paletes de módulos?",
+                             [passage(text, "docs/faq.html", section="Quem descarrega o caminhão?"),
+                              passage(other, "docs/faq.html", section="Como chegam os paletes de módulos?")])
+    assert "Quem descarrega o caminhão? — A descarga é responsabilidade do comprador." in result["answer"]
+
+
+def test_dot_leaders_of_a_text_datasheet_do_not_end_a_sentence():
+    from ysh.rag.answer import sentences
+
+    assert sentences("Eficiência do módulo .............. 18,3 %") == ["Eficiência do módulo .............. 18,3 %"]

@@ -52,7 +52,9 @@ _STOPWORDS = set(fold_text(
     "quantos quantas quando como onde porque por que para pra por pelo pela pelos pelas com sem se ao aos à às "
     "mais menos muito ser são sao foi era está esta estão tem têm ter há isso isto este esta esse essa eu você voce "
     "meu minha seu sua seus suas nosso nossa me te lhe já ja também tambem não nao sim pode posso devo deve "
-    "preciso precisa sobre entre até ate após apos the of and to in is what how which"
+    "preciso precisa sobre entre até ate após apos the of and to in is what how which "
+    # the wording of a question, not its content ("o que significa EMUC", "qual a diferença")
+    "significa significam significado diferença diferenca diferenças chama chamado chamada hoje"
 ).split())
 
 
@@ -97,7 +99,7 @@ class Passage:
 
 # a sentence ends at . ! ? (or …) followed by a space and what can open a sentence; a
 # period inside a number ("1.000", "nº 3.517/2007", "R$ 30.000,00") is no end
-_SENTENCE_END = re.compile(r"(?<=[.!?…])\s+(?=[\"“'(\[]?[A-ZÁÉÍÓÚÂÊÔÃÕÇÀ0-9•▪◦●-])")
+_SENTENCE_END = re.compile(r"(?<!\.\.)(?<=[.!?…])\s+(?=[\"“'(\[]?[A-ZÁÉÍÓÚÂÊÔÃÕÇÀ0-9•▪◦●-])")  # not dot leaders
 _BULLET = re.compile(r"\s*[•▪◦●]\s*")
 _ABBREVIATION = re.compile(r"(?i)(?:\b(?:art|arts|n|nº|inc|ex|p|pág|pag|fig|obs|sr|sra|dr|dra|aprox|máx|mín|min|max"
                            r"|cap|item|itens|al|res|ref|tab|vol|etc\.?\s+e))\.$")
@@ -233,6 +235,9 @@ _SYNONYM_GROUPS = (
     "vale valem validade expira expiram vencem vence prazo",
     "trocar troca substituir substituicao",
     "garantia garante garantido",
+    "tamanho dimensao dimensoes medida medidas",
+    "desconto abatimento",
+    "devolver devolucao devolucoes trocar troca",
 )
 
 
@@ -342,6 +347,7 @@ class Unit:
     parts: list[str]
     header: str | None = None
     heading: str | None = None
+    quote_heading: bool = False
 
     @property
     def text(self) -> str:
@@ -362,10 +368,12 @@ def answer_units(passage: Passage) -> list[Unit]:
         if header == "":
             i += 1
             continue
-        if sentence.rstrip().endswith(":") and i + 1 < len(safe):
+        if sentence.rstrip().endswith(":") and i + 1 < len(safe) and not safe[i + 1].startswith("|"):
+            # (a table after a lead-in stays rows with their header, not one long unit)
             items = []
             j = i + 1
-            while j < len(safe) and len(items) < 10 and not safe[j].rstrip().endswith(":"):
+            while j < len(safe) and len(items) < 10 and not safe[j].rstrip().endswith(":") \
+                    and not safe[j].startswith("|"):
                 items.append(safe[j])
                 j += 1
                 if sum(len(x) for x in items) > 700:
@@ -402,9 +410,13 @@ def _headings_before(text: str, sentences_: list[str]) -> list[str | None]:
 
 def _unit_display(unit: Unit) -> str:
     if len(unit.parts) == 1:
-        return display(unit.parts[0], unit.header)
-    lead, items = display(unit.parts[0]), [display(x) for x in unit.parts[1:]]
-    return lead + " " + "; ".join(x.rstrip(";.") for x in items) + "."
+        text = display(unit.parts[0], unit.header)
+    else:
+        lead, items = display(unit.parts[0]), [display(x) for x in unit.parts[1:]]
+        text = lead + " " + "; ".join(x.rstrip(";.") for x in items) + "."
+    if unit.quote_heading and unit.heading and fold_text(unit.heading) not in fold_text(text):
+        text = f"{display(unit.heading).rstrip(':')} — {text}"
+    return text
 
 
 # --------------------------------------------------------------------------------------
@@ -464,12 +476,18 @@ def extractive_answer(question: str, passages: list[Passage], *, max_sentences: 
     kind = question_kind(question)
     candidates: list[tuple[int, int, Unit, set[str]]] = []
     contexts: list[set[str]] = []
+    section_order: dict[int, int] = {}  # id(unit) → its place under its heading (0: first)
     for rank, passage in enumerate(passages):
         # a unit says what its document and section are about: their words count as its
         # own, so a title line that only repeats the model code wins nothing
         context = stems(" ".join(x for x in (passage.title, passage.section) if x))
         contexts.append(context)
+        previous, order = object(), 0
         for position, unit in enumerate(answer_units(passage)):
+            unit.heading = unit.heading or passage.section
+            order = order + 1 if unit.heading == previous else 0
+            previous = unit.heading
+            section_order[id(unit)] = order
             words = (stems(unit.text) | _acronyms(unit.text) | (stems(unit.header) if unit.header else set())
                      | context | (stems(unit.heading) if unit.heading else set()))
             candidates.append((rank, position, unit, words))
@@ -492,16 +510,26 @@ def extractive_answer(question: str, passages: list[Passage], *, max_sentences: 
         if coverage <= 0:
             continue
         # what the question asks about the thing its document is about ("pesa" of "o
-        # módulo Jinko de 405 W"): the terms its title does not already hold, found in
-        # the unit's own text
+        # módulo Jinko de 405 W"): the terms the document's title does not already hold,
+        # found in the unit's own text
         context = contexts[rank]
         asked = {t: w for t, w in weight.items() if not _matches(t, context)}
         own = stems(unit.text) | _acronyms(unit.text) | (stems(unit.header) if unit.header else set())
         focus = (sum(w for t, w in asked.items() if _matches(t, own)) / sum(asked.values())) if asked else 0.0
         bonus = _kind_bonus(kind, unit.text)
         length_penalty = 0.15 if len(unit.text) > 600 else 0.0
-        score = (coverage * 3.0 + focus * 1.5 + bonus * (0.5 + coverage) + 0.6 / (rank + 1) - position * 0.002
-                 - length_penalty)
+        # a heading that asks the question (a FAQ's "Quem descarrega o caminhão?"): the
+        # first units under it are its answer
+        heading_words = stems(unit.heading) | _acronyms(unit.heading) if unit.heading else set()
+        heading_cover = sum(w for t, w in weight.items() if _matches(t, heading_words)) / total
+        answers_heading = (1.0 if section_order[id(unit)] == 0 else 0.5 if section_order[id(unit)] == 1 else 0.0) \
+            if heading_cover >= 0.5 else 0.0
+        if answers_heading and section_order[id(unit)] == 0 and unit.heading.rstrip().endswith("?"):
+            answers_heading = 3.0  # a FAQ: the heading is the question, its first sentence the answer
+        score = (coverage * 3.0 + focus * 1.5 + bonus * (0.5 + coverage) + answers_heading * heading_cover
+                 + 0.6 / (rank + 1) - position * 0.002 - length_penalty)
+        if answers_heading:
+            unit.quote_heading = True  # shown as "heading — sentence": the heading holds the asked words
         scored.append((score, coverage, rank, position, unit))
     scored.sort(key=lambda c: -c[0])
     if not scored:
@@ -511,7 +539,22 @@ def extractive_answer(question: str, passages: list[Passage], *, max_sentences: 
         return _not_found(passages)
     chosen: list[tuple[int, Unit]] = []
     seen: set[str] = set()
+    # "Quanto pesa e qual o tamanho…": each part's own words pick a unit of its own
+    parts = question_parts(question)
+    if len(parts) > 1:
+        for part in parts:
+            own_terms = {t for t in stems(part) if t in weight}
+            if not own_terms:
+                continue
+            best = max(scored, key=lambda c: c[0] + 2.0 * sum(weight[t] for t in own_terms if _matches(
+                t, stems(c[4].text) | _acronyms(c[4].text))) / sum(weight[t] for t in own_terms))
+            key = fold_text(best[4].text)
+            if key not in seen and best[1] >= MIN_COVERAGE / 2:
+                seen.add(key)
+                chosen.append((best[2], best[4]))
     for score, coverage, rank, _, unit in scored:
+        if len(chosen) >= max_sentences:
+            break
         key = fold_text(unit.text)
         if key in seen or any(key in s or s in key for s in seen):
             continue
@@ -536,6 +579,22 @@ def _verbatim(text: str, unit: Unit) -> str:
     start = text.find(unit.parts[0])
     end = text.find(unit.parts[-1], start + 1) if start >= 0 else -1
     return text[start:end + len(unit.parts[-1])] if start >= 0 and end >= 0 else unit.parts[0]
+
+
+_PART_SPLIT = re.compile(r"\s*(?:,\s*|\s)e\s+(?=(?:qual|quais|quanto|quanta|quantos|quantas|como|onde|quando|"
+                         r"o que|quem|por que|em que)\b)", re.I)
+
+
+_DIFFERENCE = re.compile(r"diferen[cç]as?\s+entre\s+(?:[oa]s?\s+)?(.+?)\s+e\s+(?:[oa]s?\s+)?(.+?)\s*[?.!]*$", re.I)
+
+
+def question_parts(question: str) -> list[str]:
+    """A question that asks two things ("Quanto pesa e qual o tamanho do módulo?", "a
+    diferença entre SAC e Price") in its parts; one part otherwise."""
+    difference = _DIFFERENCE.search(question)
+    if difference:
+        return [difference.group(1), difference.group(2)]
+    return [p for p in _PART_SPLIT.split(question) if p.strip()]
 
 
 def _acronyms(question: str) -> set[str]:
