@@ -651,10 +651,8 @@ def _with_inferred_columns(mapping: p.HeaderMapping, inference: x.ColumnInferenc
     columns = {f: list(c) for f, c in mapping.columns.items()}
     for column, role in inference.roles.items():
         target = x.ROLE_FIELDS[role.role]
-        if target in columns and target != "text" and column not in columns[target]:
-            if target == "price" or target == "description":
-                continue
-            continue
+        if target in columns and target != "text":
+            continue  # a named header (or an earlier column of that role) fills it already
         columns.setdefault(target, []).append(column)
     unknown = tuple(h for h in mapping.unknown if h not in inference.roles)
     return p.HeaderMapping({f: tuple(c) for f, c in columns.items()}, mapping.power_unit, unknown)
