@@ -140,3 +140,13 @@ def test_two_exports_of_one_storefront_name_an_offer_once(tmp_path):
     items = [json.loads(line) for line in (tmp_path / "out" / "items.jsonl").read_text().splitlines()]
     assert sorted((i["sku"], i["sku_source"]) for i in items) == [
         ("5KTLM-G3", "model"), ("600076", "image_url"), ("GW3300-XS", "model")]
+
+
+def test_a_header_repeated_by_a_paged_scrape_is_not_a_product():
+    page = ("loaded src,subtitle,price\n"
+            "https://cdn.example.com/produtos/1111/a.png,CABO SOLAR 6MM PRETO ROLO 50M,\"R$ 389,90\"\n"
+            "loaded src,subtitle,price\n"
+            "https://cdn.example.com/produtos/2222/b.png,CONECTOR MC4 PAR,\"R$ 12,50\"\n")
+    result = feed(page)
+    assert result.non_product_rows == {"repeated_header": 1}
+    assert sorted(item.sku for item in result.items) == ["1111", "2222"]

@@ -20,6 +20,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from ysh.rag.evaluation import stop_process
+
 from tests.conftest import wait_for
 
 pytestmark = pytest.mark.integration
@@ -92,12 +94,7 @@ def helio(tmp_path_factory, browser):
         wait_for(ready, timeout=180, what="the documents to be indexed")
         yield base, key
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        stop_process(proc)
 
 
 @pytest.fixture

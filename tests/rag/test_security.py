@@ -18,6 +18,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from ysh.rag.evaluation import stop_process
+
 from tests.conftest import wait_for
 from ysh.rag import security
 from ysh.rag.security import (check_globpattern, check_metadata_filter, check_question, exposure_problem,
@@ -354,12 +356,7 @@ def service(tmp_path_factory):
         server.created_before_docs = created
         yield server
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        stop_process(proc)
 
 
 @pytest.mark.integration

@@ -200,9 +200,8 @@ def infer_columns(headers: list[str], records: list[FeedRecord], named: set[str]
         if len(columns) > 1:
             best = max(columns, key=lambda c: inference.roles[c].confidence)
             for column in columns:
-                if column != best and role != "price":
-                    inference.roles[column] = ColumnRole("text" if role != "brand" else "text",
-                                                         inference.roles[column].confidence)
+                if column != best and role != "price":  # several prices: a wide row (split_wide_rows)
+                    inference.roles[column] = ColumnRole("text", inference.roles[column].confidence)
     return inference
 
 
@@ -303,13 +302,10 @@ def non_product_reason(record: FeedRecord, headers: list[str], price_columns: li
     present = [c for c in cells if c is not None]
     if not present:
         return "empty"
-    if [p.normalize_header(c) for c in present] == [p.normalize_header(h) for h in headers if clean_cell(
-            record.fields.get(h)) is not None] and len(present) >= 2 and all(
-            clean_cell(record.fields.get(h)) == h.strip() for h in headers if clean_cell(record.fields.get(h))):
+    named = [(h, cell) for h in headers if (cell := clean_cell(record.fields.get(h))) is not None]
+    if len(named) >= 2 and len(named) == len(present) and all(cell == h.strip() for h, cell in named):
         return "repeated_header"
-    has_price = any(clean_cell(record.fields.get(c)) and _PRICE_CELL.match(clean_cell(record.fields.get(c)) or "")
-                    for c in price_columns)
-    if has_price:
+    if any(_PRICE_CELL.match(clean_cell(record.fields.get(c)) or "") for c in price_columns):
         return None
     texts = [c for c in present if not _is_url(c)]
     if texts and all(_menu_cell(c) for c in texts):
@@ -616,10 +612,6 @@ def parse_availability(text: str | None) -> str | None:
     if re.search(r"disponivel|em\s+estoque|pronta\s+entrega|in\s+stock|available", s):
         return "in_stock"
     return None
-
-
-def quantity_cells(cells: list[str]) -> list[str]:
-    return [c for c in cells if _QUANTITY_CELL.match(p.strip_accents(c))]
 
 
 def price_cell_value(text: str | None) -> str | None:

@@ -673,22 +673,20 @@ def find_power_w(text: str) -> float | None:
     return parse_power_w(m.group(1) + m.group(2))
 
 
+def _first_match(table, text: str):
+    """The value of the first ``(regex, value)`` of ``table`` found in the accent-free text."""
+    plain = strip_accents(text)
+    return next((value for regex, value in table if regex.search(plain)), None)
+
+
 @lru_cache(maxsize=16_384)
 def find_technology(text: str) -> str | None:
     """Cell/inverter technology named in text; the most specific one wins."""
-    plain = strip_accents(text)
-    for regex, name in _TECHNOLOGIES:
-        if regex.search(plain):
-            return name
-    return None
+    return _first_match(_TECHNOLOGIES, text)
 
 
 def find_phases(text: str) -> int | None:
-    s = strip_accents(text)
-    for regex, phases in _PHASES:
-        if regex.search(s):
-            return phases
-    return None
+    return _first_match(_PHASES, text)
 
 
 def find_mppt_count(text: str) -> int | None:
@@ -728,14 +726,7 @@ def find_ac_voltage_v(text: str) -> float | None:
 def find_inverter_phases(text: str) -> int | None:
     """Phases of an inverter, also from the storefronts' short forms (``MONO 220V``,
     ``TRI 380V``); ``mono`` alone is not read on modules, where it means monocrystalline."""
-    found = find_phases(text)
-    if found is not None:
-        return found
-    s = strip_accents(text)
-    for regex, phases in _SHORT_PHASES:
-        if regex.search(s):
-            return phases
-    return None
+    return _first_match(_PHASES + _SHORT_PHASES, text)
 
 
 def find_battery_kwh(text: str) -> float | None:

@@ -22,7 +22,7 @@ import re
 import secrets
 from dataclasses import dataclass, field
 
-from .chunking import fold_text, stem_pt
+from .chunking import PT_STOPWORDS, fold_text, stem_token
 
 NOT_FOUND = "Não encontrei essa informação nos documentos indexados."
 
@@ -47,14 +47,10 @@ _INJECTION_PATTERNS = [
 ]
 _INJECTION = [(re.compile(p), reason) for p, reason in _INJECTION_PATTERNS]
 
-_STOPWORDS = set(fold_text(
-    "a o os as de da do das dos em no na nos nas num numa um uma uns umas e é ou que qual quais quanto quanta "
-    "quantos quantas quando como onde porque por que para pra por pelo pela pelos pelas com sem se ao aos à às "
-    "mais menos muito ser são sao foi era está esta estão tem têm ter há isso isto este esta esse essa eu você voce "
-    "meu minha seu sua seus suas nosso nossa me te lhe já ja também tambem não nao sim pode posso devo deve "
-    "preciso precisa sobre entre até ate após apos the of and to in is what how which "
+_STOPWORDS = PT_STOPWORDS | set(fold_text(
+    "já porque preciso precisa "
     # the wording of a question, not its content ("o que significa EMUC", "qual a diferença")
-    "significa significam significado diferença diferenca diferenças chama chamado chamada hoje"
+    "significa significam significado diferença diferenças chama chamado chamada hoje"
 ).split())
 
 
@@ -203,12 +199,7 @@ def _terms(text: str) -> list[str]:
     return [t for t in fold_text(text).split() if t not in _STOPWORDS and (len(t) > 1 or t.isdigit())]
 
 
-def _stem(term: str) -> str:
-    """Snowball Portuguese stem of a folded term (:func:`stem_pt`); numbers and codes
-    stay as they are."""
-    if any(c.isdigit() for c in term) or len(term) <= 3:
-        return term
-    return stem_pt(term)
+_stem = stem_token  # the index's own stemming, so answers and retrieval see one vocabulary
 
 
 def stems(text: str) -> set[str]:

@@ -237,7 +237,7 @@ def fold_text(text: str) -> str:
 # the Portuguese analyzer of the lexical index
 # --------------------------------------------------------------------------------------
 
-_PT_STOPWORDS = frozenset(fold_text(
+PT_STOPWORDS = frozenset(fold_text(
     "a o os as de da do das dos em no na nos nas num numa um uma uns umas e ou que qual quais quanto quanta "
     "quantos quantas quando como onde por para pra pelo pela pelos pelas com sem se ao aos à às mais menos "
     "muito ser são foi era está estão tem têm ter há isso isto este esta esse essa eu você meu minha seu sua "
@@ -274,6 +274,14 @@ def stem_pt(folded: str) -> str:
     return fold_text(_pt_stemmer().stemWord(word)) or folded
 
 
+def stem_token(token: str) -> str:
+    """A folded token as both sides of the search see it: numbers, codes and words of up
+    to 3 letters as they are, other words by :func:`stem_pt`."""
+    if len(token) <= 3 or any(c.isdigit() for c in token):
+        return token
+    return stem_pt(token)
+
+
 def analyze_pt(text: str) -> str:
     """The lexical index's view of a text (and of a query): accent-folded lower-case
     tokens, Portuguese stop words dropped, words reduced by the Snowball Portuguese
@@ -284,9 +292,9 @@ def analyze_pt(text: str) -> str:
     The result is plain alphanumeric tokens: safe for tantivy's query parser."""
     out = []
     for token in fold_text(text).split():
-        if token in _PT_STOPWORDS:
+        if token in PT_STOPWORDS:
             continue
-        out.append(token if any(c.isdigit() for c in token) or len(token) <= 3 else stem_pt(token))
+        out.append(stem_token(token))
     extra = [re.sub(r"[^0-9a-z]", "", fold_text(m.group(0))) for m in _CODE.finditer(text)]
     extra += [f"{m.group(1).replace('.', '').replace(',', '')}{m.group(2).lower()}" for m in _NUMBER_UNIT.finditer(text)]
     extra += [m.group(0).replace(".", "") for m in re.finditer(r"(?<![\w.,])\d{1,3}(?:\.\d{3})+(?![\w,])", text)]

@@ -36,7 +36,7 @@ from pathway.stdlib.indexing.hybrid_index import HybridIndex
 from pathway.xpacks.llm.document_store import DocumentStore
 from pathway.xpacks.llm.splitters import BaseSplitter
 
-from .chunking import TokenChunker, analyze_pt, fold_text
+from .chunking import TokenChunker, analyze_pt
 from .embedding import CachedEmbedder
 from .parsing import DEFAULT_MAX_FILE_BYTES, ParseError, parse_document
 from .security import keep_inside_docs_root
@@ -139,7 +139,6 @@ class DropSentinel(BaseSplitter):
 # indexes
 # --------------------------------------------------------------------------------------
 
-_fold = pw.udf(fold_text, deterministic=True)
 _analyze = pw.udf(analyze_pt, deterministic=True)
 
 
