@@ -183,6 +183,10 @@ class Settings(BaseSettings):
         default=None, description="OpenAI-compatible endpoint (…/v1) for answers and/or embeddings; unset: extractive.")
     rag_openai_api_key: SecretStr | None = Field(default=None, description="Its API key (secret).")
     rag_chat_model: str = Field(default="gpt-4o-mini", description="Chat model used for answers when configured.")
+    rag_llm_timeout_s: float = Field(default=30.0, gt=0, le=600,
+                                     description="Timeout of one LLM answer call; on expiry the extractive answer is given.")
+    rag_llm_max_concurrent: int = Field(default=4, ge=1, le=64,
+                                        description="LLM answer calls at once; more get 503 with Retry-After.")
 
     # --- object store (S3 / MinIO) -----------------------------------------------
     s3_endpoint_url: str | None = None

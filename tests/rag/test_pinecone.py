@@ -41,12 +41,13 @@ class FakePinecone:
 
             def _answer(self, status: int, body) -> None:
                 data = json.dumps(body).encode()
+                # logged before the reply: the client may check the log as soon as it has read it
+                fake.log.append((self.command, urlsplit(self.path).path, status))
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
-                fake.log.append((self.command, urlsplit(self.path).path, status))
 
             def _serve(self):
                 url = urlsplit(self.path)

@@ -11,6 +11,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +20,9 @@ import pathway as pw
 from .. import pw_runtime
 from .embedding import make_embedder
 from .pipeline import RagGraph, build_from_settings
-from .security import redact_payload_log
-from .server import make_webserver, register_routes
+from .serving import LiveIndex
+from .server import ApiServer, HelioApi
+from .security import is_loopback_host
 
 log = logging.getLogger("ysh.rag.app")
 
@@ -35,7 +37,7 @@ def _quiet_engine_logs() -> None:
 
 
 class _RedactSecrets(logging.Filter):
-    """Pathway's access log prints request headers: keep the API key out of the logs."""
+    """Keep the API key out of the logs, whatever logs a header."""
 
     def __init__(self, secrets: Sequence[str]):
         super().__init__()
@@ -51,31 +53,12 @@ class _RedactSecrets(logging.Filter):
         return True
 
 
-class _ShortenQuestions(logging.Filter):
-    """Pathway logs each request's payload (the full question) at INFO: below DEBUG the
-    question is replaced by its length."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if logging.getLogger().isEnabledFor(logging.DEBUG):
-            return True
-        try:
-            message = record.getMessage()
-        except Exception:  # a malformed record is not ours to fix
-            return True
-        shortened = redact_payload_log(message)
-        if shortened is not None:
-            record.msg, record.args = shortened, ()
-        return True
-
-
 def _install_log_filters(api_key: str | None) -> None:
     """On the handlers: a logger's own filters skip records propagated from its children."""
-    filters: list[logging.Filter] = [_ShortenQuestions()]
-    if api_key:
-        filters.append(_RedactSecrets([api_key]))
+    filters: list[logging.Filter] = [_RedactSecrets([api_key])] if api_key else []
     for handler in logging.getLogger().handlers:
         for existing in list(handler.filters):
-            if isinstance(existing, _ShortenQuestions | _RedactSecrets):
+            if isinstance(existing, _RedactSecrets):
                 handler.removeFilter(existing)
         for f in filters:
             handler.addFilter(f)
@@ -97,20 +80,36 @@ def _log_errors(graph: RagGraph) -> None:
     pw.io.subscribe(pw.global_error_log(), on_change=on_change, name="rag_error_log")
 
 
+@dataclass
+class Service:
+    """The declared service: the graph, the live index it feeds and the API over it."""
+
+    graph: RagGraph
+    index: LiveIndex
+    api: HelioApi
+    server: ApiServer
+
+
 def build_service(settings, *, docs_dir: Path | None = None, host: str | None = None, port: int | None = None,
                   extra_tables: Sequence[pw.Table] = (), seed: Mapping[str, np.ndarray] | None = None,
-                  on_embedded: Callable[[str, np.ndarray], None] | None = None) -> RagGraph:
-    """Declare the whole service (graph + routes) in the current Pathway graph."""
+                  on_embedded: Callable[[str, np.ndarray], None] | None = None) -> Service:
+    """Declare the graph in the current Pathway graph, subscribe a live index to it and
+    prepare the API over that index (not started)."""
     embedder = make_embedder(settings, seed=seed, on_embedded=on_embedded)
     graph = build_from_settings(settings, embedder, docs_dir=docs_dir, extra_tables=extra_tables)
+    index = graph.live_index()
+    stats, files = graph.attach(index)
     api_key = settings.rag_api_key.get_secret_value() if settings.rag_api_key else None
+    llm_key = settings.rag_openai_api_key.get_secret_value() if settings.rag_openai_api_key else None
     _install_log_filters(api_key)
-    webserver = make_webserver(host or settings.rag_host, port or settings.rag_port, api_key=api_key,
-                               max_request_bytes=settings.rag_max_request_bytes,
-                               docs_root=docs_root_of(settings, docs_dir))
-    register_routes(webserver, graph, settings)
+    api = HelioApi(index, stats, files, embedder.cache.stats, docs_root=docs_root_of(settings, docs_dir),
+                   llm_base_url=settings.rag_openai_base_url, llm_api_key=llm_key, llm_model=settings.rag_chat_model,
+                   llm_timeout_s=settings.rag_llm_timeout_s, llm_max_concurrent=settings.rag_llm_max_concurrent)
+    host = host or settings.rag_host
+    app = api.application(api_key=api_key, max_request_bytes=settings.rag_max_request_bytes,
+                          local_only=is_loopback_host(host))
     _log_errors(graph)
-    return graph
+    return Service(graph, index, api, ApiServer(app, host, port or settings.rag_port))
 
 
 def serve(settings, *, docs_dir: Path | None = None, host: str | None = None, port: int | None = None,
@@ -124,19 +123,24 @@ def serve(settings, *, docs_dir: Path | None = None, host: str | None = None, po
     the graph is fresh, so the tables belong to it. ``seed``/``on_embedded``: the embedding
     cache's seed (``content_sha256 → vector``) and new-vector observer (pgvector).
     ``on_ready(graph)`` is called once the graph is built, just before ``pw.run``.
+    The API listens from just before ``pw.run``; ``/v1/statistics`` shows the indexing.
     """
     _quiet_engine_logs()
     pw_runtime.fresh_graph()
-    graph = build_service(settings, docs_dir=docs_dir, host=host, port=port,
-                          extra_tables=[declare() for declare in extra_tables],
-                          seed=seed, on_embedded=on_embedded)
+    service = build_service(settings, docs_dir=docs_dir, host=host, port=port,
+                            extra_tables=[declare() for declare in extra_tables],
+                            seed=seed, on_embedded=on_embedded)
     if on_ready is not None:
-        on_ready(graph)
+        on_ready(service.graph)
     os.environ.setdefault("PATHWAY_DISABLE_PROGRESS", "1")
-    log.info("Hélio API on http://%s:%s (documents: %s)", host or settings.rag_host, port or settings.rag_port,
+    service.server.start()
+    log.info("Hélio API on http://%s:%s (documents: %s)", service.server.host, service.server.port,
              docs_dir or settings.rag_docs_folder)
-    pw.run(monitoring_level=pw.MonitoringLevel.NONE, terminate_on_error=False,
-           with_http_server=settings.pathway_monitoring)
+    try:
+        pw.run(monitoring_level=pw.MonitoringLevel.NONE, terminate_on_error=False,
+               with_http_server=settings.pathway_monitoring)
+    finally:
+        service.server.stop()
 
 
 def serve_in_thread(settings, **kwargs) -> threading.Thread:

@@ -101,8 +101,7 @@ def _warehouse_parts(settings):
         console.print(f"live records: catalog products and B1/B3 tariffs from schema {warehouse.schema}, "
                       f"re-read every {settings.rag_records_poll_s:g} s")
     if settings.rag_pgvector:
-        from .embedding import text_sha256
-        from .vectors import VectorStore, attach_pgvector_sink
+        from .vectors import VectorStore
 
         store = VectorStore(warehouse, model=settings.rag_embedder)
         seed = store.load_cache(settings.rag_embedder)
@@ -110,10 +109,7 @@ def _warehouse_parts(settings):
                       "(not embedded again)")
 
         def on_ready(graph):
-            vectors = graph.embedder.cache.vectors
-            attach_pgvector_sink(graph.store.chunked_docs, store, lambda text: vectors.get(text_sha256(text)),
-                                 model=graph.embedder.cache.model_name,
-                                 reconcile_after_s=settings.rag_pgvector_reconcile_s)
+            _attach_copy(graph, store, settings, "rag_pgvector")
             if pinecone is not None:
                 _pinecone_only(pinecone, settings)(graph)
     else:
@@ -125,16 +121,19 @@ def _pinecone_only(pinecone, settings):
     """The optional Pinecone copy: the same sink as pgvector's, over a PineconeStore."""
     if pinecone is None:
         return None
-    from .embedding import text_sha256
-    from .vectors import attach_pgvector_sink
-
     def on_ready(graph):
-        vectors = graph.embedder.cache.vectors
-        attach_pgvector_sink(graph.store.chunked_docs, pinecone, lambda text: vectors.get(text_sha256(text)),
-                             model=graph.embedder.cache.model_name,
-                             reconcile_after_s=settings.rag_pgvector_reconcile_s, name="rag_pinecone")
+        _attach_copy(graph, pinecone, settings, "rag_pinecone")
 
     return on_ready
+
+
+def _attach_copy(graph, store, settings, name: str) -> None:
+    """Keep ``store`` (pgvector or Pinecone) equal to the chunks the index holds, with the
+    vectors the pipeline computed."""
+    from .vectors import attach_pgvector_sink
+
+    attach_pgvector_sink(graph.chunks, store, vector_column="vector", model=graph.embedder.cache.model_name,
+                         reconcile_after_s=settings.rag_pgvector_reconcile_s, name=name)
 
 
 @app.command("eval")

@@ -1,18 +1,17 @@
-"""The Hélio RAG graph (Pathway): documents → parse + chunk → embeddings → hybrid index,
-and the query transformers the server wires to routes.
+"""The Hélio RAG graph (Pathway): documents → parse + chunk → embed + analyze → the live
+index's feed, and the status tables.
 
-``documents → DocumentStore(parser=SafeParser, doc_post_processors=[finalize], splitter=
-DropSentinel, retriever_factory=SharedHybridFactory([UsearchKnnFactory(embedder, 384, COS),
-FoldedBM25Factory()], k=rrf_k))``
+``documents (files, live records) → input_docs (+ _file_id) → SafeParser (parse and chunk
+one file; never raises) → finalize_metadata → chunks (text, metadata, vector, terms)``
 
 * :class:`SafeParser` parses *and* chunks one file (so ``chunk_index`` runs across a PDF's
   pages) and never raises: a bad file becomes one sentinel row ``("", {"_parse_error":
-  reason})`` that :class:`DropSentinel` removes and ``/v1/inputs`` reports. (A raising UDF
+  reason})`` that is kept out of the chunks and reported by ``/v1/inputs``. (A raising UDF
   would stop the whole pipeline, or silently lose the row with ``terminate_on_error=False``.)
-* :class:`SharedHybridFactory` builds the dense (usearch) and BM25 (tantivy, accent-folded)
-  indexes once and the RRF hybrid over them, so ``retriever`` = hybrid | dense | bm25 share
-  one set of indexes and one embedding per chunk.
-* Queries over-fetch ``max(20, 4k)`` candidates from each index before fusion, then keep k.
+* ``chunks`` carries each chunk's vector (the embedder's cache answers unchanged texts) and
+  its Portuguese lexical analysis (:func:`analyze_pt` of title + heading path + text).
+  :meth:`RagGraph.attach` subscribes a :class:`~ysh.rag.serving.LiveIndex` to it: queries
+  are answered from that index, outside the dataflow (docs/rag.md, "Serving").
 
 Never calls ``pw.run``: :mod:`ysh.rag.app` does. No ``from __future__ import annotations``
 (Pathway reads UDF annotations at graph-building time).
@@ -24,27 +23,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pathway as pw
-from pathway.stdlib.indexing import (
-    HybridIndexFactory,
-    TantivyBM25,
-    TantivyBM25Factory,
-    UsearchKnnFactory,
-    USearchMetricKind,
-)
-from pathway.stdlib.indexing.data_index import _SCORE, DataIndex
-from pathway.stdlib.indexing.hybrid_index import HybridIndex
-from pathway.xpacks.llm.document_store import DocumentStore
-from pathway.xpacks.llm.splitters import BaseSplitter
+from pathway.xpacks.llm.utils import combine_metadata
 
 from .chunking import TokenChunker, analyze_pt
 from .embedding import CachedEmbedder
 from .parsing import DEFAULT_MAX_FILE_BYTES, ParseError, parse_document
 from .security import keep_inside_docs_root
+from .serving import RETRIEVERS, IndexFeed, LatestRow, LiveIndex
 
 log = logging.getLogger("ysh.rag.pipeline")
 
-RETRIEVERS = ("hybrid", "dense", "bm25")
-_NO_MATCH = "zzqqnomatchqqzz"
+__all__ = ["RETRIEVERS", "RagGraph", "build_rag_graph", "build_from_settings", "read_documents"]
 
 
 # --------------------------------------------------------------------------------------
@@ -128,229 +117,30 @@ def finalize_metadata(text: str, metadata: dict) -> tuple[str, dict]:
     return text, md
 
 
-class DropSentinel(BaseSplitter):
-    """The splitter stage: chunks come ready from :class:`SafeParser`; drop error rows."""
-
-    def chunk(self, text: str, metadata: dict = {}, **kwargs) -> list[tuple[str, dict]]:  # noqa: B006
-        return [(text, {})] if text.strip() else []
-
-
 # --------------------------------------------------------------------------------------
-# indexes
+# the graph
 # --------------------------------------------------------------------------------------
-
-_analyze = pw.udf(analyze_pt, deterministic=True)
 
 
 @pw.udf(deterministic=True)
-def _analyze_chunk(text: str, metadata: pw.Json | None) -> str:
+def _finalized(text: str, metadata: pw.Json) -> pw.Json:
+    return pw.Json(finalize_metadata(text, metadata)[1])
+
+
+@pw.udf(deterministic=True)
+def _with_file_id(metadata: pw.Json, id) -> dict:
+    md = metadata.as_dict() if isinstance(metadata, pw.Json) and isinstance(metadata.value, dict) else {}
+    return {**md, "_file_id": str(id)}
+
+
+@pw.udf(deterministic=True)
+def _lexical_view(text: str, metadata: pw.Json) -> str:
     """The lexical view of a chunk: its document title and heading path are searchable
     with its text (a question naming the document or the section finds the chunk)."""
     md = metadata.as_dict() if isinstance(metadata, pw.Json) and isinstance(metadata.value, dict) else {}
     context = " ".join(str(md.get(key) or "") for key in ("title", "heading_path" if md.get("heading_path")
                                                            else "section"))
     return analyze_pt(f"{context}\n{text}")
-
-
-def _rebind(expr, table):
-    return table[expr.name] if isinstance(expr, pw.ColumnReference) else expr
-
-
-class FoldedBM25(TantivyBM25):
-    """Tantivy BM25 over the Portuguese analysis of the text (:func:`analyze_pt`: folded,
-    stemmed, codes kept whole), queried through the same analysis (any query parses: no
-    ``EngineError: Syntax Error`` for ``Fio B: 2026``)."""
-
-    def query_as_of_now(self, query_column, number_of_matches=3, metadata_filter=None):
-        q = query_column.table.with_columns(_ysh_bm25_query=_analyze(query_column))
-        q = q.with_columns(_ysh_bm25_query=pw.if_else(pw.this._ysh_bm25_query == "", _NO_MATCH,
-                                                      pw.this._ysh_bm25_query))
-        return super().query_as_of_now(
-            q._ysh_bm25_query, number_of_matches=_rebind(number_of_matches, q),
-            metadata_filter=_rebind(metadata_filter, q) if metadata_filter is not None else None)
-
-
-class FoldedBM25Factory(TantivyBM25Factory):
-    def build_inner_index(self, data_column, metadata_column=None):
-        t = data_column.table.with_columns(
-            _ysh_bm25_text=_analyze_chunk(data_column, metadata_column) if metadata_column is not None
-            else _analyze(data_column))
-        return FoldedBM25(t._ysh_bm25_text, _rebind(metadata_column, t) if metadata_column is not None else None,
-                          ram_budget=self.ram_budget, in_memory_index=self.in_memory_index)
-
-
-class WeightedHybridIndex(HybridIndex):
-    """Reciprocal-rank fusion with a weight per member index: a row at rank ``r`` of
-    member ``i`` scores ``weights[i] / (k + r)``. Pathway's ``HybridIndex`` weighs every
-    member alike, which let the English dense model pull Portuguese BM25's right answer
-    down (docs/rag.md); this is its ``_combine_results`` with the weight applied."""
-
-    def __init__(self, retrievers, k: float = 60, weights: Sequence[float] | None = None):
-        super().__init__(retrievers, k)
-        self.weights = list(weights) if weights is not None else [1.0] * len(retrievers)
-        if len(self.weights) != len(retrievers):
-            raise ValueError("one weight per member index")
-
-    def _combine_results(self, query_retriever, query_table, number_of_matches, *, as_of_now: bool):
-        from pathway.stdlib.indexing.colnames import _INDEX_REPLY, _MATCHED_ID, _QUERY_ID, _SCORE
-
-        @pw.udf(deterministic=True)
-        def enumerate_results(results: list[tuple[pw.Pointer, float]]) -> list[tuple[int, pw.Pointer]]:
-            return [(i, x[0]) for i, x in enumerate(results, start=1)]
-
-        def query_single_retriever(retriever, weight: float) -> pw.Table:
-            results = (
-                query_retriever(retriever)
-                .select(**{_INDEX_REPLY: enumerate_results(pw.this[_INDEX_REPLY]), _QUERY_ID: pw.this.id})
-                .flatten(pw.this[_INDEX_REPLY])
-                .select(**{_MATCHED_ID: pw.this[_INDEX_REPLY].get(1),
-                           _SCORE: weight / (self.k + pw.this[_INDEX_REPLY].get(0)),
-                           _QUERY_ID: pw.this[_QUERY_ID]})
-            )
-            return results._forget_immediately() if as_of_now else results
-
-        results = pw.Table.concat_reindex(*[query_single_retriever(r, w)
-                                            for r, w in zip(self.retrievers, self.weights) if w > 0])
-        removed_duplicates = results.groupby(results[_QUERY_ID], results[_MATCHED_ID]).reduce(
-            pw.this[_QUERY_ID], pw.this[_MATCHED_ID],
-            _pw_groupby_sort_key=-pw.reducers.sum(pw.this[_SCORE]),
-            **{_SCORE: pw.reducers.sum(pw.this[_SCORE])})
-
-        @pw.udf(deterministic=True)
-        def limit_results(results: tuple, count: int) -> tuple:
-            return results[:count]
-
-        grouped_by_query = removed_duplicates.groupby(
-            pw.this[_QUERY_ID], sort_by=pw.this._pw_groupby_sort_key, id=pw.this[_QUERY_ID],
-        ).reduce(**{_INDEX_REPLY: pw.reducers.tuple(pw.make_tuple(pw.this[_MATCHED_ID], pw.this[_SCORE]))})
-        if isinstance(number_of_matches, pw.ColumnExpression):
-            number_of_matches_table = query_table.select(_pw_number_of_matches=number_of_matches)
-            if as_of_now:
-                number_of_matches_table = number_of_matches_table._forget_immediately()
-            grouped_by_query.promise_universe_is_subset_of(number_of_matches_table)
-            number_of_matches = number_of_matches_table.restrict(grouped_by_query)._pw_number_of_matches
-        limited = grouped_by_query.select(**{_INDEX_REPLY: limit_results(pw.this[_INDEX_REPLY], number_of_matches)})
-        if as_of_now:
-            limited = limited.filter_out_results_of_forgetting(ensure_consistency=False)
-        return limited
-
-
-class SharedHybridFactory(HybridIndexFactory):
-    """``HybridIndexFactory([dense, bm25])`` that keeps the inner indexes it builds, so the
-    same dense and BM25 indexes also answer dense-only and BM25-only queries. Dense
-    queries are embedded by ``query_embedder`` (same model, separate cache/counters)."""
-
-    def __init__(self, retriever_factories, k: float = 60, query_embedder: CachedEmbedder | None = None,
-                 dense_weight: float = 1.0):
-        super().__init__(retriever_factories, k=k)
-        self.query_embedder = query_embedder
-        self.dense_weight = dense_weight
-        self.inner: dict[str, object] = {}
-
-    def build_inner_index(self, data_column, metadata_column=None):
-        dense_factory, bm25_factory = self.retriever_factories
-        dense = dense_factory.build_inner_index(data_column, metadata_column)
-        if self.query_embedder is not None:  # documents were embedded at construction; queries use this one
-            object.__setattr__(dense, "embedder", self.query_embedder)
-        bm25 = bm25_factory.build_inner_index(data_column, metadata_column)
-        hybrid = WeightedHybridIndex([dense, bm25], self.k, [self.dense_weight, 1.0])
-        self.inner = {"dense": dense, "bm25": bm25, "hybrid": hybrid}
-        return hybrid
-
-
-# --------------------------------------------------------------------------------------
-# the graph
-# --------------------------------------------------------------------------------------
-
-
-class RetrieveSchema(pw.Schema):
-    query: str = pw.column_definition(description="Question or keywords (Portuguese)",
-                                      example="Qual o percentual do Fio B em 2026?")
-    k: int = pw.column_definition(default_value=5, description="Number of passages (1..50)", example=5)
-    metadata_filter: str | None = pw.column_definition(
-        default_value=None, description="JMESPath filter over the chunk metadata, e.g. contains(path, `lei`)")
-    filepath_globpattern: str | None = pw.column_definition(
-        default_value=None, description="Glob over the document path, e.g. **/*.pdf")
-    retriever: str = pw.column_definition(default_value="hybrid", description="hybrid | dense | bm25",
-                                          example="hybrid")
-
-
-def _clean_metadata(md: dict) -> dict:
-    return {k: v for k, v in md.items() if not k.startswith("_") and k not in ("seen_at", "owner")}
-
-
-@pw.udf
-def _format_hits(texts: tuple, metadatas: tuple, scores: tuple, k: int) -> pw.Json:
-    hits = sorted(zip(texts, metadatas, scores), key=lambda h: -h[2])[: max(k, 0)]
-    return pw.Json([{"text": text, "score": float(score),
-                     "metadata": _clean_metadata(md.as_dict() if isinstance(md, pw.Json) else dict(md))}
-                    for text, md, score in hits])
-
-
-@dataclass
-class RagGraph:
-    """The built graph: the document store, its indexes, the embedder and status tables."""
-
-    store: DocumentStore
-    indexes: dict  # retriever name → DataIndex
-    embedder: CachedEmbedder
-    stats: pw.Table  # one row: files, chunks, last_modified, last_indexed, errors
-    files: pw.Table  # one row: entries (tuple of per-file Json)
-
-    def retrieve(self, queries: pw.Table) -> pw.Table:
-        """Queries with ``RetrieveSchema`` columns → ``result``: JSON list of
-        ``{text, score, metadata}``, best first (same row ids as ``queries``)."""
-        queries = queries.with_columns(
-            _fetch=pw.apply_with_type(lambda k: max(20, 4 * k), int, pw.this.k),
-            retriever=pw.apply_with_type(lambda r: r if r in RETRIEVERS else "hybrid", str, pw.this.retriever),
-        )
-        queries = DocumentStore.merge_filters(queries)
-        parts = []
-        for name in RETRIEVERS:
-            subset = queries.filter(pw.this.retriever == name)
-            found = subset + self.indexes[name].query_as_of_now(
-                subset.query, number_of_matches=subset._fetch, metadata_filter=subset.metadata_filter,
-            ).select(
-                _texts=pw.coalesce(pw.right.text, ()),
-                _metas=pw.coalesce(pw.right.metadata, ()),
-                _scores=pw.coalesce(pw.right[_SCORE], ()),
-            )
-            parts.append(found.select(result=_format_hits(pw.this._texts, pw.this._metas, pw.this._scores,
-                                                          pw.this.k)))
-        pw.universes.promise_are_pairwise_disjoint(*parts)
-        return pw.Table.concat(*parts)
-
-    def statistics(self, queries: pw.Table) -> pw.Table:
-        """Any query → ``result``: {files, chunks, last_modified, last_indexed, errors,
-        embedded, cache_hits, embedding: {…counters}} as of the query's arrival."""
-        cache = self.embedder.cache
-
-        @pw.udf
-        def fmt(files: int | None, chunks: int | None, last_modified: int | None, last_indexed: int | None,
-                errors: int | None) -> pw.Json:
-            counters = cache.stats()
-            return pw.Json({"files": files or 0, "chunks": chunks or 0, "last_modified": last_modified or None,
-                            "last_indexed": last_indexed or None, "errors": errors or 0,
-                            "embedded": counters["embedded"], "cache_hits": counters["cache_hits"],
-                            "embedding": counters})
-
-        joined = queries.with_columns(_one=0).asof_now_join_left(
-            self.stats, pw.left._one == pw.right._one, id=pw.left.id)
-        return joined.select(result=fmt(pw.right.files, pw.right.chunks, pw.right.last_modified,
-                                        pw.right.last_indexed, pw.right.errors))
-
-    def inputs(self, queries: pw.Table) -> pw.Table:
-        """Any query → ``result``: JSON list of {path, status: indexed|error|empty, reason,
-        chunks, modified_at, size}, sorted by path."""
-
-        @pw.udf
-        def fmt(entries: tuple | None) -> pw.Json:
-            rows = [e.as_dict() if isinstance(e, pw.Json) else e for e in (entries or ())]
-            return pw.Json(sorted(rows, key=lambda e: str(e.get("path") or "")))
-
-        joined = queries.with_columns(_one=0).asof_now_join_left(
-            self.files, pw.left._one == pw.right._one, id=pw.left.id)
-        return joined.select(result=fmt(pw.right.entries))
 
 
 @pw.udf
@@ -361,6 +151,37 @@ def _file_entry(metadata: pw.Json, error: str | None, chunks: int) -> pw.Json:
                     "modified_at": md.get("modified_at"), "size": md.get("size")})
 
 
+@dataclass
+class RagGraph:
+    """The built graph: the chunks the index is fed from, the embedder, the status tables."""
+
+    input_docs: pw.Table  # text (bytes), metadata (+ _file_id)
+    parsed_docs: pw.Table  # text, metadata: one row per chunk or per parse error
+    chunks: pw.Table  # text, metadata, vector, terms: what the index holds
+    embedder: CachedEmbedder
+    stats: pw.Table  # one row: files, chunks, last_modified, last_indexed, errors
+    files: pw.Table  # one row: entries (tuple of per-file Json)
+    rrf_k: float = 60.0
+    dense_weight: float = 1.0
+
+    def live_index(self) -> LiveIndex:
+        """A :class:`LiveIndex` for this graph's embedder and fusion settings (empty until
+        :meth:`attach` feeds it)."""
+        query_embedder = self.embedder.for_queries()
+        return LiveIndex(self.embedder.get_embedding_dimension(), rrf_k=self.rrf_k, dense_weight=self.dense_weight,
+                         embed_query=lambda text: query_embedder.cache.embed([text], queries=True)[0])
+
+    def attach(self, index: LiveIndex) -> tuple[LatestRow, LatestRow]:
+        """Subscribe ``index`` to the chunks (each committed batch applied whole) and return
+        the live statistics and inputs rows."""
+        feed = IndexFeed(index)
+        pw.io.subscribe(self.chunks, on_change=feed.on_change, on_time_end=feed.on_time_end, name="rag_index")
+        stats, files = LatestRow(), LatestRow()
+        pw.io.subscribe(self.stats, on_change=stats.on_change, on_time_end=stats.on_time_end, name="rag_stats")
+        pw.io.subscribe(self.files, on_change=files.on_change, on_time_end=files.on_time_end, name="rag_inputs")
+        return stats, files
+
+
 def build_rag_graph(documents: pw.Table | Sequence[pw.Table], embedder: CachedEmbedder, *,
                     chunk_tokens: int = 200, chunk_overlap: int = 40, rrf_k: float = 60.0,
                     dense_weight: float = 1.0,
@@ -368,19 +189,19 @@ def build_rag_graph(documents: pw.Table | Sequence[pw.Table], embedder: CachedEm
     """Build the graph over ``documents`` (one table or several: files and live records,
     each with ``data: bytes`` and ``_metadata: Json`` holding at least ``path``)."""
     tables = [documents] if isinstance(documents, pw.Table) else list(documents)
-    chunker = TokenChunker(chunk_tokens, chunk_overlap)
-    dense = UsearchKnnFactory(dimensions=embedder.get_embedding_dimension(), reserved_space=1000,
-                              metric=USearchMetricKind.COS, embedder=embedder)
-    bm25 = FoldedBM25Factory(ram_budget=50 * 1024 * 1024, in_memory_index=True)
-    factory = SharedHybridFactory([dense, bm25], k=rrf_k, query_embedder=embedder.for_queries(),
-                                  dense_weight=dense_weight)
-    store = DocumentStore(tables, retriever_factory=factory, parser=SafeParser(chunker, max_file_bytes),
-                          splitter=DropSentinel(), doc_post_processors=[finalize_metadata])
-    chunked = store.chunked_docs
-    indexes = {name: (store.index if name == "hybrid" else DataIndex(chunked, factory.inner[name]))
-               for name in RETRIEVERS}
+    if not tables:
+        raise ValueError("at least one document table is needed")
+    docs = pw.Table.concat_reindex(*[t.select(pw.this.data, pw.this._metadata) for t in tables])
+    input_docs = docs.select(text=pw.this.data, metadata=_with_file_id(pw.this._metadata, pw.this.id))
+    parser = SafeParser(TokenChunker(chunk_tokens, chunk_overlap), max_file_bytes)
+    parsed = input_docs.select(text=parser(pw.this.text), metadata=pw.this.metadata).flatten(pw.this.text)
+    parsed_docs = combine_metadata(parsed)  # text: str, metadata: file metadata | chunk metadata
+    chunked = (parsed_docs.filter(pw.apply_with_type(lambda t: bool(t.strip()), bool, pw.this.text))
+               .select(pw.this.text, metadata=_finalized(pw.this.text, pw.this.metadata)))
+    chunks = chunked.with_columns(vector=embedder(pw.this.text),
+                                  terms=_lexical_view(pw.this.text, pw.this.metadata))
 
-    errors = (store.parsed_docs
+    errors = (parsed_docs
               .select(file_id=pw.this.metadata["_file_id"].as_str(),
                       error=pw.this.metadata["_parse_error"].as_str())
               .groupby(pw.this.file_id)
@@ -389,8 +210,8 @@ def build_rag_graph(documents: pw.Table | Sequence[pw.Table], embedder: CachedEm
                     .groupby(pw.this.file_id)
                     .reduce(pw.this.file_id, chunks=pw.reducers.count(),
                             seen_at=pw.reducers.max(pw.coalesce(pw.this.metadata["seen_at"].as_int(), 0))))
-    files = store.input_docs.select(file_id=pw.this.metadata["_file_id"].as_str(), metadata=pw.this.metadata,
-                                    modified_at=pw.coalesce(pw.this.metadata["modified_at"].as_int(), 0))
+    files = input_docs.select(file_id=pw.this.metadata["_file_id"].as_str(), metadata=pw.this.metadata,
+                              modified_at=pw.coalesce(pw.this.metadata["modified_at"].as_int(), 0))
     files = files.join_left(errors, pw.left.file_id == pw.right.file_id).select(*pw.left, error=pw.right.error)
     files = files.join_left(chunk_counts, pw.left.file_id == pw.right.file_id).select(
         *pw.left, chunks=pw.coalesce(pw.right.chunks, 0), seen_at=pw.coalesce(pw.right.seen_at, 0))
@@ -398,10 +219,11 @@ def build_rag_graph(documents: pw.Table | Sequence[pw.Table], embedder: CachedEm
     stats = files.reduce(files=pw.reducers.count(), chunks=pw.reducers.sum(pw.this.chunks),
                          last_modified=pw.reducers.max(pw.this.modified_at),
                          last_indexed=pw.reducers.max(pw.this.seen_at),
-                         errors=pw.reducers.sum(pw.this.is_error)).with_columns(_one=0)
+                         errors=pw.reducers.sum(pw.this.is_error))
     entries = files.select(entry=_file_entry(pw.this.metadata, pw.this.error, pw.this.chunks)).reduce(
-        entries=pw.reducers.tuple(pw.this.entry)).with_columns(_one=0)
-    return RagGraph(store=store, indexes=indexes, embedder=embedder, stats=stats, files=entries)
+        entries=pw.reducers.tuple(pw.this.entry))
+    return RagGraph(input_docs=input_docs, parsed_docs=parsed_docs, chunks=chunks, embedder=embedder,
+                    stats=stats, files=entries, rrf_k=rrf_k, dense_weight=dense_weight)
 
 
 def build_from_settings(settings, embedder: CachedEmbedder, *, docs_dir: Path | None = None,

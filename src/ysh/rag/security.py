@@ -9,7 +9,6 @@
   folder; :func:`keep_inside_docs_root` applies it to the folder source's table (Pathway
   follows symlinks, files and folders alike, and reports the link's path).
 * :func:`relativize_paths`: no absolute server paths in responses.
-* :func:`redact_payload_log`: Pathway's request log without the full question.
 """
 
 from __future__ import annotations
@@ -217,48 +216,6 @@ def relativize_paths(value, root: str | None):
     if isinstance(value, dict):
         return {k: relativize_paths(v, root) for k, v in value.items()}
     return value
-
-
-_QUESTION_FIELDS = ("prompt", "query")
-
-
-_URL_QUESTION = re.compile(r"([?&](?:query|prompt)=)([^&\s\"#]*)")
-
-
-def _shorten_urls(text: str) -> str:
-    """``/v1/retrieve?query=a+b&k=3`` → ``/v1/retrieve?query=<3 chars>&k=3`` anywhere in ``text``."""
-    from urllib.parse import unquote_plus
-
-    return _URL_QUESTION.sub(lambda m: f"{m.group(1)}<{len(unquote_plus(m.group(2)))} chars>", text)
-
-
-def redact_payload_log(message: str) -> str | None:
-    """Pathway logs every request's payload at INFO (``{"_type": "request_payload", …}``,
-    validator rejections at ERROR) and every request's URL (``http_access``, a GET's
-    question in its query string). The rewritten message keeps the fields but replaces the
-    question by its length; aiohttp's own access line too. ``None`` when there is nothing to
-    shorten."""
-    if not message.startswith('{"_type": "'):  # e.g. aiohttp's access log: "GET /v1/retrieve?query=… HTTP/1.1"
-        shortened = _shorten_urls(message)
-        return shortened if shortened != message else None
-    try:
-        record = json.loads(message)
-    except ValueError:
-        return None
-    if not isinstance(record, dict):
-        return None
-    if record.get("_type") == "http_access" and isinstance(record.get("route"), str):
-        if "?" not in record["route"]:
-            return None
-        record["route"] = _shorten_urls(record["route"])
-        return json.dumps(record, ensure_ascii=False)
-    payload = record.get("payload")
-    if not isinstance(payload, dict):
-        return None
-    for field in _QUESTION_FIELDS:
-        if isinstance(payload.get(field), str):
-            payload[field] = f"<{len(payload[field])} chars>"
-    return json.dumps(record, ensure_ascii=False)
 
 
 def private_dir(path: Path) -> Path:

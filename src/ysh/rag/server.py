@@ -1,10 +1,11 @@
-"""The Hélio REST API over a :class:`~ysh.rag.pipeline.RagGraph` (Pathway webserver).
+"""The Hélio REST API: a plain aiohttp server over the :class:`~ysh.rag.serving.LiveIndex`
+that the Pathway pipeline keeps current (docs/rag.md, "Serving").
 
 Routes (JSON in, JSON out; GET takes the same fields as query parameters):
 
 * ``POST /v1/retrieve`` {query, k=5, metadata_filter?, filepath_globpattern?, retriever?}
   → ``[{text, score, metadata: {path, title, page?, section?, modified_at, content_sha256,
-  chunk_index, format, size, …}}]``, best first (score: RRF sum for hybrid, cosine
+  chunk_index, format, size, …}}]``, best first (score: fused RRF sum for hybrid, cosine
   similarity for dense, BM25 for bm25).
 * ``GET|POST /v1/statistics`` → {files, chunks, last_modified, last_indexed, errors,
   embedded, cache_hits, embedding: {…}}
@@ -24,23 +25,28 @@ JMESPath expression of known functions, ``filepath_globpattern`` a short plain g
 (relative globs are anchored at the documents root). On a loopback bind, a request whose
 ``Host`` or ``Origin`` is not local gets 403 (DNS rebinding, cross-site posts). Responses
 carry paths relative to the documents root; a failure is a generic 500 (details in the log).
-Routes use ``delete_completed_queries=False``: ``True`` panics Pathway 0.33's engine on
-the second query (``TryFromIntError(NegOverflow)``; docs/rag.md).
+
+Searches and extractive answers run on a small thread pool (the event loop stays free);
+LLM answers run on their own pool, at most ``rag_llm_max_concurrent`` at once with a
+``rag_llm_timeout_s`` timeout: when all are busy the request gets 503 with ``Retry-After``.
 """
 
 import asyncio
 import hmac
 import json
 import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from functools import partial
 from importlib import resources
 
-import pathway as pw
 from aiohttp import web
-from aiohttp.streams import StreamReader
+from aiohttp.abc import AbstractAccessLogger
 
 from .answer import answer_question
-from .pipeline import RETRIEVERS, RagGraph, RetrieveSchema
+from .serving import RETRIEVERS, LatestRow, LiveIndex
 from .security import (anchor_glob, check_globpattern, check_metadata_filter, check_question,
                        host_header_is_local, is_loopback_host, origin_is_local, relativize_paths)
 
@@ -61,24 +67,12 @@ PAGE_HEADERS = {
     "X-Frame-Options": "DENY",
     "Cache-Control": "no-cache",
 }
+#: the request's fields (a POST's JSON object or a GET's query), set by the guard
+PAYLOAD = web.RequestKey("payload", dict)
 
 
 def _is_public(path: str) -> bool:
     return path in PUBLIC_PATHS or path.startswith(STATIC_PREFIX)
-
-
-class AnswerSchema(pw.Schema):
-    prompt: str = pw.column_definition(description="The question, in Portuguese",
-                                       example="Qual o percentual do Fio B pago em 2026?")
-    k: int = pw.column_definition(default_value=ANSWER_K, description="Passages to read (1..50)", example=ANSWER_K)
-    metadata_filter: str | None = pw.column_definition(default_value=None,
-                                                       description="JMESPath filter over the chunk metadata")
-    filepath_globpattern: str | None = pw.column_definition(default_value=None,
-                                                            description="Glob over the document path")
-
-
-class EmptySchema(pw.Schema):
-    pass
 
 
 # --------------------------------------------------------------------------------------
@@ -142,49 +136,34 @@ def _error(status: int, reason: str) -> web.Response:
     return web.json_response({"error": reason}, status=status)
 
 
-async def _json_body_problem(request: web.Request) -> web.Response | None:
-    """A POST body must be a JSON object sent as ``application/json``. The body is read here
-    and handed back to the route as a fresh stream (Pathway's handler clones the request,
-    which aiohttp refuses once the body was read)."""
-    if request.method != "POST" or not request.body_exists:
-        return None
+async def _payload(request: web.Request) -> dict | web.Response:
+    """The request's fields: the JSON object of a POST (``application/json`` only), or the
+    query parameters of a GET."""
+    if request.method != "POST":
+        return dict(request.query)
+    if not request.body_exists:
+        return {}
     if request.content_type != "application/json":
         return _error(415, "the body must be JSON (Content-Type: application/json)")
     body = await request.read()
-    if body.strip():
-        try:
-            payload = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
-            return _error(400, "the body is not valid JSON")
-        if not isinstance(payload, dict):
-            return _error(400, "the body must be a JSON object")
-    fresh = StreamReader(request.protocol, 2 ** 16, loop=asyncio.get_running_loop())
-    fresh.feed_data(body)
-    fresh.feed_eof()
-    request._payload = fresh  # private (aiohttp 3.x): let the route read the same bytes again
-    request._read_bytes = None
-    return None
-
-
-def _relativize_response(response, docs_root: str | None):
-    if not docs_root or not isinstance(response, web.Response) or response.content_type != "application/json":
-        return response
-    body = response.body
-    if not isinstance(body, bytes | bytearray):
-        return response
-    needles = (docs_root.encode(), json.dumps(docs_root)[1:-1].encode())  # raw, or as JSON escapes it
-    if not any(needle in body for needle in needles):
-        return response
-    data = relativize_paths(json.loads(body), docs_root)
-    return web.json_response(data, status=response.status, dumps=partial(json.dumps, ensure_ascii=False))
+    if not body.strip():
+        return {}
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return _error(400, "the body is not valid JSON")
+    if not isinstance(payload, dict):
+        return _error(400, "the body must be a JSON object")
+    return payload
 
 
 def guard_middleware(api_key: str | None, max_request_bytes: int, *, local_only: bool = False,
                      docs_root: str | None = None):
     """aiohttp middleware: 403 for a non-local Host/Origin on a loopback bind, 413 over the
     size limit, 401 without the right ``X-API-Key``, 415/400 for a POST body that is not a
-    JSON object; HTTP errors as JSON; no exception text to clients; paths in JSON responses
-    relative to the documents root."""
+    JSON object (the parsed fields go to the route as ``request[PAYLOAD]``); HTTP errors
+    as JSON; no exception text to clients; paths in JSON responses relative to the
+    documents root."""
     expected = api_key.encode() if api_key else None
 
     @web.middleware
@@ -202,13 +181,14 @@ def guard_middleware(api_key: str | None, max_request_bytes: int, *, local_only:
             if not hmac.compare_digest(given, expected):
                 return _error(401, "missing or wrong API key (header X-API-Key)")
         try:
-            problem = await _json_body_problem(request)
-            if problem is not None:
-                return problem
+            payload = await _payload(request)
+            if isinstance(payload, web.Response):
+                return payload
+            request[PAYLOAD] = payload
             return _relativize_response(await handler(request), docs_root)
         except web.HTTPRequestEntityTooLarge:
             return _error(413, f"request body over {max_request_bytes} bytes")
-        except web.HTTPClientError as exc:  # validator rejections and unknown routes: JSON with the reason
+        except web.HTTPClientError as exc:  # unknown routes, wrong methods: JSON with the reason
             return _error(exc.status, exc.reason)
         except web.HTTPException:
             raise
@@ -217,6 +197,19 @@ def guard_middleware(api_key: str | None, max_request_bytes: int, *, local_only:
             return _error(500, "internal error (see the service log)")
 
     return guard
+
+
+def _relativize_response(response, docs_root: str | None):
+    if not docs_root or not isinstance(response, web.Response) or response.content_type != "application/json":
+        return response
+    body = response.body
+    if not isinstance(body, bytes | bytearray):
+        return response
+    needles = (docs_root.encode(), json.dumps(docs_root)[1:-1].encode())  # raw, or as JSON escapes it
+    if not any(needle in body for needle in needles):
+        return response
+    data = relativize_paths(json.loads(body), docs_root)
+    return web.json_response(data, status=response.status, dumps=partial(json.dumps, ensure_ascii=False))
 
 
 async def _page(request: web.Request) -> web.Response:
@@ -240,84 +233,235 @@ def _static_bytes(name: str) -> bytes:
     return resources.files("ysh.rag").joinpath("static", name).read_bytes()
 
 
-def add_page_routes(webserver: pw.io.http.PathwayWebserver) -> None:
-    """The Hélio page: plain aiohttp GET routes beside Pathway's (before the app starts)."""
-    router = webserver._app.router  # private attribute (pathway 0.33 pinned), as the middleware
-    router.add_get("/", _page)
-    router.add_get("/favicon.ico", _favicon)
-    router.add_get(STATIC_PREFIX + "{name}", _static)
+def _static_bytes(name: str) -> bytes:
+    return resources.files("ysh.rag").joinpath("static", name).read_bytes()
 
 
-def make_webserver(host: str, port: int, *, api_key: str | None, max_request_bytes: int,
-                   docs_root: str | None = None, with_page: bool = True) -> pw.io.http.PathwayWebserver:
-    webserver = pw.io.http.PathwayWebserver(host=host, port=port, with_schema_endpoint=True, with_cors=False)
-    # Private attribute (pathway 0.33 pinned): the middleware list freezes when the app starts.
-    webserver._app.middlewares.append(guard_middleware(api_key, max_request_bytes, local_only=is_loopback_host(host),
-                                                       docs_root=docs_root))
-    webserver._app._client_max_size = max_request_bytes  # aiohttp's own limit (chunked bodies too)
-    webserver._ysh_docs_root = docs_root
-    if with_page:
-        add_page_routes(webserver)
-    return webserver
+# --------------------------------------------------------------------------------------
+# the API
+# --------------------------------------------------------------------------------------
 
 
-def _route(webserver, route: str, schema, handler, *, methods=("GET", "POST"), validator=None,
-           summary: str = "", description: str = "") -> None:
-    queries, writer = pw.io.http.rest_connector(
-        webserver=webserver, route=route, schema=schema, methods=methods, autocommit_duration_ms=50,
-        delete_completed_queries=False, request_validator=validator,
-        documentation=pw.io.http.EndpointDocumentation(summary=summary, description=description,
-                                                       tags=["helio"], method_types=methods),
-    )
-    writer(handler(queries))
+class PathOnlyAccessLogger(AbstractAccessLogger):
+    """Method, path (never the query string: a GET carries the question), status, time."""
+
+    def log(self, request, response, time_s: float) -> None:
+        self.logger.info("%s %s %s %.1f ms", request.method, request.path, response.status, time_s * 1000)
 
 
-def answer_handler(graph: RagGraph, settings):
-    """The ``/v2/answer`` transformer: hybrid retrieval, then :func:`answer_question`."""
-    base_url = settings.rag_openai_base_url
-    key = settings.rag_openai_api_key.get_secret_value() if settings.rag_openai_api_key else None
-    model = settings.rag_chat_model
+@dataclass
+class HelioApi:
+    """The routes over a live index and the pipeline's status rows."""
 
-    @pw.udf
-    def compose(prompt: str, hits: pw.Json) -> pw.Json:
+    index: LiveIndex
+    stats: LatestRow
+    files: LatestRow
+    embedding_stats: Callable[[], dict]
+    docs_root: str | None = None
+    llm_base_url: str | None = None
+    llm_api_key: str | None = None
+    llm_model: str = "gpt-4o-mini"
+    llm_timeout_s: float = 30.0
+    llm_max_concurrent: int = 4
+    search_threads: int = 4
+    _pool: ThreadPoolExecutor = field(init=False, repr=False)
+    _llm_pool: ThreadPoolExecutor = field(init=False, repr=False)
+    _llm_slots: threading.BoundedSemaphore = field(init=False, repr=False)
+
+    def __post_init__(self):
+        self._pool = ThreadPoolExecutor(self.search_threads, thread_name_prefix="helio-search")
+        self._llm_pool = ThreadPoolExecutor(self.llm_max_concurrent, thread_name_prefix="helio-llm")
+        self._llm_slots = threading.BoundedSemaphore(self.llm_max_concurrent)
+
+    async def _run(self, fn, *args, pool=None):
+        return await asyncio.get_running_loop().run_in_executor(pool or self._pool, partial(fn, *args))
+
+    def _search(self, payload: dict, retriever: str | None = None) -> list[dict]:
+        return self.index.search(payload.get("query") or payload.get("prompt"), payload["k"],
+                                 retriever or payload.get("retriever", "hybrid"),
+                                 metadata_filter=payload.get("metadata_filter"),
+                                 filepath_globpattern=payload.get("filepath_globpattern"))
+
+    async def retrieve(self, request: web.Request) -> web.Response:
+        payload = request[PAYLOAD]
+        problem = validate_retrieve(payload, docs_root=self.docs_root)
+        if problem:
+            return _error(400, problem)
+        return _json(await self._run(self._search, payload))
+
+    def statistics_of(self) -> dict:
+        row = self.stats.get() or {}
+        counters = self.embedding_stats()
+        return {"files": row.get("files") or 0, "chunks": row.get("chunks") or 0,
+                "last_modified": row.get("last_modified") or None, "last_indexed": row.get("last_indexed") or None,
+                "errors": row.get("errors") or 0, "indexed_chunks": len(self.index),
+                "embedded": counters["embedded"], "cache_hits": counters["cache_hits"], "embedding": counters}
+
+    async def statistics(self, request: web.Request) -> web.Response:
+        return _json(self.statistics_of())
+
+    async def inputs(self, request: web.Request) -> web.Response:
+        row = self.files.get() or {}
+        rows = [e.as_dict() if hasattr(e, "as_dict") else e for e in (row.get("entries") or ())]
+        return _json(sorted(rows, key=lambda e: str(e.get("path") or "")))
+
+    def _answer(self, payload: dict) -> dict:
+        hits = self._search(payload, "hybrid")
         try:
-            result = answer_question(prompt, list(hits.value or []), base_url=base_url, model=model, api_key=key)
-        except Exception as exc:  # never an engine error: answer with the failure
-            log.exception("answer failed")  # the details stay in the log, never in the response
-            result = {"answer": "Não foi possível responder agora.", "citations": [], "mode": "error",
-                      "error": "internal error (see the service log)"}
-        return pw.Json(result)
+            return answer_question(payload["prompt"], hits, base_url=self.llm_base_url, model=self.llm_model,
+                                   api_key=self.llm_api_key, timeout_s=self.llm_timeout_s)
+        except Exception:  # the details stay in the log, never in the response
+            log.exception("answer failed")
+            return {"answer": "Não foi possível responder agora.", "citations": [], "mode": "error",
+                    "error": "internal error (see the service log)"}
 
-    def handler(queries: pw.Table) -> pw.Table:
-        retrieval = queries.select(query=pw.this.prompt, k=pw.this.k, metadata_filter=pw.this.metadata_filter,
-                                   filepath_globpattern=pw.this.filepath_globpattern, retriever="hybrid")
-        hits = graph.retrieve(retrieval)
-        # hits share the query ids: restrict/with_universe_of aligns them with the prompts
-        joined = queries.join(hits, queries.id == hits.id, id=queries.id)
-        return joined.select(result=compose(pw.left.prompt, pw.right.result))
+    async def answer(self, request: web.Request) -> web.Response:
+        payload = request[PAYLOAD]
+        problem = validate_answer(payload, docs_root=self.docs_root)
+        if problem:
+            return _error(400, problem)
+        if not self.llm_base_url:
+            return _json(await self._run(self._answer, payload))
+        if not self._llm_slots.acquire(blocking=False):  # every model call busy: say when to come back
+            response = _error(503, f"all {self.llm_max_concurrent} answer slots are busy; retry shortly")
+            response.headers["Retry-After"] = str(max(1, round(self.llm_timeout_s / 4)))
+            return response
+        try:
+            return _json(await self._run(self._answer, payload, pool=self._llm_pool))
+        finally:
+            self._llm_slots.release()
 
-    return handler
+    async def schema(self, request: web.Request) -> web.Response:
+        document = openapi_document()
+        if request.query.get("format") == "json":
+            return _json(document)
+        import yaml
+
+        return web.Response(text=yaml.safe_dump(document, allow_unicode=True, sort_keys=False),
+                            content_type="text/x-yaml", charset="utf-8")
+
+    def application(self, *, api_key: str | None, max_request_bytes: int, local_only: bool,
+                    with_page: bool = True) -> web.Application:
+        app = web.Application(client_max_size=max_request_bytes,
+                              middlewares=[guard_middleware(api_key, max_request_bytes, local_only=local_only,
+                                                            docs_root=self.docs_root)])
+        app.router.add_route("*", "/v1/retrieve", _methods(self.retrieve, "GET", "POST"))
+        app.router.add_route("*", "/v1/statistics", _methods(self.statistics, "GET", "POST"))
+        app.router.add_route("*", "/v1/inputs", _methods(self.inputs, "GET", "POST"))
+        app.router.add_post("/v2/answer", self.answer)
+        app.router.add_get("/_schema", self.schema)
+        if with_page:
+            app.router.add_get("/", _page)
+            app.router.add_get("/favicon.ico", _favicon)
+            app.router.add_get(STATIC_PREFIX + "{name}", _static)
+        app.on_shutdown.append(self._shutdown)
+        return app
+
+    async def _shutdown(self, app) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._llm_pool.shutdown(wait=False, cancel_futures=True)
 
 
-def register_routes(webserver, graph: RagGraph, settings) -> None:
-    docs_root = getattr(webserver, "_ysh_docs_root", None)
-    _route(webserver, "/v1/retrieve", RetrieveSchema, graph.retrieve,
-           validator=partial(validate_retrieve, docs_root=docs_root),
-           summary="Passages for a query",
-           description="Hybrid (RRF of usearch KNN and accent-insensitive BM25), dense or BM25 retrieval over "
-                       "the live index. Returns [{text, score, metadata}], best first.")
-    _route(webserver, "/v1/statistics", EmptySchema, graph.statistics,
-           summary="Index statistics", description="files, chunks, last_modified, last_indexed (unix s), errors, "
-                                                   "embedding counters (embedded, cache_hits).")
-    _route(webserver, "/v1/inputs", EmptySchema, graph.inputs,
-           summary="Indexed documents", description="Each document with status indexed | error | empty, reason, "
-                                                    "chunks, modified_at, size.")
-    _route(webserver, "/v2/answer", AnswerSchema, answer_handler(graph, settings), methods=("POST",),
-           validator=partial(validate_answer, docs_root=docs_root), summary="Hélio's answer with citations",
-           description="Extractive by default; an OpenAI-compatible chat endpoint when configured. Document text "
-                       "is treated as data (prompt-injection text is flagged, never quoted).")
+def _methods(handler, *methods: str):
+    async def route(request: web.Request) -> web.Response:
+        if request.method not in methods:
+            raise web.HTTPMethodNotAllowed(request.method, list(methods))
+        return await handler(request)
+    return route
 
 
-def schema_paths(openapi: str | dict) -> list[str]:
-    doc = json.loads(openapi) if isinstance(openapi, str) else openapi
-    return sorted(doc.get("paths", {}))
+def _json(data) -> web.Response:
+    return web.json_response(data, dumps=partial(json.dumps, ensure_ascii=False))
+
+
+_FILTERS = {
+    "metadata_filter": {"type": "string", "nullable": True,
+                        "description": "JMESPath filter over the chunk metadata, e.g. contains(path, `lei`)"},
+    "filepath_globpattern": {"type": "string", "nullable": True,
+                             "description": "Glob over the document path, e.g. **/*.pdf"},
+}
+
+
+def openapi_document() -> dict:
+    """The OpenAPI 3 description of the routes (public at ``/_schema``)."""
+    def body(properties: dict, required: list[str]) -> dict:
+        return {"required": True, "content": {"application/json": {"schema": {
+            "type": "object", "properties": properties, "required": required}}}}
+
+    def ok(description: str) -> dict:
+        return {"200": {"description": description}, "400": {"description": "bad input, with the reason"},
+                "401": {"description": "missing or wrong X-API-Key"}}
+
+    retrieve = {"summary": "Passages for a query", "tags": ["helio"],
+                "description": "Hybrid (weighted RRF of dense KNN and Portuguese BM25, reranked by code and "
+                               "number agreement), dense or BM25 retrieval over the live index. Returns "
+                               "[{text, score, metadata}], best first.",
+                "requestBody": body({"query": {"type": "string", "example": "Qual o percentual do Fio B em 2026?"},
+                                     "k": {"type": "integer", "default": 5, "minimum": 1, "maximum": MAX_K},
+                                     "retriever": {"type": "string", "enum": list(RETRIEVERS), "default": "hybrid"},
+                                     **_FILTERS}, ["query"]),
+                "responses": ok("passages, best first")}
+    answer = {"summary": "Hélio's answer with citations", "tags": ["helio"],
+              "description": "Extractive by default; an OpenAI-compatible chat endpoint when configured (503 with "
+                             "Retry-After when its slots are busy). Document text is treated as data.",
+              "requestBody": body({"prompt": {"type": "string", "example": "Qual o percentual do Fio B em 2026?"},
+                                   "k": {"type": "integer", "default": ANSWER_K, "minimum": 1, "maximum": MAX_K},
+                                   **_FILTERS}, ["prompt"]),
+              "responses": {**ok("{answer, citations, mode, flagged}"),
+                            "503": {"description": "every LLM answer slot is busy (Retry-After)"}}}
+    statistics = {"summary": "Index statistics", "tags": ["helio"],
+                  "description": "files, chunks, last_modified, last_indexed (unix s), errors, embedding counters.",
+                  "responses": ok("statistics")}
+    inputs = {"summary": "Indexed documents", "tags": ["helio"],
+              "description": "Each document with status indexed | error | empty, reason, chunks, modified_at, size.",
+              "responses": ok("documents by path")}
+    return {"openapi": "3.0.3", "info": {"title": "Hélio RAG API", "version": "2"},
+            "paths": {"/v1/retrieve": {"post": retrieve, "get": {k: v for k, v in retrieve.items() if k != "requestBody"}},
+                      "/v1/statistics": {"get": statistics, "post": statistics},
+                      "/v1/inputs": {"get": inputs, "post": inputs},
+                      "/v2/answer": {"post": answer}},
+            "components": {"securitySchemes": {"apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}}}}
+
+
+class ApiServer:
+    """The aiohttp application on its own thread and event loop (Pathway's ``pw.run`` owns
+    the main thread)."""
+
+    def __init__(self, app: web.Application, host: str, port: int):
+        self.app, self.host, self.port = app, host, port
+        self._ready = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._error: BaseException | None = None
+        self.thread = threading.Thread(target=self._main, name="helio-api", daemon=True)
+
+    def start(self, timeout_s: float = 30.0) -> "ApiServer":
+        self.thread.start()
+        if not self._ready.wait(timeout_s):
+            raise RuntimeError(f"the Hélio API did not start on {self.host}:{self.port} in {timeout_s:.0f} s")
+        if self._error is not None:
+            raise RuntimeError(f"the Hélio API could not listen on {self.host}:{self.port}: {self._error}")
+        return self
+
+    def _main(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(self._loop)
+        runner = web.AppRunner(self.app, access_log_class=PathOnlyAccessLogger,
+                               access_log=logging.getLogger("ysh.rag.access"))
+        try:
+            self._loop.run_until_complete(runner.setup())
+            self._loop.run_until_complete(web.TCPSite(runner, self.host, self.port).start())
+        except BaseException as exc:  # port taken, bad address: reported by start()
+            self._error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        try:
+            self._loop.run_forever()
+        finally:
+            self._loop.run_until_complete(runner.cleanup())
+            self._loop.close()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        if self._loop is not None and self._loop.is_running():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+        self.thread.join(timeout_s)

@@ -1,0 +1,397 @@
+"""The index Hélio's queries read: kept by the Pathway pipeline, searched in the API's thread.
+
+Pathway maintains the chunk table (parse → chunk → embed → analyze, incrementally); a
+subscription applies each committed batch of changes to a :class:`LiveIndex`, and the API
+searches it directly. No query enters the dataflow, so nothing grows per request: the
+earlier design sent every request through a ``rest_connector`` query table that keeps
+every completed query (``delete_completed_queries=True`` panics Pathway 0.33), about
+16 KB of RSS per query (docs/rag.md).
+
+* **BM25** over the Portuguese analysis (:func:`ysh.rag.chunking.analyze_pt` tokens),
+  the same formula as tantivy's (k1 = 1.2, b = 0.75, idf = ln(1 + (N − n + 0.5)/(n + 0.5)),
+  a term repeated in the query counts again): an inverted index whose postings are
+  numpy arrays rebuilt only for the terms a batch touched.
+* **Dense**: unit vectors in one float32 matrix; a query is one matrix-vector product.
+* **Hybrid**: weighted reciprocal-rank fusion of the two (:data:`DEFAULT_DENSE_WEIGHT`
+  set in settings), then a **rerank** of the fused candidates by code and number
+  agreement: a candidate that holds the question's model codes exactly moves ahead of
+  one that holds only a sibling of them (numbers with units do not count: "8 kW" is in
+  many documents that are not about the question).
+* **Filters**: ``metadata_filter`` (JMESPath, rewritten as Pathway's DocumentStore does:
+  backticks become quotes) and ``filepath_globpattern`` (glob over ``path``), checked on
+  candidates in rank order.
+
+Batches are applied whole under a lock (a query never sees half of a file's update);
+searches take the same lock for a few milliseconds.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import functools
+import math
+import re
+import threading
+from collections import Counter
+from collections.abc import Callable, Hashable, Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+RETRIEVERS = ("hybrid", "dense", "bm25")
+K1, B = 1.2, 0.75
+#: a model code as analyze_pt keeps it (letters and digits together: jam72s30550mr, sun8k,
+#: 5000tlx), but not a number with its unit (8kw, 550w, 60meses), which many documents share
+_CODE_TOKEN = re.compile(r"^(?=[a-z]*\d)(?=\d*[a-z])[a-z0-9]{3,}$")
+_NUMBER_WITH_UNIT = re.compile(r"^\d+(?:v|a|w|wp|kw|kwp|kwh|mm|kg|dias|meses|anos)$")
+_FIRST_CAPACITY = 1024
+
+
+def fetch_size(k: int) -> int:
+    """Candidates asked of each member index before fusion."""
+    return max(20, 4 * k)
+
+
+# --------------------------------------------------------------------------------------
+# filters
+# --------------------------------------------------------------------------------------
+
+
+def _glob_to_regex(pattern: str) -> re.Pattern:
+    return re.compile(fnmatch.translate(pattern.replace("**", "*")), re.DOTALL)
+
+
+class _Functions:
+    """JMESPath's built-ins plus Pathway's ``globmatch(pattern, value)``."""
+
+    @functools.cached_property
+    def options(self):
+        import jmespath
+        from jmespath import functions
+
+        class Functions(functions.Functions):
+            @functions.signature({"types": ["string"]}, {"types": ["string", "null"]})
+            def _func_globmatch(self, pattern, value):
+                return value is not None and _cached_glob(pattern).match(value) is not None
+
+        return jmespath.Options(custom_functions=Functions())
+
+
+_FUNCTIONS = _Functions()
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_glob(pattern: str) -> re.Pattern:
+    return _glob_to_regex(pattern)
+
+
+def filter_expression(metadata_filter: str | None, filepath_globpattern: str | None) -> str | None:
+    """The JMESPath expression Pathway's DocumentStore builds from the two request fields."""
+    parts = []
+    if metadata_filter:
+        parts.append("(" + metadata_filter.replace("'", r"\'").replace("`", "'").replace('"', "") + ")")
+    if filepath_globpattern:
+        parts.append(f"globmatch('{filepath_globpattern}', path)")
+    return " && ".join(parts) or None
+
+
+@functools.lru_cache(maxsize=256)
+def compile_filter(expression: str) -> Callable[[dict], bool]:
+    """metadata → bool; an expression that fails on a row counts as not matching."""
+    import jmespath
+
+    compiled = jmespath.compile(expression)
+    options = _FUNCTIONS.options
+
+    def matches(metadata: dict) -> bool:
+        try:
+            return bool(compiled.search(metadata, options=options))
+        except Exception:  # a type error on one row's metadata: that row does not match
+            return False
+
+    return matches
+
+
+# --------------------------------------------------------------------------------------
+# the index
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Chunk:
+    text: str
+    metadata: dict
+    terms: Counter
+    length: int
+
+
+@dataclass
+class Change:
+    """One row change from the pipeline: ``row`` None for a removal."""
+
+    key: Hashable
+    text: str = ""
+    metadata: dict = field(default_factory=dict)
+    vector: np.ndarray | None = None
+    terms: str = ""
+    removal: bool = False
+
+
+class LiveIndex:
+    """Dense + BM25 + hybrid search over the chunks the pipeline delivers (thread-safe)."""
+
+    def __init__(self, dimensions: int, *, rrf_k: float = 60.0, dense_weight: float = 1.0,
+                 embed_query: Callable[[str], np.ndarray] | None = None,
+                 analyze: Callable[[str], str] | None = None):
+        self.dimensions = dimensions
+        self.rrf_k = rrf_k
+        self.dense_weight = dense_weight
+        self.embed_query = embed_query
+        if analyze is None:
+            from .chunking import analyze_pt as analyze
+        self.analyze = analyze
+        self._lock = threading.Lock()
+        self._slot_of: dict[Hashable, int] = {}
+        self._chunks: list[Chunk | None] = []
+        self._free: list[int] = []
+        self._vectors = np.zeros((_FIRST_CAPACITY, dimensions), dtype=np.float32)
+        self._has_vector = np.zeros(_FIRST_CAPACITY, dtype=bool)
+        self._lengths = np.zeros(_FIRST_CAPACITY, dtype=np.float32)
+        self._total_length = 0
+        self._postings: dict[str, dict[int, int]] = {}
+        self._arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self.batches = 0
+
+    # ---- updates ---------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._slot_of)
+
+    def apply(self, changes: Iterable[Change]) -> None:
+        """Apply one committed batch: removals first, then additions (an update is both)."""
+        changes = list(changes)
+        prepared = [(c, Counter(c.terms.split())) for c in changes if not c.removal]
+        with self._lock:
+            for change in changes:
+                if change.removal:
+                    self._remove(change.key)
+            for change, terms in prepared:
+                self._remove(change.key)
+                self._add(change, terms)
+            self.batches += 1
+
+    def _grow(self, needed: int) -> None:
+        capacity = len(self._vectors)
+        if needed <= capacity:
+            return
+        new = max(needed, capacity * 2)
+        self._vectors = np.concatenate([self._vectors, np.zeros((new - capacity, self.dimensions), np.float32)])
+        self._has_vector = np.concatenate([self._has_vector, np.zeros(new - capacity, bool)])
+        self._lengths = np.concatenate([self._lengths, np.zeros(new - capacity, np.float32)])
+
+    def _add(self, change: Change, terms: Counter) -> None:
+        if self._free:
+            slot = self._free.pop()
+        else:
+            slot = len(self._chunks)
+            self._chunks.append(None)
+            self._grow(slot + 1)
+        length = sum(terms.values())
+        self._chunks[slot] = Chunk(change.text, change.metadata, terms, length)
+        self._slot_of[change.key] = slot
+        vector = change.vector
+        if vector is not None and np.asarray(vector).shape == (self.dimensions,):
+            vector = np.asarray(vector, dtype=np.float32)
+            norm = float(np.linalg.norm(vector))
+            self._vectors[slot] = vector / norm if norm > 0 else vector
+            self._has_vector[slot] = norm > 0
+        self._lengths[slot] = length
+        self._total_length += length
+        for term, count in terms.items():
+            self._postings.setdefault(term, {})[slot] = count
+            self._arrays.pop(term, None)
+
+    def _remove(self, key: Hashable) -> None:
+        slot = self._slot_of.pop(key, None)
+        if slot is None:
+            return
+        chunk = self._chunks[slot]
+        self._chunks[slot] = None
+        self._has_vector[slot] = False
+        self._vectors[slot] = 0.0
+        self._lengths[slot] = 0.0
+        self._total_length -= chunk.length
+        for term in chunk.terms:
+            postings = self._postings.get(term)
+            if postings is not None:
+                postings.pop(slot, None)
+                if not postings:
+                    del self._postings[term]
+            self._arrays.pop(term, None)
+        self._free.append(slot)
+
+    # ---- search ----------------------------------------------------------------------
+
+    def _postings_arrays(self, term: str) -> tuple[np.ndarray, np.ndarray] | None:
+        arrays = self._arrays.get(term)
+        if arrays is None:
+            postings = self._postings.get(term)
+            if not postings:
+                return None
+            arrays = (np.fromiter(postings.keys(), dtype=np.int64, count=len(postings)),
+                      np.fromiter(postings.values(), dtype=np.float32, count=len(postings)))
+            self._arrays[term] = arrays
+        return arrays
+
+    def _bm25_scores(self, query_terms: Counter) -> np.ndarray | None:
+        n_docs = len(self._slot_of)
+        if not n_docs or not query_terms:
+            return None
+        avgdl = self._total_length / n_docs or 1.0
+        scores = np.zeros(len(self._chunks), dtype=np.float32)
+        norm = K1 * (1 - B + B * self._lengths[: len(self._chunks)] / avgdl)
+        found = False
+        for term, times in query_terms.items():
+            arrays = self._postings_arrays(term)
+            if arrays is None:
+                continue
+            found = True
+            slots, tf = arrays
+            idf = math.log(1 + (n_docs - len(slots) + 0.5) / (len(slots) + 0.5))
+            scores[slots] += times * idf * tf * (K1 + 1) / (tf + norm[slots])
+        return scores if found else None
+
+    def _ranked(self, scores: np.ndarray, eligible: np.ndarray, fetch: int,
+                matches: Callable[[dict], bool] | None) -> list[tuple[int, float]]:
+        """The best ``fetch`` eligible slots by score (passing the filter), best first."""
+        candidates = np.flatnonzero(eligible)
+        if not len(candidates):
+            return []
+        values = scores[candidates]
+        if matches is None and len(candidates) > fetch:
+            top = np.argpartition(-values, fetch - 1)[:fetch]
+            candidates, values = candidates[top], values[top]
+        order = np.argsort(-values, kind="stable")
+        out: list[tuple[int, float]] = []
+        for i in order:
+            slot = int(candidates[i])
+            if matches is not None and not matches(self._chunks[slot].metadata):
+                continue
+            out.append((slot, float(values[i])))
+            if len(out) >= fetch:
+                break
+        return out
+
+    def _bm25(self, query: str, fetch: int, matches) -> list[tuple[int, float]]:
+        scores = self._bm25_scores(Counter(self.analyze(query).split()))
+        if scores is None:
+            return []
+        return self._ranked(scores, scores > 0, fetch, matches)
+
+    def _dense(self, vector: np.ndarray | None, fetch: int, matches) -> list[tuple[int, float]]:
+        if vector is None:
+            return []
+        vector = np.asarray(vector, dtype=np.float32)
+        norm = float(np.linalg.norm(vector))
+        if norm == 0:
+            return []
+        n = len(self._chunks)
+        scores = self._vectors[:n] @ (vector / norm)
+        return self._ranked(scores, self._has_vector[:n], fetch, matches)
+
+    def _rerank(self, query: str, fused: list[tuple[int, float]]) -> list[tuple[int, float]]:
+        """Code agreement: among the fused candidates, those that hold more of the question's
+        model codes go first (ties keep the fusion's order)."""
+        codes = {t for t in self.analyze(query).split() if _CODE_TOKEN.match(t) and not _NUMBER_WITH_UNIT.match(t)}
+        if not codes:
+            return fused
+        agreement = {slot: len(codes & self._chunks[slot].terms.keys()) for slot, _ in fused}
+        return sorted(fused, key=lambda item: -agreement[item[0]])
+
+    def search(self, query: str, k: int = 5, retriever: str = "hybrid", *, metadata_filter: str | None = None,
+               filepath_globpattern: str | None = None) -> list[dict]:
+        """``[{text, score, metadata}]``, best first: BM25 score, cosine similarity, or the
+        weighted RRF sum for hybrid."""
+        if retriever not in RETRIEVERS:
+            raise ValueError(f"retriever must be one of {', '.join(RETRIEVERS)}")
+        expression = filter_expression(metadata_filter, filepath_globpattern)
+        matches = compile_filter(expression) if expression else None
+        fetch = fetch_size(k)
+        wants_dense = retriever == "dense" or (retriever == "hybrid" and self.dense_weight > 0)
+        vector = self.embed_query(query) if wants_dense and self.embed_query is not None else None
+        with self._lock:
+            if retriever == "bm25":
+                ranked = self._bm25(query, fetch, matches)
+            elif retriever == "dense":
+                ranked = self._dense(vector, fetch, matches)
+            else:
+                fused: dict[int, float] = {}
+                members = [(self._bm25(query, fetch, matches), 1.0)]
+                if self.dense_weight > 0:
+                    members.append((self._dense(vector, fetch, matches), self.dense_weight))
+                for ranking, weight in members:
+                    for rank, (slot, _) in enumerate(ranking, start=1):
+                        fused[slot] = fused.get(slot, 0.0) + weight / (self.rrf_k + rank)
+                ranked = sorted(fused.items(), key=lambda item: -item[1])
+                ranked = self._rerank(query, ranked)
+            return [{"text": self._chunks[slot].text, "score": score,
+                     "metadata": clean_metadata(self._chunks[slot].metadata)}
+                    for slot, score in ranked[:k]]
+
+
+def clean_metadata(md: dict) -> dict:
+    """What a client sees of a chunk's metadata (no internal ``_`` keys, no owner)."""
+    return {k: v for k, v in md.items() if not k.startswith("_") and k not in ("seen_at", "owner")}
+
+
+# --------------------------------------------------------------------------------------
+# status (statistics and inputs) kept from the pipeline's one-row tables
+# --------------------------------------------------------------------------------------
+
+
+class LatestRow:
+    """The current row of a one-row Pathway table (None while it is empty)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._row: dict | None = None
+        self._pending: list[tuple[dict, bool]] = []
+
+    def on_change(self, key, row: dict, time: int, is_addition: bool) -> None:
+        self._pending.append((row, is_addition))
+
+    def on_time_end(self, time: int) -> None:
+        pending, self._pending = self._pending, []
+        current = self.get()
+        for row, is_addition in pending:
+            if is_addition:
+                current = row
+            elif current == row:
+                current = None
+        with self._lock:
+            self._row = current
+
+    def get(self) -> dict | None:
+        with self._lock:
+            return self._row
+
+
+class IndexFeed:
+    """``pw.io.subscribe`` callbacks that buffer a batch and apply it at its time's end."""
+
+    def __init__(self, index: LiveIndex):
+        self.index = index
+        self._pending: list[Change] = []
+
+    def on_change(self, key, row: dict, time: int, is_addition: bool) -> None:
+        if not is_addition:
+            self._pending.append(Change(key, removal=True))
+            return
+        metadata = row.get("metadata")
+        metadata = metadata.as_dict() if hasattr(metadata, "as_dict") else dict(metadata or {})
+        self._pending.append(Change(key, row.get("text") or "", metadata, row.get("vector"), row.get("terms") or ""))
+
+    def on_time_end(self, time: int) -> None:
+        pending, self._pending = self._pending, []
+        if pending:
+            self.index.apply(pending)
