@@ -269,3 +269,124 @@ def test_dot_leaders_of_a_text_datasheet_do_not_end_a_sentence():
     from ysh.rag.answer import sentences
 
     assert sentences("Eficiência do módulo .............. 18,3 %") == ["Eficiência do módulo .............. 18,3 %"]
+
+
+def test_a_hard_wrapped_sentence_is_one_sentence_and_a_table_row_stays_a_row():
+    from ysh.rag.answer import sentences
+
+    text = ("- Não misture estes módulos no mesmo MPPT com módulos de outro modelo: a corrente de\n"
+            "      máxima potência (10,42 A) é diferente da dos módulos mono de 405 W (cerca de 9,65 A),\n"
+            "      e o arranjo ficaria limitado pela menor corrente.\n"
+            "Corrente de curto-circuito (Isc) 13,98 A\n"
+            "Tensão de máxima potência (Vmp) 41,95 V\n"
+            "Antes de pedir a vistoria, faça o comissionamento segundo a ABNT NBR 16274\n"
+            "(sistemas conectados à rede): inspeção visual e polaridade.")
+    found = sentences(text)
+    assert len(found) == 4 and all(s in text for s in found)  # verbatim, line breaks kept
+    assert "a corrente de\n      máxima potência (10,42 A)" in found[0] and found[0].endswith("menor corrente.")
+    assert found[1] == "Corrente de curto-circuito (Isc) 13,98 A"  # "A" (ampere) is no "a" that goes on
+    assert found[3].endswith("inspeção visual e polaridade.")
+    hits = [passage(text, "docs/canadian.txt", title="Ficha técnica — Canadian Solar CS3W-405P")]
+    result = answer_question("Posso misturar o CS3W-405P com módulos mono de 405 W no mesmo MPPT?", hits)
+    assert "(10,42 A)" in result["answer"] and result["citations"][0]["snippet"] in text
+
+
+def test_a_long_pdf_page_keeps_its_lines_and_a_table_row_is_quoted_alone():
+    from ysh.rag.chunking import TokenChunker
+
+    rows = "\n".join(f"Parâmetro de ensaio número {i} do módulo {i * 10} W" for i in range(1, 30))
+    page = ("Parâmetro Valor\n" + rows + "\nCoeficientes de temperatura\n"
+            "• Coeficiente de temperatura de Voc: −0,270 %/°C\n"
+            "• Coeficiente de temperatura de Pmax: −0,350 %/°C")
+    chunks = TokenChunker(max_tokens=120, overlap_tokens=0).chunk(page, {})
+    assert len(chunks) > 1 and all("\n" in text for text, _ in chunks)  # no piece flattened into one line
+    assert "Coeficiente de temperatura de Voc: −0,270 %/°C\n• Coeficiente" in chunks[-1][0]
+
+
+def test_an_abbreviation_defined_in_the_passages_counts_as_its_words():
+    from ysh.rag.answer import abbreviations
+
+    defined = abbreviations(["Potência máxima (Pmax) 550 W", "TIR (taxa interna de retorno): a taxa que zera o VPL.",
+                             "Tensão máxima do sistema: 1500 V CC (IEC)"])
+    assert defined["pmax"] == {"potenc", "maxim"} and "retorn" in defined["tir"] and "iec" not in defined
+    title = "Ficha técnica — Módulo fotovoltaico LONGi LR5-72HPH-550M"
+    table = ("Parâmetro Valor\nPotência máxima (Pmax) 550 W\nEficiência do módulo 21,5 %\n"
+             "Coeficientes de temperatura\n"
+             "• Coeficiente de temperatura de Isc: +0,048 %/°C\n• Coeficiente de temperatura de Voc: −0,270 %/°C")
+    hits = [passage(table, "docs/longi.pdf", title=title),
+            passage("• Coeficiente de temperatura de Pmax: −0,350 %/°C\n• NOCT: 45 ± 2 °C", "docs/longi.pdf",
+                    title=title)]
+    answer = answer_question("coeficiente de temperatura da potencia do modulo longi 550", hits)["answer"]
+    assert "−0,350 %/°C [1]" in answer.split("\n")[1]
+
+
+def test_a_difference_question_quotes_what_each_side_is():
+    glossary = ("## H\n\n- **HSP (horas de sol pleno)**: número de horas por dia com irradiância equivalente a "
+                "1000 W/m²; numericamente igual à irradiação diária em kWh/m².")
+    letter_i = ("## I\n\n- **Irradiância**: potência solar por área, em W/m² (valor instantâneo).\n"
+                "- **Irradiação**: energia solar por área acumulada em um período, em kWh/m².")
+    hits = [passage(glossary, "docs/glossario.md", section="H"), passage(letter_i, "docs/glossario.md", section="I")]
+    answer = answer_question("diferenca entre irradiancia e irradiacao", hits)["answer"]
+    assert "Irradiância: potência solar por área, em W/m² (valor instantâneo)." in answer
+    assert "Irradiação: energia solar por área acumulada" in answer
+    title = "Financiamento — linha de crédito YSH e sistemas de amortização"
+    price = "### Tabela Price (sistema francês)\n\nAs parcelas são iguais do início ao fim."
+    sac = ("### SAC (Sistema de Amortização Constante)\n\nA amortização é a mesma em todas as parcelas e os juros "
+           "incidem sobre o saldo devedor.")
+    table = ("Financiamento de R$ 30.000,00 em 60 parcelas:\n| Item | Price | SAC |\n|---|---|---|\n"
+             "| Primeira parcela | R$ 761,80 | R$ 950,00 |")
+    hits = [passage(t, "docs/financiamento.docx", title=title) for t in (price, sac, table)]
+    answer = answer_question("Qual a diferença entre financiar pelo SAC e pela tabela Price?", hits)["answer"]
+    assert "SAC (Sistema de Amortização Constante) — A amortização é a mesma" in answer
+    assert "Tabela Price (sistema francês) — As parcelas são iguais" in answer
+
+
+def test_a_sections_first_sentence_is_quoted_with_the_heading_that_names_it():
+    title = "Modalidades de compensação no SCEE"
+    remote = ("## Autoconsumo remoto\n\nUnidades consumidoras de mesma titularidade, incluídas matriz e filial, em "
+              "que uma delas tem a micro ou minigeração e as outras recebem os excedentes. Exemplo: uma rede de "
+              "farmácias instala a usina no telhado do centro de distribuição.")
+    local = "## Autoconsumo local\n\nA geração fica junto à carga, na própria unidade consumidora."
+    hits = [passage(remote, "docs/scee.md", title=title, section="Autoconsumo remoto"),
+            passage(local, "docs/scee.md", title=title, section="Autoconsumo local")]
+    answer = answer_question("Tenho matriz e filial no mesmo CNPJ; posso usar a usina de uma para abater a conta "
+                             "da outra?", hits)["answer"]
+    assert "- Autoconsumo remoto — Unidades consumidoras de mesma titularidade" in answer
+    # a chapter title (the document's own title) is not repeated before its first sentence
+    doc = f"# {title}\n\nO SCEE tem quatro modalidades de participação."
+    answer = answer_question("Quantas formas de participação existem?", [passage(doc, "docs/scee.md", title=title)])
+    assert f"{title} —" not in answer["answer"] and "quatro modalidades" in answer["answer"]
+
+
+def test_two_questions_in_one_message_are_both_answered():
+    from ysh.rag.answer import question_parts
+
+    question = "O tal do parecer de acesso ainda existe? Como ele se chama hoje na REN 1.000?"
+    assert question_parts(question) == ["O tal do parecer de acesso ainda existe?",
+                                        "Como ele se chama hoje na REN 1.000?"]
+    text = ("A REN 1.000/2021 mudou os nomes das etapas do acesso. O que antes se chamava solicitação\n"
+            "de acesso passou a ser a solicitação de orçamento de conexão, e o antigo parecer de acesso\n"
+            "passou a ser o orçamento de conexão. A data de protocolo da solicitação é decisiva.")
+    other = ("Ele não substitui a regulação: a base é a Lei nº 14.300/2022 e a Resolução Normativa ANEEL nº "
+             "1.000/2021.")
+    hits = [passage(text, "docs/guia.pdf", section="2. Nomenclatura: de parecer de acesso para orçamento de conexão"),
+            passage(other, "docs/guia.pdf", section="1. Objetivo e escopo")]
+    answer = answer_question(question, hits)["answer"]
+    assert "o antigo parecer de acesso passou a ser o orçamento de conexão" in answer
+
+
+def test_word_families_and_compounds_match():
+    from ysh.rag.answer import _matches, stems
+
+    assert _matches("desist", stems("desistência"))  # "Desisti da compra" ~ "devolução por desistência"
+    assert "geraca" in stems("micro e minigeração distribuída")
+    assert not _matches("cont", stems("contato"))  # a short stem ("conta") must match whole
+    assert "1000" in stems("REN 1.000/2021") and "14300" in stems("Lei 14.300")  # one number each
+    assert stems("Como ele se chama hoje? Ainda existe o tal") == {"exist"}  # pronouns and hedges are no content
+    title = "Como ler a fatura de energia: TE, TUSD, ICMS, PIS/COFINS"
+    text = ("PIS e COFINS - contribuições federais com alíquotas que mudam todo mês. A Lei nº 13.169/2015 "
+            "zerou o PIS/COFINS sobre a energia injetada e compensada por micro e minigeração distribuída.")
+    flags = "Para quem tem geração distribuída, a bandeira incide sobre a energia consumida depois da compensação."
+    hits = [passage(text, "docs/fatura.txt", title=title), passage(flags, "docs/bandeiras.html")]
+    question = "Incide PIS/COFINS sobre a energia compensada pela geração distribuída?"
+    assert "13.169/2015" in answer_question(question, hits)["answer"]

@@ -10,8 +10,8 @@ from ysh.rag.evaluation import run_eval, split_paths, start_service, load_questi
 pytestmark = pytest.mark.integration
 
 #: measured on 2026-12-03 (docs/rag.md): hybrid hit@1 0.939, hit@5 0.988, BM25 hit@1
-#: 0.939; answers with the fact 0.78, citing the right document 0.976
-FLOORS = {"hit@1": 0.92, "hit@5": 0.97, "answers_ok": 0.70, "answers_cited": 0.93}
+#: 0.939; answers with the fact 0.915, citing the right document 0.976
+FLOORS = {"hit@1": 0.92, "hit@5": 0.97, "answers_ok": 0.88, "answers_cited": 0.93}
 
 
 @pytest.fixture(scope="module")

@@ -50,7 +50,9 @@ _INJECTION = [(re.compile(p), reason) for p, reason in _INJECTION_PATTERNS]
 _STOPWORDS = PT_STOPWORDS | set(fold_text(
     "já porque preciso precisa "
     # the wording of a question, not its content ("o que significa EMUC", "qual a diferença")
-    "significa significam significado diferença diferenças chama chamado chamada hoje"
+    "significa significam significado diferença diferenças chama chamado chamada hoje "
+    # pronouns and the asker's hedges ("o tal do parecer ainda existe? como ele se chama")
+    "ele ela eles elas dele dela nele nela tal ainda"
 ).split())
 
 
@@ -100,6 +102,7 @@ _BULLET = re.compile(r"\s*[•▪◦●]\s*")
 _ABBREVIATION = re.compile(r"(?i)(?:\b(?:art|arts|n|nº|inc|ex|p|pág|pag|fig|obs|sr|sra|dr|dra|aprox|máx|mín|min|max"
                            r"|cap|item|itens|al|res|ref|tab|vol|etc\.?\s+e))\.$")
 _TABLE_RULE = re.compile(r"^\s*\|?[\s:\-|]+\|?\s*$")
+_LIST_ITEM = re.compile(r"^\s*([-*•▪◦●]|\d{1,2}[.)]|[a-z][.)])\s+")
 
 
 def paragraphs(text: str) -> list[str]:
@@ -124,11 +127,49 @@ def _line_sentences(line: str) -> list[str]:
     return merged
 
 
+#: a line that ends in one of these words (or a comma) goes on in the next line
+_CONNECTORS = frozenset(fold_text(
+    "a à ao aos as o os e ou de da das do dos em na nas no nos com para por pela pelo que "
+    "um uma se sem sobre entre cerca até após"
+).split())
+
+
+def _continues(previous: str, line: str) -> bool:
+    """Whether ``line`` carries on ``previous`` (a hard-wrapped sentence of a PDF or a
+    text file): ``previous`` has no end mark (a ";" may go on), and ``line`` opens in
+    lower case or with "°", "%", "(", ")"; or ``previous`` ends in a comma or a word like
+    "de", "e", "a" (in lower case: "13,98 A" ends a table row)."""
+    prev, nxt = previous.strip(), line.strip()
+    if not prev or not nxt or prev[-1] in ".:!?…" or nxt[0] in "|#" or prev.startswith(("|", "#")):
+        return False
+    if _LIST_ITEM.match(nxt) or _BULLET.match(nxt) or _TABLE_RULE.fullmatch(nxt):
+        return False
+    if nxt[0].islower() or nxt[0] in "°%()":
+        return True
+    if prev.endswith(";"):
+        return False
+    last = prev.split()[-1]
+    return prev.endswith(",") or (last.islower() and fold_text(last) in _CONNECTORS)
+
+
+def _lines(paragraph: str) -> list[str]:
+    """The paragraph's lines, a hard-wrapped line joined with the one it goes on in
+    (the line break kept, so each line stays a substring of the paragraph)."""
+    out: list[str] = []
+    for line in paragraph.split("\n"):
+        if out and _continues(out[-1].rpartition("\n")[2], line):
+            out[-1] = out[-1] + "\n" + line
+        else:
+            out.append(line)
+    return out
+
+
 def sentences(paragraph: str) -> list[str]:
     """Verbatim sentences (substrings of ``paragraph``): split at . ! ? ; and line ends
-    (list items and table rows are sentences), skipping headings and table rules."""
+    (list items and table rows are sentences; a hard-wrapped line goes on in the next),
+    skipping headings and table rules."""
     out = []
-    for line in paragraph.split("\n"):
+    for line in _lines(paragraph):
         if re.match(r"^\s*#{1,6}\s", line) or _TABLE_RULE.fullmatch(line):
             continue
         if line.strip().startswith("|"):
@@ -195,11 +236,19 @@ def split_safe(passage: Passage) -> list[str]:
     return safe
 
 
+_THOUSANDS = re.compile(r"(?<![\d.,])(\d{1,3})((?:\.\d{3})+)(?![\d])")
+
+
 def _terms(text: str) -> list[str]:
+    # a number with thousands ("REN 1.000", "Lei 14.300", "61.034 W") is one term
+    text = _THOUSANDS.sub(lambda m: m.group(1) + m.group(2).replace(".", ""), text)
     return [t for t in fold_text(text).split() if t not in _STOPWORDS and (len(t) > 1 or t.isdigit())]
 
 
 _stem = stem_token  # the index's own stemming, so answers and retrieval see one vocabulary
+
+
+_COMPOUND_PREFIXES = ("micro", "mini")
 
 
 def stems(text: str) -> set[str]:
@@ -208,6 +257,9 @@ def stems(text: str) -> set[str]:
     out = set()
     for term in _terms(text):
         out.add(_stem(term))
+        for prefix in _COMPOUND_PREFIXES:  # "micro e minigeração" holds "geração"
+            if term.startswith(prefix) and len(term) - len(prefix) >= 6:
+                out.add(_stem(term[len(prefix):]))
         if not term.isdigit() and any(c.isdigit() for c in term):
             out.update(re.findall(r"\d{3,}", term))
     return out
@@ -242,8 +294,18 @@ def _synonyms() -> dict[str, frozenset[str]]:
     return table
 
 
+#: a stem this long that begins another is the same word family ("desist" of "desisti" and
+#: "desistenc" of "desistência", which Snowball cuts apart)
+_MIN_PREFIX = 5
+
+
 def _matches(term: str, words: set[str]) -> bool:
-    return term in words or bool(_synonyms().get(term, frozenset()) & words)
+    if term in words or _synonyms().get(term, frozenset()) & words:
+        return True
+    if len(term) < _MIN_PREFIX or term.isdigit():
+        return False
+    return any(len(w) >= _MIN_PREFIX and not w.isdigit() and (w.startswith(term) or term.startswith(w))
+               for w in words)
 
 
 def sentence_score(question_terms: set[str], sentence: str) -> float:
@@ -326,7 +388,6 @@ def _kind_bonus(kind: str, text: str) -> float:
 # answer units: a sentence, or a lead-in with the list it introduces
 # --------------------------------------------------------------------------------------
 
-_LIST_ITEM = re.compile(r"^\s*([-*•▪◦●]|\d{1,2}[.)]|[a-z][.)])\s+")
 
 
 @dataclass
@@ -339,6 +400,9 @@ class Unit:
     header: str | None = None
     heading: str | None = None
     quote_heading: bool = False
+    opens_section: bool = False  # the first unit under a heading that stands in the passage
+    title_stems: set[str] = field(default_factory=set)  # of its document's title
+    expansion: set[str] = field(default_factory=set)  # stems of the abbreviations it uses
 
     @property
     def text(self) -> str:
@@ -405,9 +469,37 @@ def _unit_display(unit: Unit) -> str:
     else:
         lead, items = display(unit.parts[0]), [display(x) for x in unit.parts[1:]]
         text = lead + " " + "; ".join(x.rstrip(";.") for x in items) + "."
-    if unit.quote_heading and unit.heading and fold_text(unit.heading) not in fold_text(text):
+    if unit.heading and fold_text(unit.heading) not in fold_text(text) and (
+            unit.quote_heading or _names_subject(unit)):
+        # a section's first sentence often leaves its subject to the heading ("## Autoconsumo
+        # remoto" / "Unidades consumidoras de mesma titularidade…"): the heading is quoted too
         text = f"{display(unit.heading).rstrip(':')} — {text}"
     return text
+
+
+#: a heading up to this long names a subject ("Autoconsumo remoto", "OV-DC — sobretensão
+#: CC"); a longer one is a chapter title, not quoted before the section's first sentence
+_SHORT_HEADING = 60
+
+_LABEL = re.compile(r"^\s*(.{1,60}?)\s*(?::\s|\s[-—–]\s)")
+
+
+def subject_stems(unit: Unit) -> set[str]:
+    """What the unit is about: the label it opens with ("Irradiância: …", "TUSD - Tarifa
+    de …"; a parenthesis in it left out), or the heading it opens (the first sentence of
+    "## SAC (Sistema de Amortização Constante)")."""
+    label = _LABEL.match(display(unit.parts[0]))
+    out = stems(re.sub(r"\(.*?\)", " ", label.group(1))) | _acronyms(label.group(1)) if label else set()
+    if _names_subject(unit):
+        out |= stems(re.sub(r"\(.*?\)", " ", unit.heading)) | _acronyms(unit.heading)
+    return out
+
+
+def _names_subject(unit: Unit) -> bool:
+    """Whether the unit opens a section whose heading names a subject: a short heading
+    that is not the document's title."""
+    return bool(unit.opens_section and unit.heading and len(unit.heading) <= _SHORT_HEADING
+                and stems(unit.heading) != unit.title_stems)
 
 
 # --------------------------------------------------------------------------------------
@@ -463,82 +555,24 @@ def extractive_answer(question: str, passages: list[Passage], *, max_sentences: 
     record = _record_answer(question, passages)
     if record is not None:
         return record
-    terms = stems(question) | _acronyms(question)
-    kind = question_kind(question)
-    candidates: list[tuple[int, int, Unit, set[str]]] = []
-    contexts: list[set[str]] = []
-    section_order: dict[int, int] = {}  # id(unit) → its place under its heading (0: first)
-    for rank, passage in enumerate(passages):
-        # a unit says what its document and section are about: their words count as its
-        # own, so a title line that only repeats the model code wins nothing
-        context = stems(" ".join(x for x in (passage.title, passage.section) if x))
-        contexts.append(context)
-        previous, order = object(), 0
-        for position, unit in enumerate(answer_units(passage)):
-            unit.heading = unit.heading or passage.section
-            order = order + 1 if unit.heading == previous else 0
-            previous = unit.heading
-            section_order[id(unit)] = order
-            words = (stems(unit.text) | _acronyms(unit.text) | (stems(unit.header) if unit.header else set())
-                     | context | (stems(unit.heading) if unit.heading else set()))
-            candidates.append((rank, position, unit, words))
-    if not candidates or not terms:
+    ranked = rank_units(question, passages)
+    if ranked is None:
         return _not_found(passages)
-    # term weights: rarer among the candidate units → more telling; a term that no unit
-    # holds tells nothing and is left out
-    n = len(candidates)
-    weight = {}
-    for term in terms:
-        df = sum(1 for *_, words in candidates if _matches(term, words))
-        if df:
-            weight[term] = math.log(1 + n / df) * (1.5 if any(c.isdigit() for c in term) else 1.0)
-    total = sum(weight.values())
-    if not total:
-        return _not_found(passages)
-    scored: list[tuple[float, float, int, int, Unit]] = []
-    for rank, position, unit, words in candidates:
-        coverage = sum(w for t, w in weight.items() if _matches(t, words)) / total
-        if coverage <= 0:
-            continue
-        # what the question asks about the thing its document is about ("pesa" of "o
-        # módulo Jinko de 405 W"): the terms the document's title does not already hold,
-        # found in the unit's own text
-        context = contexts[rank]
-        asked = {t: w for t, w in weight.items() if not _matches(t, context)}
-        own = stems(unit.text) | _acronyms(unit.text) | (stems(unit.header) if unit.header else set())
-        focus = (sum(w for t, w in asked.items() if _matches(t, own)) / sum(asked.values())) if asked else 0.0
-        bonus = _kind_bonus(kind, unit.text)
-        length_penalty = 0.15 if len(unit.text) > 600 else 0.0
-        # a heading that asks the question (a FAQ's "Quem descarrega o caminhão?"): the
-        # first units under it are its answer
-        heading_words = stems(unit.heading) | _acronyms(unit.heading) if unit.heading else set()
-        heading_cover = sum(w for t, w in weight.items() if _matches(t, heading_words)) / total
-        answers_heading = (1.0 if section_order[id(unit)] == 0 else 0.5 if section_order[id(unit)] == 1 else 0.0) \
-            if heading_cover >= 0.5 else 0.0
-        if answers_heading and section_order[id(unit)] == 0 and unit.heading.rstrip().endswith("?"):
-            answers_heading = 3.0  # a FAQ: the heading is the question, its first sentence the answer
-        score = (coverage * 3.0 + focus * 1.5 + bonus * (0.5 + coverage) + answers_heading * heading_cover
-                 + 0.6 / (rank + 1) - position * 0.002 - length_penalty)
-        if answers_heading:
-            unit.quote_heading = True  # shown as "heading — sentence": the heading holds the asked words
-        scored.append((score, coverage, rank, position, unit))
-    scored.sort(key=lambda c: -c[0])
-    if not scored:
-        return _not_found(passages)
+    scored, weight, kind = ranked
     best_score, best_coverage = scored[0][0], scored[0][1]
     if best_coverage < MIN_COVERAGE and not (best_coverage >= MIN_COVERAGE / 2 and _kind_bonus(kind, scored[0][4].text)):
         return _not_found(passages)
     chosen: list[tuple[int, Unit]] = []
     seen: set[str] = set()
-    # "Quanto pesa e qual o tamanho…": each part's own words pick a unit of its own
+    # "Quanto pesa e qual o tamanho…", "a diferença entre SAC e Price", two questions in one
+    # message: each part's own words pick a unit of its own
     parts = question_parts(question)
     if len(parts) > 1:
         for part in parts:
             own_terms = {t for t in stems(part) if t in weight}
             if not own_terms:
                 continue
-            best = max(scored, key=lambda c: c[0] + 2.0 * sum(weight[t] for t in own_terms if _matches(
-                t, stems(c[4].text) | _acronyms(c[4].text))) / sum(weight[t] for t in own_terms))
+            best = max(scored, key=lambda c: _part_score(c[0], c[4], own_terms, weight))
             key = fold_text(best[4].text)
             if key not in seen and best[1] >= MIN_COVERAGE / 2:
                 seen.add(key)
@@ -563,6 +597,121 @@ def extractive_answer(question: str, passages: list[Passage], *, max_sentences: 
     return {"answer": answer, "citations": citations, "mode": "extractive", "flagged": _flagged_report(passages)}
 
 
+_ABBREVIATION_AFTER = re.compile(r"([^\W\d_][\w-]*(?:\s+[\w-]+){0,4})\s+\(([A-Z][A-Za-z0-9]{1,7})\)")
+_ABBREVIATION_BEFORE = re.compile(r"\b([A-Z][A-Z0-9]{1,7})\s+\(([^\W\d_][\w-]*(?:\s+[\w-]+){0,5})\)")
+
+
+def abbreviations(texts: list[str]) -> dict[str, set[str]]:
+    """Abbreviations the texts define, folded → the stems of what they stand for:
+    "Potência máxima (Pmax)" and "TIR (taxa interna de retorno)" (the first word opens
+    with the abbreviation's first letter, so "1500 V CC (IEC)" defines nothing)."""
+    found: dict[str, set[str]] = {}
+    for text in texts:
+        for match in _ABBREVIATION_AFTER.finditer(text):
+            words, short = match.group(1).split(), match.group(2)
+            for i in range(len(words) - 1, -1, -1):  # the shortest run that opens with its letter
+                if fold_text(words[i])[:1] == fold_text(short)[:1]:
+                    found.setdefault(fold_text(short), set()).update(stems(" ".join(words[i:])))
+                    break
+        for match in _ABBREVIATION_BEFORE.finditer(text):
+            short, words = match.group(1), match.group(2)
+            if fold_text(words)[:1] == fold_text(short)[:1]:
+                found.setdefault(fold_text(short), set()).update(stems(words))
+    return found
+
+
+def rank_units(question: str, passages: list[Passage]
+               ) -> tuple[list[tuple[float, float, int, int, Unit]], dict[str, float], str] | None:
+    """The passages' answer units, best first: ``([(score, coverage, rank, position,
+    unit)…], term weights, question kind)``; None when no unit shares a term with the
+    question."""
+    terms = stems(question) | _acronyms(question)
+    kind = question_kind(question)
+    candidates: list[tuple[int, int, Unit, set[str]]] = []
+    contexts: list[set[str]] = []
+    # "Coeficiente de temperatura de Pmax" speaks of the "potência máxima (Pmax)"
+    defined = abbreviations([p.text for p in passages])
+    section_order: dict[int, int] = {}  # id(unit) → its place under its heading (0: first)
+    for rank, passage in enumerate(passages):
+        # a unit says what its document and section are about: their words count as its
+        # own, so a title line that only repeats the model code wins nothing
+        context = stems(" ".join(x for x in (passage.title, passage.section) if x))
+        contexts.append(context)
+        title_stems = stems(passage.title or "")
+        previous, order = object(), 0
+        for position, unit in enumerate(answer_units(passage)):
+            in_text = unit.heading is not None
+            unit.heading = unit.heading or passage.section
+            order = order + 1 if unit.heading == previous else 0
+            previous = unit.heading
+            section_order[id(unit)] = order
+            unit.opens_section = in_text and order == 0
+            unit.title_stems = title_stems
+            unit.expansion = set().union(*(defined[t] for t in set(fold_text(unit.text).split()) if t in defined))
+            words = (stems(unit.text) | _acronyms(unit.text) | (stems(unit.header) if unit.header else set())
+                     | unit.expansion | context | (stems(unit.heading) if unit.heading else set()))
+            candidates.append((rank, position, unit, words))
+    if not candidates or not terms:
+        return None
+    # term weights: rarer among the candidate units → more telling; a term that no unit
+    # holds tells nothing and is left out
+    n = len(candidates)
+    weight = {}
+    for term in terms:
+        df = sum(1 for *_, words in candidates if _matches(term, words))
+        if df:
+            weight[term] = math.log(1 + n / df) * (1.5 if any(c.isdigit() for c in term) else 1.0)
+    total = sum(weight.values())
+    if not total:
+        return None
+    scored: list[tuple[float, float, int, int, Unit]] = []
+    for rank, position, unit, words in candidates:
+        coverage = sum(w for t, w in weight.items() if _matches(t, words)) / total
+        if coverage <= 0:
+            continue
+        # what the question asks about the thing its document is about ("pesa" of "o
+        # módulo Jinko de 405 W"): the terms the document's title does not already hold,
+        # found in the unit's own text
+        context = contexts[rank]
+        asked = {t: w for t, w in weight.items() if not _matches(t, context)}
+        own = (stems(unit.text) | _acronyms(unit.text) | (stems(unit.header) if unit.header else set())
+               | unit.expansion)
+        focus = (sum(w for t, w in asked.items() if _matches(t, own)) / sum(asked.values())) if asked else 0.0
+        bonus = _kind_bonus(kind, unit.text)
+        length_penalty = 0.15 if len(unit.text) > 600 else 0.0
+        # a heading that asks the question (a FAQ's "Quem descarrega o caminhão?"): the
+        # first units under it are its answer
+        heading_words = stems(unit.heading) | _acronyms(unit.heading) if unit.heading else set()
+        heading_cover = sum(w for t, w in weight.items() if _matches(t, heading_words)) / total
+        answers_heading = (1.0 if section_order[id(unit)] == 0 else 0.5 if section_order[id(unit)] == 1 else 0.0) \
+            if heading_cover >= 0.5 else 0.0
+        if answers_heading and section_order[id(unit)] == 0 and unit.heading.rstrip().endswith("?"):
+            answers_heading = 3.0  # a FAQ: the heading is the question, its first sentence the answer
+        score = (coverage * 3.0 + focus * 1.5 + bonus * (0.5 + coverage) + answers_heading * heading_cover
+                 + 0.6 / (rank + 1) - position * 0.002 - length_penalty)
+        if answers_heading:
+            unit.quote_heading = True  # shown as "heading — sentence": the heading holds the asked words
+        scored.append((score, coverage, rank, position, unit))
+    scored.sort(key=lambda c: -c[0])
+    if not scored:
+        return None
+    return scored, weight, kind
+
+
+def _part_score(score: float, unit: Unit, part_terms: set[str], weight: dict[str, float]) -> float:
+    """How well ``unit`` answers one part of a question: the part's words in the unit's
+    own text or subject, a unit about the part counting more ("Irradiância: …" for "a
+    diferença entre irradiância e irradiação"), and a little of its whole score. The words
+    its document's title holds ("financiar" in "Financiamento — …") tell nothing there."""
+    asked = {t for t in part_terms if not _matches(t, unit.title_stems)} or part_terms
+    asked_total = sum(weight[t] for t in asked)
+    subject = subject_stems(unit)
+    own = stems(unit.text) | _acronyms(unit.text) | subject
+    held = sum(weight[t] for t in asked if _matches(t, own)) / asked_total
+    about = sum(weight[t] for t in asked if _matches(t, subject)) / asked_total
+    return 0.25 * score + 3.0 * held + 2.0 * about
+
+
 def _verbatim(text: str, unit: Unit) -> str:
     """The unit as it stands in the passage (a lead-in and its list span several lines)."""
     if len(unit.parts) == 1:
@@ -585,7 +734,9 @@ def question_parts(question: str) -> list[str]:
     difference = _DIFFERENCE.search(question)
     if difference:
         return [difference.group(1), difference.group(2)]
-    return [p for p in _PART_SPLIT.split(question) if p.strip()]
+    # two questions in one message ("… ainda existe? Como ele se chama hoje?") are two parts
+    return [p for sentence in re.split(r"(?<=\?)\s+(?=\S)", question)
+            for p in _PART_SPLIT.split(sentence) if p.strip()]
 
 
 def _acronyms(question: str) -> set[str]:

@@ -98,26 +98,34 @@ class TokenChunker:
         lead = ""
         if len(lines) > 1 and lines[0].rstrip().endswith(":") and self.n_tokens(lines[0]) <= self.max_tokens // 2:
             lead, lines = lines[0].strip(), lines[1:]
-        units = [s for line in lines for s in _SENTENCE_END.split(line) if s.strip()]
+        # each sentence remembers whether it opened a line: a piece keeps the line breaks
+        # (table rows, list items, a PDF's lines), so nothing is flattened into one line
+        units = [(s, k == 0) for line in lines for k, s in enumerate(
+            x for x in _SENTENCE_END.split(line) if x.strip())]
         lead_n = self.n_tokens(lead) if lead else 0
         out: list[str] = []
-        current: list[str] = [lead] if lead else []
+        current: list[tuple[str, bool]] = [(lead, True)] if lead else []
         current_n = lead_n
-        for unit in units:
+
+        def joined() -> str:
+            return "".join(("\n" if starts and i else " " if i else "") + text.strip()
+                           for i, (text, starts) in enumerate(current))
+
+        for unit, starts_line in units:
             n = self.n_tokens(unit)
             if n + lead_n > self.max_tokens:
-                if current and current != [lead]:
-                    out.append(" ".join(current))
-                current, current_n = ([lead] if lead else []), lead_n
+                if current and current != [(lead, True)]:
+                    out.append(joined())
+                current, current_n = ([(lead, True)] if lead else []), lead_n
                 out.extend(self._windows(unit))
                 continue
-            if current and current != [lead] and current_n + n > self.max_tokens:
-                out.append(" ".join(current))
-                current, current_n = ([lead] if lead else []), lead_n
-            current.append(unit.strip())
+            if current and current != [(lead, True)] and current_n + n > self.max_tokens:
+                out.append(joined())
+                current, current_n = ([(lead, True)] if lead else []), lead_n
+            current.append((unit.strip(), starts_line))
             current_n += n
-        if current and current != [lead]:
-            out.append(" ".join(current))
+        if current and current != [(lead, True)]:
+            out.append(joined())
         return out
 
     def _blocks(self, text: str, section: str, path: tuple[tuple[int, str], ...] = ()

@@ -301,12 +301,14 @@ class LiveIndex:
 
     def _rerank(self, query: str, fused: list[tuple[int, float]]) -> list[tuple[int, float]]:
         """Code agreement: among the fused candidates, those that hold more of the question's
-        model codes go first (ties keep the fusion's order)."""
+        model codes go first (ties keep the fusion's order). Each code held adds the largest
+        score a fusion can give, so the scores stay in the order of the list."""
         codes = {t for t in self.analyze(query).split() if _CODE_TOKEN.match(t) and not _NUMBER_WITH_UNIT.match(t)}
         if not codes:
             return fused
-        agreement = {slot: len(codes & self._chunks[slot].terms.keys()) for slot, _ in fused}
-        return sorted(fused, key=lambda item: -agreement[item[0]])
+        step = (1.0 + self.dense_weight) / (self.rrf_k + 1)
+        rescored = [(slot, score + step * len(codes & self._chunks[slot].terms.keys())) for slot, score in fused]
+        return sorted(rescored, key=lambda item: -item[1])
 
     def search(self, query: str, k: int = 5, retriever: str = "hybrid", *, metadata_filter: str | None = None,
                filepath_globpattern: str | None = None) -> list[dict]:

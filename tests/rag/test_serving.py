@@ -1,0 +1,296 @@
+"""The live index Hélio's queries read (ysh.rag.serving) and the API's LLM slots."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import numpy as np
+import pytest
+
+from ysh.rag.chunking import analyze_pt
+from ysh.rag.serving import Change, IndexFeed, LatestRow, LiveIndex, compile_filter, filter_expression
+
+
+def chunk(key, text, path="docs/a.md", vector=None, title="", **metadata) -> Change:
+    return Change(key, text, {"path": path, "title": title, **metadata}, vector,
+                  analyze_pt(f"{title}\n{text}"))
+
+
+def bm25_index(**kwargs) -> LiveIndex:
+    return LiveIndex(3, dense_weight=0.0, **kwargs)
+
+
+# --------------------------------------------------------------------------------------
+# BM25
+# --------------------------------------------------------------------------------------
+
+
+def test_bm25_scores_follow_the_formula_tantivy_uses():
+    index = bm25_index(analyze=str.lower)
+    index.apply([Change("a", "fio b fio", {"path": "a"}, None, "fio b fio"),
+                 Change("b", "tusd te", {"path": "b"}, None, "tusd te"),
+                 Change("c", "fio tusd te energia", {"path": "c"}, None, "fio tusd te energia")])
+    hits = index.search("fio", 3, "bm25")
+    assert [h["metadata"]["path"] for h in hits] == ["a", "c"]  # b holds no "fio": not a hit
+
+    n, df, avgdl = 3, 2, (3 + 2 + 4) / 3
+    idf = math.log(1 + (n - df + 0.5) / (df + 0.5))
+
+    def score(tf, dl):
+        return idf * tf * 2.2 / (tf + 1.2 * (0.25 + 0.75 * dl / avgdl))
+
+    assert hits[0]["score"] == pytest.approx(score(2, 3), rel=1e-5)
+    assert hits[1]["score"] == pytest.approx(score(1, 4), rel=1e-5)
+    # a term repeated in the question counts again, as a second clause does in tantivy
+    assert index.search("fio fio", 1, "bm25")[0]["score"] == pytest.approx(2 * score(2, 3), rel=1e-5)
+
+
+def test_portuguese_questions_match_folded_and_stemmed_chunks():
+    index = bm25_index()
+    index.apply([chunk(1, "As instalações elétricas devem ser inspecionadas todo ano.", "docs/om.md"),
+                 chunk(2, "O frete é grátis acima de R$ 30.000,00.", "docs/frete.md")])
+    assert index.search("instalacao eletrica", 1, "bm25")[0]["metadata"]["path"] == "docs/om.md"
+    assert index.search("Qual o valor do frete?", 1, "bm25")[0]["metadata"]["path"] == "docs/frete.md"
+    assert index.search("zzz inexistente", 5, "bm25") == []
+
+
+def test_updates_and_deletions_replace_what_a_search_finds():
+    index = bm25_index()
+    index.apply([chunk("k", "A garantia do inversor é de 5 anos.")])
+    assert index.search("garantia inversor", 1, "bm25")
+    # Pathway sends an update as a removal of the old row and an addition of the new one
+    index.apply([Change("k", removal=True), chunk("k", "O prazo de entrega é de 10 dias úteis.")])
+    assert len(index) == 1
+    assert index.search("garantia inversor", 1, "bm25") == []
+    assert "entrega" in index.search("prazo entrega", 1, "bm25")[0]["text"]
+    index.apply([Change("k", removal=True)])
+    assert len(index) == 0 and index.search("prazo entrega", 1, "bm25") == []
+    index.apply([Change("nunca-visto", removal=True)])  # a removal of an unknown key is harmless
+
+
+def test_the_index_grows_past_its_first_capacity_and_reuses_freed_slots():
+    rng = np.random.default_rng(1)
+    index = LiveIndex(8, dense_weight=1.0, embed_query=lambda text: np.ones(8, dtype=np.float32))
+    index.apply([chunk(i, f"seção {i} do manual código zq{i}x", f"docs/{i}.md", rng.normal(size=8))
+                 for i in range(2500)])
+    assert len(index) == 2500
+    index.apply([Change(i, removal=True) for i in range(0, 2500, 2)])
+    index.apply([chunk(f"novo{i}", f"anexo {i} código zq{i}y", f"docs/novo{i}.md", rng.normal(size=8))
+                 for i in range(1000)])
+    assert len(index) == 2250
+    assert len(index._chunks) == 2500  # the freed slots were used again
+    assert index.search("zq7x", 1, "bm25")[0]["metadata"]["path"] == "docs/7.md"
+    assert index.search("zq8x", 1, "bm25") == []
+    assert index.search("zq999y", 1, "bm25")[0]["metadata"]["path"] == "docs/novo999.md"
+    assert len(index.search("anexo", 5, "dense")) == 5
+
+
+# --------------------------------------------------------------------------------------
+# dense, hybrid, rerank
+# --------------------------------------------------------------------------------------
+
+
+def test_dense_ranks_by_cosine_similarity():
+    index = LiveIndex(2, embed_query=lambda text: np.array([1.0, 0.0]))
+    index.apply([Change("x", "leste", {"path": "x"}, np.array([3.0, 0.1]), "lest"),
+                 Change("y", "norte", {"path": "y"}, np.array([0.0, 2.0]), "nort"),
+                 Change("z", "sem vetor", {"path": "z"}, None, "vetor")])
+    hits = index.search("qualquer", 3, "dense")
+    assert [h["metadata"]["path"] for h in hits] == ["x", "y"]  # a chunk without a vector is not a dense hit
+    assert hits[0]["score"] == pytest.approx(3 / math.hypot(3, 0.1), rel=1e-5)
+
+
+def test_hybrid_weights_its_members():
+    def build(weight):
+        index = LiveIndex(2, dense_weight=weight, embed_query=lambda text: np.array([0.0, 1.0]))
+        index.apply([Change("lexical", "tarifa branca horário", {"path": "lexical"}, np.array([1.0, 0.0]),
+                            analyze_pt("tarifa branca horário")),
+                     Change("dense", "modalidade tarifária por horário", {"path": "dense"}, np.array([0.0, 1.0]),
+                            analyze_pt("modalidade tarifária por horário"))])
+        return [h["metadata"]["path"] for h in index.search("tarifa branca horário", 2)]
+
+    assert build(0.025) == ["lexical", "dense"]  # the default: dense only breaks near-ties
+    assert build(4.0) == ["dense", "lexical"]
+
+
+def test_a_model_code_beats_its_sibling_series():
+    # the dense side prefers the sibling; the exact code in the question decides
+    index = LiveIndex(2, dense_weight=2.0, embed_query=lambda text: np.array([1.0, 0.0]))
+    index.apply([Change("sibling", "Módulo JAM72S01-550/MR: peso 28,6 kg.", {"path": "jam72s01.pdf"},
+                        np.array([1.0, 0.0]), analyze_pt("Módulo JAM72S01-550/MR: peso 28,6 kg.")),
+                 Change("exact", "Módulo JAM72S30-550/MR: peso 28,9 kg.", {"path": "jam72s30.pdf"},
+                        np.array([0.0, 1.0]), analyze_pt("Módulo JAM72S30-550/MR: peso 28,9 kg."))])
+    hits = index.search("Quanto pesa o JAM72S30-550/MR?", 2)
+    assert hits[0]["metadata"]["path"] == "jam72s30.pdf"
+    assert hits[0]["score"] > hits[1]["score"]  # the scores keep the list's order
+
+
+# --------------------------------------------------------------------------------------
+# filters
+# --------------------------------------------------------------------------------------
+
+
+def test_filters_use_pathways_rewriting_and_globmatch():
+    assert filter_expression("contains(path, `lei`)", "**/*.pdf") == \
+        "(contains(path, 'lei')) && globmatch('**/*.pdf', path)"
+    assert filter_expression(None, None) is None
+    assert compile_filter("globmatch('/srv/docs/**/*.pdf', path)")({"path": "/srv/docs/sub/a.pdf"})
+    assert not compile_filter("globmatch('/srv/docs/**/*.pdf', path)")({"path": "/srv/docs/a.md"})
+    assert not compile_filter("globmatch('*.pdf', path)")({})  # no path: no match, no error
+    assert not compile_filter("contains(page, 'x')")({"page": 5})  # a type error on one row: no match
+
+
+def test_filtered_searches_only_return_matching_chunks():
+    index = bm25_index()
+    index.apply([chunk(i, f"O inversor {i} tem garantia de 10 anos.", f"/srv/docs/{'pdf' if i % 3 else 'md'}/{i}."
+                       f"{'pdf' if i % 3 else 'md'}", page=i) for i in range(60)])
+    hits = index.search("garantia inversor", 5, "bm25", filepath_globpattern="/srv/docs/**/*.md")
+    assert len(hits) == 5 and all(h["metadata"]["path"].endswith(".md") for h in hits)
+    # as in Pathway, a backtick literal becomes a string ('7'), never the number 7
+    hits = index.search("garantia inversor", 50, "hybrid", metadata_filter="ends_with(path, `/7.pdf`)")
+    assert [h["metadata"]["page"] for h in hits] == [7]
+    assert index.search("garantia inversor", 50, "hybrid", metadata_filter="page == `7`") == []
+    assert index.search("garantia", 5, "bm25", metadata_filter="contains(path, `nada`)") == []
+
+
+def test_clients_never_see_internal_metadata():
+    index = bm25_index()
+    index.apply([chunk(1, "Texto do manual.", _file_id="123", seen_at=5, owner="root")])
+    assert set(index.search("manual", 1, "bm25")[0]["metadata"]) == {"path", "title"}
+
+
+# --------------------------------------------------------------------------------------
+# the pipeline's feed
+# --------------------------------------------------------------------------------------
+
+
+def test_a_batch_is_applied_at_its_times_end_only():
+    index = bm25_index()
+    feed = IndexFeed(index)
+    feed.on_change("a", {"text": "bateria de lítio", "metadata": {"path": "a"}, "vector": None,
+                         "terms": analyze_pt("bateria de lítio")}, 2, True)
+    assert len(index) == 0
+    feed.on_time_end(2)
+    assert len(index) == 1 and index.batches == 1
+    feed.on_change("a", {"text": "bateria de lítio", "metadata": {"path": "a"}}, 4, False)
+    feed.on_change("a", {"text": "bateria de chumbo", "metadata": {"path": "a"}, "vector": None,
+                         "terms": analyze_pt("bateria de chumbo")}, 4, True)
+    feed.on_time_end(4)
+    assert index.search("chumbo", 1, "bm25") and not index.search("litio", 1, "bm25")
+
+
+@pytest.mark.parametrize("order", ["removal first", "addition first"])
+def test_latest_row_follows_an_update_in_either_order(order):
+    latest = LatestRow()
+    latest.on_change(0, {"files": 1}, 2, True)
+    latest.on_time_end(2)
+    changes = [({"files": 1}, False), ({"files": 2}, True)]
+    for row, is_addition in (changes if order == "removal first" else changes[::-1]):
+        latest.on_change(0, row, 4, is_addition)
+    assert latest.get() == {"files": 1}  # not before the time ends
+    latest.on_time_end(4)
+    assert latest.get() == {"files": 2}
+    latest.on_change(0, {"files": 2}, 6, False)
+    latest.on_time_end(6)
+    assert latest.get() is None
+
+
+# --------------------------------------------------------------------------------------
+# the API's LLM slots (an OpenAI-compatible fake on loopback)
+# --------------------------------------------------------------------------------------
+
+
+class SlowChat:
+    """``POST /chat/completions`` that waits for ``release`` (or ``delay_s``) before answering."""
+
+    def __init__(self, delay_s: float | None = None):
+        self.release = threading.Event()
+        self.delay_s = delay_s
+        self.arrived = threading.Semaphore(0)
+        chat = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                chat.arrived.release()
+                chat.release.wait(chat.delay_s if chat.delay_s is not None else 30)
+                body = json.dumps({"choices": [{"message": {"content": "São 60 meses [1]."}}]}).encode()
+                try:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                except OSError:  # the client gave up (timeout)
+                    pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.release.set()
+        self.server.shutdown()
+
+
+def helio_api(chat: SlowChat, **kwargs):
+    from ysh.rag.server import HelioApi
+
+    index = bm25_index()
+    index.apply([chunk(1, "Os créditos de energia valem por 60 meses.", "lei_14300.md", title="Lei 14.300")])
+    return HelioApi(index, LatestRow(), LatestRow(), lambda: {"embedded": 0, "cache_hits": 0},
+                    llm_base_url=chat.url, llm_model="teste", **kwargs)
+
+
+async def _post(client, question):
+    response = await client.post("/v2/answer", json={"prompt": question})
+    return response.status, response.headers.get("Retry-After"), await response.json()
+
+
+def test_llm_answers_beyond_the_cap_get_503_with_retry_after():
+    from aiohttp.test_utils import TestClient, TestServer
+
+    chat = SlowChat()
+    api = helio_api(chat, llm_max_concurrent=1, llm_timeout_s=20)
+
+    async def run():
+        app = api.application(api_key=None, max_request_bytes=65536, local_only=True)
+        async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+            first = asyncio.create_task(_post(client, "Por quanto tempo valem os créditos?"))
+            await asyncio.get_running_loop().run_in_executor(None, chat.arrived.acquire)  # the slot is taken
+            second = await _post(client, "E os créditos?")
+            chat.release.set()
+            return await first, second
+
+    try:
+        (status1, _, body1), (status2, retry_after, body2) = asyncio.run(run())
+    finally:
+        chat.close()
+    assert status1 == 200 and body1["mode"] == "llm" and "60 meses" in body1["answer"]
+    assert status2 == 503 and int(retry_after) >= 1 and "busy" in body2["error"]
+
+
+def test_a_slow_llm_falls_back_to_the_extractive_answer():
+    from aiohttp.test_utils import TestClient, TestServer
+
+    chat = SlowChat(delay_s=5)
+    api = helio_api(chat, llm_timeout_s=0.5)
+
+    async def run():
+        app = api.application(api_key=None, max_request_bytes=65536, local_only=True)
+        async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+            return await _post(client, "Por quanto tempo valem os créditos de energia?")
+
+    try:
+        status, _, body = asyncio.run(run())
+    finally:
+        chat.close()
+    assert status == 200 and body["mode"] == "extractive"
+    assert "60 meses" in body["answer"] and "LLM endpoint failed" in body["warning"]
