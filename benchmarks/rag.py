@@ -14,11 +14,20 @@ Each part runs ``ysh rag serve`` in a subprocess over a temporary documents fold
 2. **latency** — a synthetic Portuguese corpus of ``--chunks`` chunks (one chunk per
    section); ``--clients`` threads each send ``--requests`` distinct queries to
    ``/v1/retrieve`` (hybrid, k=5). p50/p95/p99 and throughput. Target: p99 < 300 ms.
-3. **indexing** — the same corpus: chunks/s of the initial indexing (spawn → all files
+3. **memory** — over the same corpus and service, ``--queries`` distinct requests (9 in 10
+   ``/v1/retrieve``, 1 in 10 ``/v2/answer``) from 4 clients; the service's RSS is sampled
+   every 5,000: growth from the end of the warm-up (the first 5,000) to the end. Target:
+   flat within 10 %. Then ``/v2/answer`` alone: p50/p95 of 200 sequential answers (target
+   p95 < 500 ms offline).
+4. **indexing** — the same corpus: chunks/s of the initial indexing (spawn → all files
    reported, minus the spawn → ready time of a one-document folder measured in the same
    run) vs embedding the same section texts directly with sentence-transformers
    (all-MiniLM-L6-v2, batch 64, same torch threads). Ratio = direct / pipeline time, i.e.
    the pipeline's overhead over the model.
+
+``--baseline-ref REF`` (e.g. ``4a803e0``, the last commit that served queries through
+Pathway's query tables) runs the latency and memory parts again on that commit's code (a
+``git worktree`` on ``PYTHONPATH``) in the same run and prints new/old ratios.
 
 On the 2-core reference machine the initial indexing of 10k chunks takes about 5 minutes
 (the model does ~30–40 chunks/s); ``--chunks 2000`` gives a quicker, smaller run.
@@ -31,6 +40,7 @@ import os
 import random
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -215,6 +225,128 @@ def load(url: str, headers: dict, clients: int, requests: int, seed: int = 3) ->
     return latencies, errors, time.perf_counter() - started
 
 
+def service_rss(service) -> int:
+    import psutil
+
+    return psutil.Process(service.process.pid).memory_info().rss
+
+
+ANSWER_QUESTIONS = ["Qual a tensão de circuito aberto do inversor?", "Como é calculado o custo de disponibilidade?",
+                    "Quando a distribuidora emite o parecer de acesso?", "Qual a garantia do fabricante do módulo?",
+                    "O que limita a energia injetada na rede?", "Como o integrador dimensiona o sistema?"]
+
+
+def memory_run(service, total: int, clients: int = 4, step: int = 5_000, seed: int = 9) -> dict:
+    """``total`` distinct requests (1 in 10 an answer) from ``clients`` threads; RSS every ``step``."""
+    rng = random.Random(seed)
+    done = 0
+    errors = 0
+    lock = threading.Lock()
+    samples: list[tuple[int, int]] = [(0, service_rss(service))]
+    next_sample = step
+
+    def worker() -> None:
+        nonlocal done, errors, next_sample
+        with service.client(timeout=60) as client:
+            while True:
+                with lock:
+                    if done >= total:
+                        return
+                    done += 1
+                    number = done
+                    if number >= next_sample:
+                        samples.append((number, service_rss(service)))
+                        next_sample += step
+                words = " ".join(rng.sample(QUERY_WORDS, 4))
+                try:
+                    if number % 10 == 0:
+                        client.post("/v2/answer", json={"prompt": f"{rng.choice(ANSWER_QUESTIONS)} ({number})"}
+                                    ).raise_for_status()
+                    else:
+                        client.post("/v1/retrieve", json={"query": f"{words} {number}", "k": 5}).raise_for_status()
+                except httpx.HTTPError:
+                    with lock:
+                        errors += 1
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=worker) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - started
+    samples.append((total, service_rss(service)))
+    warm = next((rss for n, rss in samples if n >= min(step, total)), samples[-1][1])
+    return {"samples": samples, "warm": warm, "final": samples[-1][1], "errors": errors, "wall": wall,
+            "growth": samples[-1][1] / warm - 1, "per_query_kb": (samples[-1][1] - warm) / max(1, total - step) / 1024}
+
+
+def answer_latency(service, count: int = 200) -> list[float]:
+    latencies = []
+    with service.client(timeout=60) as client:
+        for i in range(count):
+            question = f"{ANSWER_QUESTIONS[i % len(ANSWER_QUESTIONS)]} {i}"
+            started = time.perf_counter()
+            client.post("/v2/answer", json={"prompt": question}).raise_for_status()
+            latencies.append(time.perf_counter() - started)
+    return latencies
+
+
+def mib(value: int) -> str:
+    return f"{value / 2**20:.0f} MiB"
+
+
+def baseline_command(ref: str, work: Path) -> tuple[tuple[str, ...], dict[str, str]]:
+    """``ysh rag serve`` of commit ``ref`` (a git worktree put first on PYTHONPATH)."""
+    repo = Path(__file__).resolve().parent.parent
+    tree = work / f"baseline-{ref}"
+    subprocess.run(["git", "-C", str(repo), "worktree", "add", "--detach", str(tree), ref], check=True,
+                   capture_output=True)
+    return ev.SERVE_COMMAND, {"PYTHONPATH": str(tree / "src")}
+
+
+def measure_service(args, folder: Path, work: Path, name: str, baseline_s: float, parts: set[str],
+                    command=ev.SERVE_COMMAND, env_extra: dict | None = None, queries: int | None = None) -> dict:
+    """Start a service over ``folder`` and run the latency / memory parts; the figures."""
+    out: dict = {}
+    env = {**SERVICE_ENV, **(env_extra or {})}
+    with ev.start_service(folder, env=env, command=command, timeout_s=args.timeout,
+                          log_path=work / f"{name}.log") as service, service.client() as client:
+        index_s = max(0.01, service.started_s - baseline_s)
+        stats = client.get("/v1/statistics").json()
+        chunks = out["chunks"] = stats.get("chunks") or 0
+        out["index_s"] = index_s
+        print(f"[{name}] initial indexing: {service.started_s:.1f} s to ready, {index_s:.1f} s net of startup; "
+              f"{chunks} chunks → {chunks / index_s:.1f} chunks/s")
+        model_s = (stats.get("embedding") or {}).get("embed_seconds")
+        if model_s:  # the core service reports its model time
+            print(f"  model time inside the service: {model_s:.1f} s ({model_s / index_s:.0%} of the indexing)")
+        if "latency" in parts:
+            latencies, errors, wall = load(service.url, service.headers, 1, min(args.requests, 50))
+            out["sequential"] = latencies
+            print(f"[{name}] sequential /v1/retrieve: {fmt_ms(latencies)}")
+            latencies, errors, wall = load(service.url, service.headers, args.clients, args.requests)
+            out["concurrent"], out["qps"] = latencies, len(latencies) / wall
+            print(f"[{name}] {args.clients} concurrent clients × {args.requests} queries over {chunks} chunks: "
+                  f"{fmt_ms(latencies)}; {len(latencies) / wall:.0f} q/s; errors {errors}")
+            p99 = pct(latencies, 99) if latencies else float("nan")
+            print(f"  target p99 < 300 ms: {'met' if p99 < 0.3 else 'missed'} (p99 {p99 * 1000:.0f} ms)")
+        if "memory" in parts:
+            answers = answer_latency(service)
+            out["answers"] = answers
+            print(f"[{name}] /v2/answer, 200 sequential: {fmt_ms(answers)}")
+            print(f"  target p95 < 500 ms: {'met' if pct(answers, 95) < 0.5 else 'missed'}")
+            total = queries or args.queries
+            memory = out["memory"] = memory_run(service, total)
+            trail = ", ".join(f"{n}: {mib(rss)}" for n, rss in memory["samples"])
+            print(f"[{name}] RSS over {total} requests (4 clients, {total / memory['wall']:.0f} req/s, errors "
+                  f"{memory['errors']}): {trail}")
+            print(f"  after warm-up {mib(memory['warm'])} → end {mib(memory['final'])}: "
+                  f"{memory['growth']:+.1%} ({memory['per_query_kb']:+.2f} KB per request); target flat within 10 %: "
+                  f"{'met' if abs(memory['growth']) <= 0.10 else 'missed'}")
+    return out
+
+
 def direct_embedding(texts: list[str], threads: int) -> float:
     """Seconds to embed ``texts`` with sentence-transformers directly (same model, batch 64)."""
     import torch
@@ -241,25 +373,20 @@ def bench_corpus(args, work: Path, parts: set[str]) -> None:
     texts = make_corpus(folder, args.chunks)
     files = ev.count_documents(folder)
     print(f"corpus: {len(texts)} sections (~1 chunk each) in {files} Markdown files")
-    with ev.start_service(folder, env=SERVICE_ENV, command=ev.SERVE_COMMAND, timeout_s=args.timeout,
-                          log_path=work / "corpus.log") as service, service.client() as client:
-        index_s = max(0.01, service.started_s - baseline_s)
-        stats = client.get("/v1/statistics").json()
-        chunks = stats.get("chunks") or len(texts)
-        pipeline_rate = chunks / index_s
-        print(f"initial indexing: {service.started_s:.1f} s to ready, {index_s:.1f} s net of startup; "
-              f"{chunks} chunks → {pipeline_rate:.1f} chunks/s")
-        model_s = (stats.get("embedding") or {}).get("embed_seconds")
-        if model_s:  # the core service reports its model time
-            print(f"  model time inside the service: {model_s:.1f} s ({model_s / index_s:.0%} of the indexing)")
-        if "latency" in parts:
-            latencies, errors, wall = load(service.url, service.headers, 1, min(args.requests, 50))
-            print(f"sequential /v1/retrieve: {fmt_ms(latencies)}")
-            latencies, errors, wall = load(service.url, service.headers, args.clients, args.requests)
-            print(f"{args.clients} concurrent clients × {args.requests} queries over {chunks} chunks: "
-                  f"{fmt_ms(latencies)}; {len(latencies) / wall:.0f} q/s; errors {errors}")
-            p99 = pct(latencies, 99) if latencies else float("nan")
-            print(f"  target p99 < 300 ms: {'met' if p99 < 0.3 else 'missed'} (p99 {p99 * 1000:.0f} ms)")
+    new = measure_service(args, folder, work, "current", baseline_s, parts)
+    pipeline_rate = new["chunks"] / new["index_s"]
+    if args.baseline_ref and parts & {"latency", "memory"}:
+        command, env_extra = baseline_command(args.baseline_ref, work)
+        old = measure_service(args, folder, work, f"baseline {args.baseline_ref}", baseline_s, parts, command,
+                              env_extra, queries=args.baseline_queries)
+        print(f"ratios current / baseline {args.baseline_ref} (same corpus, same run):")
+        for key, label in (("sequential", "sequential retrieve"), ("concurrent", f"{args.clients}-client retrieve"),
+                           ("answers", "answer")):
+            if new.get(key) and old.get(key):
+                print(f"  {label}: p50 ×{pct(new[key], 50) / pct(old[key], 50):.3f}, "
+                      f"p99 ×{pct(new[key], 99) / pct(old[key], 99):.3f}")
+        if new.get("memory") and old.get("memory"):
+            print(f"  RSS per request: {new['memory']['per_query_kb']:+.2f} KB vs {old['memory']['per_query_kb']:+.2f} KB")
     if "indexing" in parts:
         threads = int(os.environ.get("YSH_RAG_TORCH_THREADS", "1"))
         direct_s = direct_embedding(texts, threads)
@@ -272,11 +399,15 @@ def bench_corpus(args, work: Path, parts: set[str]) -> None:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--part", choices=["all", "freshness", "latency", "indexing"], default="all")
+    ap.add_argument("--part", choices=["all", "freshness", "latency", "memory", "indexing"], default="all")
     ap.add_argument("--chunks", type=int, default=10_000, help="size of the latency/indexing corpus")
     ap.add_argument("--docs", type=int, default=30, help="new documents in the freshness run")
     ap.add_argument("--clients", type=int, default=16)
     ap.add_argument("--requests", type=int, default=40, help="queries per client")
+    ap.add_argument("--queries", type=int, default=50_000, help="requests in the memory part")
+    ap.add_argument("--baseline-ref", help="also measure latency and memory on this git commit's code")
+    ap.add_argument("--baseline-queries", type=int, default=5_000,
+                    help="requests in the baseline's memory part (it grows per request)")
     ap.add_argument("--timeout", type=float, default=1800.0, help="seconds allowed for an initial indexing")
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder (logs, corpus)")
     args = ap.parse_args(argv)
@@ -285,9 +416,13 @@ def main(argv=None) -> None:
     try:
         if args.part in ("all", "freshness"):
             bench_freshness(args, work)
-        if args.part in ("all", "latency", "indexing"):
-            bench_corpus(args, work, {"latency", "indexing"} if args.part == "all" else {args.part})
+        if args.part in ("all", "latency", "memory", "indexing"):
+            bench_corpus(args, work, {"latency", "memory", "indexing"} if args.part == "all" else {args.part})
     finally:
+        if args.baseline_ref:  # the worktree is registered in the repository: unregister it
+            repo = Path(__file__).resolve().parent.parent
+            subprocess.run(["git", "-C", str(repo), "worktree", "remove", "--force",
+                            str(work / f"baseline-{args.baseline_ref}")], capture_output=True)
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
 

@@ -294,3 +294,56 @@ def test_a_slow_llm_falls_back_to_the_extractive_answer():
         chat.close()
     assert status == 200 and body["mode"] == "extractive"
     assert "60 meses" in body["answer"] and "LLM endpoint failed" in body["warning"]
+
+
+# --------------------------------------------------------------------------------------
+# questions embedded in batches
+# --------------------------------------------------------------------------------------
+
+
+class SlowBackend:
+    """A model that takes 0.2 s a call, whatever the batch, and counts its calls."""
+
+    name, dimensions = "lento", 2
+
+    def __init__(self):
+        self.calls: list[int] = []
+
+    def encode(self, texts):
+        import time
+
+        self.calls.append(len(texts))
+        time.sleep(0.2)
+        return np.array([[len(t), 1.0] for t in texts], dtype=np.float32)
+
+
+def test_concurrent_questions_share_a_model_call():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ysh.rag.embedding import EmbeddingCache, QueryBatcher
+
+    backend = SlowBackend()
+    cache = EmbeddingCache(backend)
+    batcher = QueryBatcher(cache)
+    questions = [f"pergunta {'x' * i}" for i in range(16)]
+    with ThreadPoolExecutor(16) as pool:
+        vectors = list(pool.map(batcher.embed, questions))
+    assert [v[0] for v in vectors] == [len(q) for q in questions]  # each caller gets its own vector
+    assert sum(backend.calls) == 16 and len(backend.calls) <= 3  # not 16 calls in a row
+    assert cache.stats()["queries_embedded"] == 16 and cache.stats()["embedded"] == 0
+    assert batcher.embed(questions[3])[0] == len(questions[3]) and sum(backend.calls) == 16  # the query LRU
+
+
+def test_a_failing_model_fails_the_waiting_questions_not_the_batcher():
+    from ysh.rag.embedding import EmbeddingCache, QueryBatcher
+
+    class Broken(SlowBackend):
+        def encode(self, texts):
+            if any("falha" in t for t in texts):
+                raise RuntimeError("modelo indisponível")
+            return super().encode(texts)
+
+    batcher = QueryBatcher(EmbeddingCache(Broken()))
+    with pytest.raises(RuntimeError, match="indisponível"):
+        batcher.embed("falha")
+    assert batcher.embed("depois")[0] == len("depois")

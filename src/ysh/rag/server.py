@@ -26,7 +26,8 @@ JMESPath expression of known functions, ``filepath_globpattern`` a short plain g
 ``Host`` or ``Origin`` is not local gets 403 (DNS rebinding, cross-site posts). Responses
 carry paths relative to the documents root; a failure is a generic 500 (details in the log).
 
-Searches and extractive answers run on a small thread pool (the event loop stays free);
+Searches and extractive answers run on a thread pool (the event loop stays free; the
+questions waiting there are embedded together, :class:`~ysh.rag.embedding.QueryBatcher`);
 LLM answers run on their own pool, at most ``rag_llm_max_concurrent`` at once with a
 ``rag_llm_timeout_s`` timeout: when all are busy the request gets 503 with ``Retry-After``.
 """
@@ -263,7 +264,7 @@ class HelioApi:
     llm_model: str = "gpt-4o-mini"
     llm_timeout_s: float = 30.0
     llm_max_concurrent: int = 4
-    search_threads: int = 4
+    search_threads: int = 32
     _pool: ThreadPoolExecutor = field(init=False, repr=False)
     _llm_pool: ThreadPoolExecutor = field(init=False, repr=False)
     _llm_slots: threading.BoundedSemaphore = field(init=False, repr=False)
