@@ -1,6 +1,6 @@
 """Hélio RAG benchmark: freshness, query latency under load, indexing throughput.
 
-    python benchmarks/rag.py [--part all|freshness|latency|indexing] [--chunks 10000]
+    python benchmarks/rag.py [--part all|freshness,latency,memory,indexing] [--chunks 10000]
                              [--docs 30] [--clients 16] [--requests 40]
 
 Each part runs ``ysh rag serve`` in a subprocess over a temporary documents folder
@@ -397,9 +397,13 @@ def bench_corpus(args, work: Path, parts: set[str]) -> None:
               f"(overhead ×{direct_rate / pipeline_rate:.2f} over the model alone)")
 
 
+PARTS = {"freshness", "latency", "memory", "indexing"}
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--part", choices=["all", "freshness", "latency", "memory", "indexing"], default="all")
+    ap.add_argument("--part", default="all",
+                    help="all, or a comma-separated list of: freshness, latency, memory, indexing")
     ap.add_argument("--chunks", type=int, default=10_000, help="size of the latency/indexing corpus")
     ap.add_argument("--docs", type=int, default=30, help="new documents in the freshness run")
     ap.add_argument("--clients", type=int, default=16)
@@ -414,10 +418,13 @@ def main(argv=None) -> None:
     work = Path(tempfile.mkdtemp(prefix="ysh-rag-bench-"))
     print(f"work folder: {work} (python {sys.version.split()[0]}; {os.cpu_count()} CPUs)")
     try:
-        if args.part in ("all", "freshness"):
+        parts = PARTS if args.part == "all" else set(args.part.split(","))
+        if parts - PARTS:
+            ap.error(f"unknown part(s): {', '.join(sorted(parts - PARTS))}")
+        if "freshness" in parts:
             bench_freshness(args, work)
-        if args.part in ("all", "latency", "memory", "indexing"):
-            bench_corpus(args, work, {"latency", "memory", "indexing"} if args.part == "all" else {args.part})
+        if parts & {"latency", "memory", "indexing"}:
+            bench_corpus(args, work, parts)
     finally:
         if args.baseline_ref:  # the worktree is registered in the repository: unregister it
             repo = Path(__file__).resolve().parent.parent
