@@ -74,7 +74,7 @@ def test_updates_and_deletions_replace_what_a_search_finds():
 
 def test_the_index_grows_past_its_first_capacity_and_reuses_freed_slots():
     rng = np.random.default_rng(1)
-    index = LiveIndex(8, dense_weight=1.0, embed_query=lambda text: np.ones(8, dtype=np.float32))
+    index = LiveIndex(8, dense_weight=1.0, embed_queries=lambda texts: [np.ones(8, dtype=np.float32) for _ in texts])
     index.apply([chunk(i, f"seção {i} do manual código zq{i}x", f"docs/{i}.md", rng.normal(size=8))
                  for i in range(2500)])
     assert len(index) == 2500
@@ -95,7 +95,7 @@ def test_the_index_grows_past_its_first_capacity_and_reuses_freed_slots():
 
 
 def test_dense_ranks_by_cosine_similarity():
-    index = LiveIndex(2, embed_query=lambda text: np.array([1.0, 0.0]))
+    index = LiveIndex(2, embed_queries=lambda texts: [np.array([1.0, 0.0]) for _ in texts])
     index.apply([Change("x", "leste", {"path": "x"}, np.array([3.0, 0.1]), "lest"),
                  Change("y", "norte", {"path": "y"}, np.array([0.0, 2.0]), "nort"),
                  Change("z", "sem vetor", {"path": "z"}, None, "vetor")])
@@ -106,7 +106,7 @@ def test_dense_ranks_by_cosine_similarity():
 
 def test_hybrid_weights_its_members():
     def build(weight):
-        index = LiveIndex(2, dense_weight=weight, embed_query=lambda text: np.array([0.0, 1.0]))
+        index = LiveIndex(2, dense_weight=weight, embed_queries=lambda texts: [np.array([0.0, 1.0]) for _ in texts])
         index.apply([Change("lexical", "tarifa branca horário", {"path": "lexical"}, np.array([1.0, 0.0]),
                             analyze_pt("tarifa branca horário")),
                      Change("dense", "modalidade tarifária por horário", {"path": "dense"}, np.array([0.0, 1.0]),
@@ -119,7 +119,7 @@ def test_hybrid_weights_its_members():
 
 def test_a_model_code_beats_its_sibling_series():
     # the dense side prefers the sibling; the exact code in the question decides
-    index = LiveIndex(2, dense_weight=2.0, embed_query=lambda text: np.array([1.0, 0.0]))
+    index = LiveIndex(2, dense_weight=2.0, embed_queries=lambda texts: [np.array([1.0, 0.0]) for _ in texts])
     index.apply([Change("sibling", "Módulo JAM72S01-550/MR: peso 28,6 kg.", {"path": "jam72s01.pdf"},
                         np.array([1.0, 0.0]), analyze_pt("Módulo JAM72S01-550/MR: peso 28,6 kg.")),
                  Change("exact", "Módulo JAM72S30-550/MR: peso 28,9 kg.", {"path": "jam72s30.pdf"},
@@ -314,36 +314,47 @@ class SlowBackend:
 
         self.calls.append(len(texts))
         time.sleep(0.2)
-        return np.array([[len(t), 1.0] for t in texts], dtype=np.float32)
+        return np.array([[1.0, len(t) % 3] for t in texts], dtype=np.float32)
 
 
-def test_concurrent_questions_share_a_model_call():
+def test_concurrent_searches_share_a_model_call_and_a_pass_over_the_vectors():
     from concurrent.futures import ThreadPoolExecutor
 
-    from ysh.rag.embedding import EmbeddingCache, QueryBatcher
+    from ysh.rag.embedding import EmbeddingCache
+    from ysh.rag.serving import Query, SearchBatcher
 
     backend = SlowBackend()
     cache = EmbeddingCache(backend)
-    batcher = QueryBatcher(cache)
-    questions = [f"pergunta {'x' * i}" for i in range(16)]
+    index = LiveIndex(2, dense_weight=0.5, embed_queries=lambda texts: cache.embed(texts, queries=True))
+    index.apply([chunk(i, f"O inversor modelo zq{i} tem garantia de {i} anos.", f"docs/{i}.md", np.array([1.0, i]))
+                 for i in range(50)])
+    batcher = SearchBatcher(index)
+    queries = [Query(f"garantia do inversor zq{i}", 3) for i in range(16)]
     with ThreadPoolExecutor(16) as pool:
-        vectors = list(pool.map(batcher.embed, questions))
-    assert [v[0] for v in vectors] == [len(q) for q in questions]  # each caller gets its own vector
-    assert sum(backend.calls) == 16 and len(backend.calls) <= 3  # not 16 calls in a row
+        results = list(pool.map(batcher.search, queries))
+    # each caller gets the results of its own question, the same as a search alone
+    assert [r[0]["metadata"]["path"] for r in results] == [f"docs/{i}.md" for i in range(16)]
+    assert results[5] == index.search("garantia do inversor zq5", 3)
+    assert sum(backend.calls) == 16 and len(backend.calls) <= 3  # not 16 model calls in a row
+    assert batcher.batches <= 3 and batcher.requests == 16
     assert cache.stats()["queries_embedded"] == 16 and cache.stats()["embedded"] == 0
-    assert batcher.embed(questions[3])[0] == len(questions[3]) and sum(backend.calls) == 16  # the query LRU
+    bm25 = batcher.search(Query("garantia zq3", 1, "bm25"))
+    assert bm25[0]["metadata"]["path"] == "docs/3.md" and sum(backend.calls) == 16  # BM25 needs no vector
 
 
-def test_a_failing_model_fails_the_waiting_questions_not_the_batcher():
-    from ysh.rag.embedding import EmbeddingCache, QueryBatcher
+def test_a_failing_request_fails_alone():
+    from concurrent.futures import ThreadPoolExecutor
 
-    class Broken(SlowBackend):
-        def encode(self, texts):
-            if any("falha" in t for t in texts):
-                raise RuntimeError("modelo indisponível")
-            return super().encode(texts)
+    from ysh.rag.serving import Query, SearchBatcher
 
-    batcher = QueryBatcher(EmbeddingCache(Broken()))
-    with pytest.raises(RuntimeError, match="indisponível"):
-        batcher.embed("falha")
-    assert batcher.embed("depois")[0] == len("depois")
+    index = bm25_index()
+    index.apply([chunk(1, "A bateria de lítio dura 6.000 ciclos.")])
+    batcher = SearchBatcher(index)
+    good, bad = Query("bateria ciclos", 1, "bm25"), Query("bateria", 1, "inexistente")
+    with ThreadPoolExecutor(8) as pool:
+        futures = [pool.submit(batcher.search, q) for q in (good, bad, good, bad)]
+    assert futures[0].result()[0]["text"].startswith("A bateria") and futures[2].result()
+    for future in (futures[1], futures[3]):
+        with pytest.raises(ValueError, match="retriever must be one of"):
+            future.result()
+    assert batcher.search(good)  # the worker goes on

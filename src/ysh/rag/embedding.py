@@ -8,8 +8,8 @@ the model; its counters (``embedded``, ``cache_hits``) prove it. The cache can b
 (e.g. from the pgvector table, ``VectorStore.load_cache(model)``) so a restart does not
 re-embed, and observed (``on_embedded(sha, vector)``) so a sink can store new vectors.
 
-Questions go through :class:`QueryBatcher` (the API's threads, one model call per batch of
-waiting questions) into the same cache's small query LRU with its own counters, so query
+Questions are embedded in batches (:class:`ysh.rag.serving.SearchBatcher`: one model call
+for the questions waiting) through the same cache's small query LRU with its own counters, so query
 traffic neither fills the document cache nor blurs the "only changed chunks re-embedded"
 figure.
 
@@ -239,53 +239,6 @@ class EmbeddingCache:
                     except Exception:  # a sink's trouble must not stop indexing
                         log.exception("on_embedded listener failed")
         return [found[k] if k in found else new[k] for k in keys]
-
-
-class QueryBatcher:
-    """Embeds questions for the API: callers on many threads, one model call per batch.
-
-    Each caller waits on its own future; one worker thread takes every question waiting
-    (up to ``max_batch``) and embeds them together through the cache's query LRU, so 16
-    concurrent questions cost about one model call, not 16 in a row behind the model lock.
-    """
-
-    def __init__(self, cache: EmbeddingCache, *, max_batch: int = 64, timeout_s: float = 60.0):
-        import queue
-
-        self.cache = cache
-        self.max_batch = max_batch
-        self.timeout_s = timeout_s
-        self.batches = 0
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._work, name="helio-query-embedder", daemon=True)
-        self._thread.start()
-
-    def embed(self, text: str) -> np.ndarray:
-        from concurrent.futures import Future
-
-        future: Future = Future()
-        self._queue.put((text, future))
-        return future.result(self.timeout_s)
-
-    def _work(self) -> None:
-        import queue
-
-        while True:
-            batch = [self._queue.get()]
-            while len(batch) < self.max_batch:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            try:
-                vectors = self.cache.embed([text for text, _ in batch], queries=True)
-            except Exception as exc:  # every waiting caller gets the error, the worker goes on
-                for _, future in batch:
-                    future.set_exception(exc)
-                continue
-            self.batches += 1
-            for (_, future), vector in zip(batch, vectors):
-                future.set_result(vector)
 
 
 class CachedEmbedder(BaseEmbedder):

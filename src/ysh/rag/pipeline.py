@@ -26,7 +26,7 @@ import pathway as pw
 from pathway.xpacks.llm.utils import combine_metadata
 
 from .chunking import TokenChunker, analyze_pt
-from .embedding import CachedEmbedder, QueryBatcher
+from .embedding import CachedEmbedder
 from .parsing import DEFAULT_MAX_FILE_BYTES, ParseError, parse_document
 from .security import keep_inside_docs_root
 from .serving import RETRIEVERS, IndexFeed, LatestRow, LiveIndex
@@ -167,9 +167,9 @@ class RagGraph:
     def live_index(self) -> LiveIndex:
         """A :class:`LiveIndex` for this graph's embedder and fusion settings (empty until
         :meth:`attach` feeds it)."""
-        batcher = QueryBatcher(self.embedder.cache)
+        cache = self.embedder.cache
         return LiveIndex(self.embedder.get_embedding_dimension(), rrf_k=self.rrf_k, dense_weight=self.dense_weight,
-                         embed_query=batcher.embed)
+                         embed_queries=lambda texts: cache.embed(texts, queries=True))
 
     def attach(self, index: LiveIndex) -> tuple[LatestRow, LatestRow]:
         """Subscribe ``index`` to the chunks (each committed batch applied whole) and return

@@ -26,8 +26,8 @@ JMESPath expression of known functions, ``filepath_globpattern`` a short plain g
 ``Host`` or ``Origin`` is not local gets 403 (DNS rebinding, cross-site posts). Responses
 carry paths relative to the documents root; a failure is a generic 500 (details in the log).
 
-Searches and extractive answers run on a thread pool (the event loop stays free; the
-questions waiting there are embedded together, :class:`~ysh.rag.embedding.QueryBatcher`);
+Searches go through one :class:`~ysh.rag.serving.SearchBatcher` (the questions waiting
+are embedded and scored together); extractive answers run on a small thread pool;
 LLM answers run on their own pool, at most ``rag_llm_max_concurrent`` at once with a
 ``rag_llm_timeout_s`` timeout: when all are busy the request gets 503 with ``Retry-After``.
 """
@@ -47,7 +47,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from .answer import answer_question
-from .serving import RETRIEVERS, LatestRow, LiveIndex
+from .serving import RETRIEVERS, LatestRow, LiveIndex, Query, SearchBatcher
 from .security import (anchor_glob, check_globpattern, check_metadata_filter, check_question,
                        host_header_is_local, is_loopback_host, origin_is_local, relativize_paths)
 
@@ -264,31 +264,33 @@ class HelioApi:
     llm_model: str = "gpt-4o-mini"
     llm_timeout_s: float = 30.0
     llm_max_concurrent: int = 4
-    search_threads: int = 32
+    answer_threads: int = 4
+    _batcher: SearchBatcher = field(init=False, repr=False)
     _pool: ThreadPoolExecutor = field(init=False, repr=False)
     _llm_pool: ThreadPoolExecutor = field(init=False, repr=False)
     _llm_slots: threading.BoundedSemaphore = field(init=False, repr=False)
 
     def __post_init__(self):
-        self._pool = ThreadPoolExecutor(self.search_threads, thread_name_prefix="helio-search")
+        self._batcher = SearchBatcher(self.index)
+        self._pool = ThreadPoolExecutor(self.answer_threads, thread_name_prefix="helio-answer")
         self._llm_pool = ThreadPoolExecutor(self.llm_max_concurrent, thread_name_prefix="helio-llm")
         self._llm_slots = threading.BoundedSemaphore(self.llm_max_concurrent)
 
     async def _run(self, fn, *args, pool=None):
         return await asyncio.get_running_loop().run_in_executor(pool or self._pool, partial(fn, *args))
 
-    def _search(self, payload: dict, retriever: str | None = None) -> list[dict]:
-        return self.index.search(payload.get("query") or payload.get("prompt"), payload["k"],
-                                 retriever or payload.get("retriever", "hybrid"),
-                                 metadata_filter=payload.get("metadata_filter"),
-                                 filepath_globpattern=payload.get("filepath_globpattern"))
+    async def _search(self, payload: dict, retriever: str | None = None) -> list[dict]:
+        query = Query(payload.get("query") or payload.get("prompt"), payload["k"],
+                      retriever or payload.get("retriever", "hybrid"), payload.get("metadata_filter"),
+                      payload.get("filepath_globpattern"))
+        return await asyncio.wrap_future(self._batcher.submit(query))
 
     async def retrieve(self, request: web.Request) -> web.Response:
         payload = request[PAYLOAD]
         problem = validate_retrieve(payload, docs_root=self.docs_root)
         if problem:
             return _error(400, problem)
-        return _json(await self._run(self._search, payload))
+        return _json(await self._search(payload))
 
     def statistics_of(self) -> dict:
         row = self.stats.get() or {}
@@ -306,8 +308,7 @@ class HelioApi:
         rows = [e.as_dict() if hasattr(e, "as_dict") else e for e in (row.get("entries") or ())]
         return _json(sorted(rows, key=lambda e: str(e.get("path") or "")))
 
-    def _answer(self, payload: dict) -> dict:
-        hits = self._search(payload, "hybrid")
+    def _answer(self, payload: dict, hits: list[dict]) -> dict:
         try:
             return answer_question(payload["prompt"], hits, base_url=self.llm_base_url, model=self.llm_model,
                                    api_key=self.llm_api_key, timeout_s=self.llm_timeout_s)
@@ -322,13 +323,14 @@ class HelioApi:
         if problem:
             return _error(400, problem)
         if not self.llm_base_url:
-            return _json(await self._run(self._answer, payload))
+            return _json(await self._run(self._answer, payload, await self._search(payload, "hybrid")))
         if not self._llm_slots.acquire(blocking=False):  # every model call busy: say when to come back
             response = _error(503, f"all {self.llm_max_concurrent} answer slots are busy; retry shortly")
             response.headers["Retry-After"] = str(max(1, round(self.llm_timeout_s / 4)))
             return response
         try:
-            return _json(await self._run(self._answer, payload, pool=self._llm_pool))
+            hits = await self._search(payload, "hybrid")
+            return _json(await self._run(self._answer, payload, hits, pool=self._llm_pool))
         finally:
             self._llm_slots.release()
 

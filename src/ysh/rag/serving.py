@@ -21,8 +21,10 @@ every completed query (``delete_completed_queries=True`` panics Pathway 0.33), a
   backticks become quotes) and ``filepath_globpattern`` (glob over ``path``), checked on
   candidates in rank order.
 
-Batches are applied whole under a lock (a query never sees half of a file's update);
-searches take the same lock for a few milliseconds.
+Batches are applied whole under a lock (a query never sees half of a file's update).
+Searches are served a batch at a time by :class:`SearchBatcher`: the questions waiting are
+embedded in one model call and scored against the vectors in one matrix product, under the
+same lock.
 """
 
 from __future__ import annotations
@@ -141,12 +143,12 @@ class LiveIndex:
     """Dense + BM25 + hybrid search over the chunks the pipeline delivers (thread-safe)."""
 
     def __init__(self, dimensions: int, *, rrf_k: float = 60.0, dense_weight: float = 1.0,
-                 embed_query: Callable[[str], np.ndarray] | None = None,
+                 embed_queries: Callable[[list[str]], list[np.ndarray]] | None = None,
                  analyze: Callable[[str], str] | None = None):
         self.dimensions = dimensions
         self.rrf_k = rrf_k
         self.dense_weight = dense_weight
-        self.embed_query = embed_query
+        self.embed_queries = embed_queries
         if analyze is None:
             from .chunking import analyze_pt as analyze
         self.analyze = analyze
@@ -288,16 +290,30 @@ class LiveIndex:
             return []
         return self._ranked(scores, scores > 0, fetch, matches)
 
-    def _dense(self, vector: np.ndarray | None, fetch: int, matches) -> list[tuple[int, float]]:
-        if vector is None:
-            return []
-        vector = np.asarray(vector, dtype=np.float32)
-        norm = float(np.linalg.norm(vector))
-        if norm == 0:
-            return []
+    def _dense_scores(self, vectors: list[np.ndarray | None]) -> list[np.ndarray | None]:
+        """Cosine scores of every slot for each query vector: one matrix product for the
+        batch (the matrix is read once, whatever the number of questions)."""
         n = len(self._chunks)
-        scores = self._vectors[:n] @ (vector / norm)
-        return self._ranked(scores, self._has_vector[:n], fetch, matches)
+        out: list[np.ndarray | None] = [None] * len(vectors)
+        columns, where = [], []
+        for i, vector in enumerate(vectors):
+            if vector is None:
+                continue
+            vector = np.asarray(vector, dtype=np.float32)
+            norm = float(np.linalg.norm(vector))
+            if norm > 0 and vector.shape == (self.dimensions,):
+                columns.append(vector / norm)
+                where.append(i)
+        if columns and n:
+            scores = self._vectors[:n] @ np.stack(columns, axis=1)
+            for j, i in enumerate(where):
+                out[i] = scores[:, j]
+        return out
+
+    def _dense(self, scores: np.ndarray | None, fetch: int, matches) -> list[tuple[int, float]]:
+        if scores is None:
+            return []
+        return self._ranked(scores, self._has_vector[: len(scores)], fetch, matches)
 
     def _rerank(self, query: str, fused: list[tuple[int, float]]) -> list[tuple[int, float]]:
         """Code agreement: among the fused candidates, those that hold more of the question's
@@ -310,35 +326,124 @@ class LiveIndex:
         rescored = [(slot, score + step * len(codes & self._chunks[slot].terms.keys())) for slot, score in fused]
         return sorted(rescored, key=lambda item: -item[1])
 
+    def wants_vector(self, query: "Query") -> bool:
+        return query.retriever == "dense" or (query.retriever == "hybrid" and self.dense_weight > 0)
+
     def search(self, query: str, k: int = 5, retriever: str = "hybrid", *, metadata_filter: str | None = None,
                filepath_globpattern: str | None = None) -> list[dict]:
         """``[{text, score, metadata}]``, best first: BM25 score, cosine similarity, or the
         weighted RRF sum for hybrid."""
-        if retriever not in RETRIEVERS:
-            raise ValueError(f"retriever must be one of {', '.join(RETRIEVERS)}")
-        expression = filter_expression(metadata_filter, filepath_globpattern)
-        matches = compile_filter(expression) if expression else None
-        fetch = fetch_size(k)
-        wants_dense = retriever == "dense" or (retriever == "hybrid" and self.dense_weight > 0)
-        vector = self.embed_query(query) if wants_dense and self.embed_query is not None else None
+        return self.search_many([Query(query, k, retriever, metadata_filter, filepath_globpattern)])[0]
+
+    def search_many(self, queries: list["Query"], vectors: list[np.ndarray | None] | None = None) -> list[list[dict]]:
+        """:meth:`search` for a batch of questions at once (one dense matrix product);
+        ``vectors``: the questions' embeddings when already computed (None where not needed)."""
+        for query in queries:
+            if query.retriever not in RETRIEVERS:
+                raise ValueError(f"retriever must be one of {', '.join(RETRIEVERS)}")
+        if vectors is None:
+            needed = [i for i, q in enumerate(queries) if self.wants_vector(q)]
+            vectors = [None] * len(queries)
+            if needed and self.embed_queries is not None:
+                for i, vector in zip(needed, self.embed_queries([queries[i].text for i in needed])):
+                    vectors[i] = vector
+        filters = [filter_expression(q.metadata_filter, q.filepath_globpattern) for q in queries]
         with self._lock:
-            if retriever == "bm25":
-                ranked = self._bm25(query, fetch, matches)
-            elif retriever == "dense":
-                ranked = self._dense(vector, fetch, matches)
-            else:
-                fused: dict[int, float] = {}
-                members = [(self._bm25(query, fetch, matches), 1.0)]
-                if self.dense_weight > 0:
-                    members.append((self._dense(vector, fetch, matches), self.dense_weight))
-                for ranking, weight in members:
-                    for rank, (slot, _) in enumerate(ranking, start=1):
-                        fused[slot] = fused.get(slot, 0.0) + weight / (self.rrf_k + rank)
-                ranked = sorted(fused.items(), key=lambda item: -item[1])
-                ranked = self._rerank(query, ranked)
-            return [{"text": self._chunks[slot].text, "score": score,
-                     "metadata": clean_metadata(self._chunks[slot].metadata)}
-                    for slot, score in ranked[:k]]
+            dense = self._dense_scores([v if self.wants_vector(q) else None for q, v in zip(queries, vectors)])
+            return [self._search_one(query, scores, compile_filter(expression) if expression else None)
+                    for query, scores, expression in zip(queries, dense, filters)]
+
+    def _search_one(self, query: "Query", dense_scores: np.ndarray | None, matches) -> list[dict]:
+        fetch = fetch_size(query.k)
+        if query.retriever == "bm25":
+            ranked = self._bm25(query.text, fetch, matches)
+        elif query.retriever == "dense":
+            ranked = self._dense(dense_scores, fetch, matches)
+        else:
+            fused: dict[int, float] = {}
+            members = [(self._bm25(query.text, fetch, matches), 1.0)]
+            if self.dense_weight > 0:
+                members.append((self._dense(dense_scores, fetch, matches), self.dense_weight))
+            for ranking, weight in members:
+                for rank, (slot, _) in enumerate(ranking, start=1):
+                    fused[slot] = fused.get(slot, 0.0) + weight / (self.rrf_k + rank)
+            ranked = sorted(fused.items(), key=lambda item: -item[1])
+            ranked = self._rerank(query.text, ranked)
+        return [{"text": self._chunks[slot].text, "score": score,
+                 "metadata": clean_metadata(self._chunks[slot].metadata)}
+                for slot, score in ranked[: query.k]]
+
+
+@dataclass
+class Query:
+    """One retrieval request."""
+
+    text: str
+    k: int = 5
+    retriever: str = "hybrid"
+    metadata_filter: str | None = None
+    filepath_globpattern: str | None = None
+
+
+class SearchBatcher:
+    """Serves searches from many threads, a batch at a time.
+
+    Callers get a future; one worker thread takes every request waiting (up to
+    ``max_batch``), embeds the questions that need a vector in one model call, and runs
+    them through :meth:`LiveIndex.search_many` (one dense matrix product). Under 16
+    concurrent clients this turns 16 model calls and 16 passes over the vectors into one
+    of each. A request whose search fails gets its own error; the others their results.
+    """
+
+    def __init__(self, index: LiveIndex, *, max_batch: int = 64):
+        import queue
+
+        self.index = index
+        self.max_batch = max_batch
+        self.batches = 0
+        self.requests = 0
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._work, name="helio-search", daemon=True)
+        self._thread.start()
+
+    def submit(self, query: Query):
+        """A ``concurrent.futures.Future`` of the hits (``await asyncio.wrap_future(...)``)."""
+        from concurrent.futures import Future
+
+        future: Future = Future()
+        self._queue.put((query, future))
+        return future
+
+    def search(self, query: Query, timeout_s: float = 60.0) -> list[dict]:
+        return self.submit(query).result(timeout_s)
+
+    def _work(self) -> None:
+        import queue
+
+        while True:
+            batch = [self._queue.get()]
+            while len(batch) < self.max_batch:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            queries = [query for query, _ in batch]
+            try:
+                results = self.index.search_many(queries)
+            except Exception:  # find the request that fails: each gets its own outcome
+                results = []
+                for query in queries:
+                    try:
+                        results.append(self.index.search_many([query])[0])
+                    except Exception as exc:
+                        results.append(exc)
+            self.batches += 1
+            self.requests += len(batch)
+            for (_, future), result in zip(batch, results):
+                if isinstance(result, Exception):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result)
 
 
 def clean_metadata(md: dict) -> dict:
