@@ -38,7 +38,7 @@ DATA = HERE / ".data"
 
 def make_feeds(rows: int, files: int, data: Path = DATA) -> Path:
     """``files`` feeds (one distributor each) splitting ``rows`` generated rows."""
-    from ysh.catalog.samplegen import write_benchmark_feed
+    from ysh.samples.catalog import write_benchmark_feed
 
     folder = data / f"feeds-{rows}-{files}"
     if folder.is_dir() and len(list(folder.glob("*.csv"))) == files:

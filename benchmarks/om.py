@@ -47,7 +47,7 @@ def percentile(values: list[float], q: float) -> float:
 def scenario_for(plants, start: datetime, hours: float, seed: int):
     """The fleet with a trip on every 25th plant's first inverter and an outage on every
     97th plant, in daylight (13:00–15:00 UTC)."""
-    from ysh.om.simulator import Fault, Scenario
+    from ysh.samples.om_telemetry import Fault, Scenario
 
     day = start.replace(hour=0, minute=0, second=0, microsecond=0)
     faults = []
@@ -150,7 +150,7 @@ def main() -> int:
     from ysh import db, pw_runtime
     from ysh.om import job
     from ysh.om.fleet import dump_plants, synthetic_plants
-    from ysh.om.simulator import simulate, write_jsonl
+    from ysh.samples.om_telemetry import simulate, write_jsonl
     from ysh.services import local
     from ysh.services.postgres import EmbeddedPostgres, free_port
 
@@ -212,7 +212,7 @@ def mqtt_run(console, work: Path, dsn: str, args, local) -> None:
 
     from ysh import db
     from ysh.om.fleet import dump_plants, synthetic_plants
-    from ysh.om.simulator import simulate, write_jsonl
+    from ysh.samples.om_telemetry import simulate, write_jsonl
 
     # a daylight stretch (10:00–16:00 UTC) of a fleet sized to give the events asked for,
     # no invalid events (validation is measured above), yesterday: nothing in the future

@@ -70,11 +70,11 @@ def _ts(text):
 
 def varied_faults(scenario, seed: int):
     """The fault plan (:data:`FAULT_PLAN`) placed at random by ``seed`` (see the module
-    docstring); returns a list of :class:`ysh.om.simulator.Fault`."""
+    docstring); returns a list of :class:`ysh.samples.om_telemetry.Fault`."""
     import numpy as np
     import pvlib
 
-    from ysh.om.simulator import Fault
+    from ysh.samples.om_telemetry import Fault
 
     rng = random.Random(seed * 7919 + 17)
     times = scenario.times()
@@ -112,7 +112,7 @@ def varied_faults(scenario, seed: int):
 
 
 def scenario_for(seed: int, sky: str, day: str):
-    from ysh.om.simulator import Scenario, default_scenario
+    from ysh.samples.om_telemetry import Scenario, default_scenario
 
     base = default_scenario(day, 24, seed=seed, sky=sky)  # the fleet, the grid, the bus defects
     return Scenario(plants=base.plants, start=base.start, duration=base.duration, step_s=base.step_s, seed=seed,
@@ -125,7 +125,7 @@ def scenario_for(seed: int, sky: str, day: str):
 
 def alerts_pathway(scenario, folder: Path) -> list[dict]:
     from ysh.om.job import run_detect
-    from ysh.om.simulator import simulate, write_jsonl
+    from ysh.samples.om_telemetry import simulate, write_jsonl
 
     write_jsonl(simulate(scenario), folder / "telemetry.jsonl")
     run_detect([folder / "telemetry.jsonl"], PLANTS, folder / "out", now=scenario.end)
@@ -139,7 +139,7 @@ def alerts_python(scenario) -> list[dict]:
     from ysh.om.expected import expected_power_w
     from ysh.om.fleet import load_plants
     from ysh.om.rules import window_from_samples
-    from ysh.om.simulator import simulate
+    from ysh.samples.om_telemetry import simulate
     from ysh.om.validation import Rejected, validate_event
 
     plants = {p.plant_id: p for p in load_plants(PLANTS)}
@@ -226,7 +226,7 @@ def score_day(alerts: list[dict], faults: list[dict], totals: dict[str, Score], 
 def simulated_table(engine: str, console) -> None:
     from rich.table import Table
 
-    from ysh.om.simulator import labels
+    from ysh.samples.om_telemetry import labels
 
     totals = {rule: Score() for rule in RULE_OF.values()}
     totals["clipping"] = Score()

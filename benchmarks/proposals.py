@@ -32,7 +32,7 @@ def main() -> int:
 
     from ysh.proposals.billing import evaluate
     from ysh.proposals.billing_vec import Batch, evaluate_batch
-    from ysh.proposals.samplegen import random_proposals
+    from ysh.samples.proposals import random_proposals
 
     console = Console(width=120)
     with console.status(f"generating {args.proposals:,} proposals…"):

@@ -30,7 +30,7 @@ DATA = HERE / ".data"
 
 
 def make_file(rows: int, data: Path) -> Path:
-    from ysh.tariffs.samplegen import write_benchmark_tariffs
+    from ysh.samples.tariffs import write_benchmark_tariffs
 
     path = data / f"tarifas-{rows}.csv"
     if not path.exists():

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ysh.catalog.samplegen import write_sample_feeds
+from ysh.samples.catalog import write_sample_feeds
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,7 +11,7 @@ import argparse
 import time
 from pathlib import Path
 
-from ysh.tariffs.samplegen import write_benchmark_tariffs, write_sample_tariffs
+from ysh.samples.tariffs import write_benchmark_tariffs, write_sample_tariffs
 
 
 def main(argv: list[str] | None = None) -> int:

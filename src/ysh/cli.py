@@ -225,7 +225,7 @@ def demo() -> None:
     from .proposals import assets as proposal_assets
     from .proposals.cli import print_kpis
     from .proposals.report import build_report
-    from .proposals.seed import seed_medusa
+    from .samples.medusa import seed_medusa
 
     covered = book.covered_until()
     today = min(date.today(), covered) if covered else date.today()
@@ -279,7 +279,7 @@ def report(
     settings = get_settings()
     target = out or settings.home_dir / "reports" / "proposals.html"
     try:
-        summary = build_report(Warehouse(db.prepare_warehouse(settings), settings.postgres_schema), target, quote)
+        summary = build_report(Warehouse.from_settings(settings), target, quote)
     except ValueError as exc:
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(1) from exc

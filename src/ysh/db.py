@@ -14,13 +14,16 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from importlib import resources
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psycopg
 from psycopg import sql
 
-from .services.postgres import EmbeddedPostgres
-from .settings import Settings
+from .kit.files import data_path  # noqa: F401 - kept as db.data_path for its callers
+
+if TYPE_CHECKING:
+    from .services.postgres import EmbeddedPostgres
+    from .settings import Settings
 
 _MIGRATION_LOCK_ID = 7_412_003_001
 
@@ -30,6 +33,10 @@ class MigrationError(RuntimeError):
 
 
 def embedded_server(settings: Settings) -> EmbeddedPostgres:
+    """The embedded server of ``settings`` (the launcher is imported only here: a
+    configured ``YSH_POSTGRES_DSN`` never loads it)."""
+    from .services.postgres import EmbeddedPostgres
+
     return EmbeddedPostgres(settings.home_dir / "postgres", settings.embedded_postgres_port)
 
 
@@ -118,6 +125,11 @@ class Warehouse:
     dsn: str
     schema: str
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Warehouse:
+        """The warehouse of ``settings``, started (if embedded) and migrated."""
+        return cls(prepare_warehouse(settings), settings.postgres_schema)
+
 
 def server_now(warehouse: Warehouse):
     """The server's clock (for "written since" comparisons with ``now()`` columns)."""
@@ -154,8 +166,3 @@ def prepare_warehouse(settings: Settings) -> str:
     dsn = resolve_dsn(settings)
     migrate(dsn, settings.postgres_schema)
     return dsn
-
-
-def data_path(*parts: str) -> Path:
-    """A path inside the repository's ``data/`` folder (sample feeds and fixtures)."""
-    return Path(__file__).resolve().parents[2].joinpath("data", *parts)

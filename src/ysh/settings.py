@@ -14,6 +14,8 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .kit.files import data_path
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
@@ -235,8 +237,6 @@ class Settings(BaseSettings):
 
     @property
     def om_plants_path(self) -> Path:
-        from .db import data_path
-
         return (self.om_plants_file or data_path("sample", "om", "plants.json")).expanduser().resolve()
 
     @property

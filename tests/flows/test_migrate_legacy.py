@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from ysh.flows import legacy_samplegen as sample
+from ysh.catalog import legacy
 from ysh.flows import migrate_legacy as m
+from ysh.samples import legacy as sample
 
 from ..conftest import REPO, query
 
@@ -31,14 +32,14 @@ EXPECTED_REASONS = dict(Counter(reason for _, _, reason in sample.EXPECTED_QUARA
     ("MI", "microinverter"), ("BT", "battery"), ("OU", "other"), ("SB", "other"), ("CB", "other"),
 ])
 def test_type_codes(code, category):
-    assert m.legacy_category(code) == (category, None)
+    assert legacy.legacy_category(code) == (category, None)
 
 
 def test_unknown_and_empty_type_codes():
-    category, detail = m.legacy_category("SV")
+    category, detail = legacy.legacy_category("SV")
     assert category is None and "'SV'" in detail and "MF" in detail
-    assert m.legacy_category(None) == (None, None)
-    assert m.legacy_category("  ") == (None, None)
+    assert legacy.legacy_category(None) == (None, None)
+    assert legacy.legacy_category("  ") == (None, None)
 
 
 @pytest.mark.parametrize(("text", "number"), [
@@ -47,36 +48,36 @@ def test_unknown_and_empty_type_codes():
     ("R$ 25.146,21", 25146.21), ("5.000", 5000), ("72", 72), (299.02, 299.02), (1240.0, 1240),
 ])
 def test_legacy_numbers_use_the_decimal_comma(text, number):
-    assert m.legacy_number(text) == pytest.approx(number)
+    assert legacy.legacy_number(text) == pytest.approx(number)
 
 
 def test_legacy_number_hands_other_text_to_the_normalizer():
-    assert m.legacy_number("sob consulta") == "sob consulta"
-    assert m.legacy_number("550.5") == "550.5"
-    assert m.legacy_number("") is None and m.legacy_number(None) is None
-    assert isinstance(m.legacy_number("1.240"), int)
+    assert legacy.legacy_number("sob consulta") == "sob consulta"
+    assert legacy.legacy_number("550.5") == "550.5"
+    assert legacy.legacy_number("") is None and legacy.legacy_number(None) is None
+    assert isinstance(legacy.legacy_number("1.240"), int)
 
 
 def test_power_units():
-    assert m.legacy_power_w(None, "5,5") == pytest.approx(5500.0)
-    assert m.legacy_power_w(None, 4.6) == pytest.approx(4600.0)
-    assert m.legacy_power_w(None, 0.315) == pytest.approx(315.0)
-    assert m.legacy_power_w("550", None) == 550
-    assert m.legacy_power_w(545, 0.55) == 545  # POT_W wins when both are filled
-    assert m.legacy_power_w(None, "abc") == "abc kW"
-    assert m.legacy_power_w(None, None) is None
+    assert legacy.legacy_power_w(None, "5,5") == pytest.approx(5500.0)
+    assert legacy.legacy_power_w(None, 4.6) == pytest.approx(4600.0)
+    assert legacy.legacy_power_w(None, 0.315) == pytest.approx(315.0)
+    assert legacy.legacy_power_w("550", None) == 550
+    assert legacy.legacy_power_w(545, 0.55) == 545  # POT_W wins when both are filled
+    assert legacy.legacy_power_w(None, "abc") == "abc kW"
+    assert legacy.legacy_power_w(None, None) is None
 
 
 def test_headers_and_distributors():
-    columns = m.map_legacy_headers(["FILIAL", "Cod Prod", "DESCRIÇÃO", "PR_VENDA", "POT_KW", "X"])
+    columns = legacy.map_legacy_headers(["FILIAL", "Cod Prod", "DESCRIÇÃO", "PR_VENDA", "POT_KW", "X"])
     assert columns == {"branch": "FILIAL", "sku": "Cod Prod", "description": "DESCRIÇÃO",
                        "price": "PR_VENDA", "power_kw": "POT_KW"}
-    assert m.legacy_distributor(" fil02 ") == "casa_do_integrador"
-    assert m.legacy_distributor("FIL09") is None
+    assert legacy.legacy_distributor(" fil02 ") == "casa_do_integrador"
+    assert legacy.legacy_distributor("FIL09") is None
 
 
-def _map(row: dict, **kwargs) -> m.MappedRecord:
-    return m.map_legacy_row(row, m.map_legacy_headers(list(row)), default_distributor="erp", **kwargs)
+def _map(row: dict, **kwargs) -> legacy.MappedRecord:
+    return legacy.map_legacy_row(row, legacy.map_legacy_headers(list(row)), default_distributor="erp", **kwargs)
 
 
 def test_map_legacy_row_to_the_normalizer_record():
@@ -101,12 +102,12 @@ def test_map_legacy_row_rejections():
 
 
 def test_sample_export_normalizes_as_documented():
-    sources = m.read_legacy_file(WORKBOOK) + m.read_legacy_file(PRICE_LIST)
-    assert [s.source_file.removeprefix(m.LEGACY_SOURCE_PREFIX) for s in sources] == list(sample.EXPECTED_ROWS)  # LEIAME skipped
-    assert {s.source_file.removeprefix(m.LEGACY_SOURCE_PREFIX): len(s.records) for s in sources} == sample.EXPECTED_ROWS
+    sources = legacy.read_legacy_file(WORKBOOK) + legacy.read_legacy_file(PRICE_LIST)
+    assert [s.source_file.removeprefix(legacy.LEGACY_SOURCE_PREFIX) for s in sources] == list(sample.EXPECTED_ROWS)  # LEIAME skipped
+    assert {s.source_file.removeprefix(legacy.LEGACY_SOURCE_PREFIX): len(s.records) for s in sources} == sample.EXPECTED_ROWS
     produtos = sources[0]
     assert produtos.records[0].line == 4  # title row + blank row + header row
-    batch = m.normalize_sources(sources)
+    batch = legacy.normalize_sources(sources)
     assert len(batch.items) == sample.EXPECTED_ITEMS
     assert sorted((q.source_file, q.line, q.reason) for q in batch.quarantine.values()) \
         == sorted(sample.EXPECTED_QUARANTINE)
@@ -142,7 +143,7 @@ def test_unreadable_files(tmp_path, name, content, match):
     path = tmp_path / name
     path.write_bytes(content)
     with pytest.raises(m.LegacyFileError, match=match):
-        m.read_legacy_file(path)
+        legacy.read_legacy_file(path)
 
 
 def test_sheet_without_required_columns_lists_what_it_found(tmp_path):
@@ -155,12 +156,12 @@ def test_sheet_without_required_columns_lists_what_it_found(tmp_path):
     wb.save(tmp_path / "x.xlsx")
     with pytest.raises(m.LegacyFileError, match=r"x\.xlsx sheet 'PRODUTOS': missing required columns: "
                                                 r"price .*columns found: COD_PROD, DESCR, VALOR"):
-        m.read_legacy_file(tmp_path / "x.xlsx")
+        legacy.read_legacy_file(tmp_path / "x.xlsx")
     wb.active.delete_rows(1, 2)
     wb.active.append(["RELATORIO"])
     wb.save(tmp_path / "x.xlsx")
     with pytest.raises(m.LegacyFileError, match="no header row naming a product code column .*RELATORIO"):
-        m.read_legacy_file(tmp_path / "x.xlsx")
+        legacy.read_legacy_file(tmp_path / "x.xlsx")
 
 
 def test_warehouse_tasks_retry_only_on_connection_errors():

@@ -10,7 +10,7 @@ import pytest
 from ysh.definitions import defs
 from ysh.om import assets, job
 from ysh.om.daily import day_bounds
-from ysh.om.simulator import default_scenario, simulate, write_jsonl
+from ysh.samples.om_telemetry import default_scenario, simulate, write_jsonl
 from ysh.resources import WarehouseResource
 
 from ..conftest import REPO, query

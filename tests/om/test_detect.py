@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ysh.cli import app
-from ysh.om.simulator import default_scenario, labels, simulate, write_jsonl
+from ysh.samples.om_telemetry import default_scenario, labels, simulate, write_jsonl
 
 RULE_OF = {"trip": "inverter_trip", "comm_loss": "comm_loss", "underperformance": "underperformance",
            "frozen": "frozen_values", "outage": "plant_outage"}

@@ -13,7 +13,7 @@ import pytest
 from pydantic import ValidationError
 
 from ysh.om.fleet import Inverter, Plant, sample_plants
-from ysh.om.simulator import (FAULT_KINDS, INVALID_REASONS, STATUS_GRID_OUTAGE, STATUS_NORMAL,
+from ysh.samples.om_telemetry import (FAULT_KINDS, INVALID_REASONS, STATUS_GRID_OUTAGE, STATUS_NORMAL,
                               STATUS_TRIP, Fault, Scenario, default_scenario, labels, simulate,
                               write_jsonl)
 

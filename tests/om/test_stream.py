@@ -21,7 +21,7 @@ import pytest
 
 from ysh.om.engine import PlantFold, replay_alerts
 from ysh.om.rules import Thresholds, WindowStat
-from ysh.om.simulator import default_scenario, simulate, write_jsonl
+from ysh.samples.om_telemetry import default_scenario, simulate, write_jsonl
 from ysh.om.sinks import alert_notices, line_protocol
 from ysh.om.stream import thresholds_from
 

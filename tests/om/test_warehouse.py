@@ -6,7 +6,7 @@ from datetime import timedelta
 import pytest
 
 from ysh.om import job
-from ysh.om.simulator import default_scenario, simulate, write_jsonl
+from ysh.samples.om_telemetry import default_scenario, simulate, write_jsonl
 
 from ..conftest import REPO, query
 

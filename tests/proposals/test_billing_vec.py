@@ -9,7 +9,7 @@ import pytest
 
 from ysh.proposals.billing import evaluate
 from ysh.proposals.billing_vec import Batch, evaluate_batch, irr_batch
-from ysh.proposals.samplegen import random_proposals
+from ysh.samples.proposals import random_proposals
 
 from .test_billing import proposal
 

@@ -39,7 +39,7 @@ def follower(platform, tmp_path):
     log.close()
     with psycopg.connect(warehouse.dsn, autocommit=True) as conn:
         for table, _, _ in job.SOURCES.values():
-            publication, slot = job.replication_names(warehouse.schema, table)
+            publication, slot = job.FOLLOWER.names(warehouse.schema, table)
             wait_for(lambda: not conn.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s AND active",
                                               (slot,)).fetchone(), 30, "slot released")
             conn.execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
@@ -55,7 +55,7 @@ def test_quotes_orders_and_tariffs_flow_through(platform, follower):
     warehouse, _ = platform
     module, _ = seed(warehouse)
     wait_for(lambda: len(analytics(warehouse)) == 4, 120, "the four seeded quotes evaluated")
-    wait_for(lambda: job.follower_active(warehouse), 30, "the follower's slots active")
+    wait_for(lambda: job.FOLLOWER.active(warehouse), 30, "the follower's slots active")
 
     with db.connect(warehouse.dsn, warehouse.schema) as conn:  # a new quote, then its items
         conn.execute("INSERT INTO quote (id, company_id, customer_class, connection, consumption_kwh_month, "

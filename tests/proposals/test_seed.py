@@ -6,7 +6,7 @@ import pytest
 
 from ysh import db
 from ysh.catalog import job as catalog_job
-from ysh.proposals.seed import (
+from ysh.samples.medusa import (
     ICMS_PCT_BY_STATE,
     MUNICIPALITIES,
     UTILITIES,

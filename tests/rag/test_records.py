@@ -169,8 +169,11 @@ def test_the_live_table_follows_the_warehouse(warehouse):
     runner.start()
     try:
         wait_for(lambda: "catalog://produto/jinko-solar/jkm405m72hlv" in docs(), timeout=30, what="the product")
-        insert_tariffs(warehouse)
-        wait_for(lambda: "tarifa://cemig-d/B1" in docs(), timeout=30, what="the tariff")
+        insert_tariffs(warehouse)  # several commits: the flag, inserted last, says all are visible
+        wait_for(lambda: {"tarifa://cemig-d/B1", "tarifa://cemig-d/B3", "tarifa://enel-sp/B1"} <= docs().keys()
+                 and "Amarela" in docs()["tarifa://cemig-d/B1"], timeout=30, what="the tariffs")
+        polls = subject.polls
+        wait_for(lambda: subject.polls >= polls + 1, timeout=30, what="one more poll")
         polls, sent = subject.polls, len(changes)
         wait_for(lambda: subject.polls >= polls + 3, timeout=30, what="more polls")
         assert len(changes) == sent  # nothing changed: nothing sent

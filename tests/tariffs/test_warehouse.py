@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from datetime import date
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import psycopg
 import pytest
 
 from ysh import db
+from ysh.kit.follower import FollowerRunning
 from ysh.tariffs import job, landing
 from ysh.tariffs.aneel import FileFormatError
 from ysh.tariffs.pipeline import RawRowSchema
@@ -159,7 +161,7 @@ def follower(warehouse, tmp_path):
                 proc.kill()
                 proc.wait(10)
     log.close()
-    publication, slot = job.replication_names(warehouse.schema)
+    publication, slot = job.FOLLOWER.names(warehouse.schema)
     with psycopg.connect(warehouse.dsn, autocommit=True) as conn:
         wait_for(lambda: not conn.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s AND "
                                           "active_pid IS NOT NULL", (slot,)).fetchone(), 30, "slot released")
@@ -192,8 +194,8 @@ def test_follower_reflects_inserts_updates_deletes_and_survives_kill_9(warehouse
     wait_for(lambda: query(warehouse, "SELECT count(*) FROM tarifas_normalized")[0][0] == 476, 120,
              "the initial snapshot normalized, without the row of the removed source")
     wait_for(lambda: query(warehouse, "SELECT count(*) FROM tarifas_efetivas_mensais")[0][0] == 398, 60, "monthly")
-    wait_for(lambda: job.follower_active(warehouse), 60, "the follower's slot active")
-    with pytest.raises(job.FollowerRunning):
+    wait_for(lambda: job.FOLLOWER.active(warehouse), 60, "the follower's slot active")
+    with pytest.raises(FollowerRunning):
         job.run_warehouse(warehouse)  # a batch would race the follower
 
     # observability: Prometheus metrics of the outputs and the CDC stream, JSON log lines
@@ -235,14 +237,15 @@ def test_follower_reflects_inserts_updates_deletes_and_survives_kill_9(warehouse
              60, "changes made while down")
 
     # what the follower holds equals a full recompute from tarifas_raw: nothing lost, nothing doubled
-    def settled():
+    def settled():  # unchanged for a second: the monthly table follows the flags a commit later
         before = tables_state(warehouse)
+        time.sleep(1.0)
         return before if tables_state(warehouse) == before else None
 
     followed = wait_for(settled, 30, "a settled state")
     proc.send_signal(signal.SIGINT)
     proc.wait(30)
-    wait_for(lambda: not job.follower_active(warehouse), 30, "the slot released")
+    wait_for(lambda: not job.FOLLOWER.active(warehouse), 30, "the slot released")
     job.run_warehouse(warehouse)
     assert tables_state(warehouse) == followed
 
@@ -255,8 +258,8 @@ def test_a_license_key_selects_pathways_native_reader(warehouse, monkeypatch):
     calls = []
     monkeypatch.setattr(pw, "set_license_key", lambda key: calls.append(("key", key)))
     monkeypatch.setattr(pw.io.postgres, "read", lambda *args, **kwargs: calls.append(("read", args, kwargs)))
-    job.raw_source(warehouse, license_key="LICENSE-FROM-ENV")
-    publication, _ = job.replication_names(warehouse.schema)
+    job.FOLLOWER.read(warehouse, license_key="LICENSE-FROM-ENV")
+    publication, _ = job.FOLLOWER.names(warehouse.schema)
     assert calls[0] == ("key", "LICENSE-FROM-ENV")
     _, args, kwargs = calls[1]
     assert args[1:] == ("tarifas_raw", RawRowSchema)

@@ -6,12 +6,11 @@ quarantine, per-file counts) → ``catalog_products``. Blocking checks on
 """
 
 
-import sys
 from datetime import timedelta
 
 import dagster as dg
 
-from .. import pw_runtime
+from ..kit.pipes import launch
 from ..resources import WarehouseResource
 from ..settings import Settings
 from . import landing
@@ -68,9 +67,7 @@ def _run_pipes(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
                client: dg.PipesSubprocessClient, action: str, processes: int) -> dg.MaterializeResult:
     """Run ``ysh.catalog.pipes_entry ACTION`` in a fresh process (a fresh Pathway graph);
     the subprocess gets the same warehouse, already started and migrated."""
-    env = {"YSH_POSTGRES_DSN": warehouse.get_dsn(), "YSH_POSTGRES_SCHEMA": warehouse.schema}
-    command = pw_runtime.spawn_argv([sys.executable, "-m", "ysh.catalog.pipes_entry", action], processes)
-    return client.run(command=command, context=context, env=env).get_materialize_result()
+    return launch(context, warehouse, client, "catalog", action, processes=processes).get_materialize_result()
 
 
 @dg.asset(

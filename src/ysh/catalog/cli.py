@@ -18,9 +18,8 @@ app = typer.Typer(help="Distributor catalog normalization.", no_args_is_help=Tru
 console = Console()
 
 
-def _warehouse() -> job.Warehouse:
-    settings = get_settings()
-    return job.Warehouse(db.prepare_warehouse(settings), settings.postgres_schema)
+def _warehouse() -> db.Warehouse:
+    return db.Warehouse.from_settings(get_settings())
 
 
 @app.command()

@@ -18,6 +18,7 @@ from typing import NamedTuple
 
 from . import exports as x
 from . import parsing as p
+from ..kit.quarantine import QuarantinedRow
 from .feeds import FeedFormatError, FeedRecord, Value, read_feed
 
 # --------------------------------------------------------------------------------------
@@ -102,20 +103,6 @@ class CatalogItem(NamedTuple):
     image_url: str | None = None
     sku_source: str = "sku"  # sku | id | id+name | sku_text | url | image_url | name_code | model | name_hash
     category_rule: str = ""  # which rule decided the category
-
-    def to_dict(self) -> dict:
-        return self._asdict()
-
-
-class QuarantinedRow(NamedTuple):
-    """A feed record that could not become an item, with a stable reason code."""
-
-    distributor: str
-    source_file: str
-    line: int
-    reason: str
-    detail: str
-    raw: str  # the original record as JSON
 
     def to_dict(self) -> dict:
         return self._asdict()
@@ -421,8 +408,8 @@ def normalize_record(
         return _normalize_record(record, mapping, distributor=distributor, source_file=source_file,
                                  as_of=as_of, context=context or FeedContext())
     except Exception as exc:  # noqa: BLE001 - one bad row must not stop a pipeline
-        return QuarantinedRow(distributor, source_file, record.line, INTERNAL_ERROR,
-                              f"{type(exc).__name__}: {exc}"[:500], _raw_json(record))
+        return QuarantinedRow(source_file, record.line, INTERNAL_ERROR, f"{type(exc).__name__}: {exc}"[:500],
+                              _raw_json(record), distributor)
 
 
 @dataclass(frozen=True)
@@ -465,7 +452,7 @@ def _normalize_record(
     as_of: date | None, context: FeedContext,
 ) -> CatalogItem | QuarantinedRow:
     def reject(reason: str, detail: str) -> QuarantinedRow:
-        return QuarantinedRow(distributor, source_file, record.line, reason, detail, _raw_json(record))
+        return QuarantinedRow(source_file, record.line, reason, detail, _raw_json(record), distributor)
 
     if record.error:
         return reject(record.error, record.detail or record.error)
@@ -733,8 +720,7 @@ def normalize_feed(data: bytes, source_file: str, distributor: str, as_of: date 
     try:
         feed = read_feed(data, source_file)
     except FeedFormatError as exc:
-        row = QuarantinedRow(distributor, source_file, 0, exc.reason, str(exc),
-                             json.dumps({"_bytes": len(data)}))
+        row = QuarantinedRow(source_file, 0, exc.reason, str(exc), json.dumps({"_bytes": len(data)}), distributor)
         return FeedResult(source_file, distributor, "unknown", "unknown", 0, [], [row], 0)
     mapping = p.map_headers(feed.headers)
     component_columns = {h: p.COMPONENT_FIELDS[p.normalize_header(h)] for h in mapping.unknown

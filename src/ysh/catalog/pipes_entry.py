@@ -8,23 +8,19 @@ as materialization metadata through the Pipes channel.
 from __future__ import annotations
 
 import sys
-from contextlib import nullcontext
 
-from dagster_pipes import PipesContext, open_dagster_pipes
+from dagster_pipes import PipesContext
 
-from .. import db, pw_runtime
+from ..db import Warehouse
+from ..kit.pipes import run_entry
 from ..settings import Settings
 from . import job, reporting
-
-
-def _warehouse(settings: Settings) -> job.Warehouse:
-    return job.Warehouse(db.prepare_warehouse(settings), settings.postgres_schema)
 
 
 def normalize(pipes: PipesContext | None, settings: Settings) -> None:
     """Normalize the landing area. May run as ``pathway spawn -n N``: every process runs
     the graph, only process 0 (``pipes`` given) reports."""
-    warehouse = _warehouse(settings)
+    warehouse = Warehouse.from_settings(settings)
     if settings.catalog_source == "s3":
         report = job.run_static(s3=job.S3Source.from_settings(settings), warehouse=warehouse,
                                 reconcile_after=True, with_products=False)
@@ -44,7 +40,7 @@ def normalize(pipes: PipesContext | None, settings: Settings) -> None:
 
 
 def products(pipes: PipesContext, settings: Settings) -> None:
-    warehouse = _warehouse(settings)
+    warehouse = Warehouse.from_settings(settings)
     count = job.run_products_static(warehouse)
     pipes.log.info(f"{count} products")
     pipes.report_asset_materialization(
@@ -53,14 +49,7 @@ def products(pipes: PipesContext, settings: Settings) -> None:
 
 
 def main(argv: list[str]) -> None:
-    command = argv[1] if len(argv) > 1 else ""
-    actions = {"normalize": normalize, "products": products}
-    if command not in actions:
-        raise SystemExit(f"usage: python -m ysh.catalog.pipes_entry {'|'.join(actions)}")
-    pw_runtime.quiet_logging()
-    leader = pw_runtime.is_leader()
-    with (open_dagster_pipes() if leader else nullcontext()) as pipes:
-        actions[command](pipes, Settings())
+    run_entry("catalog", {"normalize": normalize, "products": products}, argv)
 
 
 if __name__ == "__main__":

@@ -44,14 +44,13 @@ def _root_message(error) -> str:
 def dagster_failures(settings: Settings, since: datetime) -> list[Alert]:
     """Failed runs and failed check evaluations recorded since ``since``."""
     import dagster as dg
-    from dagster._core.events import DagsterEventType
 
     instance = _dagster_instance(settings)
     alerts = []
     for record in instance.get_run_records(
             dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE], updated_after=since), limit=200):
         run = record.dagster_run
-        steps = [e.dagster_event for e in instance.all_logs(run.run_id, of_type=DagsterEventType.STEP_FAILURE)]
+        steps = [e.dagster_event for e in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE)]
         why = "; ".join(f"{e.step_key}: {_root_message(e.step_failure_data.error)}"
                         for e in steps if e.step_failure_data and e.step_failure_data.error)[:300]
         ended = datetime.fromtimestamp(record.end_time, timezone.utc) if record.end_time else None
@@ -59,7 +58,7 @@ def dagster_failures(settings: Settings, since: datetime) -> list[Alert]:
                             f":red_circle: Dagster run failed: job `{run.job_name}` (run {run.run_id[:8]})"
                             + (f", ended {ended:%Y-%m-%d %H:%M UTC}" if ended else "") + (f" — {why}" if why else "")))
     for record in instance.get_event_records(
-            dg.EventRecordsFilter(DagsterEventType.ASSET_CHECK_EVALUATION, after_timestamp=since.timestamp()),
+            dg.EventRecordsFilter(dg.DagsterEventType.ASSET_CHECK_EVALUATION, after_timestamp=since.timestamp()),
             limit=1000):
         evaluation = record.event_log_entry.dagster_event.event_specific_data
         if evaluation.passed:

@@ -39,8 +39,8 @@ def simulate(
     import json
 
     from .fleet import load_plants
-    from .simulator import default_scenario, simulate as run, write_jsonl
-    from .simulator import labels as truth
+    from ..samples.om_telemetry import default_scenario, simulate as run, write_jsonl
+    from ..samples.om_telemetry import labels as truth
 
     fleet = load_plants(plants) if plants else None
     scenario = default_scenario(date.fromisoformat(start) if start and len(start) == 10 else start, hours, seed,
@@ -104,8 +104,7 @@ def detect(
     if warehouse:
         from ..settings import get_settings
 
-        settings = get_settings()
-        target = db.Warehouse(db.prepare_warehouse(settings), settings.postgres_schema)
+        target = db.Warehouse.from_settings(get_settings())
     with console.status("windowing telemetry and evaluating rules with Pathway…"):
         report = run_detect(paths, plants or _sample_plants(), out, now=when, warehouse=target)
     console.print(f"{report.events} events → {report.windows} windows in {report.seconds:.1f}s")
@@ -134,7 +133,7 @@ def run_cmd(
     source = source or settings.om_source
     if source not in SOURCES:
         raise typer.BadParameter(f"--source must be one of {', '.join(SOURCES)}")
-    warehouse = db.Warehouse(db.prepare_warehouse(settings), settings.postgres_schema)
+    warehouse = db.Warehouse.from_settings(settings)
     where = {"jsonl": str(settings.om_replay_folder), "mqtt": f"{settings.om_mqtt_uri} {settings.om_mqtt_topic}",
              "kafka": f"{settings.om_kafka_bootstrap} {settings.om_kafka_topic}"}[source]
     console.print(f"O&M pipeline streaming from [bold]{source}[/] ({where}); state in "
@@ -154,7 +153,7 @@ def demo_day(settings, warehouse, out: Console = console) -> None:
     from ..db import Warehouse
     from .daily import SAO_PAULO, write_day
     from .job import run_detect
-    from .simulator import default_scenario, simulate, write_jsonl
+    from ..samples.om_telemetry import default_scenario, simulate, write_jsonl
 
     assert isinstance(warehouse, Warehouse)
     day = datetime.now(SAO_PAULO).date() - timedelta(days=1)

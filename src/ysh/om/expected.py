@@ -1,7 +1,8 @@
 """Expected AC power of an inverter: the plant's clear-sky model, or its measured
 plane-of-array irradiance when the plant reports one (pure Python + pvlib).
 
-The model is the simulator's physics without clouds or noise:
+The model is the simulator's physics (:mod:`ysh.om.physics`, shared with
+:mod:`ysh.samples.om_telemetry`) without clouds or noise:
 - Ineichen clear sky with the Linke turbidity climatology;
 - Hay-Davies transposition to the plant's tilt and azimuth, and the physical IAM;
 - SAPM cell temperature at 25 °C ambient and 1 m/s wind;
@@ -22,7 +23,7 @@ import pandas as pd
 import pvlib
 
 from .fleet import Plant
-from .simulator import ALBEDO, DC_LOSSES, ETA_INV_NOM, GAMMA_PDC, START_THRESHOLD, TEMPERATURE_PARAMETERS
+from .physics import dc_per_installed_w, inverter_ac, plane_of_array
 
 AMBIENT_C = 25.0
 WIND_MS = 1.0
@@ -45,27 +46,17 @@ def _dc_per_w(site: tuple, times: pd.DatetimeIndex, poa_measured: np.ndarray | N
         zenith = solpos["apparent_zenith"].to_numpy(dtype=float)
         azimuth = solpos["azimuth"].to_numpy(dtype=float)
         clear = location.get_clearsky(times, model="ineichen", solar_position=solpos)
-        poa = pvlib.irradiance.get_total_irradiance(
-            tilt, azimuth_deg, zenith, azimuth, clear["dni"], clear["ghi"], clear["dhi"],
-            dni_extra=pvlib.irradiance.get_extra_radiation(times), albedo=ALBEDO, model="haydavies")
-        direct = np.clip(np.nan_to_num(np.asarray(poa["poa_direct"], dtype=float)), 0.0, None)
-        total = np.clip(np.nan_to_num(np.asarray(poa["poa_global"], dtype=float)), 0.0, None)
-        aoi = pvlib.irradiance.aoi(tilt, azimuth_deg, zenith, azimuth)
-        iam = np.nan_to_num(np.asarray(pvlib.iam.physical(aoi), dtype=float))
-        effective = direct * iam + np.clip(total - direct, 0.0, None)
+        total, effective = plane_of_array(tilt, azimuth_deg, zenith, azimuth, clear["dni"], clear["ghi"],
+                                          clear["dhi"], pvlib.irradiance.get_extra_radiation(times))
     else:
         total = effective = np.clip(np.asarray(poa_measured, dtype=float), 0.0, None)
-    t_cell = np.asarray(pvlib.temperature.sapm_cell(total, AMBIENT_C, WIND_MS, **TEMPERATURE_PARAMETERS), dtype=float)
-    return np.clip(np.asarray(pvlib.pvsystem.pvwatts_dc(effective, t_cell, 1.0, GAMMA_PDC), dtype=float),
-                   0.0, None) * (1.0 - DC_LOSSES)
+    return dc_per_installed_w(total, effective, AMBIENT_C, WIND_MS)
 
 
 def _ac(plant: Plant, inverter_id: str, dc_per_w: np.ndarray) -> np.ndarray:
     inverter = plant.inverter(inverter_id)
     dc = dc_per_w * plant.dc_kw_per_inverter[inverter_id] * 1000.0
-    pdc0 = inverter.rated_power_w / ETA_INV_NOM
-    ac = np.asarray(pvlib.inverter.pvwatts(dc, pdc0, eta_inv_nom=ETA_INV_NOM), dtype=float)
-    return np.where(dc >= START_THRESHOLD * pdc0, ac, 0.0)
+    return inverter_ac(dc, inverter.rated_power_w)[0]
 
 
 @lru_cache(maxsize=8192)

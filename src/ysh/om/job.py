@@ -79,7 +79,7 @@ def run_detect(paths: list[Path], plants_path: Path, out_dir: Path | None = None
     warehouse."""
     if out_dir is None and warehouse is None:
         raise ValueError("give at least one sink: out_dir and/or warehouse")
-    from ..tariffs.load import files_under
+    from ..kit.files import files_under
 
     plants = load_plants(plants_path)
     files = files_under(paths)

@@ -6,11 +6,10 @@ Lineage: ``propostas_raw`` (the Medusa-like source tables) together with
 """
 
 
-import sys
-
 import dagster as dg
 
 from ..console import markdown_table
+from ..kit.pipes import launch
 from ..resources import WarehouseResource
 from ..db import Warehouse
 from . import reporting
@@ -49,10 +48,7 @@ def propostas_raw(warehouse: WarehouseResource) -> dg.MaterializeResult:
 )
 def propostas_evaluate(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
                        pipes_subprocess_client: dg.PipesSubprocessClient):
-    env = {"YSH_POSTGRES_DSN": warehouse.get_dsn(), "YSH_POSTGRES_SCHEMA": warehouse.schema}
-    yield from pipes_subprocess_client.run(
-        command=[sys.executable, "-m", "ysh.proposals.pipes_entry", "run"], context=context, env=env,
-    ).get_results()
+    yield from launch(context, warehouse, pipes_subprocess_client, "proposals", "run").get_results()
 
 
 @dg.asset_check(asset="propostas_enriched", blocking=False,

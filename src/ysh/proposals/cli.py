@@ -53,12 +53,13 @@ def _warehouse():
     from ..settings import get_settings
 
     settings = get_settings()
-    return db.Warehouse(db.prepare_warehouse(settings), settings.postgres_schema), settings
+    return db.Warehouse.from_settings(settings), settings
 
 
 @app.command("run")
 def run_command() -> None:
     """Evaluate every quote in the warehouse (batch): propostas_enriched, propostas_analytics, kpis_b1_b3."""
+    from ..kit.follower import FollowerRunning
     from . import job
 
     warehouse, settings = _warehouse()
@@ -66,7 +67,7 @@ def run_command() -> None:
     try:
         with out.status("evaluating quotes with Pathway…"):
             counts = job.run_batch(warehouse, settings)
-    except job.FollowerRunning as exc:
+    except FollowerRunning as exc:
         err.print(f"[yellow]{exc}[/]")
         raise typer.Exit(1) from exc
     out.print(", ".join(f"{name} {count}" for name, count in counts.items()))
@@ -84,7 +85,7 @@ def follow_command(
     warehouse, settings = _warehouse()
     state = settings.state_dir / "proposals_follow"
     if reset:
-        job.drop_follower_state(warehouse, state)
+        job.FOLLOWER.reset(warehouse, state)
     Console().print(f"following the proposals sources of schema [cyan]{warehouse.schema}[/] (state in {state})")
     job.follow(warehouse, settings, state)
 
@@ -123,7 +124,7 @@ def seed_command(
     from datetime import date
 
     from .. import db
-    from .seed import seed_medusa
+    from ..samples.medusa import seed_medusa
 
     warehouse, _ = _warehouse()
     try:

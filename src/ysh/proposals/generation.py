@@ -28,8 +28,6 @@ import hashlib
 import json
 import logging
 import math
-import os
-import tempfile
 import threading
 from collections import OrderedDict
 from pathlib import Path
@@ -39,6 +37,7 @@ import numpy as np
 import pandas as pd
 import pvlib
 
+from ysh.kit.files import atomic_write
 from ysh.proposals.irradiance import COLUMNS, IrradianceYear, finite_number
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -187,15 +186,8 @@ def _read_disk(path: Path, key: dict) -> tuple[float, ...] | None:
 
 
 def _write_disk(path: Path, key: dict, values: tuple[float, ...]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump({"key": key, "kwh_per_kwp": list(values)}, fh, indent=1)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as fh:
+        json.dump({"key": key, "kwh_per_kwp": list(values)}, fh, indent=1)
 
 
 def clear_memory_cache() -> None:

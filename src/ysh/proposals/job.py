@@ -1,16 +1,17 @@
 """Running the proposals graph over the warehouse: a batch over consistent snapshots of
-the source tables, or a follower that keeps the outputs current through CDC."""
+the source tables, or a follower that keeps the outputs current through CDC (its
+lifecycle is :data:`FOLLOWER`, a :class:`ysh.kit.follower.Follower`)."""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import pathway as pw
-import psycopg
-from psycopg import sql
 
 from .. import db, pw_runtime
 from ..db import Warehouse
+from ..kit.follower import Follower
 from .enrich import Assumptions
 from .pipeline import (
     CatalogItemSchema,
@@ -59,25 +60,13 @@ def _select_all(table: str, schema: type[pw.Schema]) -> str:
     return f"SELECT {', '.join(columns)} FROM {table}"
 
 
-def attach_warehouse(tables: ProposalTables, warehouse: Warehouse) -> None:
-    pw_runtime.write_snapshots(tables, TABLES, warehouse)
-
-
-def replication_names(schema: str, table: str) -> tuple[str, str]:
-    """(publication, slot) of one followed table."""
-    from ..cdc import replication_names as names
-
-    return names(schema, table)
-
-class FollowerRunning(RuntimeError):
-    """The proposals follower keeps the outputs current; a batch would race it."""
-
-
-def follower_active(warehouse: Warehouse) -> bool:
-    _, slot = replication_names(warehouse.schema, "quote")
-    with psycopg.connect(warehouse.dsn, autocommit=True) as conn:
-        return conn.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s AND active",
-                            (slot,)).fetchone() is not None
+#: the proposals follower: the seven sources followed by CDC, the outputs kept current
+FOLLOWER = Follower(
+    pipeline="proposals", sources={name: (table, schema) for name, (table, schema, _) in SOURCES.items()},
+    outputs=TABLES, lead="quote",
+    busy="a proposals follower of schema {schema} is running and keeps the outputs current; "
+         "stop it to recompute in batch",
+)
 
 
 def run_batch(warehouse: Warehouse, settings) -> dict[str, int]:
@@ -86,42 +75,25 @@ def run_batch(warehouse: Warehouse, settings) -> dict[str, int]:
 
     Raises
     ------
-    FollowerRunning
+    ysh.kit.follower.FollowerRunning
         ``ysh proposal follow`` is running for this schema.
     """
-    if follower_active(warehouse):
-        raise FollowerRunning(f"a proposals follower of schema {warehouse.schema} is running and keeps the "
-                              "outputs current; stop it to recompute in batch")
-    started = db.server_now(warehouse)
-    pw_runtime.fresh_graph()
-    with pw_runtime.SharedSnapshot(warehouse.dsn) as snapshot:  # all seven tables as of one instant
-        tables = {}
-        for name, (table, schema, query) in SOURCES.items():
-            tables[name] = pw_runtime.read_query(warehouse.dsn, warehouse.schema,
-                                                 query or _select_all(table, schema), schema,
-                                                 name=f"{name}_snapshot", snapshot=snapshot.id)
-        outputs = build_proposals_graph(Sources(**tables), Assumptions.from_settings(settings), settings)
-        attach_warehouse(outputs, warehouse)
-        pw_runtime.run()
-    db.prune_not_written(warehouse, [t for t, _ in TABLES.values()], started)
+    @contextmanager
+    def graph():
+        with pw_runtime.SharedSnapshot(warehouse.dsn) as snapshot:  # all seven tables as of one instant
+            tables = {}
+            for name, (table, schema, query) in SOURCES.items():
+                tables[name] = pw_runtime.read_query(warehouse.dsn, warehouse.schema,
+                                                     query or _select_all(table, schema), schema,
+                                                     name=f"{name}_snapshot", snapshot=snapshot.id)
+            yield build_proposals_graph(Sources(**tables), Assumptions.from_settings(settings), settings)
+
+    FOLLOWER.recompute(warehouse, graph)
     return counts(warehouse)
 
 
 def counts(warehouse: Warehouse) -> dict[str, int]:
-    return db.row_counts(warehouse, [t for t, _ in TABLES.values()])
-
-
-def ensure_publications(warehouse: Warehouse) -> dict[str, str]:
-    """One publication per followed table (created if missing); source → publication."""
-    names = {}
-    with psycopg.connect(warehouse.dsn, autocommit=True) as conn:
-        for source, (table, _, _) in SOURCES.items():
-            publication, _ = replication_names(warehouse.schema, table)
-            if not conn.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (publication,)).fetchone():
-                conn.execute(sql.SQL("CREATE PUBLICATION {} FOR TABLE {}.{}").format(
-                    sql.Identifier(publication), sql.Identifier(warehouse.schema), sql.Identifier(table)))
-            names[source] = publication
-    return names
+    return db.row_counts(warehouse, FOLLOWER.output_tables)
 
 
 def follow(warehouse: Warehouse, settings, persistence_dir: Path, *, autocommit_duration_ms: int = 200) -> None:
@@ -129,30 +101,7 @@ def follow(warehouse: Warehouse, settings, persistence_dir: Path, *, autocommit_
 
     A first start (no persisted state) runs a batch first, so outputs of quotes deleted
     earlier do not linger; later starts resume from the persisted replication positions."""
-    from ..cdc import read_postgres_cdc
-
-    if not persistence_dir.exists() or not any(persistence_dir.iterdir()):
-        run_batch(warehouse, settings)
-    publications = ensure_publications(warehouse)
-    pw_runtime.fresh_graph()
-    tables = {}
-    for name, (table, schema, _) in SOURCES.items():
-        _, slot = replication_names(warehouse.schema, table)
-        tables[name] = read_postgres_cdc(warehouse.dsn, table=table, schema=schema, publication=publications[name],
-                                         slot=slot, schema_name=warehouse.schema, name=f"{name}_cdc",
-                                         autocommit_duration_ms=autocommit_duration_ms)
-    outputs = build_proposals_graph(Sources(**tables), Assumptions.from_settings(settings), settings)
-    attach_warehouse(outputs, warehouse)
-    pw_runtime.observe_outputs({t: getattr(outputs, attr) for attr, (t, _) in TABLES.items()}, "proposals")
-    pw_runtime.run(persistence_dir=persistence_dir)
-
-
-def drop_follower_state(warehouse: Warehouse, persistence_dir: Path) -> None:
-    import shutil
-
-    with psycopg.connect(warehouse.dsn, autocommit=True) as conn:
-        for table, _, _ in SOURCES.values():
-            _, slot = replication_names(warehouse.schema, table)
-            if conn.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (slot,)).fetchone():
-                conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
-    shutil.rmtree(persistence_dir, ignore_errors=True)
+    FOLLOWER.follow(warehouse, persistence_dir, batch=lambda: run_batch(warehouse, settings),
+                    graph=lambda sources: build_proposals_graph(Sources(**sources),
+                                                                Assumptions.from_settings(settings), settings),
+                    autocommit_duration_ms=autocommit_duration_ms)

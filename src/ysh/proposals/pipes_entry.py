@@ -9,27 +9,23 @@ from __future__ import annotations
 
 import sys
 
-from dagster_pipes import open_dagster_pipes
+from dagster_pipes import PipesContext
 
-from .. import db, pw_runtime
+from ..db import Warehouse
+from ..kit.pipes import recompute_and_report, run_entry
 from ..settings import Settings
 from . import job, reporting
 
 
+def run(pipes: PipesContext, settings: Settings) -> None:
+    """Evaluate every quote, unless the proposals follower keeps the outputs current."""
+    warehouse = Warehouse.from_settings(settings)
+    recompute_and_report(pipes, warehouse, job.FOLLOWER, lambda: job.run_batch(warehouse, settings),
+                         reporting.metadata)
+
+
 def main(argv: list[str]) -> None:
-    if argv[1:] != ["run"]:
-        raise SystemExit("usage: python -m ysh.proposals.pipes_entry run")
-    pw_runtime.quiet_logging()
-    settings = Settings()
-    warehouse = db.Warehouse(db.prepare_warehouse(settings), settings.postgres_schema)
-    with open_dagster_pipes() as pipes:
-        if job.follower_active(warehouse):
-            pipes.log.info("a proposals follower keeps the outputs current: reporting them as they stand")
-        else:
-            counts = job.run_batch(warehouse, settings)
-            pipes.log.info("proposals evaluated: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
-        for asset_key, metadata in reporting.metadata(warehouse).items():
-            pipes.report_asset_materialization(asset_key=asset_key, metadata=metadata)
+    run_entry("proposals", {"run": run}, argv)
 
 
 if __name__ == "__main__":

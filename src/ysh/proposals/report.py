@@ -24,9 +24,7 @@ from __future__ import annotations
 
 import html
 import math
-import os
 import statistics
-import tempfile
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -37,6 +35,7 @@ import plotly.io as pio
 from psycopg.rows import dict_row
 
 from ..db import Warehouse, connect
+from ..kit.files import atomic_write
 
 EMPTY_ANALYTICS = ("no evaluated proposals in propostas_analytics; "
                    "run the proposals pipeline first")
@@ -378,21 +377,6 @@ def _render(rows: list[dict], kpis: list[dict], chosen: dict, default_choice: bo
 """
 
 
-def _write_atomic(out: Path, text: str) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def build_report(warehouse: Warehouse, out: Path, quote_id: str | None = None) -> ReportSummary:
     """Write the report to ``out`` (atomically) and summarise what it holds.
 
@@ -404,7 +388,8 @@ def build_report(warehouse: Warehouse, out: Path, quote_id: str | None = None) -
     if not evaluated:
         raise ValueError(EMPTY_ANALYTICS)
     chosen = _choose(rows, evaluated, quote_id)
-    _write_atomic(out, _render(rows, kpis, chosen, default_choice=quote_id is None))
+    with atomic_write(out, permissions=0o644) as fh:
+        fh.write(_render(rows, kpis, chosen, default_choice=quote_id is None))
     return ReportSummary(
         path=out,
         proposals=len(rows),

@@ -88,7 +88,7 @@ def _warehouse_parts(settings):
     from .. import db
 
     try:
-        warehouse = db.Warehouse(db.prepare_warehouse(settings), settings.postgres_schema)
+        warehouse = db.Warehouse.from_settings(settings)
     except Exception as exc:  # the documents alone are still worth serving
         console.print(f"[yellow]warehouse unavailable ({exc}); serving the documents only, without live records "
                       "or the pgvector copy[/]")

@@ -2,7 +2,7 @@
 
 Each catalog product (``products`` with its offers in ``items_normalized``) and each
 utility's current B1 and B3 *Tarifa de Aplicação* (``tarifas_normalized`` +
-``tarifas_fio_b`` + ``tarifas_bandeiras``, looked up like :mod:`ysh.tariffs.book` does)
+``tarifas_fio_b`` + ``tarifas_bandeiras``, the book of :mod:`ysh.tariffs.store`)
 becomes a short Portuguese text record with a stable path:
 
 * ``catalog://produto/<marca>/<modelo>`` — a physical product across distributors
@@ -298,41 +298,28 @@ def catalog_records(conn) -> list[Record]:
     return out
 
 
-def tariff_records(conn, today: date) -> list[Record]:
-    """Each utility's B1 and B3 tariff in force on ``today`` (utilities without one, or with
-    an ambiguous one, get no record)."""
-    from ..tariffs.aneel import FioB, FlagMonth, Tariff
-    from ..tariffs.book import TariffBook, TariffLookupError
+def tariff_records(conn, book, today: date) -> list[Record]:
+    """Each utility's B1 and B3 tariff in force on ``today`` in ``book`` (a
+    :class:`ysh.tariffs.book.TariffBook`; utilities without one, or with an ambiguous one,
+    get no record), stamped with the newest ``updated_at`` of its rows in force."""
+    from ..tariffs.book import TariffLookupError
+    from ..tariffs.store import tariffs_on
 
-    in_force = "valid_from <= %s AND (valid_to IS NULL OR valid_to >= %s) AND base = 'aplicacao' " \
-               "AND upper(subgroup) IN ('B1', 'B3')"
-    tariffs = [Tariff(*row[:-1]) for row in conn.execute(
-        f"SELECT {', '.join(Tariff._fields)}, updated_at FROM tarifas_normalized WHERE unit = 'MWh' AND {in_force}",
-        (today, today)).fetchall()]
     updated = defaultdict(lambda: None)
     for utility, subgroup, stamp in conn.execute(
-            f"SELECT utility, upper(subgroup), max(updated_at) FROM tarifas_normalized "
-            f"WHERE unit = 'MWh' AND {in_force} GROUP BY 1, 2", (today, today)).fetchall():
+            "SELECT utility, upper(subgroup), max(updated_at) FROM tarifas_normalized "
+            "WHERE unit = 'MWh' AND valid_from <= %s AND (valid_to IS NULL OR valid_to >= %s) "
+            "AND base = 'aplicacao' AND upper(subgroup) IN ('B1', 'B3') GROUP BY 1, 2", (today, today)).fetchall():
         updated[(utility, subgroup)] = stamp
-    fio_b = [FioB(*row) for row in conn.execute(
-        f"SELECT {', '.join(FioB._fields)} FROM tarifas_fio_b WHERE {in_force}", (today, today)).fetchall()]
-    flags = [FlagMonth(*row) for row in conn.execute(
-        f"SELECT {', '.join(FlagMonth._fields)} FROM tarifas_bandeiras WHERE month = %s",
-        (today.replace(day=1),)).fetchall()]
-    book = TariffBook(tariffs, fio_b, flags)
     flag = book.flag_of(today)
     out = []
-    for utility in book.utilities:
-        for subgroup in SUBGROUPS:
-            try:
-                at = book.tariff_at(utility, subgroup, today)
-            except TariffLookupError as exc:
-                log.debug("no live tariff record: %s", exc)
-                continue
-            stamps = [s for s in (updated[(at.utility, subgroup)],) if s is not None]
-            out.append(Record(tariff_path(at.utility, subgroup), "tarifa",
-                              f"Tarifa {subgroup} {at.utility}", render_tariff(at, flag),
-                              max(stamps) if stamps else None))
+    for _, subgroup, at in tariffs_on(book, today, SUBGROUPS):
+        if isinstance(at, TariffLookupError):
+            log.debug("no live tariff record: %s", at)
+            continue
+        stamp = updated[(at.utility, subgroup)]
+        out.append(Record(tariff_path(at.utility, subgroup), "tarifa", f"Tarifa {subgroup} {at.utility}",
+                          render_tariff(at, flag), stamp))
     return out
 
 
@@ -340,9 +327,12 @@ def records_from_warehouse(warehouse: Warehouse, today: date | None = None) -> l
     """Every live record (catalog products and current B1/B3 tariffs), sorted by path.
 
     ``today`` (default: today in America/Sao_Paulo) picks the tariffs in force."""
+    from ..tariffs.store import book_from_warehouse
+
     today = today or datetime.now(SAO_PAULO).date()
+    book = book_from_warehouse(warehouse)
     with db.connect(warehouse.dsn, warehouse.schema) as conn:
-        records = catalog_records(conn) + tariff_records(conn, today)
+        records = catalog_records(conn) + tariff_records(conn, book, today)
     seen: dict[str, Record] = {}
     for record in records:
         seen.setdefault(record.path, record)  # two SKUs slugging alike: keep the first

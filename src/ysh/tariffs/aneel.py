@@ -26,6 +26,7 @@ from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from typing import NamedTuple
 
+from ..kit.quarantine import QuarantinedRow
 from ..textio import NotTextError, decode_text
 
 TARIFF_HEADER = (
@@ -61,14 +62,6 @@ THOUSAND = Decimal(1000)
 
 class FileFormatError(ValueError):
     """The file is not the expected ANEEL dataset (wrong header, not text)."""
-
-
-class QuarantinedRow(NamedTuple):
-    source_file: str
-    line: int
-    reason: str
-    detail: str
-    raw: str  # the original record as JSON
 
 
 class Tariff(NamedTuple):

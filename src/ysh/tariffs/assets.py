@@ -8,7 +8,6 @@ Pathway run over ``tarifas_raw`` (the same graph the CDC follower runs).
 """
 
 
-import sys
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -16,6 +15,7 @@ import dagster as dg
 
 from .. import db
 from ..console import markdown_table
+from ..kit.pipes import launch
 from ..resources import WarehouseResource
 from ..settings import Settings
 from . import landing, reporting
@@ -101,10 +101,7 @@ def tarifas_raw(context: dg.AssetExecutionContext, warehouse: WarehouseResource)
 )
 def tarifas_normalize(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
                       pipes_subprocess_client: dg.PipesSubprocessClient):
-    env = {"YSH_POSTGRES_DSN": warehouse.get_dsn(), "YSH_POSTGRES_SCHEMA": warehouse.schema}
-    yield from pipes_subprocess_client.run(
-        command=[sys.executable, "-m", "ysh.tariffs.pipes_entry", "normalize"], context=context, env=env,
-    ).get_results()
+    yield from launch(context, warehouse, pipes_subprocess_client, "tariffs", "normalize").get_results()
 
 
 # --------------------------------------------------------------------------------------

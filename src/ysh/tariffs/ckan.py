@@ -48,8 +48,8 @@ Retries
 Output
     :func:`download_resource` writes a ``;``-separated UTF-8 CSV (header: the datastore's
     field order minus ``_id``; minimal quoting) through a temporary file in the destination
-    folder and :func:`os.replace`, so the destination is either the previous file or the
-    complete new one. :func:`ysh.tariffs.load.load_file` reads it like ANEEL's own CSV.
+    folder renamed over it (:func:`ysh.kit.files.atomic_write`), so the destination is
+    either the previous file or the complete new one. :func:`ysh.tariffs.load.load_file` reads it like ANEEL's own CSV.
 
 An ``api_key`` (only needed for private resources) is sent as the ``Authorization``
 header and never appears in logs or error messages.
@@ -61,9 +61,7 @@ import csv
 import email.utils
 import json
 import logging
-import os
 import re
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
@@ -72,6 +70,8 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import httpx
+
+from ..kit.files import atomic_write
 
 log = logging.getLogger("ysh.tariffs.ckan")
 
@@ -420,34 +420,24 @@ def download_resource(client: CkanClient, resource_id: str, dest: Path,
         fewer rows than its ``total``.
     """
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    tmp = Path(tmp_name)
     rows = pages = 0
     fields: tuple[str, ...] = ()
     total: int | None = None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            writer = csv.writer(handle, delimiter=";", quoting=csv.QUOTE_MINIMAL, lineterminator="\n")
-            for page in client.iter_pages(resource_id):
-                if pages == 0:
-                    fields = page.fields
-                    writer.writerow(fields)
-                writer.writerows([record[name] for name in fields] for record in page.records)
-                pages += 1
-                rows += len(page.records)
-                total = page.total
-                if progress is not None:
-                    progress(rows, total if total is not None else rows)
-            handle.flush()
-            os.fsync(handle.fileno())
+    with atomic_write(dest, newline="", suffix=".part") as handle:
+        writer = csv.writer(handle, delimiter=";", quoting=csv.QUOTE_MINIMAL, lineterminator="\n")
+        for page in client.iter_pages(resource_id):
+            if pages == 0:
+                fields = page.fields
+                writer.writerow(fields)
+            writer.writerows([record[name] for name in fields] for record in page.records)
+            pages += 1
+            rows += len(page.records)
+            total = page.total
+            if progress is not None:
+                progress(rows, total if total is not None else rows)
         if total is not None and rows < total:
             raise CkanError(f"resource {resource_id!r} ended after {rows} of its {total} rows (empty page)",
                             resource_id=resource_id)
-        os.replace(tmp, dest)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     log.info("resource %r: %d rows in %d page(s) → %s", resource_id, rows, pages, dest)
     return DownloadResult(dest, rows, pages, fields)
 

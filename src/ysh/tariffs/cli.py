@@ -28,8 +28,7 @@ def _sample_dir() -> Path:
 
 
 def _warehouse() -> db.Warehouse:
-    settings = get_settings()
-    return db.Warehouse(db.prepare_warehouse(settings), settings.postgres_schema)
+    return db.Warehouse.from_settings(get_settings())
 
 
 def land_paths(warehouse: db.Warehouse, paths: list[Path]) -> list[landing.LandReport]:
@@ -160,7 +159,7 @@ def land(
 
 
 def _normalize(warehouse: db.Warehouse) -> None:
-    if job.follower_active(warehouse):
+    if job.FOLLOWER.active(warehouse):
         console.print("a CDC follower (`ysh tariffs follow`) is running: it normalizes the change; no batch run")
         return
     with console.status("normalizing tarifas_raw with Pathway…"):
@@ -224,7 +223,7 @@ def follow(
     warehouse = _warehouse()
     state = settings.state_dir / "tariffs_follow"
     if reset:
-        job.drop_follower_state(warehouse, state)
+        job.FOLLOWER.reset(warehouse, state)
     license_key = settings.pathway_license_key.get_secret_value() if settings.pathway_license_key else None
     reader = "pw.io.postgres.read (licensed)" if license_key else "ysh.cdc"
     console.print(f"following [cyan]{warehouse.schema}.tarifas_raw[/] with {reader} (state in {state}); "

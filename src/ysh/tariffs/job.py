@@ -5,24 +5,25 @@
   (one consistent snapshot); rows the run did not write are deleted afterwards.
 * :func:`follow` — the streaming service: follows ``tarifas_raw`` by change data capture
   (logical replication, :mod:`ysh.cdc`) and keeps the normalized tables current, with
-  Pathway persistence so a restart resumes where it stopped.
+  Pathway persistence so a restart resumes where it stopped. The follower's lifecycle
+  (slot, publication, reset) is :data:`FOLLOWER`, a :class:`ysh.kit.follower.Follower`.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections import Counter
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pathway as pw
-import psycopg
-from psycopg import sql
 
 from .. import db, pw_runtime
 from ..db import Warehouse
+from ..kit.files import files_under
+from ..kit.follower import Follower
 from .pipeline import (
     FileChunkSchema,
     FileChunksSubject,
@@ -66,7 +67,6 @@ class TariffsReport:
 def build(paths: list[Path]) -> TariffTables:
     """Declare the file source (every file under ``paths``, each once) and the graph."""
     from ..settings import get_settings
-    from .load import files_under
 
     files = files_under(paths)
     pw_runtime.fresh_graph()
@@ -93,19 +93,12 @@ def run_static(paths: list[Path], out_dir: Path) -> TariffsReport:
     return report
 
 
-def attach_warehouse(tables: TariffTables, warehouse: Warehouse) -> None:
-    """Snapshot (upsert/delete by primary key) sinks of the five tables."""
-    pw_runtime.write_snapshots(tables, TABLES, warehouse)
-
-class FollowerRunning(RuntimeError):
-    """A CDC follower keeps the normalized tables current; a batch recompute would race it."""
-
-
-def follower_active(warehouse: Warehouse) -> bool:
-    _, slot = replication_names(warehouse.schema)
-    with psycopg.connect(warehouse.dsn, autocommit=True) as conn:
-        return conn.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s AND active",
-                            (slot,)).fetchone() is not None
+#: the ``tarifas_raw`` follower: the normalized tables kept current by CDC
+FOLLOWER = Follower(
+    pipeline="tariffs", sources={RAW_TABLE: (RAW_TABLE, RawRowSchema)}, outputs=TABLES,
+    busy="a CDC follower of {schema}.tarifas_raw is running and keeps the normalized tables current; "
+         "stop it to recompute in batch",
+)
 
 
 def run_warehouse(warehouse: Warehouse) -> dict[str, int]:
@@ -114,62 +107,21 @@ def run_warehouse(warehouse: Warehouse) -> dict[str, int]:
 
     Raises
     ------
-    FollowerRunning
+    ysh.kit.follower.FollowerRunning
         ``ysh tariffs follow`` is running for this schema: it keeps the tables current,
         and a batch writing the same rows from an older snapshot could undo its changes.
     """
-    if follower_active(warehouse):
-        raise FollowerRunning(f"a CDC follower of {warehouse.schema}.tarifas_raw is running and keeps the "
-                              "normalized tables current; stop it to recompute in batch")
-    started = db.server_now(warehouse)
-    pw_runtime.fresh_graph()
-    raw = pw_runtime.read_query(warehouse.dsn, warehouse.schema, f"SELECT {RAW_COLUMNS} FROM {RAW_TABLE}",
-                                RawRowSchema, name="tarifas_raw_snapshot")
-    attach_warehouse(build_tariffs_graph_from_raw(raw), warehouse)
-    pw_runtime.run()
-    db.prune_not_written(warehouse, [t for t, _ in TABLES.values()], started)
+    def graph():
+        raw = pw_runtime.read_query(warehouse.dsn, warehouse.schema, f"SELECT {RAW_COLUMNS} FROM {RAW_TABLE}",
+                                    RawRowSchema, name="tarifas_raw_snapshot")
+        return nullcontext(build_tariffs_graph_from_raw(raw))
+
+    FOLLOWER.recompute(warehouse, graph)
     return warehouse_counts(warehouse)
 
 
 def warehouse_counts(warehouse: Warehouse) -> dict[str, int]:
-    return db.row_counts(warehouse, (RAW_TABLE, *(t for t, _ in TABLES.values())))
-
-
-def replication_names(schema: str) -> tuple[str, str]:
-    """(publication, slot) of the ``tarifas_raw`` follower of one platform schema."""
-    from ..cdc import replication_names as names
-
-    return names(schema, RAW_TABLE)
-
-
-def ensure_publication(warehouse: Warehouse) -> str:
-    """Create the publication of ``tarifas_raw`` if it does not exist; returns its name."""
-    publication, _ = replication_names(warehouse.schema)
-    with psycopg.connect(warehouse.dsn, autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (publication,)).fetchone()
-        if not exists:
-            conn.execute(sql.SQL("CREATE PUBLICATION {} FOR TABLE {}.{}").format(
-                sql.Identifier(publication), sql.Identifier(warehouse.schema), sql.Identifier(RAW_TABLE)))
-    return publication
-
-
-def raw_source(warehouse: Warehouse, *, autocommit_duration_ms: int = 200,
-               license_key: str | None = None) -> pw.Table:
-    """``tarifas_raw`` as a streaming Pathway table: ``ysh.cdc`` (durable slot, resumes from
-    the persisted position), or Pathway's native ``pw.io.postgres.read`` when a license key
-    is configured (temporary slot: every start re-reads the table)."""
-    publication = ensure_publication(warehouse)
-    if license_key:
-        pw.set_license_key(license_key)
-        return pw.io.postgres.read(pw_runtime.postgres_settings(warehouse.dsn), RAW_TABLE, RawRowSchema,
-                                   mode="streaming", publication_name=publication, schema_name=warehouse.schema,
-                                   autocommit_duration_ms=autocommit_duration_ms, name="tarifas_raw_native")
-    from ..cdc import read_postgres_cdc
-
-    _, slot = replication_names(warehouse.schema)
-    return read_postgres_cdc(warehouse.dsn, table=RAW_TABLE, schema=RawRowSchema, publication=publication,
-                             slot=slot, schema_name=warehouse.schema, name="tarifas_raw_cdc",
-                             autocommit_duration_ms=autocommit_duration_ms)
+    return db.row_counts(warehouse, (RAW_TABLE, *FOLLOWER.output_tables))
 
 
 def follow(warehouse: Warehouse, persistence_dir: Path, *, autocommit_duration_ms: int = 200,
@@ -183,26 +135,6 @@ def follow(warehouse: Warehouse, persistence_dir: Path, *, autocommit_duration_m
     that are gone (the follower's sinks only ever touch the keys it emits).
     ``on_ready()`` is called once the graph is running.
     """
-    fresh = not persistence_dir.exists() or not any(persistence_dir.iterdir())
-    if fresh:
-        run_warehouse(warehouse)
-    pw_runtime.fresh_graph()
-    raw = raw_source(warehouse, autocommit_duration_ms=autocommit_duration_ms, license_key=license_key)
-    tables = build_tariffs_graph_from_raw(raw)
-    attach_warehouse(tables, warehouse)
-    pw_runtime.observe_outputs({t: getattr(tables, attr) for attr, (t, _) in TABLES.items()}, "tariffs")
-    if on_ready is not None:
-        threading.Timer(0.5, on_ready).start()
-    pw_runtime.run(persistence_dir=persistence_dir)
-
-
-def drop_follower_state(warehouse: Warehouse, persistence_dir: Path) -> None:
-    """Forget the follower: drop its replication slot and persisted state (the next
-    ``follow`` starts from a fresh snapshot)."""
-    import shutil
-
-    _, slot = replication_names(warehouse.schema)
-    with psycopg.connect(warehouse.dsn, autocommit=True) as conn:
-        if conn.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (slot,)).fetchone():
-            conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
-    shutil.rmtree(persistence_dir, ignore_errors=True)
+    FOLLOWER.follow(warehouse, persistence_dir, batch=lambda: run_warehouse(warehouse),
+                    graph=lambda sources: build_tariffs_graph_from_raw(sources[RAW_TABLE]),
+                    autocommit_duration_ms=autocommit_duration_ms, license_key=license_key, on_ready=on_ready)

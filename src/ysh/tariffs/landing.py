@@ -18,7 +18,8 @@ from typing import NamedTuple
 
 import psycopg
 
-from .load import files_under, read_raw_file
+from ..kit.files import files_under
+from .load import read_raw_file
 
 
 class LandReport(NamedTuple):
@@ -103,7 +104,7 @@ def prune_sources(conn: psycopg.Connection, keep: set[str]) -> int:
 
 
 def feed_files(paths: list[Path]) -> list[Path]:
-    """Files under ``paths`` (:func:`ysh.tariffs.load.files_under`); two different files
+    """Files under ``paths`` (:func:`ysh.kit.files.files_under`); two different files
     with one name are refused, since a source is identified by its file name."""
     found = files_under(paths)
     names = [p.name for p in found]

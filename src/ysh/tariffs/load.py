@@ -12,37 +12,12 @@ from pathlib import Path
 
 from typing import NamedTuple
 
+from ..kit.files import files_under
 from . import aneel
 from .aneel import FileFormatError, QuarantinedRow, RawRecord
 from .book import TariffBook, check_flags, split_overlaps
 
 UNPARSEABLE_FILE = "unparseable_file"
-
-
-def files_under(paths: list[Path]) -> list[Path]:
-    """The files under ``paths`` (files, or folders read recursively; hidden names
-    skipped), each once even when given twice, sorted.
-
-    Raises
-    ------
-    FileNotFoundError
-        a path does not exist, or there is no file at all.
-    """
-    found: dict[Path, None] = {}
-    for path in paths:
-        path = Path(path)
-        if not path.exists():
-            raise FileNotFoundError(f"path does not exist: {path}")
-        if path.is_dir():
-            candidates = sorted(p for p in path.rglob("*")
-                                if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts))
-        else:
-            candidates = [path]
-        for candidate in candidates:
-            found.setdefault(candidate.resolve(), None)
-    if not found:
-        raise FileNotFoundError(f"no files in {[str(p) for p in paths]}")
-    return sorted(found)
 
 
 def dataset_of(data: bytes) -> str | None:

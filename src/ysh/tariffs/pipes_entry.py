@@ -10,27 +10,23 @@ from __future__ import annotations
 
 import sys
 
-from dagster_pipes import open_dagster_pipes
+from dagster_pipes import PipesContext
 
-from .. import db, pw_runtime
+from ..db import Warehouse
+from ..kit.pipes import recompute_and_report, run_entry
 from ..settings import Settings
 from . import job, reporting
 
 
+def normalize(pipes: PipesContext, settings: Settings) -> None:
+    """Recompute the tariff tables, unless the CDC follower keeps them current."""
+    warehouse = Warehouse.from_settings(settings)
+    recompute_and_report(pipes, warehouse, job.FOLLOWER, lambda: job.run_warehouse(warehouse),
+                         reporting.normalized_metadata)
+
+
 def main(argv: list[str]) -> None:
-    if argv[1:] != ["normalize"]:
-        raise SystemExit("usage: python -m ysh.tariffs.pipes_entry normalize")
-    pw_runtime.quiet_logging()
-    settings = Settings()
-    warehouse = db.Warehouse(db.prepare_warehouse(settings), settings.postgres_schema)
-    with open_dagster_pipes() as pipes:
-        if job.follower_active(warehouse):
-            pipes.log.info("a CDC follower keeps the tariff tables current: reporting them as they stand")
-        else:
-            counts = job.run_warehouse(warehouse)
-            pipes.log.info("tariffs recomputed: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
-        for asset_key, metadata in reporting.normalized_metadata(warehouse).items():
-            pipes.report_asset_materialization(asset_key=asset_key, metadata=metadata)
+    run_entry("tariffs", {"normalize": normalize}, argv)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ lists them with the reason code the flow must give. Everything is fixed data (no
 no randomness; the XLSX is rebuilt with fixed zip timestamps and document dates), so a
 re-run writes byte-identical files::
 
-    .venv/bin/python -m ysh.flows.legacy_samplegen [OUT_DIR]
+    .venv/bin/python -m ysh.samples.legacy [OUT_DIR]
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 from datetime import date, timedelta
 
-from .billing import ProposalInput
+from ..proposals.billing import ProposalInput
 
 #: share of the yearly yield per month in Southeast Brazil (kWh/kWp, Jan..Dec), from the
 #: modelled irradiance of Belo Horizonte; summer months lower than the winter dry season

@@ -63,10 +63,12 @@ COMPONENTS_HEADER = (
     "DscResolucaoHomologatoria"
 )
 
-#: The real flag extract (2015-01 .. 2026-04) copied verbatim into the sample folder: the
-#: team's shared data folder beside the checkout (``../shared``).
-BANDEIRA_SOURCE = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "aneel" / \
-    "bandeira-tarifaria-acionamento.csv"
+#: The repository's root (``data/`` holds the real extracts the samples copy).
+_REPO = Path(__file__).resolve().parents[3]
+
+#: The real flag extract (2015-01 .. 2026-04) copied verbatim into the sample folder; kept
+#: in the repository (``data/aneel/``, provenance in its README).
+BANDEIRA_SOURCE = _REPO / "data" / "aneel" / "bandeira-tarifaria-acionamento.csv"
 
 #: DatGeracaoConjuntoDados of every generated row (same as the real flag extract).
 GENERATION_DATE = date(2026, 5, 1)
@@ -112,6 +114,15 @@ def reh_text(number: int, when: date) -> str:
     day = "1º" if when.day == 1 else str(when.day)
     num = f"{number:,}".replace(",", ".")
     return f"RESOLUÇÃO HOMOLOGATÓRIA Nº {num}, DE {day} DE {_MONTHS_PT[when.month - 1]} DE {when.year}"
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the repository when it is inside it (the same text on every
+    clone), else as given."""
+    try:
+        return path.resolve().relative_to(_REPO).as_posix()
+    except ValueError:
+        return str(path)
 
 
 def _anniversary(year: int, month: int, day: int) -> date:
@@ -570,7 +581,7 @@ def write_sample_tariffs(out_dir: Path, expected_dir: Path | None = None, seed: 
 
     counts = {TARIFFS_FILE: len(tariff_lines), COMPONENTS_FILE: len(comp_lines), FLAGS_FILE: flags_rows}
     expected = {
-        "generated_by": f"ysh.tariffs.samplegen.write_sample_tariffs(seed={seed})",
+        "generated_by": f"ysh.samples.tariffs.write_sample_tariffs(seed={seed})",
         "seed": seed,
         "line_numbers": "physical line in the file, header = line 1",
         "values": "R$/kWh = R$/MWh / 1000 as exact decimal strings (compare with decimal.Decimal)",
@@ -595,7 +606,7 @@ def write_sample_tariffs(out_dir: Path, expected_dir: Path | None = None, seed: 
             },
             FLAGS_FILE: {
                 "encoding": "utf-8", "delimiter": ";", "line_terminator": "LF",
-                "rows": flags_rows, "bad": [], "note": f"byte-for-byte copy of {source}",
+                "rows": flags_rows, "bad": [], "note": f"byte-for-byte copy of {_shown(source)}",
             },
         },
         "lookups": lookups,

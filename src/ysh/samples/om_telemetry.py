@@ -12,7 +12,9 @@ with ``poa_sensor``; every other field is always present in valid events.
 ``event_id`` is ``{plant_id}:{inverter_id}:{epoch seconds}``. ``temperature_c`` is the
 inverter's internal temperature (ambient + load-dependent heating, 10 min lag).
 
-Physics, vectorised per plant over the time index (numpy/pvlib):
+Physics, vectorised per plant over the time index (numpy/pvlib); steps 3, 4 (cell
+temperature), 5 (PVWatts DC, losses) and 6 are :mod:`ysh.om.physics`, shared with the
+expected-power model of the runtime (:mod:`ysh.om.expected`):
 
 1. Sun position (NREL SPA every 5 min, interpolated in between) and Ineichen clear sky
    with pvlib's Linke turbidity climatology and altitude lookup for the plant's coordinates.
@@ -90,6 +92,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from scipy.signal import lfilter
 
 from ysh.om.fleet import Plant, sample_plants
+from ysh.om.physics import DC_LOSSES, dc_per_installed_w, inverter_ac, plane_of_array
 
 try:  # orjson ships with the platform's dependencies; json is the fallback
     import orjson as _orjson
@@ -120,12 +123,6 @@ STATUS_NORMAL = 0
 STATUS_TRIP = 1
 STATUS_GRID_OUTAGE = 2
 
-DC_LOSSES = 0.11  # soiling, wiring, module mismatch, LID, nameplate (PVWatts-like, no inverter)
-GAMMA_PDC = -0.0037
-ETA_INV_NOM = 0.965
-START_THRESHOLD = 0.005  # fraction of the inverter's DC rating below which it does not run
-ALBEDO = 0.2
-TEMPERATURE_PARAMETERS = pvlib.temperature.TEMPERATURE_MODEL_PARAMETERS["sapm"]["open_rack_glass_polymer"]
 
 _PARAM_DEFAULTS: dict[str, dict[str, Any]] = {
     "trip": {},
@@ -450,26 +447,16 @@ def _simulate_plant(scenario: Scenario, plant: Plant, times: pd.DatetimeIndex) -
     dni = dni_cs * beam
     dhi = np.clip(ghi - dni * cosz, 0.0, None)
 
-    # plane of array
+    # plane of array (ysh.om.physics)
     dni_extra = np.asarray(pvlib.irradiance.get_extra_radiation(times), dtype=float)
-    poa = pvlib.irradiance.get_total_irradiance(
-        plant.tilt_deg, plant.azimuth_deg, zenith, sun_azimuth, dni, ghi, dhi,
-        dni_extra=dni_extra, albedo=ALBEDO, model="haydavies")
-    poa_global = np.clip(np.nan_to_num(np.asarray(poa["poa_global"], dtype=float)), 0.0, None)
-    poa_direct = np.clip(np.nan_to_num(np.asarray(poa["poa_direct"], dtype=float)), 0.0, None)
-    poa_diffuse = np.clip(poa_global - poa_direct, 0.0, None)
-    aoi = pvlib.irradiance.aoi(plant.tilt_deg, plant.azimuth_deg, zenith, sun_azimuth)
-    iam = np.nan_to_num(np.asarray(pvlib.iam.physical(aoi), dtype=float))
-    effective = poa_direct * iam + poa_diffuse
+    poa_global, effective = plane_of_array(plant.tilt_deg, plant.azimuth_deg, zenith, sun_azimuth,
+                                           dni, ghi, dhi, dni_extra)
 
-    # temperatures
+    # temperatures, DC per installed W (ysh.om.physics)
     ambient_rng = _rng(scenario.seed, plant_key, _STREAM_AMBIENT)
     t_air = _ambient_c(ambient_rng, times, plant.latitude, plant.longitude, step)
     wind = np.clip(2.0 + 0.7 * ambient_rng.standard_normal(n), 0.3, None)
-    t_cell = np.asarray(pvlib.temperature.sapm_cell(poa_global, t_air, wind, **TEMPERATURE_PARAMETERS),
-                        dtype=float)
-    dc_per_w = np.clip(np.asarray(pvlib.pvsystem.pvwatts_dc(effective, t_cell, 1.0, GAMMA_PDC)), 0.0, None)
-    dc_per_w *= 1.0 - DC_LOSSES
+    dc_per_w = dc_per_installed_w(poa_global, effective, t_air, wind)
 
     # per inverter
     rated = np.array([inv.rated_power_w for inv in plant.inverters], dtype=float)
@@ -490,10 +477,7 @@ def _simulate_plant(scenario: Scenario, plant: Plant, times: pd.DatetimeIndex) -
         meas_t[:, j] = rng.standard_normal(n)
     dc = np.outer(dc_per_w, dc_w) * mismatch * (1.0 + 0.01 * process)
     dc = np.clip(dc, 0.0, None)
-    pdc0 = rated / ETA_INV_NOM
-    ac = np.asarray(pvlib.inverter.pvwatts(dc, pdc0, eta_inv_nom=ETA_INV_NOM), dtype=float)
-    running = dc >= START_THRESHOLD * pdc0
-    ac = np.where(running, ac, 0.0)
+    ac, running = inverter_ac(dc, rated)
     dc = np.where(running, dc, 0.0)
     status = np.full((n, m), STATUS_NORMAL, dtype=np.int64)
 
