@@ -84,3 +84,35 @@ def test_services_up_status_down(monkeypatch, tmp_path):
         get_settings.cache_clear()
     assert "stopped PostgreSQL" in down.output
     assert "stopped" in runner.invoke(app, ["services", "status"]).output
+
+
+def test_each_jobs_definitions_hold_everything_its_module_declares():
+    """A job's assets module exposes one ``defs``; nothing declared beside it is left out."""
+    import dagster as dg
+    from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
+
+    from ysh import definitions
+
+    kinds = (dg.AssetsDefinition, dg.AssetChecksDefinition, dg.JobDefinition, UnresolvedAssetJobDefinition,
+             dg.ScheduleDefinition, dg.SensorDefinition)
+    for module in definitions.JOBS:
+        declared = {name for name, value in vars(module).items() if isinstance(value, kinds)}
+        defs = module.defs
+        held = {id(d) for group in (defs.assets, defs.asset_checks, defs.jobs, defs.schedules, defs.sensors)
+                for d in group or ()}
+        missing = {name for name in declared if id(getattr(module, name)) not in held}
+        assert not missing, f"{module.__name__}: {sorted(missing)} not in its defs"
+    repo = definitions.defs.get_repository_def()  # merged and resolvable, with every resource
+    assert {"warehouse", "settings", "pipes_subprocess_client"} <= set(repo.get_top_level_resources())
+
+
+def test_the_warehouse_dsn_comes_from_the_environment_at_run_time(monkeypatch):
+    import dagster as dg
+
+    from ysh import definitions
+
+    monkeypatch.setenv("YSH_POSTGRES_DSN", "postgresql://u@127.0.0.1:1/x")
+    resources = definitions.resources()
+    assert isinstance(resources["warehouse"].dsn, dg.EnvVar)  # the secret is not in the definitions
+    monkeypatch.delenv("YSH_POSTGRES_DSN")
+    assert definitions.resources()["warehouse"].dsn is None  # the embedded server

@@ -142,7 +142,7 @@ def _materialize(assets: list, label: str, selection=None):
 
     import dagster as dg
 
-    from .resources import WarehouseResource
+    from .definitions import resources
 
     # Dagster's own Pipes plumbing warns that an API it uses internally is in preview
     warnings.filterwarnings("ignore", category=dg.PreviewWarning)
@@ -150,8 +150,7 @@ def _materialize(assets: list, label: str, selection=None):
         result = dg.materialize(
             assets, selection=selection,
             instance=dg.DagsterInstance.get(),
-            resources={"warehouse": WarehouseResource(),
-                       "pipes_subprocess_client": dg.PipesSubprocessClient()},
+            resources=resources(),
             tags={"ysh/trigger": "demo"},
             run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
             raise_on_error=False,
@@ -170,8 +169,9 @@ def _materialize(assets: list, label: str, selection=None):
 
 @app.command()
 def demo() -> None:
-    """Start the warehouse, land the sample catalog feeds and ANEEL tariff files,
-    materialize both jobs' assets through Dagster and print what came out."""
+    """Run every job on the embedded defaults: land the sample and real distributor
+    exports and the ANEEL files, materialize the catalog, tariffs and proposals assets
+    through Dagster, replay a simulated O&M fleet day, and ask Hélio three questions."""
     import dagster as dg
 
     from .catalog import assets as catalog_assets
@@ -201,7 +201,7 @@ def demo() -> None:
             for path in landing.land([folder], settings.landing_dir, folder.name)]
     console.print(f"[green]✓[/] landed {len(real)} real distributor exports (storefront scrapes, JSON dumps, kits) "
                   f"from {', '.join(sorted({p.parent.name for p in real}))}")
-    _materialize([*catalog_assets.ASSETS, *catalog_assets.CHECKS],
+    _materialize([*catalog_assets.defs.assets, *catalog_assets.defs.asset_checks],
                  "catalog_raw → catalog_normalized → catalog_products")
     print_summary(warehouse)
 
@@ -212,7 +212,7 @@ def demo() -> None:
         shutil.copy2(path, settings.tariffs_landing / path.name)
     console.print(f"[green]✓[/] copied the sample ANEEL files to {settings.tariffs_landing} "
                   "(they carry deliberately broken rows: the error-rate check fails on them)")
-    _materialize([*tariff_assets.ASSETS, *tariff_assets.CHECKS],
+    _materialize([*tariff_assets.defs.assets, *tariff_assets.defs.asset_checks],
                  "tarifas_raw → tarifas_normalized → tarifas_bandeiras / tarifas_efetivas_mensais",
                  selection=dg.AssetSelection.groups(tariff_assets.GROUP) - dg.AssetSelection.assets(
                      "tarifas_aneel_scrape"))
@@ -240,7 +240,7 @@ def demo() -> None:
             os.environ["YSH_IRRADIANCE_OFFLINE"] = "true"  # the Pathway subprocess inherits it
             console.print("[yellow]irradiance: NASA POWER and PVGIS are not reachable from here; this run uses "
                           "the cache or the modelled clear-sky year (irradiance_source = modelled)[/]")
-    _materialize([*proposal_assets.ASSETS, *proposal_assets.CHECKS],
+    _materialize([*proposal_assets.defs.assets, *proposal_assets.defs.asset_checks],
                  "propostas_raw → propostas_enriched → propostas_analytics → kpis_b1_b3",
                  selection=dg.AssetSelection.groups(proposal_assets.GROUP))
     print_kpis(warehouse)

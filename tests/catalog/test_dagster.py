@@ -5,7 +5,7 @@ import pytest
 
 from ysh.catalog import assets
 from ysh.definitions import defs
-from ysh.resources import WarehouseResource
+from ysh.resources import SettingsResource, WarehouseResource
 
 from ..conftest import query
 from .feeds_fixture import write_feeds
@@ -22,12 +22,12 @@ def landing(tmp_path, monkeypatch, warehouse_env):
 
 
 def resources(warehouse):
-    return {"warehouse": WarehouseResource(dsn=warehouse.dsn, schema_name=warehouse.schema),
+    return {"warehouse": WarehouseResource(dsn=warehouse.dsn, schema_name=warehouse.schema), "settings": SettingsResource(),
             "pipes_subprocess_client": dg.PipesSubprocessClient()}
 
 
 def materialize_all(warehouse):
-    return dg.materialize([*assets.ASSETS, *assets.CHECKS], resources=resources(warehouse),
+    return dg.materialize([*assets.defs.assets, *assets.defs.asset_checks], resources=resources(warehouse),
                           instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
 
 
@@ -85,7 +85,7 @@ def test_a_failing_blocking_check_stops_products(landing, warehouse_env, monkeyp
     assert not check.passed
     # run the check and products only: the blocking check must keep products from running
     result = dg.materialize(
-        [*assets.ASSETS, *assets.CHECKS], resources=resources(warehouse_env),
+        [*assets.defs.assets, *assets.defs.asset_checks], resources=resources(warehouse_env),
         instance=dg.DagsterInstance.ephemeral(), raise_on_error=False,
         selection=dg.AssetSelection.assets("catalog_products")
         | dg.AssetSelection.checks(assets.catalog_normalized_unique_keys),
@@ -101,7 +101,7 @@ def test_a_failing_blocking_check_stops_products(landing, warehouse_env, monkeyp
 
 
 def test_sensor_requests_a_run_only_when_the_landing_area_changes(landing, warehouse_env):
-    with dg.build_sensor_context(cursor=None) as context:
+    with dg.build_sensor_context(cursor=None, resources={"settings": SettingsResource()}) as context:
         first = assets.catalog_landing_sensor(context)
         assert isinstance(first, dg.RunRequest)
         again = assets.catalog_landing_sensor(context)

@@ -1,4 +1,4 @@
-"""Dagster: the proposals assets evaluate the quotes through Pipes; lineage, schedule, checks."""
+"""Dagster: the proposals assets evaluate the quotes through Pipes; lineage, automation, checks."""
 
 import dagster as dg
 import pytest
@@ -19,8 +19,47 @@ def test_lineage_and_schedule():
     parents = {k.to_user_string() for k in graph.get(dg.AssetKey("propostas_enriched")).parent_keys}
     assert parents == {"propostas_raw", "catalog_normalized", "tarifas_normalized"}
     assert graph.get(dg.AssetKey("kpis_b1_b3")).parent_keys == {dg.AssetKey("propostas_analytics")}
-    schedule = repo.get_schedule_def("proposals_0800_1400_2000")
-    assert (schedule.cron_schedule, schedule.execution_timezone) == ("0 8,14,20 * * *", "America/Sao_Paulo")
+    sensor = repo.get_sensor_def("proposals_automation")
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+    for key in ("propostas_enriched", "propostas_analytics", "kpis_b1_b3"):
+        assert graph.get(dg.AssetKey(key)).automation_condition == assets.REFRESH
+
+
+def _at(day: int, hour: int, minute: int = 0):
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    return datetime(2026, 3, day, hour, minute, tzinfo=ZoneInfo("America/Sao_Paulo"))
+
+
+def _materialized(instance, *keys):
+    for key in keys:
+        instance.report_runless_asset_event(dg.AssetMaterialization(key))
+
+
+def test_the_refresh_runs_on_its_cron_only_when_an_upstream_changed():
+    instance = dg.DagsterInstance.ephemeral()
+    evaluated = {"propostas_enriched", "propostas_analytics", "kpis_b1_b3"}
+
+    def tick(when, cursor):
+        result = dg.evaluate_automation_conditions(defs=defs, instance=instance, evaluation_time=when, cursor=cursor)
+        requested = {k for k in evaluated if result.get_num_requested(dg.AssetKey(k))}
+        return requested, result.cursor
+
+    requested, cursor = tick(_at(2, 7, 50), None)
+    assert requested == set()  # never evaluated, but no cron tick yet
+    requested, cursor = tick(_at(2, 8, 1), cursor)
+    assert requested == evaluated  # missing: the first tick evaluates them
+    _materialized(instance, *evaluated)
+    requested, cursor = tick(_at(2, 8, 5), cursor)
+    assert requested == set()  # same tick, handled
+    requested, cursor = tick(_at(2, 14, 1), cursor)
+    assert requested == set()  # a tick, but nothing upstream changed
+    _materialized(instance, "tarifas_normalized")  # a new tariff lands
+    requested, cursor = tick(_at(2, 15, 0), cursor)
+    assert requested == set()  # changed, but between ticks: wait for 20:00
+    requested, cursor = tick(_at(2, 20, 1), cursor)
+    assert requested == evaluated
 
 
 def test_materializing_the_proposals_assets(platform, monkeypatch):
@@ -29,7 +68,7 @@ def test_materializing_the_proposals_assets(platform, monkeypatch):
     monkeypatch.setenv("YSH_IRRADIANCE_OFFLINE", "true")
     monkeypatch.setenv("YSH_IRRADIANCE_CACHE_DIR", str(settings.irradiance_cache))
     result = dg.materialize(
-        [*assets.ASSETS, *assets.CHECKS],
+        [*assets.defs.assets, *assets.defs.asset_checks],
         resources={"warehouse": WarehouseResource(dsn=warehouse.dsn, schema_name=warehouse.schema),
                    "pipes_subprocess_client": dg.PipesSubprocessClient()},
         instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)

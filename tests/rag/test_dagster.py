@@ -15,7 +15,7 @@ import pytest
 
 from ysh.rag import assets
 from ysh.rag.vectors import ChunkVector, VectorStore
-from ysh.resources import WarehouseResource
+from ysh.resources import SettingsResource, WarehouseResource
 from ysh.settings import get_settings
 
 pytestmark = pytest.mark.integration
@@ -82,26 +82,28 @@ def service(monkeypatch):
 
 
 def health_job():
-    defs = dg.Definitions(assets=assets.ASSETS, asset_checks=assets.CHECKS, jobs=assets.JOBS,
-                          schedules=assets.SCHEDULES, resources={"warehouse": WarehouseResource()})
+    defs = dg.Definitions(assets=assets.defs.assets, asset_checks=assets.defs.asset_checks, jobs=assets.defs.jobs,
+                          schedules=assets.defs.schedules, 
+                          resources={"warehouse": WarehouseResource(), "settings": SettingsResource()})
     return defs.resolve_job_def("helio_rag_health")
 
 
 def resources(warehouse):
-    return {"warehouse": WarehouseResource(dsn=warehouse.dsn, schema_name=warehouse.schema)}
+    return {"warehouse": WarehouseResource(dsn=warehouse.dsn, schema_name=warehouse.schema), "settings": SettingsResource()}
 
 
 def materialize(selection, warehouse=None):
-    return dg.materialize(selection, resources=resources(warehouse) if warehouse else None,
+    return dg.materialize(selection, resources=resources(warehouse) if warehouse else {"settings": SettingsResource()},
                           instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
 
 
 def test_the_definitions_schedule_the_hourly_observation():
-    assert {a.key.to_user_string() for a in assets.ASSETS} == {"rag_docs_raw", "helio_rag_index", "rag_embeddings"}
-    assert {(s.name, s.cron_schedule) for s in assets.SCHEDULES} == {("helio_rag_hourly", "0 * * * *"),
+    assert {a.key.to_user_string() for a in assets.defs.assets} == {"rag_docs_raw", "helio_rag_index", "rag_embeddings"}
+    assert {(s.name, s.cron_schedule) for s in assets.defs.schedules} == {("helio_rag_hourly", "0 * * * *"),
                                                                      ("helio_rag_observe_hourly", "0 * * * *")}
-    defs = dg.Definitions(assets=assets.ASSETS, asset_checks=assets.CHECKS, jobs=assets.JOBS,
-                          schedules=assets.SCHEDULES, resources={"warehouse": WarehouseResource()})
+    defs = dg.Definitions(assets=assets.defs.assets, asset_checks=assets.defs.asset_checks, jobs=assets.defs.jobs,
+                          schedules=assets.defs.schedules, 
+                          resources={"warehouse": WarehouseResource(), "settings": SettingsResource()})
     repo = defs.get_repository_def()
     assert repo.get_schedule_def("helio_rag_hourly").job_name == "helio_rag_health"
     assert repo.get_schedule_def("helio_rag_observe_hourly").job_name == "helio_rag_observe"

@@ -8,7 +8,7 @@ import dagster as dg
 import pytest
 
 from ysh.definitions import defs
-from ysh.resources import WarehouseResource
+from ysh.resources import SettingsResource, WarehouseResource
 from ysh.tariffs import assets
 from ysh.tariffs.ckan import ANEEL_RESOURCES
 
@@ -33,8 +33,8 @@ def tariffs_env(warehouse_env, tmp_path, monkeypatch):
 
 def materialize(warehouse, selection=None):
     return dg.materialize(
-        [*assets.ASSETS, *assets.CHECKS], selection=selection,
-        resources={"warehouse": WarehouseResource(dsn=warehouse.dsn, schema_name=warehouse.schema),
+        [*assets.defs.assets, *assets.defs.asset_checks], selection=selection,
+        resources={"warehouse": WarehouseResource(dsn=warehouse.dsn, schema_name=warehouse.schema), "settings": SettingsResource(),
                    "pipes_subprocess_client": dg.PipesSubprocessClient()},
         instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
 

@@ -11,7 +11,7 @@ from datetime import timedelta
 import dagster as dg
 
 from ..kit.pipes import launch
-from ..resources import WarehouseResource
+from ..resources import SettingsResource, WarehouseResource
 from ..settings import Settings
 from . import landing
 from .normalize import POWER_RANGES_W
@@ -41,8 +41,8 @@ def _landed_files(settings: Settings) -> list[landing.LandedFile]:
     description="Distributor feed files in the landing area (folder or S3 prefix).",
     freshness_policy=dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=26)),
 )
-def catalog_raw(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-    settings = Settings()
+def catalog_raw(context: dg.AssetExecutionContext, settings: SettingsResource) -> dg.MaterializeResult:
+    settings = settings.get()
     files = _landed_files(settings)
     if not files:
         # an empty landing area is more often a missing mount than an intent to delete the
@@ -199,8 +199,8 @@ catalog_daily_schedule = dg.ScheduleDefinition(
 @dg.sensor(job=catalog_job, minimum_interval_seconds=30,
            default_status=dg.DefaultSensorStatus.RUNNING,
            description="Runs the catalog job when feed files are added, changed or removed.")
-def catalog_landing_sensor(context: dg.SensorEvaluationContext):
-    files = _landed_files(Settings())
+def catalog_landing_sensor(context: dg.SensorEvaluationContext, settings: SettingsResource):
+    files = _landed_files(settings.get())
     if not files:
         return dg.SkipReason("landing area is empty")
     current = landing.fingerprint(files)
@@ -212,9 +212,10 @@ def catalog_landing_sensor(context: dg.SensorEvaluationContext):
     return dg.RunRequest(run_key=f"{previous}->{current}", tags={"ysh/landing_fingerprint": current})
 
 
-ASSETS = [catalog_raw, catalog_normalized, catalog_products]
-CHECKS = [catalog_normalized_unique_keys, catalog_normalized_power_in_range,
-          catalog_normalized_quarantine_rate, catalog_products_offers_match_items]
-JOBS = [catalog_job]
-SCHEDULES = [catalog_daily_schedule]
-SENSORS = [catalog_landing_sensor]
+#: the job's Dagster definitions (merged with the others in ysh.definitions)
+defs = dg.Definitions(
+    assets=[catalog_raw, catalog_normalized, catalog_products],
+    asset_checks=[catalog_normalized_unique_keys, catalog_normalized_power_in_range,
+                  catalog_normalized_quarantine_rate, catalog_products_offers_match_items],
+    jobs=[catalog_job], schedules=[catalog_daily_schedule], sensors=[catalog_landing_sensor],
+)

@@ -100,7 +100,7 @@ DAILY = dg.DailyPartitionsDefinition(start_date="2026-01-01", timezone="America/
 )
 def om_alerts_daily(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     day = date.fromisoformat(context.partition_key)
-    wh = db.Warehouse(warehouse.get_dsn(), warehouse.schema)
+    wh = warehouse.warehouse()
     rows = daily.write_day(wh, day)
     fleet = next(r for r in rows if r.plant_id == "*")
     plants = [r for r in rows if r.plant_id != "*"]
@@ -125,7 +125,8 @@ om_daily_job = dg.define_asset_job("om_daily", selection=[om_alerts_daily], part
 om_daily_schedule = dg.build_schedule_from_partitioned_job(om_daily_job, hour_of_day=6, minute_of_hour=0,
                                                            name="om_daily_0600")
 
-ASSETS = [om_inverters_stream, om_alerts_daily]
-CHECKS = [om_stream_alive]
-JOBS = [om_stream_job, om_daily_job]
-SCHEDULES = [om_stream_schedule, om_daily_schedule]
+#: the job's Dagster definitions (merged with the others in ysh.definitions)
+defs = dg.Definitions(
+    assets=[om_inverters_stream, om_alerts_daily], asset_checks=[om_stream_alive],
+    jobs=[om_stream_job, om_daily_job], schedules=[om_stream_schedule, om_daily_schedule],
+)

@@ -11,10 +11,21 @@ import dagster as dg
 from ..console import markdown_table
 from ..kit.pipes import launch
 from ..resources import WarehouseResource
-from ..db import Warehouse
 from . import reporting
 
 GROUP = "proposals"
+#: the refresh times (São Paulo): at each, the quotes are evaluated again only when an
+#: upstream (quotes, catalog, tariffs) changed since the last evaluation
+REFRESH_CRON = "0 8,14,20 * * *"
+TIMEZONE = "America/Sao_Paulo"
+REFRESH = (
+    # true on the evaluation right after a tick only: a change between ticks waits for the next
+    dg.AutomationCondition.cron_tick_passed(REFRESH_CRON, TIMEZONE)
+    & (dg.AutomationCondition.any_deps_updated().since(dg.AutomationCondition.newly_requested())
+       | dg.AutomationCondition.missing())
+    & ~dg.AutomationCondition.any_deps_in_progress()
+    & ~dg.AutomationCondition.in_progress()
+).with_label(f"on {REFRESH_CRON} ({TIMEZONE}) when an upstream changed")
 
 
 @dg.asset(
@@ -24,7 +35,7 @@ GROUP = "proposals"
     owners=["team:data-platform"],
 )
 def propostas_raw(warehouse: WarehouseResource) -> dg.MaterializeResult:
-    counts = reporting.source_counts(Warehouse(warehouse.get_dsn(), warehouse.schema))
+    counts = reporting.source_counts(warehouse.warehouse())
     if counts["quote"] == 0:
         raise dg.Failure("no quotes in the warehouse: seed them (`ysh proposal seed`) or connect the Medusa database")
     return dg.MaterializeResult(metadata={**counts, "tables": dg.MetadataValue.md(
@@ -33,14 +44,14 @@ def propostas_raw(warehouse: WarehouseResource) -> dg.MaterializeResult:
 
 @dg.multi_asset(
     specs=[
-        dg.AssetSpec("propostas_enriched", group_name=GROUP, kinds={"pathway", "postgres"},
+        dg.AssetSpec("propostas_enriched", group_name=GROUP, automation_condition=REFRESH, kinds={"pathway", "postgres"},
                      deps=[propostas_raw, "catalog_normalized", "tarifas_normalized"],
                      description="Each quote with its system (kWp from the catalog), tariff in force, irradiance "
                                  "source and yearly generation."),
-        dg.AssetSpec("propostas_analytics", group_name=GROUP, kinds={"pathway", "postgres"},
+        dg.AssetSpec("propostas_analytics", group_name=GROUP, automation_condition=REFRESH, kinds={"pathway", "postgres"},
                      deps=["propostas_enriched"],
                      description="Billing model v1 per quote: NPV, IRR, paybacks, ROI, year-1 bills, yearly table."),
-        dg.AssetSpec("kpis_b1_b3", group_name=GROUP, kinds={"pathway", "postgres"}, deps=["propostas_analytics"],
+        dg.AssetSpec("kpis_b1_b3", group_name=GROUP, automation_condition=REFRESH, kinds={"pathway", "postgres"}, deps=["propostas_analytics"],
                      description="Per class, state and month: quotes, orders, conversion, kWp, median payback "
                                  "and IRR."),
     ],
@@ -80,12 +91,16 @@ def propostas_analytics_kpis_present(warehouse: WarehouseResource) -> dg.AssetCh
 proposals_job = dg.define_asset_job("proposals_job", selection=dg.AssetSelection.groups(GROUP),
                                     description="Evaluate every quote and refresh the B1/B3 KPIs.")
 
-proposals_schedule = dg.ScheduleDefinition(
-    name="proposals_0800_1400_2000", job=proposals_job, cron_schedule="0 8,14,20 * * *",
-    execution_timezone="America/Sao_Paulo", default_status=dg.DefaultScheduleStatus.RUNNING,
-)
+#: evaluates REFRESH (the default automation sensor would start stopped in a new deployment)
+proposals_automation = dg.AutomationConditionSensorDefinition(
+    "proposals_automation", target=dg.AssetSelection.groups(GROUP), minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description=f"Refreshes the proposals at {REFRESH_CRON} ({TIMEZONE}) when quotes, catalog or tariffs changed.")
 
-ASSETS = [propostas_raw, propostas_evaluate]
-CHECKS = [propostas_enriched_have_tariffs, propostas_analytics_kpis_present]
-JOBS = [proposals_job]
-SCHEDULES = [proposals_schedule]
+
+#: the job's Dagster definitions (merged with the others in ysh.definitions)
+defs = dg.Definitions(
+    assets=[propostas_raw, propostas_evaluate],
+    asset_checks=[propostas_enriched_have_tariffs, propostas_analytics_kpis_present],
+    jobs=[proposals_job], sensors=[proposals_automation],
+)

@@ -21,7 +21,7 @@ import httpx
 
 from ..console import markdown_table
 from ..db import Warehouse
-from ..resources import WarehouseResource
+from ..resources import SettingsResource, WarehouseResource
 from ..settings import Settings
 
 GROUP = "rag"
@@ -127,8 +127,8 @@ def _bytes(n: int) -> str:
                 "files, bytes and files by format, newest modification. Fails when the folder is missing or empty.",
     owners=["team:data-platform"],
 )
-def rag_docs_raw() -> dg.MaterializeResult:
-    settings = Settings()
+def rag_docs_raw(settings: SettingsResource) -> dg.MaterializeResult:
+    settings = settings.get()
     folder = settings.rag_docs_folder
     if settings.rag_source != "fs":
         raise dg.Failure(f"documents come from {settings.rag_source} (YSH_RAG_SOURCE); rag_docs_raw inventories "
@@ -165,8 +165,8 @@ def rag_docs_raw() -> dg.MaterializeResult:
     freshness_policy=INDEX_FRESHNESS,
     owners=["team:data-platform"],
 )
-def helio_rag_index() -> dg.MaterializeResult:
-    settings = Settings()
+def helio_rag_index(settings: SettingsResource) -> dg.MaterializeResult:
+    settings = settings.get()
     url = settings.rag_api_url
     try:
         stats = service_statistics(url, _api_key(settings))
@@ -190,8 +190,8 @@ def helio_rag_index() -> dg.MaterializeResult:
 @dg.asset_check(asset=helio_rag_index, blocking=False,
                 description="The Hélio API answers and its index is no older than its newest document by more "
                             "than a minute (newest of the service's last_modified and the folder's files).")
-def helio_rag_index_fresh() -> dg.AssetCheckResult:
-    settings = Settings()
+def helio_rag_index_fresh(settings: SettingsResource) -> dg.AssetCheckResult:
+    settings = settings.get()
     url = settings.rag_api_url
     try:
         stats = service_statistics(url, _api_key(settings))
@@ -224,7 +224,7 @@ def embeddings_summary(warehouse: Warehouse) -> dict:
     owners=["team:data-platform"],
 )
 def rag_embeddings(warehouse: WarehouseResource) -> dg.MaterializeResult:
-    wh = Warehouse(warehouse.get_dsn(), warehouse.schema)
+    wh = warehouse.warehouse()
     summary = embeddings_summary(wh)
     if not summary["chunks"]:
         raise dg.Failure("rag_chunks is empty: is `ysh rag serve` running with YSH_RAG_PGVECTOR=true?")
@@ -260,10 +260,10 @@ helio_rag_schedule = dg.ScheduleDefinition(
     name="helio_rag_hourly", job=helio_rag_health_job, cron_schedule="0 * * * *",
     execution_timezone="America/Sao_Paulo")
 
-ASSETS = [rag_docs_raw, helio_rag_index, rag_embeddings]
-CHECKS = [helio_rag_index_fresh]
-JOBS = [helio_rag_observe_job, helio_rag_health_job]
-SCHEDULES = [helio_rag_observe_schedule, helio_rag_schedule]
+#: the job's Dagster definitions (merged with the others in ysh.definitions)
+defs = dg.Definitions(
+    assets=[rag_docs_raw, helio_rag_index, rag_embeddings], asset_checks=[helio_rag_index_fresh],
+    jobs=[helio_rag_observe_job, helio_rag_health_job], schedules=[helio_rag_observe_schedule, helio_rag_schedule],
+)
 
-__all__ = ["ASSETS", "CHECKS", "JOBS", "SCHEDULES", "docs_inventory", "service_statistics", "index_lag",
-           "embeddings_summary"]
+__all__ = ["defs", "docs_inventory", "service_statistics", "index_lag", "embeddings_summary"]

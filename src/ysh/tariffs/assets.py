@@ -16,8 +16,7 @@ import dagster as dg
 from .. import db
 from ..console import markdown_table
 from ..kit.pipes import launch
-from ..resources import WarehouseResource
-from ..settings import Settings
+from ..resources import SettingsResource, WarehouseResource
 from . import landing, reporting
 from .scrape import scrape
 
@@ -36,8 +35,8 @@ BUSINESS_DAY_SLO = dg.FreshnessPolicy.cron(deadline_cron="0 8 * * 1-5", lower_bo
                 "CKAN DataStore (datastore_search, paged) into the tariffs landing folder as CSV.",
     owners=["team:data-platform"],
 )
-def tarifas_aneel_scrape(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-    settings = Settings()
+def tarifas_aneel_scrape(context: dg.AssetExecutionContext, settings: SettingsResource) -> dg.MaterializeResult:
+    settings = settings.get()
     last_logged: dict[str, int] = {}
 
     def progress(name: str, done: int, total: int) -> None:
@@ -70,7 +69,7 @@ def tarifas_raw(context: dg.AssetExecutionContext, warehouse: WarehouseResource)
     if not files:
         raise dg.Failure(f"no files in the tariffs landing folder {folder}; run tarifas_aneel_scrape or "
                          "`ysh tariffs fetch` first")
-    wh = db.Warehouse(warehouse.get_dsn(), warehouse.schema)
+    wh = warehouse.warehouse()
     with db.connect(wh.dsn, wh.schema) as conn:
         reports = [landing.land_file(conn, path) for path in files]
         removed = landing.prune_sources(conn, keep={p.name for p in files})
@@ -160,7 +159,9 @@ tariffs_weekday_schedule = dg.ScheduleDefinition(
     execution_timezone="America/Sao_Paulo", default_status=dg.DefaultScheduleStatus.RUNNING,
 )
 
-ASSETS = [tarifas_aneel_scrape, tarifas_raw, tarifas_normalize]
-CHECKS = [tarifas_normalized_error_rate, tarifas_efetivas_mensais_current_month]
-JOBS = [tariffs_job]
-SCHEDULES = [tariffs_weekday_schedule]
+#: the job's Dagster definitions (merged with the others in ysh.definitions)
+defs = dg.Definitions(
+    assets=[tarifas_aneel_scrape, tarifas_raw, tarifas_normalize],
+    asset_checks=[tarifas_normalized_error_rate, tarifas_efetivas_mensais_current_month],
+    jobs=[tariffs_job], schedules=[tariffs_weekday_schedule],
+)
