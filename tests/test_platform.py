@@ -116,3 +116,32 @@ def test_the_warehouse_dsn_comes_from_the_environment_at_run_time(monkeypatch):
     assert isinstance(resources["warehouse"].dsn, dg.EnvVar)  # the secret is not in the definitions
     monkeypatch.delenv("YSH_POSTGRES_DSN")
     assert definitions.resources()["warehouse"].dsn is None  # the embedded server
+
+
+def test_a_misspelled_setting_is_an_error_naming_the_closest_one(monkeypatch):
+    import pydantic
+    import pytest
+
+    from ysh.settings import Settings, setting_variables, unknown_variables
+
+    assert unknown_variables({"YSH_RAG_HOST": "x", "PATH": "/bin", "YSH_HOME": "h"}) == []
+    assert unknown_variables({"YSH_RAG_HOTS": "0.0.0.0"}) == [
+        "unknown setting YSH_RAG_HOTS (did you mean YSH_RAG_HOST?)"]
+    assert "see the Settings table" in unknown_variables({"YSH_ZZZ": "1"})[0]
+    assert {"YSH_POSTGRES_DSN", "YSH_RAG_LLM_TIMEOUT_S"} <= setting_variables()
+    monkeypatch.setenv("YSH_POSTGRES_SCHEME", "outro")
+    with pytest.raises(pydantic.ValidationError, match="did you mean YSH_POSTGRES_SCHEMA"):
+        Settings()
+
+
+def test_the_cli_reports_a_settings_typo_and_exits_2():
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "YSH_RAG_HOTS": "0.0.0.0"}
+    result = subprocess.run([sys.executable, "-m", "ysh.cli", "tariffs", "current"], env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 2
+    assert "unknown setting YSH_RAG_HOTS (did you mean YSH_RAG_HOST?)" in " ".join(result.stdout.split())
+    assert "Traceback" not in result.stdout + result.stderr

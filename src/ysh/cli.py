@@ -36,10 +36,19 @@ console = Console()
 
 @app.callback()
 def _setup(ctx: typer.Context) -> None:
-    """One logging setup for every command (YSH_LOG_LEVEL, YSH_LOG_JSON)."""
+    """One logging setup for every command (YSH_LOG_LEVEL, YSH_LOG_JSON); settings errors
+    (a typo in a YSH_* name, a bad value) end the command with the reason."""
+    from pydantic import ValidationError
+
     from .observability import setup_logging
 
-    settings = get_settings()
+    try:
+        settings = get_settings()
+    except ValidationError as exc:
+        for error in exc.errors():
+            where = ".".join(str(part) for part in error.get("loc", ()))
+            console.print(f"[red]settings: {(where + ': ') if where else ''}{error['msg'].removeprefix('Value error, ')}[/]")
+        raise typer.Exit(2) from None
     setup_logging(settings.log_level, settings.log_json)
 
 

@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .kit.files import data_path
@@ -263,6 +263,36 @@ class Settings(BaseSettings):
     @property
     def uses_embedded_postgres(self) -> bool:
         return self.postgres_dsn is None
+
+    @model_validator(mode="after")
+    def _no_unknown_variables(self) -> Settings:
+        """A ``YSH_*`` variable that names no setting is a typo, not something to ignore
+        silently (``YSH_RAG_HOTS`` would leave the API on its default host)."""
+        import os
+
+        problems = unknown_variables(os.environ)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+def setting_variables() -> set[str]:
+    """Every ``YSH_*`` environment variable a setting reads."""
+    return {f"YSH_{name.upper()}" for name in Settings.model_fields}
+
+
+def unknown_variables(environ) -> list[str]:
+    """One message per ``YSH_*`` name in ``environ`` that is no setting, naming the closest
+    valid one when there is a close one."""
+    import difflib
+
+    known = setting_variables()
+    out = []
+    for name in sorted(k for k in environ if k.upper().startswith("YSH_") and k.upper() not in known):
+        close = difflib.get_close_matches(name.upper(), sorted(known), n=1, cutoff=0.75)
+        out.append(f"unknown setting {name}" + (f" (did you mean {close[0]}?)" if close else
+                                                 " (see the Settings table in README.md)"))
+    return out
 
 
 @lru_cache(maxsize=1)
