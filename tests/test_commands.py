@@ -1,6 +1,7 @@
 """The README's commands, run as a user would (against the test session's Postgres)."""
 
 import os
+import re
 import subprocess
 import sys
 
@@ -33,6 +34,11 @@ def test_demo_lands_samples_materializes_assets_and_prints_the_summary(tmp_path,
     assert query(warehouse, "SELECT count(*) FROM om_alerts WHERE rule = 'inverter_trip'")[0][0] >= 1
     # RAG: Hélio indexed the corpus and the live records, answered with citations
     assert "Hélio indexed" in out and out.count("↳") >= 3 and "tarifa://" in out  # a live record cited
+    # ... with the asked facts: the credits' 60 months, the B1 tariff's TE and TUSD in R$/kWh
+    flat = " ".join(out.split())
+    assert "60 meses" in flat
+    assert re.search(r"TE \(tarifa de energia\): R\$ 0,\d{3,5} por kWh", flat), flat[-3000:]
+    assert re.search(r"TUSD \(tarifa de uso do sistema de distribuição\): R\$ 0,\d{3,5} por kWh", flat)
     # the run is recorded in the Dagster instance that `ysh ui` shows
     assert (tmp_path / "home" / "dagster" / "storage").is_dir()
 
