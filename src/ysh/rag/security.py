@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import ipaddress
-import json
 import os
 import re
 from pathlib import Path

@@ -49,7 +49,7 @@ from aiohttp.abc import AbstractAccessLogger
 from .answer import answer_question
 from .serving import RETRIEVERS, LatestRow, LiveIndex, Query, SearchBatcher
 from .security import (anchor_glob, check_globpattern, check_metadata_filter, check_question,
-                       host_header_is_local, is_loopback_host, origin_is_local, relativize_paths)
+                       host_header_is_local, origin_is_local, relativize_paths)
 
 log = logging.getLogger("ysh.rag.server")
 
