@@ -3,10 +3,7 @@ data, and prompt-injection text never quoted (data/sample/docs_adversarial)."""
 
 from __future__ import annotations
 
-import json
 import re
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -15,6 +12,8 @@ from ysh.rag.answer import SYSTEM_PROMPT, answer_question, build_chat_request, i
 from ysh.rag.chunking import TokenChunker
 from ysh.rag.embedding import OpenAIBackend
 from ysh.rag.parsing import parse_document
+
+from .fakes import FakeOpenAI
 
 SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample"
 INJECTION_DOC = SAMPLE / "docs_adversarial" / "datasheet_modulo_solarmax_sx600_injecao.md"
@@ -84,36 +83,6 @@ def test_injected_price_is_never_the_extractive_answer():
 def test_without_passages_the_answer_says_it_does_not_know():
     result = answer_question("Qual o preço do inversor?", [])
     assert result["citations"] == [] and "Não encontrei" in result["answer"]
-
-
-class FakeOpenAI:
-    """An OpenAI-compatible /chat/completions on loopback: records requests, answers canned text."""
-
-    def __init__(self, answer: str, status: int = 200):
-        self.requests: list[dict] = []
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                fake.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
-                payload = json.dumps({"choices": [{"message": {"role": "assistant", "content": answer}}]}).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture()

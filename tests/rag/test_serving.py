@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import math
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
 
 from ysh.rag.chunking import analyze_pt
 from ysh.rag.serving import Change, IndexFeed, LatestRow, LiveIndex, compile_filter, filter_expression
+
+from .fakes import FakeOpenAI
 
 
 def chunk(key, text, path="docs/a.md", vector=None, title="", **metadata) -> Change:
@@ -204,49 +203,13 @@ def test_latest_row_follows_an_update_in_either_order(order):
 # --------------------------------------------------------------------------------------
 
 
-class SlowChat:
-    """``POST /chat/completions`` that waits for ``release`` (or ``delay_s``) before answering."""
-
-    def __init__(self, delay_s: float | None = None):
-        self.release = threading.Event()
-        self.delay_s = delay_s
-        self.arrived = threading.Semaphore(0)
-        chat = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                chat.arrived.release()
-                chat.release.wait(chat.delay_s if chat.delay_s is not None else 30)
-                body = json.dumps({"choices": [{"message": {"content": "São 60 meses [1]."}}]}).encode()
-                try:
-                    self.send_response(200)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(body)))
-                    self.end_headers()
-                    self.wfile.write(body)
-                except OSError:  # the client gave up (timeout)
-                    pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.release.set()
-        self.server.shutdown()
-
-
-def helio_api(chat: SlowChat, **kwargs):
+def helio_api(chat: FakeOpenAI, **kwargs):
     from ysh.rag.server import HelioApi
 
     index = bm25_index()
     index.apply([chunk(1, "Os créditos de energia valem por 60 meses.", "lei_14300.md", title="Lei 14.300")])
     return HelioApi(index, LatestRow(), LatestRow(), lambda: {"embedded": 0, "cache_hits": 0},
-                    llm_base_url=chat.url, llm_model="teste", **kwargs)
+                    llm_base_url=chat.base_url, llm_model="teste", **kwargs)
 
 
 async def _post(client, question):
@@ -257,7 +220,7 @@ async def _post(client, question):
 def test_llm_answers_beyond_the_cap_get_503_with_retry_after():
     from aiohttp.test_utils import TestClient, TestServer
 
-    chat = SlowChat()
+    chat = FakeOpenAI("São 60 meses [1].", hold_s=30)
     api = helio_api(chat, llm_max_concurrent=1, llm_timeout_s=20)
 
     async def run():
@@ -272,7 +235,7 @@ def test_llm_answers_beyond_the_cap_get_503_with_retry_after():
     try:
         (status1, _, body1), (status2, retry_after, body2) = asyncio.run(run())
     finally:
-        chat.close()
+        chat.stop()
     assert status1 == 200 and body1["mode"] == "llm" and "60 meses" in body1["answer"]
     assert status2 == 503 and int(retry_after) >= 1 and "busy" in body2["error"]
 
@@ -280,7 +243,7 @@ def test_llm_answers_beyond_the_cap_get_503_with_retry_after():
 def test_a_slow_llm_falls_back_to_the_extractive_answer():
     from aiohttp.test_utils import TestClient, TestServer
 
-    chat = SlowChat(delay_s=5)
+    chat = FakeOpenAI("São 60 meses [1].", hold_s=5)
     api = helio_api(chat, llm_timeout_s=0.5)
 
     async def run():
@@ -291,7 +254,7 @@ def test_a_slow_llm_falls_back_to_the_extractive_answer():
     try:
         status, _, body = asyncio.run(run())
     finally:
-        chat.close()
+        chat.stop()
     assert status == 200 and body["mode"] == "extractive"
     assert "60 meses" in body["answer"] and "LLM endpoint failed" in body["warning"]
 
