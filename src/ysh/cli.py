@@ -264,7 +264,8 @@ def demo() -> None:
     # --- RAG: Hélio answers over the sample corpus and the live catalog/tariff records --
     from .rag.cli import demo_questions
 
-    demo_questions(settings, warehouse, console)
+    # the same day as the proposals: the sample tariffs end at a fixed date
+    demo_questions(settings, warehouse, console, as_of=today if today < date.today() else None)
     console.print(
         "\nNext: [bold]ysh ui[/] (Dagster UI: asset graph, metadata, checks) · "
         "[bold]ysh catalog watch[/] / [bold]ysh tariffs follow[/] (streaming) · "

@@ -7,6 +7,7 @@ read from the environment or from secret files; nothing secret has a default.
 
 from __future__ import annotations
 
+from datetime import date
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -181,6 +182,9 @@ class Settings(BaseSettings):
     rag_live_records: bool = Field(
         default=True, description="Index the catalog products and current B1/B3 tariffs as documents too.")
     rag_records_poll_s: float = Field(default=5.0, gt=0, description="How often the live records are re-read.")
+    rag_records_as_of: date | None = Field(
+        default=None, description="The day whose tariffs the live records show (default: today in São Paulo); "
+                                  "for replaying data that ends before today, as the demo's sample tariffs do.")
     rag_openai_base_url: str | None = Field(
         default=None, description="OpenAI-compatible endpoint (…/v1) for answers and/or embeddings; unset: extractive.")
     rag_openai_api_key: SecretStr | None = Field(default=None, description="Its API key (secret).")

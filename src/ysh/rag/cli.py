@@ -97,7 +97,8 @@ def _warehouse_parts(settings):
     if settings.rag_live_records:
         from .records import live_records_table
 
-        extra.append(lambda: live_records_table(warehouse, settings.rag_records_poll_s))
+        extra.append(lambda: live_records_table(warehouse, settings.rag_records_poll_s,
+                                                today=settings.rag_records_as_of))
         console.print(f"live records: catalog products and B1/B3 tariffs from schema {warehouse.schema}, "
                       f"re-read every {settings.rag_records_poll_s:g} s")
     if settings.rag_pgvector:
@@ -191,10 +192,12 @@ DEMO_QUESTIONS = (
 )
 
 
-def demo_questions(settings, warehouse, out: Console = console) -> None:
+def demo_questions(settings, warehouse, out: Console = console, *, as_of=None) -> None:
     """``ysh demo``'s RAG part: the sample corpus copied to the documents folder, a Hélio
     service over it and the warehouse's live catalog and tariff records (with the pgvector
-    copy), three questions answered with their citations, and the service stopped."""
+    copy), three questions answered with their citations, and the service stopped.
+    ``as_of``: the day the tariff records show (the demo's sample tariffs end at a fixed
+    date; past it, "today" would find no tariff in force)."""
     import shutil
     from contextlib import ExitStack
 
@@ -211,6 +214,9 @@ def demo_questions(settings, warehouse, out: Console = console) -> None:
             shutil.copy2(path, folder / path.name)
     env = {"YSH_POSTGRES_DSN": warehouse.dsn, "YSH_POSTGRES_SCHEMA": warehouse.schema,
            "YSH_RAG_LIVE_RECORDS": "true", "YSH_RAG_PGVECTOR": "true"}
+    if as_of is not None:
+        env["YSH_RAG_RECORDS_AS_OF"] = as_of.isoformat()
+        out.print(f"live tariff records as of {as_of} (the sample tariffs end there)")
     with ExitStack() as stack:
         with out.status(f"Hélio: indexing {folder} and the live catalog/tariff records (local MiniLM embeddings)…"):
             service = stack.enter_context(start_service(folder, env=env, log_path=settings.home_dir / "helio-demo.log"))

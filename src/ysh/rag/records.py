@@ -456,13 +456,14 @@ def live_records_subject(warehouse: Warehouse, poll_s: float = 5.0, today=None):
 
 
 def live_records_table(warehouse: Warehouse, poll_s: float = 5.0, *, name: str = "rag_live_records",
-                       subject=None):
+                       subject=None, today=None):
     """A streaming Pathway table of the live records: ``data`` (the text, UTF-8 bytes) and
     ``_metadata`` (Json: path, title, kind, modified_at [unix s], updated_at, size,
     source="warehouse"), one row per path, updated only when the text changes.
 
-    Pass it to the document store beside the folder's table (same two columns)."""
+    Pass it to the document store beside the folder's table (same two columns); ``today``
+    as in :func:`live_records_subject`."""
     pw = _pathway()
-    subject = subject or live_records_subject(warehouse, poll_s)
+    subject = subject or live_records_subject(warehouse, poll_s, today)
     table = pw.io.python.read(subject, schema=_schema(), name=name, autocommit_duration_ms=200)
     return table.select(data=pw.this.data, _metadata=pw.this.metadata)
