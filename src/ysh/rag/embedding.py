@@ -242,16 +242,16 @@ class EmbeddingCache:
 
 
 class CachedEmbedder(BaseEmbedder):
-    """Pathway embedder UDF (batched) over an :class:`EmbeddingCache`."""
+    """Pathway embedder UDF (batched) over an :class:`EmbeddingCache`, for the chunks
+    (questions go through the cache's query LRU directly, see :mod:`ysh.rag.serving`)."""
 
-    def __init__(self, cache: EmbeddingCache, *, queries: bool = False, batch_size: int = 64):
+    def __init__(self, cache: EmbeddingCache, *, batch_size: int = 64):
         super().__init__(max_batch_size=batch_size)
         self.cache = cache
-        self.queries = queries
         self.batch_size = batch_size
 
     def __wrapped__(self, input: list[str], **kwargs) -> list[np.ndarray]:
-        return self.cache.embed(list(input), queries=self.queries)
+        return self.cache.embed(list(input))
 
     def get_embedding_dimension(self, **kwargs) -> int:
         return self.cache.dimensions

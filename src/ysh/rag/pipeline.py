@@ -155,8 +155,6 @@ def _file_entry(metadata: pw.Json, error: str | None, chunks: int) -> pw.Json:
 class RagGraph:
     """The built graph: the chunks the index is fed from, the embedder, the status tables."""
 
-    input_docs: pw.Table  # text (bytes), metadata (+ _file_id)
-    parsed_docs: pw.Table  # text, metadata: one row per chunk or per parse error
     chunks: pw.Table  # text, metadata, vector, terms: what the index holds
     embedder: CachedEmbedder
     stats: pw.Table  # one row: files, chunks, last_modified, last_indexed, errors
@@ -222,7 +220,7 @@ def build_rag_graph(documents: pw.Table | Sequence[pw.Table], embedder: CachedEm
                          errors=pw.reducers.sum(pw.this.is_error))
     entries = files.select(entry=_file_entry(pw.this.metadata, pw.this.error, pw.this.chunks)).reduce(
         entries=pw.reducers.tuple(pw.this.entry))
-    return RagGraph(input_docs=input_docs, parsed_docs=parsed_docs, chunks=chunks, embedder=embedder,
+    return RagGraph(chunks=chunks, embedder=embedder,
                     stats=stats, files=entries, rrf_k=rrf_k, dense_weight=dense_weight)
 
 

@@ -348,9 +348,10 @@ class HelioApi:
         app = web.Application(client_max_size=max_request_bytes,
                               middlewares=[guard_middleware(api_key, max_request_bytes, local_only=local_only,
                                                             docs_root=self.docs_root)])
-        app.router.add_route("*", "/v1/retrieve", _methods(self.retrieve, "GET", "POST"))
-        app.router.add_route("*", "/v1/statistics", _methods(self.statistics, "GET", "POST"))
-        app.router.add_route("*", "/v1/inputs", _methods(self.inputs, "GET", "POST"))
+        for path, handler in (("/v1/retrieve", self.retrieve), ("/v1/statistics", self.statistics),
+                              ("/v1/inputs", self.inputs)):
+            app.router.add_get(path, handler)
+            app.router.add_post(path, handler)
         app.router.add_post("/v2/answer", self.answer)
         app.router.add_get("/_schema", self.schema)
         if with_page:
@@ -363,14 +364,6 @@ class HelioApi:
     async def _shutdown(self, app) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._llm_pool.shutdown(wait=False, cancel_futures=True)
-
-
-def _methods(handler, *methods: str):
-    async def route(request: web.Request) -> web.Response:
-        if request.method not in methods:
-            raise web.HTTPMethodNotAllowed(request.method, list(methods))
-        return await handler(request)
-    return route
 
 
 def _json(data) -> web.Response:
