@@ -14,8 +14,8 @@ def test_settings_read_the_ysh_prefix_and_hide_secrets(monkeypatch, tmp_path):
     settings = Settings()
     assert not settings.uses_embedded_postgres
     assert "s3cr3t" not in repr(settings)
-    assert settings.postgres_dsn.get_secret_value().endswith("password=s3cr3t")
-    assert settings.landing_dir == tmp_path.resolve() / "landing" / "catalog"
+    assert settings.warehouse.dsn.get_secret_value().endswith("password=s3cr3t")
+    assert settings.catalog.landing_dir == tmp_path.resolve() / "landing" / "catalog"
 
 
 def test_settings_read_a_dotenv_file(monkeypatch, tmp_path):
@@ -23,7 +23,7 @@ def test_settings_read_a_dotenv_file(monkeypatch, tmp_path):
     monkeypatch.delenv("YSH_POSTGRES_SCHEMA", raising=False)
     (tmp_path / ".env").write_text("YSH_POSTGRES_SCHEMA=catalogo\nYSH_PATHWAY_PROCESSES=2\n")
     settings = Settings()
-    assert (settings.postgres_schema, settings.pathway_processes) == ("catalogo", 2)
+    assert (settings.warehouse.schema_name, settings.pathway.processes) == ("catalogo", 2)
 
 
 def test_settings_reject_bad_values(monkeypatch):
@@ -145,3 +145,67 @@ def test_the_cli_reports_a_settings_typo_and_exits_2():
     assert result.returncode == 2
     assert "unknown setting YSH_RAG_HOTS (did you mean YSH_RAG_HOST?)" in " ".join(result.stdout.split())
     assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_each_variable_lands_in_its_job_group(monkeypatch, tmp_path):
+    """The YSH_* names stay what they were; each value lands in its job's group, parsed
+    (JSON for lists and mappings), and flat names work as keyword arguments too."""
+    from ysh.proposals.assumptions import Assumptions
+
+    monkeypatch.setenv("YSH_HOME", str(tmp_path))
+    monkeypatch.setenv("YSH_RAG_PORT", "9001")
+    monkeypatch.setenv("YSH_ANEEL_CKAN_RETRIES", "7")
+    monkeypatch.setenv("YSH_IRRADIANCE_SOURCES", '["pvgis"]')
+    monkeypatch.setenv("YSH_PROPOSAL_SIMULTANEITY_B3", "0.6")
+    monkeypatch.setenv("YSH_OM_THRESHOLDS", '{"under_windows": 4}')
+    monkeypatch.setenv("YSH_BACKUP_KEEP_DAILY", "3")
+    settings = Settings(_env_file=None, rag_host="0.0.0.0", pathway_processes=2)
+    assert (settings.rag.host, settings.rag.port, settings.rag.url) == ("0.0.0.0", 9001, "http://0.0.0.0:9001")
+    assert settings.tariffs.aneel.ckan_retries == 7
+    assert settings.proposals.irradiance.sources == ["pvgis"]
+    assert settings.proposals.assumptions == Assumptions(simultaneity_b3=0.6)  # the other defaults: the dataclass's
+    assert settings.om.thresholds == {"under_windows": 4.0}
+    assert settings.ops.backup.keep_daily == 3 and settings.ops.backup.paths == [tmp_path.resolve() / "landing"]
+    assert settings.pathway.processes == 2
+    assert settings.rag.docs_dir == tmp_path.resolve() / "docs"  # unset folders resolved under home
+
+
+def test_a_keyword_argument_wins_over_the_environment(monkeypatch):
+    monkeypatch.setenv("YSH_RAG_PORT", "9001")
+    monkeypatch.setenv("YSH_RAG_HOST", "10.0.0.1")
+    settings = Settings(_env_file=None, rag_port=9002)
+    assert (settings.rag.host, settings.rag.port) == ("10.0.0.1", 9002)
+
+
+def test_a_bad_value_is_reported_by_its_variable(monkeypatch):
+    import pydantic
+
+    from ysh.settings import variable_of
+
+    monkeypatch.setenv("YSH_PROPOSAL_SIMULTANEITY_B1", "1.5")  # the limit is the Assumptions dataclass's
+    monkeypatch.setenv("YSH_OM_THRESHOLDS", "{not json")
+    with pytest.raises(pydantic.ValidationError) as caught:
+        Settings(_env_file=None)
+    assert sorted(variable_of(error["loc"]) for error in caught.value.errors()) == [
+        "YSH_OM_THRESHOLDS", "YSH_PROPOSAL_SIMULTANEITY_B1"]
+
+
+def test_every_variable_is_documented_with_its_place():
+    """README's Settings table (and the job docs for the RAG, O&M and proposal groups) name
+    every variable, so the mapping stays written down."""
+    from pathlib import Path
+
+    from ysh.settings import variables
+
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text()
+    job_docs = {"rag": "docs/rag.md", "om": "docs/om.md", "proposals": "docs/proposals.md"}
+    missing = []
+    for variable, place in variables().items():
+        group = place.split(".")[0]
+        text = readme + ((root / job_docs[group]).read_text() if group in job_docs else "")
+        if f"`{variable}`" not in text:
+            missing.append(variable)
+        if group not in job_docs and f"`{place}`" not in readme:
+            missing.append(place)
+    assert not missing, f"not documented: {missing}"

@@ -18,7 +18,7 @@ from .om.cli import app as om_app
 from .rag.cli import app as rag_app
 from .proposals.cli import app as proposal_app
 from .tariffs.cli import app as tariffs_app
-from .settings import get_settings
+from .settings import get_settings, variable_of
 
 app = typer.Typer(help="YSH data platform.", no_args_is_help=True, pretty_exceptions_show_locals=False)
 services_app = typer.Typer(help="Local services on loopback: PostgreSQL, and mosquitto, Tansu (Kafka), moto (S3).", no_args_is_help=True)
@@ -46,10 +46,10 @@ def _setup(ctx: typer.Context) -> None:
         settings = get_settings()
     except ValidationError as exc:
         for error in exc.errors():
-            where = ".".join(str(part) for part in error.get("loc", ()))
+            where = variable_of(error.get("loc", ())) or ".".join(str(part) for part in error.get("loc", ()))
             console.print(f"[red]settings: {(where + ': ') if where else ''}{error['msg'].removeprefix('Value error, ')}[/]")
         raise typer.Exit(2) from None
-    setup_logging(settings.log_level, settings.log_json)
+    setup_logging(settings.observability.log_level, settings.observability.log_json)
 
 
 # --------------------------------------------------------------------------------------
@@ -86,7 +86,7 @@ def services_up(
     settings = get_settings()
     with console.status("starting PostgreSQL and applying migrations…"):
         dsn = db.resolve_dsn(settings)
-        applied = db.migrate(dsn, settings.postgres_schema)
+        applied = db.migrate(dsn, settings.warehouse.schema_name)
     if applied:
         console.print(f"applied migrations: {', '.join(applied)}")
     if with_:
@@ -125,7 +125,7 @@ def services_status() -> None:
 def db_migrate() -> None:
     """Apply pending schema migrations (idempotent)."""
     settings = get_settings()
-    applied = db.migrate(db.resolve_dsn(settings), settings.postgres_schema)
+    applied = db.migrate(db.resolve_dsn(settings), settings.warehouse.schema_name)
     console.print(f"applied: {', '.join(applied)}" if applied else "schema is up to date")
 
 
@@ -195,19 +195,19 @@ def demo() -> None:
     _dagster_env()
     with console.status("starting PostgreSQL and applying migrations…"):
         dsn = db.prepare_warehouse(settings)
-    warehouse = Warehouse(dsn, settings.postgres_schema)
-    console.print(f"[green]✓[/] warehouse ready (schema [bold]{settings.postgres_schema}[/])")
+    warehouse = Warehouse(dsn, settings.warehouse.schema_name)
+    console.print(f"[green]✓[/] warehouse ready (schema [bold]{settings.warehouse.schema_name}[/])")
 
     # --- catalog ---------------------------------------------------------------------
     sample = db.data_path("sample", "catalog")
     if not sample.is_dir():
         raise typer.BadParameter(f"sample feeds not found at {sample}")
-    landed = landing.land([sample], settings.landing_dir)
-    console.print(f"[green]✓[/] landed {len(landed)} sample feeds in {settings.landing_dir}")
+    landed = landing.land([sample], settings.catalog.landing_dir)
+    console.print(f"[green]✓[/] landed {len(landed)} sample feeds in {settings.catalog.landing_dir}")
     # the real October 2025 exports of two distributors, each in its own folder
     exports = db.data_path("distributors", "exports")
     real = [path for folder in sorted(exports.iterdir()) if folder.is_dir()
-            for path in landing.land([folder], settings.landing_dir, folder.name)]
+            for path in landing.land([folder], settings.catalog.landing_dir, folder.name)]
     console.print(f"[green]✓[/] landed {len(real)} real distributor exports (storefront scrapes, JSON dumps, kits) "
                   f"from {', '.join(sorted({p.parent.name for p in real}))}")
     _materialize([*catalog_assets.defs.assets, *catalog_assets.defs.asset_checks],
@@ -216,10 +216,10 @@ def demo() -> None:
 
     # --- tariffs (the sample files stand in for the CKAN download: no network here) ----
     tariffs_sample = db.data_path("sample", "tariffs")
-    settings.tariffs_landing.mkdir(parents=True, exist_ok=True)
+    settings.tariffs.landing_dir.mkdir(parents=True, exist_ok=True)
     for path in sorted(tariffs_sample.glob("*.csv")):
-        shutil.copy2(path, settings.tariffs_landing / path.name)
-    console.print(f"[green]✓[/] copied the sample ANEEL files to {settings.tariffs_landing} "
+        shutil.copy2(path, settings.tariffs.landing_dir / path.name)
+    console.print(f"[green]✓[/] copied the sample ANEEL files to {settings.tariffs.landing_dir} "
                   "(they carry deliberately broken rows: the error-rate check fails on them)")
     _materialize([*tariff_assets.defs.assets, *tariff_assets.defs.asset_checks],
                  "tarifas_raw → tarifas_normalized → tarifas_bandeiras / tarifas_efetivas_mensais",
@@ -242,7 +242,7 @@ def demo() -> None:
         seeded = seed_medusa(conn, today=today)
     console.print(f"[green]✓[/] seeded {seeded.companies} companies, {seeded.quotes} quotes and {seeded.orders} orders "
                   f"(the 12 months up to {today}, which the sample tariffs cover)")
-    if not settings.irradiance_offline:
+    if not settings.proposals.irradiance.offline:
         from .proposals.irradiance import sources_reachable
 
         if not sources_reachable(settings):
@@ -271,7 +271,7 @@ def demo() -> None:
         "[bold]ysh catalog watch[/] / [bold]ysh tariffs follow[/] (streaming) · "
         "[bold]ysh tariffs at CEMIG-D B1 2026-01-15[/] · [bold]ysh proposal evaluate FILE.json[/] · "
         "[bold]ysh report[/] · [bold]ysh rag serve[/] / [bold]ysh rag eval[/] (Hélio) · [bold]ysh om run[/] (streaming telemetry: MQTT, Kafka or HOME/landing/om) · "
-        f"tables in schema [bold]{settings.postgres_schema}[/]: items_normalized, products, tarifas_normalized, "
+        f"tables in schema [bold]{settings.warehouse.schema_name}[/]: items_normalized, products, tarifas_normalized, "
         "tarifas_efetivas_mensais, propostas_analytics, kpis_b1_b3, om_alerts, om_alerts_daily, …\n"
     )
 

@@ -37,13 +37,13 @@ def embedded_server(settings: Settings) -> EmbeddedPostgres:
     configured ``YSH_POSTGRES_DSN`` never loads it)."""
     from .services.postgres import EmbeddedPostgres
 
-    return EmbeddedPostgres(settings.home_dir / "postgres", settings.embedded_postgres_port)
+    return EmbeddedPostgres(settings.home_dir / "postgres", settings.warehouse.embedded_port)
 
 
 def resolve_dsn(settings: Settings, *, start: bool = True) -> str:
     """The DSN of the warehouse, starting the embedded server when it is the one in use."""
-    if settings.postgres_dsn is not None:
-        return settings.postgres_dsn.get_secret_value()
+    if settings.warehouse.dsn is not None:
+        return settings.warehouse.dsn.get_secret_value()
     server = embedded_server(settings)
     if start:
         server.start()
@@ -128,7 +128,7 @@ class Warehouse:
     @classmethod
     def from_settings(cls, settings: Settings) -> Warehouse:
         """The warehouse of ``settings``, started (if embedded) and migrated."""
-        return cls(prepare_warehouse(settings), settings.postgres_schema)
+        return cls(prepare_warehouse(settings), settings.warehouse.schema_name)
 
 
 def server_now(warehouse: Warehouse):
@@ -164,5 +164,5 @@ def connect(dsn: str, schema: str, **kwargs) -> psycopg.Connection:
 def prepare_warehouse(settings: Settings) -> str:
     """Start (if embedded) and migrate the warehouse; returns its DSN."""
     dsn = resolve_dsn(settings)
-    migrate(dsn, settings.postgres_schema)
+    migrate(dsn, settings.warehouse.schema_name)
     return dsn

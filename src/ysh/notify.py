@@ -37,7 +37,7 @@ class SlackNotifier:
 
     @classmethod
     def from_settings(cls, settings, **kwargs) -> SlackNotifier:
-        url = settings.slack_webhook_url.get_secret_value() if settings.slack_webhook_url else None
+        url = settings.ops.slack_webhook_url.get_secret_value() if settings.ops.slack_webhook_url else None
         return cls(url, **kwargs)
 
     @property
@@ -181,7 +181,7 @@ def deliver_notices(settings, notices: list[Notice]) -> DeliveryReport:
     from . import db
 
     report = DeliveryReport(found=len(notices))
-    with db.connect(db.resolve_dsn(settings), settings.postgres_schema, autocommit=True) as conn, \
+    with db.connect(db.resolve_dsn(settings), settings.warehouse.schema_name, autocommit=True) as conn, \
             SlackNotifier.from_settings(settings) as slack:
         enqueue_notices(conn, notices, report)
         failures = send_pending(conn, slack, report)

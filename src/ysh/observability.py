@@ -52,9 +52,9 @@ def setup_logging(level: str = "INFO", json_logs: bool = False) -> None:
 
 
 def setup_from_settings(settings) -> None:
-    setup_logging(settings.log_level, settings.log_json)
-    if settings.metrics_port:
-        start_metrics(settings.metrics_port)
+    setup_logging(settings.observability.log_level, settings.observability.log_json)
+    if settings.observability.metrics_port:
+        start_metrics(settings.observability.metrics_port)
 
 
 _metrics_port: int | None = None

@@ -103,7 +103,7 @@ def quiet_logging(level: int = 30) -> None:
     from .observability import setup_logging
     from .settings import get_settings
 
-    setup_logging(logging.getLevelName(level), get_settings().log_json)
+    setup_logging(logging.getLevelName(level), get_settings().observability.log_json)
     # a static source closing at its end is logged as a warning; it is the normal end of a batch
     logging.getLogger("pathway_engine.connectors.monitoring").setLevel(max(level, logging.ERROR))
 
@@ -115,7 +115,7 @@ def run(*, persistence_dir: Path | None = None) -> None:
     from .settings import get_settings
 
     kwargs: dict[str, Any] = {"monitoring_level": pw.MonitoringLevel.NONE,
-                              "with_http_server": get_settings().pathway_monitoring}
+                              "with_http_server": get_settings().pathway.monitoring}
     if persistence_dir is not None:
         persistence_dir.mkdir(parents=True, exist_ok=True)
         kwargs["persistence_config"] = pw.persistence.Config(
@@ -235,10 +235,10 @@ def observe_outputs(tables: dict, pipeline: str) -> None:
     from .settings import get_settings
 
     settings = get_settings()
-    if not settings.metrics_port:
+    if not settings.observability.metrics_port:
         return
     from .observability import observe_table, start_metrics
 
-    start_metrics(settings.metrics_port)
+    start_metrics(settings.observability.metrics_port)
     for name, table in tables.items():
         observe_table(table, pipeline, name)

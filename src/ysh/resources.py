@@ -51,7 +51,7 @@ class WarehouseResource(dg.ConfigurableResource):
 
     def get_dsn(self) -> str:
         settings = self.settings()
-        key = (self.dsn or "", settings.postgres_schema)
+        key = (self.dsn or "", settings.warehouse.schema_name)
         with _PREPARED_LOCK:
             if key not in _PREPARED:
                 _PREPARED[key] = db.prepare_warehouse(settings)
@@ -59,7 +59,7 @@ class WarehouseResource(dg.ConfigurableResource):
 
     @property
     def schema(self) -> str:
-        return self.schema_name or self.settings().postgres_schema
+        return self.schema_name or self.settings().warehouse.schema_name
 
     def warehouse(self) -> db.Warehouse:
         return db.Warehouse(self.get_dsn(), self.schema)

@@ -276,7 +276,8 @@ def test_a_corrupted_object_fails_the_sha256_check(backup_settings, backup_bucke
 @pytest.mark.integration
 def test_retention_end_to_end(backup_settings, backup_bucket):
     client, bucket = backup_bucket
-    settings = backup_settings.model_copy(update={"backup_keep_daily": 2, "backup_keep_weekly": 2})
+    settings = backup_settings.model_copy(update={"ops": backup_settings.ops.model_copy(update={
+        "backup": backup_settings.ops.backup.model_copy(update={"keep_daily": 2, "keep_weekly": 2})})})
     # not ours: never listed, never deleted
     client.put_object(Bucket=bucket, Key="backups/notes.txt", Body=b"x")
     client.put_object(Bucket=bucket, Key="backups/manual/manifest.json", Body=b"{}")
@@ -349,7 +350,8 @@ def test_a_transient_pg_dump_failure_is_retried(backup_settings, monkeypatch, tm
 
 @pytest.mark.integration
 def test_missing_bucket_is_a_clear_error(backup_settings):
-    settings = backup_settings.model_copy(update={"backup_bucket": None})
+    settings = backup_settings.model_copy(update={"ops": backup_settings.ops.model_copy(update={
+        "backup": backup_settings.ops.backup.model_copy(update={"bucket": None})})})
     with pytest.raises(BackupConfigError, match="YSH_BACKUP_BUCKET"):
         backup(settings)
     with pytest.raises(BackupConfigError, match="YSH_BACKUP_BUCKET"):

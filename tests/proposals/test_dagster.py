@@ -66,7 +66,7 @@ def test_materializing_the_proposals_assets(platform, monkeypatch):
     warehouse, settings = platform
     seed(warehouse)
     monkeypatch.setenv("YSH_IRRADIANCE_OFFLINE", "true")
-    monkeypatch.setenv("YSH_IRRADIANCE_CACHE_DIR", str(settings.irradiance_cache))
+    monkeypatch.setenv("YSH_IRRADIANCE_CACHE_DIR", str(settings.proposals.irradiance.cache_dir))
     result = dg.materialize(
         [*assets.defs.assets, *assets.defs.asset_checks],
         resources={"warehouse": WarehouseResource(dsn=warehouse.dsn, schema_name=warehouse.schema),

@@ -24,7 +24,7 @@ def follower(platform, tmp_path):
     warehouse, settings = platform
     env = {**os.environ, "YSH_POSTGRES_DSN": warehouse.dsn, "YSH_POSTGRES_SCHEMA": warehouse.schema,
            "YSH_HOME": str(tmp_path / "home"), "YSH_IRRADIANCE_OFFLINE": "true",
-           "YSH_IRRADIANCE_CACHE_DIR": str(settings.irradiance_cache)}
+           "YSH_IRRADIANCE_CACHE_DIR": str(settings.proposals.irradiance.cache_dir)}
     log = (tmp_path / "follow.log").open("w")
     proc = subprocess.Popen([sys.executable, "-m", "ysh.cli", "proposal", "follow"], env=env, stdout=log,
                             stderr=subprocess.STDOUT)

@@ -9,7 +9,7 @@ import pytest
 from ysh import db
 from ysh.proposals import job
 from ysh.proposals.billing import ProposalInput, evaluate
-from ysh.proposals.enrich import Assumptions
+from ysh.proposals.assumptions import Assumptions
 from ysh.proposals.generation import monthly_generation_kwh
 from ysh.proposals.irradiance import get_irradiance
 from ysh.tariffs.store import book_from_warehouse

@@ -6,14 +6,13 @@ import base64
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import SimpleNamespace
 from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 import pytest
-from pydantic import SecretStr
 
 from ysh.rag.pinecone import METADATA_LIMIT_BYTES, PineconeError, PineconeStore
+from ysh.settings import Settings
 from ysh.rag.vectors import ChunkVector, PgvectorSink, chunk_id_of, content_sha256
 
 API_KEY = "pc-test-key"
@@ -283,18 +282,22 @@ def test_429_and_5xx_are_retried_other_errors_are_clear(fake, store):
         store.upsert([ChunkVector("b.md", 0, "b", unit(2, dim=8))])
 
 
+def settings(**values) -> Settings:
+    return Settings(_env_file=None, **values)
+
+
 def test_from_settings_needs_key_and_host(fake):
-    assert PineconeStore.from_settings(SimpleNamespace()) is None
-    assert PineconeStore.from_settings(SimpleNamespace(rag_pinecone_api_key=SecretStr(API_KEY),
+    assert PineconeStore.from_settings(settings()) is None
+    assert PineconeStore.from_settings(settings(rag_pinecone_api_key=API_KEY,
                                                        rag_pinecone_index_host=None)) is None
-    assert PineconeStore.from_settings(SimpleNamespace(rag_pinecone_api_key=None,
+    assert PineconeStore.from_settings(settings(rag_pinecone_api_key=None,
                                                        rag_pinecone_index_host="idx.svc.pinecone.io")) is None
-    remote = PineconeStore.from_settings(SimpleNamespace(rag_pinecone_api_key=SecretStr(API_KEY),
+    remote = PineconeStore.from_settings(settings(rag_pinecone_api_key=API_KEY,
                                                          rag_pinecone_index_host="idx-1.svc.aped.pinecone.io",
                                                          rag_embedder="st:mpnet"))
     assert remote.base_url == "https://idx-1.svc.aped.pinecone.io" and remote.model == "st:mpnet"
     remote.close()
-    local = PineconeStore.from_settings(SimpleNamespace(rag_pinecone_api_key=SecretStr(API_KEY),
+    local = PineconeStore.from_settings(settings(rag_pinecone_api_key=API_KEY,
                                                         rag_pinecone_index_host=fake.url, rag_embedder="minilm"))
     local.upsert([chunk("x.md", 0, "x", 5)])
     assert local.count("minilm") == 1

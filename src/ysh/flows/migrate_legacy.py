@@ -113,9 +113,9 @@ def refresh_products_task(settings: Settings) -> None:
     import subprocess
     import sys
 
-    env = {**os.environ, "YSH_POSTGRES_SCHEMA": settings.postgres_schema}
-    if settings.postgres_dsn is not None:
-        env["YSH_POSTGRES_DSN"] = settings.postgres_dsn.get_secret_value()
+    env = {**os.environ, "YSH_POSTGRES_SCHEMA": settings.warehouse.schema_name}
+    if settings.warehouse.dsn is not None:
+        env["YSH_POSTGRES_DSN"] = settings.warehouse.dsn.get_secret_value()
     done = subprocess.run([sys.executable, "-m", "ysh.cli", "catalog", "products"], env=env,
                           capture_output=True, text=True, timeout=900)
     if done.returncode != 0:
@@ -146,8 +146,8 @@ def migrate_legacy(paths: list[Path], *, dry_run: bool = False, distributor: str
     batch = normalize_task(quote(sources), distributor)
     dsn = db.resolve_dsn(settings)
     if not dry_run:
-        db.migrate(dsn, settings.postgres_schema)
-    warehouse = db.Warehouse(dsn, settings.postgres_schema)
+        db.migrate(dsn, settings.warehouse.schema_name)
+    warehouse = db.Warehouse(dsn, settings.warehouse.schema_name)
     plan = diff_task(warehouse, quote(batch))
     if not dry_run:
         upsert_task(warehouse, quote(plan))
@@ -167,7 +167,7 @@ def migrate_legacy(paths: list[Path], *, dry_run: bool = False, distributor: str
         quarantine_cleared=len(plan.quarantine_deletes),
         sources=list(batch.sources.values()),
         changes=plan.changes,
-        schema=settings.postgres_schema,
+        schema=settings.warehouse.schema_name,
     )
     create_markdown_artifact(
         markdown=report.to_markdown(), key=ARTIFACT_KEY,

@@ -65,13 +65,13 @@ def simulate(
         progress = lambda n: status.update(f"publishing to {to}… {n:,} events")  # noqa: E731
         try:
             if to == "mqtt":
-                count = publish_mqtt(run(scenario), settings.om_mqtt_uri, batch=batch, speedup=speedup,
+                count = publish_mqtt(run(scenario), settings.om.mqtt_uri, batch=batch, speedup=speedup,
                                      on_progress=progress)
-                where = settings.om_mqtt_uri
+                where = settings.om.mqtt_uri
             else:
-                count = publish_kafka(run(scenario), settings.om_kafka_bootstrap, settings.om_kafka_topic,
+                count = publish_kafka(run(scenario), settings.om.kafka_bootstrap, settings.om.kafka_topic,
                                       batch=batch, speedup=speedup, on_progress=progress)
-                where = f"{settings.om_kafka_bootstrap}/{settings.om_kafka_topic}"
+                where = f"{settings.om.kafka_bootstrap}/{settings.om.kafka_topic}"
         except (OSError, ConnectionError, TimeoutError) as exc:
             console.print(f"[red]could not publish to {to}:[/] {exc}")
             raise typer.Exit(1) from None
@@ -130,12 +130,12 @@ def run_cmd(
     from .stream import SOURCES, persistence_dir, run_stream
 
     settings = get_settings()
-    source = source or settings.om_source
+    source = source or settings.om.source
     if source not in SOURCES:
         raise typer.BadParameter(f"--source must be one of {', '.join(SOURCES)}")
     warehouse = db.Warehouse.from_settings(settings)
-    where = {"jsonl": str(settings.om_replay_folder), "mqtt": f"{settings.om_mqtt_uri} {settings.om_mqtt_topic}",
-             "kafka": f"{settings.om_kafka_bootstrap} {settings.om_kafka_topic}"}[source]
+    where = {"jsonl": str(settings.om.replay_dir), "mqtt": f"{settings.om.mqtt_uri} {settings.om.mqtt_topic}",
+             "kafka": f"{settings.om.kafka_bootstrap} {settings.om.kafka_topic}"}[source]
     console.print(f"O&M pipeline streaming from [bold]{source}[/] ({where}); state in "
                   f"{persistence_dir(settings, source)}; Ctrl-C to stop")
     try:
@@ -158,10 +158,10 @@ def demo_day(settings, warehouse, out: Console = console) -> None:
     assert isinstance(warehouse, Warehouse)
     day = datetime.now(SAO_PAULO).date() - timedelta(days=1)
     scenario = default_scenario(day, 24, seed=3)
-    path = settings.om_replay_folder / f"demo-{day.isoformat()}.jsonl"
+    path = settings.om.replay_dir / f"demo-{day.isoformat()}.jsonl"
     count = write_jsonl(simulate(scenario), path)
     with out.status(f"O&M: {count:,} simulated telemetry events → Pathway (validate, 5-minute windows, rules)…"):
-        report = run_detect([path], settings.om_plants_path, settings.home_dir / "om" / "demo", warehouse=warehouse,
+        report = run_detect([path], settings.om.plants_file, settings.home_dir / "om" / "demo", warehouse=warehouse,
                             now=datetime.now(timezone.utc))
     out.print(f"[green]✓[/] O&M: {report.events:,} events of the sample fleet on {day} → {report.windows:,} windows, "
               f"{sum(report.quarantine_by_reason.values())} events quarantined, in {report.seconds:.1f} s")

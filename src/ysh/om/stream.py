@@ -84,19 +84,19 @@ def _lines(data: str) -> list[str]:
 def read_telemetry(settings: Settings, source: str, *, autocommit_duration_ms: int = 500) -> pw.Table:
     """The raw telemetry lines (column ``data``) of ``source``, streaming, named for persistence."""
     if source == "jsonl":
-        folder = settings.om_replay_folder
+        folder = settings.om.replay_dir
         folder.mkdir(parents=True, exist_ok=True)
         table = pw.io.plaintext.read(str(folder), mode="streaming", name="om_telemetry_jsonl",
                                      autocommit_duration_ms=autocommit_duration_ms)
     elif source == "mqtt":
-        table = pw.io.mqtt.read(_mqtt_uri(settings.om_mqtt_uri, settings.om_mqtt_client_id), settings.om_mqtt_topic,
+        table = pw.io.mqtt.read(_mqtt_uri(settings.om.mqtt_uri, settings.om.mqtt_client_id), settings.om.mqtt_topic,
                                 qos=1, format="plaintext", name="om_telemetry_mqtt",
                                 autocommit_duration_ms=autocommit_duration_ms)
     elif source == "kafka":
         table = pw.io.kafka.read(
-            {"bootstrap.servers": settings.om_kafka_bootstrap, "group.id": settings.om_kafka_group,
+            {"bootstrap.servers": settings.om.kafka_bootstrap, "group.id": settings.om.kafka_group,
              "auto.offset.reset": "earliest", "session.timeout.ms": "6000"},
-            topic=settings.om_kafka_topic, format="plaintext", name="om_telemetry_kafka",
+            topic=settings.om.kafka_topic, format="plaintext", name="om_telemetry_kafka",
             autocommit_duration_ms=autocommit_duration_ms)
     else:
         raise ValueError(f"unknown O&M source {source!r}; one of {', '.join(SOURCES)}")
@@ -109,25 +109,25 @@ def run_stream(settings: Settings, warehouse: Warehouse, *, source: str | None =
                plants_path: Path | None = None, state_dir: Path | None = None,
                autocommit_duration_ms: int = 500) -> None:
     """Run the O&M pipeline streaming until killed. Blocks."""
-    source = source or settings.om_source
+    source = source or settings.om.source
     for chatty in ("pathway_engine.connectors.data_storage.mqtt", "pathway_engine.persistence.input_snapshot"):
         logging.getLogger(chatty).setLevel(logging.WARNING)  # one line per PUBACK / snapshot chunk
-    plants = load_plants(plants_path or settings.om_plants_path)
-    thresholds = thresholds_from(settings.om_thresholds)
+    plants = load_plants(plants_path or settings.om.plants_file)
+    thresholds = thresholds_from(settings.om.thresholds)
     load_registry(warehouse, plants)
     pw_runtime.fresh_graph()
     lines = read_telemetry(settings, source, autocommit_duration_ms=autocommit_duration_ms)
     tables = build_om_graph(lines, plants, now=None, thresholds=thresholds,
-                            late_cutoff=timedelta(seconds=settings.om_late_cutoff_s),
-                            evaluation_lag=timedelta(seconds=settings.om_evaluation_lag_s))
+                            late_cutoff=timedelta(seconds=settings.om.late_cutoff_s),
+                            evaluation_lag=timedelta(seconds=settings.om.evaluation_lag_s))
     wake = threading.Event()
-    attach_warehouse(tables, warehouse, notify=settings.om_notify, wake=wake,
-                     min_severity=settings.om_notify_min_severity)
+    attach_warehouse(tables, warehouse, notify=settings.om.notify, wake=wake,
+                     min_severity=settings.om.notify_min_severity)
     status = StatusWriter(warehouse, source)
     status.attach(tables.windows)
-    if settings.om_influx_url:
-        token = settings.om_influx_token.get_secret_value() if settings.om_influx_token else None
-        InfluxSink(settings.om_influx_url, token, settings.om_influx_org, settings.om_influx_bucket).attach(
+    if settings.om.influx_url:
+        token = settings.om.influx_token.get_secret_value() if settings.om.influx_token else None
+        InfluxSink(settings.om.influx_url, token, settings.om.influx_org, settings.om.influx_bucket).attach(
             tables.windows)
     pw_runtime.observe_outputs({t: getattr(tables, attr) for attr, (t, _) in TABLES.items()}, "om")
     notifier = Notifier(settings, warehouse, wake)

@@ -4,7 +4,7 @@
 * :func:`lookup_tariff` — the utility's B1/B3 Tarifa de Aplicação in force on the quote's
   day (:meth:`ysh.tariffs.book.TariffBook.tariff_at`);
 * :func:`evaluate_quote` — billing model v1 with the platform's assumptions
-  (:class:`Assumptions`, from the settings), or the reason it cannot be evaluated.
+  (:class:`~ysh.proposals.assumptions.Assumptions`, from the settings), or the reason it cannot be evaluated.
 """
 
 from __future__ import annotations
@@ -18,31 +18,12 @@ from pydantic import ValidationError
 
 from ..tariffs.aneel import FioB, Tariff
 from ..tariffs.book import TariffBook, TariffLookupError
+from .assumptions import Assumptions
 from .billing import ProposalInput, evaluate
 
 GENERATING = "module"
 CONVERTING = ("inverter", "microinverter", "hybrid_inverter", "offgrid_inverter")
 KIT = "kit"  # a generator sold as one item: its power_w is the kit's DC power (kWp × 1000)
-
-
-@dataclass(frozen=True)
-class Assumptions:
-    """What a quote does not carry; defaults and meaning in docs/proposals.md."""
-
-    simultaneity_b1: float = 0.30
-    simultaneity_b3: float = 0.50
-    pis_cofins_pct: float = 6.0
-    tariff_escalation_pct: float = 5.0
-    discount_rate_pct: float = 10.0
-    om_pct_capex: float = 1.0
-    inverter_replacement_year: int = 12
-    inverter_replacement_pct: float = 15.0
-    installation_brl_per_kwp: float = 1200.0
-    losses_pct: float = 14.0
-
-    @classmethod
-    def from_settings(cls, settings) -> Assumptions:
-        return cls(**{name: getattr(settings, f"proposal_{name}") for name in cls.__dataclass_fields__})
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ to the north, so a north-facing array (``azimuth_deg=0``) is optimal.
 
 Generation is linear in kWp, so the expensive part is cached per site as a *yield*
 (kWh per kWp per month) — in memory, and on disk under
-``settings.irradiance_cache / "yield"`` (one small JSON per key) when ``settings`` is
+``settings.proposals.irradiance.cache_dir / "yield"`` (one small JSON per key) when ``settings`` is
 given — and then scaled by kWp.
 """
 
@@ -163,7 +163,7 @@ def _key_id(key: dict) -> str:
 
 
 def yield_cache_dir(settings: "Settings") -> Path:
-    return settings.irradiance_cache / "yield"
+    return settings.proposals.irradiance.cache_dir / "yield"
 
 
 def _disk_path(cache_dir: Path, key: dict) -> Path:
@@ -237,7 +237,7 @@ def monthly_generation_kwh(weather: IrradianceYear, kwp: float, tilt_deg: float,
 
     ``azimuth_deg``: clockwise from north (0 = north-facing, best in Brazil; 180 = south).
     ``losses_pct``: PVWatts-style system losses, % of DC. ``settings`` enables the on-disk
-    yield cache under ``settings.irradiance_cache``.
+    yield cache under ``settings.proposals.irradiance.cache_dir``.
     """
     kwp_value = _number(kwp, "kwp")
     if kwp_value <= 0:

@@ -17,11 +17,11 @@ Conventions
 
 Order of resolution
 -------------------
-1. On-disk cache (``settings.irradiance_cache``): one parquet file per
-   ``(source, rounded lat, rounded lon)``, sources checked in ``settings.irradiance_sources``
+1. On-disk cache (``settings.proposals.irradiance.cache_dir``): one parquet file per
+   ``(source, rounded lat, rounded lon)``, sources checked in ``settings.proposals.irradiance.sources``
    order. Written atomically (temp file + ``os.replace``).
-2. Unless ``settings.irradiance_offline``: each online source in that order, with
-   ``irradiance_timeout_s`` per request and ``irradiance_retries`` retries (exponential
+2. Unless ``settings.proposals.irradiance.offline``: each online source in that order, with
+   ``YSH_IRRADIANCE_TIMEOUT_S`` per request and ``YSH_IRRADIANCE_RETRIES`` retries (exponential
    backoff) on connection errors, timeouts, HTTP 5xx and 429. Other 4xx, and responses
    that cannot be parsed, fail the source at once.
 3. Otherwise the *modelled year* (:func:`modelled_year`): never cached on disk, so a later
@@ -498,21 +498,21 @@ FETCHERS: dict[str, Fetcher] = {"nasa_power": fetch_nasa_power, "pvgis": fetch_p
 
 
 def _source_url(settings: "Settings", source: str) -> str:
-    return {"nasa_power": settings.nasa_power_url, "pvgis": settings.pvgis_url}[source]
+    return {"nasa_power": settings.proposals.irradiance.nasa_power_url, "pvgis": settings.proposals.irradiance.pvgis_url}[source]
 
 
 def get_irradiance(latitude: float, longitude: float, settings: "Settings") -> IrradianceYear:
     """One hourly year at the site: cache, then online sources, then the modelled year.
 
-    Uses ``settings.irradiance_cache``, ``irradiance_offline``, ``irradiance_sources``,
-    ``irradiance_timeout_s``, ``irradiance_retries``, ``nasa_power_url``, ``pvgis_url``.
+    Uses ``settings.proposals.irradiance``: ``cache_dir``, ``offline``, ``sources``,
+    ``timeout_s``, ``retries``, ``nasa_power_url``, ``pvgis_url``.
     Raises ``ValueError`` (naming the field) for coordinates outside Brazil; never raises
     for network trouble (falls back to the modelled year and logs why).
     """
     lat, lon = validate_coordinates(latitude, longitude)
     lat, lon = round_coordinate(lat), round_coordinate(lon)
-    cache_dir = settings.irradiance_cache
-    sources = [s for s in dict.fromkeys(settings.irradiance_sources) if s in ONLINE_SOURCES]
+    cache_dir = settings.proposals.irradiance.cache_dir
+    sources = [s for s in dict.fromkeys(settings.proposals.irradiance.sources) if s in ONLINE_SOURCES]
 
     for source in sources:
         cached = read_cached(cache_dir, lat, lon, source)
@@ -521,7 +521,7 @@ def get_irradiance(latitude: float, longitude: float, settings: "Settings") -> I
                      cache_path(cache_dir, lat, lon, source))
             return cached
 
-    if settings.irradiance_offline:
+    if settings.proposals.irradiance.offline:
         reason = f"offline and no cached {'/'.join(sources) or 'online'} data"
         log.info("irradiance (%s, %s): modelled year (%s)", lat, lon, reason)
         return modelled_year(lat, lon, reason=reason)
@@ -539,7 +539,7 @@ def get_irradiance(latitude: float, longitude: float, settings: "Settings") -> I
             try:
                 year = FETCHERS[source](
                     session, lat, lon, url=_source_url(settings, source),
-                    timeout=settings.irradiance_timeout_s, retries=settings.irradiance_retries,
+                    timeout=settings.proposals.irradiance.timeout_s, retries=settings.proposals.irradiance.retries,
                 )
             except SourceError as exc:
                 log.warning("irradiance (%s, %s): source %s failed: %s", lat, lon, source, exc)
@@ -570,7 +570,7 @@ def sources_reachable(settings: "Settings", timeout: float = 3.0) -> list[str]:
     from urllib.parse import urlsplit
 
     reachable = []
-    for source in settings.irradiance_sources:
+    for source in settings.proposals.irradiance.sources:
         parts = urlsplit(_source_url(settings, source))
         port = parts.port or (443 if parts.scheme == "https" else 80)
         try:

@@ -12,7 +12,6 @@ import pathway as pw
 from .. import db, pw_runtime
 from ..db import Warehouse
 from ..kit.follower import Follower
-from .enrich import Assumptions
 from .pipeline import (
     CatalogItemSchema,
     CompanySchema,
@@ -86,7 +85,7 @@ def run_batch(warehouse: Warehouse, settings) -> dict[str, int]:
                 tables[name] = pw_runtime.read_query(warehouse.dsn, warehouse.schema,
                                                      query or _select_all(table, schema), schema,
                                                      name=f"{name}_snapshot", snapshot=snapshot.id)
-            yield build_proposals_graph(Sources(**tables), Assumptions.from_settings(settings), settings)
+            yield build_proposals_graph(Sources(**tables), settings.proposals.assumptions, settings)
 
     FOLLOWER.recompute(warehouse, graph)
     return counts(warehouse)
@@ -103,5 +102,5 @@ def follow(warehouse: Warehouse, settings, persistence_dir: Path, *, autocommit_
     earlier do not linger; later starts resume from the persisted replication positions."""
     FOLLOWER.follow(warehouse, persistence_dir, batch=lambda: run_batch(warehouse, settings),
                     graph=lambda sources: build_proposals_graph(Sources(**sources),
-                                                                Assumptions.from_settings(settings), settings),
+                                                                settings.proposals.assumptions, settings),
                     autocommit_duration_ms=autocommit_duration_ms)

@@ -17,7 +17,8 @@ from zoneinfo import ZoneInfo
 import pathway as pw
 
 from ..tariffs.aneel import FioB, Tariff, fold
-from .enrich import Assumptions, SystemSize, consumption_of, evaluate_quote, lookup_tariff, median_or_none, size_system
+from .assumptions import Assumptions
+from .enrich import SystemSize, consumption_of, evaluate_quote, lookup_tariff, median_or_none, size_system
 
 SAO_PAULO = ZoneInfo("America/Sao_Paulo")
 

@@ -66,9 +66,9 @@ def _install_log_filters(api_key: str | None) -> None:
 
 def docs_root_of(settings, docs_dir: Path | None) -> str | None:
     """The documents folder whose prefix is cut from the paths in responses (folder source only)."""
-    if docs_dir is None and settings.rag_source != "fs":
+    if docs_dir is None and settings.rag.source != "fs":
         return None
-    return str(Path(docs_dir or settings.rag_docs_folder).expanduser().resolve())
+    return str(Path(docs_dir or settings.rag.docs_dir).expanduser().resolve())
 
 
 def _log_errors(graph: RagGraph) -> None:
@@ -99,17 +99,17 @@ def build_service(settings, *, docs_dir: Path | None = None, host: str | None = 
     graph = build_from_settings(settings, embedder, docs_dir=docs_dir, extra_tables=extra_tables)
     index = graph.live_index()
     stats, files = graph.attach(index)
-    api_key = settings.rag_api_key.get_secret_value() if settings.rag_api_key else None
-    llm_key = settings.rag_openai_api_key.get_secret_value() if settings.rag_openai_api_key else None
+    api_key = settings.rag.api_key.get_secret_value() if settings.rag.api_key else None
+    llm_key = settings.rag.openai_api_key.get_secret_value() if settings.rag.openai_api_key else None
     _install_log_filters(api_key)
     api = HelioApi(index, stats, files, embedder.cache.stats, docs_root=docs_root_of(settings, docs_dir),
-                   llm_base_url=settings.rag_openai_base_url, llm_api_key=llm_key, llm_model=settings.rag_chat_model,
-                   llm_timeout_s=settings.rag_llm_timeout_s, llm_max_concurrent=settings.rag_llm_max_concurrent)
-    host = host or settings.rag_host
-    app = api.application(api_key=api_key, max_request_bytes=settings.rag_max_request_bytes,
+                   llm_base_url=settings.rag.openai_base_url, llm_api_key=llm_key, llm_model=settings.rag.chat_model,
+                   llm_timeout_s=settings.rag.llm_timeout_s, llm_max_concurrent=settings.rag.llm_max_concurrent)
+    host = host or settings.rag.host
+    app = api.application(api_key=api_key, max_request_bytes=settings.rag.max_request_bytes,
                           local_only=is_loopback_host(host))
     _log_errors(graph)
-    return Service(graph, index, api, ApiServer(app, host, port or settings.rag_port))
+    return Service(graph, index, api, ApiServer(app, host, port or settings.rag.port))
 
 
 def serve(settings, *, docs_dir: Path | None = None, host: str | None = None, port: int | None = None,
@@ -135,10 +135,10 @@ def serve(settings, *, docs_dir: Path | None = None, host: str | None = None, po
     os.environ.setdefault("PATHWAY_DISABLE_PROGRESS", "1")
     service.server.start()
     log.info("Hélio API on http://%s:%s (documents: %s)", service.server.host, service.server.port,
-             docs_dir or settings.rag_docs_folder)
+             docs_dir or settings.rag.docs_dir)
     try:
         pw.run(monitoring_level=pw.MonitoringLevel.NONE, terminate_on_error=False,
-               with_http_server=settings.pathway_monitoring)
+               with_http_server=settings.pathway.monitoring)
     finally:
         service.server.stop()
 

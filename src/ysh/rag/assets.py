@@ -99,12 +99,12 @@ def index_lag(stats: dict, folder_newest: datetime | None) -> timedelta | None:
 
 
 def _api_key(settings: Settings) -> str | None:
-    return settings.rag_api_key.get_secret_value() if settings.rag_api_key else None
+    return settings.rag.api_key.get_secret_value() if settings.rag.api_key else None
 
 
 def _folder_newest(settings: Settings) -> datetime | None:
-    folder = settings.rag_docs_folder
-    if settings.rag_source != "fs" or not folder.is_dir():
+    folder = settings.rag.docs_dir
+    if settings.rag.source != "fs" or not folder.is_dir():
         return None
     return docs_inventory(folder)["newest_modified"]
 
@@ -129,9 +129,9 @@ def _bytes(n: int) -> str:
 )
 def rag_docs_raw(settings: SettingsResource) -> dg.MaterializeResult:
     settings = settings.get()
-    folder = settings.rag_docs_folder
-    if settings.rag_source != "fs":
-        raise dg.Failure(f"documents come from {settings.rag_source} (YSH_RAG_SOURCE); rag_docs_raw inventories "
+    folder = settings.rag.docs_dir
+    if settings.rag.source != "fs":
+        raise dg.Failure(f"documents come from {settings.rag.source} (YSH_RAG_SOURCE); rag_docs_raw inventories "
                          "the local folder only — watch helio_rag_index instead")
     if not folder.is_dir():
         raise dg.Failure(f"the documents folder {folder} does not exist (set YSH_RAG_DOCS_DIR, or copy "
@@ -167,7 +167,7 @@ def rag_docs_raw(settings: SettingsResource) -> dg.MaterializeResult:
 )
 def helio_rag_index(settings: SettingsResource) -> dg.MaterializeResult:
     settings = settings.get()
-    url = settings.rag_api_url
+    url = settings.rag.url
     try:
         stats = service_statistics(url, _api_key(settings))
     except (httpx.HTTPError, ValueError) as exc:
@@ -192,7 +192,7 @@ def helio_rag_index(settings: SettingsResource) -> dg.MaterializeResult:
                             "than a minute (newest of the service's last_modified and the folder's files).")
 def helio_rag_index_fresh(settings: SettingsResource) -> dg.AssetCheckResult:
     settings = settings.get()
-    url = settings.rag_api_url
+    url = settings.rag.url
     try:
         stats = service_statistics(url, _api_key(settings))
     except (httpx.HTTPError, ValueError) as exc:

@@ -29,8 +29,8 @@ def serve(
     from .security import exposure_problem
 
     settings = get_settings()
-    bind = host or settings.rag_host
-    problem = exposure_problem(bind, settings.rag_api_key.get_secret_value() if settings.rag_api_key else None,
+    bind = host or settings.rag.host
+    problem = exposure_problem(bind, settings.rag.api_key.get_secret_value() if settings.rag.api_key else None,
                                insecure=insecure)
     if problem:
         console.print(f"[red]{problem}[/]")
@@ -39,8 +39,8 @@ def serve(
         console.print("[yellow]--insecure: serving without the API key rule; anyone who reaches the port can "
                       "query the documents[/]")
     os.umask(0o077)  # whatever the service creates (folders, logs, state) is private: 0600 files, 0700 folders
-    if settings.rag_source == "fs" or docs is not None:
-        folder = (docs or settings.rag_docs_folder).expanduser().resolve()
+    if settings.rag.source == "fs" or docs is not None:
+        folder = (docs or settings.rag.docs_dir).expanduser().resolve()
         if folder.exists() and not folder.is_dir():
             console.print(f"[red]--docs {folder} is not a folder[/]")
             raise typer.Exit(2)
@@ -50,14 +50,14 @@ def serve(
         where = str(folder)
     else:
         folder = None
-        where = {"s3": f"s3://{settings.rag_s3_bucket}/{settings.rag_s3_prefix}",
-                 "gdrive": f"Google Drive folder {settings.rag_gdrive_object_id}"}[settings.rag_source]
-    host = host or settings.rag_host
-    port = port or settings.rag_port
-    auth = "X-API-Key required" if settings.rag_api_key else "no API key (YSH_RAG_API_KEY unset)"
-    answers = f"LLM {settings.rag_chat_model} at {settings.rag_openai_base_url}" if settings.rag_openai_base_url \
+        where = {"s3": f"s3://{settings.rag.s3_bucket}/{settings.rag.s3_prefix}",
+                 "gdrive": f"Google Drive folder {settings.rag.gdrive_object_id}"}[settings.rag.source]
+    host = host or settings.rag.host
+    port = port or settings.rag.port
+    auth = "X-API-Key required" if settings.rag.api_key else "no API key (YSH_RAG_API_KEY unset)"
+    answers = f"LLM {settings.rag.chat_model} at {settings.rag.openai_base_url}" if settings.rag.openai_base_url \
         else "extractive answers"
-    console.print(f"Hélio: indexing [bold]{where}[/] with {settings.rag_embedder}; API on "
+    console.print(f"Hélio: indexing [bold]{where}[/] with {settings.rag.embedder}; API on "
                   f"[cyan]http://{host}:{port}[/] ({auth}; {answers}); Ctrl-C to stop")
     from .app import serve as run_service
 
@@ -81,9 +81,9 @@ def _warehouse_parts(settings):
 
     pinecone = PineconeStore.from_settings(settings)
     if pinecone is not None:
-        console.print(f"Pinecone: the chunk vectors also go to {settings.rag_pinecone_index_host} "
-                      f"(namespace {settings.rag_embedder})")
-    if not (settings.rag_live_records or settings.rag_pgvector):
+        console.print(f"Pinecone: the chunk vectors also go to {settings.rag.pinecone_index_host} "
+                      f"(namespace {settings.rag.embedder})")
+    if not (settings.rag.live_records or settings.rag.pgvector):
         return [], None, _pinecone_only(pinecone, settings)
     from .. import db
 
@@ -94,19 +94,19 @@ def _warehouse_parts(settings):
                       "or the pgvector copy[/]")
         return [], None, _pinecone_only(pinecone, settings)
     extra, seed, on_ready = [], None, None
-    if settings.rag_live_records:
+    if settings.rag.live_records:
         from .records import live_records_table
 
-        extra.append(lambda: live_records_table(warehouse, settings.rag_records_poll_s,
-                                                today=settings.rag_records_as_of))
+        extra.append(lambda: live_records_table(warehouse, settings.rag.records_poll_s,
+                                                today=settings.rag.records_as_of))
         console.print(f"live records: catalog products and B1/B3 tariffs from schema {warehouse.schema}, "
-                      f"re-read every {settings.rag_records_poll_s:g} s")
-    if settings.rag_pgvector:
+                      f"re-read every {settings.rag.records_poll_s:g} s")
+    if settings.rag.pgvector:
         from .vectors import VectorStore
 
-        store = VectorStore(warehouse, model=settings.rag_embedder)
-        seed = store.load_cache(settings.rag_embedder)
-        console.print(f"pgvector: {len(seed)} chunk vectors of {settings.rag_embedder} loaded from rag_chunks "
+        store = VectorStore(warehouse, model=settings.rag.embedder)
+        seed = store.load_cache(settings.rag.embedder)
+        console.print(f"pgvector: {len(seed)} chunk vectors of {settings.rag.embedder} loaded from rag_chunks "
                       "(not embedded again)")
 
         def on_ready(graph):
@@ -134,7 +134,7 @@ def _attach_copy(graph, store, settings, name: str) -> None:
     from .vectors import attach_pgvector_sink
 
     attach_pgvector_sink(graph.chunks, store, vector_column="vector", model=graph.embedder.cache.model_name,
-                         reconcile_after_s=settings.rag_pgvector_reconcile_s, name=name)
+                         reconcile_after_s=settings.rag.pgvector_reconcile_s, name=name)
 
 
 @app.command("eval")
@@ -166,8 +166,8 @@ def eval_cmd(
         docs, eval_file = split_paths(split)
     if url is None and docs is None:
         try:
-            httpx.get(f"{settings.rag_api_url}/_schema", timeout=2.0)
-            url = settings.rag_api_url
+            httpx.get(f"{settings.rag.url}/_schema", timeout=2.0)
+            url = settings.rag.url
         except httpx.HTTPError:
             docs = db.data_path("sample", "docs")
     if url is not None:
@@ -206,7 +206,7 @@ def demo_questions(settings, warehouse, out: Console = console, *, as_of=None) -
     from .. import db
     from .evaluation import headers_for, start_service
 
-    folder = settings.rag_docs_folder
+    folder = settings.rag.docs_dir
     folder.mkdir(parents=True, exist_ok=True)
     sample = db.data_path("sample", "docs")
     for path in sorted(sample.iterdir()):

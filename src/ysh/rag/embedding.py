@@ -129,18 +129,18 @@ class OpenAIBackend:
 
 
 def backend_from_settings(settings) -> EmbeddingBackend:
-    """The backend named by ``settings.rag_embedder``: ``minilm`` | ``st:<name-or-path>`` |
-    ``openai:<model>`` (needs ``rag_openai_base_url``)."""
-    spec = settings.rag_embedder.strip()
+    """The backend named by ``settings.rag.embedder``: ``minilm`` | ``st:<name-or-path>`` |
+    ``openai:<model>`` (needs ``YSH_RAG_OPENAI_BASE_URL``)."""
+    spec = settings.rag.embedder.strip()
     if spec == "minilm":
-        return minilm_backend(settings.rag_torch_threads)
+        return minilm_backend(settings.rag.torch_threads)
     if spec.startswith("st:") and spec[3:]:
-        return SentenceTransformerBackend(spec[3:], name=spec, torch_threads=settings.rag_torch_threads)
+        return SentenceTransformerBackend(spec[3:], name=spec, torch_threads=settings.rag.torch_threads)
     if spec.startswith("openai:") and spec[7:]:
-        if not settings.rag_openai_base_url:
+        if not settings.rag.openai_base_url:
             raise ValueError("YSH_RAG_EMBEDDER=openai:… needs YSH_RAG_OPENAI_BASE_URL")
-        key = settings.rag_openai_api_key.get_secret_value() if settings.rag_openai_api_key else None
-        return OpenAIBackend(settings.rag_openai_base_url, spec[7:], key)
+        key = settings.rag.openai_api_key.get_secret_value() if settings.rag.openai_api_key else None
+        return OpenAIBackend(settings.rag.openai_base_url, spec[7:], key)
     raise ValueError(f"unknown YSH_RAG_EMBEDDER {spec!r}: use minilm, st:<model> or openai:<model>")
 
 
@@ -260,7 +260,7 @@ class CachedEmbedder(BaseEmbedder):
 def make_embedder(settings, *, seed: Mapping[str, np.ndarray] | None = None,
                   on_embedded: Callable[[str, np.ndarray], None] | None = None,
                   backend: EmbeddingBackend | None = None) -> CachedEmbedder:
-    """The configured document embedder (``settings.rag_embedder``), its cache seeded with
+    """The configured document embedder (``settings.rag.embedder``), its cache seeded with
     ``seed`` and observed by ``on_embedded``."""
     cache = EmbeddingCache(backend or backend_from_settings(settings))
     if seed:

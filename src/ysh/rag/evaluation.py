@@ -220,7 +220,7 @@ def run_eval(url: str, *, api_key: str | None = None, questions: Sequence[Questi
     Parameters
     ----------
     url : str
-        the Hélio API (``settings.rag_api_url``).
+        the Hélio API (``settings.rag.url``).
     api_key : str, optional
         sent as ``X-API-Key``.
     answers : bool
@@ -420,8 +420,8 @@ def stop_process(process: subprocess.Popen, grace_s: float = 15.0) -> None:
 def eval_from_settings(settings=None, *, url: str | None = None, eval_file: Path | None = None,
                        retrievers: Sequence[str] = RETRIEVERS, k: int = 5, answers: bool = False,
                        console=None) -> EvalReport:
-    """What ``ysh rag eval`` does: ask the configured service (``settings.rag_api_url``,
-    ``rag_api_key``) every question of ``eval_file`` (default the sample set) with a
+    """What ``ysh rag eval`` does: ask the configured service (``settings.rag.url``,
+    ``YSH_RAG_API_KEY``) every question of ``eval_file`` (default the sample set) with a
     progress bar, print the table, return the report (the command exits non-zero when
     ``not report.meets_target``)."""
     from rich.progress import Progress
@@ -431,8 +431,8 @@ def eval_from_settings(settings=None, *, url: str | None = None, eval_file: Path
 
     settings = settings or get_settings()
     console = console or default_console
-    url = url or settings.rag_api_url
-    api_key = settings.rag_api_key.get_secret_value() if settings.rag_api_key else None
+    url = url or settings.rag.url
+    api_key = settings.rag.api_key.get_secret_value() if settings.rag.api_key else None
     questions = load_questions(eval_file)
     with Progress(console=console, transient=True) as bar:
         task = bar.add_task(f"asking {url}", total=len(questions) * (len(retrievers) + (1 if answers else 0)))

@@ -172,15 +172,13 @@ class PineconeStore:
 
     @classmethod
     def from_settings(cls, settings, **kwargs) -> PineconeStore | None:
-        """A store when ``rag_pinecone_api_key`` and ``rag_pinecone_index_host`` are set,
-        else None (Pinecone stays optional). The namespace is ``settings.rag_embedder``."""
-        key = getattr(settings, "rag_pinecone_api_key", None)
-        host = getattr(settings, "rag_pinecone_index_host", None)
-        if key is not None and hasattr(key, "get_secret_value"):
-            key = key.get_secret_value()
-        if not key or not host:
+        """A store when ``YSH_RAG_PINECONE_API_KEY`` and ``YSH_RAG_PINECONE_INDEX_HOST`` are
+        set, else None (Pinecone stays optional). The namespace is ``settings.rag.embedder``."""
+        rag = settings.rag
+        key = rag.pinecone_api_key.get_secret_value() if rag.pinecone_api_key else None
+        if not key or not rag.pinecone_index_host:
             return None
-        return cls(str(host), str(key), model=getattr(settings, "rag_embedder", None) or "minilm", **kwargs)
+        return cls(str(rag.pinecone_index_host), key, model=rag.embedder, **kwargs)
 
     # ---- HTTP --------------------------------------------------------------------------
     def close(self) -> None:

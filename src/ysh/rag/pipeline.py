@@ -44,37 +44,37 @@ __all__ = ["RETRIEVERS", "RagGraph", "build_rag_graph", "build_from_settings", "
 def read_documents(settings, docs_dir: Path | None = None, *, mode: str = "streaming",
                    autocommit_duration_ms: int = 50) -> pw.Table:
     """The documents (``data: bytes``, ``_metadata: Json`` with path, modified_at, size…)
-    of ``settings.rag_source``: a folder (default; ``docs_dir`` or ``rag_docs_folder``), an
-    S3/MinIO prefix (``rag_s3_bucket``/``rag_s3_prefix`` with the ``s3_*`` settings), or a
-    Google Drive folder (only with ``rag_gdrive_object_id`` and a credentials file).
+    of ``settings.rag.source``: a folder (default; ``settings.rag.docs_dir``), an
+    S3/MinIO prefix (``settings.rag.s3_bucket``/``s3_prefix`` with ``settings.s3``), or a
+    Google Drive folder (only with ``settings.rag.gdrive_object_id`` and a credentials file).
     Streaming picks up additions, modifications and deletions."""
-    source = settings.rag_source if docs_dir is None else "fs"
+    source = settings.rag.source if docs_dir is None else "fs"
     if source == "fs":
-        folder = Path(docs_dir or settings.rag_docs_folder)
+        folder = Path(docs_dir or settings.rag.docs_dir)
         docs = pw.io.fs.read(str(folder), format="binary", mode=mode, with_metadata=True,
                              autocommit_duration_ms=autocommit_duration_ms, name="rag_docs")
         # the reader follows symlinks: one that points outside the folder is not indexed
         return keep_inside_docs_root(docs, folder)
     if source == "s3":
-        if not settings.rag_s3_bucket:
+        if not settings.rag.s3_bucket:
             raise ValueError("YSH_RAG_SOURCE=s3 needs YSH_RAG_S3_BUCKET")
         s3 = pw.io.s3.AwsS3Settings(
-            bucket_name=settings.rag_s3_bucket,
-            access_key=settings.s3_access_key_id.get_secret_value() if settings.s3_access_key_id else None,
-            secret_access_key=(settings.s3_secret_access_key.get_secret_value()
-                               if settings.s3_secret_access_key else None),
-            region=settings.s3_region, endpoint=settings.s3_endpoint_url,
-            with_path_style=settings.s3_endpoint_url is not None)
-        return pw.io.s3.read(settings.rag_s3_prefix, aws_s3_settings=s3, format="binary", mode=mode,
+            bucket_name=settings.rag.s3_bucket,
+            access_key=settings.s3.access_key_id.get_secret_value() if settings.s3.access_key_id else None,
+            secret_access_key=(settings.s3.secret_access_key.get_secret_value()
+                               if settings.s3.secret_access_key else None),
+            region=settings.s3.region, endpoint=settings.s3.endpoint_url,
+            with_path_style=settings.s3.endpoint_url is not None)
+        return pw.io.s3.read(settings.rag.s3_prefix, aws_s3_settings=s3, format="binary", mode=mode,
                              with_metadata=True, autocommit_duration_ms=autocommit_duration_ms, name="rag_docs_s3")
     if source == "gdrive":
-        credentials = settings.rag_gdrive_credentials_file
-        if not settings.rag_gdrive_object_id or not credentials or not Path(credentials).is_file():
+        credentials = settings.rag.gdrive_credentials_file
+        if not settings.rag.gdrive_object_id or not credentials or not Path(credentials).is_file():
             raise ValueError("YSH_RAG_SOURCE=gdrive needs YSH_RAG_GDRIVE_OBJECT_ID and an existing "
                              "YSH_RAG_GDRIVE_CREDENTIALS_FILE (service-account JSON)")
-        return pw.io.gdrive.read(settings.rag_gdrive_object_id, mode=mode, format="binary", with_metadata=True,
+        return pw.io.gdrive.read(settings.rag.gdrive_object_id, mode=mode, format="binary", with_metadata=True,
                                  service_user_credentials_file=str(credentials), refresh_interval=30,
-                                 object_size_limit=settings.rag_max_file_bytes, name="rag_docs_gdrive")
+                                 object_size_limit=settings.rag.max_file_bytes, name="rag_docs_gdrive")
     raise ValueError(f"unknown YSH_RAG_SOURCE {source!r}: fs, s3 or gdrive")
 
 
@@ -228,6 +228,6 @@ def build_from_settings(settings, embedder: CachedEmbedder, *, docs_dir: Path | 
                         extra_tables: Sequence[pw.Table] = (), mode: str = "streaming") -> RagGraph:
     """:func:`build_rag_graph` over the configured document source plus ``extra_tables``."""
     documents = [read_documents(settings, docs_dir, mode=mode), *extra_tables]
-    return build_rag_graph(documents, embedder, chunk_tokens=settings.rag_chunk_tokens,
-                           chunk_overlap=settings.rag_chunk_overlap, rrf_k=settings.rag_rrf_k,
-                           dense_weight=settings.rag_dense_weight, max_file_bytes=settings.rag_max_file_bytes)
+    return build_rag_graph(documents, embedder, chunk_tokens=settings.rag.chunk_tokens,
+                           chunk_overlap=settings.rag.chunk_overlap, rrf_k=settings.rag.rrf_k,
+                           dense_weight=settings.rag.dense_weight, max_file_bytes=settings.rag.max_file_bytes)

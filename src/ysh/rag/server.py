@@ -17,8 +17,8 @@ Routes (JSON in, JSON out; GET takes the same fields as query parameters):
 * ``GET /`` and ``GET /static/…``: the Hélio page (plain HTML/CSS/JS shipped in
   ``ysh/rag/static``); public — the page sends the key the user types.
 
-``X-API-Key`` is required on every other route when ``rag_api_key`` is set (401), and
-bodies over ``rag_max_request_bytes`` are refused (413). Bad input gets a 400 saying why
+``X-API-Key`` is required on every other route when ``YSH_RAG_API_KEY`` is set (401), and
+bodies over ``YSH_RAG_MAX_REQUEST_BYTES`` are refused (413). Bad input gets a 400 saying why
 (JSON ``{"error": reason}``): a POST body must be a JSON object sent as
 ``application/json`` (415 / 400), a question at most 2,000 characters, ``metadata_filter`` a
 JMESPath expression of known functions, ``filepath_globpattern`` a short plain glob
@@ -28,8 +28,8 @@ carry paths relative to the documents root; a failure is a generic 500 (details 
 
 Searches go through one :class:`~ysh.rag.serving.SearchBatcher` (the questions waiting
 are embedded and scored together); extractive answers run on a small thread pool;
-LLM answers run on their own pool, at most ``rag_llm_max_concurrent`` at once with a
-``rag_llm_timeout_s`` timeout: when all are busy the request gets 503 with ``Retry-After``.
+LLM answers run on their own pool, at most ``YSH_RAG_LLM_MAX_CONCURRENT`` at once with a
+``YSH_RAG_LLM_TIMEOUT_S`` timeout: when all are busy the request gets 503 with ``Retry-After``.
 """
 
 import asyncio

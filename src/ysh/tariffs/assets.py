@@ -47,10 +47,10 @@ def tarifas_aneel_scrape(context: dg.AssetExecutionContext, settings: SettingsRe
     results = scrape(settings, progress=progress)
     rows = [(r.path.name, r.rows, r.pages) for r in results]
     return dg.MaterializeResult(metadata={
-        "portal": dg.MetadataValue.url(settings.aneel_ckan_url),
+        "portal": dg.MetadataValue.url(settings.tariffs.aneel.ckan_url),
         "rows": sum(r.rows for r in results),
         "files": dg.MetadataValue.md(markdown_table(["file", "rows", "pages"], rows)),
-        "landing": dg.MetadataValue.path(str(settings.tariffs_landing)),
+        "landing": dg.MetadataValue.path(str(settings.tariffs.landing_dir)),
     })
 
 
@@ -64,7 +64,7 @@ def tarifas_aneel_scrape(context: dg.AssetExecutionContext, settings: SettingsRe
 )
 def tarifas_raw(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     settings = warehouse.settings()
-    folder = settings.tariffs_landing
+    folder = settings.tariffs.landing_dir
     files = landing.feed_files([folder]) if folder.is_dir() else []
     if not files:
         raise dg.Failure(f"no files in the tariffs landing folder {folder}; run tarifas_aneel_scrape or "

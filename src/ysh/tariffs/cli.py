@@ -88,7 +88,7 @@ def load(
     With YSH_PATHWAY_PROCESSES > 1 the files are parsed in chunks by that many processes."""
     from .. import pw_runtime
 
-    pw_runtime.respawn_with_processes(get_settings().pathway_processes)
+    pw_runtime.respawn_with_processes(get_settings().pathway.processes)
     if not pw_runtime.is_leader():  # a helper process of a spawned run: results live in process 0
         job.run_static(paths, out)
         return
@@ -224,7 +224,7 @@ def follow(
     state = settings.state_dir / "tariffs_follow"
     if reset:
         job.FOLLOWER.reset(warehouse, state)
-    license_key = settings.pathway_license_key.get_secret_value() if settings.pathway_license_key else None
+    license_key = settings.pathway.license_key.get_secret_value() if settings.pathway.license_key else None
     reader = "pw.io.postgres.read (licensed)" if license_key else "ysh.cdc"
     console.print(f"following [cyan]{warehouse.schema}.tarifas_raw[/] with {reader} (state in {state}); "
                   "Ctrl-C to stop")

@@ -70,7 +70,7 @@ def build(paths: list[Path]) -> TariffTables:
 
     files = files_under(paths)
     pw_runtime.fresh_graph()
-    subject = FileChunksSubject(files, chunk_bytes=get_settings().tariffs_chunk_bytes)
+    subject = FileChunksSubject(files, chunk_bytes=get_settings().tariffs.chunk_bytes)
     chunks = pw.io.python.read(subject, schema=FileChunkSchema, name="tariff_files")
     return build_tariffs_graph(chunks)
 

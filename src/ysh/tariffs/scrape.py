@@ -27,13 +27,13 @@ def scrape(settings: Settings, dest: Path | None = None, *,
     """Download every configured resource into ``dest`` (default: the tariffs landing
     folder). A failed download raises :class:`ysh.tariffs.ckan.CkanError` and leaves the
     previous file of that resource in place."""
-    dest = dest or settings.tariffs_landing
+    dest = dest or settings.tariffs.landing_dir
     dest.mkdir(parents=True, exist_ok=True)
-    resources = settings.aneel_resources or default_resources()
-    api_key = settings.aneel_ckan_api_key.get_secret_value() if settings.aneel_ckan_api_key else None
+    resources = settings.tariffs.aneel.resources or default_resources()
+    api_key = settings.tariffs.aneel.ckan_api_key.get_secret_value() if settings.tariffs.aneel.ckan_api_key else None
     results = []
-    with CkanClient(settings.aneel_ckan_url, timeout_s=settings.aneel_ckan_timeout_s,
-                    retries=settings.aneel_ckan_retries, api_key=api_key) as client:
+    with CkanClient(settings.tariffs.aneel.ckan_url, timeout_s=settings.tariffs.aneel.ckan_timeout_s,
+                    retries=settings.tariffs.aneel.ckan_retries, api_key=api_key) as client:
         for name, resource_id in resources.items():
             report = (lambda done, total, name=name: progress(name, done, total)) if progress else None
             results.append(download_resource(client, resource_id, dest / name, progress=report))
