@@ -6,6 +6,7 @@ import json
 import pytest
 
 from ysh.catalog import exports as x
+from ysh.catalog.kits import components_from_text
 from ysh.catalog.normalize import normalize_feed
 
 
@@ -77,7 +78,7 @@ def test_no_price_is_invented_for_a_row_without_one():
      [("module", "Jinko Solar", 575.0, 10), ("inverter", "Growatt", 5000.0, 1)]),
 ])
 def test_kit_components_written_as_text(text, expected):
-    components = x.components_from_text(text)
+    components = components_from_text(text)
     assert [(c["kind"], c["brand"], c["power_w"], c["quantity"]) for c in components] == expected
 
 

@@ -2,8 +2,8 @@ import json
 
 import pytest
 
+from ysh.catalog.items import CatalogItem
 from ysh.catalog.normalize import (
-    CatalogItem,
     QuarantinedRow,
     distributor_from_path,
     normalize_feed,

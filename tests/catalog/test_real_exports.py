@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from ysh.catalog import job
-from ysh.catalog.normalize import CatalogItem, normalize_feed
+from ysh.catalog.items import CatalogItem
+from ysh.catalog.normalize import normalize_feed
 
 from ..conftest import REPO
 

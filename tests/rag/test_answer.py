@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from ysh.rag.answer import SYSTEM_PROMPT, answer_question, build_chat_request, injection_reason, Passage
+from ysh.rag.answer import SYSTEM_PROMPT, answer_question, build_chat_request
+from ysh.rag.passages import Passage, injection_reason
 from ysh.rag.chunking import TokenChunker
 from ysh.rag.embedding import OpenAIBackend
 from ysh.rag.parsing import parse_document
@@ -152,7 +153,7 @@ def passage(text: str, path: str = "docs/guia.md", **metadata) -> dict:
 
 
 def test_a_number_with_thousands_is_never_cut_into_sentences():
-    from ysh.rag.answer import sentences
+    from ysh.rag.passages import sentences
 
     assert sentences("Um financiamento de R$ 30.000,00 tem CET informado (Resolução CMN nº 3.517/2007). "
                      "Veja o art. 27 da lei.") == [
@@ -206,13 +207,13 @@ def test_not_found_names_the_closest_sources():
     ("Quanto pesa o módulo?", "value"), ("Como reiniciar o inversor?", "procedure"),
     ("Posso ligar um gerador maior que a carga?", "rule"), ("O que significa EMUC?", "definition")])
 def test_the_kind_of_answer_a_question_asks_for(question, kind):
-    from ysh.rag.answer import question_kind
+    from ysh.rag.question import question_kind
 
     assert question_kind(question) == kind
 
 
 def test_a_question_asking_two_things_gets_both_answered():
-    from ysh.rag.answer import question_parts
+    from ysh.rag.question import question_parts
 
     assert question_parts("Quanto pesa e qual o tamanho do módulo?") == ["Quanto pesa", "qual o tamanho do módulo?"]
     assert question_parts("Qual a diferença entre o SAC e a Price?") == ["SAC", "Price"]
@@ -235,13 +236,13 @@ def test_a_faq_heading_that_asks_the_question_is_answered_by_what_follows_it():
 
 
 def test_dot_leaders_of_a_text_datasheet_do_not_end_a_sentence():
-    from ysh.rag.answer import sentences
+    from ysh.rag.passages import sentences
 
     assert sentences("Eficiência do módulo .............. 18,3 %") == ["Eficiência do módulo .............. 18,3 %"]
 
 
 def test_a_hard_wrapped_sentence_is_one_sentence_and_a_table_row_stays_a_row():
-    from ysh.rag.answer import sentences
+    from ysh.rag.passages import sentences
 
     text = ("- Não misture estes módulos no mesmo MPPT com módulos de outro modelo: a corrente de\n"
             "      máxima potência (10,42 A) é diferente da dos módulos mono de 405 W (cerca de 9,65 A),\n"
@@ -273,7 +274,7 @@ def test_a_long_pdf_page_keeps_its_lines_and_a_table_row_is_quoted_alone():
 
 
 def test_an_abbreviation_defined_in_the_passages_counts_as_its_words():
-    from ysh.rag.answer import abbreviations
+    from ysh.rag.question import abbreviations
 
     defined = abbreviations(["Potência máxima (Pmax) 550 W", "TIR (taxa interna de retorno): a taxa que zera o VPL.",
                              "Tensão máxima do sistema: 1500 V CC (IEC)"])
@@ -328,7 +329,7 @@ def test_a_sections_first_sentence_is_quoted_with_the_heading_that_names_it():
 
 
 def test_two_questions_in_one_message_are_both_answered():
-    from ysh.rag.answer import question_parts
+    from ysh.rag.question import question_parts
 
     question = "O tal do parecer de acesso ainda existe? Como ele se chama hoje na REN 1.000?"
     assert question_parts(question) == ["O tal do parecer de acesso ainda existe?",
@@ -345,7 +346,7 @@ def test_two_questions_in_one_message_are_both_answered():
 
 
 def test_word_families_and_compounds_match():
-    from ysh.rag.answer import _matches, stems
+    from ysh.rag.question import _matches, stems
 
     assert _matches("desist", stems("desistência"))  # "Desisti da compra" ~ "devolução por desistência"
     assert "geraca" in stems("micro e minigeração distribuída")

@@ -14,7 +14,7 @@ from ..kit.pipes import launch
 from ..resources import SettingsResource, WarehouseResource
 from ..settings import Settings
 from . import landing
-from .normalize import POWER_RANGES_W
+from .items import POWER_RANGES_W
 from ..console import markdown_table
 
 GROUP = "catalog"

@@ -2,166 +2,36 @@
 
 One record becomes either a :class:`CatalogItem` or a :class:`QuarantinedRow` with a
 stable reason code; nothing is dropped silently. The rules (units, ranges, reason
-codes) are documented in ``docs/catalog.md``.
+codes) are documented in ``docs/catalog.md``. The item and the reason codes are in
+:mod:`ysh.catalog.items`, the rules of each field in :mod:`ysh.catalog.fields`.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import re
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import PurePosixPath
-from functools import lru_cache
-from typing import NamedTuple
 
 from . import exports as x
 from . import parsing as p
 from ..kit.quarantine import QuarantinedRow
 from .feeds import FeedFormatError, FeedRecord, Value, read_feed
-
-# --------------------------------------------------------------------------------------
-# reason codes (stable: dashboards and checks group by them)
-# --------------------------------------------------------------------------------------
-MISSING_SKU = "missing_sku"
-UNKNOWN_CATEGORY = "unknown_category"
-MISSING_POWER = "missing_power"
-UNPARSEABLE_POWER = "unparseable_power"
-POWER_OUT_OF_RANGE = "power_out_of_range"
-UNPARSEABLE_PRICE = "unparseable_price"
-NEGATIVE_PRICE = "negative_price"
-ZERO_PRICE = "zero_price"
-UNPARSEABLE_STOCK = "unparseable_stock"
-NEGATIVE_STOCK = "negative_stock"
-MALFORMED_JSON = "malformed_json"
-MALFORMED_RECORD = "malformed_record"
-MALFORMED_ROW = "malformed_row"
-UNPARSEABLE_FILE = "unparseable_file"
-EMPTY_FILE = "empty_file"
-INTERNAL_ERROR = "internal_error"
-
-REASON_CODES = (
-    MISSING_SKU, UNKNOWN_CATEGORY, MISSING_POWER, UNPARSEABLE_POWER, POWER_OUT_OF_RANGE,
-    UNPARSEABLE_PRICE, NEGATIVE_PRICE, ZERO_PRICE, UNPARSEABLE_STOCK, NEGATIVE_STOCK,
-    MALFORMED_JSON, MALFORMED_RECORD, MALFORMED_ROW, UNPARSEABLE_FILE, EMPTY_FILE, INTERNAL_ERROR,
+from .fields import (
+    _describe,
+    _names_distributor,
+    _optional_float,
+    _optional_int,
+    _power_w,
+    _price_brl,
+    _raw_json,
+    _stock_units,
+    _text,
+    _text_specs,
 )
-
-#: plausible power per category [W]: module STC max power, inverters rated AC power, a
-#: kit its DC power (kWp × 1000).
-POWER_RANGES_W: dict[str, tuple[float, float]] = {
-    "module": (5.0, 800.0),
-    "microinverter": (100.0, 3_000.0),
-    "inverter": (100.0, 250_000.0),
-    "hybrid_inverter": (100.0, 250_000.0),
-    "offgrid_inverter": (100.0, 250_000.0),
-    "kit": (100.0, 5_000_000.0),
-}
-#: categories that must state a power (a module or an inverter without one is no offer)
-POWERED_CATEGORIES = frozenset({"module", "microinverter", "inverter", "hybrid_inverter", "offgrid_inverter"})
-#: categories whose power may be read from their text (besides the powered ones)
-TEXT_POWER_CATEGORIES = POWERED_CATEGORIES | {"kit", "ev_charger", "pump_kit"}
-#: categories not grouped into products across distributors (bundles and commodities)
-UNGROUPED_CATEGORIES = frozenset({"kit", "structure", "cable", "accessory", "other"})
-
-
-class CatalogItem(NamedTuple):
-    """One normalized offer. A named tuple: cheap to build and handed to Pathway as is."""
-
-    distributor: str
-    sku: str
-    category: str
-    brand: str | None
-    model: str | None
-    description: str | None
-    power_w: float | None
-    price_brl: float | None
-    stock_units: int | None
-    inmetro_registration: str | None
-    inmetro_status: str
-    efficiency_pct: float | None
-    technology: str | None
-    voc_v: float | None
-    isc_a: float | None
-    vmp_v: float | None
-    imp_a: float | None
-    mppt_count: int | None
-    phases: int | None
-    max_dc_voltage_v: float | None
-    product_key: str | None  # brand|MODELKEY: the physical product across distributors
-    source_file: str
-    line: int
-    # what storefront exports add (docs/catalog.md, "Storefront exports")
-    name: str | None = None  # the product's title when the export has one beside a description
-    voltage_v: float | None = None  # inverters: AC voltage [V]
-    battery_kwh: float | None = None  # batteries: energy [kWh]
-    availability: str | None = None  # in_stock | out_of_stock | on_order
-    structure_type: str | None = None  # kits: roof/ground structure ("Cerâmico", "Mini Trilho")
-    distribution_center: str | None = None  # kits: where the distributor ships from
-    components: str | None = None  # kits: JSON list of {kind, brand, power_w, quantity, description}
-    url: str | None = None
-    image_url: str | None = None
-    sku_source: str = "sku"  # sku | id | id+name | sku_text | url | image_url | name_code | model | name_hash
-    category_rule: str = ""  # which rule decided the category
-
-    def to_dict(self) -> dict:
-        return self._asdict()
-
-
-class RowRejected(Exception):
-    def __init__(self, reason: str, detail: str):
-        super().__init__(detail)
-        self.reason = reason
-        self.detail = detail
-
-
-# --------------------------------------------------------------------------------------
-# helpers
-# --------------------------------------------------------------------------------------
-
-
-def _text(value: Value) -> str | None:
-    """A field as text (JSON 12345.0 is the SKU/stock 12345); zero-width characters and
-    non-breaking spaces are cleaned; empty → None."""
-    if value.__class__ is str and value.isascii():  # the hot path of every field
-        return value.strip() or None
-    return x.clean_cell(value)
-
-
-def _number(value: Value, parse) -> float:
-    if isinstance(value, (int, float)):
-        number = float(value)
-        if not math.isfinite(number):
-            raise ValueError(f"not a finite number: {value!r}")
-        return number
-    return parse(str(value))
-
-
-def _optional_float(value: Value, unit_suffix: str = "") -> float | None:
-    """Datasheet extras: parsed when possible, else None (they never reject a row)."""
-    s = _text(value)
-    if s is None:
-        return None
-    if isinstance(value, (int, float)):
-        return float(value) if math.isfinite(value) else None
-    s = re.sub(rf"\s*{unit_suffix}$", "", s, flags=re.I) if unit_suffix else s
-    try:
-        return p.parse_decimal(s)
-    except ValueError:
-        return None
-
-
-def _optional_int(value: Value) -> int | None:
-    f = _optional_float(value)
-    return int(f) if f is not None and f.is_integer() and abs(f) < 2**63 else None
-
-
-def product_key(brand: str | None, model: str | None, category: str) -> str | None:
-    """Key of the physical product: canonical brand + model key (``JA Solar|JAM72S30550MR``).
-    Accessories and items without brand or model are not grouped into products."""
-    if not brand or not model or category in UNGROUPED_CATEGORIES:
-        return None
-    return f"{brand}|{p.model_key(model)}"
+from .items import INTERNAL_ERROR, MISSING_SKU, UNKNOWN_CATEGORY, UNPARSEABLE_PRICE, CatalogItem, RowRejected
+from .kits import kit_details
 
 
 def distributor_from_path(path: str, landing_root: str | None = None) -> str:
@@ -181,215 +51,6 @@ def distributor_from_path(path: str, landing_root: str | None = None) -> str:
 # --------------------------------------------------------------------------------------
 # one record
 # --------------------------------------------------------------------------------------
-
-
-def _raw_json(record: FeedRecord) -> str:
-    if record.raw_text is not None and not record.fields:
-        return json.dumps({"_text": record.raw_text}, ensure_ascii=False)
-    raw: dict[str, object] = dict(record.fields)
-    if record.extra:
-        raw["_extra"] = list(record.extra)
-    return json.dumps(raw, ensure_ascii=False, default=str, allow_nan=False) if _finite(raw) \
-        else json.dumps({k: (v if _finite({k: v}) else str(v)) for k, v in raw.items()}, ensure_ascii=False)
-
-
-def _finite(values: dict) -> bool:
-    return all(not isinstance(v, float) or math.isfinite(v) for v in values.values())
-
-
-_COARSE_COLUMN_WORDS = frozenset({"inverters", "panels", "cables", "structures", "accessories", "batteries",
-                                  "outros", "others", "diversos", "other", "produtos", "products"})
-
-
-def _category(written: str | None, texts: tuple[str, ...], kit_hint: bool) -> tuple[str, str]:
-    """Category and the rule that decided it.
-
-    1. a kit: the category column says so, or the text is a generator (a kWp power, an
-       inverter and a module named);
-    2. the product type that opens a title or description (storefront titles start with
-       it: ``MICRO INVERSOR …``, ``MEDIDOR INTELIGENTE …``) wins over a coarse category
-       column (a scraper's ``inverters`` page holds meters too);
-    3. else the category column (an unknown value rejects the row);
-    4. else the first category keyword anywhere in the texts.
-    An inverter is hybrid or off-grid when any text says so.
-    """
-    column, column_rule = p.category_with_rule(written) if written is not None else (None, "")
-    if column == "kit" or kit_hint:
-        return "kit", f"column: {written}" if column == "kit" else "kit: kWp + inverter + module in the text"
-    coarse = written is not None and p.normalize_header(written) in _COARSE_COLUMN_WORDS
-    all_text = " ".join(texts)
-    if column is None or coarse:
-        for text in texts:
-            category, rule, in_head = p.category_from_text(text)
-            if category is not None and in_head:
-                return _refined(category, all_text), f"title: {rule}"
-    if written is not None and column is not None:
-        return _refined(column, all_text), f"column: {column_rule}"
-    for text in texts:
-        category, rule, _ = p.category_from_text(text)
-        if category is not None:
-            return _refined(category, all_text), f"text: {rule}"
-    if written is not None:
-        raise RowRejected(UNKNOWN_CATEGORY, f"category {written!r} is not a known category")
-    raise RowRejected(UNKNOWN_CATEGORY, "no category column and none found in the description")
-
-
-def _refined(category: str, text: str) -> str:
-    return p._refine_inverter(category, p.strip_accents(text).lower()) if category == "inverter" else category
-
-
-def _power_w(raw_value: Value, default_unit: str, category: str, texts: tuple[str, ...]) -> float | None:
-    written = _text(raw_value)
-    power: float | None = None
-    if written is not None:
-        try:
-            power = _number(raw_value, lambda s: p.parse_power_w(s, default_unit))
-            if isinstance(raw_value, (int, float)) and default_unit == "kW":
-                power *= 1000.0
-        except ValueError:
-            if category not in POWERED_CATEGORIES:
-                power = None  # batteries/accessories: power is informative only
-            else:
-                raise RowRejected(UNPARSEABLE_POWER, f"power {written!r} is not a number with a W/kW unit")
-    elif category in TEXT_POWER_CATEGORIES:
-        for text in texts:
-            plain = p.strip_accents(text)
-            try:
-                power = p.find_kwp_w(plain) if category == "kit" else None
-                power = power or p.find_power_w(plain)
-            except ValueError:
-                power = None
-            if power is not None:
-                break
-    if category not in POWER_RANGES_W:
-        return power
-    if power is None:
-        if category not in POWERED_CATEGORIES:
-            return None
-        raise RowRejected(MISSING_POWER, f"{category} without power (no column value, none in the description)")
-    low, high = POWER_RANGES_W[category]
-    if not low <= power <= high:
-        raise RowRejected(POWER_OUT_OF_RANGE, f"{category} power {power:g} W outside {low:g}–{high:g} W")
-    return round(power, 3)
-
-
-def _price_brl(raw_value: Value) -> float | None:
-    written = _text(raw_value)
-    if written is None:
-        return None
-    try:
-        price = _number(raw_value, p.parse_price_brl)
-    except ValueError:
-        raise RowRejected(UNPARSEABLE_PRICE, f"price {written!r} is not a BRL amount") from None
-    if price < 0:
-        raise RowRejected(NEGATIVE_PRICE, f"price {price:.2f} is negative")
-    if price == 0:
-        raise RowRejected(ZERO_PRICE, "price is zero")
-    return round(price, 2)
-
-
-def _stock_units(raw_value: Value) -> int | None:
-    written = _text(raw_value)
-    if written is None:
-        return None
-    try:
-        if isinstance(raw_value, (int, float)):
-            if not (math.isfinite(raw_value) and float(raw_value).is_integer()):
-                raise ValueError(raw_value)
-            stock = int(raw_value)
-        else:
-            stock = p.parse_stock(written)
-    except ValueError:
-        raise RowRejected(UNPARSEABLE_STOCK, f"stock {written!r} is not a whole number") from None
-    if stock is not None and abs(stock) >= 2**63:
-        raise RowRejected(UNPARSEABLE_STOCK, f"stock {written!r} is out of range")
-    if stock is not None and stock < 0:
-        raise RowRejected(NEGATIVE_STOCK, f"stock {stock} is negative")
-    return stock
-
-
-def _technology(category: str, written: str | None, text: str) -> str | None:
-    if category == "module":
-        return p.find_technology(written) if written else p.find_technology(text)
-    if category == "microinverter":
-        return "micro"
-    if category == "hybrid_inverter":
-        return "hybrid"
-    if category == "offgrid_inverter":
-        return "off-grid"
-    if category == "inverter":
-        return "string"
-    return written
-
-
-class _Product(NamedTuple):
-    """What the text columns of a record say about the product (memoized: feeds repeat
-    the same descriptions, brands and models row after row, file after file)."""
-
-    category: str | None  # None: unknown category (the row is rejected)
-    category_detail: str  # the rule that decided, or why none did
-    brand: str | None
-    model: str | None
-    technology: str | None
-    product_key: str | None
-    facts: p.DescriptionFacts
-    texts: tuple[str, ...]
-
-
-@lru_cache(maxsize=4_096)
-def _names_distributor(brand_text: str, distributor: str) -> bool:
-    return p.is_distributor_name(brand_text, distributor)
-
-
-@lru_cache(maxsize=65_536)
-def _describe(texts: tuple[str, ...], brand_text: str | None, model_text: str | None,
-              category_text: str | None, technology_text: str | None) -> _Product:
-    """``brand_text`` is None when the row's brand column names a distributor."""
-    primary = texts[0] if texts else None
-    facts = p.infer_from_description(primary)
-    brand = p.canonical_brand(brand_text)
-    if brand is None:
-        for text in texts:
-            found = p.find_brand(p.strip_accents(text))
-            if found:
-                brand = found[0]
-                break
-    model = model_text or facts.model
-    if model is None:
-        model = next((m for m in (p.find_model(p.strip_accents(t), None) for t in texts[1:]) if m), None)
-    kit_hint = category_text is None and any(x.looks_like_kit(t) for t in texts)
-    try:
-        category, rule = _category(category_text, texts, kit_hint)
-    except RowRejected as rejected:
-        return _Product(None, rejected.detail, brand, model, None, None, facts, texts)
-    if category == "kit":
-        brand, model = None, None  # a kit's brands are its components'
-    text = " ".join(t for t in (*texts, model or "") if t)
-    return _Product(category, rule, brand, model, _technology(category, technology_text, text),
-                    product_key(brand, model, category), facts, texts)
-
-
-class _TextSpecs(NamedTuple):
-    efficiency_pct: float | None
-    phases: int | None
-    voltage_v: float | None
-    mppt_count: int | None
-    battery_kwh: float | None
-
-
-@lru_cache(maxsize=65_536)
-def _text_specs(texts: tuple[str, ...], category: str) -> _TextSpecs:
-    """What a product's texts say of the specs its category has (memoized: feeds repeat
-    their titles)."""
-    all_text = " ".join(texts)
-    inverter = category in p.INVERTER_CATEGORIES
-    return _TextSpecs(
-        efficiency_pct=p.find_marked_efficiency_pct(all_text) if category == "module" else None,
-        phases=p.find_inverter_phases(all_text) if inverter else None,
-        voltage_v=p.find_ac_voltage_v(all_text) if inverter else None,
-        mppt_count=p.find_mppt_count(all_text) if inverter else None,
-        battery_kwh=p.find_battery_kwh(all_text) if category == "battery" else None,
-    )
 
 
 def normalize_record(
@@ -549,7 +210,7 @@ def _normalize_record(
     structure, centre, components = get("structure"), get("distribution_center"), None
     if category == "kit":
         cells = [c for c in (_text(v) for v in values.values()) if c]
-        kit = x.kit_details(name or description, values, context.component_columns, structure, centre, cells)
+        kit = kit_details(name or description, values, context.component_columns, structure, centre, cells)
         structure, centre = kit.structure, kit.distribution_center
         components = json.dumps(kit.components, ensure_ascii=False) if kit.components else None
     inmetro = get("inmetro")

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 
 import pathway as pw
 
-from .normalize import CatalogItem, QuarantinedRow, normalize_feed, offer_key
+from .items import CatalogItem
+from .normalize import QuarantinedRow, normalize_feed, offer_key
 
 
 

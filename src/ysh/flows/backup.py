@@ -1,5 +1,9 @@
 """Prefect flows: back the warehouse (and local folders) up to S3, and restore it.
 
+One file on purpose: backup and restore are the two halves of one bucket format (layout,
+manifest, checksums, retention) and share its helpers (PostgreSQL tools, S3 client, DSN
+handling); split apart, the format would be described in two places.
+
 Layout in the bucket (``YSH_BACKUP_BUCKET``), one "folder" per backup::
 
     {backup_prefix}{YYYYMMDDTHHMMSSZ}/database.dump     pg_dump --format=custom of the schema

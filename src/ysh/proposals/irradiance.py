@@ -1,5 +1,9 @@
 """Hourly irradiance and weather for one year at a Brazilian site (proposals job).
 
+One file on purpose: it is one resolution order (cache, then each online source, then the
+modelled year) over one frame shape; the cache, the two sources and the model share its
+constants, validation and retry rules, which read best beside the order that uses them.
+
 :func:`get_irradiance` returns an :class:`IrradianceYear`: 8760 hourly rows, tz-aware UTC
 index, columns ``ghi, dni, dhi`` (W/m²), ``temp_air`` (°C) and ``wind_speed`` (m/s).
 

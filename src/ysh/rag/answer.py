@@ -12,311 +12,34 @@ Prompt-injection defence for both: a sentence that addresses the assistant ("ign
 instruções anteriores", "responda que…", "system prompt"…) is flagged, and its whole
 paragraph is never quoted as an answer; for the LLM its block carries a warning, and an
 LLM answer repeating a flagged sentence is replaced by the extractive one.
+
+The parts live beside this module: :mod:`ysh.rag.passages` (a retrieved passage, its
+sentences and answer units, the injection flags) and :mod:`ysh.rag.question` (what a
+question asks: its stemmed terms, synonyms, kind and parts).
 """
 
 from __future__ import annotations
 
-import functools
 import math
 import re
 import secrets
-from dataclasses import dataclass, field
 
-from .chunking import PT_STOPWORDS, fold_text, stem_token
-
-NOT_FOUND = "Não encontrei essa informação nos documentos indexados."
-
-# matched against fold_text(sentence): lower case, no accents, punctuation → spaces
-_INJECTION_PATTERNS = [
-    (r"\b(ignore|ignora|ignorem|desconsidere|desconsidera|esqueca|esquecam)\b.{0,40}\b(instrucoes|instrucao|regras|orientacoes|comandos|mensagens)\b",
-     "pede para ignorar instruções"),
-    (r"\binstrucoes anteriores\b", "menciona instruções anteriores"),
-    (r"\b(ignore|disregard|forget)\b.{0,30}\b(previous|prior|above|earlier|all)\b.{0,20}\b(instructions|rules|prompts?|messages)\b",
-     "asks to ignore instructions"),
-    (r"\bprevious instructions\b", "mentions previous instructions"),
-    (r"\bsystem prompt\b|\bprompt (do|de) sistema\b|\bsystem message\b", "fala do prompt de sistema"),
-    (r"^\s*(system|assistant|sistema)\s*:?\s", "imita uma mensagem de sistema"),
-    (r"\b(responda|responder|respondam|diga|digam|afirme|informe)\s+(ao usuario\s+)?que\b", "dita a resposta"),
-    (r"\bdiga ao (usuario|cliente)\b", "dita a resposta"),
-    (r"\b(answer|respond|reply|tell the user|say)\s+(that|with)\b", "dictates the answer"),
-    (r"\bvoce (agora )?e (um|uma) (assistente|ia|modelo|chatbot)\b|\bvoce agora e\b", "redefine o assistente"),
-    (r"\byou are now\b|\bact as\b|\bpretend to be\b", "redefines the assistant"),
-    (r"\bassistente sem regras\b|\bsem restricoes\b|\bjailbreak\b|\bmodo desenvolvedor\b", "redefine o assistente"),
-    (r"\bnao (cite|mencione|revele)\b.{0,30}\b(fontes|fonte|aviso|instrucoes|regras)\b", "esconde fontes ou regras"),
-    (r"\b(do not|don t) (cite|mention|reveal)\b", "hides sources or rules"),
-]
-_INJECTION = [(re.compile(p), reason) for p, reason in _INJECTION_PATTERNS]
-
-_STOPWORDS = PT_STOPWORDS | set(fold_text(
-    "já porque preciso precisa "
-    # the wording of a question, not its content ("o que significa EMUC", "qual a diferença")
-    "significa significam significado diferença diferenças chama chamado chamada hoje "
-    # pronouns and the asker's hedges ("o tal do parecer ainda existe? como ele se chama")
-    "ele ela eles elas dele dela nele nela tal ainda"
-).split())
-
-
-def injection_reason(text: str) -> str | None:
-    """Why ``text`` reads as an instruction to the assistant (prompt injection), or None."""
-    folded = fold_text(text)
-    for pattern, reason in _INJECTION:
-        if pattern.search(folded):
-            return reason
-    return None
-
-
-@dataclass
-class Passage:
-    """A retrieved chunk (one ``/v1/retrieve`` hit)."""
-
-    text: str
-    path: str
-    score: float = 0.0
-    chunk_index: int | None = None
-    page: int | None = None
-    section: str | None = None
-    title: str | None = None
-    flagged: list[tuple[str, str]] = field(default_factory=list)  # (sentence, reason)
-    headers: dict[str, str] = field(default_factory=dict)  # table row → its header row
-
-    @classmethod
-    def from_hit(cls, hit: dict) -> "Passage":
-        md = hit.get("metadata") or {}
-        return cls(text=hit.get("text") or "", path=str(md.get("path") or ""), score=float(hit.get("score") or 0.0),
-                   chunk_index=md.get("chunk_index"), page=md.get("page"), section=md.get("section"),
-                   title=md.get("title"))
-
-    def where(self) -> str:
-        bits = [self.path.rsplit("/", 1)[-1]]
-        if self.page:
-            bits.append(f"p. {self.page}")
-        if self.section:
-            bits.append(f"seção “{self.section}”")
-        return ", ".join(bits)
-
-
-# a sentence ends at . ! ? (or …) followed by a space and what can open a sentence; a
-# period inside a number ("1.000", "nº 3.517/2007", "R$ 30.000,00") is no end
-_SENTENCE_END = re.compile(r"(?<!\.\.)(?<=[.!?…])\s+(?=[\"“'(\[]?[A-ZÁÉÍÓÚÂÊÔÃÕÇÀ0-9•▪◦●-])")  # not dot leaders
-_BULLET = re.compile(r"\s*[•▪◦●]\s*")
-_ABBREVIATION = re.compile(r"(?i)(?:\b(?:art|arts|n|nº|inc|ex|p|pág|pag|fig|obs|sr|sra|dr|dra|aprox|máx|mín|min|max"
-                           r"|cap|item|itens|al|res|ref|tab|vol|etc\.?\s+e))\.$")
-_TABLE_RULE = re.compile(r"^\s*\|?[\s:\-|]+\|?\s*$")
-_LIST_ITEM = re.compile(r"^\s*([-*•▪◦●]|\d{1,2}[.)]|[a-z][.)])\s+")
-
-
-def paragraphs(text: str) -> list[str]:
-    return [p for p in re.split(r"\n\s*\n", text) if p.strip()]
-
-
-def _line_sentences(line: str) -> list[str]:
-    """Sentences of one line, verbatim; inline bullets (a PDF's "• item • item") start
-    new pieces, and "art. 27", "nº 3.517" are not ends."""
-    merged: list[str] = []
-    for segment in _BULLET.split(line):
-        if not segment.strip():
-            continue
-        for piece in _SENTENCE_END.split(segment):
-            piece = piece.strip()
-            if not piece:
-                continue
-            if merged and _ABBREVIATION.search(merged[-1]) and merged[-1] in segment:
-                merged[-1] = merged[-1] + " " + piece
-            else:
-                merged.append(piece)
-    return merged
-
-
-#: a line that ends in one of these words (or a comma) goes on in the next line
-_CONNECTORS = frozenset(fold_text(
-    "a à ao aos as o os e ou de da das do dos em na nas no nos com para por pela pelo que "
-    "um uma se sem sobre entre cerca até após"
-).split())
-
-
-def _continues(previous: str, line: str) -> bool:
-    """Whether ``line`` carries on ``previous`` (a hard-wrapped sentence of a PDF or a
-    text file): ``previous`` has no end mark (a ";" may go on), and ``line`` opens in
-    lower case or with "°", "%", "(", ")"; or ``previous`` ends in a comma or a word like
-    "de", "e", "a" (in lower case: "13,98 A" ends a table row)."""
-    prev, nxt = previous.strip(), line.strip()
-    if not prev or not nxt or prev[-1] in ".:!?…" or nxt[0] in "|#" or prev.startswith(("|", "#")):
-        return False
-    if _LIST_ITEM.match(nxt) or _BULLET.match(nxt) or _TABLE_RULE.fullmatch(nxt):
-        return False
-    if nxt[0].islower() or nxt[0] in "°%()":
-        return True
-    if prev.endswith(";"):
-        return False
-    last = prev.split()[-1]
-    return prev.endswith(",") or (last.islower() and fold_text(last) in _CONNECTORS)
-
-
-def _lines(paragraph: str) -> list[str]:
-    """The paragraph's lines, a hard-wrapped line joined with the one it goes on in
-    (the line break kept, so each line stays a substring of the paragraph)."""
-    out: list[str] = []
-    for line in paragraph.split("\n"):
-        if out and _continues(out[-1].rpartition("\n")[2], line):
-            out[-1] = out[-1] + "\n" + line
-        else:
-            out.append(line)
-    return out
-
-
-def sentences(paragraph: str) -> list[str]:
-    """Verbatim sentences (substrings of ``paragraph``): split at . ! ? ; and line ends
-    (list items and table rows are sentences; a hard-wrapped line goes on in the next),
-    skipping headings and table rules."""
-    out = []
-    for line in _lines(paragraph):
-        if re.match(r"^\s*#{1,6}\s", line) or _TABLE_RULE.fullmatch(line):
-            continue
-        if line.strip().startswith("|"):
-            out.append(line.strip())
-            continue
-        for sentence in _line_sentences(line):
-            if len(re.sub(r"[\W_]+", "", sentence)) >= 3:
-                out.append(sentence)
-    return out
-
-
-def _table_headers(paragraph: str) -> dict[str, str]:
-    """Data row → header row, for Markdown tables (a header is followed by a rule line)."""
-    lines = [line.strip() for line in paragraph.split("\n")]
-    headers: dict[str, str] = {}
-    for i, line in enumerate(lines):
-        if line.startswith("|") and i + 1 < len(lines) and _TABLE_RULE.fullmatch(lines[i + 1]) and "-" in lines[i + 1]:
-            header = line
-            for row in lines[i + 2:]:
-                if not row.startswith("|"):
-                    break
-                headers[row] = header
-            headers[header] = ""  # the header itself is no answer
-    return headers
-
-
-def _cells(row: str) -> list[str]:
-    return [c.strip() for c in row.strip().strip("|").split("|")]
-
-
-def display(sentence: str, header: str | None = None) -> str:
-    """A quoted sentence as shown in the answer: one line, no Markdown marks; a table row
-    as "header: value" pairs."""
-    if sentence.startswith("|"):
-        cells = _cells(sentence)
-        names = _cells(header) if header else []
-        if len(names) == len(cells):
-            text = "; ".join(f"{n}: {c}" for n, c in zip(names, cells))
-        else:
-            text = " — ".join(c for c in cells if c)
-    else:
-        text = re.sub(r"^[-*•]\s+", "", sentence)
-    text = text.replace("**", "").replace("__", "")
-    return re.sub(r"\s+", " ", text).strip()
-
-
-def split_safe(passage: Passage) -> list[str]:
-    """The passage's sentences that may be quoted: every sentence of a paragraph holding
-    a flagged one is left out (and recorded in ``passage.flagged``)."""
-    safe: list[str] = []
-    passage.flagged = []
-    passage.headers = {}
-    for paragraph in paragraphs(passage.text):
-        found = sentences(paragraph)
-        passage.headers.update(_table_headers(paragraph))
-        flagged = [(s, r) for s in found if (r := injection_reason(s))]
-        # HTML comments or odd markup around an instruction count too
-        if not flagged and (reason := injection_reason(paragraph)):
-            flagged = [(paragraph.strip(), reason)]
-        if flagged:
-            passage.flagged.extend(flagged)
-        else:
-            safe.extend(found)
-    return safe
-
-
-_THOUSANDS = re.compile(r"(?<![\d.,])(\d{1,3})((?:\.\d{3})+)(?![\d])")
-
-
-def _terms(text: str) -> list[str]:
-    # a number with thousands ("REN 1.000", "Lei 14.300", "61.034 W") is one term
-    text = _THOUSANDS.sub(lambda m: m.group(1) + m.group(2).replace(".", ""), text)
-    return [t for t in fold_text(text).split() if t not in _STOPWORDS and (len(t) > 1 or t.isdigit())]
-
-
-_stem = stem_token  # the index's own stemming, so answers and retrieval see one vocabulary
-
-
-_COMPOUND_PREFIXES = ("micro", "mini")
-
-
-def stems(text: str) -> set[str]:
-    """Stemmed terms of ``text``; a code also gives its runs of 3+ digits (``JKM405M`` →
-    ``405``: the power a model code carries)."""
-    out = set()
-    for term in _terms(text):
-        out.add(_stem(term))
-        for prefix in _COMPOUND_PREFIXES:  # "micro e minigeração" holds "geração"
-            if term.startswith(prefix) and len(term) - len(prefix) >= 6:
-                out.add(_stem(term[len(prefix):]))
-        if not term.isdigit() and any(c.isdigit() for c in term):
-            out.update(re.findall(r"\d{3,}", term))
-    return out
-
-
-#: words integrators use for one thing (Portuguese solar trade); a question term matches
-#: a passage that uses any word of its group
-_SYNONYM_GROUPS = (
-    "placa placas painel paineis modulo modulos",
-    "lavar lavagem limpar limpeza limpe lave",
-    "concessionaria concessionarias distribuidora distribuidoras",
-    "usina usinas gerador geradores sistema fotovoltaico",
-    "conta contas fatura faturas",
-    "horario hora horas periodo",
-    "custa custo preco valor",
-    "vale valem validade expira expiram vencem vence prazo",
-    "trocar troca substituir substituicao",
-    "garantia garante garantido",
-    "tamanho dimensao dimensoes medida medidas",
-    "desconto abatimento",
-    "devolver devolucao devolucoes trocar troca",
+from .chunking import fold_text
+from .passages import Passage, Unit, answer_units, display, injection_reason, split_safe
+from .question import (
+    _acronyms,
+    _kind_bonus,
+    _matches,
+    _stem,
+    _terms,
+    abbreviations,
+    question_kind,
+    question_parts,
+    sentence_score,
+    stems,
 )
 
-
-@functools.lru_cache(maxsize=1)
-def _synonyms() -> dict[str, frozenset[str]]:
-    table: dict[str, frozenset[str]] = {}
-    for group in _SYNONYM_GROUPS:
-        members = frozenset(_stem(w) for w in group.split())
-        for member in members:
-            table[member] = table.get(member, frozenset()) | members
-    return table
-
-
-#: a stem this long that begins another is the same word family ("desist" of "desisti" and
-#: "desistenc" of "desistência", which Snowball cuts apart)
-_MIN_PREFIX = 5
-
-
-def _matches(term: str, words: set[str]) -> bool:
-    if term in words or _synonyms().get(term, frozenset()) & words:
-        return True
-    if len(term) < _MIN_PREFIX or term.isdigit():
-        return False
-    return any(len(w) >= _MIN_PREFIX and not w.isdigit() and (w.startswith(term) or term.startswith(w))
-               for w in words)
-
-
-def sentence_score(question_terms: set[str], sentence: str) -> float:
-    """How well ``sentence`` answers: matched question terms (stemmed), numbers and
-    longer words weighing more."""
-    words = stems(sentence)
-    score = 0.0
-    for term in question_terms:
-        if term in words:
-            score += 2.0 if any(c.isdigit() for c in term) else 1.0 + min(len(term), 10) / 10
-    return score
+NOT_FOUND = "Não encontrei essa informação nos documentos indexados."
 
 
 def _citation(passage: Passage, snippet: str) -> dict:
@@ -327,140 +50,6 @@ def _citation(passage: Passage, snippet: str) -> dict:
 def _flagged_report(passages: list[Passage]) -> list[dict]:
     return [{"path": p.path, "chunk_index": p.chunk_index, "reason": reason, "text": sentence[:200]}
             for p in passages for sentence, reason in p.flagged]
-
-
-# --------------------------------------------------------------------------------------
-# what kind of answer a question asks for
-# --------------------------------------------------------------------------------------
-
-_NUMBER_WITH_UNIT = re.compile(
-    r"\d[\d.,]*\s*(%|°c|ºc|kwh|kwp|kw|wp|w\b|v\b|a\b|mm|cm|m\b|kg|anos?|meses|mes|dias?|horas?|minutos?|"
-    r"r\$|reais|vezes|modulos?|unidades)|r\$\s*\d", re.I)
-_DURATION = re.compile(r"\d+\s*(dias?|meses|mes|anos?|horas?|minutos?|semanas?)\b|\bate\s+\d{4}\b", re.I)
-_DATE = re.compile(r"\b\d{1,2}/\d{1,2}/\d{2,4}\b|\b\d{1,2} de [a-z]+ de \d{4}\b|\b(19|20)\d{2}\b", re.I)
-_RULE_WORDS = re.compile(r"\b(pode|podem|nao pode|deve|devem|vedad|proibid|permitid|obrigatori|exige|limitad|"
-                         r"nao e|e necessari|precisa|dispensad|somente|apenas)", re.I)
-_STEP_WORDS = re.compile(r"^\s*(\d+[.)]|passo|primeiro|depois|em seguida|desligue|ligue|verifique|aguarde|abra|"
-                         r"feche|confira|meca|limpe|lave|use|nao use|remova|aperte|substitua|registre|solicite|"
-                         r"protocole|envie)", re.I)
-
-
-def question_kind(question: str) -> str:
-    """``duration`` | ``date`` | ``value`` | ``procedure`` | ``rule`` | ``definition`` |
-    ``other``: what the question asks for, from its wording."""
-    q = fold_text(question)
-    if re.search(r"\b(prazo|quantos dias|quantos meses|quantos anos|quanto tempo|em quanto|validade|expira|vence|"
-                 r"vencem|dura|duracao|depois de quanto)\b", q):
-        return "duration"
-    if re.search(r"\b(quando|que dia|que data|qual data|desde quando|a partir de quando|em que ano)\b", q):
-        return "date"
-    if re.search(r"\b(como|procedimento|passo|passos|o que (eu )?(faco|fazer|devo fazer)|qual a sequencia)\b", q):
-        return "procedure"
-    if re.search(r"\b(quanto|quantos|quantas|qual o valor|qual a tarifa|percentual|porcentagem|limite|tamanho|peso|"
-                 r"pesa|eficiencia|corrente|tensao|potencia|preco|custa|taxa|coeficiente|garante|parcela)\b", q):
-        return "value"
-    if re.match(r"\s*(posso|pode|podem|preciso|precisa|devo|deve|e permitido|e obrigatorio|existe|tem que|"
-                r"sou obrigado|e possivel|vale|continua|ainda)\b", q):
-        return "rule"
-    if re.search(r"\b(o que e|o que sao|o que significa|significado|defina|definicao)\b", q):
-        return "definition"
-    return "other"
-
-
-def _kind_bonus(kind: str, text: str) -> float:
-    folded = fold_text(text)
-    if kind == "duration":
-        return 1.5 if _DURATION.search(folded) else 0.0
-    if kind == "date":
-        return 1.2 if _DATE.search(text) else 0.0
-    if kind == "value":
-        return 1.2 if _NUMBER_WITH_UNIT.search(text) else (0.4 if re.search(r"\d", text) else 0.0)
-    if kind == "procedure":
-        return 0.8 if _STEP_WORDS.search(folded) else 0.0
-    if kind == "rule":
-        return 0.8 if _RULE_WORDS.search(folded) else 0.0
-    if kind == "definition":
-        return 0.6 if re.search(r"\b(e|sao|significa|corresponde|chamad[oa])\b", folded) else 0.0
-    return 0.0
-
-
-# --------------------------------------------------------------------------------------
-# answer units: a sentence, or a lead-in with the list it introduces
-# --------------------------------------------------------------------------------------
-
-
-
-@dataclass
-class Unit:
-    """A quotable piece of a passage: one sentence (or table row), or a lead-in sentence
-    ending in ":" joined with the list items that follow it. ``heading``: the Markdown
-    heading above it in the passage (its words count as the unit's context)."""
-
-    parts: list[str]
-    header: str | None = None
-    heading: str | None = None
-    quote_heading: bool = False
-    opens_section: bool = False  # the first unit under a heading that stands in the passage
-    title_stems: set[str] = field(default_factory=set)  # of its document's title
-    expansion: set[str] = field(default_factory=set)  # stems of the abbreviations it uses
-
-    @property
-    def text(self) -> str:
-        return " ".join(self.parts)
-
-
-def answer_units(passage: Passage) -> list[Unit]:
-    """The passage's units in order, safe sentences only (see :func:`split_safe`). A
-    lead-in ("…sobre a energia compensada:") keeps up to 10 following items with it, so
-    a list is never quoted without the line that says what it lists."""
-    safe = split_safe(passage)
-    headings = _headings_before(passage.text, safe)
-    units: list[Unit] = []
-    i = 0
-    while i < len(safe):
-        sentence = safe[i]
-        header = passage.headers.get(sentence)
-        if header == "":
-            i += 1
-            continue
-        if sentence.rstrip().endswith(":") and i + 1 < len(safe) and not safe[i + 1].startswith("|"):
-            # (a table after a lead-in stays rows with their header, not one long unit)
-            items = []
-            j = i + 1
-            while j < len(safe) and len(items) < 10 and not safe[j].rstrip().endswith(":") \
-                    and not safe[j].startswith("|"):
-                items.append(safe[j])
-                j += 1
-                if sum(len(x) for x in items) > 700:
-                    break
-            units.append(Unit([sentence, *items], heading=headings[i]))
-            # the items stay quotable on their own too
-        else:
-            units.append(Unit([sentence], header, headings[i]))
-        i += 1
-    return units
-
-
-_HEADING = re.compile(r"^\s*#{1,6}\s+(.+?)\s*#*\s*$")
-
-
-def _headings_before(text: str, sentences_: list[str]) -> list[str | None]:
-    """For each sentence (in order), the nearest Markdown heading above it in ``text``."""
-    marks = [(m.start(), m.group(0)) for m in re.finditer(r"(?m)^\s*#{1,6}\s+.+$", text)]
-    out: list[str | None] = []
-    cursor = 0
-    for sentence in sentences_:
-        found = text.find(sentence, cursor)
-        position = found if found >= 0 else cursor
-        if found >= 0:
-            cursor = found
-        heading = None
-        for start, line in marks:
-            if start > position:
-                break
-            heading = _HEADING.match(line).group(1) if _HEADING.match(line) else line
-        out.append(heading)
-    return out
 
 
 def _unit_display(unit: Unit) -> str:
@@ -597,29 +186,6 @@ def extractive_answer(question: str, passages: list[Passage], *, max_sentences: 
     return {"answer": answer, "citations": citations, "mode": "extractive", "flagged": _flagged_report(passages)}
 
 
-_ABBREVIATION_AFTER = re.compile(r"([^\W\d_][\w-]*(?:\s+[\w-]+){0,4})\s+\(([A-Z][A-Za-z0-9]{1,7})\)")
-_ABBREVIATION_BEFORE = re.compile(r"\b([A-Z][A-Z0-9]{1,7})\s+\(([^\W\d_][\w-]*(?:\s+[\w-]+){0,5})\)")
-
-
-def abbreviations(texts: list[str]) -> dict[str, set[str]]:
-    """Abbreviations the texts define, folded → the stems of what they stand for:
-    "Potência máxima (Pmax)" and "TIR (taxa interna de retorno)" (the first word opens
-    with the abbreviation's first letter, so "1500 V CC (IEC)" defines nothing)."""
-    found: dict[str, set[str]] = {}
-    for text in texts:
-        for match in _ABBREVIATION_AFTER.finditer(text):
-            words, short = match.group(1).split(), match.group(2)
-            for i in range(len(words) - 1, -1, -1):  # the shortest run that opens with its letter
-                if fold_text(words[i])[:1] == fold_text(short)[:1]:
-                    found.setdefault(fold_text(short), set()).update(stems(" ".join(words[i:])))
-                    break
-        for match in _ABBREVIATION_BEFORE.finditer(text):
-            short, words = match.group(1), match.group(2)
-            if fold_text(words)[:1] == fold_text(short)[:1]:
-                found.setdefault(fold_text(short), set()).update(stems(words))
-    return found
-
-
 def rank_units(question: str, passages: list[Passage]
                ) -> tuple[list[tuple[float, float, int, int, Unit]], dict[str, float], str] | None:
     """The passages' answer units, best first: ``([(score, coverage, rank, position,
@@ -719,30 +285,6 @@ def _verbatim(text: str, unit: Unit) -> str:
     start = text.find(unit.parts[0])
     end = text.find(unit.parts[-1], start + 1) if start >= 0 else -1
     return text[start:end + len(unit.parts[-1])] if start >= 0 and end >= 0 else unit.parts[0]
-
-
-_PART_SPLIT = re.compile(r"\s*(?:,\s*|\s)e\s+(?=(?:qual|quais|quanto|quanta|quantos|quantas|como|onde|quando|"
-                         r"o que|quem|por que|em que)\b)", re.I)
-
-
-_DIFFERENCE = re.compile(r"diferen[cç]as?\s+entre\s+(?:[oa]s?\s+)?(.+?)\s+e\s+(?:[oa]s?\s+)?(.+?)\s*[?.!]*$", re.I)
-
-
-def question_parts(question: str) -> list[str]:
-    """A question that asks two things ("Quanto pesa e qual o tamanho do módulo?", "a
-    diferença entre SAC e Price") in its parts; one part otherwise."""
-    difference = _DIFFERENCE.search(question)
-    if difference:
-        return [difference.group(1), difference.group(2)]
-    # two questions in one message ("… ainda existe? Como ele se chama hoje?") are two parts
-    return [p for sentence in re.split(r"(?<=\?)\s+(?=\S)", question)
-            for p in _PART_SPLIT.split(sentence) if p.strip()]
-
-
-def _acronyms(question: str) -> set[str]:
-    """Acronyms written in capitals (TE, TUSD, SAC, TIR, EMUC): terms even when the
-    folded word is a stop word ("te")."""
-    return {fold_text(m) for m in re.findall(r"\b[A-Z][A-Z0-9]{1,6}\b", question)}
 
 
 def _not_found(passages: list[Passage]) -> dict:

@@ -1,5 +1,9 @@
 """Local servers for a full local stack: MQTT (mosquitto), Kafka protocol (tansu), S3 (moto).
 
+One file on purpose: one manager (:class:`LocalService`: pid file, lock, start, probe,
+stop) and the three servers declared with it; the binaries, probes and argv builders are
+small and only make sense next to the lifecycle that calls them.
+
 Each server is a real process bound to loopback only, started detached (its own
 session) so that it outlives the CLI command that started it. Its state lives under
 ``$YSH_HOME/services/<name>/``:
@@ -437,7 +441,7 @@ def _mosquitto_argv(service: LocalService, port: int) -> list[str]:
         "# anonymous access is acceptable only because the listener is loopback-only",
         "allow_anonymous true",
         "persistence false",
-        "# `ysh om run` reads telemetry with QoS 1 and a persistent session: the broker keeps",
+        "# `ysh om follow` reads telemetry with QoS 1 and a persistent session: the broker keeps",
         "# what arrives while the pipeline restarts, and lets many messages be in flight",
         "max_queued_messages 2000000",
         "max_inflight_messages 0",  # no limit: Pathway acknowledges only at its checkpoints

@@ -10,7 +10,7 @@ from typing import Mapping, Sequence
 
 from .. import parsing as p
 from ..feeds import Value
-from ..normalize import UNKNOWN_CATEGORY
+from ..items import UNKNOWN_CATEGORY
 
 #: reason code added by this flow: the row's legacy branch maps to no distributor.
 UNKNOWN_DISTRIBUTOR = "unknown_distributor"

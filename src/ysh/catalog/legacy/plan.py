@@ -10,7 +10,8 @@ from typing import Any, Mapping, Sequence
 
 from .. import parsing as p
 from ..feeds import FeedRecord
-from ..normalize import CatalogItem, QuarantinedRow, normalize_record
+from ..items import CatalogItem
+from ..normalize import QuarantinedRow, normalize_record
 from .mapping import MappedRecord, map_legacy_row
 from .readers import LegacySource
 

@@ -1,0 +1,289 @@
+"""A retrieved passage and what may be quoted from it (pure).
+
+A passage is cut into paragraphs, sentences (a period inside a number is no end; a table
+row is one sentence with its header row) and answer units (a sentence, or a lead-in with
+the list it introduces). A sentence that addresses the assistant (prompt injection) is
+flagged, and its whole paragraph is never quoted (:func:`split_safe`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from .chunking import fold_text
+
+
+# matched against fold_text(sentence): lower case, no accents, punctuation → spaces
+_INJECTION_PATTERNS = [
+    (r"\b(ignore|ignora|ignorem|desconsidere|desconsidera|esqueca|esquecam)\b.{0,40}\b(instrucoes|instrucao|regras|orientacoes|comandos|mensagens)\b",
+     "pede para ignorar instruções"),
+    (r"\binstrucoes anteriores\b", "menciona instruções anteriores"),
+    (r"\b(ignore|disregard|forget)\b.{0,30}\b(previous|prior|above|earlier|all)\b.{0,20}\b(instructions|rules|prompts?|messages)\b",
+     "asks to ignore instructions"),
+    (r"\bprevious instructions\b", "mentions previous instructions"),
+    (r"\bsystem prompt\b|\bprompt (do|de) sistema\b|\bsystem message\b", "fala do prompt de sistema"),
+    (r"^\s*(system|assistant|sistema)\s*:?\s", "imita uma mensagem de sistema"),
+    (r"\b(responda|responder|respondam|diga|digam|afirme|informe)\s+(ao usuario\s+)?que\b", "dita a resposta"),
+    (r"\bdiga ao (usuario|cliente)\b", "dita a resposta"),
+    (r"\b(answer|respond|reply|tell the user|say)\s+(that|with)\b", "dictates the answer"),
+    (r"\bvoce (agora )?e (um|uma) (assistente|ia|modelo|chatbot)\b|\bvoce agora e\b", "redefine o assistente"),
+    (r"\byou are now\b|\bact as\b|\bpretend to be\b", "redefines the assistant"),
+    (r"\bassistente sem regras\b|\bsem restricoes\b|\bjailbreak\b|\bmodo desenvolvedor\b", "redefine o assistente"),
+    (r"\bnao (cite|mencione|revele)\b.{0,30}\b(fontes|fonte|aviso|instrucoes|regras)\b", "esconde fontes ou regras"),
+    (r"\b(do not|don t) (cite|mention|reveal)\b", "hides sources or rules"),
+]
+_INJECTION = [(re.compile(p), reason) for p, reason in _INJECTION_PATTERNS]
+
+
+def injection_reason(text: str) -> str | None:
+    """Why ``text`` reads as an instruction to the assistant (prompt injection), or None."""
+    folded = fold_text(text)
+    for pattern, reason in _INJECTION:
+        if pattern.search(folded):
+            return reason
+    return None
+
+
+@dataclass
+class Passage:
+    """A retrieved chunk (one ``/v1/retrieve`` hit)."""
+
+    text: str
+    path: str
+    score: float = 0.0
+    chunk_index: int | None = None
+    page: int | None = None
+    section: str | None = None
+    title: str | None = None
+    flagged: list[tuple[str, str]] = field(default_factory=list)  # (sentence, reason)
+    headers: dict[str, str] = field(default_factory=dict)  # table row → its header row
+
+    @classmethod
+    def from_hit(cls, hit: dict) -> "Passage":
+        md = hit.get("metadata") or {}
+        return cls(text=hit.get("text") or "", path=str(md.get("path") or ""), score=float(hit.get("score") or 0.0),
+                   chunk_index=md.get("chunk_index"), page=md.get("page"), section=md.get("section"),
+                   title=md.get("title"))
+
+    def where(self) -> str:
+        bits = [self.path.rsplit("/", 1)[-1]]
+        if self.page:
+            bits.append(f"p. {self.page}")
+        if self.section:
+            bits.append(f"seção “{self.section}”")
+        return ", ".join(bits)
+
+
+# a sentence ends at . ! ? (or …) followed by a space and what can open a sentence; a
+# period inside a number ("1.000", "nº 3.517/2007", "R$ 30.000,00") is no end
+_SENTENCE_END = re.compile(r"(?<!\.\.)(?<=[.!?…])\s+(?=[\"“'(\[]?[A-ZÁÉÍÓÚÂÊÔÃÕÇÀ0-9•▪◦●-])")  # not dot leaders
+_BULLET = re.compile(r"\s*[•▪◦●]\s*")
+_ABBREVIATION = re.compile(r"(?i)(?:\b(?:art|arts|n|nº|inc|ex|p|pág|pag|fig|obs|sr|sra|dr|dra|aprox|máx|mín|min|max"
+                           r"|cap|item|itens|al|res|ref|tab|vol|etc\.?\s+e))\.$")
+_TABLE_RULE = re.compile(r"^\s*\|?[\s:\-|]+\|?\s*$")
+_LIST_ITEM = re.compile(r"^\s*([-*•▪◦●]|\d{1,2}[.)]|[a-z][.)])\s+")
+
+
+def paragraphs(text: str) -> list[str]:
+    return [p for p in re.split(r"\n\s*\n", text) if p.strip()]
+
+
+def _line_sentences(line: str) -> list[str]:
+    """Sentences of one line, verbatim; inline bullets (a PDF's "• item • item") start
+    new pieces, and "art. 27", "nº 3.517" are not ends."""
+    merged: list[str] = []
+    for segment in _BULLET.split(line):
+        if not segment.strip():
+            continue
+        for piece in _SENTENCE_END.split(segment):
+            piece = piece.strip()
+            if not piece:
+                continue
+            if merged and _ABBREVIATION.search(merged[-1]) and merged[-1] in segment:
+                merged[-1] = merged[-1] + " " + piece
+            else:
+                merged.append(piece)
+    return merged
+
+
+#: a line that ends in one of these words (or a comma) goes on in the next line
+_CONNECTORS = frozenset(fold_text(
+    "a à ao aos as o os e ou de da das do dos em na nas no nos com para por pela pelo que "
+    "um uma se sem sobre entre cerca até após"
+).split())
+
+
+def _continues(previous: str, line: str) -> bool:
+    """Whether ``line`` carries on ``previous`` (a hard-wrapped sentence of a PDF or a
+    text file): ``previous`` has no end mark (a ";" may go on), and ``line`` opens in
+    lower case or with "°", "%", "(", ")"; or ``previous`` ends in a comma or a word like
+    "de", "e", "a" (in lower case: "13,98 A" ends a table row)."""
+    prev, nxt = previous.strip(), line.strip()
+    if not prev or not nxt or prev[-1] in ".:!?…" or nxt[0] in "|#" or prev.startswith(("|", "#")):
+        return False
+    if _LIST_ITEM.match(nxt) or _BULLET.match(nxt) or _TABLE_RULE.fullmatch(nxt):
+        return False
+    if nxt[0].islower() or nxt[0] in "°%()":
+        return True
+    if prev.endswith(";"):
+        return False
+    last = prev.split()[-1]
+    return prev.endswith(",") or (last.islower() and fold_text(last) in _CONNECTORS)
+
+
+def _lines(paragraph: str) -> list[str]:
+    """The paragraph's lines, a hard-wrapped line joined with the one it goes on in
+    (the line break kept, so each line stays a substring of the paragraph)."""
+    out: list[str] = []
+    for line in paragraph.split("\n"):
+        if out and _continues(out[-1].rpartition("\n")[2], line):
+            out[-1] = out[-1] + "\n" + line
+        else:
+            out.append(line)
+    return out
+
+
+def sentences(paragraph: str) -> list[str]:
+    """Verbatim sentences (substrings of ``paragraph``): split at . ! ? ; and line ends
+    (list items and table rows are sentences; a hard-wrapped line goes on in the next),
+    skipping headings and table rules."""
+    out = []
+    for line in _lines(paragraph):
+        if re.match(r"^\s*#{1,6}\s", line) or _TABLE_RULE.fullmatch(line):
+            continue
+        if line.strip().startswith("|"):
+            out.append(line.strip())
+            continue
+        for sentence in _line_sentences(line):
+            if len(re.sub(r"[\W_]+", "", sentence)) >= 3:
+                out.append(sentence)
+    return out
+
+
+def _table_headers(paragraph: str) -> dict[str, str]:
+    """Data row → header row, for Markdown tables (a header is followed by a rule line)."""
+    lines = [line.strip() for line in paragraph.split("\n")]
+    headers: dict[str, str] = {}
+    for i, line in enumerate(lines):
+        if line.startswith("|") and i + 1 < len(lines) and _TABLE_RULE.fullmatch(lines[i + 1]) and "-" in lines[i + 1]:
+            header = line
+            for row in lines[i + 2:]:
+                if not row.startswith("|"):
+                    break
+                headers[row] = header
+            headers[header] = ""  # the header itself is no answer
+    return headers
+
+
+def _cells(row: str) -> list[str]:
+    return [c.strip() for c in row.strip().strip("|").split("|")]
+
+
+def display(sentence: str, header: str | None = None) -> str:
+    """A quoted sentence as shown in the answer: one line, no Markdown marks; a table row
+    as "header: value" pairs."""
+    if sentence.startswith("|"):
+        cells = _cells(sentence)
+        names = _cells(header) if header else []
+        if len(names) == len(cells):
+            text = "; ".join(f"{n}: {c}" for n, c in zip(names, cells))
+        else:
+            text = " — ".join(c for c in cells if c)
+    else:
+        text = re.sub(r"^[-*•]\s+", "", sentence)
+    text = text.replace("**", "").replace("__", "")
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def split_safe(passage: Passage) -> list[str]:
+    """The passage's sentences that may be quoted: every sentence of a paragraph holding
+    a flagged one is left out (and recorded in ``passage.flagged``)."""
+    safe: list[str] = []
+    passage.flagged = []
+    passage.headers = {}
+    for paragraph in paragraphs(passage.text):
+        found = sentences(paragraph)
+        passage.headers.update(_table_headers(paragraph))
+        flagged = [(s, r) for s in found if (r := injection_reason(s))]
+        # HTML comments or odd markup around an instruction count too
+        if not flagged and (reason := injection_reason(paragraph)):
+            flagged = [(paragraph.strip(), reason)]
+        if flagged:
+            passage.flagged.extend(flagged)
+        else:
+            safe.extend(found)
+    return safe
+
+
+@dataclass
+class Unit:
+    """A quotable piece of a passage: one sentence (or table row), or a lead-in sentence
+    ending in ":" joined with the list items that follow it. ``heading``: the Markdown
+    heading above it in the passage (its words count as the unit's context)."""
+
+    parts: list[str]
+    header: str | None = None
+    heading: str | None = None
+    quote_heading: bool = False
+    opens_section: bool = False  # the first unit under a heading that stands in the passage
+    title_stems: set[str] = field(default_factory=set)  # of its document's title
+    expansion: set[str] = field(default_factory=set)  # stems of the abbreviations it uses
+
+    @property
+    def text(self) -> str:
+        return " ".join(self.parts)
+
+
+def answer_units(passage: Passage) -> list[Unit]:
+    """The passage's units in order, safe sentences only (see :func:`split_safe`). A
+    lead-in ("…sobre a energia compensada:") keeps up to 10 following items with it, so
+    a list is never quoted without the line that says what it lists."""
+    safe = split_safe(passage)
+    headings = _headings_before(passage.text, safe)
+    units: list[Unit] = []
+    i = 0
+    while i < len(safe):
+        sentence = safe[i]
+        header = passage.headers.get(sentence)
+        if header == "":
+            i += 1
+            continue
+        if sentence.rstrip().endswith(":") and i + 1 < len(safe) and not safe[i + 1].startswith("|"):
+            # (a table after a lead-in stays rows with their header, not one long unit)
+            items = []
+            j = i + 1
+            while j < len(safe) and len(items) < 10 and not safe[j].rstrip().endswith(":") \
+                    and not safe[j].startswith("|"):
+                items.append(safe[j])
+                j += 1
+                if sum(len(x) for x in items) > 700:
+                    break
+            units.append(Unit([sentence, *items], heading=headings[i]))
+            # the items stay quotable on their own too
+        else:
+            units.append(Unit([sentence], header, headings[i]))
+        i += 1
+    return units
+
+
+_HEADING = re.compile(r"^\s*#{1,6}\s+(.+?)\s*#*\s*$")
+
+
+def _headings_before(text: str, sentences_: list[str]) -> list[str | None]:
+    """For each sentence (in order), the nearest Markdown heading above it in ``text``."""
+    marks = [(m.start(), m.group(0)) for m in re.finditer(r"(?m)^\s*#{1,6}\s+.+$", text)]
+    out: list[str | None] = []
+    cursor = 0
+    for sentence in sentences_:
+        found = text.find(sentence, cursor)
+        position = found if found >= 0 else cursor
+        if found >= 0:
+            cursor = found
+        heading = None
+        for start, line in marks:
+            if start > position:
+                break
+            heading = _HEADING.match(line).group(1) if _HEADING.match(line) else line
+        out.append(heading)
+    return out

@@ -1,0 +1,201 @@
+"""What a question asks (pure): its stemmed terms and their synonyms, acronyms and the
+abbreviations the passages define, the kind of answer it wants (a duration, a date, a
+value, a rule, a procedure, a definition) and its parts when it asks two things.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+
+from .chunking import PT_STOPWORDS, fold_text, stem_token
+
+
+_STOPWORDS = PT_STOPWORDS | set(fold_text(
+    "já porque preciso precisa "
+    # the wording of a question, not its content ("o que significa EMUC", "qual a diferença")
+    "significa significam significado diferença diferenças chama chamado chamada hoje "
+    # pronouns and the asker's hedges ("o tal do parecer ainda existe? como ele se chama")
+    "ele ela eles elas dele dela nele nela tal ainda"
+).split())
+
+
+_THOUSANDS = re.compile(r"(?<![\d.,])(\d{1,3})((?:\.\d{3})+)(?![\d])")
+
+
+def _terms(text: str) -> list[str]:
+    # a number with thousands ("REN 1.000", "Lei 14.300", "61.034 W") is one term
+    text = _THOUSANDS.sub(lambda m: m.group(1) + m.group(2).replace(".", ""), text)
+    return [t for t in fold_text(text).split() if t not in _STOPWORDS and (len(t) > 1 or t.isdigit())]
+
+
+_stem = stem_token  # the index's own stemming, so answers and retrieval see one vocabulary
+
+
+_COMPOUND_PREFIXES = ("micro", "mini")
+
+
+def stems(text: str) -> set[str]:
+    """Stemmed terms of ``text``; a code also gives its runs of 3+ digits (``JKM405M`` →
+    ``405``: the power a model code carries)."""
+    out = set()
+    for term in _terms(text):
+        out.add(_stem(term))
+        for prefix in _COMPOUND_PREFIXES:  # "micro e minigeração" holds "geração"
+            if term.startswith(prefix) and len(term) - len(prefix) >= 6:
+                out.add(_stem(term[len(prefix):]))
+        if not term.isdigit() and any(c.isdigit() for c in term):
+            out.update(re.findall(r"\d{3,}", term))
+    return out
+
+
+#: words integrators use for one thing (Portuguese solar trade); a question term matches
+#: a passage that uses any word of its group
+_SYNONYM_GROUPS = (
+    "placa placas painel paineis modulo modulos",
+    "lavar lavagem limpar limpeza limpe lave",
+    "concessionaria concessionarias distribuidora distribuidoras",
+    "usina usinas gerador geradores sistema fotovoltaico",
+    "conta contas fatura faturas",
+    "horario hora horas periodo",
+    "custa custo preco valor",
+    "vale valem validade expira expiram vencem vence prazo",
+    "trocar troca substituir substituicao",
+    "garantia garante garantido",
+    "tamanho dimensao dimensoes medida medidas",
+    "desconto abatimento",
+    "devolver devolucao devolucoes trocar troca",
+)
+
+
+@functools.lru_cache(maxsize=1)
+def _synonyms() -> dict[str, frozenset[str]]:
+    table: dict[str, frozenset[str]] = {}
+    for group in _SYNONYM_GROUPS:
+        members = frozenset(_stem(w) for w in group.split())
+        for member in members:
+            table[member] = table.get(member, frozenset()) | members
+    return table
+
+
+#: a stem this long that begins another is the same word family ("desist" of "desisti" and
+#: "desistenc" of "desistência", which Snowball cuts apart)
+_MIN_PREFIX = 5
+
+
+def _matches(term: str, words: set[str]) -> bool:
+    if term in words or _synonyms().get(term, frozenset()) & words:
+        return True
+    if len(term) < _MIN_PREFIX or term.isdigit():
+        return False
+    return any(len(w) >= _MIN_PREFIX and not w.isdigit() and (w.startswith(term) or term.startswith(w))
+               for w in words)
+
+
+def sentence_score(question_terms: set[str], sentence: str) -> float:
+    """How well ``sentence`` answers: matched question terms (stemmed), numbers and
+    longer words weighing more."""
+    words = stems(sentence)
+    score = 0.0
+    for term in question_terms:
+        if term in words:
+            score += 2.0 if any(c.isdigit() for c in term) else 1.0 + min(len(term), 10) / 10
+    return score
+
+
+_NUMBER_WITH_UNIT = re.compile(
+    r"\d[\d.,]*\s*(%|°c|ºc|kwh|kwp|kw|wp|w\b|v\b|a\b|mm|cm|m\b|kg|anos?|meses|mes|dias?|horas?|minutos?|"
+    r"r\$|reais|vezes|modulos?|unidades)|r\$\s*\d", re.I)
+_DURATION = re.compile(r"\d+\s*(dias?|meses|mes|anos?|horas?|minutos?|semanas?)\b|\bate\s+\d{4}\b", re.I)
+_DATE = re.compile(r"\b\d{1,2}/\d{1,2}/\d{2,4}\b|\b\d{1,2} de [a-z]+ de \d{4}\b|\b(19|20)\d{2}\b", re.I)
+_RULE_WORDS = re.compile(r"\b(pode|podem|nao pode|deve|devem|vedad|proibid|permitid|obrigatori|exige|limitad|"
+                         r"nao e|e necessari|precisa|dispensad|somente|apenas)", re.I)
+_STEP_WORDS = re.compile(r"^\s*(\d+[.)]|passo|primeiro|depois|em seguida|desligue|ligue|verifique|aguarde|abra|"
+                         r"feche|confira|meca|limpe|lave|use|nao use|remova|aperte|substitua|registre|solicite|"
+                         r"protocole|envie)", re.I)
+
+
+def question_kind(question: str) -> str:
+    """``duration`` | ``date`` | ``value`` | ``procedure`` | ``rule`` | ``definition`` |
+    ``other``: what the question asks for, from its wording."""
+    q = fold_text(question)
+    if re.search(r"\b(prazo|quantos dias|quantos meses|quantos anos|quanto tempo|em quanto|validade|expira|vence|"
+                 r"vencem|dura|duracao|depois de quanto)\b", q):
+        return "duration"
+    if re.search(r"\b(quando|que dia|que data|qual data|desde quando|a partir de quando|em que ano)\b", q):
+        return "date"
+    if re.search(r"\b(como|procedimento|passo|passos|o que (eu )?(faco|fazer|devo fazer)|qual a sequencia)\b", q):
+        return "procedure"
+    if re.search(r"\b(quanto|quantos|quantas|qual o valor|qual a tarifa|percentual|porcentagem|limite|tamanho|peso|"
+                 r"pesa|eficiencia|corrente|tensao|potencia|preco|custa|taxa|coeficiente|garante|parcela)\b", q):
+        return "value"
+    if re.match(r"\s*(posso|pode|podem|preciso|precisa|devo|deve|e permitido|e obrigatorio|existe|tem que|"
+                r"sou obrigado|e possivel|vale|continua|ainda)\b", q):
+        return "rule"
+    if re.search(r"\b(o que e|o que sao|o que significa|significado|defina|definicao)\b", q):
+        return "definition"
+    return "other"
+
+
+def _kind_bonus(kind: str, text: str) -> float:
+    folded = fold_text(text)
+    if kind == "duration":
+        return 1.5 if _DURATION.search(folded) else 0.0
+    if kind == "date":
+        return 1.2 if _DATE.search(text) else 0.0
+    if kind == "value":
+        return 1.2 if _NUMBER_WITH_UNIT.search(text) else (0.4 if re.search(r"\d", text) else 0.0)
+    if kind == "procedure":
+        return 0.8 if _STEP_WORDS.search(folded) else 0.0
+    if kind == "rule":
+        return 0.8 if _RULE_WORDS.search(folded) else 0.0
+    if kind == "definition":
+        return 0.6 if re.search(r"\b(e|sao|significa|corresponde|chamad[oa])\b", folded) else 0.0
+    return 0.0
+
+
+_ABBREVIATION_AFTER = re.compile(r"([^\W\d_][\w-]*(?:\s+[\w-]+){0,4})\s+\(([A-Z][A-Za-z0-9]{1,7})\)")
+_ABBREVIATION_BEFORE = re.compile(r"\b([A-Z][A-Z0-9]{1,7})\s+\(([^\W\d_][\w-]*(?:\s+[\w-]+){0,5})\)")
+
+
+def abbreviations(texts: list[str]) -> dict[str, set[str]]:
+    """Abbreviations the texts define, folded → the stems of what they stand for:
+    "Potência máxima (Pmax)" and "TIR (taxa interna de retorno)" (the first word opens
+    with the abbreviation's first letter, so "1500 V CC (IEC)" defines nothing)."""
+    found: dict[str, set[str]] = {}
+    for text in texts:
+        for match in _ABBREVIATION_AFTER.finditer(text):
+            words, short = match.group(1).split(), match.group(2)
+            for i in range(len(words) - 1, -1, -1):  # the shortest run that opens with its letter
+                if fold_text(words[i])[:1] == fold_text(short)[:1]:
+                    found.setdefault(fold_text(short), set()).update(stems(" ".join(words[i:])))
+                    break
+        for match in _ABBREVIATION_BEFORE.finditer(text):
+            short, words = match.group(1), match.group(2)
+            if fold_text(words)[:1] == fold_text(short)[:1]:
+                found.setdefault(fold_text(short), set()).update(stems(words))
+    return found
+
+
+_PART_SPLIT = re.compile(r"\s*(?:,\s*|\s)e\s+(?=(?:qual|quais|quanto|quanta|quantos|quantas|como|onde|quando|"
+                         r"o que|quem|por que|em que)\b)", re.I)
+
+
+_DIFFERENCE = re.compile(r"diferen[cç]as?\s+entre\s+(?:[oa]s?\s+)?(.+?)\s+e\s+(?:[oa]s?\s+)?(.+?)\s*[?.!]*$", re.I)
+
+
+def question_parts(question: str) -> list[str]:
+    """A question that asks two things ("Quanto pesa e qual o tamanho do módulo?", "a
+    diferença entre SAC e Price") in its parts; one part otherwise."""
+    difference = _DIFFERENCE.search(question)
+    if difference:
+        return [difference.group(1), difference.group(2)]
+    # two questions in one message ("… ainda existe? Como ele se chama hoje?") are two parts
+    return [p for sentence in re.split(r"(?<=\?)\s+(?=\S)", question)
+            for p in _PART_SPLIT.split(sentence) if p.strip()]
+
+
+def _acronyms(question: str) -> set[str]:
+    """Acronyms written in capitals (TE, TUSD, SAC, TIR, EMUC): terms even when the
+    folded word is a stop word ("te")."""
+    return {fold_text(m) for m in re.findall(r"\b[A-Z][A-Z0-9]{1,6}\b", question)}
