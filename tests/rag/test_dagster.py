@@ -1,12 +1,13 @@
 """Dagster: the RAG assets against a real warehouse and a stand-in for the running
 service's /v1/statistics on loopback: the docs inventory, the embeddings summary, and the
-hourly observation + freshness check (fresh, stale, down)."""
+service as an observable asset observed hourly, with its freshness check (fresh, stale,
+down)."""
 
 import json
 import os
 import threading
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import dagster as dg
@@ -81,11 +82,18 @@ def service(monkeypatch):
     server.stop()
 
 
-def health_job():
-    defs = dg.Definitions(assets=assets.defs.assets, asset_checks=assets.defs.asset_checks, jobs=assets.defs.jobs,
-                          schedules=assets.defs.schedules, 
-                          resources={"warehouse": WarehouseResource(), "settings": SettingsResource()})
-    return defs.resolve_job_def("helio_rag_health")
+INDEX = dg.AssetKey("helio_rag_index")
+
+
+def observe():
+    """The ``helio_rag_observe`` job (the observation and its check): (observation, check)."""
+    defs = dg.Definitions.merge(assets.defs, dg.Definitions(
+        resources={"warehouse": WarehouseResource(), "settings": SettingsResource()}))
+    result = defs.resolve_job_def("helio_rag_observe").execute_in_process(instance=dg.DagsterInstance.ephemeral())
+    (observation,) = result.asset_observations_for_node("helio_rag_index")
+    (evaluation,) = result.get_asset_check_evaluations()
+    assert evaluation.check_name == "helio_rag_index_fresh"
+    return observation, evaluation
 
 
 def resources(warehouse):
@@ -97,20 +105,29 @@ def materialize(selection, warehouse=None):
                           instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
 
 
-def test_the_definitions_schedule_the_hourly_observation():
+def test_the_service_is_an_hourly_observation_with_its_check_and_keeps_its_lineage():
     assert {a.key.to_user_string() for a in assets.defs.assets} == {"rag_docs_raw", "helio_rag_index", "rag_embeddings"}
-    assert {(s.name, s.cron_schedule) for s in assets.defs.schedules} == {("helio_rag_hourly", "0 * * * *"),
-                                                                     ("helio_rag_observe_hourly", "0 * * * *")}
-    defs = dg.Definitions(assets=assets.defs.assets, asset_checks=assets.defs.asset_checks, jobs=assets.defs.jobs,
-                          schedules=assets.defs.schedules, 
-                          resources={"warehouse": WarehouseResource(), "settings": SettingsResource()})
+    assert not assets.defs.schedules
+    defs = dg.Definitions.merge(assets.defs, dg.Definitions(
+        resources={"warehouse": WarehouseResource(), "settings": SettingsResource()}))
+    dg.Definitions.validate_loadable(defs)
     repo = defs.get_repository_def()
-    assert repo.get_schedule_def("helio_rag_hourly").job_name == "helio_rag_health"
-    assert repo.get_schedule_def("helio_rag_observe_hourly").job_name == "helio_rag_observe"
     graph = repo.asset_graph
-    assert graph.get(dg.AssetKey("helio_rag_index")).freshness_policy.fail_window.to_timedelta() == timedelta(hours=2)
-    assert graph.get(dg.AssetKey("rag_embeddings")).parent_keys == {dg.AssetKey("helio_rag_index")}
-    assert graph.get(dg.AssetKey("helio_rag_index")).parent_keys == {dg.AssetKey("rag_docs_raw")}
+    assert graph.get(INDEX).is_observable and not graph.get(INDEX).is_materializable
+    assert graph.get(dg.AssetKey("rag_embeddings")).parent_keys == {INDEX}
+    assert graph.get(INDEX).parent_keys == {dg.AssetKey("rag_docs_raw")}
+    assert {k.name for k in graph.get_check_keys_for_assets({INDEX})} == {"helio_rag_index_fresh"}
+    assert repo.get_sensor_def("helio_rag_automation").default_status == dg.DefaultSensorStatus.RUNNING
+    # observed on each hour's tick (a simulated clock, never the wall clock)
+    instance, cursor = dg.DagsterInstance.ephemeral(), None
+    first = datetime(2026, 1, 15, 12, 10, tzinfo=timezone.utc)
+    requested = []
+    for minutes in (0, 30, 51, 55, 111):  # 12:10 12:40 13:01 13:05 14:01
+        result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor,
+                                                   evaluation_time=first + timedelta(minutes=minutes))
+        cursor = result.cursor
+        requested.append(result.get_num_requested(INDEX))
+    assert requested == [0, 0, 1, 0, 1]
 
 
 def test_the_docs_folder_is_inventoried(docs):
@@ -134,12 +151,18 @@ def test_an_empty_docs_folder_fails_clearly(tmp_path, monkeypatch):
 def test_a_fresh_index_is_observed_and_passes_its_check(docs, service):
     now = time.time()
     service.stats = {"files": 3, "chunks": 12, "errors": 0, "last_modified": now - 3600, "last_indexed": now - 3590}
-    result = materialize([assets.helio_rag_index, assets.helio_rag_index_fresh])
-    assert result.success
-    metadata = result.asset_materializations_for_node("helio_rag_index")[0].metadata
+    observation, evaluation = observe()
+    metadata = observation.metadata
+    assert metadata["status"].value == "answering"
     assert (metadata["files"].value, metadata["chunks"].value, metadata["errors"].value) == (3, 12, 0)
-    (evaluation,) = result.get_asset_check_evaluations()
+    indexed = datetime.fromtimestamp(now - 3590, timezone.utc)
+    assert observation.data_version == f"{indexed.isoformat()}:12"  # the service's own index, versioned
+    assert metadata["dagster/last_updated_timestamp"].value == pytest.approx(now - 3590, abs=1e-3)
     assert evaluation.passed and evaluation.metadata["index_lag_s"].value < 0
+    # nothing new indexed: the same version on the next observation; new chunks: a new one
+    assert observe()[0].data_version == observation.data_version
+    service.stats = {**service.stats, "chunks": 13, "last_indexed": now - 10}
+    assert observe()[0].data_version != observation.data_version
 
 
 def test_a_document_newer_than_the_index_by_over_a_minute_fails_the_check(docs, service):
@@ -149,9 +172,8 @@ def test_a_document_newer_than_the_index_by_over_a_minute_fails_the_check(docs, 
     (docs / "novo.md").write_text("# Novo documento")
     old = now - 300  # written five minutes ago, never indexed
     os.utime(docs / "novo.md", (old, old))
-    result = materialize([assets.helio_rag_index, assets.helio_rag_index_fresh])
-    assert result.asset_materializations_for_node("helio_rag_index")[0].metadata["errors"].value == 1
-    (evaluation,) = result.get_asset_check_evaluations()
+    observation, evaluation = observe()
+    assert observation.metadata["errors"].value == 1
     assert not evaluation.passed and evaluation.metadata["index_lag_s"].value == pytest.approx(3290, abs=5)
 
 
@@ -160,29 +182,28 @@ def test_a_stale_index_by_the_services_own_clock_fails(docs, service):
     # service's own 300 s on any day
     now = int(time.time())
     service.stats = {"files": 3, "chunks": 12, "errors": 0, "last_modified": now, "last_indexed": now - 300}
-    result = health_job().execute_in_process(instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
-    (evaluation,) = result.get_asset_check_evaluations()
+    observation, evaluation = observe()
+    assert observation.metadata["index_lag_s"].value == 300
     assert not evaluation.passed and evaluation.metadata["index_lag_s"].value == 300
 
 
-def test_a_service_that_is_down_fails_the_observation_and_the_check(docs, monkeypatch):
+def test_a_service_that_is_down_is_observed_as_such_and_fails_the_check(docs, monkeypatch):
     server = StatisticsServer()
     url = server.url
     server.stop()
     monkeypatch.setenv("YSH_RAG_URL", url)
-    result = materialize([assets.helio_rag_index, assets.helio_rag_index_fresh])
-    assert not result.success
-    assert "does not answer" in result.get_step_failure_events()[0].event_specific_data.error.message
-    # the hourly health check runs on its own, so it reports the outage too
-    result = health_job().execute_in_process(instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
-    (evaluation,) = result.get_asset_check_evaluations()
+    observation, evaluation = observe()  # the observation records the outage; the check judges it
+    assert observation.metadata["status"].value == "not answering" and observation.data_version is None
+    assert "ConnectError" in observation.metadata["error"].value
     assert not evaluation.passed and "no answer" in evaluation.metadata["reason"].value
 
 
 def test_a_wrong_key_counts_as_down(docs, service, monkeypatch):
     monkeypatch.setenv("YSH_RAG_API_KEY", "wrong")
     service.stats = {"files": 1, "last_indexed": time.time(), "last_modified": time.time()}
-    assert not materialize([assets.helio_rag_index]).success
+    observation, evaluation = observe()
+    assert observation.metadata["status"].value == "not answering" and "401" in observation.metadata["error"].value
+    assert not evaluation.passed
 
 
 def test_the_embeddings_are_summarized_from_rag_chunks(warehouse):

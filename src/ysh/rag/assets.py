@@ -4,12 +4,14 @@ Lineage: ``rag_docs_raw`` (the documents folder the service reads) → ``helio_r
 (the running ``ysh rag serve``, observed through ``/v1/statistics``) → ``rag_embeddings``
 (the durable pgvector copy, ``rag_chunks``).
 
-- ``helio_rag_index`` is observed hourly (schedule ``helio_rag_observe_hourly``); the
-  observation fails when the service does not answer, so its freshness policy (2 hours)
-  flags a service that is down. The health check ``helio_rag_index_fresh`` runs hourly on
-  its own (schedule ``helio_rag_hourly``): it fails when the service does not answer or
-  when the index is older than the newest document by more than a minute (a stuck
-  pipeline that still answers).
+- ``helio_rag_index``: the running service is not something Dagster computes, so it is an
+  *observable* asset: every hour (automation condition, evaluated by the sensor
+  ``helio_rag_automation``; job ``helio_rag_observe`` by hand) an observation records what
+  ``/v1/statistics`` says (files, chunks, errors, last indexed, last modified, index lag),
+  or that the service does not answer. Its data version is the last indexing and the
+  chunk count. The observation never judges; the check ``helio_rag_index_fresh`` rides
+  along and fails when the service does not answer or when the index is older than the
+  newest document by more than a minute (a stuck pipeline that still answers).
 """
 
 
@@ -25,7 +27,12 @@ from ..resources import SettingsResource, WarehouseResource
 from ..settings import Settings
 
 GROUP = "rag"
-INDEX_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=2), warn_window=timedelta(minutes=75))
+#: how often the service is observed (São Paulo time)
+OBSERVE_CRON = "0 * * * *"
+TIMEZONE = "America/Sao_Paulo"
+OBSERVE = (
+    dg.AutomationCondition.cron_tick_passed(OBSERVE_CRON, TIMEZONE) & ~dg.AutomationCondition.in_progress()
+).with_label(f"hourly ({OBSERVE_CRON}, {TIMEZONE})")
 #: the index may trail its newest document by this much
 MAX_INDEX_LAG = timedelta(minutes=1)
 #: the service answers nothing while it embeds its initial batch; wait this long
@@ -154,37 +161,45 @@ def rag_docs_raw(settings: SettingsResource) -> dg.MaterializeResult:
     )
 
 
-@dg.asset(
-    group_name=GROUP,
-    deps=[rag_docs_raw],
-    kinds={"pathway"},
-    description="The live hybrid index of the running `ysh rag serve` (Hélio API), observed through "
-                "/v1/statistics: files, chunks, errors, last indexed and last modified. The observation fails when "
-                "the service does not answer, so the freshness policy flags a service that is down; observed "
-                "hourly (helio_rag_observe_hourly); health check helio_rag_index_fresh (helio_rag_hourly).",
-    freshness_policy=INDEX_FRESHNESS,
-    owners=["team:data-platform"],
+@dg.multi_observable_source_asset(
+    specs=[dg.AssetSpec(
+        "helio_rag_index",
+        group_name=GROUP,
+        deps=[rag_docs_raw],
+        kinds={"pathway"},
+        description="The live hybrid index of the running `ysh rag serve` (Hélio API), observed hourly through "
+                    "/v1/statistics: files, chunks, errors, last indexed, last modified and index lag, or that the "
+                    "service does not answer. Data version: last indexed and chunks. Check helio_rag_index_fresh: "
+                    "the service answers and its index is no older than its newest document by more than a minute.",
+        automation_condition=OBSERVE,
+        owners=["team:data-platform"],
+    )],
 )
-def helio_rag_index(settings: SettingsResource) -> dg.MaterializeResult:
+def helio_rag_index(settings: SettingsResource) -> dg.ObserveResult:
     settings = settings.get()
     url = settings.rag.url
     try:
         stats = service_statistics(url, _api_key(settings))
-    except (httpx.HTTPError, ValueError) as exc:
-        raise dg.Failure(f"the Hélio API at {url} does not answer: {type(exc).__name__}: {exc}",
-                         metadata={"url": dg.MetadataValue.url(url)}) from exc
+    except (httpx.HTTPError, ValueError) as exc:  # down: recorded, judged by the check
+        return dg.ObserveResult(metadata={"status": "not answering", "url": dg.MetadataValue.url(url),
+                                          "error": f"{type(exc).__name__}: {exc}"})
     lag = index_lag(stats, _folder_newest(settings))
+    indexed = stats["last_indexed"]
     metadata = {
+        "status": "answering",
         "url": dg.MetadataValue.url(url),
         "files": stats["files"],
         "chunks": stats["chunks"] if stats["chunks"] is not None else "unknown",
         "errors": stats["errors"],
-        "last_indexed": dg.MetadataValue.timestamp(stats["last_indexed"]) if stats["last_indexed"] else "never",
+        "last_indexed": dg.MetadataValue.timestamp(indexed) if indexed else "never",
         "last_modified": dg.MetadataValue.timestamp(stats["last_modified"]) if stats["last_modified"] else "unknown",
         "index_lag_s": round(lag.total_seconds(), 1) if lag not in (None, timedelta.max) else "unknown",
     }
-    version = stats["last_indexed"].isoformat() if stats["last_indexed"] else "never"
-    return dg.MaterializeResult(metadata=metadata, data_version=dg.DataVersion(f"{version}:{stats['chunks']}"))
+    if indexed is None:  # answering, nothing indexed yet: nothing to version
+        return dg.ObserveResult(metadata=metadata)
+    # when the service last indexed (Dagster's "last updated"), and that index as the version
+    metadata["dagster/last_updated_timestamp"] = dg.MetadataValue.timestamp(indexed)
+    return dg.ObserveResult(metadata=metadata, data_version=dg.DataVersion(f"{indexed.isoformat()}:{stats['chunks']}"))
 
 
 @dg.asset_check(asset=helio_rag_index, blocking=False,
@@ -246,24 +261,20 @@ def rag_embeddings(warehouse: WarehouseResource) -> dg.MaterializeResult:
     )
 
 
-# Two hourly jobs: the observation (it fails when the service is down, which the freshness
-# policy then reports) and the health check on its own (an asset check in the same run as
-# its asset is skipped when the asset fails, so "the service answers" needs its own run).
+#: an observation of the service with its check, by hand (the automation condition runs it hourly)
 helio_rag_observe_job = dg.define_asset_job(
-    "helio_rag_observe", selection=dg.AssetSelection.assets(helio_rag_index).without_checks())
-helio_rag_health_job = dg.define_asset_job(
-    "helio_rag_health", selection=dg.AssetSelection.checks(helio_rag_index_fresh))
-helio_rag_observe_schedule = dg.ScheduleDefinition(
-    name="helio_rag_observe_hourly", job=helio_rag_observe_job, cron_schedule="0 * * * *",
-    execution_timezone="America/Sao_Paulo")
-helio_rag_schedule = dg.ScheduleDefinition(
-    name="helio_rag_hourly", job=helio_rag_health_job, cron_schedule="0 * * * *",
-    execution_timezone="America/Sao_Paulo")
+    "helio_rag_observe", selection=dg.AssetSelection.assets(helio_rag_index),
+    description="Observe the running Hélio service and check its index.")
+#: evaluates OBSERVE (the default automation sensor would start stopped in a new deployment)
+helio_rag_automation = dg.AutomationConditionSensorDefinition(
+    "helio_rag_automation", target=dg.AssetSelection.assets(helio_rag_index), minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Observes the running Hélio service hourly (with its freshness check).")
 
 #: the job's Dagster definitions (merged with the others in ysh.definitions)
 defs = dg.Definitions(
     assets=[rag_docs_raw, helio_rag_index, rag_embeddings], asset_checks=[helio_rag_index_fresh],
-    jobs=[helio_rag_observe_job, helio_rag_health_job], schedules=[helio_rag_observe_schedule, helio_rag_schedule],
+    jobs=[helio_rag_observe_job], sensors=[helio_rag_automation],
 )
 
 __all__ = ["defs", "docs_inventory", "service_statistics", "index_lag", "embeddings_summary"]
