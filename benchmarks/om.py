@@ -12,7 +12,7 @@
    - *pipeline*: ``ysh om detect --warehouse``: validation, deduplication, windows with
      the expected-power model, the rule fold, alerts, all upserted into PostgreSQL.
    Printed: events/s of each and the ratio pipeline / baseline.
-2. MQTT end to end: mosquitto and ``ysh om run --source mqtt`` (a subprocess, with
+2. MQTT end to end: mosquitto and ``ysh om follow --source mqtt`` (a subprocess, with
    persistence) on loopback; the simulated events published with QoS 1, 50 per message
    (a datalogger's buffer), by two publisher processes, as fast as they go (a late-data
    cutoff of one hour of event time, since six hours are replayed in seconds). Events/s = events / (first
@@ -247,13 +247,13 @@ def mqtt_run(console, work: Path, dsn: str, args, local) -> None:
     env.update(YSH_HOME=str(home), YSH_POSTGRES_DSN=dsn, YSH_POSTGRES_SCHEMA=schema, YSH_OM_MQTT_URI=broker.url,
                YSH_OM_PLANTS_FILE=str(plants_file), YSH_OM_NOTIFY="false", YSH_OM_LATE_CUTOFF_S=str(REPLAY_CUTOFF_S))
     log = work / "om-run.log"
-    proc = subprocess.Popen([sys.executable, "-m", "ysh.cli", "om", "run", "--source", "mqtt"], env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "ysh.cli", "om", "follow", "--source", "mqtt"], env=env,
                             stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 120
         while "Realtime data starts" not in log.read_text():
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"ysh om run did not start:\n{log.read_text()[-2000:]}")
+                raise RuntimeError(f"ysh om follow did not start:\n{log.read_text()[-2000:]}")
             time.sleep(0.2)
         with console.status(f"publishing {events:,} events over MQTT…"):
             t0 = time.time()

@@ -8,7 +8,7 @@ Starts its own PostgreSQL (embedded, loopback, wal_level=logical), lands the sam
 tariff files, starts ``ysh tariffs follow`` as a real process, then commits INSERTs of new
 B1 rows one at a time and polls until each is visible. Prints p50/p95/max, and, as the
 baseline measured in the same run, the time of a full batch recompute (``ysh tariffs
-normalize``) — what a change would cost without CDC. Target: p95 < 3 s.
+run``) — what a change would cost without CDC. Target: p95 < 3 s.
 """
 
 from __future__ import annotations

@@ -1,7 +1,13 @@
-"""The ``ysh`` command line: demo, services, database, UI and one sub-command per job."""
+"""The ``ysh`` command line: demo, services, database, UI and one sub-command per job.
+
+One grammar across the jobs: ``run`` is one batch pass that ends, ``follow`` a streaming
+follower that runs until stopped, ``serve`` an HTTP API. Verbs replaced by it stay as
+hidden aliases (:func:`deprecated_alias`) that print one deprecation line on stderr.
+"""
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import sys
@@ -20,18 +26,56 @@ from .proposals.cli import app as proposal_app
 from .tariffs.cli import app as tariffs_app
 from .settings import get_settings, variable_of
 
-app = typer.Typer(help="YSH data platform.", no_args_is_help=True, pretty_exceptions_show_locals=False)
+app = typer.Typer(
+    help="YSH data platform: five jobs (catalog, tariffs, proposals, om, rag) and the Prefect flows. In every "
+         "job `run` is one batch pass that ends, `follow` streams until stopped, `serve` is an HTTP API.",
+    no_args_is_help=True, pretty_exceptions_show_locals=False)
 services_app = typer.Typer(help="Local services on loopback: PostgreSQL, and mosquitto, Tansu (Kafka), moto (S3).", no_args_is_help=True)
 db_app = typer.Typer(help="Warehouse schema.", no_args_is_help=True)
 app.add_typer(services_app, name="services")
 app.add_typer(db_app, name="db")
 app.add_typer(catalog_app, name="catalog")
 app.add_typer(tariffs_app, name="tariffs")
-app.add_typer(proposal_app, name="proposal")
-app.add_typer(flows_app, name="flows")
+app.add_typer(proposal_app, name="proposals")
 app.add_typer(om_app, name="om")
 app.add_typer(rag_app, name="rag")
+app.add_typer(flows_app, name="flows")
 console = Console()
+
+
+def _deprecation(old: str, new: str) -> str:
+    return f"`{old}` is deprecated; use `{new}`"
+
+
+def deprecated_alias(group: typer.Typer, prefix: str, old: str, new: str) -> None:
+    """Register ``old`` as a hidden command of ``group`` that prints one deprecation line on
+    stderr and then runs the callback of ``new`` itself (same options, same behaviour)."""
+    from typer.main import get_command_name
+
+    info = next(c for c in group.registered_commands
+                if (c.name or get_command_name(c.callback.__name__)) == new)
+    target = info.callback
+    line = _deprecation(f"{prefix} {old}", f"{prefix} {new}")
+
+    @functools.wraps(target)  # typer reads the options from the target's signature
+    def alias(*args, **kwargs):
+        typer.echo(line, err=True)
+        return target(*args, **kwargs)
+
+    group.command(old, hidden=True, help=f"Deprecated: use `{prefix} {new}`.\n\n{info.help or target.__doc__ or ''}")(
+        alias)
+
+
+#: verbs (and one group name) replaced by the grammar; hidden, still working
+deprecated_alias(catalog_app, "ysh catalog", "watch", "follow")
+deprecated_alias(tariffs_app, "ysh tariffs", "normalize", "run")
+
+
+def _proposal_group_deprecated() -> None:
+    typer.echo(_deprecation("ysh proposal", "ysh proposals"), err=True)
+
+
+app.add_typer(proposal_app, name="proposal", hidden=True, callback=_proposal_group_deprecated)
 
 
 @app.callback()
@@ -178,9 +222,12 @@ def _materialize(assets: list, label: str, selection=None):
 
 @app.command()
 def demo() -> None:
-    """Run every job on the embedded defaults: land the sample and real distributor
-    exports and the ANEEL files, materialize the catalog, tariffs and proposals assets
-    through Dagster, replay a simulated O&M fleet day, and ask Hélio three questions."""
+    """Run the five jobs once on the samples and print what came out (embedded PostgreSQL).
+
+    Catalog (the sample and real distributor exports) and tariffs (the ANEEL sample files)
+    materialized through Dagster; Medusa-like quotes seeded and evaluated (KPIs and an
+    HTML report); a simulated O&M fleet day with faults through the telemetry pipeline;
+    three questions to Hélio (RAG) over the sample documents and the live records."""
     import dagster as dg
 
     from .catalog import assets as catalog_assets
@@ -268,9 +315,10 @@ def demo() -> None:
     demo_questions(settings, warehouse, console, as_of=today if today < date.today() else None)
     console.print(
         "\nNext: [bold]ysh ui[/] (Dagster UI: asset graph, metadata, checks) · "
-        "[bold]ysh catalog watch[/] / [bold]ysh tariffs follow[/] (streaming) · "
-        "[bold]ysh tariffs at CEMIG-D B1 2026-01-15[/] · [bold]ysh proposal evaluate FILE.json[/] · "
-        "[bold]ysh report[/] · [bold]ysh rag serve[/] / [bold]ysh rag eval[/] (Hélio) · [bold]ysh om run[/] (streaming telemetry: MQTT, Kafka or HOME/landing/om) · "
+        "[bold]ysh catalog follow[/] / [bold]ysh tariffs follow[/] / [bold]ysh proposals follow[/] / "
+        "[bold]ysh om follow[/] (streaming; [bold]run[/] is the batch pass) · "
+        "[bold]ysh tariffs at CEMIG-D B1 2026-01-15[/] · [bold]ysh proposals evaluate FILE.json[/] · "
+        "[bold]ysh report[/] · [bold]ysh rag serve[/] / [bold]ysh rag eval[/] (Hélio) · "
         f"tables in schema [bold]{settings.warehouse.schema_name}[/]: items_normalized, products, tarifas_normalized, "
         "tarifas_efetivas_mensais, propostas_analytics, kpis_b1_b3, om_alerts, om_alerts_daily, …\n"
     )

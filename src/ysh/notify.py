@@ -1,7 +1,12 @@
 """Notifications to Slack through an incoming webhook (httpx; retries; rate limit).
 
-The webhook URL is a secret (``YSH_SLACK_WEBHOOK_URL``); it is never logged. Without it,
-messages are only logged, and :meth:`SlackNotifier.send` says so by returning False.
+The webhook URL is a secret (``YSH_SLACK_WEBHOOK_URL``); it is never logged.
+
+The outbox (``ops_alerts_sent``) keeps every notice until Slack took it: without a webhook
+the notices stay pending (and each sender says so), so a worker that lacks the webhook
+never swallows them; each sender takes only its own kinds; a notice Slack refuses for good
+(a 4xx other than 429: a revoked webhook, a bad payload) is tried at most
+``YSH_SLACK_MAX_ATTEMPTS`` times and then kept as ``failed`` with the reason.
 """
 
 from __future__ import annotations
@@ -17,7 +22,12 @@ log = logging.getLogger("ysh.notify")
 
 
 class NotifyError(RuntimeError):
-    pass
+    """``permanent``: Slack refused the message (4xx other than 429); sending it again as it
+    is will not help."""
+
+    def __init__(self, message: str, *, permanent: bool = False):
+        super().__init__(message)
+        self.permanent = permanent
 
 
 class SlackNotifier:
@@ -86,7 +96,8 @@ class SlackNotifier:
                 if response.status_code < 300:
                     return True
                 if response.status_code != 429 and response.status_code < 500:
-                    raise NotifyError(f"Slack refused the message: HTTP {response.status_code} {response.text[:200]}")
+                    raise NotifyError(f"Slack refused the message: HTTP {response.status_code} {response.text[:200]}",
+                                      permanent=True)
                 last = f"HTTP {response.status_code}"
                 retry_after = response.headers.get("Retry-After")
                 if retry_after and retry_after.isdigit():
@@ -112,7 +123,8 @@ class Notice:
 class DeliveryReport:
     found: int = 0
     sent: list[str] = field(default_factory=list)
-    logged_only: list[str] = field(default_factory=list)
+    waiting: int = 0  # pending notices of this sender's kinds left for want of a webhook
+    failed: list[str] = field(default_factory=list)  # refused for good: kept as 'failed' with the reason
     already_sent: int = 0
 
 
@@ -138,54 +150,74 @@ def enqueue_notices(conn, notices: list[Notice], report: DeliveryReport | None =
     return new
 
 
-def send_pending(conn, slack: SlackNotifier, report: DeliveryReport | None = None,
-                 kinds: tuple[str, ...] | None = None) -> list[str]:
-    """Send the outbox's pending notices (of ``kinds``, default all), oldest first,
-    whatever their age; returns the failures (``key: error``). Each row is claimed with
-    ``FOR UPDATE SKIP LOCKED`` for the time of its send, so two senders (the O&M service
-    and the alerts flow) never send the same notice. A notice Slack does not take stays
-    pending with its error, to be sent again by the next call; the others still go out.
-    ``conn``: an autocommit psycopg connection."""
+def send_pending(conn, slack: SlackNotifier, report: DeliveryReport | None = None, *,
+                 kinds: tuple[str, ...], max_attempts: int = 5) -> list[str]:
+    """Send the outbox's pending notices of ``kinds`` (each sender names its own: the O&M
+    service sends the O&M notices, the alerts flow the rest), oldest first, whatever their
+    age; returns the failures (``key: error``). Each row is claimed with ``FOR UPDATE SKIP
+    LOCKED`` for the time of its send, so two senders never send the same notice.
+
+    A notice Slack does not take stays pending with its error, to be sent again by the next
+    call (the others still go out); one refused for good (:attr:`NotifyError.permanent`)
+    becomes ``failed`` on its ``max_attempts``-th refusal. Without a webhook nothing is
+    claimed: the notices stay pending, counted in ``report.waiting``, and a warning says
+    so. ``conn``: an autocommit psycopg connection."""
     report = report if report is not None else DeliveryReport()
+    if not kinds:
+        raise ValueError("send_pending needs the kinds of notices this sender delivers")
+    if not slack.configured:
+        report.waiting = conn.execute("SELECT count(*) FROM ops_alerts_sent WHERE status = 'pending' "
+                                      "AND kind = ANY(%s)", (list(kinds),)).fetchone()[0]
+        if report.waiting:
+            log.warning("%d notice(s) of %s pending: no Slack webhook configured (YSH_SLACK_WEBHOOK_URL); "
+                        "they stay in the outbox until a sender with one delivers them",
+                        report.waiting, ", ".join(kinds))
+        return []
     failures: list[str] = []
     tried: list[str] = []
     while True:
         with conn.transaction():
             row = conn.execute(
-                "SELECT alert_key, summary FROM ops_alerts_sent WHERE status = 'pending' "
-                "AND NOT (alert_key = ANY(%s)) AND (%s::text[] IS NULL OR kind = ANY(%s::text[])) "
+                "SELECT alert_key, summary, attempts FROM ops_alerts_sent WHERE status = 'pending' "
+                "AND NOT (alert_key = ANY(%s)) AND kind = ANY(%s) "
                 "ORDER BY created_at, alert_key LIMIT 1 FOR UPDATE SKIP LOCKED",
-                (tried, list(kinds) if kinds else None, list(kinds) if kinds else None)).fetchone()
+                (tried, list(kinds))).fetchone()
             if row is None:
                 return failures
-            key, text = row
+            key, text, attempts = row
             tried.append(key)
             try:
-                delivered = slack.send(text)
+                slack.send(text)
             except NotifyError as exc:
-                conn.execute("UPDATE ops_alerts_sent SET attempts = attempts + 1, last_error = %s "
-                             "WHERE alert_key = %s", (str(exc)[:500], key))
+                give_up = exc.permanent and attempts + 1 >= max_attempts
+                conn.execute("UPDATE ops_alerts_sent SET attempts = attempts + 1, last_error = %s, status = %s "
+                             "WHERE alert_key = %s", (str(exc)[:500], "failed" if give_up else "pending", key))
                 failures.append(f"{key}: {exc}")
-                log.warning("alert %s not delivered: %s", key, exc)
+                if give_up:
+                    report.failed.append(key)
+                    log.error("alert %s refused %d times, kept as failed: %s", key, attempts + 1, exc)
+                else:
+                    log.warning("alert %s not delivered: %s", key, exc)
                 continue
-            conn.execute("UPDATE ops_alerts_sent SET status = %s, attempts = attempts + 1, sent_at = now(), "
-                         "last_error = NULL WHERE alert_key = %s", ("sent" if delivered else "logged", key))
-        (report.sent if delivered else report.logged_only).append(key)
-        log.info("%s %s", "sent" if delivered else "logged (no webhook)", key)
+            conn.execute("UPDATE ops_alerts_sent SET status = 'sent', attempts = attempts + 1, sent_at = now(), "
+                         "last_error = NULL WHERE alert_key = %s", (key,))
+        report.sent.append(key)
+        log.info("sent %s", key)
 
 
-def deliver_notices(settings, notices: list[Notice]) -> DeliveryReport:
+def deliver_notices(settings, notices: list[Notice], kinds: tuple[str, ...]) -> DeliveryReport:
     """The outbox (``ops_alerts_sent``): record new notices as pending (committed first),
-    then send every pending one, including those an earlier run could not deliver.
-    Raises NotifyError at the end when some failed (they stay pending)."""
+    then send every pending one of ``kinds``, including those an earlier run could not
+    deliver. Raises NotifyError at the end when some were refused (they stay pending, or
+    are kept as failed after ``YSH_SLACK_MAX_ATTEMPTS`` refusals)."""
     from . import db
 
     report = DeliveryReport(found=len(notices))
     with db.connect(db.resolve_dsn(settings), settings.warehouse.schema_name, autocommit=True) as conn, \
             SlackNotifier.from_settings(settings) as slack:
         enqueue_notices(conn, notices, report)
-        failures = send_pending(conn, slack, report)
+        failures = send_pending(conn, slack, report, kinds=kinds, max_attempts=settings.ops.slack_max_attempts)
     if failures:
-        raise NotifyError(f"{len(failures)} alert(s) not delivered, kept pending for the next run: "
-                          + "; ".join(failures)[:1000])
+        raise NotifyError(f"{len(failures)} alert(s) not delivered: {len(failures) - len(report.failed)} kept pending "
+                          f"for the next run, {len(report.failed)} kept as failed: " + "; ".join(failures)[:1000])
     return report

@@ -158,16 +158,17 @@ class ProposalsSettings(_Group):
 class OmSettings(_Group):
     plants_file: Path | None = Field(default=None, description="PLANTS.json (default: the sample fleet).")
     source: Literal["jsonl", "mqtt", "kafka"] = Field(
-        default="jsonl", description="Telemetry source of `ysh om run`: a JSONL folder, MQTT or Kafka.")
+        default="jsonl", description="Telemetry source of `ysh om follow`: a JSONL folder, MQTT or Kafka.")
     replay_dir: Path | None = Field(
-        default=None, description="Folder of telemetry JSONL files followed by `ysh om run` (default: HOME/landing/om).")
+        default=None, description="Telemetry JSONL folder read by `ysh om run` and followed by `ysh om follow` "
+                                  "(default: HOME/landing/om).")
     mqtt_uri: str = Field(default="mqtt://127.0.0.1:1883", description="MQTT broker (mqtt://host:port).")
     mqtt_topic: str = Field(default="ysh/telemetry/#", description="Topic filter: ysh/telemetry/{plant}/{inverter}.")
     mqtt_client_id: str = Field(
         default="ysh-om", description="Stable MQTT client id: the broker keeps its session (QoS 1) across restarts.")
     kafka_bootstrap: str = Field(default="127.0.0.1:9092", description="Kafka bootstrap servers.")
     kafka_topic: str = "inverters_telemetry"
-    kafka_group: str = Field(default="ysh-om", description="Kafka consumer group of `ysh om run`.")
+    kafka_group: str = Field(default="ysh-om", description="Kafka consumer group of `ysh om follow`.")
     late_cutoff_s: int = Field(
         default=120, ge=0, le=3600,
         description="Late-data cutoff: a 5-minute window is final (and evaluated) when event time passes its end + this.")
@@ -263,7 +264,10 @@ class BackupSettings(_Group):
 class OpsSettings(_Group):
     backup: BackupSettings = Field(default_factory=BackupSettings, json_schema_extra=_prefix("BACKUP_"))
     slack_webhook_url: SecretStr | None = Field(
-        default=None, description="Slack incoming-webhook URL for alerts (secret). Unset: alerts are only logged.")
+        default=None, description="Slack incoming-webhook URL for alerts (secret). Unset: notices wait in the outbox.")
+    slack_max_attempts: int = Field(
+        default=5, ge=1, le=1000,
+        description="A notice Slack refuses for good (4xx other than 429) is kept as failed after this many tries.")
 
 
 # --- the settings --------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""``ysh catalog watch`` as a real process: feeds added, changed and removed while it runs."""
+"""``ysh catalog follow`` as a real process: feeds added, changed and removed while it runs."""
 
 import os
 import signal
@@ -22,7 +22,7 @@ def watcher(warehouse, tmp_path):
     log = (tmp_path / "watch.log").open("w")
 
     def start():
-        return subprocess.Popen([sys.executable, "-m", "ysh.cli", "catalog", "watch", "--landing", str(landing)],
+        return subprocess.Popen([sys.executable, "-m", "ysh.cli", "catalog", "follow", "--landing", str(landing)],
                                 env=env, stdout=log, stderr=subprocess.STDOUT)
 
     procs = [start()]

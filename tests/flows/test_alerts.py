@@ -149,10 +149,77 @@ def test_two_senders_on_the_outbox_send_each_notice_once(warehouse, slack):
                 SlackNotifier(slack.url, min_interval_s=0.05) as notifier:
             send_pending(conn, notifier, kinds=kinds)
 
-    threads = [threading.Thread(target=sender, args=(k,)) for k in (None, ("om_opened", "om_resolved"), None)]
+    from ysh.flows.alerts import ALERT_KINDS
+    from ysh.om.sinks import OM_NOTICE_KINDS
+
+    everything = ALERT_KINDS + OM_NOTICE_KINDS
+    threads = [threading.Thread(target=sender, args=(k,)) for k in (everything, OM_NOTICE_KINDS, everything)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(60)
     assert sorted(slack.messages) == sorted([f"alerta {i}" for i in range(8)] + ["run r1 falhou"])
     assert query(warehouse, "SELECT count(*) FROM ops_alerts_sent WHERE status = 'sent'") == [(9,)]
+
+
+def test_without_a_webhook_notices_wait_in_the_outbox_for_a_sender_that_has_one(warehouse, slack, caplog):
+    """A worker without the webhook must not swallow the notices: they stay pending (with a
+    warning) and the first sender with a webhook delivers them."""
+    from ysh import db
+    from ysh.notify import DeliveryReport, Notice, enqueue_notices, send_pending
+
+    with db.connect(warehouse.dsn, warehouse.schema, autocommit=True) as conn:
+        enqueue_notices(conn, [Notice("om:w1", "om_opened", "inversor parado"),
+                               Notice("dagster-run:w2", "dagster_run_failure", "run w2 falhou")])
+        report = DeliveryReport()
+        with SlackNotifier(None) as nowhere:
+            assert send_pending(conn, nowhere, report, kinds=("om_opened", "om_resolved")) == []
+        assert report.waiting == 1 and report.sent == []
+        assert "no Slack webhook configured" in caplog.text
+        assert sorted(conn.execute("SELECT alert_key, status FROM ops_alerts_sent").fetchall()) == [
+            ("dagster-run:w2", "pending"), ("om:w1", "pending")]
+        with SlackNotifier(slack.url, min_interval_s=0) as notifier:
+            send_pending(conn, notifier, kinds=("om_opened", "om_resolved"))
+        assert slack.messages == ["inversor parado"]  # only its own kind: the run failure is the flow's
+        assert sorted(conn.execute("SELECT alert_key, status FROM ops_alerts_sent").fetchall()) == [
+            ("dagster-run:w2", "pending"), ("om:w1", "sent")]
+
+
+def test_the_alerts_flow_leaves_the_om_services_notices_alone(prefect, ops_env, slack):
+    from ysh import db
+    from ysh.flows.alerts import alerts
+    from ysh.notify import Notice, enqueue_notices
+
+    with db.connect(ops_env.dsn, ops_env.schema, autocommit=True) as conn:
+        enqueue_notices(conn, [Notice("om:x1:opened", "om_opened", "alerta aberto")])
+    report = alerts(lookback_minutes=0)
+    assert report.sent == [] and slack.messages == []
+    assert query(ops_env, "SELECT status FROM ops_alerts_sent WHERE alert_key = 'om:x1:opened'") == [("pending",)]
+
+
+def test_a_notice_slack_refuses_for_good_stops_after_its_attempts_with_the_reason(warehouse, slack):
+    from ysh import db
+    from ysh.notify import DeliveryReport, Notice, enqueue_notices, send_pending
+
+    kinds = ("dagster_run_failure",)
+    with db.connect(warehouse.dsn, warehouse.schema, autocommit=True) as conn, \
+            SlackNotifier(slack.url, min_interval_s=0) as notifier:
+        enqueue_notices(conn, [Notice("dagster-run:r404", "dagster_run_failure", "run falhou")])
+        for attempt in range(1, 4):
+            slack.answers.extend([404])  # a revoked webhook: Slack answers 404 no_service
+            report = DeliveryReport()
+            failures = send_pending(conn, notifier, report, kinds=kinds, max_attempts=3)
+            assert len(failures) == 1 and "HTTP 404" in failures[0]
+            status = "failed" if attempt == 3 else "pending"
+            assert conn.execute("SELECT status, attempts FROM ops_alerts_sent").fetchall() == [(status, attempt)]
+        assert report.failed == ["dagster-run:r404"]
+        assert "HTTP 404" in conn.execute("SELECT last_error FROM ops_alerts_sent").fetchone()[0]
+        assert send_pending(conn, notifier, kinds=kinds, max_attempts=3) == []  # not tried again
+        slack.answers.extend([503, 503, 503, 503])  # transient errors never make a notice failed
+        enqueue_notices(conn, [Notice("dagster-run:r503", "dagster_run_failure", "outra")])
+        flaky = SlackNotifier(slack.url, min_interval_s=0, retries=0)
+        for _ in range(4):
+            send_pending(conn, flaky, kinds=kinds, max_attempts=3)
+        assert conn.execute("SELECT status, attempts FROM ops_alerts_sent WHERE alert_key = 'dagster-run:r503'"
+                            ).fetchall() == [("pending", 4)]
+        flaky.close()

@@ -1,4 +1,4 @@
-"""``ysh om run``: the streaming O&M pipeline against real servers (PostgreSQL, mosquitto,
+"""``ysh om follow``: the streaming O&M pipeline against real servers (PostgreSQL, mosquitto,
 the Kafka-protocol broker Tansu, a loopback HTTP receiver for Slack and InfluxDB).
 
 The reference for every streaming run is the static run (``ysh om detect``) over the
@@ -168,7 +168,7 @@ def test_a_moment_waits_for_an_inverter_the_bus_delivers_late(fleet):
     assert any(_fold_with_one_inverter_late(stats, late, timedelta(0)) != complete for late in inverters)
 
 
-# --------------------------------------------------------------------------- ysh om run
+# --------------------------------------------------------------------------- ysh om follow
 
 
 def _env(warehouse, home: Path, **extra) -> dict:
@@ -180,7 +180,7 @@ def _env(warehouse, home: Path, **extra) -> dict:
 
 
 def _start(env: dict, log: Path, source: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "ysh.cli", "om", "run", "--source", source], env=env,
+    return subprocess.Popen([sys.executable, "-m", "ysh.cli", "om", "follow", "--source", source], env=env,
                             stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True)
 
 
@@ -198,7 +198,7 @@ def _db_windows(warehouse) -> dict:
 def _wait_windows(warehouse, expected: dict, proc: subprocess.Popen, log: Path, timeout=180) -> dict:
     def done():
         if proc.poll() is not None:
-            raise AssertionError(f"ysh om run exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+            raise AssertionError(f"ysh om follow exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
         got = _db_windows(warehouse)
         return got if set(expected) <= set(got) else None
 
@@ -369,3 +369,28 @@ def test_window_stats_go_to_influxdb_as_line_protocol():
     assert path == "/api/v2/write?org=ysh&bucket=om&precision=s"
     assert headers["Authorization"] == "Token s3cr3t"
     assert sorted(body.decode().splitlines()) == [line_protocol(r) for r in rows]
+
+
+def test_influxdb_lines_still_unsent_at_close_are_counted_in_an_error(caplog):
+    """InfluxDB down at the end of a run: close waits its timeout, then says how many lines
+    it drops (the warehouse keeps every window) instead of dropping them silently."""
+    from ysh.om.sinks import InfluxSink
+
+    influx = Receiver()
+    influx.answers.extend([503] * 1000)
+    try:
+        sink = InfluxSink(influx.url.rsplit("/services", 1)[0], None, "ysh", "om", retries=1000,
+                          close_timeout_s=0.5)
+        start = datetime(2026, 1, 15, 12, 0, tzinfo=timezone.utc)
+        for i in range(3):
+            sink.on_change(None, {"plant_id": "p1", "inverter_id": f"inv-{i}", "window_start": start, "samples": 5,
+                                  "avg_power_w": 1000.0}, 0, True)
+        sink.on_time_end(0)
+        sink.on_change(None, {"plant_id": "p1", "inverter_id": "inv-9", "window_start": start, "samples": 5,
+                              "avg_power_w": 1.0}, 2, True)  # a last batch whose time never ended
+        sink.close()
+    finally:
+        influx.stop()
+    assert influx.requests == []
+    assert sink.unsent_at_close == 4
+    assert "4 window lines still unsent" in caplog.text

@@ -1,4 +1,4 @@
-"""``ysh proposal evaluate``: JSON out, clear errors naming the field."""
+"""``ysh proposals evaluate``: JSON out, clear errors naming the field."""
 
 import json
 
@@ -13,7 +13,7 @@ SAMPLE = REPO / "data" / "sample" / "proposals" / "b1_cemig_4kwp.json"
 
 
 def test_evaluate_prints_kpis_and_the_yearly_table():
-    done = CliRunner().invoke(app, ["proposal", "evaluate", str(SAMPLE)])
+    done = CliRunner().invoke(app, ["proposals", "evaluate", str(SAMPLE)])
     assert done.exit_code == 0, done.output
     out = json.loads(done.stdout)
     expected = evaluate(ProposalInput.model_validate_json(SAMPLE.read_text()))
@@ -29,10 +29,10 @@ def test_invalid_proposals_name_the_field(tmp_path):
     data["customer_class"] = "A4"
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps(data))
-    done = CliRunner().invoke(app, ["proposal", "evaluate", str(bad)])
+    done = CliRunner().invoke(app, ["proposals", "evaluate", str(bad)])
     assert done.exit_code == 2
     assert "generation_kwh_month" in done.output and "12 monthly values" in done.output
     assert "customer_class" in done.output
     (tmp_path / "broken.json").write_text("{not json")
-    done = CliRunner().invoke(app, ["proposal", "evaluate", str(tmp_path / "broken.json")])
+    done = CliRunner().invoke(app, ["proposals", "evaluate", str(tmp_path / "broken.json")])
     assert done.exit_code == 2 and "not valid JSON" in done.output

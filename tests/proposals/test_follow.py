@@ -1,4 +1,4 @@
-"""``ysh proposal follow`` as a real process: new quotes, orders, deleted quotes and a
+"""``ysh proposals follow`` as a real process: new quotes, orders, deleted quotes and a
 changed tariff reach the proposals tables through CDC."""
 
 import json
@@ -26,7 +26,7 @@ def follower(platform, tmp_path):
            "YSH_HOME": str(tmp_path / "home"), "YSH_IRRADIANCE_OFFLINE": "true",
            "YSH_IRRADIANCE_CACHE_DIR": str(settings.proposals.irradiance.cache_dir)}
     log = (tmp_path / "follow.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "ysh.cli", "proposal", "follow"], env=env, stdout=log,
+    proc = subprocess.Popen([sys.executable, "-m", "ysh.cli", "proposals", "follow"], env=env, stdout=log,
                             stderr=subprocess.STDOUT)
     yield proc
     if proc.poll() is None:

@@ -1,4 +1,5 @@
-"""``ysh catalog …``: normalize feeds statically, land them, watch the landing area."""
+"""``ysh catalog …``: land feeds, normalize them into the warehouse in one batch pass
+(``run``) or streaming (``follow``), normalize files to files (``normalize``)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from ..console import print_reasons
 from ..settings import get_settings
 from . import job, landing, reporting
 
-app = typer.Typer(help="Distributor catalog normalization.", no_args_is_help=True)
+app = typer.Typer(help="Distributor catalogs: feeds → items, products, quarantine. `run` one batch pass over the "
+                       "landing area, `follow` streaming.", no_args_is_help=True)
 console = Console()
 
 
@@ -29,7 +31,9 @@ def normalize(
     distributor: str | None = typer.Option(None, help="Distributor of every feed (default: the file's stem)."),
     warehouse: bool = typer.Option(False, "--warehouse/--no-warehouse", help="Also upsert into Postgres."),
 ) -> None:
-    """Run the catalog pipeline once over PATHS (static; no server needed)."""
+    """Normalize feed files into JSONL files in one pass (no server needed).
+
+    --warehouse also upserts into Postgres, without deleting anything."""
     pw_runtime.respawn_with_processes(get_settings().pathway.processes)
     leader = pw_runtime.is_leader()
     with console.status("normalizing feeds with Pathway…") if leader else nullcontext():
@@ -37,6 +41,12 @@ def normalize(
                                 warehouse=_warehouse() if warehouse else None)
     if not leader:
         return
+    print_run_report(report)
+    console.print(f"written to [cyan]{out}[/]: items.jsonl, quarantine.jsonl, products.jsonl, files.jsonl")
+
+
+def print_run_report(report: job.RunReport) -> None:
+    """Rows, items, quarantine and products of one batch pass, per distributor."""
     console.print(
         f"[bold]{report.rows}[/] rows from {report.files} files → [green]{report.items} items[/], "
         f"[red]{report.quarantined} quarantined[/], {report.duplicate_skus} duplicate SKUs (last wins), "
@@ -44,7 +54,7 @@ def normalize(
     )
     if report.non_product_rows:
         console.print(f"{report.non_product_rows} rows skipped as not products (menus, breadcrumbs, empty rows; "
-                      "counted per file in files.jsonl)")
+                      "counted per file)")
     table = Table("distributor", "files", "product rows", "became items", "quarantined", "share",
                   "distinct SKUs", title="per distributor (distinct SKUs: one item per SKU across its files)")
     for name, (n_files, rows, items, quarantined) in report.by_distributor.items():
@@ -53,7 +63,6 @@ def normalize(
                       f"{items / rows:.1%}" if rows else "–", str(distinct) if distinct is not None else "–")
     console.print(table)
     print_reasons(report.quarantine_by_reason)
-    console.print(f"written to [cyan]{out}[/]: items.jsonl, quarantine.jsonl, products.jsonl, files.jsonl")
 
 
 @app.command()
@@ -62,7 +71,7 @@ def land(
     distributor: str | None = typer.Option(
         None, help="Land into the distributor's sub-folder (its feeds then belong to it)."),
 ) -> None:
-    """Copy feeds into the landing area (atomically: a watcher never sees half a file)."""
+    """Copy feeds into the landing area (atomically: a follower never sees half a file)."""
     target = get_settings().catalog.landing_dir
     try:
         landed = landing.land(paths, target, distributor)
@@ -71,15 +80,59 @@ def land(
     console.print(f"landed {len(landed)} files in [cyan]{target}[/]")
 
 
-@app.command()
-def watch(
-    landing_dir: Path | None = typer.Option(None, "--landing", help="Folder to follow (default: settings)."),
-) -> None:
-    """Run the catalog pipeline streaming: feeds added, changed or removed in the landing
-    area (or the S3 prefix when YSH_CATALOG_SOURCE=s3) are reflected in Postgres."""
-    pw_runtime.respawn_with_processes(get_settings().pathway.processes)
+def _source(settings, landing_dir: Path | None) -> tuple[Path | None, job.S3Source | None, str]:
+    """The landing folder or the S3 prefix (YSH_CATALOG_SOURCE=s3) and how to name it."""
+    if settings.catalog.source == "s3":
+        s3 = job.S3Source.from_settings(settings)
+        return None, s3, f"s3://{s3.bucket}/{s3.prefix}"
+    folder = (landing_dir or settings.catalog.landing_dir).resolve()
+    if folder.exists() and not folder.is_dir():
+        raise typer.BadParameter(f"{folder} is not a folder", param_hint="--landing")
+    return folder, None, str(folder)
+
+
+_LANDING = typer.Option(None, "--landing", help="Landing folder (default: YSH_CATALOG_LANDING_DIR).")
+
+
+@app.command("run")
+def run_command(landing_dir: Path | None = _LANDING) -> None:
+    """One batch pass: the landing area into Postgres, products included, then stop.
+
+    The landing folder, or the S3 prefix when YSH_CATALOG_SOURCE=s3. Rows of feeds no
+    longer landed are deleted; an empty landing area is refused (a missing mount is more
+    likely than an intent to delete the whole catalog)."""
     settings = get_settings()
+    folder, s3, where = _source(settings, landing_dir)
+    if not job.landing_manifest(folder, s3):  # an empty area is more often a missing mount than an intent
+        console.print(f"[red]no feed files in {where}: nothing normalized, the catalog left as it is "
+                      "(`ysh catalog land` puts feeds there)[/]")
+        raise typer.Exit(1)
+    pw_runtime.respawn_with_processes(settings.pathway.processes)
+    leader = pw_runtime.is_leader()
     warehouse = _warehouse()
+    with console.status(f"normalizing {where} with Pathway…") if leader else nullcontext():
+        report = job.run_static([folder] if folder else None, s3=s3, warehouse=warehouse, reconcile_after=True)
+    if not leader:
+        return
+    print_run_report(report)
+    pruned = {table: n for table, n in report.pruned.items() if n}
+    if pruned:
+        console.print("deleted, their feeds gone: " + ", ".join(f"{n} from {t}" for t, n in pruned.items()))
+    console.print(f"upserted into schema [bold]{warehouse.schema}[/]: items_normalized, items_quarantine, "
+                  "products, catalog_feed_files")
+
+
+@app.command()
+def follow(landing_dir: Path | None = _LANDING) -> None:
+    """Stream the landing area into Postgres until stopped.
+
+    The landing folder, or the S3 prefix when YSH_CATALOG_SOURCE=s3: feeds added, changed
+    or removed are reflected in Postgres in seconds."""
+    settings = get_settings()
+    folder, s3, where = _source(settings, landing_dir)
+    pw_runtime.respawn_with_processes(settings.pathway.processes)
+    warehouse = _warehouse()
+
     def ready(reconciled: bool) -> None:
         if reconciled:
             console.print("caught up: the warehouse matches the landing area")
@@ -87,15 +140,8 @@ def watch(
             console.print("[yellow]landing area empty (or not caught up): existing catalog rows were "
                           "left as they are[/]")
 
-    if settings.catalog.source == "s3":
-        s3 = job.S3Source.from_settings(settings)
-        console.print(f"following s3://{s3.bucket}/{s3.prefix} → Postgres schema {warehouse.schema} "
-                      "(Ctrl+C stops)")
-        job.run_streaming(None, warehouse, s3=s3, on_ready=ready)
-    else:
-        folder = (landing_dir or settings.catalog.landing_dir).resolve()
-        console.print(f"following [cyan]{folder}[/] → Postgres schema {warehouse.schema} (Ctrl+C stops)")
-        job.run_streaming(folder, warehouse, on_ready=ready)
+    console.print(f"following [cyan]{where}[/] → Postgres schema {warehouse.schema} (Ctrl+C stops)")
+    job.run_streaming(folder, warehouse, s3=s3, on_ready=ready)
 
 
 def print_summary(warehouse: job.Warehouse) -> None:

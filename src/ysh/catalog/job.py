@@ -314,10 +314,10 @@ def _reconcile_when_caught_up(warehouse: Warehouse, started: datetime, initial: 
                     break
                 time.sleep(0.5)
             else:
-                log.warning("catalog watcher: initial feeds not all written after %ss; "
+                log.warning("catalog follower: initial feeds not all written after %ss; "
                             "stale rows were not pruned", timeout_s)
     except Exception:  # noqa: BLE001 - the pipeline goes on; the next full run reconciles
-        log.exception("catalog watcher: reconciliation after start failed")
+        log.exception("catalog follower: reconciliation after start failed")
     if on_ready is not None:
         on_ready(reconciled)
 

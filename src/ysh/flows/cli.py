@@ -10,7 +10,8 @@ from rich.table import Table
 
 from .deployments import SCHEDULES, TIMEZONE
 
-app = typer.Typer(help="Prefect tactical flows: backup, restore, alerts, migrate_legacy.", no_args_is_help=True)
+app = typer.Typer(help="Prefect tactical flows: backup, restore, alerts, migrate_legacy. `run` one flow now, "
+                       "`serve` the scheduled ones (Prefect's serve) until stopped.", no_args_is_help=True)
 console = Console()
 
 
@@ -25,7 +26,7 @@ def list_flows() -> None:
 
 @app.command("serve")
 def serve_command() -> None:
-    """Serve the scheduled flows (backup daily 03:00, alerts every 5 min) until Ctrl-C."""
+    """Serve the scheduled flows (backup daily 03:00, alerts every 5 min) until stopped."""
     from .deployments import serve
 
     console.print("serving " + ", ".join(n for n, s in SCHEDULES.items() if s.cron) + f" ({TIMEZONE}); Ctrl-C to stop")
@@ -55,7 +56,7 @@ def run_command(
     name: str = typer.Argument(..., help=f"One of: {', '.join(SCHEDULES)}."),
     param: list[str] = typer.Option([], "--param", "-p", help="Flow parameter KEY=VALUE (VALUE as JSON or text)."),
 ) -> None:
-    """Run one flow now, in this process."""
+    """Run one flow now, in this process, and stop."""
     from .deployments import flows
 
     available = flows()

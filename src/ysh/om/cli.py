@@ -1,4 +1,6 @@
-"""``ysh om …``: simulate a fleet's telemetry, detect anomalies in it."""
+"""``ysh om …``: simulate a fleet's telemetry; run the O&M pipeline over telemetry files in
+one batch pass (``run``), follow MQTT, Kafka or a folder streaming (``follow``), or turn
+files into files (``detect``)."""
 
 from __future__ import annotations
 
@@ -11,13 +13,48 @@ from rich.table import Table
 
 from .. import db
 
-app = typer.Typer(help="O&M monitoring: inverter telemetry, 5-minute windows, anomaly alerts.",
-                  no_args_is_help=True)
+app = typer.Typer(help="O&M monitoring: inverter telemetry, 5-minute windows, anomaly alerts. `run` one batch "
+                       "pass over telemetry files, `follow` MQTT, Kafka or a folder streaming.", no_args_is_help=True)
 console = Console()
 
 
 def _sample_plants() -> Path:
     return db.data_path("sample", "om", "plants.json")
+
+
+_NOW_HELP = ("ISO datetime events may not be later than (+5 min); default: the wall clock. Set it when replaying "
+             "old files.")
+
+
+def _instant(now: str | None):
+    """``--now`` as an aware datetime (naive: UTC), or None."""
+    from datetime import datetime, timezone
+
+    if not now:
+        return None
+    try:
+        when = datetime.fromisoformat(now)
+    except ValueError as exc:
+        raise typer.BadParameter(f"not an ISO datetime: {now!r}", param_hint="--now") from exc
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+
+
+def _print_report(report, out: Path | None, target: db.Warehouse | None) -> None:
+    from ..console import print_reasons
+
+    console.print(f"{report.events} events → {report.windows} windows in {report.seconds:.1f}s")
+    table = Table("rule", "alerts", title="alerts")
+    for rule, count in report.alerts_by_rule.items():
+        table.add_row(rule, str(count))
+    console.print(table)
+    print_reasons(report.quarantine_by_reason, title="quarantined events by reason")
+    if out is not None:
+        console.print(f"written to [cyan]{out}[/]: windows.jsonl, alerts.jsonl, quarantine.jsonl")
+    if target is not None:
+        console.print(f"upserted into schema [bold]{target.schema}[/]: om_inverter_5min, om_alerts, om_quarantine")
+
+
+_PLANTS = typer.Option(None, "--plants", help="PLANTS.json (default: YSH_OM_PLANTS_FILE or the sample fleet).")
 
 
 @app.command()
@@ -34,8 +71,9 @@ def simulate(
                                                                   "per minute; default: as fast as possible."),
     batch: int = typer.Option(1, "--batch", min=1, max=1000, help="Events per bus message (one inverter's)."),
 ) -> None:
-    """Simulate the fleet's telemetry with one fault of each kind injected, to a JSONL file,
-    MQTT (ysh/telemetry/{plant}/{inverter}, QoS 1) or Kafka."""
+    """Simulate the fleet's telemetry, one fault of each kind injected, to a file, MQTT or Kafka.
+
+    A JSONL file, MQTT (ysh/telemetry/{plant}/{inverter}, QoS 1) or Kafka."""
     import json
 
     from .fleet import load_plants
@@ -85,19 +123,14 @@ def detect(
     out: Path | None = typer.Option(None, "--out", help="Folder for windows.jsonl, alerts.jsonl, quarantine.jsonl."),
     warehouse: bool = typer.Option(False, "--warehouse/--no-warehouse",
                                    help="Also upsert om_inverter_5min, om_alerts, om_quarantine (and the registry)."),
-    now: str | None = typer.Option(None, "--now", help="ISO datetime events may not be later than (+5 min); "
-                                                       "default: the wall clock. Set it when replaying old files."),
+    now: str | None = typer.Option(None, "--now", help=_NOW_HELP),
 ) -> None:
-    """Run the O&M pipeline statically over telemetry files (Pathway; no server needed)."""
-    from datetime import datetime, timezone
+    """Run the O&M pipeline over telemetry files into JSONL files and/or the warehouse, once.
 
-    from ..console import print_reasons
+    Pathway; no server needed without --warehouse."""
     from .job import run_detect
 
-    when = None
-    if now:
-        when = datetime.fromisoformat(now)
-        when = when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+    when = _instant(now)
     if out is None and not warehouse:
         raise typer.BadParameter("give --out DIR and/or --warehouse")
     target = None
@@ -107,25 +140,61 @@ def detect(
         target = db.Warehouse.from_settings(get_settings())
     with console.status("windowing telemetry and evaluating rules with Pathway…"):
         report = run_detect(paths, plants or _sample_plants(), out, now=when, warehouse=target)
-    console.print(f"{report.events} events → {report.windows} windows in {report.seconds:.1f}s")
-    table = Table("rule", "alerts", title="alerts")
-    for rule, count in report.alerts_by_rule.items():
-        table.add_row(rule, str(count))
-    console.print(table)
-    print_reasons(report.quarantine_by_reason, title="quarantined events by reason")
-    if out is not None:
-        console.print(f"written to [cyan]{out}[/]: windows.jsonl, alerts.jsonl, quarantine.jsonl")
-    if target is not None:
-        console.print(f"upserted into schema [bold]{target.schema}[/]: om_inverter_5min, om_alerts, om_quarantine")
+    _print_report(report, out, target)
 
 
 @app.command("run")
 def run_cmd(
-    source: str | None = typer.Option(None, "--source", help="jsonl | mqtt | kafka (default: YSH_OM_SOURCE)."),
-    plants: Path | None = typer.Option(None, "--plants", help="PLANTS.json (default: YSH_OM_PLANTS_FILE or the sample fleet)."),
+    paths: list[Path] | None = typer.Argument(None, exists=True, show_default=False,
+                                              help="Telemetry JSONL files or folders (default: the replay folder, "
+                                                   "YSH_OM_REPLAY_DIR)."),
+    plants: Path | None = _PLANTS,
+    now: str | None = typer.Option(None, "--now", help=_NOW_HELP),
+    source: str | None = typer.Option(None, "--source", hidden=True, help="Streaming only: `ysh om follow --source`."),
 ) -> None:
-    """Run the O&M pipeline streaming (until stopped): telemetry → windows, alerts and
-    quarantine in the warehouse, Slack notices, InfluxDB when configured. Restart-safe."""
+    """One batch pass: telemetry files into the warehouse, then stop.
+
+    Writes om_inverter_5min, om_alerts, om_quarantine and the plant registry. Streaming
+    from MQTT, Kafka or the replay folder is `ysh om follow`."""
+    from ..kit.files import files_under
+    from ..settings import get_settings
+    from .job import run_detect
+
+    settings = get_settings()
+    if source is not None or (not paths and settings.om.source != "jsonl"):
+        # `ysh om run` used to stream: a call written for that fails here, loudly, naming the new verb
+        stream = source or settings.om.source
+        typer.echo(f"`ysh om run` is one batch pass over JSONL files; to stream from {stream} use "
+                   f"`ysh om follow{' --source ' + source if source else ''}`", err=True)
+        raise typer.Exit(2)
+    when = _instant(now)
+    inputs = paths or [settings.om.replay_dir]
+    if not paths:
+        console.print(f"one batch pass over the replay folder {settings.om.replay_dir} (`ysh om follow` keeps "
+                      "following it)")
+    if settings.om.thresholds:
+        console.print("[yellow]YSH_OM_THRESHOLDS applies to `ysh om follow`; this batch pass uses the default "
+                      "thresholds[/]")
+    try:
+        files_under(inputs)  # before the warehouse opens: no telemetry, nothing to start
+    except FileNotFoundError as exc:
+        console.print(f"[red]no telemetry to run over: {exc}[/]")
+        raise typer.Exit(1) from None
+    warehouse = db.Warehouse.from_settings(settings)
+    with console.status(f"windowing {', '.join(map(str, inputs))} and evaluating rules with Pathway…"):
+        report = run_detect(inputs, plants or settings.om.plants_file, None, now=when, warehouse=warehouse)
+    _print_report(report, None, warehouse)
+
+
+@app.command("follow")
+def follow_cmd(
+    source: str | None = typer.Option(None, "--source", help="jsonl | mqtt | kafka (default: YSH_OM_SOURCE)."),
+    plants: Path | None = _PLANTS,
+) -> None:
+    """Stream telemetry (MQTT, Kafka or the replay folder) into the warehouse until stopped.
+
+    Windows, alerts and quarantine in the warehouse, Slack notices, InfluxDB when
+    configured. Restart-safe."""
     from ..settings import get_settings
     from .stream import SOURCES, persistence_dir, run_stream
 

@@ -1,4 +1,4 @@
-"""Publishing telemetry events to the buses ``ysh om run`` reads: MQTT (paho-mqtt, QoS 1,
+"""Publishing telemetry events to the buses ``ysh om follow`` reads: MQTT (paho-mqtt, QoS 1,
 topic ``ysh/telemetry/{plant}/{inverter}``) and Kafka (confluent-kafka, keyed by
 ``plant:inverter`` so one inverter's events stay in order on one partition).
 

@@ -146,7 +146,8 @@ class Notifier(threading.Thread):
                 self.wake.clear()
                 try:
                     with db.connect(self.warehouse.dsn, self.warehouse.schema, autocommit=True) as conn:
-                        send_pending(conn, slack, kinds=OM_NOTICE_KINDS)
+                        send_pending(conn, slack, kinds=OM_NOTICE_KINDS,
+                                     max_attempts=self.settings.ops.slack_max_attempts)
                 except Exception as exc:  # the pipeline goes on; the notices stay pending
                     log.warning("O&M notices not sent now: %s", exc)
 
@@ -174,10 +175,11 @@ class InfluxSink:
     queued and POSTed by a background thread (the pipeline never waits for InfluxDB),
     retried on network errors, 429 and 5xx; a batch that still fails, or that finds the
     queue full (InfluxDB down for long), is logged and dropped — the warehouse keeps
-    every window."""
+    every window. At close what is queued is sent for up to ``close_timeout_s``; what is
+    still unsent then is counted in one error line, never dropped silently."""
 
     def __init__(self, url: str, token: str | None, org: str, bucket: str, *, retries: int = 3,
-                 timeout_s: float = 10.0, max_queued_batches: int = 1000):
+                 timeout_s: float = 10.0, max_queued_batches: int = 1000, close_timeout_s: float = 30.0):
         self.endpoint = url.rstrip("/") + "/api/v2/write"
         self.params = {"org": org, "bucket": bucket, "precision": "s"}
         headers = {"Content-Type": "text/plain; charset=utf-8"}
@@ -185,6 +187,9 @@ class InfluxSink:
             headers["Authorization"] = f"Token {token}"
         self.client = httpx.Client(headers=headers, timeout=timeout_s)
         self.retries = retries
+        self.close_timeout_s = close_timeout_s
+        self._deadline: float | None = None  # set by close: past it, queued batches are counted, not sent
+        self.unsent_at_close = 0  # lines
         self._lines: list[str] = []
         self._queue: queue.Queue[str | None] = queue.Queue(maxsize=max_queued_batches)
         self._thread = threading.Thread(target=self._drain, name="om-influx", daemon=True)
@@ -209,17 +214,32 @@ class InfluxSink:
 
     def close(self) -> None:
         """Send what is queued, then stop (called at the end of a run)."""
-        self._queue.put(None)
-        self._thread.join(timeout=60)
+        if self._lines:
+            self.on_time_end(0)
+        self._deadline = time.monotonic() + self.close_timeout_s
+        self._queue.put(None)  # after everything queued; the drain thread frees room even past the deadline
+        self._thread.join()
         self.client.close()
+        if self.unsent_at_close:
+            log.error("InfluxDB: %d window lines still unsent %.0f s after close were dropped (the warehouse "
+                      "keeps every window)", self.unsent_at_close, self.close_timeout_s)
+
+    def _past_deadline(self) -> bool:
+        return self._deadline is not None and time.monotonic() > self._deadline
 
     def _drain(self) -> None:
         while (body := self._queue.get()) is not None:
-            self._post(body)
+            if self._past_deadline():
+                self.unsent_at_close += body.count("\n")
+            else:
+                self._post(body)
 
     def _post(self, body: str) -> None:
         reason = ""
         for attempt in range(self.retries + 1):
+            if attempt and self._past_deadline():
+                self.unsent_at_close += body.count("\n")
+                return
             try:
                 resp = self.client.post(self.endpoint, params=self.params, content=body.encode())
                 if resp.status_code < 300:

@@ -1,4 +1,4 @@
-"""``ysh om run``: the O&M graph (:func:`ysh.om.pipeline.build_om_graph`) streaming from
+"""``ysh om follow``: the O&M graph (:func:`ysh.om.pipeline.build_om_graph`) streaming from
 MQTT, Kafka or a folder of JSONL files into the warehouse, with Slack notices and,
 when configured, InfluxDB line protocol.
 

@@ -37,7 +37,7 @@ REFRESH = (
 def propostas_raw(warehouse: WarehouseResource) -> dg.MaterializeResult:
     counts = reporting.source_counts(warehouse.warehouse())
     if counts["quote"] == 0:
-        raise dg.Failure("no quotes in the warehouse: seed them (`ysh proposal seed`) or connect the Medusa database")
+        raise dg.Failure("no quotes in the warehouse: seed them (`ysh proposals seed`) or connect the Medusa database")
     return dg.MaterializeResult(metadata={**counts, "tables": dg.MetadataValue.md(
         markdown_table(["table", "rows"], list(counts.items())))})
 

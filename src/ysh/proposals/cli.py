@@ -1,4 +1,5 @@
-"""``ysh proposal …``: evaluate a proposal with billing model v1."""
+"""``ysh proposals …``: evaluate one proposal file, seed Medusa-like quotes, evaluate the
+warehouse's quotes in one batch pass (``run``) or follow them by CDC (``follow``)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from rich.console import Console
 
 from .billing import ProposalInput, evaluate
 
-app = typer.Typer(help="Proposal analytics: Lei 14.300 billing, cash flows, NPV/IRR/payback.", no_args_is_help=True)
+app = typer.Typer(help="Proposal analytics: Lei 14.300 billing, cash flows, NPV/IRR/payback. `run` one batch "
+                       "pass over the quotes, `follow` by change data capture.", no_args_is_help=True)
 err = Console(stderr=True, soft_wrap=True)
 
 
@@ -58,7 +60,7 @@ def _warehouse():
 
 @app.command("run")
 def run_command() -> None:
-    """Evaluate every quote in the warehouse (batch): propostas_enriched, propostas_analytics, kpis_b1_b3."""
+    """Evaluate every quote in the warehouse in one batch pass (propostas_*, kpis_b1_b3)."""
     from ..kit.follower import FollowerRunning
     from . import job
 
@@ -78,8 +80,9 @@ def run_command() -> None:
 def follow_command(
     reset: bool = typer.Option(False, "--reset", help="Drop the replication slots and persisted state first."),
 ) -> None:
-    """Follow quotes, orders, companies, the catalog and the tariffs by CDC and keep the
-    proposals tables current. Stop with Ctrl-C."""
+    """Follow the proposals' sources by CDC, keeping the proposals tables current, until stopped.
+
+    The sources: quotes, orders, companies, the catalog and the tariffs. Stop with Ctrl-C."""
     from . import job
 
     warehouse, settings = _warehouse()

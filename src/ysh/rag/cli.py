@@ -7,8 +7,8 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-app = typer.Typer(help="Hélio RAG: live hybrid index over documents, answers with citations.",
-                  no_args_is_help=True)
+app = typer.Typer(help="Hélio RAG: live hybrid index over documents, answers with citations. `serve` the HTTP "
+                       "API (it follows the documents while it runs).", no_args_is_help=True)
 console = Console()
 
 
@@ -20,9 +20,11 @@ def serve(
     insecure: bool = typer.Option(False, "--insecure",
                                   help="Allow a non-loopback --host without an API key of at least 32 characters."),
 ) -> None:
-    """Index the documents (PDF, DOCX, HTML, Markdown, TXT) live and serve the Hélio API
-    (/v1/retrieve, /v1/statistics, /v1/inputs, /v2/answer, /_schema) and the Hélio page (/).
-    Runs until stopped. Beyond loopback it needs YSH_RAG_API_KEY (≥ 32 characters)."""
+    """Serve the Hélio API and page over a live index of the documents, until stopped.
+
+    Indexes PDF, DOCX, HTML, Markdown and TXT as they change; serves /v1/retrieve,
+    /v1/statistics, /v1/inputs, /v2/answer, /_schema and the Hélio page (/). Beyond
+    loopback it needs YSH_RAG_API_KEY (≥ 32 characters)."""
     import os
 
     from ..settings import get_settings
@@ -149,8 +151,9 @@ def eval_cmd(
     split: str | None = typer.Option(None, "--split", help="sample | heldout: a question split with its own "
                                                           "documents (a service is started over them)."),
 ) -> None:
-    """hit@1/3/5 and MRR of dense, BM25 and hybrid retrieval on the Portuguese eval set
-    (target: hybrid hit@5 ≥ 0.90; exit code 1 when missed)."""
+    """Retrieval quality on the Portuguese eval set: hit@1/3/5 and MRR (dense, BM25, hybrid).
+
+    Target: hybrid hit@5 ≥ 0.90; exit code 1 when missed."""
     import httpx
 
     from .. import db

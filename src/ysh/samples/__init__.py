@@ -11,7 +11,7 @@ function of a seed, or fixed data):
 * :mod:`.legacy` - the legacy ERP export (``data/sample/legacy``) of ``migrate_legacy``.
 
 The runtime (pipelines, assets, flows, services) never imports this package; only the
-demo and sample commands do (``ysh demo``, ``ysh om simulate``, ``ysh proposal seed``),
+demo and sample commands do (``ysh demo``, ``ysh om simulate``, ``ysh proposals seed``),
 besides ``scripts/``, ``benchmarks/`` and the tests. Physics that the simulator shares
 with the runtime's models lives in the runtime (:mod:`ysh.om.physics`), not here.
 """

@@ -1,5 +1,6 @@
-"""``ysh tariffs …``: normalize ANEEL files, land them in the warehouse, follow
-``tarifas_raw`` by CDC, look a tariff up."""
+"""``ysh tariffs …``: fetch ANEEL files, land them in the warehouse, normalize
+``tarifas_raw`` in one batch pass (``run``) or follow it by CDC (``follow``), look a
+tariff up; ``load`` normalizes files to files."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ from .book import TariffLookupError
 from .load import load_paths
 from .store import book_from_warehouse, current_tariffs
 
-app = typer.Typer(help="ANEEL tariffs: tarifas homologadas, Fio B, bandeiras.", no_args_is_help=True)
+app = typer.Typer(help="ANEEL tariffs: tarifas homologadas, Fio B, bandeiras. `run` one batch pass over "
+                       "tarifas_raw, `follow` by change data capture.", no_args_is_help=True)
 console = Console()
 
 
@@ -83,7 +85,7 @@ def load(
                                        exists=True),
     out: Path = typer.Option(..., "--out", help="Folder for the normalized tables as JSONL."),
 ) -> None:
-    """Normalize ANEEL files with the Pathway graph (static; no server needed).
+    """Normalize ANEEL files into JSONL files with the Pathway graph (one pass; no server needed).
 
     With YSH_PATHWAY_PROCESSES > 1 the files are parsed in chunks by that many processes."""
     from .. import pw_runtime
@@ -204,9 +206,9 @@ def fetch(
         _normalize(warehouse)
 
 
-@app.command()
-def normalize() -> None:
-    """Recompute tarifas_normalized and the derived tables from tarifas_raw (batch)."""
+@app.command("run")
+def run_command() -> None:
+    """Recompute tarifas_normalized and the derived tables from tarifas_raw in one batch pass."""
     _normalize(_warehouse())
 
 
@@ -214,7 +216,7 @@ def normalize() -> None:
 def follow(
     reset: bool = typer.Option(False, "--reset", help="Drop the replication slot and persisted state first."),
 ) -> None:
-    """Follow tarifas_raw by change data capture and keep the normalized tables current.
+    """Follow tarifas_raw by change data capture, keeping the normalized tables current, until stopped.
 
     Pathway persistence lives in HOME/state/tariffs_follow: a restart resumes from the
     persisted replication position. Stop with Ctrl-C.
