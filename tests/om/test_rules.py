@@ -9,7 +9,7 @@ import pytest
 
 from ysh.om.rules import (
     GAP_DATA, GAP_OUTAGE, GAP_PARTIAL, GAP_UNKNOWN, PLANT_SCOPE, RULE_CLIPPING, RULE_COMM_LOSS, RULE_FROZEN,
-    RULE_PLANT_OFFLINE, RULE_PLANT_OUTAGE, RULE_TRIP, RULE_UNDERPERFORMANCE, Alert, RuleState, Thresholds,
+    RULE_PLANT_OFFLINE, RULE_PLANT_OUTAGE, RULE_POWER_LIMITED, RULE_TRIP, RULE_UNDERPERFORMANCE, Alert, RuleState, Thresholds,
     WindowStat, advance, availability, classify_gap, clipping_state, comm_loss_state, evaluate_plant,
     evaluate_windows, frozen_state, mttr, performance_index, plant_offline_state, plant_outage_state, trip_state,
     underperformance_state, window_from_samples,
@@ -366,7 +366,8 @@ def test_availability_counts_daylight_windows_and_outage_gaps():
 def test_evaluate_plant_keys_every_rule():
     histories = {inv: [win(i, 5000.0, inv=inv) for i in range(3)] for inv in ("inv-1", "inv-2")}
     states = evaluate_plant("p1", histories, Thresholds())
-    inverter_rules = (RULE_TRIP, RULE_UNDERPERFORMANCE, RULE_COMM_LOSS, RULE_FROZEN, RULE_CLIPPING)
+    inverter_rules = (RULE_TRIP, RULE_UNDERPERFORMANCE, RULE_COMM_LOSS, RULE_FROZEN, RULE_CLIPPING,
+                      RULE_POWER_LIMITED)
     assert set(states) == {("p1", inv, rule) for inv in ("inv-1", "inv-2") for rule in inverter_rules} | {
         ("p1", PLANT_SCOPE, RULE_PLANT_OFFLINE), ("p1", PLANT_SCOPE, RULE_PLANT_OUTAGE)}
     assert not any(state.active for _, state in states.values())

@@ -75,8 +75,8 @@ def test_unknown_inverter():
     assert result == Rejected(UNKNOWN_INVERTER, result.detail, "e-1", "p1", "inv-9")
 
 
-@pytest.mark.parametrize("overrides", [{"ac_power_w": -0.1}, {"dc_power_w": -1}])
-def test_negative_power(overrides):
+@pytest.mark.parametrize("overrides", [{"ac_power_w": -100.1}, {"dc_power_w": -101}])
+def test_negative_power(overrides):  # beyond the night tare (max(50 W, 1 % of 10 kW) = 100 W)
     assert validate_event(raw(**overrides), REGISTRY, NOW).reason == NEGATIVE_POWER
 
 

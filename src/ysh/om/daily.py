@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 from .. import db
 from ..db import Warehouse
-from .rules import PLANT_SCOPE, RULE_CLIPPING, Alert, WindowStat, availability, mttr
+from .rules import PLANT_SCOPE, SEVERITY, Alert, WindowStat, availability, mttr
 
 SAO_PAULO = ZoneInfo("America/Sao_Paulo")
 _WINDOW_COLUMNS = ", ".join(WindowStat._fields)
@@ -41,7 +41,7 @@ def summarize(day: date, windows: list[WindowStat], alerts: list[Alert]) -> list
         by_plant[alert.plant_id].append(alert)
     plants = sorted({w.plant_id for w in windows} | set(by_plant))
     avail = availability(windows, alerts)
-    not_info = [r for r in {a.rule for a in alerts} if r != RULE_CLIPPING]
+    not_info = [r for r in {a.rule for a in alerts} if SEVERITY.get(r) != "info"]  # clipping, power_limited
 
     def row(plant: str, mine: list[Alert], share: float | None) -> DaySummary:
         spent = mttr(mine, not_info)

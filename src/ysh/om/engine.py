@@ -16,7 +16,7 @@ expressions on an old state again to retract them), it returns a new one.
 
 Replaying the same windows gives the same alerts with the same keys (an alert key is
 plant, inverter, rule and the opening moment), whether they arrive at once (``ysh om
-detect``) or one 5-minute batch at a time (``ysh om run``): that is what makes a restart
+detect``) or one 5-minute batch at a time (``ysh om follow``): that is what makes a restart
 neither lose nor double an alert.
 """
 
@@ -25,10 +25,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone
 
-from .rules import DEFAULT_THRESHOLDS, Alert, Thresholds, WindowStat, advance, evaluate_plant
+from .rules import DEFAULT_THRESHOLDS, Alert, Thresholds, WindowStat, advance, evaluate_plant, reporting_interval
 
 #: windows of the past the rules look at when evaluating a moment (the longest rule,
-#: frozen values chained over windows, needs well under this)
+#: frozen values chained over windows, needs well under this); loggers reporting less
+#: often get ``frozen_samples + 2`` of their windows (:meth:`PlantFold.horizon`)
 RULES_HORIZON = timedelta(hours=2)
 
 
@@ -51,7 +52,7 @@ class PlantFold:
     """The alert state of one plant; see the module docstring."""
 
     __slots__ = ("plant_id", "thresholds", "keep_resolved", "lag", "windows", "open_alerts", "resolved",
-                 "last_end", "pending", "clock")
+                 "last_end", "pending", "clock", "intervals")
 
     def __init__(self, plant_id: str, thresholds: Thresholds = DEFAULT_THRESHOLDS,
                  keep_resolved: bool = False, lag: timedelta = timedelta(0)):
@@ -69,6 +70,9 @@ class PlantFold:
         self.last_end: datetime | None = None
         self.pending: set[datetime] = set()  # moments not evaluated yet
         self.clock: datetime | None = None  # the newest moment seen (fleet-wide)
+        #: each inverter's reporting interval, as last inferred from ≥ 2 of its windows:
+        #: kept beyond the horizon, for a logger's first report after a silence
+        self.intervals: dict[str, timedelta] = {}
 
     def _copy(self) -> PlantFold:
         new = PlantFold(self.plant_id, self.thresholds, self.keep_resolved, self.lag)
@@ -76,6 +80,7 @@ class PlantFold:
         new.resolved = list(self.resolved) if self.keep_resolved else []
         new.last_end = self.last_end
         new.pending, new.clock = set(self.pending), self.clock
+        new.intervals = dict(self.intervals)
         return new
 
     def step(self, windows: Iterable[WindowStat] = (), ticks: Iterable[datetime] = ()) -> PlantFold:
@@ -98,21 +103,39 @@ class PlantFold:
             new.pending.discard(end)
             new._evaluate(end)
         if new.last_end is not None:
-            floor = new.last_end - RULES_HORIZON
+            floor = new.last_end - new.horizon()
             new.windows = [w for w in new.windows if w.window_end > floor]
         return new
 
+    def horizon(self) -> timedelta:
+        """How far back the rules look: :data:`RULES_HORIZON`, longer when the plant has
+        long windows (a 15-minute logger's frozen run needs ``frozen_samples`` windows)."""
+        longest = max((w.window_end - w.window_start for w in self.windows), default=timedelta(0))
+        return max(RULES_HORIZON, (self.thresholds.frozen_samples + 2) * longest)
+
     def _complete(self, end: datetime) -> bool:
+        """Every inverter that reported within the horizon and is due at ``end`` has its
+        window for it (due: its reporting interval has passed since its last window, so a
+        logger reporting every 15 minutes is not waited for at the moments between)."""
         if not self.lag or self.clock >= end + self.lag:
             return True
-        floor = end - RULES_HORIZON
-        recent = {w.inverter_id for w in self.windows if floor < w.window_end < end}
+        floor = end - self.horizon()
+        by_inverter: dict[str, list[WindowStat]] = {}
+        for w in self.windows:
+            if floor < w.window_end < end:
+                by_inverter.setdefault(w.inverter_id, []).append(w)
         present = {w.inverter_id for w in self.windows if w.window_end == end}
-        return bool(present) and recent <= present
+        due = set()
+        for inverter, history in by_inverter.items():
+            last = history[-1]
+            interval = reporting_interval(history)
+            if end - last.window_end >= interval - (last.window_end - last.window_start) / 2:
+                due.add(inverter)
+        return bool(present) and due <= present
 
     def _evaluate(self, end: datetime) -> None:
         histories: dict[str, list[WindowStat]] = {}
-        floor = end - RULES_HORIZON
+        floor = end - self.horizon()
         for w in self.windows:
             if w.window_end > end:
                 break
@@ -121,8 +144,11 @@ class PlantFold:
         self.last_end = end
         if not histories:  # nothing heard within the horizon: no new information, keep the alerts as they are
             return
-        states = evaluate_plant(self.plant_id, histories, self.thresholds, now=end)
-        self.open_alerts, opened, resolved = advance(self.open_alerts, states)
+        for inverter, history in histories.items():
+            if len(history) >= 2:
+                self.intervals[inverter] = reporting_interval(history)
+        states = evaluate_plant(self.plant_id, histories, self.thresholds, now=end, intervals=self.intervals)
+        self.open_alerts, opened, resolved = advance(self.open_alerts, states, self.thresholds.resolve_after)
         for alert in opened:  # when the rules saw it (opened_at is when it started)
             self.open_alerts[(alert.plant_id, alert.inverter_id, alert.rule)] = alert._replace(
                 details={**alert.details, "detected_at": end})

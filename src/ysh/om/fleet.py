@@ -16,6 +16,10 @@ A plants file is a JSON list of objects::
   the ratings) must lie in [:data:`DC_AC_MIN`, :data:`DC_AC_MAX`].
 * Optional: ``name`` (free text, e.g. the city) and ``poa_sensor`` (the plant has a
   plane-of-array irradiance sensor; its reading then appears in the telemetry).
+* Optional per inverter: ``report_interval_s``, how often its logger reports (e.g. 900
+  for the 15-minute loggers common in Brazilian fleets). Its windows are then that long
+  (rounded up to whole 5 minutes: :attr:`Inverter.window_s`); without it the windows are
+  5 minutes and the rules infer the interval from the data.
 
 :func:`load_plants` raises :class:`PlantsFileError` naming the plant (index and id) and
 the field; :func:`dump_plants` writes the same format back. :func:`sample_plants` is the
@@ -44,6 +48,8 @@ __all__ = [
 
 DC_AC_MIN = 0.8
 DC_AC_MAX = 1.6
+#: the telemetry window (s); an inverter reporting less often gets longer windows
+WINDOW_S = 300
 
 
 class Inverter(BaseModel):
@@ -51,10 +57,20 @@ class Inverter(BaseModel):
 
     inverter_id: str = Field(min_length=1, max_length=64)
     rated_power_w: float = Field(gt=0, allow_inf_nan=False)
+    report_interval_s: int | None = Field(default=None, gt=0, le=3600)
 
     @property
     def rated_power_kw(self) -> float:
         return self.rated_power_w / 1000.0
+
+    @property
+    def window_s(self) -> int:
+        """The length of its telemetry windows: 5 minutes, or its reporting interval
+        rounded up to whole 5 minutes when that is longer."""
+        base = WINDOW_S
+        if self.report_interval_s is None or self.report_interval_s <= base:
+            return base
+        return -(-self.report_interval_s // base) * base
 
 
 class Plant(BaseModel):

@@ -6,11 +6,15 @@ beside).
 The graph only declares tables. A source table has one column ``data`` holding one JSON
 event per row; the sinks are the caller's. The same graph runs statically over files
 (``ysh om detect``: at the end of the input every window is flushed) and streaming over
-MQTT, Kafka or a folder (``ysh om run``).
+MQTT, Kafka or a folder (``ysh om follow``).
 
 Event time: a window ``[t, t + 5 min)`` of an inverter is final when the fleet's newest
 event time reaches ``t + 5 min + late_cutoff``; events for it arriving later are dropped
-(Pathway's ``exactly_once_behavior``). Each window is then evaluated once, by
+(Pathway's ``exactly_once_behavior``) and written to the quarantine with reason ``late``
+(a valid event that is in no emitted window while its window's cutoff has passed).
+Inverters whose registry entry gives a longer reporting interval (``report_interval_s``,
+e.g. 15-minute loggers) get windows of that length (rounded up to whole 5 minutes),
+windowed apart with the same cutoff; their clock is their own group's newest event. Each window is then evaluated once, by
 :class:`ysh.om.engine.PlantFold` (the rules and the alert lifecycle, pure functions of
 :mod:`ysh.om.rules`), fed per plant through a stateful reducer together with the
 fleet-wide clock ticks (window ends), so a plant that goes silent is still evaluated.
@@ -20,6 +24,7 @@ The fold's state is bounded (two hours of windows, open alerts, recently resolve
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
@@ -28,9 +33,12 @@ import pathway as pw
 
 from .engine import PlantFold
 from .expected import expected_power_w
-from .fleet import Plant
+from .fleet import WINDOW_S, Plant
 from .rules import DEFAULT_THRESHOLDS, Thresholds, WindowStat, window_from_samples
 from .validation import CLOCK_SKEW, Rejected, validate_event
+
+#: quarantine reason of a valid event that came after its window's late-data cutoff
+LATE = "late"
 
 WINDOW = timedelta(minutes=5)
 #: how long after a window's end its events are still accepted (event time)
@@ -51,6 +59,11 @@ def _sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def _storable(text: str) -> str:
+    """Text PostgreSQL stores: lone surrogates and NUL escaped."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\u0000")
+
+
 def _at(epoch: float) -> datetime:
     return datetime.fromtimestamp(epoch, tz=timezone.utc)
 
@@ -61,7 +74,7 @@ def _iso(value: datetime | None) -> str | None:
 
 def build_om_graph(lines: pw.Table, plants: list[Plant], *, now: datetime | None = None,
                    thresholds: Thresholds = DEFAULT_THRESHOLDS, late_cutoff: timedelta = LATE_CUTOFF,
-                   evaluation_lag: timedelta = timedelta(0)) -> OmTables:
+                   evaluation_lag: timedelta = timedelta(0), late_events: bool = True) -> OmTables:
     """``lines``: one raw JSON event per row (column ``data``). ``now`` bounds the
     ``future_ts`` check (None: the wall clock when the event is validated, for streaming).
     ``alerts`` holds the open alerts and those resolved by the latest step of their
@@ -69,8 +82,12 @@ def build_om_graph(lines: pw.Table, plants: list[Plant], *, now: datetime | None
     of each alert key and ignore retractions. ``evaluation_lag``: how long the rules wait, in event time, for the
     window of an inverter that reported recently but is late for a moment (a bus that
     delivers one inverter's data behind the others); 0 for a static run, where every
-    window is there at the end."""
+    window is there at the end. ``late_events``: quarantine the events dropped after
+    their window's cutoff (reason ``late``; one join per valid event — off only to
+    measure what it costs)."""
     registry = {(p.plant_id, inv.inverter_id): inv.rated_power_w for p in plants for inv in p.inverters}
+    window_s = {(p.plant_id, inv.inverter_id): inv.window_s for p in plants for inv in p.inverters}
+    lengths = sorted(set(window_s.values())) or [WINDOW_S]
     by_id = {p.plant_id: p for p in plants}
     # a device clock running ahead moves the fleet's event time, and with it every window's
     # cutoff: with no more skew allowed than the cutoff, a window still closes no earlier
@@ -79,35 +96,38 @@ def build_om_graph(lines: pw.Table, plants: list[Plant], *, now: datetime | None
 
     @pw.udf(deterministic=True)
     def validate(data: str) -> tuple:
+        # no line may stop the pipeline: whatever fails is a quarantine row (poison pills:
+        # integers of > 4,300 digits, deep nesting, NUL characters, ...)
         try:
             raw = json.loads(data)
-        except json.JSONDecodeError as exc:
-            return (False, ("", "", "", "malformed", f"not JSON: {exc}", data[:500]))
-        result = validate_event(raw, registry, now or datetime.now(timezone.utc), skew)
+        except RecursionError:
+            return (False, ("", "", "", "malformed", "not JSON: nested too deeply", _storable(data[:500])))
+        except ValueError as exc:  # JSONDecodeError, or an integer too long to convert
+            return (False, ("", "", "", "malformed", _storable(f"not JSON: {exc}"), _storable(data[:500])))
+        result = validate_event(raw, registry, now or datetime.now(timezone.utc), skew, thresholds)
         if isinstance(result, Rejected):
-            return (False, (result.event_id or "", result.plant_id or "", result.inverter_id or "",
-                            result.reason, result.detail, data[:2000]))
+            return (False, tuple(_storable(v) for v in (result.event_id or "", result.plant_id or "",
+                                                         result.inverter_id or "", result.reason, result.detail,
+                                                         data[:2000])))
         e = result
         return (True, (e.event_id, e.plant_id, e.inverter_id, e.ts.timestamp(), e.ac_power_w, e.energy_total_kwh,
-                       e.irradiance_wm2))
+                       e.irradiance_wm2, window_s[(e.plant_id, e.inverter_id)]))
 
-    checked = lines.select(result=validate(pw.this.data))
-    checked = checked.select(ok=pw.declare_type(bool, pw.this.result[0]), row=pw.declare_type(tuple, pw.this.result[1]))
-    quarantine = checked.filter(~pw.this.ok).select(
-        quarantine_key=_sha256(pw.declare_type(str, pw.this.row[5])),
+    checked = lines.select(pw.this.data, result=validate(pw.this.data))
+    checked = checked.select(pw.this.data, ok=pw.declare_type(bool, pw.this.result[0]),
+                             row=pw.declare_type(tuple, pw.this.result[1]))
+    rejected = checked.filter(~pw.this.ok).select(
+        quarantine_key=_sha256(pw.this.data),
         event_id=pw.declare_type(str, pw.this.row[0]), plant_id=pw.declare_type(str, pw.this.row[1]),
         inverter_id=pw.declare_type(str, pw.this.row[2]), reason=pw.declare_type(str, pw.this.row[3]),
         detail=pw.declare_type(str, pw.this.row[4]), raw=pw.declare_type(str, pw.this.row[5]))
-    # a bus redelivers the same raw line: one quarantine row per line
-    quarantine = quarantine.groupby(pw.this.quarantine_key).reduce(
-        pw.this.quarantine_key, **{c: pw.reducers.any(pw.this[c]) for c in
-                                   ("event_id", "plant_id", "inverter_id", "reason", "detail", "raw")})
     events = checked.filter(pw.this.ok).select(
         event_id=pw.declare_type(str, pw.this.row[0]), plant_id=pw.declare_type(str, pw.this.row[1]),
         inverter_id=pw.declare_type(str, pw.this.row[2]), t=pw.declare_type(float, pw.this.row[3]),
         ac_power_w=pw.declare_type(float, pw.this.row[4]),
         energy_total_kwh=pw.declare_type(float, pw.this.row[5]),
-        irradiance_wm2=pw.declare_type(float | None, pw.this.row[6]))
+        irradiance_wm2=pw.declare_type(float | None, pw.this.row[6]),
+        window_s=pw.declare_type(int, pw.this.row[7]), data=pw.this.data)
 
     @pw.udf(deterministic=True)
     def window_stat(plant_id: str, inverter_id: str, start: float, end: float, samples: tuple) -> tuple:
@@ -123,16 +143,32 @@ def build_om_graph(lines: pw.Table, plants: list[Plant], *, now: datetime | None
                                 registry[(plant_id, inverter_id)], thresholds)
         return tuple(w._replace(expected_from_sensor=bool(poa)))
 
-    windowed = events.windowby(
-        pw.this.t, window=pw.temporal.tumbling(duration=WINDOW.total_seconds()),
-        instance=pw.this.plant_id + "\x1f" + pw.this.inverter_id,
-        behavior=pw.temporal.exactly_once_behavior(shift=late_cutoff.total_seconds()),
-    ).reduce(
-        plant_id=pw.reducers.any(pw.this.plant_id), inverter_id=pw.reducers.any(pw.this.inverter_id),
-        window_start=pw.this._pw_window_start, window_end=pw.this._pw_window_end,
-        samples=pw.reducers.tuple(pw.make_tuple(pw.this.event_id, pw.this.t, pw.this.ac_power_w,
-                                                pw.this.energy_total_kwh, pw.this.irradiance_wm2)),
-    )
+    cutoff_s = late_cutoff.total_seconds()
+
+    def window_group(group: pw.Table, length_s: int) -> tuple[pw.Table, pw.Table | None]:
+        """The group's windows of ``length_s``, and its late events as quarantine rows."""
+        windowed = group.windowby(
+            pw.this.t, window=pw.temporal.tumbling(duration=float(length_s)),
+            instance=pw.this.plant_id + "\x1f" + pw.this.inverter_id,
+            behavior=pw.temporal.exactly_once_behavior(shift=cutoff_s),
+        ).reduce(
+            plant_id=pw.reducers.any(pw.this.plant_id), inverter_id=pw.reducers.any(pw.this.inverter_id),
+            window_start=pw.this._pw_window_start, window_end=pw.this._pw_window_end,
+            samples=pw.reducers.tuple(pw.make_tuple(pw.this.event_id, pw.this.t, pw.this.ac_power_w,
+                                                    pw.this.energy_total_kwh, pw.this.irradiance_wm2)),
+        )
+        return windowed, (_late_events(group, windowed, length_s, cutoff_s) if late_events else None)
+
+    groups = [(events, lengths[0])] if len(lengths) == 1 else [
+        (events.filter(pw.this.window_s == length), length) for length in lengths]
+    parts = [window_group(group, length) for group, length in groups]
+    windowed = parts[0][0] if len(parts) == 1 else pw.Table.concat_reindex(*(w for w, _ in parts))
+    lates = [late for _, late in parts if late is not None]
+    quarantine = pw.Table.concat_reindex(rejected, *lates) if lates else rejected
+    # a bus redelivers the same raw line: one quarantine row per line
+    quarantine = quarantine.groupby(pw.this.quarantine_key).reduce(
+        pw.this.quarantine_key, **{c: pw.reducers.any(pw.this[c]) for c in
+                                   ("event_id", "plant_id", "inverter_id", "reason", "detail", "raw")})
     stats = windowed.select(pw.this.plant_id, pw.this.window_end, stat=window_stat(
         pw.this.plant_id, pw.this.inverter_id, pw.this.window_start, pw.this.window_end, pw.this.samples))
     windows = stats.select(**{name: pw.declare_type(_WINDOW_TYPES[name], pw.this.stat[i])
@@ -180,6 +216,46 @@ def build_om_graph(lines: pw.Table, plants: list[Plant], *, now: datetime | None
         details=pw.declare_type(pw.Json, pw.this.alert[6]))
     alerts = alerts.with_id_from(pw.this.alert_key)
     return OmTables(quarantine=quarantine, windows=windows, alerts=alerts)
+
+
+@pw.udf(deterministic=True)
+def _storable_udf(text: str) -> str:
+    return _storable(text[:2000])
+
+
+@pw.udf(deterministic=True)
+def _event_ids(samples: tuple) -> list[str]:
+    return sorted({s[0] for s in samples})
+
+
+def _late_events(events: pw.Table, windowed: pw.Table, length_s: int, cutoff_s: float) -> pw.Table:
+    """Quarantine rows (reason ``late``) for the valid events of ``events`` that are in no
+    emitted window of ``windowed`` although their window's cutoff (window end +
+    ``cutoff_s``) has passed the group's newest event time: Pathway's window operator
+    dropped them. Only events not in an emitted window are compared with the clock (the
+    current windows' events and the late ones), so the work per clock tick stays small."""
+    members = windowed.select(event_id=_event_ids(pw.this.samples)).flatten(pw.this.event_id)
+    members = members.groupby(pw.this.event_id).reduce(pw.this.event_id)
+    clock = events.reduce(t_max=pw.reducers.max(pw.this.t))
+    unmatched = events.join_left(members, pw.left.event_id == pw.right.event_id).select(
+        *pw.left, member=pw.right.event_id).filter(pw.this.member.is_none())
+
+    @pw.udf(deterministic=True)
+    def detail(t: float, t_max: float) -> str:
+        end = (math.floor(t / length_s) + 1) * length_s
+        return (f"window [{_at(end - length_s).isoformat()}, {_at(end).isoformat()}) closed at "
+                f"{_at(end + cutoff_s).isoformat()} (event time); it came when the clock was {_at(t_max).isoformat()}")
+
+    @pw.udf(deterministic=True)
+    def closed(t: float, t_max: float) -> bool:
+        return (math.floor(t / length_s) + 1) * length_s + cutoff_s <= t_max
+
+    late = unmatched.select(*pw.this, t_max=clock.ix_ref(context=unmatched).t_max).filter(
+        closed(pw.this.t, pw.this.t_max))
+    return late.select(
+        quarantine_key=_sha256(pw.this.data), event_id=pw.this.event_id, plant_id=pw.this.plant_id,
+        inverter_id=pw.this.inverter_id, reason=LATE, detail=detail(pw.this.t, pw.this.t_max),
+        raw=_storable_udf(pw.this.data))
 
 
 _WINDOW_TYPES = {

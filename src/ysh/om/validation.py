@@ -14,10 +14,18 @@ A raw event is a mapping as it arrives from the broker (JSON-decoded)::
 stable reason codes below. Checks run in this order and the first failure wins:
 
 1. ``malformed``: a required field is missing, a field has the wrong type (numbers must be
-   ``int``/``float``, not ``bool`` nor strings; NaN and infinities are malformed), ``ts`` is
-   not ISO 8601 or has no UTC offset (a naive time is ambiguous, so it is not guessed).
+   ``int``/``float``, not ``bool`` nor strings; NaN and infinities are malformed, and so is
+   an integer too large for a float), a string holds a NUL or a lone surrogate, ``ts`` is
+   not ISO 8601, has no UTC offset (a naive time is ambiguous, so it is not guessed) or
+   lies before :data:`EARLIEST_TS` (a logger whose clock was reset: year 1 overflows the
+   conversion to UTC). Whatever else goes wrong reading the event is ``malformed`` too:
+   no input makes :func:`validate_event` raise.
 2. ``unknown_inverter``: ``(plant_id, inverter_id)`` is not in the registry.
-3. ``negative_power``: ``ac_power_w < 0`` or ``dc_power_w < 0``.
+3. ``negative_power``: ``ac_power_w`` or ``dc_power_w`` below −max(``night_tare_w``,
+   ``night_tare_fraction`` × rated) (50 W, 1 %: :class:`ysh.om.rules.Thresholds`). Above
+   that a negative reading is the *night tare* (an inverter draws a few watts from the
+   grid at night and many meters report it as −3 W, say): it is read as 0 W, not
+   rejected.
 4. ``power_above_rated``: ``ac_power_w > rated_power_w × POWER_ABOVE_RATED_TOLERANCE``
    (1.2: inverters may briefly exceed their nameplate, and some registries record the
    nominal rather than the maximum AC power; more than 20 % above is a unit or scaling
@@ -34,6 +42,8 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any, NamedTuple
 
+from .rules import DEFAULT_THRESHOLDS, Thresholds
+
 MALFORMED = "malformed"
 UNKNOWN_INVERTER = "unknown_inverter"
 NEGATIVE_POWER = "negative_power"
@@ -48,6 +58,8 @@ REASON_CODES = (MALFORMED, UNKNOWN_INVERTER, NEGATIVE_POWER, POWER_ABOVE_RATED, 
 POWER_ABOVE_RATED_TOLERANCE = 1.2
 #: A timestamp more than 5 minutes after ``now`` is rejected.
 CLOCK_SKEW = timedelta(minutes=5)
+#: A timestamp before this is malformed (a reset device clock, not a measurement).
+EARLIEST_TS = datetime(2000, 1, 1, tzinfo=timezone.utc)
 
 Registry = Mapping[tuple[str, str], float]
 
@@ -87,7 +99,18 @@ def _string(raw: Mapping[str, Any], name: str) -> str:
     value = raw[name]
     if not isinstance(value, str) or not value.strip():
         raise _Malformed(f"{name} must be a non-empty string")
+    if not _clean(value):
+        raise _Malformed(f"{name} holds a NUL character or a lone surrogate")
     return value
+
+
+def _clean(text: str) -> bool:
+    """Storable text: valid UTF-8 (no lone surrogates) and no NUL (PostgreSQL refuses it)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in text
 
 
 def _number(raw: Mapping[str, Any], name: str, *, required: bool) -> float | None:
@@ -98,7 +121,10 @@ def _number(raw: Mapping[str, Any], name: str, *, required: bool) -> float | Non
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise _Malformed(f"{name} must be a number, got {type(value).__name__}")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:
+        raise _Malformed(f"{name} is too large") from None
     if not math.isfinite(number):
         raise _Malformed(f"{name} must be finite")
     return number
@@ -119,7 +145,13 @@ def _timestamp(raw: Mapping[str, Any]) -> datetime:
         raise _Malformed(f"ts must be an ISO 8601 string, got {type(value).__name__}")
     if ts.tzinfo is None or ts.utcoffset() is None:
         raise _Malformed("ts has no UTC offset")
-    return ts.astimezone(timezone.utc)
+    try:
+        ts = ts.astimezone(timezone.utc)
+    except OverflowError:
+        raise _Malformed(f"ts is out of range: {value!r}") from None
+    if ts < EARLIEST_TS:
+        raise _Malformed(f"ts is before {EARLIEST_TS.date().isoformat()}: {ts.isoformat()}")
+    return ts
 
 
 def _status(raw: Mapping[str, Any]) -> str | None:
@@ -128,21 +160,43 @@ def _status(raw: Mapping[str, Any]) -> str | None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, str)):
         raise _Malformed(f"status_code must be an int or a string, got {type(value).__name__}")
-    return str(value)
+    try:
+        text = str(value)
+    except ValueError:  # an integer of more than 4,300 digits
+        raise _Malformed("status_code is too large") from None
+    if not _clean(text) or len(text) > 64:
+        raise _Malformed("status_code must be short, storable text")
+    return text
+
+
+def night_tare_w(rated_power_w: float, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> float:
+    """The largest negative reading still taken as the night tare (W, positive)."""
+    return max(thresholds.night_tare_w, thresholds.night_tare_fraction * float(rated_power_w))
 
 
 def validate_event(raw: Mapping[str, Any], registry: Registry, now: datetime,
-                   clock_skew: timedelta = CLOCK_SKEW) -> Event | Rejected:
+                   clock_skew: timedelta = CLOCK_SKEW,
+                   thresholds: Thresholds = DEFAULT_THRESHOLDS) -> Event | Rejected:
     """Validate one raw event against the plant registry (``(plant_id, inverter_id) →
     rated AC power in W``) at time ``now`` (aware). See the module docstring for the
-    checks and their order."""
+    checks and their order; a night tare comes back as 0 W."""
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
+    try:
+        return _validate(raw, registry, now, clock_skew, thresholds)
+    except Exception as exc:  # noqa: BLE001 - no input may stop the pipeline
+        return Rejected(MALFORMED, f"unreadable event: {type(exc).__name__}")
+
+
+def _validate(raw: Mapping[str, Any], registry: Registry, now: datetime, clock_skew: timedelta,
+              thresholds: Thresholds) -> Event | Rejected:
     if not isinstance(raw, Mapping):
         return Rejected(MALFORMED, f"event must be a mapping, got {type(raw).__name__}")
-    event_id = raw.get("event_id") if isinstance(raw.get("event_id"), str) else None
-    plant_id = raw.get("plant_id") if isinstance(raw.get("plant_id"), str) else None
-    inverter_id = raw.get("inverter_id") if isinstance(raw.get("inverter_id"), str) else None
+    def ident(name: str) -> str | None:  # for the quarantine row, when it is storable
+        value = raw.get(name)
+        return value if isinstance(value, str) and _clean(value) else None
+
+    event_id, plant_id, inverter_id = ident("event_id"), ident("plant_id"), ident("inverter_id")
     try:
         event = Event(
             event_id=_string(raw, "event_id"),
@@ -165,10 +219,15 @@ def validate_event(raw: Mapping[str, Any], registry: Registry, now: datetime,
     rated = registry.get((event.plant_id, event.inverter_id))
     if rated is None:
         return reject(UNKNOWN_INVERTER, f"{event.plant_id}/{event.inverter_id} is not in the plant registry")
+    tare = night_tare_w(rated, thresholds)
+    if event.ac_power_w < -tare:
+        return reject(NEGATIVE_POWER, f"ac_power_w={event.ac_power_w} < -{tare:g} (night tare limit)")
+    if event.dc_power_w is not None and event.dc_power_w < -tare:
+        return reject(NEGATIVE_POWER, f"dc_power_w={event.dc_power_w} < -{tare:g} (night tare limit)")
     if event.ac_power_w < 0:
-        return reject(NEGATIVE_POWER, f"ac_power_w={event.ac_power_w}")
+        event = event._replace(ac_power_w=0.0)
     if event.dc_power_w is not None and event.dc_power_w < 0:
-        return reject(NEGATIVE_POWER, f"dc_power_w={event.dc_power_w}")
+        event = event._replace(dc_power_w=0.0)
     limit = float(rated) * POWER_ABOVE_RATED_TOLERANCE
     if event.ac_power_w > limit:
         return reject(POWER_ABOVE_RATED, f"ac_power_w={event.ac_power_w} > {limit:g} (rated {float(rated):g} W × "

@@ -1,0 +1,89 @@
+"""Every rule for one inverter and one plant, with the suppressions that keep one fault
+to one alert. Pure Python, no I/O."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+
+from .model import (
+    AlertKey, DEFAULT_THRESHOLDS, PLANT_SCOPE, Peers, RULE_CLIPPING, RULE_COMM_LOSS, RULE_FROZEN,
+    RULE_PLANT_OFFLINE, RULE_PLANT_OUTAGE, RULE_POWER_LIMITED, RULE_TRIP, RULE_UNDERPERFORMANCE, RuleState,
+    Thresholds, WindowStat, _ordered,
+)
+from .production import (
+    clipping_state, frozen_state, plant_outage_state, power_limited_state, trip_state,
+    underperformance_state,
+)
+from .communication import (
+    comm_loss_state, plant_offline_state,
+)
+
+
+def evaluate_windows(history: Sequence[WindowStat], peers: Peers, thresholds: Thresholds = DEFAULT_THRESHOLDS,
+                     now: datetime | None = None, interval: timedelta | None = None) -> dict[str, RuleState]:
+    """All inverter rules for one inverter. ``peers`` maps window start → the plant's
+    windows at that start (the inverter's own windows there are ignored). While a trip is
+    active, underperformance and frozen values are reported inactive (``suppressed_by``);
+    while frozen values are active, underperformance and clipping are; while clipping is
+    active, power_limited is: one fault, one alert. A suppressed state neither opens nor
+    closes an alert (:func:`advance`)."""
+    ordered = _ordered(history)
+    states = {
+        RULE_TRIP: trip_state(ordered, peers, thresholds),
+        RULE_UNDERPERFORMANCE: underperformance_state(ordered, peers, thresholds),
+        RULE_COMM_LOSS: comm_loss_state(ordered, peers, thresholds, now, interval),
+        RULE_FROZEN: frozen_state(ordered, thresholds),
+        RULE_CLIPPING: clipping_state(ordered, thresholds, peers),
+        RULE_POWER_LIMITED: power_limited_state(ordered, thresholds),
+    }
+    if states[RULE_TRIP].active:  # a tripped inverter reads zero: that is not a second fault
+        for rule in (RULE_UNDERPERFORMANCE, RULE_FROZEN):
+            if states[rule].active:
+                states[rule] = RuleState(False, {**states[rule].details, "suppressed_by": RULE_TRIP}, states[rule].at)
+    elif states[RULE_FROZEN].active:  # stale readings say nothing about the output
+        for rule in (RULE_UNDERPERFORMANCE, RULE_CLIPPING):
+            if states[rule].active:
+                states[rule] = RuleState(False, {**states[rule].details, "suppressed_by": RULE_FROZEN},
+                                         states[rule].at)
+    if states[RULE_CLIPPING].active and states[RULE_POWER_LIMITED].active:  # the limit is reported once
+        limited = states[RULE_POWER_LIMITED]
+        states[RULE_POWER_LIMITED] = RuleState(False, {**limited.details, "suppressed_by": RULE_CLIPPING},
+                                               limited.at)
+    return states
+
+
+_SUPPRESSED_BY_PLANT = frozenset({RULE_TRIP, RULE_UNDERPERFORMANCE, RULE_FROZEN, RULE_COMM_LOSS})
+
+
+def evaluate_plant(plant_id: str, histories: Mapping[str, Sequence[WindowStat]],
+                   thresholds: Thresholds = DEFAULT_THRESHOLDS,
+                   now: datetime | None = None,
+                   intervals: Mapping[str, timedelta] | None = None) -> dict[AlertKey, tuple[datetime, RuleState]]:
+    """Every rule for one plant (``histories``: inverter id → its windows), keyed and timed
+    for :func:`advance`. Plant rules use inverter id :data:`PLANT_SCOPE`. ``intervals``:
+    the reporting interval inferred earlier per inverter (for a history of one window)."""
+    ordered = {inv: _ordered(h) for inv, h in histories.items() if h}
+    slots: dict[datetime, list[WindowStat]] = defaultdict(list)
+    for h in ordered.values():
+        for w in h:
+            slots[w.window_start].append(w)
+    out: dict[AlertKey, tuple[datetime, RuleState]] = {}
+    fallback = max((h[-1].window_end for h in ordered.values()), default=now)
+    for inv, h in ordered.items():
+        for rule, state in evaluate_windows(h, slots, thresholds, now, (intervals or {}).get(inv)).items():
+            out[(plant_id, inv, rule)] = (state.at or h[-1].window_end, state)
+    plant_down = None
+    for rule, state in ((RULE_PLANT_OFFLINE, plant_offline_state(ordered, thresholds, now, intervals)),
+                        (RULE_PLANT_OUTAGE, plant_outage_state(ordered, thresholds))):
+        at = state.at or fallback
+        if at is not None:
+            out[(plant_id, PLANT_SCOPE, rule)] = (at, state)
+            if state.active:
+                plant_down = rule
+    if plant_down is not None:  # the whole plant is down: one plant alert, not one per inverter
+        for key, (at, state) in list(out.items()):
+            if key[1] != PLANT_SCOPE and key[2] in _SUPPRESSED_BY_PLANT and state.active:
+                out[key] = (at, RuleState(False, {**state.details, "suppressed_by": plant_down}, state.at))
+    return out

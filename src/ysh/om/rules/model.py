@@ -1,0 +1,283 @@
+"""The rules' vocabulary: rule names, severities, :class:`Thresholds`, the window
+(:class:`WindowStat`), verdicts and alerts, and the window helpers every rule shares
+(daylight, down, peers, contiguity, the reporting interval). Pure Python, no I/O."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, NamedTuple
+
+
+RULE_TRIP = "inverter_trip"
+RULE_UNDERPERFORMANCE = "underperformance"
+RULE_COMM_LOSS = "comm_loss"
+RULE_FROZEN = "frozen_values"
+RULE_CLIPPING = "clipping"
+RULE_POWER_LIMITED = "power_limited"
+RULE_PLANT_OFFLINE = "plant_offline"
+RULE_PLANT_OUTAGE = "plant_outage"
+
+INVERTER_RULES = (RULE_TRIP, RULE_UNDERPERFORMANCE, RULE_COMM_LOSS, RULE_FROZEN, RULE_CLIPPING,
+                  RULE_POWER_LIMITED)
+PLANT_RULES = (RULE_PLANT_OFFLINE, RULE_PLANT_OUTAGE)
+SEVERITY = {
+    RULE_TRIP: "critical", RULE_PLANT_OUTAGE: "critical", RULE_PLANT_OFFLINE: "critical",
+    RULE_COMM_LOSS: "warning", RULE_UNDERPERFORMANCE: "warning", RULE_FROZEN: "warning",
+    RULE_CLIPPING: "info", RULE_POWER_LIMITED: "info",
+}
+#: rules whose condition flickers with the sky: their alerts close only after
+#: ``Thresholds.resolve_after`` of clear verdicts (one fault, one alert)
+HYSTERESIS_RULES = frozenset({RULE_UNDERPERFORMANCE, RULE_CLIPPING, RULE_POWER_LIMITED})
+#: ``inverter_id`` of plant-level alerts.
+PLANT_SCOPE = "*"
+
+GAP_DATA = "data_gap"
+GAP_PARTIAL = "partial_outage"
+GAP_OUTAGE = "outage"
+GAP_UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Rule thresholds; see the module docstring for the meaning of each field."""
+
+    daylight_fraction: float = 0.10
+    pi_floor_fraction: float = 0.01
+    trip_expected_fraction: float = 0.20
+    trip_output_fraction: float = 0.01
+    trip_peer_min_pi: float = 0.50
+    under_pi_max: float = 0.75
+    under_peer_ratio_max: float = 0.80
+    under_windows: int = 3
+    comm_loss_after: timedelta = timedelta(minutes=15)
+    gap_data_min_fraction: float = 0.50
+    gap_outage_max_fraction: float = 0.10
+    counter_resolution_kwh: float = 0.1
+    frozen_samples: int = 10
+    clipping_fraction: float = 0.98
+    clipping_windows: int = 2
+    night_silence_after: timedelta = timedelta(hours=16)
+    frozen_counter_fraction: float = 0.10
+    limit_flat_fraction: float = 0.01
+    limit_margin: float = 0.05
+    limit_swing_fraction: float = 0.02
+    limit_memory_windows: int = 12
+    # real telemetry (issue 14)
+    night_tare_w: float = 50.0
+    night_tare_fraction: float = 0.01
+    limit_counter_tolerance: float = 0.20
+    resolve_after: timedelta = timedelta(minutes=30)
+    comm_loss_intervals: int = 3
+
+
+DEFAULT_THRESHOLDS = Thresholds()
+
+
+class WindowStat(NamedTuple):
+    """One inverter's 5-minute window (``om_inverter_5min``).
+
+    ``energy_delta_kwh`` is the counter's last minus first reading inside the window.
+    ``performance_index`` is ``avg_power_w / expected_power_w``, ``None`` when expected is
+    below ``pi_floor_fraction`` of rated (see :func:`performance_index`).
+    ``identical_run`` is the number of consecutive samples, counted back from the
+    window's last sample (in ``ts`` order), whose ``ac_power_w`` equals that last
+    sample's value exactly (≥ 1 when the window has samples). Runs longer than a window
+    are chained by :func:`frozen_state` through contiguous, entirely constant windows.
+    ``last_power_w`` (the last sample's value) and ``energy_first_kwh`` /
+    ``energy_last_kwh`` (first/last counter readings) are optional: without them frozen
+    runs chain only through windows with min = max, and gaps classify as ``unknown``.
+    """
+
+    plant_id: str
+    inverter_id: str
+    window_start: datetime
+    window_end: datetime
+    samples: int
+    avg_power_w: float
+    min_power_w: float
+    max_power_w: float
+    energy_delta_kwh: float
+    expected_power_w: float
+    rated_power_w: float
+    performance_index: float | None
+    identical_run: int
+    last_ts: datetime
+    last_power_w: float | None = None
+    energy_first_kwh: float | None = None
+    energy_last_kwh: float | None = None
+    expected_from_sensor: bool = False  # expected power from measured irradiance (else clear sky)
+
+
+class RuleState(NamedTuple):
+    """A rule's verdict: ``at`` is the time it refers to (used as opened/resolved time)."""
+
+    active: bool
+    details: dict[str, Any]
+    at: datetime | None = None
+
+
+class Alert(NamedTuple):
+    """One incident of one rule on one inverter (``inverter_id == "*"`` for the plant)."""
+
+    plant_id: str
+    inverter_id: str
+    rule: str
+    opened_at: datetime
+    resolved_at: datetime | None
+    details: dict[str, Any]
+    key: str
+    #: (time, details) of the first clear verdict while the alert waits out
+    #: ``resolve_after`` (:func:`advance`); internal, not stored
+    clearing: tuple[datetime, dict[str, Any]] | None = None
+
+
+AlertKey = tuple[str, str, str]
+Peers = Mapping[datetime, Sequence[WindowStat]]
+
+
+
+
+def performance_index(avg_power_w: float, expected_power_w: float, rated_power_w: float,
+                      thresholds: Thresholds = DEFAULT_THRESHOLDS) -> float | None:
+    """``avg / expected``; ``None`` when expected < ``pi_floor_fraction`` × rated (≈ night)."""
+    if expected_power_w <= 0 or expected_power_w < thresholds.pi_floor_fraction * rated_power_w:
+        return None
+    return avg_power_w / expected_power_w
+
+
+def window_from_samples(plant_id: str, inverter_id: str, window_start: datetime, window_end: datetime,
+                        samples: Iterable[tuple[datetime, float, float]], expected_power_w: float,
+                        rated_power_w: float, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> WindowStat:
+    """Aggregate ``(ts, ac_power_w, energy_total_kwh)`` samples (any order, ≥ 1) into a
+    :class:`WindowStat` — the reference definition of every field."""
+    rows = sorted(samples, key=lambda s: s[0])
+    if not rows:
+        raise ValueError("a window needs at least one sample")
+    powers = [p for _, p, _ in rows]
+    last = powers[-1]
+    run = 0
+    for p in reversed(powers):
+        if p != last:
+            break
+        run += 1
+    avg = sum(powers) / len(powers)
+    return WindowStat(
+        plant_id, inverter_id, window_start, window_end, len(rows), avg, min(powers), max(powers),
+        rows[-1][2] - rows[0][2], expected_power_w, rated_power_w,
+        performance_index(avg, expected_power_w, rated_power_w, thresholds), run, rows[-1][0],
+        last, rows[0][2], rows[-1][2],
+    )
+
+
+def _is_daylight(w: WindowStat, t: Thresholds) -> bool:
+    return w.rated_power_w > 0 and w.expected_power_w >= t.daylight_fraction * w.rated_power_w
+
+
+def _trip_eligible(w: WindowStat, t: Thresholds) -> bool:
+    return w.rated_power_w > 0 and w.expected_power_w >= t.trip_expected_fraction * w.rated_power_w
+
+
+def _is_down(w: WindowStat, t: Thresholds) -> bool:
+    return w.max_power_w <= t.trip_output_fraction * w.rated_power_w
+
+
+def _peers_at(peers: Peers, w: WindowStat) -> list[WindowStat]:
+    return [p for p in peers.get(w.window_start, ()) if p.inverter_id != w.inverter_id]
+
+
+def _producing(peer_windows: Sequence[WindowStat], t: Thresholds) -> list[WindowStat]:
+    return [p for p in peer_windows if p.rated_power_w > 0 and not _is_down(p, t)]
+
+
+def _median(values: Sequence[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def _last_value(w: WindowStat) -> float | None:
+    if w.last_power_w is not None:
+        return w.last_power_w
+    return w.max_power_w if w.min_power_w == w.max_power_w else None
+
+
+def _contiguous(a: WindowStat, b: WindowStat, interval: timedelta | None = None) -> bool:
+    """``b`` follows ``a`` with no report missing in between: adjacent windows, or, for a
+    logger reporting every ``interval`` (longer than the window), less than one interval
+    between the windows (a 15-minute logger fills one 5-minute window in three)."""
+    gap = b.window_start - a.window_end
+    return gap == timedelta(0) or (interval is not None and timedelta(0) < gap < interval)
+
+
+def reporting_interval(history: Iterable[WindowStat], known: timedelta | None = None) -> timedelta:
+    """How often the inverter's data arrives, from its windows: the window length, or the
+    observed spacing when longer (median over consecutive windows with data of the time
+    between their last samples per sample of the later one; a logger reporting every 15
+    minutes into 5-minute windows gives 15 minutes). Gaps (lost data) are outliers the
+    median ignores. With a single window (a logger's first report of the day) there is
+    no spacing: ``known`` (what an earlier evaluation inferred), else the window length."""
+    ordered = _ordered(history)
+    if not ordered:
+        return known or timedelta(minutes=5)
+    length = min(w.window_end - w.window_start for w in ordered)
+    spacings = [(b.last_ts - a.last_ts) / max(b.samples, 1) for a, b in zip(ordered, ordered[1:])]
+    if not spacings:
+        return max(length, known) if known is not None else length
+    return max(length, statistics.median(spacings))
+
+
+def silence_limit(history: Iterable[WindowStat], t: Thresholds, known: timedelta | None = None) -> timedelta:
+    """The silence that counts as lost for this inverter: ``comm_loss_after``, or
+    ``comm_loss_intervals`` reporting intervals of a slower logger
+    (:func:`reporting_interval`, ``known``: the interval inferred earlier)."""
+    return max(t.comm_loss_after, t.comm_loss_intervals * reporting_interval(history, known))
+
+
+def _ordered(history: Iterable[WindowStat]) -> list[WindowStat]:
+    return sorted(history, key=lambda w: w.window_start)
+
+
+def _known(value: float | None) -> bool:
+    return value is not None and value == value  # not None, not NaN
+
+
+def _counter_advance(first: WindowStat, last: WindowStat, value_w: float) -> tuple[float, float] | None:
+    """(counter advance, energy ``value_w`` would give) in kWh from ``first``'s first counter
+    reading to ``last``'s last one; None when a reading is missing or NaN."""
+    if not (_known(first.energy_first_kwh) and _known(last.energy_last_kwh)):
+        return None
+    hours = (last.last_ts - first.window_start).total_seconds() / 3600
+    return last.energy_last_kwh - first.energy_first_kwh, value_w * hours / 1000  # type: ignore[operator]
+
+
+def _entirely_constant(w: WindowStat) -> bool:
+    return w.samples >= 2 and w.identical_run >= w.samples
+
+
+def _stale(w: WindowStat, t: Thresholds) -> bool:
+    """Every sample of the window identical and the counter does not show the production
+    that value implies (or there is no counter): stale data, not a measurement."""
+    if not _entirely_constant(w):
+        return False
+    value = _last_value(w) or 0.0
+    advance = _counter_advance(w, w, value)
+    return advance is None or advance[1] <= 0 or advance[0] < t.gap_data_min_fraction * advance[1]
+
+
+def _available_fraction(w: WindowStat, peers: Peers | None, t: Thresholds) -> tuple[float, str] | None:
+    """What the inverter could deliver, as a fraction of its rating, and from where: the
+    producing peers' median specific power (``peers``), else expected / rated
+    (``expected``)."""
+    producing = _producing(_peers_at(peers, w), t) if peers else []
+    if producing:
+        return statistics.median(p.avg_power_w / p.rated_power_w for p in producing), "peers"
+    return (w.expected_power_w / w.rated_power_w, "expected") if w.rated_power_w > 0 else None
+
+
+def _pinned(w: WindowStat, t: Thresholds) -> bool:
+    """Output held flat (min ≥ (1 − ``limit_flat_fraction``) × max) above the trip level and
+    below the clipping level, and not stale data."""
+    return (w.samples >= 2 and w.rated_power_w > 0 and not _is_down(w, t) and not _stale(w, t)
+            and w.max_power_w < t.clipping_fraction * w.rated_power_w
+            and w.min_power_w >= (1.0 - t.limit_flat_fraction) * w.max_power_w)
