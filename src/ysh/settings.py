@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from .catalog.versions import MAX_SHRINK
 from .kit.files import data_path
 from .proposals.assumptions import Assumptions
 
@@ -101,6 +102,11 @@ class CatalogSettings(_Group):
         default=None, description="Landing folder of distributor feeds (default: HOME/landing/catalog).")
     s3_bucket: str | None = None
     s3_prefix: str = "catalog/"
+    max_shrink: float = Field(
+        default=MAX_SHRINK, gt=0, le=1,
+        description="Share of a feed's items a new version may lose before it is held (1: never hold a shrink).")
+    accept_shrink: bool = Field(
+        default=False, description="Take every shrunk new version (as --accept-shrink); broken files are still held.")
 
 
 # --- tariffs job -------------------------------------------------------------------

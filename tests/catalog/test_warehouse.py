@@ -130,7 +130,7 @@ def test_tables_live_in_the_platform_schema_not_public(warehouse):
     tables = query(warehouse, "SELECT table_name FROM information_schema.tables "
                               "WHERE table_schema = %s ORDER BY 1", (warehouse.schema,))
     assert [t for (t,) in tables] == [
-        "catalog_feed_files", "company", "items_normalized", "items_quarantine", "kpis_b1_b3", "om_alerts",
+        "catalog_feed_files", "catalog_feed_versions", "company", "items_normalized", "items_quarantine", "kpis_b1_b3", "om_alerts",
         "om_alerts_daily", "om_inverter_5min", "om_inverters", "om_plants", "om_quarantine", "om_stream_status",
         "ops_alerts_sent", "order", "products", "propostas_analytics", "propostas_enriched", "quote", "quote_item",
         "rag_chunks", "schema_migrations",

@@ -92,15 +92,21 @@ def _source(settings, landing_dir: Path | None) -> tuple[Path | None, job.S3Sour
 
 
 _LANDING = typer.Option(None, "--landing", help="Landing folder (default: YSH_CATALOG_LANDING_DIR).")
+_ACCEPT_SHRINK = typer.Option(
+    False, "--accept-shrink",
+    help="Take a new version of a feed even when it lost more than YSH_CATALOG_MAX_SHRINK (half) of its items "
+         "(by default it is held: the previous version stays, the new one is quarantined as feed_shrunk and an "
+         "alert is queued). Also YSH_CATALOG_ACCEPT_SHRINK=true.")
 
 
 @app.command("run")
-def run_command(landing_dir: Path | None = _LANDING) -> None:
+def run_command(landing_dir: Path | None = _LANDING, accept_shrink: bool = _ACCEPT_SHRINK) -> None:
     """One batch pass: the landing area into Postgres, products included, then stop.
 
     The landing folder, or the S3 prefix when YSH_CATALOG_SOURCE=s3. Rows of feeds no
     longer landed are deleted; an empty landing area is refused (a missing mount is more
-    likely than an intent to delete the whole catalog)."""
+    likely than an intent to delete the whole catalog). A new version of a feed that is
+    unparseable, empty or lost more than half its items is held: the previous one stays."""
     settings = get_settings()
     folder, s3, where = _source(settings, landing_dir)
     if not job.landing_manifest(folder, s3):  # an empty area is more often a missing mount than an intent
@@ -111,23 +117,29 @@ def run_command(landing_dir: Path | None = _LANDING) -> None:
     leader = pw_runtime.is_leader()
     warehouse = _warehouse()
     with console.status(f"normalizing {where} with Pathway…") if leader else nullcontext():
-        report = job.run_static([folder] if folder else None, s3=s3, warehouse=warehouse, reconcile_after=True)
+        report = job.run_static([folder] if folder else None, s3=s3, warehouse=warehouse, reconcile_after=True,
+                                accept_shrink=accept_shrink or settings.catalog.accept_shrink,
+                                max_shrink=settings.catalog.max_shrink)
     if not leader:
         return
     print_run_report(report)
     pruned = {table: n for table, n in report.pruned.items() if n}
     if pruned:
         console.print("deleted, their feeds gone: " + ", ".join(f"{n} from {t}" for t, n in pruned.items()))
+    for source_file, reason in sorted(report.held.items()):
+        console.print(f"[yellow]held ({reason}): {source_file} — its previous version stays; see items_quarantine "
+                      "(line 0)[/]")
     console.print(f"upserted into schema [bold]{warehouse.schema}[/]: items_normalized, items_quarantine, "
                   "products, catalog_feed_files")
 
 
 @app.command()
-def follow(landing_dir: Path | None = _LANDING) -> None:
+def follow(landing_dir: Path | None = _LANDING, accept_shrink: bool = _ACCEPT_SHRINK) -> None:
     """Stream the landing area into Postgres until stopped.
 
     The landing folder, or the S3 prefix when YSH_CATALOG_SOURCE=s3: feeds added, changed
-    or removed are reflected in Postgres in seconds."""
+    or removed are reflected in Postgres in seconds. A new version of a feed that is
+    unparseable, empty or lost more than half its items is held: the previous one stays."""
     settings = get_settings()
     folder, s3, where = _source(settings, landing_dir)
     pw_runtime.respawn_with_processes(settings.pathway.processes)
@@ -141,7 +153,9 @@ def follow(landing_dir: Path | None = _LANDING) -> None:
                           "left as they are[/]")
 
     console.print(f"following [cyan]{where}[/] → Postgres schema {warehouse.schema} (Ctrl+C stops)")
-    job.run_streaming(folder, warehouse, s3=s3, on_ready=ready)
+    job.run_streaming(folder, warehouse, s3=s3, on_ready=ready,
+                      accept_shrink=accept_shrink or settings.catalog.accept_shrink,
+                      max_shrink=settings.catalog.max_shrink)
 
 
 def print_summary(warehouse: job.Warehouse) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from dataclasses import dataclass
 from pathlib import PurePath
 from typing import NamedTuple
@@ -59,11 +60,16 @@ class DecodedFeed:
 
 
 def decode_text(data: bytes) -> tuple[str, str]:
-    """:func:`ysh.textio.decode_text`, with binary content as a feed-level error."""
+    """:func:`ysh.textio.decode_text`, with binary content as a feed-level error: a NUL
+    byte anywhere (not only in the first 64 KiB) makes the file binary, since no text
+    column of PostgreSQL can hold it."""
     try:
-        return textio.decode_text(data)
+        text, encoding = textio.decode_text(data)
     except textio.NotTextError as exc:
         raise FeedFormatError(str(exc).replace("text file", "text feed")) from exc
+    if "\x00" in text:
+        raise FeedFormatError(f"binary content (a NUL character at offset {text.index(chr(0))}), not a text feed")
+    return text, encoding
 
 
 def detect_format(text: str, filename: str) -> str:
@@ -94,6 +100,36 @@ def _keep_constant(name: str) -> str:
     return name
 
 
+def _int_or_text(digits: str) -> int | str:
+    """A JSON integer wider than 64 bits stays text: no field holds one, Pathway's JSON
+    cannot, and past 4,300 digits Python refuses to convert it at all."""
+    return int(digits) if len(digits) <= 18 else digits
+
+
+def _loads(text: str) -> object:
+    return json.loads(text, parse_constant=_keep_constant, parse_int=_int_or_text)
+
+
+#: JSON escapes that decode to what no PostgreSQL text holds (NUL) or no UTF-8 encodes
+#: (a lone surrogate); the records of a document that has none need no check
+_SUSPECT_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
+
+
+def _unstorable(text: str) -> bool:
+    """A NUL character or a lone surrogate (from a ``\\u0000``/``\\ud800`` escape)."""
+    if "\x00" in text:
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _storable(text: str) -> str:
+    return text.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
+
+
 def _scalar(value: object) -> Value:
     if value is None or isinstance(value, (str, int, float)) and not isinstance(value, bool):
         return value  # type: ignore[return-value]
@@ -102,12 +138,22 @@ def _scalar(value: object) -> Value:
     return json.dumps(value, ensure_ascii=False)
 
 
-def _json_record(obj: object, line: int) -> FeedRecord:
+def _json_record(obj: object, line: int, suspect: bool = False) -> FeedRecord:
+    """One JSON element as a record. ``suspect``: the document has escapes of a NUL
+    character or of a surrogate; a record holding one (in a key or a text value) is
+    quarantined as ``malformed_record``, its text kept with U+FFFD in their place."""
     if not isinstance(obj, dict):
+        raw = json.dumps(obj, ensure_ascii=False)
         return FeedRecord(line=line, fields={}, error="malformed_record",
                           detail=f"expected an object, got {type(obj).__name__}",
-                          raw_text=json.dumps(obj, ensure_ascii=False))
-    return FeedRecord(line=line, fields={str(k): _scalar(v) for k, v in obj.items()})
+                          raw_text=_storable(raw) if suspect else raw)
+    fields = {str(k): _scalar(v) for k, v in obj.items()}
+    if suspect and any(_unstorable(k) or isinstance(v, str) and _unstorable(v) for k, v in fields.items()):
+        return FeedRecord(line=line, fields={_storable(k): _storable(v) if isinstance(v, str) else v
+                                             for k, v in fields.items()},
+                          error="malformed_record",
+                          detail="a NUL character or a lone surrogate (\\u0000, \\ud800…) in a key or value")
+    return FeedRecord(line=line, fields=fields)
 
 
 def _headers_of(records: list[FeedRecord]) -> list[str]:
@@ -120,9 +166,14 @@ def _headers_of(records: list[FeedRecord]) -> list[str]:
 
 def _read_json(text: str) -> list[FeedRecord]:
     try:
-        doc = json.loads(text, parse_constant=_keep_constant)
+        doc = _loads(text)
     except json.JSONDecodeError as exc:
         raise FeedFormatError(f"invalid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise FeedFormatError("JSON nested too deeply to read (hundreds of levels)") from exc
+    except ValueError as exc:
+        raise FeedFormatError(f"invalid JSON: {str(exc)[:200]}") from exc
+    suspect = _SUSPECT_ESCAPE.search(text) is not None
     if isinstance(doc, dict):
         for key in ("items", "produtos", "data", "products", "itens"):
             if isinstance(doc.get(key), list):
@@ -132,7 +183,7 @@ def _read_json(text: str) -> list[FeedRecord]:
             doc = [doc]
     if not isinstance(doc, list):
         raise FeedFormatError("JSON document is neither an array nor an object")
-    return [_json_record(obj, i) for i, obj in enumerate(doc, start=1)]
+    return [_json_record(obj, i, suspect) for i, obj in enumerate(doc, start=1)]
 
 
 def _read_jsonl(text: str) -> list[FeedRecord]:
@@ -141,12 +192,17 @@ def _read_jsonl(text: str) -> list[FeedRecord]:
         if not line.strip():
             continue
         try:
-            obj = json.loads(line, parse_constant=_keep_constant)
-        except json.JSONDecodeError as exc:
+            obj = _loads(line)
+        except RecursionError:
             records.append(FeedRecord(line=number, fields={}, error="malformed_json",
-                                      detail=str(exc), raw_text=line))
+                                      detail="JSON nested too deeply to read (hundreds of levels)",
+                                      raw_text=line[:1000]))
             continue
-        records.append(_json_record(obj, number))
+        except ValueError as exc:  # JSONDecodeError included
+            records.append(FeedRecord(line=number, fields={}, error="malformed_json",
+                                      detail=str(exc)[:500], raw_text=line))
+            continue
+        records.append(_json_record(obj, number, _SUSPECT_ESCAPE.search(line) is not None))
     return records
 
 

@@ -30,12 +30,13 @@ MALFORMED_RECORD = "malformed_record"
 MALFORMED_ROW = "malformed_row"
 UNPARSEABLE_FILE = "unparseable_file"
 EMPTY_FILE = "empty_file"
+FEED_SHRUNK = "feed_shrunk"  # a new version of a feed held for losing most of its items (ysh.catalog.versions)
 INTERNAL_ERROR = "internal_error"
 
 REASON_CODES = (
     MISSING_SKU, UNKNOWN_CATEGORY, MISSING_POWER, UNPARSEABLE_POWER, POWER_OUT_OF_RANGE,
     UNPARSEABLE_PRICE, NEGATIVE_PRICE, ZERO_PRICE, UNPARSEABLE_STOCK, NEGATIVE_STOCK,
-    MALFORMED_JSON, MALFORMED_RECORD, MALFORMED_ROW, UNPARSEABLE_FILE, EMPTY_FILE, INTERNAL_ERROR,
+    MALFORMED_JSON, MALFORMED_RECORD, MALFORMED_ROW, UNPARSEABLE_FILE, EMPTY_FILE, FEED_SHRUNK, INTERNAL_ERROR,
 )
 
 #: plausible power per category [W]: module STC max power, inverters rated AC power, a

@@ -7,6 +7,12 @@
   are reflected in the warehouse within seconds. On restart it re-reads the landing
   area (every write is an idempotent upsert) after pruning rows of files removed while
   it was down, so nothing is lost and nothing is duplicated.
+
+With a warehouse, both keep the last good feed: a new version of a file that is
+unparseable, empty or lost more than half its items (unless ``accept_shrink``) is held —
+the good version's rows stay (its bytes are kept in ``catalog_feed_versions``), the held
+version is quarantined with its reason and a ``catalog_feed_held`` notice is queued in the
+outbox for the alerts flow.
 """
 
 from __future__ import annotations
@@ -20,11 +26,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pathway as pw
+import psycopg
 from psycopg import sql
 
 from .. import db, pw_runtime
 from ..db import Warehouse
+from ..notify import Notice, enqueue_notices
 from ..settings import Settings
+from . import versions as feed_versions
 from .pipeline import (
     CatalogTables,
     NormalizedTables,
@@ -44,6 +53,7 @@ TABLES: dict[str, tuple[str, tuple[str, ...], str]] = {
     "quarantine": ("items_quarantine", ("source_file", "line"), "ingested_at"),
     "products": ("products", ("product_key",), "updated_at"),
     "files": ("catalog_feed_files", ("source_file",), "ingested_at"),
+    "versions": ("catalog_feed_versions", ("source_file",), "ingested_at"),
 }
 
 
@@ -64,6 +74,42 @@ JSONL_FILES = {
     "products": ("products.jsonl", ("product_key",)),
     "files": ("files.jsonl", ("source_file",)),
 }
+
+
+class FeedVersionStore:
+    """The last good version of each feed file, as the graph keeps it in the warehouse
+    (``catalog_feed_versions``); read while a new version is judged.
+
+    A lost connection (the server restarting) is retried for ``retry_for_s`` before the
+    error is raised."""
+
+    def __init__(self, warehouse: Warehouse, *, retry_for_s: float = 120.0):
+        self.warehouse = warehouse
+        self.retry_for_s = retry_for_s
+
+    def _fetch(self, statement: str, params: tuple):
+        deadline = time.monotonic() + self.retry_for_s
+        delay = 0.5
+        while True:
+            try:
+                with db.connect(self.warehouse.dsn, self.warehouse.schema) as conn:
+                    return conn.execute(statement, params).fetchone()
+            except psycopg.OperationalError as exc:
+                if time.monotonic() + delay > deadline:
+                    raise
+                log.warning("catalog feed versions unreadable (%s); retrying in %.1f s", exc, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    def good(self, source_file: str) -> feed_versions.GoodVersion | None:
+        row = self._fetch("SELECT sha256, items, modified_at_s, precedence FROM catalog_feed_versions "
+                          "WHERE source_file = %s", (source_file,))
+        return feed_versions.GoodVersion(*row) if row else None
+
+    def data(self, source_file: str, sha256: str) -> bytes | None:
+        row = self._fetch("SELECT data FROM catalog_feed_versions WHERE source_file = %s AND sha256 = %s",
+                          (source_file, sha256))
+        return bytes(row[0]) if row else None
 
 
 @dataclass
@@ -104,6 +150,8 @@ class RunReport:
     items_by_distributor: dict[str, int] = field(default_factory=dict)
     quarantine_by_reason: dict[str, int] = field(default_factory=dict)
     pruned: dict[str, int] = field(default_factory=dict)
+    #: feed file → reason, for the files whose new version was held (the good one kept)
+    held: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
 
     @property
@@ -133,19 +181,48 @@ def _feed_table(paths: list[Path] | None, s3: S3Source | None, mode: str) -> tup
 
 
 def build(paths: list[Path] | None = None, *, s3: S3Source | None = None, mode: str = "static",
-          distributor: str | None = None, with_products: bool = True) -> CatalogTables | NormalizedTables:
-    """Declare sources and the catalog graph in a fresh Pathway graph."""
+          distributor: str | None = None, with_products: bool = True,
+          versions: FeedVersionStore | None = None, accept_shrink: bool = False,
+          max_shrink: float = feed_versions.MAX_SHRINK) -> CatalogTables | NormalizedTables:
+    """Declare sources and the catalog graph in a fresh Pathway graph (``versions``: keep
+    the last good feed, see :mod:`ysh.catalog.versions`)."""
     pw_runtime.fresh_graph()
     feeds, roots = _feed_table(paths, s3, mode)
     root = roots[0] if len(roots) == 1 else None
+    options = dict(landing_root=root, distributor=distributor, versions=versions, accept_shrink=accept_shrink,
+                   max_shrink=max_shrink)
     if with_products:
-        return build_catalog_graph(feeds, landing_root=root, distributor=distributor)
-    return normalize_feeds(feeds, landing_root=root, distributor=distributor)
+        return build_catalog_graph(feeds, **options)
+    return normalize_feeds(feeds, **options)
 
 
 def attach_warehouse(tables: CatalogTables | NormalizedTables, warehouse: Warehouse,
                      outputs: tuple[str, ...] = tuple(TABLES)) -> None:
+    outputs = tuple(attr for attr in outputs if getattr(tables, attr, None) is not None)
     pw_runtime.write_snapshots(tables, {attr: TABLES[attr][:2] for attr in outputs}, warehouse)
+    if tables.held is not None:
+        attach_held_notices(tables.held, warehouse)
+
+
+def attach_held_notices(held: pw.Table, warehouse: Warehouse) -> None:
+    """Each held feed version: a warning in the log and one ``catalog_feed_held`` notice in
+    the outbox (``ops_alerts_sent``; keyed by file and content, so a version seen again by
+    a later run or a restart is not announced twice)."""
+
+    def on_change(key, row: dict, time: int, is_addition: bool) -> None:
+        if not is_addition:
+            return
+        source_file, distributor, reason, detail = row["source_file"], row["distributor"], row["reason"], row["detail"]
+        log.warning("catalog feed held (%s): %s: %s", reason, source_file, detail)
+        notice = Notice(feed_versions.notice_key(source_file, row["sha256"]), feed_versions.NOTICE_KIND,
+                        feed_versions.notice_text(source_file, distributor, reason, detail))
+        try:
+            with db.connect(warehouse.dsn, warehouse.schema, autocommit=True) as conn:
+                enqueue_notices(conn, [notice])
+        except Exception:  # noqa: BLE001 - the catalog goes on; the log line above stays
+            log.exception("could not queue the notice %s", notice.key)
+
+    pw.io.subscribe(held, on_change=on_change, name="catalog_held_notices")
 
 
 def reconcile(warehouse: Warehouse, started_at: datetime,
@@ -193,20 +270,30 @@ def run_static(
     distributor: str | None = None,
     reconcile_after: bool = False,
     with_products: bool = True,
+    accept_shrink: bool = False,
+    max_shrink: float = feed_versions.MAX_SHRINK,
 ) -> RunReport:
     """Run the catalog graph once over the given feeds and write to the given sinks.
 
     ``with_products=False`` writes items, quarantine and files only (Dagster materializes
-    products as their own asset, after the blocking checks on items).
+    products as their own asset, after the blocking checks on items). With a warehouse,
+    a new version of a feed that is unparseable, empty or lost more than ``max_shrink`` of
+    its items (unless ``accept_shrink``) is held: the good version's rows stay
+    (``report.held``).
     """
     if out_dir is None and warehouse is None:
         raise ValueError("give at least one sink: out_dir and/or warehouse")
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()
-    tables = build(paths, s3=s3, mode="static", distributor=distributor, with_products=with_products)
-    outputs = tuple(TABLES) if with_products else ("items", "quarantine", "files")
-    collected = outputs if out_dir is not None else ("files", "quarantine")
+    store = FeedVersionStore(warehouse) if warehouse is not None else None
+    tables = build(paths, s3=s3, mode="static", distributor=distributor, with_products=with_products,
+                   versions=store, accept_shrink=accept_shrink, max_shrink=max_shrink)
+    outputs = tuple(TABLES) if with_products else ("items", "quarantine", "files", "versions")
+    outputs = tuple(name for name in outputs if getattr(tables, name, None) is not None)
+    collected = tuple(n for n in outputs if n in JSONL_FILES) if out_dir is not None else ("files", "quarantine")
     collectors = {name: pw_runtime.TableCollector(getattr(tables, name), name) for name in collected}
+    if tables.held is not None:
+        collectors["held"] = pw_runtime.TableCollector(tables.held, "held")
     if warehouse is not None:
         attach_warehouse(tables, warehouse, outputs)
     pw_runtime.run()
@@ -227,11 +314,13 @@ def run_static(
         counts[2] += f["items"]
         counts[3] += f["quarantined"]
     report.by_distributor = {d: tuple(c) for d, c in sorted(per.items())}
+    if "held" in collectors:
+        report.held = {h["source_file"]: h["reason"] for h in collectors["held"].values()}
     report.quarantined = len(quarantine)
     report.quarantine_by_reason = dict(Counter(q["reason"] for q in quarantine).most_common())
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
-        for name in outputs:
+        for name in collected:
             filename, keys = JSONL_FILES[name]
             pw_runtime.write_jsonl(out_dir / filename, collectors[name].values(), keys)
         report.items = len(collectors["items"].values())
@@ -269,8 +358,12 @@ def run_products_static(warehouse: Warehouse) -> int:
 
 
 def run_streaming(landing: Path | None, warehouse: Warehouse, *, s3: S3Source | None = None,
-                  on_ready=None, catch_up_timeout_s: float = 600.0) -> None:
+                  on_ready=None, catch_up_timeout_s: float = 600.0, accept_shrink: bool = False,
+                  max_shrink: float = feed_versions.MAX_SHRINK) -> None:
     """Follow the landing area (or S3 prefix) and keep the warehouse current. Blocks.
+
+    A new version of a feed that is unparseable, empty or lost more than ``max_shrink``
+    of its items (unless ``accept_shrink``) is held, as in :func:`run_static`.
 
     The pipeline starts by reading every feed present (upserting their rows). Once the
     warehouse shows every one of them written by this run, the rows this run did not
@@ -284,7 +377,8 @@ def run_streaming(landing: Path | None, warehouse: Warehouse, *, s3: S3Source | 
         landing.mkdir(parents=True, exist_ok=True)
     started = datetime.now(timezone.utc)
     initial = {f.path for f in landing_manifest(landing, s3)}
-    tables = build([landing] if landing else None, s3=s3, mode="streaming")
+    tables = build([landing] if landing else None, s3=s3, mode="streaming", versions=FeedVersionStore(warehouse),
+                   accept_shrink=accept_shrink, max_shrink=max_shrink)
     attach_warehouse(tables, warehouse)
     pw_runtime.observe_outputs({t: getattr(tables, attr) for attr, (t, _, _) in TABLES.items()}, "catalog")
     if pw_runtime.is_leader():

@@ -290,7 +290,24 @@ class FeedResult:
             "non_product_rows": sum(self.non_product_rows.values()),
             "non_product_by_reason": self.non_product_rows,
             "wide_rows_split": self.wide_rows_split,
+            "file_error": self.file_error,
+            "file_detail": self.file_detail,
         }
+
+    def _file_row(self) -> QuarantinedRow | None:
+        return next((q for q in self.quarantine if q.line == 0), None)
+
+    @property
+    def file_error(self) -> str | None:
+        """The reason the whole file could not be read (``unparseable_file``,
+        ``empty_file``, ``internal_error``), None when it was."""
+        row = self._file_row()
+        return row.reason if row is not None else None
+
+    @property
+    def file_detail(self) -> str | None:
+        row = self._file_row()
+        return row.detail if row is not None else None
 
 
 def _with_inferred_columns(mapping: p.HeaderMapping, inference: x.ColumnInference) -> p.HeaderMapping:
@@ -371,13 +388,24 @@ def _positional_ids(records: list[FeedRecord], mapping: p.HeaderMapping) -> bool
 def normalize_feed(data: bytes, source_file: str, distributor: str, as_of: date | None = None) -> FeedResult:
     """Decode and normalize one feed file. A file that cannot be read at all yields one
     quarantined row (line 0, ``unparseable_file`` or ``empty_file``) instead of an
-    exception. The result depends only on the arguments (``as_of`` defaults to today): a
-    streaming engine may recompute it to retract a row.
+    exception; nor does any other input raise: an unexpected error becomes one
+    ``internal_error`` row (line 0), so no file stops a streaming pipeline. The result
+    depends only on the arguments (``as_of`` defaults to today): a streaming engine may
+    recompute it to retract a row.
 
     Columns whose headers name no known field get a role from their content
     (:func:`ysh.catalog.exports.infer_columns`); in a file without a SKU column, rows
     that are menus, breadcrumbs or empty are counted (``non_product_rows``) and skipped.
     """
+    try:
+        return _normalize_feed(data, source_file, distributor, as_of)
+    except Exception as exc:  # noqa: BLE001 - hostile input must not stop a pipeline
+        detail = f"{type(exc).__name__}: {exc}"[:500]
+        row = QuarantinedRow(source_file, 0, INTERNAL_ERROR, detail, json.dumps({"_bytes": len(data)}), distributor)
+        return FeedResult(source_file, distributor, "unknown", "unknown", 0, [], [row], 0)
+
+
+def _normalize_feed(data: bytes, source_file: str, distributor: str, as_of: date | None) -> FeedResult:
     try:
         feed = read_feed(data, source_file)
     except FeedFormatError as exc:

@@ -21,15 +21,16 @@ def normalize(pipes: PipesContext | None, settings: Settings) -> None:
     """Normalize the landing area. May run as ``pathway spawn -n N``: every process runs
     the graph, only process 0 (``pipes`` given) reports."""
     warehouse = Warehouse.from_settings(settings)
+    shrink = dict(accept_shrink=settings.catalog.accept_shrink, max_shrink=settings.catalog.max_shrink)
     if settings.catalog.source == "s3":
         report = job.run_static(s3=job.S3Source.from_settings(settings), warehouse=warehouse,
-                                reconcile_after=True, with_products=False)
+                                reconcile_after=True, with_products=False, **shrink)
     else:
         landing = settings.catalog.landing_dir
         if not landing.is_dir():
             raise FileNotFoundError(f"landing folder {landing} does not exist; run `ysh catalog land` first")
         report = job.run_static([landing], warehouse=warehouse, reconcile_after=True,
-                                with_products=False)
+                                with_products=False, **shrink)
     if pipes is None:
         return
     pipes.log.info(f"normalized {report.rows} rows from {report.files} files in {report.seconds:.1f}s")

@@ -22,7 +22,7 @@ Alert = Notice  # the flow's name for an outbox entry
 AlertsReport = DeliveryReport
 
 #: the outbox rows this flow sends (the O&M service sends its own: ysh.om.sinks.OM_NOTICE_KINDS)
-ALERT_KINDS = ("dagster_run_failure", "dagster_check_failure", "om_digest", "backup_failed_twice")
+ALERT_KINDS = ("dagster_run_failure", "dagster_check_failure", "om_digest", "backup_failed_twice", "catalog_feed_held")
 
 
 def _dagster_instance(settings: Settings):
