@@ -1,14 +1,17 @@
 """The vectorized billing model gives the reference model's numbers, proposal by proposal."""
 
 import math
-from datetime import date
+import random
+from datetime import date, timedelta
 
 import numpy as np
 import numpy_financial as npf
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from ysh.proposals.billing import evaluate
-from ysh.proposals.billing_vec import Batch, evaluate_batch, irr_batch
+from ysh.proposals.billing import ProposalInput, evaluate, fio_b_share_for
+from ysh.proposals.billing_vec import Batch, _share, evaluate_batch, irr_batch
 from ysh.samples.proposals import random_proposals
 
 from .test_billing import proposal
@@ -61,3 +64,86 @@ def test_irr_batch_agrees_with_numpy_financial(flows):
     got = irr_batch(np.array([flows], dtype=float))[0]
     want = npf.irr(flows)
     assert (math.isnan(got) and math.isnan(want)) or math.isclose(got, want, rel_tol=1e-9, abs_tol=1e-12)
+
+
+def test_every_proposal_of_a_10k_realistic_sample_is_equal():
+    check_equal(random_proposals(10_000, seed=2026))
+
+
+def edge_proposal(rng: random.Random) -> ProposalInput:
+    """A valid proposal from the corners of the rules: months without consumption or
+    generation, grid draw around the minimum, access requested around 2023-01-07, operating
+    years across the Fio B steps (2023–2029) and the end of the grandfathering (2045/2046),
+    short and long horizons, zero taxes, falling tariffs, negative discount rates."""
+
+    def months(scale: float) -> list[float]:
+        return [rng.choice([0.0, rng.uniform(0, 120), rng.uniform(0, scale)]) for _ in range(12)]
+
+    consumption = rng.choice([[0.0] * 12, months(150), months(3000), [rng.uniform(0, 2000)] * 12])
+    generation = rng.choice([[0.0] * 12, months(800), months(4000), [rng.uniform(0, 800)] * 12])
+    access = rng.choice([date(2023, 1, 6), date(2023, 1, 7), date(2020, 1, 1) + timedelta(days=rng.randrange(3650))])
+    horizon = rng.randint(1, 30)
+    return ProposalInput(
+        customer_class=rng.choice(["B1", "B3"]), connection=rng.choice(["mono", "bi", "tri"]),
+        system_kwp=rng.uniform(0.5, 70), capex_brl=rng.uniform(500, 300_000),
+        generation_kwh_month=generation, consumption_kwh_month=consumption, simultaneity=rng.choice(
+            [0.0, 1.0, rng.uniform(0, 1)]),
+        te_brl_per_kwh=rng.uniform(0, 0.5), tusd_brl_per_kwh=rng.uniform(0, 0.6), fio_b_brl_per_kwh=rng.uniform(0, 0.3),
+        icms_pct=rng.choice([0.0, 18.0, rng.uniform(0, 40)]), pis_cofins_pct=rng.choice([0.0, rng.uniform(0, 10)]),
+        access_request_date=access, start_year=rng.choice([access.year, rng.randint(2020, 2030),
+                                                           rng.randint(2040, 2047)]),
+        horizon_years=horizon, degradation_pct_per_year=rng.choice([0.0, rng.uniform(0, 3)]),
+        tariff_escalation_pct_per_year=rng.uniform(-10, 12), discount_rate_pct=rng.uniform(-20, 25),
+        om_pct_capex_per_year=rng.choice([0.0, rng.uniform(0, 5)]),
+        inverter_replacement_year=rng.choice([None, rng.randint(1, horizon)]),
+        inverter_replacement_pct_capex=rng.uniform(0, 40), fio_b_share_after_2028=rng.choice([1.0, rng.uniform(0, 1)]),
+    )
+
+
+def test_randomized_proposals_from_the_corners_of_the_rules_are_equal():
+    rng = random.Random(14300)
+    proposals = [edge_proposal(rng) for _ in range(3_000)]
+    # the corners are really there
+    assert sum(p.grandfathered and p.start_year + p.horizon_years > 2046 for p in proposals) > 100
+    assert sum(not any(p.consumption_kwh_month) for p in proposals) > 100
+    assert sum(p.start_year <= 2028 < p.start_year + p.horizon_years and not p.grandfathered
+               for p in proposals) > 100
+    check_equal(proposals)
+
+
+monthly = st.lists(st.one_of(st.just(0.0), st.floats(0, 150), st.floats(0, 4000)), min_size=12, max_size=12)
+
+
+@st.composite
+def proposals(draw) -> ProposalInput:
+    horizon = draw(st.integers(1, 30))
+    return ProposalInput(
+        customer_class=draw(st.sampled_from(["B1", "B3"])), connection=draw(st.sampled_from(["mono", "bi", "tri"])),
+        system_kwp=draw(st.floats(0.1, 75)), capex_brl=draw(st.floats(100, 500_000)),
+        generation_kwh_month=draw(monthly), consumption_kwh_month=draw(monthly), simultaneity=draw(st.floats(0, 1)),
+        te_brl_per_kwh=draw(st.floats(0, 1)), tusd_brl_per_kwh=draw(st.floats(0, 1)),
+        fio_b_brl_per_kwh=draw(st.floats(0, 0.5)), icms_pct=draw(st.floats(0, 40)), pis_cofins_pct=draw(st.floats(0, 10)),
+        access_request_date=draw(st.dates(date(2019, 1, 1), date(2027, 12, 31))),
+        start_year=draw(st.integers(2019, 2050)), horizon_years=horizon,
+        degradation_pct_per_year=draw(st.floats(0, 5)), tariff_escalation_pct_per_year=draw(st.floats(-10, 15)),
+        discount_rate_pct=draw(st.floats(-20, 30)), om_pct_capex_per_year=draw(st.floats(0, 5)),
+        inverter_replacement_year=draw(st.none() | st.integers(1, horizon)),
+        inverter_replacement_pct_capex=draw(st.floats(0, 50)), fio_b_share_after_2028=draw(st.floats(0, 1)),
+    )
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(proposals(), min_size=1, max_size=8))
+def test_any_valid_proposals_are_equal(batch):
+    check_equal(batch)
+
+
+def test_the_kernels_fio_b_share_is_the_reference_rule():
+    cases = [(grandfathered, year, after) for grandfathered in (False, True) for year in range(2000, 2101)
+             for after in (1.0, 0.0, 0.37)]
+    b = Batch.of([proposal(access_request_date=date(2022, 1, 1) if g else date(2024, 1, 1), fio_b_share_after_2028=a)
+                  for g, _, a in cases])
+    got = _share(b, np.array([year for _, year, _ in cases]))
+    p = {g: proposal(access_request_date=date(2022, 1, 1) if g else date(2024, 1, 1)) for g in (False, True)}
+    want = [fio_b_share_for(p[g].model_copy(update={"fio_b_share_after_2028": a}), year) for g, year, a in cases]
+    assert got.tolist() == want

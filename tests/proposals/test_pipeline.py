@@ -12,6 +12,7 @@ from ysh.proposals.billing import ProposalInput, evaluate
 from ysh.proposals.assumptions import Assumptions
 from ysh.proposals.generation import monthly_generation_kwh
 from ysh.proposals.irradiance import get_irradiance
+from ysh.samples.medusa import seed_medusa
 from ysh.tariffs.store import book_from_warehouse
 
 from ..conftest import query
@@ -94,3 +95,40 @@ def test_canceled_orders_do_not_convert_and_the_quote_day_is_sao_paulos(platform
     assert query(warehouse, "SELECT ordered FROM propostas_enriched WHERE quote_id = 'q1'") == [(False,)]
     assert query(warehouse, "SELECT quote_month FROM propostas_enriched WHERE quote_id = 'q2'") == [(date(2026, 3, 1),)]
     assert query(warehouse, "SELECT orders FROM kpis_b1_b3 WHERE customer_class = 'B1' AND state = 'MG'") == [(0,)]
+
+
+ANALYTICS = ("error", "npv_brl", "irr_pct", "payback_years", "discounted_payback_years", "roi",
+             "year1_bill_without_solar_brl", "year1_bill_with_solar_brl", "year1_savings_brl", "yearly")
+
+
+def analytics(warehouse) -> dict:
+    return {r[0]: r[1:] for r in query(warehouse, f"SELECT quote_id, {', '.join(ANALYTICS)} FROM propostas_analytics")}
+
+
+def test_the_graph_in_batches_gives_the_reference_graphs_numbers(platform):
+    """Production (billing_vec over batches, several per run here) against the graph
+    evaluating each quote with the month-by-month model, on Medusa-like quotes and the
+    hand-made ones (no tariff, unknown SKU)."""
+    warehouse, settings = platform
+    seed(warehouse)
+    with db.connect(warehouse.dsn, warehouse.schema) as conn:
+        seed_medusa(conn, companies=6, quotes=90, seed=3, today=date(2026, 5, 15))
+    job.run_batch(warehouse, settings, billing="reference")
+    reference = analytics(warehouse)
+    job.run_batch(warehouse, settings, batch_size=16)
+    vectorized = analytics(warehouse)
+    assert reference.keys() == vectorized.keys() and len(reference) == 94
+    assert sum(r[0] is None for r in reference.values()) >= 80
+    for quote_id, want in reference.items():
+        got = vectorized[quote_id]
+        assert got[0] == want[0], quote_id
+        for a, b in zip(got[1:-1], want[1:-1]):
+            assert (a is None and b is None) or a == pytest.approx(b, rel=1e-9, abs=1e-6), quote_id
+        for r, w in zip(got[-1] or [], want[-1] or [], strict=True):
+            assert r == pytest.approx(w, abs=0.0101), quote_id  # rounded to cents / Wh
+
+
+def test_the_billing_choice_is_checked(platform):
+    warehouse, settings = platform
+    with pytest.raises(ValueError, match="billing must be"):
+        job.run_batch(warehouse, settings, billing="loop")

@@ -2,8 +2,12 @@
 the cash flows of the system, and the KPIs a proposal shows (pure Python).
 
 This is the reference implementation, written month by month as the rules read
-(docs/proposals.md); :mod:`ysh.proposals.billing_vec` computes the same for many
-proposals at once with numpy and is tested against it.
+(docs/proposals.md), each rule with a hand-computed test. Production (the Pathway graph,
+through :func:`ysh.proposals.enrich.evaluate_quotes`) runs
+:mod:`ysh.proposals.billing_vec`, which computes the same for many proposals at once with
+numpy. The rules are written twice on purpose — readable here, vectorized there — and the
+tests hold the two equal on every tested proposal (tests/proposals/test_billing_vec.py);
+inputs, validation, constants and the Fio B shares are shared.
 
 For operating year y = 1..H (calendar year Y = start_year + y − 1) and month m:
 

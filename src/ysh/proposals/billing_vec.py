@@ -1,6 +1,9 @@
 """Billing model v1 for many proposals at once: numpy over proposals × months.
 
-Same rules as :mod:`ysh.proposals.billing` (the reference, tested equal). The credit lots
+What production runs (:func:`ysh.proposals.enrich.evaluate_quotes`, called by the Pathway
+graph on batches of quotes). Same rules as :mod:`ysh.proposals.billing`, the readable
+reference, and tested equal to it; constants, inputs and the Fio B shares come from there
+and from :mod:`ysh.tariffs.lei14300`. The credit lots
 need no per-lot bookkeeping here: lots are both used and expired oldest first, so a
 proposal's bank is a FIFO queue described by two running totals — C(k), every kWh ever
 banked up to month k, and R, every kWh that left the bank (used or expired). The balance

@@ -3,23 +3,29 @@
 * :func:`size_system` — quote lines joined with the catalog → kWp, inverter kW, capex;
 * :func:`lookup_tariff` — the utility's B1/B3 Tarifa de Aplicação in force on the quote's
   day (:meth:`ysh.tariffs.book.TariffBook.tariff_at`);
-* :func:`evaluate_quote` — billing model v1 with the platform's assumptions
-  (:class:`~ysh.proposals.assumptions.Assumptions`, from the settings), or the reason it cannot be evaluated.
+* :func:`evaluate_quotes` — billing model v1 with the platform's assumptions
+  (:class:`~ysh.proposals.assumptions.Assumptions`, from the settings) for many quotes at
+  once (numpy, :mod:`ysh.proposals.billing_vec`), or the reason a quote cannot be
+  evaluated; :func:`evaluate_quote` is the same for one quote with the month-by-month
+  reference model (:mod:`ysh.proposals.billing`).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from dataclasses import dataclass
 from datetime import date
 
+import numpy as np
 from pydantic import ValidationError
 
 from ..tariffs.aneel import FioB, Tariff
 from ..tariffs.book import TariffBook, TariffLookupError
 from .assumptions import Assumptions
 from .billing import ProposalInput, evaluate
+from .billing_vec import Batch, evaluate_batch
 
 GENERATING = "module"
 CONVERTING = ("inverter", "microinverter", "hybrid_inverter", "offgrid_inverter")
@@ -76,23 +82,25 @@ def consumption_of(value) -> list[float]:
     return [float(v) for v in values]
 
 
-def evaluate_quote(*, customer_class: str, connection: str, size: SystemSize, consumption: list[float],
-                   generation: list[float], te: float | None, tusd: float | None, fio_b: float | None,
-                   tariff_error: str | None, icms_pct: float, access_request_date: date, quote_date: date,
-                   assumptions: Assumptions) -> dict:
-    """KPIs and yearly table of one quote (``error`` set and KPIs None when it cannot be
-    evaluated: no modules, no tariff, invalid input)."""
-    error = None
+#: what an evaluated quote yields, in this order (:func:`as_row`)
+RESULT_FIELDS = ("error", "npv_brl", "irr_pct", "payback_years", "discounted_payback_years", "roi",
+                 "year1_bill_without_solar_brl", "year1_bill_with_solar_brl", "year1_savings_brl", "yearly")
+
+
+def proposal_of(*, customer_class: str, connection: str, size: SystemSize, consumption: list[float],
+                generation: list[float], te: float | None, tusd: float | None, fio_b: float | None,
+                tariff_error: str | None, icms_pct: float, access_request_date: date, quote_date: date,
+                assumptions: Assumptions) -> ProposalInput | str:
+    """The billing input of one quote with the platform's assumptions, or the reason it
+    cannot be evaluated (no modules, no tariff, invalid input)."""
     if size.kwp <= 0:
-        error = "no modules with a known power in the quote" + (
+        return "no modules with a known power in the quote" + (
             f" (unknown SKUs: {size.unknown_skus})" if size.unknown_skus else "")
-    elif tariff_error or te is None or tusd is None or fio_b is None:
-        error = f"no tariff: {tariff_error}"
-    if error:
-        return {"error": error}
+    if tariff_error or te is None or tusd is None or fio_b is None:
+        return f"no tariff: {tariff_error}"
     a = assumptions
     try:
-        proposal = ProposalInput(
+        return ProposalInput(
             customer_class=customer_class, connection=connection, system_kwp=size.kwp,
             capex_brl=size.equipment_brl + a.installation_brl_per_kwp * size.kwp,
             generation_kwh_month=tuple(generation), consumption_kwh_month=tuple(consumption),
@@ -105,7 +113,16 @@ def evaluate_quote(*, customer_class: str, connection: str, size: SystemSize, co
         )
     except ValidationError as exc:
         fields = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'proposal'}: {e['msg']}" for e in exc.errors())
-        return {"error": f"invalid proposal: {fields}"}
+        return f"invalid proposal: {fields}"
+
+
+def evaluate_quote(**quote) -> dict:
+    """KPIs and yearly table of one quote (the keyword arguments of :func:`proposal_of`)
+    with the month-by-month reference model; ``error`` set and no KPIs when it cannot be
+    evaluated. :func:`evaluate_quotes` gives the same for many quotes at once."""
+    proposal = proposal_of(**quote)
+    if isinstance(proposal, str):
+        return {"error": proposal}
     result = evaluate(proposal)
     k = result.kpis
     yearly = [{"year": y.year, "calendar_year": y.calendar_year, "generation_kwh": round(y.generation_kwh, 3),
@@ -117,6 +134,47 @@ def evaluate_quote(*, customer_class: str, connection: str, size: SystemSize, co
             "year1_bill_without_solar_brl": k.year1_bill_without_solar_brl,
             "year1_bill_with_solar_brl": k.year1_bill_with_solar_brl, "year1_savings_brl": k.year1_savings_brl,
             "yearly": yearly}
+
+
+def evaluate_quotes(quotes: list[dict]) -> list[dict]:
+    """:func:`evaluate_quote` of each quote, the billing of all evaluable ones computed at
+    once by :func:`ysh.proposals.billing_vec.evaluate_batch` (the production path; tested
+    equal to the reference). Yearly values are rounded with numpy, so one may differ from
+    :func:`evaluate_quote`'s by one unit of the rounding when it sits on a half."""
+    proposals = [proposal_of(**quote) for quote in quotes]
+    out: list[dict] = [{"error": p} if isinstance(p, str) else {} for p in proposals]
+    rows = [i for i, p in enumerate(proposals) if not isinstance(p, str)]
+    if not rows:
+        return out
+    batch = Batch.of([proposals[i] for i in rows])
+    r = evaluate_batch(batch)
+    years = r.cash_flows.shape[1] - 1
+    discounted = r.cash_flows * (1.0 + batch.rate[:, None]) ** -np.arange(years + 1)[None, :]
+    columns = {
+        "generation_kwh": np.round(r.generation_kwh, 3), "savings_brl": np.round(r.savings_brl, 2),
+        "cash_flow_brl": np.round(r.cash_flows[:, 1:], 2),
+        "cumulative_brl": np.round(np.cumsum(r.cash_flows, axis=1)[:, 1:], 2),
+        "discounted_cumulative_brl": np.round(np.cumsum(discounted, axis=1)[:, 1:], 2),
+    }
+    columns = {name: values.tolist() for name, values in columns.items()}
+    kpis = {"npv_brl": r.npv_brl, "irr_pct": r.irr * 100.0, "payback_years": r.payback_years,
+            "discounted_payback_years": r.discounted_payback_years, "roi": r.roi,
+            "year1_bill_without_solar_brl": r.bill_without_solar_brl[:, 0],
+            "year1_bill_with_solar_brl": r.bill_with_solar_brl[:, 0], "year1_savings_brl": r.savings_brl[:, 0]}
+    kpis = {name: [None if math.isnan(v) else v for v in values.tolist()] for name, values in kpis.items()}
+    horizons, starts = batch.horizon.tolist(), batch.start_year.tolist()
+    names = tuple(columns)
+    for j, i in enumerate(rows):
+        values = [columns[name][j] for name in names]
+        yearly = [{"year": y + 1, "calendar_year": starts[j] + y,
+                   **{name: column[y] for name, column in zip(names, values)}} for y in range(horizons[j])]
+        out[i] = {"error": None, **{name: kpis[name][j] for name in kpis}, "yearly": yearly}
+    return out
+
+
+def as_row(result: dict) -> tuple:
+    """An :func:`evaluate_quote` result as a tuple in :data:`RESULT_FIELDS` order."""
+    return tuple(result.get(name) for name in RESULT_FIELDS)
 
 
 def median_or_none(values) -> float | None:

@@ -13,6 +13,7 @@ from .. import db, pw_runtime
 from ..db import Warehouse
 from ..kit.follower import Follower
 from .pipeline import (
+    BATCH_SIZE,
     CatalogItemSchema,
     CompanySchema,
     FioBRowSchema,
@@ -68,14 +69,18 @@ FOLLOWER = Follower(
 )
 
 
-def run_batch(warehouse: Warehouse, settings) -> dict[str, int]:
+def run_batch(warehouse: Warehouse, settings, *, billing: str = "vectorized",
+              batch_size: int = BATCH_SIZE) -> dict[str, int]:
     """Evaluate every quote as the tables stand (consistent snapshots), write the three
     outputs and delete rows this run did not write. Returns the row counts.
+    ``billing="reference"`` evaluates one quote at a time with the month-by-month model
+    (the benchmark's and the tests' comparison; production uses the default);
+    ``batch_size``: quotes per call of the vectorized billing.
 
     Raises
     ------
     ysh.kit.follower.FollowerRunning
-        ``ysh proposal follow`` is running for this schema.
+        ``ysh proposals follow`` is running for this schema.
     """
     @contextmanager
     def graph():
@@ -85,7 +90,8 @@ def run_batch(warehouse: Warehouse, settings) -> dict[str, int]:
                 tables[name] = pw_runtime.read_query(warehouse.dsn, warehouse.schema,
                                                      query or _select_all(table, schema), schema,
                                                      name=f"{name}_snapshot", snapshot=snapshot.id)
-            yield build_proposals_graph(Sources(**tables), settings.proposals.assumptions, settings)
+            yield build_proposals_graph(Sources(**tables), settings.proposals.assumptions, settings,
+                                        billing=billing, batch_size=batch_size)
 
     FOLLOWER.recompute(warehouse, graph)
     return counts(warehouse)

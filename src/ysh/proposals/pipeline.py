@@ -11,6 +11,7 @@ re-evaluates only the quotes it touches.
 from __future__ import annotations
 
 import datetime
+import time
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
@@ -18,7 +19,17 @@ import pathway as pw
 
 from ..tariffs.aneel import FioB, Tariff, fold
 from .assumptions import Assumptions
-from .enrich import SystemSize, consumption_of, evaluate_quote, lookup_tariff, median_or_none, size_system
+from .enrich import (
+    RESULT_FIELDS,
+    SystemSize,
+    as_row,
+    consumption_of,
+    evaluate_quote,
+    evaluate_quotes,
+    lookup_tariff,
+    median_or_none,
+    size_system,
+)
 
 SAO_PAULO = ZoneInfo("America/Sao_Paulo")
 
@@ -154,15 +165,30 @@ def _tariff(tariffs: tuple | None, fio_b: tuple | None, utility: str, subgroup: 
     return lookup_tariff(rows, fio, utility, subgroup, _as_date(day))
 
 
-def _make_generation_udf(settings, losses_pct: float):
+#: how long the graph keeps a site's irradiance year before asking
+#: :func:`irradiance.get_irradiance` again (a follower then picks up newly cached data)
+WEATHER_TTL_S = 3600.0
+
+
+def _make_generation_udf(settings, losses_pct: float, weather_ttl_s: float = WEATHER_TTL_S):
     # not deterministic: the irradiance source depends on the cache and the network;
     # Pathway keeps the result it computed so a retraction matches it
+    from .generation import monthly_generation_kwh
+    from .irradiance import get_irradiance
+
+    sites: dict[tuple[float, float], tuple[float, object]] = {}  # (lat, lon) → (when, IrradianceYear)
+
+    def weather_at(latitude: float, longitude: float):
+        # one year per site, not per quote: the modelled year alone costs ~0.5 s
+        now = time.monotonic()
+        known = sites.get((latitude, longitude))
+        if known is None or now - known[0] > weather_ttl_s:
+            known = sites[(latitude, longitude)] = (now, get_irradiance(latitude, longitude, settings))
+        return known[1]
+
     @pw.udf(deterministic=False)
     def generation(latitude: float, longitude: float, tilt: float, azimuth: float, kwp: float) -> tuple:
-        from .generation import monthly_generation_kwh
-        from .irradiance import get_irradiance
-
-        weather = get_irradiance(latitude, longitude, settings)
+        weather = weather_at(latitude, longitude)
         if kwp <= 0:
             return (weather.source, [0.0] * 12)
         return (weather.source, monthly_generation_kwh(weather, kwp, tilt, azimuth % 360.0, losses_pct,
@@ -171,25 +197,61 @@ def _make_generation_udf(settings, losses_pct: float):
     return generation
 
 
-def _make_evaluate_udf(assumptions: Assumptions):
-    @pw.udf(deterministic=True)
-    def evaluate(customer_class: str, connection: str, size: tuple, consumption: pw.Json, generation: list,
-                 tariff: tuple, icms_pct: float, access_day: pw.DateTimeNaive | None,
-                 quote_day: pw.DateTimeNaive) -> pw.Json:
-        try:
-            cons = consumption_of(consumption.value)
-        except ValueError as exc:
-            return pw.Json({"error": str(exc)})
-        te, tusd, fio_b, tariff_error = tariff
-        day = _as_date(quote_day)
-        result = evaluate_quote(
-            customer_class=customer_class, connection=connection, size=SystemSize(*size), consumption=cons,
-            generation=list(generation), te=te, tusd=tusd, fio_b=fio_b, tariff_error=tariff_error,
-            icms_pct=icms_pct, access_request_date=_as_date(access_day) if access_day is not None else day,
-            quote_date=day, assumptions=assumptions)
-        return pw.Json(result)
+def _quote_of(assumptions: Assumptions, customer_class: str, connection: str, size: tuple, consumption: pw.Json,
+              generation: list, tariff: tuple, icms_pct: float, access_day, quote_day) -> dict | str:
+    """The keyword arguments of :func:`enrich.proposal_of` for one row, or why the row's
+    consumption cannot be read."""
+    try:
+        cons = consumption_of(consumption.value)
+    except ValueError as exc:
+        return str(exc)
+    te, tusd, fio_b, tariff_error = tariff
+    day = _as_date(quote_day)
+    return dict(customer_class=customer_class, connection=connection, size=SystemSize(*size), consumption=cons,
+                generation=list(generation), te=te, tusd=tusd, fio_b=fio_b, tariff_error=tariff_error,
+                icms_pct=icms_pct, access_request_date=_as_date(access_day) if access_day is not None else day,
+                quote_date=day, assumptions=assumptions)
 
-    return evaluate
+
+def _row(result: dict) -> tuple:
+    row = as_row(result)
+    return (*row[:-1], pw.Json(row[-1]))
+
+
+#: quotes evaluated per call of the billing kernel: a static run fills the batches, a
+#: follower's small commits make small ones (numpy's cost per call is ~10 ms, a batch of
+#: 2,000 quotes ~0.1 s)
+BATCH_SIZE = 2_000
+
+
+def _make_evaluate_udf(assumptions: Assumptions, billing: str, batch_size: int):
+    """The UDF giving each quote's :data:`enrich.RESULT_FIELDS` as a tuple (the yearly table
+    as JSON). ``billing="vectorized"`` (production): rows reach it in batches of up to
+    ``batch_size`` and are evaluated at once by :func:`enrich.evaluate_quotes`;
+    ``"reference"``: one row at a time by the month-by-month model (for comparisons)."""
+    if billing == "reference":
+        @pw.udf(deterministic=True)
+        def evaluate_one(customer_class: str, connection: str, size: tuple, consumption: pw.Json, generation: list,
+                         tariff: tuple, icms_pct: float, access_day: pw.DateTimeNaive | None,
+                         quote_day: pw.DateTimeNaive) -> tuple:
+            quote = _quote_of(assumptions, customer_class, connection, size, consumption, generation, tariff,
+                              icms_pct, access_day, quote_day)
+            return _row({"error": quote} if isinstance(quote, str) else evaluate_quote(**quote))
+
+        return evaluate_one
+    if billing != "vectorized":
+        raise ValueError(f"billing must be 'vectorized' or 'reference', not {billing!r}")
+
+    @pw.udf(deterministic=True, max_batch_size=batch_size)
+    def evaluate_many(customer_class: list, connection: list, size: list, consumption: list, generation: list,
+                      tariff: list, icms_pct: list, access_day: list, quote_day: list) -> list[tuple]:
+        quotes = [_quote_of(assumptions, *args) for args in zip(customer_class, connection, size, consumption,
+                                                                  generation, tariff, icms_pct, access_day,
+                                                                  quote_day, strict=True)]
+        results = iter(evaluate_quotes([q for q in quotes if not isinstance(q, str)]))
+        return [_row({"error": q} if isinstance(q, str) else next(results)) for q in quotes]
+
+    return evaluate_many
 
 
 @pw.udf(deterministic=True)
@@ -205,12 +267,17 @@ def _median(values: tuple) -> float | None:
     return median_or_none(values)
 
 
-def _kpi(name: str):
-    return pw.apply_with_type(lambda r, n=name: r.value.get(n), float | None, pw.this.result)
+def _result(name: str, dtype=float | None):
+    """One of :data:`enrich.RESULT_FIELDS` from the evaluation tuple (no Python call)."""
+    return pw.declare_type(dtype, pw.this.result[RESULT_FIELDS.index(name)])
 
 
-def build_proposals_graph(src: Sources, assumptions: Assumptions, settings) -> ProposalTables:
-    """``settings`` carries the irradiance options (cache, offline, sources, URLs)."""
+def build_proposals_graph(src: Sources, assumptions: Assumptions, settings, *, billing: str = "vectorized",
+                          batch_size: int = BATCH_SIZE) -> ProposalTables:
+    """``settings`` carries the irradiance options (cache, offline, sources, URLs).
+    ``billing``: ``"vectorized"`` (production: quotes evaluated in batches of up to
+    ``batch_size`` with :mod:`billing_vec`) or ``"reference"`` (one quote at a time with the
+    month-by-month model: what the benchmark and the tests compare against)."""
     # a column named ``id`` is shadowed by Pathway's row id: rename the sources' keys
     company = src.company.rename_columns(company_key="id")
     quote = src.quote.rename_columns(quote_key="id")
@@ -251,18 +318,25 @@ def build_proposals_graph(src: Sources, assumptions: Assumptions, settings) -> P
     tariff_groups = grouped(residential, Tariff)
     fio_groups = grouped(src.fio_b.filter(pw.this.base == "aplicacao"), FioB)
     q = q.select(*pw.this, ukey=_folded(pw.this.utility), skey=_folded(pw.this.customer_class))
-    q = q.join_left(tariff_groups, q.ukey == tariff_groups.ukey, q.skey == tariff_groups.skey, id=q.id).select(
-        *pw.left, tariff_rows=tariff_groups.rows)
-    q = q.join_left(fio_groups, q.ukey == fio_groups.ukey, q.skey == fio_groups.skey, id=q.id).select(
-        *pw.left, fio_rows=fio_groups.rows)
-    q = q.select(*pw.this, tariff=_tariff(pw.this.tariff_rows, pw.this.fio_rows, pw.this.utility,
-                                          pw.this.customer_class, pw.this.quote_day))
+    # looked up once per utility, class and day (a day's quotes share it): the rows of a
+    # utility reach the UDF as Python objects, which costs more than the lookup itself
+    days = q.groupby(pw.this.utility, pw.this.customer_class, pw.this.quote_day).reduce(
+        pw.this.utility, pw.this.customer_class, pw.this.quote_day, ukey=pw.reducers.any(pw.this.ukey),
+        skey=pw.reducers.any(pw.this.skey))
+    days = days.join_left(tariff_groups, days.ukey == tariff_groups.ukey, days.skey == tariff_groups.skey,
+                          id=days.id).select(*pw.left, tariff_rows=tariff_groups.rows)
+    days = days.join_left(fio_groups, days.ukey == fio_groups.ukey, days.skey == fio_groups.skey,
+                          id=days.id).select(*pw.left, fio_rows=fio_groups.rows)
+    days = days.select(pw.this.utility, pw.this.customer_class, pw.this.quote_day, tariff=_tariff(
+        pw.this.tariff_rows, pw.this.fio_rows, pw.this.utility, pw.this.customer_class, pw.this.quote_day))
+    q = q.join_left(days, q.utility == days.utility, q.customer_class == days.customer_class,
+                    q.quote_day == days.quote_day, id=q.id).select(*pw.left, tariff=pw.unwrap(days.tariff))
 
     # --- generation and the billing model -----------------------------------------------
     generation = _make_generation_udf(settings, assumptions.losses_pct)
     q = q.select(*pw.this, gen=generation(pw.this.latitude, pw.this.longitude, pw.this.tilt, pw.this.azimuth,
                                           pw.declare_type(float, pw.this.size[0])))
-    evaluate = _make_evaluate_udf(assumptions)
+    evaluate = _make_evaluate_udf(assumptions, billing, batch_size)
     q = q.select(*pw.this, result=evaluate(
         pw.this.customer_class, pw.this.connection, pw.this.size, pw.this.consumption,
         pw.declare_type(list, pw.this.gen[1]), pw.this.tariff, pw.this.icms_pct, pw.this.access_day,
@@ -288,12 +362,12 @@ def build_proposals_graph(src: Sources, assumptions: Assumptions, settings) -> P
     analytics = q.select(
         pw.this.quote_id, pw.this.customer_class, pw.this.state, quote_month=_month_of(pw.this.quote_day),
         ordered=pw.this.ordered, system_kwp=pw.declare_type(float, pw.this.size[0]),
-        error=pw.apply_with_type(lambda r: r.value.get("error"), str | None, pw.this.result),
-        npv_brl=_kpi("npv_brl"), irr_pct=_kpi("irr_pct"), payback_years=_kpi("payback_years"),
-        discounted_payback_years=_kpi("discounted_payback_years"), roi=_kpi("roi"),
-        year1_bill_without_solar_brl=_kpi("year1_bill_without_solar_brl"),
-        year1_bill_with_solar_brl=_kpi("year1_bill_with_solar_brl"), year1_savings_brl=_kpi("year1_savings_brl"),
-        yearly=pw.apply_with_type(lambda r: pw.Json(r.value.get("yearly")), pw.Json, pw.this.result),
+        error=_result("error", str | None),
+        npv_brl=_result("npv_brl"), irr_pct=_result("irr_pct"), payback_years=_result("payback_years"),
+        discounted_payback_years=_result("discounted_payback_years"), roi=_result("roi"),
+        year1_bill_without_solar_brl=_result("year1_bill_without_solar_brl"),
+        year1_bill_with_solar_brl=_result("year1_bill_with_solar_brl"),
+        year1_savings_brl=_result("year1_savings_brl"), yearly=_result("yearly", pw.Json),
     )
     kpis = analytics.groupby(pw.this.customer_class, pw.this.state, pw.this.quote_month).reduce(
         pw.this.customer_class, pw.this.state, month=pw.this.quote_month,
