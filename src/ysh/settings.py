@@ -175,6 +175,10 @@ class OmSettings(_Group):
     kafka_bootstrap: str = Field(default="127.0.0.1:9092", description="Kafka bootstrap servers.")
     kafka_topic: str = "inverters_telemetry"
     kafka_group: str = Field(default="ysh-om", description="Kafka consumer group of `ysh om follow`.")
+    kafka_partitions: str | None = Field(
+        default=None, pattern=r"^\s*\d+(\s*-\s*\d+)?(\s*,\s*\d+(\s*-\s*\d+)?)*\s*$",
+        description="Partitions of the telemetry topic this instance owns (\"0,1\" or \"0-3\"); they name its "
+                    "state folder, status row and consumer group. Unset: the whole topic (one instance).")
     late_cutoff_s: int = Field(
         default=120, ge=0, le=3600,
         description="Late-data cutoff: a 5-minute window is final (and evaluated) when event time passes its end + this.")

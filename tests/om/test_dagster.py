@@ -179,3 +179,30 @@ def test_a_running_stream_is_observed_fresh_then_stale_once_it_stops(warehouse, 
     fresh = checks["om_stream_fresh"]
     assert (fresh.passed, fresh.severity) == (False, dg.AssetCheckSeverity.ERROR)
     assert "no window for 45 minutes" in fresh.metadata["reason"].value
+
+
+def test_instances_that_split_the_kafka_topic_are_judged_by_the_worst_one(warehouse):
+    """Two instances own half the partitions each: one keeps writing, the other stalled 45
+    minutes ago. The stream is observed with both, and is not fresh."""
+    from ysh import db
+
+    with db.connect(warehouse.dsn, warehouse.schema, autocommit=True) as conn:
+        conn.execute("DELETE FROM om_stream_status")
+        conn.execute(
+            "INSERT INTO om_stream_status (pipeline, source, pid, started_at, heartbeat_at, last_batch_at, "
+            "last_window_end, kafka_partitions) VALUES "
+            "('om-p0-1', 'kafka', 101, now() - interval '2 hours', now(), now() - interval '1 minute', "
+            " now() - interval '3 minutes', '{0,1}'), "
+            "('om-p2-3', 'kafka', 102, now() - interval '2 hours', now() - interval '45 minutes', "
+            " now() - interval '45 minutes', now() - interval '47 minutes', '{2,3}')")
+    try:
+        observation, checks = observe(warehouse, dg.DagsterInstance.ephemeral())
+        metadata = observation.metadata
+        assert metadata["instances"].value == 2 and metadata["pid"].value == "101,102"
+        assert metadata["lag_s"].value > 45 * 60  # the instance furthest behind
+        assert not checks["om_stream_alive"].passed  # one of them stopped beating
+        assert not checks["om_stream_fresh"].passed
+        assert checks["om_stream_fresh"].severity == dg.AssetCheckSeverity.ERROR
+    finally:
+        with db.connect(warehouse.dsn, warehouse.schema, autocommit=True) as conn:
+            conn.execute("DELETE FROM om_stream_status")

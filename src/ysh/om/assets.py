@@ -39,19 +39,26 @@ OBSERVE = (
 
 
 def stream_health(warehouse: WarehouseResource) -> dict:
-    """The running pipeline's health from the warehouse (empty when it never ran)."""
+    """The running pipeline's health from the warehouse (empty when it never ran). With
+    several instances (Kafka partitions split between them: ``om-p0-1``, ``om-p2-3``…)
+    the stream is as healthy as its worst instance: the oldest heartbeat, the oldest
+    newest batch and the furthest-behind window end; ``instances`` counts them."""
     with db.connect(warehouse.get_dsn(), warehouse.schema) as conn:
-        status = conn.execute("SELECT source, pid, started_at, heartbeat_at, last_batch_at, last_window_end, now() "
-                              "FROM om_stream_status WHERE pipeline = 'om'").fetchone()
-        if status is None:
+        status = conn.execute(
+            "SELECT string_agg(DISTINCT source, ','), string_agg(pid::text, ',' ORDER BY pipeline), min(started_at), "
+            "min(heartbeat_at), CASE WHEN bool_and(last_batch_at IS NOT NULL) THEN min(last_batch_at) END, "
+            "max(last_batch_at), CASE WHEN bool_and(last_window_end IS NOT NULL) THEN min(last_window_end) END, "
+            "now(), count(*) FROM om_stream_status WHERE pipeline = 'om' OR pipeline LIKE 'om-%'").fetchone()
+        if not status[-1]:
             return {}
-        source, pid, started, heartbeat, last_batch, last_end, now = status
+        source, pid, started, heartbeat, last_batch, newest_batch, last_end, now, instances = status
         windows, events = conn.execute(
             "SELECT count(*), coalesce(sum(samples), 0) FROM om_inverter_5min "
             "WHERE window_end > %s - interval '15 minutes'", (last_end,)).fetchone() if last_end else (0, 0)
         newest_alert, open_alerts = conn.execute(
             "SELECT max(opened_at), count(*) FILTER (WHERE resolved_at IS NULL) FROM om_alerts").fetchone()
-    return {"source": source, "pid": pid, "started_at": started, "heartbeat_at": heartbeat,
+    return {"source": source, "pid": int(pid) if instances == 1 else pid, "instances": int(instances), "newest_batch_at": newest_batch,
+            "started_at": started, "heartbeat_at": heartbeat,
             "heartbeat_age_s": (now - heartbeat).total_seconds(), "last_batch_at": last_batch,
             "batch_age_s": (now - last_batch).total_seconds() if last_batch else None,
             "last_window_end": last_end, "lag_s": (now - last_end).total_seconds() if last_end else None,
@@ -104,6 +111,7 @@ def om_inverters_stream(warehouse: WarehouseResource) -> dg.ObserveResult:
     metadata = {
         "status": "beating" if health["heartbeat_age_s"] <= HEARTBEAT_MAX_AGE.total_seconds() else "silent",
         "source": health["source"],
+        "instances": health["instances"],
         "pid": health["pid"],
         "started_at": _when(health["started_at"]),
         "heartbeat_age_s": round(health["heartbeat_age_s"], 1),
@@ -115,11 +123,12 @@ def om_inverters_stream(warehouse: WarehouseResource) -> dg.ObserveResult:
         "open_alerts": health["open_alerts"],
         "newest_alert_opened_at": _when(health["newest_alert_opened_at"]),
     }
-    if last_batch is None:  # started, nothing written yet: nothing new to version
+    newest = health["newest_batch_at"]
+    if newest is None:  # started, nothing written yet: nothing new to version
         return dg.ObserveResult(metadata=metadata)
     # when the service last wrote data (Dagster's "last updated"), and that batch as the version
-    metadata["dagster/last_updated_timestamp"] = dg.MetadataValue.timestamp(last_batch)
-    return dg.ObserveResult(metadata=metadata, data_version=dg.DataVersion(last_batch.isoformat()))
+    metadata["dagster/last_updated_timestamp"] = dg.MetadataValue.timestamp(newest)
+    return dg.ObserveResult(metadata=metadata, data_version=dg.DataVersion(newest.isoformat()))
 
 
 @dg.asset_check(asset=om_inverters_stream, blocking=False,

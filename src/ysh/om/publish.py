@@ -1,6 +1,8 @@
 """Publishing telemetry events to the buses ``ysh om follow`` reads: MQTT (paho-mqtt, QoS 1,
 topic ``ysh/telemetry/{plant}/{inverter}``) and Kafka (confluent-kafka, keyed by
-``plant:inverter`` so one inverter's events stay in order on one partition).
+``plant_id``: all of a plant's events are on one partition, in order, so the instance
+that owns the partition holds the plant's whole state — its windows and its alert fold;
+see :func:`kafka_key`).
 
 A message carries one event, or with ``batch`` > 1 up to that many events of one
 inverter as JSON lines (a datalogger flushing its buffer); the pipeline splits them.
@@ -102,6 +104,13 @@ def publish_mqtt(events: Iterable[dict], uri: str, *, qos: int = 1, batch: int =
     return count
 
 
+def kafka_key(plant_id: str) -> bytes:
+    """The Kafka message key of a plant's telemetry. The producer's partitioner (librdkafka's
+    default ``consistent_random``: CRC32 of the key modulo the partition count) sends one
+    key to one partition, so a plant never straddles two ``ysh om follow`` instances."""
+    return plant_id.encode()
+
+
 def publish_kafka(events: Iterable[dict], bootstrap: str, topic: str, *, batch: int = 1,
                   speedup: float | None = None, on_progress: Callable[[int], None] | None = None,
                   timeout_s: float = 60.0) -> int:
@@ -118,10 +127,10 @@ def publish_kafka(events: Iterable[dict], bootstrap: str, topic: str, *, batch: 
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "acks": "all",
                          "enable.idempotence": False, "queue.buffering.max.messages": 500_000})
     count = 0
-    for plant, inverter, payload in _messages(paced(events, speedup), batch):
+    for plant, _inverter, payload in _messages(paced(events, speedup), batch):
         while True:
             try:
-                producer.produce(topic, payload, key=f"{plant}:{inverter}".encode(), on_delivery=delivered)
+                producer.produce(topic, payload, key=kafka_key(plant), on_delivery=delivered)
                 break
             except BufferError:
                 producer.poll(0.05)

@@ -1,6 +1,7 @@
 """The O&M job's sinks beyond the snapshot tables: ``om_alerts`` (upsert, open → resolved
 only) with Slack notices through the outbox, the notifier thread that sends them,
-InfluxDB line protocol, and the stream's heartbeat (``om_stream_status``)."""
+InfluxDB line protocol, and the stream's heartbeat (``om_stream_status``, one row per
+running instance, with its running count of late events)."""
 
 from __future__ import annotations
 
@@ -9,13 +10,14 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 import httpx
 import pathway as pw
 import psycopg
+from prometheus_client import Counter
 
 from .. import db
 from ..db import Warehouse
@@ -27,6 +29,13 @@ from .rules import SEVERITY
 log = logging.getLogger("ysh.om.sinks")
 
 SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
+
+#: the quarantine reason the graph gives a valid event that came after its window's cutoff
+#: (``ysh.om.pipeline.LATE``; spelled here so that the sinks do not import the graph)
+LATE_REASON = "late"
+
+LATE_EVENTS = Counter("ysh_om_late_events", "Telemetry events that came after their window's late-data cutoff "
+                      "(quarantined with reason 'late'), per O&M instance.", ["pipeline"])
 
 
 def alert_notices(alert: Mapping[str, Any]) -> list[Notice]:
@@ -258,20 +267,28 @@ class InfluxSink:
 
 
 class StatusWriter:
-    """``om_stream_status``: a heartbeat thread (the process lives) and, per batch of
-    windows, the wall clock and the newest window end (how far event time got)."""
+    """``om_stream_status``, the row of one instance (``pipeline``: ``om``, or ``om-p0-1``
+    for the instance owning Kafka partitions 0 and 1): a heartbeat thread (the process
+    lives); per batch of windows, the wall clock and the newest window end (how far event
+    time got); per batch of quarantine rows, the late events (``late_events``, a running
+    total, and the Prometheus counter ``ysh_om_late_events_total``)."""
 
-    def __init__(self, warehouse: Warehouse, source: str, interval_s: float = 5.0):
-        self.warehouse, self.source, self.interval_s = warehouse, source, interval_s
+    def __init__(self, warehouse: Warehouse, source: str, interval_s: float = 5.0, *, pipeline: str = "om",
+                 partitions: Sequence[int] | None = None):
+        self.warehouse, self.source, self.interval_s, self.pipeline = warehouse, source, interval_s, pipeline
         self.stopping = threading.Event()
         self._latest: datetime | None = None
+        self._late = 0  # net late rows of the batch in hand
+        self._late_metric = LATE_EVENTS.labels(pipeline)
         self._conn = None
+        self._lock = threading.Lock()  # the two subscriptions share the connection
         with db.connect(warehouse.dsn, warehouse.schema, autocommit=True) as conn:
             conn.execute(
-                "INSERT INTO om_stream_status (pipeline, source, pid, started_at, heartbeat_at) "
-                "VALUES ('om', %s, %s, now(), now()) ON CONFLICT (pipeline) DO UPDATE SET source = EXCLUDED.source, "
-                "pid = EXCLUDED.pid, started_at = EXCLUDED.started_at, heartbeat_at = EXCLUDED.heartbeat_at",
-                (source, os.getpid()))
+                "INSERT INTO om_stream_status (pipeline, source, pid, started_at, heartbeat_at, kafka_partitions) "
+                "VALUES (%s, %s, %s, now(), now(), %s) ON CONFLICT (pipeline) DO UPDATE SET source = EXCLUDED.source, "
+                "pid = EXCLUDED.pid, started_at = EXCLUDED.started_at, heartbeat_at = EXCLUDED.heartbeat_at, "
+                "kafka_partitions = EXCLUDED.kafka_partitions",
+                (pipeline, source, os.getpid(), list(partitions) if partitions is not None else None))
         self._thread = threading.Thread(target=self._beat, name="om-heartbeat", daemon=True)
 
     def start(self) -> None:
@@ -283,14 +300,17 @@ class StatusWriter:
             try:
                 if conn is None or conn.closed or conn.broken:
                     conn = db.connect(self.warehouse.dsn, self.warehouse.schema, autocommit=True)
-                conn.execute("UPDATE om_stream_status SET heartbeat_at = now() WHERE pipeline = 'om'")
+                conn.execute("UPDATE om_stream_status SET heartbeat_at = now() WHERE pipeline = %s", (self.pipeline,))
             except Exception as exc:
                 log.warning("O&M heartbeat not written: %s", exc)
         if conn is not None:
             conn.close()
 
-    def attach(self, windows: pw.Table) -> None:
+    def attach(self, windows: pw.Table, quarantine: pw.Table | None = None) -> None:
         pw.io.subscribe(windows, on_change=self.on_change, on_time_end=self.on_time_end, name="om_status_sink")
+        if quarantine is not None:
+            pw.io.subscribe(quarantine, on_change=self.on_quarantine, on_time_end=self.on_quarantine_time_end,
+                            name="om_status_late_sink")
 
     def on_change(self, key, row: dict, time: int, is_addition: bool) -> None:
         end = utc(row["window_end"])
@@ -302,11 +322,30 @@ class StatusWriter:
         does not make the stream look alive)."""
         if self._latest is None:
             return
-        try:
-            if self._conn is None or self._conn.closed or self._conn.broken:
-                self._conn = db.connect(self.warehouse.dsn, self.warehouse.schema, autocommit=True)
-            self._conn.execute("UPDATE om_stream_status SET last_batch_at = now(), last_window_end = "
-                               "GREATEST(last_window_end, %s) WHERE pipeline = 'om'", (self._latest,))
+        if self._update("last_batch_at = now(), last_window_end = GREATEST(last_window_end, %s)", self._latest):
             self._latest = None
-        except psycopg.Error as exc:  # the status is informative: the windows themselves are safe
-            log.warning("O&M status not written: %s", exc)
+
+    def on_quarantine(self, key, row: dict, time: int, is_addition: bool) -> None:
+        """A late line counts once: the quarantine keeps one row per raw line, and a row
+        updated in place comes as a retraction and an addition."""
+        if row.get("reason") == LATE_REASON:
+            self._late += 1 if is_addition else -1
+
+    def on_quarantine_time_end(self, time: int) -> None:
+        late, self._late = self._late, 0
+        if late <= 0:
+            return
+        self._late_metric.inc(late)
+        self._update("late_events = late_events + %s", late)  # informative: om_quarantine has the rows
+
+    def _update(self, assignments: str, value) -> bool:
+        with self._lock:
+            try:
+                if self._conn is None or self._conn.closed or self._conn.broken:
+                    self._conn = db.connect(self.warehouse.dsn, self.warehouse.schema, autocommit=True)
+                self._conn.execute(f"UPDATE om_stream_status SET {assignments} WHERE pipeline = %s",
+                                   (value, self.pipeline))
+                return True
+            except psycopg.Error as exc:  # the status is informative: the windows themselves are safe
+                log.warning("O&M status not written: %s", exc)
+                return False

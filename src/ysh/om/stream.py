@@ -16,14 +16,24 @@ Exactly-once effects over at-least-once parts:
   an alert opens, ``om-resolved:<alert key>`` when it resolves): a notice is recorded
   once, committed, and then sent by a separate thread, so a replayed alert is never
   notified again and a slow or failing Slack never holds the pipeline up.
+
+Scale-out (Kafka): the telemetry topic is keyed by plant, so each plant's events are on
+one partition. An instance given ``partitions`` (:class:`Instance`) reads only those, and
+everything it keeps is its own: its persistence folder (``HOME/state/om-kafka-p0-1``),
+its status row (``om_stream_status.pipeline = 'om-p0-1'``) and its consumer group
+(``<kafka_group>-p0-1``). The partitions are assigned explicitly, not by the group
+coordinator: a rebalance would move a partition without the window and alert state of
+its plants (docs/operations.md, "Scale-out").
 """
 
 from __future__ import annotations
 
+import functools
 import logging
+import operator
 import threading
-from collections.abc import Mapping
-from dataclasses import fields
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -66,8 +76,95 @@ def thresholds_from(overrides: Mapping[str, float]) -> Thresholds:
     return Thresholds(**values)
 
 
-def persistence_dir(settings: Settings, source: str) -> Path:
-    return settings.state_dir / f"om-{source}"
+def parse_partitions(spec: str | Sequence[int] | None) -> tuple[int, ...] | None:
+    """Kafka partitions of one instance: ``"0,1"``, ``"0-3"``, ``"0,2-3"`` or a sequence of
+    ints → sorted, without repeats; None or empty → None (the whole topic)."""
+    if spec is None:
+        return None
+    if isinstance(spec, str):
+        values: list[int] = []
+        for part in (p.strip() for p in spec.split(",")):
+            if not part:
+                continue
+            low, sep, high = part.partition("-")
+            try:
+                values.extend(range(int(low), int(high) + 1) if sep else [int(low)])
+            except ValueError:
+                raise ValueError(f"Kafka partitions: {part!r} is not a number or a range such as 0-3") from None
+    else:
+        values = [int(v) for v in spec]
+    if any(v < 0 for v in values):
+        raise ValueError(f"Kafka partitions cannot be negative: {spec!r}")
+    return tuple(sorted(set(values))) or None
+
+
+def configured_partitions(settings: Settings) -> tuple[int, ...] | None:
+    """``YSH_OM_KAFKA_PARTITIONS``: the partitions this instance owns (None: the whole topic)."""
+    return parse_partitions(settings.om.kafka_partitions)
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One running ``ysh om follow``: its source and, on Kafka, the partitions it owns
+    (None: the whole topic, the single-instance default). Everything an instance keeps
+    is named after its partitions, so several run side by side under one ``YSH_HOME``
+    and one warehouse."""
+
+    source: str
+    partitions: tuple[int, ...] | None = None
+
+    def __post_init__(self):
+        if self.partitions is not None and self.source != "kafka":
+            raise ValueError("partitions apply to the Kafka source only")
+
+    @property
+    def suffix(self) -> str:
+        return "" if not self.partitions else "-p" + "-".join(map(str, self.partitions))
+
+    @property
+    def pipeline(self) -> str:
+        """The instance's row in ``om_stream_status``."""
+        return f"om{self.suffix}"
+
+    def state_dir(self, settings: Settings) -> Path:
+        """The instance's Pathway persistence folder (never shared between instances)."""
+        return settings.state_dir / f"om-{self.source}{self.suffix}"
+
+    def kafka_group(self, settings: Settings) -> str:
+        """The consumer group: one per instance, so the coordinator never moves a partition."""
+        return f"{settings.om.kafka_group}{self.suffix}"
+
+
+def persistence_dir(settings: Settings, source: str, partitions: Sequence[int] | None = None) -> Path:
+    if partitions is None and source == "kafka":
+        partitions = configured_partitions(settings)
+    return Instance(source, parse_partitions(partitions)).state_dir(settings)
+
+
+def topic_partitions(bootstrap: str, topic: str, timeout_s: float = 30.0) -> int:
+    """How many partitions ``topic`` has (0: no such topic)."""
+    from confluent_kafka.admin import AdminClient
+
+    metadata = AdminClient({"bootstrap.servers": bootstrap, "allow.auto.create.topics": False}).list_topics(
+        topic, timeout=timeout_s)
+    found = metadata.topics.get(topic)
+    if found is None or found.error is not None:
+        return 0
+    return len(found.partitions)
+
+
+def check_partitions(bootstrap: str, topic: str, partitions: Sequence[int]) -> int:
+    """The topic's partition count, after checking that every assigned partition exists
+    (a typo would otherwise leave the instance idle and its plants unwatched)."""
+    total = topic_partitions(bootstrap, topic)
+    if total == 0:
+        raise ValueError(f"Kafka topic {topic!r} does not exist on {bootstrap}: create it with as many partitions "
+                         "as instances may ever share it (docs/operations.md, Scale-out)")
+    missing = [p for p in partitions if p >= total]
+    if missing:
+        raise ValueError(f"Kafka topic {topic!r} has partitions 0-{total - 1}; no partition "
+                         f"{', '.join(map(str, missing))}")
+    return total
 
 
 def _mqtt_uri(uri: str, client_id: str) -> str:
@@ -81,8 +178,16 @@ def _lines(data: str) -> list[str]:
     return data.split("\n")
 
 
-def read_telemetry(settings: Settings, source: str, *, autocommit_duration_ms: int = 500) -> pw.Table:
-    """The raw telemetry lines (column ``data``) of ``source``, streaming, named for persistence."""
+def read_telemetry(settings: Settings, source: str, *, autocommit_duration_ms: int = 500,
+                   partitions: Sequence[int] | None = None) -> pw.Table:
+    """The raw telemetry lines (column ``data``) of ``source``, streaming, named for persistence.
+
+    ``partitions`` (Kafka): only the messages of these partitions. The instance reads
+    the topic in a consumer group of its own and keeps its partitions with a native
+    filter on the message metadata: Pathway's streaming reader subscribes (the group
+    coordinator assigns), so a shared group would hand a partition to whichever member
+    the coordinator picks."""
+    instance = Instance(source, parse_partitions(partitions))
     if source == "jsonl":
         folder = settings.om.replay_dir
         folder.mkdir(parents=True, exist_ok=True)
@@ -94,10 +199,18 @@ def read_telemetry(settings: Settings, source: str, *, autocommit_duration_ms: i
                                 autocommit_duration_ms=autocommit_duration_ms)
     elif source == "kafka":
         table = pw.io.kafka.read(
-            {"bootstrap.servers": settings.om.kafka_bootstrap, "group.id": settings.om.kafka_group,
-             "auto.offset.reset": "earliest", "session.timeout.ms": "6000"},
+            {"bootstrap.servers": settings.om.kafka_bootstrap, "group.id": instance.kafka_group(settings),
+             "auto.offset.reset": "earliest", "session.timeout.ms": "6000",
+             # the persisted frontier is the only resume point: a group offset committed
+             # ahead of Pathway's snapshot would skip events whose state was never persisted
+             # (seen after kill -9); without it a restart re-reads from the earliest offset
+             "enable.auto.commit": "false"},
             topic=settings.om.kafka_topic, format="plaintext", name="om_telemetry_kafka",
-            autocommit_duration_ms=autocommit_duration_ms)
+            with_metadata=instance.partitions is not None, autocommit_duration_ms=autocommit_duration_ms)
+        if instance.partitions is not None:
+            partition = pw.this._metadata["partition"].as_int()
+            table = table.filter(functools.reduce(operator.or_, [partition == p for p in instance.partitions]))
+            table = table.select(pw.this.data)
     else:
         raise ValueError(f"unknown O&M source {source!r}; one of {', '.join(SOURCES)}")
     if source != "jsonl":  # a message may carry several JSON lines (a datalogger's buffer)
@@ -107,24 +220,34 @@ def read_telemetry(settings: Settings, source: str, *, autocommit_duration_ms: i
 
 def run_stream(settings: Settings, warehouse: Warehouse, *, source: str | None = None,
                plants_path: Path | None = None, state_dir: Path | None = None,
-               autocommit_duration_ms: int = 500) -> None:
-    """Run the O&M pipeline streaming until killed. Blocks."""
+               autocommit_duration_ms: int = 500, partitions: Sequence[int] | str | None = None) -> None:
+    """Run the O&M pipeline streaming until killed. Blocks.
+
+    ``partitions`` (Kafka): the partitions this instance owns (default:
+    ``YSH_OM_KAFKA_PARTITIONS``, else the whole topic)."""
     source = source or settings.om.source
+    parts = parse_partitions(partitions) if partitions is not None else (
+        configured_partitions(settings) if source == "kafka" else None)
+    instance = Instance(source, parts)
+    if parts is not None:
+        total = check_partitions(settings.om.kafka_bootstrap, settings.om.kafka_topic, parts)
+        log.info("O&M instance %s: partitions %s of %d of topic %s", instance.pipeline,
+                 ",".join(map(str, parts)), total, settings.om.kafka_topic)
     for chatty in ("pathway_engine.connectors.data_storage.mqtt", "pathway_engine.persistence.input_snapshot"):
         logging.getLogger(chatty).setLevel(logging.WARNING)  # one line per PUBACK / snapshot chunk
     plants = load_plants(plants_path or settings.om.plants_file)
     thresholds = thresholds_from(settings.om.thresholds)
     load_registry(warehouse, plants)
     pw_runtime.fresh_graph()
-    lines = read_telemetry(settings, source, autocommit_duration_ms=autocommit_duration_ms)
+    lines = read_telemetry(settings, source, autocommit_duration_ms=autocommit_duration_ms, partitions=parts)
     tables = build_om_graph(lines, plants, now=None, thresholds=thresholds,
                             late_cutoff=timedelta(seconds=settings.om.late_cutoff_s),
                             evaluation_lag=timedelta(seconds=settings.om.evaluation_lag_s))
     wake = threading.Event()
     attach_warehouse(tables, warehouse, notify=settings.om.notify, wake=wake,
                      min_severity=settings.om.notify_min_severity)
-    status = StatusWriter(warehouse, source)
-    status.attach(tables.windows)
+    status = StatusWriter(warehouse, source, pipeline=instance.pipeline, partitions=parts)
+    status.attach(tables.windows, quarantine=tables.quarantine)
     if settings.om.influx_url:
         token = settings.om.influx_token.get_secret_value() if settings.om.influx_token else None
         InfluxSink(settings.om.influx_url, token, settings.om.influx_org, settings.om.influx_bucket).attach(
@@ -134,4 +257,4 @@ def run_stream(settings: Settings, warehouse: Warehouse, *, source: str | None =
     notifier.start()
     status.start()
     log.info("O&M pipeline streaming from %s (%d plants)", source, len(plants))
-    pw_runtime.run(persistence_dir=state_dir or persistence_dir(settings, source))
+    pw_runtime.run(persistence_dir=state_dir or instance.state_dir(settings))

@@ -18,6 +18,11 @@ through ``/proc/<pid>/cmdline``) is stale and is removed.
 
 Readiness is checked with the server's own protocol: MQTT 3.1.1 CONNECT -> CONNACK 0,
 Kafka ApiVersions v0 -> a response with error code 0, S3 ``GET /`` -> HTTP 200/403.
+
+Once tansu answers, the O&M telemetry topic (``YSH_OM_KAFKA_TOPIC``) is created with
+:data:`TELEMETRY_PARTITIONS` partitions (tansu keeps topics in memory, so on every
+start): a topic that auto-creation would give one partition could not be split between
+``ysh om follow`` instances (docs/operations.md, "Scale-out").
 """
 
 from __future__ import annotations
@@ -225,6 +230,7 @@ class LocalService:
     home: Path
     ready_timeout: float = 30.0
     stop_timeout: float = 10.0
+    after_start: Callable[[LocalService, int], None] | None = None  # (service, port), once it answers
 
     # --- paths -----------------------------------------------------------------------
     @property
@@ -321,6 +327,8 @@ class LocalService:
             self._write_pid_file(proc.pid, port, argv)
             try:
                 self._wait_ready(proc.pid, port, timeout, proc=proc)
+                if self.after_start is not None:
+                    self.after_start(self, port)
             except LocalServiceError:
                 self._terminate(proc.pid)
                 self.pid_file.unlink(missing_ok=True)
@@ -477,6 +485,48 @@ def _tansu_argv(service: LocalService, port: int) -> list[str]:
     ]
 
 
+#: partitions of the O&M telemetry topic on the local broker: room for up to four
+#: ``ysh om follow`` instances (a partition is the unit an instance owns)
+TELEMETRY_PARTITIONS = 4
+
+
+def ensure_topic(bootstrap: str, topic: str, partitions: int, timeout: float = 15.0) -> int:
+    """Create ``topic`` with ``partitions`` partitions unless it exists; returns its
+    partition count (an existing topic is left as it is)."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    # create first: asking for the metadata of a missing topic may auto-create it with the
+    # broker's default partition count
+    future = admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)],
+                                 request_timeout=timeout)[topic]
+    try:
+        future.result(timeout)
+    except KafkaException as exc:
+        if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":
+            raise LocalServiceError(f"cannot create Kafka topic {topic!r}: {exc}") from exc
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:  # the metadata may lag the creation by a moment
+        found = admin.list_topics(topic, timeout=timeout).topics.get(topic)
+        if found is not None and found.error is None and found.partitions:
+            return len(found.partitions)
+        time.sleep(0.1)
+    raise LocalServiceError(f"Kafka topic {topic!r} not visible {timeout:.0f}s after its creation")
+
+
+def _telemetry_topic(topic: str, partitions: int) -> Callable[[LocalService, int], None]:
+    def create(service: LocalService, port: int) -> None:
+        from confluent_kafka import KafkaException
+
+        try:
+            ensure_topic(service.url(port), topic, partitions)
+        except KafkaException as exc:
+            raise LocalServiceError(f"cannot create Kafka topic {topic!r}: {exc}") from exc
+
+    return create
+
+
 def _moto_argv(service: LocalService, port: int) -> list[str]:
     return [service.find_binary(), "-H", HOST, "-p", str(port)]
 
@@ -485,7 +535,12 @@ SERVICE_NAMES = ("mqtt", "kafka", "s3")
 DEFAULT_PORTS = {"mqtt": 1883, "kafka": 9092, "s3": 9000}
 
 
-def get_service(name: str, settings=None) -> LocalService:
+def get_service(name: str, settings=None, *, kafka_partitions: int = TELEMETRY_PARTITIONS) -> LocalService:
+    """``kafka_partitions``: the partitions of the O&M telemetry topic created at start."""
+    if settings is None:
+        from ..settings import get_settings
+
+        settings = get_settings()
     home = _home(settings)
     if name == "mqtt":
         return LocalService(
@@ -498,6 +553,7 @@ def get_service(name: str, settings=None) -> LocalService:
             "kafka", "Kafka-protocol broker (tansu, in memory)", DEFAULT_PORTS["kafka"],
             find_binary=tansu_binary, argv=_tansu_argv, probe=probe_kafka, url_format="{host}:{port}",
             home=home, ready_timeout=15,
+            after_start=_telemetry_topic(settings.om.kafka_topic, kafka_partitions),
         )
     if name == "s3":
         return LocalService(
