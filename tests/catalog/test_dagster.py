@@ -47,7 +47,7 @@ def test_materializing_all_catalog_assets_runs_checks(landing, warehouse_env):
     assert result.success
     materialized = {e.asset_key.to_user_string(): e.materialization.metadata
                     for e in result.get_asset_materialization_events()}
-    assert set(materialized) == {"catalog_raw", "catalog_normalized", "catalog_products"}
+    assert set(materialized) == {"catalog_raw", "catalog_normalized", "catalog_products", "catalog_embeddings"}
     assert materialized["catalog_raw"]["files"].value == 3
     assert materialized["catalog_normalized"]["items"].value == 5
     assert materialized["catalog_normalized"]["quarantined"].value == 4

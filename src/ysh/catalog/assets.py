@@ -105,6 +105,42 @@ def catalog_products(
     return _run_pipes(context, warehouse, pipes_subprocess_client, "products", 1)
 
 
+@dg.asset(
+    group_name=GROUP,
+    deps=[catalog_products],
+    kinds={"pgvector", "postgres"},
+    description="catalog_embeddings: one vector per distinct offer text (Hélio's embedder, YSH_RAG_EMBEDDER) "
+                "and which text each offer has; incremental: only new or changed texts are embedded "
+                "(keyed by sha256). The semantic signal of catalog search.",
+    owners=["team:data-platform"],
+)
+def catalog_embeddings(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    from . import search
+
+    settings = warehouse.settings()
+    backend = None
+
+    def encode(texts: list[str]):
+        nonlocal backend
+        if backend is None:  # the model is loaded only when a text is new
+            from ..rag.embedding import backend_from_settings
+
+            backend = backend_from_settings(settings)
+        return backend.encode(texts)
+
+    model = settings.rag.embedder.strip()
+    done = search.sync_embeddings(
+        warehouse.warehouse(), encode, model,
+        progress=lambda n, total: context.log.info(f"embedded {n}/{total} catalog texts"))
+    return dg.MaterializeResult(
+        data_version=dg.DataVersion(f"{done.model}:{done.texts}:{done.embedded}:{done.offers_changed}"),
+        metadata={"offers": done.offers, "distinct_texts": done.texts, "embedded_now": done.embedded,
+                  "reused": done.reused, "offers_changed": done.offers_changed,
+                  "offers_removed": done.offers_removed, "vectors_removed": done.vectors_removed,
+                  "model": done.model, "dimensions": done.dimensions or 0},
+    )
+
+
 # --------------------------------------------------------------------------------------
 # checks
 # --------------------------------------------------------------------------------------
@@ -214,7 +250,7 @@ def catalog_landing_sensor(context: dg.SensorEvaluationContext, settings: Settin
 
 #: the job's Dagster definitions (merged with the others in ysh.definitions)
 defs = dg.Definitions(
-    assets=[catalog_raw, catalog_normalized, catalog_products],
+    assets=[catalog_raw, catalog_normalized, catalog_products, catalog_embeddings],
     asset_checks=[catalog_normalized_unique_keys, catalog_normalized_power_in_range,
                   catalog_normalized_quarantine_rate, catalog_products_offers_match_items],
     jobs=[catalog_job], schedules=[catalog_daily_schedule], sensors=[catalog_landing_sensor],

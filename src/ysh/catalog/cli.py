@@ -201,3 +201,82 @@ def products() -> None:
 def summary() -> None:
     """Print the catalog tables' summary from the warehouse."""
     print_summary(_warehouse())
+
+
+@app.command("search")
+def search_command(
+    query: str = typer.Argument(..., help='What a buyer types, e.g. "inversor 5 kw monofásico growatt".'),
+    k: int = typer.Option(10, "-k", "--limit", min=1, max=50, help="Products to show."),
+    category: list[str] = typer.Option([], "--category", help="Only these categories (repeatable)."),
+    brand: list[str] = typer.Option([], "--brand", help="Only these brands (repeatable)."),
+    distributor: list[str] = typer.Option([], "--distributor", help="Only these distributors (repeatable)."),
+    power_min_w: float | None = typer.Option(None, "--power-min-w", help="Power at least [W]."),
+    power_max_w: float | None = typer.Option(None, "--power-max-w", help="Power at most [W]."),
+    voltage_v: float | None = typer.Option(None, "--voltage-v", help="AC voltage [V] (±10 V)."),
+    phases: int | None = typer.Option(None, "--phases", min=1, max=3, help="1, 2 or 3."),
+    price_min_brl: float | None = typer.Option(None, "--price-min-brl", help="Price at least [R$]."),
+    price_max_brl: float | None = typer.Option(None, "--price-max-brl", help="Price at most [R$]."),
+    in_stock: bool = typer.Option(False, "--in-stock", help="Only offers that state stock."),
+    semantic: bool | None = typer.Option(
+        None, "--semantic/--no-semantic",
+        help="Fuse the catalog_embeddings signal (default: when the embeddings asset has run; loads the embedder)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Search the normalized catalog: products with each distributor's offer, and facets.
+
+    The query is read the way integrators type it (inv, mod, micro, mono/tri, bat; 5kw,
+    5000W, 8 kWp; 220v; "ate 5 mil"); options add hard filters."""
+    import json as json_module
+
+    from . import search as catalog_search
+
+    settings = get_settings()
+    warehouse = _warehouse()
+    model = settings.rag.embedder.strip()
+    filters = catalog_search.SearchFilters(
+        categories=tuple(category), brands=tuple(brand), distributors=tuple(distributor),
+        power_min_w=power_min_w, power_max_w=power_max_w, voltage_v=voltage_v, phases=phases,
+        price_min_brl=price_min_brl, price_max_brl=price_max_brl, in_stock=in_stock)
+    if semantic is None:
+        semantic = db.row_counts(warehouse, ["catalog_embedding_items"])["catalog_embedding_items"] > 0
+    embed = None
+    if semantic:
+        with console.status("loading the embedder…"):
+            from ..rag.embedding import backend_from_settings
+
+            backend = backend_from_settings(settings)
+        embed = lambda texts: list(backend.encode(texts))  # noqa: E731
+    engine = catalog_search.CatalogSearch(warehouse, embed_query=embed, model=model)
+    try:
+        result = engine.search(query, k=k, filters=filters, semantic=semantic)
+    finally:
+        engine.close()
+    if as_json:
+        typer.echo(json_module.dumps(result.as_dict(), ensure_ascii=False, indent=2))
+        return
+    print_search_result(result)
+
+
+def print_search_result(result) -> None:
+    understood = {k: v for k, v in result.query.as_dict().items() if k != "text"}
+    console.print(f"[dim]understood: {understood}[/]")
+    if result.relaxed:
+        console.print(f"[yellow]nothing matched every filter the query implies: dropped {', '.join(result.relaxed)} "
+                      "(the asked power still ranks the results)[/]")
+    table = Table("#", "product", "category", "kW", "V", "ph", "offers (distributor: R$)", "from R$",
+                  title=f"{len(result.products)} products ({result.total_offers} matching offers)"
+                        + (" · lexical + semantic" if result.semantic else " · lexical"))
+    for i, p in enumerate(result.products, 1):
+        name = " ".join(x for x in (p.brand, p.model) if x) or (p.title or "")[:60]
+        if p.exact_model:
+            name = f"[bold green]{name}[/] (model match)"
+        offers = "; ".join(f"{o.distributor}: {o.price_brl:,.2f}" if o.price_brl is not None else f"{o.distributor}: –"
+                           for o in p.offers[:4]) + (f" … +{len(p.offers) - 4}" if len(p.offers) > 4 else "")
+        table.add_row(str(i), name, p.category, f"{p.power_w / 1000:g}" if p.power_w else "",
+                      f"{p.voltage_v:g}" if p.voltage_v else "", str(p.phases or ""), offers,
+                      f"{p.min_price_brl:,.2f}" if p.min_price_brl is not None else "")
+    console.print(table)
+    shown = {name: values[:6] for name, values in result.facets.items() if values}
+    if shown:
+        console.print("facets (offers): " + " | ".join(
+            f"[bold]{name}[/] " + ", ".join(f"{v} {n}" for v, n in values) for name, values in shown.items()))

@@ -80,6 +80,18 @@ def _log_errors(graph: RagGraph) -> None:
     pw.io.subscribe(pw.global_error_log(), on_change=on_change, name="rag_error_log")
 
 
+def _catalog_search(settings, index: LiveIndex):
+    """Catalog search (/v1/catalog/search) over the warehouse when the service uses one
+    (live records or the pgvector copy), its queries embedded by Hélio's own embedder."""
+    if not (settings.rag.live_records or settings.rag.pgvector):
+        return None
+    from .. import db
+    from ..catalog.search import CatalogSearch
+
+    warehouse = db.Warehouse(db.resolve_dsn(settings, start=False), settings.warehouse.schema_name)
+    return CatalogSearch(warehouse, embed_query=index.embed_queries, model=settings.rag.embedder.strip())
+
+
 @dataclass
 class Service:
     """The declared service: the graph, the live index it feeds and the API over it."""
@@ -103,6 +115,7 @@ def build_service(settings, *, docs_dir: Path | None = None, host: str | None = 
     llm_key = settings.rag.openai_api_key.get_secret_value() if settings.rag.openai_api_key else None
     _install_log_filters(api_key)
     api = HelioApi(index, stats, files, embedder.cache.stats, docs_root=docs_root_of(settings, docs_dir),
+                   catalog=_catalog_search(settings, index),
                    llm_base_url=settings.rag.openai_base_url, llm_api_key=llm_key, llm_model=settings.rag.chat_model,
                    llm_timeout_s=settings.rag.llm_timeout_s, llm_max_concurrent=settings.rag.llm_max_concurrent)
     host = host or settings.rag.host

@@ -13,6 +13,10 @@ Routes (JSON in, JSON out; GET takes the same fields as query parameters):
   modified_at, size}]``
 * ``POST /v2/answer`` {prompt, k=8, metadata_filter?, filepath_globpattern?} → {answer,
   citations: [{path, page, section, title, snippet, score, chunk_index}], mode, flagged}
+* ``GET|POST /v1/catalog/search`` {query, k=10, category?, brand?, distributor?, power_min_w?,
+  power_max_w?, voltage_v?, phases?, price_min_brl?, price_max_brl?, in_stock?, semantic?}
+  → products with each distributor's offer and facets (:mod:`ysh.catalog.search`); 503
+  when the service has no warehouse.
 * ``GET /_schema`` (YAML; ``?format=json`` for JSON): the OpenAPI description; public.
 * ``GET /`` and ``GET /static/…``: the Hélio page (plain HTML/CSS/JS shipped in
   ``ysh/rag/static``); public — the page sends the key the user types.
@@ -126,6 +130,73 @@ def validate_answer(payload: dict, headers=None, *, docs_root: str | None = None
     if not isinstance(prompt, str) or not prompt.strip():
         return "`prompt` is required and must be a non-empty string"
     return check_question(prompt, "prompt") or _check_k(payload, ANSWER_K) or _check_filters(payload, docs_root)
+
+
+CATALOG_LIST_FIELDS = ("category", "brand", "distributor")
+CATALOG_NUMBER_FIELDS = ("power_min_w", "power_max_w", "voltage_v", "price_min_brl", "price_max_brl")
+CATALOG_CATEGORIES = ("module", "inverter", "microinverter", "hybrid_inverter", "offgrid_inverter", "battery", "kit",
+                      "structure", "string_box", "cable", "charge_controller", "ev_charger", "pump_kit", "accessory",
+                      "other")
+
+
+def _as_list(value) -> list | None:
+    """A list field: a JSON list of strings, or a comma-separated string (GET)."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    if isinstance(value, list) and all(isinstance(v, str) and len(v) <= 100 for v in value) and len(value) <= 20:
+        return [v.strip() for v in value if v.strip()]
+    return None
+
+
+def validate_catalog_search(payload: dict) -> str | None:
+    """None when the catalog search request is fine (normalizing it in place: ``k``,
+    lists, numbers, ``in_stock``, ``semantic``), else the reason."""
+    query = payload.get("query")
+    if not isinstance(query, str) or not query.strip():
+        return "`query` is required and must be a non-empty string"
+    problem = check_question(query, "query") or _check_k(payload, 10)
+    if problem:
+        return problem
+    for name in CATALOG_LIST_FIELDS:
+        values = _as_list(payload.get(name))
+        if values is None:
+            return f"`{name}` must be a list of at most 20 strings (or a comma-separated string)"
+        payload[name] = values
+    unknown = [c for c in payload["category"] if c not in CATALOG_CATEGORIES]
+    if unknown:
+        return f"unknown `category` {unknown[0]!r}; one of {', '.join(CATALOG_CATEGORIES)}"
+    for name in CATALOG_NUMBER_FIELDS:
+        value = payload.get(name)
+        if value is None or value == "":
+            payload[name] = None
+            continue
+        if isinstance(value, str):
+            try:
+                value = float(value.replace(",", "."))
+            except ValueError:
+                return f"`{name}` must be a number"
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1e9 or value != value:
+            return f"`{name}` must be a number between 0 and 1e9"
+        payload[name] = float(value)
+    phases = payload.get("phases")
+    if phases not in (None, ""):
+        if isinstance(phases, str) and phases.strip().isdigit():
+            phases = int(phases)
+        if isinstance(phases, bool) or phases not in (1, 2, 3):
+            return "`phases` must be 1, 2 or 3"
+        payload["phases"] = phases
+    else:
+        payload["phases"] = None
+    for name in ("in_stock", "semantic"):
+        value = payload.get(name)
+        if isinstance(value, str) and value.lower() in ("true", "1", "false", "0"):
+            value = value.lower() in ("true", "1")
+        if value is not None and not isinstance(value, bool):
+            return f"`{name}` must be true or false"
+        payload[name] = value
+    return None
 
 
 # --------------------------------------------------------------------------------------
@@ -265,6 +336,8 @@ class HelioApi:
     llm_timeout_s: float = 30.0
     llm_max_concurrent: int = 4
     answer_threads: int = 4
+    #: the catalog search (``ysh.catalog.search.CatalogSearch``) behind /v1/catalog/search; None: 503
+    catalog: object | None = None
     _batcher: SearchBatcher = field(init=False, repr=False)
     _pool: ThreadPoolExecutor = field(init=False, repr=False)
     _llm_pool: ThreadPoolExecutor = field(init=False, repr=False)
@@ -334,6 +407,27 @@ class HelioApi:
         finally:
             self._llm_slots.release()
 
+    def _catalog_search(self, payload: dict) -> dict:
+        from ..catalog.search import SearchFilters
+
+        filters = SearchFilters(
+            categories=tuple(payload["category"]), brands=tuple(payload["brand"]),
+            distributors=tuple(payload["distributor"]), power_min_w=payload["power_min_w"],
+            power_max_w=payload["power_max_w"], voltage_v=payload["voltage_v"], phases=payload["phases"],
+            price_min_brl=payload["price_min_brl"], price_max_brl=payload["price_max_brl"],
+            in_stock=bool(payload["in_stock"]))
+        return self.catalog.search(payload["query"], k=payload["k"], filters=filters,
+                                   semantic=payload["semantic"]).as_dict()
+
+    async def catalog_search(self, request: web.Request) -> web.Response:
+        payload = request[PAYLOAD]
+        problem = validate_catalog_search(payload)
+        if problem:
+            return _error(400, problem)
+        if self.catalog is None:
+            return _error(503, "catalog search is not configured on this service (no warehouse)")
+        return _json(await self._run(self._catalog_search, payload))
+
     async def schema(self, request: web.Request) -> web.Response:
         document = openapi_document()
         if request.query.get("format") == "json":
@@ -349,7 +443,7 @@ class HelioApi:
                               middlewares=[guard_middleware(api_key, max_request_bytes, local_only=local_only,
                                                             docs_root=self.docs_root)])
         for path, handler in (("/v1/retrieve", self.retrieve), ("/v1/statistics", self.statistics),
-                              ("/v1/inputs", self.inputs)):
+                              ("/v1/inputs", self.inputs), ("/v1/catalog/search", self.catalog_search)):
             app.router.add_get(path, handler)
             app.router.add_post(path, handler)
         app.router.add_post("/v2/answer", self.answer)
@@ -411,11 +505,39 @@ def openapi_document() -> dict:
     inputs = {"summary": "Indexed documents", "tags": ["helio"],
               "description": "Each document with status indexed | error | empty, reason, chunks, modified_at, size.",
               "responses": ok("documents by path")}
+    number = {"type": "number", "nullable": True}
+    catalog = {"summary": "Search the distributors' catalog", "tags": ["catalog"],
+               "description": "Portuguese full-text search (unaccent) + model-code trigrams + the catalog_embeddings "
+                              "signal over items_normalized. The query is read as integrators type it (inv, mod, "
+                              "micro, mono/tri, bat; 5kw, 5000W, 8 kWp; 220v; \"ate 5 mil\"); the fields below "
+                              "are hard filters. Returns {query (as understood), filters, total_offers, relaxed, "
+                              "semantic, products: [{product_key, category, brand, model, title, power_w, "
+                              "voltage_v, phases, score, exact_model, min_price_brl, offers: [{distributor, sku, "
+                              "price_brl, availability, stock_units, name, url, score}]}], facets: {category, "
+                              "brand, distributor, phases, voltage_v, availability, power_w, price_brl: "
+                              "[{value, offers}]}}. 503 when the service has no warehouse.",
+               "requestBody": body({
+                   "query": {"type": "string", "example": "inversor 5 kw monofásico growatt"},
+                   "k": {"type": "integer", "default": 10, "minimum": 1, "maximum": MAX_K},
+                   "category": {"type": "array", "items": {"type": "string", "enum": list(CATALOG_CATEGORIES)}},
+                   "brand": {"type": "array", "items": {"type": "string"}},
+                   "distributor": {"type": "array", "items": {"type": "string"}},
+                   "power_min_w": number, "power_max_w": number, "voltage_v": number,
+                   "phases": {"type": "integer", "enum": [1, 2, 3], "nullable": True},
+                   "price_min_brl": number, "price_max_brl": number,
+                   "in_stock": {"type": "boolean", "default": False},
+                   "semantic": {"type": "boolean", "nullable": True,
+                                "description": "fuse the semantic signal (default: the configured weight)"}},
+                   ["query"]),
+               "responses": {**ok("products with their offers, and facets"),
+                             "503": {"description": "catalog search not configured"}}}
     return {"openapi": "3.0.3", "info": {"title": "Hélio RAG API", "version": "2"},
             "paths": {"/v1/retrieve": {"post": retrieve, "get": {k: v for k, v in retrieve.items() if k != "requestBody"}},
                       "/v1/statistics": {"get": statistics, "post": statistics},
                       "/v1/inputs": {"get": inputs, "post": inputs},
-                      "/v2/answer": {"post": answer}},
+                      "/v2/answer": {"post": answer},
+                      "/v1/catalog/search": {"post": catalog,
+                                             "get": {k: v for k, v in catalog.items() if k != "requestBody"}}},
             "components": {"securitySchemes": {"apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}}}}
 
 

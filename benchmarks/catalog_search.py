@@ -1,0 +1,157 @@
+"""Catalog search: quality on judged buyer queries, and latency over >= 100k offers.
+
+    python benchmarks/catalog_search.py [--replicas 160] [--rounds 5] [--no-semantic]
+
+1. Starts an embedded PostgreSQL (temporary folder), normalizes the real distributor
+   exports (data/distributors/exports) into it with the catalog's Pathway graph, embeds
+   the offers (``sync_embeddings``, Hélio's default embedder all-MiniLM-L6-v2).
+2. Quality: the judged queries of data/sample/catalog_search_queries.jsonl, per split
+   (``tuning``: the only half the ranking was tuned on; ``evaluation``: held out), lexical
+   and lexical + semantic: hit@1, hit@5, MRR. Target hit@5 >= 0.9.
+3. Scale: replicates every real offer across fake distributors (``dist_001`` …) with a
+   perturbed price (±15 %) and a random availability until there are >= 100k offers,
+   re-syncs the embeddings (only the mapping changes: the texts are the same, nothing is
+   re-embedded), then times every judged query ``--rounds`` times: lexical, and lexical +
+   semantic with the query embedded each time (no query cache). Baseline, same run: an
+   accent-insensitive ``ILIKE`` of every query word over the same rows (what a search
+   without the indexes would do). Prints p50/p95/max and met / NOT met for p95 < 100 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+from ysh import db  # noqa: E402
+from ysh.catalog import job, search  # noqa: E402
+from ysh.services.postgres import EmbeddedPostgres, free_port  # noqa: E402
+
+QUERIES = REPO / "data" / "sample" / "catalog_search_queries.jsonl"
+EXPORTS = REPO / "data" / "distributors" / "exports"
+TARGET_P95_MS = 100.0
+
+
+def quality(engine: search.CatalogSearch, judged, semantic: bool) -> None:
+    for split in ("tuning", "evaluation"):
+        subset = [j for j in judged if j.split == split]
+        e = search.evaluate(lambda j: engine.search(j.query, k=5, filters=j.filters, semantic=semantic), subset)
+        label = "lexical + semantic" if semantic else "lexical"
+        print(f"  {split:10} {label:19} n={e.queries:2}  hit@1={e.hit_at_1:.2f}  hit@5={e.hit_at_5:.2f}  "
+              f"MRR={e.mrr:.3f}  misses={list(e.misses)}")
+
+
+def replicate(warehouse: db.Warehouse, replicas: int) -> int:
+    with db.connect(warehouse.dsn, warehouse.schema) as conn:
+        columns = [r[0] for r in conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = %s AND table_name = "
+            "'items_normalized' AND is_generated = 'NEVER' ORDER BY ordinal_position", (warehouse.schema,))]
+        replaced = {"distributor": "'dist_' || lpad(n::text, 3, '0')",
+                    "sku": "sku || '~' || n",
+                    "price_brl": "CASE WHEN price_brl IS NULL THEN NULL ELSE round((price_brl * (0.85 + 0.3 * random()))"
+                                 "::numeric, 2)::float8 END",
+                    "availability": "(ARRAY['in_stock', 'out_of_stock', 'on_order', NULL])[1 + floor(random() * 4)::int]",
+                    "source_file": "'dist_' || lpad(n::text, 3, '0') || '/' || source_file"}
+        select = ", ".join(replaced.get(c, c) for c in columns)
+        conn.execute(f"INSERT INTO items_normalized ({', '.join(columns)}) SELECT {select} "
+                     f"FROM items_normalized, generate_series(1, %s) n WHERE distributor IN ('solfacil', 'fotus')",
+                     (replicas,))
+        conn.commit()
+        conn.execute("ANALYZE items_normalized")
+        conn.commit()
+        return conn.execute("SELECT count(*) FROM items_normalized").fetchone()[0]
+
+
+def baseline(conn, query: str) -> None:
+    words = [w for w in search.fold(query).split() if w not in search.NOISE_WORDS]
+    conditions = " OR ".join(["lower(public.unaccent(coalesce(name, description, ''))) LIKE %s"] * len(words)) or "true"
+    conn.execute(f"SELECT distributor, sku FROM items_normalized WHERE {conditions} LIMIT 200",
+                 [f"%{w}%" for w in words]).fetchall()
+
+
+def timed(fn, queries, rounds) -> list[float]:
+    out = []
+    for _ in range(rounds):
+        for q in queries:
+            t0 = time.perf_counter()
+            fn(q)
+            out.append((time.perf_counter() - t0) * 1000)
+    return out
+
+
+def summary(name: str, ms: list[float], base_p95: float | None = None) -> float:
+    p95 = statistics.quantiles(ms, n=20)[18]
+    ratio = f"  ({base_p95 / p95:.1f}× faster than the baseline at p95)" if base_p95 else ""
+    print(f"  {name:34} n={len(ms):4}  p50={statistics.median(ms):6.1f} ms  p95={p95:6.1f} ms  "
+          f"max={max(ms):6.1f} ms{ratio}")
+    return p95
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--replicas", type=int, default=160, help="fake distributors (offers = real × (1 + n))")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--no-semantic", action="store_true")
+    args = parser.parse_args()
+
+    root = Path(tempfile.mkdtemp(prefix="ysh-bench-search-"))
+    server = EmbeddedPostgres(root, free_port())
+    server.start()
+    try:
+        warehouse = db.Warehouse(server.dsn(), "bench")
+        db.migrate(warehouse.dsn, warehouse.schema)
+        t0 = time.perf_counter()
+        report = job.run_static([EXPORTS], warehouse=warehouse)
+        print(f"real exports: {report.items} offers, {report.products} products ({time.perf_counter() - t0:.1f} s)")
+        embed = None
+        if not args.no_semantic:
+            from ysh.rag.embedding import minilm_backend
+
+            backend = minilm_backend()
+            t0 = time.perf_counter()
+            done = search.sync_embeddings(warehouse, backend.encode, "minilm")
+            print(f"embeddings: {done.texts} distinct texts embedded for {done.offers} offers "
+                  f"({time.perf_counter() - t0:.1f} s)")
+            embed = lambda texts: list(backend.encode(texts))  # noqa: E731
+        judged = search.load_judged(QUERIES)
+        engine = search.CatalogSearch(warehouse, embed_query=embed, model="minilm")
+        print(f"\nquality on {len(judged)} judged queries ({QUERIES.relative_to(REPO)}), k=5:")
+        quality(engine, judged, False)
+        if embed is not None:
+            quality(engine, judged, True)
+
+        t0 = time.perf_counter()
+        offers = replicate(warehouse, args.replicas)
+        print(f"\nscale: {offers} offers ({args.replicas} fake distributors; {time.perf_counter() - t0:.1f} s)")
+        if embed is not None:
+            t0 = time.perf_counter()
+            done = search.sync_embeddings(warehouse, backend.encode, "minilm")
+            print(f"embeddings re-synced: {done.offers_changed} offers mapped, {done.embedded} texts embedded "
+                  f"({time.perf_counter() - t0:.1f} s)")
+        queries = [j.query for j in judged]
+        engine.search(queries[0])  # warm the pool and the brand list
+        with db.connect(warehouse.dsn, warehouse.schema) as conn:
+            base = summary("baseline (unaccent ILIKE scan)", timed(lambda q: baseline(conn, q), queries, 1))
+        p95 = summary("lexical (+ facets)", timed(lambda q: engine.search(q, semantic=False), queries, args.rounds),
+                      base)
+        if embed is not None:
+            p95 = max(p95, summary("lexical + semantic (+ facets)",
+                                   timed(lambda q: engine.search(q, semantic=True), queries, args.rounds), base))
+        engine.close()
+        verdict = "met" if p95 < TARGET_P95_MS else "NOT met"
+        print(f"\ntarget p95 < {TARGET_P95_MS:.0f} ms over >= 100k offers: {verdict} "
+              f"(worst p95 {p95:.1f} ms, {offers} offers)")
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
