@@ -26,12 +26,11 @@ ALERT_KINDS = ("dagster_run_failure", "dagster_check_failure", "om_digest", "bac
 
 
 def _dagster_instance(settings: Settings):
-    import os
-
     import dagster as dg
 
-    settings.dagster_home.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("DAGSTER_HOME", str(settings.dagster_home))
+    from .. import dagster_instance
+
+    dagster_instance.use(settings)  # DAGSTER_HOME, and the password its dagster.yaml reads
     return dg.DagsterInstance.get()
 
 

@@ -165,7 +165,11 @@ def rag_docs_raw(settings: SettingsResource) -> dg.MaterializeResult:
     specs=[dg.AssetSpec(
         "helio_rag_index",
         group_name=GROUP,
-        deps=[rag_docs_raw],
+        # what the service reads: the documents, the live records (ysh.rag.records: products +
+        # items_normalized, tarifas_normalized (+ tarifas_fio_b) + tarifas_bandeiras) and, for
+        # /v1/catalog/search, the catalog_embeddings vectors
+        deps=[rag_docs_raw, "catalog_products", "catalog_normalized", "catalog_embeddings", "tarifas_normalized",
+              "tarifas_bandeiras"],
         kinds={"pathway"},
         description="The live hybrid index of the running `ysh rag serve` (Hélio API), observed hourly through "
                     "/v1/statistics: files, chunks, errors, last indexed, last modified and index lag, or that the "
