@@ -64,7 +64,7 @@ def test_status_shows_running_with_pid_and_url(stack):
 def test_mqtt_answers_connack(stack):
     local.probe_mqtt(stack["mqtt"].port)  # raises unless CONNACK with return code 0
     conf = (get_settings().home_dir / "services" / "mqtt" / "mosquitto.conf").read_text()
-    assert f"listener {stack['mqtt'].port} 127.0.0.1" in conf and "persistence false" in conf
+    assert f"listener {stack['mqtt'].port} 127.0.0.1" in conf and "persistence true" in conf
 
 
 def test_kafka_topic_produce_consume(stack):
@@ -146,19 +146,17 @@ def test_missing_binaries_give_clear_errors(home, monkeypatch):
     assert not (home / "services" / "mqtt" / "mqtt.pid").exists()
 
 
-def test_taken_default_port_falls_back_to_a_free_one(home):
+def test_a_taken_default_port_is_an_error_naming_its_setting(home):
+    """No silent move to another port: the settings are where every command reads it."""
     with socket.socket() as blocker:
         blocker.bind(("127.0.0.1", 0))
         blocker.listen()
         taken = blocker.getsockname()[1]
         svc = local.get_service("mqtt")
         svc.default_port = taken
-        status = svc.start()
-        try:
-            assert status.running and status.port != taken
-            local.probe_mqtt(status.port)
-        finally:
-            svc.stop()
+        with pytest.raises(local.LocalServiceError, match=f"port {taken} .*taken.*YSH_OM_MQTT_URI"):
+            svc.start()
+        assert not svc.status().running
         with pytest.raises(local.LocalServiceError, match="taken"):
             svc.start(port=taken)
 

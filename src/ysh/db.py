@@ -12,7 +12,7 @@ versions are recorded with a checksum; an edited, already-applied migration is a
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import TYPE_CHECKING
 
@@ -40,14 +40,98 @@ def embedded_server(settings: Settings) -> EmbeddedPostgres:
     return EmbeddedPostgres(settings.home_dir / "postgres", settings.warehouse.embedded_port)
 
 
-def resolve_dsn(settings: Settings, *, start: bool = True) -> str:
-    """The DSN of the warehouse, starting the embedded server when it is the one in use."""
+def resolve_dsn(settings: Settings, *, start: bool = True, replication: bool = False) -> str:
+    """The DSN of the warehouse, starting the embedded server when it is the one in use.
+
+    On the embedded server the pipelines connect as ``ysh_pipelines`` (owner of the
+    platform schema, not superuser), or ``ysh_cdc`` with ``replication`` (a member of it
+    with REPLICATION, for the CDC followers): :func:`provision_roles` creates them (on
+    start) and makes the schema theirs. ``YSH_POSTGRES_DSN`` is used as it is: on a
+    managed server the operator creates the roles (docs/operations.md)."""
     if settings.warehouse.dsn is not None:
         return settings.warehouse.dsn.get_secret_value()
+    from .services.postgres import CDC_ROLE, PIPELINES_ROLE
+
     server = embedded_server(settings)
+    role = CDC_ROLE if replication else PIPELINES_ROLE
     if start:
         server.start()
-    return server.dsn()
+        provision_roles(server, settings.warehouse.schema_name)
+    elif not server.role_password_file(role).exists():
+        return server.dsn()  # a cluster from before the roles, not yet provisioned
+    return server.role_dsn(role)
+
+
+#: (cluster root, schema) provisioned by this process
+_PROVISIONED: set[tuple[str, str]] = set()
+
+#: extensions the migrations use; created by the superuser (the roles cannot)
+EXTENSIONS = ("vector", "unaccent", "pg_trgm")
+
+
+def provision_roles(server: EmbeddedPostgres, schema: str) -> None:
+    """Give the embedded ``server`` its pipeline roles and their schema (idempotent, once
+    per process): ``ysh_pipelines`` LOGIN without SUPERUSER, CREATEDB, CREATEROLE or
+    REPLICATION, owning ``schema`` and Dagster's schema (with everything in them, also
+    when an older version created them as the superuser); ``ysh_cdc`` the same plus
+    REPLICATION. Passwords are generated into secret files beside the superuser's."""
+    from .dagster_instance import SCHEMA as DAGSTER_SCHEMA
+    from .services.postgres import CDC_ROLE, DATABASE, PIPELINES_ROLE
+
+    key = (str(server.root), schema)
+    if key in _PROVISIONED:
+        return
+    passwords = {role: server.role_password(role) for role in (PIPELINES_ROLE, CDC_ROLE)}
+    with psycopg.connect(server.dsn(), autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK_ID,))
+        try:
+            for role, (password, created_now) in passwords.items():
+                replication = sql.SQL("REPLICATION" if role == CDC_ROLE else "NOREPLICATION")
+                exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
+                verb = sql.SQL("ALTER" if exists else "CREATE")
+                statement = sql.SQL("{} ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS {}").format(
+                    verb, sql.Identifier(role), replication)
+                if not exists or created_now:  # a lost password file gets a new password
+                    statement += sql.SQL(" PASSWORD {}").format(sql.Literal(password))
+                conn.execute(statement)
+            conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(PIPELINES_ROLE), sql.Identifier(CDC_ROLE)))
+            conn.execute(sql.SQL("GRANT CONNECT, CREATE ON DATABASE {} TO {}").format(
+                sql.Identifier(DATABASE), sql.Identifier(PIPELINES_ROLE)))
+            for extension in EXTENSIONS:
+                conn.execute(sql.SQL("CREATE EXTENSION IF NOT EXISTS {} WITH SCHEMA public").format(
+                    sql.Identifier(extension)))
+            for name in dict.fromkeys((schema, DAGSTER_SCHEMA)):
+                give_schema(conn, name, PIPELINES_ROLE, create=name == schema)
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK_ID,))
+    _PROVISIONED.add(key)
+
+
+def give_schema(conn: psycopg.Connection, schema: str, role: str, *, create: bool = True) -> None:
+    """Make ``role`` the owner of ``schema`` and of every table, view, sequence and
+    function in it (run as a superuser; ``create``: create the schema when missing)."""
+    if create:
+        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {} AUTHORIZATION {}").format(
+            sql.Identifier(schema), sql.Identifier(role)))
+    owner = conn.execute("SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone()
+    if owner is None:
+        return
+    conn.execute(sql.SQL("ALTER SCHEMA {} OWNER TO {}").format(sql.Identifier(schema), sql.Identifier(role)))
+    kinds = {"r": "TABLE", "p": "TABLE", "v": "VIEW", "m": "MATERIALIZED VIEW", "S": "SEQUENCE", "f": "FOREIGN TABLE"}
+    rows = conn.execute(
+        "SELECT c.relname, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = %s AND c.relkind = ANY(%s) AND c.relowner <> %s::regrole "
+        # a sequence owned by a column follows its table
+        "AND NOT (c.relkind = 'S' AND EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = c.oid "
+        "AND d.classid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')))",
+        (schema, list(kinds), role)).fetchall()
+    for name, kind in rows:
+        conn.execute(sql.SQL("ALTER {} {}.{} OWNER TO {}").format(
+            sql.SQL(kinds[kind]), sql.Identifier(schema), sql.Identifier(name), sql.Identifier(role)))
+    for (signature,) in conn.execute(
+            "SELECT p.oid::regprocedure::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+            "WHERE n.nspname = %s AND p.proowner <> %s::regrole", (schema, role)).fetchall():
+        conn.execute(sql.SQL("ALTER ROUTINE {} OWNER TO {}").format(sql.SQL(signature), sql.Identifier(role)))
 
 
 @dataclass(frozen=True)
@@ -120,15 +204,20 @@ def migrate(dsn: str, schema: str) -> list[str]:
 
 @dataclass(frozen=True)
 class Warehouse:
-    """Where a job's tables live: a server (DSN) and the platform schema in it."""
+    """Where a job's tables live: a server (DSN) and the platform schema in it. The DSN
+    holds a password: it stays out of the repr (and so out of logs and tracebacks)."""
 
-    dsn: str
+    dsn: str = field(repr=False)
     schema: str
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Warehouse:
-        """The warehouse of ``settings``, started (if embedded) and migrated."""
-        return cls(prepare_warehouse(settings), settings.warehouse.schema_name)
+    def from_settings(cls, settings: Settings, *, replication: bool = False) -> Warehouse:
+        """The warehouse of ``settings``, started (if embedded) and migrated.
+        ``replication``: the CDC followers' role on the embedded server (``ysh_cdc``)."""
+        dsn = prepare_warehouse(settings)
+        if replication:
+            dsn = resolve_dsn(settings, replication=True)
+        return cls(dsn, settings.warehouse.schema_name)
 
 
 def server_now(warehouse: Warehouse):
@@ -150,6 +239,48 @@ def row_counts(warehouse: Warehouse, tables) -> dict[str, int]:
     with connect(warehouse.dsn, warehouse.schema) as conn:
         return {name: conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(name))).fetchone()[0]
                 for name in tables}
+
+
+def with_reconnect(action, *, what: str, budget_s: float = 300.0, initial_s: float = 0.5,
+                   cap_s: float = 10.0, stop=None):
+    """``action()`` (which opens its own connection), again after a lost connection.
+
+    A server restart, a failover or a network cut surfaces as
+    :class:`psycopg.OperationalError`; ``action`` is called again after a backoff of
+    ``initial_s`` doubling up to ``cap_s`` seconds, each failure logged as a warning,
+    until ``budget_s`` seconds have passed since the first failure (then the last error
+    is raised). ``action`` must be one transaction, so that a retry neither loses nor
+    doubles what it writes. ``stop`` (a :class:`threading.Event`) ends the waiting early
+    (the error is then raised)."""
+    import logging
+    import time
+
+    log = logging.getLogger("ysh.db")
+    first_failure = None
+    attempt = 0
+    while True:
+        try:
+            result = action()
+        except psycopg.OperationalError as exc:
+            now = time.monotonic()
+            first_failure = now if first_failure is None else first_failure
+            attempt += 1
+            down = now - first_failure
+            if down >= budget_s or (stop is not None and stop.is_set()):
+                log.error("%s: giving up after %d attempts in %.0fs: %s", what, attempt, down, exc)
+                raise
+            delay = min(initial_s * 2.0 ** (attempt - 1), cap_s, max(0.0, budget_s - down))
+            log.warning("%s failed (attempt %d, %.1fs since the first failure): %s; retrying in %.1fs",
+                        what, attempt, down, str(exc).strip().splitlines()[0] if str(exc).strip() else exc,
+                        delay)
+            if stop is not None:
+                stop.wait(delay)
+            else:
+                time.sleep(delay)
+            continue
+        if attempt:
+            log.info("%s succeeded after %d failed attempt(s)", what, attempt)
+        return result
 
 
 def connect(dsn: str, schema: str, **kwargs) -> psycopg.Connection:

@@ -13,13 +13,14 @@ import os
 import dagster as dg
 
 from .catalog import assets as catalog
+from . import ops_assets as ops
 from .om import assets as om
 from .proposals import assets as proposals
 from .rag import assets as rag
 from .resources import SettingsResource, WarehouseResource
 from .tariffs import assets as tariffs
 
-JOBS = (catalog, tariffs, proposals, om, rag)
+JOBS = (catalog, tariffs, proposals, om, rag, ops)
 
 
 def resources() -> dict:

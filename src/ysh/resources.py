@@ -14,6 +14,7 @@ from __future__ import annotations
 import threading
 
 import dagster as dg
+from pydantic import Field
 
 from . import db
 from .settings import Settings
@@ -38,7 +39,9 @@ class WarehouseResource(dg.ConfigurableResource):
     ``YSH_POSTGRES_DSN`` or, unset, the embedded server; migrations are applied on first use
     in a process."""
 
-    dsn: str | None = None
+    #: holds a password: out of the repr; the definitions set it only as
+    #: ``dg.EnvVar("YSH_POSTGRES_DSN")`` (read at run time, never stored in run config)
+    dsn: str | None = Field(default=None, repr=False)
     schema_name: str | None = None
 
     def settings(self) -> Settings:

@@ -12,8 +12,9 @@ minute); None publishes as fast as the bus takes them.
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from urllib.parse import parse_qs, urlparse
 
@@ -70,11 +71,24 @@ def topic_for(plant_id: str, inverter_id: str, prefix: str = TOPIC_PREFIX) -> st
     return f"{prefix}/{safe(plant_id)}/{safe(inverter_id)}"
 
 
+def mqtt_auth(settings) -> dict:
+    """The keyword arguments of :func:`publish_mqtt` for the broker of ``settings``
+    (``YSH_OM_MQTT_USERNAME``, ``YSH_OM_MQTT_PASSWORD``, ``YSH_OM_MQTT_TLS_CA``)."""
+    om = settings.om
+    return {"username": om.mqtt_username,
+            "password": om.mqtt_password.get_secret_value() if om.mqtt_password else None,
+            "tls_ca": om.mqtt_tls_ca}
+
+
 def publish_mqtt(events: Iterable[dict], uri: str, *, qos: int = 1, batch: int = 1, speedup: float | None = None,
                  prefix: str = TOPIC_PREFIX, on_progress: Callable[[int], None] | None = None,
-                 timeout_s: float = 60.0) -> int:
-    """Publish to the MQTT broker at ``uri`` (``mqtt://host:port``); returns the number of
-    events published. Waits until the broker acknowledged every QoS ≥ 1 message."""
+                 timeout_s: float = 60.0, username: str | None = None, password: str | None = None,
+                 tls_ca=None) -> int:
+    """Publish to the MQTT broker at ``uri`` (``mqtt://host:port``, ``mqtts://`` for TLS);
+    returns the number of events published. Waits until the broker acknowledged every
+    QoS ≥ 1 message. ``username``/``password``: the broker's credentials (see
+    :func:`mqtt_auth`); ``tls_ca``: the CA bundle of the broker's certificate (TLS also
+    on ``mqtts://`` with the system's roots). A refused connection raises ConnectionError."""
     import paho.mqtt.client as mqtt
 
     parsed = urlparse(uri)
@@ -82,11 +96,29 @@ def publish_mqtt(events: Iterable[dict], uri: str, *, qos: int = 1, batch: int =
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311)
     client.max_inflight_messages_set(1000)
     client.max_queued_messages_set(0)
-    client.connect(parsed.hostname or "127.0.0.1", parsed.port or 1883, keepalive=60)
+    if username is not None:
+        client.username_pw_set(username, password)
+    secure = parsed.scheme in ("mqtts", "ssl")
+    if secure or tls_ca is not None:
+        client.tls_set(ca_certs=str(tls_ca) if tls_ca is not None else None)
+    connected = threading.Event()
+    refusal: list[str] = []
+
+    def on_connect(_client, _userdata, _flags, reason, _properties=None) -> None:
+        if reason.is_failure:
+            refusal.append(str(reason))
+        connected.set()
+
+    client.on_connect = on_connect
+    client.connect(parsed.hostname or "127.0.0.1", parsed.port or (8883 if secure else 1883), keepalive=60)
     client.loop_start()
     count = 0
     last = None
     try:
+        if not connected.wait(timeout_s):
+            raise TimeoutError(f"the MQTT broker did not answer the connection within {timeout_s:.0f} s")
+        if refusal:
+            raise ConnectionError(f"the MQTT broker refused the connection: {refusal[0]}")
         for plant, inverter, payload in _messages(paced(events, speedup), batch):
             last = client.publish(topic_for(plant, inverter, prefix), payload, qos=qos)
             if last.rc != mqtt.MQTT_ERR_SUCCESS:
@@ -113,9 +145,10 @@ def kafka_key(plant_id: str) -> bytes:
 
 def publish_kafka(events: Iterable[dict], bootstrap: str, topic: str, *, batch: int = 1,
                   speedup: float | None = None, on_progress: Callable[[int], None] | None = None,
-                  timeout_s: float = 60.0) -> int:
+                  timeout_s: float = 60.0, security: Mapping[str, str] | None = None) -> int:
     """Produce to ``topic`` on the Kafka brokers ``bootstrap``; returns the number of events.
-    Waits until every message is delivered; raises on a delivery error."""
+    Waits until every message is delivered; raises on a delivery error. ``security``:
+    librdkafka TLS/SASL settings (:func:`ysh.om.stream.kafka_security`)."""
     from confluent_kafka import Producer
 
     errors: list[str] = []
@@ -125,7 +158,8 @@ def publish_kafka(events: Iterable[dict], bootstrap: str, topic: str, *, batch: 
             errors.append(str(err))
 
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "acks": "all",
-                         "enable.idempotence": False, "queue.buffering.max.messages": 500_000})
+                         "enable.idempotence": False, "queue.buffering.max.messages": 500_000,
+                         **(security or {})})
     count = 0
     for plant, _inverter, payload in _messages(paced(events, speedup), batch):
         while True:

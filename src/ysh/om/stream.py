@@ -31,6 +31,7 @@ from __future__ import annotations
 import functools
 import logging
 import operator
+import os
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
@@ -141,11 +142,13 @@ def persistence_dir(settings: Settings, source: str, partitions: Sequence[int] |
     return Instance(source, parse_partitions(partitions)).state_dir(settings)
 
 
-def topic_partitions(bootstrap: str, topic: str, timeout_s: float = 30.0) -> int:
+def topic_partitions(bootstrap: str, topic: str, timeout_s: float = 30.0,
+                     security: Mapping[str, str] | None = None) -> int:
     """How many partitions ``topic`` has (0: no such topic)."""
     from confluent_kafka.admin import AdminClient
 
-    metadata = AdminClient({"bootstrap.servers": bootstrap, "allow.auto.create.topics": False}).list_topics(
+    metadata = AdminClient({"bootstrap.servers": bootstrap, "allow.auto.create.topics": False,
+                            **(security or {})}).list_topics(
         topic, timeout=timeout_s)
     found = metadata.topics.get(topic)
     if found is None or found.error is not None:
@@ -153,10 +156,11 @@ def topic_partitions(bootstrap: str, topic: str, timeout_s: float = 30.0) -> int
     return len(found.partitions)
 
 
-def check_partitions(bootstrap: str, topic: str, partitions: Sequence[int]) -> int:
+def check_partitions(bootstrap: str, topic: str, partitions: Sequence[int],
+                     security: Mapping[str, str] | None = None) -> int:
     """The topic's partition count, after checking that every assigned partition exists
     (a typo would otherwise leave the instance idle and its plants unwatched)."""
-    total = topic_partitions(bootstrap, topic)
+    total = topic_partitions(bootstrap, topic, security=security)
     if total == 0:
         raise ValueError(f"Kafka topic {topic!r} does not exist on {bootstrap}: create it with as many partitions "
                          "as instances may ever share it (docs/operations.md, Scale-out)")
@@ -171,6 +175,68 @@ def _mqtt_uri(uri: str, client_id: str) -> str:
     if "client_id=" in uri:
         return uri
     return f"{uri}{'&' if '?' in uri else '?'}client_id={client_id}"
+
+
+#: what Pathway's MQTT reader (rumqttc) can take in the URI's user info: it does not
+#: percent-decode it, so other characters cannot be passed at all
+_URI_SAFE_PASSWORD = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,")
+
+
+def mqtt_credentials(settings: Settings) -> tuple[str, str] | None:
+    """(user, password) of ``YSH_OM_MQTT_USERNAME``/``YSH_OM_MQTT_PASSWORD``, or None."""
+    om = settings.om
+    if om.mqtt_username is None and om.mqtt_password is None:
+        return None
+    if not om.mqtt_username:
+        raise ValueError("YSH_OM_MQTT_PASSWORD is set without YSH_OM_MQTT_USERNAME")
+    return om.mqtt_username, om.mqtt_password.get_secret_value() if om.mqtt_password else ""
+
+
+def mqtt_reader_uri(settings: Settings) -> str:
+    """The URI Pathway's MQTT reader connects with: ``YSH_OM_MQTT_URI`` with the stable
+    client id and, when configured, the credentials in its user info. It holds the
+    password: never print or log it (print ``settings.om.mqtt_uri``, which cannot hold one)."""
+    uri = _mqtt_uri(settings.om.mqtt_uri, settings.om.mqtt_client_id)
+    credentials = mqtt_credentials(settings)
+    if credentials is None:
+        return uri
+    user, password = credentials
+    bad = sorted({c for c in user + password if c not in _URI_SAFE_PASSWORD})
+    if bad:
+        raise ValueError("the MQTT user name and password may only hold letters, digits and -._~!$&'()*+, "
+                         f"(Pathway's MQTT reader takes them in its URI, unescaped); found {len(bad)} other "
+                         "character(s)")
+    scheme, sep, rest = uri.partition("://")
+    return f"{scheme}{sep}{user}:{password}@{rest}"
+
+
+def mqtt_tls_environment(settings: Settings) -> dict[str, str]:
+    """Variables the Pathway reader needs for ``mqtts://`` with a private CA: rumqttc
+    loads the system's roots, which honour ``SSL_CERT_FILE``."""
+    if settings.om.mqtt_tls_ca is None:
+        return {}
+    return {"SSL_CERT_FILE": str(Path(settings.om.mqtt_tls_ca).expanduser().resolve())}
+
+
+def kafka_security(settings: Settings) -> dict[str, str]:
+    """librdkafka settings of the O&M Kafka clients (reader and publisher) for TLS and
+    SASL: ``security.protocol``, ``sasl.*``, ``ssl.ca.location``. Empty on PLAINTEXT."""
+    om = settings.om
+    out: dict[str, str] = {}
+    if om.kafka_security_protocol != "PLAINTEXT":
+        out["security.protocol"] = om.kafka_security_protocol
+    if om.kafka_security_protocol.startswith("SASL_"):
+        if not om.kafka_sasl_mechanism:
+            raise ValueError(f"YSH_OM_KAFKA_SECURITY_PROTOCOL={om.kafka_security_protocol} needs "
+                             "YSH_OM_KAFKA_SASL_MECHANISM")
+        out["sasl.mechanism"] = om.kafka_sasl_mechanism
+        if om.kafka_sasl_username is not None:
+            out["sasl.username"] = om.kafka_sasl_username
+        if om.kafka_sasl_password is not None:
+            out["sasl.password"] = om.kafka_sasl_password.get_secret_value()
+    if om.kafka_ssl_ca is not None:
+        out["ssl.ca.location"] = str(Path(om.kafka_ssl_ca).expanduser().resolve())
+    return out
 
 
 @pw.udf(deterministic=True)
@@ -194,7 +260,8 @@ def read_telemetry(settings: Settings, source: str, *, autocommit_duration_ms: i
         table = pw.io.plaintext.read(str(folder), mode="streaming", name="om_telemetry_jsonl",
                                      autocommit_duration_ms=autocommit_duration_ms)
     elif source == "mqtt":
-        table = pw.io.mqtt.read(_mqtt_uri(settings.om.mqtt_uri, settings.om.mqtt_client_id), settings.om.mqtt_topic,
+        os.environ.update(mqtt_tls_environment(settings))
+        table = pw.io.mqtt.read(mqtt_reader_uri(settings), settings.om.mqtt_topic,
                                 qos=1, format="plaintext", name="om_telemetry_mqtt",
                                 autocommit_duration_ms=autocommit_duration_ms)
     elif source == "kafka":
@@ -204,7 +271,7 @@ def read_telemetry(settings: Settings, source: str, *, autocommit_duration_ms: i
              # the persisted frontier is the only resume point: a group offset committed
              # ahead of Pathway's snapshot would skip events whose state was never persisted
              # (seen after kill -9); without it a restart re-reads from the earliest offset
-             "enable.auto.commit": "false"},
+             "enable.auto.commit": "false", **kafka_security(settings)},
             topic=settings.om.kafka_topic, format="plaintext", name="om_telemetry_kafka",
             with_metadata=instance.partitions is not None, autocommit_duration_ms=autocommit_duration_ms)
         if instance.partitions is not None:
@@ -230,7 +297,8 @@ def run_stream(settings: Settings, warehouse: Warehouse, *, source: str | None =
         configured_partitions(settings) if source == "kafka" else None)
     instance = Instance(source, parts)
     if parts is not None:
-        total = check_partitions(settings.om.kafka_bootstrap, settings.om.kafka_topic, parts)
+        total = check_partitions(settings.om.kafka_bootstrap, settings.om.kafka_topic, parts,
+                                 security=kafka_security(settings))
         log.info("O&M instance %s: partitions %s of %d of topic %s", instance.pipeline,
                  ",".join(map(str, parts)), total, settings.om.kafka_topic)
     for chatty in ("pathway_engine.connectors.data_storage.mqtt", "pathway_engine.persistence.input_snapshot"):
@@ -245,7 +313,7 @@ def run_stream(settings: Settings, warehouse: Warehouse, *, source: str | None =
                             evaluation_lag=timedelta(seconds=settings.om.evaluation_lag_s))
     wake = threading.Event()
     attach_warehouse(tables, warehouse, notify=settings.om.notify, wake=wake,
-                     min_severity=settings.om.notify_min_severity)
+                     min_severity=settings.om.notify_min_severity, streaming=True)
     status = StatusWriter(warehouse, source, pipeline=instance.pipeline, partitions=parts)
     status.attach(tables.windows, quarantine=tables.quarantine)
     if settings.om.influx_url:

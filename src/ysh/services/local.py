@@ -10,11 +10,18 @@ session) so that it outlives the CLI command that started it. Its state lives un
 
 * ``<name>.pid`` -- JSON: pid, port, argv, start time (removed by ``stop``);
 * ``<name>.log`` -- the server's stdout/stderr (appended, one header line per start);
-* ``mosquitto.conf`` -- for ``mqtt``, the generated configuration;
+* ``mosquitto.conf`` -- for ``mqtt``, the generated configuration; ``data/`` its
+  persistence (sessions and queued QoS 1 messages survive a restart); ``passwd`` the
+  hashed password file (0600) when ``YSH_OM_MQTT_USERNAME`` is set;
 * ``.lock`` -- serializes concurrent start/stop of the same service.
 
 A pid file whose process is gone (or whose pid now belongs to another program, checked
 through ``/proc/<pid>/cmdline``) is stale and is removed.
+
+Each server listens on the port of the setting every other command reads its address
+from (``YSH_OM_MQTT_URI``, ``YSH_OM_KAFKA_BOOTSTRAP``, ``YSH_S3_ENDPOINT_URL``; the
+defaults 1883, 9092, 9000). A taken port is an error naming that setting, never a move to
+another port the settings would not know.
 
 Readiness is checked with the server's own protocol: MQTT 3.1.1 CONNECT -> CONNACK 0,
 Kafka ApiVersions v0 -> a response with error code 0, S3 ``GET /`` -> HTTP 200/403.
@@ -36,6 +43,7 @@ import pwd
 import shutil
 import signal
 import socket
+import stat
 import struct
 import subprocess
 import sys
@@ -137,13 +145,33 @@ def _log_tail(path: Path, max_chars: int = 3000) -> str:
 # --------------------------------------------------------------------------------------
 
 
-def probe_mqtt(port: int, timeout: float = 2.0, host: str = HOST) -> None:
-    """MQTT 3.1.1 CONNECT (clean session, anonymous) must be answered by CONNACK rc=0."""
+def _mqtt_string(value: bytes) -> bytes:
+    return struct.pack(">H", len(value)) + value
+
+
+def _mqtt_length(n: int) -> bytes:
+    """MQTT's variable-length "remaining length"."""
+    out = bytearray()
+    while True:
+        n, byte = divmod(n, 128)
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def probe_mqtt(port: int, timeout: float = 2.0, host: str = HOST, *, username: str | None = None,
+               password: str | None = None) -> None:
+    """MQTT 3.1.1 CONNECT (clean session; anonymous unless ``username``) must be answered
+    by CONNACK rc=0."""
     client_id = f"ysh-probe-{os.getpid()}".encode()
-    variable = b"\x00\x04MQTT" + b"\x04" + b"\x02" + struct.pack(">H", 30)
-    payload = struct.pack(">H", len(client_id)) + client_id
-    remaining = len(variable) + len(payload)  # < 128: one length byte
-    packet = bytes([0x10, remaining]) + variable + payload
+    flags = 0x02 | (0x80 if username is not None else 0) | (0x40 if password is not None else 0)
+    variable = b"\x00\x04MQTT" + b"\x04" + bytes([flags]) + struct.pack(">H", 30)
+    payload = _mqtt_string(client_id)
+    if username is not None:
+        payload += _mqtt_string(username.encode())
+    if password is not None:
+        payload += _mqtt_string(password.encode())
+    packet = b"\x10" + _mqtt_length(len(variable) + len(payload)) + variable + payload
     with socket.create_connection((host, port), timeout=timeout) as s:
         s.settimeout(timeout)
         s.sendall(packet)
@@ -231,6 +259,7 @@ class LocalService:
     ready_timeout: float = 30.0
     stop_timeout: float = 10.0
     after_start: Callable[[LocalService, int], None] | None = None  # (service, port), once it answers
+    port_setting: str | None = None  # the YSH_* variable the default port comes from
 
     # --- paths -----------------------------------------------------------------------
     @property
@@ -298,8 +327,10 @@ class LocalService:
     def start(self, port: int | None = None, timeout: float | None = None) -> ServiceStatus:
         """Start the server (no-op when it already runs) and wait until it answers.
 
-        ``port``: an explicit port (must be free); by default the service's fixed port,
-        or a free port when that one is taken."""
+        ``port``: an explicit port; by default the service's port from the settings
+        (:func:`get_service`). A taken port is an error that says which setting moves the
+        service: the settings are the one place every command reads the address from, so
+        the server never moves to a port nobody else knows."""
         timeout = self.ready_timeout if timeout is None else timeout
         with self._lock():
             info = self._running()
@@ -307,9 +338,11 @@ class LocalService:
                 self._wait_ready(int(info["pid"]), int(info["port"]), timeout, proc=None)
                 return self.status()
             if port is None:
-                port = self.default_port if port_is_free(self.default_port) else free_port()
-            elif not port_is_free(port):
-                raise LocalServiceError(f"{self.name}: port {port} on {HOST} is taken by another process")
+                port = self.default_port
+            if not port_is_free(port):
+                where = f"; set {self.port_setting} to a free port (the commands read the address from it)" \
+                    if self.port_setting and port == self.default_port else ""
+                raise LocalServiceError(f"{self.name}: port {port} on {HOST} is taken by another process{where}")
             argv = self.argv(self, port)
             self.dir.mkdir(parents=True, exist_ok=True)
             with self.log_file.open("ab") as log:
@@ -439,16 +472,101 @@ def _clean_env() -> dict[str, str]:
 # --------------------------------------------------------------------------------------
 
 
-def _mosquitto_argv(service: LocalService, port: int) -> list[str]:
+def _write_secret_file(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` with mode 0600 from the first byte (a temporary file
+    created 0600 beside it, then renamed over it)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _mosquitto_user() -> tuple[int, int] | None:
+    """(uid, gid) mosquitto drops to when started as root, or None (it keeps our user)."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        entry = pwd.getpwnam("mosquitto")
+    except KeyError:
+        return None
+    return entry.pw_uid, entry.pw_gid
+
+
+def _let_traverse(path: Path) -> None:
+    """Let other users pass through (not list) the folders above ``path``: the broker,
+    dropped to the user mosquitto, must reach its data and password file (as the embedded
+    PostgreSQL's server user reaches its data directory)."""
+    for folder in path.parents:
+        mode = folder.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            folder.chmod(mode | stat.S_IXOTH)
+
+
+def _mosquitto_password_file(service: LocalService, username: str, password: str) -> Path:
+    """The broker's password file: ``user:password`` written 0600, then hashed in place by
+    ``mosquitto_passwd -U`` (the password never appears on a command line)."""
+    exe = _which("mosquitto_passwd")
+    if not exe:
+        raise BinaryNotFound("mosquitto_passwd not found (mqtt service with YSH_OM_MQTT_USERNAME): "
+                             "apt-get install mosquitto")
+    if ":" in username:
+        raise LocalServiceError("the MQTT user name cannot hold ':'")
+    path = service.dir / "passwd"
+    _write_secret_file(path, f"{username}:{password}\n")
+    result = subprocess.run([exe, "-U", str(path)], capture_output=True, text=True, timeout=30)
+    if result.returncode != 0:
+        path.unlink(missing_ok=True)
+        raise LocalServiceError(f"mosquitto_passwd -U failed: {result.stderr.strip() or result.stdout.strip()}")
+    return path
+
+
+def _mosquitto_argv_for(credentials: tuple[str, str] | None) -> Callable[[LocalService, int], list[str]]:
+    def argv(service: LocalService, port: int) -> list[str]:
+        return _mosquitto_argv(service, port, credentials)
+
+    return argv
+
+
+def _mosquitto_argv(service: LocalService, port: int, credentials: tuple[str, str] | None = None) -> list[str]:
+    """Write ``mosquitto.conf`` (and the password file when ``credentials`` are given);
+    returns the command line.
+
+    Persistence is on: the sessions of QoS 1 subscribers (``ysh om follow``'s stable client
+    id) and the messages queued for them are saved in ``mosquitto.db`` at every stop and
+    every :data:`MQTT_AUTOSAVE_S` seconds, so a broker restart loses none of them."""
     exe = service.find_binary()
     conf = service.dir / "mosquitto.conf"
     service.dir.mkdir(parents=True, exist_ok=True)
+    data = service.dir / "data"
+    data.mkdir(exist_ok=True)
+    owner = _mosquitto_user()
     lines = [
         "# generated by ysh (services/local.py) on every start: do not edit",
         f"listener {port} {HOST}",
-        "# anonymous access is acceptable only because the listener is loopback-only",
-        "allow_anonymous true",
-        "persistence false",
+    ]
+    if credentials is not None:
+        password_file = _mosquitto_password_file(service, *credentials)
+        if owner:  # read by the broker after it dropped to the user mosquitto
+            os.chown(password_file, *owner)
+        lines += ["allow_anonymous false", f"password_file {password_file}"]
+    else:
+        lines += ["# anonymous access is acceptable only because the listener is loopback-only",
+                  "allow_anonymous true"]
+    if owner:
+        os.chown(data, *owner)
+        _let_traverse(data)
+    lines += [
+        "# QoS 1 sessions and their queued messages survive a restart of the broker",
+        "persistence true",
+        f"persistence_location {data}/",
+        f"autosave_interval {MQTT_AUTOSAVE_S}",
         "# `ysh om follow` reads telemetry with QoS 1 and a persistent session: the broker keeps",
         "# what arrives while the pipeline restarts, and lets many messages be in flight",
         "max_queued_messages 2000000",
@@ -466,13 +584,14 @@ def _mosquitto_argv(service: LocalService, port: int) -> list[str]:
     ]
     # As root mosquitto drops privileges to the user "mosquitto"; without that user it
     # would refuse to start, so it then stays with the current user.
-    if os.geteuid() == 0:
-        try:
-            pwd.getpwnam("mosquitto")
-        except KeyError:
-            lines.append("user root")
+    if os.geteuid() == 0 and owner is None:
+        lines.append("user root")
     conf.write_text("\n".join(lines) + "\n")
     return [exe, "-c", str(conf)]
+
+
+#: seconds between mosquitto's saves of its sessions and queues (and at every stop)
+MQTT_AUTOSAVE_S = 5
 
 
 def _tansu_argv(service: LocalService, port: int) -> list[str]:
@@ -533,33 +652,66 @@ def _moto_argv(service: LocalService, port: int) -> list[str]:
 
 SERVICE_NAMES = ("mqtt", "kafka", "s3")
 DEFAULT_PORTS = {"mqtt": 1883, "kafka": 9092, "s3": 9000}
+#: the setting each service's address is read from, by every command
+PORT_SETTINGS = {"mqtt": "YSH_OM_MQTT_URI", "kafka": "YSH_OM_KAFKA_BOOTSTRAP", "s3": "YSH_S3_ENDPOINT_URL"}
+
+
+def configured_port(name: str, settings) -> int:
+    """The port of service ``name`` in ``settings`` (the address ``ysh om follow``, the
+    publishers and the S3 clients use), or its default when the setting names no port or
+    another host than loopback."""
+    from urllib.parse import urlsplit
+
+    value = {"mqtt": settings.om.mqtt_uri, "kafka": "//" + settings.om.kafka_bootstrap.split(",")[0].strip(),
+             "s3": settings.s3.endpoint_url}[name]
+    if not value:
+        return DEFAULT_PORTS[name]
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:
+        return DEFAULT_PORTS[name]
+    if port is None or parts.hostname not in ("127.0.0.1", "localhost", "::1"):
+        return DEFAULT_PORTS[name]
+    return port
 
 
 def get_service(name: str, settings=None, *, kafka_partitions: int = TELEMETRY_PARTITIONS) -> LocalService:
-    """``kafka_partitions``: the partitions of the O&M telemetry topic created at start."""
+    """The local server ``name`` on the port of its setting (:data:`PORT_SETTINGS`).
+
+    ``kafka_partitions``: the partitions of the O&M telemetry topic created at start.
+    With ``YSH_OM_MQTT_USERNAME`` set, mosquitto requires those credentials."""
     if settings is None:
         from ..settings import get_settings
 
         settings = get_settings()
     home = _home(settings)
     if name == "mqtt":
+        from ..om.stream import mqtt_credentials
+
+        credentials = mqtt_credentials(settings)
+        user, password = credentials if credentials else (None, None)
+
+        def probe(port: int, timeout: float) -> None:
+            probe_mqtt(port, timeout, username=user, password=password)
+
         return LocalService(
-            "mqtt", "MQTT broker (mosquitto)", DEFAULT_PORTS["mqtt"], find_binary=mosquitto_binary,
-            argv=_mosquitto_argv, probe=probe_mqtt, url_format="mqtt://{host}:{port}", home=home,
-            ready_timeout=15,
+            "mqtt", "MQTT broker (mosquitto)", configured_port("mqtt", settings), find_binary=mosquitto_binary,
+            argv=_mosquitto_argv_for(credentials), probe=probe, url_format="mqtt://{host}:{port}", home=home,
+            ready_timeout=15, port_setting=PORT_SETTINGS["mqtt"],
         )
     if name == "kafka":
         return LocalService(
-            "kafka", "Kafka-protocol broker (tansu, in memory)", DEFAULT_PORTS["kafka"],
+            "kafka", "Kafka-protocol broker (tansu, in memory)", configured_port("kafka", settings),
             find_binary=tansu_binary, argv=_tansu_argv, probe=probe_kafka, url_format="{host}:{port}",
-            home=home, ready_timeout=15,
+            home=home, ready_timeout=15, port_setting=PORT_SETTINGS["kafka"],
             after_start=_telemetry_topic(settings.om.kafka_topic, kafka_partitions),
         )
     if name == "s3":
         return LocalService(
-            "s3", "S3 API (moto_server)", DEFAULT_PORTS["s3"], find_binary=moto_server_binary,
+            "s3", "S3 API (moto_server)", configured_port("s3", settings), find_binary=moto_server_binary,
             argv=_moto_argv, probe=probe_http, url_format="http://{host}:{port}", home=home,
-            ready_timeout=30,
+            ready_timeout=30, port_setting=PORT_SETTINGS["s3"],
         )
     raise LocalServiceError(f"unknown service {name!r}: choose from {', '.join(SERVICE_NAMES)}")
 
