@@ -33,6 +33,16 @@ with only a retraction is deleted, retracted values are not compared), and must 
 each time durable before ``on_time_end`` returns (Pathway never re-delivers a persisted
 time).
 
+A lost server (a restart, a failover, a network cut) is waited out when Pathway
+persistence is on: the replication stream and the admin connection are opened anew (a
+restart kills both) with exponential backoff (0.5 s doubling, capped at 10 s, each
+attempt logged) for up to ``reconnect_budget_s`` (300 s) without progress, then
+:class:`CdcError`; streaming resumes after the last transaction handed to Pathway.
+Start-up retries the same way until the first snapshot row is emitted. A *fast* shutdown
+of the server waits for each walsender's client to confirm all WAL, which a persisted
+run does only ``confirm_delay_s`` after hand-over: ``pg_ctl stop -m fast`` takes up to
+about that long while a follower is attached.
+
 Slot confirmation: the server may drop WAL before the slot's ``confirmed_flush_lsn``,
 and START_REPLICATION never goes back before it. With persistence, Pathway's persisted
 offset must therefore never be behind the confirmed position; see ``_maybe_confirm``.
@@ -117,7 +127,9 @@ class PostgresCdcSubject(pw.io.python.ConnectorSubject):
         status_interval_s: float = 10.0,
         max_transactions_per_batch: int = 1000,
         snapshot_batch_rows: int = 5000,
-        max_reconnects: int = 5,
+        reconnect_budget_s: float = 300.0,
+        backoff_initial_s: float = 0.5,
+        backoff_cap_s: float = 10.0,
         transport: type = ReplicationStream,
         replay_per_transaction: bool = True,
     ) -> None:
@@ -131,7 +143,9 @@ class PostgresCdcSubject(pw.io.python.ConnectorSubject):
         self._status_interval_s = status_interval_s
         self._max_tx_per_batch = max_transactions_per_batch
         self._snapshot_batch_rows = snapshot_batch_rows
-        self._max_reconnects = max_reconnects
+        self._reconnect_budget_s = reconnect_budget_s
+        self._backoff_initial_s = backoff_initial_s
+        self._backoff_cap_s = backoff_cap_s
         self._transport = transport
         self._replay_per_transaction = replay_per_transaction
 
@@ -151,6 +165,7 @@ class PostgresCdcSubject(pw.io.python.ConnectorSubject):
         self._plan: list[_ColumnPlan] | None = None
         self._rel_id: int | None = None
         self._catch_up_until = 0
+        self._snapshot_emitted = False  # rows of the initial snapshot went to Pathway
 
     # ---- Pathway hooks -------------------------------------------------------------------
     def on_persisted_run(self) -> None:
@@ -170,30 +185,99 @@ class PostgresCdcSubject(pw.io.python.ConnectorSubject):
     # ---- main loop -----------------------------------------------------------------------
     def run(self) -> None:
         try:
-            self._admin = psycopg.connect(self._dsn, autocommit=True, options=SESSION_OPTIONS)
-            self._open()
-            failures = 0
+            if not self._open_retrying():
+                return
+            outage_since: float | None = None  # first failure without progress since
+            progress_mark = self._handed_lsn
             while not self._stop.is_set():
-                progress_mark = self._handed_lsn
                 try:
                     self._consume()
                     return
-                except ReplicationError as exc:
+                except (ReplicationError, psycopg.OperationalError) as exc:
                     if not self._persisted_run:
                         raise  # the TEMPORARY slot died with the connection: start over
-                    failures = 1 if self._handed_lsn > progress_mark else failures + 1
-                    if failures > self._max_reconnects:
-                        raise
+                    if outage_since is None or self._handed_lsn > progress_mark:
+                        outage_since = time.monotonic()
+                    progress_mark = self._handed_lsn
                     log.warning("replication connection lost (%s); reconnecting", exc)
-                    self._close_stream()
-                    time.sleep(min(0.5 * 2.0 ** (failures - 1), 30.0))
-                    wait_for_slot_release(self._admin, self._slot, timeout=120)
                     # Resume after the last transaction handed over; a transaction cut in
                     # the middle is re-sent whole (its rows are still in the same,
                     # uncommitted minibatch, and re-applying them is idempotent).
-                    self._start_stream(self._handed_lsn)
+                    self._reconnect(outage_since)
         finally:
             self._close()
+
+    def _open_retrying(self) -> bool:
+        """:meth:`_open`, again with backoff while the server cannot be reached (a restart
+        during start-up), within ``reconnect_budget_s``. Not once rows of the initial
+        snapshot went to Pathway: a second snapshot could not retract the rows of the first
+        that are gone meanwhile, so that error ends the run (nothing was persisted yet: the
+        next start begins afresh). False when asked to stop meanwhile."""
+        since = None
+        attempt = 0
+        while True:
+            try:
+                self._admin = self._connect_admin()
+                self._open()
+            except (ReplicationError, psycopg.OperationalError) as exc:
+                self._close_stream()
+                self._close_admin()
+                now = time.monotonic()
+                since = now if since is None else since
+                attempt += 1
+                if self._snapshot_emitted or now - since >= self._reconnect_budget_s:
+                    raise
+                delay = min(self._backoff_initial_s * 2.0 ** (attempt - 1), self._backoff_cap_s)
+                log.warning("opening replication of %s.%s failed (attempt %d, %.1fs since the first "
+                            "failure): %s; retrying in %.1fs", self._namespace, self._table, attempt,
+                            now - since, str(exc).strip().splitlines()[0] if str(exc).strip() else exc, delay)
+                if self._stop.wait(delay):
+                    return False
+                continue
+            if attempt:
+                log.info("replication of %s.%s opened after %d failed attempt(s)", self._namespace,
+                         self._table, attempt)
+            return True
+
+    def _connect_admin(self) -> psycopg.Connection:
+        return psycopg.connect(self._dsn, autocommit=True, options=SESSION_OPTIONS, connect_timeout=10)
+
+    def _reconnect(self, outage_since: float) -> None:
+        """Open a fresh admin connection and replication stream at ``_handed_lsn``, with
+        exponential backoff (``backoff_initial_s`` doubling up to ``backoff_cap_s``) until
+        ``reconnect_budget_s`` after ``outage_since`` (then :class:`CdcError`). A server
+        restart kills the admin connection too, so both are opened anew; each attempt is
+        logged. Returns at once when the subject is asked to stop."""
+        self._close_stream()
+        self._close_admin()
+        deadline = outage_since + self._reconnect_budget_s
+        attempt = 0
+        while not self._stop.is_set():
+            attempt += 1
+            delay = min(self._backoff_initial_s * 2.0 ** (attempt - 1), self._backoff_cap_s)
+            delay = max(0.0, min(delay, deadline - time.monotonic()))
+            if self._stop.wait(delay):
+                return
+            try:
+                self._admin = self._connect_admin()
+                # the walsender of a lost connection may hold the slot a while longer
+                wait_for_slot_release(self._admin, self._slot,
+                                      timeout=max(1.0, min(30.0, deadline - time.monotonic())))
+                self._start_stream(self._handed_lsn)
+            except (ReplicationError, psycopg.OperationalError, CdcError) as exc:
+                self._close_stream()
+                self._close_admin()
+                waited = time.monotonic() - outage_since
+                if time.monotonic() >= deadline:
+                    raise CdcError(
+                        f"replication of {self._namespace}.{self._table} not restored after "
+                        f"{attempt} attempts in {waited:.0f}s: {exc}") from exc
+                log.warning("reconnect attempt %d to slot %s failed after %.1fs down (%s); retrying",
+                            attempt, self._slot, waited, str(exc).strip().splitlines()[0] if str(exc).strip() else exc)
+                continue
+            log.info("replication of %s.%s restored at %s after %d attempt(s)", self._namespace,
+                     self._table, po.format_lsn(self._handed_lsn), attempt)
+            return
 
     def _open(self) -> int:
         """Prepare the slot (and the snapshot, on a fresh start); return the start LSN."""
@@ -285,6 +369,7 @@ class PostgresCdcSubject(pw.io.python.ConnectorSubject):
                     cur.itersize = self._snapshot_batch_rows
                     cur.execute(query)
                     for row in cur:
+                        self._snapshot_emitted = True
                         self.next(**{n: p(v) for n, p, v in zip(names, parsers, row)})
                         count += 1
         self._handed_lsn = consistent_point
@@ -457,13 +542,18 @@ class PostgresCdcSubject(pw.io.python.ConnectorSubject):
             self._stream.close()
             self._stream = None
 
-    def _close(self) -> None:
-        self._close_stream()
+    def _close_admin(self) -> None:
         if self._admin is not None:
             try:
                 self._admin.close()
+            except psycopg.Error:
+                pass
             finally:
                 self._admin = None
+
+    def _close(self) -> None:
+        self._close_stream()
+        self._close_admin()
 
 
 def read_postgres_cdc(

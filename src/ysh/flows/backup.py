@@ -554,14 +554,12 @@ def _restore_locked(secret_dsn: str, schema: str, dump_path: Path) -> dict[str, 
         return _row_counts(conn, schema)
 
 
-#: extensions the platform's tables use; a schema dump does not carry them (they live in
-#: ``public``, once per database), so a restore creates them first
-EXTENSIONS = ("vector",)
-
-
 def _ensure_extensions(secret_dsn: str) -> None:
+    """The extensions the migrations use (:data:`ysh.db.EXTENSIONS`): a schema dump does
+    not carry them (they live in ``public``, once per database), so a restore creates
+    them first."""
     with psycopg.connect(secret_dsn, autocommit=True) as conn:
-        for name in EXTENSIONS:
+        for name in db.EXTENSIONS:
             try:
                 conn.execute(f"CREATE EXTENSION IF NOT EXISTS {name} WITH SCHEMA public")
             except psycopg.Error as exc:  # the restore then fails on the type, naming it

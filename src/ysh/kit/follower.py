@@ -24,6 +24,7 @@ import psycopg
 from psycopg import sql
 
 from .. import db, pw_runtime
+from . import sinks
 from ..db import Warehouse
 
 
@@ -145,7 +146,9 @@ class Follower:
         A first start (no persisted state) runs ``batch()`` first, which also deletes
         output rows of source rows gone meanwhile (the follower's sinks only ever touch
         the keys it emits); later starts restore Pathway's persisted state and resume from
-        the persisted replication positions (nothing re-read, nothing lost).
+        the persisted replication positions (nothing re-read, nothing lost). A lost
+        server is waited out: the sources reconnect with backoff (:mod:`ysh.cdc`) and the
+        sinks retry each write (:mod:`ysh.kit.sinks`).
         ``graph(sources)`` builds the outputs from the streaming sources; ``on_ready()``
         is called once the graph is running.
         """
@@ -153,7 +156,8 @@ class Follower:
             batch()
         pw_runtime.fresh_graph()
         outputs = graph(self.read(warehouse, autocommit_duration_ms=autocommit_duration_ms, license_key=license_key))
-        pw_runtime.write_snapshots(outputs, self.outputs, warehouse)
+        # sinks that wait out a lost server (Pathway's own writer ends the run)
+        sinks.write_snapshots(outputs, self.outputs, warehouse)
         pw_runtime.observe_outputs({t: getattr(outputs, attr) for attr, (t, _) in self.outputs.items()}, self.pipeline)
         if on_ready is not None:
             threading.Timer(0.5, on_ready).start()

@@ -15,6 +15,7 @@ from .. import db, pw_runtime
 from ..db import Warehouse
 from .fleet import Plant, load_plants
 from .pipeline import build_om_graph
+from .rules import DEFAULT_THRESHOLDS, Thresholds
 
 #: output → (file name, sort keys)
 JSONL_FILES = {
@@ -54,12 +55,20 @@ def load_registry(warehouse: Warehouse, plants: list[Plant]) -> None:
 
 
 def attach_warehouse(tables, warehouse: Warehouse, *, notify: bool = False, wake=None,
-                     min_severity: str = "warning") -> None:
+                     min_severity: str = "warning", streaming: bool = False) -> None:
     """Snapshot upserts of the windows and the quarantine; the alerts through
-    :class:`ysh.om.sinks.AlertSink` (last version per key, open → resolved only)."""
+    :class:`ysh.om.sinks.AlertSink` (last version per key, open → resolved only).
+    ``streaming``: with sinks that wait out a lost connection (a database restart) and
+    retry the same transaction, instead of Pathway's writer, which ends the run."""
     from .sinks import AlertSink
 
-    pw_runtime.write_snapshots(tables, {k: v for k, v in TABLES.items() if k != "alerts"}, warehouse)
+    outputs = {k: v for k, v in TABLES.items() if k != "alerts"}
+    if streaming:
+        from ..kit import sinks
+
+        sinks.write_snapshots(tables, outputs, warehouse)
+    else:
+        pw_runtime.write_snapshots(tables, outputs, warehouse)
     AlertSink(warehouse, notify, wake, min_severity).attach(tables.alerts)
 
 @dataclass
@@ -72,11 +81,11 @@ class DetectReport:
 
 
 def run_detect(paths: list[Path], plants_path: Path, out_dir: Path | None = None, *, now: datetime | None = None,
-               warehouse: Warehouse | None = None) -> DetectReport:
-    """Validate, window and evaluate the telemetry in ``paths`` (JSONL files or folders);
-    write windows.jsonl, alerts.jsonl and quarantine.jsonl into ``out_dir`` and/or upsert
-    ``om_inverter_5min``, ``om_alerts`` and ``om_quarantine`` (with the registry) in the
-    warehouse."""
+               warehouse: Warehouse | None = None, thresholds: Thresholds | None = None) -> DetectReport:
+    """Validate, window and evaluate the telemetry in ``paths`` (JSONL files or folders)
+    with ``thresholds`` (default: the rules' own); write windows.jsonl, alerts.jsonl and
+    quarantine.jsonl into ``out_dir`` and/or upsert ``om_inverter_5min``, ``om_alerts``
+    and ``om_quarantine`` (with the registry) in the warehouse."""
     if out_dir is None and warehouse is None:
         raise ValueError("give at least one sink: out_dir and/or warehouse")
     from ..kit.files import files_under
@@ -88,7 +97,8 @@ def run_detect(paths: list[Path], plants_path: Path, out_dir: Path | None = None
     sources = [pw.io.plaintext.read(str(f), mode="static", name=f"telemetry_{i}") for i, f in enumerate(files)]
     lines = sources[0] if len(sources) == 1 else pw.Table.concat_reindex(*sources)
     lines = lines.filter(pw.this.data.str.strip() != "")
-    tables = build_om_graph(lines, plants, now=now or datetime.now(timezone.utc))
+    tables = build_om_graph(lines, plants, now=now or datetime.now(timezone.utc),
+                            thresholds=thresholds or DEFAULT_THRESHOLDS)
     collectors = {name: pw_runtime.TableCollector(getattr(tables, name), name, keep_retracted=name == "alerts")
                   for name in JSONL_FILES}
     if warehouse is not None:

@@ -320,7 +320,9 @@ class PgvectorSink:
         self._deletes: set[str] = set()
         self._lock = threading.RLock()
         self.upserted = self.deleted = self.errors = 0
+        self._failures = 0  # consecutive failed flushes: the retry loop backs off
         self._stop = threading.Event()
+        self._retry_s = retry_s
         self._retry = threading.Thread(target=self._retry_loop, args=(retry_s,), daemon=True, name="rag-pgvector")
         self._retry.start()
 
@@ -376,8 +378,14 @@ class PgvectorSink:
                     self.upserted += self.store.upsert(ready, model=self.model)
             except Exception as exc:  # warehouse down: keep everything, retry later
                 self.errors += 1
-                log.error("pgvector sink: writing rag_chunks failed (%s); will retry", exc)
+                self._failures += 1
+                log.error("pgvector sink: writing rag_chunks failed (attempt %d: %s); %d chunk changes kept, "
+                          "retrying in %.0f s", self._failures, exc, len(self._upserts) + len(self._deletes),
+                          self._retry_delay())
                 return
+            if self._failures:
+                log.info("pgvector sink: rag_chunks written again after %d failed attempt(s)", self._failures)
+                self._failures = 0
             self._deletes -= deletes
             self._upserts = waiting
             # reconcile once the index has delivered its initial documents: something came
@@ -403,8 +411,14 @@ class PgvectorSink:
                 log.info("pgvector sink: %d stale chunks removed from rag_chunks", removed)
             return removed
 
+    def _retry_delay(self, cap_s: float = 10.0) -> float:
+        """Seconds until the next retry: ``retry_s``, doubled after each consecutive
+        failure, at most ``cap_s``."""
+        return min(self._retry_s * 2.0 ** min(self._failures, 8), max(cap_s, self._retry_s)) \
+            if self._failures else self._retry_s
+
     def _retry_loop(self, every_s: float) -> None:
-        while not self._stop.wait(every_s):
+        while not self._stop.wait(self._retry_delay()):
             with self._lock:
                 busy = bool(self._upserts or self._deletes) or (not self.reconciled and bool(self.live))
             if busy:  # pending writes, or a reconciliation waiting for the index to go quiet

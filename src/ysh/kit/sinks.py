@@ -1,0 +1,157 @@
+"""A PostgreSQL snapshot sink for streaming graphs that rides through a lost server.
+
+Pathway's own ``pw.io.postgres.write`` ends the whole run when its connection breaks (a
+server restart panics its writer thread: "error connecting to server"). A streaming job
+writes its outputs with :func:`write_snapshots` instead: a ``pw.io.subscribe`` sink that
+applies each Pathway time as **one transaction** of keyed upserts and deletes (per
+primary key: the last addition sets the row, a key with only retractions is deleted;
+retracted values are not compared), and retries that transaction on a fresh connection,
+with backoff, when the connection is lost (:func:`ysh.db.with_reconnect`). The sink
+holds ``on_time_end`` until the time is written, so the time is durable before Pathway
+moves on (the sink contract of docs/cdc.md) and the graph waits for the server instead
+of dropping or doubling rows: an upsert applied twice is the same row.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pathway as pw
+import psycopg
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from .. import db
+
+log = logging.getLogger("ysh.kit.sinks")
+
+
+def sql_value(value: Any) -> Any:
+    """A Pathway value as psycopg adapts it (Json → jsonb, arrays → lists, numpy scalars
+    → Python, pandas timestamps and durations → datetime/timedelta)."""
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if isinstance(value, pw.Json):
+        return Jsonb(value.value)
+    if isinstance(value, (tuple, list)):
+        return [sql_value(v) for v in value]
+    if hasattr(value, "to_pydatetime"):
+        return value.to_pydatetime()
+    if hasattr(value, "to_pytimedelta"):
+        return value.to_pytimedelta()
+    if isinstance(value, (dt.datetime, dt.date, dt.timedelta, bytes)):
+        return value
+    if hasattr(value, "tolist"):  # numpy arrays and scalars
+        return value.tolist()
+    if isinstance(value, pw.Pointer):
+        return str(value)
+    return value
+
+
+class SnapshotSink:
+    """Keeps ``table_name`` equal to a Pathway table, keyed by ``primary_key``."""
+
+    def __init__(self, dsn: str, schema: str, table_name: str, primary_key: Sequence[str], *,
+                 retry_budget_s: float = 300.0, backoff_cap_s: float = 10.0):
+        self._dsn, self._schema, self._table = dsn, schema, table_name
+        self._key = tuple(primary_key)
+        self._budget_s, self._cap_s = retry_budget_s, backoff_cap_s
+        self._changes: list[tuple[dict, bool]] = []
+        self._lock = threading.Lock()
+        self._conn: psycopg.Connection | None = None
+        self._statements: dict[tuple[str, ...], sql.Composed] = {}
+
+    # ---- Pathway callbacks -------------------------------------------------------------
+    def on_change(self, key, row: dict, time: int, is_addition: bool) -> None:
+        with self._lock:
+            self._changes.append((row, is_addition))
+
+    def on_time_end(self, time: int) -> None:
+        with self._lock:
+            changes, self._changes = self._changes, []
+        upserts, deletes = self.net(changes)
+        if upserts or deletes:
+            db.with_reconnect(lambda: self._apply(upserts, deletes), what=f"writing {self._table}",
+                              budget_s=self._budget_s, cap_s=self._cap_s)
+
+    def on_end(self) -> None:
+        self.close()
+
+    # ---- the writes ----------------------------------------------------------------------
+    def net(self, changes: list[tuple[dict, bool]]) -> tuple[dict[tuple, dict], list[tuple]]:
+        """(primary key → row to upsert, primary keys to delete) of one Pathway time."""
+        upserts: dict[tuple, dict] = {}
+        retracted: set[tuple] = set()
+        for row, is_addition in changes:
+            pk = tuple(row[c] for c in self._key)
+            if is_addition:
+                upserts[pk] = row
+            else:
+                retracted.add(pk)
+        return upserts, sorted(retracted - upserts.keys(), key=repr)
+
+    def _connection(self) -> psycopg.Connection:
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            self.close()
+            self._conn = db.connect(self._dsn, self._schema, connect_timeout=10)
+        return self._conn
+
+    def _upsert(self, columns: tuple[str, ...]) -> sql.Composed:
+        statement = self._statements.get(columns)
+        if statement is None:
+            others = [c for c in columns if c not in self._key]
+            action = (sql.SQL("DO UPDATE SET {}").format(sql.SQL(", ").join(
+                sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in others))
+                if others else sql.SQL("DO NOTHING"))
+            statement = sql.SQL("INSERT INTO {} ({}) VALUES ({}) ON CONFLICT ({}) {}").format(
+                sql.Identifier(self._table), sql.SQL(", ").join(map(sql.Identifier, columns)),
+                sql.SQL(", ").join(sql.Placeholder() * len(columns)),
+                sql.SQL(", ").join(map(sql.Identifier, self._key)), action)
+            self._statements[columns] = statement
+        return statement
+
+    def _apply(self, upserts: Mapping[tuple, dict], deletes: list[tuple]) -> None:
+        try:
+            conn = self._connection()
+            with conn.transaction(), conn.cursor() as cur:
+                if deletes:
+                    cur.executemany(sql.SQL("DELETE FROM {} WHERE {}").format(
+                        sql.Identifier(self._table), sql.SQL(" AND ").join(
+                            sql.SQL("{} = %s").format(sql.Identifier(c)) for c in self._key)),
+                        [[sql_value(v) for v in pk] for pk in deletes])
+                by_columns: dict[tuple[str, ...], list[list]] = {}
+                for row in upserts.values():
+                    columns = tuple(row)
+                    by_columns.setdefault(columns, []).append([sql_value(row[c]) for c in columns])
+                for columns, params in by_columns.items():
+                    cur.executemany(self._upsert(columns), params)
+        except psycopg.OperationalError:
+            self.close()  # a broken connection is not reused; the retry opens a fresh one
+            raise
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except psycopg.Error:
+                pass
+            self._conn = None
+
+
+def write_snapshots(tables, outputs: Mapping[str, tuple[str, Sequence[str]]], warehouse, *,
+                    retry_budget_s: float = 300.0, backoff_cap_s: float = 10.0) -> dict[str, SnapshotSink]:
+    """Snapshot sinks (upsert/delete by primary key) of ``tables`` into the warehouse that
+    retry a write on a lost connection: ``outputs`` maps an attribute of ``tables`` to
+    (table name, primary key columns), as :func:`ysh.pw_runtime.write_snapshots`."""
+    sinks = {}
+    for attr, (table_name, key) in outputs.items():
+        sink = SnapshotSink(warehouse.dsn, warehouse.schema, table_name, key,
+                            retry_budget_s=retry_budget_s, backoff_cap_s=backoff_cap_s)
+        pw.io.subscribe(getattr(tables, attr), on_change=sink.on_change, on_time_end=sink.on_time_end,
+                        on_end=sink.on_end, name=f"pg_{table_name}")
+        sinks[table_name] = sink
+    return sinks
