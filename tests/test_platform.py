@@ -143,7 +143,7 @@ def test_the_cli_reports_a_settings_typo_and_exits_2():
     result = subprocess.run([sys.executable, "-m", "ysh.cli", "tariffs", "current"], env=env, capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 2
-    assert "unknown setting YSH_RAG_HOTS (did you mean YSH_RAG_HOST?)" in " ".join(result.stdout.split())
+    assert "unknown setting YSH_RAG_HOTS (did you mean YSH_RAG_HOST?)" in " ".join((result.stdout + result.stderr).split())
     assert "Traceback" not in result.stdout + result.stderr
 
 

@@ -11,13 +11,19 @@ import functools
 import os
 import shutil
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Literal
 
 import typer
+from typer._click.exceptions import NoArgsIsHelpError, UsageError  # typer vendors click (pinned 0.29)
+from typer.core import TyperGroup
 from rich.console import Console
 from rich.table import Table
 
 from . import db
+from .errors import InputError
 from .catalog.cli import app as catalog_app
 from .flows.cli import app as flows_app
 from .om.cli import app as om_app
@@ -26,7 +32,46 @@ from .proposals.cli import app as proposal_app
 from .tariffs.cli import app as tariffs_app
 from .settings import get_settings, variable_of
 
+
+def _error_line(message: str) -> typer.Exit:
+    """Print ``error: <message>`` (one line) on stderr; the exit (code 2) to raise."""
+    typer.secho("error: " + " ".join(str(message).split()), err=True, fg="red")
+    return typer.Exit(2)
+
+
+@contextmanager
+def _one_line_errors() -> Iterator[None]:
+    """Bad input ends a command with one line on stderr and exit code 2, never a
+    traceback: an :class:`~ysh.errors.InputError` from any command, and click's usage
+    errors (a bad option, a missing file argument) too; Ctrl-C ends it with 130."""
+    try:
+        yield
+    except NoArgsIsHelpError:
+        raise  # `ysh om` alone: the help text
+    except UsageError as exc:
+        where = exc.ctx.command_path if exc.ctx is not None else "ysh"
+        raise _error_line(f"{exc.format_message().rstrip('.')} (see `{where} --help`)") from None
+    except InputError as exc:
+        raise _error_line(str(exc)) from None
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        raise typer.Exit(130) from None
+
+
+class _Ysh(TyperGroup):
+    """The root group: every command runs inside :func:`_one_line_errors`."""
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        with _one_line_errors():
+            return super().make_context(info_name, args, parent=parent, **extra)
+
+    def invoke(self, ctx):
+        with _one_line_errors():
+            return super().invoke(ctx)
+
+
 app = typer.Typer(
+    cls=_Ysh,
     help="YSH data platform: five jobs (catalog, tariffs, proposals, om, rag) and the Prefect flows. In every "
          "job `run` is one batch pass that ends, `follow` streams until stopped, `serve` is an HTTP API.",
     no_args_is_help=True, pretty_exceptions_show_locals=False)
@@ -81,7 +126,7 @@ app.add_typer(proposal_app, name="proposal", hidden=True, callback=_proposal_gro
 @app.callback()
 def _setup(ctx: typer.Context) -> None:
     """One logging setup for every command (YSH_LOG_LEVEL, YSH_LOG_JSON); settings errors
-    (a typo in a YSH_* name, a bad value) end the command with the reason."""
+    (a typo in a YSH_* name, a bad value) end the command with the reason, in one line."""
     from pydantic import ValidationError
 
     from .observability import setup_logging
@@ -89,10 +134,11 @@ def _setup(ctx: typer.Context) -> None:
     try:
         settings = get_settings()
     except ValidationError as exc:
+        problems = []
         for error in exc.errors():
             where = variable_of(error.get("loc", ())) or ".".join(str(part) for part in error.get("loc", ()))
-            console.print(f"[red]settings: {(where + ': ') if where else ''}{error['msg'].removeprefix('Value error, ')}[/]")
-        raise typer.Exit(2) from None
+            problems.append(f"{(where + ': ') if where else ''}{error['msg'].removeprefix('Value error, ')}")
+        raise InputError("settings: " + "; ".join(problems)) from None
     setup_logging(settings.observability.log_level, settings.observability.log_json)
 
 
@@ -128,6 +174,10 @@ def services_up(
     from .services import local
 
     settings = get_settings()
+    try:
+        names = local.parse_names(with_) if with_ else []  # a typo ends here, before anything starts
+    except local.LocalServiceError as exc:
+        raise InputError(f"--with: {exc}") from None
     with console.status("starting PostgreSQL and applying migrations…"):
         dsn = db.resolve_dsn(settings)
         applied = db.migrate(dsn, settings.warehouse.schema_name)
@@ -136,7 +186,7 @@ def services_up(
     if with_:
         try:
             with console.status(f"starting {with_}…"):
-                local.start_services(local.parse_names(with_), settings)
+                local.start_services(names, settings)
         except local.LocalServiceError as exc:
             console.print(f"[red]{exc}[/]")
             raise typer.Exit(1) from exc
@@ -178,14 +228,12 @@ def db_migrate() -> None:
 # --------------------------------------------------------------------------------------
 
 
-def _dagster_env() -> dict[str, str]:
-    settings = get_settings()
-    settings.dagster_home.mkdir(parents=True, exist_ok=True)
-    yaml = settings.dagster_home / "dagster.yaml"
-    if not yaml.exists():
-        yaml.write_text("telemetry:\n  enabled: false\n")
-    os.environ["DAGSTER_HOME"] = str(settings.dagster_home)
-    return {"DAGSTER_HOME": str(settings.dagster_home)}
+def _dagster_env(storage: str | None = None) -> dict[str, str]:
+    """Write the platform's dagster.yaml (storage in the warehouse, or SQLite when asked)
+    and point this process at it; returns the variables for child processes."""
+    from . import dagster_instance
+
+    return dagster_instance.prepare(get_settings(), storage)
 
 
 def _materialize(assets: list, label: str, selection=None):
@@ -239,9 +287,9 @@ def demo() -> None:
     from .tariffs.store import book_from_warehouse
 
     settings = get_settings()
-    _dagster_env()
     with console.status("starting PostgreSQL and applying migrations…"):
         dsn = db.prepare_warehouse(settings)
+    _dagster_env()  # Dagster's runs and events in the warehouse (schema dagster)
     warehouse = Warehouse(dsn, settings.warehouse.schema_name)
     console.print(f"[green]✓[/] warehouse ready (schema [bold]{settings.warehouse.schema_name}[/])")
 
@@ -326,7 +374,8 @@ def demo() -> None:
 
 @app.command()
 def report(
-    out: Path | None = typer.Option(None, "--out", help="HTML file (default: $YSH_HOME/reports/proposals.html)."),
+    out: Path | None = typer.Option(None, "--out", dir_okay=False,
+                                    help="HTML file (default: $YSH_HOME/reports/proposals.html)."),
     quote: str | None = typer.Option(None, "--quote", help="Quote whose cash-flow curve is shown (default: the "
                                                              "median-payback one)."),
 ) -> None:
@@ -348,16 +397,87 @@ def report(
 @app.command()
 def ui(
     host: str = typer.Option("127.0.0.1", help="Interface to bind."),
-    port: int = typer.Option(3000, help="Port of the Dagster UI."),
+    port: int = typer.Option(3000, min=1, max=65535, help="Port of the Dagster UI."),
+    dagster_storage: Literal["postgres", "sqlite"] | None = typer.Option(
+        None, show_default="YSH_DAGSTER_STORAGE, postgres",
+        help="Where Dagster keeps runs, events and schedules: the warehouse (schema dagster) or SQLite "
+             "files under YSH_HOME/dagster."),
 ) -> None:
     """Open the Dagster UI (webserver + daemon for schedules and sensors)."""
     settings = get_settings()
-    env = _dagster_env()
     db.prepare_warehouse(settings)
+    env = _dagster_env(dagster_storage)
     dagster = shutil.which("dagster") or os.path.join(os.path.dirname(sys.executable), "dagster")
-    console.print(f"Dagster UI on http://{host}:{port} (Ctrl+C stops)")
-    os.execve(dagster, [dagster, "dev", "-m", "ysh.definitions", "-h", host, "-p", str(port)],
-              {**os.environ, **env})
+    console.print(f"Dagster UI on http://{host}:{port} (Ctrl+C or SIGTERM stops)")
+    code = supervise([dagster, "dev", "-m", "ysh.definitions", "-h", host, "-p", str(port)], {**os.environ, **env})
+    raise typer.Exit(code)
+
+
+def supervise(argv: list[str], env: dict[str, str], grace_s: float = 20.0) -> int:
+    """Run ``argv`` (``dagster dev``) in a process group of its own until it ends, or until
+    this process gets SIGTERM or SIGINT: then the group gets SIGINT (what Ctrl+C sends:
+    dagster dev stops its webserver, daemon and code servers), and whatever of the group
+    is left after ``grace_s`` is killed. Returns the exit code (0 after a requested stop).
+
+    Exec'ing dagster dev instead left it to inherit an ignored SIGINT (a background job of a
+    shell), which dagster maps SIGTERM onto: the UI then ignored SIGTERM too."""
+    import signal
+    import subprocess
+    import time
+
+    received: list[int] = []
+
+    def stop(signum, _frame) -> None:
+        received.append(signum)
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    restore = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}
+
+    def child_signals() -> None:  # the child starts with the default handlers, never ignored ones
+        for sig, handler in restore.items():
+            signal.signal(sig, handler)
+
+    try:
+        proc = subprocess.Popen(argv, env=env, start_new_session=True, preexec_fn=child_signals)
+        while proc.poll() is None and not received:
+            time.sleep(0.2)
+        if proc.poll() is not None and not received:
+            return proc.returncode
+        for sig, wait_s in ((signal.SIGINT, grace_s), (signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+            try:
+                os.killpg(proc.pid, sig)
+            except ProcessLookupError:
+                break
+            deadline = time.monotonic() + wait_s
+            while time.monotonic() < deadline and _group_alive(proc):
+                time.sleep(0.1)
+            if not _group_alive(proc):
+                break
+        return 0
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _group_alive(proc) -> bool:
+    """Is any process of ``proc``'s process group still alive (the leader is reaped)?"""
+    proc.poll()
+    try:
+        os.killpg(proc.pid, 0)
+    except ProcessLookupError:
+        return False
+    if proc.returncode is None:
+        return True
+    # the leader is gone; a member left behind keeps the group id: look for a live one
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if int(fields[2]) == proc.pid and fields[0] not in ("Z", "X"):
+                return True
+    return False
 
 
 if __name__ == "__main__":

@@ -119,7 +119,8 @@ def run_command(landing_dir: Path | None = _LANDING, accept_shrink: bool = _ACCE
     with console.status(f"normalizing {where} with Pathway…") if leader else nullcontext():
         report = job.run_static([folder] if folder else None, s3=s3, warehouse=warehouse, reconcile_after=True,
                                 accept_shrink=accept_shrink or settings.catalog.accept_shrink,
-                                max_shrink=settings.catalog.max_shrink)
+                                max_shrink=settings.catalog.max_shrink,
+                                registry=job.RegistrySource.from_settings(settings))
     if not leader:
         return
     print_run_report(report)
@@ -155,7 +156,8 @@ def follow(landing_dir: Path | None = _LANDING, accept_shrink: bool = _ACCEPT_SH
     console.print(f"following [cyan]{where}[/] → Postgres schema {warehouse.schema} (Ctrl+C stops)")
     job.run_streaming(folder, warehouse, s3=s3, on_ready=ready,
                       accept_shrink=accept_shrink or settings.catalog.accept_shrink,
-                      max_shrink=settings.catalog.max_shrink)
+                      max_shrink=settings.catalog.max_shrink,
+                      registry=job.RegistrySource.from_settings(settings))
 
 
 def print_summary(warehouse: job.Warehouse) -> None:
@@ -264,7 +266,7 @@ def print_search_result(result) -> None:
         console.print(f"[yellow]nothing matched every filter the query implies: dropped {', '.join(result.relaxed)} "
                       "(the asked power still ranks the results)[/]")
     table = Table("#", "product", "category", "kW", "V", "ph", "offers (distributor: R$)", "from R$",
-                  title=f"{len(result.products)} products ({result.total_offers} matching offers)"
+                  title=f"{len(result.products)} products ({'≥ ' if result.capped else ''}{result.total_offers} matching offers)"
                         + (" · lexical + semantic" if result.semantic else " · lexical"))
     for i, p in enumerate(result.products, 1):
         name = " ".join(x for x in (p.brand, p.model) if x) or (p.title or "")[:60]

@@ -62,5 +62,35 @@ def run_command(
     available = flows()
     if name not in available:
         raise typer.BadParameter(f"unknown flow {name!r}: one of {', '.join(available)}")
-    result = available[name](**_parameters(param))
+    flow, params = available[name], _parameters(param)
+    _check_parameters(flow, name, params)
+    result = flow(**params)
     console.print(result)
+
+
+def _check_parameters(flow, name: str, params: dict) -> None:
+    """The parameters bind to the flow's signature and pass its type checks, before it
+    runs (Prefect would end the run with a traceback); :class:`~ysh.errors.InputError`
+    naming the flow and the problem."""
+    import inspect
+    import logging
+
+    from prefect.exceptions import ParameterTypeError
+
+    from ..errors import InputError
+
+    signature = inspect.signature(flow.fn)
+    try:
+        signature.bind(**params)
+    except TypeError as exc:
+        raise InputError(f"flow {name}: {exc} (its parameters: {', '.join(signature.parameters) or 'none'})") \
+            from None
+    if flow.should_validate_parameters:
+        prefect_log = logging.getLogger("prefect.flows")  # it logs the failure (and the values) at ERROR
+        quiet, prefect_log.disabled = prefect_log.disabled, True
+        try:
+            flow.validate_parameters(params)
+        except ParameterTypeError as exc:
+            raise InputError(f"flow {name}: {exc}") from None
+        finally:
+            prefect_log.disabled = quiet

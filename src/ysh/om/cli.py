@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .. import db
+from ..errors import InputError, read_json, scan_jsonl
 
 app = typer.Typer(help="O&M monitoring: inverter telemetry, 5-minute windows, anomaly alerts. `run` one batch "
                        "pass over telemetry files, `follow` MQTT, Kafka or a folder streaming.", no_args_is_help=True)
@@ -28,7 +29,7 @@ _NOW_HELP = ("ISO datetime events may not be later than (+5 min); default: the w
 
 def _instant(now: str | None):
     """``--now`` as an aware datetime (naive: UTC), or None."""
-    from datetime import datetime, timezone
+    from datetime import datetime, timedelta, timezone
 
     if not now:
         return None
@@ -36,7 +37,71 @@ def _instant(now: str | None):
         when = datetime.fromisoformat(now)
     except ValueError as exc:
         raise typer.BadParameter(f"not an ISO datetime: {now!r}", param_hint="--now") from exc
-    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+    when = when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+    try:  # the pipeline reckons days around it (clock skew, windows): the year 1 or 9999 overflows
+        utc = when.astimezone(timezone.utc)
+        _ = (utc - timedelta(days=366), utc + timedelta(days=366))
+    except OverflowError:
+        raise typer.BadParameter(f"out of range: {now!r}", param_hint="--now") from None
+    return when
+
+
+def _start(start: str | None):
+    """``--start`` of ``simulate``: an ISO date (local midnight, UTC-3), an ISO datetime
+    (naive: UTC) or None (today)."""
+    from datetime import datetime
+
+    if not start:
+        return None
+    try:
+        return date.fromisoformat(start) if len(start) == 10 else datetime.fromisoformat(start)
+    except ValueError:
+        raise typer.BadParameter(f"not an ISO date or datetime: {start!r}", param_hint="--start") from None
+
+
+def load_plants_checked(path: Path):
+    """The plants of ``path``; :class:`~ysh.errors.InputError` naming the file and the
+    problem (missing, a folder, not UTF-8, empty, not JSON, hostile JSON, an invalid
+    plant). A UTF-8 byte-order mark is accepted."""
+    from .fleet import PlantsFileError, parse_plants
+
+    data = read_json(path, "plants file")
+    try:
+        return parse_plants(data, source=str(path))
+    except PlantsFileError as exc:
+        raise InputError(str(exc)) from None
+
+
+def _plants_file(path: Path) -> Path:
+    """``path``, checked by :func:`load_plants_checked` before any work starts."""
+    load_plants_checked(path)
+    return path
+
+
+def _thresholds(settings):
+    """The rules' thresholds with the operator's overrides (``YSH_OM_THRESHOLDS``), the
+    same for a batch pass as for the follower."""
+    from .stream import thresholds_from
+
+    try:
+        return thresholds_from(settings.om.thresholds)
+    except ValueError as exc:
+        raise InputError(f"YSH_OM_THRESHOLDS: {exc}") from None
+
+
+def _telemetry_files(paths: list[Path]) -> list[Path]:
+    """The files under ``paths``, with no line the pipeline cannot read at all (JSON
+    nested too deeply, an integer of thousands of digits: its parser raises instead of
+    quarantining the line); :class:`~ysh.errors.InputError` naming the first such line."""
+    from ..kit.files import files_under
+
+    try:
+        files = files_under(paths)
+    except FileNotFoundError as exc:
+        raise InputError(f"no telemetry to run over: {exc}") from None
+    for problem in scan_jsonl(files, "telemetry file"):
+        raise InputError(f"{problem}; remove that line (it is no telemetry event)")
+    return files
 
 
 def _print_report(report, out: Path | None, target: db.Warehouse | None) -> None:
@@ -59,12 +124,13 @@ _PLANTS = typer.Option(None, "--plants", help="PLANTS.json (default: YSH_OM_PLAN
 
 @app.command()
 def simulate(
-    out: Path | None = typer.Option(None, "--out", help="JSONL file to write (with --to jsonl)."),
+    out: Path | None = typer.Option(None, "--out", dir_okay=False, help="JSONL file to write (with --to jsonl)."),
     plants: Path | None = typer.Option(None, "--plants", help="PLANTS.json (default: the sample fleet)."),
     start: str | None = typer.Option(None, help="ISO date (local midnight, UTC-3) or datetime; default: today."),
-    hours: float = typer.Option(24.0, min=0.1, help="Duration."),
+    hours: float = typer.Option(24.0, min=0.1, max=24 * 366, help="Duration."),
     seed: int = typer.Option(0, help="Random seed (same seed, same events)."),
-    labels: Path | None = typer.Option(None, "--labels", help="Also write the injected faults (ground truth) as JSON."),
+    labels: Path | None = typer.Option(None, "--labels", dir_okay=False,
+                                       help="Also write the injected faults (ground truth) as JSON."),
     to: str = typer.Option("jsonl", "--to", help="jsonl (--out FILE), mqtt (YSH_OM_MQTT_URI) or kafka "
                                                  "(YSH_OM_KAFKA_BOOTSTRAP, YSH_OM_KAFKA_TOPIC)."),
     speedup: float | None = typer.Option(None, "--speedup", help="Pace the events: 1 = real time, 60 = one hour "
@@ -76,17 +142,20 @@ def simulate(
     A JSONL file, MQTT (ysh/telemetry/{plant}/{inverter}, QoS 1) or Kafka."""
     import json
 
-    from .fleet import load_plants
     from ..samples.om_telemetry import default_scenario, simulate as run, write_jsonl
     from ..samples.om_telemetry import labels as truth
 
-    fleet = load_plants(plants) if plants else None
-    scenario = default_scenario(date.fromisoformat(start) if start and len(start) == 10 else start, hours, seed,
-                                plants=fleet)
     if to not in ("jsonl", "mqtt", "kafka"):
         raise typer.BadParameter("--to must be jsonl, mqtt or kafka")
     if to == "jsonl" and out is None:
         raise typer.BadParameter("--to jsonl needs --out FILE")
+    first = _start(start)
+    fleet = load_plants_checked(plants) if plants else None
+    try:
+        scenario = default_scenario(first, hours, seed, plants=fleet)
+    except KeyError as exc:  # the injected faults sit on the sample fleet's plants and inverters
+        raise InputError(f"{plants}: the simulated faults need the sample fleet's plant and inverter ids; "
+                         f"{exc.args[0] if exc.args else exc} is not in this plants file") from None
     if labels:
         labels.write_text(json.dumps(truth(scenario), default=str, indent=1))
     if to == "jsonl":
@@ -96,7 +165,8 @@ def simulate(
         console.print(f"{count} events → [cyan]{out}[/]")
         return
     from ..settings import get_settings
-    from .publish import publish_kafka, publish_mqtt
+    from .publish import mqtt_auth, publish_kafka, publish_mqtt
+    from .stream import kafka_security
 
     settings = get_settings()
     with console.status(f"publishing to {to}…") as status:
@@ -104,11 +174,12 @@ def simulate(
         try:
             if to == "mqtt":
                 count = publish_mqtt(run(scenario), settings.om.mqtt_uri, batch=batch, speedup=speedup,
-                                     on_progress=progress)
+                                     on_progress=progress, **mqtt_auth(settings))
                 where = settings.om.mqtt_uri
             else:
                 count = publish_kafka(run(scenario), settings.om.kafka_bootstrap, settings.om.kafka_topic,
-                                      batch=batch, speedup=speedup, on_progress=progress)
+                                      batch=batch, speedup=speedup, on_progress=progress,
+                                      security=kafka_security(settings))
                 where = f"{settings.om.kafka_bootstrap}/{settings.om.kafka_topic}"
         except (OSError, ConnectionError, TimeoutError) as exc:
             console.print(f"[red]could not publish to {to}:[/] {exc}")
@@ -120,7 +191,8 @@ def simulate(
 def detect(
     paths: list[Path] = typer.Argument(..., exists=True, help="Telemetry JSONL files or folders."),
     plants: Path | None = typer.Option(None, "--plants", help="PLANTS.json (default: the sample fleet)."),
-    out: Path | None = typer.Option(None, "--out", help="Folder for windows.jsonl, alerts.jsonl, quarantine.jsonl."),
+    out: Path | None = typer.Option(None, "--out", file_okay=False,
+                                    help="Folder for windows.jsonl, alerts.jsonl, quarantine.jsonl."),
     warehouse: bool = typer.Option(False, "--warehouse/--no-warehouse",
                                    help="Also upsert om_inverter_5min, om_alerts, om_quarantine (and the registry)."),
     now: str | None = typer.Option(None, "--now", help=_NOW_HELP),
@@ -133,13 +205,15 @@ def detect(
     when = _instant(now)
     if out is None and not warehouse:
         raise typer.BadParameter("give --out DIR and/or --warehouse")
-    target = None
-    if warehouse:
-        from ..settings import get_settings
+    _telemetry_files(paths)  # bad input ends here, before any server starts
+    from ..settings import get_settings
 
-        target = db.Warehouse.from_settings(get_settings())
+    settings = get_settings()
+    plants_path = _plants_file(plants or _sample_plants())
+    thresholds = _thresholds(settings)
+    target = db.Warehouse.from_settings(settings) if warehouse else None
     with console.status("windowing telemetry and evaluating rules with Pathway…"):
-        report = run_detect(paths, plants or _sample_plants(), out, now=when, warehouse=target)
+        report = run_detect(paths, plants_path, out, now=when, warehouse=target, thresholds=thresholds)
     _print_report(report, out, target)
 
 
@@ -172,17 +246,17 @@ def run_cmd(
     if not paths:
         console.print(f"one batch pass over the replay folder {settings.om.replay_dir} (`ysh om follow` keeps "
                       "following it)")
-    if settings.om.thresholds:
-        console.print("[yellow]YSH_OM_THRESHOLDS applies to `ysh om follow`; this batch pass uses the default "
-                      "thresholds[/]")
     try:
         files_under(inputs)  # before the warehouse opens: no telemetry, nothing to start
     except FileNotFoundError as exc:
         console.print(f"[red]no telemetry to run over: {exc}[/]")
         raise typer.Exit(1) from None
+    _telemetry_files(inputs)
+    plants_path = _plants_file(plants or settings.om.plants_file)
+    thresholds = _thresholds(settings)
     warehouse = db.Warehouse.from_settings(settings)
     with console.status(f"windowing {', '.join(map(str, inputs))} and evaluating rules with Pathway…"):
-        report = run_detect(inputs, plants or settings.om.plants_file, None, now=when, warehouse=warehouse)
+        report = run_detect(inputs, plants_path, None, now=when, warehouse=warehouse, thresholds=thresholds)
     _print_report(report, None, warehouse)
 
 
@@ -196,12 +270,18 @@ def follow_cmd(
     Windows, alerts and quarantine in the warehouse, Slack notices, InfluxDB when
     configured. Restart-safe."""
     from ..settings import get_settings
-    from .stream import SOURCES, persistence_dir, run_stream
+    from .stream import SOURCES
 
     settings = get_settings()
     source = source or settings.om.source
     if source not in SOURCES:
         raise typer.BadParameter(f"--source must be one of {', '.join(SOURCES)}")
+    _follow(settings, source, _plants_file(plants or settings.om.plants_file))
+
+
+def _follow(settings, source: str, plants: Path) -> None:
+    from .stream import persistence_dir, run_stream
+
     warehouse = db.Warehouse.from_settings(settings)
     where = {"jsonl": str(settings.om.replay_dir), "mqtt": f"{settings.om.mqtt_uri} {settings.om.mqtt_topic}",
              "kafka": f"{settings.om.kafka_bootstrap} {settings.om.kafka_topic}"}[source]

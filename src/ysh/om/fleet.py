@@ -217,12 +217,16 @@ def load_plants(path: str | Path) -> list[Plant]:
     """Read and validate a plants JSON file; :class:`PlantsFileError` on any problem."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark (Windows exports) is accepted
     except OSError as exc:
         raise PlantsFileError(f"{path}: cannot read plants file: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise PlantsFileError(f"{path}: not UTF-8 (byte {exc.object[exc.start]:#04x} at offset {exc.start})") from None
     try:
         data = json.loads(text)
-    except json.JSONDecodeError as exc:
+    except RecursionError:
+        raise PlantsFileError(f"{path}: JSON nested too deeply") from None
+    except ValueError as exc:  # not JSON, or an integer of more than 4,300 digits
         raise PlantsFileError(f"{path}: not valid JSON: {exc}") from None
     return parse_plants(data, source=str(path))
 

@@ -11,6 +11,7 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 
+from ..errors import InputError, read_json
 from .billing import ProposalInput, evaluate
 
 app = typer.Typer(help="Proposal analytics: Lei 14.300 billing, cash flows, NPV/IRR/payback. `run` one batch "
@@ -30,32 +31,29 @@ def describe_errors(exc: ValidationError) -> list[str]:
 @app.command("evaluate")
 def evaluate_command(
     file: Path = typer.Argument(..., exists=True, dir_okay=False, help="One proposal as JSON (see docs/proposals.md)."),
-    indent: int = typer.Option(2, help="JSON indentation (0: one line)."),
+    indent: int = typer.Option(2, min=0, max=16, help="JSON indentation (0: one line)."),
 ) -> None:
-    """Print the KPIs and the yearly table of one proposal as JSON."""
-    try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        err.print(f"[red]{file}: not valid JSON: {exc}[/]")
-        raise typer.Exit(2) from exc
+    """Print the KPIs and the yearly table of one proposal as JSON.
+
+    The file is UTF-8 JSON (a byte-order mark, as Windows tools write, is fine); what
+    cannot be evaluated ends with one line naming the file and the problem (exit code 2)."""
+    data = read_json(file, "proposal file")
     try:
         proposal = ProposalInput.model_validate(data)
     except ValidationError as exc:
-        err.print(f"[red]{file}: invalid proposal[/]")
-        for line in describe_errors(exc):
-            err.print(f"  {line}")
-        raise typer.Exit(2) from exc
+        raise InputError(f"{file}: invalid proposal: {'; '.join(describe_errors(exc))}") from None
     result = evaluate(proposal)
     out = {"input": proposal.model_dump(mode="json"), **result.as_dict()}
     sys.stdout.write(json.dumps(out, ensure_ascii=False, indent=indent or None) + "\n")
 
 
-def _warehouse():
+def _warehouse(replication: bool = False):
+    """The warehouse and the settings; ``replication``: as the CDC followers' role."""
     from .. import db
     from ..settings import get_settings
 
     settings = get_settings()
-    return db.Warehouse.from_settings(settings), settings
+    return db.Warehouse.from_settings(settings, replication=replication), settings
 
 
 @app.command("run")
@@ -85,7 +83,7 @@ def follow_command(
     The sources: quotes, orders, companies, the catalog and the tariffs. Stop with Ctrl-C."""
     from . import job
 
-    warehouse, settings = _warehouse()
+    warehouse, settings = _warehouse(replication=True)
     state = settings.state_dir / "proposals_follow"
     if reset:
         job.FOLLOWER.reset(warehouse, state)
@@ -129,11 +127,11 @@ def seed_command(
     from .. import db
     from ..samples.medusa import seed_medusa
 
-    warehouse, _ = _warehouse()
     try:
         when = date.fromisoformat(today) if today else None
     except ValueError as exc:
         raise typer.BadParameter(f"--today must be ISO (YYYY-MM-DD), got {today!r}") from exc
+    warehouse, _ = _warehouse()  # after the arguments are checked: bad input starts no server
     with db.connect(warehouse.dsn, warehouse.schema) as conn:
         try:
             report = seed_medusa(conn, companies=companies, quotes=quotes, seed=seed, today=when)

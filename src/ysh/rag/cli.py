@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
 from rich.console import Console
+
+from ..errors import InputError
 
 app = typer.Typer(help="Hélio RAG: live hybrid index over documents, answers with citations. `serve` the HTTP "
                        "API (it follows the documents while it runs).", no_args_is_help=True)
@@ -145,7 +149,8 @@ def eval_cmd(
                                                        "without one, a service is started over --docs."),
     docs: Path | None = typer.Option(None, "--docs", help="Documents to index when starting a service "
                                                           "(default: the sample corpus data/sample/docs)."),
-    eval_file: Path | None = typer.Option(None, "--questions", help="Questions JSONL (default: data/sample/rag_eval.jsonl)."),
+    eval_file: Path | None = typer.Option(None, "--questions", dir_okay=False,
+                                          help="Questions JSONL (default: data/sample/rag_eval.jsonl)."),
     k: int = typer.Option(5, min=1, max=50, help="Results per query."),
     answers: bool = typer.Option(False, "--answers/--no-answers", help="Also check /v2/answer for the expected facts."),
     split: str | None = typer.Option(None, "--split", help="sample | heldout: a question split with its own "
@@ -154,11 +159,7 @@ def eval_cmd(
     """Retrieval quality on the Portuguese eval set: hit@1/3/5 and MRR (dense, BM25, hybrid).
 
     Target: hybrid hit@5 ≥ 0.90; exit code 1 when missed."""
-    import httpx
-
-    from .. import db
     from ..settings import get_settings
-    from .evaluation import eval_from_settings, start_service
 
     settings = get_settings()
     if split is not None:
@@ -167,6 +168,37 @@ def eval_cmd(
         if split not in SPLITS:
             raise typer.BadParameter(f"--split must be one of {', '.join(SPLITS)}")
         docs, eval_file = split_paths(split)
+    if docs is not None and not docs.is_dir():
+        raise InputError(f"--docs {docs}: {'not a folder' if docs.exists() else 'no such folder'}")
+    with _questions_file(eval_file) as questions:  # checked before a service starts
+        _eval(settings, url, docs, questions, k, answers)
+
+
+@contextmanager
+def _questions_file(path: Path | None) -> Iterator[Path]:
+    """The questions file, checked before any service starts (one line naming the
+    problem: missing, a folder, not UTF-8, empty, a line that is no eval question); gives
+    the path to read (a byte-order mark is accepted)."""
+    from ..errors import read_text
+    from .evaluation import default_eval_file, load_questions
+
+    path = path or default_eval_file()
+    read_text(path, "questions file")
+    try:
+        questions = load_questions(path)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    if not questions:
+        raise InputError(f"{path}: no questions in the questions file")
+    yield path
+
+
+def _eval(settings, url: str | None, docs: Path | None, eval_file: Path, k: int, answers: bool) -> None:
+    import httpx
+
+    from .. import db
+    from .evaluation import eval_from_settings, start_service
+
     if url is None and docs is None:
         try:
             httpx.get(f"{settings.rag.url}/_schema", timeout=2.0)

@@ -125,13 +125,15 @@ def split_paths(name: str) -> tuple[Path, Path]:
 def load_questions(path: Path | None = None) -> list[Question]:
     path = path or default_eval_file()
     out = []
-    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(Path(path).read_text(encoding="utf-8-sig").splitlines(), start=1):
         if not line.strip():
             continue
         try:
             item = json.loads(line)
             out.append(Question(str(item["id"]), item["question"], tuple(item["expected"]),
                                 tuple(item.get("answer_contains") or ())))
+        except RecursionError:
+            raise ValueError(f"{path}:{number}: JSON nested too deeply") from None
         except (ValueError, KeyError, TypeError) as exc:
             raise ValueError(f"{path}:{number}: not an eval question ({exc})") from exc
     return out

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from .. import db
 from ..console import print_reasons
+from ..errors import InputError
 from ..settings import get_settings
 from . import job, landing
 from .aneel import FileFormatError
@@ -29,8 +30,29 @@ def _sample_dir() -> Path:
     return db.data_path("sample", "tariffs")
 
 
-def _warehouse() -> db.Warehouse:
-    return db.Warehouse.from_settings(get_settings())
+def _warehouse(replication: bool = False) -> db.Warehouse:
+    """``replication``: as the CDC followers' role (``ysh_cdc`` on the embedded server)."""
+    return db.Warehouse.from_settings(get_settings(), replication=replication)
+
+
+def _files(paths: list[Path], *, unique_names: bool = True) -> list[Path]:
+    """The files under ``paths`` (with ``unique_names``, no two of one name: a landed
+    source is its file name); :class:`~ysh.errors.InputError` when there is none, checked
+    before any work starts."""
+    from ..kit.files import files_under
+
+    try:
+        return landing.feed_files(paths) if unique_names else files_under(paths)
+    except (FileNotFoundError, ValueError) as exc:
+        raise InputError(f"no ANEEL files to read: {exc}" if isinstance(exc, FileNotFoundError) else str(exc)) \
+            from None
+
+
+def _day(value: str, name: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"{name} must be ISO (YYYY-MM-DD), got {value!r}") from None
 
 
 def land_paths(warehouse: db.Warehouse, paths: list[Path]) -> list[landing.LandReport]:
@@ -83,13 +105,14 @@ def print_current(book, on: date | None = None) -> None:
 def load(
     paths: list[Path] = typer.Argument(..., help="ANEEL files or folders (tarifas, componentes, bandeiras).",
                                        exists=True),
-    out: Path = typer.Option(..., "--out", help="Folder for the normalized tables as JSONL."),
+    out: Path = typer.Option(..., "--out", file_okay=False, help="Folder for the normalized tables as JSONL."),
 ) -> None:
     """Normalize ANEEL files into JSONL files with the Pathway graph (one pass; no server needed).
 
     With YSH_PATHWAY_PROCESSES > 1 the files are parsed in chunks by that many processes."""
     from .. import pw_runtime
 
+    _files(paths, unique_names=False)  # before any helper process is spawned
     pw_runtime.respawn_with_processes(get_settings().pathway.processes)
     if not pw_runtime.is_leader():  # a helper process of a spawned run: results live in process 0
         job.run_static(paths, out)
@@ -114,17 +137,16 @@ def at(
     modality: str = typer.Option("Convencional", help="Tariff modality."),
     tariff_class: str | None = typer.Option(None, "--class", help="Consumer class (B1: Residencial)."),
     subclass: str | None = typer.Option(None, help="Subclass (B1: Residencial)."),
-    data: list[Path] | None = typer.Option(None, "--data", help="ANEEL files or folders (default: the samples)."),
+    data: list[Path] | None = typer.Option(None, "--data", exists=True,
+                                           help="ANEEL files or folders (default: the samples)."),
     warehouse: bool = typer.Option(False, "--warehouse", help="Look up in the warehouse tables instead of files."),
 ) -> None:
     """Print TE, TUSD and Fio B (R$/kWh, without taxes) valid on DATE."""
-    try:
-        when = date.fromisoformat(on)
-    except ValueError as exc:
-        raise typer.BadParameter(f"DATE must be ISO (YYYY-MM-DD), got {on!r}") from exc
+    when = _day(on, "DATE")
     if warehouse and data:
         raise typer.BadParameter("give either --data or --warehouse")
-    book = book_from_warehouse(_warehouse()) if warehouse else load_paths(data or [_sample_dir()]).book()
+    book = book_from_warehouse(_warehouse()) if warehouse else load_paths(
+        _files(data or [_sample_dir()], unique_names=False)).book()
     try:
         found = book.tariff_at(utility, subgroup, when, modality, tariff_class=tariff_class, subclass=subclass)
     except TariffLookupError as exc:
@@ -149,6 +171,7 @@ def land(
                                    help="Recompute the normalized tables afterwards (skip when a follower runs)."),
 ) -> None:
     """Land ANEEL files in the warehouse (tarifas_raw), one row per line, merged by file name."""
+    _files(paths)  # before the warehouse starts
     warehouse = _warehouse()
     try:
         reports = land_paths(warehouse, paths)
@@ -175,7 +198,8 @@ def _normalize(warehouse: db.Warehouse) -> None:
 
 @app.command()
 def fetch(
-    dest: Path | None = typer.Option(None, "--dest", help="Folder for the CSVs (default: the tariffs landing folder)."),
+    dest: Path | None = typer.Option(None, "--dest", file_okay=False,
+                                     help="Folder for the CSVs (default: the tariffs landing folder)."),
     land_after: bool = typer.Option(False, "--land", help="Land the downloads in tarifas_raw and normalize."),
 ) -> None:
     """Download ANEEL's datasets from the CKAN DataStore (datastore_search, paged, retried)."""
@@ -222,7 +246,7 @@ def follow(
     persisted replication position. Stop with Ctrl-C.
     """
     settings = get_settings()
-    warehouse = _warehouse()
+    warehouse = _warehouse(replication=True)
     state = settings.state_dir / "tariffs_follow"
     if reset:
         job.FOLLOWER.reset(warehouse, state)
@@ -238,4 +262,5 @@ def current(
     on: str | None = typer.Option(None, "--on", help="ISO date (default: today, or the last day the data covers)."),
 ) -> None:
     """Print each utility's B1 and B3 tariff valid on a day, from the warehouse."""
-    print_current(book_from_warehouse(_warehouse()), date.fromisoformat(on) if on else None)
+    day = _day(on, "--on") if on else None
+    print_current(book_from_warehouse(_warehouse()), day)
