@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
@@ -35,7 +36,8 @@ from .engine import PlantFold
 from .expected import expected_power_w
 from .fleet import WINDOW_S, Plant
 from .rules import DEFAULT_THRESHOLDS, Thresholds, WindowStat, window_from_samples
-from .validation import CLOCK_SKEW, Rejected, validate_event
+from .validation import (CLOCK_SKEW, POWER_ABOVE_RATED_TOLERANCE, Rejected, decode_event, night_tare_w,
+                         validate_event)
 
 #: quarantine reason of a valid event that came after its window's late-data cutoff
 LATE = "late"
@@ -113,21 +115,67 @@ def build_om_graph(lines: pw.Table, plants: list[Plant], *, now: datetime | None
         return (True, (e.event_id, e.plant_id, e.inverter_id, e.ts.timestamp(), e.ac_power_w, e.energy_total_kwh,
                        e.irradiance_wm2, window_s[(e.plant_id, e.inverter_id)]))
 
-    checked = lines.select(pw.this.data, result=validate(pw.this.data))
-    checked = checked.select(pw.this.data, ok=pw.declare_type(bool, pw.this.result[0]),
-                             row=pw.declare_type(tuple, pw.this.result[1]))
-    rejected = checked.filter(~pw.this.ok).select(
+    # per event, one Python call: decoding the JSON (Pathway 0.33 has no native string →
+    # JSON, and its connectors' JSON parsers drop a line they cannot parse with a log line:
+    # a poison pill would vanish). Everything else per event is native: the registry join,
+    # the limits, the night tare. A line that fails any of it goes to ``validate`` above,
+    # which gives its reason (and takes the rare valid line the fast path refuses).
+    wall_clock = now is None
+
+    @pw.udf(deterministic=True)
+    def decode(data: str) -> tuple | None:
+        fields = decode_event(data)
+        if fields is None:
+            return None
+        return (*fields, time.time() if wall_clock else 0.0)
+
+    inverters_table = pw.debug.table_from_pandas(pd.DataFrame(
+        [{"plant_id": plant_id, "inverter_id": inverter_id, "rated": float(rated),
+          "tare": night_tare_w(rated, thresholds), "limit": float(rated) * POWER_ABOVE_RATED_TOLERANCE,
+          "window_s": window_s[(plant_id, inverter_id)]} for (plant_id, inverter_id), rated in registry.items()]
+        or [{"plant_id": "", "inverter_id": "", "rated": 0.0, "tare": 0.0, "limit": 0.0, "window_s": WINDOW_S}]))
+    decoded = lines.select(pw.this.data, f=decode(pw.this.data))
+    undecoded = decoded.filter(pw.this.f.is_none()).select(pw.this.data)
+    fast = decoded.filter(pw.this.f.is_not_none()).select(
+        pw.this.data, event_id=pw.declare_type(str, pw.this.f[0]), plant_id=pw.declare_type(str, pw.this.f[1]),
+        inverter_id=pw.declare_type(str, pw.this.f[2]), t=pw.declare_type(float, pw.this.f[3]),
+        ac_power_w=pw.declare_type(float, pw.this.f[4]), energy_total_kwh=pw.declare_type(float, pw.this.f[5]),
+        dc_power_w=pw.declare_type(float | None, pw.this.f[6]),
+        irradiance_wm2=pw.declare_type(float | None, pw.this.f[7]), received=pw.declare_type(float, pw.this.f[8]))
+    known = fast.join_left(inverters_table, pw.left.plant_id == pw.right.plant_id,
+                           pw.left.inverter_id == pw.right.inverter_id).select(
+        *pw.left, rated=pw.right.rated, tare=pw.right.tare, limit=pw.right.limit, window_s=pw.right.window_s)
+    future_s = (now + skew).timestamp() if now is not None else 0.0
+    passes = (pw.this.rated.is_not_none()
+              & (pw.this.ac_power_w >= -pw.coalesce(pw.this.tare, 0.0))
+              & (pw.this.dc_power_w.is_none() | (pw.coalesce(pw.this.dc_power_w, 0.0) >= -pw.coalesce(pw.this.tare, 0.0)))
+              & (pw.this.ac_power_w <= pw.coalesce(pw.this.limit, 0.0))
+              & (pw.this.energy_total_kwh >= 0.0)
+              & (pw.this.t <= (pw.this.received + skew.total_seconds() if wall_clock else future_s)))
+    checked = known.select(*pw.this, ok=passes)
+    refused = pw.Table.concat_reindex(undecoded, checked.filter(~pw.this.ok).select(pw.this.data))
+    fast_events = checked.filter(pw.this.ok).select(
+        pw.this.event_id, pw.this.plant_id, pw.this.inverter_id, pw.this.t,
+        ac_power_w=pw.if_else(pw.this.ac_power_w < 0.0, 0.0, pw.this.ac_power_w),  # the night tare
+        energy_total_kwh=pw.this.energy_total_kwh, irradiance_wm2=pw.this.irradiance_wm2,
+        window_s=pw.declare_type(int, pw.unwrap(pw.this.window_s)), data=pw.this.data)
+
+    slow = refused.select(pw.this.data, result=validate(pw.this.data))
+    slow = slow.select(pw.this.data, ok=pw.declare_type(bool, pw.this.result[0]),
+                       row=pw.declare_type(tuple, pw.this.result[1]))
+    rejected = slow.filter(~pw.this.ok).select(
         quarantine_key=_sha256(pw.this.data),
         event_id=pw.declare_type(str, pw.this.row[0]), plant_id=pw.declare_type(str, pw.this.row[1]),
         inverter_id=pw.declare_type(str, pw.this.row[2]), reason=pw.declare_type(str, pw.this.row[3]),
         detail=pw.declare_type(str, pw.this.row[4]), raw=pw.declare_type(str, pw.this.row[5]))
-    events = checked.filter(pw.this.ok).select(
+    slow_events = slow.filter(pw.this.ok).select(
         event_id=pw.declare_type(str, pw.this.row[0]), plant_id=pw.declare_type(str, pw.this.row[1]),
         inverter_id=pw.declare_type(str, pw.this.row[2]), t=pw.declare_type(float, pw.this.row[3]),
         ac_power_w=pw.declare_type(float, pw.this.row[4]),
         energy_total_kwh=pw.declare_type(float, pw.this.row[5]),
         irradiance_wm2=pw.declare_type(float | None, pw.this.row[6]),
         window_s=pw.declare_type(int, pw.this.row[7]), data=pw.this.data)
+    events = pw.Table.concat_reindex(fast_events, slow_events)
 
     @pw.udf(deterministic=True)
     def window_stat(plant_id: str, inverter_id: str, start: float, end: float, samples: tuple) -> tuple:
@@ -147,7 +195,10 @@ def build_om_graph(lines: pw.Table, plants: list[Plant], *, now: datetime | None
 
     def window_group(group: pw.Table, length_s: int) -> tuple[pw.Table, pw.Table | None]:
         """The group's windows of ``length_s``, and its late events as quarantine rows."""
-        windowed = group.windowby(
+        # only what the window needs crosses the window operator (not the raw line)
+        samples = group.select(pw.this.plant_id, pw.this.inverter_id, pw.this.event_id, pw.this.t,
+                               pw.this.ac_power_w, pw.this.energy_total_kwh, pw.this.irradiance_wm2)
+        windowed = samples.windowby(
             pw.this.t, window=pw.temporal.tumbling(duration=float(length_s)),
             instance=pw.this.plant_id + "\x1f" + pw.this.inverter_id,
             behavior=pw.temporal.exactly_once_behavior(shift=cutoff_s),

@@ -37,6 +37,7 @@ stable reason codes below. Checks run in this order and the first failure wins:
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
@@ -186,6 +187,28 @@ def validate_event(raw: Mapping[str, Any], registry: Registry, now: datetime,
         return _validate(raw, registry, now, clock_skew, thresholds)
     except Exception as exc:  # noqa: BLE001 - no input may stop the pipeline
         return Rejected(MALFORMED, f"unreadable event: {type(exc).__name__}")
+
+
+def decode_event(line: str) -> tuple | None:
+    """The fields of a well-formed event line, for the pipeline's native checks:
+    ``(event_id, plant_id, inverter_id, ts as epoch seconds, ac_power_w, energy_total_kwh,
+    dc_power_w, irradiance_wm2)``, read by the same helpers as :func:`validate_event`;
+    None when the line is not a well-formed event (not JSON, a field missing or of the
+    wrong type, ...): such a line goes to :func:`validate_event` for its reason. Never
+    raises. The registry and limit checks (unknown inverter, night tare, above rated,
+    negative counter, future timestamp) are not made here."""
+    try:
+        raw = json.loads(line)
+        if type(raw) is not dict:
+            return None
+        _status(raw)
+        _number(raw, "temperature_c", required=False)
+        return (_string(raw, "event_id"), _string(raw, "plant_id"), _string(raw, "inverter_id"),
+                _timestamp(raw).timestamp(), _number(raw, "ac_power_w", required=True),
+                _number(raw, "energy_total_kwh", required=True), _number(raw, "dc_power_w", required=False),
+                _number(raw, "irradiance_wm2", required=False))
+    except Exception:  # noqa: BLE001 - _Malformed, RecursionError, ValueError, ...: the validator's business
+        return None
 
 
 def _validate(raw: Mapping[str, Any], registry: Registry, now: datetime, clock_skew: timedelta,
