@@ -1,6 +1,7 @@
 """Catalog search: quality on judged buyer queries, and latency over >= 100k offers.
 
-    python benchmarks/catalog_search.py [--replicas 160] [--rounds 5] [--no-semantic]
+    python benchmarks/catalog_search.py [--replicas 160] [--rounds 5] [--candidates 1000] [--no-semantic]
+                                        [--explain "sun-5k-g deye"]
 
 1. Starts an embedded PostgreSQL (temporary folder), normalizes the real distributor
    exports (data/distributors/exports) into it with the catalog's Pathway graph, embeds
@@ -11,10 +12,16 @@
 3. Scale: replicates every real offer across fake distributors (``dist_001`` …) with a
    perturbed price (±15 %) and a random availability until there are >= 100k offers,
    re-syncs the embeddings (only the mapping changes: the texts are the same, nothing is
-   re-embedded), then times every judged query ``--rounds`` times: lexical, and lexical +
-   semantic with the query embedded each time (no query cache). Baseline, same run: an
-   accent-insensitive ``ILIKE`` of every query word over the same rows (what a search
-   without the indexes would do). Prints p50/p95/max and met / NOT met for p95 < 100 ms.
+   re-embedded). Quality again at this scale (a replica of a judged offer counts as that
+   offer: same text at another distributor), where the candidate cap is reached. Then
+   times every judged query ``--rounds`` times: lexical; lexical + semantic with the query
+   vector cached (the engine's LRU: every round after the first); and lexical + semantic
+   with the cache cleared before every call (the query embedded each time). Baseline,
+   same run: an accent-insensitive ``ILIKE`` of every query word over the same rows (what
+   a search without the indexes would do); each variant prints its p95 ratio to it, a
+   figure that holds when other work loads the machine. Prints p50/p95/max and met /
+   NOT met for p95 < 100 ms, and with ``--explain`` the plan (EXPLAIN ANALYZE, BUFFERS)
+   of one query at scale.
 """
 
 from __future__ import annotations
@@ -48,6 +55,32 @@ def quality(engine: search.CatalogSearch, judged, semantic: bool) -> None:
               f"MRR={e.mrr:.3f}  misses={list(e.misses)}")
 
 
+def quality_at_scale(engine: search.CatalogSearch, judged, semantic: bool) -> None:
+    def relevant(product, wanted) -> bool:
+        if search.is_relevant(product, wanted):
+            return True
+        replicated = {r.split("|", 1)[1] for r in wanted if r.split("|", 1)[0] in REPLICATED}
+        return any(o.distributor.startswith("dist_") and o.sku.rsplit("~", 1)[0] in replicated
+                   for o in product.offers)
+
+    for split in ("tuning", "evaluation"):
+        subset = [j for j in judged if j.split == split]
+        hits, capped, misses = 0, 0, []
+        for j in subset:
+            result = engine.search(j.query, k=5, filters=j.filters, semantic=semantic)
+            capped += result.capped
+            if any(relevant(p, j.relevant) for p in result.products[:5]):
+                hits += 1
+            else:
+                misses.append(j.query)
+        label = "lexical + semantic" if semantic else "lexical"
+        print(f"  {split:10} {label:19} n={len(subset):2}  hit@5={hits / len(subset):.2f}  "
+              f"capped={capped:2}  misses={misses}")
+
+
+REPLICATED = ("solfacil", "fotus")
+
+
 def replicate(warehouse: db.Warehouse, replicas: int) -> int:
     with db.connect(warehouse.dsn, warehouse.schema) as conn:
         columns = [r[0] for r in conn.execute(
@@ -61,8 +94,8 @@ def replicate(warehouse: db.Warehouse, replicas: int) -> int:
                     "source_file": "'dist_' || lpad(n::text, 3, '0') || '/' || source_file"}
         select = ", ".join(replaced.get(c, c) for c in columns)
         conn.execute(f"INSERT INTO items_normalized ({', '.join(columns)}) SELECT {select} "
-                     f"FROM items_normalized, generate_series(1, %s) n WHERE distributor IN ('solfacil', 'fotus')",
-                     (replicas,))
+                     f"FROM items_normalized, generate_series(1, %s) n WHERE distributor = ANY(%s)",
+                     (replicas, list(REPLICATED)))
         conn.commit()
         conn.execute("ANALYZE items_normalized")
         conn.commit()
@@ -83,14 +116,19 @@ def timed(fn, queries, rounds) -> list[float]:
             t0 = time.perf_counter()
             fn(q)
             out.append((time.perf_counter() - t0) * 1000)
+    if rounds > 1:
+        per_round = [statistics.quantiles(out[i * len(queries):(i + 1) * len(queries)], n=20)[18]
+                     for i in range(rounds)]
+        print(f"    (p95 by round: {', '.join(f'{p:.0f}' for p in per_round)} ms)")
     return out
 
 
 def summary(name: str, ms: list[float], base_p95: float | None = None) -> float:
     p95 = statistics.quantiles(ms, n=20)[18]
-    ratio = f"  ({base_p95 / p95:.1f}× faster than the baseline at p95)" if base_p95 else ""
-    print(f"  {name:34} n={len(ms):4}  p50={statistics.median(ms):6.1f} ms  p95={p95:6.1f} ms  "
-          f"max={max(ms):6.1f} ms{ratio}")
+    ratio = f"  p95 = baseline / {base_p95 / p95:.1f}" if base_p95 else ""
+    verdict = "" if base_p95 is None else ("  met" if p95 < TARGET_P95_MS else "  NOT met")
+    print(f"  {name:44} n={len(ms):4}  p50={statistics.median(ms):6.1f} ms  p95={p95:6.1f} ms  "
+          f"max={max(ms):7.1f} ms{ratio}{verdict}")
     return p95
 
 
@@ -98,7 +136,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--replicas", type=int, default=160, help="fake distributors (offers = real × (1 + n))")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--candidates", type=int, default=search.DEFAULT_CANDIDATES,
+                        help="offers scored per query at most")
     parser.add_argument("--no-semantic", action="store_true")
+    parser.add_argument("--explain", metavar="QUERY", help="print EXPLAIN (ANALYZE, BUFFERS) of QUERY at scale")
     args = parser.parse_args()
 
     root = Path(tempfile.mkdtemp(prefix="ysh-bench-search-"))
@@ -121,7 +162,7 @@ def main() -> None:
                   f"({time.perf_counter() - t0:.1f} s)")
             embed = lambda texts: list(backend.encode(texts))  # noqa: E731
         judged = search.load_judged(QUERIES)
-        engine = search.CatalogSearch(warehouse, embed_query=embed, model="minilm")
+        engine = search.CatalogSearch(warehouse, embed_query=embed, model="minilm", candidates=args.candidates)
         print(f"\nquality on {len(judged)} judged queries ({QUERIES.relative_to(REPO)}), k=5:")
         quality(engine, judged, False)
         if embed is not None:
@@ -135,19 +176,45 @@ def main() -> None:
             done = search.sync_embeddings(warehouse, backend.encode, "minilm")
             print(f"embeddings re-synced: {done.offers_changed} offers mapped, {done.embedded} texts embedded "
                   f"({time.perf_counter() - t0:.1f} s)")
+        print(f"\nquality at scale ({offers} offers, candidates <= {args.candidates}; a replica of a judged "
+              "offer counts as it), k=5:")
+        quality_at_scale(engine, judged, False)
+        if embed is not None:
+            quality_at_scale(engine, judged, True)
+
+        # what autovacuum does after a bulk load (statistics, visibility map, hint bits, GIN
+        # pending list): timings of a settled catalog, not of its first minute
+        t0 = time.perf_counter()
+        with db.connect(warehouse.dsn, warehouse.schema, autocommit=True) as conn:
+            conn.execute("VACUUM (ANALYZE) items_normalized, catalog_embedding_items, catalog_embeddings")
+        print(f"\nVACUUM (ANALYZE) after the bulk load ({time.perf_counter() - t0:.1f} s)")
         queries = [j.query for j in judged]
         engine.search(queries[0])  # warm the pool and the brand list
+        print(f"\nlatency over {offers} offers, {len(queries)} judged queries x {args.rounds} rounds, with facets:")
         with db.connect(warehouse.dsn, warehouse.schema) as conn:
             base = summary("baseline (unaccent ILIKE scan)", timed(lambda q: baseline(conn, q), queries, 1))
-        p95 = summary("lexical (+ facets)", timed(lambda q: engine.search(q, semantic=False), queries, args.rounds),
-                      base)
+        p95s = {"lexical": summary("lexical", timed(lambda q: engine.search(q, semantic=False), queries,
+                                                    args.rounds), base)}
         if embed is not None:
-            p95 = max(p95, summary("lexical + semantic (+ facets)",
-                                   timed(lambda q: engine.search(q, semantic=True), queries, args.rounds), base))
+            engine.clear_query_cache()
+            p95s["semantic, query vector cached"] = summary(
+                "lexical + semantic (query vector LRU)",
+                timed(lambda q: engine.search(q, semantic=True), queries, args.rounds), base)
+
+            def uncached(q):
+                engine.clear_query_cache()
+                engine.search(q, semantic=True)
+
+            p95s["semantic, query embedded each call"] = summary(
+                "lexical + semantic (query embedded each call)", timed(uncached, queries, args.rounds), base)
+        if args.explain:
+            print(f"\nEXPLAIN (ANALYZE, BUFFERS) of {args.explain!r}, lexical:")
+            print("\n".join("  " + line for line in engine.explain(args.explain, semantic=False)))
         engine.close()
-        verdict = "met" if p95 < TARGET_P95_MS else "NOT met"
-        print(f"\ntarget p95 < {TARGET_P95_MS:.0f} ms over >= 100k offers: {verdict} "
-              f"(worst p95 {p95:.1f} ms, {offers} offers)")
+        for name, p95 in p95s.items():
+            verdict = "met" if p95 < TARGET_P95_MS else "NOT met"
+            print(f"target p95 < {TARGET_P95_MS:.0f} ms over >= 100k offers, {name}: {verdict} "
+                  f"(p95 {p95:.1f} ms, baseline p95 / {base / p95:.1f}, {offers} offers)")
     finally:
         server.stop()
         shutil.rmtree(root, ignore_errors=True)

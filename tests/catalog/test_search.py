@@ -16,8 +16,8 @@ from psycopg import sql
 
 from ysh import db
 from ysh.catalog import job
-from ysh.catalog.search import (CatalogSearch, SearchFilters, Weights, evaluate, load_judged, parse_query,
-                                sync_embeddings)
+from ysh.catalog.search import (CatalogSearch, SearchFilters, Weights, _term_tiers, evaluate, load_judged,
+                                parse_query, sync_embeddings)
 
 from ..conftest import REPO, query
 
@@ -140,11 +140,41 @@ def test_a_brand_that_lacks_the_power_asked_gives_the_power_asked(engine):
 
 def test_facets_count_the_matching_offers(engine):
     result = engine.search("inversor goodwe", k=5)
+    assert not result.capped  # fewer matches than candidates: every match counted
     facets = result.facets
     assert sum(n for _, n in facets["category"]) == result.total_offers
     assert sum(n for _, n in facets["distributor"]) == result.total_offers
     assert dict(facets["phases"]).keys() <= {1, 2, 3}
     assert facets["power_w"] and all("W" in label for label, _ in facets["power_w"])
+
+
+def test_text_tiers_go_from_every_term_to_exactly_one():
+    assert _term_tiers([]) == [] and _term_tiers(["deye"]) == ["deye"]
+    tiers = _term_tiers(["a", "b", "c"])
+    assert tiers == ["a & b & c",
+                     "((a & b) | (a & c) | (b & c)) & !((a & b & c))",
+                     "((a) | (b) | (c)) & !((a & b) | (a & c) | (b & c))"]
+    many = _term_tiers([f"t{i}" for i in range(8)])
+    assert len(many) == 2 and many[0].count("&") == 7
+
+
+def test_a_capped_search_scores_the_most_specific_candidates(real_warehouse):
+    small = CatalogSearch(real_warehouse, candidates=4)
+    try:
+        result = small.search("GW5000-DNS-30", k=5)
+        broad = small.search("kit deye microinversor", k=5)
+    finally:
+        small.close()
+    # the exact model is read first (model-code tier), before trigram-similar codes
+    assert (result.products[0].product_key, result.products[0].exact_model) == ("GoodWe|GW5000DNS3016AAFCI", True)
+    assert result.capped and result.total_offers <= 4
+    assert sum(n for _, n in result.facets["category"]) == result.total_offers
+    # 145 kits name both terms, 240 only one: the 4 candidates are kits that name both
+    assert broad.capped and broad.total_offers == 4
+    keys = [f"{o.distributor}|{o.sku}" for p in broad.products for o in p.offers]
+    (both,), = query(real_warehouse, "SELECT count(*) FROM items_normalized WHERE distributor || '|' || sku = ANY(%s)"
+                                     " AND search_tsv @@ to_tsquery('catalog_pt', 'deye & microinversor')", (keys,))
+    assert len(keys) == both == 4
 
 
 def test_judged_buyer_queries_hit_at_5(engine):
@@ -215,6 +245,24 @@ def test_the_semantic_signal_is_fused_when_asked(warehouse):
         engine.close()
     assert fused.semantic and not plain.semantic
     assert plain.products[0].offers[0].sku != sku and fused.products[0].offers[0].sku == sku
+
+
+def test_query_vectors_are_cached(warehouse):
+    job.run_static([EXPORTS / "solfacil" / "solfacil-inverters.json"], warehouse=warehouse, with_products=False)
+    encoder = CountingEncoder()
+    sync_embeddings(warehouse, encoder, "test-model")
+    asked = []
+    engine = CatalogSearch(warehouse, embed_query=lambda texts: asked.extend(texts) or encoder(texts),
+                           model="test-model", query_cache=2)
+    try:
+        for text in ("inversor 5kw", "inversor 5kw", "inversor 8kw", "inversor 5kw", "inversor 10kw", "inversor 8kw"):
+            assert engine.search(text, k=3, semantic=True).semantic
+        engine.clear_query_cache()
+        engine.search("inversor 10kw", k=3, semantic=True)
+    finally:
+        engine.close()
+    # the second 5 kW hits the cache; 8 kW is pushed out by 5 kW and 10 kW (two vectors kept)
+    assert asked == ["inversor 5kw", "inversor 8kw", "inversor 10kw", "inversor 8kw", "inversor 10kw"]
 
 
 # --------------------------------------------------------------------------------------

@@ -12,8 +12,10 @@ Three parts, each usable on its own:
   after ``unaccent``), trigram similarity of model codes (``pg_trgm``), filters, a score
   that puts an exact model match first and prefers stated in-stock offers, offers grouped
   by product (``product_key``; kits and commodities stand alone), and facet counts over
-  the matching offers. An optional semantic signal (the ``catalog_embeddings`` vectors,
-  embedded by Hélio's embedder) is fused by reciprocal rank.
+  the matching offers. The work per query is bounded: at most ``candidates`` offers are
+  read, tier by tier from the indexes (most specific first), and scored (``capped`` says
+  when more matched). An optional semantic signal (the ``catalog_embeddings`` vectors,
+  embedded by Hélio's embedder, query vectors kept in an LRU) is fused by reciprocal rank.
 * :func:`evaluate` (pure over results): hit@k and MRR of judged queries
   (``data/sample/catalog_search_queries.jsonl``).
 
@@ -29,6 +31,7 @@ import queue
 import re
 import threading
 import unicodedata
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -374,10 +377,15 @@ class SearchResult:
     facets: dict[str, list[tuple[Any, int]]]
     relaxed: tuple[str, ...] = ()           # filters read from the query and dropped: nothing matched
     semantic: bool = False                  # the semantic signal was fused
+    #: more offers matched than the candidates scored (``CatalogSearch.candidates``): the
+    #: products are the best among the candidates, ``total_offers`` and the facets count
+    #: the candidates (a lower bound), not every match
+    capped: bool = False
 
     def as_dict(self) -> dict:
         return {"query": self.query.as_dict(), "filters": self.filters.as_dict(),
-                "total_offers": self.total_offers, "relaxed": list(self.relaxed), "semantic": self.semantic,
+                "total_offers": self.total_offers, "capped": self.capped, "relaxed": list(self.relaxed),
+                "semantic": self.semantic,
                 "products": [p.as_dict() for p in self.products],
                 "facets": {name: [{"value": v, "offers": n} for v, n in values]
                            for name, values in self.facets.items()}}
@@ -414,6 +422,8 @@ POWER_FACET_EDGES_W = (0, 600, 1_000, 3_000, 5_000, 8_000, 10_000, 20_000, 50_00
 PRICE_FACET_EDGES_BRL = (0, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000)
 FACETS = ("category", "brand", "distributor", "phases", "voltage_v", "availability", "power_w", "price_brl")
 MAX_OFFERS_PER_PRODUCT = 20
+#: offers scored per query at most (``CatalogSearch(candidates=…)``)
+DEFAULT_CANDIDATES = 1000
 EXACT_PREFIX_MIN = 5
 
 
@@ -433,8 +443,9 @@ def _bucket_label(index: int | None, edges: Sequence[float], unit: str) -> str |
 class _Pool:
     """A few warehouse connections shared by threads (autocommit, search_path set)."""
 
-    def __init__(self, warehouse: Warehouse, size: int = 4):
+    def __init__(self, warehouse: Warehouse, size: int = 4, settings: Sequence[str] = ()):
         self.warehouse = warehouse
+        self._settings = tuple(settings)
         self._idle: queue.LifoQueue = queue.LifoQueue()
         self._size = size
         self._lock = threading.Lock()
@@ -446,7 +457,14 @@ class _Pool:
                 return conn
         except queue.Empty:
             pass
-        return db.connect(self.warehouse.dsn, self.warehouse.schema, autocommit=True)
+        conn = db.connect(self.warehouse.dsn, self.warehouse.schema, autocommit=True)
+        # no server-side prepared statements: psycopg prepares a statement run 5 times, and
+        # PostgreSQL then may switch to a generic plan, blind to the LIMITs, the tsqueries
+        # and the filters' values (measured: p95 ×6 from the second round of the benchmark)
+        conn.prepare_threshold = None
+        for statement in self._settings:
+            conn.execute(statement)
+        return conn
 
     def put(self, conn) -> None:
         if conn.closed or conn.broken or self._idle.qsize() >= self._size:
@@ -477,15 +495,30 @@ class CatalogSearch:
         the embedder's name (``catalog_embeddings.model``).
     weights : Weights
         the ranking weights.
+    candidates : int
+        at most this many offers are scored per query (read tier by tier from the indexes,
+        most specific first: :meth:`_run`); beyond it the result is ``capped``.
+    query_cache : int
+        query vectors kept (least recently used dropped first), so a repeated query is
+        not embedded again.
     """
 
     def __init__(self, warehouse: Warehouse, *, embed_query: Callable[[list[str]], list] | None = None,
-                 model: str = "minilm", weights: Weights | None = None, brands_ttl_s: float = 300.0):
+                 model: str = "minilm", weights: Weights | None = None, brands_ttl_s: float = 300.0,
+                 candidates: int = DEFAULT_CANDIDATES, query_cache: int = 1024):
         self.warehouse = warehouse
         self.embed_query = embed_query
         self.model = model
         self.weights = weights or Weights()
-        self._pool = _Pool(warehouse)
+        self.candidates = int(candidates)
+        self._vectors: OrderedDict[str, Any] = OrderedDict()
+        self._vectors_size = int(query_cache)
+        self._vectors_lock = threading.Lock()
+        # pgvector's HNSW scan returns at most ef_search rows (40 by default), fewer after
+        # the model filter unless it scans on (iterative scans: pgvector >= 0.8)
+        ef_search = max(40, 2 * int(self.weights.semantic_candidates))
+        self._pool = _Pool(warehouse, settings=(f"SET hnsw.ef_search = {ef_search}",
+                                                "SET hnsw.iterative_scan = relaxed_order"))
         self._brands: tuple[float, tuple[str, ...]] | None = None
         self._brands_ttl_s = brands_ttl_s
 
@@ -510,6 +543,23 @@ class CatalogSearch:
         self._brands = (now, brands)
         return brands
 
+    def query_vector(self, text: str):
+        """The embedding of ``text`` (LRU-cached by the exact text)."""
+        with self._vectors_lock:
+            if text in self._vectors:
+                self._vectors.move_to_end(text)
+                return self._vectors[text]
+        vector = self.embed_query([text])[0]
+        with self._vectors_lock:
+            self._vectors[text] = vector
+            while len(self._vectors) > self._vectors_size:
+                self._vectors.popitem(last=False)
+        return vector
+
+    def clear_query_cache(self) -> None:
+        with self._vectors_lock:
+            self._vectors.clear()
+
     def _fetch(self, statement, params) -> list[tuple]:
         conn = self._pool.get()
         try:
@@ -530,10 +580,10 @@ class CatalogSearch:
         use_semantic = (self.weights.semantic > 0 if semantic is None else semantic) and self.embed_query is not None
         vector = None
         if use_semantic:
-            vector = self.embed_query([text])[0]
+            vector = self.query_vector(text)
         conn = self._pool.get()
         try:
-            products, total, facets = self._run(conn, parsed, effective, k, vector, with_facets)
+            products, total, facets, capped = self._run(conn, parsed, effective, k, vector, with_facets)
             relaxed: tuple[str, ...] = ()
             if total == 0:
                 given = filters or SearchFilters()
@@ -546,10 +596,10 @@ class CatalogSearch:
                     relaxed = tuple(name for name in ("power", "phases", "voltage", "battery")
                                     if _dropped(effective, loosened, name))
                     effective = loosened
-                    products, total, facets = self._run(conn, parsed, effective, k, vector, with_facets)
+                    products, total, facets, capped = self._run(conn, parsed, effective, k, vector, with_facets)
         finally:
             self._pool.put(conn)
-        return SearchResult(parsed, effective, products, total, facets, relaxed, vector is not None)
+        return SearchResult(parsed, effective, products, total, facets, relaxed, vector is not None, capped)
 
     def _where(self, f: SearchFilters) -> tuple[list[sql.Composable], dict]:
         where: list[sql.Composable] = []
@@ -582,7 +632,44 @@ class CatalogSearch:
             where.append(sql.SQL("(i.availability = 'in_stock' OR i.stock_units > 0)"))
         return where, params
 
+    def explain(self, text: str, *, k: int = 10, filters: SearchFilters | None = None,
+                semantic: bool | None = None) -> list[str]:
+        """``EXPLAIN (ANALYZE, BUFFERS)`` of the search statement of ``text`` (as
+        :meth:`search` runs it first, before any relaxing of the filters)."""
+        parsed = parse_query(text, self.brands())
+        effective = parsed.filters().merged(filters) if filters else parsed.filters()
+        use_semantic = (self.weights.semantic > 0 if semantic is None else semantic) and self.embed_query is not None
+        vector = self.query_vector(text) if use_semantic else None
+        conn = self._pool.get()
+        try:
+            statement, params = self._statement(conn, parsed, effective, k, vector, True)
+            return [r[0] for r in conn.execute(sql.SQL("EXPLAIN (ANALYZE, BUFFERS) ") + statement, params)]
+        finally:
+            self._pool.put(conn)
+
     def _run(self, conn, parsed: ParsedQuery, f: SearchFilters, k: int, vector, with_facets: bool):
+        statement, params = self._statement(conn, parsed, f, k, vector, with_facets)
+        rows = conn.execute(statement, params).fetchall()
+        if not rows:
+            return (), 0, {}, False
+        total, capped, facet_rows = rows[0][-3], bool(rows[0][-2]), rows[0][-1]
+        products = _group([r[:-3] for r in rows])
+        facets = _facets(facet_rows or []) if with_facets else {}
+        return products, int(total), facets, capped
+
+    def _statement(self, conn, parsed: ParsedQuery, f: SearchFilters, k: int, vector, with_facets: bool):
+        """The search statement and its parameters: one statement (one round trip), bounded
+        candidates → full score → products → offers, with the candidates' facets on the first row.
+
+        Candidates come in tiers, most specific first, each read through an index and cut
+        at ``self.candidates`` rows (``LIMIT`` under ``UNION ALL``: a tier is not read once
+        enough rows came before it): offers whose model code equals or starts with a typed
+        code; offers matching every free-text term; the offers of the nearest texts
+        (semantic signal); trigram-similar codes (most similar first); offers matching
+        exactly m of the n terms, m = n−1 … 1; when the query has neither text nor codes,
+        the offers under the filters (closest power, stated stock, lowest price first).
+        Only these are scored, grouped and counted for facets; when the cut was reached,
+        ``capped`` is set and totals/facets count the candidates, not every match."""
         w = self.weights
         where, params = self._where(f)
         terms = [t for t in parsed.terms if re.fullmatch(r"[a-z0-9]+", t)]
@@ -593,60 +680,100 @@ class CatalogSearch:
             w_cov=w.coverage, w_text=w.text, w_exact=w.code_exact, w_prefix=w.code_prefix,
             w_sim=w.code_similarity, w_brand=w.brand, w_power=w.power, w_stock=w.in_stock,
             w_sem=w.semantic, rrf_k=w.rrf_k, k=k, per_product=MAX_OFFERS_PER_PRODUCT,
+            n_cand=self.candidates, with_facets=with_facets,
             code_patterns=[c + "%" for c in codes],
             # a model that starts with a typed code of 5+ characters is that model with a
             # suffix the buyer left out ("GW5000-DNS-30" = GW 5000-DNS-30 (16A) - AFCI)
             exact_patterns=[c + "%" for c in codes if len(c) >= EXACT_PREFIX_MIN],
         )
-        # which offers are candidates: a text or code match when the query has text; all
-        # offers under the filters when it has none (or when text matched nothing)
-        matches: list[sql.Composable] = []
-        if terms:
-            matches.append(sql.SQL("i.search_tsv @@ q.tsq"))
-        if codes:
-            matches.append(sql.SQL("i.search_code LIKE ANY(%(code_patterns)s)"))
-            matches.append(sql.SQL("i.search_code %% ANY(%(codes)s)"))
         base_where = sql.SQL(" AND ").join(where) if where else sql.SQL("true")
-        if matches and parsed.categories and not codes:
+        text_tiers = _term_tiers(terms)
+        use_text = bool(text_tiers or codes)
+        if use_text and parsed.categories and not codes:
             # text that matches nothing under filters the query also set: the filters alone
             # rank (e.g. "inversor 5 kw mono growatt", no Growatt at 5 kW: the 5 kW inverters)
-            exists = sql.SQL("SELECT EXISTS (SELECT 1 FROM items_normalized i, "
-                             "(SELECT to_tsquery('catalog_pt', %(tsq)s) AS tsq) q WHERE {} AND ({}))").format(
-                base_where, sql.SQL(" OR ").join(matches))
+            exists = sql.SQL("SELECT EXISTS (SELECT 1 FROM items_normalized i "
+                             "WHERE {} AND i.search_tsv @@ to_tsquery('catalog_pt', %(tsq)s))").format(base_where)
             if not conn.execute(exists, params).fetchone()[0]:
-                matches = []
+                use_text = False
         semantic_cte = sql.SQL("sem AS (SELECT NULL::text AS content_sha256, NULL::bigint AS sem_rank WHERE false)")
         if vector is not None:
             from ..rag.vectors import vector_literal
 
+            # the offers of each near text through the (model, content_sha256) index, nearest
+            # texts first, at most a quarter of the candidates over all texts
             params.update(vec=vector_literal(vector), model=self.model, n_sem=w.semantic_candidates,
-                          dim=len(vector))
+                          per_text=max(1, self.candidates // (4 * max(1, w.semantic_candidates))))
             cast = sql.SQL("::public.vector(384)") if len(vector) == 384 else sql.SQL("")
+            # the HNSW index (0012) serves the ORDER BY … LIMIT once the table is large enough
+            # to beat a sort (the pool's connections raise hnsw.ef_search and scan
+            # iteratively, so that LIMIT n_sem > 40 and the model filter are honoured)
             semantic_cte = sql.SQL(
-                "sem AS (SELECT content_sha256, row_number() OVER (ORDER BY d) AS sem_rank FROM ("
+                "sem AS MATERIALIZED (SELECT content_sha256, row_number() OVER (ORDER BY d) AS sem_rank FROM ("
                 " SELECT content_sha256, embedding{cast} OPERATOR(public.<=>) %(vec)s::public.vector{cast} AS d"
-                " FROM catalog_embeddings WHERE model = %(model)s AND dim = %(dim)s"
-                " ORDER BY d LIMIT %(n_sem)s) n)").format(cast=cast)
-            if matches:
-                matches.append(sql.SQL("s.sem_rank IS NOT NULL"))
-        match_sql = sql.SQL("({})").format(sql.SQL(" OR ").join(matches)) if matches else sql.SQL("true")
-        sem_join = (sql.SQL("LEFT JOIN catalog_embedding_items e ON e.distributor = i.distributor AND e.sku = i.sku "
-                            "AND e.model = %(model)s LEFT JOIN sem s ON s.content_sha256 = e.content_sha256")
-                    if vector is not None else sql.SQL("LEFT JOIN sem s ON false"))
+                " FROM catalog_embeddings WHERE model = %(model)s AND dim = {dim}"
+                " ORDER BY d LIMIT %(n_sem)s) n),"
+                " sem_offers AS MATERIALIZED (SELECT e.distributor, e.sku, s.sem_rank FROM (SELECT * FROM sem"
+                " ORDER BY sem_rank) s CROSS JOIN LATERAL (SELECT e.distributor, e.sku FROM catalog_embedding_items e"
+                " WHERE e.model = %(model)s AND e.content_sha256 = s.content_sha256 LIMIT %(per_text)s) e"
+                " LIMIT %(n_cand)s)").format(cast=cast, dim=sql.Literal(len(vector)))
+
+        cols = sql.SQL(", ").join(sql.SQL("i." + c) for c in _CANDIDATE_COLUMNS)
+        tiers: list[sql.Composable] = []
+
+        def tier(number: int, condition: str | sql.Composable, *, source: str = "items_normalized i",
+                 order: str = "") -> None:
+            cond = sql.SQL(condition) if isinstance(condition, str) else condition
+            tiers.append(sql.SQL("(SELECT {cols}, {n} AS tier FROM {source} WHERE {base} AND {cond}{order} "
+                                 "LIMIT %(n_cand)s)").format(
+                cols=cols, n=sql.Literal(number), source=sql.SQL(source), base=base_where, cond=cond,
+                order=sql.SQL(" ORDER BY " + order if order else "")))
+
+        if use_text:
+            if codes:
+                tier(1, "(i.search_code = ANY(%(codes)s) OR i.search_code LIKE ANY(%(code_patterns)s))")
+            if text_tiers:
+                params["tier_all"] = text_tiers[0]
+                tier(2, "i.search_tsv @@ to_tsquery('catalog_pt', %(tier_all)s)")
+            if vector is not None:
+                tier(3, "true", source="sem_offers se JOIN items_normalized i USING (distributor, sku)")
+            if codes:
+                tier(4, "i.search_code %% ANY(%(codes)s)",
+                     order="(SELECT max(public.similarity(i.search_code, c)) FROM unnest(%(codes)s::text[]) c) DESC")
+            for number, tsq in enumerate(text_tiers[1:], start=5):
+                params[f"tier_{number}"] = tsq
+                tier(number, f"i.search_tsv @@ to_tsquery('catalog_pt', %(tier_{number})s)")
+        else:
+            tier(1, "true", order="CASE WHEN %(target_w)s::float8 IS NULL THEN 0"
+                                  " ELSE abs(i.power_w - %(target_w)s::float8) END ASC NULLS LAST, (i.availability = 'in_stock' OR i.stock_units > 0) DESC NULLS LAST,"
+                                  " i.price_brl ASC NULLS LAST")
+        candidates = sql.SQL(" UNION ALL ").join(tiers)
+
+        # an offer's semantic rank: the place of its text among the nearest (one index
+        # lookup of its text per candidate, then a search in a 50-element array)
+        sem_rank = (sql.SQL("array_position((SELECT array_agg(content_sha256 ORDER BY sem_rank) FROM sem),"
+                            " (SELECT e.content_sha256 FROM catalog_embedding_items e"
+                            " WHERE e.distributor = i.distributor AND e.sku = i.sku AND e.model = %(model)s))")
+                    if vector is not None else sql.SQL("NULL::int"))
         code_score = (sql.SQL(
             "CASE WHEN i.search_code = ANY(%(codes)s) THEN %(w_exact)s"
             " WHEN i.search_code LIKE ANY(%(code_patterns)s) THEN %(w_prefix)s ELSE 0 END"
             " + %(w_sim)s * greatest(0, (SELECT max(public.similarity(i.search_code, c)) FROM unnest(%(codes)s::text[]) c)"
             "   - %(min_sim)s) / (1 - %(min_sim)s)") if codes else sql.SQL("0"))
         text_score = (sql.SQL(
-            "%(w_cov)s * (SELECT count(*) FROM unnest(%(terms)s::text[]) t"
-            "  WHERE i.search_tsv @@ to_tsquery('catalog_pt', t))::float8 / %(n_terms)s"
+            "%(w_cov)s * (SELECT count(*) FROM unnest(q.tqs) t WHERE i.search_tsv @@ t)::float8 / %(n_terms)s"
             " + %(w_text)s * least(1, ts_rank_cd('{0.1, 0.2, 0.4, 1.0}', i.search_tsv, q.tsq))")
             if terms else sql.SQL("0"))
+        power = sql.SQL(_bucket_expr("power_w", POWER_FACET_EDGES_W))
+        price = sql.SQL(_bucket_expr("price_brl", PRICE_FACET_EDGES_BRL))
         statement = sql.SQL("""
-WITH q AS (SELECT to_tsquery('catalog_pt', coalesce(%(tsq)s, '')) AS tsq),
+WITH q AS MATERIALIZED (
+    SELECT to_tsquery('catalog_pt', coalesce(%(tsq)s, '')) AS tsq,
+           ARRAY(SELECT to_tsquery('catalog_pt', t) FROM unnest(%(terms)s::text[]) t) AS tqs),
 {semantic_cte},
-cand AS (
+hits AS MATERIALIZED (SELECT * FROM ({candidates}) h LIMIT %(n_cand)s),
+cand AS (SELECT DISTINCT ON (distributor, sku) * FROM hits ORDER BY distributor, sku, tier),
+ranked AS MATERIALIZED (
     SELECT i.distributor, i.sku, i.category, i.brand, i.model, i.name, i.description, i.power_w, i.voltage_v,
            i.phases, i.price_brl, i.availability, i.stock_units, i.url,
            coalesce(i.product_key, i.distributor || '|' || i.sku) AS group_key,
@@ -657,15 +784,8 @@ cand AS (
            + CASE WHEN %(target_w)s::float8 IS NOT NULL AND i.power_w IS NOT NULL
                   THEN %(w_power)s * greatest(0, 1 - abs(i.power_w - %(target_w)s) / %(target_w)s) ELSE 0 END
            + CASE WHEN i.availability = 'in_stock' OR i.stock_units > 0 THEN %(w_stock)s ELSE 0 END
-           AS lexical,
-           s.sem_rank
-    FROM items_normalized i CROSS JOIN q {sem_join}
-    WHERE {base_where} AND {match_sql}
-),
-ranked AS (
-    SELECT cand.*, lexical + CASE WHEN sem_rank IS NULL THEN 0
-                                  ELSE %(w_sem)s * %(rrf_k)s / (%(rrf_k)s + sem_rank) END AS score
-    FROM cand
+           + coalesce(%(w_sem)s * %(rrf_k)s / (%(rrf_k)s + {sem_rank}), 0) AS score
+    FROM cand i CROSS JOIN q
 ),
 groups AS (
     SELECT group_key, max(score) AS score, bool_or(exact_model) AS exact,
@@ -679,62 +799,95 @@ offers AS (
                ORDER BY (r.availability = 'in_stock' OR r.stock_units > 0) DESC NULLS LAST,
                         r.price_brl ASC NULLS LAST, r.score DESC, r.distributor, r.sku) AS n
     FROM ranked r JOIN groups g USING (group_key)
+),
+facet AS (
+    SELECT GROUPING(category, brand, distributor, phases, voltage_v, availability, power_bucket, price_bucket) AS g,
+           category, brand, distributor, phases, voltage_v, availability, power_bucket, price_bucket, count(*) AS n
+    FROM (SELECT category, brand, distributor, phases, voltage_v, availability,
+                 {power} AS power_bucket, {price} AS price_bucket FROM ranked WHERE %(with_facets)s) m
+    GROUP BY GROUPING SETS ((category), (brand), (distributor), (phases), (voltage_v), (availability),
+                            (power_bucket), (price_bucket))
+),
+result AS (
+    SELECT g.group_key, g.score AS g_score, g.exact, g.min_price, o.distributor, o.sku, o.category, o.brand,
+           o.model, o.name, o.description, o.power_w, o.voltage_v, o.phases, o.price_brl, o.availability,
+           o.stock_units, o.url, o.score,
+           row_number() OVER (ORDER BY g.exact DESC, g.score DESC, g.n DESC, g.min_price ASC NULLS LAST,
+                                       g.group_key, o.n) AS pos
+    FROM groups g JOIN offers o USING (group_key)
+    WHERE o.n <= %(per_product)s
 )
-SELECT g.group_key, g.score, g.exact, g.min_price, o.distributor, o.sku, o.category, o.brand, o.model,
-       o.name, o.description, o.power_w, o.voltage_v, o.phases, o.price_brl, o.availability, o.stock_units,
-       o.url, o.score, (SELECT count(*) FROM ranked) AS total
-FROM groups g JOIN offers o USING (group_key)
-WHERE o.n <= %(per_product)s
-ORDER BY g.exact DESC, g.score DESC, g.n DESC, g.min_price ASC NULLS LAST, g.group_key, o.n
-""").format(semantic_cte=semantic_cte, text_score=text_score, code_score=code_score, sem_join=sem_join,
-            base_where=base_where, match_sql=match_sql)
-        rows = conn.execute(statement, params).fetchall()
-        products = _group(rows)
-        total = rows[0][-1] if rows else 0
-        facets = self._facets(conn, statement_where=(base_where, match_sql, sem_join, semantic_cte), params=params) \
-            if with_facets and total else {}
-        return products, total, facets
+SELECT r.group_key, r.g_score, r.exact, r.min_price, r.distributor, r.sku, r.category, r.brand, r.model,
+       r.name, r.description, r.power_w, r.voltage_v, r.phases, r.price_brl, r.availability, r.stock_units,
+       r.url, r.score,
+       CASE WHEN r.pos = 1 THEN (SELECT count(*) FROM ranked) END,
+       CASE WHEN r.pos = 1 THEN (SELECT count(*) FROM hits) >= %(n_cand)s END,
+       CASE WHEN r.pos = 1 THEN (SELECT json_agg(json_build_array(g, category, brand, distributor, phases,
+                                                voltage_v, availability, power_bucket, price_bucket, n))
+                                 FROM facet) END
+FROM result r ORDER BY r.pos
+""").format(semantic_cte=semantic_cte, candidates=candidates, text_score=text_score, code_score=code_score,
+            sem_rank=sem_rank, power=power, price=price)
+        return statement, params
 
-    def _facets(self, conn, statement_where, params) -> dict[str, list[tuple[Any, int]]]:
-        base_where, match_sql, sem_join, semantic_cte = statement_where
-        power = sql.SQL(_bucket_expr("i.power_w", POWER_FACET_EDGES_W))
-        price = sql.SQL(_bucket_expr("i.price_brl", PRICE_FACET_EDGES_BRL))
-        statement = sql.SQL("""
-WITH q AS (SELECT to_tsquery('catalog_pt', coalesce(%(tsq)s, '')) AS tsq), {semantic_cte},
-m AS (SELECT i.category, i.brand, i.distributor, i.phases, i.voltage_v, i.availability,
-             {power} AS power_bucket, {price} AS price_bucket
-      FROM items_normalized i CROSS JOIN q {sem_join} WHERE {base_where} AND {match_sql})
-SELECT category, brand, distributor, phases, voltage_v, availability, power_bucket, price_bucket,
-       GROUPING(category, brand, distributor, phases, voltage_v, availability, power_bucket, price_bucket),
-       count(*)
-FROM m GROUP BY GROUPING SETS ((category), (brand), (distributor), (phases), (voltage_v), (availability),
-                               (power_bucket), (price_bucket))
-""").format(semantic_cte=semantic_cte, power=power, price=price, sem_join=sem_join, base_where=base_where,
-            match_sql=match_sql)
-        facets: dict[str, list[tuple[Any, int]]] = {name: [] for name in FACETS}
-        for row in conn.execute(statement, params).fetchall():
-            *values, grouping, count = row
-            # GROUPING(): one bit per argument, 1 = not grouped by it (the first argument is the high bit)
-            index = next(i for i in range(8) if not grouping & (1 << (7 - i)))
-            value = values[index]
-            if value is None:
-                continue
-            name = FACETS[index]
-            if name == "power_w":
-                value = _bucket_label(value, POWER_FACET_EDGES_W, "W")
-            elif name == "price_brl":
-                value = _bucket_label(value, PRICE_FACET_EDGES_BRL, "R$")
-            elif name in ("voltage_v",):
-                value = float(value)
-            facets[name].append((value, int(count)))
-        for name, values in facets.items():
-            if name in ("power_w", "price_brl"):
-                edges = POWER_FACET_EDGES_W if name == "power_w" else PRICE_FACET_EDGES_BRL
-                order = {_bucket_label(i, edges, "W" if name == "power_w" else "R$"): i for i in range(1, len(edges) + 1)}
-                values.sort(key=lambda v: order.get(v[0], 99))
-            else:
-                values.sort(key=lambda v: (-v[1], str(v[0])))
-        return facets
+
+
+#: the columns a candidate carries from items_normalized to the scoring
+_CANDIDATE_COLUMNS = ("distributor", "sku", "category", "brand", "model", "name", "description", "power_w",
+                      "voltage_v", "phases", "price_brl", "availability", "stock_units", "url", "product_key",
+                      "search_tsv", "search_code")
+#: beyond this many free-text terms the "exactly m of n" tiers are not spelled out
+MAX_TIERED_TERMS = 6
+
+
+def _term_tiers(terms: Sequence[str]) -> list[str]:
+    """tsquery texts of the text tiers: every term, then exactly m of the n terms for
+    m = n−1 … 1 (``(a & b) | (a & c) …`` and not m+1 of them). Beyond
+    ``MAX_TIERED_TERMS`` terms: every term, then any term but not every one."""
+    from itertools import combinations
+
+    terms = list(dict.fromkeys(terms))
+    if not terms:
+        return []
+
+    def at_least(m: int) -> str:
+        return " | ".join("(" + " & ".join(c) + ")" for c in combinations(terms, m))
+
+    n = len(terms)
+    if n == 1:
+        return [terms[0]]
+    if n > MAX_TIERED_TERMS:
+        return [" & ".join(terms), f"({' | '.join(terms)}) & !({' & '.join(terms)})"]
+    return [" & ".join(terms)] + [f"({at_least(m)}) & !({at_least(m + 1)})" for m in range(n - 1, 0, -1)]
+
+
+def _facets(rows: Sequence[Sequence[Any]]) -> dict[str, list[tuple[Any, int]]]:
+    """Facet counts from the ``GROUPING SETS`` rows ``[grouping, *values, count]``."""
+    facets: dict[str, list[tuple[Any, int]]] = {name: [] for name in FACETS}
+    for grouping, *values, count in rows:
+        # GROUPING(): one bit per argument, 1 = not grouped by it (the first argument is the high bit)
+        index = next(i for i in range(8) if not grouping & (1 << (7 - i)))
+        value = values[index]
+        if value is None:
+            continue
+        name = FACETS[index]
+        if name == "power_w":
+            value = _bucket_label(value, POWER_FACET_EDGES_W, "W")
+        elif name == "price_brl":
+            value = _bucket_label(value, PRICE_FACET_EDGES_BRL, "R$")
+        elif name == "voltage_v":
+            value = float(value)
+        elif name == "phases":
+            value = int(value)
+        facets[name].append((value, int(count)))
+    for name, values in facets.items():
+        if name in ("power_w", "price_brl"):
+            edges = POWER_FACET_EDGES_W if name == "power_w" else PRICE_FACET_EDGES_BRL
+            order = {_bucket_label(i, edges, "W" if name == "power_w" else "R$"): i for i in range(1, len(edges) + 1)}
+            values.sort(key=lambda v: order.get(v[0], 99))
+        else:
+            values.sort(key=lambda v: (-v[1], str(v[0])))
+    return facets
 
 
 def _dropped(before: SearchFilters, after: SearchFilters, name: str) -> bool:
@@ -746,7 +899,7 @@ def _dropped(before: SearchFilters, after: SearchFilters, name: str) -> bool:
 def _group(rows: list[tuple]) -> tuple[ProductHit, ...]:
     products: dict[str, dict] = {}
     for (key, g_score, exact, min_price, distributor, sku, category, brand, model, name, description, power_w,
-         voltage_v, phases, price, availability, stock_units, url, score, _total) in rows:
+         voltage_v, phases, price, availability, stock_units, url, score) in rows:
         product = products.get(key)
         if product is None:
             product = products[key] = dict(
