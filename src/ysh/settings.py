@@ -107,6 +107,14 @@ class CatalogSettings(_Group):
         description="Share of a feed's items a new version may lose before it is held (1: never hold a shrink).")
     accept_shrink: bool = Field(
         default=False, description="Take every shrunk new version (as --accept-shrink); broken files are still held.")
+    inmetro_dir: Path | None = Field(
+        default=None, description="Landing folder of the Inmetro registry tables, CSV/XLSX/PDF "
+                                  "(default: HOME/landing/inmetro).")
+    inmetro_s3_prefix: str = Field(
+        default="inmetro/", description="Prefix of the Inmetro registry tables in YSH_CATALOG_S3_BUCKET (source s3).")
+    inmetro_unmatched_warn: float = Field(
+        default=0.5, ge=0, le=1,
+        description="The Inmetro check warns when more than this share of modules and inverters is in no registry row.")
 
 
 # --- tariffs job -------------------------------------------------------------------
@@ -168,13 +176,28 @@ class OmSettings(_Group):
     replay_dir: Path | None = Field(
         default=None, description="Telemetry JSONL folder read by `ysh om run` and followed by `ysh om follow` "
                                   "(default: HOME/landing/om).")
-    mqtt_uri: str = Field(default="mqtt://127.0.0.1:1883", description="MQTT broker (mqtt://host:port).")
+    mqtt_uri: str = Field(
+        default="mqtt://127.0.0.1:1883", pattern=r"^[^@]*$",
+        description="MQTT broker (mqtt://host:port, mqtts:// for TLS); never credentials (YSH_OM_MQTT_USERNAME/PASSWORD), "
+                    "so the URI can be printed.")
+    mqtt_username: str | None = Field(default=None, description="MQTT user name (with YSH_OM_MQTT_PASSWORD).")
+    mqtt_password: SecretStr | None = Field(default=None, description="MQTT password (secret).")
+    mqtt_tls_ca: Path | None = Field(
+        default=None, description="CA bundle (PEM) that signed the broker's certificate, for mqtts:// (publishers; "
+                                  "the Pathway reader reads it through SSL_CERT_FILE).")
     mqtt_topic: str = Field(default="ysh/telemetry/#", description="Topic filter: ysh/telemetry/{plant}/{inverter}.")
     mqtt_client_id: str = Field(
         default="ysh-om", description="Stable MQTT client id: the broker keeps its session (QoS 1) across restarts.")
     kafka_bootstrap: str = Field(default="127.0.0.1:9092", description="Kafka bootstrap servers.")
     kafka_topic: str = "inverters_telemetry"
     kafka_group: str = Field(default="ysh-om", description="Kafka consumer group of `ysh om follow`.")
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT", description="librdkafka security.protocol of the reader and the publisher.")
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        default=None, description="sasl.mechanism (with SASL_PLAINTEXT / SASL_SSL).")
+    kafka_sasl_username: str | None = Field(default=None, description="sasl.username.")
+    kafka_sasl_password: SecretStr | None = Field(default=None, description="sasl.password (secret).")
+    kafka_ssl_ca: Path | None = Field(default=None, description="ssl.ca.location: CA bundle (PEM) of the brokers (SSL / SASL_SSL).")
     kafka_partitions: str | None = Field(
         default=None, pattern=r"^\s*\d+(\s*-\s*\d+)?(\s*,\s*\d+(\s*-\s*\d+)?)*\s*$",
         description="Partitions of the telemetry topic this instance owns (\"0,1\" or \"0-3\"); they name its "
@@ -275,6 +298,9 @@ class OpsSettings(_Group):
     backup: BackupSettings = Field(default_factory=BackupSettings, json_schema_extra=_prefix("BACKUP_"))
     slack_webhook_url: SecretStr | None = Field(
         default=None, description="Slack incoming-webhook URL for alerts (secret). Unset: notices wait in the outbox.")
+    replication_slot_max_wal_mb: int = Field(
+        default=1024, ge=1,
+        description="The ops check warns when a replication slot holds back more WAL than this (MB).")
     slack_max_attempts: int = Field(
         default=5, ge=1, le=1000,
         description="A notice Slack refuses for good (4xx other than 429) is kept as failed after this many tries.")
@@ -296,6 +322,10 @@ class Settings(BaseSettings):
         default=Path(".ysh"),
         description="Local state: embedded Postgres data, landing area, Dagster home.",
     )
+    dagster_storage: Literal["postgres", "sqlite"] = Field(
+        default="postgres",
+        description="Where Dagster keeps runs, events and schedules: the warehouse (schema dagster) or SQLite "
+                    "files under HOME/dagster.")
     warehouse: WarehouseSettings = Field(default_factory=WarehouseSettings, json_schema_extra=_prefix("POSTGRES_"))
     s3: ObjectStoreSettings = Field(default_factory=ObjectStoreSettings, json_schema_extra=_prefix("S3_"))
     observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings, json_schema_extra=_prefix(""))
@@ -334,6 +364,7 @@ class Settings(BaseSettings):
             return (path or default).expanduser().resolve()
 
         self.catalog.landing_dir = resolved(self.catalog.landing_dir, home / "landing" / "catalog")
+        self.catalog.inmetro_dir = resolved(self.catalog.inmetro_dir, home / "landing" / "inmetro")
         self.tariffs.landing_dir = resolved(self.tariffs.landing_dir, home / "landing" / "tariffs")
         self.proposals.irradiance.cache_dir = resolved(self.proposals.irradiance.cache_dir, home / "cache" / "irradiance")
         self.om.replay_dir = resolved(self.om.replay_dir, home / "landing" / "om")

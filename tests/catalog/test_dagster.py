@@ -35,7 +35,7 @@ def test_definitions_load_with_lineage_schedule_and_sensor():
     repo = defs.get_repository_def()
     graph = repo.asset_graph
     normalized = dg.AssetKey("catalog_normalized")
-    assert graph.get(normalized).parent_keys == {dg.AssetKey("catalog_raw")}
+    assert graph.get(normalized).parent_keys == {dg.AssetKey("catalog_raw"), dg.AssetKey("catalog_inmetro_raw")}
     assert graph.get(dg.AssetKey("catalog_products")).parent_keys == {normalized}
     schedule = repo.get_schedule_def("catalog_daily")
     assert (schedule.cron_schedule, schedule.execution_timezone) == ("0 2 * * *", "America/Sao_Paulo")
@@ -47,7 +47,8 @@ def test_materializing_all_catalog_assets_runs_checks(landing, warehouse_env):
     assert result.success
     materialized = {e.asset_key.to_user_string(): e.materialization.metadata
                     for e in result.get_asset_materialization_events()}
-    assert set(materialized) == {"catalog_raw", "catalog_normalized", "catalog_products", "catalog_embeddings"}
+    assert set(materialized) == {"catalog_raw", "catalog_inmetro_raw", "catalog_normalized", "catalog_products",
+                                 "catalog_embeddings"}
     assert materialized["catalog_raw"]["files"].value == 3
     assert materialized["catalog_normalized"]["items"].value == 5
     assert materialized["catalog_normalized"]["quarantined"].value == 4
@@ -59,6 +60,8 @@ def test_materializing_all_catalog_assets_runs_checks(landing, warehouse_env):
         "catalog_normalized_power_in_range": (True, dg.AssetCheckSeverity.ERROR),
         # 4 of 9 sample rows are bad on purpose: far above the 5% warning threshold
         "catalog_normalized_quarantine_rate": (False, dg.AssetCheckSeverity.WARN),
+        # no Inmetro registry landed here: no item has a status (tests/catalog/test_inmetro_dagster.py)
+        "catalog_normalized_inmetro_unmatched": (False, dg.AssetCheckSeverity.WARN),
         "catalog_products_offers_match_items": (True, dg.AssetCheckSeverity.ERROR),
     }
     assert query(warehouse_env, "SELECT count(*) FROM items_normalized") == [(5,)]

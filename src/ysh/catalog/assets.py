@@ -1,7 +1,8 @@
 """Dagster assets of the catalog job (thin wrappers: the work runs in Pathway, via Pipes).
 
-Lineage: ``catalog_raw`` (landed feed files) → ``catalog_normalized`` (items,
-quarantine, per-file counts) → ``catalog_products``. Blocking checks on
+Lineage: ``catalog_raw`` (landed feed files) and ``catalog_inmetro_raw`` (the landed
+Inmetro registry tables) → ``catalog_normalized`` (items, quarantine, per-file counts, and
+each item's ``inmetro_status`` in ``items_inmetro``) → ``catalog_products``. Blocking checks on
 ``catalog_normalized`` stop bad data before products are rebuilt.
 """
 
@@ -63,6 +64,77 @@ def catalog_raw(context: dg.AssetExecutionContext, settings: SettingsResource) -
     )
 
 
+def _registry_files(settings: Settings) -> list[landing.LandedFile]:
+    from .job import RegistrySource
+
+    source = RegistrySource.from_settings(settings)
+    if source.s3 is not None:
+        return _landed_files(settings.model_copy(update={"catalog": settings.catalog.model_copy(
+            update={"s3_prefix": settings.catalog.inmetro_s3_prefix})}))
+    return landing.manifest(source.path, with_hash=True) if source.path is not None else []
+
+
+def _read_registry_file(settings: Settings, file: landing.LandedFile) -> bytes:
+    if settings.catalog.source == "s3":
+        import boto3
+
+        client = boto3.client(
+            "s3", endpoint_url=settings.s3.endpoint_url, region_name=settings.s3.region,
+            aws_access_key_id=settings.s3.access_key_id.get_secret_value() if settings.s3.access_key_id else None,
+            aws_secret_access_key=(settings.s3.secret_access_key.get_secret_value()
+                                   if settings.s3.secret_access_key else None),
+        )
+        return client.get_object(Bucket=settings.catalog.s3_bucket, Key=file.path)["Body"].read()
+    from pathlib import Path
+
+    return Path(file.path).read_bytes()
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"file", "pdf"},
+    description="The Inmetro registry of PV equipment (modules and inverters: brand, model, power, "
+                "registration number, situation, validity, efficiency class) as landed from Inmetro's "
+                "tables (CSV, spreadsheet, PDF) in YSH_CATALOG_INMETRO_DIR or the S3 prefix "
+                "YSH_CATALOG_INMETRO_S3_PREFIX. The catalog graph reads it and writes inmetro_registry "
+                "and items_inmetro (docs/catalog.md, \"Inmetro registry\").",
+    owners=["team:data-platform"],
+)
+def catalog_inmetro_raw(context: dg.AssetExecutionContext, settings: SettingsResource) -> dg.MaterializeResult:
+    from collections import Counter
+
+    from .inmetro import read_registry
+
+    settings = settings.get()
+    files = _registry_files(settings)
+    if not files:
+        context.log.warning("no Inmetro registry files landed: items get no inmetro_status")
+    per_file, categories, situations, problems = [], Counter(), Counter(), Counter()
+    for f in files:
+        result = read_registry(_read_registry_file(settings, f), f.path)
+        categories.update(r.category for r in result.rows)
+        situations.update(r.situation or "not stated" for r in result.rows)
+        problems.update(reason.split(":", 1)[0] for _, reason in result.problems)
+        per_file.append((f.path, result.format, len(result.rows), len(result.problems), (f.sha256 or "")[:12]))
+    return dg.MaterializeResult(
+        data_version=dg.DataVersion(landing.fingerprint(files) if files else "empty"),
+        metadata={
+            "files": len(files),
+            "rows": sum(categories.values()),
+            "modules": categories.get("module", 0),
+            "inverters": categories.get("inverter", 0),
+            "cancelled": situations.get("cancelled", 0),
+            "unreadable_rows": sum(problems.values()),
+            "problems": dg.MetadataValue.json(dict(problems)),
+            "landing": dg.MetadataValue.text(
+                f"s3://{settings.catalog.s3_bucket}/{settings.catalog.inmetro_s3_prefix}"
+                if settings.catalog.source == "s3" else str(settings.catalog.inmetro_dir)),
+            "manifest": dg.MetadataValue.md(markdown_table(["path", "format", "rows", "problems", "sha256"],
+                                                           per_file)),
+        },
+    )
+
+
 def _run_pipes(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
                client: dg.PipesSubprocessClient, action: str, processes: int) -> dg.MaterializeResult:
     """Run ``ysh.catalog.pipes_entry ACTION`` in a fresh process (a fresh Pathway graph);
@@ -72,10 +144,11 @@ def _run_pipes(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
 
 @dg.asset(
     group_name=GROUP,
-    deps=[catalog_raw],
+    deps=[catalog_raw, catalog_inmetro_raw],
     kinds={"pathway", "postgres"},
     description="items_normalized (one row per distributor and SKU) and items_quarantine "
-                "(bad rows with a reason), written by the Pathway catalog pipeline.",
+                "(bad rows with a reason), written by the Pathway catalog pipeline; with the "
+                "Inmetro registry, items_inmetro (each item's inmetro_status and the registry row it matched).",
     freshness_policy=dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=26)),
     owners=["team:data-platform"],
 )
@@ -202,6 +275,31 @@ def catalog_normalized_quarantine_rate(warehouse: WarehouseResource) -> dg.Asset
     )
 
 
+@dg.asset_check(asset=catalog_normalized, blocking=False,
+                description="Warn when more than YSH_CATALOG_INMETRO_UNMATCHED_WARN of the modules and inverters "
+                            "match no row of the Inmetro registry (inmetro_status not_registered).")
+def catalog_normalized_inmetro_unmatched(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    threshold = warehouse.settings().catalog.inmetro_unmatched_warn
+    by_status = dict(warehouse.query(
+        "SELECT inmetro_status, count(*) FROM items_inmetro WHERE inmetro_status <> 'unknown' GROUP BY 1"))
+    covered = sum(by_status.values())
+    unmatched = by_status.get("not_registered", 0)
+    share = unmatched / covered if covered else 0.0
+    examples = warehouse.query(
+        "SELECT i.distributor, i.sku, n.brand, n.model, i.category FROM items_inmetro i "
+        "JOIN items_normalized n USING (distributor, sku) WHERE i.inmetro_status = 'not_registered' "
+        "ORDER BY 3, 4 LIMIT 20")
+    return dg.AssetCheckResult(
+        passed=covered > 0 and share <= threshold,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=None if covered else "no item has an Inmetro status: is the registry landed?",
+        metadata={"unmatched_share": round(share, 4), "threshold": threshold, "modules_and_inverters": int(covered),
+                  **{status: int(n) for status, n in sorted(by_status.items())},
+                  "unmatched_examples": dg.MetadataValue.md(
+                      markdown_table(["distributor", "sku", "brand", "model", "category"], examples))},
+    )
+
+
 @dg.asset_check(asset=catalog_products, blocking=False,
                 description="Offers counted in products equal the groupable items.")
 def catalog_products_offers_match_items(warehouse: WarehouseResource) -> dg.AssetCheckResult:
@@ -236,10 +334,12 @@ catalog_daily_schedule = dg.ScheduleDefinition(
            default_status=dg.DefaultSensorStatus.RUNNING,
            description="Runs the catalog job when feed files are added, changed or removed.")
 def catalog_landing_sensor(context: dg.SensorEvaluationContext, settings: SettingsResource):
-    files = _landed_files(settings.get())
+    settings = settings.get()
+    files = _landed_files(settings)
     if not files:
         return dg.SkipReason("landing area is empty")
-    current = landing.fingerprint(files)
+    registry = _registry_files(settings)  # a new Inmetro table re-judges the items too
+    current = landing.fingerprint(files) + (f"+{landing.fingerprint(registry)}" if registry else "")
     if current == context.cursor:
         return dg.SkipReason("no change in the landing area")
     previous = context.cursor or "empty"
@@ -250,8 +350,9 @@ def catalog_landing_sensor(context: dg.SensorEvaluationContext, settings: Settin
 
 #: the job's Dagster definitions (merged with the others in ysh.definitions)
 defs = dg.Definitions(
-    assets=[catalog_raw, catalog_normalized, catalog_products, catalog_embeddings],
+    assets=[catalog_raw, catalog_inmetro_raw, catalog_normalized, catalog_products, catalog_embeddings],
     asset_checks=[catalog_normalized_unique_keys, catalog_normalized_power_in_range,
-                  catalog_normalized_quarantine_rate, catalog_products_offers_match_items],
+                  catalog_normalized_quarantine_rate, catalog_normalized_inmetro_unmatched,
+                  catalog_products_offers_match_items],
     jobs=[catalog_job], schedules=[catalog_daily_schedule], sensors=[catalog_landing_sensor],
 )

@@ -54,6 +54,9 @@ TABLES: dict[str, tuple[str, tuple[str, ...], str]] = {
     "products": ("products", ("product_key",), "updated_at"),
     "files": ("catalog_feed_files", ("source_file",), "ingested_at"),
     "versions": ("catalog_feed_versions", ("source_file",), "ingested_at"),
+    # with a landed Inmetro registry (RegistrySource)
+    "registry": ("inmetro_registry", ("source_file", "line"), "ingested_at"),
+    "inmetro": ("items_inmetro", ("distributor", "sku"), "ingested_at"),
 }
 
 
@@ -73,6 +76,8 @@ JSONL_FILES = {
     "quarantine": ("quarantine.jsonl", ("source_file", "line")),
     "products": ("products.jsonl", ("product_key",)),
     "files": ("files.jsonl", ("source_file",)),
+    "registry": ("inmetro_registry.jsonl", ("source_file", "line")),
+    "inmetro": ("items_inmetro.jsonl", ("distributor", "sku")),
 }
 
 
@@ -136,6 +141,28 @@ class S3Source:
 
 
 @dataclass
+class RegistrySource:
+    """Where the Inmetro registry lands (docs/catalog.md, "Inmetro registry"): a folder
+    (``YSH_CATALOG_INMETRO_DIR``) or a prefix of the catalog's S3 bucket
+    (``YSH_CATALOG_INMETRO_S3_PREFIX``)."""
+
+    path: Path | None = None
+    s3: S3Source | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "RegistrySource":
+        if settings.catalog.source == "s3":
+            from dataclasses import replace
+
+            return cls(s3=replace(S3Source.from_settings(settings), prefix=settings.catalog.inmetro_s3_prefix))
+        return cls(path=settings.catalog.inmetro_dir)
+
+    def landed(self) -> list:
+        """The registry files there now (``landing.LandedFile``)."""
+        return landing_manifest(self.path, self.s3) if self.path is None or self.path.is_dir() else []
+
+
+@dataclass
 class RunReport:
     files: int = 0
     rows: int = 0
@@ -152,6 +179,9 @@ class RunReport:
     pruned: dict[str, int] = field(default_factory=dict)
     #: feed file → reason, for the files whose new version was held (the good one kept)
     held: dict[str, str] = field(default_factory=dict)
+    #: Inmetro registry rows read, and items by inmetro_status (with a registry only)
+    registry_rows: int = 0
+    inmetro_by_status: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
 
     @property
@@ -180,26 +210,57 @@ def _feed_table(paths: list[Path] | None, s3: S3Source | None, mode: str) -> tup
     return table, roots
 
 
+def _registry_table(registry: RegistrySource | None, mode: str) -> tuple[pw.Table | None, str | None]:
+    """The registry's files as a table (None: no registry). A static run reads a registry
+    only when files are there (an absent registry is no evidence that nothing is
+    registered: no status is written); a streaming run follows the folder once it exists."""
+    if registry is None:
+        return None, None
+    if registry.s3 is not None:
+        if mode == "static" and not registry.landed():
+            return None, None
+        s3 = registry.s3
+        return read_feed_files_s3(s3.bucket, s3.prefix, endpoint=s3.endpoint, region=s3.region,
+                                  access_key=s3.access_key, secret_key=s3.secret_key, mode=mode,
+                                  name="catalog_inmetro_s3"), s3.prefix.rstrip("/")
+    path = registry.path
+    if path is None or not path.is_dir() or (mode == "static" and not registry.landed()):
+        return None, None
+    path = path.resolve()
+    return read_feed_files_fs(str(path), mode=mode, name="catalog_inmetro"), str(path)
+
+
 def build(paths: list[Path] | None = None, *, s3: S3Source | None = None, mode: str = "static",
           distributor: str | None = None, with_products: bool = True,
           versions: FeedVersionStore | None = None, accept_shrink: bool = False,
-          max_shrink: float = feed_versions.MAX_SHRINK) -> CatalogTables | NormalizedTables:
+          max_shrink: float = feed_versions.MAX_SHRINK,
+          registry: RegistrySource | None = None) -> CatalogTables | NormalizedTables:
     """Declare sources and the catalog graph in a fresh Pathway graph (``versions``: keep
-    the last good feed, see :mod:`ysh.catalog.versions`)."""
+    the last good feed, see :mod:`ysh.catalog.versions`; ``registry``: the Inmetro
+    registry, matched against the items)."""
     pw_runtime.fresh_graph()
     feeds, roots = _feed_table(paths, s3, mode)
     root = roots[0] if len(roots) == 1 else None
+    registry_files, registry_root = _registry_table(registry, mode)
     options = dict(landing_root=root, distributor=distributor, versions=versions, accept_shrink=accept_shrink,
-                   max_shrink=max_shrink)
+                   max_shrink=max_shrink, registry_files=registry_files, registry_root=registry_root)
     if with_products:
         return build_catalog_graph(feeds, **options)
     return normalize_feeds(feeds, **options)
 
 
 def attach_warehouse(tables: CatalogTables | NormalizedTables, warehouse: Warehouse,
-                     outputs: tuple[str, ...] = tuple(TABLES)) -> None:
+                     outputs: tuple[str, ...] = tuple(TABLES), *, streaming: bool = False) -> None:
+    """Write ``outputs`` into the warehouse. ``streaming``: with sinks that wait out a
+    lost server, retrying each write (:mod:`ysh.kit.sinks`; Pathway's own writer, used by
+    the batch runs, ends the run when its connection breaks)."""
     outputs = tuple(attr for attr in outputs if getattr(tables, attr, None) is not None)
-    pw_runtime.write_snapshots(tables, {attr: TABLES[attr][:2] for attr in outputs}, warehouse)
+    if streaming:
+        from ..kit import sinks
+
+        sinks.write_snapshots(tables, {attr: TABLES[attr][:2] for attr in outputs}, warehouse)
+    else:
+        pw_runtime.write_snapshots(tables, {attr: TABLES[attr][:2] for attr in outputs}, warehouse)
     if tables.held is not None:
         attach_held_notices(tables.held, warehouse)
 
@@ -216,9 +277,12 @@ def attach_held_notices(held: pw.Table, warehouse: Warehouse) -> None:
         log.warning("catalog feed held (%s): %s: %s", reason, source_file, detail)
         notice = Notice(feed_versions.notice_key(source_file, row["sha256"]), feed_versions.NOTICE_KIND,
                         feed_versions.notice_text(source_file, distributor, reason, detail))
-        try:
+        def enqueue() -> None:
             with db.connect(warehouse.dsn, warehouse.schema, autocommit=True) as conn:
                 enqueue_notices(conn, [notice])
+
+        try:  # a lost server is waited out: the notice is keyed, so a retry cannot double it
+            db.with_reconnect(enqueue, what=f"queueing the notice {notice.key}")
         except Exception:  # noqa: BLE001 - the catalog goes on; the log line above stays
             log.exception("could not queue the notice %s", notice.key)
 
@@ -272,6 +336,7 @@ def run_static(
     with_products: bool = True,
     accept_shrink: bool = False,
     max_shrink: float = feed_versions.MAX_SHRINK,
+    registry: RegistrySource | None = None,
 ) -> RunReport:
     """Run the catalog graph once over the given feeds and write to the given sinks.
 
@@ -287,8 +352,8 @@ def run_static(
     t0 = time.perf_counter()
     store = FeedVersionStore(warehouse) if warehouse is not None else None
     tables = build(paths, s3=s3, mode="static", distributor=distributor, with_products=with_products,
-                   versions=store, accept_shrink=accept_shrink, max_shrink=max_shrink)
-    outputs = tuple(TABLES) if with_products else ("items", "quarantine", "files", "versions")
+                   versions=store, accept_shrink=accept_shrink, max_shrink=max_shrink, registry=registry)
+    outputs = tuple(TABLES) if with_products else ("items", "quarantine", "files", "versions", "registry", "inmetro")
     outputs = tuple(name for name in outputs if getattr(tables, name, None) is not None)
     collected = tuple(n for n in outputs if n in JSONL_FILES) if out_dir is not None else ("files", "quarantine")
     collectors = {name: pw_runtime.TableCollector(getattr(tables, name), name) for name in collected}
@@ -331,6 +396,15 @@ def run_static(
             report.pruned = reconcile(warehouse, started, outputs)
         counts = warehouse_report(warehouse)
         report.items, report.products = counts.items, counts.products
+    if tables.inmetro is not None:
+        if out_dir is not None:
+            report.registry_rows = len(collectors["registry"].values())
+            report.inmetro_by_status = dict(Counter(r["inmetro_status"] for r in collectors["inmetro"].values()))
+        elif warehouse is not None:
+            with db.connect(warehouse.dsn, warehouse.schema) as conn:
+                report.registry_rows = conn.execute("SELECT count(*) FROM inmetro_registry").fetchone()[0]
+                report.inmetro_by_status = dict(conn.execute(
+                    "SELECT inmetro_status, count(*) FROM items_inmetro GROUP BY 1 ORDER BY 2 DESC").fetchall())
     return report
 
 
@@ -359,7 +433,7 @@ def run_products_static(warehouse: Warehouse) -> int:
 
 def run_streaming(landing: Path | None, warehouse: Warehouse, *, s3: S3Source | None = None,
                   on_ready=None, catch_up_timeout_s: float = 600.0, accept_shrink: bool = False,
-                  max_shrink: float = feed_versions.MAX_SHRINK) -> None:
+                  max_shrink: float = feed_versions.MAX_SHRINK, registry: RegistrySource | None = None) -> None:
     """Follow the landing area (or S3 prefix) and keep the warehouse current. Blocks.
 
     A new version of a feed that is unparseable, empty or lost more than ``max_shrink``
@@ -378,19 +452,24 @@ def run_streaming(landing: Path | None, warehouse: Warehouse, *, s3: S3Source | 
     started = datetime.now(timezone.utc)
     initial = {f.path for f in landing_manifest(landing, s3)}
     tables = build([landing] if landing else None, s3=s3, mode="streaming", versions=FeedVersionStore(warehouse),
-                   accept_shrink=accept_shrink, max_shrink=max_shrink)
-    attach_warehouse(tables, warehouse)
-    pw_runtime.observe_outputs({t: getattr(tables, attr) for attr, (t, _, _) in TABLES.items()}, "catalog")
+                   accept_shrink=accept_shrink, max_shrink=max_shrink, registry=registry)
+    attach_warehouse(tables, warehouse, streaming=True)
+    outputs = tuple(attr for attr in TABLES if getattr(tables, attr, None) is not None)
+    pw_runtime.observe_outputs({TABLES[attr][0]: getattr(tables, attr) for attr in outputs}, "catalog")
     if pw_runtime.is_leader():
         threading.Thread(
             target=_reconcile_when_caught_up, name="catalog-catch-up", daemon=True,
-            args=(warehouse, started, initial, s3 is None, on_ready, catch_up_timeout_s),
+            # the registry's tables are not pruned here: their source is read apart from the
+            # feeds, so "every feed written" says nothing of them (a full static run prunes them)
+            args=(warehouse, started, initial, s3 is None, on_ready, catch_up_timeout_s,
+                  tuple(attr for attr in outputs if attr not in ("registry", "inmetro"))),
         ).start()
     pw_runtime.run()
 
 
 def _reconcile_when_caught_up(warehouse: Warehouse, started: datetime, initial: set[str],
-                              local: bool, on_ready, timeout_s: float) -> None:
+                              local: bool, on_ready, timeout_s: float,
+                              outputs: tuple[str, ...] = tuple(TABLES)) -> None:
     reconciled = False
     try:
         if initial:
@@ -403,7 +482,7 @@ def _reconcile_when_caught_up(warehouse: Warehouse, started: datetime, initial: 
                         "AND source_file = ANY(%s)", (started, sorted(pending))).fetchall()}
                 if written >= pending:
                     time.sleep(2.0)  # let the other tables' writers flush the same minibatch
-                    reconcile(warehouse, started)
+                    reconcile(warehouse, started, outputs)
                     reconciled = True
                     break
                 time.sleep(0.5)

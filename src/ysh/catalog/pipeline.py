@@ -50,6 +50,10 @@ class NormalizedTables:
     versions: pw.Table | None = None
     #: one row per held file version: source_file, distributor, reason, detail, sha256
     held: pw.Table | None = None
+    #: inmetro_registry: the landed Inmetro tables, one row per (source_file, line) (with a registry only)
+    registry: pw.Table | None = None
+    #: items_inmetro: what the registry says of each item, one row per (distributor, sku)
+    inmetro: pw.Table | None = None
 
 
 @dataclass
@@ -60,6 +64,8 @@ class CatalogTables:
     files: pw.Table  # catalog_feed_files, one row per feed file with its counts
     versions: pw.Table | None = None
     held: pw.Table | None = None
+    registry: pw.Table | None = None
+    inmetro: pw.Table | None = None
 
 
 # ------------------------------------------------------------------------------------------
@@ -246,11 +252,13 @@ def _now_utc(_: object) -> pw.DateTimeUtc:  # pragma: no cover - trivial
 def build_catalog_graph(
     feed_files: pw.Table, *, landing_root: str | None = None, distributor: str | None = None,
     versions: FeedVersions | None = None, accept_shrink: bool = False,
-    max_shrink: float = feed_versions.MAX_SHRINK,
+    max_shrink: float = feed_versions.MAX_SHRINK, registry_files: pw.Table | None = None,
+    registry_root: str | None = None,
 ) -> CatalogTables:
     """The whole catalog graph: :func:`normalize_feeds` then :func:`build_products`."""
     normalized = normalize_feeds(feed_files, landing_root=landing_root, distributor=distributor,
-                                 versions=versions, accept_shrink=accept_shrink, max_shrink=max_shrink)
+                                 versions=versions, accept_shrink=accept_shrink, max_shrink=max_shrink,
+                                 registry_files=registry_files, registry_root=registry_root)
     return CatalogTables(
         items=normalized.items,
         quarantine=normalized.quarantine,
@@ -258,13 +266,16 @@ def build_catalog_graph(
         files=normalized.files,
         versions=normalized.versions,
         held=normalized.held,
+        registry=normalized.registry,
+        inmetro=normalized.inmetro,
     )
 
 
 def normalize_feeds(
     feed_files: pw.Table, *, landing_root: str | None = None, distributor: str | None = None,
     versions: FeedVersions | None = None, accept_shrink: bool = False,
-    max_shrink: float = feed_versions.MAX_SHRINK,
+    max_shrink: float = feed_versions.MAX_SHRINK, registry_files: pw.Table | None = None,
+    registry_root: str | None = None,
 ) -> NormalizedTables:
     """Normalize ``feed_files`` (columns ``data`` and ``_metadata``) into items,
     quarantined rows and per-file counts.
@@ -283,6 +294,9 @@ def normalize_feeds(
         the last good version of each file: a new version that is unparseable, empty or
         lost more than ``max_shrink`` of its items (unless ``accept_shrink``) is held and
         the good version's rows flow instead (``versions`` and ``held`` tables returned).
+    registry_files : pw.Table, optional
+        the landed Inmetro tables (same columns as ``feed_files``): the graph also returns
+        ``registry`` (their rows) and ``inmetro`` (each item's status, :func:`match_registry`).
     """
     normalize_file = _make_normalize_udf(landing_root, distributor)
     is_feed_file = _make_feed_filter(landing_root)
@@ -373,8 +387,12 @@ def normalize_feeds(
         ingested_at=pw.this.ingested_at,
     )
 
+    registry = inmetro = None
+    if registry_files is not None:
+        registry = build_registry(registry_files, root=registry_root)
+        inmetro = match_registry(items, registry)
     return NormalizedTables(items=items, quarantine=quarantine, files=file_table, versions=version_table,
-                            held=held)
+                            held=held, registry=registry, inmetro=inmetro)
 
 
 def _keep_good_versions(files: pw.Table, versions: FeedVersions, landing_root: str | None,
@@ -476,4 +494,133 @@ def build_products(items: pw.Table) -> pw.Table:
         median_price_brl=pw.this.price["median"].as_float(),
         max_price_brl=pw.this.price["max"].as_float(),
         updated_at=pw.apply_with_type(_now_utc, pw.DateTimeUtc, pw.this.product_key),
+    )
+
+
+# ------------------------------------------------------------------------------------------
+# the Inmetro registry (ysh.catalog.inmetro holds the rules)
+# ------------------------------------------------------------------------------------------
+
+
+def _make_registry_udf():
+    @pw.udf(deterministic=True)
+    def registry_rows(data: bytes, path: str) -> list[tuple]:
+        from .inmetro import read_registry
+
+        return [tuple(row) for row in read_registry(data, path).rows]
+
+    return registry_rows
+
+
+@pw.udf(deterministic=True)
+def _registry_keys(brand: str, model: str) -> list[tuple]:
+    from .inmetro import brand_key, match_keys
+
+    bkey = brand_key(brand) or ""
+    return [(bkey, key, rule) for key, rule in match_keys(model, brand)]
+
+
+@pw.udf(deterministic=True)
+def _item_keys(category: str, brand: str | None, model: str | None) -> list[tuple]:
+    from .inmetro import COVERED_CATEGORIES, brand_key, match_keys
+
+    if category not in COVERED_CATEGORIES or not brand or not model:
+        return []
+    bkey = brand_key(brand) or ""
+    return [(bkey, key, rule) for key, rule in match_keys(model, brand)]
+
+
+def _make_status_udf(as_of: datetime.date | None, tolerance: float):
+    # not deterministic: "expired" depends on the day it is judged; Pathway memoizes the
+    # answer, so a retraction sees what the insertion saw
+    @pw.udf(deterministic=False)
+    def registry_match(category: str, brand: str | None, model: str | None, power_w: float | None,
+                       candidates: tuple | None) -> tuple:
+        from . import inmetro
+
+        day = as_of or datetime.date.today()
+        found = [inmetro.candidate(item_rule, registry_rule, inmetro.RegistryRow(*row))
+                 for item_rule, registry_rule, row in (candidates or ())]
+        chosen = inmetro.choose(found, power_w, category, day, tolerance=tolerance)
+        status = inmetro.registry_status(category, brand, model, power_w, chosen, day, tolerance=tolerance)
+        row = chosen.row if chosen else None
+        return (status, chosen.rule if chosen else None,
+                *((row.registration, row.brand, row.model, row.power_w, row.situation, row.valid_until,
+                   row.efficiency_class, row.source_file, row.line) if row else (None,) * 9))
+
+    return registry_match
+
+
+def build_registry(registry_files: pw.Table, *, root: str | None = None) -> pw.Table:
+    """The landed Inmetro tables (``inmetro_registry``): one row per registered model and
+    file line (:class:`ysh.catalog.inmetro.RegistryRow` columns), from files as read by
+    :func:`read_feed_files_fs`/:func:`read_feed_files_s3`."""
+    from .inmetro import RegistryRow
+
+    is_registry_file = _make_feed_filter(root)
+    registry_rows = _make_registry_udf()
+    files = registry_files.filter(is_registry_file(pw.this._metadata["path"].as_str(unwrap=True))).select(
+        source_file=pw.this._metadata["path"].as_str(unwrap=True), data=pw.this.data)
+    rows = files.select(
+        row=registry_rows(pw.this.data, pw.this.source_file),
+        ingested_at=pw.apply_with_type(_now_utc, pw.DateTimeUtc, pw.this.source_file),
+    ).flatten(pw.this.row)
+    return rows.select(**_tuple_columns(pw.this.row, RegistryRow), ingested_at=pw.this.ingested_at)
+
+
+def match_registry(items: pw.Table, registry: pw.Table, *, as_of: datetime.date | None = None,
+                   tolerance: float | None = None) -> pw.Table:
+    """What the registry says of each item (``items_inmetro``, one row per distributor and
+    SKU): ``inmetro_status`` and the registry row matched (registration, brand, model,
+    power, situation, validity, class, file and line).
+
+    Items and registry rows meet on (brand key, model key) for every key either side's
+    model gives (:func:`ysh.catalog.inmetro.match_keys`): an incremental join, so a new
+    registry file re-judges only the items it names, and a new item only its own keys.
+    Among the rows an item met, :func:`ysh.catalog.inmetro.choose` picks one and
+    :func:`ysh.catalog.inmetro.registry_status` says the status (judged on ``as_of``,
+    default: the day the row is computed)."""
+    from .inmetro import POWER_TOLERANCE, RegistryRow
+
+    registry_match = _make_status_udf(as_of, POWER_TOLERANCE if tolerance is None else tolerance)
+    fields = RegistryRow._fields
+    registry_keys = registry.select(
+        k=_registry_keys(pw.this.brand, pw.this.model),
+        row=pw.make_tuple(*[pw.this[f] for f in fields]),
+    ).flatten(pw.this.k).select(
+        bkey=pw.declare_type(str, pw.this.k[0]), mkey=pw.declare_type(str, pw.this.k[1]),
+        rule=pw.declare_type(str, pw.this.k[2]), row=pw.this.row,
+    )
+    item_keys = items.select(item=pw.this.id, k=_item_keys(pw.this.category, pw.this.brand, pw.this.model)).flatten(
+        pw.this.k).select(
+        pw.this.item,
+        bkey=pw.declare_type(str, pw.this.k[0]), mkey=pw.declare_type(str, pw.this.k[1]),
+        rule=pw.declare_type(str, pw.this.k[2]),
+    )
+    candidates = item_keys.join(
+        registry_keys, pw.left.bkey == pw.right.bkey, pw.left.mkey == pw.right.mkey,
+    ).select(item=pw.left.item, candidate=pw.make_tuple(pw.left.rule, pw.right.rule, pw.right.row))
+    grouped = candidates.groupby(pw.this.item).reduce(pw.this.item, candidates=pw.reducers.tuple(pw.this.candidate))
+    judged = items.join_left(grouped, pw.left.id == pw.right.item, id=pw.left.id).select(
+        pw.left.distributor, pw.left.sku, pw.left.category, pw.left.power_w, pw.left.source_file,
+        pw.left.ingested_at,
+        m=registry_match(pw.left.category, pw.left.brand, pw.left.model, pw.left.power_w, pw.right.candidates),
+    )
+    m = pw.this.m
+    return judged.select(
+        pw.this.distributor, pw.this.sku, pw.this.category,
+        inmetro_status=pw.declare_type(str, m[0]),
+        match_rule=pw.declare_type(str | None, m[1]),
+        registration=pw.declare_type(str | None, m[2]),
+        registry_brand=pw.declare_type(str | None, m[3]),
+        registry_model=pw.declare_type(str | None, m[4]),
+        registry_power_w=pw.declare_type(float | None, m[5]),
+        registry_situation=pw.declare_type(str | None, m[6]),
+        registry_valid_until=pw.declare_type(str | None, m[7]),
+        efficiency_class=pw.declare_type(str | None, m[8]),
+        registry_file=pw.declare_type(str | None, m[9]),
+        registry_line=pw.declare_type(int | None, m[10]),
+        power_w=pw.this.power_w,
+        source_file=pw.this.source_file,
+        ingested_at=pw.this.ingested_at,
     )

@@ -21,7 +21,8 @@ def normalize(pipes: PipesContext | None, settings: Settings) -> None:
     """Normalize the landing area. May run as ``pathway spawn -n N``: every process runs
     the graph, only process 0 (``pipes`` given) reports."""
     warehouse = Warehouse.from_settings(settings)
-    shrink = dict(accept_shrink=settings.catalog.accept_shrink, max_shrink=settings.catalog.max_shrink)
+    shrink = dict(accept_shrink=settings.catalog.accept_shrink, max_shrink=settings.catalog.max_shrink,
+                  registry=job.RegistrySource.from_settings(settings))
     if settings.catalog.source == "s3":
         report = job.run_static(s3=job.S3Source.from_settings(settings), warehouse=warehouse,
                                 reconcile_after=True, with_products=False, **shrink)
@@ -36,7 +37,10 @@ def normalize(pipes: PipesContext | None, settings: Settings) -> None:
     pipes.log.info(f"normalized {report.rows} rows from {report.files} files in {report.seconds:.1f}s")
     pipes.report_asset_materialization(
         asset_key="catalog_normalized",
-        metadata=reporting.normalized_metadata(warehouse, report),
+        metadata={**reporting.normalized_metadata(warehouse, report),
+                  # what the Inmetro registry (catalog_inmetro_raw) says of the items
+                  "inmetro_registry_rows": report.registry_rows,
+                  **{f"inmetro_{status}": n for status, n in sorted(report.inmetro_by_status.items())}},
     )
 
 

@@ -159,12 +159,41 @@ def _specs(item: Mapping[str, Any]) -> list[str]:
     return specs
 
 
+#: what the Inmetro registry says of an item (items_inmetro, ysh.catalog.inmetro)
+_REGISTRY_PT = {"registered": "com registro no INMETRO", "not_registered": "sem registro no INMETRO",
+                "power_mismatch": "com registro no INMETRO para outra potência",
+                "expired": "com registro no INMETRO vencido ou cancelado"}
+
+
+def inmetro_sentence(item: Mapping[str, Any]) -> str | None:
+    """What the Inmetro registry says of an item, as a sentence (None: not judged, or a
+    category the registry does not cover). ``item`` carries ``inmetro_registry_status``,
+    ``inmetro_registry_registration``, ``inmetro_registry_model``, ``inmetro_registry_power_w``
+    and ``power_w`` [W]."""
+    status = item.get("inmetro_registry_status")
+    if status not in _REGISTRY_PT:
+        return None
+    number = item.get("inmetro_registry_registration")
+    model = item.get("inmetro_registry_model")
+    row = (f"nº {number}" if number else "sem número publicado") + (f", modelo {model}" if model else "")
+    if status == "registered":
+        return f"Registro no INMETRO: sim, registrado ({row})."
+    if status == "not_registered":
+        return "Registro no INMETRO: não; o modelo não consta no registro do INMETRO de módulos e inversores."
+    if status == "expired":
+        return f"Registro no INMETRO: vencido ou cancelado ({row}); não está regular."
+    listed, registered = _power(item.get("power_w")), _power(item.get("inmetro_registry_power_w"))
+    return (f"Registro no INMETRO: registrado ({row}), mas com potência registrada de {registered or '?'}, "
+            f"diferente da anunciada ({listed or '?'}).")
+
+
 def _offer_line(item: Mapping[str, Any]) -> str:
     stock = item.get("stock_units")
     stock_text = "estoque não informado" if stock is None else (
         "sem estoque" if stock == 0 else f"{stock} unidade{'s' if stock != 1 else ''} em estoque")
-    inmetro = {"ok": "INMETRO regular", "missing": "sem registro INMETRO",
-               "invalid": "registro INMETRO inválido"}.get(item.get("inmetro_status") or "", "")
+    inmetro = _REGISTRY_PT.get(item.get("inmetro_registry_status") or "") or {
+        "ok": "INMETRO regular", "missing": "sem registro INMETRO",
+        "invalid": "registro INMETRO inválido"}.get(item.get("inmetro_status") or "", "")
     parts = [f"{item['distributor']} (SKU {item['sku']}): {brl(item.get('price_brl'))}", stock_text]
     if inmetro:
         parts.append(inmetro)
@@ -205,6 +234,12 @@ def render_product(product: Mapping[str, Any], offers: Iterable[Mapping[str, Any
     specs = next((_specs(o) for o in offers if _specs(o)), [])
     if specs:
         lines.append("Especificações: " + "; ".join(specs) + ".")
+    # the registry's word on the product: an offer's, registered ones first (offers of one
+    # product share brand and model; their listed powers may differ)
+    judged = sorted((o for o in offers if inmetro_sentence(o)),
+                    key=lambda o: list(_REGISTRY_PT).index(o["inmetro_registry_status"]))
+    if judged:
+        lines.append(inmetro_sentence(judged[0]))
     if offers:
         lines.append("Ofertas: " + "; ".join(_offer_line(o) for o in offers) + ".")
         descriptions = [o["description"] for o in offers if o.get("description")]
@@ -223,6 +258,8 @@ def render_item(item: Mapping[str, Any]) -> str:
     specs = _specs(item)
     if specs:
         lines.append("Especificações: " + "; ".join(specs) + ".")
+    if inmetro_sentence(item):
+        lines.append(inmetro_sentence(item))
     if item.get("description") and item.get("description") != name:
         lines.append(f"Descrição: {item['description']}")
     return "\n".join(lines)
@@ -281,7 +318,12 @@ def _dicts(conn, query: str, params: tuple = ()) -> list[dict]:
 
 def catalog_records(conn) -> list[Record]:
     """Product records (and records of items that belong to no product)."""
-    items = _dicts(conn, f"SELECT {', '.join(_ITEM_COLUMNS)} FROM items_normalized")
+    # with what the Inmetro registry says of each item (items_inmetro, when judged)
+    items = _dicts(conn, f"SELECT {', '.join('n.' + c for c in _ITEM_COLUMNS)}, "
+                         "r.inmetro_status AS inmetro_registry_status, "
+                         "r.registration AS inmetro_registry_registration, "
+                         "r.registry_model AS inmetro_registry_model, r.registry_power_w AS inmetro_registry_power_w "
+                         "FROM items_normalized n LEFT JOIN items_inmetro r USING (distributor, sku)")
     by_product: dict[str, list[dict]] = defaultdict(list)
     out = []
     for item in items:
