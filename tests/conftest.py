@@ -49,16 +49,35 @@ def pg_server():
     Its data lives outside pytest's temporary root: another pytest session starting on
     the same machine resets that root to mode 0700, and the server's own user could then
     no longer reach its data directory to stop."""
+    yield from own_pg_server("ysh-test-pg-")
+
+
+def own_pg_server(prefix: str):
+    """Start an embedded PostgreSQL on a free loopback port with its data in a new folder
+    ``prefix…`` outside pytest's temporary root; yields it, then stops it and removes the
+    folder (the body of a server fixture)."""
     import tempfile
 
     from ysh.services.postgres import EmbeddedPostgres, free_port
 
-    root = Path(tempfile.mkdtemp(prefix="ysh-test-pg-"))
+    root = Path(tempfile.mkdtemp(prefix=prefix))
     server = EmbeddedPostgres(root, free_port())
     server.start()
     yield server
     server.stop()
     shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture()
+def unreachable_warehouse(monkeypatch):
+    """A DSN nobody listens on: a command that reaches the warehouse fails at once."""
+    from ysh.services.postgres import free_port
+    from ysh.settings import get_settings
+
+    monkeypatch.setenv("YSH_POSTGRES_DSN", f"postgresql://nobody@127.0.0.1:{free_port()}/nothing")
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
 
 
 @pytest.fixture()

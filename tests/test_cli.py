@@ -45,18 +45,6 @@ def same_ending(old, new, line: str, old_verb: str, new_verb: str) -> None:
     assert type(old.exception) is type(new.exception) and str(old.exception) == str(new.exception)
 
 
-@pytest.fixture()
-def unreachable_warehouse(monkeypatch):
-    """A DSN nobody listens on: any command opening the warehouse fails at once."""
-    from ysh.services.postgres import free_port
-    from ysh.settings import get_settings
-
-    monkeypatch.setenv("YSH_POSTGRES_DSN", f"postgresql://nobody@127.0.0.1:{free_port()}/nothing")
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
-
-
 def test_ysh_help_lists_the_five_jobs_the_flows_and_what_demo_does_now():
     top = listed()
     assert {"catalog", "tariffs", "proposals", "om", "rag", "flows", "demo"} <= top

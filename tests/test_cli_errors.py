@@ -70,18 +70,6 @@ def files(tmp_path):
     return paths
 
 
-@pytest.fixture()
-def no_warehouse(monkeypatch):
-    """A DSN nobody listens on: a command that reaches the warehouse fails otherwise."""
-    from ysh.services.postgres import free_port
-    from ysh.settings import get_settings
-
-    monkeypatch.setenv("YSH_POSTGRES_DSN", f"postgresql://nobody@127.0.0.1:{free_port()}/nothing")
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
-
-
 # --------------------------------------------------------------------------------------
 # ysh proposals evaluate
 # --------------------------------------------------------------------------------------
@@ -127,7 +115,7 @@ def test_the_old_group_name_says_it_is_deprecated_then_the_same_one_line(files):
                    before=("`ysh proposal` is deprecated; use `ysh proposals`",))
 
 
-def test_proposals_seed_checks_its_date_before_opening_the_warehouse(no_warehouse):
+def test_proposals_seed_checks_its_date_before_opening_the_warehouse(unreachable_warehouse):
     one_error_line(invoke("proposals", "seed", "--today", "15/01/2026"), "--today must be ISO", "'15/01/2026'")
 
 
@@ -183,7 +171,7 @@ def test_om_detect_names_the_invalid_plant(tmp_path, telemetry):
     ("9999-12-31T23:59:59", "out of range"),
     ("0001-01-01T00:00:00+05:00", "out of range"),
 ])
-def test_om_detect_and_run_refuse_a_bad_now(telemetry, tmp_path, no_warehouse, now, says):
+def test_om_detect_and_run_refuse_a_bad_now(telemetry, tmp_path, unreachable_warehouse, now, says):
     path, _ = telemetry
     one_error_line(invoke("om", "detect", path, "--out", tmp_path / "out", "--now", now), "--now", says)
     one_error_line(invoke("om", "run", path, "--now", now), "--now", says)
@@ -193,7 +181,7 @@ def test_om_detect_and_run_refuse_a_bad_now(telemetry, tmp_path, no_warehouse, n
     (DEEP, "JSON nested more than 512 levels deep"),
     (HUGE_INT, "an integer of 5000 digits"),
 ])
-def test_a_telemetry_line_the_parser_cannot_take_is_named_by_file_and_line(telemetry, tmp_path, no_warehouse,
+def test_a_telemetry_line_the_parser_cannot_take_is_named_by_file_and_line(telemetry, tmp_path, unreachable_warehouse,
                                                                            line, says):
     good, now = telemetry
     bad = tmp_path / "hostile.jsonl"
@@ -213,13 +201,13 @@ def test_om_detect_refuses_an_empty_folder_and_an_out_that_is_a_file(files, tele
     one_error_line(invoke("om", "detect", files["missing"], "--out", tmp_path / "out"), "does not exist")
 
 
-def test_om_run_and_follow_check_the_plants_before_the_warehouse(files, telemetry, no_warehouse):
+def test_om_run_and_follow_check_the_plants_before_the_warehouse(files, telemetry, unreachable_warehouse):
     path, now = telemetry
     one_error_line(invoke("om", "run", path, "--plants", files["deep"], "--now", now), "JSON nested too deeply")
     one_error_line(invoke("om", "follow", "--source", "jsonl", "--plants", files["latin1"]), "not UTF-8 text")
 
 
-def test_om_detect_and_run_use_the_operators_thresholds(telemetry, tmp_path, no_warehouse, monkeypatch):
+def test_om_detect_and_run_use_the_operators_thresholds(telemetry, tmp_path, unreachable_warehouse, monkeypatch):
     """A batch pass reads YSH_OM_THRESHOLDS as the follower does: a misspelled threshold
     is refused before anything runs, and a valid override changes the alerts."""
     from ysh.samples.om_telemetry import default_scenario, simulate, write_jsonl
@@ -277,7 +265,7 @@ def test_om_simulate_refuses_bad_arguments_in_one_line(files, tmp_path):
 # --------------------------------------------------------------------------------------
 
 
-def test_tariffs_commands_refuse_bad_input_in_one_line(files, tmp_path, no_warehouse):
+def test_tariffs_commands_refuse_bad_input_in_one_line(files, tmp_path, unreachable_warehouse):
     one_error_line(invoke("tariffs", "at", "CEMIG-D", "B1", "2026-01-15", "--data", files["folder"]),
                    "no ANEEL files to read")
     one_error_line(invoke("tariffs", "at", "CEMIG-D", "B1", "2026-01-15", "--data", files["missing"]),
@@ -332,7 +320,7 @@ def test_flows_run_checks_the_parameters_before_the_flow_runs():
     one_error_line(invoke("flows", "run", "nope"), "unknown flow 'nope'")
 
 
-def test_services_up_checks_the_names_before_starting_anything(no_warehouse):
+def test_services_up_checks_the_names_before_starting_anything(unreachable_warehouse):
     one_error_line(invoke("services", "up", "--with", "mqtt,redis"), "--with", "unknown service 'redis'")
 
 

@@ -4,11 +4,9 @@ start again (the session's server is shared by every other test and must stay up
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -17,7 +15,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from ..conftest import REPO
+from ..conftest import REPO, own_pg_server
 
 #: how long the server stays down: the shortest outage that outlasts the first few
 #: reconnect attempts (0.5, 1, 2, 4 s of backoff) of every follower
@@ -28,14 +26,7 @@ OUTAGE_S = 6.0
 def restartable_pg():
     """A PostgreSQL server of this module's own, on a free loopback port (its data outside
     pytest's temporary root, like the session server's)."""
-    from ysh.services.postgres import EmbeddedPostgres, free_port
-
-    root = Path(tempfile.mkdtemp(prefix="ysh-fault-pg-"))
-    server = EmbeddedPostgres(root, free_port())
-    server.start()
-    yield server
-    server.stop()
-    shutil.rmtree(root, ignore_errors=True)
+    yield from own_pg_server("ysh-fault-pg-")
 
 
 @pytest.fixture()

@@ -22,16 +22,21 @@ GROUP = "catalog"
 QUARANTINE_RATE_WARN = 0.05
 
 
+def _s3_client(settings: Settings):
+    """A boto3 client of the object store in the settings (YSH_S3_*)."""
+    import boto3
+
+    return boto3.client(
+        "s3", endpoint_url=settings.s3.endpoint_url, region_name=settings.s3.region,
+        aws_access_key_id=settings.s3.access_key_id.get_secret_value() if settings.s3.access_key_id else None,
+        aws_secret_access_key=(settings.s3.secret_access_key.get_secret_value()
+                               if settings.s3.secret_access_key else None),
+    )
+
+
 def _landed_files(settings: Settings) -> list[landing.LandedFile]:
     if settings.catalog.source == "s3":
-        import boto3
-
-        client = boto3.client(
-            "s3", endpoint_url=settings.s3.endpoint_url, region_name=settings.s3.region,
-            aws_access_key_id=settings.s3.access_key_id.get_secret_value() if settings.s3.access_key_id else None,
-            aws_secret_access_key=(settings.s3.secret_access_key.get_secret_value()
-                                   if settings.s3.secret_access_key else None),
-        )
+        client = _s3_client(settings)
         return landing.manifest_s3(client, settings.catalog.s3_bucket or "", settings.catalog.s3_prefix)
     return landing.manifest(settings.catalog.landing_dir, with_hash=True)
 
@@ -76,14 +81,7 @@ def _registry_files(settings: Settings) -> list[landing.LandedFile]:
 
 def _read_registry_file(settings: Settings, file: landing.LandedFile) -> bytes:
     if settings.catalog.source == "s3":
-        import boto3
-
-        client = boto3.client(
-            "s3", endpoint_url=settings.s3.endpoint_url, region_name=settings.s3.region,
-            aws_access_key_id=settings.s3.access_key_id.get_secret_value() if settings.s3.access_key_id else None,
-            aws_secret_access_key=(settings.s3.secret_access_key.get_secret_value()
-                                   if settings.s3.secret_access_key else None),
-        )
+        client = _s3_client(settings)
         return client.get_object(Bucket=settings.catalog.s3_bucket, Key=file.path)["Body"].read()
     from pathlib import Path
 

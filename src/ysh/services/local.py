@@ -54,6 +54,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..kit.files import atomic_write
+
 HOST = "127.0.0.1"
 
 
@@ -472,22 +474,6 @@ def _clean_env() -> dict[str, str]:
 # --------------------------------------------------------------------------------------
 
 
-def _write_secret_file(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` with mode 0600 from the first byte (a temporary file
-    created 0600 beside it, then renamed over it)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _mosquitto_user() -> tuple[int, int] | None:
     """(uid, gid) mosquitto drops to when started as root, or None (it keeps our user)."""
     if os.geteuid() != 0:
@@ -519,7 +505,8 @@ def _mosquitto_password_file(service: LocalService, username: str, password: str
     if ":" in username:
         raise LocalServiceError("the MQTT user name cannot hold ':'")
     path = service.dir / "passwd"
-    _write_secret_file(path, f"{username}:{password}\n")
+    with atomic_write(path) as handle:  # 0600 from the first byte (mkstemp), then renamed into place
+        handle.write(f"{username}:{password}\n")
     result = subprocess.run([exe, "-U", str(path)], capture_output=True, text=True, timeout=30)
     if result.returncode != 0:
         path.unlink(missing_ok=True)
