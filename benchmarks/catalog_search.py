@@ -43,6 +43,20 @@ from ysh.services.postgres import EmbeddedPostgres, free_port  # noqa: E402
 
 QUERIES = REPO / "data" / "sample" / "catalog_search_queries.jsonl"
 EXPORTS = REPO / "data" / "distributors" / "exports"
+
+
+def _exports_in_path_order(folder: Path) -> Path:
+    """A copy of the exports with modification times one microsecond apart in path order:
+    a SKU in two files goes to the newest, and a git checkout writes files in no set order
+    (the judged answers assume this order; tests/conftest.py real_exports does the same)."""
+    import os
+
+    copy = folder / "exports"
+    shutil.copytree(EXPORTS, copy, dirs_exist_ok=True)
+    base_ns = 1_760_000_000 * 1_000_000_000
+    for i, path in enumerate(sorted(p for p in copy.rglob("*") if p.is_file())):
+        os.utime(path, ns=(base_ns + i * 1_000, base_ns + i * 1_000))
+    return copy
 TARGET_P95_MS = 100.0
 
 
@@ -149,7 +163,7 @@ def main() -> None:
         warehouse = db.Warehouse(server.dsn(), "bench")
         db.migrate(warehouse.dsn, warehouse.schema)
         t0 = time.perf_counter()
-        report = job.run_static([EXPORTS], warehouse=warehouse)
+        report = job.run_static([_exports_in_path_order(root)], warehouse=warehouse)
         print(f"real exports: {report.items} offers, {report.products} products ({time.perf_counter() - t0:.1f} s)")
         embed = None
         if not args.no_semantic:

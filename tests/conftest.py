@@ -21,6 +21,20 @@ import pytest
 from psycopg import sql
 
 REPO = Path(__file__).resolve().parents[1]
+EXPORTS = REPO / "data" / "distributors" / "exports"
+
+
+def real_exports(folder: Path) -> Path:
+    """A copy of the real distributor exports in ``folder``, their modification times set
+    one microsecond apart in path order. Where a SKU stands in two files the newest file
+    wins (catalog.pipeline.file_precedence), and a git checkout writes files in no set
+    order: without this, which row wins would depend on the clone."""
+    copy = folder / "exports"
+    shutil.copytree(EXPORTS, copy, dirs_exist_ok=True)
+    base_ns = 1_760_000_000 * 1_000_000_000  # October 2025, when the exports were taken
+    for i, path in enumerate(sorted(p for p in copy.rglob("*") if p.is_file())):
+        os.utime(path, ns=(base_ns + i * 1_000, base_ns + i * 1_000))
+    return copy
 SAMPLE_CATALOG = REPO / "data" / "sample" / "catalog"
 
 

@@ -17,7 +17,7 @@ from ysh.rag.evaluation import answer_contains_all, load_questions
 from ysh.rag.passages import Passage
 from ysh.resources import SettingsResource, WarehouseResource
 
-from ..conftest import REPO, query
+from ..conftest import REPO, query, real_exports
 
 pytestmark = pytest.mark.integration
 
@@ -42,7 +42,7 @@ def landed(tmp_path_factory, pg_server):
     tmp = tmp_path_factory.mktemp("inmetro")
     warehouse = db.Warehouse(pg_server.dsn(), "t_inmetro_real")
     db.migrate(warehouse.dsn, warehouse.schema)
-    report = job.run_static([EXPORTS], warehouse=warehouse, reconcile_after=True,
+    report = job.run_static([real_exports(tmp)], warehouse=warehouse, reconcile_after=True,
                             registry=job.RegistrySource(path=registry_folder(tmp)))
     yield warehouse, report
     with db.connect(warehouse.dsn, warehouse.schema, autocommit=True) as conn:

@@ -16,7 +16,7 @@ from ysh.catalog import job
 from ysh.catalog.items import CatalogItem
 from ysh.catalog.normalize import normalize_feed
 
-from ..conftest import REPO
+from ..conftest import REPO, real_exports
 
 EXPORTS = REPO / "data" / "distributors" / "exports"
 EXPECTED = json.loads((Path(__file__).parent / "real_exports_expected.json").read_text(encoding="utf-8"))["files"]
@@ -114,7 +114,7 @@ def test_kits_are_first_class_products():
 
 
 def test_the_pathway_graph_lands_every_real_export(tmp_path):
-    report = job.run_static([EXPORTS], out_dir=tmp_path / "out")
+    report = job.run_static([real_exports(tmp_path)], out_dir=tmp_path / "out")
     files = [json.loads(line) for line in (tmp_path / "out" / "files.jsonl").read_text().splitlines()]
     assert len(files) == 18 and report.quarantined == 0
     assert {f["distributor"] for f in files} == {"solfacil", "fotus"}

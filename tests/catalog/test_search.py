@@ -19,7 +19,7 @@ from ysh.catalog import job
 from ysh.catalog.search import (CatalogSearch, SearchFilters, Weights, _term_tiers, evaluate, load_judged,
                                 parse_query, sync_embeddings)
 
-from ..conftest import REPO, query
+from ..conftest import REPO, query, real_exports
 
 pytestmark = pytest.mark.integration
 
@@ -29,13 +29,13 @@ BRANDS = ("GoodWe", "Growatt", "Deye", "Huawei", "Solar N Plus", "Enphase")
 
 
 @pytest.fixture(scope="module")
-def real_warehouse(pg_server):
+def real_warehouse(pg_server, tmp_path_factory):
     """The real exports normalized (items and products) into a fresh schema, once."""
     schema = f"t_{uuid.uuid4().hex[:10]}"
     dsn = pg_server.dsn()
     db.migrate(dsn, schema)
     warehouse = db.Warehouse(dsn, schema)
-    job.run_static([EXPORTS], warehouse=warehouse)
+    job.run_static([real_exports(tmp_path_factory.mktemp("exports"))], warehouse=warehouse)
     yield warehouse
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))

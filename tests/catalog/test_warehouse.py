@@ -154,12 +154,12 @@ def test_a_full_run_prunes_feed_rows_but_keeps_rows_migrated_from_the_legacy_erp
     assert "OLD-1" not in skus and "ERP-1" in skus
 
 
-def test_real_exports_land_in_postgres_with_kits_roles_and_the_summary(warehouse):
+def test_real_exports_land_in_postgres_with_kits_roles_and_the_summary(warehouse, tmp_path):
     from ysh.catalog import reporting
 
-    from ..conftest import REPO
+    from ..conftest import real_exports
 
-    job.run_static([REPO / "data" / "distributors" / "exports"], warehouse=warehouse, reconcile_after=True)
+    job.run_static([real_exports(tmp_path)], warehouse=warehouse, reconcile_after=True)
     assert query(warehouse, "SELECT distributor, count(*) FROM items_normalized GROUP BY 1 ORDER BY 1") == [
         ("fotus", 496), ("solfacil", 143)]
     kit = query(warehouse, "SELECT power_w, price_brl, structure_type, distribution_center, "

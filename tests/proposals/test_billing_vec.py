@@ -147,3 +147,19 @@ def test_the_kernels_fio_b_share_is_the_reference_rule():
     p = {g: proposal(access_request_date=date(2022, 1, 1) if g else date(2024, 1, 1)) for g in (False, True)}
     want = [fio_b_share_for(p[g].model_copy(update={"fio_b_share_after_2028": a}), year) for g, year, a in cases]
     assert got.tolist() == want
+
+
+def test_a_gain_too_small_for_an_irr_gives_none_in_both_models():
+    """Found by hypothesis: a first-year gain of about 1e-322 on a capex of 100 makes
+    numpy-financial's companion matrix overflow (LinAlgError); both models say there is
+    no IRR instead of crashing the batch."""
+    flat = (0.0,) * 12
+    tiny = ProposalInput(customer_class="B1", connection="mono", system_kwp=1.0, capex_brl=100.0,
+                         generation_kwh_month=(*flat[:11], 1.0), consumption_kwh_month=(*flat[:11], 31.0),
+                         simultaneity=0.0, te_brl_per_kwh=0.0, tusd_brl_per_kwh=5e-324, fio_b_brl_per_kwh=0.0,
+                         icms_pct=0.0, pis_cofins_pct=0.0, access_request_date=date(2019, 1, 1), start_year=2019,
+                         horizon_years=1, degradation_pct_per_year=0.0, tariff_escalation_pct_per_year=0.0,
+                         discount_rate_pct=0.0, om_pct_capex_per_year=0.0, inverter_replacement_year=None,
+                         inverter_replacement_pct_capex=0.0, fio_b_share_after_2028=0.0)
+    assert evaluate(tiny).kpis.irr_pct is None
+    check_equal([tiny])

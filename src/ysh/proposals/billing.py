@@ -271,7 +271,16 @@ def payback(cash_flows: list[float], rate: float | None = None) -> float | None:
 
 
 def irr(cash_flows: list[float]) -> float | None:
-    value = npf.irr(cash_flows)
+    """numpy-financial's IRR, or None where there is none it can find: no sign change, or
+    flows so lopsided that its polynomial's companion matrix overflows (a first-year gain of
+    1e-322 on a capex of 100 raised LinAlgError)."""
+    import numpy as np
+
+    try:
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+            value = npf.irr(cash_flows)
+    except np.linalg.LinAlgError:
+        return None
     return None if value is None or not math.isfinite(value) else float(value)
 
 

@@ -16,10 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import numpy_financial as npf
 
 from ..tariffs.lei14300 import FIO_B_SHARE
-from .billing import CREDIT_LIFETIME_MONTHS, GRANDFATHERED_UNTIL_YEAR, MONTHS, ProposalInput
+from .billing import CREDIT_LIFETIME_MONTHS, GRANDFATHERED_UNTIL_YEAR, MONTHS, ProposalInput, irr
 
 _SHARE_YEARS = np.array(sorted(FIO_B_SHARE))
 _SHARE_VALUES = np.array([FIO_B_SHARE[y] for y in sorted(FIO_B_SHARE)])
@@ -222,5 +221,6 @@ def irr_batch(cash_flows: np.ndarray) -> np.ndarray:
     else:
         fallback = np.array([], dtype=int)
     for i in np.concatenate([np.flatnonzero(changes > 1), fallback]):
-        result[i] = npf.irr(cash_flows[i])
+        found = irr(list(cash_flows[i]))  # the reference's own call, guards included
+        result[i] = np.nan if found is None else found
     return result
