@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -22,6 +23,19 @@ from psycopg import sql
 
 REPO = Path(__file__).resolve().parents[1]
 EXPORTS = REPO / "data" / "distributors" / "exports"
+
+
+def stop_process(proc: subprocess.Popen, wait_s: float = 20) -> None:
+    """End a service a test started: SIGINT (its clean stop) if it still runs, SIGKILL
+    when it has not ended within ``wait_s``."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(wait_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
 
 
 def real_exports(folder: Path) -> Path:

@@ -20,7 +20,7 @@ from ysh.catalog import job
 from ysh.catalog.normalize import normalize_feed
 from ysh.catalog.versions import FEED_SHRUNK, GoodVersion, NewVersion, judge
 
-from ..conftest import REPO, query, wait_for
+from ..conftest import REPO, query, stop_process, wait_for
 from .feeds_fixture import rewrite
 
 REAL = REPO / "data" / "distributors" / "exports"  # October 2025 storefront exports: fotus, solfacil
@@ -222,13 +222,7 @@ def follower(warehouse, tmp_path):
 
     yield landing, start
     for proc in procs:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+        stop_process(proc)
     for log in logs:
         log.close()
 

@@ -1,14 +1,13 @@
 """``ysh catalog follow`` as a real process: feeds added, changed and removed while it runs."""
 
 import os
-import signal
 import subprocess
 import sys
 import time
 
 import pytest
 
-from ..conftest import query, wait_for
+from ..conftest import query, stop_process, wait_for
 from .feeds_fixture import SOL_NASCENTE, rewrite, write_feeds
 
 pytestmark = pytest.mark.integration
@@ -28,12 +27,7 @@ def watcher(warehouse, tmp_path):
     procs = [start()]
     yield landing, procs, start
     for proc in procs:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_process(proc)
     log.close()
 
 

@@ -3,7 +3,6 @@ changed tariff reach the proposals tables through CDC."""
 
 import json
 import os
-import signal
 import subprocess
 import sys
 
@@ -13,7 +12,7 @@ import pytest
 from ysh import db
 from ysh.proposals import job
 
-from ..conftest import query, wait_for
+from ..conftest import query, stop_process, wait_for
 from .conftest import CONSUMPTION, seed
 
 pytestmark = pytest.mark.integration
@@ -29,13 +28,7 @@ def follower(platform, tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "ysh.cli", "proposals", "follow"], env=env, stdout=log,
                             stderr=subprocess.STDOUT)
     yield proc
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+    stop_process(proc, wait_s=30)
     log.close()
     with psycopg.connect(warehouse.dsn, autocommit=True) as conn:
         for table, _, _ in job.SOURCES.values():

@@ -20,7 +20,7 @@ from ysh.tariffs.aneel import FileFormatError
 from ysh.tariffs.pipeline import RawRowSchema
 from ysh.tariffs.store import book_from_warehouse, current_tariffs
 
-from ..conftest import REPO, query, wait_for
+from ..conftest import REPO, query, stop_process, wait_for
 from .test_aneel import HEADER, tariff_line
 from .test_book import PERIODS
 
@@ -153,13 +153,7 @@ def follower(warehouse, tmp_path):
     start.log_path = tmp_path / "follow.log"
     yield start
     for proc in procs:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+        stop_process(proc)
     log.close()
     publication, slot = job.FOLLOWER.names(warehouse.schema)
     with psycopg.connect(warehouse.dsn, autocommit=True) as conn:
