@@ -11,7 +11,7 @@ from ysh.catalog.inmetro import RegistryRow
 from ..conftest import REPO
 
 SAMPLE = REPO / "data" / "sample" / "inmetro"
-TODAY = date.today()  # the sample's validities are in the past and its active rows have none
+TODAY = date(2026, 1, 15)  # a fixed day: the sample's validities end before it and its active rows have none
 
 
 def read(name: str) -> inmetro.RegistryFile:
