@@ -542,6 +542,10 @@ def print_result(r: Result, console, verbose: bool = True) -> None:
     console.print("  untouched-day alerts by rule: " + ", ".join(
         f"{p}/{rule} {kind} {n}" for (p, rule, kind), n in sorted(rules.items())))
     console.print(untouched)
+    for plant_id in (SOLO, TRIO):
+        rate = r.false_per_inverter_day(plant_id)
+        console.print(f"target: 0 false alerts per inverter-day on untouched real days, {plant_id}: {rate:.4f} — "
+                      + ("met" if rate == 0 else "NOT met"))
     if not verbose:
         return
     for alert, why in r.false_on_untouched:
