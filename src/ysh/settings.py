@@ -257,6 +257,13 @@ class RagSettings(_Group):
                     "hit@1 below BM25 alone (docs/rag.md); re-tune it for a multilingual embedder.")
     torch_threads: int = Field(
         default=1, ge=1, le=64, description="torch threads in the serving process (more stall queries on 2 cores).")
+    embedder_runtime: Literal["onnx", "torch"] = Field(
+        default="onnx",
+        description="Runtime of minilm / st: models: onnx (ONNX Runtime, the model exported once into "
+                    "YSH_RAG_MODEL_CACHE_DIR; same vectors, a question embedded ~3x faster) or torch.")
+    model_cache_dir: Path = Field(
+        default=Path("~/.cache/ysh/models"),
+        description="Where ONNX exports of the embedder are kept (shared by every YSH_HOME of the user).")
     pgvector: bool = Field(
         default=True, description="Keep a durable copy of the chunk vectors in the warehouse (pgvector table rag_chunks).")
     pgvector_reconcile_s: float = Field(
