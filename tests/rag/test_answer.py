@@ -360,3 +360,64 @@ def test_word_families_and_compounds_match():
     hits = [passage(text, "docs/fatura.txt", title=title), passage(flags, "docs/bandeiras.html")]
     question = "Incide PIS/COFINS sobre a energia compensada pela geração distribuída?"
     assert "13.169/2015" in answer_question(question, hits)["answer"]
+
+
+# --------------------------------------------------------------------------------------
+# rules chosen on the sample and dev splits (data/sample/docs_dev): real document shapes
+# --------------------------------------------------------------------------------------
+
+DEV = SAMPLE / "docs_dev"
+
+
+def test_a_docx_table_row_between_pipes_is_read_with_its_header():
+    # python-docx gives "Peso | 48 kg | 92 kg" under "Parâmetro | YSH-LFP5 | YSH-LFP10"
+    hits = hits_of(DEV / "manual_baterias_litio_armazenamento.docx")
+    answer = answer_question("Qual o peso da bateria YSH-LFP5?", hits)["answer"]
+    assert "YSH-LFP5: 48 kg" in answer
+
+
+def test_a_procedure_is_quoted_with_its_lead_in_and_every_step():
+    hits = hits_of(DEV / "manual_inversor_growatt_alarmes.md")
+    answer = answer_question("Como reiniciar o inversor Growatt depois de uma falha?", hits)["answer"]
+    assert "siga esta sequência" in answer and "Aguarde 5 minutos" in answer and "disjuntor CA" in answer
+
+
+def test_a_which_question_gets_the_whole_list_of_a_legal_article():
+    hits = hits_of(DEV / "ren_1000_2021_prazos_conexao_mmgd.md")
+    answer = answer_question("Quais documentos a distribuidora pode exigir na solicitação de orçamento de conexão?",
+                             hits)["answer"]
+    assert "diagrama unifilar" in answer and "ART, TRT" in answer
+
+
+def test_a_quantity_is_matched_to_the_range_that_holds_it():
+    hits = hits_of(DEV / "condicoes_comerciais_distribuidor_solarsul.md")
+    answer = answer_question("Qual o desconto da SolarSul para 6 paletes de módulos?", hits)["answer"]
+    assert "5 a 9 paletes" in answer and "4 %" in answer.split("\n")[1]
+
+
+def test_a_bare_faq_reply_comes_with_its_reason():
+    hits = hits_of(DEV / "faq_portal_integrador.html")
+    answer = answer_question("Pessoa física pode se cadastrar como integrador no portal?", hits)["answer"]
+    assert "Não. O cadastro de integrador exige CNPJ" in answer
+
+
+def test_a_difference_between_two_sibling_models_quotes_both():
+    hits = hits_of(DEV / "datasheet_modulo_ja_jam72d40_575mb.md", DEV / "datasheet_modulo_ja_jam72d40_580lb.txt")
+    answer = answer_question("Qual a diferença de moldura entre o JAM72D40-575/MB e o JAM72D40-580/LB?", hits)
+    assert "30 mm" in answer["answer"] and "35 mm" in answer["answer"]
+    assert {Path(c["path"]).name for c in answer["citations"]} >= {"datasheet_modulo_ja_jam72d40_575mb.md",
+                                                                  "datasheet_modulo_ja_jam72d40_580lb.txt"}
+
+
+def test_a_table_introduced_by_a_lead_in_keeps_it_as_caption():
+    hits = hits_of(SAMPLE / "docs" / "financiamento_linha_credito_integradores.docx")
+    answer = answer_question("Num financiamento de R$ 30 mil em 60 vezes a 1,5% ao mês, de quanto fica a parcela "
+                             "na Price?", hits)["answer"]
+    assert "R$ 761,80" in answer
+
+
+def test_a_legal_paragraph_label_does_not_end_a_sentence():
+    from ysh.rag.passages import sentences
+
+    assert sentences("Parágrafo único. A distribuidora não pode exigir documentos além dos listados.") == [
+        "Parágrafo único. A distribuidora não pode exigir documentos além dos listados."]

@@ -102,7 +102,8 @@ FAKE_SERVICE = textwrap.dedent('''
             wanted = body["query"].split("|")[1]
             other = [f for f in files if not f.endswith(wanted)][0]
             right = [f for f in files if f.endswith(wanted)][0]
-            order = {"bm25": [right, other], "dense": [other, other], "hybrid": [other, right]}[body["retriever"]]
+            order = {"bm25": [right, other], "dense": [other, other], "fusion": [other, right],
+                     "hybrid": [right, other]}[body["retriever"]]
             self.reply(200, [{"text": "t", "score": 1.0 / (i + 1), "metadata": {"path": p}} for i, p in enumerate(order)])
 
     ThreadingHTTPServer((args.host, args.port), H).serve_forever()
@@ -128,13 +129,14 @@ def test_eval_against_a_running_service(fake_service):
     seen = []
     report = ev.run_eval(fake_service.url, api_key="k3y", questions=questions, answers=True,
                          progress=lambda done, total: seen.append((done, total)))
-    assert seen[-1] == (8, 8)
-    bm25, dense, hybrid = (report.scores[r] for r in ("bm25", "dense", "hybrid"))
+    assert seen[-1] == (10, 10)  # 2 questions × (4 retrievers + the answer)
+    bm25, dense, fusion, hybrid = (report.scores[r] for r in ("bm25", "dense", "fusion", "hybrid"))
     assert (bm25.hit_at[1], bm25.mrr) == (1.0, 1.0)
     assert (dense.hit_at[5], dense.mrr) == (0.0, 0.0)
-    assert (hybrid.hit_at[1], hybrid.hit_at[3], hybrid.mrr) == (0.0, 1.0, 0.5)
+    assert (fusion.hit_at[1], fusion.hit_at[3], fusion.mrr) == (0.0, 1.0, 0.5)
+    assert (hybrid.hit_at[1], hybrid.mrr) == (1.0, 1.0)
     assert report.meets_target and report.answers_ok == 0.5 and report.answer_misses == ["q2"]
-    assert json.loads(json.dumps(report.as_dict()))["scores"]["hybrid"]["hit@3"] == 1.0
+    assert json.loads(json.dumps(report.as_dict()))["scores"]["fusion"]["hit@3"] == 1.0
     from io import StringIO
 
     from rich.console import Console

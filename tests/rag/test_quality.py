@@ -1,7 +1,7 @@
-"""Hélio's quality on the sample split, against a real service: floors that keep the
-measured figures (docs/rag.md, "Evaluation") from regressing. The held-out split is
-reported in docs/rag.md and never used to choose weights or rules, so it has no floor
-here (a floor on it would make it a tuning target)."""
+"""Hélio's quality on the tuning splits (sample and dev), against a real service: floors
+that keep the measured figures (docs/rag.md, "Evaluation") from regressing. The held-out
+split is reported in docs/rag.md and never used to choose weights or rules, so it has no
+floor here (a floor on it would make it a tuning target)."""
 
 import pytest
 
@@ -9,24 +9,44 @@ from ysh.rag.evaluation import run_eval, split_paths, start_service, load_questi
 
 pytestmark = pytest.mark.integration
 
-#: measured on 2026-12-03 (docs/rag.md): hybrid hit@1 0.939, hit@5 0.988, BM25 hit@1
-#: 0.939; answers with the fact 0.915, citing the right document 0.976
-FLOORS = {"hit@1": 0.92, "hit@5": 0.97, "answers_ok": 0.88, "answers_cited": 0.93}
+#: measured on 2026-12-03 (docs/rag.md). sample: hybrid hit@1 0.951, hit@5 0.988 (BM25
+#: 0.939 / 0.988); answers with the fact 0.927, citing the right document 0.976. dev:
+#: hybrid hit@1 0.983, hit@5 1.000 (BM25 0.948 / 1.000); answers 1.000, cited 1.000 (the
+#: dev figures are tuning figures: its failures were read while writing the rules)
+FLOORS = {"sample": {"hit@1": 0.93, "hit@5": 0.97, "answers_ok": 0.90, "answers_cited": 0.95},
+          "dev": {"hit@1": 0.96, "hit@5": 0.98, "answers_ok": 0.95, "answers_cited": 0.95}}
 
 
-@pytest.fixture(scope="module")
-def sample_report():
-    docs, questions = split_paths("sample")
+@pytest.fixture(scope="module", params=sorted(FLOORS))
+def report(request):
+    docs, questions = split_paths(request.param)
     with start_service(docs, env={"YSH_RAG_LIVE_RECORDS": "false", "YSH_RAG_PGVECTOR": "false"}) as service:
-        yield run_eval(service.url, api_key=service.api_key, questions=load_questions(questions), answers=True)
+        yield request.param, run_eval(service.url, api_key=service.api_key, questions=load_questions(questions),
+                                      answers=True)
 
 
-def test_hybrid_retrieval_keeps_its_sample_figures_and_never_ranks_below_bm25(sample_report):
-    hybrid, bm25 = sample_report.scores["hybrid"], sample_report.scores["bm25"]
-    assert hybrid.hit_at[1] >= FLOORS["hit@1"] and hybrid.hit_at[5] >= FLOORS["hit@5"]
-    assert hybrid.hit_at[1] >= bm25.hit_at[1] and hybrid.mrr >= bm25.mrr - 1e-9
+def test_the_final_list_keeps_its_figures_and_never_ranks_below_bm25_or_the_fusion(report):
+    split, report = report
+    hybrid, bm25, fusion = report.scores["hybrid"], report.scores["bm25"], report.scores["fusion"]
+    assert hybrid.hit_at[1] >= FLOORS[split]["hit@1"] and hybrid.hit_at[5] >= FLOORS[split]["hit@5"]
+    for member in (bm25, fusion):  # "never below BM25 alone on any metric"
+        assert all(hybrid.hit_at[c] >= member.hit_at[c] for c in hybrid.hit_at)
+        assert hybrid.mrr >= member.mrr - 1e-9
 
 
-def test_answers_keep_their_sample_figures(sample_report):
-    assert sample_report.answers_ok >= FLOORS["answers_ok"]
-    assert sample_report.answers_cited >= FLOORS["answers_cited"]
+def test_answers_keep_their_figures(report):
+    split, report = report
+    assert report.answers_ok >= FLOORS[split]["answers_ok"]
+    assert report.answers_cited >= FLOORS[split]["answers_cited"]
+
+
+def test_the_dev_split_names_real_documents_and_asks_every_kind():
+    from ysh.rag.question import question_kind
+
+    docs, questions = split_paths("dev")
+    questions = load_questions(questions)
+    names = {p.name for p in docs.iterdir()}
+    assert len(questions) >= 40 and len(names) >= 12 and len({q.id for q in questions}) == len(questions)
+    assert all(q.expected and set(q.expected) <= names and q.answer_contains for q in questions)
+    kinds = {question_kind(q.question) for q in questions}
+    assert {"value", "duration", "date", "rule", "procedure", "list"} <= kinds

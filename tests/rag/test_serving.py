@@ -103,17 +103,43 @@ def test_dense_ranks_by_cosine_similarity():
     assert hits[0]["score"] == pytest.approx(3 / math.hypot(3, 0.1), rel=1e-5)
 
 
+def _two_sided_index(weight, **kwargs) -> LiveIndex:
+    index = LiveIndex(2, dense_weight=weight, embed_queries=lambda texts: [np.array([0.0, 1.0]) for _ in texts],
+                      **kwargs)
+    index.apply([Change("lexical", "tarifa branca horário", {"path": "lexical"}, np.array([1.0, 0.0]),
+                        analyze_pt("tarifa branca horário")),
+                 Change("dense", "modalidade tarifária por horário", {"path": "dense"}, np.array([0.0, 1.0]),
+                        analyze_pt("modalidade tarifária por horário"))])
+    return index
+
+
 def test_hybrid_weights_its_members():
-    def build(weight):
-        index = LiveIndex(2, dense_weight=weight, embed_queries=lambda texts: [np.array([0.0, 1.0]) for _ in texts])
-        index.apply([Change("lexical", "tarifa branca horário", {"path": "lexical"}, np.array([1.0, 0.0]),
-                            analyze_pt("tarifa branca horário")),
-                     Change("dense", "modalidade tarifária por horário", {"path": "dense"}, np.array([0.0, 1.0]),
-                            analyze_pt("modalidade tarifária por horário"))])
-        return [h["metadata"]["path"] for h in index.search("tarifa branca horário", 2)]
+    def build(weight, retriever="hybrid", **kwargs):
+        index = _two_sided_index(weight, **kwargs)
+        return [h["metadata"]["path"] for h in index.search("tarifa branca horário", 2, retriever)]
 
     assert build(0.025) == ["lexical", "dense"]  # the default: dense only breaks near-ties
-    assert build(4.0) == ["dense", "lexical"]
+    assert build(4.0, "fusion") == ["dense", "lexical"]  # the rank fusion alone follows the weights
+    assert build(4.0, bm25_lead_margin=0) == ["dense", "lexical"]  # so does hybrid without the BM25 lead
+
+
+def test_a_clear_bm25_lead_stays_first_whatever_the_fusion_says():
+    index = _two_sided_index(4.0)
+    bm25 = index.search("tarifa branca horário", 2, "bm25")
+    assert bm25[0]["score"] >= 1.25 * bm25[1]["score"]  # "lexical" leads BM25 by a quarter or more
+    hybrid = index.search("tarifa branca horário", 2)
+    assert [h["metadata"]["path"] for h in hybrid] == ["lexical", "dense"]
+    assert hybrid[0]["score"] >= hybrid[1]["score"]  # the scores keep the list's order
+
+
+def test_a_near_tie_in_bm25_is_left_to_the_fusion():
+    index = LiveIndex(2, dense_weight=4.0, embed_queries=lambda texts: [np.array([0.0, 1.0]) for _ in texts])
+    index.apply([Change("a", "prazo da vistoria", {"path": "a.md"}, np.array([1.0, 0.0]), analyze_pt("prazo da vistoria")),
+                 Change("b", "prazo da vistoria técnica", {"path": "b.md"}, np.array([0.0, 1.0]),
+                        analyze_pt("prazo da vistoria técnica"))])
+    bm25 = index.search("prazo da vistoria", 2, "bm25")
+    assert bm25[0]["metadata"]["path"] == "a.md" and bm25[0]["score"] < 1.25 * bm25[1]["score"]
+    assert index.search("prazo da vistoria", 1)[0]["metadata"]["path"] == "b.md"
 
 
 def test_a_model_code_beats_its_sibling_series():

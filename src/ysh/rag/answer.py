@@ -34,7 +34,10 @@ from .question import (
     _terms,
     abbreviations,
     question_kind,
+    question_head,
+    quantities,
     question_parts,
+    range_agreement,
     sentence_score,
     stems,
 )
@@ -55,6 +58,8 @@ def _flagged_report(passages: list[Passage]) -> list[dict]:
 def _unit_display(unit: Unit) -> str:
     if len(unit.parts) == 1:
         text = display(unit.parts[0], unit.header)
+    elif unit.reply:  # "Não. O cadastro de integrador exige CNPJ…"
+        text = " ".join(display(x) for x in unit.parts)
     else:
         lead, items = display(unit.parts[0]), [display(x) for x in unit.parts[1:]]
         text = lead + " " + "; ".join(x.rstrip(";.") for x in items) + "."
@@ -198,6 +203,8 @@ def rank_units(question: str, passages: list[Passage]
     # "Coeficiente de temperatura de Pmax" speaks of the "potência máxima (Pmax)"
     defined = abbreviations([p.text for p in passages])
     section_order: dict[int, int] = {}  # id(unit) → its place under its heading (0: first)
+    # "6 paletes": the 6 of "6 %" is another quantity, and does not count as the asked one
+    asked_quantities = {(n, u) for n, u in quantities(question) if not n.isdigit() or len(n) < 4}
     for rank, passage in enumerate(passages):
         # a unit says what its document and section are about: their words count as its
         # own, so a title line that only repeats the model code wins nothing
@@ -215,7 +222,12 @@ def rank_units(question: str, passages: list[Passage]
             unit.title_stems = title_stems
             unit.expansion = set().union(*(defined[t] for t in set(fold_text(unit.text).split()) if t in defined))
             words = (stems(unit.text) | _acronyms(unit.text) | (stems(unit.header) if unit.header else set())
-                     | unit.expansion | context | (stems(unit.heading) if unit.heading else set()))
+                     | unit.expansion | context | (stems(unit.heading) if unit.heading else set())
+                     | (stems(unit.caption) | _acronyms(unit.caption) if unit.caption else set()))
+            if asked_quantities:
+                held = quantities(unit.text)
+                words -= {n for n, u in asked_quantities if n in words and (n, u) not in held
+                          and any(m == n for m, _ in held)}
             candidates.append((rank, position, unit, words))
     if not candidates or not terms:
         return None
@@ -227,6 +239,9 @@ def rank_units(question: str, passages: list[Passage]
         df = sum(1 for *_, words in candidates if _matches(term, words))
         if df:
             weight[term] = math.log(1 + n / df) * (1.5 if any(c.isdigit() for c in term) else 1.0)
+    # what "qual a TIR do exemplo residencial" asks for (TIR) counts double
+    for term in question_head(question) & weight.keys():
+        weight[term] *= 2.0
     total = sum(weight.values())
     if not total:
         return None
@@ -244,6 +259,12 @@ def rank_units(question: str, passages: list[Passage]
                | unit.expansion)
         focus = (sum(w for t, w in asked.items() if _matches(t, own)) / sum(asked.values())) if asked else 0.0
         bonus = _kind_bonus(kind, unit.text)
+        if kind in ("list", "procedure") and len(unit.parts) >= 3:
+            # "Quais documentos…", "Como reiniciar…": the lead-in with its items answers
+            # whole, where one item answers a part
+            bonus += 1.0
+        # "o desconto para 6 paletes": the row whose range holds 6 paletes ("5 a 9 paletes")
+        bonus += range_agreement(question, unit.text)
         length_penalty = 0.15 if len(unit.text) > 600 else 0.0
         # a heading that asks the question (a FAQ's "Quem descarrega o caminhão?"): the
         # first units under it are its answer
@@ -253,7 +274,12 @@ def rank_units(question: str, passages: list[Passage]
             if heading_cover >= 0.5 else 0.0
         if answers_heading and section_order[id(unit)] == 0 and unit.heading.rstrip().endswith("?"):
             answers_heading = 3.0  # a FAQ: the heading is the question, its first sentence the answer
+        # a unit labelled with what is asked ("TIR: cerca de 34,8 % ao ano", "TUSD - Tarifa de
+        # Uso…"): its label names the thing, the rest is its value or definition
+        label = subject_stems(unit)
+        label_cover = 1.5 * sum(w for t, w in weight.items() if _matches(t, label)) / total if label else 0.0
         score = (coverage * 3.0 + focus * 1.5 + bonus * (0.5 + coverage) + answers_heading * heading_cover
+                 + label_cover
                  + 0.6 / (rank + 1) - position * 0.002 - length_penalty)
         if answers_heading:
             unit.quote_heading = True  # shown as "heading — sentence": the heading holds the asked words

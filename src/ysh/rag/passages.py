@@ -82,7 +82,19 @@ _BULLET = re.compile(r"\s*[•▪◦●]\s*")
 _ABBREVIATION = re.compile(r"(?i)(?:\b(?:art|arts|n|nº|inc|ex|p|pág|pag|fig|obs|sr|sra|dr|dra|aprox|máx|mín|min|max"
                            r"|cap|item|itens|al|res|ref|tab|vol|etc\.?\s+e))\.$")
 _TABLE_RULE = re.compile(r"^\s*\|?[\s:\-|]+\|?\s*$")
-_LIST_ITEM = re.compile(r"^\s*([-*•▪◦●]|\d{1,2}[.)]|[a-z][.)])\s+")
+_LIST_ITEM = re.compile(r"^\s*([-*•▪◦●]|\d{1,2}[.)]|[a-z][.)]|[IVX]{1,5}\s+[-–—])\s+")
+#: a legal label that ends in a period and opens a provision ("Parágrafo único. A
+#: distribuidora não pode…"): no sentence ends there
+_LEGAL_LABEL = re.compile(r"(?i)(?:^|\s)par[áa]grafo [úu]nico\.$")
+#: a table row written with pipes between cells but none at the ends (a DOCX table or a
+#: text file: "Peso | 48 kg | 92 kg")
+_PIPE_ROW = re.compile(r"^[^|\n]+(?:\s\|\s[^|\n]*)+$")
+
+
+def is_table_row(line: str) -> bool:
+    """A table row: Markdown ("| a | b |") or cells between pipes ("a | b | c")."""
+    line = line.strip()
+    return line.startswith("|") or bool(_PIPE_ROW.match(line))
 
 
 def paragraphs(text: str) -> list[str]:
@@ -100,7 +112,8 @@ def _line_sentences(line: str) -> list[str]:
             piece = piece.strip()
             if not piece:
                 continue
-            if merged and _ABBREVIATION.search(merged[-1]) and merged[-1] in segment:
+            if merged and (_ABBREVIATION.search(merged[-1]) or _LEGAL_LABEL.search(merged[-1])) \
+                    and merged[-1] in segment:
                 merged[-1] = merged[-1] + " " + piece
             else:
                 merged.append(piece)
@@ -121,6 +134,8 @@ def _continues(previous: str, line: str) -> bool:
     "de", "e", "a" (in lower case: "13,98 A" ends a table row)."""
     prev, nxt = previous.strip(), line.strip()
     if not prev or not nxt or prev[-1] in ".:!?…" or nxt[0] in "|#" or prev.startswith(("|", "#")):
+        return False
+    if is_table_row(prev) or is_table_row(nxt):
         return False
     if _LIST_ITEM.match(nxt) or _BULLET.match(nxt) or _TABLE_RULE.fullmatch(nxt):
         return False
@@ -152,7 +167,7 @@ def sentences(paragraph: str) -> list[str]:
     for line in _lines(paragraph):
         if re.match(r"^\s*#{1,6}\s", line) or _TABLE_RULE.fullmatch(line):
             continue
-        if line.strip().startswith("|"):
+        if is_table_row(line):
             out.append(line.strip())
             continue
         for sentence in _line_sentences(line):
@@ -162,10 +177,15 @@ def sentences(paragraph: str) -> list[str]:
 
 
 def _table_headers(paragraph: str) -> dict[str, str]:
-    """Data row → header row, for Markdown tables (a header is followed by a rule line)."""
+    """Data row → header row: Markdown tables (a header is followed by a rule line), and
+    tables without a rule whose cells sit between pipes ("Parâmetro | HMS-1600-4T |
+    HMS-1800-4T", then "Peso | 4,2 kg | 4,2 kg", as DOCX tables and text files give
+    them): the first row of a run of two or more rows with as many cells is the header."""
     lines = [line.strip() for line in paragraph.split("\n")]
     headers: dict[str, str] = {}
-    for i, line in enumerate(lines):
+    i = 0
+    while i < len(lines):
+        line = lines[i]
         if line.startswith("|") and i + 1 < len(lines) and _TABLE_RULE.fullmatch(lines[i + 1]) and "-" in lines[i + 1]:
             header = line
             for row in lines[i + 2:]:
@@ -173,6 +193,19 @@ def _table_headers(paragraph: str) -> dict[str, str]:
                     break
                 headers[row] = header
             headers[header] = ""  # the header itself is no answer
+        elif not line.startswith("|") and line not in headers and _PIPE_ROW.match(line):
+            width = len(_cells(line))
+            rows = []
+            for row in lines[i + 1:]:
+                if row.startswith("|") or not _PIPE_ROW.match(row) or len(_cells(row)) != width:
+                    break
+                rows.append(row)
+            if rows:
+                for row in rows:
+                    headers[row] = line
+                headers[line] = ""
+                i += len(rows)
+        i += 1
     return headers
 
 
@@ -183,7 +216,7 @@ def _cells(row: str) -> list[str]:
 def display(sentence: str, header: str | None = None) -> str:
     """A quoted sentence as shown in the answer: one line, no Markdown marks; a table row
     as "header: value" pairs."""
-    if sentence.startswith("|"):
+    if is_table_row(sentence):
         cells = _cells(sentence)
         names = _cells(header) if header else []
         if len(names) == len(cells):
@@ -229,6 +262,8 @@ class Unit:
     opens_section: bool = False  # the first unit under a heading that stands in the passage
     title_stems: set[str] = field(default_factory=set)  # of its document's title
     expansion: set[str] = field(default_factory=set)  # stems of the abbreviations it uses
+    caption: str | None = None  # a table row's lead-in ("Financiamento de R$ 30.000,00 …:")
+    reply: bool = False  # a bare "Sim." / "Não." joined with the sentence that explains it
 
     @property
     def text(self) -> str:
@@ -242,19 +277,34 @@ def answer_units(passage: Passage) -> list[Unit]:
     safe = split_safe(passage)
     headings = _headings_before(passage.text, safe)
     units: list[Unit] = []
+    caption: str | None = None
     i = 0
     while i < len(safe):
         sentence = safe[i]
         header = passage.headers.get(sentence)
+        if not is_table_row(sentence):
+            caption = None
         if header == "":
             i += 1
             continue
-        if sentence.rstrip().endswith(":") and i + 1 < len(safe) and not safe[i + 1].startswith("|"):
+        if _BARE_REPLY.match(fold_text(sentence)) and i + 1 < len(safe) and not is_table_row(safe[i + 1]) \
+                and passage.headers.get(safe[i + 1]) is None:
+            # a FAQ's "Não." says nothing without the sentence that gives the reason
+            units.append(Unit([sentence, safe[i + 1]], heading=headings[i], reply=True))
+            i += 2
+            continue
+        if sentence.rstrip().endswith(":") and i + 1 < len(safe) and is_table_row(safe[i + 1]):
+            # a lead-in that introduces a table is its caption: its words are each row's too
+            units.append(Unit([sentence], header, headings[i]))
+            caption = sentence
+            i += 1
+            continue
+        if sentence.rstrip().endswith(":") and i + 1 < len(safe) and not is_table_row(safe[i + 1]):
             # (a table after a lead-in stays rows with their header, not one long unit)
             items = []
             j = i + 1
             while j < len(safe) and len(items) < 10 and not safe[j].rstrip().endswith(":") \
-                    and not safe[j].startswith("|"):
+                    and not is_table_row(safe[j]):
                 items.append(safe[j])
                 j += 1
                 if sum(len(x) for x in items) > 700:
@@ -262,12 +312,14 @@ def answer_units(passage: Passage) -> list[Unit]:
             units.append(Unit([sentence, *items], heading=headings[i]))
             # the items stay quotable on their own too
         else:
-            units.append(Unit([sentence], header, headings[i]))
+            units.append(Unit([sentence], header, headings[i], caption=caption if is_table_row(sentence) else None))
         i += 1
     return units
 
 
 _HEADING = re.compile(r"^\s*#{1,6}\s+(.+?)\s*#*\s*$")
+#: a reply that is only "Sim." or "Não." (folded)
+_BARE_REPLY = re.compile(r"^(sim|nao)( senhor(a)?)?$")
 
 
 def _headings_before(text: str, sentences_: list[str]) -> list[str | None]:

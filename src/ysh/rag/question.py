@@ -6,6 +6,7 @@ value, a rule, a procedure, a definition) and its parts when it asks two things.
 from __future__ import annotations
 
 import functools
+import math
 import re
 
 from .chunking import PT_STOPWORDS, fold_text, stem_token
@@ -16,7 +17,9 @@ _STOPWORDS = PT_STOPWORDS | set(fold_text(
     # the wording of a question, not its content ("o que significa EMUC", "qual a diferença")
     "significa significam significado diferença diferenças chama chamado chamada hoje "
     # pronouns and the asker's hedges ("o tal do parecer ainda existe? como ele se chama")
-    "ele ela eles elas dele dela nele nela tal ainda"
+    "ele ela eles elas dele dela nele nela tal ainda "
+    # adverbs of time that only place the question ("reiniciar depois de uma falha")
+    "depois agora"
 ).split())
 
 
@@ -132,9 +135,16 @@ def question_kind(question: str) -> str:
     if re.match(r"\s*(posso|pode|podem|preciso|precisa|devo|deve|e permitido|e obrigatorio|existe|tem que|"
                 r"sou obrigado|e possivel|vale|continua|ainda)\b", q):
         return "rule"
+    if re.match(r"\s*(quais|liste|listar|cite|o que (conferir|verificar|checar|levar|inspecionar|procurar))\b", q):
+        return "list"
     if re.search(r"\b(o que e|o que sao|o que significa|significado|defina|definicao)\b", q):
         return "definition"
     return "other"
+
+
+def list_items(parts: list[str]) -> int:
+    """How many items a unit holds after its lead-in (0 for a single sentence)."""
+    return len(parts) - 1 if len(parts) > 1 else 0
 
 
 def _kind_bonus(kind: str, text: str) -> float:
@@ -181,7 +191,10 @@ _PART_SPLIT = re.compile(r"\s*(?:,\s*|\s)e\s+(?=(?:qual|quais|quanto|quanta|quan
                          r"o que|quem|por que|em que)\b)", re.I)
 
 
-_DIFFERENCE = re.compile(r"diferen[cç]as?\s+entre\s+(?:[oa]s?\s+)?(.+?)\s+e\s+(?:[oa]s?\s+)?(.+?)\s*[?.!]*$", re.I)
+_DIFFERENCE = re.compile(r"diferen[cç]as?\s+(?:(?:de|do|da|dos|das|no|na|nos|nas|em)\s+(.+?)\s+)?entre\s+"
+                         r"(?:[oa]s?\s+)?(.+?)\s+e\s+(?:[oa]s?\s+)?(.+?)\s*[?.!]*$", re.I)
+#: "compare o X com o Y", "o X ou o Y: qual tem mais …"
+_COMPARE = re.compile(r"compar\w*\s+(?:[oa]s?\s+)?(.+?)\s+(?:com|e)\s+(?:[oa]s?\s+)?(.+?)\s*[?.!]*$", re.I)
 
 
 def question_parts(question: str) -> list[str]:
@@ -189,7 +202,12 @@ def question_parts(question: str) -> list[str]:
     diferença entre SAC e Price") in its parts; one part otherwise."""
     difference = _DIFFERENCE.search(question)
     if difference:
-        return [difference.group(1), difference.group(2)]
+        # "a diferença de moldura entre o A e o B": each part is one side with the topic
+        topic = difference.group(1) or ""
+        return [f"{topic} {difference.group(2)}".strip(), f"{topic} {difference.group(3)}".strip()]
+    compare = _COMPARE.search(question)
+    if compare:
+        return [compare.group(1), compare.group(2)]
     # two questions in one message ("… ainda existe? Como ele se chama hoje?") are two parts
     return [p for sentence in re.split(r"(?<=\?)\s+(?=\S)", question)
             for p in _PART_SPLIT.split(sentence) if p.strip()]
@@ -199,3 +217,68 @@ def _acronyms(question: str) -> set[str]:
     """Acronyms written in capitals (TE, TUSD, SAC, TIR, EMUC): terms even when the
     folded word is a stop word ("te")."""
     return {fold_text(m) for m in re.findall(r"\b[A-Z][A-Z0-9]{1,6}\b", question)}
+
+
+_QUANTITY = re.compile(r"\b(\d+(?:[.,]\d+)?)\s*([a-z]{2,}|%)")
+_RANGES = (
+    (re.compile(r"\b(\d+(?:[.,]\d+)?)\s*(?:a|ate)\s*(\d+(?:[.,]\d+)?)\s*([a-z]{2,}|%)"), "between"),
+    (re.compile(r"\b(\d+(?:[.,]\d+)?)\s*([a-z]{2,}|%)\s+ou mais\b"), "from"),
+    (re.compile(r"\b(?:acima de|mais de|a partir de)\s+(\d+(?:[.,]\d+)?)\s*([a-z]{2,}|%)"), "above"),
+    (re.compile(r"\b(?:ate|abaixo de|menos de)\s+(\d+(?:[.,]\d+)?)\s*([a-z]{2,}|%)"), "below"),
+)
+
+
+def _number(text: str) -> float:
+    return float(text.replace(".", "").replace(",", ".")) if "," in text else float(text)
+
+
+def _folded_with_percent(text: str) -> str:
+    return re.sub(r"\s+", " ", fold_text(text.replace("%", " pct ")).replace(" pct", " %"))
+
+
+def range_agreement(question: str, text: str) -> float:
+    """Whether the text's ranges hold the quantities the question names: +1 when a range
+    of the same unit holds one ("6 paletes" in "5 a 9 paletes", "12 paletes" in "10
+    paletes ou mais"), −0.5 when the text's ranges of that unit all leave it out, 0 when
+    the text has no range of that unit."""
+    asked = [(_number(n), _stem(u) if u != "%" else u) for n, u in _QUANTITY.findall(_folded_with_percent(question))]
+    if not asked:
+        return 0.0
+    folded = _folded_with_percent(text)
+    found: list[tuple[float, float, str]] = []  # (low, high, unit)
+    for pattern, shape in _RANGES:
+        for match in pattern.finditer(folded):
+            groups = match.groups()
+            if shape == "between":
+                low, high, unit = _number(groups[0]), _number(groups[1]), groups[2]
+            elif shape in ("from", "above"):
+                low, high, unit = _number(groups[0]), math.inf, groups[1]
+            else:
+                low, high, unit = -math.inf, _number(groups[0]), groups[1]
+            found.append((low, high, _stem(unit) if unit != "%" else unit))
+    score = 0.0
+    for value, unit in asked:
+        same = [(low, high) for low, high, u in found if u == unit]
+        if any(low <= value <= high for low, high in same):
+            return 1.0
+        if same:
+            score = -0.5
+    return score
+
+
+_HEAD = re.compile(r"^\s*(?:qual|quais|quanto|quanta|quantos|quantas)\s+(?:e\s+|sao\s+)?(?:o|a|os|as)?\s*"
+                   r"((?:\w+\s+){0,2}?\w+)\s+(?:do|da|dos|das|de|no|na|nos|nas|para|em|pelo|pela|que)\s")
+
+
+def question_head(question: str) -> set[str]:
+    """The stems of what a "qual o X do Y" question asks for: X ("a TIR do exemplo
+    residencial", "o peso da bateria"), the thing Y only places it. Empty for other
+    shapes."""
+    match = _HEAD.match(fold_text(question) + " ")
+    return stems(match.group(1)) if match else set()
+
+
+def quantities(text: str) -> set[tuple[str, str]]:
+    """The numbers of ``text`` with the unit word after them, as (number, stemmed unit):
+    "6 paletes" → ("6", "palet"), "15%" → ("15", "%")."""
+    return {(n, _stem(u) if u != "%" else u) for n, u in _QUANTITY.findall(_folded_with_percent(text))}

@@ -40,7 +40,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-RETRIEVERS = ("hybrid", "dense", "bm25")
+RETRIEVERS = ("hybrid", "dense", "bm25", "fusion")
+#: BM25's first result stays first when its BM25 score is this much above the score of
+#: the candidate the fusion put first (1.25: a quarter more). The dense member only
+#: breaks near-ties: rank fusion alone ignores how far apart the BM25 scores are
+BM25_LEAD_MARGIN = 1.25
 K1, B = 1.2, 0.75
 #: a model code as analyze_pt keeps it (letters and digits together: jam72s30550mr, sun8k,
 #: 5000tlx), but not a number with its unit (8kw, 550w, 60meses), which many documents share
@@ -144,10 +148,11 @@ class LiveIndex:
 
     def __init__(self, dimensions: int, *, rrf_k: float = 60.0, dense_weight: float = 1.0,
                  embed_queries: Callable[[list[str]], list[np.ndarray]] | None = None,
-                 analyze: Callable[[str], str] | None = None):
+                 analyze: Callable[[str], str] | None = None, bm25_lead_margin: float = BM25_LEAD_MARGIN):
         self.dimensions = dimensions
         self.rrf_k = rrf_k
         self.dense_weight = dense_weight
+        self.bm25_lead_margin = bm25_lead_margin
         self.embed_queries = embed_queries
         if analyze is None:
             from .chunking import analyze_pt as analyze
@@ -315,19 +320,46 @@ class LiveIndex:
             return []
         return self._ranked(scores, self._has_vector[: len(scores)], fetch, matches)
 
+    def _codes(self, query: str) -> set[str]:
+        return {t for t in self.analyze(query).split() if _CODE_TOKEN.match(t) and not _NUMBER_WITH_UNIT.match(t)}
+
     def _rerank(self, query: str, fused: list[tuple[int, float]]) -> list[tuple[int, float]]:
         """Code agreement: among the fused candidates, those that hold more of the question's
         model codes go first (ties keep the fusion's order). Each code held adds the largest
         score a fusion can give, so the scores stay in the order of the list."""
-        codes = {t for t in self.analyze(query).split() if _CODE_TOKEN.match(t) and not _NUMBER_WITH_UNIT.match(t)}
+        codes = self._codes(query)
         if not codes:
             return fused
         step = (1.0 + self.dense_weight) / (self.rrf_k + 1)
         rescored = [(slot, score + step * len(codes & self._chunks[slot].terms.keys())) for slot, score in fused]
         return sorted(rescored, key=lambda item: -item[1])
 
+    def _keep_bm25_lead(self, query: str, ranked: list[tuple[int, float]],
+                        bm25: list[tuple[int, float]]) -> list[tuple[int, float]]:
+        """BM25's first result goes back to the top when the fusion put first a chunk of
+        another document whose BM25 score is lower by :data:`BM25_LEAD_MARGIN` or more, and
+        that holds no more of the question's model codes (a code match is the rerank's
+        reason to move a candidate up, and stays)."""
+        if not ranked or not bm25 or self.bm25_lead_margin <= 0:
+            return ranked
+        lead_slot, lead_score = bm25[0]
+        first_slot = ranked[0][0]
+        if first_slot == lead_slot:
+            return ranked
+        first_md, lead_md = self._chunks[first_slot].metadata, self._chunks[lead_slot].metadata
+        if first_md.get("path") == lead_md.get("path"):
+            return ranked
+        first_bm25 = dict(bm25).get(first_slot, 0.0)
+        if lead_score < self.bm25_lead_margin * first_bm25:
+            return ranked
+        codes = self._codes(query)
+        if len(codes & self._chunks[first_slot].terms.keys()) > len(codes & self._chunks[lead_slot].terms.keys()):
+            return ranked
+        rest = [(slot, score) for slot, score in ranked if slot != lead_slot]
+        return [(lead_slot, ranked[0][1]), *rest]
+
     def wants_vector(self, query: "Query") -> bool:
-        return query.retriever == "dense" or (query.retriever == "hybrid" and self.dense_weight > 0)
+        return query.retriever == "dense" or (query.retriever in ("hybrid", "fusion") and self.dense_weight > 0)
 
     def search(self, query: str, k: int = 5, retriever: str = "hybrid", *, metadata_filter: str | None = None,
                filepath_globpattern: str | None = None) -> list[dict]:
@@ -359,7 +391,7 @@ class LiveIndex:
             ranked = self._bm25(query.text, fetch, matches)
         elif query.retriever == "dense":
             ranked = self._dense(dense_scores, fetch, matches)
-        else:
+        else:  # hybrid (the final list) or fusion (the weighted rank fusion alone)
             fused: dict[int, float] = {}
             members = [(self._bm25(query.text, fetch, matches), 1.0)]
             if self.dense_weight > 0:
@@ -368,7 +400,8 @@ class LiveIndex:
                 for rank, (slot, _) in enumerate(ranking, start=1):
                     fused[slot] = fused.get(slot, 0.0) + weight / (self.rrf_k + rank)
             ranked = sorted(fused.items(), key=lambda item: -item[1])
-            ranked = self._rerank(query.text, ranked)
+            if query.retriever == "hybrid":
+                ranked = self._keep_bm25_lead(query.text, self._rerank(query.text, ranked), members[0][0])
         return [{"text": self._chunks[slot].text, "score": score,
                  "metadata": clean_metadata(self._chunks[slot].metadata)}
                 for slot, score in ranked[: query.k]]
