@@ -2,6 +2,8 @@
 
     python benchmarks/om_real_evaluation.py                  # the evaluation split (what docs/om.md reports)
     python benchmarks/om_real_evaluation.py --split tuning   # the split thresholds may be looked at / adjusted on
+    python benchmarks/om_real_evaluation.py --split tuning --engine python   # same windows and rules without
+                                                                             # Pathway, one fold: for tuning
 
 **The series.** ``pvanalytics/data/system_50_ac_power_2_full_DST.parquet``: 2.7 years
 (2011-04-15 … 2013-12-31) of 15-minute AC power [W] of NREL's PVDAQ system 50 (public, OEDI
@@ -338,6 +340,77 @@ def detect(events: list[dict], plants, folder: Path, now: datetime, chunk_days: 
     return [json.loads(line) for line in (folder / "out" / "alerts.jsonl").read_text().splitlines()]
 
 
+def detect_python(events: list[dict], plants, now: datetime, thresholds=None) -> list[dict]:
+    """The graph's stages in plain Python, for tuning (``--engine python``): windows of
+    each inverter's registry interval aligned as Pathway's tumbling windows are (on the
+    epoch), the expected power and :func:`window_from_samples` as the graph's window UDF
+    calls them, then one :class:`PlantFold` per plant stepped a local day at a time with
+    the fleet's clock (every window end). Every event here is valid (the real series is
+    replayed as is), so validation is skipped. One fold runs through the whole split
+    where the graph starts a fold per chunk of :data:`CHUNK_DAYS` days: an alert
+    crossing a chunk's first midnight may differ; the figures reported come from the
+    graph."""
+    return python_alerts(python_windows(events, plants, thresholds), thresholds)
+
+
+def python_windows(events: list[dict], plants, thresholds=None) -> dict[str, list]:
+    """Per plant, the windows the graph builds from ``events`` (see :func:`detect_python`)."""
+    from ysh.om.expected import expected_power_w
+    from ysh.om.rules import DEFAULT_THRESHOLDS, window_from_samples
+
+    thresholds = thresholds or DEFAULT_THRESHOLDS
+    by_id = {p.plant_id: p for p in plants}
+    length = {(p.plant_id, i.inverter_id): max(300, -(-int(i.report_interval_s or 300) // 300) * 300)
+              for p in plants for i in p.inverters}
+    rated = {(p.plant_id, i.inverter_id): i.rated_power_w for p in plants for i in p.inverters}
+    groups: dict[tuple, dict] = defaultdict(dict)
+    for e in events:
+        epoch = int(_ts(e["ts"]).timestamp())
+        key = (e["plant_id"], e["inverter_id"])
+        start = epoch - epoch % length[key]
+        groups[(*key, start)][e["event_id"]] = (datetime.fromtimestamp(epoch, tz=timezone.utc),
+                                                float(e["ac_power_w"]), float(e["energy_total_kwh"]))
+    expected_cache: dict[tuple, float] = {}
+    windows: dict[str, list] = defaultdict(list)
+    for (plant_id, inverter_id, start), samples in groups.items():
+        begin = datetime.fromtimestamp(start, tz=timezone.utc)
+        end = begin + timedelta(seconds=length[(plant_id, inverter_id)])
+        cache_key = (plant_id, inverter_id, start)
+        if cache_key not in expected_cache:
+            expected_cache[cache_key] = expected_power_w(by_id[plant_id], inverter_id, begin, end)
+        windows[plant_id].append(window_from_samples(
+            plant_id, inverter_id, begin, end, list(samples.values()), expected_cache[cache_key],
+            rated[(plant_id, inverter_id)], thresholds))
+    return windows
+
+
+def python_alerts(windows: dict[str, list], thresholds=None) -> list[dict]:
+    """The alerts of one :class:`PlantFold` per plant over ``windows``, stepped a local day
+    at a time with the fleet's clock (every window end)."""
+    from ysh.om.engine import PlantFold
+    from ysh.om.rules import DEFAULT_THRESHOLDS
+
+    thresholds = thresholds or DEFAULT_THRESHOLDS
+    ends = sorted({w.window_end for ws in windows.values() for w in ws})
+    out = []
+    for plant_id, plant_windows in windows.items():
+        by_day: dict[date, list] = defaultdict(list)
+        for w in plant_windows:
+            by_day[pd.Timestamp(w.window_end).tz_convert(TIMEZONE).date()].append(w)
+        tick_days: dict[date, list] = defaultdict(list)
+        for t in ends:
+            tick_days[pd.Timestamp(t).tz_convert(TIMEZONE).date()].append(t)
+        fold = PlantFold(plant_id, thresholds, keep_resolved=True)
+        for day in sorted(set(by_day) | set(tick_days)):
+            fold = fold.step(by_day.get(day, []), tick_days.get(day, []))
+        for a in fold.alerts():
+            out.append({"alert_key": a.key, "plant_id": a.plant_id, "inverter_id": a.inverter_id, "rule": a.rule,
+                        "opened_at": a.opened_at.isoformat(),
+                        "resolved_at": a.resolved_at.isoformat() if a.resolved_at else None,
+                        "details": json.loads(json.dumps(a.details, default=str))})
+    return out
+
+
 # --------------------------------------------------------------------------- scores
 
 
@@ -484,7 +557,7 @@ def score(split: str, series: pd.Series, faults: list[Fault], untouched: dict[st
 
 def evaluate(split: str, *, series: pd.Series | None = None, days: int | None = None, seed: int | None = None,
              capacity_kwp: float | None = None, folder: Path | None = None, first_day: date | None = None,
-             faults: list[Fault] | None = None) -> Result:
+             faults: list[Fault] | None = None, engine: str = "pathway", thresholds=None) -> Result:
     """Run one split end to end through the graph: all of it, or ``days`` local days
     from its start (or from ``first_day``); with the split's seeded fault plan, or with
     the given ``faults`` (then every other plant-day is untouched)."""
@@ -506,7 +579,10 @@ def evaluate(split: str, *, series: pd.Series | None = None, days: int | None = 
     events = telemetry(part, faults)
     folder = folder or Path(tempfile.mkdtemp(prefix="ysh-om-real-"))
     now = (part.index[-1] + timedelta(days=1)).to_pydatetime()
-    alerts = detect(events, registry(capacity_kwp), folder, now)
+    if engine == "python":
+        alerts = detect_python(events, registry(capacity_kwp), now, thresholds)
+    else:
+        alerts = detect(events, registry(capacity_kwp), folder, now)
     return score(split, part, faults, untouched, alerts, capacity_kwp, len(events), load_clearness())
 
 
@@ -564,10 +640,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", choices=tuple(SPLITS), default="evaluation")
     parser.add_argument("--days", type=int, default=None, help="only the split's first N local days")
     parser.add_argument("--quiet", action="store_true", help="no per-alert / per-miss lines")
+    parser.add_argument("--engine", choices=("pathway", "python"), default="pathway",
+                        help="pathway: the production graph (reported); python: the same windows and rules "
+                             "in plain Python, one fold through the split (for tuning)")
     args = parser.parse_args(argv)
     pw_runtime.quiet_logging()
     console = Console(width=140)
-    result = evaluate(args.split, days=args.days)
+    result = evaluate(args.split, days=args.days, engine=args.engine)
     print_result(result, console, verbose=not args.quiet)
     return 0
 

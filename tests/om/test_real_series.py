@@ -57,3 +57,27 @@ def test_real_days_raise_nothing_and_injected_trip_and_comm_loss_are_found(tmp_p
     assert r.untouched_inverter_days == {ev.SOLO: 4, ev.TRIO: 12}
     assert r.false_on_untouched == []
     assert r.false_per_inverter_day(info=True, unexplained=False) == 0.0
+
+
+def test_late_autumn_dawns_raise_nothing_and_injected_trip_and_plant_outage_are_found(tmp_path):
+    """Six days of the tuning split (2011-11-28 … 12-03) on which the rules before the stop
+    evidence raised seven false trips and seven false plant outages: the inverter still at
+    0 W at a dark or shaded dawn (the sun at 4–6°) or fading to zero under a heavy
+    overcast, while the clear sky expected 20–50 % of rated. A trip of the lone inverter
+    and a stop of the three sibling inverters at once (a plant outage) are injected on
+    sunny middays."""
+    ev = _evaluation()
+    F = ev.Fault
+    faults = [  # local time is UTC−7 (MST)
+        F("trip", ev.SOLO, "inv-01", _utc(2011, 11, 29, 17, 30), _utc(2011, 11, 29, 19)),
+        *(F("trip", ev.TRIO, inv, _utc(2011, 12, 2, 18), _utc(2011, 12, 2, 19, 30)) for inv in ev.TRIO_INVERTERS),
+    ]
+    r = ev.evaluate("tuning", first_day=date(2011, 11, 28), days=6, faults=faults, folder=tmp_path)
+    assert r.days == 6
+    assert r.by_fault[(ev.SOLO, "trip")].found == 1, r.misses
+    assert r.by_rule[(ev.SOLO, "inverter_trip")].alerts == r.by_rule[(ev.SOLO, "inverter_trip")].correct == 1
+    # the whole trio stopped: one plant_outage alert, and no trip of its inverters
+    assert r.by_rule[(ev.TRIO, "plant_outage")].alerts == 1
+    assert (ev.TRIO, "inverter_trip") not in r.by_rule or r.by_rule[(ev.TRIO, "inverter_trip")].alerts == 0
+    assert r.untouched_inverter_days == {ev.SOLO: 5, ev.TRIO: 15}
+    assert r.false_on_untouched == [], [(a["rule"], a["opened_at"], why) for a, why in r.false_on_untouched]

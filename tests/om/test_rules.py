@@ -88,6 +88,82 @@ def test_trip_holds_overnight_and_resolves_next_morning():
     assert not morning.active and morning.details["clear_since"] == T0 + 300 * STEP
 
 
+# --------------------------------------------------------------------------- stops judged on the clear sky alone
+
+
+def _clear_sky(powers: list[float], expected: list[float] | float = 8000.0, inv: str = "inv-1") -> list[WindowStat]:
+    """Windows of one inverter with only the clear-sky expectation (no sensor)."""
+    exp = expected if isinstance(expected, list) else [expected] * len(powers)
+    return [win(i, p, expected=e, inv=inv, sensor=False) for i, (p, e) in enumerate(zip(powers, exp))]
+
+
+def test_a_lone_inverter_that_stops_from_production_trips_after_the_minimum_duration():
+    # 5-minute windows: production at 50 % of rated, then the tare (0 W)
+    history = _clear_sky([5000.0, 5000.0] + [0.0] * 5)  # 25 min at zero
+    early = trip_state(history, {})
+    assert not early.active and early.details["reason"] == "too_short"
+    history = _clear_sky([5000.0, 5000.0] + [0.0] * 6)  # 30 min: stop_min_duration
+    state = trip_state(history, {})
+    assert state.active and state.details["since"] == T0 + 2 * STEP
+    assert state.details["evidence"] == "stop_from_production" and state.details["output_before"] == 0.5
+
+
+def test_a_lone_inverter_asleep_at_a_dark_dawn_is_not_a_trip():
+    # night, then the clear sky rises to 30 % of rated while the inverter stays at 0 W:
+    # heavy overcast or a horizon, which the clear-sky model cannot tell from a trip
+    expected = [0.0] * 6 + [1000.0 * k for k in range(1, 12)]
+    state = trip_state(_clear_sky([0.0] * len(expected), expected), {})
+    assert not state.active
+    # the whole history is at zero: nothing says when it stopped, the verdict is undecided
+    assert state.details.get("undecided") is True
+
+
+def test_a_lone_inverter_fading_under_cloud_or_at_dusk_is_not_a_trip():
+    # the output falls step by step to below 1 % of rated (real: 416, 111, 22, 0 W of 3.4 kW)
+    faded = _clear_sky([4000.0, 1200.0, 330.0, 60.0] + [0.0] * 8)
+    state = trip_state(faded, {})
+    assert not state.active and state.details["reason"] == "faded_not_stopped"
+    # ... or it falls from production to a low output that is not the tare (a cloud leaves 0.5–3 %)
+    cloud = _clear_sky([4000.0, 90.0] + [0.0] * 8)
+    assert trip_state(cloud, {}).details["reason"] == "not_at_tare"
+
+
+def test_a_lone_inverter_with_an_irradiance_sensor_trips_at_once():
+    assert trip_state([win(0, 0.0, expected=2000.0)], {}).details["evidence"] == "irradiance_sensor"
+    assert not trip_state([win(0, 0.0, expected=2000.0, sensor=False)], {}).active
+
+
+def test_a_stop_older_than_the_horizon_keeps_its_alert_open():
+    stopped = _clear_sky([5000.0] + [0.0] * 8)
+    states = evaluate_plant("p1", {"inv-1": stopped})
+    key = ("p1", "inv-1", RULE_TRIP)
+    assert states[key][1].active
+    open_alerts, opened, _ = advance({}, states)
+    assert [a.rule for a in opened] == [RULE_TRIP]
+    # later: the production before the stop has left the rules' horizon; still at zero
+    later = _clear_sky([0.0] * 9)
+    states = evaluate_plant("p1", {"inv-1": [w._replace(window_start=w.window_start + 9 * STEP,
+                                                         window_end=w.window_end + 9 * STEP) for w in later]})
+    assert states[key][1].details["undecided"] is True
+    still_open, opened, resolved = advance(open_alerts, states)
+    assert opened == [] and resolved == [] and key in still_open
+
+
+def test_plant_outage_without_a_sensor_needs_the_plant_to_stop_from_production():
+    def plant(powers: list[float], expected: list[float] | float = 8000.0) -> dict[str, list[WindowStat]]:
+        return {inv: _clear_sky(powers, expected, inv=inv) for inv in ("inv-1", "inv-2", "inv-3")}
+
+    outage = plant_outage_state(plant([6000.0] + [0.0] * 6))
+    assert outage.active and outage.details["since"] == T0 + STEP
+    assert outage.details["evidence"] == "stop_from_production"
+    assert plant_outage_state(plant([6000.0] + [0.0] * 5)).details["reason"] == "too_short"
+    dawn = plant([0.0] * 12, [0.0] * 4 + [1500.0 * k for k in range(1, 9)])  # a dark dawn, all at 0 W
+    assert not plant_outage_state(dawn).active
+    dusk = plant([3000.0, 800.0, 200.0, 50.0] + [0.0] * 6)  # faded, not stopped
+    state = plant_outage_state(dusk)
+    assert not state.active and state.details["reason"] == "faded_not_stopped"
+
+
 # --------------------------------------------------------------------------- underperformance
 
 

@@ -18,8 +18,9 @@ trip_output_fraction        0.01      … while no sample exceeds 1 % of rated (
 trip_peer_min_pi            0.50      … and the median PI of the *producing* peers ≥ 0.5
                                       (a peer is producing when its max power > 1 % of
                                       rated, so a second tripped inverter does not hide
-                                      the first; no peer window → "alone": expected high
-                                      is enough; peers all down → ``plant_outage``)
+                                      the first; no peer window → "alone": a measured
+                                      irradiance, or a stop from production, see
+                                      ``stop_*`` below; peers all down → ``plant_outage``)
 under_pi_max                0.75      underperforming window: PI < 0.75 (only counted when
                                       producing peers' median PI ≥ 0.75 or there are none:
                                       a plant-wide low PI is weather/model, not the inverter)
@@ -67,7 +68,22 @@ resolve_after               30 min    hysteresis: an alert of :data:`HYSTERESIS_
 comm_loss_intervals         3         silence counts as lost after max(``comm_loss_after``,
                                       3 × the inverter's reporting interval): a logger that
                                       reports every 15 min is lost after 45 min
+stop_tare_fraction          0.002     a stop judged on the clear sky alone (a trip with no
+                                      peer and no sensor, a plant outage without a sensor:
+                                      :func:`stop_evidence`) must fall straight to the tare
+                                      (≤ 0.2 % of rated; a running inverter under heavy
+                                      cloud still gives 0.5–3 %) …
+stop_from_fraction          0.08      … from a window that produced ≥ 8 % of rated (the sun
+                                      was out: not a dark dawn, a dusk or a fading sky) …
+stop_min_duration           30 min    … and last this long before it is an alert
 ==========================  ========  =====================================================
+
+Stops and the weather: the clear-sky expectation cannot tell a stopped inverter from a
+heavy overcast, snow, a horizon the model does not know (hills, buildings) or an inverter
+still asleep at a dark dawn. So a trip needs evidence that the sun was out: producing
+peers (their median PI), a measured irradiance, or, for a lone inverter or a whole plant
+with neither, a *stop from production* (:func:`stop_evidence`); an inverter at zero
+that never started or faded to zero is not alerted without peers or a sensor.
 
 Rules needing production (trip, underperformance, frozen) judge the last window in which
 they can be evaluated, so a verdict holds through the night: one incident is one alert,
@@ -95,7 +111,7 @@ from .model import (  # noqa: F401
     Alert, AlertKey, DEFAULT_THRESHOLDS, GAP_DATA, GAP_OUTAGE, GAP_PARTIAL, GAP_UNKNOWN, HYSTERESIS_RULES,
     INVERTER_RULES, PLANT_RULES, PLANT_SCOPE, Peers, RULE_CLIPPING, RULE_COMM_LOSS, RULE_FROZEN,
     RULE_PLANT_OFFLINE, RULE_PLANT_OUTAGE, RULE_POWER_LIMITED, RULE_TRIP, RULE_UNDERPERFORMANCE, RuleState,
-    SEVERITY, Thresholds, WindowStat, performance_index, reporting_interval, silence_limit,
+    SEVERITY, Thresholds, WindowStat, performance_index, reporting_interval, silence_limit, stop_evidence,
     window_from_samples,
 )
 from .production import (  # noqa: F401
@@ -152,6 +168,7 @@ __all__ = [
     "power_limited_state",
     "reporting_interval",
     "silence_limit",
+    "stop_evidence",
     "trip_state",
     "underperformance_state",
     "window_from_samples",

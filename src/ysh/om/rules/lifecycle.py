@@ -30,7 +30,9 @@ def advance(open_alerts: Mapping[AlertKey, Alert], states: Mapping[AlertKey, tup
     One fault, one alert:
 
     * an inactive state that was *suppressed* (``details.suppressed_by``: another rule
-      explains the symptom, e.g. a trip reads zero) neither opens nor closes an alert;
+      explains the symptom, e.g. a trip reads zero) or *undecided* (``details.undecided``:
+      the rule cannot tell from the windows it holds, e.g. a stop that began before its
+      horizon) neither opens nor closes an alert;
     * an alert of :data:`HYSTERESIS_RULES` (conditions that flicker with passing clouds)
       closes only once its rule has been clear for ``resolve_after`` (state time): it then
       resolves at the first clear verdict, with that verdict's details; an active
@@ -55,7 +57,7 @@ def advance(open_alerts: Mapping[AlertKey, Alert], states: Mapping[AlertKey, tup
             elif alert.clearing is not None:  # the condition is back before the alert closed
                 current[key] = alert._replace(clearing=None)
         elif alert is not None and at >= alert.opened_at:
-            if "suppressed_by" in state.details:
+            if "suppressed_by" in state.details or state.details.get("undecided"):
                 continue
             resolved_at, resolution = at, dict(state.details)
             if key[2] in HYSTERESIS_RULES and resolve_after > timedelta(0):

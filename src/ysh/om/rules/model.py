@@ -71,6 +71,10 @@ class Thresholds:
     limit_counter_tolerance: float = 0.20
     resolve_after: timedelta = timedelta(minutes=30)
     comm_loss_intervals: int = 3
+    # a stop judged without peers or an irradiance sensor (issue 14, part 5)
+    stop_tare_fraction: float = 0.002
+    stop_from_fraction: float = 0.08
+    stop_min_duration: timedelta = timedelta(minutes=30)
 
 
 DEFAULT_THRESHOLDS = Thresholds()
@@ -182,6 +186,72 @@ def _trip_eligible(w: WindowStat, t: Thresholds) -> bool:
 
 def _is_down(w: WindowStat, t: Thresholds) -> bool:
     return w.max_power_w <= t.trip_output_fraction * w.rated_power_w
+
+
+def _at_tare(w: WindowStat, t: Thresholds) -> bool:
+    """Every sample at the inverter's tare (≤ ``stop_tare_fraction`` of rated): what a
+    stopped inverter reports; a running one under heavy cloud still gives 0.5–3 %."""
+    return w.rated_power_w > 0 and w.max_power_w <= t.stop_tare_fraction * w.rated_power_w
+
+
+class _Moment(NamedTuple):
+    """One time slot of an inverter (its window) or of a plant (its inverters' windows at
+    one start), as :func:`stop_evidence` reads it."""
+
+    start: datetime
+    end: datetime
+    down: bool  # ≤ ``trip_output_fraction`` of rated (every inverter of a plant slot)
+    at_tare: bool  # ≤ ``stop_tare_fraction`` of rated (every inverter of a plant slot)
+    output_fraction: float  # max power / rated (a plant slot: the median over its inverters)
+
+
+def _moment(w: WindowStat, t: Thresholds) -> _Moment:
+    return _Moment(w.window_start, w.window_end, _is_down(w, t), _at_tare(w, t),
+                   w.max_power_w / w.rated_power_w if w.rated_power_w > 0 else 0.0)
+
+
+def stop_evidence(moments: Sequence[_Moment], t: Thresholds, interval: timedelta | None = None,
+                  ) -> tuple[bool | None, dict[str, Any]]:
+    """Whether the output *stopped* (a trip, an outage) rather than faded (dusk, a horizon,
+    heavy cloud, an inverter still asleep at a dark dawn), judged from the output alone —
+    for an inverter with no producing peer and no irradiance sensor, or a whole plant
+    without a sensor, where the clear-sky expectation cannot tell a stop from the weather.
+
+    ``moments`` are in time order and end at the moment judged, which is down. The *stop*
+    is the run of contiguous down moments (contiguous at ``interval``, the reporting
+    interval) ending there. It is a stop when (1) the moment just before the run, adjacent
+    to it, produced ≥ ``stop_from_fraction`` of rated (the sun was out and the inverter
+    ran), (2) the run's first moment is at the tare (≤ ``stop_tare_fraction``: it fell
+    straight from production to standby, which a cloud or a setting sun does not do) and
+    (3) the run has lasted ≥ ``stop_min_duration``. Returns ``(True, details)``, ``(False,
+    details with a reason)``, or ``(None, details)`` when the run began before the first
+    moment given (the rules' horizon): undecided, an open alert stays as it is."""
+    if not moments or not moments[-1].down:
+        return False, {"reason": "not_down"}
+    i = len(moments) - 1
+    while i > 0 and moments[i - 1].down and _contiguous_moments(moments[i - 1], moments[i], interval):
+        i -= 1
+    first, last = moments[i], moments[-1]
+    details: dict[str, Any] = {"since": first.start, "stopped_s": (last.end - first.start).total_seconds(),
+                               "evidence": "stop_from_production"}
+    if i == 0:
+        return None, {**details, "reason": "stop_began_before_the_horizon"}
+    before = moments[i - 1]
+    details["output_before"] = round(before.output_fraction, 4)
+    if not _contiguous_moments(before, first, interval):
+        return False, {**details, "reason": "gap_before_the_stop"}
+    if before.output_fraction < t.stop_from_fraction:
+        return False, {**details, "reason": "faded_not_stopped"}
+    if not first.at_tare:
+        return False, {**details, "reason": "not_at_tare"}
+    if last.end - first.start < t.stop_min_duration:
+        return False, {**details, "reason": "too_short"}
+    return True, details
+
+
+def _contiguous_moments(a: _Moment, b: _Moment, interval: timedelta | None) -> bool:
+    gap = b.start - a.end
+    return gap == timedelta(0) or (interval is not None and timedelta(0) < gap < interval)
 
 
 def _peers_at(peers: Peers, w: WindowStat) -> list[WindowStat]:

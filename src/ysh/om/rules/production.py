@@ -12,7 +12,8 @@ from typing import Any, NamedTuple
 from .model import (
     DEFAULT_THRESHOLDS, Peers, RuleState, Thresholds, WindowStat, performance_index, reporting_interval,
     _available_fraction, _contiguous, _entirely_constant, _is_daylight, _is_down, _known, _last_value,
-    _median, _ordered, _peers_at, _pinned, _producing, _stale, _trip_eligible,
+    _median, _ordered, _peers_at, _pinned, _producing, _stale, _trip_eligible, _Moment, _at_tare, _moment,
+    stop_evidence,
 )
 
 
@@ -68,13 +69,23 @@ def _limit_levels(windows: Sequence[WindowStat], peers: Peers | None, t: Thresho
 def trip_state(history: Sequence[WindowStat], peers: Peers,
                thresholds: Thresholds = DEFAULT_THRESHOLDS) -> RuleState:
     """Inverter trip: judged on the last window with expected ≥ ``trip_expected_fraction``
-    of rated. Active when its max power ≤ ``trip_output_fraction`` of rated and the
-    producing peers' median PI ≥ ``trip_peer_min_pi`` (a peer is producing when its max
-    power > ``trip_output_fraction`` of its rating; no peer window at all → the inverter
-    is alone and expected high is enough; peers that are all down → ``plant_outage``).
-    ``details.since`` is the start of the run of down, eligible windows."""
+    of rated. Active when its max power ≤ ``trip_output_fraction`` of rated and there is
+    evidence that the sun was out:
+
+    * producing peers: their median PI ≥ ``trip_peer_min_pi`` (a peer is producing when
+      its max power > ``trip_output_fraction`` of its rating; peers that are all down →
+      ``plant_outage``);
+    * no peer window at all (alone): a measured irradiance (``expected_from_sensor``), or,
+      with the clear-sky expectation only, the output *stopped* from production
+      (:func:`stop_evidence`: straight to the tare from ≥ ``stop_from_fraction`` of rated,
+      for ≥ ``stop_min_duration``). A lone inverter at zero at dawn, dusk or under heavy
+      cloud is not a trip: the clear sky cannot tell it from the weather.
+
+    ``details.since`` is the start of the run of down windows. When the stop began
+    before the rules' horizon the verdict is ``undecided`` (an open alert stays open)."""
     t = thresholds
-    eligible = [w for w in _ordered(history) if _trip_eligible(w, t)]
+    ordered = _ordered(history)
+    eligible = [w for w in ordered if _trip_eligible(w, t)]
     if not eligible:
         return RuleState(False, {"reason": "no_production_expected"})
     w = eligible[-1]
@@ -92,12 +103,21 @@ def trip_state(history: Sequence[WindowStat], peers: Peers,
         return RuleState(False, {**details, "reason": "plant_wide_no_output"}, w.window_end)
     if median_pi is not None and median_pi < t.trip_peer_min_pi:
         return RuleState(False, {**details, "reason": "peers_low_too"}, w.window_end)
+    if not peer_windows and not w.expected_from_sensor:
+        upto = ordered[:ordered.index(w) + 1]
+        stopped, evidence = stop_evidence([_moment(x, t) for x in upto], t, reporting_interval(upto))
+        if stopped is None:
+            return RuleState(False, {**details, **evidence, "undecided": True}, w.window_end)
+        if not stopped:
+            return RuleState(False, {**details, **evidence}, w.window_end)
+        return RuleState(True, {**details, **evidence}, w.window_end)
     since = w.window_start
     for prev in reversed(eligible[:-1]):
         if not _is_down(prev, t):
             break
         since = prev.window_start
-    return RuleState(True, {**details, "since": since}, w.window_end)
+    return RuleState(True, {**details, "since": since,
+                            "evidence": "producing_peers" if peer_windows else "irradiance_sensor"}, w.window_end)
 
 
 def _underperforming(w: WindowStat, peers: Peers, t: Thresholds,
@@ -312,10 +332,17 @@ def clipping_state(history: Sequence[WindowStat], thresholds: Thresholds = DEFAU
 def plant_outage_state(histories: Mapping[str, Sequence[WindowStat]],
                        thresholds: Thresholds = DEFAULT_THRESHOLDS) -> RuleState:
     """Plant outage: at the last window start where ≥ 2 inverters report and all are in
-    daylight (expected ≥ ``daylight_fraction`` of rated: with an irradiance sensor under
-    an overcast sky expected may stay below the trip level), every one of them is down (max power
-    ≤ ``trip_output_fraction`` of rated) — a plant-wide trip (grid fault, breaker), which
-    the per-inverter trip rule deliberately does not report."""
+    daylight (expected ≥ ``daylight_fraction`` of rated), every one of them is down (max
+    power ≤ ``trip_output_fraction`` of rated) — a plant-wide trip (grid fault, breaker),
+    which the per-inverter trip rule deliberately does not report — and the sun was out:
+    a measured irradiance (a window ``expected_from_sensor``: with a sensor under an
+    overcast sky expected may stay below the trip level, and the daylight level is
+    enough), or, with the clear-sky expectation only, the plant *stopped* from production
+    (:func:`stop_evidence` over the plant's slots: the slot before the run produced a
+    median ≥ ``stop_from_fraction`` of rated, the run's first slot is at the tare on every
+    inverter, the run lasted ≥ ``stop_min_duration``). A whole plant at zero at dawn, dusk
+    or under heavy cloud or snow is not an outage the clear sky can tell. When the stop
+    began before the rules' horizon the verdict is ``undecided``."""
     t = thresholds
     slots: dict[datetime, list[WindowStat]] = defaultdict(list)
     for h in histories.values():
@@ -328,9 +355,22 @@ def plant_outage_state(histories: Mapping[str, Sequence[WindowStat]],
     at = max(w.window_end for w in slots[last])
     if not all(_is_down(w, t) for w in slots[last]):
         return RuleState(False, {"clear_since": last}, at)
+    inverters = sorted(w.inverter_id for w in slots[last])
+    if not any(w.expected_from_sensor for w in slots[last]):
+        moments = [_Moment(s, max(w.window_end for w in slots[s]), all(_is_down(w, t) for w in slots[s]),
+                           all(_at_tare(w, t) for w in slots[s]),
+                           statistics.median(w.max_power_w / w.rated_power_w if w.rated_power_w > 0 else 0.0
+                                             for w in slots[s]))
+                   for s in sorted(slots) if s <= last]
+        interval = max((reporting_interval(h) for h in histories.values() if h), default=None)
+        stopped, evidence = stop_evidence(moments, t, interval)
+        details = {**evidence, "inverters": inverters}
+        if stopped is None:
+            return RuleState(False, {**details, "undecided": True}, at)
+        return RuleState(bool(stopped), details, at)
     since = last
     for s in reversed(eligible[:-1]):
         if not all(_is_down(w, t) for w in slots[s]):
             break
         since = s
-    return RuleState(True, {"since": since, "inverters": sorted(w.inverter_id for w in slots[last])}, at)
+    return RuleState(True, {"since": since, "inverters": inverters, "evidence": "irradiance_sensor"}, at)
