@@ -22,6 +22,7 @@ neither lose nor double an alert.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone
 
@@ -52,7 +53,7 @@ class PlantFold:
     """The alert state of one plant; see the module docstring."""
 
     __slots__ = ("plant_id", "thresholds", "keep_resolved", "lag", "windows", "open_alerts", "resolved",
-                 "last_end", "pending", "clock", "intervals")
+                 "last_end", "pending", "clock", "intervals", "_ends", "_horizon")
 
     def __init__(self, plant_id: str, thresholds: Thresholds = DEFAULT_THRESHOLDS,
                  keep_resolved: bool = False, lag: timedelta = timedelta(0)):
@@ -73,6 +74,9 @@ class PlantFold:
         #: each inverter's reporting interval, as last inferred from ≥ 2 of its windows:
         #: kept beyond the horizon, for a logger's first report after a silence
         self.intervals: dict[str, timedelta] = {}
+        #: per step: the window ends of ``windows`` (for bisect) and the horizon
+        self._ends: list[datetime] | None = None
+        self._horizon: timedelta | None = None
 
     def _copy(self) -> PlantFold:
         new = PlantFold(self.plant_id, self.thresholds, self.keep_resolved, self.lag)
@@ -97,21 +101,39 @@ class PlantFold:
             new.clock = newest if new.clock is None else max(new.clock, newest)
         new.pending |= {m for m in moments if new.last_end is None or m > new.last_end}
         new.windows = sorted(new.windows + arrived, key=lambda w: (w.window_end, w.inverter_id))
-        for end in sorted(new.pending):
-            if not new._complete(end):
-                break
-            new.pending.discard(end)
-            new._evaluate(end)
-        if new.last_end is not None:
-            floor = new.last_end - new.horizon()
-            new.windows = [w for w in new.windows if w.window_end > floor]
+        # the windows do not change while the moments are evaluated: their ends (for bisect,
+        # so a moment looks at its horizon only, not at every window of a plant-year
+        # replayed at once) and the horizon are computed once per step
+        new._ends = [w.window_end for w in new.windows]
+        new._horizon = new._compute_horizon()
+        try:
+            for end in sorted(new.pending):
+                if not new._complete(end):
+                    break
+                new.pending.discard(end)
+                new._evaluate(end)
+            if new.last_end is not None:
+                floor = new.last_end - new._horizon
+                new.windows = new.windows[bisect.bisect_right(new._ends, floor):]
+        finally:
+            new._ends = new._horizon = None
         return new
 
     def horizon(self) -> timedelta:
         """How far back the rules look: :data:`RULES_HORIZON`, longer when the plant has
         long windows (a 15-minute logger's frozen run needs ``frozen_samples`` windows)."""
+        horizon = getattr(self, "_horizon", None)  # a fold pickled before these slots existed has none
+        return horizon if horizon is not None else self._compute_horizon()
+
+    def _compute_horizon(self) -> timedelta:
         longest = max((w.window_end - w.window_start for w in self.windows), default=timedelta(0))
         return max(RULES_HORIZON, (self.thresholds.frozen_samples + 2) * longest)
+
+    def _between(self, floor: datetime, end: datetime) -> list[WindowStat]:
+        """The windows ending in ``(floor, end]``, in order."""
+        if getattr(self, "_ends", None) is None:
+            return [w for w in self.windows if floor < w.window_end <= end]
+        return self.windows[bisect.bisect_right(self._ends, floor):bisect.bisect_right(self._ends, end)]
 
     def _complete(self, end: datetime) -> bool:
         """Every inverter that reported within the horizon and is due at ``end`` has its
@@ -121,10 +143,12 @@ class PlantFold:
             return True
         floor = end - self.horizon()
         by_inverter: dict[str, list[WindowStat]] = {}
-        for w in self.windows:
-            if floor < w.window_end < end:
+        present = set()
+        for w in self._between(floor, end):
+            if w.window_end < end:
                 by_inverter.setdefault(w.inverter_id, []).append(w)
-        present = {w.inverter_id for w in self.windows if w.window_end == end}
+            else:
+                present.add(w.inverter_id)
         due = set()
         for inverter, history in by_inverter.items():
             last = history[-1]
@@ -136,11 +160,8 @@ class PlantFold:
     def _evaluate(self, end: datetime) -> None:
         histories: dict[str, list[WindowStat]] = {}
         floor = end - self.horizon()
-        for w in self.windows:
-            if w.window_end > end:
-                break
-            if w.window_end > floor:
-                histories.setdefault(w.inverter_id, []).append(w)
+        for w in self._between(floor, end):
+            histories.setdefault(w.inverter_id, []).append(w)
         self.last_end = end
         if not histories:  # nothing heard within the horizon: no new information, keep the alerts as they are
             return

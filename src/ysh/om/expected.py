@@ -15,12 +15,14 @@ inverters with their peers. A measured irradiance takes the clouds into account.
 
 from __future__ import annotations
 
+import math
 from datetime import date, datetime, timedelta, timezone
 from functools import lru_cache
 
 import numpy as np
 import pandas as pd
 import pvlib
+from pvlib import spa
 
 from .fleet import Plant
 from .physics import dc_per_installed_w, inverter_ac, plane_of_array
@@ -37,12 +39,74 @@ class _Site(tuple):
         return cls((plant.latitude, plant.longitude, plant.tilt_deg, plant.azimuth_deg))
 
 
-def _dc_per_w(site: tuple, times: pd.DatetimeIndex, poa_measured: np.ndarray | None = None) -> np.ndarray:
+@lru_cache(maxsize=4096)
+def _location(latitude: float, longitude: float) -> pvlib.location.Location:
+    return pvlib.location.Location(latitude, longitude, tz="UTC")  # looks the altitude up
+
+
+def _day_times(day: date) -> pd.DatetimeIndex:
+    return pd.date_range(datetime(day.year, day.month, day.day, tzinfo=timezone.utc), periods=24 * 60, freq="1min")
+
+
+@lru_cache(maxsize=8)
+def _sun_day(day: date) -> tuple:
+    """The site-independent part of NREL's SPA (Reda & Andreas 2004, as
+    :func:`pvlib.spa.solar_position_numpy` computes it) for every minute of one UTC day:
+    the heliocentric and geocentric terms, once per day for the whole fleet."""
+    times = _day_times(day)
+    unixtime = np.array((times - pd.Timestamp("1970-01-01", tz="UTC")) / pd.Timedelta("1s"))
+    delta_t = 67.0  # pvlib.solarposition.spa_python's default, which Location.get_solarposition uses
+    jd = spa.julian_day(unixtime)
+    jde = spa.julian_ephemeris_day(jd, delta_t)
+    jc = spa.julian_century(jd)
+    jce = spa.julian_ephemeris_century(jde)
+    jme = spa.julian_ephemeris_millennium(jce)
+    radius = spa.heliocentric_radius_vector(jme)
+    theta = spa.geocentric_longitude(spa.heliocentric_longitude(jme))
+    beta = spa.geocentric_latitude(spa.heliocentric_latitude(jme))
+    x0, x1, x2 = spa.mean_elongation(jce), spa.mean_anomaly_sun(jce), spa.mean_anomaly_moon(jce)
+    x3, x4 = spa.moon_argument_latitude(jce), spa.moon_ascending_longitude(jce)
+    nutation = np.empty((2, len(x0)))
+    spa.longitude_obliquity_nutation(jce, x0, x1, x2, x3, x4, nutation)
+    delta_psi, delta_epsilon = nutation[0], nutation[1]
+    epsilon = spa.true_ecliptic_obliquity(spa.mean_ecliptic_obliquity(jme), delta_epsilon)
+    lamd = spa.apparent_sun_longitude(theta, delta_psi, spa.aberration_correction(radius))
+    v = spa.apparent_sidereal_time(spa.mean_sidereal_time(jd, jc), delta_psi, epsilon)
+    alpha = spa.geocentric_sun_right_ascension(lamd, epsilon, beta)
+    delta = spa.geocentric_sun_declination(lamd, epsilon, beta)
+    eot = spa.equation_of_time(spa.sun_mean_longitude(jme), alpha, delta_psi, epsilon)
+    return times, v, alpha, delta, eot, spa.equatorial_horizontal_parallax(radius)
+
+
+def _solar_position(location: pvlib.location.Location, day: date) -> pd.DataFrame:
+    """``location.get_solarposition`` over the minutes of ``day`` (SPA, 12 °C, the
+    pressure of the site's altitude), the same numbers, with the day's site-independent
+    terms shared by every site (:func:`_sun_day`)."""
+    times, v, alpha, delta, eot, xi = _sun_day(day)
+    lat, lon, elev = location.latitude, location.longitude, location.altitude
+    pressure = pvlib.atmosphere.alt2pres(elev) / 100  # millibar
+    hour_angle = spa.local_hour_angle(v, lon, alpha)
+    u = spa.uterm(lat)
+    x, y = spa.xterm(u, lat, elev), spa.yterm(u, lat, elev)
+    delta_alpha = spa.parallax_sun_right_ascension(x, xi, hour_angle, delta)
+    delta_prime = spa.topocentric_sun_declination(delta, x, y, xi, delta_alpha, hour_angle)
+    hour_angle_prime = spa.topocentric_local_hour_angle(hour_angle, delta_alpha)
+    e0 = spa.topocentric_elevation_angle_without_atmosphere(lat, delta_prime, hour_angle_prime)
+    e = spa.topocentric_elevation_angle(e0, spa.atmospheric_refraction_correction(pressure, 12, e0, 0.5667))
+    gamma = spa.topocentric_astronomers_azimuth(hour_angle_prime, delta_prime, lat)
+    return pd.DataFrame({"apparent_zenith": spa.topocentric_zenith_angle(e), "zenith": spa.topocentric_zenith_angle(e0),
+                         "apparent_elevation": e, "elevation": e0, "azimuth": spa.topocentric_azimuth_angle(gamma),
+                         "equation_of_time": eot}, index=times)
+
+
+def _dc_per_w(site: tuple, times: pd.DatetimeIndex, poa_measured: np.ndarray | None = None,
+              solpos: pd.DataFrame | None = None) -> np.ndarray:
     """DC watts per installed DC watt at ``times`` (clear sky, or the measured POA)."""
     latitude, longitude, tilt, azimuth_deg = site
     if poa_measured is None:  # the sun's position matters only for the clear-sky irradiance
-        location = pvlib.location.Location(latitude, longitude, tz="UTC")
-        solpos = location.get_solarposition(times)
+        location = _location(latitude, longitude)
+        if solpos is None:
+            solpos = location.get_solarposition(times)
         zenith = solpos["apparent_zenith"].to_numpy(dtype=float)
         azimuth = solpos["azimuth"].to_numpy(dtype=float)
         clear = location.get_clearsky(times, model="ineichen", solar_position=solpos)
@@ -63,9 +127,8 @@ def _ac(plant: Plant, inverter_id: str, dc_per_w: np.ndarray) -> np.ndarray:
 def _clear_day(site: tuple, day: date) -> np.ndarray:
     """Clear-sky DC per installed W, every minute of one UTC day (index = minute of the
     day; cached per site and day: one pvlib run per plant and day)."""
-    start = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
-    times = pd.date_range(start, periods=24 * 60, freq="1min")
-    return _dc_per_w(site, times)
+    location = _location(site[0], site[1])
+    return _dc_per_w(site, _day_times(day), solpos=_solar_position(location, day))
 
 
 def expected_power_w(plant: Plant, inverter_id: str, start: datetime, end: datetime,
@@ -80,6 +143,11 @@ def expected_power_w(plant: Plant, inverter_id: str, start: datetime, end: datet
     site = _Site.of(plant)
     t = start.astimezone(timezone.utc)
     end = end.astimezone(timezone.utc)
+    first = t.hour * 60 + t.minute
+    count = math.ceil((end - t).total_seconds() / 60.0)
+    if t.second == 0 and t.microsecond == 0 and 0 < count and first + count <= 24 * 60:
+        # the usual window (whole minutes within one UTC day): a slice of the day's grid
+        return float(np.mean(_ac(plant, inverter_id, _clear_day(site, t.date())[first:first + count])))
     while t < end:
         minutes.append(_clear_day(site, t.date())[t.hour * 60 + t.minute])  # the minute t falls in
         t += timedelta(minutes=1)

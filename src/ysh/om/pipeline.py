@@ -76,7 +76,8 @@ def _iso(value: datetime | None) -> str | None:
 
 def build_om_graph(lines: pw.Table, plants: list[Plant], *, now: datetime | None = None,
                    thresholds: Thresholds = DEFAULT_THRESHOLDS, late_cutoff: timedelta = LATE_CUTOFF,
-                   evaluation_lag: timedelta = timedelta(0), late_events: bool = True) -> OmTables:
+                   evaluation_lag: timedelta = timedelta(0), late_events: bool = True,
+                   static: bool = False) -> OmTables:
     """``lines``: one raw JSON event per row (column ``data``). ``now`` bounds the
     ``future_ts`` check (None: the wall clock when the event is validated, for streaming).
     ``alerts`` holds the open alerts and those resolved by the latest step of their
@@ -86,7 +87,11 @@ def build_om_graph(lines: pw.Table, plants: list[Plant], *, now: datetime | None
     delivers one inverter's data behind the others); 0 for a static run, where every
     window is there at the end. ``late_events``: quarantine the events dropped after
     their window's cutoff (reason ``late``; one join per valid event — off only to
-    measure what it costs)."""
+    measure what it costs). ``static``: the whole input is there before any window is
+    needed (``ysh om detect``, ``ysh om run`` over files): every window is final at the end
+    of the input, so the windows are a plain ``groupby`` on the window's slot (no
+    event-time cutoff, nothing can be late) instead of ``windowby`` with
+    ``exactly_once_behavior``; the windows and alerts are the same."""
     registry = {(p.plant_id, inv.inverter_id): inv.rated_power_w for p in plants for inv in p.inverters}
     window_s = {(p.plant_id, inv.inverter_id): inv.window_s for p in plants for inv in p.inverters}
     lengths = sorted(set(window_s.values())) or [WINDOW_S]
@@ -182,7 +187,9 @@ def build_om_graph(lines: pw.Table, plants: list[Plant], *, now: datetime | None
         plant = by_id[plant_id]
         # the buses deliver at least once: one sample per event id (an event id has one
         # ts, so all its copies fall in this window)
-        unique = {s[0]: s for s in samples}
+        # in a fixed order, whatever the operator's (a None irradiance sorts first, never compared)
+        unique = {s[0]: s for s in sorted(samples, key=lambda s: (s[0], s[1], s[2], s[3], s[4] is not None,
+                                                                   s[4] or 0.0))}
         rows = [(_at(s[1]), float(s[2]), float(s[3])) for s in unique.values()]
         poa = [float(s[4]) for s in unique.values() if s[4] is not None]
         start_dt, end_dt = _at(start), _at(end)
@@ -198,6 +205,16 @@ def build_om_graph(lines: pw.Table, plants: list[Plant], *, now: datetime | None
         # only what the window needs crosses the window operator (not the raw line)
         samples = group.select(pw.this.plant_id, pw.this.inverter_id, pw.this.event_id, pw.this.t,
                                pw.this.ac_power_w, pw.this.energy_total_kwh, pw.this.irradiance_wm2)
+        if static:  # every window is final at the end of the input: a plain groupby on the slot
+            slotted = samples.select(*pw.this, window_start=pw.cast(
+                float, pw.cast(int, pw.this.t // float(length_s)) * length_s))
+            windowed = slotted.groupby(pw.this.plant_id, pw.this.inverter_id, pw.this.window_start).reduce(
+                pw.this.plant_id, pw.this.inverter_id, pw.this.window_start,
+                window_end=pw.this.window_start + float(length_s),
+                samples=pw.reducers.tuple(pw.make_tuple(pw.this.event_id, pw.this.t, pw.this.ac_power_w,
+                                                        pw.this.energy_total_kwh, pw.this.irradiance_wm2)),
+            )
+            return windowed, None
         windowed = samples.windowby(
             pw.this.t, window=pw.temporal.tumbling(duration=float(length_s)),
             instance=pw.this.plant_id + "\x1f" + pw.this.inverter_id,

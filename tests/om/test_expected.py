@@ -1,0 +1,65 @@
+"""The expected-power model's shared sun grid: the solar position of one UTC day is
+computed once for the fleet (the site-independent part of SPA) and finished per site; it
+must give pvlib's own numbers, bit for bit, so no window or alert changes with it."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+import pvlib
+import pytest
+
+from ysh.om import expected
+from ysh.om.fleet import load_plants
+
+PLANTS = load_plants(Path(__file__).resolve().parents[2] / "data" / "sample" / "om" / "plants.json")
+DAYS = [date(2025, 3, 1), date(2025, 6, 21), date(2025, 12, 21)]
+
+
+@pytest.mark.parametrize("day", DAYS, ids=str)
+def test_shared_sun_grid_gives_pvlibs_solar_position(day):
+    times = expected._day_times(day)
+    for plant in PLANTS:
+        location = pvlib.location.Location(plant.latitude, plant.longitude, tz="UTC")
+        theirs = location.get_solarposition(times)
+        ours = expected._solar_position(expected._location(plant.latitude, plant.longitude), day)
+        for column in ("apparent_zenith", "zenith", "azimuth", "apparent_elevation", "equation_of_time"):
+            assert np.array_equal(ours[column].to_numpy(), theirs[column].to_numpy()), (plant.plant_id, column)
+
+
+def test_clear_day_equals_the_per_site_pvlib_chain():
+    day = DAYS[1]
+    times = expected._day_times(day)
+    for plant in PLANTS:
+        site = expected._Site.of(plant)
+        location = pvlib.location.Location(plant.latitude, plant.longitude, tz="UTC")
+        reference = expected._dc_per_w(site, times, solpos=location.get_solarposition(times))
+        assert np.array_equal(expected._clear_day(site, day), reference), plant.plant_id
+
+
+def test_a_window_is_the_mean_of_its_minutes_wherever_it_falls():
+    """Aligned 5- and 15-minute windows (a slice of the day's grid), a window crossing
+    midnight and one starting between minutes (minute by minute) give the mean over the
+    minutes they cover, and a daylight window expects power, a night one none."""
+    plant = PLANTS[0]
+    inverter = plant.inverters[0]
+    site = expected._Site.of(plant)
+
+    def by_minute(start, end):
+        values, t = [], start
+        while t < end:
+            values.append(expected._clear_day(site, t.date())[t.hour * 60 + t.minute])
+            t += timedelta(minutes=1)
+        return float(np.mean(expected._ac(plant, inverter.inverter_id, np.array(values))))
+
+    noon = datetime(2025, 6, 21, 15, 0, tzinfo=timezone.utc)  # midday in Brazil
+    for start, length in [(noon, 5), (noon, 15), (datetime(2025, 6, 21, 23, 55, tzinfo=timezone.utc), 15),
+                          (noon + timedelta(seconds=30), 5)]:
+        end = start + timedelta(minutes=length)
+        assert expected.expected_power_w(plant, inverter.inverter_id, start, end) == by_minute(start, end)
+    assert expected.expected_power_w(plant, inverter.inverter_id, noon, noon + timedelta(minutes=5)) > 0.2 * \
+        inverter.rated_power_w
+    night = datetime(2025, 6, 21, 4, 0, tzinfo=timezone.utc)
+    assert expected.expected_power_w(plant, inverter.inverter_id, night, night + timedelta(minutes=5)) == 0.0
