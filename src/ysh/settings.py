@@ -178,13 +178,14 @@ class OmSettings(_Group):
                                   "(default: HOME/landing/om).")
     mqtt_uri: str = Field(
         default="mqtt://127.0.0.1:1883", pattern=r"^[^@]*$",
-        description="MQTT broker (mqtt://host:port, mqtts:// for TLS); never credentials (YSH_OM_MQTT_USERNAME/PASSWORD), "
-                    "so the URI can be printed.")
+        description="MQTT broker (mqtt://host:port; mqtts:// for TLS, publishers only: `om follow` refuses it, "
+                    "Pathway's reader cannot open TLS, use a loopback bridge); never credentials "
+                    "(YSH_OM_MQTT_USERNAME/PASSWORD), so the URI can be printed.")
     mqtt_username: str | None = Field(default=None, description="MQTT user name (with YSH_OM_MQTT_PASSWORD).")
     mqtt_password: SecretStr | None = Field(default=None, description="MQTT password (secret).")
     mqtt_tls_ca: Path | None = Field(
-        default=None, description="CA bundle (PEM) that signed the broker's certificate, for mqtts:// (publishers; "
-                                  "the Pathway reader reads it through SSL_CERT_FILE).")
+        default=None, description="CA bundle (PEM) that signed the broker's certificate, for mqtts:// (publishers "
+                                  "and `ysh om publish`; the follower reads TLS brokers through a loopback bridge).")
     mqtt_topic: str = Field(default="ysh/telemetry/#", description="Topic filter: ysh/telemetry/{plant}/{inverter}.")
     mqtt_client_id: str = Field(
         default="ysh-om", description="Stable MQTT client id: the broker keeps its session (QoS 1) across restarts.")

@@ -5,7 +5,7 @@ What was measured: the publisher (paho) speaks ``mqtts://`` with ``YSH_OM_MQTT_T
 and is refused without it. Pathway 0.33's MQTT reader cannot open ``mqtts://`` at all:
 its worker panics before the handshake ("Could not automatically determine the
 process-level CryptoProvider from Rustls crate features"), with or without the CA, so
-``ysh om follow --source mqtt`` with an ``mqtts://`` URI ends at start. The working path
+``ysh om follow --source mqtt`` refuses an ``mqtts://`` URI in one line. The working path
 is a mosquitto bridge on loopback that holds the TLS connection (with the CA) to the
 remote broker: the follower reads the bridge over plain loopback MQTT and receives the
 telemetry; with a CA that did not sign the broker's certificate the bridge is refused
@@ -173,10 +173,10 @@ def test_the_publisher_speaks_mqtts_with_the_ca_and_is_refused_without(tls_broke
     assert len(received) == 5
 
 
-def test_pathways_mqtt_reader_cannot_open_mqtts_so_om_follow_ends_at_start(tls_broker, warehouse, tmp_path):
-    """A limitation of Pathway 0.33 (rustls without a process-level crypto provider), not of
-    the settings: when this test fails because the follower connects, Pathway fixed it,
-    and ``YSH_OM_MQTT_TLS_CA`` (passed as ``SSL_CERT_FILE``) becomes the direct path."""
+def test_om_follow_refuses_mqtts_in_one_line_naming_the_bridge(tls_broker, warehouse, tmp_path):
+    """Pathway 0.33's MQTT reader panics on ``mqtts://`` (rustls without a process-level
+    crypto provider, with or without the CA); ``ysh om follow`` says so in one line and
+    exits 2 before connecting, instead of that panic."""
     port, ca, broker_log, _ = tls_broker
     log = tmp_path / "run.log"
     proc = _start(_env(warehouse, tmp_path / "home", YSH_OM_MQTT_URI=f"mqtts://127.0.0.1:{port}",
@@ -185,8 +185,10 @@ def test_pathways_mqtt_reader_cannot_open_mqtts_so_om_follow_ends_at_start(tls_b
         proc.wait(120)
     finally:
         _stop(proc)
-    assert proc.returncode != 0
-    assert "CryptoProvider" in log.read_text()
+    text = log.read_text()
+    assert proc.returncode == 2, text
+    assert "error: YSH_OM_MQTT_URI is mqtts://" in text and "bridge" in text
+    assert "Traceback" not in text and "panicked" not in text
     assert "as ysh-om-tls" not in broker_log.read_text()  # never got to an MQTT CONNECT
     assert not _db_windows(warehouse)
 

@@ -31,7 +31,6 @@ from __future__ import annotations
 import functools
 import logging
 import operator
-import os
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
@@ -210,12 +209,18 @@ def mqtt_reader_uri(settings: Settings) -> str:
     return f"{scheme}{sep}{user}:{password}@{rest}"
 
 
-def mqtt_tls_environment(settings: Settings) -> dict[str, str]:
-    """Variables the Pathway reader needs for ``mqtts://`` with a private CA: rumqttc
-    loads the system's roots, which honour ``SSL_CERT_FILE``."""
-    if settings.om.mqtt_tls_ca is None:
-        return {}
-    return {"SSL_CERT_FILE": str(Path(settings.om.mqtt_tls_ca).expanduser().resolve())}
+def refuse_mqtt_tls(uri: str) -> None:
+    """Pathway 0.33's MQTT reader cannot open ``mqtts://``: its worker panics before the
+    handshake (rustls finds no process-level CryptoProvider; tests/faults/test_mqtt_tls.py).
+    Say so in one line, with the way that works, instead of that panic."""
+    scheme = uri.partition("://")[0].lower()
+    if scheme in ("mqtts", "ssl"):
+        from ..errors import InputError
+
+        raise InputError(
+            f"YSH_OM_MQTT_URI is {scheme}://: Pathway's MQTT reader cannot open TLS connections (0.33 panics "
+            "at start); run a mosquitto bridge on loopback that holds the TLS link to the broker and point "
+            "YSH_OM_MQTT_URI at it (docs/operations.md, MQTT over TLS)")
 
 
 def kafka_security(settings: Settings) -> dict[str, str]:
@@ -260,7 +265,7 @@ def read_telemetry(settings: Settings, source: str, *, autocommit_duration_ms: i
         table = pw.io.plaintext.read(str(folder), mode="streaming", name="om_telemetry_jsonl",
                                      autocommit_duration_ms=autocommit_duration_ms)
     elif source == "mqtt":
-        os.environ.update(mqtt_tls_environment(settings))
+        refuse_mqtt_tls(settings.om.mqtt_uri)
         table = pw.io.mqtt.read(mqtt_reader_uri(settings), settings.om.mqtt_topic,
                                 qos=1, format="plaintext", name="om_telemetry_mqtt",
                                 autocommit_duration_ms=autocommit_duration_ms)
