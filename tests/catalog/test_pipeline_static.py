@@ -118,3 +118,56 @@ def test_a_landing_area_under_a_hidden_folder_is_read_but_hidden_files_in_it_are
     (landing / "feed.csv.tmp").write_text("partial")
     report = job.run_static([landing], out_dir=tmp_path / "out")
     assert report.files == 3 and report.items == 5
+
+
+_WHO_NORMALIZES = r'''
+import os, sys
+import pathway as pw
+from ysh import pw_runtime
+from ysh.catalog import pipeline
+
+normalized = pipeline._normalized
+
+def logged(data, path, *args):
+    process = os.environ.get("PATHWAY_PROCESS_ID", "0")
+    with open(os.path.join(sys.argv[2], "process-" + process), "a", encoding="utf-8") as log:
+        log.write(path + "\n")
+    return normalized(data, path, *args)
+
+pipeline._normalized = logged
+pw_runtime.fresh_graph()
+tables = pipeline.build_catalog_graph(pipeline.read_feed_files_fs(sys.argv[1]), landing_root=sys.argv[1])
+for name in ("items", "quarantine", "products", "files"):
+    pw.io.null.write(getattr(tables, name))
+pw_runtime.run()
+'''
+
+
+def test_two_pathway_processes_share_the_normalizing_of_the_files(tmp_path):
+    """In 2 processes the file connector shares the files between the workers and each
+    normalizes its own, once (16 copies of the sample feeds: all of them landing in one
+    process has a chance of 2 in 65,536)."""
+    import os
+    import subprocess
+    import sys
+
+    from ysh import pw_runtime
+
+    sample = Path(__file__).resolve().parents[2] / "data" / "sample" / "catalog"
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    feeds = sorted(p for p in sample.iterdir() if p.is_file() and p.suffix in (".csv", ".json", ".jsonl"))
+    for i in range(16):
+        source = feeds[i % len(feeds)]
+        (landing / f"copy{i:02d}_{source.name}").write_bytes(source.read_bytes())
+    script = tmp_path / "who.py"
+    script.write_text(_WHO_NORMALIZES)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    done = subprocess.run(pw_runtime.spawn_argv([sys.executable, str(script), str(landing), str(logs)], 2),
+                          capture_output=True, text=True, timeout=300, env={**os.environ})
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    by_process = {log.name: log.read_text(encoding="utf-8").split() for log in logs.iterdir()}
+    normalized = sorted(path for paths in by_process.values() for path in paths)
+    assert normalized == sorted(str(p) for p in landing.iterdir())  # each file once
+    assert sorted(by_process) == ["process-0", "process-1"], by_process

@@ -337,16 +337,20 @@ def normalize_feeds(
     winners = ranked.groupby(pw.this.distributor, pw.this.sku).reduce(
         winner=pw.reducers.argmax(pw.this.rank)
     )
-    # ids of `winners` derive from (distributor, sku): the upsert key is the row id
-    items = item_rows.ix(winners.winner).select(
-        **_tuple_columns(pw.this.row, CatalogItem, {"line": "source_line"},
-                         types={"components": pw.Json | None}),
-        ingested_at=pw.this.ingested_at,
+    # ids of `winners` derive from (distributor, sku): the upsert key is the row id.
+    # The storefront offers are decided while each item is still one packed column (an
+    # operator costs per column), then the items are split into typed columns once.
+    packed = item_rows.ix(winners.winner).select(
+        pw.this.row, pw.this.ingested_at,
+        sku_source=pw.declare_type(str, pw.this.row[fields.index("sku_source")]),
         _rank=pw.this.file_precedence,
         _offer=pw.declare_type(str, pw.this.row[len(fields)]),
     )
-
-    items = _prefer_keyed_offers(items)
+    items = _prefer_keyed_offers(packed).select(
+        **_tuple_columns(pw.this.row, CatalogItem, {"line": "source_line"},
+                         types={"components": pw.Json | None}),
+        ingested_at=pw.this.ingested_at,
+    )
 
     # --- quarantine --------------------------------------------------------------------
     quarantine = files.select(
@@ -441,7 +445,9 @@ def _prefer_keyed_offers(items: pw.Table) -> pw.Table:
     Incremental: a keyed item's arrival retracts the others, its removal brings them back.
 
     Only items of storefront exports (no SKU column) carry an offer key (``_offer``);
-    the others pass straight through, so a distributor's ordinary feed costs no join."""
+    the others pass straight through, so a distributor's ordinary feed costs no join.
+    ``items`` needs the columns ``sku_source``, ``_offer`` and ``_rank``; the last two
+    are dropped from the result."""
     plain = items.filter(pw.this._offer == "")
     offers = items.filter(pw.this._offer != "").with_columns(_keyed=_is_keyed(pw.this.sku_source))
     keyed = offers.filter(pw.this._keyed).groupby(pw.this._offer).reduce(_covered=pw.this._offer)
@@ -471,9 +477,11 @@ def build_products(items: pw.Table) -> pw.Table:
     and price_brl; items without a product key (accessories, no brand or no model) are not
     products.
     """
-    groupable = items.filter(pw.this.product_key.is_not_none()).select(
+    # narrow first, then filter: an operator costs per column
+    groupable = items.select(
         pw.this.distributor, pw.this.brand, pw.this.model, pw.this.category, pw.this.power_w,
-        pw.this.price_brl, product_key=pw.unwrap(pw.this.product_key))
+        pw.this.price_brl, pw.this.product_key,
+    ).filter(pw.this.product_key.is_not_none()).with_columns(product_key=pw.unwrap(pw.this.product_key))
     grouped = groupable.groupby(pw.this.product_key).reduce(
         pw.this.product_key,
         brand=pw.reducers.min(pw.unwrap(pw.this.brand)),

@@ -53,7 +53,14 @@ def sql_value(value: Any) -> Any:
 
 
 class SnapshotSink:
-    """Keeps ``table_name`` equal to a Pathway table, keyed by ``primary_key``."""
+    """Keeps ``table_name`` equal to a Pathway table, keyed by ``primary_key``.
+
+    A time with at least ``copy_min_rows`` upserts of one column set (a first load, a
+    large feed) is written by ``COPY`` through a staging table (:meth:`_copy_upsert`),
+    smaller ones by a prepared upsert per row; both in the time's one transaction."""
+
+    #: upserts of one time from which COPY is used instead of a statement per row
+    copy_min_rows = 200
 
     def __init__(self, dsn: str, schema: str, table_name: str, primary_key: Sequence[str], *,
                  retry_budget_s: float = 300.0, backoff_cap_s: float = 10.0):
@@ -100,13 +107,16 @@ class SnapshotSink:
             self._conn = db.connect(self._dsn, self._schema, connect_timeout=10)
         return self._conn
 
+    def _on_conflict(self, columns: tuple[str, ...]) -> sql.Composed:
+        others = [c for c in columns if c not in self._key]
+        return (sql.SQL("DO UPDATE SET {}").format(sql.SQL(", ").join(
+            sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in others))
+            if others else sql.SQL("DO NOTHING"))
+
     def _upsert(self, columns: tuple[str, ...]) -> sql.Composed:
         statement = self._statements.get(columns)
         if statement is None:
-            others = [c for c in columns if c not in self._key]
-            action = (sql.SQL("DO UPDATE SET {}").format(sql.SQL(", ").join(
-                sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in others))
-                if others else sql.SQL("DO NOTHING"))
+            action = self._on_conflict(columns)
             statement = sql.SQL("INSERT INTO {} ({}) VALUES ({}) ON CONFLICT ({}) {}").format(
                 sql.Identifier(self._table), sql.SQL(", ").join(map(sql.Identifier, columns)),
                 sql.SQL(", ").join(sql.Placeholder() * len(columns)),
@@ -128,10 +138,30 @@ class SnapshotSink:
                     columns = tuple(row)
                     by_columns.setdefault(columns, []).append([sql_value(row[c]) for c in columns])
                 for columns, params in by_columns.items():
-                    cur.executemany(self._upsert(columns), params)
+                    if len(params) >= self.copy_min_rows:
+                        self._copy_upsert(cur, columns, params)
+                    else:
+                        cur.executemany(self._upsert(columns), params)
         except psycopg.OperationalError:
             self.close()  # a broken connection is not reused; the retry opens a fresh one
             raise
+
+    def _copy_upsert(self, cur: psycopg.Cursor, columns: tuple[str, ...], params: list[list]) -> None:
+        """Many upserts at once (a first load, a large feed): ``COPY`` into a staging table
+        of the transaction, then one ``INSERT … SELECT … ON CONFLICT`` — the same rows as
+        :meth:`_upsert` per row, without a statement per row. The staging table takes the
+        target's column types and is dropped at commit."""
+        stage = sql.Identifier(f"_stage_{self._table}"[:63])
+        names = sql.SQL(", ").join(map(sql.Identifier, columns))
+        cur.execute(sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA").format(
+            stage, names, sql.Identifier(self._table)))
+        with cur.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(stage, names)) as copy:
+            for row in params:
+                copy.write_row(row)
+        cur.execute(sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT ({}) {}").format(
+            sql.Identifier(self._table), names, names, stage,
+            sql.SQL(", ").join(map(sql.Identifier, self._key)), self._on_conflict(columns)))
+        cur.execute(sql.SQL("DROP TABLE {}").format(stage))
 
     def close(self) -> None:
         if self._conn is not None:
