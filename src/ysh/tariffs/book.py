@@ -6,6 +6,7 @@ PIS/COFINS are applied by the billing model of the proposals job).
 
 from __future__ import annotations
 
+import bisect
 import calendar
 from collections import defaultdict
 from collections.abc import Iterable
@@ -193,6 +194,8 @@ class TariffBook:
         for row in fio_b:
             self._fio_b[(fold(row.utility), fold(row.subgroup))].append(row)
         self._flags = {f.month: f for f in flags}
+        self._matching_memo: dict[tuple, list[Tariff]] = {}
+        self._changes_memo: dict[tuple[str, str], list[date]] = {}
 
     @property
     def utilities(self) -> list[str]:
@@ -205,20 +208,31 @@ class TariffBook:
         default_class, default_subclass = DEFAULT_CLASS.get(fold(subgroup), (None, None))
         tariff_class = tariff_class if tariff_class is not None else default_class
         subclass = subclass if subclass is not None else default_subclass
-        found = []
-        for row in self._tariffs.get((fold(utility), fold(subgroup)), []):
-            if row.base != APPLICATION or row.unit != "MWh":
-                continue
-            if fold(row.modality) != fold(modality) or fold(row.detail) != fold(detail):
-                continue
-            if fold(row.post) != fold(post):
-                continue
-            if tariff_class is not None and fold(row.tariff_class) != fold(tariff_class):
-                continue
-            if subclass is not None and fold(row.subclass) != fold(subclass):
-                continue
-            if row.valid_from <= on and (row.valid_to is None or on <= row.valid_to):
+        return [row for row in self._matching(utility, subgroup, modality, tariff_class, subclass, detail, post)
+                if row.valid_from <= on and (row.valid_to is None or on <= row.valid_to)]
+
+    def _matching(self, utility: str, subgroup: str, modality: str, tariff_class: str | None, subclass: str | None,
+                  detail: str, post: str) -> list[Tariff]:
+        """The Tarifa de Aplicação energy rows of one lookup, any date, in the book's order
+        (memoized: a month-by-month walk asks the same lookup for every month)."""
+        memo_key = (fold(utility), fold(subgroup), fold(modality), tariff_class if tariff_class is None
+                    else fold(tariff_class), subclass if subclass is None else fold(subclass), fold(detail), fold(post))
+        found = self._matching_memo.get(memo_key)
+        if found is None:
+            found = []
+            for row in self._tariffs.get(memo_key[:2], []):
+                if row.base != APPLICATION or row.unit != "MWh":
+                    continue
+                if fold(row.modality) != memo_key[2] or fold(row.detail) != memo_key[5]:
+                    continue
+                if fold(row.post) != memo_key[6]:
+                    continue
+                if tariff_class is not None and fold(row.tariff_class) != memo_key[3]:
+                    continue
+                if subclass is not None and fold(row.subclass) != memo_key[4]:
+                    continue
                 found.append(row)
+            self._matching_memo[memo_key] = found
         return found
 
     def tariff_at(self, utility: str, subgroup: str, on: date, modality: str = "Convencional", *,
@@ -240,8 +254,8 @@ class TariffBook:
                                subclass=subclass, detail=detail, post=post)
         what = f"{utility} {subgroup} {modality} on {on}"
         if not rows:
-            known = sorted({r.utility for rows in self._tariffs.values() for r in rows})
             if (fold(utility), fold(subgroup)) not in self._tariffs:
+                known = sorted({r.utility for rows in self._tariffs.values() for r in rows})
                 raise TariffLookupError(f"no tariffs for {utility} {subgroup} (utilities known: {', '.join(known)})")
             raise TariffLookupError(f"no Tarifa de Aplicação valid for {what}")
         distinct = {(r.te_brl_per_kwh, r.tusd_brl_per_kwh) for r in rows}
@@ -304,10 +318,9 @@ class TariffBook:
         days = calendar.monthrange(first.year, first.month)[1]
         last = first + timedelta(days=days - 1)
         # the tariff on each day changes only at period boundaries: look up once per period
-        boundaries = sorted({first} | {r.valid_from for r in self._tariffs.get((fold(utility), fold(subgroup)), [])
-                                       if first < r.valid_from <= last}
-                            | {r.valid_to + timedelta(days=1) for r in self._tariffs.get((fold(utility), fold(subgroup)), [])
-                               if r.valid_to is not None and first <= r.valid_to < last})
+        # (a period starting in (first, last], or one ending in [first, last): the day after)
+        changes = self._changes(utility, subgroup)
+        boundaries = [first, *changes[bisect.bisect_right(changes, first):bisect.bisect_right(changes, last)]]
         te = tusd = 0.0
         for i, start in enumerate(boundaries):
             end = boundaries[i + 1] if i + 1 < len(boundaries) else last + timedelta(days=1)
@@ -320,6 +333,18 @@ class TariffBook:
         addon = flag.addon_brl_per_kwh if flag else 0.0
         return MonthlyTariff(at.utility, at.subgroup, first, te, tusd, flag.flag if flag else None,
                              addon, round(te + tusd + addon, 6))
+
+    def _changes(self, utility: str, subgroup: str) -> list[date]:
+        """Sorted days on which one of the utility's and subgroup's rows starts or the day
+        after one ends (memoized)."""
+        key = (fold(utility), fold(subgroup))
+        changes = self._changes_memo.get(key)
+        if changes is None:
+            rows = self._tariffs.get(key, [])
+            changes = sorted({r.valid_from for r in rows}
+                             | {r.valid_to + timedelta(days=1) for r in rows if r.valid_to is not None})
+            self._changes_memo[key] = changes
+        return changes
 
     def months(self, utility: str, subgroup: str, **lookup) -> list[MonthlyTariff]:
         """Every whole month covered by the utility's tariffs (open-ended periods up to the

@@ -1,13 +1,17 @@
 """The tariffs job's Pathway graph, over ANEEL files or over ``tarifas_raw`` rows.
 
 * :func:`build_tariffs_graph` — per file chunk (:func:`ysh.tariffs.load.split_file`), one UDF
-  parses it (:func:`ysh.tariffs.load.load_file`); chunks spread over Pathway processes;
+  parses it: *tarifas homologadas* column by column (:mod:`ysh.tariffs.columnar`, the
+  same rows as the row parser), other datasets and unusual layouts row by row
+  (:func:`ysh.tariffs.load.load_file`); chunks spread over Pathway processes;
 * :func:`build_tariffs_graph_from_raw` — per raw row (as landed in ``tarifas_raw`` and
   followed by CDC), one UDF parses the record (:func:`ysh.tariffs.load.row_from_record`).
 
-Either way rows flow as Pathway rows grouped by tariff key, and each key's validity periods are checked for overlaps
-incrementally (a changed key re-checks only that key). The monthly effective tariffs of
-B1/B3 are derived from the kept rows and the flags.
+Either way each parsed row travels packed in one tuple column, and each key's validity
+periods (narrow spans: a chunk sends one group per key it holds) are checked for overlaps
+incrementally (a changed key re-checks only that key); the kept rows are unpacked into
+columns at the end. The monthly effective tariffs of B1/B3 are derived per utility from
+the kept rows and the flags.
 """
 
 from __future__ import annotations
@@ -22,8 +26,9 @@ from dataclasses import dataclass
 import pathway as pw
 
 from .aneel import FioB, FlagMonth, QuarantinedRow, Tariff
-from .book import Span, TariffBook, check_flags, check_periods, raw_json_of, row_token
-from .load import load_file, row_from_record
+from .book import Span, TariffBook, check_flags, check_periods, raw_json_of
+from .columnar import engine_row, parse_tariffs_columnar, span_of_engine_row
+from .load import dataset_of, load_file, row_from_record
 
 EFFECTIVE_SUBGROUPS = ("b1", "b3")
 
@@ -68,20 +73,33 @@ def _columns(row: pw.ColumnExpression, layout: type, offset: int = 0) -> dict:
             for i, name in enumerate(layout._fields)}
 
 
-def _engine_row(row) -> tuple:
-    """(key_text, token, from_day, to_day, *fields) of a tariff or Fio B row."""
-    valid_to = row.valid_to
-    return ("|".join(row.key), row_token(row), row.valid_from.toordinal(),
-            valid_to.toordinal() if valid_to else None, *_to_engine(row))
-
-
 @pw.udf(deterministic=True)
-def _parse_file(data: bytes, path: str, line_offset: int) -> tuple[list[tuple], list[tuple], list[tuple], list[tuple]]:
+def _parse_file(data: bytes, path: str, line_offset: int) -> tuple:
+    """One file chunk → (tariff rows, their spans by key, Fio B rows, their spans by key,
+    flag rows, quarantined rows). *Tarifas homologadas* are parsed by columns
+    (:mod:`ysh.tariffs.columnar`) unless the chunk's layout needs the row parser."""
+    columnar = parse_tariffs_columnar(data, path, line_offset) if dataset_of(data) == "tariffs" else None
+    if columnar is not None:
+        return (columnar.rows, columnar.spans, [], [], [], [tuple(q) for q in columnar.quarantine])
     loaded = load_file(data, path, line_offset)
-    return ([_engine_row(t) for t in loaded.tariffs],
-            [_engine_row(f) for f in loaded.fio_b],
-            [_to_engine(f) for f in loaded.flags],
-            [tuple(q) for q in loaded.quarantine])
+    tariffs = [engine_row(t) for t in loaded.tariffs]
+    fio_b = [engine_row(f) for f in loaded.fio_b]
+    return (tariffs, _spans_by_key(tariffs, Tariff), fio_b, _spans_by_key(fio_b, FioB),
+            [_to_engine(f) for f in loaded.flags], [tuple(q) for q in loaded.quarantine])
+
+
+def _span_positions(layout: type) -> tuple[tuple[int, ...], int]:
+    values = tuple(4 + layout._fields.index(c) for c in VALUE_COLUMNS if c in layout._fields)
+    return values, 4 + layout._fields.index("line")
+
+
+def _spans_by_key(rows: list[tuple], layout: type) -> list[tuple]:
+    """(key_text, spans) of engine rows, one entry per key."""
+    values, line = _span_positions(layout)
+    by_key: dict[str, list] = {}
+    for row in rows:
+        by_key.setdefault(row[0], []).append(span_of_engine_row(row, values, line))
+    return [(k, tuple(v)) for k, v in by_key.items()]
 
 
 @pw.udf(deterministic=True)
@@ -91,8 +109,8 @@ def _raw_json(text: str) -> pw.Json:
 
 def _make_row_json(layout: type):
     @pw.udf(deterministic=True)
-    def row_json(values: tuple) -> pw.Json:
-        return pw.Json(json.loads(raw_json_of(_from_engine(layout, tuple(values)))))
+    def row_json(row: tuple) -> pw.Json:
+        return pw.Json(json.loads(raw_json_of(_from_engine(layout, tuple(row)[4:]))))
 
     return row_json
 
@@ -112,34 +130,56 @@ def _from_engine(layout: type, values: tuple):
 
 
 @pw.udf(deterministic=True)
-def _check_periods(spans: tuple) -> list[tuple]:
-    """One key's spans (token, line, from, to as day ordinals, values) → the rows to drop:
-    (token, detail) for overlaps, (token, None) for exact repeats."""
+def _check_periods(groups: tuple) -> list[tuple]:
+    """One key's spans (groups of (token, line, from, to as day ordinals, values)) → the
+    rows to drop: (token, detail) for overlaps, (token, None) for exact repeats."""
+    spans = [span for group in groups for span in group]
+    if _disjoint(spans):
+        return []  # the common case, decided on day numbers: no overlap, hence no repeat either
     overlapping, duplicates = check_periods(
         Span(t, line, datetime.date.fromordinal(a), datetime.date.fromordinal(b) if b else None, tuple(v))
         for t, line, a, b, v in spans)
     return [(t, d) for t, d in overlapping.items()] + [(t, None) for t in duplicates]
 
 
-def _keep_non_overlapping(rows: pw.Table, layout: type) -> tuple[pw.Table, pw.Table]:
+def _disjoint(spans: list) -> bool:
+    """Whether no two validity periods (from_day, to_day; None: open) share a day."""
+    if len(spans) < 2:
+        return True
+    last_end = None
+    for _, _, start, end, _ in sorted(spans, key=lambda sp: sp[2]):
+        if last_end is not None and start <= last_end:
+            return False
+        if end is None:
+            last_end = float("inf")
+        elif last_end is None or end > last_end:
+            last_end = end
+    return True
+
+
+VALUE_COLUMNS = ("tusd_brl_per_kwh", "te_brl_per_kwh", "tusd_brl_per_kw", "te_brl_per_kw", "fio_b_brl_per_kwh")
+
+
+def _keep_non_overlapping(rows: pw.Table, spans: pw.Table, layout: type) -> tuple[pw.Table, pw.Table]:
     """Rows whose validity overlaps another row of their key move to quarantine; exact
-    repeats are dropped. The check runs per key on narrow spans (a changed key re-checks
-    itself only); the wide rows are picked by id afterwards."""
-    value_columns = [c for c in ("tusd_brl_per_kwh", "te_brl_per_kwh", "tusd_brl_per_kw", "te_brl_per_kw",
-                                 "fio_b_brl_per_kwh") if c in layout._fields]
-    rows = rows.with_id_from(pw.this.token)
-    spans = rows.select(pw.this.key_text, span=pw.make_tuple(
-        pw.this.token, pw.this.line, pw.this.from_day, pw.this.to_day,
-        pw.make_tuple(*[rows[c] for c in value_columns])))
-    checked = spans.groupby(pw.this.key_text).reduce(dropped=_check_periods(pw.reducers.tuple(pw.this.span)))
+    repeats are dropped. ``rows`` holds engine rows (one tuple column ``row``: key_text,
+    token, from_day, to_day, the layout's fields), ``spans`` each key's spans (``key_text``,
+    ``spans``; a chunk gives one entry per key it holds, a raw row one per row). The check
+    runs per key on the narrow spans (a changed key re-checks itself only); the wide rows
+    stay packed in one column until they are picked by id and unpacked for output."""
+    rows = rows.select(token=pw.declare_type(str, pw.this.row[1]), row=pw.this.row).with_id_from(pw.this.token)
+    checked = spans.groupby(pw.this.key_text).reduce(dropped=_check_periods(pw.reducers.tuple(pw.this.spans)))
     dropped = checked.select(row=pw.this.dropped).flatten(pw.this.row).select(
         token=pw.declare_type(str, pw.this.row[0]), detail=pw.declare_type(str | None, pw.this.row[1]))
     dropped = dropped.with_id_from(pw.this.token)
-    kept = rows.difference(dropped).without(pw.this.token, pw.this.from_day, pw.this.to_day)
+    kept = rows.difference(dropped).select(key_text=pw.declare_type(str, pw.this.row[0]),
+                                           **_columns(pw.this.row, layout, offset=4))
     clashing = dropped.filter(pw.this.detail.is_not_none())
-    overlapping = clashing.join(rows, clashing.id == rows.id).select(
-        rows.source_file, rows.line, reason="overlapping_validity", detail=pw.unwrap(clashing.detail),
-        raw=_make_row_json(layout)(pw.make_tuple(*[rows[c] for c in layout._fields])))
+    line, source = 4 + layout._fields.index("line"), 4 + layout._fields.index("source_file")
+    # joined by token, not by id: a join on ids made two Pathway processes run out of memory
+    overlapping = clashing.join(rows, clashing.token == rows.token).select(
+        source_file=pw.declare_type(str, rows.row[source]), line=pw.declare_type(int, rows.row[line]),
+        reason="overlapping_validity", detail=pw.unwrap(clashing.detail), raw=_make_row_json(layout)(rows.row))
     return kept, overlapping
 
 
@@ -165,6 +205,10 @@ def _monthly(tariffs: tuple, flags: tuple | None) -> list[tuple]:
     return out
 
 
+def _key_utility(key_text: str) -> str:
+    return key_text.split("|", 1)[0]
+
+
 class RawRowSchema(pw.Schema):
     """``tarifas_raw`` as the pipeline reads it (static query or CDC)."""
 
@@ -182,9 +226,9 @@ TARIFF, FIO_B, FLAG, QUARANTINE, SKIPPED = range(5)
 def _parse_record(dataset: str, record: pw.Json, source: str, line: int, extra_fields: int) -> tuple:
     row = row_from_record(dataset, record.as_dict(), source, line, extra_fields)
     if isinstance(row, Tariff):
-        return (TARIFF, _engine_row(row))
+        return (TARIFF, engine_row(row))
     if isinstance(row, FioB):
-        return (FIO_B, _engine_row(row))
+        return (FIO_B, engine_row(row))
     if isinstance(row, FlagMonth):
         return (FLAG, _to_engine(row))
     if isinstance(row, QuarantinedRow):
@@ -222,7 +266,11 @@ def build_tariffs_graph(chunks: pw.Table) -> TariffTables:
     def flattened(index: int) -> pw.Table:
         return parsed.select(row=pw.declare_type(list[tuple], pw.this.result[index])).flatten(pw.this.row)
 
-    return _build_from_rows(flattened(0), flattened(1), flattened(2), flattened(3))
+    def span_groups(index: int) -> pw.Table:
+        return flattened(index).select(key_text=pw.declare_type(str, pw.this.row[0]),
+                                       spans=pw.declare_type(tuple, pw.this.row[1]))
+
+    return _build_from_rows(flattened(0), span_groups(1), flattened(2), span_groups(3), flattened(4), flattened(5))
 
 
 def build_tariffs_graph_from_raw(raw: pw.Table) -> TariffTables:
@@ -236,21 +284,23 @@ def build_tariffs_graph_from_raw(raw: pw.Table) -> TariffTables:
     def of_kind(kind: int) -> pw.Table:
         return parsed.filter(pw.this.kind == kind).select(pw.this.row)
 
-    return _build_from_rows(of_kind(TARIFF), of_kind(FIO_B), of_kind(FLAG), of_kind(QUARANTINE))
+    def span_groups(rows: pw.Table, layout: type) -> pw.Table:
+        values, line = _span_positions(layout)
+        span = pw.make_tuple(rows.row[1], rows.row[line], rows.row[2], rows.row[3],
+                             pw.make_tuple(*[rows.row[i] for i in values]))
+        return rows.select(key_text=pw.declare_type(str, rows.row[0]), spans=pw.make_tuple(span))
+
+    tariff_rows, fio_b_rows = of_kind(TARIFF), of_kind(FIO_B)
+    return _build_from_rows(tariff_rows, span_groups(tariff_rows, Tariff), fio_b_rows, span_groups(fio_b_rows, FioB),
+                            of_kind(FLAG), of_kind(QUARANTINE))
 
 
-def _build_from_rows(tariff_rows: pw.Table, fio_b_rows: pw.Table, flag_rows: pw.Table,
-                     quarantine_rows: pw.Table) -> TariffTables:
-    """The shared graph from parsed rows (each table has one tuple column ``row``)."""
-
-    def typed(flat: pw.Table, layout: type) -> pw.Table:
-        return flat.select(
-            key_text=pw.declare_type(str, pw.this.row[0]), token=pw.declare_type(str, pw.this.row[1]),
-            from_day=pw.declare_type(int, pw.this.row[2]), to_day=pw.declare_type(int | None, pw.this.row[3]),
-            **_columns(pw.this.row, layout, offset=4))
-
-    tariffs, overlapping_tariffs = _keep_non_overlapping(typed(tariff_rows, Tariff), Tariff)
-    fio_b, overlapping_fio_b = _keep_non_overlapping(typed(fio_b_rows, FioB), FioB)
+def _build_from_rows(tariff_rows: pw.Table, tariff_spans: pw.Table, fio_b_rows: pw.Table, fio_b_spans: pw.Table,
+                     flag_rows: pw.Table, quarantine_rows: pw.Table) -> TariffTables:
+    """The shared graph from parsed rows (each rows table has one tuple column ``row``;
+    spans tables ``key_text`` and ``spans``: see :func:`_keep_non_overlapping`)."""
+    tariffs, overlapping_tariffs = _keep_non_overlapping(tariff_rows, tariff_spans, Tariff)
+    fio_b, overlapping_fio_b = _keep_non_overlapping(fio_b_rows, fio_b_spans, FioB)
 
     flag_rows = flag_rows.select(**_columns(pw.this.row, FlagMonth))
     checked_flags = flag_rows.groupby(pw.this.month).reduce(result=_check_flags(
@@ -271,12 +321,16 @@ def _build_from_rows(tariff_rows: pw.Table, fio_b_rows: pw.Table, flag_rows: pw.
         ((subgroup == EFFECTIVE_SUBGROUPS[0]) | (subgroup == EFFECTIVE_SUBGROUPS[1]))
         & (pw.this.base == "aplicacao") & (pw.this.unit == "MWh")
     )
-    pack = lambda t, layout: t.select(row=pw.make_tuple(pw.this.key_text, *[t[c] for c in layout._fields]))  # noqa: E731
-    all_tariffs = pack(residential, Tariff).reduce(rows=pw.reducers.tuple(pw.this.row))
+    # one book per utility (the key's first part: the folded name), so that a chunk or a
+    # change recomputes its utilities only; the flags (one row per month) go to each
+    by_utility = residential.select(
+        utility_key=pw.apply_with_type(_key_utility, str, pw.this.key_text),
+        row=pw.make_tuple(pw.this.key_text, *[residential[c] for c in Tariff._fields]),
+    ).groupby(pw.this.utility_key).reduce(rows=pw.reducers.tuple(pw.this.row), one=0)
     all_flags = flags.select(row=pw.make_tuple(*[flags[c] for c in FlagMonth._fields])).reduce(
-        rows=pw.reducers.tuple(pw.this.row))
-    joined = all_tariffs.join_left(all_flags, id=all_tariffs.id).select(
-        tariffs=all_tariffs.rows, flags=all_flags.rows)
+        rows=pw.reducers.tuple(pw.this.row), one=0)
+    joined = by_utility.join_left(all_flags, by_utility.one == all_flags.one).select(
+        tariffs=by_utility.rows, flags=all_flags.rows)
     monthly = joined.select(row=_monthly(pw.this.tariffs, pw.this.flags)).flatten(pw.this.row)
     monthly = monthly.select(
         utility=pw.declare_type(str, pw.this.row[0]), subgroup=pw.declare_type(str, pw.this.row[1]),

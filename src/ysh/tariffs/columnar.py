@@ -1,0 +1,238 @@
+"""*Tarifas homologadas* parsed column by column: the same rows as :func:`ysh.tariffs.aneel.parse_tariffs`,
+built for the Pathway graph without a Python call per cell.
+
+The file (or a chunk of it: :func:`ysh.tariffs.load.split_file`) is split by pandas' C
+reader, and the rules of :func:`ysh.tariffs.aneel.tariff_from_record` run on columns:
+each distinct date, value, base and label is parsed once with the domain functions, and
+a row is a plain tuple lookup. A row that any rule could reject (an empty key, a date,
+unit, base or value that does not parse, a negative value, an inverted validity) goes
+through :func:`~ysh.tariffs.aneel.tariff_from_record` itself, so its reason and detail are
+the domain's. A file whose layout pandas might read differently from
+:func:`ysh.tariffs.aneel.parse_tariffs` (a line break inside quotes, a quote inside a
+field, a line with more fields than the header, blank lines, a lone carriage return,
+another header, UTF-16) gives ``None``: the caller parses it row by row instead (a short
+line is padded with empty cells by both).
+
+The rows come out in the graph's layout (:func:`engine_rows_of`): ``(key_text, token,
+from_day, to_day, *Tariff fields)`` with dates as naive datetimes, plus each key's spans
+for the overlap check. ``tests/tariffs/test_columnar.py`` holds both parsers equal.
+"""
+
+from __future__ import annotations
+
+import datetime
+import io
+import re
+import warnings
+from collections import defaultdict
+from typing import NamedTuple
+
+from ..textio import NotTextError, decode_text
+from .aneel import (
+    BASES,
+    TARIFF_HEADER,
+    QuarantinedRow,
+    Tariff,
+    _decimal_or_none,
+    fold,
+    parse_iso_date,
+    per_kwh,
+    tariff_from_record,
+)
+from .book import row_token
+
+_NA = "Não se aplica"
+_N = len(TARIFF_HEADER)
+_COL = {name: i for i, name in enumerate(TARIFF_HEADER)}
+_KEYS = ("SigAgente", "DatInicioVigencia", "DscBaseTarifaria", "DscSubGrupo", "DscModalidadeTarifaria",
+         "DscUnidadeTerciaria")
+
+
+class ColumnarTariffs(NamedTuple):
+    rows: list[tuple]  # engine rows: (key_text, token, from_day, to_day, *Tariff fields)
+    spans: list[tuple]  # (key_text, ((token, line, from_day, to_day, values), ...)) per key
+    quarantine: list[QuarantinedRow]
+    encoding: str
+
+
+def _datetime(day: datetime.date | None) -> datetime.datetime | None:
+    return None if day is None else datetime.datetime(day.year, day.month, day.day)
+
+
+def _date_or_none(text: str):
+    try:
+        return parse_iso_date(text)
+    except ValueError:
+        return None
+
+
+def _layout_is_plain(text: str) -> bool:
+    """No blank line, no lone carriage return, and quotes only around whole fields (a line
+    break inside quotes is caught by the row count, a line with too many fields by pandas;
+    a short line is padded with empty cells by both parsers)."""
+    if "\r" in text and text.count("\r") != text.count("\r\n"):
+        return False  # a lone carriage return: the csv module splits there
+    body = text[:-1] if text.endswith("\n") else text
+    if not body or "\n\n" in body or "\n\r\n" in body or body.startswith(("\n", "\r\n")):
+        return False  # blank lines: skipped by the row parser (and numbered), kept apart here
+    quotes = text.count('"')
+    if quotes:
+        # each quote opens or closes a whole field: after ``;`` or a line start, before ``;`` or a line end
+        edges = (text.count(';"') + text.count('";') + text.count('\n"') + text.count('"\n')
+                 + text.count('"\r\n') + text.startswith('"') + text.endswith('"'))
+        if edges != quotes:
+            return False
+    return True
+
+
+def parse_tariffs_columnar(data: bytes, source_file: str, line_offset: int = 0) -> ColumnarTariffs | None:
+    """A *tarifas homologadas* file (or chunk) → engine rows, key spans and quarantined
+    rows, equal to :func:`ysh.tariffs.aneel.parse_tariffs` followed by
+    :func:`engine_row`; ``None`` when its layout needs the row-by-row parser."""
+    import numpy as np
+    import pandas as pd
+
+    try:
+        text, encoding = decode_text(data)
+    except NotTextError:
+        return None
+    if encoding == "utf-16" or not _layout_is_plain(text):
+        return None
+    try:
+        with warnings.catch_warnings():
+            # a line with more fields than the header is an error (the first one only a warning)
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            frame = pd.read_csv(io.StringIO(text), sep=";", dtype=object, keep_default_na=False, na_filter=False,
+                                index_col=False, header=0, quotechar='"', doublequote=True, skip_blank_lines=False,
+                                engine="c")
+    except (ValueError, pd.errors.ParserError, pd.errors.ParserWarning):
+        return None
+    header = [str(c).strip().lstrip("\ufeff") for c in frame.columns]
+    lines = text.count("\n") + (0 if text.endswith("\n") else 1)
+    if tuple(header) != TARIFF_HEADER or len(frame) != lines - 1:
+        return None
+    # a cell with spaces around it: strip every cell, as the row parser does
+    padded = any(s in text for s in _PAD) or text[:1] == " " or text[-1:] == " " or _OTHER_SPACE.search(text)
+    cols: list[list[str]] = []
+    for i in range(_N):
+        values = frame.iloc[:, i].tolist()
+        cols.append([v.strip() for v in values] if padded else values)
+    n = len(frame)
+    if n == 0:
+        return ColumnarTariffs([], [], [], encoding)
+    first = 2 + line_offset
+    line_numbers = range(first, first + n)
+
+    def mapped(col: list, f) -> list:
+        table = {v: f(v) for v in set(col)}
+        return list(map(table.__getitem__, col))
+
+    def flags(col: list, f) -> "np.ndarray":
+        return np.fromiter(mapped(col, f), dtype=bool, count=n)
+
+    suspicious = np.zeros(n, dtype=bool)
+    for name in _KEYS:
+        suspicious |= flags(cols[_COL[name]], lambda v: v == "")
+    starts = mapped(cols[_COL["DatInicioVigencia"]], _date_or_none)
+    ends = mapped(cols[_COL["DatFimVigencia"]], lambda v: None if v == "" else _date_or_none(v) or _BAD)
+    suspicious |= np.fromiter((d is None for d in starts), dtype=bool, count=n)
+    suspicious |= np.fromiter((d is _BAD for d in ends), dtype=bool, count=n)
+    suspicious |= np.fromiter((e is not None and s is not None and e is not _BAD and e < s
+                               for s, e in zip(starts, ends)), dtype=bool, count=n)
+    bases = mapped(cols[_COL["DscBaseTarifaria"]], lambda v: BASES.get(fold(v)))
+    suspicious |= np.fromiter((b is None for b in bases), dtype=bool, count=n)
+    unit = cols[_COL["DscUnidadeTerciaria"]]
+    suspicious |= flags(unit, lambda v: v not in ("MWh", "kW"))
+    energy = mapped(unit, lambda v: v == "MWh")
+    converted = {}
+    for name in ("VlrTUSD", "VlrTE"):
+        parsed = mapped(cols[_COL[name]], value_of)
+        suspicious |= np.fromiter((v is None for v in parsed), dtype=bool, count=n)
+        converted[name] = ([v[0] if v and e else None for v, e in zip(parsed, energy)],
+                           [None if e or not v else v[1] for v, e in zip(parsed, energy)])
+
+    def na(name: str) -> list[str]:
+        return [v or _NA for v in cols[_COL[name]]]
+
+    utility, subgroup, modality = cols[_COL["SigAgente"]], cols[_COL["DscSubGrupo"]], cols[_COL["DscModalidadeTarifaria"]]
+    tariff_class, subclass, detail = na("DscClasse"), na("DscSubClasse"), na("DscDetalhe")
+    post, agent = na("NomPostoTarifario"), na("SigAgenteAcessante")
+    key_text = list(map("|".join, zip(
+        mapped(utility, fold), [b or "" for b in bases], mapped(subgroup, fold), mapped(modality, fold), mapped(tariff_class, fold),
+        mapped(subclass, fold), mapped(detail, fold), mapped(post, fold), unit, mapped(agent, fold))))
+    tokens = [f"{source_file}\x1f{line:010d}" for line in line_numbers]
+    from_day = mapped(starts, lambda d: d.toordinal() if d else None)
+    to_day = mapped(ends, lambda d: d.toordinal() if d and d is not _BAD else None)
+    start_dt = mapped(starts, _datetime)
+    end_dt = mapped(ends, lambda d: None if d is _BAD else _datetime(d))
+    cnpj = [v or None for v in cols[_COL["NumCNPJDistribuidora"]]]
+    (tusd, tusd_w), (te, te_w) = converted["VlrTUSD"], converted["VlrTE"]
+    rows = list(zip(key_text, tokens, from_day, to_day, utility, cnpj, start_dt, end_dt, bases, subgroup, modality,
+                    tariff_class, subclass, detail, post, unit, agent, tusd, te, tusd_w, te_w,
+                    cols[_COL["DscREH"]], [source_file] * n, line_numbers))
+    quarantine: list[QuarantinedRow] = []
+    if suspicious.any():
+        kept = []
+        bad = suspicious.tolist()
+        for i, row in enumerate(rows):
+            if not bad[i]:
+                kept.append(row)
+                continue
+            record = dict(zip(TARIFF_HEADER, (col[i] for col in cols)))
+            if not any(record.values()):
+                return None  # a line of empty fields: the row parser skips it
+            result = tariff_from_record(record, source_file, row[-1], 0, clean=True)
+            if isinstance(result, QuarantinedRow):
+                quarantine.append(result)
+            else:
+                kept.append(engine_row(result))  # every rule passed after all: the domain's row
+        rows = kept
+    by_key: dict[str, list[tuple]] = defaultdict(list)
+    for row, span in zip(rows, zip([r[1] for r in rows], [r[_LINE] for r in rows], [r[2] for r in rows],
+                                   [r[3] for r in rows], zip(*[[r[i] for r in rows] for i in _TARIFF_VALUES]))):
+        by_key[row[0]].append(span)
+    return ColumnarTariffs(rows, [(k, tuple(v)) for k, v in by_key.items()], quarantine, encoding)
+
+
+_BAD = object()  # an end date that does not parse
+_PAD = (" ;", "; ", " \n", " \r", "\n ", ' "', '" ')
+_OTHER_SPACE = re.compile(r"[^\S \r\n]")  # a tab, a non-breaking space, …
+
+
+_PLAIN_DECIMAL = re.compile(r"[0-9]{1,15}(?:,[0-9]{1,10})?|,[0-9]{1,10}")
+
+
+def value_of(text: str) -> tuple[float, float] | None:
+    """(R$/kWh from R$/MWh, the value as a float) of a valid ANEEL value, None for one
+    :func:`ysh.tariffs.aneel.tariff_from_record` rejects (unparseable or negative).
+
+    A plain decimal (at most 25 digits) is read by ``float`` with the point moved three
+    places (``"377,80"`` → ``float("377.80e-3")``): both are correctly rounded from the
+    exact decimal, so they equal :func:`~ysh.tariffs.aneel.per_kwh` and ``float(Decimal)``."""
+    if _PLAIN_DECIMAL.fullmatch(text):
+        plain = text.replace(",", ".")
+        return float(plain + "e-3"), float(plain)
+    value = _decimal_or_none(text)
+    if value is None or value < 0:
+        return None
+    return per_kwh(value), float(value)
+
+
+#: positions of the value columns in an engine row of each layout (for the overlap check)
+_TARIFF_VALUES = tuple(4 + Tariff._fields.index(c)
+                       for c in ("tusd_brl_per_kwh", "te_brl_per_kwh", "tusd_brl_per_kw", "te_brl_per_kw"))
+_LINE = 4 + Tariff._fields.index("line")
+
+
+def span_of_engine_row(row: tuple, value_positions: tuple[int, ...] = _TARIFF_VALUES, line_at: int = _LINE) -> tuple:
+    """(token, line, from_day, to_day, values) of an engine row (the overlap check's input)."""
+    return (row[1], row[line_at], row[2], row[3], tuple(row[i] for i in value_positions))
+
+
+def engine_row(row) -> tuple:
+    """(key_text, token, from_day, to_day, *fields) of a Tariff or FioB, dates as naive datetimes."""
+    valid_to = row.valid_to
+    fields = tuple(_datetime(v) if isinstance(v, datetime.date) and not isinstance(v, datetime.datetime) else v
+                   for v in row)
+    return ("|".join(row.key), row_token(row), row.valid_from.toordinal(),
+            valid_to.toordinal() if valid_to else None, *fields)
