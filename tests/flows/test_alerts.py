@@ -15,7 +15,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def prefect():
-    with prefect_test_harness():
+    with prefect_test_harness(server_startup_timeout=180):
         yield
 
 

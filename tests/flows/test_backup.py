@@ -98,7 +98,7 @@ def test_the_password_goes_through_the_environment_not_the_command_line():
 def backup_prefect():
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness():
+    with prefect_test_harness(server_startup_timeout=180):
         yield
 
 

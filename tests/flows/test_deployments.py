@@ -21,7 +21,7 @@ pytestmark = pytest.mark.integration
 def test_serve_registers_the_scheduled_deployments(tmp_path):
     from prefect.client.orchestration import get_client
 
-    with prefect_test_harness():
+    with prefect_test_harness(server_startup_timeout=180):
         api = PREFECT_API_URL.value()
         env = {**os.environ, "PREFECT_API_URL": api, "YSH_HOME": str(tmp_path / "home")}
         log = (tmp_path / "serve.log").open("w")

@@ -185,7 +185,7 @@ def test_warehouse_tasks_retry_only_on_connection_errors():
 def prefect_harness():
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=60):
+    with prefect_test_harness(server_startup_timeout=180):
         yield
 
 
