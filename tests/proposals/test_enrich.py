@@ -67,3 +67,29 @@ def test_a_batch_of_errors_only_and_an_empty_batch():
 
 def test_as_row_orders_the_fields():
     assert as_row({"error": "x"}) == ("x",) + (None,) * (len(RESULT_FIELDS) - 1)
+
+
+def test_quotes_that_skip_validation_get_the_numbers_the_validated_model_gives(monkeypatch):
+    """The fast path (typed rows straight into arrays) against every quote validated by
+    ProposalInput: the same errors and bit-for-bit the same results."""
+    from ysh.proposals import enrich
+
+    rng = random.Random(29)
+    quotes = [quote(rng) for _ in range(600)]
+    fast = evaluate_quotes(quotes)
+    assert sum(enrich._typed_inputs(q, True) is not None for q in quotes) > 100  # the fast path is taken
+    monkeypatch.setattr(enrich, "_typed_inputs", lambda quote, constants_valid: None)
+    assert evaluate_quotes(quotes) == fast
+
+
+def test_rows_for_the_graph_carry_the_yearly_table_as_json_text():
+    import json
+
+    from ysh.proposals.enrich import evaluate_quote_rows
+
+    rng = random.Random(31)
+    quotes = [quote(rng) for _ in range(200)]
+    rows = evaluate_quote_rows(quotes)
+    for row, result in zip(rows, evaluate_quotes(quotes), strict=True):
+        assert row[:-1] == as_row(result)[:-1]
+        assert (None if row[-1] is None else json.loads(row[-1])) == result.get("yearly")

@@ -412,3 +412,37 @@ def test_an_unreachable_source_is_skipped_for_a_while(tmp_path, caplog):
     assert first.source == "modelled" and "ConnectionError" in first.detail
     second = ir.get_irradiance(-23.55, -46.63, settings)  # another site: the source is not asked again
     assert second.source == "modelled" and "skipped, unreachable" in second.detail
+
+
+def test_the_modelled_year_is_computed_once_per_site_and_read_back_from_disk(tmp_path, monkeypatch):
+    settings = Settings(irradiance_offline=True, irradiance_cache_dir=tmp_path / "cache", home=tmp_path)
+    ir.clear_modelled_cache()
+    first = ir.get_irradiance(*BH, settings)
+    assert first.source == "modelled"
+    (cached,) = (tmp_path / "cache" / "modelled").glob("*.parquet")
+    assert cached.name.startswith("modelled_lat-19.9_lon-43.9_") and ir.MODELLED_FINGERPRINT in cached.name
+    again = ir.get_irradiance(*BH, settings)
+    assert again.data is first.data  # the same frame: the yield cache's fingerprint is computed once
+
+    ir.clear_modelled_cache()  # as in a new process: from disk, not modelled again
+
+    def must_not_run(*args):
+        raise AssertionError("the modelled year was computed again instead of read from the disk cache")
+
+    monkeypatch.setattr(ir, "_model_frame", must_not_run)
+    from_disk = ir.get_irradiance(*BH, settings)
+    assert from_disk.source == "modelled" and from_disk.detail == first.detail
+    pd.testing.assert_frame_equal(from_disk.data, first.data, check_freq=False)
+    # the modelled folder is not a measured source: an online source's cache would still win
+    assert not list((tmp_path / "cache").glob("*.parquet"))
+
+
+def test_a_corrupt_modelled_year_on_disk_is_modelled_again(tmp_path):
+    settings = Settings(irradiance_offline=True, irradiance_cache_dir=tmp_path / "cache", home=tmp_path)
+    ir.clear_modelled_cache()
+    first = ir.get_irradiance(*BH, settings)
+    (cached,) = (tmp_path / "cache" / "modelled").glob("*.parquet")
+    cached.write_bytes(b"PAR1 not a table")
+    ir.clear_modelled_cache()
+    again = ir.get_irradiance(*BH, settings)
+    pd.testing.assert_frame_equal(again.data, first.data, check_freq=False)

@@ -103,51 +103,91 @@ def _share(b: Batch, calendar_year: np.ndarray) -> np.ndarray:
     return np.where(b.grandfathered, old, new)
 
 
+#: proposals evaluated together inside :func:`evaluate_batch`: proposals × months arrays
+#: of this many rows stay in the CPU caches (larger ones make it slower, not faster)
+CHUNK = 1024
+
+
 def evaluate_batch(b: Batch) -> BatchResult:
+    """Billing, cash flows and KPIs of every proposal of ``b``.
+
+    Everything that does not depend on the credit bank is computed over proposals × months
+    at once; only the bank itself (expiry, compensation, what is banked) walks the months,
+    a handful of array operations per month. Large batches go in chunks of :data:`CHUNK`."""
     if len(b) == 0:
         raise ValueError("no proposals to evaluate")
-    n, years = len(b), int(b.horizon.max())
-    out = {name: np.zeros((n, years)) for name in ("generation_kwh", "compensated_kwh", "credits_expired_kwh",
-                                                     "bill_without_solar_brl", "bill_with_solar_brl",
-                                                     "fio_b_charge_brl")}
+    years = int(b.horizon.max())
+    if len(b) <= CHUNK:
+        return _evaluate(b, years)
+    parts = [_evaluate(Batch(**{name: getattr(b, name)[i:i + CHUNK] for name in Batch.__dataclass_fields__}), years)
+             for i in range(0, len(b), CHUNK)]
+    return BatchResult(**{name: np.concatenate([getattr(p, name) for p in parts])
+                          for name in BatchResult.__dataclass_fields__})
+
+
+def _evaluate(b: Batch, years: int) -> BatchResult:
+    n = len(b)
+    months = years * MONTHS
     window = CREDIT_LIFETIME_MONTHS + 1
-    banked_history = np.zeros((window, n))  # C(k) for the last 61 months, slot k % 61
+    # --- per year: escalation, degradation, Fio B share, which rules apply ---------------------
+    price = np.empty((n, years))  # taxed price of the year
+    fio_b = np.empty((n, years))  # taxed Fio B × share of the year
+    decay = np.empty((n, years))
+    old_rules = np.empty((n, years), dtype=bool)
+    for y in range(1, years + 1):
+        f = (1.0 + b.escalation) ** (y - 1)
+        price[:, y - 1] = b.price * f
+        calendar_year = b.start_year + y - 1
+        fio_b[:, y - 1] = b.fio_b * f * _share(b, calendar_year)
+        old_rules[:, y - 1] = b.grandfathered & (calendar_year <= GRANDFATHERED_UNTIL_YEAR)
+        decay[:, y - 1] = (1.0 - b.degradation) ** (y - 1)
+    # --- per month, independent of the bank (N, years, 12) ---------------------------------------
+    g = b.gen[:, None, :] * decay[:, :, None]
+    c = np.broadcast_to(b.cons[:, None, :], g.shape)
+    own = np.minimum(g * b.simultaneity[:, None, None], c)
+    inj, need = g - own, c - own
+    min_kwh = b.min_kwh[:, None, None]
+    old = old_rules[:, :, None]
+    above = need >= min_kwh
+    # what the month may compensate at most: old rules keep the minimum billed, new ones
+    # compensate nothing below the minimum (all injection becomes credit)
+    cap = np.where(old, np.maximum(need - min_kwh, 0.0), np.where(above, need, 0.0))
+    # --- the credit bank, month by month (months first: each step reads contiguous rows) ---------
+    inj_k = np.ascontiguousarray(inj.reshape(n, months).T)
+    cap_k = np.ascontiguousarray(cap.reshape(n, months).T)
+    comp_k = np.empty((months, n))
+    expired_k = np.zeros((months, n))
+    banked_after = np.empty((months, n))  # C(k): every kWh banked up to month k
     banked = np.zeros(n)  # C(k − 1)
     left = np.zeros(n)  # R
-    for y in range(1, years + 1):
-        active = b.horizon >= y
-        f = (1.0 + b.escalation) ** (y - 1)
-        price = b.price * f
-        calendar_year = b.start_year + y - 1
-        fio_b = b.fio_b * f * _share(b, calendar_year)
-        old_rules = b.grandfathered & (calendar_year <= GRANDFATHERED_UNTIL_YEAR)
-        decay = (1.0 - b.degradation) ** (y - 1)
-        for m in range(MONTHS):
-            k = (y - 1) * MONTHS + m
-            slot = k % window
-            g = b.gen[:, m] * decay
-            c = b.cons[:, m]
-            own = np.minimum(g * b.simultaneity, c)
-            inj, need = g - own, c - own
-            if k >= window:
-                expired_to = np.maximum(left, banked_history[slot])  # C(k − 61)
-                out["credits_expired_kwh"][:, y - 1] += np.where(active, expired_to - left, 0.0)
-                left = expired_to
-            available = inj + (banked - left)
-            above = need >= b.min_kwh
-            comp = np.where(old_rules, np.minimum(available, np.maximum(need - b.min_kwh, 0.0)),
-                            np.where(above, np.minimum(available, need), 0.0))
-            energy = np.where(old_rules, np.maximum(need - comp, b.min_kwh),
-                              np.where(above, need - comp, b.min_kwh)) * price
-            from_injection = np.minimum(inj, comp)
-            left = left + (comp - from_injection)
-            banked = banked + (inj - from_injection)
-            banked_history[slot] = banked
-            charge = comp * fio_b
-            for name, value in (("generation_kwh", g), ("compensated_kwh", comp), ("fio_b_charge_brl", charge),
-                                ("bill_without_solar_brl", np.maximum(c, b.min_kwh) * price),
-                                ("bill_with_solar_brl", energy + charge)):
-                out[name][:, y - 1] += np.where(active, value, 0.0)
+    for k in range(months):
+        if k >= window:
+            expired_to = np.maximum(left, banked_after[k - window])  # C(k − 61)
+            np.subtract(expired_to, left, out=expired_k[k])
+            left = expired_to
+        comp = np.minimum(inj_k[k] + (banked - left), cap_k[k], out=comp_k[k])
+        from_injection = np.minimum(inj_k[k], comp)
+        left = left + (comp - from_injection)
+        banked = banked + (inj_k[k] - from_injection)
+        banked_after[k] = banked
+    comp = comp_k.T.reshape(n, years, MONTHS)
+    expired = expired_k.T.reshape(n, years, MONTHS)
+    p = price[:, :, None]
+    # billed energy: old rules keep at least the minimum; new ones bill the minimum below it
+    energy_kwh = np.where(above, need - comp, min_kwh)
+    np.maximum(energy_kwh, min_kwh, out=energy_kwh, where=np.broadcast_to(old, energy_kwh.shape))
+    energy = energy_kwh * p
+    charge = comp * fio_b[:, :, None]
+    monthly = {"generation_kwh": g, "compensated_kwh": comp, "credits_expired_kwh": expired,
+               "fio_b_charge_brl": charge, "bill_without_solar_brl": np.maximum(c, min_kwh) * p,
+               "bill_with_solar_brl": energy + charge}
+    active = np.arange(1, years + 1)[None, :] <= b.horizon[:, None]
+    out = {}
+    for name, values in monthly.items():
+        total = np.zeros((n, years))
+        for m in range(MONTHS):  # month by month, as the reference adds them
+            total += values[:, :, m]
+        out[name] = np.where(active, total, 0.0)
     savings = out["bill_without_solar_brl"] - out["bill_with_solar_brl"]
     year_index = np.arange(1, years + 1)
     flows = savings - b.om[:, None] * b.capex[:, None]
@@ -195,13 +235,26 @@ def irr_batch(cash_flows: np.ndarray) -> np.ndarray:
     result = np.full(n, np.nan)
     single = changes == 1
     if single.any():
-        flows = cash_flows[single]
-        powers = np.arange(width)
+        coefficients = np.ascontiguousarray(cash_flows[single].T)  # (H + 1, rows): CF_t of each row
 
-        def poly(x):
-            return (flows * x[:, None] ** powers[None, :]).sum(axis=1)
+        def poly(x):  # Σ CF_t x^t by Horner's rule
+            value = coefficients[-1].copy()
+            for c in coefficients[-2::-1]:
+                value *= x
+                value += c
+            return value
 
-        lo, hi = np.full(len(flows), 1e-6), np.full(len(flows), 1e3)
+        def poly_and_slope(x):
+            value, slope = coefficients[-1].copy(), np.zeros_like(x)
+            for c in coefficients[-2::-1]:
+                slope *= x
+                slope += value
+                value *= x
+                value += c
+            return value, slope
+
+        rows = coefficients.shape[1]
+        lo, hi = np.full(rows, 1e-6), np.full(rows, 1e3)
         p_lo = poly(lo)
         bracketed = np.sign(p_lo) != np.sign(poly(hi))  # else the IRR is beyond −99.9 % … +10⁶ %
         for _ in range(80):
@@ -211,10 +264,10 @@ def irr_batch(cash_flows: np.ndarray) -> np.ndarray:
             lo, p_lo = np.where(same, mid, lo), np.where(same, p_mid, p_lo)
             hi = np.where(same, hi, mid)
         x = np.sqrt(lo * hi)
-        for _ in range(3):  # Newton polish
-            value = poly(x)
-            slope = (flows[:, 1:] * powers[None, 1:] * x[:, None] ** (powers[None, 1:] - 1)).sum(axis=1)
-            x = np.where(slope != 0, x - value / np.where(slope != 0, slope, 1.0), x)
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # far roots overflow: not bracketed
+            for _ in range(3):  # Newton polish
+                value, slope = poly_and_slope(x)
+                x = np.where(slope != 0, x - value / np.where(slope != 0, slope, 1.0), x)
         result[single] = np.where(bracketed, 1.0 / x - 1.0, np.nan)
         single_rows = np.flatnonzero(single)
         fallback = single_rows[~bracketed]  # an IRR below −99.9 % or above +10⁶ %

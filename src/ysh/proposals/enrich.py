@@ -19,12 +19,14 @@ from dataclasses import dataclass
 from datetime import date
 
 import numpy as np
+import orjson
 from pydantic import ValidationError
 
 from ..tariffs.aneel import FioB, Tariff
 from ..tariffs.book import TariffBook, TariffLookupError
 from .assumptions import Assumptions
-from .billing import ProposalInput, evaluate
+from ..tariffs.lei14300 import MICRO_LIMIT_KW, NEW_UNITS_FROM
+from .billing import MIN_KWH, MONTHS, ProposalInput, evaluate
 from .billing_vec import Batch, evaluate_batch
 
 GENERATING = "module"
@@ -72,6 +74,25 @@ def lookup_tariff(tariffs: list[Tariff], fio_b: list[FioB], utility: str, subgro
         return found.te_brl_per_kwh, found.tusd_brl_per_kwh, None, (
             f"no TUSD Fio B published for {utility} {subgroup} on {on}")
     return found.te_brl_per_kwh, found.tusd_brl_per_kwh, found.fio_b_brl_per_kwh, None
+
+
+def lookup_tariffs(tariffs: list[Tariff], fio_b: list[FioB], utility: str, subgroup: str,
+                   days: list[date]) -> list[tuple[float | None, float | None, float | None, str | None]]:
+    """:func:`lookup_tariff` on each of ``days``, over one :class:`TariffBook`."""
+    book = TariffBook(tariffs, fio_b)
+    out = []
+    for on in days:
+        try:
+            found = book.tariff_at(utility, subgroup, on)
+        except TariffLookupError as exc:
+            out.append((None, None, None, str(exc)))
+            continue
+        if found.fio_b_brl_per_kwh is None:
+            out.append((found.te_brl_per_kwh, found.tusd_brl_per_kwh, None,
+                        f"no TUSD Fio B published for {utility} {subgroup} on {on}"))
+        else:
+            out.append((found.te_brl_per_kwh, found.tusd_brl_per_kwh, found.fio_b_brl_per_kwh, None))
+    return out
 
 
 def consumption_of(value) -> list[float]:
@@ -136,18 +157,112 @@ def evaluate_quote(**quote) -> dict:
             "yearly": yearly}
 
 
-def evaluate_quotes(quotes: list[dict]) -> list[dict]:
-    """:func:`evaluate_quote` of each quote, the billing of all evaluable ones computed at
-    once by :func:`ysh.proposals.billing_vec.evaluate_batch` (the production path; tested
-    equal to the reference). Yearly values are rounded with numpy, so one may differ from
-    :func:`evaluate_quote`'s by one unit of the rounding when it sits on a half."""
-    proposals = [proposal_of(**quote) for quote in quotes]
-    out: list[dict] = [{"error": p} if isinstance(p, str) else {} for p in proposals]
-    rows = [i for i, p in enumerate(proposals) if not isinstance(p, str)]
+#: the fields of :class:`~ysh.proposals.billing.ProposalInput` that
+#: :func:`evaluate_quotes` reads into arrays, in :func:`_inputs_of`'s order
+_INPUTS = ("generation_kwh_month", "consumption_kwh_month", "simultaneity", "te_brl_per_kwh", "tusd_brl_per_kwh",
+           "fio_b_brl_per_kwh", "icms_pct", "pis_cofins_pct", "min_kwh", "start_year", "grandfathered", "capex_brl")
+
+
+def _inputs_of(p: ProposalInput) -> tuple:
+    return tuple(getattr(p, name) for name in _INPUTS)
+
+
+def _typed_inputs(quote: dict, constants_valid: bool) -> tuple | None:
+    """The billing inputs of a quote that surely passes :class:`ProposalInput`'s validation
+    with these very values (a micro-generation unit with finite, in-range numbers), in
+    :data:`_INPUTS` order; ``None`` for any other quote, which then goes through
+    :func:`proposal_of` (the same outcome, validated field by field). Skipping the model's
+    validation for rows the graph already typed is what makes a batch cheap."""
+    if not constants_valid:
+        return None
+    size: SystemSize = quote["size"]
+    te, tusd, fio_b, icms = quote["te"], quote["tusd"], quote["fio_b"], quote["icms_pct"]
+    if quote["tariff_error"] or te is None or tusd is None or fio_b is None:
+        return None
+    kwp = size.kwp
+    a: Assumptions = quote["assumptions"]
+    customer_class, connection = quote["customer_class"], quote["connection"]
+    if customer_class not in ("B1", "B3") or connection not in MIN_KWH:
+        return None
+    capex = size.equipment_brl + a.installation_brl_per_kwp * kwp
+    numbers = (kwp, capex, te, tusd, fio_b, icms)
+    if not all(type(v) is float and math.isfinite(v) for v in numbers):
+        return None
+    gen, cons = quote["generation"], quote["consumption"]
+    if (not 0.0 < kwp <= MICRO_LIMIT_KW or capex <= 0.0 or te < 0.0 or tusd < 0.0 or fio_b < 0.0
+            or not 0.0 <= icms < 100.0 or icms + a.pis_cofins_pct >= 100.0
+            or len(gen) != MONTHS or len(cons) != MONTHS):
+        return None
+    if not all(type(v) is float and v >= 0.0 and math.isfinite(v) for v in (*gen, *cons)):
+        return None
+    start_year = quote["quote_date"].year
+    if not 2000 <= start_year <= 2100:
+        return None
+    access = quote["access_request_date"]
+    return (tuple(gen), tuple(cons), a.simultaneity_b1 if customer_class == "B1" else a.simultaneity_b3, te, tusd,
+            fio_b, icms, a.pis_cofins_pct, MIN_KWH[connection], start_year, access < NEW_UNITS_FROM, capex)
+
+
+def _evaluate_many(quotes: list[dict]):
+    """(errors or None per quote, indices of the evaluated quotes, their Batch, its result)."""
+    errors: list[str | None] = [None] * len(quotes)
+    inputs: list[tuple] = []
+    rows: list[int] = []
+    constants_valid = False
+    for i, quote in enumerate(quotes):
+        typed = _typed_inputs(quote, constants_valid)
+        if typed is None:
+            proposal = proposal_of(**quote)
+            if isinstance(proposal, str):
+                errors[i] = proposal
+                continue
+            typed = _inputs_of(proposal)
+            # a valid proposal validates the platform's assumptions once for the batch
+            # (they are the same for every quote of it)
+            constants_valid = quote["assumptions"] is quotes[0]["assumptions"]
+        inputs.append(typed)
+        rows.append(i)
     if not rows:
-        return out
-    batch = Batch.of([proposals[i] for i in rows])
-    r = evaluate_batch(batch)
+        return errors, rows, None, None
+    a: Assumptions = quotes[rows[0]]["assumptions"]
+    if any(quotes[i]["assumptions"] != a for i in rows):
+        raise ValueError("every quote of a batch must carry the same assumptions")
+    columns = list(zip(*inputs))
+    n = len(rows)
+
+    def const(value, dtype=float):
+        return np.full(n, value, dtype=dtype)
+
+    tax = 1.0 - (np.array(columns[6], dtype=float) + np.array(columns[7], dtype=float)) / 100.0
+    defaults = ProposalInput.model_fields
+    batch = Batch(
+        gen=np.array(columns[0], dtype=float).reshape(-1, MONTHS),
+        cons=np.array(columns[1], dtype=float).reshape(-1, MONTHS),
+        simultaneity=np.array(columns[2], dtype=float),
+        price=(np.array(columns[3], dtype=float) + np.array(columns[4], dtype=float)) / tax,
+        fio_b=np.array(columns[5], dtype=float) / tax,
+        min_kwh=np.array(columns[8], dtype=float),
+        degradation=const(defaults["degradation_pct_per_year"].default) / 100.0,
+        escalation=const(a.tariff_escalation_pct) / 100.0,
+        rate=const(a.discount_rate_pct) / 100.0,
+        start_year=np.array(columns[9], dtype=int),
+        horizon=const(defaults["horizon_years"].default, int),
+        grandfathered=np.array(columns[10], dtype=bool),
+        share_after_2028=const(defaults["fio_b_share_after_2028"].default),
+        capex=np.array(columns[11], dtype=float),
+        om=const(a.om_pct_capex) / 100.0,
+        replacement_year=const(a.inverter_replacement_year or 0, int),
+        replacement=const(a.inverter_replacement_pct) / 100.0,
+    )
+    return errors, rows, batch, evaluate_batch(batch)
+
+
+#: the yearly table's columns after ``year`` and ``calendar_year``
+YEARLY_COLUMNS = ("generation_kwh", "savings_brl", "cash_flow_brl", "cumulative_brl", "discounted_cumulative_brl")
+
+
+def _tables_of(batch: Batch, r) -> tuple[dict[str, list], dict[str, list]]:
+    """(yearly columns, KPI columns) of an evaluated batch, as Python lists (nan → None)."""
     years = r.cash_flows.shape[1] - 1
     discounted = r.cash_flows * (1.0 + batch.rate[:, None]) ** -np.arange(years + 1)[None, :]
     columns = {
@@ -156,20 +271,60 @@ def evaluate_quotes(quotes: list[dict]) -> list[dict]:
         "cumulative_brl": np.round(np.cumsum(r.cash_flows, axis=1)[:, 1:], 2),
         "discounted_cumulative_brl": np.round(np.cumsum(discounted, axis=1)[:, 1:], 2),
     }
-    columns = {name: values.tolist() for name, values in columns.items()}
+    columns = {name: columns[name].tolist() for name in YEARLY_COLUMNS}
     kpis = {"npv_brl": r.npv_brl, "irr_pct": r.irr * 100.0, "payback_years": r.payback_years,
             "discounted_payback_years": r.discounted_payback_years, "roi": r.roi,
             "year1_bill_without_solar_brl": r.bill_without_solar_brl[:, 0],
             "year1_bill_with_solar_brl": r.bill_with_solar_brl[:, 0], "year1_savings_brl": r.savings_brl[:, 0]}
     kpis = {name: [None if math.isnan(v) else v for v in values.tolist()] for name, values in kpis.items()}
+    return columns, kpis
+
+
+def _yearly(columns: dict[str, list], j: int, start: int, horizon: int) -> list[dict]:
+    values = [columns[name][j] for name in YEARLY_COLUMNS]
+    return [{"year": y + 1, "calendar_year": start + y, **{name: column[y] for name, column in zip(YEARLY_COLUMNS, values)}}
+            for y in range(horizon)]
+
+
+def evaluate_quotes(quotes: list[dict]) -> list[dict]:
+    """:func:`evaluate_quote` of each quote, the billing of all evaluable ones computed at
+    once by :func:`ysh.proposals.billing_vec.evaluate_batch` (the production path; tested
+    equal to the reference). Every quote of the call carries the same assumptions. Yearly
+    values are rounded with numpy, so one may differ from :func:`evaluate_quote`'s by one
+    unit of the rounding when it sits on a half."""
+    errors, rows, batch, r = _evaluate_many(quotes)
+    out: list[dict] = [{"error": e} for e in errors]
+    if not rows:
+        return out
+    columns, kpis = _tables_of(batch, r)
     horizons, starts = batch.horizon.tolist(), batch.start_year.tolist()
-    names = tuple(columns)
     for j, i in enumerate(rows):
-        values = [columns[name][j] for name in names]
-        yearly = [{"year": y + 1, "calendar_year": starts[j] + y,
-                   **{name: column[y] for name, column in zip(names, values)}} for y in range(horizons[j])]
-        out[i] = {"error": None, **{name: kpis[name][j] for name in kpis}, "yearly": yearly}
+        out[i] = {"error": None, **{name: kpis[name][j] for name in kpis},
+                  "yearly": _yearly(columns, j, starts[j], horizons[j])}
     return out
+
+
+def evaluate_quote_rows(quotes: list[dict]) -> list[tuple]:
+    """:func:`evaluate_quotes` as :func:`as_row` tuples, the yearly table as JSON text:
+    what the graph writes (no result dictionary per quote)."""
+    errors, rows, batch, r = _evaluate_many(quotes)
+    empty = (None,) * (len(RESULT_FIELDS) - 1)
+    out: list[tuple] = [(e, *empty) for e in errors]
+    if not rows:
+        return out
+    columns, kpis = _tables_of(batch, r)
+    kpi_columns = [kpis[name] for name in RESULT_FIELDS[1:-1]]
+    horizons, starts = batch.horizon.tolist(), batch.start_year.tolist()
+    dumps = orjson.dumps
+    for j, i in enumerate(rows):
+        out[i] = (None, *[column[j] for column in kpi_columns],
+                  dumps(_yearly(columns, j, starts[j], horizons[j])).decode())
+    return out
+
+
+def yearly_json(yearly: list[dict] | None) -> str | None:
+    """The yearly table as the JSON text the outputs hold."""
+    return None if yearly is None else orjson.dumps(yearly).decode()
 
 
 def as_row(result: dict) -> tuple:

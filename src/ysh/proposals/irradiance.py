@@ -28,8 +28,11 @@ Order of resolution
    ``YSH_IRRADIANCE_TIMEOUT_S`` per request and ``YSH_IRRADIANCE_RETRIES`` retries (exponential
    backoff) on connection errors, timeouts, HTTP 5xx and 429. Other 4xx, and responses
    that cannot be parsed, fail the source at once.
-3. Otherwise the *modelled year* (:func:`modelled_year`): never cached on disk, so a later
-   online run can still replace it with measured data.
+3. Otherwise the *modelled year* (:func:`modelled_year`). It is deterministic (the site and
+   the model's constants), so it is computed once per site: kept in memory for the process
+   and, with ``cache_dir``, on disk under ``cache_dir / "modelled"`` keyed by the model's
+   fingerprint (:data:`MODELLED_FINGERPRINT`); that folder is never read as measured data,
+   so a later online run still replaces it with measured data.
 
 HTTP is done here with :mod:`requests` (pvlib's own transport) rather than by calling
 :func:`pvlib.iotools.get_nasa_power` / :func:`pvlib.iotools.get_pvgis_tmy` directly:
@@ -444,7 +447,66 @@ def fetch_pvgis(session: requests.Session, latitude: float, longitude: float, *,
 
 # --- modelled year ----------------------------------------------------------------------------
 
-def modelled_year(latitude: float, longitude: float, *, reason: str = "") -> IrradianceYear:
+def _modelled_fingerprint() -> str:
+    import hashlib
+
+    parts = (MODELLED_YEAR, MONTHLY_CLEARNESS, MODELLED_TEMP_AIR_C, MODELLED_WIND_SPEED_MS, pvlib.__version__,
+             CACHE_FORMAT_VERSION)
+    return hashlib.sha256(repr(parts).encode()).hexdigest()[:12]
+
+
+#: what makes two modelled years equal besides the site: a changed constant (or pvlib) is
+#: a new key, so an old cached model is never served
+MODELLED_FINGERPRINT = _modelled_fingerprint()
+#: (rounded latitude, rounded longitude) → the modelled hourly frame, for this process
+_modelled_frames: dict[tuple[float, float], pd.DataFrame] = {}
+
+
+def _modelled_path(cache_dir: Path, latitude: float, longitude: float) -> Path:
+    return Path(cache_dir) / "modelled" / f"{cache_key(latitude, longitude, 'modelled')}_{MODELLED_FINGERPRINT}.parquet"
+
+
+def _modelled_frame(lat: float, lon: float, cache_dir: Path | None) -> pd.DataFrame:
+    """The modelled frame of a rounded site: memory, then the disk cache, then the model
+    (written to the disk cache when ``cache_dir`` is given). The frame is shared between
+    calls: callers must not modify it."""
+    frame = _modelled_frames.get((lat, lon))
+    if frame is not None:
+        return frame
+    path = _modelled_path(cache_dir, lat, lon) if cache_dir is not None else None
+    if path is not None and path.is_file():
+        try:
+            frame = pq.read_table(path).to_pandas()
+            _check_year_frame(frame)
+        except Exception as exc:  # corrupt or foreign: model it again
+            log.warning("ignoring unreadable modelled-year cache %s: %s", path, exc)
+            frame = None
+    if frame is None:
+        frame = _model_frame(lat, lon)
+        if path is not None:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
+                os.close(fd)
+                try:
+                    pq.write_table(pa.Table.from_pandas(frame, preserve_index=True), tmp_name)
+                    os.replace(tmp_name, path)
+                except BaseException:
+                    Path(tmp_name).unlink(missing_ok=True)
+                    raise
+            except (OSError, pa.ArrowException) as exc:
+                log.warning("could not cache the modelled year %s: %s", path, exc)
+    _modelled_frames[(lat, lon)] = frame
+    return frame
+
+
+def clear_modelled_cache() -> None:
+    """Forget the modelled years kept in memory (as in a new process)."""
+    _modelled_frames.clear()
+
+
+def modelled_year(latitude: float, longitude: float, *, reason: str = "",
+                  cache_dir: Path | None = None) -> IrradianceYear:
     """A synthetic year from clear-sky irradiance, for when no measured data is available.
 
     * Clear sky: pvlib Ineichen-Perez (:meth:`pvlib.location.Location.get_clearsky`) with
@@ -461,6 +523,19 @@ def modelled_year(latitude: float, longitude: float, *, reason: str = "") -> Irr
     """
     lat, lon = validate_coordinates(latitude, longitude)
     lat, lon = round_coordinate(lat), round_coordinate(lon)
+    data = _modelled_frame(lat, lon, cache_dir)
+    factors = sorted(set(MONTHLY_CLEARNESS))
+    factor_text = f"{factors[0]:g}" if len(factors) == 1 else "monthly " + "/".join(f"{f:g}" for f in MONTHLY_CLEARNESS)
+    detail = (f"modelled year (no measured data): Ineichen clear-sky with Linke climatology × "
+              f"clearness {factor_text}, Erbs DNI/DHI, temp_air {MODELLED_TEMP_AIR_C:g} °C, "
+              f"wind {MODELLED_WIND_SPEED_MS:g} m/s")
+    if reason:
+        detail += f"; reason: {reason}"
+    return IrradianceYear("modelled", lat, lon, data, detail)
+
+
+def _model_frame(lat: float, lon: float) -> pd.DataFrame:
+    """The modelled hourly frame of a rounded site (:func:`modelled_year`, uncached)."""
     if len(MONTHLY_CLEARNESS) != 12:
         raise ValueError("MONTHLY_CLEARNESS must have 12 values")
     index = pd.date_range(f"{MODELLED_YEAR}-01-01", periods=HOURS_PER_YEAR, freq="h", tz="UTC",
@@ -485,14 +560,7 @@ def modelled_year(latitude: float, longitude: float, *, reason: str = "") -> Irr
     )
     data = data.fillna(0.0)
     data[list(IRRADIANCE_COLUMNS)] = data[list(IRRADIANCE_COLUMNS)].clip(lower=0.0)
-    factors = sorted(set(MONTHLY_CLEARNESS))
-    factor_text = f"{factors[0]:g}" if len(factors) == 1 else "monthly " + "/".join(f"{f:g}" for f in MONTHLY_CLEARNESS)
-    detail = (f"modelled year (no measured data): Ineichen clear-sky with Linke climatology × "
-              f"clearness {factor_text}, Erbs DNI/DHI, temp_air {MODELLED_TEMP_AIR_C:g} °C, "
-              f"wind {MODELLED_WIND_SPEED_MS:g} m/s")
-    if reason:
-        detail += f"; reason: {reason}"
-    return IrradianceYear("modelled", lat, lon, data, detail)
+    return data
 
 
 # --- entry point ---------------------------------------------------------------------------------
@@ -528,11 +596,11 @@ def get_irradiance(latitude: float, longitude: float, settings: "Settings") -> I
     if settings.proposals.irradiance.offline:
         reason = f"offline and no cached {'/'.join(sources) or 'online'} data"
         log.info("irradiance (%s, %s): modelled year (%s)", lat, lon, reason)
-        return modelled_year(lat, lon, reason=reason)
+        return modelled_year(lat, lon, reason=reason, cache_dir=cache_dir)
     if not sources:
         reason = "no online source configured"
         log.warning("irradiance (%s, %s): modelled year (%s)", lat, lon, reason)
-        return modelled_year(lat, lon, reason=reason)
+        return modelled_year(lat, lon, reason=reason, cache_dir=cache_dir)
 
     failures: list[str] = []
     with _new_session() as session:
@@ -564,7 +632,7 @@ def get_irradiance(latitude: float, longitude: float, settings: "Settings") -> I
 
     reason = "all online sources failed: " + "; ".join(failures)
     log.warning("irradiance (%s, %s): modelled year (%s)", lat, lon, reason)
-    return modelled_year(lat, lon, reason=reason)
+    return modelled_year(lat, lon, reason=reason, cache_dir=cache_dir)
 
 
 def sources_reachable(settings: "Settings", timeout: float = 3.0) -> list[str]:

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import pathway as pw
 
 from ..tariffs.aneel import FioB, Tariff, fold
@@ -25,11 +26,14 @@ from .enrich import (
     as_row,
     consumption_of,
     evaluate_quote,
-    evaluate_quotes,
-    lookup_tariff,
+    evaluate_quote_rows,
+    lookup_tariffs,
     median_or_none,
     size_system,
+    yearly_json,
 )
+from .generation import monthly_generation_kwh, site_yield_kwh_per_kwp
+from .irradiance import get_irradiance
 
 SAO_PAULO = ZoneInfo("America/Sao_Paulo")
 
@@ -120,6 +124,8 @@ class ProposalTables:
 
 
 def _as_date(value) -> datetime.date:
+    if isinstance(value, str):  # ISO text: what the evaluation UDF receives (cheaper than a timestamp)
+        return datetime.date.fromisoformat(value)
     return value.date() if isinstance(value, datetime.datetime) else value
 
 
@@ -139,30 +145,22 @@ def _folded(text: str) -> str:
 
 
 @pw.udf(deterministic=True)
-def _local_day(ts: pw.DateTimeUtc) -> pw.DateTimeNaive:
-    local = ts.astimezone(SAO_PAULO)
-    return datetime.datetime(local.year, local.month, local.day)
-
-
-@pw.udf(deterministic=True)
-def _month_of(day: pw.DateTimeNaive) -> pw.DateTimeNaive:
-    return datetime.datetime(day.year, day.month, 1)
-
-
-@pw.udf(deterministic=True)
 def _size(lines: tuple) -> tuple:
     size = size_system([tuple(line) for line in lines])
     return (size.kwp, size.inverter_kw, size.modules, size.equipment_brl, size.unknown_skus)
 
 
 @pw.udf(deterministic=True)
-def _tariff(tariffs: tuple | None, fio_b: tuple | None, utility: str, subgroup: str,
-            day: pw.DateTimeNaive) -> tuple:
-    rows = [_from_row(Tariff, tuple(r)) for r in tariffs or ()]
+def _tariffs(tariffs: tuple | None, fio_b: tuple | None, utility: str, subgroup: str, days: tuple) -> tuple:
+    """((day, (TE, TUSD, Fio B, error)), …) for each day quotes of this utility and class
+    were made: the utility's rows reach Python once per utility and class, not once per day."""
+    if not tariffs:
+        why = (None, None, None, f"no tariffs for {utility} {subgroup} in tarifas_normalized")
+        return tuple((day, why) for day in days)
+    rows = [_from_row(Tariff, tuple(r)) for r in tariffs]
     fio = [_from_row(FioB, tuple(r)) for r in fio_b or ()]
-    if not rows:
-        return (None, None, None, f"no tariffs for {utility} {subgroup} in tarifas_normalized")
-    return lookup_tariff(rows, fio, utility, subgroup, _as_date(day))
+    found = lookup_tariffs(rows, fio, utility, subgroup, [_as_date(day) for day in days])
+    return tuple(zip(days, found))
 
 
 #: how long the graph keeps a site's irradiance year before asking
@@ -170,31 +168,19 @@ def _tariff(tariffs: tuple | None, fio_b: tuple | None, utility: str, subgroup: 
 WEATHER_TTL_S = 3600.0
 
 
-def _make_generation_udf(settings, losses_pct: float, weather_ttl_s: float = WEATHER_TTL_S):
-    # not deterministic: the irradiance source depends on the cache and the network;
-    # Pathway keeps the result it computed so a retraction matches it
-    from .generation import monthly_generation_kwh
-    from .irradiance import get_irradiance
-
+def _weather_source(settings, weather_ttl_s: float = WEATHER_TTL_S):
+    """``weather_at(latitude, longitude)``: one irradiance year per site, not per quote
+    (reading it costs milliseconds, modelling it ~0.5 s), asked again after ``weather_ttl_s``."""
     sites: dict[tuple[float, float], tuple[float, object]] = {}  # (lat, lon) → (when, IrradianceYear)
 
     def weather_at(latitude: float, longitude: float):
-        # one year per site, not per quote: the modelled year alone costs ~0.5 s
         now = time.monotonic()
         known = sites.get((latitude, longitude))
         if known is None or now - known[0] > weather_ttl_s:
             known = sites[(latitude, longitude)] = (now, get_irradiance(latitude, longitude, settings))
         return known[1]
 
-    @pw.udf(deterministic=False)
-    def generation(latitude: float, longitude: float, tilt: float, azimuth: float, kwp: float) -> tuple:
-        weather = weather_at(latitude, longitude)
-        if kwp <= 0:
-            return (weather.source, [0.0] * 12)
-        return (weather.source, monthly_generation_kwh(weather, kwp, tilt, azimuth % 360.0, losses_pct,
-                                                       settings=settings))
-
-    return generation
+    return weather_at
 
 
 def _quote_of(assumptions: Assumptions, customer_class: str, connection: str, size: tuple, consumption: pw.Json,
@@ -208,58 +194,105 @@ def _quote_of(assumptions: Assumptions, customer_class: str, connection: str, si
     te, tusd, fio_b, tariff_error = tariff
     day = _as_date(quote_day)
     return dict(customer_class=customer_class, connection=connection, size=SystemSize(*size), consumption=cons,
-                generation=list(generation), te=te, tusd=tusd, fio_b=fio_b, tariff_error=tariff_error,
+                generation=generation, te=te, tusd=tusd, fio_b=fio_b, tariff_error=tariff_error,
                 icms_pct=icms_pct, access_request_date=_as_date(access_day) if access_day is not None else day,
                 quote_date=day, assumptions=assumptions)
 
 
-def _row(result: dict) -> tuple:
-    row = as_row(result)
-    return (*row[:-1], pw.Json(row[-1]))
-
-
-#: quotes evaluated per call of the billing kernel: a static run fills the batches, a
-#: follower's small commits make small ones (numpy's cost per call is ~10 ms, a batch of
-#: 2,000 quotes ~0.1 s)
-BATCH_SIZE = 2_000
-
-
-def _make_evaluate_udf(assumptions: Assumptions, billing: str, batch_size: int):
-    """The UDF giving each quote's :data:`enrich.RESULT_FIELDS` as a tuple (the yearly table
-    as JSON). ``billing="vectorized"`` (production): rows reach it in batches of up to
-    ``batch_size`` and are evaluated at once by :func:`enrich.evaluate_quotes`;
-    ``"reference"``: one row at a time by the month-by-month model (for comparisons)."""
-    if billing == "reference":
-        @pw.udf(deterministic=True)
-        def evaluate_one(customer_class: str, connection: str, size: tuple, consumption: pw.Json, generation: list,
-                         tariff: tuple, icms_pct: float, access_day: pw.DateTimeNaive | None,
-                         quote_day: pw.DateTimeNaive) -> tuple:
-            quote = _quote_of(assumptions, customer_class, connection, size, consumption, generation, tariff,
-                              icms_pct, access_day, quote_day)
-            return _row({"error": quote} if isinstance(quote, str) else evaluate_quote(**quote))
-
-        return evaluate_one
-    if billing != "vectorized":
-        raise ValueError(f"billing must be 'vectorized' or 'reference', not {billing!r}")
-
-    @pw.udf(deterministic=True, max_batch_size=batch_size)
-    def evaluate_many(customer_class: list, connection: list, size: list, consumption: list, generation: list,
-                      tariff: list, icms_pct: list, access_day: list, quote_day: list) -> list[tuple]:
-        quotes = [_quote_of(assumptions, *args) for args in zip(customer_class, connection, size, consumption,
-                                                                  generation, tariff, icms_pct, access_day,
-                                                                  quote_day, strict=True)]
-        results = iter(evaluate_quotes([q for q in quotes if not isinstance(q, str)]))
-        return [_row({"error": q} if isinstance(q, str) else next(results)) for q in quotes]
-
-    return evaluate_many
-
-
-@pw.udf(deterministic=True)
 def _consumption_year(consumption: pw.Json) -> float:
     try:
         return float(sum(consumption_of(consumption.value)))
     except ValueError:
         return 0.0
+
+
+#: what the evaluation UDF gives per quote, in this order: the irradiance source, the
+#: year-1 generation and the consumption (kWh/year), then :data:`enrich.RESULT_FIELDS`
+#: (the yearly table as JSON text)
+EVALUATION_FIELDS = ("irradiance_source", "generation_kwh_year", "consumption_kwh_year", *RESULT_FIELDS)
+
+
+#: quotes evaluated per call of the batched UDF: a static run fills the batches, a
+#: follower's small commits make small ones (the kernel's cost per call is a few ms)
+BATCH_SIZE = 4_096
+
+
+def _make_evaluate_udf(settings, assumptions: Assumptions, billing: str, batch_size: int,
+                       weather_ttl_s: float = WEATHER_TTL_S):
+    """The UDF giving each quote's :data:`EVALUATION_FIELDS` as a tuple: generation (PVWatts
+    yield of the site and orientation × kWp) and billing model v1.
+
+    ``billing="vectorized"`` (production): rows reach it in batches of up to ``batch_size``;
+    the yield of each site × orientation is looked up once per batch and the billing of
+    all valid quotes is one :func:`enrich.evaluate_quote_rows` call. ``"reference"``: one
+    row at a time, with the month-by-month model (for comparisons).
+
+    Not deterministic: the irradiance source depends on the cache and the network; Pathway
+    keeps the result it computed so a retraction matches it."""
+    weather_at = _weather_source(settings, weather_ttl_s)
+    losses = assumptions.losses_pct
+
+    if billing == "reference":
+        @pw.udf(deterministic=False)
+        def evaluate_one(customer_class: str, connection: str, size: tuple, consumption: pw.Json, latitude: float,
+                         longitude: float, tilt: float, azimuth: float, tariff: tuple, icms_pct: float,
+                         access_day: str, quote_day: str) -> tuple:
+            weather = weather_at(latitude, longitude)
+            kwp = size[0]
+            generation = ([0.0] * 12 if kwp <= 0 else
+                          monthly_generation_kwh(weather, kwp, tilt, azimuth % 360.0, losses, settings=settings))
+            quote = _quote_of(assumptions, customer_class, connection, size, consumption, generation, tariff,
+                              icms_pct, access_day, quote_day)
+            result = {"error": quote} if isinstance(quote, str) else evaluate_quote(**quote)
+            row = as_row(result)
+            return (weather.source, float(sum(generation)), _consumption_year(consumption),
+                    *row[:-1], yearly_json(row[-1]))
+
+        return evaluate_one
+    if billing != "vectorized":
+        raise ValueError(f"billing must be 'vectorized' or 'reference', not {billing!r}")
+
+    @pw.udf(deterministic=False, max_batch_size=batch_size)
+    def evaluate_many(customer_class: list, connection: list, size: list, consumption: list, latitude: list,
+                      longitude: list, tilt: list, azimuth: list, tariff: list, icms_pct: list, access_day: list,
+                      quote_day: list) -> list[tuple]:
+        n = len(size)
+        kwp = np.array([s[0] for s in size], dtype=float)
+        if not np.isfinite(kwp).all():
+            raise ValueError(f"kwp must be a finite number, got {kwp[~np.isfinite(kwp)][0]}")
+        # the yield of each site × orientation once per batch (the same call per row would
+        # hash its cache key once per quote)
+        sources, keys, yields = [], [], {}
+        for lat, lon, t, az, k in zip(latitude, longitude, tilt, azimuth, kwp.tolist(), strict=True):
+            weather = weather_at(lat, lon)
+            sources.append(weather.source)
+            key = (lat, lon, t, az % 360.0) if k > 0 else None
+            if key is not None and key not in yields:
+                yields[key] = site_yield_kwh_per_kwp(weather, t, key[3], losses, settings=settings)
+            keys.append(key)
+        per_kwp = np.zeros((n, 12))
+        for i, key in enumerate(keys):
+            if key is not None:
+                per_kwp[i] = yields[key]
+        generation = per_kwp * np.where(kwp > 0, kwp, 0.0)[:, None]  # as monthly_generation_kwh: yield × kWp
+        total = generation[:, 0].copy()
+        for m in range(1, 12):  # month by month, as sum() adds them
+            total += generation[:, m]
+        generation_rows = generation.tolist()
+        quotes = [_quote_of(assumptions, *args) for args in zip(customer_class, connection, size, consumption,
+                                                                  generation_rows, tariff, icms_pct, access_day,
+                                                                  quote_day, strict=True)]
+        results = iter(evaluate_quote_rows([q for q in quotes if not isinstance(q, str)]))
+        empty = (None,) * (len(RESULT_FIELDS) - 1)
+        out = []
+        for i, q in enumerate(quotes):
+            if isinstance(q, str):  # unreadable consumption
+                out.append((sources[i], total[i].item(), 0.0, q, *empty))
+            else:
+                out.append((sources[i], total[i].item(), float(sum(q["consumption"])), *next(results)))
+        return out
+
+    return evaluate_many
 
 
 @pw.udf(deterministic=True)
@@ -268,8 +301,8 @@ def _median(values: tuple) -> float | None:
 
 
 def _result(name: str, dtype=float | None):
-    """One of :data:`enrich.RESULT_FIELDS` from the evaluation tuple (no Python call)."""
-    return pw.declare_type(dtype, pw.this.result[RESULT_FIELDS.index(name)])
+    """One of :data:`EVALUATION_FIELDS` from the evaluation tuple (no Python call)."""
+    return pw.declare_type(dtype, pw.this.result[EVALUATION_FIELDS.index(name)])
 
 
 def build_proposals_graph(src: Sources, assumptions: Assumptions, settings, *, billing: str = "vectorized",
@@ -294,11 +327,13 @@ def build_proposals_graph(src: Sources, assumptions: Assumptions, settings, *, b
         pw.this.quote_id, orders=pw.reducers.count())
 
     # --- quotes with their company, size and order -----------------------------------
+    # the quote's day in São Paulo and its month, as native expressions (no Python call per row)
+    quote_day = quote.created_at.dt.to_naive_in_timezone(SAO_PAULO.key).dt.floor(datetime.timedelta(days=1))
     q = quote.join(company, quote.company_id == company.company_key, id=quote.id).select(
         quote_id=quote.quote_key, company_id=quote.company_id, status=quote.status,
         customer_class=quote.customer_class, connection=quote.connection,
         consumption=quote.consumption_kwh_month, tilt=quote.tilt_deg, azimuth=quote.azimuth_deg,
-        access_day=quote.access_request_date, quote_day=_local_day(quote.created_at),
+        access_day=quote.access_request_date, quote_day=quote_day,
         state=company.state, municipality=company.municipality, utility=company.utility,
         latitude=company.latitude, longitude=company.longitude, icms_pct=company.icms_pct,
     )
@@ -317,34 +352,40 @@ def build_proposals_graph(src: Sources, assumptions: Assumptions, settings, *, b
     residential = src.tariffs.filter((pw.this.base == "aplicacao") & (pw.this.unit == "MWh"))
     tariff_groups = grouped(residential, Tariff)
     fio_groups = grouped(src.fio_b.filter(pw.this.base == "aplicacao"), FioB)
-    q = q.select(*pw.this, ukey=_folded(pw.this.utility), skey=_folded(pw.this.customer_class))
-    # looked up once per utility, class and day (a day's quotes share it): the rows of a
-    # utility reach the UDF as Python objects, which costs more than the lookup itself
+    # looked up once per utility, class and day (a day's quotes share it), in one call per
+    # utility and class: the rows of a utility reach the UDF as Python objects, which costs
+    # more than the lookups themselves
     days = q.groupby(pw.this.utility, pw.this.customer_class, pw.this.quote_day).reduce(
-        pw.this.utility, pw.this.customer_class, pw.this.quote_day, ukey=pw.reducers.any(pw.this.ukey),
-        skey=pw.reducers.any(pw.this.skey))
-    days = days.join_left(tariff_groups, days.ukey == tariff_groups.ukey, days.skey == tariff_groups.skey,
-                          id=days.id).select(*pw.left, tariff_rows=tariff_groups.rows)
-    days = days.join_left(fio_groups, days.ukey == fio_groups.ukey, days.skey == fio_groups.skey,
-                          id=days.id).select(*pw.left, fio_rows=fio_groups.rows)
-    days = days.select(pw.this.utility, pw.this.customer_class, pw.this.quote_day, tariff=_tariff(
-        pw.this.tariff_rows, pw.this.fio_rows, pw.this.utility, pw.this.customer_class, pw.this.quote_day))
-    q = q.join_left(days, q.utility == days.utility, q.customer_class == days.customer_class,
-                    q.quote_day == days.quote_day, id=q.id).select(*pw.left, tariff=pw.unwrap(days.tariff))
+        pw.this.utility, pw.this.customer_class, pw.this.quote_day)
+    groups = days.groupby(pw.this.utility, pw.this.customer_class).reduce(
+        pw.this.utility, pw.this.customer_class, days=pw.reducers.tuple(pw.this.quote_day))
+    groups = groups.select(*pw.this, ukey=_folded(pw.this.utility), skey=_folded(pw.this.customer_class))
+    groups = groups.join_left(tariff_groups, groups.ukey == tariff_groups.ukey, groups.skey == tariff_groups.skey,
+                              id=groups.id).select(*pw.left, tariff_rows=tariff_groups.rows)
+    groups = groups.join_left(fio_groups, groups.ukey == fio_groups.ukey, groups.skey == fio_groups.skey,
+                              id=groups.id).select(*pw.left, fio_rows=fio_groups.rows)
+    found = groups.select(pw.this.utility, pw.this.customer_class, found=_tariffs(
+        pw.this.tariff_rows, pw.this.fio_rows, pw.this.utility, pw.this.customer_class, pw.this.days)
+    ).flatten(pw.this.found)
+    found = found.select(pw.this.utility, pw.this.customer_class,
+                         quote_day=pw.declare_type(pw.DateTimeNaive, pw.this.found[0]),
+                         tariff=pw.declare_type(tuple, pw.this.found[1]))
+    q = q.join_left(found, q.utility == found.utility, q.customer_class == found.customer_class,
+                    q.quote_day == found.quote_day, id=q.id).select(*pw.left, tariff=pw.unwrap(found.tariff))
 
     # --- generation and the billing model -----------------------------------------------
-    generation = _make_generation_udf(settings, assumptions.losses_pct)
-    q = q.select(*pw.this, gen=generation(pw.this.latitude, pw.this.longitude, pw.this.tilt, pw.this.azimuth,
-                                          pw.declare_type(float, pw.this.size[0])))
-    evaluate = _make_evaluate_udf(assumptions, billing, batch_size)
-    q = q.select(*pw.this, result=evaluate(
-        pw.this.customer_class, pw.this.connection, pw.this.size, pw.this.consumption,
-        pw.declare_type(list, pw.this.gen[1]), pw.this.tariff, pw.this.icms_pct, pw.this.access_day,
-        pw.this.quote_day))
+    evaluate = _make_evaluate_udf(settings, assumptions, billing, batch_size)
+    q = q.select(*pw.this, quote_month=pw.this.quote_day.dt.strftime("%Y-%m-01").dt.strptime("%Y-%m-%d"),
+                 result=evaluate(pw.this.customer_class, pw.this.connection, pw.this.size, pw.this.consumption,
+                                 pw.this.latitude, pw.this.longitude, pw.this.tilt, pw.this.azimuth, pw.this.tariff,
+                                 pw.this.icms_pct,
+                                 # days as ISO text: a timestamp costs a pandas object per value
+                                 pw.coalesce(pw.this.access_day, pw.this.quote_day).dt.strftime("%Y-%m-%d"),
+                                 pw.this.quote_day.dt.strftime("%Y-%m-%d")))
 
     enriched = q.select(
         pw.this.quote_id, pw.this.company_id, pw.this.state, pw.this.municipality, pw.this.utility,
-        pw.this.customer_class, pw.this.connection, quote_month=_month_of(pw.this.quote_day), status=pw.this.status,
+        pw.this.customer_class, pw.this.connection, quote_month=pw.this.quote_month, status=pw.this.status,
         ordered=pw.this.ordered,
         system_kwp=pw.declare_type(float, pw.this.size[0]), inverter_kw=pw.declare_type(float, pw.this.size[1]),
         modules=pw.declare_type(int, pw.this.size[2]),
@@ -355,19 +396,21 @@ def build_proposals_graph(src: Sources, assumptions: Assumptions, settings, *, b
         tusd_brl_per_kwh=pw.declare_type(float | None, pw.this.tariff[1]),
         fio_b_brl_per_kwh=pw.declare_type(float | None, pw.this.tariff[2]),
         tariff_error=pw.declare_type(str | None, pw.this.tariff[3]),
-        irradiance_source=pw.declare_type(str, pw.this.gen[0]),
-        generation_kwh_year=pw.apply_with_type(lambda g: float(sum(g[1])), float, pw.this.gen),
-        consumption_kwh_year=_consumption_year(pw.this.consumption),
+        irradiance_source=_result("irradiance_source", str),
+        generation_kwh_year=_result("generation_kwh_year", float),
+        consumption_kwh_year=_result("consumption_kwh_year", float),
     )
     analytics = q.select(
-        pw.this.quote_id, pw.this.customer_class, pw.this.state, quote_month=_month_of(pw.this.quote_day),
+        pw.this.quote_id, pw.this.customer_class, pw.this.state, quote_month=pw.this.quote_month,
         ordered=pw.this.ordered, system_kwp=pw.declare_type(float, pw.this.size[0]),
         error=_result("error", str | None),
         npv_brl=_result("npv_brl"), irr_pct=_result("irr_pct"), payback_years=_result("payback_years"),
         discounted_payback_years=_result("discounted_payback_years"), roi=_result("roi"),
         year1_bill_without_solar_brl=_result("year1_bill_without_solar_brl"),
         year1_bill_with_solar_brl=_result("year1_bill_with_solar_brl"),
-        year1_savings_brl=_result("year1_savings_brl"), yearly=_result("yearly", pw.Json),
+        year1_savings_brl=_result("year1_savings_brl"),
+        # JSON text: the warehouse column is jsonb (encoded once, with orjson, in the UDF)
+        yearly=_result("yearly", str | None),
     )
     kpis = analytics.groupby(pw.this.customer_class, pw.this.state, pw.this.quote_month).reduce(
         pw.this.customer_class, pw.this.state, month=pw.this.quote_month,
