@@ -24,8 +24,8 @@ from datetime import timedelta
 import pytest
 
 from ..conftest import query, wait_for
-from ..om.test_stream import (BUS_CUTOFF, _bus_service, _env, _event_ts, _final, _start, _stop, _wait_alerts,
-                              _wait_windows, fleet)  # noqa: F401 - fleet is a fixture
+from ..om.test_stream import (BUS_CUTOFF, _assert_as_static, _bus_service, _env, _event_ts, _final, _start,
+                              _stop, _wait_windows, fleet)  # noqa: F401 - fleet is a fixture
 
 pytestmark = pytest.mark.integration
 
@@ -123,13 +123,8 @@ def test_om_follow_rides_through_an_mqtt_broker_restart(warehouse, fleet, tmp_pa
         assert "Connection refused" in log.read_text() or "Connection closed" in log.read_text()
 
         assert publish_mqtt(after, status.url) == len(after)
-        expected = _final(static_windows, events, BUS_CUTOFF)
-        got = _wait_windows(warehouse, expected, proc, log)
         # nothing lost: every final window; nothing doubled: the samples of the static run
-        assert {k: got[k] for k in expected} == expected
-        newest_window = max(k[2] for k in expected) + timedelta(minutes=5)
-        rows = _wait_alerts(warehouse, static_alerts, until=newest_window - timedelta(minutes=30))
-        assert any(r[0] == "inverter_trip" for r in rows)
+        _assert_as_static(warehouse, static_windows, static_alerts, events, proc, log)
         assert proc.poll() is None, log.read_text()[-3000:]
         assert query(warehouse, "SELECT source FROM om_stream_status") == [("mqtt",)]
     finally:
@@ -169,12 +164,7 @@ def test_om_follow_rides_through_a_kafka_broker_restart(warehouse, fleet, tmp_pa
         assert _messages_on(status.url, topic) == len(list(_messages(during, 10)))
 
         assert publish_kafka(after, status.url, topic, batch=10) == len(after)
-        expected = _final(static_windows, events, BUS_CUTOFF)
-        got = _wait_windows(warehouse, expected, proc, log)
-        assert {k: got[k] for k in expected} == expected
-        newest_window = max(k[2] for k in expected) + timedelta(minutes=5)
-        rows = _wait_alerts(warehouse, static_alerts, until=newest_window - timedelta(minutes=30))
-        assert any(r[0] == "inverter_trip" for r in rows)
+        _assert_as_static(warehouse, static_windows, static_alerts, events, proc, log)
         assert proc.poll() is None, log.read_text()[-3000:]
     finally:
         if proc is not None:

@@ -235,6 +235,20 @@ def _wait_alerts(warehouse, static_alerts: list[dict], until: datetime) -> list[
         raise AssertionError(f"streaming alerts differ from the static run: {wrong}") from None
 
 
+def _assert_as_static(warehouse, static_windows: list[dict], static_alerts: list[dict], events: list[dict],
+                      proc: subprocess.Popen, log: Path) -> list[tuple]:
+    """A follower's tables against the static run over ``events``: every final window with
+    the static run's sample count (nothing lost, nothing doubled), and its alerts up to half
+    an hour before the newest window, an inverter trip among them. Returns the alert rows."""
+    expected = _final(static_windows, events, BUS_CUTOFF)
+    got = _wait_windows(warehouse, expected, proc, log)
+    assert {k: got[k] for k in expected} == expected
+    newest_window = max(k[2] for k in expected) + timedelta(minutes=5)
+    rows = _wait_alerts(warehouse, static_alerts, until=newest_window - timedelta(minutes=30))
+    assert any(r[0] == "inverter_trip" for r in rows)
+    return rows
+
+
 def _notified(warehouse) -> int:
     """The notices om_alerts calls for: one per warning/critical alert, one more when resolved."""
     return query(warehouse, "SELECT count(*) + count(resolved_at) FROM om_alerts WHERE rule <> 'clipping'")[0][0]
@@ -327,12 +341,7 @@ def test_the_buses_feed_the_same_windows_and_alerts_as_a_file(bus, warehouse, fl
         else:
             published = publish_kafka(events, status.url, "inverters_telemetry", batch=10)
         assert published == len(events)
-        expected = _final(static_windows, events, BUS_CUTOFF)
-        got = _wait_windows(warehouse, expected, proc, log)
-        assert {k: got[k] for k in expected} == expected
-        newest_window = max(k[2] for k in expected) + timedelta(minutes=5)
-        rows = _wait_alerts(warehouse, static_alerts, until=newest_window - timedelta(minutes=30))
-        assert any(r[0] == "inverter_trip" for r in rows)
+        _assert_as_static(warehouse, static_windows, static_alerts, events, proc, log)
         future = sum(1 for e in events if (_event_ts(e) or datetime.min.replace(tzinfo=timezone.utc))
                      > datetime.now(timezone.utc))
         quarantined = dict(query(warehouse, "SELECT reason, count(*) FROM om_quarantine GROUP BY reason"))
