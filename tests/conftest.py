@@ -25,12 +25,12 @@ REPO = Path(__file__).resolve().parents[1]
 EXPORTS = REPO / "data" / "distributors" / "exports"
 
 
-def stop_process(proc: subprocess.Popen, wait_s: float = 20) -> None:
-    """End a service a test started: SIGINT (its clean stop) if it still runs, SIGKILL
-    when it has not ended within ``wait_s``."""
+def stop_process(proc: subprocess.Popen, wait_s: float = 20, sig: int = signal.SIGINT) -> None:
+    """End a service a test started: ``sig`` (SIGINT, its clean stop, by default) if it
+    still runs, SIGKILL when it has not ended within ``wait_s``."""
     if proc.poll() is not None:
         return
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     try:
         proc.wait(wait_s)
     except subprocess.TimeoutExpired:

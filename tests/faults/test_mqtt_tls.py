@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import os
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -24,7 +25,7 @@ import pytest
 
 from ysh.services import local
 
-from ..conftest import query, wait_for
+from ..conftest import query, stop_process, wait_for
 from ..om.test_stream import (BUS_CUTOFF, _db_windows, _env, _final, _start, _stop, _wait_windows,
                               fleet)  # noqa: F401 - fleet is a fixture
 from .test_broker_restart import _thirds
@@ -94,13 +95,7 @@ def _listening(proc: subprocess.Popen, port: int, folder: Path) -> None:
 def _end(proc: subprocess.Popen) -> None:
     """Stop a mosquitto: SIGTERM, then SIGKILL (a bridge retrying a refused TLS handshake
     was seen to outlive SIGTERM, spinning, after a test run)."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+    stop_process(proc, 10, signal.SIGTERM)
 
 
 @pytest.fixture()

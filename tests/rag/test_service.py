@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import wait_for
+from tests.conftest import stop_process, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -77,12 +78,7 @@ def helio(tmp_path_factory):
         yield server
     finally:
         server.client.close()
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        stop_process(proc, 15, signal.SIGTERM)
 
 
 def top_files(hits: list[dict], n: int = 3) -> list[str]:
