@@ -149,6 +149,22 @@ def test_a_stop_older_than_the_horizon_keeps_its_alert_open():
     assert opened == [] and resolved == [] and key in still_open
 
 
+def test_a_gap_in_the_data_during_a_trip_keeps_its_alert_open():
+    stopped = _clear_sky([5000.0] + [0.0] * 8)
+    key = ("p1", "inv-1", RULE_TRIP)
+    open_alerts, opened, _ = advance({}, evaluate_plant("p1", {"inv-1": stopped}))
+    assert [a.rule for a in opened] == [RULE_TRIP]
+    # two windows lost (comm. loss), then still at zero: the moment before the new run is
+    # down too, across the gap; not a resolution
+    after_gap = [w._replace(window_start=w.window_start + 11 * STEP, window_end=w.window_end + 11 * STEP)
+                 for w in _clear_sky([0.0] * 3)]
+    states = evaluate_plant("p1", {"inv-1": stopped + after_gap})
+    assert states[key][1].details["reason"] == "gap_before_the_stop"
+    assert states[key][1].details["undecided"] is True
+    still_open, opened, resolved = advance(open_alerts, states)
+    assert opened == [] and resolved == [] and key in still_open
+
+
 def test_plant_outage_without_a_sensor_needs_the_plant_to_stop_from_production():
     def plant(powers: list[float], expected: list[float] | float = 8000.0) -> dict[str, list[WindowStat]]:
         return {inv: _clear_sky(powers, expected, inv=inv) for inv in ("inv-1", "inv-2", "inv-3")}

@@ -225,7 +225,8 @@ def stop_evidence(moments: Sequence[_Moment], t: Thresholds, interval: timedelta
     straight from production to standby, which a cloud or a setting sun does not do) and
     (3) the run has lasted ≥ ``stop_min_duration``. Returns ``(True, details)``, ``(False,
     details with a reason)``, or ``(None, details)`` when the run began before the first
-    moment given (the rules' horizon): undecided, an open alert stays as it is."""
+    moment given (the rules' horizon) or follows a gap in the data: undecided, an open
+    alert stays as it is (a trip with its reporting lost for a while must not resolve)."""
     if not moments or not moments[-1].down:
         return False, {"reason": "not_down"}
     i = len(moments) - 1
@@ -239,7 +240,9 @@ def stop_evidence(moments: Sequence[_Moment], t: Thresholds, interval: timedelta
     before = moments[i - 1]
     details["output_before"] = round(before.output_fraction, 4)
     if not _contiguous_moments(before, first, interval):
-        return False, {**details, "reason": "gap_before_the_stop"}
+        # data missing just before the run: whether it stopped from production (or was
+        # already down through the gap) is not known here; an open alert stays as it is
+        return None, {**details, "reason": "gap_before_the_stop"}
     if before.output_fraction < t.stop_from_fraction:
         return False, {**details, "reason": "faded_not_stopped"}
     if not first.at_tare:
