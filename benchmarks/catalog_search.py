@@ -146,6 +146,12 @@ def summary(name: str, ms: list[float], base_p95: float | None = None) -> float:
     return p95
 
 
+def machine() -> str:
+    import os
+
+    return f"{os.cpu_count()} cores, load average " + " / ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--replicas", type=int, default=160, help="fake distributors (offers = real × (1 + n))")
@@ -155,6 +161,7 @@ def main() -> None:
     parser.add_argument("--no-semantic", action="store_true")
     parser.add_argument("--explain", metavar="QUERY", help="print EXPLAIN (ANALYZE, BUFFERS) of QUERY at scale")
     args = parser.parse_args()
+    print(f"machine: {machine()}")
 
     root = Path(tempfile.mkdtemp(prefix="ysh-bench-search-"))
     server = EmbeddedPostgres(root, free_port())
@@ -172,6 +179,7 @@ def main() -> None:
             backend = minilm_backend()
             t0 = time.perf_counter()
             done = search.sync_embeddings(warehouse, backend.encode, "minilm")
+            print(f"embedder: {backend.name} on {backend.runtime} (the production default, settings.rag)")
             print(f"embeddings: {done.texts} distinct texts embedded for {done.offers} offers "
                   f"({time.perf_counter() - t0:.1f} s)")
             embed = lambda texts: list(backend.encode(texts))  # noqa: E731
@@ -229,6 +237,7 @@ def main() -> None:
             verdict = "met" if p95 < TARGET_P95_MS else "NOT met"
             print(f"target p95 < {TARGET_P95_MS:.0f} ms over >= 100k offers, {name}: {verdict} "
                   f"(p95 {p95:.1f} ms, baseline p95 / {base / p95:.1f}, {offers} offers)")
+        print(f"machine at the end: {machine()}")
     finally:
         server.stop()
         shutil.rmtree(root, ignore_errors=True)

@@ -52,6 +52,19 @@ def test_benchmark_runs_and_prints_ratios(tmp_path):
     assert "pathway 2 proc" in done.stdout and "3,000" in done.stdout
 
 
+def test_catalog_search_benchmark_runs_and_its_quality_holds():
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "catalog_search.py"), "--replicas", "1",
+                           "--rounds", "1"], capture_output=True, text=True, timeout=900,
+                          env={**os.environ, "COLUMNS": "160"})
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "machine: " in done.stdout and "baseline p95 /" in done.stdout
+    # the judged queries over the real exports: hit@5 per split and signal (target >= 0.9)
+    hits = re.findall(r"^  (tuning|evaluation) +(lexical(?: \+ semantic)?) +n=20  hit@1=[\d.]+  hit@5=([\d.]+)",
+                      done.stdout, re.M)
+    assert len(hits) == 4, done.stdout
+    assert all(float(h) >= 0.9 for _, _, h in hits), hits
+
+
 def test_om_benchmark_runs_and_prints_the_ratio(tmp_path):
     done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "om.py"), "--plants", "20", "--hours", "2",
                            "--mqtt-events", "0"], capture_output=True, text=True, timeout=600,
