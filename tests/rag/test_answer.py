@@ -421,3 +421,15 @@ def test_a_legal_paragraph_label_does_not_end_a_sentence():
 
     assert sentences("Parágrafo único. A distribuidora não pode exigir documentos além dos listados.") == [
         "Parágrafo único. A distribuidora não pode exigir documentos além dos listados."]
+
+
+def test_quantities_keep_the_decimal_and_thousands_separators():
+    from ysh.rag.question import quantities, range_agreement
+
+    # "2,5 kWh" is 2.5 kWh, not 5 kWh; "1.200 kWh" is one thousand two hundred
+    assert quantities("uma bateria de 2,5 kWh") == {("2,5", "kwh")}
+    assert quantities("consumo de 1.200 kWh por mês") == {("1.200", "kwh")}
+    assert range_agreement("preço para 2,5 kWh?", "de 2 a 3 kWh: R$ 4.000") == 1.0
+    assert range_agreement("preço para 2,5 kWh?", "de 5 a 9 kWh: R$ 8.000") == -0.5
+    assert range_agreement("consumo de 1.200 kWh", "de 1.000 a 2.000 kWh por mês") == 1.0
+    assert range_agreement("consumo de 1.200 kWh", "de 100 a 500 kWh por mês") == -0.5

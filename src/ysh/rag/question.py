@@ -229,11 +229,28 @@ _RANGES = (
 
 
 def _number(text: str) -> float:
-    return float(text.replace(".", "").replace(",", ".")) if "," in text else float(text)
+    """A number as Brazilians write it: ``2,5`` and ``1.000,5`` (comma decimal, dot
+    thousands), ``14.300`` (dot thousands); ``2.5`` (a dot before other than three
+    digits) read as a decimal point."""
+    if "," in text:
+        return float(text.replace(".", "").replace(",", "."))
+    if re.fullmatch(r"\d{1,3}(?:\.\d{3})+", text):
+        return float(text.replace(".", ""))
+    return float(text)
+
+
+#: fold_text turns every punctuation mark into a space ("2,5 kWh" → "2 5 kwh": the
+#: quantity would read as 5 kWh); a separator between digits is kept through the fold
+_DIGIT_SEPARATOR = re.compile(r"(?<=\d)([.,])(?=\d)")
+_SEPARATOR_MARK = {".": "zqdotqz", ",": "zqcommaqz"}
 
 
 def _folded_with_percent(text: str) -> str:
-    return re.sub(r"\s+", " ", fold_text(text.replace("%", " pct ")).replace(" pct", " %"))
+    marked = _DIGIT_SEPARATOR.sub(lambda m: _SEPARATOR_MARK[m.group(1)], text.replace("%", " pct "))
+    folded = fold_text(marked).replace(" pct", " %")
+    for separator, mark in _SEPARATOR_MARK.items():
+        folded = folded.replace(mark, separator)
+    return re.sub(r"\s+", " ", folded)
 
 
 def range_agreement(question: str, text: str) -> float:
