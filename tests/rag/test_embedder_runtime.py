@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 import numpy as np
 import pytest
@@ -54,6 +55,19 @@ def test_the_export_is_made_once_and_reused(onnx_cache):
     assert again.runtime == "onnx" and export.stat().st_mtime_ns == stamp
     # no half-written staging folders are left beside it
     assert [p.name for p in onnx_cache.iterdir()] == [export.parents[1].name]
+
+
+def test_a_model_replaced_in_place_gets_a_new_export_folder(tmp_path):
+    model = tmp_path / "my-model"
+    model.mkdir()
+    (model / "model.safetensors").write_bytes(b"weights v1")
+    (model / "config.json").write_text("{}")
+    first = onnx_export_dir(str(model), tmp_path / "cache")
+    assert onnx_export_dir(str(model), tmp_path / "cache") == first  # stable
+    # new weights at the same path (same size, later mtime): the old export must not be reused
+    (model / "model.safetensors").write_bytes(b"weights v2")
+    os.utime(model / "model.safetensors", ns=(2_000_000_000_000_000_000, 2_000_000_000_000_000_000))
+    assert onnx_export_dir(str(model), tmp_path / "cache") != first
 
 
 def test_a_failed_export_falls_back_to_torch_with_a_warning(tmp_path, caplog):

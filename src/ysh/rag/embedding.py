@@ -53,18 +53,43 @@ class EmbeddingBackend(Protocol):
 RUNTIMES = ("onnx", "torch")
 
 
-def onnx_export_dir(model: str, cache_dir) -> "os.PathLike":
-    """Where the ONNX export of ``model`` (a local path or a model name) is kept: one folder
-    per model path and optimum version under ``cache_dir``."""
+#: the libraries whose versions shape an ONNX export (the exporter, the model code, the graph tracer)
+_EXPORT_LIBRARIES = ("optimum", "optimum-onnx", "transformers", "sentence-transformers", "torch", "onnx")
+
+
+def _model_fingerprint(source: "os.PathLike") -> str:
+    """Every file of a local model folder with its size and modification time: a model
+    replaced in place (same path, new weights) gets a new export."""
     from pathlib import Path
 
-    try:
-        from optimum.version import __version__ as optimum_version
-    except ImportError:  # pragma: no cover - optimum is a pinned dependency
-        optimum_version = "unknown"
+    root = Path(source)
+    if root.is_file():
+        stat = root.stat()
+        return f"{root.name}:{stat.st_size}:{stat.st_mtime_ns}"
+    entries = []
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        stat = path.stat()
+        entries.append(f"{path.relative_to(root)}:{stat.st_size}:{stat.st_mtime_ns}")
+    return ";".join(entries)
+
+
+def onnx_export_dir(model: str, cache_dir) -> "os.PathLike":
+    """Where the ONNX export of ``model`` (a local path or a model name) is kept: one folder
+    per model (its path and the size and mtime of each of its files) and per version of
+    the exporting libraries under ``cache_dir`` — a new model or library gets a new export,
+    never a stale one."""
+    from importlib import metadata
+    from pathlib import Path
+
+    versions = []
+    for library in _EXPORT_LIBRARIES:
+        try:
+            versions.append(f"{library}={metadata.version(library)}")
+        except metadata.PackageNotFoundError:
+            versions.append(f"{library}=none")
     source = Path(model)
-    identity = str(source.resolve()) if source.exists() else model
-    key = hashlib.sha256(f"{identity}|{optimum_version}".encode()).hexdigest()[:16]
+    identity = f"{source.resolve()}|{_model_fingerprint(source)}" if source.exists() else model
+    key = hashlib.sha256(f"{identity}|{'|'.join(versions)}".encode()).hexdigest()[:16]
     return Path(cache_dir).expanduser() / f"{source.name or 'model'}-{key}"
 
 
