@@ -11,13 +11,7 @@ test: setup
 	.venv/bin/python -m pytest
 
 bench: setup
-	.venv/bin/python benchmarks/catalog.py
-	.venv/bin/python benchmarks/tariffs.py
-	.venv/bin/python benchmarks/tariffs_cdc.py
-	.venv/bin/python benchmarks/proposals.py
-	.venv/bin/python benchmarks/om.py
-	.venv/bin/python benchmarks/om_evaluation.py
-	.venv/bin/python benchmarks/rag.py
+	.venv/bin/python benchmarks/run_all.py
 
 clean:
 	-.venv/bin/ysh services down

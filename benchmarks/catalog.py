@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -148,8 +149,6 @@ def child(variant: str, folder: Path, dsn: str | None, processes: int = 1, schem
 
 
 def machine() -> str:
-    import os
-
     return f"{os.cpu_count()} cores, load average " + " / ".join(f"{v:.2f}" for v in os.getloadavg())
 
 
@@ -178,10 +177,12 @@ def main() -> int:
         from ysh import pw_runtime
 
         result = run_plain(args.dir) if args.child == "plain" else run_pathway(args.dir, args.dsn, args.schema)
-        if pw_runtime.is_leader():  # with `pathway spawn`, process 0 holds the outputs
-            print(json.dumps(result))
-        else:
-            print(json.dumps({"peak_rss_mb": result["peak_rss_mb"], "cpu_s": result["cpu_s"]}))
+        if not pw_runtime.is_leader():  # with `pathway spawn`, process 0 holds the outputs
+            result = {"peak_rss_mb": result["peak_rss_mb"], "cpu_s": result["cpu_s"]}
+        # one write of one whole line (atomic on a pipe): the spawned processes share stdout,
+        # and print's separate writes of text and newline let two results run together
+        sys.stdout.flush()
+        os.write(sys.stdout.fileno(), (json.dumps(result) + "\n").encode())
         return 0
 
     from rich.console import Console

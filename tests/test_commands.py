@@ -43,13 +43,20 @@ def test_demo_lands_samples_materializes_assets_and_prints_the_summary(tmp_path,
     assert (tmp_path / "home" / "dagster" / "storage").is_dir()
 
 
+def _bench_targets(output: str) -> list[tuple[str, bool]]:
+    from .test_bench_summary import _run_all
+
+    return _run_all().target_lines(output)
+
+
 def test_benchmark_runs_and_prints_ratios(tmp_path):
     done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "catalog.py"), "--rows", "3000", "--files", "2",
                            "--repeat", "1", "--processes", "2", "--no-postgres", "--data", str(tmp_path)],
-                          capture_output=True, text=True, timeout=600, env={**os.environ, "COLUMNS": "160"})
+                          capture_output=True, text=True, timeout=600, env={**os.environ, "COLUMNS": "400"})
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "ratio vs plain" in done.stdout
     assert "pathway 2 proc" in done.stdout and "3,000" in done.stdout
+    assert len(_bench_targets(done.stdout)) == 1, done.stdout
 
 
 def test_catalog_search_benchmark_runs_and_its_quality_holds():
@@ -63,6 +70,8 @@ def test_catalog_search_benchmark_runs_and_its_quality_holds():
                       done.stdout, re.M)
     assert len(hits) == 4, done.stdout
     assert all(float(h) >= 0.9 for _, _, h in hits), hits
+    # make bench's summary finds its three latency targets
+    assert len(_bench_targets(done.stdout)) == 3, done.stdout
 
 
 def test_om_benchmark_runs_and_prints_the_ratio(tmp_path):
@@ -71,6 +80,8 @@ def test_om_benchmark_runs_and_prints_the_ratio(tmp_path):
                           env={**os.environ, "COLUMNS": "160"})
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "× baseline" in done.stdout and "pipeline → PostgreSQL" in done.stdout
+    # make bench's summary finds the file-replay rate and ratio targets
+    assert len(_bench_targets(done.stdout)) >= 2, done.stdout
 
 
 def test_tariffs_benchmark_runs(tmp_path):
