@@ -118,6 +118,8 @@ def default_eval_file() -> Path:
 #: (rag_eval_heldout_SOURCES.md): it only reports
 SPLITS = {"sample": (("sample", "docs"), ("sample", "rag_eval.jsonl")),
           "dev": (("sample", "docs_dev"), ("sample", "rag_eval_dev.jsonl")),
+          # a third tuning split, written without knowing the answer rules (rag_eval_dev2_SOURCES.md)
+          "dev2": (("sample", "docs_dev2"), ("sample", "rag_eval_dev2.jsonl")),
           "heldout": (("sample", "docs_heldout"), ("sample", "rag_eval_heldout.jsonl"))}
 
 
