@@ -57,7 +57,10 @@ class SnapshotSink:
 
     A time with at least ``copy_min_rows`` upserts of one column set (a first load, a
     large feed) is written by ``COPY`` through a staging table (:meth:`_copy_upsert`),
-    smaller ones by a prepared upsert per row; both in the time's one transaction."""
+    smaller ones by a prepared upsert per row; both in the time's one transaction. A role
+    that may not create temporary tables (no ``TEMPORARY`` privilege on the database)
+    gets the upsert per row instead, with one warning per sink. ``copied_rows`` and
+    ``upserted_rows`` count the rows written each way."""
 
     #: upserts of one time from which COPY is used instead of a statement per row
     copy_min_rows = 200
@@ -71,6 +74,10 @@ class SnapshotSink:
         self._lock = threading.Lock()
         self._conn: psycopg.Connection | None = None
         self._statements: dict[tuple[str, ...], sql.Composed] = {}
+        #: False once the server refused the staging table (no TEMPORARY privilege)
+        self._copy_allowed = True
+        self.copied_rows = 0
+        self.upserted_rows = 0
 
     # ---- Pathway callbacks -------------------------------------------------------------
     def on_change(self, key, row: dict, time: int, is_addition: bool) -> None:
@@ -137,31 +144,57 @@ class SnapshotSink:
                 for row in upserts.values():
                     columns = tuple(row)
                     by_columns.setdefault(columns, []).append([sql_value(row[c]) for c in columns])
+                copied = upserted = 0
                 for columns, params in by_columns.items():
-                    if len(params) >= self.copy_min_rows:
-                        self._copy_upsert(cur, columns, params)
+                    if (len(params) >= self.copy_min_rows and self._copy_allowed
+                            and self._copy_upsert(conn, cur, columns, params)):
+                        copied += len(params)
                     else:
                         cur.executemany(self._upsert(columns), params)
+                        upserted += len(params)
+            self.copied_rows += copied  # counted once the time is committed
+            self.upserted_rows += upserted
         except psycopg.OperationalError:
             self.close()  # a broken connection is not reused; the retry opens a fresh one
             raise
 
-    def _copy_upsert(self, cur: psycopg.Cursor, columns: tuple[str, ...], params: list[list]) -> None:
+    def _copy_upsert(self, conn: psycopg.Connection, cur: psycopg.Cursor, columns: tuple[str, ...],
+                     params: list[list]) -> bool:
         """Many upserts at once (a first load, a large feed): ``COPY`` into a staging table
         of the transaction, then one ``INSERT … SELECT … ON CONFLICT`` — the same rows as
         :meth:`_upsert` per row, without a statement per row. The staging table takes the
-        target's column types and is dropped at commit."""
+        target's column types and is dropped at commit.
+
+        All of it runs inside a savepoint: when the role may not create a temporary table
+        (``InsufficientPrivilege``: the database's ``TEMPORARY`` privilege was revoked
+        from it or from PUBLIC) the savepoint is rolled back, the time's transaction goes
+        on, a warning is logged once, and False is returned (nothing written: the caller
+        upserts row by row, as every later time of this sink does). Any other error is
+        raised as before."""
         stage = sql.Identifier(f"_stage_{self._table}"[:63])
         names = sql.SQL(", ").join(map(sql.Identifier, columns))
-        cur.execute(sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA").format(
-            stage, names, sql.Identifier(self._table)))
-        with cur.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(stage, names)) as copy:
-            for row in params:
-                copy.write_row(row)
-        cur.execute(sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT ({}) {}").format(
-            sql.Identifier(self._table), names, names, stage,
-            sql.SQL(", ").join(map(sql.Identifier, self._key)), self._on_conflict(columns)))
-        cur.execute(sql.SQL("DROP TABLE {}").format(stage))
+        staged = False
+        try:
+            with conn.transaction():  # nested in the time's transaction: a SAVEPOINT
+                cur.execute(sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA").format(
+                    stage, names, sql.Identifier(self._table)))
+                staged = True
+                with cur.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(stage, names)) as copy:
+                    for row in params:
+                        copy.write_row(row)
+                cur.execute(sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT ({}) {}").format(
+                    sql.Identifier(self._table), names, names, stage,
+                    sql.SQL(", ").join(map(sql.Identifier, self._key)), self._on_conflict(columns)))
+                cur.execute(sql.SQL("DROP TABLE {}").format(stage))
+        except psycopg.errors.InsufficientPrivilege as exc:
+            if staged:  # the staging table was made: the refusal is the target's, not TEMP's
+                raise
+            self._copy_allowed = False
+            log.warning("writing %s: this role may not create temporary tables (%s); "
+                        "upserting row by row instead of COPY", self._table,
+                        str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+            return False
+        return True
 
     def close(self) -> None:
         if self._conn is not None:

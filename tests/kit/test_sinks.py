@@ -1,0 +1,145 @@
+"""The streaming snapshot sink (:mod:`ysh.kit.sinks`) against the session's real
+PostgreSQL: a large time goes through ``COPY`` for a role that may create temporary
+tables, and through the upsert per row, inside the same transaction, for a role that may
+not (the database's ``TEMPORARY`` privilege revoked from PUBLIC), with one warning."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import uuid
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from ysh import db
+from ysh.catalog.normalize import normalize_feed
+from ysh.kit.sinks import SnapshotSink
+
+EXPORTS = Path(__file__).resolve().parents[2] / "data" / "distributors" / "exports"
+SCHEMA = "ysh"
+TABLE = "items_normalized"
+KEY = ("distributor", "sku")
+#: when the real exports were taken (normalize_feed's ``as_of``): fixed, so any day gives the same rows
+AS_OF = date(2025, 10, 15)
+INGESTED_AT = datetime(2025, 10, 15, 12, 0, tzinfo=timezone.utc)
+
+
+def export_rows(columns: list[str]) -> list[dict]:
+    """``items_normalized`` rows of the real Solfácil and FOTUS exports, as the catalog
+    pipeline writes them (item fields, ``line`` as ``source_line``, an ``ingested_at``)."""
+    rows = []
+    for path in sorted(p for p in EXPORTS.rglob("*") if p.is_file()):
+        result = normalize_feed(path.read_bytes(), str(path.relative_to(EXPORTS)), path.parent.name, AS_OF)
+        for item in result.items:
+            values = {**item.to_dict(), "source_line": item.line, "ingested_at": INGESTED_AT}
+            rows.append({c: values[c] for c in columns if c in values})
+    return rows
+
+
+@pytest.fixture()
+def roles(pg_server):
+    """A database of its own (the platform schema migrated in it) whose ``TEMPORARY``
+    privilege is revoked from PUBLIC, and two login roles with the sink's table grants
+    only: ``no_temp`` and ``with_temp`` (``TEMPORARY`` granted back to it alone).
+    Yields (role → DSN, table columns); drops the database and roles afterwards."""
+    name = f"sinks_{uuid.uuid4().hex[:10]}"
+    role_names = {kind: f"{name}_{kind}" for kind in ("no_temp", "with_temp")}
+    with psycopg.connect(pg_server.dsn(), autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    dsn = pg_server.dsn(name)
+    db.migrate(dsn, SCHEMA)
+    dsns = {}
+    try:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(sql.SQL("REVOKE TEMPORARY ON DATABASE {} FROM PUBLIC").format(sql.Identifier(name)))
+            for kind, role in role_names.items():
+                password = secrets.token_urlsafe(18)
+                conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(role),
+                                                                                sql.Literal(password)))
+                conn.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(sql.Identifier(SCHEMA),
+                                                                             sql.Identifier(role)))
+                conn.execute(sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON {}.{} TO {}").format(
+                    sql.Identifier(SCHEMA), sql.Identifier(TABLE), sql.Identifier(role)))
+                if kind == "with_temp":
+                    conn.execute(sql.SQL("GRANT TEMPORARY ON DATABASE {} TO {}").format(sql.Identifier(name),
+                                                                                       sql.Identifier(role)))
+                dsns[kind] = f"host=127.0.0.1 port={pg_server.port} user={role} dbname={name} password={password}"
+            may_temp = {kind: conn.execute("SELECT has_database_privilege(%s, %s, 'TEMPORARY')",
+                                           (role, name)).fetchone()[0] for kind, role in role_names.items()}
+            assert may_temp == {"no_temp": False, "with_temp": True}
+            columns = [r[0] for r in conn.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_schema = %s AND table_name = %s "
+                "ORDER BY ordinal_position", (SCHEMA, TABLE))]
+        yield dsns, dsn, columns
+    finally:
+        with psycopg.connect(pg_server.dsn(), autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+            for role in role_names.values():
+                conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+
+
+def one_time(sink: SnapshotSink, time: int, rows: list[dict], retract: list[dict] = ()) -> None:
+    """What Pathway does for one time: each change, then the time's end."""
+    for row in retract:
+        sink.on_change(None, row, time, False)
+    for row in rows:
+        sink.on_change(None, row, time, True)
+    sink.on_time_end(time)
+
+
+def table_prices(dsn: str) -> dict[tuple[str, str], float | None]:
+    with db.connect(dsn, SCHEMA) as conn:
+        return {(d, s): p for d, s, p in conn.execute(f"SELECT distributor, sku, price_brl FROM {TABLE}")}
+
+
+def expected_prices(rows: list[dict]) -> dict[tuple[str, str], float | None]:
+    return {(r["distributor"], r["sku"]): r["price_brl"] for r in rows}  # the last row of a key wins
+
+
+def test_a_role_without_temp_writes_a_large_time_by_upserts_with_one_warning(roles, caplog):
+    dsns, owner_dsn, columns = roles
+    rows = export_rows(columns)
+    want = expected_prices(rows)
+    assert len(want) >= SnapshotSink.copy_min_rows  # a time large enough for COPY
+    sink = SnapshotSink(dsns["no_temp"], SCHEMA, TABLE, KEY, retry_budget_s=5)
+    caplog.set_level(logging.WARNING, logger="ysh.kit.sinks")
+    try:
+        one_time(sink, 2, rows)
+        assert table_prices(owner_dsn) == want
+        assert (sink.copied_rows, sink.upserted_rows) == (0, len(want))
+
+        # the next large time: every price up 10 % (retraction of the old row, addition of the new)
+        repriced = [{**r, "price_brl": None if r["price_brl"] is None else round(r["price_brl"] * 1.1, 2)}
+                    for r in rows]
+        one_time(sink, 4, repriced, retract=rows)
+        assert table_prices(owner_dsn) == expected_prices(repriced) != want
+        assert (sink.copied_rows, sink.upserted_rows) == (0, 2 * len(want))
+    finally:
+        sink.close()
+    warnings = [r for r in caplog.records if r.name == "ysh.kit.sinks" and r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "temporary tables" in warnings[0].getMessage()
+
+
+def test_a_role_with_temp_writes_a_large_time_by_copy(roles, caplog):
+    dsns, owner_dsn, columns = roles
+    rows = export_rows(columns)
+    want = expected_prices(rows)
+    sink = SnapshotSink(dsns["with_temp"], SCHEMA, TABLE, KEY, retry_budget_s=5)
+    caplog.set_level(logging.WARNING, logger="ysh.kit.sinks")
+    try:
+        one_time(sink, 2, rows)
+        # a small time after it: below copy_min_rows, one upsert per row
+        final = list({(r["distributor"], r["sku"]): r for r in rows}.values())[:3]
+        few = [{**r, "stock_units": 7} for r in final]
+        one_time(sink, 4, few, retract=final)
+    finally:
+        sink.close()
+    assert table_prices(owner_dsn) == want
+    assert (sink.copied_rows, sink.upserted_rows) == (len(want), len(few))
+    with db.connect(owner_dsn, SCHEMA) as conn:
+        assert conn.execute(f"SELECT count(*) FROM {TABLE} WHERE stock_units = 7").fetchone()[0] == len(few)
+    assert not [r for r in caplog.records if r.name == "ysh.kit.sinks" and r.levelno >= logging.WARNING]
