@@ -1,9 +1,13 @@
 """The production evaluation of quotes (many at once, billing_vec) gives what the
 month-by-month reference gives for each quote, errors included."""
 
+import json
 import math
 import random
 from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
 
 from ysh.proposals.assumptions import Assumptions
 from ysh.proposals.enrich import RESULT_FIELDS, SystemSize, as_row, evaluate_quote, evaluate_quotes
@@ -77,8 +81,8 @@ def test_quotes_that_skip_validation_get_the_numbers_the_validated_model_gives(m
     rng = random.Random(29)
     quotes = [quote(rng) for _ in range(600)]
     fast = evaluate_quotes(quotes)
-    assert sum(enrich._typed_inputs(q, True) is not None for q in quotes) > 100  # the fast path is taken
-    monkeypatch.setattr(enrich, "_typed_inputs", lambda quote, constants_valid: None)
+    assert sum(enrich._typed_inputs(q, {"B1", "B3"}) is not None for q in quotes) > 100  # the fast path is taken
+    monkeypatch.setattr(enrich, "_typed_inputs", lambda quote, valid_classes: None)
     assert evaluate_quotes(quotes) == fast
 
 
@@ -93,3 +97,58 @@ def test_rows_for_the_graph_carry_the_yearly_table_as_json_text():
     for row, result in zip(rows, evaluate_quotes(quotes), strict=True):
         assert row[:-1] == as_row(result)[:-1]
         assert (None if row[-1] is None else json.loads(row[-1])) == result.get("yearly")
+
+
+# --- the assumptions are validated for every consumer class of a batch -----------------------
+
+SAMPLE_PROPOSAL = Path(__file__).resolve().parents[2] / "data" / "sample" / "proposals" / "b1_cemig_4kwp.json"
+
+
+def sample_quotes(assumptions: Assumptions, classes: list[str]) -> list[dict]:
+    """Quotes shaped like the sample proposal (B1, CEMIG-D, 4.4 kWp, its tariff and 12
+    months), one per entry of ``classes``, each a little larger than the one before."""
+    p = json.loads(SAMPLE_PROPOSAL.read_text())
+    quotes = []
+    for i, customer_class in enumerate(classes):
+        scale = 1.0 + i / 10
+        kwp = p["system_kwp"] * scale
+        size = SystemSize(kwp, kwp * 0.8, round(8 * scale), p["capex_brl"] * scale - 1200.0 * kwp, None)
+        quotes.append(dict(
+            customer_class=customer_class, connection=p["connection"], size=size,
+            consumption=[float(v) for v in p["consumption_kwh_month"]],
+            generation=[v * scale for v in map(float, p["generation_kwh_month"])],
+            te=p["te_brl_per_kwh"], tusd=p["tusd_brl_per_kwh"], fio_b=p["fio_b_brl_per_kwh"], tariff_error=None,
+            icms_pct=p["icms_pct"], access_request_date=date.fromisoformat(p["access_request_date"]),
+            quote_date=date(p["start_year"], 3, 15), assumptions=assumptions))
+    return quotes
+
+
+@pytest.mark.parametrize("valid_class, invalid_class", [("B1", "B3"), ("B3", "B1")])
+def test_an_invalid_simultaneity_of_the_second_class_of_a_batch_is_an_error_of_its_quotes(valid_class, invalid_class):
+    """The first valid quote validates the shared assumptions for its own class only: the
+    other class's simultaneity factor (out of [0, 1] here) must still fail its quotes, as
+    the reference does, instead of being billed on the fast path."""
+    field = {"B1": "simultaneity_b1", "B3": "simultaneity_b3"}[invalid_class]
+    assumptions = Assumptions(**{field: 1.5})
+    quotes = sample_quotes(assumptions, [valid_class, invalid_class, valid_class, invalid_class])
+    got = evaluate_quotes(quotes)
+    want = [evaluate_quote(**q) for q in quotes]
+    assert [r["error"] for r in got] == [w["error"] for w in want]
+    assert [r["error"] is None for r in got] == [True, False, True, False]
+    assert all(r["error"].startswith("invalid proposal: simultaneity") for r in got[1::2])
+    for r, w in zip(got[::2], want[::2]):
+        assert all(same(r[k], w[k]) for k in RESULT_FIELDS[1:-1]), (r, w)
+
+
+def test_valid_assumptions_are_validated_once_per_class_of_a_batch(monkeypatch):
+    """With valid assumptions the fast path still carries the batch: one quote per
+    consumer class goes through the model's validation, the rest skip it."""
+    from ysh.proposals import enrich
+
+    validated = []
+    real = enrich.proposal_of
+    monkeypatch.setattr(enrich, "proposal_of", lambda **q: validated.append(q["customer_class"]) or real(**q))
+    quotes = sample_quotes(A, ["B1", "B1", "B3", "B1", "B3", "B3"])
+    got = evaluate_quotes(quotes)
+    assert all(r["error"] is None for r in got)
+    assert validated == ["B1", "B3"]

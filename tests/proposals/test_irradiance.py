@@ -446,3 +446,32 @@ def test_a_corrupt_modelled_year_on_disk_is_modelled_again(tmp_path):
     ir.clear_modelled_cache()
     again = ir.get_irradiance(*BH, settings)
     pd.testing.assert_frame_equal(again.data, first.data, check_freq=False)
+
+
+@pytest.mark.parametrize("change", ["modelling code", "pvlib release"])
+def test_a_new_model_version_or_pvlib_misses_the_modelled_cache(tmp_path, monkeypatch, change):
+    """The modelled year cached on disk by one version of the modelling code (or of pvlib)
+    is not served to another: the year is modelled again and cached under a new key."""
+    settings = Settings(irradiance_offline=True, irradiance_cache_dir=tmp_path / "cache", home=tmp_path)
+    ir.clear_modelled_cache()
+    ir.get_irradiance(*BH, settings)
+    (old,) = (tmp_path / "cache" / "modelled").glob("*.parquet")
+
+    if change == "modelling code":
+        monkeypatch.setattr(ir, "MODELLED_VERSION", ir.MODELLED_VERSION + 1)
+    else:
+        monkeypatch.setattr(ir.pvlib, "__version__", ir.pvlib.__version__ + ".post-test")
+    ir.clear_modelled_cache()  # as in a new process with the new code
+    modelled = []
+    model = ir._model_frame
+    monkeypatch.setattr(ir, "_model_frame", lambda lat, lon: modelled.append((lat, lon)) or model(lat, lon))
+    year = ir.get_irradiance(*BH, settings)
+    assert year.source == "modelled"
+    assert modelled == [(ir.round_coordinate(BH[0]), ir.round_coordinate(BH[1]))]  # a miss: modelled again
+    new = set((tmp_path / "cache" / "modelled").glob("*.parquet")) - {old}
+    assert len(new) == 1 and new.pop().name.split("_")[-1] != old.name.split("_")[-1]
+
+    ir.clear_modelled_cache()  # the same version again: a hit, nothing modelled
+    ir.get_irradiance(*BH, settings)
+    assert len(modelled) == 1
+    ir.clear_modelled_cache()

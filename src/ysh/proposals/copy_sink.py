@@ -5,9 +5,14 @@ sources, so its result *is* the new content of each output table. Writing it row
 as keyed upserts (``pw.io.postgres.write``) costs one statement per row on the server;
 this sink keeps the table's final state in memory while the graph runs (per Pathway
 time: retractions first, then additions, by Pathway row key) and, when the run ends,
-replaces the table in one transaction: ``DELETE`` then ``COPY`` (for a first load the
-table is empty and only ``COPY`` does anything). Readers see the old rows or the new ones,
-never a mix. The streaming follower keeps the keyed upserts of :mod:`ysh.kit.sinks`.
+replaces the table in one transaction: ``LOCK TABLE … IN SHARE ROW EXCLUSIVE MODE``,
+``DELETE``, then ``COPY`` (for a first load the table is empty and only ``COPY`` does
+anything). Readers see the old rows or the new ones, never a mix. The lock conflicts with
+itself and with every other writer but not with readers: two batch runs that end at the
+same time (a Dagster run and a Prefect flow) write one after the other, the second
+replacing the first's rows, instead of both deleting the same old rows and the second
+failing on the first's keys (``UniqueViolation``). The streaming follower keeps the keyed
+upserts of :mod:`ysh.kit.sinks`.
 """
 
 from __future__ import annotations
@@ -63,6 +68,9 @@ class CopyTableSink:
         rows = list(self._state.values())
         with db.connect(self._dsn, self._schema) as conn:
             with conn.transaction(), conn.cursor() as cur:
+                # a second writer waits here until the first commits; its DELETE (a new
+                # statement, a new snapshot) then sees and removes the first's rows
+                cur.execute(sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(table))
                 cur.execute(sql.SQL("DELETE FROM {}").format(table))
                 with cur.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(table, columns)) as copy:
                     for row in rows:

@@ -167,13 +167,17 @@ def _inputs_of(p: ProposalInput) -> tuple:
     return tuple(getattr(p, name) for name in _INPUTS)
 
 
-def _typed_inputs(quote: dict, constants_valid: bool) -> tuple | None:
+def _typed_inputs(quote: dict, valid_classes: frozenset[str] | set[str]) -> tuple | None:
     """The billing inputs of a quote that surely passes :class:`ProposalInput`'s validation
     with these very values (a micro-generation unit with finite, in-range numbers), in
     :data:`_INPUTS` order; ``None`` for any other quote, which then goes through
     :func:`proposal_of` (the same outcome, validated field by field). Skipping the model's
-    validation for rows the graph already typed is what makes a batch cheap."""
-    if not constants_valid:
+    validation for rows the graph already typed is what makes a batch cheap.
+
+    ``valid_classes``: the consumer classes whose share of the platform's assumptions (the
+    constants, and that class's simultaneity factor) a validated proposal of this batch
+    has already passed; a quote of another class is validated in full."""
+    if quote["customer_class"] not in valid_classes:
         return None
     size: SystemSize = quote["size"]
     te, tusd, fio_b, icms = quote["te"], quote["tusd"], quote["fio_b"], quote["icms_pct"]
@@ -208,18 +212,21 @@ def _evaluate_many(quotes: list[dict]):
     errors: list[str | None] = [None] * len(quotes)
     inputs: list[tuple] = []
     rows: list[int] = []
-    constants_valid = False
+    # consumer classes whose assumptions a valid proposal of this batch has passed: the
+    # constants are the same for every quote, but the simultaneity factor is the class's
+    # own (simultaneity_b1, simultaneity_b3), so each class is validated once
+    valid_classes: set[str] = set()
+    assumptions = quotes[0]["assumptions"] if quotes else None
     for i, quote in enumerate(quotes):
-        typed = _typed_inputs(quote, constants_valid)
+        typed = _typed_inputs(quote, valid_classes) if quote["assumptions"] is assumptions else None
         if typed is None:
             proposal = proposal_of(**quote)
             if isinstance(proposal, str):
                 errors[i] = proposal
                 continue
             typed = _inputs_of(proposal)
-            # a valid proposal validates the platform's assumptions once for the batch
-            # (they are the same for every quote of it)
-            constants_valid = quote["assumptions"] is quotes[0]["assumptions"]
+            if quote["assumptions"] is assumptions:
+                valid_classes.add(proposal.customer_class)
         inputs.append(typed)
         rows.append(i)
     if not rows:

@@ -31,7 +31,8 @@ Order of resolution
 3. Otherwise the *modelled year* (:func:`modelled_year`). It is deterministic (the site and
    the model's constants), so it is computed once per site: kept in memory for the process
    and, with ``cache_dir``, on disk under ``cache_dir / "modelled"`` keyed by the model's
-   fingerprint (:data:`MODELLED_FINGERPRINT`); that folder is never read as measured data,
+   fingerprint (:data:`MODELLED_FINGERPRINT`: :data:`MODELLED_VERSION` of the modelling
+   code, its constants and pvlib's version; a change of any is a cache miss); that folder is never read as measured data,
    so a later online run still replaces it with measured data.
 
 HTTP is done here with :mod:`requests` (pvlib's own transport) rather than by calling
@@ -447,23 +448,36 @@ def fetch_pvgis(session: requests.Session, latitude: float, longitude: float, *,
 
 # --- modelled year ----------------------------------------------------------------------------
 
+#: Version of the modelling code (:func:`_model_frame`): raise it with any change to how
+#: the modelled year is computed (a model, a decomposition, a time convention) that the
+#: constants below do not capture, so that years cached on disk by the old code are not
+#: served (it is part of :data:`MODELLED_FINGERPRINT`, the modelled cache's key).
+MODELLED_VERSION = 1
+
+
 def _modelled_fingerprint() -> str:
+    """The modelled cache's key besides the site: a hash of :data:`MODELLED_VERSION`, the
+    model's constants, pvlib's version and the cache format, as they stand now."""
     import hashlib
 
-    parts = (MODELLED_YEAR, MONTHLY_CLEARNESS, MODELLED_TEMP_AIR_C, MODELLED_WIND_SPEED_MS, pvlib.__version__,
-             CACHE_FORMAT_VERSION)
+    parts = (MODELLED_VERSION, MODELLED_YEAR, MONTHLY_CLEARNESS, MODELLED_TEMP_AIR_C, MODELLED_WIND_SPEED_MS,
+             pvlib.__version__, CACHE_FORMAT_VERSION)
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:12]
 
 
-#: what makes two modelled years equal besides the site: a changed constant (or pvlib) is
-#: a new key, so an old cached model is never served
+#: what makes two modelled years equal besides the site: a changed model version,
+#: constant or pvlib release is a new key, so an old cached model is never served
 MODELLED_FINGERPRINT = _modelled_fingerprint()
 #: (rounded latitude, rounded longitude) → the modelled hourly frame, for this process
 _modelled_frames: dict[tuple[float, float], pd.DataFrame] = {}
 
 
 def _modelled_path(cache_dir: Path, latitude: float, longitude: float) -> Path:
-    return Path(cache_dir) / "modelled" / f"{cache_key(latitude, longitude, 'modelled')}_{MODELLED_FINGERPRINT}.parquet"
+    """The disk cache file of a rounded site's modelled year; its name carries the
+    fingerprint computed now (:func:`_modelled_fingerprint`; a few microseconds, and only
+    on a miss of the in-memory cache)."""
+    return (Path(cache_dir) / "modelled"
+            / f"{cache_key(latitude, longitude, 'modelled')}_{_modelled_fingerprint()}.parquet")
 
 
 def _modelled_frame(lat: float, lon: float, cache_dir: Path | None) -> pd.DataFrame:
