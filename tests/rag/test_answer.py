@@ -433,3 +433,45 @@ def test_quantities_keep_the_decimal_and_thousands_separators():
     assert range_agreement("preço para 2,5 kWh?", "de 5 a 9 kWh: R$ 8.000") == -0.5
     assert range_agreement("consumo de 1.200 kWh", "de 1.000 a 2.000 kWh por mês") == 1.0
     assert range_agreement("consumo de 1.200 kWh", "de 100 a 500 kWh por mês") == -0.5
+
+
+DEV2 = SAMPLE / "docs_dev2"
+TRINA_RC = DEV2 / "datasheet_modulo_trina_vertex_s_plus_neg9rc27.txt"  # "label: value" blocks per model
+TRINA_R = DEV2 / "datasheet_modulo_trina_vertex_s_plus_neg9r28.md"  # its sibling, in tables
+
+
+def test_a_spec_block_belongs_to_the_model_line_above_it():
+    # plain text: "Modelo TSM-430NEG9RC.27" then "Pmax: 430 W", "Voc: 51,6 V"… for each model
+    answer = answer_question("Qual a Voc do TSM-430NEG9RC.27?", hits_of(TRINA_RC))["answer"]
+    first = answer.splitlines()[1]
+    assert "51,6 V" in first and "51,0 V" not in first and "52,2 V" not in first
+
+
+def test_a_line_that_only_names_the_model_does_not_answer_what_is_asked_of_it():
+    answer = answer_question("peso do TSM-440NEG9RC.27?", hits_of(TRINA_RC))["answer"]
+    assert "20,5 kg" in answer.splitlines()[1]
+
+
+def test_datasheet_symbols_and_thermal_coefficients_answer_in_words():
+    # "Pmax: -0,30 %/°C" under "COEFICIENTES TÉRMICOS" is the power's temperature coefficient
+    answer = answer_question("coeficiente de temperatura da potência do NEG9RC.27",
+                             hits_of(TRINA_RC))["answer"]
+    assert "-0,30 %/°C" in answer.splitlines()[1]
+
+
+def test_a_list_continues_the_paragraph_of_the_chunk_before_it():
+    guide = DEV2 / "guia_dimensionamento_strings_temperatura.md"
+    hits = hits_of(guide)
+    example = [h for h in hits if h["metadata"].get("section") == "Exemplo resolvido"]
+    assert len(example) >= 2 and example[1]["text"].lstrip().startswith("- ")  # the shape this is about
+    # retrieved: the paragraph that sets the example up, then the list of its results
+    answer = answer_question("quantos módulos TSM-445NEG9R.28 no máximo em série no Primo 6.0-1?",
+                             example[:2])["answer"]
+    assert "17 módulos" in answer
+
+
+def test_irregular_participles_meet_their_verb():
+    # "a RMA é aberta … em até 30 dias" answers "prazo para abrir a RMA"
+    answer = answer_question("qual o prazo para abrir uma RMA?",
+                             hits_of(DEV2 / "politica_garantia_rma_voltaris.txt"))["answer"]
+    assert "30 dias" in answer.splitlines()[1]

@@ -25,7 +25,7 @@ import re
 import secrets
 
 from .chunking import fold_text
-from .passages import Passage, Unit, answer_units, display, injection_reason, split_safe
+from .passages import _LIST_ITEM, Passage, Unit, answer_units, display, injection_reason, split_safe
 from .question import (
     _acronyms,
     _kind_bonus,
@@ -133,6 +133,11 @@ def _record_answer(question: str, passages: list[Passage]) -> dict | None:
 #: a unit must cover this share of the question's weighted terms (or match its kind and
 #: cover half of that) to be quoted; below it Hélio says it did not find the answer
 MIN_COVERAGE = 0.30
+#: how much a duration question's own "prazo" / "tempo" counts as a term
+KIND_WORD_WEIGHT = 0.3
+_DURATION_WORDS = frozenset(stems("prazo prazos tempo duração"))
+#: what a unit that holds none of the asked attribute's words loses (in units of focus)
+ATTRIBUTE_MISSING = 0.5
 
 
 def extractive_answer(question: str, passages: list[Passage], *, max_sentences: int = 3) -> dict:
@@ -163,7 +168,7 @@ def extractive_answer(question: str, passages: list[Passage], *, max_sentences: 
     parts = question_parts(question)
     if len(parts) > 1:
         for part in parts:
-            own_terms = {t for t in stems(part) if t in weight}
+            own_terms = {t for t in stems(part) | _acronyms(part) if t in weight}  # "o que é TE": an acronym
             if not own_terms:
                 continue
             best = max(scored, key=lambda c: _part_score(c[0], c[4], own_terms, weight))
@@ -205,10 +210,12 @@ def rank_units(question: str, passages: list[Passage]
     section_order: dict[int, int] = {}  # id(unit) → its place under its heading (0: first)
     # "6 paletes": the 6 of "6 %" is another quantity, and does not count as the asked one
     asked_quantities = {(n, u) for n, u in quantities(question) if not n.isdigit() or len(n) < 4}
+    lead_ins = _list_lead_ins(passages)
     for rank, passage in enumerate(passages):
         # a unit says what its document and section are about: their words count as its
         # own, so a title line that only repeats the model code wins nothing
         context = stems(" ".join(x for x in (passage.title, passage.section) if x))
+        lead_in = lead_ins.get(rank)
         contexts.append(context)
         title_stems = stems(passage.title or "")
         previous, order = object(), 0
@@ -220,6 +227,8 @@ def rank_units(question: str, passages: list[Passage]
             section_order[id(unit)] = order
             unit.opens_section = in_text and order == 0
             unit.title_stems = title_stems
+            if lead_in and unit.caption is None and _LIST_ITEM.match(unit.parts[0]):
+                unit.caption = lead_in  # the paragraph that set the list up, in the chunk before
             unit.expansion = set().union(*(defined[t] for t in set(fold_text(unit.text).split()) if t in defined))
             words = (stems(unit.text) | _acronyms(unit.text) | (stems(unit.header) if unit.header else set())
                      | unit.expansion | context | (stems(unit.heading) if unit.heading else set())
@@ -239,6 +248,12 @@ def rank_units(question: str, passages: list[Passage]
         df = sum(1 for *_, words in candidates if _matches(term, words))
         if df:
             weight[term] = math.log(1 + n / df) * (1.5 if any(c.isdigit() for c in term) else 1.0)
+    # the word that names a duration question ("prazo para abrir a RMA", "quanto tempo")
+    # is what the kind bonus already rewards; as a term it would favour every sentence
+    # about some other deadline ("validade do orçamento") over the one about the asked act
+    if kind == "duration":
+        for term in _DURATION_WORDS & weight.keys():
+            weight[term] *= KIND_WORD_WEIGHT
     # what "qual a TIR do exemplo residencial" asks for (TIR) counts double
     for term in question_head(question) & weight.keys():
         weight[term] *= 2.0
@@ -257,7 +272,19 @@ def rank_units(question: str, passages: list[Passage]
         asked = {t: w for t, w in weight.items() if not _matches(t, context)}
         own = (stems(unit.text) | _acronyms(unit.text) | (stems(unit.header) if unit.header else set())
                | unit.expansion)
-        focus = (sum(w for t, w in asked.items() if _matches(t, own)) / sum(asked.values())) if asked else 0.0
+        # a model code or a number names the *subject* ("o peso do TSM-440NEG9RC.27"); the
+        # words left are the *attribute* asked of it ("peso"): a unit that holds the code
+        # and none of the attribute (the "Modelo TSM-440NEG9RC.27" line) names the subject
+        # without answering
+        attribute = {t: w for t, w in asked.items() if not any(c.isdigit() for c in t)}
+        if attribute:
+            asked = attribute
+        asked_total = sum(asked.values())
+        focus = sum(w for t, w in asked.items() if _matches(t, own)) / asked_total if asked_total else 0.0
+        if attribute and not focus:
+            placed = own | (stems(unit.heading) if unit.heading else set()) | (stems(unit.caption) if unit.caption else set())
+            if not any(_matches(t, placed) for t in attribute):
+                focus = -ATTRIBUTE_MISSING
         bonus = _kind_bonus(kind, unit.text)
         if kind in ("list", "procedure") and len(unit.parts) >= 3:
             # "Quais documentos…", "Como reiniciar…": the lead-in with its items answers
@@ -271,7 +298,7 @@ def rank_units(question: str, passages: list[Passage]
         heading_words = stems(unit.heading) | _acronyms(unit.heading) if unit.heading else set()
         heading_cover = sum(w for t, w in weight.items() if _matches(t, heading_words)) / total
         answers_heading = (1.0 if section_order[id(unit)] == 0 else 0.5 if section_order[id(unit)] == 1 else 0.0) \
-            if heading_cover >= 0.5 else 0.0
+            if heading_cover >= 0.5 and not unit.in_block else 0.0  # a spec block's lines answer by their label
         if answers_heading and section_order[id(unit)] == 0 and unit.heading.rstrip().endswith("?"):
             answers_heading = 3.0  # a FAQ: the heading is the question, its first sentence the answer
         # a unit labelled with what is asked ("TIR: cerca de 34,8 % ao ano", "TUSD - Tarifa de
@@ -288,6 +315,26 @@ def rank_units(question: str, passages: list[Passage]
     if not scored:
         return None
     return scored, weight, kind
+
+
+def _list_lead_ins(passages: list[Passage]) -> dict[int, str]:
+    """A chunk that opens with a list continues the paragraph that closes the chunk before
+    it in the same section ("Módulo TSM-445NEG9R.28 (Voc = 52,4 V …) e inversor Primo
+    6.0-1." above "- Máximo em série: … → 17 módulos"): when both were retrieved, rank →
+    that paragraph, whose words say what the items are about."""
+    by_chunk = {(p.path, p.chunk_index): p for p in passages if p.chunk_index is not None}
+    found: dict[int, str] = {}
+    for rank, passage in enumerate(passages):
+        if passage.chunk_index is None:
+            continue
+        before = by_chunk.get((passage.path, passage.chunk_index - 1))
+        first = next((line for line in passage.text.splitlines() if line.strip() and not line.lstrip().startswith("#")), "")
+        if before is None or before.section != passage.section or not _LIST_ITEM.match(first):
+            continue
+        paragraphs_before = [b for b in re.split(r"\n\s*\n", before.text) if b.strip() and not b.lstrip().startswith("#")]
+        if paragraphs_before and not _LIST_ITEM.match(paragraphs_before[-1]):
+            found[rank] = " ".join(paragraphs_before[-1].split())
+    return found
 
 
 def _part_score(score: float, unit: Unit, part_terms: set[str], weight: dict[str, float]) -> float:

@@ -264,6 +264,7 @@ class Unit:
     expansion: set[str] = field(default_factory=set)  # stems of the abbreviations it uses
     caption: str | None = None  # a table row's lead-in ("Financiamento de R$ 30.000,00 …:")
     reply: bool = False  # a bare "Sim." / "Não." joined with the sentence that explains it
+    in_block: bool = False  # its heading is a plain-text spec block's title ("Modelo TSM-430…")
 
     @property
     def text(self) -> str:
@@ -275,7 +276,8 @@ def answer_units(passage: Passage) -> list[Unit]:
     lead-in ("…sobre a energia compensada:") keeps up to 10 following items with it, so
     a list is never quoted without the line that says what it lists."""
     safe = split_safe(passage)
-    headings = _headings_before(passage.text, safe)
+    sections = _headings_before(passage.text, safe)
+    headings = _block_titles(safe, sections)
     units: list[Unit] = []
     caption: str | None = None
     i = 0
@@ -312,9 +314,39 @@ def answer_units(passage: Passage) -> list[Unit]:
             units.append(Unit([sentence, *items], heading=headings[i]))
             # the items stay quotable on their own too
         else:
-            units.append(Unit([sentence], header, headings[i], caption=caption if is_table_row(sentence) else None))
+            units.append(Unit([sentence], header, headings[i], caption=caption if is_table_row(sentence) else None,
+                              in_block=headings[i] != sections[i]))
         i += 1
     return units
+
+
+#: a "label: value" line of a spec block ("Voc: 51,6 V", "- Peso: 20,5 kg")
+_LABEL_VALUE = re.compile(r"^\s*(?:[-*•]\s*)?[^:.;!?|]{1,40}:\s*\S")
+
+
+def _is_label_value(sentence: str) -> bool:
+    return len(sentence) <= 160 and not sentence.rstrip().endswith(":") and bool(_LABEL_VALUE.match(sentence))
+
+
+def _block_titles(safe: list[str], headings: list[str | None]) -> list[str | None]:
+    """Plain-text spec blocks: a short line without punctuation ("Modelo TSM-430NEG9RC.27",
+    "DADOS MECÂNICOS") followed by "label: value" lines is their heading, as a Markdown
+    heading would be — so "Voc: 51,6 V" says which model it belongs to. Other sentences
+    keep the Markdown heading above them."""
+    out = list(headings)
+    title: str | None = None
+    title_at = 0
+    for i, sentence in enumerate(safe):
+        if _is_label_value(sentence):
+            if title is not None and headings[i] == headings[title_at]:
+                out[i] = title
+            continue
+        title = None
+        stripped = sentence.strip()
+        if (i + 1 < len(safe) and _is_label_value(safe[i + 1]) and len(stripped) <= 80
+                and not is_table_row(stripped) and stripped[-1:] not in ".:;!?,"):
+            title, title_at = stripped, i
+    return out
 
 
 _HEADING = re.compile(r"^\s*#{1,6}\s+(.+?)\s*#*\s*$")

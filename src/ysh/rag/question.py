@@ -68,6 +68,19 @@ _SYNONYM_GROUPS = (
     "tamanho dimensao dimensoes medida medidas",
     "desconto abatimento",
     "devolver devolucao devolucoes trocar troca",
+    # "coeficientes térmicos" are the temperature coefficients
+    "termico termicos termica temperatura temperaturas",
+    # a "lava-jato" is a pressure washer
+    "lavajato lavadora",
+    # irregular participles, which the Snowball stemmer leaves apart from their verb
+    # ("a RMA é aberta" answers "prazo para abrir a RMA")
+    "abrir aberto aberta abertos abertas",
+    "cobrir coberto coberta cobertos cobertas",
+    "fazer feito feita feitos feitas",
+    "escrever escrito escrita",
+    "pagar pago paga pagos pagas",
+    "entregar entregue entregues",
+    "aceitar aceito aceita aceitos",
 )
 
 
@@ -168,11 +181,29 @@ _ABBREVIATION_AFTER = re.compile(r"([^\W\d_][\w-]*(?:\s+[\w-]+){0,4})\s+\(([A-Z]
 _ABBREVIATION_BEFORE = re.compile(r"\b([A-Z][A-Z0-9]{1,7})\s+\(([^\W\d_][\w-]*(?:\s+[\w-]+){0,5})\)")
 
 
+#: the symbols of a PV datasheet, which a datasheet uses without defining ("Pmax: 440 W"
+#: answers "a potência do módulo"; "Voc" is the "tensão de circuito aberto")
+DATASHEET_SYMBOLS = {
+    "pmax": "potência máxima", "pmp": "potência máxima", "voc": "tensão de circuito aberto",
+    "isc": "corrente de curto-circuito", "vmp": "tensão de máxima potência",
+    "vmpp": "tensão de máxima potência", "imp": "corrente de máxima potência",
+    "impp": "corrente de máxima potência", "noct": "temperatura nominal de operação da célula",
+    "nmot": "temperatura nominal de operação do módulo", "stc": "condições padrão de teste",
+    "mppt": "rastreador do ponto de máxima potência", "dps": "dispositivo de proteção contra surtos",
+}
+
+
+@functools.lru_cache(maxsize=1)
+def _datasheet_symbols() -> dict[str, frozenset[str]]:
+    return {symbol: frozenset(stems(meaning)) for symbol, meaning in DATASHEET_SYMBOLS.items()}
+
+
 def abbreviations(texts: list[str]) -> dict[str, set[str]]:
     """Abbreviations the texts define, folded → the stems of what they stand for:
     "Potência máxima (Pmax)" and "TIR (taxa interna de retorno)" (the first word opens
-    with the abbreviation's first letter, so "1500 V CC (IEC)" defines nothing)."""
-    found: dict[str, set[str]] = {}
+    with the abbreviation's first letter, so "1500 V CC (IEC)" defines nothing), and the
+    datasheet symbols every datasheet uses undefined (:data:`DATASHEET_SYMBOLS`)."""
+    found: dict[str, set[str]] = {symbol: set(meaning) for symbol, meaning in _datasheet_symbols().items()}
     for text in texts:
         for match in _ABBREVIATION_AFTER.finditer(text):
             words, short = match.group(1).split(), match.group(2)
