@@ -475,3 +475,25 @@ def test_irregular_participles_meet_their_verb():
     answer = answer_question("qual o prazo para abrir uma RMA?",
                              hits_of(DEV2 / "politica_garantia_rma_voltaris.txt"))["answer"]
     assert "30 dias" in answer.splitlines()[1]
+
+
+CANADIAN = SAMPLE / "docs" / "datasheet_modulo_canadian_cs3w_405p.txt"
+
+
+def test_a_model_no_passage_mentions_is_not_found_rather_than_another_models_value():
+    hits = hits_of(CANADIAN)
+    # another model of the same brand: its Isc is not the CS3W's
+    other = answer_question("Qual a corrente de curto-circuito do módulo Canadian CS6R-410MS?", hits)
+    assert other["answer"].startswith("Não encontrei") and "CS6R-410MS" in other["answer"]
+    assert other["citations"] == [] and other["closest"]
+    # the indexed model is answered; a quantity written with its unit ("405W") is no model code
+    own = answer_question("Qual a corrente de curto-circuito do módulo Canadian CS3W-405P de 405W?", hits)
+    assert not own["answer"].startswith("Não encontrei") and own["citations"]
+
+
+def test_a_brand_no_passage_mentions_is_not_found():
+    hits = hits_of(CANADIAN)
+    answer = answer_question("Qual a garantia do módulo da Huawei?", hits)["answer"]
+    assert answer.startswith("Não encontrei") and "Huawei" in answer
+    # a capitalized first word of a sentence is no brand
+    assert not answer_question("Garantia do módulo? Qual a garantia de produto?", hits)["answer"].startswith("Não")

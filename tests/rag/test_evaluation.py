@@ -174,3 +174,14 @@ def test_the_command_reads_the_settings_and_prints_the_table(fake_service, tmp_p
                                    console=Console(file=out, width=120))
     assert report.scores["bm25"].hit_at[1] == 1.0 and report.meets_target
     assert "bm25" in out.getvalue()
+
+
+def test_the_refusal_split_asks_only_what_the_sample_documents_do_not_answer():
+    from ysh.rag.evaluation import is_refusal, load_questions, split_paths
+
+    docs, questions = split_paths("refusal")
+    assert docs == split_paths("sample")[0]
+    questions = load_questions(questions)
+    assert len(questions) >= 12 and not any(q.answerable for q in questions)
+    assert is_refusal("Não encontrei essa informação nos documentos indexados.\nFontes mais próximas: a.md")
+    assert not is_refusal("Segundo os documentos indexados:\n- Não encontrei defeitos [1]")

@@ -154,6 +154,9 @@ def extractive_answer(question: str, passages: list[Passage], *, max_sentences: 
     record = _record_answer(question, passages)
     if record is not None:
         return record
+    missing = missing_subject(question, passages)
+    if missing:
+        return _not_found(passages, missing)
     ranked = rank_units(question, passages)
     if ranked is None:
         return _not_found(passages)
@@ -360,13 +363,54 @@ def _verbatim(text: str, unit: Unit) -> str:
     return text[start:end + len(unit.parts[-1])] if start >= 0 and end >= 0 else unit.parts[0]
 
 
-def _not_found(passages: list[Passage]) -> dict:
-    """"Não encontrei", with the closest sources to read."""
+#: a number with a unit written together ("550W", "6mm", "5GHz") is a quantity, not a model code
+_QUANTITY_TOKEN = re.compile(r"^\d+(?:[.,]\d+)?(?:w|wp|kw|kwp|kwh|mw|mwh|v|kv|a|ah|mah|mm|mm2|cm|m|km|kg|g|hz|khz|ghz|"
+                             r"mbps|gb|mb|h|min|s|anos?|meses|dias|x)$")
+#: a proper name: capitalized, with lower-case letters ("Huawei", "APsystems"; not "ANEEL",
+#: nor an acronym's plural "NRs", "UCs")
+_NAME = re.compile(r"\b(?:[A-Z][a-z][A-Za-z]*|[A-Z]{2,}[a-z]{2,}[A-Za-z]*)\b")
+
+
+def missing_subject(question: str, passages: list[Passage]) -> list[str]:
+    """What the question names that no retrieved passage mentions: a model code
+    ("SUN2000-5KTL-L1", "CS6R-410MS", "CO2") or a proper name after the first word
+    ("Huawei", "Fronius Symo"). Then the passages are about something else — another
+    model's Isc, another inverter's warranty — and quoting them would answer a question
+    that was not asked: Hélio says it did not find it. Calibrated on
+    ``rag_eval_refusal.jsonl`` against the tuning splits' answerable questions (none
+    refused). Codes compare without separators ("NR10" is "NR-10")."""
+    if not passages:
+        return []
+    text = " ".join(" ".join(x for x in (p.title, p.section, p.text) if x) for p in passages)
+    folded = fold_text(text)
+    compact = re.sub(r"[^0-9a-z]", "", folded)
+    words = set(folded.split())
+    missing = []
+    for raw in re.findall(r"[\w.,/-]+", question):
+        token = re.sub(r"[^0-9a-z]", "", fold_text(raw))
+        if (len(token) >= 3 and re.search(r"[a-z]", token) and re.search(r"\d", token)
+                and not _QUANTITY_TOKEN.match(fold_text(raw).replace(" ", "")) and token not in compact):
+            missing.append(raw.strip(".,?!"))
+    for match in _NAME.finditer(question):
+        before = question[:match.start()].rstrip()
+        if not before or before[-1] in ".?!:;\"“(-–—":
+            continue  # a sentence's first word is capitalized anyway
+        if len(match.group(0)) > 2 and fold_text(match.group(0)) not in words:
+            missing.append(match.group(0))
+    return missing
+
+
+def _not_found(passages: list[Passage], missing: list[str] | None = None) -> dict:
+    """"Não encontrei", with the closest sources to read (and what the question named that
+    no passage mentions)."""
     closest = []
     for passage in passages[:3]:
         if passage.path and passage.path not in closest:
             closest.append(passage.path)
-    answer = NOT_FOUND + ("\nFontes mais próximas: " + "; ".join(closest) if closest else "")
+    answer = NOT_FOUND
+    if missing:
+        answer = NOT_FOUND.rstrip(".") + " (nenhum trecho menciona " + ", ".join(f"“{m}”" for m in missing) + ")."
+    answer += "\nFontes mais próximas: " + "; ".join(closest) if closest else ""
     return {"answer": answer, "citations": [], "mode": "extractive", "flagged": _flagged_report(passages),
             "closest": closest}
 

@@ -107,6 +107,20 @@ class Question:
     expected: tuple[str, ...]
     answer_contains: tuple[str, ...] = ()
 
+    @property
+    def answerable(self) -> bool:
+        """A question with no expected document asks what the documents do not hold: the
+        right answer is "não encontrei" (``rag_eval_refusal.jsonl``)."""
+        return bool(self.expected)
+
+
+#: how the offline answerer says it did not find the answer (``answer.NOT_FOUND``)
+REFUSAL_PREFIX = "Não encontrei"
+
+
+def is_refusal(answer: str) -> bool:
+    return answer.lstrip().startswith(REFUSAL_PREFIX)
+
 
 def default_eval_file() -> Path:
     return data_path("sample", "rag_eval.jsonl")
@@ -120,7 +134,9 @@ SPLITS = {"sample": (("sample", "docs"), ("sample", "rag_eval.jsonl")),
           "dev": (("sample", "docs_dev"), ("sample", "rag_eval_dev.jsonl")),
           # a third tuning split, written without knowing the answer rules (rag_eval_dev2_SOURCES.md)
           "dev2": (("sample", "docs_dev2"), ("sample", "rag_eval_dev2.jsonl")),
-          "heldout": (("sample", "docs_heldout"), ("sample", "rag_eval_heldout.jsonl"))}
+          "heldout": (("sample", "docs_heldout"), ("sample", "rag_eval_heldout.jsonl")),
+          # questions the sample documents do not answer: "não encontrei" is right (its calibration)
+          "refusal": (("sample", "docs"), ("sample", "rag_eval_refusal.jsonl"))}
 
 
 def split_paths(name: str) -> tuple[Path, Path]:
@@ -179,9 +195,14 @@ class EvalReport:
     answers_ok: float | None = None  # share of /v2/answer answers containing answer_contains
     answer_misses: list[str] = field(default_factory=list)
     answers_cited: float | None = None  # share of answers citing an expected document
+    refusals_ok: float | None = None  # share of unanswerable questions answered "não encontrei"
+    refusal_misses: list[str] = field(default_factory=list)  # unanswerable, answered anyway
+    false_refusals: list[str] = field(default_factory=list)  # answerable, answered "não encontrei"
 
     @property
     def meets_target(self) -> bool:
+        if not self.results:  # unanswerable questions only: nothing was ranked
+            return True
         hybrid = self.scores.get("hybrid")
         return hybrid is not None and hybrid.hit5 >= HYBRID_HIT5_TARGET
 
@@ -190,6 +211,7 @@ class EvalReport:
 
     def as_dict(self) -> dict[str, Any]:
         return {"url": self.url, "k": self.k, "answers_ok": self.answers_ok, "answers_cited": self.answers_cited,
+                "refusals_ok": self.refusals_ok, "false_refusals": self.false_refusals,
                 "scores": {name: {"questions": s.questions, **{f"hit@{c}": round(v, 4) for c, v in s.hit_at.items()},
                                   "mrr": round(s.mrr, 4), "latency_p50_ms": round(s.latency_p50_ms, 1),
                                   "errors": s.errors} for name, s in self.scores.items()}}
@@ -239,12 +261,13 @@ def run_eval(url: str, *, api_key: str | None = None, questions: Sequence[Questi
     """
     questions = list(questions) if questions is not None else load_questions()
     results: list[QuestionResult] = []
-    total = len(questions) * (len(retrievers) + (1 if answers else 0))
+    total = (sum(1 for q in questions if q.answerable) * len(retrievers)
+             + (sum(1 for q in questions if q.answer_contains or not q.answerable) if answers else 0))
     done = 0
     answers_ok, answer_misses = None, []
     with httpx.Client(timeout=timeout_s, headers=headers_for(api_key)) as client:
         for retriever in retrievers:
-            for q in questions:
+            for q in (q for q in questions if q.answerable):  # nothing to rank for the others
                 started = time.perf_counter()
                 try:
                     hits = retrieve(client, url, q.question, k=k, retriever=retriever)
@@ -257,21 +280,33 @@ def run_eval(url: str, *, api_key: str | None = None, questions: Sequence[Questi
                 done += 1
                 if progress:
                     progress(done, total)
-        answers_cited = None
+        answers_cited = refusals_ok = None
+        refusal_misses: list[str] = []
+        false_refusals: list[str] = []
         if answers:
-            good = asked = cited = 0
+            good = asked = cited = refused = unanswerable = 0
             for q in questions:
-                if q.answer_contains:
-                    response = client.post(url.rstrip("/") + "/v2/answer", json={"prompt": q.question})
-                    if response.status_code == 404:
-                        break
+                if not q.answer_contains and q.answerable:
+                    continue
+                response = client.post(url.rstrip("/") + "/v2/answer", json={"prompt": q.question})
+                if response.status_code == 404:
+                    break
+                body = response.json() if response.is_success else {}
+                text = body.get("answer", "")
+                if not q.answerable:
+                    unanswerable += 1
+                    if is_refusal(text):
+                        refused += 1
+                    else:
+                        refusal_misses.append(q.id)
+                else:
                     asked += 1
-                    body = response.json() if response.is_success else {}
-                    text = body.get("answer", "")
                     if answer_contains_all(text, q.answer_contains):
                         good += 1
                     else:
                         answer_misses.append(q.id)
+                    if is_refusal(text):
+                        false_refusals.append(q.id)
                     if any(is_hit(c.get("path"), q.expected) for c in body.get("citations") or []):
                         cited += 1
                 done += 1
@@ -279,37 +314,47 @@ def run_eval(url: str, *, api_key: str | None = None, questions: Sequence[Questi
                     progress(done, total)
             answers_ok = good / asked if asked else None
             answers_cited = cited / asked if asked else None
+            refusals_ok = refused / unanswerable if unanswerable else None
     return EvalReport(url, k, {r: score(results, r, k) for r in retrievers}, results, answers_ok, answer_misses,
-                      answers_cited if answers else None)
+                      answers_cited if answers else None, refusals_ok, refusal_misses, false_refusals)
 
 
 def print_report(report: EvalReport, console=None, *, show_misses: bool = True) -> None:
-    """The scores as a rich table (and the hybrid misses)."""
+    """The scores as a rich table (and the hybrid misses), then the answers' figures. A
+    split of unanswerable questions only has nothing ranked: no table."""
     from rich.table import Table
 
     from ..console import console as default_console
 
     console = console or default_console
-    table = Table(title=f"Hélio retrieval on {len({r.id for r in report.results})} questions (k={report.k})")
-    for column in ("retriever", *(f"hit@{c}" for c in CUTOFFS if c <= report.k), "MRR", "p50 ms", "errors"):
-        table.add_column(column, justify="left" if column == "retriever" else "right")
-    for name, s in report.scores.items():
-        hit5 = f"{s.hit_at[5]:.3f}" if 5 in s.hit_at else ""
-        if name == "hybrid" and 5 in s.hit_at:
-            hit5 = f"[{'green' if s.hit5 >= HYBRID_HIT5_TARGET else 'red'}]{hit5}[/]"
-        cells = [f"{s.hit_at[c]:.3f}" if c != 5 else hit5 for c in CUTOFFS if c <= report.k]
-        table.add_row("hybrid (final)" if name == "hybrid" else name, *cells, f"{s.mrr:.3f}", f"{s.latency_p50_ms:.0f}", str(s.errors))
-    console.print(table)
-    if "hybrid" in report.scores:
-        verdict = "meets" if report.meets_target else "misses"
-        console.print(f"target hybrid hit@5 ≥ {HYBRID_HIT5_TARGET:.2f}: {verdict} "
-                      f"({report.scores['hybrid'].hit5:.3f})")
+    if report.results:
+        table = Table(title=f"Hélio retrieval on {len({r.id for r in report.results})} questions (k={report.k})")
+        for column in ("retriever", *(f"hit@{c}" for c in CUTOFFS if c <= report.k), "MRR", "p50 ms", "errors"):
+            table.add_column(column, justify="left" if column == "retriever" else "right")
+        for name, s in report.scores.items():
+            hit5 = f"{s.hit_at[5]:.3f}" if 5 in s.hit_at else ""
+            if name == "hybrid" and 5 in s.hit_at:
+                hit5 = f"[{'green' if s.hit5 >= HYBRID_HIT5_TARGET else 'red'}]{hit5}[/]"
+            cells = [f"{s.hit_at[c]:.3f}" if c != 5 else hit5 for c in CUTOFFS if c <= report.k]
+            table.add_row("hybrid (final)" if name == "hybrid" else name, *cells, f"{s.mrr:.3f}",
+                          f"{s.latency_p50_ms:.0f}", str(s.errors))
+        console.print(table)
+        if "hybrid" in report.scores:
+            verdict = "meets" if report.meets_target else "misses"
+            console.print(f"target hybrid hit@5 ≥ {HYBRID_HIT5_TARGET:.2f}: {verdict} "
+                          f"({report.scores['hybrid'].hit5:.3f})")
     if report.answers_ok is not None:
         console.print(f"/v2/answer contains the expected facts: {report.answers_ok:.1%} (target ≥ 85 %)"
                       + (f" (missed: {', '.join(report.answer_misses)})" if report.answer_misses else ""))
     if report.answers_cited is not None:
         console.print(f"/v2/answer cites an expected document: {report.answers_cited:.1%} (target ≥ 90 %)")
-    if show_misses and "hybrid" in report.scores:
+    if report.answers_ok is not None:
+        console.print(f"answerable questions answered \"não encontrei\": {len(report.false_refusals)}"
+                      + (f" ({', '.join(report.false_refusals)})" if report.false_refusals else ""))
+    if report.refusals_ok is not None:
+        console.print(f"questions the documents do not answer, answered \"não encontrei\": {report.refusals_ok:.1%}"
+                      + (f" (answered anyway: {', '.join(report.refusal_misses)})" if report.refusal_misses else ""))
+    if show_misses and report.results and "hybrid" in report.scores:
         for miss in report.misses("hybrid"):
             names = ", ".join(Path(p).name for p in miss.paths[:3]) or (miss.error or "no results")
             console.print(f"  miss {miss.id}: got {names}", style="dim")
