@@ -9,12 +9,14 @@
    same file, in this process:
    - *baseline*: read the JSONL natively and reduce 5-minute tumbling windows per
      inverter (count, avg/min/max power) — what any windowing pipeline pays;
-   - *pipeline*: ``ysh om detect --warehouse``: validation, deduplication, windows with
-     the expected-power model, the rule fold, alerts, all upserted into PostgreSQL.
-   - with ``--static-windows``, *pipeline, static windows*: the same with
-     ``build_om_graph(static=True)`` (a ``groupby`` on the window slot instead of
-     ``windowby`` with ``exactly_once_behavior``), which ``run_detect`` does not pass yet.
-   Printed: events/s of each, the ratio pipeline / baseline, the pipeline's CPU time.
+   - *pipeline*: ``ysh om detect --warehouse`` (``job.run_detect``): validation,
+     deduplication, windows with the expected-power model, the rule fold, alerts, all
+     upserted into PostgreSQL. A file is finite, so ``run_detect`` windows it with the
+     static operator (``build_om_graph(static=True)``: a ``groupby`` on the window slot).
+   - with ``--static-windows`` (or ``--compare-windows``), *pipeline, streaming window
+     operator*: the same with ``run_detect(static_windows=False)`` (``windowby`` with
+     ``exactly_once_behavior``, what ``ysh om follow`` runs), its outputs checked equal.
+   Printed: events/s of each, the ratio pipeline / baseline, each pipeline run's CPU time.
 2. MQTT end to end: mosquitto and ``ysh om follow --source mqtt`` (a subprocess, with
    persistence) on loopback, two publisher processes, QoS 1. First saturated: 50 events per
    message, as fast as they go (a late-data cutoff of one hour of event time, since six
@@ -118,6 +120,18 @@ def baseline(path: Path) -> tuple[int, float]:
 REPLAY_CUTOFF_S = 3600
 
 
+def _table_rows(dsn: str, schema: str, table: str) -> list[tuple]:
+    """Every row of ``schema.table`` but its ``created_at`` and ``updated_at``, sorted (to compare two runs)."""
+    from ysh import db
+
+    with db.connect(dsn, schema) as conn:
+        columns = [r[0] for r in conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = %s AND table_name = %s "
+            "AND column_name NOT IN ('created_at', 'updated_at') ORDER BY ordinal_position", (schema, table)).fetchall()]
+        rows = conn.execute(f"SELECT {', '.join(columns)} FROM {table}").fetchall()
+    return sorted(rows, key=repr)
+
+
 def final_windows(path: Path, cutoff_s: int = 120) -> int:
     """How many (inverter, 5-minute window) a streaming run must emit for the events in
     ``path``: those whose end + the late cutoff is not after the newest event."""
@@ -169,8 +183,9 @@ def main() -> int:
     parser.add_argument("--mqtt-only", action="store_true", help="only the MQTT run")
     parser.add_argument("--mqtt-speedup", type=float, default=None,
                         help="pace the first MQTT run (event time / wall time); default: as fast as they go")
-    parser.add_argument("--static-windows", action="store_true",
-                        help="also run the file replay with the static window operator (build_om_graph(static=True))")
+    parser.add_argument("--static-windows", "--compare-windows", dest="compare_windows", action="store_true",
+                        help="also run the file replay with the streaming window operator "
+                             "(run_detect(static_windows=False)) and compare the outputs")
     parser.add_argument("--latency-cutoff-s", type=int, default=120,
                         help="late-data cutoff of the paced latency run (event time; the production default)")
     args = parser.parse_args()
@@ -224,36 +239,36 @@ def main() -> int:
             t0, c0 = time.perf_counter(), time.process_time()
             report = job.run_detect([work / "telemetry.jsonl"], plants_file, None, warehouse=warehouse, now=now)
             full_s, full_cpu = time.perf_counter() - t0, time.process_time() - c0
-        static_s = None
-        if args.static_windows:
-            # the same run with the static window operator (a groupby on the slot):
-            # ``build_om_graph(static=True)``, which ``job.run_detect`` does not pass yet
-            import functools
-            from unittest import mock
-
-            from ysh.om import pipeline
-
-            db.migrate(dsn, "bench_static")
-            with console.status("pipeline, static windows…"), mock.patch.object(
-                    job, "build_om_graph", functools.partial(pipeline.build_om_graph, static=True)):
-                t0 = time.perf_counter()
-                static_report = job.run_detect([work / "telemetry.jsonl"], plants_file, None,
-                                               warehouse=db.Warehouse(dsn, "bench_static"), now=now)
-                static_s = time.perf_counter() - t0
-            if (static_report.windows, static_report.alerts_by_rule) != (report.windows, report.alerts_by_rule):
-                console.print("[red]static windows differ from the streaming window operator's[/red]")
+        streaming_s = None
+        if args.compare_windows:
+            # the same run with the streaming window operator (windowby with the late-data
+            # cutoff, as ``ysh om follow``): ``run_detect(static_windows=False)``
+            db.migrate(dsn, "bench_streaming")
+            with console.status("pipeline, streaming window operator…"):
+                t0, c0 = time.perf_counter(), time.process_time()
+                streaming_report = job.run_detect([work / "telemetry.jsonl"], plants_file, None,
+                                                  warehouse=db.Warehouse(dsn, "bench_streaming"), now=now,
+                                                  static_windows=False)
+                streaming_s, streaming_cpu = time.perf_counter() - t0, time.process_time() - c0
+            same = all(_table_rows(dsn, "bench", table) == _table_rows(dsn, "bench_streaming", table)
+                       for table in ("om_inverter_5min", "om_alerts", "om_quarantine"))
+            console.print("outputs of the static and the streaming window operators (om_inverter_5min, om_alerts, "
+                          "om_quarantine, row for row): " + ("identical" if same else "[red]DIFFERENT[/red]"))
         table = Table("run", "events", "windows", "seconds", "events/s", "× baseline",
                       title=f"file replay, {events:,} events (Pathway, 1 process, {os.cpu_count()} cores)")
         table.add_row("baseline: read + 5-min windows", f"{events:,}", f"{windows_base:,}", f"{base_s:.1f}",
                       f"{events / base_s:,.0f}", "1.00")
-        table.add_row("pipeline → PostgreSQL", f"{events:,}", f"{report.windows:,}", f"{full_s:.1f}",
-                      f"{events / full_s:,.0f}", f"{base_s / full_s:.2f}")
-        if static_s is not None:
-            table.add_row("pipeline, static windows → PostgreSQL", f"{events:,}", f"{static_report.windows:,}",
-                          f"{static_s:.1f}", f"{events / static_s:,.0f}", f"{base_s / static_s:.2f}")
+        table.add_row("pipeline → PostgreSQL (run_detect, static windows)", f"{events:,}", f"{report.windows:,}",
+                      f"{full_s:.1f}", f"{events / full_s:,.0f}", f"{base_s / full_s:.2f}")
+        if streaming_s is not None:
+            table.add_row("pipeline, streaming window operator → PostgreSQL", f"{events:,}",
+                          f"{streaming_report.windows:,}", f"{streaming_s:.1f}", f"{events / streaming_s:,.0f}",
+                          f"{base_s / streaming_s:.2f}")
         console.print(table)
         console.print(f"pipeline CPU time {full_cpu:.1f} s (this process, all threads) over {full_s:.1f} s of wall "
                       f"time; {machine()}")
+        if streaming_s is not None:
+            console.print(f"streaming window operator: CPU time {streaming_cpu:.1f} s over {streaming_s:.1f} s")
         console.print(f"alerts by rule: {report.alerts_by_rule}")
         rate, ratio = events / full_s, base_s / full_s
         console.print(f"file replay {rate:,.0f} events/s (target ≥ 60,000): {'met' if rate >= 60_000 else 'NOT met'}"

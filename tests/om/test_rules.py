@@ -535,3 +535,56 @@ def test_plant_outage_in_daylight_below_the_trip_level():
     assert plant_outage_state(histories).active
     dusk = {inv: [win(i, 0.0, expected=900.0, inv=inv) for i in range(2)] for inv in ("inv-1", "inv-2")}
     assert not plant_outage_state(dusk).active
+
+
+# --------------------------------------------------------------------------- the reporting interval computed once (issue 14)
+
+
+def sparse_logger(minutes: int, count: int, inv: str = "inv-1", power: float = 5000.0, **kw) -> list[WindowStat]:
+    """A logger reporting one sample every ``minutes`` into 5-minute windows."""
+    out = []
+    for k in range(count):
+        i = k * minutes // 5
+        w = win(i, power, inv=inv, samples=1, **kw)
+        out.append(w._replace(last_ts=w.window_start + timedelta(seconds=30)))
+    return out
+
+
+def test_silence_limit_from_an_interval_computed_once_equals_computing_it_again():
+    from ysh.om.rules import reporting_interval, silence_limit
+
+    t = Thresholds()
+    histories = [[], sparse_logger(15, 1), sparse_logger(15, 6), sparse_logger(5, 6), [win(0, 100.0)]]
+    for history in histories:
+        for known in (None, timedelta(minutes=5), timedelta(minutes=15), timedelta(minutes=30)):
+            observed = reporting_interval(history)
+            assert silence_limit(history, t, known, observed) == silence_limit(history, t, known), (history, known)
+    # the interval given is the one used: a 15-minute logger is lost after 45 minutes, not 15
+    fifteen = sparse_logger(15, 6)
+    assert silence_limit(fifteen, t) == timedelta(minutes=45)
+    assert silence_limit(fifteen, t, observed=timedelta(minutes=5)) == timedelta(minutes=15)
+
+
+def test_rules_given_the_observed_intervals_give_the_same_verdicts():
+    """``evaluate_plant`` with the intervals the fold computed once per inverter and moment
+    gives what it gives computing them itself: a 15-minute logger silent for 44.5 minutes
+    beside 5-minute ones (not lost yet: 3 × 15 minutes), a tripped inverter, a held output."""
+    from ysh.om.rules import reporting_interval
+
+    fast = [win(i, 5000.0 if i < 20 else 0.0, inv="inv-1") for i in range(24)]
+    slow = sparse_logger(15, 6, inv="inv-2")  # last report at 25 min, silent since
+    held = [win(i, 4000.0, inv="inv-3", max_power=4000.0, samples=5, identical_run=5, last_power=4000.0,
+                e_first=100.0 + i * 4000.0 / 12 / 1000, e_last=100.0 + (i + 1) * 4000.0 / 12 / 1000)
+            for i in range(24)]
+    histories = {"inv-1": fast, "inv-2": slow, "inv-3": held}
+    now = T0 + 24 * STEP
+    observed = {inv: reporting_interval(h) for inv, h in histories.items()}
+    assert observed["inv-2"] == timedelta(minutes=15)
+    given = evaluate_plant("p1", histories, now=now, observed_intervals=observed)
+    computed = evaluate_plant("p1", histories, now=now)
+    assert given == computed
+    assert given[("p1", "inv-1", RULE_TRIP)][1].active
+    assert not given[("p1", "inv-2", RULE_COMM_LOSS)][1].active
+    # the intervals given are the ones used: read as a 5-minute logger, the same silence is lost
+    as_fast = evaluate_plant("p1", histories, now=now, observed_intervals={**observed, "inv-2": STEP})
+    assert as_fast[("p1", "inv-2", RULE_COMM_LOSS)][1].active

@@ -4,6 +4,7 @@ files into files (``detect``)."""
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from datetime import date
 from pathlib import Path
 
@@ -206,15 +207,19 @@ def detect(
     if out is None and not warehouse:
         raise typer.BadParameter("give --out DIR and/or --warehouse")
     _telemetry_files(paths)  # bad input ends here, before any server starts
+    from .. import pw_runtime
     from ..settings import get_settings
 
     settings = get_settings()
     plants_path = _plants_file(plants or _sample_plants())
     thresholds = _thresholds(settings)
+    pw_runtime.respawn_with_processes(settings.pathway.processes)  # YSH_PATHWAY_PROCESSES > 1: pathway spawn
+    leader = pw_runtime.is_leader()
     target = db.Warehouse.from_settings(settings) if warehouse else None
-    with console.status("windowing telemetry and evaluating rules with Pathway…"):
+    with console.status("windowing telemetry and evaluating rules with Pathway…") if leader else nullcontext():
         report = run_detect(paths, plants_path, out, now=when, warehouse=target, thresholds=thresholds)
-    _print_report(report, out, target)
+    if leader:
+        _print_report(report, out, target)
 
 
 @app.command("run")
@@ -254,10 +259,16 @@ def run_cmd(
     _telemetry_files(inputs)
     plants_path = _plants_file(plants or settings.om.plants_file)
     thresholds = _thresholds(settings)
+    from .. import pw_runtime
+
+    pw_runtime.respawn_with_processes(settings.pathway.processes)  # YSH_PATHWAY_PROCESSES > 1: pathway spawn
+    leader = pw_runtime.is_leader()
     warehouse = db.Warehouse.from_settings(settings)
-    with console.status(f"windowing {', '.join(map(str, inputs))} and evaluating rules with Pathway…"):
+    status = f"windowing {', '.join(map(str, inputs))} and evaluating rules with Pathway…"
+    with console.status(status) if leader else nullcontext():
         report = run_detect(inputs, plants_path, None, now=when, warehouse=warehouse, thresholds=thresholds)
-    _print_report(report, None, warehouse)
+    if leader:
+        _print_report(report, None, warehouse)
 
 
 @app.command("follow")

@@ -165,10 +165,13 @@ class PlantFold:
         self.last_end = end
         if not histories:  # nothing heard within the horizon: no new information, keep the alerts as they are
             return
+        # each inverter's reporting interval, once per moment for the fold and every rule
+        observed = {inverter: reporting_interval(history) for inverter, history in histories.items()}
         for inverter, history in histories.items():
             if len(history) >= 2:
-                self.intervals[inverter] = reporting_interval(history)
-        states = evaluate_plant(self.plant_id, histories, self.thresholds, now=end, intervals=self.intervals)
+                self.intervals[inverter] = observed[inverter]
+        states = evaluate_plant(self.plant_id, histories, self.thresholds, now=end, intervals=self.intervals,
+                                observed_intervals=observed)
         self.open_alerts, opened, resolved = advance(self.open_alerts, states, self.thresholds.resolve_after)
         for alert in opened:  # when the rules saw it (opened_at is when it started)
             self.open_alerts[(alert.plant_id, alert.inverter_id, alert.rule)] = alert._replace(

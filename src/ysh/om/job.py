@@ -81,11 +81,23 @@ class DetectReport:
 
 
 def run_detect(paths: list[Path], plants_path: Path, out_dir: Path | None = None, *, now: datetime | None = None,
-               warehouse: Warehouse | None = None, thresholds: Thresholds | None = None) -> DetectReport:
+               warehouse: Warehouse | None = None, thresholds: Thresholds | None = None,
+               static_windows: bool = True) -> DetectReport:
     """Validate, window and evaluate the telemetry in ``paths`` (JSONL files or folders)
     with ``thresholds`` (default: the rules' own); write windows.jsonl, alerts.jsonl and
     quarantine.jsonl into ``out_dir`` and/or upsert ``om_inverter_5min``, ``om_alerts``
-    and ``om_quarantine`` (with the registry) in the warehouse."""
+    and ``om_quarantine`` (with the registry) in the warehouse.
+
+    The files are read once, to their end (a finite input: every window is final when
+    the run ends), so the windows are built by the static window operator
+    (``build_om_graph(static=True)``: a ``groupby`` on the window slot, no event-time
+    cutoff); the same windows, alerts and quarantine as the streaming operator
+    (``static_windows=False``, kept to compare: ``tests/om/test_detect.py``).
+
+    Under ``pathway spawn`` (``ysh om detect`` / ``ysh om run`` with
+    ``YSH_PATHWAY_PROCESSES`` > 1) every process runs this; the windows and the fold are
+    sharded by inverter and plant, the outputs are gathered in process 0, which alone
+    loads the registry, writes the files and reports (the others return an empty report)."""
     if out_dir is None and warehouse is None:
         raise ValueError("give at least one sink: out_dir and/or warehouse")
     from ..kit.files import files_under
@@ -98,14 +110,18 @@ def run_detect(paths: list[Path], plants_path: Path, out_dir: Path | None = None
     lines = sources[0] if len(sources) == 1 else pw.Table.concat_reindex(*sources)
     lines = lines.filter(pw.this.data.str.strip() != "")
     tables = build_om_graph(lines, plants, now=now or datetime.now(timezone.utc),
-                            thresholds=thresholds or DEFAULT_THRESHOLDS)
+                            thresholds=thresholds or DEFAULT_THRESHOLDS, static=static_windows)
     collectors = {name: pw_runtime.TableCollector(getattr(tables, name), name, keep_retracted=name == "alerts")
                   for name in JSONL_FILES}
+    leader = pw_runtime.is_leader()  # under ``pathway spawn`` the sinks' data is gathered in process 0
     if warehouse is not None:
-        load_registry(warehouse, plants)
+        if leader:
+            load_registry(warehouse, plants)
         attach_warehouse(tables, warehouse)
     pw_runtime.run()
     report = DetectReport(seconds=time.perf_counter() - t0)
+    if not leader:
+        return report  # a helper process of a spawned run: the results live in process 0
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         for name, (filename, keys) in JSONL_FILES.items():

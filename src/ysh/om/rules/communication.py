@@ -57,7 +57,8 @@ def classify_gap(before: WindowStat, after: WindowStat, peer_windows: Iterable[W
 
 
 def comm_loss_state(history: Sequence[WindowStat], peers: Peers, thresholds: Thresholds = DEFAULT_THRESHOLDS,
-                    now: datetime | None = None, interval: timedelta | None = None) -> RuleState:
+                    now: datetime | None = None, interval: timedelta | None = None,
+                    observed_interval: timedelta | None = None) -> RuleState:
     """Communication loss of one inverter: silent (no sample) for ≥ ``comm_loss_after``
     (for a logger reporting less often, ``comm_loss_intervals`` of its reporting interval:
     :func:`silence_limit`; the same below wherever ``comm_loss_after`` is named)
@@ -65,13 +66,15 @@ def comm_loss_state(history: Sequence[WindowStat], peers: Peers, thresholds: Thr
     own — while at least one peer has a sample after ``last_ts + comm_loss_after``.
     Opened at ``last_ts + comm_loss_after``. A silence shared by the whole plant is
     :func:`plant_offline_state`'s. Once data resumed, the inactive state carries the
-    latest gap's ``last_gap`` classification and ``at`` = the resumed window's start."""
+    latest gap's ``last_gap`` classification and ``at`` = the resumed window's start.
+    ``interval``: the reporting interval inferred earlier (for a history of one window);
+    ``observed_interval``: ``reporting_interval(history)`` when the caller has it."""
     t = thresholds
     ordered = _ordered(history)
     if not ordered:
         return RuleState(False, {"reason": "no_data"})
     own = ordered[-1]
-    limit = silence_limit(ordered, t, interval)
+    limit = silence_limit(ordered, t, interval, observed_interval)
     peer_list = [p for ws in peers.values() for p in ws if p.inverter_id != own.inverter_id]
     clock = max([own.last_ts] + [p.last_ts for p in peer_list] + ([now] if now is not None else []))
     silent = clock - own.last_ts
@@ -106,7 +109,8 @@ def _plant_gaps(histories: Mapping[str, Sequence[WindowStat]], after: timedelta)
 
 
 def plant_offline_state(histories: Mapping[str, Sequence[WindowStat]], thresholds: Thresholds = DEFAULT_THRESHOLDS,
-                        now: datetime | None = None, intervals: Mapping[str, timedelta] | None = None) -> RuleState:
+                        now: datetime | None = None, intervals: Mapping[str, timedelta] | None = None,
+                        observed_intervals: Mapping[str, timedelta] | None = None) -> RuleState:
     """The whole site is silent: no inverter has a sample for ≥ ``comm_loss_after`` (or the
     slowest logger's :func:`silence_limit`) before
     ``now`` (without ``now`` this cannot fire: silence needs a clock), and the silence began
@@ -114,13 +118,16 @@ def plant_offline_state(histories: Mapping[str, Sequence[WindowStat]], threshold
     offline). Once data resumed,
     each inverter's gap is classified (:func:`classify_gap`) and combined: all
     ``data_gap`` → ``data_gap``, all ``outage`` → ``outage``, unknown ones ignored, any
-    other mix → ``partial_outage``."""
+    other mix → ``partial_outage``. ``intervals``: the reporting intervals inferred earlier
+    per inverter; ``observed_intervals``: inverter → ``reporting_interval`` of its history,
+    when the caller has them."""
     t = thresholds
     ordered = {inv: _ordered(h) for inv, h in histories.items() if h}
     if not ordered:
         return RuleState(False, {"reason": "no_data"})
     latest = max(h[-1].last_ts for h in ordered.values())
-    limit = max(silence_limit(h, t, (intervals or {}).get(inv)) for inv, h in ordered.items())
+    observed = observed_intervals or {}
+    limit = max(silence_limit(h, t, (intervals or {}).get(inv), observed.get(inv)) for inv, h in ordered.items())
     if now is not None and now - latest >= limit:
         details = {"since": latest, "silent_s": (now - latest).total_seconds(), "inverters": sorted(ordered)}
         if any(_is_daylight(h[-1], t) for h in ordered.values()) or now - latest >= t.night_silence_after:

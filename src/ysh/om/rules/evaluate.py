@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from .model import (
     AlertKey, DEFAULT_THRESHOLDS, PLANT_SCOPE, Peers, RULE_CLIPPING, RULE_COMM_LOSS, RULE_FROZEN,
     RULE_PLANT_OFFLINE, RULE_PLANT_OUTAGE, RULE_POWER_LIMITED, RULE_TRIP, RULE_UNDERPERFORMANCE, RuleState,
-    Thresholds, WindowStat, _ordered,
+    Thresholds, WindowStat, _ordered, reporting_interval,
 )
 from .production import (
     clipping_state, frozen_state, plant_outage_state, power_limited_state, trip_state,
@@ -22,21 +22,25 @@ from .communication import (
 
 
 def evaluate_windows(history: Sequence[WindowStat], peers: Peers, thresholds: Thresholds = DEFAULT_THRESHOLDS,
-                     now: datetime | None = None, interval: timedelta | None = None) -> dict[str, RuleState]:
+                     now: datetime | None = None, interval: timedelta | None = None,
+                     observed_interval: timedelta | None = None) -> dict[str, RuleState]:
     """All inverter rules for one inverter. ``peers`` maps window start → the plant's
     windows at that start (the inverter's own windows there are ignored). While a trip is
     active, underperformance and frozen values are reported inactive (``suppressed_by``);
     while frozen values are active, underperformance and clipping are; while clipping is
     active, power_limited is: one fault, one alert. A suppressed state neither opens nor
-    closes an alert (:func:`advance`)."""
+    closes an alert (:func:`advance`). ``interval``: the reporting interval inferred
+    earlier (for a history of one window); ``observed_interval``:
+    ``reporting_interval(history)``, computed here once for every rule when not given."""
     ordered = _ordered(history)
+    observed = reporting_interval(ordered) if observed_interval is None else observed_interval
     states = {
         RULE_TRIP: trip_state(ordered, peers, thresholds),
-        RULE_UNDERPERFORMANCE: underperformance_state(ordered, peers, thresholds),
-        RULE_COMM_LOSS: comm_loss_state(ordered, peers, thresholds, now, interval),
-        RULE_FROZEN: frozen_state(ordered, thresholds),
-        RULE_CLIPPING: clipping_state(ordered, thresholds, peers),
-        RULE_POWER_LIMITED: power_limited_state(ordered, thresholds),
+        RULE_UNDERPERFORMANCE: underperformance_state(ordered, peers, thresholds, observed),
+        RULE_COMM_LOSS: comm_loss_state(ordered, peers, thresholds, now, interval, observed),
+        RULE_FROZEN: frozen_state(ordered, thresholds, observed),
+        RULE_CLIPPING: clipping_state(ordered, thresholds, peers, observed),
+        RULE_POWER_LIMITED: power_limited_state(ordered, thresholds, observed),
     }
     if states[RULE_TRIP].active:  # a tripped inverter reads zero: that is not a second fault
         for rule in (RULE_UNDERPERFORMANCE, RULE_FROZEN):
@@ -60,11 +64,20 @@ _SUPPRESSED_BY_PLANT = frozenset({RULE_TRIP, RULE_UNDERPERFORMANCE, RULE_FROZEN,
 def evaluate_plant(plant_id: str, histories: Mapping[str, Sequence[WindowStat]],
                    thresholds: Thresholds = DEFAULT_THRESHOLDS,
                    now: datetime | None = None,
-                   intervals: Mapping[str, timedelta] | None = None) -> dict[AlertKey, tuple[datetime, RuleState]]:
+                   intervals: Mapping[str, timedelta] | None = None,
+                   observed_intervals: Mapping[str, timedelta] | None = None,
+                   ) -> dict[AlertKey, tuple[datetime, RuleState]]:
     """Every rule for one plant (``histories``: inverter id → its windows), keyed and timed
     for :func:`advance`. Plant rules use inverter id :data:`PLANT_SCOPE`. ``intervals``:
-    the reporting interval inferred earlier per inverter (for a history of one window)."""
+    the reporting interval inferred earlier per inverter (for a history of one window).
+    ``observed_intervals``: inverter → ``reporting_interval`` of its history (as the fold
+    computes it once per inverter and moment); computed here when not given, once per
+    inverter for every rule."""
     ordered = {inv: _ordered(h) for inv, h in histories.items() if h}
+    observed = dict(observed_intervals or {})
+    for inv, h in ordered.items():
+        if inv not in observed:
+            observed[inv] = reporting_interval(h)
     slots: dict[datetime, list[WindowStat]] = defaultdict(list)
     for h in ordered.values():
         for w in h:
@@ -72,11 +85,12 @@ def evaluate_plant(plant_id: str, histories: Mapping[str, Sequence[WindowStat]],
     out: dict[AlertKey, tuple[datetime, RuleState]] = {}
     fallback = max((h[-1].window_end for h in ordered.values()), default=now)
     for inv, h in ordered.items():
-        for rule, state in evaluate_windows(h, slots, thresholds, now, (intervals or {}).get(inv)).items():
+        for rule, state in evaluate_windows(h, slots, thresholds, now, (intervals or {}).get(inv),
+                                            observed[inv]).items():
             out[(plant_id, inv, rule)] = (state.at or h[-1].window_end, state)
     plant_down = None
-    for rule, state in ((RULE_PLANT_OFFLINE, plant_offline_state(ordered, thresholds, now, intervals)),
-                        (RULE_PLANT_OUTAGE, plant_outage_state(ordered, thresholds))):
+    for rule, state in ((RULE_PLANT_OFFLINE, plant_offline_state(ordered, thresholds, now, intervals, observed)),
+                        (RULE_PLANT_OUTAGE, plant_outage_state(ordered, thresholds, observed))):
         at = state.at or fallback
         if at is not None:
             out[(plant_id, PLANT_SCOPE, rule)] = (at, state)

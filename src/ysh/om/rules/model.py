@@ -300,15 +300,48 @@ def reporting_interval(history: Iterable[WindowStat], known: timedelta | None = 
     return max(length, statistics.median(spacings))
 
 
-def silence_limit(history: Iterable[WindowStat], t: Thresholds, known: timedelta | None = None) -> timedelta:
+def _interval_with_known(observed: timedelta, windows: int, known: timedelta | None) -> timedelta:
+    """``reporting_interval(history, known)`` from ``observed`` = ``reporting_interval(history)``
+    (computed once by the caller) and the number of ``windows`` in ``history``."""
+    if windows == 0:
+        return known or timedelta(minutes=5)
+    if windows == 1 and known is not None:
+        return max(observed, known)
+    return observed
+
+
+def silence_limit(history: Iterable[WindowStat], t: Thresholds, known: timedelta | None = None,
+                  observed: timedelta | None = None) -> timedelta:
     """The silence that counts as lost for this inverter: ``comm_loss_after``, or
     ``comm_loss_intervals`` reporting intervals of a slower logger
-    (:func:`reporting_interval`, ``known``: the interval inferred earlier)."""
-    return max(t.comm_loss_after, t.comm_loss_intervals * reporting_interval(history, known))
+    (:func:`reporting_interval`, ``known``: the interval inferred earlier). ``observed``:
+    ``reporting_interval(history)`` when the caller has it already (the same result,
+    computed once per inverter and moment instead of once per rule)."""
+    if observed is None:
+        interval = reporting_interval(history, known)
+    else:
+        history = history if isinstance(history, Sequence) else list(history)
+        interval = _interval_with_known(observed, len(history), known)
+    return max(t.comm_loss_after, t.comm_loss_intervals * interval)
+
+
+class _OrderedWindows(list):
+    """A list of windows already sorted by :func:`_ordered` (so the next rule handed it
+    does not sort it again). Slices and copies are plain lists."""
+
+    __slots__ = ()
+
+
+def _window_start(w: WindowStat) -> datetime:
+    return w.window_start
 
 
 def _ordered(history: Iterable[WindowStat]) -> list[WindowStat]:
-    return sorted(history, key=lambda w: w.window_start)
+    """``history`` sorted by window start (stable); a list this function returned before
+    comes back as it is."""
+    if type(history) is _OrderedWindows:
+        return history  # type: ignore[return-value]
+    return _OrderedWindows(sorted(history, key=_window_start))
 
 
 def _known(value: float | None) -> bool:
@@ -351,6 +384,7 @@ def _available_fraction(w: WindowStat, peers: Peers | None, t: Thresholds) -> tu
 def _pinned(w: WindowStat, t: Thresholds) -> bool:
     """Output held flat (min ≥ (1 − ``limit_flat_fraction``) × max) above the trip level and
     below the clipping level, and not stale data."""
-    return (w.samples >= 2 and w.rated_power_w > 0 and not _is_down(w, t) and not _stale(w, t)
-            and w.max_power_w < t.clipping_fraction * w.rated_power_w
-            and w.min_power_w >= (1.0 - t.limit_flat_fraction) * w.max_power_w)
+    # the flatness first: most windows are not flat, and it is the cheapest test
+    return (w.min_power_w >= (1.0 - t.limit_flat_fraction) * w.max_power_w
+            and w.samples >= 2 and w.rated_power_w > 0 and not _is_down(w, t)
+            and w.max_power_w < t.clipping_fraction * w.rated_power_w and not _stale(w, t))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import statistics
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 from .model import (
@@ -18,7 +18,7 @@ from .model import (
 
 
 def _limit_levels(windows: Sequence[WindowStat], peers: Peers | None, t: Thresholds,
-                  ) -> list[tuple[float, datetime] | None]:
+                  interval: timedelta | None = None) -> list[tuple[float, datetime] | None]:
     """Per window (ordered, one inverter): the active-power limit in force, ``(level_w,
     since)`` or None. A limit is established by ≥ ``clipping_windows`` contiguous pinned
     windows at the same level (± ``limit_flat_fraction``) while the available power
@@ -31,7 +31,8 @@ def _limit_levels(windows: Sequence[WindowStat], peers: Peers | None, t: Thresho
     output does not exceed it and touches it at least every ``limit_memory_windows``
     windows (a cloud passing under the limit)."""
     out: list[tuple[float, datetime] | None] = []
-    interval = reporting_interval(windows)
+    if interval is None:  # ``interval``: ``reporting_interval(windows)``, when the caller has it
+        interval = reporting_interval(windows)
     run: list[WindowStat] = []
     level: float | None = None
     since: datetime | None = None
@@ -150,7 +151,8 @@ def _underperforming(w: WindowStat, peers: Peers, t: Thresholds,
 
 
 def underperformance_state(history: Sequence[WindowStat], peers: Peers,
-                           thresholds: Thresholds = DEFAULT_THRESHOLDS) -> RuleState:
+                           thresholds: Thresholds = DEFAULT_THRESHOLDS,
+                           observed_interval: timedelta | None = None) -> RuleState:
     """Underperformance: the last ``under_windows`` daylight windows (night windows and
     gaps skipped) are all underperforming: PI < ``under_pi_max`` (when producing peers'
     median PI ≥ ``under_pi_max`` or there are no producing peers) or specific power <
@@ -158,9 +160,11 @@ def underperformance_state(history: Sequence[WindowStat], peers: Peers,
     (they break a run): windows where the inverter is down (trip, outage) and stale
     windows (frozen data). Under an active-power limit (export limit, curtailment: see
     :func:`_limit_levels`) the references are capped at the limit, so a held output is
-    not underperformance (the clipping rule reports the limit)."""
+    not underperformance (the clipping rule reports the limit). ``observed_interval``:
+    ``reporting_interval(history)`` when the caller has it (the same verdict)."""
     t = thresholds
-    daylight = [w for w in _ordered(history) if _is_daylight(w, t)]
+    ordered = _ordered(history)
+    daylight = [w for w in ordered if _is_daylight(w, t)]
     if len(daylight) < t.under_windows:
         return RuleState(False, {"reason": "not_enough_daylight_windows", "windows": len(daylight)},
                          daylight[-1].window_end if daylight else None)
@@ -170,15 +174,24 @@ def underperformance_state(history: Sequence[WindowStat], peers: Peers,
         # clear-sky expectation only and nobody to compare with: clouds look the same
         return RuleState(False, {"reason": "not_observable", "detail": "no producing peers and no irradiance "
                                  "sensor: a cloudy sky cannot be told from underperformance"}, daylight[-1].window_end)
-    limits = _limit_levels(daylight, peers, t)
-    verdicts = [_underperforming(w, peers, t, limit[0] if limit else None) for w, limit in zip(daylight, limits)]
-    last = verdicts[-t.under_windows:]
+    # every window in daylight: the daylight windows are the history, and so is their interval
+    limits = _limit_levels(daylight, peers, t, observed_interval if len(daylight) == len(ordered) else None)
+
+    def verdict(i: int) -> tuple[bool, dict[str, Any]]:
+        limit = limits[i]
+        return _underperforming(daylight[i], peers, t, limit[0] if limit else None)
+
+    # the verdicts are judged from the newest back, only as far as the rule reads them:
+    # the last ``under_windows``, and, when all are low, back to the run's start
+    first = len(daylight) - len(daylight[-t.under_windows:])
+    last = [verdict(i) for i in range(first, len(daylight))]
     details = {"windows": [d for _, d in last]}
     at = daylight[-1].window_end
     if not all(low for low, _ in last):
         return RuleState(False, details, at)
     since_index = len(daylight) - 1
-    while since_index > 0 and verdicts[since_index - 1][0]:
+    while since_index > 0 and (last[since_index - 1 - first][0] if since_index - 1 >= first
+                               else verdict(since_index - 1)[0]):
         since_index -= 1
     return RuleState(True, {**details, "since": daylight[since_index].window_start}, at)
 
@@ -191,7 +204,7 @@ class _Run(NamedTuple):
     first: WindowStat  # the earliest window of the run
 
 
-def _constant_run(ordered: Sequence[WindowStat], t: Thresholds) -> _Run | None:
+def _constant_run(ordered: Sequence[WindowStat], t: Thresholds, interval: timedelta | None = None) -> _Run | None:
     """The run of identical ``ac_power_w`` readings ending at the last daylight window,
     chained back through contiguous daylight windows entirely constant at that value
     (contiguous at the inverter's reporting interval: a sparse logger's windows chain)."""
@@ -199,7 +212,8 @@ def _constant_run(ordered: Sequence[WindowStat], t: Thresholds) -> _Run | None:
     if index is None:
         return None
     w = ordered[index]
-    interval = reporting_interval(ordered)
+    if interval is None:  # ``interval``: ``reporting_interval(ordered)``, when the caller has it
+        interval = reporting_interval(ordered)
     value = _last_value(w)
     run = w.identical_run
     current = w
@@ -239,7 +253,8 @@ def _run_counter(run: _Run, t: Thresholds) -> tuple[str, dict[str, Any]]:
     return "unknown", details
 
 
-def frozen_state(history: Sequence[WindowStat], thresholds: Thresholds = DEFAULT_THRESHOLDS) -> RuleState:
+def frozen_state(history: Sequence[WindowStat], thresholds: Thresholds = DEFAULT_THRESHOLDS,
+                 observed_interval: timedelta | None = None) -> RuleState:
     """Frozen values: the run of identical ``ac_power_w`` readings ending at the last
     daylight window (:func:`_constant_run`) is ≥ ``frozen_samples`` — and the energy
     counter does not contradict it (:func:`_run_counter`): where the counter advances as
@@ -249,9 +264,10 @@ def frozen_state(history: Sequence[WindowStat], thresholds: Thresholds = DEFAULT
     counter is flat (a stale logger repeats the counter too; a clipping inverter's
     counter runs at the rating). A run at ≤ ``trip_output_fraction`` of rated is a
     stopped inverter (zeros repeat), for the trip and plant-outage rules, not frozen
-    data. Without counter readings a long enough run is frozen, as before."""
+    data. Without counter readings a long enough run is frozen, as before.
+    ``observed_interval``: ``reporting_interval(history)`` when the caller has it."""
     t = thresholds
-    run = _constant_run(_ordered(history), t)
+    run = _constant_run(_ordered(history), t, observed_interval)
     if run is None:
         return RuleState(False, {"reason": "no_daylight_window"})
     w, value = run.window, run.value
@@ -268,16 +284,18 @@ def frozen_state(history: Sequence[WindowStat], thresholds: Thresholds = DEFAULT
     return RuleState(run.samples >= t.frozen_samples, details, w.window_end)
 
 
-def power_limited_state(history: Sequence[WindowStat], thresholds: Thresholds = DEFAULT_THRESHOLDS) -> RuleState:
+def power_limited_state(history: Sequence[WindowStat], thresholds: Thresholds = DEFAULT_THRESHOLDS,
+                        observed_interval: timedelta | None = None) -> RuleState:
     """Power limited (info): ≥ ``frozen_samples`` identical readings in daylight above the
     trip level and below the clipping level while the energy counter advances as that
     value implies (:func:`_run_counter`): the inverter is held at a constant power (an
     active-power limit, a derating setpoint), which repeated readings alone would call
     frozen data. ``details``: ``level_w``, ``fraction`` of rated, ``since``, the counter's
     advance and the energy implied. Whether the held output is also below expectation is
-    the underperformance rule's verdict."""
+    the underperformance rule's verdict. ``observed_interval``:
+    ``reporting_interval(history)`` when the caller has it."""
     t = thresholds
-    run = _constant_run(_ordered(history), t)
+    run = _constant_run(_ordered(history), t, observed_interval)
     if run is None:
         return RuleState(False, {"reason": "no_daylight_window"})
     w, value = run.window, run.value
@@ -293,19 +311,20 @@ def power_limited_state(history: Sequence[WindowStat], thresholds: Thresholds = 
 
 
 def clipping_state(history: Sequence[WindowStat], thresholds: Thresholds = DEFAULT_THRESHOLDS,
-                   peers: Peers | None = None) -> RuleState:
+                   peers: Peers | None = None, observed_interval: timedelta | None = None) -> RuleState:
     """Clipping (info): max power ≥ ``clipping_fraction`` of rated in each of the last
     ``clipping_windows`` windows, which are contiguous (``details.kind`` = ``rating``); or
     the output held at an active-power limit below the rating (export limit,
     curtailment; ``kind`` = ``export_limit``, ``level_w``): the last ``clipping_windows``
     windows are pinned at a limit established by :func:`_limit_levels` (``peers`` give
-    the available power; without them, the expected power)."""
+    the available power; without them, the expected power). ``observed_interval``:
+    ``reporting_interval(history)`` when the caller has it."""
     t = thresholds
     ordered = _ordered(history)
     if not ordered:
         return RuleState(False, {})
     at = ordered[-1].window_end
-    interval = reporting_interval(ordered)
+    interval = reporting_interval(ordered) if observed_interval is None else observed_interval
     tail = ordered[-t.clipping_windows:]
     def at_limit(w: WindowStat) -> bool:
         return w.max_power_w >= t.clipping_fraction * w.rated_power_w
@@ -320,8 +339,9 @@ def clipping_state(history: Sequence[WindowStat], thresholds: Thresholds = DEFAU
                and at_limit(ordered[since_index - 1])):
             since_index -= 1
         return RuleState(True, {**details, "kind": "rating", "since": ordered[since_index].window_start}, at)
-    if contiguous:
-        limits = _limit_levels(ordered, peers, t)
+    # the last windows pinned first (cheap, and most often not): only then the limit in force
+    if contiguous and all(_pinned(w, t) for w in tail):
+        limits = _limit_levels(ordered, peers, t, interval)
         level = limits[-1]
         if level is not None and all(
                 _pinned(w, t) and abs(w.max_power_w - level[0]) <= t.limit_flat_fraction * level[0] for w in tail):
@@ -330,7 +350,8 @@ def clipping_state(history: Sequence[WindowStat], thresholds: Thresholds = DEFAU
 
 
 def plant_outage_state(histories: Mapping[str, Sequence[WindowStat]],
-                       thresholds: Thresholds = DEFAULT_THRESHOLDS) -> RuleState:
+                       thresholds: Thresholds = DEFAULT_THRESHOLDS,
+                       observed_intervals: Mapping[str, timedelta] | None = None) -> RuleState:
     """Plant outage: at the last window start where ≥ 2 inverters report and all are in
     daylight (expected ≥ ``daylight_fraction`` of rated), every one of them is down (max
     power ≤ ``trip_output_fraction`` of rated) — a plant-wide trip (grid fault, breaker),
@@ -342,7 +363,8 @@ def plant_outage_state(histories: Mapping[str, Sequence[WindowStat]],
     median ≥ ``stop_from_fraction`` of rated, the run's first slot is at the tare on every
     inverter, the run lasted ≥ ``stop_min_duration``). A whole plant at zero at dawn, dusk
     or under heavy cloud or snow is not an outage the clear sky can tell. When the stop
-    began before the rules' horizon the verdict is ``undecided``."""
+    began before the rules' horizon the verdict is ``undecided``. ``observed_intervals``:
+    inverter → ``reporting_interval`` of its history, when the caller has them."""
     t = thresholds
     slots: dict[datetime, list[WindowStat]] = defaultdict(list)
     for h in histories.values():
@@ -362,7 +384,9 @@ def plant_outage_state(histories: Mapping[str, Sequence[WindowStat]],
                            statistics.median(w.max_power_w / w.rated_power_w if w.rated_power_w > 0 else 0.0
                                              for w in slots[s]))
                    for s in sorted(slots) if s <= last]
-        interval = max((reporting_interval(h) for h in histories.values() if h), default=None)
+        known = observed_intervals or {}
+        interval = max((known[inv] if inv in known else reporting_interval(h) for inv, h in histories.items() if h),
+                       default=None)
         stopped, evidence = stop_evidence(moments, t, interval)
         details = {**evidence, "inverters": inverters}
         if stopped is None:
