@@ -51,6 +51,7 @@ def test_answers_keep_their_figures(report):
     # dev2 was written without the answerer's rules (rag_eval_dev2_SOURCES.md): half its
     # questions are of no kind the answerer names ("other"), as real questions are
     ("dev2", {"value", "duration", "rule", "procedure", "other"}),
+    ("dev3", {"value", "duration", "date", "rule", "procedure", "other"}),
 ])
 def test_the_dev_splits_name_real_documents_hold_their_facts_and_ask_every_kind(split, kinds):
     from ysh.rag.evaluation import _fold

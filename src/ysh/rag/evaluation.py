@@ -134,6 +134,8 @@ SPLITS = {"sample": (("sample", "docs"), ("sample", "rag_eval.jsonl")),
           "dev": (("sample", "docs_dev"), ("sample", "rag_eval_dev.jsonl")),
           # a third tuning split, written without knowing the answer rules (rag_eval_dev2_SOURCES.md)
           "dev2": (("sample", "docs_dev2"), ("sample", "rag_eval_dev2.jsonl")),
+          # a fourth tuning split, also written without knowing the answer rules (rag_eval_dev3_SOURCES.md)
+          "dev3": (("sample", "docs_dev3"), ("sample", "rag_eval_dev3.jsonl")),
           "heldout": (("sample", "docs_heldout"), ("sample", "rag_eval_heldout.jsonl")),
           # questions the sample documents do not answer: "não encontrei" is right (its calibration)
           "refusal": (("sample", "docs"), ("sample", "rag_eval_refusal.jsonl"))}
