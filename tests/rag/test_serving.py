@@ -347,3 +347,104 @@ def test_a_failing_request_fails_alone():
         with pytest.raises(ValueError, match="retriever must be one of"):
             future.result()
     assert batcher.search(good)  # the worker goes on
+
+
+# --------------------------------------------------------------------------------------
+# issue 12, dev2: the final list never demotes BM25's right first document
+# --------------------------------------------------------------------------------------
+
+
+def _indexed_files(index: LiveIndex, *paths) -> None:
+    """Parse, chunk and analyze real files as the pipeline does (title + heading path +
+    text: ``pipeline._lexical_view``); no vectors."""
+    from ysh.rag.chunking import TokenChunker
+    from ysh.rag.parsing import parse_document
+
+    changes = []
+    for path in paths:
+        for i, (text, md) in enumerate(TokenChunker(200, 40).chunk_document(parse_document(path.read_bytes()))):
+            md = {**md, "path": str(path)}
+            context = f"{md.get('title', '')} {md.get('heading_path') or md.get('section') or ''}"
+            changes.append(Change(f"{path.name}#{i}", text, md, None, analyze_pt(f"{context}\n{text}")))
+    index.apply(changes)
+
+
+def test_a_model_code_without_its_makers_prefix_agrees_with_the_datasheet_that_has_it():
+    from ysh.db import data_path
+
+    # the datasheet writes TSM-NEG9R.28; its sibling (NEG9RC.27) names "NEG9R.28" once, to
+    # contrast itself with it. A question that says "NEG9R.28" means the first datasheet:
+    # the code with the maker's prefix is the same code, not a weaker match than the mention
+    folder = data_path("sample", "docs_dev2")
+    right = folder / "datasheet_modulo_trina_vertex_s_plus_neg9r28.md"
+    sibling = folder / "datasheet_modulo_trina_vertex_s_plus_neg9rc27.txt"
+    index = bm25_index()
+    _indexed_files(index, right, sibling)
+    question = "quanto de potência fica garantida no ano 30 do NEG9R.28?"
+    assert index.search(question, 1, "bm25")[0]["metadata"]["path"] == str(right)
+    hybrid = index.search(question, 3)
+    assert hybrid[0]["metadata"]["path"] == str(right) and "87,4 %" in hybrid[0]["text"]
+    # the sibling asked with its own full code is still found by its code
+    assert index.search("quanto pesa o TSM-NEG9RC.27?", 1)[0]["metadata"]["path"] == str(sibling)
+    # codes agree only through a letters-only leading segment kept as a word of its own
+    def agree(question, passage):
+        return index._agreeing_codes(index._codes(question), set(analyze_pt(passage).split()))
+
+    assert agree("garantia do NEG9R.28", "Módulo TSM-NEG9R.28") == agree("garantia do NEG9R.28", "NEG9R.28") == 2
+    assert agree("garantia do TSM-NEG9R.28", "Módulo NEG9R.28") == 2  # neg9r, and tsmneg9r28 as neg9r28
+    assert agree("garantia do NEG9RC.27", "Módulo TSM-NEG9R.28") == 0
+    assert agree("garantia do 6000TL-X", "Inversor MOD 16000TL-X") == 0  # "1" is no maker's prefix
+    assert agree("peso do HMS-1600-4T", "Microinversor HMS-1800-4T") == 0
+    assert agree("potência do SUN-8K", "Inversor 8K") == 0  # "8k" alone is not a model code
+    # ordinals and numbers with units are not model codes
+    codes = index._codes("potência no fim do 30º ano (12ª parcela) do NEG9R.28 de 440 W")
+    assert set(codes) == {"neg9r", "neg9r28"}
+
+
+def _faturamento_index() -> LiveIndex:
+    """BM25 puts the regulation's article first and the FAQ close behind; the dense member
+    (weight 2: the fusion follows it) ranks the FAQ above that article, but ranks another
+    chunk of the regulation (no question word in it) above everything."""
+    index = LiveIndex(2, dense_weight=2.0, embed_queries=lambda texts: [np.array([0.0, 1.0]) for _ in texts])
+    regulation, faq = "docs/scee_faturamento.md", "docs/faq_clientes.html"
+    index.apply([
+        Change("art2", "## Capítulo II — Faturamento do grupo B\n\nArt. 2º O valor mínimo faturável da unidade "
+               "consumidora do grupo B é o custo de disponibilidade do sistema elétrico, equivalente a:\nI - 30 kWh, "
+               "se monofásica ou bifásica a dois condutores;\nII - 50 kWh, se bifásica a três condutores;\n"
+               "III - 100 kWh, se trifásica.", {"path": regulation}, np.array([1.0, 0.3]),
+               analyze_pt("Art. 2º O valor mínimo faturável da unidade consumidora do grupo B é o custo de "
+                          "disponibilidade do sistema elétrico: III - 100 kWh, se trifásica.")),
+        Change("faq", "### Minha conta de luz vai zerar?\n\nNão. Mesmo gerando tudo o que consome, você continua "
+               "pagando o custo de disponibilidade (o mínimo da sua ligação), a contribuição de iluminação pública "
+               "e a parcela do Fio B.", {"path": faq}, np.array([0.5, 1.0]),
+               analyze_pt("Minha conta de luz vai zerar? Não. Mesmo gerando tudo o que consome, você continua "
+                          "pagando o custo de disponibilidade (o mínimo da sua ligação), a contribuição de "
+                          "iluminação pública e a parcela do Fio B.")),
+        Change("art4", "§ 2º A nova distribuição vale a partir do ciclo de faturamento seguinte ao processamento "
+               "do pedido.", {"path": regulation}, np.array([0.1, 1.0]),
+               analyze_pt("§ 2º A nova distribuição vale a partir do ciclo seguinte ao processamento do pedido.")),
+    ])
+    return index
+
+
+def test_a_near_tie_goes_to_the_fusion_only_when_the_dense_member_prefers_the_other_document():
+    index = _faturamento_index()
+    question = "qual o custo de disponibilidade de uma ligação trifásica"
+    bm25 = index.search(question, 3, "bm25")
+    assert [h["metadata"]["path"] for h in bm25] == ["docs/scee_faturamento.md", "docs/faq_clientes.html"]
+    assert bm25[0]["score"] < 1.25 * bm25[1]["score"]  # a near-tie: the lead margin does not decide
+    fusion = index.search(question, 3, "fusion")
+    assert fusion[0]["metadata"]["path"] == "docs/faq_clientes.html"  # the dense vote swapped the first two
+    # ...but the dense member's best chunk of the regulation beats its best chunk of the FAQ:
+    # the two members agree on the regulation, and BM25's first goes back to the top
+    hybrid = index.search(question, 3)
+    assert hybrid[0]["text"].startswith("## Capítulo II") and hybrid[0]["score"] >= hybrid[1]["score"]
+    # when the dense member prefers the FAQ's document too, the near-tie stays the fusion's
+    index.apply([Change("art4", removal=True)])
+    assert index.search(question, 3)[0]["metadata"]["path"] == "docs/faq_clientes.html"
+    # a filter that leaves the regulation's closer chunk out leaves the fusion's order too
+    index.apply([Change("art4", "§ 2º A nova distribuição", {"path": "docs/scee_faturamento.md", "page": "9"},
+                        np.array([0.1, 1.0]), analyze_pt("§ 2º A nova distribuição"))])
+    assert index.search(question, 3)[0]["metadata"]["path"] == "docs/scee_faturamento.md"
+    assert index.search(question, 3, metadata_filter="page != `9`")[0]["metadata"]["path"] == \
+        "docs/faq_clientes.html"

@@ -13,10 +13,13 @@ every completed query (``delete_completed_queries=True`` panics Pathway 0.33), a
   numpy arrays rebuilt only for the terms a batch touched.
 * **Dense**: unit vectors in one float32 matrix; a query is one matrix-vector product.
 * **Hybrid**: weighted reciprocal-rank fusion of the two (:data:`DEFAULT_DENSE_WEIGHT`
-  set in settings), then a **rerank** of the fused candidates by code and number
-  agreement: a candidate that holds the question's model codes exactly moves ahead of
-  one that holds only a sibling of them (numbers with units do not count: "8 kW" is in
-  many documents that are not about the question).
+  set in settings), then a **rerank** of the fused candidates by model-code agreement: a
+  candidate that holds the question's model codes (with or without the maker's letters-only
+  prefix: NEG9R.28 = TSM-NEG9R.28) moves ahead of one that holds only a sibling of them
+  (numbers with units and ordinals do not count: "8 kW" is in many documents that are not
+  about the question); then **BM25's first is kept** unless the fusion's first holds more
+  codes, or BM25's lead is narrow and the dense member prefers the other *document*
+  (:meth:`LiveIndex._keep_bm25_lead`).
 * **Filters**: ``metadata_filter`` (JMESPath, rewritten as Pathway's DocumentStore does:
   backticks become quotes) and ``filepath_globpattern`` (glob over ``path``), checked on
   candidates in rank order.
@@ -42,15 +45,38 @@ import numpy as np
 
 RETRIEVERS = ("hybrid", "dense", "bm25", "fusion")
 #: BM25's first result stays first when its BM25 score is this much above the score of
-#: the candidate the fusion put first (1.25: a quarter more). The dense member only
-#: breaks near-ties: rank fusion alone ignores how far apart the BM25 scores are
+#: the candidate the fusion put first (1.25: a quarter more). Below it (a near-tie) the
+#: dense member decides, if it prefers the other document too: rank fusion alone ignores
+#: how far apart the BM25 scores are
 BM25_LEAD_MARGIN = 1.25
 K1, B = 1.2, 0.75
 #: a model code as analyze_pt keeps it (letters and digits together: jam72s30550mr, sun8k,
 #: 5000tlx), but not a number with its unit (8kw, 550w, 60meses), which many documents share
 _CODE_TOKEN = re.compile(r"^(?=[a-z]*\d)(?=\d*[a-z])[a-z0-9]{3,}$")
 _NUMBER_WITH_UNIT = re.compile(r"^\d+(?:v|a|w|wp|kw|kwp|kwh|mm|kg|dias|meses|anos)$")
+#: nor an ordinal ("30º ano", "12ª parcela", "Art. 25º" fold to 30o, 12a, 25o)
+_ORDINAL = re.compile(r"^\d+[oa]$")
 _FIRST_CAPACITY = 1024
+
+
+def _is_code(token: str) -> bool:
+    return bool(_CODE_TOKEN.match(token)) and not _NUMBER_WITH_UNIT.match(token) and not _ORDINAL.match(token)
+
+
+def _without_maker_prefix(code: str, terms) -> list[str]:
+    """``code`` without a leading letters-only segment that the analysis also kept as a word
+    of its own (``tsmneg9r28`` → ``neg9r28`` when ``tsm`` is among ``terms``): the same
+    model code written without its maker's prefix. The rest must still be a code (letters
+    and digits, not a number with a unit): ``sun8k`` does not become ``8k``."""
+    out = []
+    for cut in range(1, len(code) - 2):
+        head = code[:cut]
+        if not head.isalpha():
+            break
+        rest = code[cut:]
+        if head in terms and _is_code(rest):
+            out.append(rest)
+    return out
 
 
 def fetch_size(k: int) -> int:
@@ -167,6 +193,7 @@ class LiveIndex:
         self._total_length = 0
         self._postings: dict[str, dict[int, int]] = {}
         self._arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._slots_of_document: dict[str, set[int]] = {}  # path → its chunks' slots
         self.batches = 0
 
     # ---- updates ---------------------------------------------------------------------
@@ -214,6 +241,7 @@ class LiveIndex:
             self._has_vector[slot] = norm > 0
         self._lengths[slot] = length
         self._total_length += length
+        self._slots_of_document.setdefault(str(change.metadata.get("path")), set()).add(slot)
         for term, count in terms.items():
             self._postings.setdefault(term, {})[slot] = count
             self._arrays.pop(term, None)
@@ -228,6 +256,12 @@ class LiveIndex:
         self._vectors[slot] = 0.0
         self._lengths[slot] = 0.0
         self._total_length -= chunk.length
+        document = str(chunk.metadata.get("path"))
+        slots = self._slots_of_document.get(document)
+        if slots is not None:
+            slots.discard(slot)
+            if not slots:
+                del self._slots_of_document[document]
         for term in chunk.terms:
             postings = self._postings.get(term)
             if postings is not None:
@@ -320,8 +354,24 @@ class LiveIndex:
             return []
         return self._ranked(scores, self._has_vector[: len(scores)], fetch, matches)
 
-    def _codes(self, query: str) -> set[str]:
-        return {t for t in self.analyze(query).split() if _CODE_TOKEN.match(t) and not _NUMBER_WITH_UNIT.match(t)}
+    def _codes(self, query: str) -> dict[str, set[str]]:
+        """The question's model codes, each with the forms it is found under: itself and,
+        when it starts with a maker's letters-only segment, the code without it."""
+        terms = self.analyze(query).split()
+        return {t: {t, *_without_maker_prefix(t, terms)} for t in terms if _is_code(t)}
+
+    def _agreeing_codes(self, codes: dict[str, set[str]], terms) -> int:
+        """How many of the question's ``codes`` (:meth:`_codes`) a chunk with ``terms``
+        holds, a code written with or without its maker's letters-only leading segment
+        counting as the same code (``NEG9R.28`` in the question, ``TSM-NEG9R.28`` in the
+        datasheet; or the reverse)."""
+        held = 0
+        for code, forms in codes.items():
+            if any(form in terms for form in forms) or any(
+                    code in _without_maker_prefix(term, terms) for term in terms
+                    if len(term) > len(code) and term.endswith(code)):
+                held += 1
+        return held
 
     def _rerank(self, query: str, fused: list[tuple[int, float]]) -> list[tuple[int, float]]:
         """Code agreement: among the fused candidates, those that hold more of the question's
@@ -331,15 +381,40 @@ class LiveIndex:
         if not codes:
             return fused
         step = (1.0 + self.dense_weight) / (self.rrf_k + 1)
-        rescored = [(slot, score + step * len(codes & self._chunks[slot].terms.keys())) for slot, score in fused]
+        rescored = [(slot, score + step * self._agreeing_codes(codes, self._chunks[slot].terms))
+                    for slot, score in fused]
         return sorted(rescored, key=lambda item: -item[1])
 
-    def _keep_bm25_lead(self, query: str, ranked: list[tuple[int, float]],
-                        bm25: list[tuple[int, float]]) -> list[tuple[int, float]]:
+    def _best_dense(self, document: str, dense_scores: np.ndarray, matches) -> float:
+        """The dense member's best similarity among the chunks of ``document`` that pass
+        the filter (-inf when none has a vector)."""
+        best = -math.inf
+        for slot in self._slots_of_document.get(document, ()):
+            if slot < len(dense_scores) and self._has_vector[slot] and (
+                    matches is None or matches(self._chunks[slot].metadata)):
+                best = max(best, float(dense_scores[slot]))
+        return best
+
+    def _keep_bm25_lead(self, query: str, ranked: list[tuple[int, float]], bm25: list[tuple[int, float]],
+                        dense_scores: np.ndarray | None = None, matches=None) -> list[tuple[int, float]]:
         """BM25's first result goes back to the top when the fusion put first a chunk of
-        another document whose BM25 score is lower by :data:`BM25_LEAD_MARGIN` or more, and
-        that holds no more of the question's model codes (a code match is the rerank's
-        reason to move a candidate up, and stays)."""
+        another document, unless
+
+        * that chunk holds more of the question's model codes (a code match is the rerank's
+          reason to move a candidate up, and stays), or
+        * BM25's lead over it is narrow (its score is not :data:`BM25_LEAD_MARGIN` times
+          the other's) **and** the dense member prefers the other *document*: its best
+          chunk of that document is more similar to the question than its best chunk of
+          BM25's first document.
+
+        Rank fusion sees one chunk's rank per member, cut at :func:`fetch_size`: a chunk in
+        the dense top 20 gains a vote (at least ``weight / (k + 20)``) that one ranked 21st
+        does not, and that step is larger than the gap between two adjacent BM25 ranks. So
+        the fusion can swap BM25's first two on the dense member's weak word (16th against
+        28th, similarities 0.365 against 0.344) while the dense member itself ranks a chunk
+        of BM25's first document above every chunk of the other one. A near-tie is left to
+        the dense member only when it takes the same side at the level the answer is judged
+        at, the document."""
         if not ranked or not bm25 or self.bm25_lead_margin <= 0:
             return ranked
         lead_slot, lead_score = bm25[0]
@@ -349,11 +424,14 @@ class LiveIndex:
         first_md, lead_md = self._chunks[first_slot].metadata, self._chunks[lead_slot].metadata
         if first_md.get("path") == lead_md.get("path"):
             return ranked
-        first_bm25 = dict(bm25).get(first_slot, 0.0)
-        if lead_score < self.bm25_lead_margin * first_bm25:
-            return ranked
         codes = self._codes(query)
-        if len(codes & self._chunks[first_slot].terms.keys()) > len(codes & self._chunks[lead_slot].terms.keys()):
+        if self._agreeing_codes(codes, self._chunks[first_slot].terms) > \
+                self._agreeing_codes(codes, self._chunks[lead_slot].terms):
+            return ranked
+        first_bm25 = dict(bm25).get(first_slot, 0.0)
+        if lead_score < self.bm25_lead_margin * first_bm25 and dense_scores is not None and (
+                self._best_dense(str(first_md.get("path")), dense_scores, matches)
+                > self._best_dense(str(lead_md.get("path")), dense_scores, matches)):
             return ranked
         rest = [(slot, score) for slot, score in ranked if slot != lead_slot]
         return [(lead_slot, ranked[0][1]), *rest]
@@ -401,7 +479,8 @@ class LiveIndex:
                     fused[slot] = fused.get(slot, 0.0) + weight / (self.rrf_k + rank)
             ranked = sorted(fused.items(), key=lambda item: -item[1])
             if query.retriever == "hybrid":
-                ranked = self._keep_bm25_lead(query.text, self._rerank(query.text, ranked), members[0][0])
+                ranked = self._keep_bm25_lead(query.text, self._rerank(query.text, ranked), members[0][0],
+                                              dense_scores if self.dense_weight > 0 else None, matches)
         return [{"text": self._chunks[slot].text, "score": score,
                  "metadata": clean_metadata(self._chunks[slot].metadata)}
                 for slot, score in ranked[: query.k]]
