@@ -497,3 +497,34 @@ def test_a_brand_no_passage_mentions_is_not_found():
     assert answer.startswith("Não encontrei") and "Huawei" in answer
     # a capitalized first word of a sentence is no brand
     assert not answer_question("Garantia do módulo? Qual a garantia de produto?", hits)["answer"].startswith("Não")
+
+
+DEV3 = SAMPLE / "docs_dev3"
+
+
+def test_a_line_wrapped_by_its_writer_is_quoted_whole():
+    # "…com corrente de impulso de no mínimo" / "12,5 kA por polo" in the Markdown source
+    answer = answer_question("se o SPDA não for isolado, que DPS eu preciso?",
+                             hits_of(DEV3 / "guia_aterramento_spda_sistemas_fv.md"))["answer"]
+    assert "de no mínimo 12,5 kA" in " ".join(answer.split())
+
+
+def test_the_subjunctive_meets_its_verb():
+    from ysh.rag.question import stems
+
+    # the stemmer leaves "comunique" / "fique" apart from "comunicar" / "ficar"
+    assert stems("comunique") == stems("comunicar") and stems("fique") == stems("ficar")
+    # "Comunique o sinistro em até 7 dias" answers "prazo para comunicar o sinistro"
+    answer = answer_question("qual o prazo para comunicar um sinistro?",
+                             hits_of(DEV3 / "seguro_usinas_fv_horizonte.html"))["answer"]
+    assert "7 dias" in answer.splitlines()[1]
+
+
+def test_a_count_question_gets_the_sentence_that_counts_the_thing():
+    answer = answer_question("quantos micro DS3 uma ECU consegue monitorar?",
+                             hits_of(DEV3 / "datasheet_microinversor_apsystems_ds3.html"))["answer"]
+    assert "80 microinversores" in answer.splitlines()[1]
+    # the second part of a question, counted in "unidades"
+    answer = answer_question("no exemplo off grid, de quantos kWh ficou o banco de baterias e quantas baterias?",
+                             hits_of(DEV3 / "guia_dimensionamento_sistema_offgrid_baterias.md"))["answer"]
+    assert "8,7 kWh" in answer and "2 unidades" in answer

@@ -33,6 +33,7 @@ from .question import (
     _stem,
     _terms,
     abbreviations,
+    count_agreement,
     question_kind,
     question_head,
     quantities,
@@ -133,6 +134,11 @@ def _record_answer(question: str, passages: list[Passage]) -> dict | None:
 #: a unit must cover this share of the question's weighted terms (or match its kind and
 #: cover half of that) to be quoted; below it Hélio says it did not find the answer
 MIN_COVERAGE = 0.30
+#: what a unit holding a number of the thing a "quantos X" question counts gains (× the
+#: kind bonus's factor): the count is what was asked
+COUNT_WEIGHT = 2.0
+#: what a unit loses when a "quantos X" question has units that count X and it does not
+COUNT_MISSING = 1.5
 #: how much a duration question's own "prazo" / "tempo" counts as a term
 KIND_WORD_WEIGHT = 0.3
 _DURATION_WORDS = frozenset(stems("prazo prazos tempo duração"))
@@ -174,7 +180,13 @@ def extractive_answer(question: str, passages: list[Passage], *, max_sentences: 
             own_terms = {t for t in stems(part) | _acronyms(part) if t in weight}  # "o que é TE": an acronym
             if not own_terms:
                 continue
-            best = max(scored, key=lambda c: _part_score(c[0], c[4], own_terms, weight))
+            def fit(c, part=part, own_terms=own_terms):
+                # "… e quantas baterias": the sentence that counts them answers that part
+                return _part_score(c[0], c[4], own_terms, weight) + 2.0 * count_agreement(part, c[4].text)
+
+            best = max(scored, key=fit)
+            if fold_text(best[4].text) in seen:  # the first part's unit: this part's own next best
+                best = max((c for c in scored if fold_text(c[4].text) not in seen), key=fit, default=best)
             key = fold_text(best[4].text)
             if key not in seen and best[1] >= MIN_COVERAGE / 2:
                 seen.add(key)
@@ -264,6 +276,7 @@ def rank_units(question: str, passages: list[Passage]
     if not total:
         return None
     scored: list[tuple[float, float, int, int, Unit]] = []
+    counting: list[float] = []  # count_agreement of each scored unit
     for rank, position, unit, words in candidates:
         coverage = sum(w for t, w in weight.items() if _matches(t, words)) / total
         if coverage <= 0:
@@ -295,6 +308,10 @@ def rank_units(question: str, passages: list[Passage]
             bonus += 1.0
         # "o desconto para 6 paletes": the row whose range holds 6 paletes ("5 a 9 paletes")
         bonus += range_agreement(question, unit.text)
+        # "quantos micro…": the sentence with a number of them ("80 microinversores")
+        counts = count_agreement(question, unit.text)
+        counting.append(counts)
+        bonus += COUNT_WEIGHT * counts
         length_penalty = 0.15 if len(unit.text) > 600 else 0.0
         # a heading that asks the question (a FAQ's "Quem descarrega o caminhão?"): the
         # first units under it are its answer
@@ -314,6 +331,8 @@ def rank_units(question: str, passages: list[Passage]
         if answers_heading:
             unit.quote_heading = True  # shown as "heading — sentence": the heading holds the asked words
         scored.append((score, coverage, rank, position, unit))
+    if any(counting):  # a count question, and some unit counts the thing: the others do not answer it
+        scored = [(score - (0.0 if counts else COUNT_MISSING), *rest) for (score, *rest), counts in zip(scored, counting)]
     scored.sort(key=lambda c: -c[0])
     if not scored:
         return None

@@ -120,6 +120,8 @@ def _line_sentences(line: str) -> list[str]:
     return merged
 
 
+#: a line at least this long without an end mark is a hard-wrapped sentence
+WRAPPED_LINE_MIN = 60
 #: a line that ends in one of these words (or a comma) goes on in the next line
 _CONNECTORS = frozenset(fold_text(
     "a à ao aos as o os e ou de da das do dos em na nas no nos com para por pela pelo que "
@@ -144,7 +146,13 @@ def _continues(previous: str, line: str) -> bool:
     if prev.endswith(";"):
         return False
     last = prev.split()[-1]
-    return prev.endswith(",") or (last.islower() and fold_text(last) in _CONNECTORS)
+    if prev.endswith(",") or (last.islower() and fold_text(last) in _CONNECTORS):
+        return True
+    # a long line with no end mark was wrapped by its writer (Markdown and text files wrap
+    # at 70–100 columns: "…de no mínimo" / "12,5 kA por condutor."), unless it is a title
+    # in capitals or the next line is a "label: value" line of a spec block (spec lines
+    # are short: a long line that opens with a label is a sentence)
+    return len(prev) >= WRAPPED_LINE_MIN and not prev.isupper() and not _is_label_value(nxt)
 
 
 def _lines(paragraph: str) -> list[str]:

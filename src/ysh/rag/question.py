@@ -32,7 +32,12 @@ def _terms(text: str) -> list[str]:
     return [t for t in fold_text(text).split() if t not in _STOPWORDS and (len(t) > 1 or t.isdigit())]
 
 
-_stem = stem_token  # the index's own stemming, so answers and retrieval see one vocabulary
+def _stem(token: str) -> str:
+    """The index's own stemming (answers and retrieval see one vocabulary), with the
+    spelling change of the subjunctive undone: "comunique" / "fique" stem to "comuniqu" /
+    "fiqu", their verbs "comunicar" / "ficar" to "comunic" / "fic"."""
+    stem = stem_token(token)
+    return stem[:-2] + "c" if stem.endswith("qu") and len(stem) >= 4 else stem
 
 
 _COMPOUND_PREFIXES = ("micro", "mini")
@@ -324,6 +329,28 @@ def question_head(question: str) -> set[str]:
     shapes."""
     match = _HEAD.match(fold_text(question) + " ")
     return stems(match.group(1)) if match else set()
+
+
+#: "quantos micro…", "quantas baterias…": the thing counted
+_COUNTED = re.compile(r"\bquant[oa]s\s+(?:sao\s+|os\s+|as\s+)*([a-z]{3,})")
+
+
+_COUNTERS = ("unidade", "peca")
+
+
+def count_agreement(question: str, text: str) -> float:
+    """1 when a "quantos X" question meets a number directly before X in the text ("uma
+    ECU atende até 80 microinversores" for "quantos micro uma ECU monitora"; the first
+    five letters decide, so "micro" is "microinversores"), else 0: the sentence that
+    counts the asked thing, not one with other numbers."""
+    asked = _COUNTED.search(fold_text(question))
+    if not asked:
+        return 0.0
+    prefix = asked.group(1)[:5]
+    tokens = fold_text(text).split()
+    # "2 unidades" counts the thing its sentence names ("Com baterias …, são necessárias 2 unidades")
+    counters = (prefix, *(_COUNTERS if any(t.startswith(prefix) for t in tokens) else ()))
+    return 1.0 if any(t.isdigit() and nxt.startswith(counters) for t, nxt in zip(tokens, tokens[1:])) else 0.0
 
 
 def quantities(text: str) -> set[tuple[str, str]]:
