@@ -27,6 +27,7 @@ BENCHMARKS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("catalog", ("catalog.py",)),
     ("catalog_search", ("catalog_search.py",)),
     ("tariffs", ("tariffs.py",)),
+    ("tariffs_warehouse", ("tariffs.py", "--warehouse")),
     ("tariffs_cdc", ("tariffs_cdc.py",)),
     ("proposals", ("proposals.py",)),
     ("om", ("om.py",)),

@@ -12,6 +12,24 @@ Variants, each in its own subprocess (peak RSS is its own), on the same generate
                   UDF call, the tariffs graph, the five tables written as JSONL), 1 process.
 * ``pathway-2`` — the same under ``pathway spawn -n 2`` (``YSH_PATHWAY_PROCESSES=2``).
 
+With ``--warehouse``, the path of ``ysh tariffs run`` (the Dagster step) instead: the
+file is landed into ``tarifas_raw`` of an embedded PostgreSQL (not timed), and
+:func:`ysh.tariffs.job.run_warehouse` recomputes the five tables into empty tables, each
+run in its own subprocess, 1 process:
+
+* ``pandas``         — the baseline above, in the same run;
+* ``warehouse-rows`` — ``chunked=False``: one UDF call per raw row, Pathway's own writer
+                       (the path before issue 17 part 2, the reference);
+* ``warehouse``      — the production default: the snapshot read in chunks of rows,
+                       *tarifas homologadas* parsed by columns, Pathway's writer;
+* ``warehouse-copy`` — the same graph written by ``ysh.kit.sinks`` (COPY through a
+                       staging table), ``writer="copy"``;
+* ``warehouse-2``    — ``warehouse`` under ``pathway spawn -n 2`` (``ysh tariffs run``
+                       itself runs in 1 process today; CPU s of process 0 only).
+
+The warehouse variants' five tables must be equal (every column but ``updated_at``,
+digested by the server); their kept tariffs are compared with pandas' too.
+
 Both sides' kept tariffs are compared (line, validity, the four values): the run fails
 when they differ. Prints seconds, rows/s, the time ratio to pandas, peak RSS, the machine
 (cores, load average) and the target lines: the 300,000-row file in < 10 s through
@@ -108,6 +126,64 @@ def run_pathway(path: Path) -> dict:
             "peak_rss_mb": _peak_rss_mb(), "digest": digest}
 
 
+WAREHOUSE_TABLES = ("tarifas_normalized", "tarifas_fio_b", "tarifas_bandeiras", "tarifas_efetivas_mensais",
+                    "tarifas_quarantine")
+
+
+def _state_digest(dsn: str, schema: str) -> str:
+    """Order-free digest of the five output tables, every column but ``updated_at``."""
+    import psycopg
+    from psycopg import sql
+
+    digests = []
+    with psycopg.connect(dsn) as conn:
+        for table in WAREHOUSE_TABLES:
+            columns = [c for (c,) in conn.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_schema = %s AND table_name = %s "
+                "AND column_name <> 'updated_at' ORDER BY ordinal_position", (schema, table))]
+            row = sql.SQL("ROW({})::text").format(sql.SQL(", ").join(map(sql.Identifier, columns)))
+            digest = conn.execute(sql.SQL("SELECT count(*), md5(coalesce(string_agg(r, E'\\n' ORDER BY r), '')) "
+                                          "FROM (SELECT {} AS r FROM {}.{}) t").format(
+                row, sql.Identifier(schema), sql.Identifier(table))).fetchone()
+            digests.append(f"{table}:{digest[0]}:{digest[1]}")
+    return hashlib.sha256("\n".join(digests).encode()).hexdigest()[:16]
+
+
+def _empty_outputs(dsn: str, schema: str) -> None:
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(dsn) as conn:
+        conn.execute(sql.SQL("TRUNCATE {}").format(sql.SQL(", ").join(
+            sql.Identifier(schema, t) for t in WAREHOUSE_TABLES)))
+
+
+def run_warehouse(dsn: str, schema: str, chunked: bool, writer: str = "pathway") -> dict:
+    """One recompute of the five tables from ``tarifas_raw`` (emptied by the caller)."""
+    import psycopg
+    from psycopg import sql
+
+    from ysh import pw_runtime
+    from ysh.db import Warehouse
+    from ysh.tariffs import job
+
+    pw_runtime.quiet_logging()
+    warehouse = Warehouse(dsn, schema)
+    t0, cpu0 = time.perf_counter(), _cpu_seconds()
+    counts = job.run_warehouse(warehouse, chunked=chunked, writer=writer)
+    seconds, cpu = time.perf_counter() - t0, _cpu_seconds() - cpu0
+    if not pw_runtime.is_leader():
+        return {}
+    with psycopg.connect(dsn) as conn:
+        kept = conn.execute(sql.SQL(
+            "SELECT line, valid_from::text, valid_to::text, tusd_brl_per_kwh, te_brl_per_kwh, tusd_brl_per_kw, "
+            "te_brl_per_kw FROM {}.tarifas_normalized").format(sql.Identifier(schema))).fetchall()
+    return {"rows": counts["tarifas_raw"], "tariffs": counts["tarifas_normalized"],
+            "quarantined": counts["tarifas_quarantine"], "seconds": seconds, "cpu_seconds": cpu,
+            "peak_rss_mb": _peak_rss_mb(), "digest": _digest([list(r) for r in kept]),
+            "tables_digest": _state_digest(dsn, schema)}
+
+
 def _machine() -> str:
     one, five, fifteen = os.getloadavg()
     return f"{os.cpu_count()} cores, load average {one:.2f} / {five:.2f} / {fifteen:.2f} (1 / 5 / 15 min)"
@@ -118,14 +194,25 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=TARGET_ROWS)
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--warehouse", action="store_true",
+                        help="time `ysh tariffs run` (tarifas_raw in an embedded PostgreSQL → the five tables), "
+                             "row by row and chunked, beside pandas")
     parser.add_argument("--child")
     parser.add_argument("--file", type=Path)
+    parser.add_argument("--dsn")
+    parser.add_argument("--schema")
     args = parser.parse_args()
     if args.child:
-        result = run_pandas(args.file) if args.child == "pandas" else run_pathway(args.file)
+        if args.child.startswith("warehouse"):
+            result = run_warehouse(args.dsn, args.schema, chunked=args.child != "warehouse-rows",
+                                   writer="copy" if args.child == "warehouse-copy" else "pathway")
+        else:
+            result = run_pandas(args.file) if args.child == "pandas" else run_pathway(args.file)
         if result:
             print(json.dumps(result))
         return 0
+    if args.warehouse:
+        return main_warehouse(args)
 
     from rich.console import Console
     from rich.table import Table
@@ -185,6 +272,109 @@ def main() -> int:
         console.print(f"targets (< {TARGET_SECONDS:.0f} s, ≤ {TARGET_RATIO:.1f}× pandas) are for "
                       f"{TARGET_ROWS:,} rows: not judged at {args.rows:,}")
     return 0 if same else 1
+
+
+def _child(variant: str, argv_extra: list[str], processes: int = 1) -> dict | str:
+    from ysh import pw_runtime
+
+    argv = pw_runtime.spawn_argv([sys.executable, __file__, "--child", variant, *argv_extra], processes)
+    done = subprocess.run(argv, capture_output=True, text=True,
+                          env={**os.environ, "YSH_PATHWAY_PROCESSES": str(processes)})
+    if done.returncode != 0:
+        return f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    return json.loads([line for line in done.stdout.splitlines() if line.startswith("{")][-1])
+
+
+def main_warehouse(args) -> int:
+    """``--warehouse``: the batch of ``ysh tariffs run`` before (row by row) and after
+    (chunked), and pandas, in one run."""
+    import shutil
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from ysh import db
+    from ysh.services.postgres import EmbeddedPostgres, free_port
+    from ysh.tariffs import landing
+
+    console = Console(width=160)
+    with console.status(f"generating a {args.rows:,}-row tarifas file…"):
+        path = make_file(args.rows, args.data)
+    root = Path(tempfile.mkdtemp(prefix="ysh-bench-tariffs-pg-"))
+    server = EmbeddedPostgres(root, free_port())
+    server.start()
+    results, failed = {}, None
+    try:
+        dsn, schema = server.dsn(), "bench_tariffs"
+        db.migrate(dsn, schema)
+        with console.status("landing the file into tarifas_raw (not timed)…"), db.connect(dsn, schema) as conn:
+            landed = landing.land_file(conn, path)
+        console.print(f"landed {landed.rows:,} rows into tarifas_raw ({path.stat().st_size / 1e6:.0f} MB file)")
+        before = _machine()
+        console.print(f"machine at start: {before}")
+        for variant in ("pandas", "warehouse-rows", "warehouse", "warehouse-copy", "warehouse-2"):
+            runs = []
+            for i in range(args.repeat):
+                extra = ["--file", str(path)] if variant == "pandas" else ["--dsn", dsn, "--schema", schema]
+                if variant != "pandas":
+                    _empty_outputs(dsn, schema)  # every run a first load into empty tables
+                with console.status(f"{variant}: run {i + 1}/{args.repeat}…"):
+                    result = _child(variant.removesuffix("-2"), extra, 2 if variant.endswith("-2") else 1)
+                if isinstance(result, str):
+                    failed = f"{variant} failed\n{result}"
+                    break
+                runs.append(result)
+            if failed:
+                break
+            results[variant] = min(runs, key=lambda r: r["seconds"])
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+    if failed:
+        console.print(failed, style="red", markup=False)
+        return 1
+    after = _machine()
+    base, rows_path = results["pandas"], results["warehouse-rows"]
+    table = Table("variant", "rows", "tariffs kept", "quarantined", "seconds", "CPU s", "rows/s", "time ÷ pandas",
+                  "time ÷ row by row", "peak RSS MB",
+                  title=f"tariffs warehouse batch (`ysh tariffs run`): {args.rows:,} rows in tarifas_raw, "
+                        f"best of {args.repeat}")
+    for name, r in results.items():
+        table.add_row(name, f"{r['rows']:,}", f"{r['tariffs']:,}", f"{r['quarantined']:,}", f"{r['seconds']:.2f}",
+                      f"{r['cpu_seconds']:.1f}", f"{r['rows'] / r['seconds']:,.0f}",
+                      f"{r['seconds'] / base['seconds']:.2f}",
+                      "" if name == "pandas" else f"{r['seconds'] / rows_path['seconds']:.2f}",
+                      f"{r['peak_rss_mb']:.0f}")
+    console.print(table)
+    console.print("CPU s: the Python/Pathway process only (the PostgreSQL server's own work is not counted)")
+    console.print(f"machine: {before} (start), {after} (end)")
+    chunked = results["warehouse"]
+    same_tables = all(results[n]["tables_digest"] == rows_path["tables_digest"]
+                      for n in ("warehouse", "warehouse-copy", "warehouse-2"))
+    same_kept = all(results[n]["digest"] == base["digest"] and results[n]["tariffs"] == base["tariffs"]
+                    for n in ("warehouse-rows", "warehouse", "warehouse-copy", "warehouse-2"))
+    console.print("correctness: the five tables of the chunked batches equal the row-by-row batch's (every column): "
+                  + ("[green]yes[/]" if same_tables else "[red]NO[/]"))
+    console.print("correctness: kept tariffs (line, validity, values) equal to pandas' in every warehouse variant: "
+                  + ("[green]yes[/]" if same_kept else "[red]NO[/]"))
+    ratio_rows = chunked["seconds"] / rows_path["seconds"]
+    ratio = chunked["seconds"] / base["seconds"]
+    console.print(f"warehouse (chunked): {args.rows:,} rows in {chunked['seconds']:.2f} s "
+                  f"({chunked['cpu_seconds']:.1f} CPU s), {ratio_rows:.2f}× the row-by-row batch "
+                  f"({rows_path['seconds']:.2f} s, {rows_path['cpu_seconds']:.1f} CPU s) and {ratio:.2f}× pandas "
+                  f"({base['seconds']:.2f} s) in this run")
+    two = results["warehouse-2"]
+    console.print(f"warehouse-2 (the chunked batch under 2 Pathway processes; `ysh tariffs run` uses 1): "
+                  f"{two['seconds']:.2f} s, {two['seconds'] / base['seconds']:.2f}× pandas")
+    if args.rows == TARGET_ROWS:
+        console.print(f"target < {TARGET_SECONDS:.0f} s for the {TARGET_ROWS:,}-row file through the warehouse batch: "
+                      + ("[green]met[/]" if chunked["seconds"] < TARGET_SECONDS else "[red]NOT met[/]"))
+        console.print(f"target ≤ {TARGET_RATIO:.1f}× pandas in the same run (warehouse batch): "
+                      + ("[green]met[/]" if ratio <= TARGET_RATIO else "[red]NOT met[/]"))
+    else:
+        console.print(f"targets (< {TARGET_SECONDS:.0f} s, ≤ {TARGET_RATIO:.1f}× pandas) are for "
+                      f"{TARGET_ROWS:,} rows: not judged at {args.rows:,}")
+    return 0 if same_tables and same_kept else 1
 
 
 if __name__ == "__main__":

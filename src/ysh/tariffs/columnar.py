@@ -13,6 +13,10 @@ field, a line with more fields than the header, blank lines, a lone carriage ret
 another header, UTF-16) gives ``None``: the caller parses it row by row instead (a short
 line is padded with empty cells by both).
 
+The same rules run on the records of ``tarifas_raw`` (:func:`parse_tariff_records_columnar`,
+the warehouse batch): there a record the columns cannot vouch for (a value beyond the
+header, a missing column, a value that is not stripped text) goes to the row parser too.
+
 The rows come out in the graph's layout (:func:`engine_rows_of`): ``(key_text, token,
 from_day, to_day, *Tariff fields)`` with dates as naive datetimes, plus each key's spans
 for the overlap check. ``tests/tariffs/test_columnar.py`` holds both parsers equal.
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import datetime
 import io
+import operator
 import re
 import warnings
 from collections import defaultdict
@@ -121,7 +126,85 @@ def parse_tariffs_columnar(data: bytes, source_file: str, line_offset: int = 0) 
     if n == 0:
         return ColumnarTariffs([], [], [], encoding)
     first = 2 + line_offset
-    line_numbers = range(first, first + n)
+
+    def redo(i: int, line: int):
+        record = dict(zip(TARIFF_HEADER, (col[i] for col in cols)))
+        if not any(record.values()):
+            return None  # a line of empty fields: the row parser skips it
+        return tariff_from_record(record, source_file, line, 0, clean=True)
+
+    parsed = _from_columns(cols, source_file, list(range(first, first + n)), np.zeros(n, dtype=bool), redo)
+    return None if parsed is None else ColumnarTariffs(*parsed, encoding)
+
+
+def parse_tariff_records_columnar(records: list[dict], source_file: str, lines: list[int], extra_fields: list[int],
+                                  redo, *, stripped_text: bool = False) -> ColumnarTariffs | None:
+    """*Tarifas homologadas* records of one source as stored in ``tarifas_raw`` (column →
+    text, with their line numbers and counts of values beyond the header) → engine rows,
+    key spans and quarantined rows, by columns. A record the columns cannot vouch for
+    (a value beyond the header, a missing column, a value that is not text or has spaces
+    around it, or any rule that could reject it) is given to ``redo(i)``, which must
+    return what the row parser gives for record ``i`` (a :class:`Tariff` or a
+    :class:`QuarantinedRow`). ``None`` when the records hold values that are not plain
+    text (the caller then parses them one by one). ``stripped_text``: the caller has
+    checked that every value is text without spaces around it
+    (:func:`jsonb_values_are_stripped_text`), so the values are not checked one by one."""
+    import numpy as np
+
+    n = len(records)
+    if n == 0:
+        return ColumnarTariffs([], [], [], "")
+    try:
+        cols = [list(c) for c in zip(*map(_RECORD_VALUES, records))]
+    except KeyError:  # a record without some column: each reads what it has, missing values are None
+        cols = [[r.get(name) for r in records] for name in TARIFF_HEADER]
+        stripped_text = False  # a missing value is no text: checked below like the others
+    suspicious = np.fromiter((e != 0 for e in extra_fields), dtype=bool, count=n)
+    try:
+        for col in cols if not stripped_text else ():
+            table = {v: not isinstance(v, str) or v != v.strip() for v in set(col)}
+            suspicious |= np.fromiter(map(table.__getitem__, col), dtype=bool, count=n)
+    except TypeError:  # a value that is not hashable (a JSON list or object): not a record of text
+        return None
+    if suspicious.any():  # keep the columns plain text for the shared rules below
+        bad = suspicious.tolist()
+        cols = [[v if not b else "" for v, b in zip(col, bad)] for col in cols]
+    parsed = _from_columns(cols, source_file, list(lines), suspicious, lambda i, line: redo(i))
+    return None if parsed is None else ColumnarTariffs(*parsed, "")
+
+
+_RECORD_VALUES = operator.itemgetter(*TARIFF_HEADER)
+
+# PostgreSQL's jsonb text: ``{"key": "value", "key": "value"}``, with the control
+# characters (below U+0020) escaped (backslash t, n, r, f, b or u00XX) and every other
+# one as is. The characters from U+0020 up that ``str.strip`` removes, but the space:
+_OTHER_SPACES = ("\x85", "\xa0", "\u1680", *map(chr, range(0x2000, 0x200B)), "\u2028", "\u2029", "\u202f",
+                 "\u205f", "\u3000")
+_CONTROL_ESCAPES = ("\\t", "\\n", "\\r", "\\f", "\\u00")
+
+
+def jsonb_values_are_stripped_text(text: str) -> bool:
+    """Whether every value in ``text`` (records as PostgreSQL prints ``jsonb``, e.g.
+    ``record::text``, possibly joined) is a string that ``str.strip`` leaves as it is,
+    decided by a few substring searches. A false ``False`` is allowed (the values are
+    then checked one by one; an escaped control character anywhere gives one), never a
+    false ``True``."""
+    if '": " ' in text or ' ", "' in text or ' "}' in text:
+        return False  # a space at the start or the end of a value
+    if text.count('": "') != text.count('": '):
+        return False  # a value that is not a string (number, null, list, object)
+    if "\\" in text and any(e in text for e in _CONTROL_ESCAPES):
+        return False  # a tab, line break, … somewhere (maybe at a value's edge)
+    return not any(ch in text for ch in _OTHER_SPACES)  # a non-breaking space, … somewhere
+
+
+def _from_columns(cols: list[list[str]], source_file: str, line_numbers: list[int], suspicious, redo):
+    """The shared rules on columns (each a list of stripped texts in ``TARIFF_HEADER``
+    order): (engine rows, spans by key, quarantined rows), or None when ``redo`` gives up
+    on a row (``redo(i, line)`` → the row parser's result for row ``i``, or None)."""
+    import numpy as np
+
+    n = len(line_numbers)
 
     def mapped(col: list, f) -> list:
         table = {v: f(v) for v in set(col)}
@@ -130,7 +213,6 @@ def parse_tariffs_columnar(data: bytes, source_file: str, line_offset: int = 0) 
     def flags(col: list, f) -> "np.ndarray":
         return np.fromiter(mapped(col, f), dtype=bool, count=n)
 
-    suspicious = np.zeros(n, dtype=bool)
     for name in _KEYS:
         suspicious |= flags(cols[_COL[name]], lambda v: v == "")
     starts = mapped(cols[_COL["DatInicioVigencia"]], _date_or_none)
@@ -178,10 +260,9 @@ def parse_tariffs_columnar(data: bytes, source_file: str, line_offset: int = 0) 
             if not bad[i]:
                 kept.append(row)
                 continue
-            record = dict(zip(TARIFF_HEADER, (col[i] for col in cols)))
-            if not any(record.values()):
-                return None  # a line of empty fields: the row parser skips it
-            result = tariff_from_record(record, source_file, row[-1], 0, clean=True)
+            result = redo(i, row[-1])
+            if result is None:
+                return None
             if isinstance(result, QuarantinedRow):
                 quarantine.append(result)
             else:
@@ -191,7 +272,7 @@ def parse_tariffs_columnar(data: bytes, source_file: str, line_offset: int = 0) 
     for row, span in zip(rows, zip([r[1] for r in rows], [r[_LINE] for r in rows], [r[2] for r in rows],
                                    [r[3] for r in rows], zip(*[[r[i] for r in rows] for i in _TARIFF_VALUES]))):
         by_key[row[0]].append(span)
-    return ColumnarTariffs(rows, [(k, tuple(v)) for k, v in by_key.items()], quarantine, encoding)
+    return rows, [(k, tuple(v)) for k, v in by_key.items()], quarantine
 
 
 _BAD = object()  # an end date that does not parse

@@ -2,7 +2,9 @@
 
 * :func:`run_static` — files → five JSONL tables (no server).
 * :func:`run_warehouse` — a full recompute of the normalized tables from ``tarifas_raw``
-  (one consistent snapshot); rows the run did not write are deleted afterwards.
+  (one consistent snapshot, read in chunks of rows, each chunk parsed by columns in one
+  UDF call); rows the run did not write are deleted afterwards. ``chunked=False`` keeps
+  the earlier row-by-row read (the reference in tests and the benchmark's baseline).
 * :func:`follow` — the streaming service: follows ``tarifas_raw`` by change data capture
   (logical replication, :mod:`ysh.cdc`) and keeps the normalized tables current, with
   Pathway persistence so a restart resumes where it stopped. The follower's lifecycle
@@ -23,14 +25,18 @@ import pathway as pw
 from .. import db, pw_runtime
 from ..db import Warehouse
 from ..kit.files import files_under
-from ..kit.follower import Follower
+from ..kit import sinks
+from ..kit.follower import Follower, FollowerRunning
 from .pipeline import (
     FileChunkSchema,
     FileChunksSubject,
+    RawChunkSchema,
+    RawChunksSubject,
     RawRowSchema,
     TariffTables,
     build_tariffs_graph,
     build_tariffs_graph_from_raw,
+    build_tariffs_graph_from_raw_chunks,
 )
 
 log = logging.getLogger(__name__)
@@ -101,9 +107,23 @@ FOLLOWER = Follower(
 )
 
 
-def run_warehouse(warehouse: Warehouse) -> dict[str, int]:
+#: rows of ``tarifas_raw`` per chunk of the batch read (one UDF call parses a chunk)
+RAW_CHUNK_ROWS = 20_000
+
+
+def run_warehouse(warehouse: Warehouse, *, chunked: bool = True, chunk_rows: int = RAW_CHUNK_ROWS,
+                  writer: str = "pathway") -> dict[str, int]:
     """Recompute the normalized tables from ``tarifas_raw`` as it stands (a consistent
     snapshot) and delete the rows this run did not write. Returns the row counts.
+
+    ``chunked`` (the default): the snapshot is read ``chunk_rows`` rows at a time
+    (server-side cursor), each chunk parsed in one UDF call (*tarifas homologadas* by
+    columns, :func:`ysh.tariffs.pipeline.build_tariffs_graph_from_raw_chunks`). Otherwise
+    one UDF call per raw row (the follower's graph): the earlier path, kept as the
+    reference (same tables). ``writer``: ``"pathway"`` (``pw.io.postgres.write``, the
+    default: the faster of the two in ``benchmarks/tariffs.py --warehouse``) or ``"copy"``
+    (:func:`ysh.kit.sinks.write_snapshots`: COPY through a staging table for a time of
+    many rows, as a first load is).
 
     Raises
     ------
@@ -112,12 +132,34 @@ def run_warehouse(warehouse: Warehouse) -> dict[str, int]:
         and a batch writing the same rows from an older snapshot could undo its changes.
     """
     def graph():
+        if chunked:
+            chunks = pw.io.python.read(RawChunksSubject(warehouse.dsn, warehouse.schema, chunk_rows, RAW_TABLE),
+                                       schema=RawChunkSchema, name="tarifas_raw_chunks")
+            return nullcontext(build_tariffs_graph_from_raw_chunks(chunks))
         raw = pw_runtime.read_query(warehouse.dsn, warehouse.schema, f"SELECT {RAW_COLUMNS} FROM {RAW_TABLE}",
                                     RawRowSchema, name="tarifas_raw_snapshot")
         return nullcontext(build_tariffs_graph_from_raw(raw))
 
-    FOLLOWER.recompute(warehouse, graph)
+    if writer == "pathway":
+        FOLLOWER.recompute(warehouse, graph)
+    elif writer == "copy":
+        _recompute_with_copy(warehouse, graph)
+    else:
+        raise ValueError(f"writer {writer!r}: 'pathway' or 'copy'")
     return warehouse_counts(warehouse)
+
+
+def _recompute_with_copy(warehouse: Warehouse, graph) -> None:
+    """:meth:`ysh.kit.follower.Follower.recompute` with the sinks of :mod:`ysh.kit.sinks`
+    (COPY for large times) in place of Pathway's writer."""
+    if FOLLOWER.active(warehouse):
+        raise FollowerRunning(FOLLOWER.busy.format(schema=warehouse.schema))
+    started = db.server_now(warehouse)
+    pw_runtime.fresh_graph()
+    with graph() as outputs:
+        sinks.write_snapshots(outputs, FOLLOWER.outputs, warehouse)
+        pw_runtime.run()
+    db.prune_not_written(warehouse, FOLLOWER.output_tables, started)
 
 
 def warehouse_counts(warehouse: Warehouse) -> dict[str, int]:

@@ -4,6 +4,12 @@
   parses it: *tarifas homologadas* column by column (:mod:`ysh.tariffs.columnar`, the
   same rows as the row parser), other datasets and unusual layouts row by row
   (:func:`ysh.tariffs.load.load_file`); chunks spread over Pathway processes;
+* :func:`build_tariffs_graph_from_raw_chunks` — the batch over a snapshot of
+  ``tarifas_raw``: rows read in chunks of one source (:class:`RawChunksSubject`), one UDF
+  per chunk parses *tarifas homologadas* column by column
+  (:func:`ysh.tariffs.columnar.parse_tariff_records_columnar`: every record a rule could
+  reject goes through :func:`ysh.tariffs.load.row_from_record` itself), other datasets
+  record by record;
 * :func:`build_tariffs_graph_from_raw` — per raw row (as landed in ``tarifas_raw`` and
   followed by CDC), one UDF parses the record (:func:`ysh.tariffs.load.row_from_record`).
 
@@ -19,6 +25,7 @@ from __future__ import annotations
 import datetime
 import functools
 import json
+import pickle
 import types
 import typing
 from dataclasses import dataclass
@@ -27,7 +34,13 @@ import pathway as pw
 
 from .aneel import FioB, FlagMonth, QuarantinedRow, Tariff
 from .book import Span, TariffBook, check_flags, check_periods, raw_json_of
-from .columnar import engine_row, parse_tariffs_columnar, span_of_engine_row
+from .columnar import (
+    engine_row,
+    jsonb_values_are_stripped_text,
+    parse_tariff_records_columnar,
+    parse_tariffs_columnar,
+    span_of_engine_row,
+)
 from .load import dataset_of, load_file, row_from_record
 
 EFFECTIVE_SUBGROUPS = ("b1", "b3")
@@ -258,10 +271,93 @@ class FileChunksSubject(pw.io.python.ConnectorSubject):
                 self.next(data=chunk.data, path=str(path), line_offset=chunk.line_offset)
 
 
+class RawChunkSchema(pw.Schema):
+    """Rows of ``tarifas_raw`` of one source and dataset, packed (:class:`RawChunksSubject`)."""
+
+    source: str
+    dataset: str
+    payload: bytes  # pickle of (lines, extra_fields, record texts), in line order
+
+
+class RawChunksSubject(pw.io.python.ConnectorSubject):
+    """A consistent snapshot of ``tarifas_raw`` (one statement, server-side cursor) as
+    chunks: each fetch of ``chunk_rows`` rows becomes one chunk per source and dataset it
+    holds, the records left as JSON text for the parsing UDF (a static source)."""
+
+    def __init__(self, dsn: str, schema: str, chunk_rows: int = 20_000, table: str = "tarifas_raw"):
+        super().__init__(datasource_name="tarifas_raw_chunks")
+        self._dsn, self._schema, self._chunk_rows, self._table = dsn, schema, chunk_rows, table
+
+    def run(self) -> None:
+        import psycopg
+        from psycopg import sql
+
+        with psycopg.connect(self._dsn) as conn:
+            conn.execute(sql.SQL("SET search_path TO {}, public").format(sql.Identifier(self._schema)))
+            with conn.cursor(name="ysh_tarifas_raw_chunks") as cur:
+                cur.execute(sql.SQL("SELECT source, dataset, line, extra_fields, record::text FROM {}").format(
+                    sql.Identifier(self._table)))
+                while batch := cur.fetchmany(self._chunk_rows):
+                    groups: dict[tuple[str, str], list[tuple]] = {}
+                    for source, dataset, line, extra_fields, text in batch:
+                        groups.setdefault((source, dataset), []).append((line, extra_fields, text))
+                    for (source, dataset), rows in groups.items():
+                        rows.sort(key=lambda r: r[0])
+                        lines, extra_fields, texts = zip(*rows)
+                        self.next(source=source, dataset=dataset,
+                                  payload=pickle.dumps((lines, extra_fields, texts), protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def _rows_one_by_one(dataset: str, records: list, source: str, lines, extra_fields) -> tuple:
+    """Records parsed as the CDC path does (:func:`_parse_record`), gathered like a chunk."""
+    tariffs, fio_b, flags, quarantine = [], [], [], []
+    for record, line, extra in zip(records, lines, extra_fields):
+        row = row_from_record(dataset, record, source, line, extra)
+        if isinstance(row, Tariff):
+            tariffs.append(engine_row(row))
+        elif isinstance(row, FioB):
+            fio_b.append(engine_row(row))
+        elif isinstance(row, FlagMonth):
+            flags.append(_to_engine(row))
+        elif isinstance(row, QuarantinedRow):
+            quarantine.append(tuple(row))
+    return (tariffs, _spans_by_key(tariffs, Tariff), fio_b, _spans_by_key(fio_b, FioB), flags, quarantine)
+
+
+@pw.udf(deterministic=True)
+def _parse_raw_chunk(dataset: str, source: str, payload: bytes) -> tuple:
+    """One chunk of ``tarifas_raw`` (:class:`RawChunkSchema`) → the same six lists as
+    :func:`_parse_file`: *tarifas homologadas* by columns, the rest record by record."""
+    lines, extra_fields, texts = pickle.loads(payload)
+    joined = "[" + ",".join(texts) + "]"
+    records = json.loads(joined)
+    if dataset == "tariffs":
+        columnar = parse_tariff_records_columnar(
+            records, source, lines, extra_fields,
+            lambda i: row_from_record(dataset, records[i], source, lines[i], extra_fields[i]),
+            stripped_text=jsonb_values_are_stripped_text(joined))
+        if columnar is not None:
+            return (columnar.rows, columnar.spans, [], [], [], [tuple(q) for q in columnar.quarantine])
+    return _rows_one_by_one(dataset, records, source, lines, extra_fields)
+
+
 def build_tariffs_graph(chunks: pw.Table) -> TariffTables:
     """Build the tariffs graph over file chunks (:class:`FileChunkSchema`: a whole file is
     one chunk with ``line_offset`` 0)."""
-    parsed = chunks.select(result=_parse_file(pw.this.data, pw.this.path, pw.this.line_offset))
+    return _build_from_parsed(chunks.select(result=_parse_file(pw.this.data, pw.this.path, pw.this.line_offset)))
+
+
+def build_tariffs_graph_from_raw_chunks(chunks: pw.Table) -> TariffTables:
+    """Build the tariffs graph over chunks of ``tarifas_raw`` (:class:`RawChunkSchema`):
+    the same tables as :func:`build_tariffs_graph_from_raw` over the same rows, with one
+    UDF call per chunk instead of one per row (a static batch; the follower keeps the
+    per-row graph, so that a change re-parses one row)."""
+    return _build_from_parsed(chunks.select(result=_parse_raw_chunk(pw.this.dataset, pw.this.source,
+                                                                    pw.this.payload)))
+
+
+def _build_from_parsed(parsed: pw.Table) -> TariffTables:
+    """The graph from parsed chunks (one tuple column ``result``: see :func:`_parse_file`)."""
 
     def flattened(index: int) -> pw.Table:
         return parsed.select(row=pw.declare_type(list[tuple], pw.this.result[index])).flatten(pw.this.row)
