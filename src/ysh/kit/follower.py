@@ -116,12 +116,15 @@ class Follower:
                     schema_name=warehouse.schema, name=f"{name}_cdc", autocommit_duration_ms=autocommit_duration_ms)
         return tables
 
-    def recompute(self, warehouse: Warehouse, graph: Callable[[], AbstractContextManager[Any]]) -> None:
+    def recompute(self, warehouse: Warehouse, graph: Callable[[], AbstractContextManager[Any]], *,
+                  write: Callable[..., Any] | None = None) -> None:
         """A batch: build the graph over snapshots of the sources, write the outputs, and
         delete the output rows this run did not write.
 
         ``graph()`` is called on a fresh Pathway graph and returns a context manager that
         gives the outputs (the run happens inside it: a shared snapshot can stay open).
+        ``write(outputs, specs, warehouse)`` puts the sinks on the graph: Pathway's writer
+        (``pw_runtime.write_snapshots``) by default, or :func:`ysh.kit.sinks.write_snapshots`.
 
         Raises
         ------
@@ -134,7 +137,7 @@ class Follower:
         started = db.server_now(warehouse)
         pw_runtime.fresh_graph()
         with graph() as outputs:
-            pw_runtime.write_snapshots(outputs, self.outputs, warehouse)
+            (write or pw_runtime.write_snapshots)(outputs, self.outputs, warehouse)
             pw_runtime.run()
         db.prune_not_written(warehouse, self.output_tables, started)
 

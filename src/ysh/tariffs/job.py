@@ -26,7 +26,7 @@ from .. import db, pw_runtime
 from ..db import Warehouse
 from ..kit.files import files_under
 from ..kit import sinks
-from ..kit.follower import Follower, FollowerRunning
+from ..kit.follower import Follower
 from .pipeline import (
     FileChunkSchema,
     FileChunksSubject,
@@ -140,26 +140,11 @@ def run_warehouse(warehouse: Warehouse, *, chunked: bool = True, chunk_rows: int
                                     RawRowSchema, name="tarifas_raw_snapshot")
         return nullcontext(build_tariffs_graph_from_raw(raw))
 
-    if writer == "pathway":
-        FOLLOWER.recompute(warehouse, graph)
-    elif writer == "copy":
-        _recompute_with_copy(warehouse, graph)
-    else:
+    if writer not in ("pathway", "copy"):
         raise ValueError(f"writer {writer!r}: 'pathway' or 'copy'")
+    # "copy": the sinks of kit.sinks (COPY for large times) in place of Pathway's writer
+    FOLLOWER.recompute(warehouse, graph, write=sinks.write_snapshots if writer == "copy" else None)
     return warehouse_counts(warehouse)
-
-
-def _recompute_with_copy(warehouse: Warehouse, graph) -> None:
-    """:meth:`ysh.kit.follower.Follower.recompute` with the sinks of :mod:`ysh.kit.sinks`
-    (COPY for large times) in place of Pathway's writer."""
-    if FOLLOWER.active(warehouse):
-        raise FollowerRunning(FOLLOWER.busy.format(schema=warehouse.schema))
-    started = db.server_now(warehouse)
-    pw_runtime.fresh_graph()
-    with graph() as outputs:
-        sinks.write_snapshots(outputs, FOLLOWER.outputs, warehouse)
-        pw_runtime.run()
-    db.prune_not_written(warehouse, FOLLOWER.output_tables, started)
 
 
 def warehouse_counts(warehouse: Warehouse) -> dict[str, int]:
