@@ -70,3 +70,16 @@ def test_a_time_nets_to_upserts_by_key_and_deletes_of_keys_only_retracted():
     assert upserts == {(1, "x"): {"a": 1, "b": "x", "v": 2}, (3, "z"): {"a": 3, "b": "z", "v": 7},
                        (4, "w"): {"a": 4, "b": "w", "v": 8}}
     assert deletes == [(2, "y"), (5, "w")]
+
+
+def test_a_transient_version_and_its_retraction_in_one_time_cancel_in_any_order():
+    sink = SnapshotSink("", "s", "kpis", ("customer_class", "state"))
+    final = {"customer_class": "B1", "state": "MG", "quotes": 1, "kwp": 3.45}
+    transient = {"customer_class": "B1", "state": "MG", "quotes": 1, "kwp": 0.0}
+    # the final version first, then a transient one with its retraction: the final one stays
+    for changes in ([(final, True), (transient, True), (transient, False)],
+                    [(transient, True), (final, True), (transient, False)],
+                    [(transient, False), (transient, True), (final, True)]):
+        assert sink.net(changes) == ({("B1", "MG"): final}, []), changes
+    # a version added and retracted in the same time, nothing else: no write for that key
+    assert sink.net([(transient, True), (transient, False)]) == ({}, [])

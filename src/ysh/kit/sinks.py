@@ -97,16 +97,28 @@ class SnapshotSink:
 
     # ---- the writes ----------------------------------------------------------------------
     def net(self, changes: list[tuple[dict, bool]]) -> tuple[dict[tuple, dict], list[tuple]]:
-        """(primary key → row to upsert, primary keys to delete) of one Pathway time."""
-        upserts: dict[tuple, dict] = {}
-        retracted: set[tuple] = set()
+        """(primary key → row to upsert, primary keys to delete) of one Pathway time.
+
+        The changes of one time come in no set order, and a time can hold a transient
+        version of a row with its own retraction (``+new, +transient, −transient``). Each
+        version is counted, additions minus retractions: the version left with a positive
+        count is the row; a key whose versions all cancel or are retracted is deleted.
+        (Taking the last addition seen wrote the transient version: a follower's KPI row
+        kept a kWp of 0.0 after a database restart.)"""
+        versions: dict[tuple, dict[str, list]] = {}
         for row, is_addition in changes:
             pk = tuple(row[c] for c in self._key)
-            if is_addition:
-                upserts[pk] = row
-            else:
-                retracted.add(pk)
-        return upserts, sorted(retracted - upserts.keys(), key=repr)
+            entry = versions.setdefault(pk, {}).setdefault(repr(sorted(row.items())), [row, 0])
+            entry[1] += 1 if is_addition else -1
+        upserts: dict[tuple, dict] = {}
+        deletes: list[tuple] = []
+        for pk, by_content in versions.items():
+            alive = [row for row, count in by_content.values() if count > 0]
+            if alive:
+                upserts[pk] = alive[-1]
+            elif any(count < 0 for _, count in by_content.values()):
+                deletes.append(pk)
+        return upserts, sorted(deletes, key=repr)
 
     def _connection(self) -> psycopg.Connection:
         if self._conn is None or self._conn.closed or self._conn.broken:
