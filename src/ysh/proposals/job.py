@@ -4,13 +4,14 @@ lifecycle is :data:`FOLLOWER`, a :class:`ysh.kit.follower.Follower`)."""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import pathway as pw
 
 from .. import db, pw_runtime
 from ..db import Warehouse
-from ..kit.follower import Follower, FollowerRunning
+from ..kit.follower import Follower
 from . import copy_sink
 from .pipeline import (
     BATCH_SIZE,
@@ -82,23 +83,17 @@ def run_batch(warehouse: Warehouse, settings, *, billing: str = "vectorized",
     ysh.kit.follower.FollowerRunning
         ``ysh proposals follow`` is running for this schema.
     """
-    # FOLLOWER.recompute's steps, with the outputs replaced by COPY (copy_sink) instead of
-    # one upsert per row: a batch rewrites every output row anyway
-    if FOLLOWER.active(warehouse):
-        raise FollowerRunning(FOLLOWER.busy.format(schema=warehouse.schema))
-    started = db.server_now(warehouse)
-    pw_runtime.fresh_graph()
-    with pw_runtime.SharedSnapshot(warehouse.dsn) as snapshot:  # all seven tables as of one instant
-        tables = {}
-        for name, (table, schema, query) in SOURCES.items():
-            tables[name] = pw_runtime.read_query(warehouse.dsn, warehouse.schema,
-                                                 query or _select_all(table, schema), schema,
-                                                 name=f"{name}_snapshot", snapshot=snapshot.id)
-        outputs = build_proposals_graph(Sources(**tables), settings.proposals.assumptions, settings,
+    @contextmanager
+    def graph():
+        with pw_runtime.SharedSnapshot(warehouse.dsn) as snapshot:  # all seven tables as of one instant
+            tables = {name: pw_runtime.read_query(warehouse.dsn, warehouse.schema, query or _select_all(table, schema),
+                                                  schema, name=f"{name}_snapshot", snapshot=snapshot.id)
+                      for name, (table, schema, query) in SOURCES.items()}
+            yield build_proposals_graph(Sources(**tables), settings.proposals.assumptions, settings,
                                         billing=billing, batch_size=batch_size)
-        copy_sink.write_tables(outputs, TABLES, warehouse)
-        pw_runtime.run()
-    db.prune_not_written(warehouse, FOLLOWER.output_tables, started)
+
+    # the outputs by COPY (copy_sink) instead of one upsert per row: a batch rewrites every row
+    FOLLOWER.recompute(warehouse, graph, write=copy_sink.write_tables)
     return counts(warehouse)
 
 
