@@ -9,7 +9,9 @@ Variants, each in its own subprocess (peak RSS is its own), on the same generate
                   (``split_overlaps``): the baseline, measured in the same run.
 * ``pathway``   — the production path of ``ysh tariffs load``: :func:`ysh.tariffs.job.run_static`
                   (the file cut in chunks of whole lines, each chunk parsed by columns in one
-                  UDF call, the tariffs graph, the five tables written as JSONL), 1 process.
+                  UDF call, the rows packed per chunk and utility, one overlap check per
+                  utility, the JSON lines formatted per utility in the graph, the five
+                  tables written as JSONL), 1 process.
 * ``pathway-2`` — the same under ``pathway spawn -n 2`` (``YSH_PATHWAY_PROCESSES=2``).
 
 With ``--warehouse``, the path of ``ysh tariffs run`` (the Dagster step) instead: the

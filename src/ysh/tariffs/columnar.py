@@ -90,10 +90,13 @@ def _layout_is_plain(text: str) -> bool:
     return True
 
 
-def parse_tariffs_columnar(data: bytes, source_file: str, line_offset: int = 0) -> ColumnarTariffs | None:
+def parse_tariffs_columnar(data: bytes, source_file: str, line_offset: int = 0, *,
+                           with_spans: bool = True) -> ColumnarTariffs | None:
     """A *tarifas homologadas* file (or chunk) → engine rows, key spans and quarantined
     rows, equal to :func:`ysh.tariffs.aneel.parse_tariffs` followed by
-    :func:`engine_row`; ``None`` when its layout needs the row-by-row parser."""
+    :func:`engine_row`; ``None`` when its layout needs the row-by-row parser.
+    ``with_spans=False``: the spans are left empty (a caller that groups the rows by key
+    itself)."""
     import numpy as np
     import pandas as pd
 
@@ -116,12 +119,13 @@ def parse_tariffs_columnar(data: bytes, source_file: str, line_offset: int = 0) 
     lines = text.count("\n") + (0 if text.endswith("\n") else 1)
     if tuple(header) != TARIFF_HEADER or len(frame) != lines - 1:
         return None
-    # a cell with spaces around it: strip every cell, as the row parser does
-    padded = any(s in text for s in _PAD) or text[:1] == " " or text[-1:] == " " or _OTHER_SPACE.search(text)
+    # a cell with spaces around it: the row parser strips every cell; strip the columns that have one
     cols: list[list[str]] = []
     for i in range(_N):
         values = frame.iloc[:, i].tolist()
-        cols.append([v.strip() for v in values] if padded else values)
+        if any(v != v.strip() for v in set(values)):
+            values = [v.strip() for v in values]
+        cols.append(values)
     n = len(frame)
     if n == 0:
         return ColumnarTariffs([], [], [], encoding)
@@ -133,7 +137,8 @@ def parse_tariffs_columnar(data: bytes, source_file: str, line_offset: int = 0) 
             return None  # a line of empty fields: the row parser skips it
         return tariff_from_record(record, source_file, line, 0, clean=True)
 
-    parsed = _from_columns(cols, source_file, list(range(first, first + n)), np.zeros(n, dtype=bool), redo)
+    parsed = _from_columns(cols, source_file, list(range(first, first + n)), np.zeros(n, dtype=bool), redo,
+                           with_spans=with_spans)
     return None if parsed is None else ColumnarTariffs(*parsed, encoding)
 
 
@@ -198,7 +203,8 @@ def jsonb_values_are_stripped_text(text: str) -> bool:
     return not any(ch in text for ch in _OTHER_SPACES)  # a non-breaking space, … somewhere
 
 
-def _from_columns(cols: list[list[str]], source_file: str, line_numbers: list[int], suspicious, redo):
+def _from_columns(cols: list[list[str]], source_file: str, line_numbers: list[int], suspicious, redo, *,
+                  with_spans: bool = True):
     """The shared rules on columns (each a list of stripped texts in ``TARIFF_HEADER``
     order): (engine rows, spans by key, quarantined rows), or None when ``redo`` gives up
     on a row (``redo(i, line)`` → the row parser's result for row ``i``, or None)."""
@@ -228,7 +234,7 @@ def _from_columns(cols: list[list[str]], source_file: str, line_numbers: list[in
     energy = mapped(unit, lambda v: v == "MWh")
     converted = {}
     for name in ("VlrTUSD", "VlrTE"):
-        parsed = mapped(cols[_COL[name]], value_of)
+        parsed = _values_of(cols[_COL[name]])
         suspicious |= np.fromiter((v is None for v in parsed), dtype=bool, count=n)
         converted[name] = ([v[0] if v and e else None for v, e in zip(parsed, energy)],
                            [None if e or not v else v[1] for v, e in zip(parsed, energy)])
@@ -268,6 +274,8 @@ def _from_columns(cols: list[list[str]], source_file: str, line_numbers: list[in
             else:
                 kept.append(engine_row(result))  # every rule passed after all: the domain's row
         rows = kept
+    if not with_spans:
+        return rows, [], quarantine
     by_key: dict[str, list[tuple]] = defaultdict(list)
     for row, span in zip(rows, zip([r[1] for r in rows], [r[_LINE] for r in rows], [r[2] for r in rows],
                                    [r[3] for r in rows], zip(*[[r[i] for r in rows] for i in _TARIFF_VALUES]))):
@@ -276,11 +284,26 @@ def _from_columns(cols: list[list[str]], source_file: str, line_numbers: list[in
 
 
 _BAD = object()  # an end date that does not parse
-_PAD = (" ;", "; ", " \n", " \r", "\n ", ' "', '" ')
-_OTHER_SPACE = re.compile(r"[^\S \r\n]")  # a tab, a non-breaking space, …
 
 
 _PLAIN_DECIMAL = re.compile(r"[0-9]{1,15}(?:,[0-9]{1,10})?|,[0-9]{1,10}")
+
+
+_PLAIN_DECIMAL_LINES = re.compile(r"(?:(?:[0-9]{1,15}(?:,[0-9]{1,10})?|,[0-9]{1,10})\n)*")
+
+
+def _values_of(column: list[str]) -> list[tuple[float, float] | None]:
+    """:func:`value_of` of every value of a column, each distinct value once; when every
+    distinct value is a plain decimal (one regex over them all), converted by ``float``
+    without a Python call per value (the same conversion :func:`value_of` makes)."""
+    distinct = list(set(column))
+    joined = "\n".join(distinct) + "\n"
+    dotted = joined.replace(",", ".").split("\n")[:-1] if _PLAIN_DECIMAL_LINES.fullmatch(joined) else None
+    if dotted is not None and len(dotted) == len(distinct):  # (a value holding a line break is not plain)
+        table = dict(zip(distinct, zip(map(float, [d + "e-3" for d in dotted]), map(float, dotted))))
+    else:
+        table = {v: value_of(v) for v in distinct}
+    return list(map(table.__getitem__, column))
 
 
 def value_of(text: str) -> tuple[float, float] | None:

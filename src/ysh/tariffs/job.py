@@ -1,6 +1,8 @@
 """Running the tariffs graph: over files (JSONL out), or over ``tarifas_raw`` into Postgres.
 
-* :func:`run_static` — files → five JSONL tables (no server).
+* :func:`run_static` — files → five JSONL tables (no server); the kept tariffs and Fio B
+  rows arrive packed per utility and are formatted as JSON lines by the Pathway worker
+  that holds the utility (:mod:`ysh.tariffs.jsonl`), the leader sorts and writes them.
 * :func:`run_warehouse` — a full recompute of the normalized tables from ``tarifas_raw``
   (one consistent snapshot, read in chunks of rows, each chunk parsed by columns in one
   UDF call); rows the run did not write are deleted afterwards. ``chunked=False`` keeps
@@ -14,6 +16,8 @@
 from __future__ import annotations
 
 import logging
+import operator
+import pickle
 import time
 from collections import Counter
 from contextlib import nullcontext
@@ -27,6 +31,7 @@ from ..db import Warehouse
 from ..kit.files import files_under
 from ..kit import sinks
 from ..kit.follower import Follower
+from . import jsonl
 from .pipeline import (
     FileChunkSchema,
     FileChunksSubject,
@@ -37,7 +42,9 @@ from .pipeline import (
     build_tariffs_graph,
     build_tariffs_graph_from_raw,
     build_tariffs_graph_from_raw_chunks,
+    unpack_rows,
 )
+from .aneel import FioB, Tariff
 
 log = logging.getLogger(__name__)
 
@@ -85,18 +92,84 @@ def run_static(paths: list[Path], out_dir: Path) -> TariffsReport:
     """Normalize ANEEL files once and write the five tables as JSONL into ``out_dir``."""
     t0 = time.perf_counter()
     tables = build(paths)
-    collectors = {name: pw_runtime.TableCollector(getattr(tables, name), name) for name in JSONL_FILES}
+    # the kept tariffs and Fio B rows come packed (one row per utility) and are formatted
+    # as JSON lines where they are, by the Pathway worker holding the utility
+    collectors = {name: pw_runtime.TableCollector(
+        tables.packed[name].select(lines=_JSONL_LINES[name](pw.this.rows)) if name in tables.packed
+        else getattr(tables, name), name) for name in JSONL_FILES}
     pw_runtime.run()
     report = TariffsReport(seconds=time.perf_counter() - t0)
     if not pw_runtime.is_leader():
         return report
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, (filename, keys) in JSONL_FILES.items():
-        rows = collectors[name].values()
-        report.counts[name] = pw_runtime.write_jsonl(out_dir / filename, rows, keys)
+        if name in tables.packed:
+            # pieces of JSONL (a utility's block, or single lines) in the order of their sort keys
+            pieces = [piece for cell in collectors[name].values() for piece in pickle.loads(cell["lines"])]
+            pieces.sort(key=operator.itemgetter(0))
+            with (out_dir / filename).open("wb") as f:
+                f.writelines(data for _, _, data in pieces)
+            report.counts[name] = sum(count for _, count, _ in pieces)
+            if name == "tariffs":
+                report.utilities = sorted({key[0] for key, _, _ in pieces})
+        else:
+            report.counts[name] = pw_runtime.write_jsonl(out_dir / filename, collectors[name].values(), keys)
     report.quarantine_by_reason = dict(Counter(q["reason"] for q in collectors["quarantine"].values()).most_common())
-    report.utilities = sorted({t["utility"] for t in collectors["tariffs"].values()})
     return report
+
+
+#: the row layout of each packed output
+LAYOUTS = {"tariffs": Tariff, "fio_b": FioB}
+#: columns of each packed output whose values repeat together (encoded once per combination)
+TOGETHER = {
+    "tariffs": (("utility", "cnpj"), ("valid_from", "valid_to"),
+                ("base", "subgroup", "modality", "tariff_class", "subclass", "detail", "post", "unit",
+                 "accessing_agent"), ("resolution", "source_file")),
+    "fio_b": (("utility", "base", "subgroup", "modality", "tariff_class", "subclass", "detail", "post"),
+              ("valid_from", "valid_to"), ("resolution", "source_file")),
+}
+
+
+def _make_jsonl_lines(name: str):
+    layout, (_, sort_keys) = LAYOUTS[name], JSONL_FILES[name]
+    names = ("key_text", *layout._fields)
+    sort_key = operator.itemgetter(*map(names.index, sort_keys))
+    assert sort_keys[0] == "utility"  # a utility's rows sort together, by its name first
+
+    @pw.udf(deterministic=True)
+    def jsonl_lines(blobs: tuple) -> bytes:
+        """One utility's packed rows → pieces of its JSONL file, pickled ``(sort key,
+        rows, UTF-8 text)``: the utility's rows as one block when they all spell the
+        utility alike (key ``(utility,)``: their rows are contiguous in the file, whose
+        first sort key is the utility's name), else one piece per row (key: utility, key
+        and start of validity). Rows are sorted as :func:`ysh.pw_runtime.write_jsonl`
+        sorts (those keys are never empty in a kept row), formatted by
+        :func:`ysh.tariffs.jsonl.lines`."""
+        rows = [(row[0], *row[4:]) for row in unpack_rows(blobs)]
+        rows.sort(key=sort_key)
+        text = jsonl.lines(names, rows, TOGETHER[name])
+        spellings = {key[0] for key in map(sort_key, rows)}
+        if len(spellings) == 1:
+            pieces = [((spellings.pop(),), len(rows), "".join(text).encode())]
+        else:  # a utility spelled two ways: its rows may sort apart
+            pieces = [(sort_key(row), 1, line.encode()) for row, line in zip(rows, text)]
+        return pickle.dumps(pieces, protocol=pickle.HIGHEST_PROTOCOL)
+
+    return jsonl_lines
+
+
+_JSONL_LINES = {name: _make_jsonl_lines(name) for name in LAYOUTS}
+
+
+def _packed_rows(packed: list[dict], layout: type, sort_keys: tuple[str, ...]) -> tuple[tuple[str, ...], list[tuple]]:
+    """Rows of a packed table (:attr:`ysh.tariffs.pipeline.TariffTables.packed`) as the
+    rows of its unpacked table (``key_text`` and the layout's fields: the column names and
+    the rows as tuples), sorted by ``sort_keys`` (utility, key and start of validity:
+    never empty in a kept row, so sorted as :func:`ysh.pw_runtime.write_jsonl` sorts)."""
+    names = ("key_text", *layout._fields)
+    rows = [(row[0], *row[4:]) for cell in packed for row in unpack_rows(cell["rows"])]
+    rows.sort(key=operator.itemgetter(*map(names.index, sort_keys)))
+    return names, rows
 
 
 #: the ``tarifas_raw`` follower: the normalized tables kept current by CDC

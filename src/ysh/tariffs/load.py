@@ -97,10 +97,12 @@ def split_file(data: bytes, chunk_bytes: int = 4 << 20) -> list[Chunk]:
         return [Chunk(data, 0)]
     header, quoted = data[:end_of_header], b'"' in data
     chunks, start, lines_before = [], end_of_header, 1  # physical lines before ``start``
+    quotes = data.count(b'"', 0, end_of_header)  # quotes before ``start``
     while start < len(data):
         cut = data.find(b"\n", start + chunk_bytes)
         cut = len(data) if cut < 0 else cut + 1
-        if quoted and data.count(b'"', 0, cut) % 2:
+        quotes += data.count(b'"', start, cut) if quoted else 0
+        if quotes % 2:
             return [Chunk(data, 0)]  # a line break inside quotes: do not cut
         chunks.append(Chunk(header + data[start:cut], lines_before - 1))
         lines_before += data.count(b"\n", start, cut)

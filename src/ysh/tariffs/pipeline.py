@@ -3,7 +3,11 @@
 * :func:`build_tariffs_graph` — per file chunk (:func:`ysh.tariffs.load.split_file`), one UDF
   parses it: *tarifas homologadas* column by column (:mod:`ysh.tariffs.columnar`, the
   same rows as the row parser), other datasets and unusual layouts row by row
-  (:func:`ysh.tariffs.load.load_file`); chunks spread over Pathway processes;
+  (:func:`ysh.tariffs.load.load_file`); chunks spread over Pathway processes. A static
+  graph: the tariff and Fio B rows stay packed per chunk and utility (pickled lists), each
+  utility's keys are checked for overlaps in one reduce, and the kept rows reach the sink
+  still packed (:attr:`TariffTables.packed`), so the engine moves a few values per
+  utility instead of a row per tariff;
 * :func:`build_tariffs_graph_from_raw_chunks` — the batch over a snapshot of
   ``tarifas_raw``: rows read in chunks of one source (:class:`RawChunksSubject`), one UDF
   per chunk parses *tarifas homologadas* column by column
@@ -13,7 +17,7 @@
 * :func:`build_tariffs_graph_from_raw` — per raw row (as landed in ``tarifas_raw`` and
   followed by CDC), one UDF parses the record (:func:`ysh.tariffs.load.row_from_record`).
 
-Either way each parsed row travels packed in one tuple column, and each key's validity
+In the two ``tarifas_raw`` graphs each parsed row travels packed in one tuple column, and each key's validity
 periods (narrow spans: a chunk sends one group per key it holds) are checked for overlaps
 incrementally (a changed key re-checks only that key); the kept rows are unpacked into
 columns at the end. The monthly effective tariffs of B1/B3 are derived per utility from
@@ -25,14 +29,16 @@ from __future__ import annotations
 import datetime
 import functools
 import json
+import operator
 import pickle
 import types
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pathway as pw
+from pathway.internals import api
 
-from .aneel import FioB, FlagMonth, QuarantinedRow, Tariff
+from .aneel import OVERLAPPING_VALIDITY, FioB, FlagMonth, QuarantinedRow, Tariff
 from .book import Span, TariffBook, check_flags, check_periods, raw_json_of
 from .columnar import (
     engine_row,
@@ -53,6 +59,9 @@ class TariffTables:
     flags: pw.Table  # tarifas_bandeiras
     monthly: pw.Table  # tarifas_efetivas_mensais
     quarantine: pw.Table  # tarifas_quarantine
+    #: the same rows as ``tariffs`` / ``fio_b``, packed (the file graph only): one row per
+    #: utility, column ``rows`` a tuple of pickled lists of engine rows (:func:`unpack_rows`)
+    packed: dict[str, pw.Table] = field(default_factory=dict)
 
 
 def _engine_value(value):
@@ -88,17 +97,148 @@ def _columns(row: pw.ColumnExpression, layout: type, offset: int = 0) -> dict:
 
 @pw.udf(deterministic=True)
 def _parse_file(data: bytes, path: str, line_offset: int) -> tuple:
-    """One file chunk → (tariff rows, their spans by key, Fio B rows, their spans by key,
-    flag rows, quarantined rows). *Tarifas homologadas* are parsed by columns
-    (:mod:`ysh.tariffs.columnar`) unless the chunk's layout needs the row parser."""
-    columnar = parse_tariffs_columnar(data, path, line_offset) if dataset_of(data) == "tariffs" else None
+    """One file chunk → (tariff groups, Fio B groups, flag rows, quarantined rows), the
+    tariff and Fio B rows packed per utility (:func:`_utility_groups`). *Tarifas
+    homologadas* are parsed by columns (:mod:`ysh.tariffs.columnar`) unless the chunk's
+    layout needs the row parser."""
+    columnar = (parse_tariffs_columnar(data, path, line_offset, with_spans=False)
+                if dataset_of(data) == "tariffs" else None)
     if columnar is not None:
-        return (columnar.rows, columnar.spans, [], [], [], [tuple(q) for q in columnar.quarantine])
+        return (_utility_groups(columnar.rows, Tariff), [], [], [tuple(q) for q in columnar.quarantine])
     loaded = load_file(data, path, line_offset)
-    tariffs = [engine_row(t) for t in loaded.tariffs]
-    fio_b = [engine_row(f) for f in loaded.fio_b]
-    return (tariffs, _spans_by_key(tariffs, Tariff), fio_b, _spans_by_key(fio_b, FioB),
+    return (_utility_groups([engine_row(t) for t in loaded.tariffs], Tariff),
+            _utility_groups([engine_row(f) for f in loaded.fio_b], FioB),
             [_to_engine(f) for f in loaded.flags], [tuple(q) for q in loaded.quarantine])
+
+
+_pack = functools.partial(pickle.dumps, protocol=pickle.HIGHEST_PROTOCOL)
+_SUBGROUP, _BASE, _UNIT = (4 + Tariff._fields.index(c) for c in ("subgroup", "base", "unit"))
+
+
+def _is_residential(row: tuple) -> bool:
+    """Whether an engine row of a tariff belongs to the monthly view: B1 or B3 (any case),
+    Tarifa de Aplicação, energy (the rule of the row graphs' filter in :func:`_build_from_rows`)."""
+    return row[_BASE] == "aplicacao" and row[_UNIT] == "MWh" and row[_SUBGROUP].lower() in EFFECTIVE_SUBGROUPS
+
+
+def _utility_groups(rows: list[tuple], layout: type) -> list[tuple[str, bytes, bytes, bytes]]:
+    """Engine rows (of one chunk) → one entry per utility (the key's first part, as
+    :func:`_key_utility`): ``(utility_key, spans, rows, residential)``, each pickled:
+    the validity periods by key (from and to as day numbers: enough to tell that a key's
+    periods are disjoint, the common case), the rows outside the monthly
+    view and the rows in it (:func:`_is_residential`; tariffs only). An empty list is
+    ``b""``."""
+    days = operator.itemgetter(2, 3)
+    tariffs = layout is Tariff
+    groups: dict[str, tuple[dict, list, list]] = {}
+    for row in rows:
+        key = row[0]
+        utility = key.split("|", 1)[0]
+        group = groups.get(utility)
+        if group is None:
+            group = groups[utility] = ({}, [], [])
+        spans = group[0].get(key)
+        if spans is None:
+            spans = group[0][key] = []
+        spans.append(days(row))
+        (group[2] if tariffs and _is_residential(row) else group[1]).append(row)
+    return [(utility, _pack(spans), _pack(rest) if rest else b"", _pack(res) if res else b"")
+            for utility, (spans, rest, res) in groups.items()]
+
+
+def unpack_rows(blobs) -> list[tuple]:
+    """The engine rows of packed blobs (a ``rows`` cell of :attr:`TariffTables.packed`)."""
+    return [row for blob in blobs if blob for row in pickle.loads(blob)]
+
+
+def _make_check_utility(layout: type):
+    @pw.udf(deterministic=True)
+    def check_utility(spans: tuple, rows: tuple, residential: tuple) -> tuple:
+        """One utility's packed groups, from every chunk → (kept row blobs, the residential
+        ones among them, quarantined rows): per key, rows whose validity overlaps another row of the
+        key are quarantined and exact repeats dropped (:func:`ysh.tariffs.book.check_periods`),
+        the common case (disjoint periods) decided on day numbers without unpacking a row."""
+        by_key: dict[str, list] = {}
+        for blob in spans:
+            for key, group in pickle.loads(blob).items():
+                found = by_key.get(key)
+                if found is None:
+                    by_key[key] = group
+                else:
+                    found.extend(group)
+        clashing = {key for key, days in by_key.items() if not _disjoint_days(days)}
+        if not clashing:
+            return (rows + residential, residential, [])  # no overlap, hence no repeat either
+        # the keys whose periods share a day: their full spans, from their rows
+        value_at, line_at = _span_positions(layout)
+        spans_of: dict[str, list] = {key: [] for key in clashing}
+        for row in unpack_rows(rows + residential):
+            if row[0] in clashing:
+                spans_of[row[0]].append(span_of_engine_row(row, value_at, line_at))
+        dropped: dict[str, str | None] = {}
+        for group in spans_of.values():
+            overlapping, duplicates = check_periods(
+                Span(t, line, datetime.date.fromordinal(a), datetime.date.fromordinal(b) if b else None, tuple(v))
+                for t, line, a, b, v in group)
+            dropped.update(overlapping)
+            dropped.update(dict.fromkeys(duplicates))
+        quarantine: list[tuple] = []
+
+        def keep(blobs: tuple) -> tuple:
+            kept_blobs = []
+            for blob in blobs:
+                kept = []
+                for row in pickle.loads(blob) if blob else ():
+                    token = row[1]
+                    if token not in dropped:
+                        kept.append(row)
+                    elif dropped[token] is not None:
+                        domain = _from_engine(layout, row[4:])
+                        quarantine.append((domain.source_file, domain.line, OVERLAPPING_VALIDITY, dropped[token],
+                                           raw_json_of(domain)))
+                if kept:
+                    kept_blobs.append(_pack(kept))
+            return tuple(kept_blobs)
+
+        kept_residential = keep(residential)
+        return (keep(rows) + kept_residential, kept_residential, quarantine)
+
+    return check_utility
+
+
+_CHECK_UTILITY = {layout: _make_check_utility(layout) for layout in (Tariff, FioB)}
+
+
+def _keep_non_overlapping_packed(groups: pw.Table, layout: type) -> tuple[pw.Table, pw.Table, pw.Table]:
+    """The overlap check over packed groups (``row``: see :func:`_utility_groups`), one
+    reduce per utility: (kept rows per utility, kept residential rows per utility, both
+    with ``utility_key`` and ``rows``, and the quarantined overlapping rows)."""
+    groups = groups.select(utility_key=pw.declare_type(str, pw.this.row[0]),
+                           spans=pw.declare_type(bytes, pw.this.row[1]),
+                           rows=pw.declare_type(bytes, pw.this.row[2]),
+                           residential=pw.declare_type(bytes, pw.this.row[3]))
+    checked = groups.groupby(pw.this.utility_key).reduce(
+        pw.this.utility_key,
+        result=_CHECK_UTILITY[layout](pw.reducers.tuple(pw.this.spans), pw.reducers.tuple(pw.this.rows),
+                                      pw.reducers.tuple(pw.this.residential)))
+    kept = checked.select(pw.this.utility_key, rows=pw.declare_type(tuple, pw.this.result[0]))
+    residential = checked.select(pw.this.utility_key, rows=pw.declare_type(tuple, pw.this.result[1]))
+    overlapping = _quarantine_table(checked.select(row=pw.declare_type(list[tuple], pw.this.result[2])).flatten(
+        pw.this.row))
+    return kept, residential, overlapping
+
+
+@pw.udf(deterministic=True)
+def _unpack(blobs: tuple) -> list[tuple]:
+    return unpack_rows(blobs)
+
+
+def _unpacked(packed: pw.Table, layout: type) -> pw.Table:
+    """Packed rows (:func:`_keep_non_overlapping_packed`) as a table of one row per tariff
+    (``key_text`` and the layout's fields), for consumers of single rows (computed only
+    when a sink reads it)."""
+    return packed.select(row=_unpack(pw.this.rows)).flatten(pw.this.row).select(
+        key_text=pw.declare_type(str, pw.this.row[0]), **_columns(pw.this.row, layout, offset=4))
 
 
 def _span_positions(layout: type) -> tuple[tuple[int, ...], int]:
@@ -155,6 +295,21 @@ def _check_periods(groups: tuple) -> list[tuple]:
     return [(t, d) for t, d in overlapping.items()] + [(t, None) for t in duplicates]
 
 
+def _disjoint_days(periods: list) -> bool:
+    """Whether no two validity periods (from_day, to_day; None: open) share a day."""
+    if len(periods) < 2:
+        return True
+    last_end = None
+    for start, end in sorted(periods, key=operator.itemgetter(0)):
+        if last_end is not None and start <= last_end:
+            return False
+        if end is None:
+            last_end = float("inf")
+        elif last_end is None or end > last_end:
+            last_end = end
+    return True
+
+
 def _disjoint(spans: list) -> bool:
     """Whether no two validity periods (from_day, to_day; None: open) share a day."""
     if len(spans) < 2:
@@ -205,10 +360,36 @@ def _check_flags(rows: tuple) -> tuple:
 
 @pw.udf(deterministic=True)
 def _monthly(tariffs: tuple, flags: tuple | None) -> list[tuple]:
+    return _monthly_rows([_from_engine(Tariff, tuple(t)[1:]) for t in tariffs], flags)
+
+
+@pw.udf(deterministic=True)
+def _monthly_packed(blobs: tuple, flags: tuple | None) -> list[tuple]:
+    """:func:`_monthly` over packed residential rows (:func:`_utility_groups`)."""
+    rows = unpack_rows(blobs)
+    # in the order the row graph's tuple reducer gives them: by row id, the token's pointer
+    # (a book names a utility after its first row)
+    rows.sort(key=lambda row: api.ref_scalar(row[1]))
+    return _monthly_rows([_tariff_of(row) for row in rows], flags)
+
+
+def _tariff_of(row: tuple) -> Tariff:
+    """The :class:`Tariff` of a packed engine row (its dates naive datetimes): what
+    :func:`_from_engine` gives, with less work per row."""
+    values = list(row[4:])
+    values[_VALID_FROM] = values[_VALID_FROM].date()
+    if values[_VALID_TO] is not None:
+        values[_VALID_TO] = values[_VALID_TO].date()
+    return Tariff._make(values)
+
+
+_VALID_FROM, _VALID_TO = Tariff._fields.index("valid_from"), Tariff._fields.index("valid_to")
+
+
+def _monthly_rows(tariffs: list[Tariff], flags: tuple | None) -> list[tuple]:
     # Fio B is not part of the monthly tariff: the book gets none (a Fio B ambiguity must
     # not drop a month); a month without a published flag gets add-on 0.
-    book = TariffBook([_from_engine(Tariff, tuple(t)[1:]) for t in tariffs], [],
-                      [_from_engine(FlagMonth, tuple(f)) for f in flags or ()])
+    book = TariffBook(tariffs, [], [_from_engine(FlagMonth, tuple(f)) for f in flags or ()])
     out = []
     for utility in book.utilities:
         for subgroup in ("B1", "B3"):
@@ -343,8 +524,28 @@ def _parse_raw_chunk(dataset: str, source: str, payload: bytes) -> tuple:
 
 def build_tariffs_graph(chunks: pw.Table) -> TariffTables:
     """Build the tariffs graph over file chunks (:class:`FileChunkSchema`: a whole file is
-    one chunk with ``line_offset`` 0)."""
-    return _build_from_parsed(chunks.select(result=_parse_file(pw.this.data, pw.this.path, pw.this.line_offset)))
+    one chunk with ``line_offset`` 0).
+
+    A static graph: the tariff and Fio B rows stay packed (pickled lists, per chunk and
+    utility) from the parsing UDF to the sink, and each utility's keys are checked for
+    overlaps in one reduce (:func:`_keep_non_overlapping_packed`); the monthly view is
+    computed per utility from its packed residential rows. :attr:`TariffTables.packed`
+    holds the kept rows so (the JSONL writer of :func:`ysh.tariffs.job.run_static` reads
+    them); ``tariffs`` and ``fio_b`` unpack them into one row per tariff for a sink that
+    wants rows."""
+    parsed = chunks.select(result=_parse_file(pw.this.data, pw.this.path, pw.this.line_offset))
+
+    def flattened(index: int) -> pw.Table:
+        return parsed.select(row=pw.declare_type(list[tuple], pw.this.result[index])).flatten(pw.this.row)
+
+    tariffs, residential, overlapping_tariffs = _keep_non_overlapping_packed(flattened(0), Tariff)
+    fio_b, _, overlapping_fio_b = _keep_non_overlapping_packed(flattened(1), FioB)
+    flags, conflicting_flags = _checked_flags(flattened(2))
+    quarantine = pw.Table.concat_reindex(_quarantine_table(flattened(3)), overlapping_tariffs, overlapping_fio_b,
+                                         conflicting_flags)
+    monthly = _monthly_view(residential.select(pw.this.rows, one=0), flags, _monthly_packed)
+    return TariffTables(tariffs=_unpacked(tariffs, Tariff), fio_b=_unpacked(fio_b, FioB), flags=flags,
+                        monthly=monthly, quarantine=quarantine, packed={"tariffs": tariffs, "fio_b": fio_b})
 
 
 def build_tariffs_graph_from_raw_chunks(chunks: pw.Table) -> TariffTables:
@@ -398,18 +599,9 @@ def _build_from_rows(tariff_rows: pw.Table, tariff_spans: pw.Table, fio_b_rows: 
     tariffs, overlapping_tariffs = _keep_non_overlapping(tariff_rows, tariff_spans, Tariff)
     fio_b, overlapping_fio_b = _keep_non_overlapping(fio_b_rows, fio_b_spans, FioB)
 
-    flag_rows = flag_rows.select(**_columns(pw.this.row, FlagMonth))
-    checked_flags = flag_rows.groupby(pw.this.month).reduce(result=_check_flags(
-        pw.reducers.tuple(pw.make_tuple(*[pw.this[c] for c in FlagMonth._fields]))))
-    flags = checked_flags.filter(pw.this.result[0].is_not_none()).select(
-        **_columns(pw.declare_type(tuple, pw.this.result[0]), FlagMonth))
-    conflicting_flags = checked_flags.select(row=pw.declare_type(list[tuple], pw.this.result[1])).flatten(
-        pw.this.row).select(**_columns(pw.this.row, QuarantinedRow)).select(
-        pw.this.source_file, pw.this.line, pw.this.reason, pw.this.detail, raw=_raw_json(pw.this.raw))
-
-    parse_quarantine = quarantine_rows.select(**_columns(pw.this.row, QuarantinedRow)).select(
-        pw.this.source_file, pw.this.line, pw.this.reason, pw.this.detail, raw=_raw_json(pw.this.raw))
-    quarantine = pw.Table.concat_reindex(parse_quarantine, overlapping_tariffs, overlapping_fio_b, conflicting_flags)
+    flags, conflicting_flags = _checked_flags(flag_rows)
+    quarantine = pw.Table.concat_reindex(_quarantine_table(quarantine_rows), overlapping_tariffs, overlapping_fio_b,
+                                         conflicting_flags)
 
     # monthly effective tariffs (B1/B3, Tarifa de Aplicação): recomputed from the kept rows
     subgroup = pw.this.subgroup.str.lower()
@@ -423,12 +615,38 @@ def _build_from_rows(tariff_rows: pw.Table, tariff_spans: pw.Table, fio_b_rows: 
         utility_key=pw.apply_with_type(_key_utility, str, pw.this.key_text),
         row=pw.make_tuple(pw.this.key_text, *[residential[c] for c in Tariff._fields]),
     ).groupby(pw.this.utility_key).reduce(rows=pw.reducers.tuple(pw.this.row), one=0)
+    monthly = _monthly_view(by_utility, flags, _monthly)
+    return TariffTables(tariffs=tariffs, fio_b=fio_b, flags=flags, monthly=monthly, quarantine=quarantine)
+
+
+def _quarantine_table(rows: pw.Table) -> pw.Table:
+    """Quarantined rows (one tuple column ``row``: a :class:`QuarantinedRow`) as the
+    quarantine table's columns, the raw record as JSON."""
+    return rows.select(**_columns(pw.this.row, QuarantinedRow)).select(
+        pw.this.source_file, pw.this.line, pw.this.reason, pw.this.detail, raw=_raw_json(pw.this.raw))
+
+
+def _checked_flags(flag_rows: pw.Table) -> tuple[pw.Table, pw.Table]:
+    """Flag rows (one tuple column ``row``) → (one flag per month, conflicting rows quarantined)."""
+    flag_rows = flag_rows.select(**_columns(pw.this.row, FlagMonth))
+    checked_flags = flag_rows.groupby(pw.this.month).reduce(result=_check_flags(
+        pw.reducers.tuple(pw.make_tuple(*[pw.this[c] for c in FlagMonth._fields]))))
+    flags = checked_flags.filter(pw.this.result[0].is_not_none()).select(
+        **_columns(pw.declare_type(tuple, pw.this.result[0]), FlagMonth))
+    conflicting_flags = _quarantine_table(checked_flags.select(
+        row=pw.declare_type(list[tuple], pw.this.result[1])).flatten(pw.this.row))
+    return flags, conflicting_flags
+
+
+def _monthly_view(by_utility: pw.Table, flags: pw.Table, monthly_udf) -> pw.Table:
+    """``tarifas_efetivas_mensais`` from one row per utility (``rows``, ``one=0``) and the
+    flags, by ``monthly_udf`` (:func:`_monthly` or :func:`_monthly_packed`)."""
     all_flags = flags.select(row=pw.make_tuple(*[flags[c] for c in FlagMonth._fields])).reduce(
         rows=pw.reducers.tuple(pw.this.row), one=0)
     joined = by_utility.join_left(all_flags, by_utility.one == all_flags.one).select(
         tariffs=by_utility.rows, flags=all_flags.rows)
-    monthly = joined.select(row=_monthly(pw.this.tariffs, pw.this.flags)).flatten(pw.this.row)
-    monthly = monthly.select(
+    monthly = joined.select(row=monthly_udf(pw.this.tariffs, pw.this.flags)).flatten(pw.this.row)
+    return monthly.select(
         utility=pw.declare_type(str, pw.this.row[0]), subgroup=pw.declare_type(str, pw.this.row[1]),
         month=pw.declare_type(pw.DateTimeNaive, pw.this.row[2]),
         te_brl_per_kwh=pw.declare_type(float, pw.this.row[3]), tusd_brl_per_kwh=pw.declare_type(float, pw.this.row[4]),
@@ -436,4 +654,3 @@ def _build_from_rows(tariff_rows: pw.Table, tariff_spans: pw.Table, fio_b_rows: 
         flag_addon_brl_per_kwh=pw.declare_type(float, pw.this.row[6]),
         total_brl_per_kwh=pw.declare_type(float, pw.this.row[7]),
     )
-    return TariffTables(tariffs=tariffs, fio_b=fio_b, flags=flags, monthly=monthly, quarantine=quarantine)
