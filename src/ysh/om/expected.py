@@ -99,19 +99,30 @@ def _solar_position(location: pvlib.location.Location, day: date) -> pd.DataFram
                          "equation_of_time": eot}, index=times)
 
 
+@lru_cache(maxsize=8)
+def _extra_radiation_day(day: date) -> pd.Series:
+    """``pvlib.irradiance.get_extra_radiation`` over the minutes of ``day``: it depends on
+    the time only, so once per day for the whole fleet (the clear sky and the transposition
+    of every site take it)."""
+    return pvlib.irradiance.get_extra_radiation(_day_times(day))
+
+
 def _dc_per_w(site: tuple, times: pd.DatetimeIndex, poa_measured: np.ndarray | None = None,
-              solpos: pd.DataFrame | None = None) -> np.ndarray:
-    """DC watts per installed DC watt at ``times`` (clear sky, or the measured POA)."""
+              solpos: pd.DataFrame | None = None, dni_extra: pd.Series | None = None) -> np.ndarray:
+    """DC watts per installed DC watt at ``times`` (clear sky, or the measured POA);
+    ``dni_extra``: the extraterrestrial irradiance at ``times``, when already known."""
     latitude, longitude, tilt, azimuth_deg = site
     if poa_measured is None:  # the sun's position matters only for the clear-sky irradiance
         location = _location(latitude, longitude)
         if solpos is None:
             solpos = location.get_solarposition(times)
+        if dni_extra is None:
+            dni_extra = pvlib.irradiance.get_extra_radiation(times)
         zenith = solpos["apparent_zenith"].to_numpy(dtype=float)
         azimuth = solpos["azimuth"].to_numpy(dtype=float)
-        clear = location.get_clearsky(times, model="ineichen", solar_position=solpos)
+        clear = location.get_clearsky(times, model="ineichen", solar_position=solpos, dni_extra=dni_extra)
         total, effective = plane_of_array(tilt, azimuth_deg, zenith, azimuth, clear["dni"], clear["ghi"],
-                                          clear["dhi"], pvlib.irradiance.get_extra_radiation(times))
+                                          clear["dhi"], dni_extra)
     else:
         total = effective = np.clip(np.asarray(poa_measured, dtype=float), 0.0, None)
     return dc_per_installed_w(total, effective, AMBIENT_C, WIND_MS)
@@ -128,7 +139,17 @@ def _clear_day(site: tuple, day: date) -> np.ndarray:
     """Clear-sky DC per installed W, every minute of one UTC day (index = minute of the
     day; cached per site and day: one pvlib run per plant and day)."""
     location = _location(site[0], site[1])
-    return _dc_per_w(site, _day_times(day), solpos=_solar_position(location, day))
+    return _dc_per_w(site, _day_times(day), solpos=_solar_position(location, day), dni_extra=_extra_radiation_day(day))
+
+
+@lru_cache(maxsize=16384)
+def _clear_ac_day(site: tuple, dc_kw: float, rated_w: float, day: date) -> np.ndarray:
+    """Clear-sky AC power [W] of one inverter (``dc_kw`` of modules, rated ``rated_w``),
+    every minute of one UTC day: the same element-wise arithmetic as :func:`_ac` on a
+    slice, once per inverter and day instead of once per window."""
+    curve = inverter_ac(_clear_day(site, day) * dc_kw * 1000.0, rated_w)[0]
+    curve.flags.writeable = False  # shared by every window of the day
+    return curve
 
 
 def expected_power_w(plant: Plant, inverter_id: str, start: datetime, end: datetime,
@@ -147,7 +168,9 @@ def expected_power_w(plant: Plant, inverter_id: str, start: datetime, end: datet
     count = math.ceil((end - t).total_seconds() / 60.0)
     if t.second == 0 and t.microsecond == 0 and 0 < count and first + count <= 24 * 60:
         # the usual window (whole minutes within one UTC day): a slice of the day's grid
-        return float(np.mean(_ac(plant, inverter_id, _clear_day(site, t.date())[first:first + count])))
+        curve = _clear_ac_day(site, plant.dc_kw_per_inverter[inverter_id], plant.inverter(inverter_id).rated_power_w,
+                              t.date())
+        return float(np.mean(curve[first:first + count]))
     while t < end:
         minutes.append(_clear_day(site, t.date())[t.hour * 60 + t.minute])  # the minute t falls in
         t += timedelta(minutes=1)

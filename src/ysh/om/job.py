@@ -111,8 +111,14 @@ def run_detect(paths: list[Path], plants_path: Path, out_dir: Path | None = None
     lines = lines.filter(pw.this.data.str.strip() != "")
     tables = build_om_graph(lines, plants, now=now or datetime.now(timezone.utc),
                             thresholds=thresholds or DEFAULT_THRESHOLDS, static=static_windows)
+    # the windows come back to Python only for the files: into the warehouse alone, their
+    # count and events are a native reduce (one row, not every window crossing over)
+    collected = JSONL_FILES if out_dir is not None else {k: v for k, v in JSONL_FILES.items() if k != "windows"}
     collectors = {name: pw_runtime.TableCollector(getattr(tables, name), name, keep_retracted=name == "alerts")
-                  for name in JSONL_FILES}
+                  for name in collected}
+    totals = pw_runtime.TableCollector(tables.windows.reduce(windows=pw.reducers.count(),
+                                                             events=pw.reducers.sum(pw.this.samples)),
+                                       "window_totals")
     leader = pw_runtime.is_leader()  # under ``pathway spawn`` the sinks' data is gathered in process 0
     if warehouse is not None:
         if leader:
@@ -126,8 +132,8 @@ def run_detect(paths: list[Path], plants_path: Path, out_dir: Path | None = None
         out_dir.mkdir(parents=True, exist_ok=True)
         for name, (filename, keys) in JSONL_FILES.items():
             pw_runtime.write_jsonl(out_dir / filename, collectors[name].values(), keys)
-    report.events = sum(w["samples"] for w in collectors["windows"].values())  # valid and unique
-    report.windows = len(collectors["windows"].values())
+    for row in totals.values():  # one row (none when no window)
+        report.events, report.windows = row["events"], row["windows"]  # events: valid and unique
     report.alerts_by_rule = dict(Counter(a["rule"] for a in collectors["alerts"].values()).most_common())
     report.quarantine_by_reason = dict(Counter(q["reason"] for q in collectors["quarantine"].values()).most_common())
     return report

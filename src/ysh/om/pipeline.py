@@ -23,6 +23,7 @@ The fold's state is bounded (two hours of windows, open alerts, recently resolve
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import time
@@ -36,7 +37,7 @@ from .engine import PlantFold
 from .expected import expected_power_w
 from .fleet import WINDOW_S, Plant
 from .rules import DEFAULT_THRESHOLDS, Thresholds, WindowStat, window_from_samples
-from .validation import (CLOCK_SKEW, POWER_ABOVE_RATED_TOLERANCE, Rejected, decode_event, night_tare_w,
+from .validation import (CLOCK_SKEW, POWER_ABOVE_RATED_TOLERANCE, Limits, Rejected, fast_event, night_tare_w,
                          validate_event)
 
 #: quarantine reason of a valid event that came after its window's late-data cutoff
@@ -54,11 +55,12 @@ class OmTables:
     alerts: pw.Table  # om_alerts
 
 
-@pw.udf(deterministic=True)
-def _sha256(text: str) -> str:
-    import hashlib
-
+def _hash(text: str) -> str:
+    """The quarantine key of a raw line."""
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+_sha256 = pw.udf(_hash, deterministic=True)
 
 
 def _storable(text: str) -> str:
@@ -101,90 +103,76 @@ def build_om_graph(lines: pw.Table, plants: list[Plant], *, now: datetime | None
     # than its end in true time, so on-time data of the other inverters is never dropped
     skew = min(CLOCK_SKEW, late_cutoff)
 
-    @pw.udf(deterministic=True)
-    def validate(data: str) -> tuple:
-        # no line may stop the pipeline: whatever fails is a quarantine row (poison pills:
-        # integers of > 4,300 digits, deep nesting, NUL characters, ...)
-        try:
-            raw = json.loads(data)
-        except RecursionError:
-            return (False, ("", "", "", "malformed", "not JSON: nested too deeply", _storable(data[:500])))
-        except ValueError as exc:  # JSONDecodeError, or an integer too long to convert
-            return (False, ("", "", "", "malformed", _storable(f"not JSON: {exc}"), _storable(data[:500])))
-        result = validate_event(raw, registry, now or datetime.now(timezone.utc), skew, thresholds)
-        if isinstance(result, Rejected):
-            return (False, tuple(_storable(v) for v in (result.event_id or "", result.plant_id or "",
-                                                         result.inverter_id or "", result.reason, result.detail,
-                                                         data[:2000])))
-        e = result
-        return (True, (e.event_id, e.plant_id, e.inverter_id, e.ts.timestamp(), e.ac_power_w, e.energy_total_kwh,
-                       e.irradiance_wm2, window_s[(e.plant_id, e.inverter_id)]))
-
-    # per event, one Python call: decoding the JSON (Pathway 0.33 has no native string →
-    # JSON, and its connectors' JSON parsers drop a line they cannot parse with a log line:
-    # a poison pill would vanish). Everything else per event is native: the registry join,
-    # the limits, the night tare. A line that fails any of it goes to ``validate`` above,
-    # which gives its reason (and takes the rare valid line the fast path refuses).
+    limits = {key: Limits(night_tare_w(rated, thresholds), float(rated) * POWER_ABOVE_RATED_TOLERANCE, window_s[key])
+              for key, rated in registry.items()}
     wall_clock = now is None
+    latest_s = 0.0 if wall_clock else (now + skew).timestamp()  # wall clock: now + skew, per line
+    skew_s = skew.total_seconds()
+    keep_line = not static and late_events  # the late-event quarantine needs the raw line
 
     @pw.udf(deterministic=True)
-    def decode(data: str) -> tuple | None:
-        fields = decode_event(data)
-        if fields is None:
-            return None
-        return (*fields, time.time() if wall_clock else 0.0)
+    def classify(data: str) -> tuple:
+        """One Python call per line (Pathway 0.33 has no native string → JSON, and its
+        connectors' JSON parsers drop a line they cannot parse with a log line: a poison
+        pill would vanish): a valid event → ``(True, plant, inverter, window start,
+        sample)`` (streaming: ``(True, plant, inverter, 0.0, sample, t, window_s,
+        event_id)``, windowed on ``t``); anything else → ``(False, quarantine row)``."""
+        fields = fast_event(data, limits, time.time() + skew_s if wall_clock else latest_s)
+        if fields is None:  # the full validator gives the reason (or takes the rare valid line
+            # the fast path refuses); no line may stop the pipeline (poison pills: integers
+            # of > 4,300 digits, deep nesting, NUL characters, ...)
+            try:
+                raw = json.loads(data)
+            except RecursionError:
+                return (False, ("", "", "", "malformed", "not JSON: nested too deeply", _storable(data[:500]),
+                                _hash(data)))
+            except ValueError as exc:  # JSONDecodeError, or an integer too long to convert
+                return (False, ("", "", "", "malformed", _storable(f"not JSON: {exc}"), _storable(data[:500]),
+                                _hash(data)))
+            result = validate_event(raw, registry, now or datetime.now(timezone.utc), skew, thresholds)
+            if isinstance(result, Rejected):
+                return (False, (*(_storable(v) for v in (result.event_id or "", result.plant_id or "",
+                                                          result.inverter_id or "", result.reason, result.detail,
+                                                          data[:2000])), _hash(data)))
+            e = result
+            fields = (e.event_id, e.plant_id, e.inverter_id, e.ts.timestamp(), e.ac_power_w, e.energy_total_kwh,
+                      e.irradiance_wm2, window_s[(e.plant_id, e.inverter_id)])
+        event_id, plant_id, inverter_id, t, ac, energy, irradiance, length = fields
+        # only what the window needs crosses the window operator, as one value per event
+        if static:
+            return (True, plant_id, inverter_id, float(int(t // float(length)) * length),
+                    (event_id, t, ac, energy, irradiance))
+        return (True, plant_id, inverter_id, 0.0, (event_id, t, ac, energy, irradiance), t, length, event_id)
 
-    inverters_table = pw.debug.table_from_pandas(pd.DataFrame(
-        [{"plant_id": plant_id, "inverter_id": inverter_id, "rated": float(rated),
-          "tare": night_tare_w(rated, thresholds), "limit": float(rated) * POWER_ABOVE_RATED_TOLERANCE,
-          "window_s": window_s[(plant_id, inverter_id)]} for (plant_id, inverter_id), rated in registry.items()]
-        or [{"plant_id": "", "inverter_id": "", "rated": 0.0, "tare": 0.0, "limit": 0.0, "window_s": WINDOW_S}]))
-    decoded = lines.select(pw.this.data, f=decode(pw.this.data))
-    undecoded = decoded.filter(pw.this.f.is_none()).select(pw.this.data)
-    fast = decoded.filter(pw.this.f.is_not_none()).select(
-        pw.this.data, event_id=pw.declare_type(str, pw.this.f[0]), plant_id=pw.declare_type(str, pw.this.f[1]),
-        inverter_id=pw.declare_type(str, pw.this.f[2]), t=pw.declare_type(float, pw.this.f[3]),
-        ac_power_w=pw.declare_type(float, pw.this.f[4]), energy_total_kwh=pw.declare_type(float, pw.this.f[5]),
-        dc_power_w=pw.declare_type(float | None, pw.this.f[6]),
-        irradiance_wm2=pw.declare_type(float | None, pw.this.f[7]), received=pw.declare_type(float, pw.this.f[8]))
-    known = fast.join_left(inverters_table, pw.left.plant_id == pw.right.plant_id,
-                           pw.left.inverter_id == pw.right.inverter_id).select(
-        *pw.left, rated=pw.right.rated, tare=pw.right.tare, limit=pw.right.limit, window_s=pw.right.window_s)
-    future_s = (now + skew).timestamp() if now is not None else 0.0
-    passes = (pw.this.rated.is_not_none()
-              & (pw.this.ac_power_w >= -pw.coalesce(pw.this.tare, 0.0))
-              & (pw.this.dc_power_w.is_none() | (pw.coalesce(pw.this.dc_power_w, 0.0) >= -pw.coalesce(pw.this.tare, 0.0)))
-              & (pw.this.ac_power_w <= pw.coalesce(pw.this.limit, 0.0))
-              & (pw.this.energy_total_kwh >= 0.0)
-              & (pw.this.t <= (pw.this.received + skew.total_seconds() if wall_clock else future_s)))
-    checked = known.select(*pw.this, ok=passes)
-    refused = pw.Table.concat_reindex(undecoded, checked.filter(~pw.this.ok).select(pw.this.data))
-    fast_events = checked.filter(pw.this.ok).select(
-        pw.this.event_id, pw.this.plant_id, pw.this.inverter_id, pw.this.t,
-        ac_power_w=pw.if_else(pw.this.ac_power_w < 0.0, 0.0, pw.this.ac_power_w),  # the night tare
-        energy_total_kwh=pw.this.energy_total_kwh, irradiance_wm2=pw.this.irradiance_wm2,
-        window_s=pw.declare_type(int, pw.unwrap(pw.this.window_s)), data=pw.this.data)
-
-    slow = refused.select(pw.this.data, result=validate(pw.this.data))
-    slow = slow.select(pw.this.data, ok=pw.declare_type(bool, pw.this.result[0]),
-                       row=pw.declare_type(tuple, pw.this.result[1]))
-    rejected = slow.filter(~pw.this.ok).select(
-        quarantine_key=_sha256(pw.this.data),
-        event_id=pw.declare_type(str, pw.this.row[0]), plant_id=pw.declare_type(str, pw.this.row[1]),
-        inverter_id=pw.declare_type(str, pw.this.row[2]), reason=pw.declare_type(str, pw.this.row[3]),
-        detail=pw.declare_type(str, pw.this.row[4]), raw=pw.declare_type(str, pw.this.row[5]))
-    slow_events = slow.filter(pw.this.ok).select(
-        event_id=pw.declare_type(str, pw.this.row[0]), plant_id=pw.declare_type(str, pw.this.row[1]),
-        inverter_id=pw.declare_type(str, pw.this.row[2]), t=pw.declare_type(float, pw.this.row[3]),
-        ac_power_w=pw.declare_type(float, pw.this.row[4]),
-        energy_total_kwh=pw.declare_type(float, pw.this.row[5]),
-        irradiance_wm2=pw.declare_type(float | None, pw.this.row[6]),
-        window_s=pw.declare_type(int, pw.this.row[7]), data=pw.this.data)
-    events = pw.Table.concat_reindex(fast_events, slow_events)
+    checked = lines.select(pw.this.data, r=classify(pw.this.data)) if keep_line else \
+        lines.select(r=classify(pw.this.data))
+    rejected = checked.filter(~pw.declare_type(bool, pw.this.r[0])).select(
+        row=pw.declare_type(tuple, pw.this.r[1]))
+    rejected = rejected.select(
+        quarantine_key=pw.declare_type(str, pw.this.row[6]), event_id=pw.declare_type(str, pw.this.row[0]),
+        plant_id=pw.declare_type(str, pw.this.row[1]), inverter_id=pw.declare_type(str, pw.this.row[2]),
+        reason=pw.declare_type(str, pw.this.row[3]), detail=pw.declare_type(str, pw.this.row[4]),
+        raw=pw.declare_type(str, pw.this.row[5]))
+    valid = checked.filter(pw.declare_type(bool, pw.this.r[0]))
+    if static:  # every window is final at the end of the input: a plain groupby on the slot
+        events = valid.select(plant_id=pw.declare_type(str, pw.this.r[1]),
+                              inverter_id=pw.declare_type(str, pw.this.r[2]),
+                              window_start=pw.declare_type(float, pw.this.r[3]),
+                              sample=pw.declare_type(tuple, pw.this.r[4]))
+    else:
+        events = valid.select(plant_id=pw.declare_type(str, pw.this.r[1]),
+                              inverter_id=pw.declare_type(str, pw.this.r[2]),
+                              sample=pw.declare_type(tuple, pw.this.r[4]), t=pw.declare_type(float, pw.this.r[5]),
+                              window_s=pw.declare_type(int, pw.this.r[6]),
+                              **({"event_id": pw.declare_type(str, pw.this.r[7]), "data": pw.this.data}
+                                 if keep_line else {}))
 
     @pw.udf(deterministic=True)
-    def window_stat(plant_id: str, inverter_id: str, start: float, end: float, samples: tuple) -> tuple:
+    def window_stat(plant_id: str, inverter_id: str, start: float, samples: tuple) -> tuple:
+        """The window's columns, its end (epoch seconds, the fleet's clock) and the
+        :class:`WindowStat` itself for the fold (wrapped: no conversion on the way)."""
         plant = by_id[plant_id]
+        end = start + float(window_s[(plant_id, inverter_id)])
         # the buses deliver at least once: one sample per event id (an event id has one
         # ts, so all its copies fall in this window)
         # in a fixed order, whatever the operator's (a None irradiance sorts first, never compared)
@@ -195,77 +183,77 @@ def build_om_graph(lines: pw.Table, plants: list[Plant], *, now: datetime | None
         start_dt, end_dt = _at(start), _at(end)
         expected = expected_power_w(plant, inverter_id, start_dt, end_dt, sum(poa) / len(poa) if poa else None)
         w = window_from_samples(plant_id, inverter_id, start_dt, end_dt, rows, expected,
-                                registry[(plant_id, inverter_id)], thresholds)
-        return tuple(w._replace(expected_from_sensor=bool(poa)))
+                                registry[(plant_id, inverter_id)], thresholds)._replace(expected_from_sensor=bool(poa))
+        return (*w, end, pw.wrap_py_object(w))
 
     cutoff_s = late_cutoff.total_seconds()
 
     def window_group(group: pw.Table, length_s: int) -> tuple[pw.Table, pw.Table | None]:
-        """The group's windows of ``length_s``, and its late events as quarantine rows."""
-        # only what the window needs crosses the window operator (not the raw line)
-        samples = group.select(pw.this.plant_id, pw.this.inverter_id, pw.this.event_id, pw.this.t,
-                               pw.this.ac_power_w, pw.this.energy_total_kwh, pw.this.irradiance_wm2)
-        if static:  # every window is final at the end of the input: a plain groupby on the slot
-            slotted = samples.select(*pw.this, window_start=pw.cast(
-                float, pw.cast(int, pw.this.t // float(length_s)) * length_s))
-            windowed = slotted.groupby(pw.this.plant_id, pw.this.inverter_id, pw.this.window_start).reduce(
-                pw.this.plant_id, pw.this.inverter_id, pw.this.window_start,
-                window_end=pw.this.window_start + float(length_s),
-                samples=pw.reducers.tuple(pw.make_tuple(pw.this.event_id, pw.this.t, pw.this.ac_power_w,
-                                                        pw.this.energy_total_kwh, pw.this.irradiance_wm2)),
-            )
-            return windowed, None
-        windowed = samples.windowby(
+        """The group's windows of ``length_s`` (streaming: ``windowby`` with the late-data
+        cutoff), and its late events as quarantine rows."""
+        windowed = group.windowby(
             pw.this.t, window=pw.temporal.tumbling(duration=float(length_s)),
             instance=pw.this.plant_id + "\x1f" + pw.this.inverter_id,
             behavior=pw.temporal.exactly_once_behavior(shift=cutoff_s),
         ).reduce(
             plant_id=pw.reducers.any(pw.this.plant_id), inverter_id=pw.reducers.any(pw.this.inverter_id),
-            window_start=pw.this._pw_window_start, window_end=pw.this._pw_window_end,
-            samples=pw.reducers.tuple(pw.make_tuple(pw.this.event_id, pw.this.t, pw.this.ac_power_w,
-                                                    pw.this.energy_total_kwh, pw.this.irradiance_wm2)),
+            window_start=pw.this._pw_window_start, samples=pw.reducers.tuple(pw.this.sample),
         )
         return windowed, (_late_events(group, windowed, length_s, cutoff_s) if late_events else None)
 
-    groups = [(events, lengths[0])] if len(lengths) == 1 else [
-        (events.filter(pw.this.window_s == length), length) for length in lengths]
-    parts = [window_group(group, length) for group, length in groups]
-    windowed = parts[0][0] if len(parts) == 1 else pw.Table.concat_reindex(*(w for w, _ in parts))
-    lates = [late for _, late in parts if late is not None]
+    if static:  # every inverter's window slot is computed per event (its own length): one groupby
+        windowed = events.groupby(pw.this.plant_id, pw.this.inverter_id, pw.this.window_start).reduce(
+            pw.this.plant_id, pw.this.inverter_id, pw.this.window_start,
+            samples=pw.reducers.tuple(pw.this.sample))
+        lates = []
+    else:
+        groups = [(events, lengths[0])] if len(lengths) == 1 else [
+            (events.filter(pw.this.window_s == length), length) for length in lengths]
+        parts = [window_group(group, length) for group, length in groups]
+        windowed = parts[0][0] if len(parts) == 1 else pw.Table.concat_reindex(*(w for w, _ in parts))
+        lates = [late for _, late in parts if late is not None]
     quarantine = pw.Table.concat_reindex(rejected, *lates) if lates else rejected
     # a bus redelivers the same raw line: one quarantine row per line
     quarantine = quarantine.groupby(pw.this.quarantine_key).reduce(
         pw.this.quarantine_key, **{c: pw.reducers.any(pw.this[c]) for c in
                                    ("event_id", "plant_id", "inverter_id", "reason", "detail", "raw")})
-    stats = windowed.select(pw.this.plant_id, pw.this.window_end, stat=window_stat(
-        pw.this.plant_id, pw.this.inverter_id, pw.this.window_start, pw.this.window_end, pw.this.samples))
-    windows = stats.select(**{name: pw.declare_type(_WINDOW_TYPES[name], pw.this.stat[i])
+    stats = windowed.select(pw.this.plant_id, r=window_stat(
+        pw.this.plant_id, pw.this.inverter_id, pw.this.window_start, pw.this.samples))
+    n = len(WindowStat._fields)
+    windows = stats.select(**{name: pw.declare_type(_WINDOW_TYPES[name], pw.this.r[i])
                               for i, name in enumerate(WindowStat._fields)})
+    stats = stats.select(pw.this.plant_id, window_end=pw.declare_type(float, pw.this.r[n]),
+                         stat=pw.declare_type(pw.PyObjectWrapper, pw.this.r[n + 1]))
 
     # the fleet's clock: every window end seen anywhere, for every plant
     ends = stats.groupby(pw.this.window_end).reduce(pw.this.window_end, one=1)
     registry_table = pw.debug.table_from_pandas(pd.DataFrame({"plant_id": sorted(by_id), "one": 1}))
+    if static:  # a finite input: all the ends, once per plant (not one row per plant and end)
+        ends = ends.groupby(pw.this.one).reduce(pw.this.one, ticks=pw.reducers.tuple(pw.this.window_end))
+    else:
+        ends = ends.select(pw.this.one, ticks=pw.make_tuple(pw.this.window_end))
     ticks = ends.join(registry_table, pw.left.one == pw.right.one).select(
-        plant_id=pw.right.plant_id, stat=pw.declare_type(tuple | None, None),
-        tick=pw.declare_type(float | None, pw.left.window_end))
+        plant_id=pw.right.plant_id, stat=pw.declare_type(pw.PyObjectWrapper | None, None),
+        ticks=pw.declare_type(tuple | None, pw.left.ticks))
     feed = pw.Table.concat_reindex(
-        stats.select(pw.this.plant_id, stat=pw.declare_type(tuple | None, pw.this.stat),
-                     tick=pw.declare_type(float | None, None)),
+        stats.select(pw.this.plant_id, stat=pw.declare_type(pw.PyObjectWrapper | None, pw.this.stat),
+                     ticks=pw.declare_type(tuple | None, None)),
         ticks)
 
     @pw.reducers.stateful_many
     def fold(state, rows):
-        # rows: ([plant_id, stat, tick], count); windows are final, so only insertions come
+        # rows: ([plant_id, stat, ticks], count); windows are final, so only insertions come
+        # (a static run's tuple of ticks is retracted only to be replaced by a longer one)
         current = state.value if state is not None else None
         plant_id = None
         arrived, moments = [], []
-        for (plant_id, stat, tick), count in rows:
+        for (plant_id, stat, tick_ends), count in rows:
             if count <= 0:
                 continue
             if stat is not None:
-                arrived.append(WindowStat(*stat))
-            if tick is not None:
-                moments.append(_at(tick))
+                arrived.append(stat.value)
+            if tick_ends is not None:
+                moments.extend(_at(tick) for tick in tick_ends)
         if current is None:
             current = PlantFold(plant_id, thresholds, lag=evaluation_lag)
         return pw.wrap_py_object(current.step(arrived, moments))
@@ -275,7 +263,7 @@ def build_om_graph(lines: pw.Table, plants: list[Plant], *, now: datetime | None
                       pw.Json(json.loads(json.dumps(a.details, default=_iso)))) for a in state.value.alerts())
 
     folds = feed.groupby(pw.this.plant_id).reduce(
-        pw.this.plant_id, state=fold(pw.this.plant_id, pw.this.stat, pw.this.tick))
+        pw.this.plant_id, state=fold(pw.this.plant_id, pw.this.stat, pw.this.ticks))
     alerts = folds.select(alert=pw.apply_with_type(alert_rows, tuple, pw.this.state)).flatten(pw.this.alert).select(
         alert_key=pw.declare_type(str, pw.this.alert[0]), plant_id=pw.declare_type(str, pw.this.alert[1]),
         inverter_id=pw.declare_type(str, pw.this.alert[2]), rule=pw.declare_type(str, pw.this.alert[3]),
