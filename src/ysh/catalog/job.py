@@ -33,6 +33,7 @@ from .. import db, pw_runtime
 from ..db import Warehouse
 from ..notify import Notice, enqueue_notices
 from ..settings import Settings
+from . import search
 from . import versions as feed_versions
 from .pipeline import (
     CatalogTables,
@@ -344,12 +345,37 @@ def run_static(
     products as their own asset, after the blocking checks on items). With a warehouse,
     a new version of a feed that is unparseable, empty or lost more than ``max_shrink`` of
     its items (unless ``accept_shrink``) is held: the good version's rows stay
-    (``report.held``).
+    (``report.held``). Into an empty ``items_normalized`` (a first load) its indexes
+    (search and lookups) are built once after the rows are written, not maintained row by
+    row (:func:`ysh.catalog.search.defer_item_indexes`).
     """
     if out_dir is None and warehouse is None:
         raise ValueError("give at least one sink: out_dir and/or warehouse")
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()
+    deferred = False
+    if warehouse is not None and pw_runtime.is_leader():
+        # a first load builds the table's indexes once its rows are in (not row by row);
+        # a run that stopped before rebuilding them left them missing: built now
+        search.ensure_item_indexes(warehouse)
+        deferred = search.defer_item_indexes(warehouse)
+    try:
+        report = _run_static(paths, s3=s3, out_dir=out_dir, warehouse=warehouse, distributor=distributor,
+                             reconcile_after=reconcile_after, with_products=with_products,
+                             accept_shrink=accept_shrink, max_shrink=max_shrink, registry=registry,
+                             started=started, t0=t0)
+    finally:
+        if deferred:
+            search.ensure_item_indexes(warehouse)
+    if deferred:
+        report.seconds = time.perf_counter() - t0  # the index build is part of the load
+    return report
+
+
+def _run_static(paths: list[Path] | None, *, s3: S3Source | None, out_dir: Path | None,
+                warehouse: Warehouse | None, distributor: str | None, reconcile_after: bool,
+                with_products: bool, accept_shrink: bool, max_shrink: float,
+                registry: RegistrySource | None, started: datetime, t0: float) -> RunReport:
     store = FeedVersionStore(warehouse) if warehouse is not None else None
     tables = build(paths, s3=s3, mode="static", distributor=distributor, with_products=with_products,
                    versions=store, accept_shrink=accept_shrink, max_shrink=max_shrink, registry=registry)
@@ -451,6 +477,11 @@ def run_streaming(landing: Path | None, warehouse: Warehouse, *, s3: S3Source | 
         landing.mkdir(parents=True, exist_ok=True)
     started = datetime.now(timezone.utc)
     initial = {f.path for f in landing_manifest(landing, s3)}
+    if pw_runtime.is_leader():  # a batch load that stopped before rebuilding them left them missing
+        try:
+            search.ensure_item_indexes(warehouse)
+        except psycopg.OperationalError as exc:  # the server away: the sinks wait it out; the next run builds them
+            log.warning("catalog follower: indexes of items_normalized not checked (%s)", exc)
     tables = build([landing] if landing else None, s3=s3, mode="streaming", versions=FeedVersionStore(warehouse),
                    accept_shrink=accept_shrink, max_shrink=max_shrink, registry=registry)
     attach_warehouse(tables, warehouse, streaming=True)

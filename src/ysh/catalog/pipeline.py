@@ -135,6 +135,7 @@ def _as_columns(result: FeedResult, data: bytes, extra_quarantine: tuple[Quarant
         # per file rather than by a UDF per row
         items = [(*(item._replace(components=pw.Json(json.loads(item.components))) if item.components else item),
                   offer_key(item)) for item in result.items]
+        stats["offer_items"] = sum(1 for item in items if item[-1])
     except Exception as exc:  # noqa: BLE001 - never let one file stop the pipeline
         row = QuarantinedRow(result.source_file, 0, "internal_error", f"{type(exc).__name__}: {exc}"[:500],
                              pw.Json({"_bytes": len(data)}), result.distributor)
@@ -318,17 +319,49 @@ def normalize_feeds(
         files, held = _keep_good_versions(files, versions, landing_root, distributor, accept_shrink, max_shrink)
 
     # --- items -----------------------------------------------------------------------
-    item_rows = files.select(
-        pw.this.ingested_at, pw.this.source_file,
-        pw.this.file_precedence,
-        row=pw.declare_type(list[tuple], pw.this.result[0]),
-    ).flatten(pw.this.row)
-    # the same (distributor, sku) in several files: the newest file wins (nanosecond
-    # mtime, then path); within a file the domain already kept the last line. Decided on
-    # a narrow table; the winning rows stay packed in one tuple column until they are
-    # split into typed columns. (argmax over a str or tuple rank panics Pathway 0.33 on
-    # retractions, hence one int per file.)
+    # The same (distributor, sku) in several files: the newest file wins (nanosecond
+    # mtime, then path); within a file the domain already kept the last line. Only a
+    # distributor with more than one feed can have such a collision, so only its rows go
+    # through the ranking (a groupby and an `ix`, the two dearest operators a row would
+    # cross); the rows of a distributor with a single feed flow on as flattened. Row ids
+    # are not the upsert key: the sinks write by (distributor, sku) (Pathway's snapshot
+    # writer in a batch, one Pathway time; the follower's sinks net each time per primary
+    # key), so a distributor whose second feed arrives (or goes), moving its rows from one
+    # branch to the other under new ids, is an update of the same rows in the warehouse.
+    # The storefront-offer decision (_prefer_keyed_offers) only concerns items with an
+    # offer key, which match within one distributor: the rows of a single feed with none
+    # (a distributor's ordinary feed) skip it too and are split into typed columns at
+    # once. The other rows stay packed in one tuple column until they are split.
     fields = CatalogItem._fields
+    file_stats = pw.declare_type(pw.Json, pw.this.result[2])
+    item_files = files.select(
+        pw.this.ingested_at, pw.this.file_precedence,
+        distributor=file_stats["distributor"].as_str(unwrap=True),
+        offer_items=file_stats["offer_items"].as_int(default=0, unwrap=True),
+        row=pw.declare_type(list[tuple], pw.this.result[0]),
+    )
+    feeds = item_files.groupby(pw.this.distributor).reduce(pw.this.distributor, feeds=pw.reducers.count())
+    item_files = item_files.join(feeds, pw.left.distributor == pw.right.distributor, id=pw.left.id).select(
+        pw.left.ingested_at, pw.left.file_precedence, pw.left.row, single=pw.right.feeds == 1,
+        plain=pw.left.offer_items == 0)
+
+    def item_columns(table: pw.Table) -> dict:
+        return dict(**_tuple_columns(table.row, CatalogItem, {"line": "source_line"},
+                                     types={"components": pw.Json | None}),
+                    ingested_at=table.ingested_at)
+
+    def packed_columns(table: pw.Table) -> dict:
+        return dict(row=table.row, ingested_at=table.ingested_at,
+                    sku_source=pw.declare_type(str, table.row[fields.index("sku_source")]),
+                    _rank=table.file_precedence,
+                    _offer=pw.declare_type(str, table.row[len(fields)]))
+
+    direct = item_files.filter(pw.this.single & pw.this.plain).flatten(pw.this.row).select(**item_columns(pw.this))
+    single = item_files.filter(pw.this.single & ~pw.this.plain).flatten(pw.this.row).select(
+        **packed_columns(pw.this))
+    item_rows = item_files.filter(~pw.this.single).flatten(pw.this.row)
+    # (argmax over a str or tuple rank panics Pathway 0.33 on retractions, hence one int
+    # per file.)
     ranked = item_rows.select(
         distributor=pw.declare_type(str, pw.this.row[fields.index("distributor")]),
         sku=pw.declare_type(str, pw.this.row[fields.index("sku")]),
@@ -337,20 +370,15 @@ def normalize_feeds(
     winners = ranked.groupby(pw.this.distributor, pw.this.sku).reduce(
         winner=pw.reducers.argmax(pw.this.rank)
     )
-    # ids of `winners` derive from (distributor, sku): the upsert key is the row id.
     # The storefront offers are decided while each item is still one packed column (an
     # operator costs per column), then the items are split into typed columns once.
-    packed = item_rows.ix(winners.winner).select(
-        pw.this.row, pw.this.ingested_at,
-        sku_source=pw.declare_type(str, pw.this.row[fields.index("sku_source")]),
-        _rank=pw.this.file_precedence,
-        _offer=pw.declare_type(str, pw.this.row[len(fields)]),
-    )
-    items = _prefer_keyed_offers(packed).select(
-        **_tuple_columns(pw.this.row, CatalogItem, {"line": "source_line"},
-                         types={"components": pw.Json | None}),
-        ingested_at=pw.this.ingested_at,
-    )
+    ranked_rows = item_rows.ix(winners.winner)
+    ranked_rows = ranked_rows.select(**packed_columns(ranked_rows))
+    pw.universes.promise_are_pairwise_disjoint(single, ranked_rows)
+    packed = pw.Table.concat(single, ranked_rows)
+    decided = _prefer_keyed_offers(packed).select(**item_columns(pw.this))
+    pw.universes.promise_are_pairwise_disjoint(direct, decided)
+    items = pw.Table.concat(direct, decided)
 
     # --- quarantine --------------------------------------------------------------------
     quarantine = files.select(

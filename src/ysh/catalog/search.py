@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import queue
 import re
 import threading
@@ -36,10 +37,13 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+import psycopg
 from psycopg import sql
 
 from .. import db
 from ..db import Warehouse
+
+log = logging.getLogger(__name__)
 
 # --------------------------------------------------------------------------------------
 # vocabulary (folded: lower case, no accents)
@@ -969,6 +973,83 @@ def evaluate(search: Callable[[JudgedQuery], SearchResult], judged: Sequence[Jud
             misses.append(j.query)
     n = max(1, len(judged))
     return Evaluation(len(judged), hits1 / n, hitsk / n, rr / n, tuple(misses))
+
+
+# --------------------------------------------------------------------------------------
+# the indexes of items_normalized around a first load
+# --------------------------------------------------------------------------------------
+
+#: the secondary indexes of ``items_normalized``: the search's (migration 0012) and the
+#: lookups of 0001/0008, with the migrations' names and definitions (a test compares them
+#: with what the migrations built). A first load builds them once after its rows are in
+#: (:func:`defer_item_indexes`, :func:`ensure_item_indexes`) instead of maintaining them
+#: row by row: the per-row GIN maintenance cost PostgreSQL more time than the load's whole
+#: budget (docs/catalog.md, "Performance").
+ITEM_INDEXES: dict[str, str] = {
+    "items_normalized_product_key_idx":
+        "CREATE INDEX IF NOT EXISTS items_normalized_product_key_idx ON items_normalized (product_key)",
+    "items_normalized_source_file_idx":
+        "CREATE INDEX IF NOT EXISTS items_normalized_source_file_idx ON items_normalized (source_file)",
+    "items_normalized_category_idx":
+        "CREATE INDEX IF NOT EXISTS items_normalized_category_idx ON items_normalized (category)",
+    "items_normalized_search_tsv_idx":
+        "CREATE INDEX IF NOT EXISTS items_normalized_search_tsv_idx ON items_normalized USING gin (search_tsv)",
+    "items_normalized_search_code_trgm_idx":
+        "CREATE INDEX IF NOT EXISTS items_normalized_search_code_trgm_idx"
+        " ON items_normalized USING gin (search_code public.gin_trgm_ops)",
+    "items_normalized_category_power_idx":
+        "CREATE INDEX IF NOT EXISTS items_normalized_category_power_idx ON items_normalized (category, power_w)",
+    "items_normalized_price_idx":
+        "CREATE INDEX IF NOT EXISTS items_normalized_price_idx ON items_normalized (price_brl)",
+}
+# one lock per schema: a deferral and a rebuild never interleave
+_INDEX_LOCK = "SELECT pg_advisory_xact_lock(hashtext(current_schema() || ':catalog_item_indexes'))"
+
+
+def defer_item_indexes(warehouse: Warehouse) -> bool:
+    """Before a first load: when ``items_normalized`` is empty, drop its secondary indexes
+    (:data:`ITEM_INDEXES`) so that the load does not maintain them row by row; returns
+    whether it did. The caller rebuilds them with :func:`ensure_item_indexes` once the
+    rows are in (also after a failed load). A table with rows keeps its indexes: searches
+    may be running on it. A role that does not own the table (it may write rows, not drop
+    indexes) loads with the indexes in place."""
+    with db.connect(warehouse.dsn, warehouse.schema) as conn:
+        conn.execute(_INDEX_LOCK)
+        if conn.execute("SELECT EXISTS (SELECT 1 FROM items_normalized)").fetchone()[0]:
+            conn.rollback()
+            return False
+        try:
+            for name in ITEM_INDEXES:
+                conn.execute(sql.SQL("DROP INDEX IF EXISTS {}").format(sql.Identifier(name)))
+        except psycopg.errors.InsufficientPrivilege as exc:
+            conn.rollback()
+            log.info("items_normalized keeps its indexes during the load (%s)", str(exc).strip())
+            return False
+        conn.commit()
+    return True
+
+
+def ensure_item_indexes(warehouse: Warehouse) -> list[str]:
+    """Build the indexes of ``items_normalized`` (:data:`ITEM_INDEXES`) that are missing (after a load
+    that deferred them, or one that stopped before rebuilding them); returns their names.
+    Cheap when they all exist."""
+    with db.connect(warehouse.dsn, warehouse.schema) as conn:
+        conn.execute(_INDEX_LOCK)
+        have = {name for (name,) in conn.execute(
+            "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() "
+            "AND tablename = 'items_normalized'")}
+        built = [name for name in ITEM_INDEXES if name not in have]
+        try:
+            for name in built:
+                conn.execute(ITEM_INDEXES[name])
+        except psycopg.errors.InsufficientPrivilege as exc:
+            conn.rollback()
+            log.warning("items_normalized lacks the indexes %s and this role may not build them (%s): "
+                        "searches read the table without them until its owner runs the catalog",
+                        ", ".join(built), str(exc).strip())
+            return []
+        conn.commit()
+    return built
 
 
 # --------------------------------------------------------------------------------------
