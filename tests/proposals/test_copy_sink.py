@@ -99,3 +99,114 @@ def test_two_batch_writes_of_the_same_keys_at_once_both_succeed_one_row_per_key(
     # all from one run (the one that wrote last), never a mix
     assert npvs in ([r[npv] for r in rows], [None if r[npv] is None else 2 * r[npv] for r in rows])
     assert any(v is not None for v in npvs)
+
+
+def test_a_transient_version_retracted_in_the_same_time_is_not_written():
+    """One Pathway time can carry +new, +transient, −transient for a row, in any order
+    (a KPI row whose kWp sum passed through a partial value): the version left standing
+    is written, and a row retracted without a new version is removed."""
+    sink = CopyTableSink("postgresql://unused", "unused", "kpis_b1_b3", ["state", "kwp"])
+    sink.on_change("mg", {"state": "MG", "kwp": 10.0}, 2, True)
+    sink.on_change("sp", {"state": "SP", "kwp": 1.0}, 2, True)
+    sink.on_time_end(2)
+    for change in [({"state": "MG", "kwp": 25.5}, True), ({"state": "MG", "kwp": 0.0}, True),
+                   ({"state": "MG", "kwp": 10.0}, False), ({"state": "MG", "kwp": 0.0}, False)]:
+        sink.on_change("mg", *change[:1], 4, change[1])
+    sink.on_change("sp", {"state": "SP", "kwp": 1.0}, 4, False)
+    sink.on_change("rj", {"state": "RJ", "kwp": float("nan")}, 4, True)
+    sink.on_change("rj", {"state": "RJ", "kwp": float("nan")}, 4, False)
+    sink.on_time_end(4)
+    assert sink._state == {"mg": ("MG", 25.5)}
+
+
+def test_the_sinks_of_a_run_write_their_tables_side_by_side_and_the_last_to_end_waits_for_all(platform):
+    """A run's three tables are written at once, each in its own transaction; the last
+    sink to end returns only when every table is in the warehouse, and a failed write is
+    raised there."""
+    from ysh.proposals.copy_sink import WriteGroup
+
+    warehouse, _ = platform
+    group = WriteGroup(2)
+    analytics = CopyTableSink(warehouse.dsn, warehouse.schema, TABLE,
+                              ["quote_id", "customer_class", "state", "quote_month", "ordered", "system_kwp"],
+                              group=group)
+    kpis = CopyTableSink(warehouse.dsn, warehouse.schema, "kpis_b1_b3",
+                         ["customer_class", "state", "month", "quotes", "orders", "conversion", "kwp"], group=group)
+    for i in range(300):
+        analytics.on_change(i, {"quote_id": f"q{i}", "customer_class": "B1", "state": "MG",
+                                "quote_month": "2026-03-01", "ordered": False, "system_kwp": 4.4}, 2, True)
+    kpis.on_change(0, {"customer_class": "B1", "state": "MG", "month": "2026-03-01", "quotes": 300, "orders": 0,
+                       "conversion": 0.0, "kwp": 1320.0}, 2, True)
+    analytics.on_end()  # starts its write and returns
+    kpis.on_end()  # the last: waits for both
+    with db.connect(warehouse.dsn, warehouse.schema) as conn:
+        assert conn.execute(f"SELECT count(*), min(quote_month)::text FROM {TABLE}").fetchone() == (300, "2026-03-01")
+        assert conn.execute("SELECT quotes, kwp FROM kpis_b1_b3").fetchone() == (300, 1320.0)
+
+    broken = WriteGroup(1)
+    sink = CopyTableSink(warehouse.dsn, warehouse.schema, "no_such_table", ["x"], group=broken)
+    sink.on_change(0, {"x": 1}, 2, True)
+    with pytest.raises(psycopg.errors.UndefinedTable):
+        sink.on_end()
+
+
+KPI_COLUMNS = ["customer_class", "state", "month", "quotes", "orders", "conversion", "kwp"]
+KPI_KEY = ["customer_class", "state", "month"]
+
+
+def kpi(state: str, kwp: float, quotes: int = 10) -> dict:
+    return {"customer_class": "B1", "state": state, "month": "2026-03-01", "quotes": quotes, "orders": 1,
+            "conversion": 0.1, "kwp": kwp}
+
+
+def kpis_in(warehouse) -> dict[str, tuple]:
+    with db.connect(warehouse.dsn, warehouse.schema) as conn:
+        return {r[0]: r[1:] for r in conn.execute("SELECT state, quotes, kwp FROM kpis_b1_b3")}
+
+
+def test_a_streaming_sink_writes_each_time_while_the_run_goes_on_and_commits_at_the_end(platform):
+    """Time 2's rows reach the server before the run ends; time 4 changes one key (its
+    earlier row is replaced) and retracts another (its row is deleted); readers see the
+    table as it was until the commit."""
+    from ysh.proposals.copy_sink import StreamingCopySink
+
+    warehouse, _ = platform
+    with db.connect(warehouse.dsn, warehouse.schema) as conn:
+        conn.execute("INSERT INTO kpis_b1_b3 (customer_class, state, month, quotes, orders, conversion, kwp) "
+                     "VALUES ('B1', 'BA', '2026-03-01', 1, 0, 0.0, 1.0)")
+        conn.commit()
+    sink = StreamingCopySink(warehouse.dsn, warehouse.schema, "kpis_b1_b3", KPI_COLUMNS, KPI_KEY)
+    for state, kwp in (("MG", 10.0), ("SP", 20.0), ("RJ", 30.0)):
+        sink.on_change(state, kpi(state, kwp), 2, True)
+    sink.on_time_end(2)
+    # time 2 is in the server: its writer took the op and waits, idle in its transaction
+    deadline = time.monotonic() + 30
+    with db.connect(warehouse.dsn, warehouse.schema, autocommit=True) as conn:
+        while not (sink._queue.empty() and conn.execute(
+                "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) WHERE l.relation = "
+                "to_regclass(%s) AND l.mode = 'ShareRowExclusiveLock' AND l.granted AND a.state = 'idle in transaction'",
+                (f"{warehouse.schema}.kpis_b1_b3",)).fetchone()[0]):
+            assert time.monotonic() < deadline, "the writer never wrote time 2"
+            time.sleep(0.05)
+    assert kpis_in(warehouse) == {"BA": (1, 1.0)}  # readers still see the old table
+    sink.on_change("MG", kpi("MG", 10.0), 4, False)
+    sink.on_change("MG", kpi("MG", 12.5, 11), 4, True)
+    sink.on_change("SP", kpi("SP", 20.0), 4, False)
+    sink.on_time_end(4)
+    sink.on_end()
+    assert kpis_in(warehouse) == {"MG": (11, 12.5), "RJ": (10, 30.0)}
+    assert sink.written == 2
+
+
+def test_a_failed_run_writes_nothing_and_releases_the_table(platform):
+    from ysh.proposals.copy_sink import StreamingCopySink
+
+    warehouse, _ = platform
+    sink = StreamingCopySink(warehouse.dsn, warehouse.schema, "kpis_b1_b3", KPI_COLUMNS, KPI_KEY)
+    sink.on_change("MG", kpi("MG", 10.0), 2, True)
+    sink.on_time_end(2)
+    sink.abort()
+    assert kpis_in(warehouse) == {}
+    with db.connect(warehouse.dsn, warehouse.schema) as conn:  # the lock went with the transaction
+        conn.execute("SET lock_timeout = '2s'")
+        conn.execute("LOCK TABLE kpis_b1_b3 IN SHARE ROW EXCLUSIVE MODE")

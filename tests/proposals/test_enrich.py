@@ -152,3 +152,48 @@ def test_valid_assumptions_are_validated_once_per_class_of_a_batch(monkeypatch):
     got = evaluate_quotes(quotes)
     assert all(r["error"] is None for r in got)
     assert validated == ["B1", "B3"]
+
+
+def _columns_of(quotes: list[dict]) -> dict:
+    """The quotes as the graph's batched UDF holds them: columns, sizes and tariffs as tuples."""
+    import numpy as np
+
+    return dict(customer_class=[q["customer_class"] for q in quotes], connection=[q["connection"] for q in quotes],
+                size=[(q["size"].kwp, q["size"].inverter_kw, q["size"].modules, q["size"].equipment_brl,
+                       q["size"].unknown_skus) for q in quotes],
+                consumption=[q["consumption"] for q in quotes],
+                generation=np.array([q["generation"] for q in quotes], dtype=float).reshape(-1, 12),
+                tariff=[(q["te"], q["tusd"], q["fio_b"], q["tariff_error"]) for q in quotes],
+                icms_pct=[q["icms_pct"] for q in quotes], access_request_date=[q["access_request_date"] for q in quotes],
+                quote_date=[q["quote_date"] for q in quotes], assumptions=A)
+
+
+def test_quotes_given_by_columns_give_the_rows_of_the_quotes_given_one_by_one(monkeypatch):
+    """What the graph calls (columns, checks made by numpy for the whole batch) against
+    :func:`evaluate_quote_rows` on the same quotes as dictionaries: the same tuples, errors
+    and yearly JSON text included, with the fast path and with every quote validated."""
+    from ysh.proposals import enrich
+
+    rng = random.Random(41)
+    quotes = [quote(rng) for _ in range(900)]
+    # quotes the fast path must refuse: an int where a float is typed, a NaN, a negative month
+    quotes[5] = {**quotes[5], "icms_pct": 18}
+    quotes[6] = {**quotes[6], "te": float("nan"), "tariff_error": None}
+    quotes[7] = {**quotes[7], "consumption": [-1.0] + [300.0] * 11}
+    want = enrich.evaluate_quote_rows(quotes)
+    got = enrich.evaluate_quote_columns(**_columns_of(quotes))
+    assert got == want
+    assert sum(r[0] is None for r in got) > 200 and sum(r[0] is not None for r in got) > 100
+    monkeypatch.setattr(enrich, "MICRO_LIMIT_KW", -1.0)  # nothing passes the fast path's range check
+    assert enrich.evaluate_quote_columns(**_columns_of(quotes)) == want
+    assert enrich.evaluate_quote_columns(**_columns_of([])) == []
+
+
+def test_the_yearly_table_keeps_its_keys_in_order():
+    from ysh.proposals.enrich import evaluate_quote_rows
+
+    rng = random.Random(43)
+    rows = [r for r in evaluate_quote_rows([quote(rng) for _ in range(60)]) if r[0] is None]
+    first = json.loads(rows[0][-1])[0]
+    assert list(first) == ["year", "calendar_year", "generation_kwh", "savings_brl", "cash_flow_brl",
+                           "cumulative_brl", "discounted_cumulative_brl"]

@@ -234,15 +234,21 @@ def _evaluate_many(quotes: list[dict]):
     a: Assumptions = quotes[rows[0]]["assumptions"]
     if any(quotes[i]["assumptions"] != a for i in rows):
         raise ValueError("every quote of a batch must carry the same assumptions")
+    batch = _batch_of(inputs, a)
+    return errors, rows, batch, evaluate_batch(batch)
+
+
+def _batch_of(inputs: list[tuple], a: Assumptions) -> Batch:
+    """The :class:`Batch` of billing inputs in :data:`_INPUTS` order, one tuple per proposal."""
     columns = list(zip(*inputs))
-    n = len(rows)
+    n = len(inputs)
 
     def const(value, dtype=float):
         return np.full(n, value, dtype=dtype)
 
     tax = 1.0 - (np.array(columns[6], dtype=float) + np.array(columns[7], dtype=float)) / 100.0
     defaults = ProposalInput.model_fields
-    batch = Batch(
+    return Batch(
         gen=np.array(columns[0], dtype=float).reshape(-1, MONTHS),
         cons=np.array(columns[1], dtype=float).reshape(-1, MONTHS),
         simultaneity=np.array(columns[2], dtype=float),
@@ -261,7 +267,6 @@ def _evaluate_many(quotes: list[dict]):
         replacement_year=const(a.inverter_replacement_year or 0, int),
         replacement=const(a.inverter_replacement_pct) / 100.0,
     )
-    return errors, rows, batch, evaluate_batch(batch)
 
 
 #: the yearly table's columns after ``year`` and ``calendar_year``
@@ -287,10 +292,13 @@ def _tables_of(batch: Batch, r) -> tuple[dict[str, list], dict[str, list]]:
     return columns, kpis
 
 
+_YEARLY_KEYS = ("year", "calendar_year", *YEARLY_COLUMNS)
+
+
 def _yearly(columns: dict[str, list], j: int, start: int, horizon: int) -> list[dict]:
-    values = [columns[name][j] for name in YEARLY_COLUMNS]
-    return [{"year": y + 1, "calendar_year": start + y, **{name: column[y] for name, column in zip(YEARLY_COLUMNS, values)}}
-            for y in range(horizon)]
+    # zip stops at the horizon (the first iterable); keys in the table's order
+    return [dict(zip(_YEARLY_KEYS, values)) for values in zip(
+        range(1, horizon + 1), range(start, start + horizon), *[columns[name][j] for name in YEARLY_COLUMNS])]
 
 
 def evaluate_quotes(quotes: list[dict]) -> list[dict]:
@@ -314,7 +322,84 @@ def evaluate_quotes(quotes: list[dict]) -> list[dict]:
 def evaluate_quote_rows(quotes: list[dict]) -> list[tuple]:
     """:func:`evaluate_quotes` as :func:`as_row` tuples, the yearly table as JSON text:
     what the graph writes (no result dictionary per quote)."""
-    errors, rows, batch, r = _evaluate_many(quotes)
+    return _rows_of(*_evaluate_many(quotes))
+
+
+def evaluate_quote_columns(*, customer_class: list[str], connection: list[str], size: list[tuple],
+                           consumption: list[list[float]], generation: np.ndarray, tariff: list[tuple],
+                           icms_pct: list[float], access_request_date: list[date], quote_date: list[date],
+                           assumptions: Assumptions) -> list[tuple]:
+    """:func:`evaluate_quote_rows` of quotes given by columns (what the graph's batched UDF
+    holds): ``size`` the :class:`SystemSize` fields as tuples, ``generation`` (N, 12) kWh,
+    ``tariff`` (TE, TUSD, Fio B, error) tuples. The same rows as :func:`evaluate_quote_rows`
+    of the quotes as dictionaries (tested), without a dictionary, a :class:`SystemSize` or a
+    tuple of 24 numbers per quote: the checks of :func:`_typed_inputs` that numpy can make
+    for all quotes at once are made so, and a quote that fails one, or is the first of its
+    class, goes through :func:`proposal_of` as there."""
+    n = len(size)
+    a = assumptions
+    errors: list[str | None] = [None] * n
+    if n == 0:
+        return []
+    gen = np.asarray(generation, dtype=float).reshape(n, MONTHS)
+    # the per-quote numbers, and the rows whose every one is a float (_typed_inputs' type test)
+    kwp = [s[0] for s in size]
+    capex = [s[3] + a.installation_brl_per_kwp * s[0] if type(s[0]) is float and type(s[3]) in (float, int) else None
+             for s in size]
+    typed = [type(k) is float and type(c) is float and type(t[0]) is float and type(t[1]) is float
+             and type(t[2]) is float and t[3] is None and type(i) is float and x in ("B1", "B3") and y in MIN_KWH
+             and len(c12) == MONTHS
+             for k, c, t, i, x, y, c12 in zip(kwp, capex, tariff, icms_pct, customer_class, connection, consumption,
+                                              strict=True)]
+    ok = np.array(typed, dtype=bool)
+
+    def column(values, rows_ok, fill=np.nan):
+        return np.array([v if good else fill for v, good in zip(values, rows_ok)], dtype=float)
+
+    kwp_a, capex_a, icms_a = column(kwp, typed), column(capex, typed), column(icms_pct, typed)
+    te_a, tusd_a, fio_a = (column([t[k] for t in tariff], typed) for k in range(3))
+    cons = np.array([c if good else [np.nan] * MONTHS for c, good in zip(consumption, typed)], dtype=float)
+    years = np.array([d.year for d in quote_date])
+    with np.errstate(invalid="ignore"):
+        ok &= np.isfinite(kwp_a) & np.isfinite(capex_a) & np.isfinite(te_a) & np.isfinite(tusd_a)
+        ok &= np.isfinite(fio_a) & np.isfinite(icms_a)
+        ok &= (kwp_a > 0.0) & (kwp_a <= MICRO_LIMIT_KW) & (capex_a > 0.0) & (te_a >= 0.0) & (tusd_a >= 0.0)
+        ok &= (fio_a >= 0.0) & (icms_a >= 0.0) & (icms_a < 100.0) & (icms_a + a.pis_cofins_pct < 100.0)
+        ok &= (np.isfinite(gen) & (gen >= 0.0)).all(axis=1) & (np.isfinite(cons) & (cons >= 0.0)).all(axis=1)
+        ok &= (years >= 2000) & (years <= 2100)
+    ok_rows = ok.tolist()
+    simultaneity = {"B1": a.simultaneity_b1, "B3": a.simultaneity_b3}
+    inputs: list[tuple] = []
+    rows: list[int] = []
+    valid_classes: set[str] = set()  # as in _evaluate_many: each class validated once
+    for i in range(n):
+        klass = customer_class[i]
+        if ok_rows[i] and klass in valid_classes:
+            te, tusd, fio_b, _ = tariff[i]
+            inputs.append((gen[i], cons[i], simultaneity[klass], te, tusd, fio_b, icms_pct[i], a.pis_cofins_pct,
+                           MIN_KWH[connection[i]], quote_date[i].year, access_request_date[i] < NEW_UNITS_FROM,
+                           capex[i]))
+            rows.append(i)
+            continue
+        te, tusd, fio_b, tariff_error = tariff[i]
+        proposal = proposal_of(customer_class=klass, connection=connection[i], size=SystemSize(*size[i]),
+                               consumption=consumption[i], generation=gen[i].tolist(), te=te, tusd=tusd, fio_b=fio_b,
+                               tariff_error=tariff_error, icms_pct=icms_pct[i],
+                               access_request_date=access_request_date[i], quote_date=quote_date[i], assumptions=a)
+        if isinstance(proposal, str):
+            errors[i] = proposal
+            continue
+        inputs.append(_inputs_of(proposal))
+        rows.append(i)
+        valid_classes.add(proposal.customer_class)
+    if not rows:
+        return _rows_of(errors, rows, None, None)
+    batch = _batch_of(inputs, a)
+    return _rows_of(errors, rows, batch, evaluate_batch(batch))
+
+
+def _rows_of(errors: list[str | None], rows: list[int], batch: Batch | None, r) -> list[tuple]:
+    """:data:`RESULT_FIELDS` tuples of an evaluated batch (:func:`_evaluate_many`'s result)."""
     empty = (None,) * (len(RESULT_FIELDS) - 1)
     out: list[tuple] = [(e, *empty) for e in errors]
     if not rows:

@@ -4,6 +4,8 @@ lifecycle is :data:`FOLLOWER`, a :class:`ysh.kit.follower.Follower`)."""
 
 from __future__ import annotations
 
+import gc
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -51,6 +53,44 @@ SOURCES: dict[str, tuple[str, type[pw.Schema], str]] = {
 }
 
 
+class _SnapshotRows(pw.io.python.ConnectorSubject):
+    """Emits the rows of one query as of an exported snapshot, then closes.
+
+    What :func:`ysh.pw_runtime.read_query` does, with tuple rows fetched in blocks of
+    ``block`` from a server-side cursor instead of a dictionary and a generator step per
+    row (reading the sources was ~10 % of a batch run's samples, py-spy)."""
+
+    def __init__(self, dsn: str, schema: str, query: str, snapshot: str | None, block: int = 10_000):
+        super().__init__(datasource_name="postgres_query")
+        self._dsn, self._schema, self._query, self._snapshot, self._block = dsn, schema, query, snapshot, block
+
+    def run(self) -> None:
+        import psycopg
+        from psycopg import sql
+
+        with psycopg.connect(self._dsn) as conn:
+            if self._snapshot:
+                conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+                conn.read_only = True
+                # the first statement of the transaction: read what the exporting one sees
+                conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(self._snapshot)))
+            conn.execute(sql.SQL("SET search_path TO {}, public").format(sql.Identifier(self._schema)))
+            with conn.cursor(name="ysh_snapshot") as cur:
+                cur.execute(self._query)
+                names = [column.name for column in cur.description]
+                emit = self.next
+                while rows := cur.fetchmany(self._block):
+                    for row in rows:
+                        emit(**dict(zip(names, row)))
+
+
+def read_snapshot(warehouse: Warehouse, query: str, schema: type[pw.Schema], *, name: str,
+                  snapshot: str | None) -> pw.Table:
+    """A static Pathway table of ``query``'s rows as of ``snapshot`` (:class:`_SnapshotRows`)."""
+    return pw.io.python.read(_SnapshotRows(warehouse.dsn, warehouse.schema, query, snapshot), schema=schema,
+                             name=name)
+
+
 def _select_all(table: str, schema: type[pw.Schema]) -> str:
     """Every column of the schema, dates cast to timestamp (Pathway DateTimeNaive)."""
     columns = []
@@ -70,13 +110,46 @@ FOLLOWER = Follower(
 )
 
 
+#: the young generation's threshold of Python's cyclic garbage collector during a batch
+#: (CPython's default is 700): a run allocates millions of short-lived containers
+GC_YOUNG_THRESHOLD = 50_000
+
+
+@contextmanager
+def quiet_gc(young: int = GC_YOUNG_THRESHOLD):
+    """Python's cyclic garbage collector kept off the objects that live before the run.
+
+    A batch allocates millions of containers (rows, tuples, the yearly tables); each
+    full collection walked every object of the process — the modules of Pathway, pandas,
+    pvlib, Dagster — and that was ~15 % of a run's CPU (``perf``: ``gc_collect_main``
+    under Pathway's graph build and the evaluation UDF). ``gc.freeze()`` moves the objects
+    that exist now out of the collector's reach, the young generation is collected
+    every ``young`` allocations instead of 700; both are undone at the end (the caller
+    may be a long-lived Dagster or test process). A process that froze objects itself
+    keeps its own freeze: nothing is frozen or unfrozen then."""
+    threshold = gc.get_threshold()
+    freeze = gc.get_freeze_count() == 0
+    if freeze:
+        gc.freeze()
+    gc.set_threshold(max(young, threshold[0]), *threshold[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*threshold)
+        if freeze:
+            gc.unfreeze()
+
+
 def run_batch(warehouse: Warehouse, settings, *, billing: str = "vectorized",
-              batch_size: int = BATCH_SIZE) -> dict[str, int]:
+              batch_size: int = BATCH_SIZE, timings: dict[str, float] | None = None) -> dict[str, int]:
     """Evaluate every quote as the tables stand (consistent snapshots), write the three
     outputs and delete rows this run did not write. Returns the row counts.
     ``billing="reference"`` evaluates one quote at a time with the month-by-month model
     (the benchmark's and the tests' comparison; production uses the default);
-    ``batch_size``: quotes per call of the vectorized billing.
+    ``batch_size``: quotes per call of the vectorized billing; ``timings``, when given,
+    receives ``graph_built`` and ``written`` (``time.perf_counter()`` when the graph and
+    its sinks were declared, and when the outputs were written and pruned): the benchmark
+    tells the fixed cost of declaring the graph from the run.
 
     Raises
     ------
@@ -86,14 +159,31 @@ def run_batch(warehouse: Warehouse, settings, *, billing: str = "vectorized",
     @contextmanager
     def graph():
         with pw_runtime.SharedSnapshot(warehouse.dsn) as snapshot:  # all seven tables as of one instant
-            tables = {name: pw_runtime.read_query(warehouse.dsn, warehouse.schema, query or _select_all(table, schema),
-                                                  schema, name=f"{name}_snapshot", snapshot=snapshot.id)
+            tables = {name: read_snapshot(warehouse, query or _select_all(table, schema), schema,
+                                          name=f"{name}_snapshot", snapshot=snapshot.id)
                       for name, (table, schema, query) in SOURCES.items()}
             yield build_proposals_graph(Sources(**tables), settings.proposals.assumptions, settings,
                                         billing=billing, batch_size=batch_size)
 
-    # the outputs by COPY (copy_sink) instead of one upsert per row: a batch rewrites every row
-    FOLLOWER.recompute(warehouse, graph, write=copy_sink.write_tables)
+    sinks: dict[str, copy_sink.CopyTableSink] = {}
+
+    def write(tables, outputs, warehouse):
+        # the outputs by COPY (copy_sink) instead of one upsert per row: a batch rewrites
+        # every row, each table in one transaction written while the graph runs
+        sinks.update(copy_sink.write_tables(tables, outputs, warehouse))
+        if timings is not None:
+            timings["graph_built"] = time.perf_counter()
+        return sinks
+
+    with quiet_gc():
+        try:
+            FOLLOWER.recompute(warehouse, graph, write=write)
+        except BaseException:
+            for sink in sinks.values():  # roll back what the failed run had written (and its locks)
+                sink.abort()
+            raise
+    if timings is not None:
+        timings["written"] = time.perf_counter()
     return counts(warehouse)
 
 
