@@ -11,11 +11,13 @@ re-evaluates only the quotes it touches.
 from __future__ import annotations
 
 import datetime
+import json
 import time
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 import numpy as np
+import orjson
 import pathway as pw
 
 from ..tariffs.aneel import FioB, Tariff, fold
@@ -26,7 +28,7 @@ from .enrich import (
     as_row,
     consumption_of,
     evaluate_quote,
-    evaluate_quote_rows,
+    evaluate_quote_columns,
     lookup_tariffs,
     median_or_none,
     size_system,
@@ -144,10 +146,15 @@ def _folded(text: str) -> str:
     return fold(text)
 
 
-@pw.udf(deterministic=True)
-def _size(lines: tuple) -> tuple:
-    size = size_system([tuple(line) for line in lines])
-    return (size.kwp, size.inverter_kw, size.modules, size.equipment_brl, size.unknown_skus)
+@pw.udf(deterministic=True, max_batch_size=4_096)
+def _size(lines: list) -> list[tuple]:
+    """The :class:`SystemSize` fields of each quote's lines, quotes in batches (one Python
+    call per batch, not per quote)."""
+    out = []
+    for quote_lines in lines:
+        size = size_system([tuple(line) for line in quote_lines])
+        out.append((size.kwp, size.inverter_kw, size.modules, size.equipment_brl, size.unknown_skus))
+    return out
 
 
 @pw.udf(deterministic=True)
@@ -199,6 +206,16 @@ def _quote_of(assumptions: Assumptions, customer_class: str, connection: str, si
                 quote_date=day, assumptions=assumptions)
 
 
+def _json_value(text: str | None):
+    """The value of JSON text (what ``pw.Json.value`` gives for the same document)."""
+    if text is None:
+        return None
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:  # e.g. an integer beyond 64 bits, which json reads
+        return json.loads(text)
+
+
 def _consumption_year(consumption: pw.Json) -> float:
     try:
         return float(sum(consumption_of(consumption.value)))
@@ -224,7 +241,7 @@ def _make_evaluate_udf(settings, assumptions: Assumptions, billing: str, batch_s
 
     ``billing="vectorized"`` (production): rows reach it in batches of up to ``batch_size``;
     the yield of each site × orientation is looked up once per batch and the billing of
-    all valid quotes is one :func:`enrich.evaluate_quote_rows` call. ``"reference"``: one
+    all valid quotes is one :func:`enrich.evaluate_quote_columns` call. ``"reference"``: one
     row at a time, with the month-by-month model (for comparisons).
 
     Not deterministic: the irradiance source depends on the cache and the network; Pathway
@@ -262,9 +279,11 @@ def _make_evaluate_udf(settings, assumptions: Assumptions, billing: str, batch_s
             raise ValueError(f"kwp must be a finite number, got {kwp[~np.isfinite(kwp)][0]}")
         # the yield of each site × orientation once per batch (the same call per row would
         # hash its cache key once per quote)
-        sources, keys, yields = [], [], {}
+        sources, keys, yields, sites = [], [], {}, {}
         for lat, lon, t, az, k in zip(latitude, longitude, tilt, azimuth, kwp.tolist(), strict=True):
-            weather = weather_at(lat, lon)
+            weather = sites.get((lat, lon))
+            if weather is None:
+                weather = sites[(lat, lon)] = weather_at(lat, lon)
             sources.append(weather.source)
             key = (lat, lon, t, az % 360.0) if k > 0 else None
             if key is not None and key not in yields:
@@ -278,18 +297,35 @@ def _make_evaluate_udf(settings, assumptions: Assumptions, billing: str, batch_s
         total = generation[:, 0].copy()
         for m in range(1, 12):  # month by month, as sum() adds them
             total += generation[:, m]
-        generation_rows = generation.tolist()
-        quotes = [_quote_of(assumptions, *args) for args in zip(customer_class, connection, size, consumption,
-                                                                  generation_rows, tariff, icms_pct, access_day,
-                                                                  quote_day, strict=True)]
-        results = iter(evaluate_quote_rows([q for q in quotes if not isinstance(q, str)]))
+        totals = total.tolist()
+        # the consumption arrives as JSON text (a pw.Json costs a Python object and a parse
+        # behind a lock per value); a quote whose consumption cannot be read keeps its error
+        readable, cons, unreadable = [], [], {}
+        for i, text in enumerate(consumption):
+            try:
+                cons.append(consumption_of(_json_value(text)))
+                readable.append(i)
+            except ValueError as exc:
+                unreadable[i] = str(exc)
+        if len(readable) == n:
+            pick = lambda column: column  # noqa: E731
+        else:
+            pick = lambda column: [column[i] for i in readable]  # noqa: E731
+        days = [_as_date(day) for day in quote_day]
+        access = [_as_date(day) if day is not None else days[i] for i, day in enumerate(access_day)]
+        results = iter(evaluate_quote_columns(
+            customer_class=pick(customer_class), connection=pick(connection), size=pick(size), consumption=cons,
+            generation=generation[readable], tariff=pick(tariff), icms_pct=pick(icms_pct),
+            access_request_date=pick(access), quote_date=pick(days), assumptions=assumptions))
         empty = (None,) * (len(RESULT_FIELDS) - 1)
         out = []
-        for i, q in enumerate(quotes):
-            if isinstance(q, str):  # unreadable consumption
-                out.append((sources[i], total[i].item(), 0.0, q, *empty))
+        consumed = iter(cons)
+        for i in range(n):
+            why = unreadable.get(i)
+            if why is not None:
+                out.append((sources[i], totals[i], 0.0, why, *empty))
             else:
-                out.append((sources[i], total[i].item(), float(sum(q["consumption"])), *next(results)))
+                out.append((sources[i], totals[i], float(sum(next(consumed))), *next(results)))
         return out
 
     return evaluate_many
@@ -376,7 +412,9 @@ def build_proposals_graph(src: Sources, assumptions: Assumptions, settings, *, b
     # --- generation and the billing model -----------------------------------------------
     evaluate = _make_evaluate_udf(settings, assumptions, billing, batch_size)
     q = q.select(*pw.this, quote_month=pw.this.quote_day.dt.strftime("%Y-%m-01").dt.strptime("%Y-%m-%d"),
-                 result=evaluate(pw.this.customer_class, pw.this.connection, pw.this.size, pw.this.consumption,
+                 result=evaluate(pw.this.customer_class, pw.this.connection, pw.this.size,
+                                 # JSON text for the batched UDF (a pw.Json is a Python object per value)
+                                 pw.this.consumption if billing == "reference" else pw.this.consumption.to_string(),
                                  pw.this.latitude, pw.this.longitude, pw.this.tilt, pw.this.azimuth, pw.this.tariff,
                                  pw.this.icms_pct,
                                  # days as ISO text: a timestamp costs a pandas object per value
@@ -415,7 +453,10 @@ def build_proposals_graph(src: Sources, assumptions: Assumptions, settings, *, b
     kpis = analytics.groupby(pw.this.customer_class, pw.this.state, pw.this.quote_month).reduce(
         pw.this.customer_class, pw.this.state, month=pw.this.quote_month,
         quotes=pw.reducers.count(), orders=pw.reducers.sum(pw.cast(int, pw.this.ordered)),
-        kwp=pw.reducers.sum(pw.this.system_kwp),
+        # strict: the incremental float sum lost an update of a quote's kWp (0.0 -> 4.14 in one
+        # time, seen in the follower after a database restart: the group kept 0.0 while its
+        # medians and counts moved); summing the group's values per time does not
+        kwp=pw.reducers.sum(pw.this.system_kwp, strict=True),
         median_payback_years=_median(pw.reducers.tuple(pw.this.payback_years)),
         median_irr_pct=_median(pw.reducers.tuple(pw.this.irr_pct)),
     ).select(*pw.this, conversion=pw.cast(float, pw.this.orders) / pw.cast(float, pw.this.quotes))
