@@ -169,9 +169,12 @@ def write_jsonl(path: Path, rows: Iterable[dict], sort_keys: tuple[str, ...] = (
 
 
 class _QuerySubject(pw.io.python.ConnectorSubject):
-    """Emits the rows of one SQL query, then closes (a static snapshot of a table)."""
+    """Emits the rows of one SQL query, then closes (a static snapshot of a table). Rows are
+    fetched ``batch_size`` tuples at a time from a server-side cursor instead of a
+    dictionary and a generator step per row (reading the sources was ~10 % of a proposals
+    batch run's samples, py-spy)."""
 
-    def __init__(self, dsn: str, schema: str, query: str, batch_size: int = 5_000, snapshot: str | None = None):
+    def __init__(self, dsn: str, schema: str, query: str, batch_size: int = 10_000, snapshot: str | None = None):
         super().__init__(datasource_name="postgres_query")
         self._dsn, self._schema, self._query, self._batch = dsn, schema, query, batch_size
         self._snapshot = snapshot
@@ -179,9 +182,8 @@ class _QuerySubject(pw.io.python.ConnectorSubject):
     def run(self) -> None:
         import psycopg
         from psycopg import sql
-        from psycopg.rows import dict_row
 
-        with psycopg.connect(self._dsn, row_factory=dict_row) as conn:
+        with psycopg.connect(self._dsn) as conn:
             if self._snapshot:
                 conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
                 conn.read_only = True
@@ -189,10 +191,12 @@ class _QuerySubject(pw.io.python.ConnectorSubject):
                 conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(self._snapshot)))
             conn.execute(sql.SQL("SET search_path TO {}, public").format(sql.Identifier(self._schema)))
             with conn.cursor(name="ysh_snapshot") as cur:
-                cur.itersize = self._batch
                 cur.execute(self._query)
-                for row in cur:
-                    self.next(**row)
+                names = [column.name for column in cur.description]
+                emit = self.next
+                while rows := cur.fetchmany(self._batch):
+                    for row in rows:
+                        emit(**dict(zip(names, row)))
 
 
 def read_query(dsn: str, schema: str, query: str, table_schema: type[pw.Schema], *,

@@ -53,42 +53,10 @@ SOURCES: dict[str, tuple[str, type[pw.Schema], str]] = {
 }
 
 
-class _SnapshotRows(pw.io.python.ConnectorSubject):
-    """Emits the rows of one query as of an exported snapshot, then closes.
-
-    What :func:`ysh.pw_runtime.read_query` does, with tuple rows fetched in blocks of
-    ``block`` from a server-side cursor instead of a dictionary and a generator step per
-    row (reading the sources was ~10 % of a batch run's samples, py-spy)."""
-
-    def __init__(self, dsn: str, schema: str, query: str, snapshot: str | None, block: int = 10_000):
-        super().__init__(datasource_name="postgres_query")
-        self._dsn, self._schema, self._query, self._snapshot, self._block = dsn, schema, query, snapshot, block
-
-    def run(self) -> None:
-        import psycopg
-        from psycopg import sql
-
-        with psycopg.connect(self._dsn) as conn:
-            if self._snapshot:
-                conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-                conn.read_only = True
-                # the first statement of the transaction: read what the exporting one sees
-                conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(self._snapshot)))
-            conn.execute(sql.SQL("SET search_path TO {}, public").format(sql.Identifier(self._schema)))
-            with conn.cursor(name="ysh_snapshot") as cur:
-                cur.execute(self._query)
-                names = [column.name for column in cur.description]
-                emit = self.next
-                while rows := cur.fetchmany(self._block):
-                    for row in rows:
-                        emit(**dict(zip(names, row)))
-
-
 def read_snapshot(warehouse: Warehouse, query: str, schema: type[pw.Schema], *, name: str,
                   snapshot: str | None) -> pw.Table:
-    """A static Pathway table of ``query``'s rows as of ``snapshot`` (:class:`_SnapshotRows`)."""
-    return pw.io.python.read(_SnapshotRows(warehouse.dsn, warehouse.schema, query, snapshot), schema=schema,
-                             name=name)
+    """A static Pathway table of ``query``'s rows as of ``snapshot`` (:func:`ysh.pw_runtime.read_query`)."""
+    return pw_runtime.read_query(warehouse.dsn, warehouse.schema, query, schema, name=name, snapshot=snapshot)
 
 
 def _select_all(table: str, schema: type[pw.Schema]) -> str:

@@ -311,18 +311,8 @@ def _disjoint_days(periods: list) -> bool:
 
 
 def _disjoint(spans: list) -> bool:
-    """Whether no two validity periods (from_day, to_day; None: open) share a day."""
-    if len(spans) < 2:
-        return True
-    last_end = None
-    for _, _, start, end, _ in sorted(spans, key=lambda sp: sp[2]):
-        if last_end is not None and start <= last_end:
-            return False
-        if end is None:
-            last_end = float("inf")
-        elif last_end is None or end > last_end:
-            last_end = end
-    return True
+    """Whether no two validity periods (spans: (_, _, from_day, to_day, _)) share a day."""
+    return _disjoint_days([(sp[2], sp[3]) for sp in spans])
 
 
 VALUE_COLUMNS = ("tusd_brl_per_kwh", "te_brl_per_kwh", "tusd_brl_per_kw", "te_brl_per_kw", "fio_b_brl_per_kwh")
