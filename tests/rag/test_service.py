@@ -142,9 +142,13 @@ def test_editing_one_section_re_embeds_only_that_chunk(helio):
     wait_for(lambda: any("flibbertigibbet" in h["text"] for h in helio.retrieve("flibbertigibbet", k=3)), 60,
              "the edited section")
     stats = helio.statistics()
-    chunks_now = helio.inputs()["secoes.md"]["chunks"]
-    assert stats["embedded"] - before["embedded"] == 1  # the edited section only
-    assert stats["cache_hits"] - before["cache_hits"] == chunks_now - 1  # every other chunk from the cache
+    assert helio.inputs()["secoes.md"]["chunks"] >= 6
+    # Only the edited section goes through the model. How many unchanged chunks are looked up
+    # in the cache again depends on how the engine nets the old and new chunk rows (a chunk
+    # whose index and text did not move may never be recomputed), so the count of cache hits
+    # is not an invariant; the vectors held are: one new vector, every other one reused.
+    assert stats["embedded"] - before["embedded"] == 1
+    assert stats["embedding"]["cached_vectors"] - before["embedding"]["cached_vectors"] == 1
     path.unlink()
 
 
