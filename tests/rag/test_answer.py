@@ -528,3 +528,56 @@ def test_a_count_question_gets_the_sentence_that_counts_the_thing():
     answer = answer_question("no exemplo off grid, de quantos kWh ficou o banco de baterias e quantas baterias?",
                              hits_of(DEV3 / "guia_dimensionamento_sistema_offgrid_baterias.md"))["answer"]
     assert "8,7 kWh" in answer and "2 unidades" in answer
+
+
+DEV4 = SAMPLE / "docs_dev4"
+
+
+def test_a_weight_question_gets_the_value_in_kilograms_not_a_sentence_sharing_the_code():
+    from ysh.rag.question import asked_units, unit_agreement
+
+    asked = asked_units("Quanto pesa cada placa AUR72-HC550M?")
+    assert unit_agreement(asked, "O AUR72-HC550M pesa 28,6 kg e mede 2279 x 1134 x 35 mm.") == 1.0
+    assert unit_agreement(asked, "Para um sistema de 6,6 kWp com 12 módulos AUR72-HC550M") < 0
+    assert unit_agreement(asked, "Modelo AUR72-HC550M") == 0.0
+    # the unit named after "quantos" is the one asked; "6 kW" only names the inverter
+    kwp = asked_units("Quantos kWp de módulos posso pendurar no inversor de 6 kW?")
+    assert unit_agreement(kwp, "aceita até 9,0 kWp de módulos") == 1.0
+    assert unit_agreement(kwp, "inversor de 6 kW") < 0
+    assert asked_units("Qual a garantia do módulo?") is None
+    # "mm²" is a cable section, not a clearance
+    assert unit_agreement(asked_units("qual a distância mínima até o telhado?"), "cabo de 6 mm²") < 0
+    # the trailing sentence says why it is asked: its "carga" must not pick the mechanical load
+    answer = answer_question("Quanto pesa cada placa AUR72-HC550M? Preciso calcular a carga no telhado.",
+                             hits_of(DEV4 / "datasheet_modulo_aurora_aur72hc_550m.txt",
+                                     DEV4 / "guia_dimensionamento_strings_aurora_voltera.txt"))["answer"]
+    assert "28,6 kg" in answer.splitlines()[1]
+
+
+def test_a_definition_question_gets_the_sentence_that_defines_the_term():
+    from ysh.rag.question import defined_term, defines
+
+    assert defined_term("O que é a TIR de um projeto solar?") == {"tir"}
+    assert defines({"tir"}, "A taxa interna de retorno (TIR) é a taxa de desconto que deixa o VPL igual a zero.")
+    assert not defines({"tir"}, "Compare a TIR com o rendimento de uma aplicação de baixo risco.")
+    answer = answer_question("O que é a TIR de um projeto solar?",
+                             hits_of(DEV4 / "simulacao_financiamento_payback_residencial.md"))["answer"]
+    assert "VPL igual a zero" in answer.splitlines()[1]
+    # a glossary entry (<dt>/<dd>) is one paragraph: "Clipping (ceifamento): Perda que…"
+    answer = answer_question("O que é clipping no inversor?", hits_of(DEV4 / "glossario_tecnico_fv.html"))["answer"]
+    assert "limita a potência" in answer.splitlines()[1]
+
+
+def test_a_case_told_before_the_question_keeps_its_words():
+    # "Liguei…, fica em Aguardando e não injeta" is the symptom, not a reason for asking
+    answer = answer_question("Liguei o Voltera, ele fica em Aguardando e não injeta nada. O que faltou configurar?",
+                             hits_of(DEV4 / "manual_instalacao_inversor_voltera_vtr_m1.docx"))["answer"]
+    assert "código de rede" in answer
+
+
+def test_a_table_row_whose_label_gives_the_unit_holds_the_asked_unit():
+    from ysh.rag.question import asked_units, unit_agreement
+
+    asked = asked_units("qual a Isc do TSM-445NEG9R.28?")
+    assert unit_agreement(asked, "Corrente de curto-circuito – Isc (A) — 10,55 — 10,60 — 10,75") == 1.0
+    assert unit_agreement(asked, "Coeficiente de temperatura de Isc: +0,04 %/°C") < 0

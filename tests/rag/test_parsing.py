@@ -106,3 +106,23 @@ def test_zip_that_is_not_docx_and_pdf_without_header_are_refused():
         parse_document(buffer.getvalue())
     with pytest.raises(ParseError, match="not a PDF"):
         parse_document(b"hello", filename="datasheet.pdf")
+
+
+DEV4 = REPO / "data" / "sample" / "docs_dev4"
+
+
+def test_a_glossary_entry_is_one_paragraph_term_and_definition():
+    html = (b"<html><body><h2>C</h2><dl>\n<dt>Clipping</dt>\n<dd>Perda no pico.</dd>\n"
+            b"<dt>Curva I-V</dt><dd>Gr\xc3\xa1fico.</dd><dd>Segunda acep\xc3\xa7\xc3\xa3o.</dd></dl></body></html>")
+    text = parse_document(html, filename="glossario.html")[0][0]
+    assert "Clipping: Perda no pico." in text and "Curva I-V: Gráfico." in text
+    assert "\n\nSegunda acepção." in text  # a second <dd> is its own paragraph
+
+
+def test_a_plain_text_title_without_the_model_takes_the_model_line_below_it():
+    path = DEV4 / "datasheet_inversor_voltera_vtr6k_m1.txt"
+    title = parse_document(path.read_bytes(), filename=path.name)[0][1]["title"]
+    assert title.startswith("VOLTERA - FOLHA DE DADOS") and "VTR-6K-M1" in title
+    # a title that names its model stays as it is
+    text = "FICHA TÉCNICA - MÓDULO JA SOLAR JAM72D40-580/LB\n\nOutro modelo XYZ-100 abaixo.\n".encode()
+    assert parse_document(text, filename="a.txt")[0][1]["title"] == "FICHA TÉCNICA - MÓDULO JA SOLAR JAM72D40-580/LB"

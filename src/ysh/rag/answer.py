@@ -33,7 +33,10 @@ from .question import (
     _stem,
     _terms,
     abbreviations,
+    asked_units,
     count_agreement,
+    defined_term,
+    defines,
     question_kind,
     question_head,
     quantities,
@@ -41,6 +44,7 @@ from .question import (
     range_agreement,
     sentence_score,
     stems,
+    unit_agreement,
 )
 
 NOT_FOUND = "Não encontrei essa informação nos documentos indexados."
@@ -144,6 +148,8 @@ KIND_WORD_WEIGHT = 0.3
 _DURATION_WORDS = frozenset(stems("prazo prazos tempo duração"))
 #: what a unit that holds none of the asked attribute's words loses (in units of focus)
 ATTRIBUTE_MISSING = 0.5
+#: the bonus of a unit that defines the term a definition question asks about
+DEFINES_WEIGHT = 1.5
 
 
 def extractive_answer(question: str, passages: list[Passage], *, max_sentences: int = 3) -> dict:
@@ -272,6 +278,14 @@ def rank_units(question: str, passages: list[Passage]
     # what "qual a TIR do exemplo residencial" asks for (TIR) counts double
     for term in question_head(question) & weight.keys():
         weight[term] *= 2.0
+    # "Quanto pesa cada placa X? Preciso calcular a carga no telhado.": the sentence that
+    # asks holds what is asked; the words of the others only say why
+    for term in _background_terms(question) & weight.keys():
+        weight[term] *= 0.5
+    units_asked = asked_units(question)
+    term_defined = defined_term(question) if kind == "definition" else set()
+    for term in term_defined & weight.keys():  # "o que é a TIR de um projeto solar": TIR
+        weight[term] *= 2.0
     total = sum(weight.values())
     if not total:
         return None
@@ -302,6 +316,13 @@ def rank_units(question: str, passages: list[Passage]
             if not any(_matches(t, placed) for t in attribute):
                 focus = -ATTRIBUTE_MISSING
         bonus = _kind_bonus(kind, unit.text)
+        # a value in the unit the asked attribute is measured in ("pesa" → kg)
+        bonus += unit_agreement(units_asked, unit.text)
+        if term_defined:
+            if defines(term_defined, unit.text):
+                bonus += DEFINES_WEIGHT  # "A taxa interna de retorno (TIR) é…" for "o que é a TIR"
+            elif not any(_matches(t, own) for t in term_defined):
+                bonus -= DEFINES_WEIGHT  # the term only in its heading: a sentence about something else
         if kind in ("list", "procedure") and len(unit.parts) >= 3:
             # "Quais documentos…", "Como reiniciar…": the lead-in with its items answers
             # whole, where one item answers a part
@@ -337,6 +358,19 @@ def rank_units(question: str, passages: list[Passage]
     if not scored:
         return None
     return scored, weight, kind
+
+
+def _background_terms(question: str) -> set[str]:
+    """The stems only the sentences *after* the question's last asking sentence hold
+    ("…? Preciso calcular a carga no telhado.": why it is asked). Sentences before it
+    stay whole: they set up the case ("Liguei o inversor e ele fica em Aguardando. O que
+    faltou?")."""
+    sentences = [x for x in re.split(r"(?<=[?.!])\s+", question.strip()) if x]
+    last = max((i for i, x in enumerate(sentences) if x.rstrip().endswith("?")), default=None)
+    if last is None or last == len(sentences) - 1:
+        return set()
+    asked = set().union(*(stems(x) | _acronyms(x) for x in sentences[:last + 1]))
+    return set().union(*(stems(x) for x in sentences[last + 1:])) - asked
 
 
 def _list_lead_ins(passages: list[Passage]) -> dict[int, str]:

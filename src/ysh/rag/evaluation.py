@@ -136,6 +136,9 @@ SPLITS = {"sample": (("sample", "docs"), ("sample", "rag_eval.jsonl")),
           "dev2": (("sample", "docs_dev2"), ("sample", "rag_eval_dev2.jsonl")),
           # a fourth tuning split, also written without knowing the answer rules (rag_eval_dev3_SOURCES.md)
           "dev3": (("sample", "docs_dev3"), ("sample", "rag_eval_dev3.jsonl")),
+          # the first held-out split, reported once per round for three rounds and then spent:
+          # from 2026-12-04 a tuning split (rag_eval_dev4_SOURCES.md)
+          "dev4": (("sample", "docs_dev4"), ("sample", "rag_eval_dev4.jsonl")),
           "heldout": (("sample", "docs_heldout"), ("sample", "rag_eval_heldout.jsonl")),
           # questions the sample documents do not answer: "não encontrei" is right (its calibration)
           "refusal": (("sample", "docs"), ("sample", "rag_eval_refusal.jsonl"))}

@@ -232,6 +232,7 @@ class _HtmlText(html.parser.HTMLParser):
         self._skip = 0
         self._in_title = False
         self._in_cell = False
+        self._term_ended = False  # a <dt> just closed: its <dd> continues its line
 
     def handle_starttag(self, tag, attrs):
         if tag == "title":
@@ -251,10 +252,15 @@ class _HtmlText(html.parser.HTMLParser):
             if self._in_cell:
                 self.parts.append(" | ")
             self._in_cell = True
+        elif tag == "dd" and self._term_ended:
+            # a glossary entry is one paragraph, "Termo: definição" (the term alone on a line
+            # would be a unit with no answer, its definition a unit without its subject)
+            self.parts.append(": ")
         elif tag in self._BLOCK:
             self.parts.append("\n\n")
 
     def handle_endtag(self, tag):
+        self._term_ended = tag == "dt"
         if tag == "title":
             self._in_title = False
         elif tag in self._SKIP:
@@ -263,6 +269,10 @@ class _HtmlText(html.parser.HTMLParser):
             self.parts.append("\n\n")
 
     def handle_data(self, data):
+        if self._term_ended:
+            if not data.strip():
+                return  # the blank between </dt> and <dd>
+            self._term_ended = False
         if self._in_title:
             self.title += data
         elif not self._skip:
@@ -297,11 +307,30 @@ def _parse_markdown(data: bytes) -> list[tuple[str, dict]]:
     return [(text, {"title": title, "format": "markdown"})]
 
 
+#: a model code: letters and digits in one token (``VTR-6K-M1``, ``AUR72-HC550M``, ``5000TL-X``)
+_MODEL_CODE = re.compile(r"(?<![\w-])(?=[\w./-]*\d)(?=[\w./-]*[A-Za-z])[A-Za-z0-9]+(?:[-/.][A-Za-z0-9]+)*(?![\w-])")
+
+
+def _title_with_subject(text: str, title: str) -> str:
+    """A plain-text title that names no model (``VOLTERA - FOLHA DE DADOS``) is completed
+    by the next short line when that one does (``VTR-6K-M1 - inversor string monofásico de
+    6 kW``): the title is what every chunk of the document carries into the lexical index,
+    so the datasheet's ``Peso 16,0 kg`` block is found for "quanto pesa o VTR-6K-M1"."""
+    if _MODEL_CODE.search(title):
+        return title
+    lines = [line.strip().lstrip("#").strip() for line in text.split("\n")]
+    lines = [line for line in lines if line]
+    for line in lines[1:3]:
+        if len(line) <= 120 and _MODEL_CODE.search(line) and not line.endswith(":"):
+            return f"{title} — {line}"[:200]
+    return title
+
+
 def _parse_text(data: bytes) -> list[tuple[str, dict]]:
     text = _clean(decode_text(data))
     if not text:
         raise ParseError("no extractable text")
-    title = _first_line(text)
+    title = _title_with_subject(text, _first_line(text))
     return [(_mark_headings(text), {"title": title, "format": "text"})]
 
 

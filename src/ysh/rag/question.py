@@ -19,7 +19,9 @@ _STOPWORDS = PT_STOPWORDS | set(fold_text(
     # pronouns and the asker's hedges ("o tal do parecer ainda existe? como ele se chama")
     "ele ela eles elas dele dela nele nela tal ainda "
     # adverbs of time that only place the question ("reiniciar depois de uma falha")
-    "depois agora"
+    "depois agora "
+    # quantifiers: "quanto pesa cada placa" asks the weight, "cada" names nothing
+    "cada qualquer"
 ).split())
 
 
@@ -36,6 +38,8 @@ def _stem(token: str) -> str:
     """The index's own stemming (answers and retrieval see one vocabulary), with the
     spelling change of the subjunctive undone: "comunique" / "fique" stem to "comuniqu" /
     "fiqu", their verbs "comunicar" / "ficar" to "comunic" / "fic"."""
+    if token == "pes":  # "pés" (feet: "contêiner de 40 pés") is not "peso" / "pesa", which stem to "pes"
+        return "pe"
     stem = stem_token(token)
     return stem[:-2] + "c" if stem.endswith("qu") and len(stem) >= 4 else stem
 
@@ -71,6 +75,12 @@ _SYNONYM_GROUPS = (
     "trocar troca substituir substituicao",
     "garantia garante garantido",
     "tamanho dimensao dimensoes medida medidas",
+    # "quanto ele gera por mês": the "geração mensal", "741 kWh por mês"
+    "gera geram gerar gerada geracao produz produzem producao",
+    "mes mensal mensais",
+    # "o espaço livre embaixo do inversor": the "afastamentos mínimos… 500 mm abaixo"
+    "espaco espacamento afastamento afastamentos distancia folga",
+    "embaixo abaixo",
     "desconto abatimento",
     "devolver devolucao devolucoes trocar troca",
     # "coeficientes térmicos" are the temperature coefficients
@@ -357,3 +367,86 @@ def quantities(text: str) -> set[tuple[str, str]]:
     """The numbers of ``text`` with the unit word after them, as (number, stemmed unit):
     "6 paletes" → ("6", "palet"), "15%" → ("15", "%")."""
     return {(n, _stem(u) if u != "%" else u) for n, u in _QUANTITY.findall(_folded_with_percent(text))}
+
+
+#: what a measured attribute is measured in: the question's words (folded) → the units a
+#: value of it is written in. "Quanto pesa…" is answered by "28,6 kg", not by the "6,6 kWp"
+#: of a sentence sharing the model code; "o espaço livre embaixo" by "500 mm".
+_ATTRIBUTE_UNITS = (
+    (re.compile(r"\b(pesa|pesam|peso|pesos)\b"), r"kg|g|t"),
+    (re.compile(r"\b(bitola|secao do cabo|secao minima)\b"), r"mm²|mm2"),
+    (re.compile(r"\b(espaco|espacamento|distancia|afastamento|altura|largura|comprimento|profundidade|"
+                r"dimensoes|dimensao|mede|medem|folga)\b"), r"mm|cm|m"),
+    (re.compile(r"\b(tensao|voltagem|voc|vmp|vmpp|volts?)\b"), r"v|kv|mv"),
+    (re.compile(r"\b(corrente|isc|imp|impp|amperes?|amperagem)\b"), r"a|ma"),
+    (re.compile(r"\b(gera|geram|geracao|produz|produzem|producao|energia gerada)\b"), r"kwh|mwh|wh"),
+    (re.compile(r"\b(temperatura|graus)\b"), r"°c|ºc"),
+    (re.compile(r"\b(carga mecanica|pressao)\b"), r"pa|kpa"),
+)
+#: "quantos kWp…", "quantos kg": the unit asked by name
+_ASKED_UNIT = re.compile(r"\bquant[oa]s?\s+(kwp|kwh|kw|wp|w|kg|mm|cm|v|a|pa|mwh)\b")
+
+
+def asked_units(question: str) -> re.Pattern | None:
+    """The units the value asked for is written in, as a pattern over a passage's text
+    (``None`` when the question names no measured attribute): "quantos kWp…" asks kWp,
+    "quanto pesa…" kg, "a Voc a 0 °C" volts. The unit named after "quantos" wins; else
+    every attribute the question names counts."""
+    folded = fold_text(question)
+    named = _ASKED_UNIT.search(folded)
+    if named:
+        units = named.group(1)
+    else:
+        units = "|".join(u for pattern, u in _ATTRIBUTE_UNITS if pattern.search(folded))
+    if not units:
+        return None
+    # "Peso 28,6 kg", or a table row whose label gives the unit: "Isc (A) — 10,55 — 10,60"
+    return re.compile(r"(?<![\w.,])\d+(?:[.,]\d+)*\s?(?:" + units + r")(?![\w/])|\(\s*(?:" + units + r")\s*\)", re.I)
+
+
+def unit_agreement(asked: re.Pattern | None, text: str) -> float:
+    """+1 when the text holds a number in the asked unit; −0.5 when it holds numbers with
+    other units and none in the asked one (a value of another attribute); 0 otherwise."""
+    if asked is None:
+        return 0.0
+    if asked.search(text):
+        return 1.0
+    return -0.5 if _MEASURE.search(text) else 0.0
+
+
+#: a measured value, its number standing alone (the "550M" of a model code is none)
+_MEASURE = re.compile(r"(?<![\w.,])\d+(?:[.,]\d+)*\s?(?:%|°c|ºc|kwh|mwh|wh|kwp|kw|mw|wp|w|kv|v|ma|a|mm²|mm|cm|m|"
+                      r"kg|g|pa|kpa)(?!\w)|r\$\s*\d", re.I)
+
+
+_DEFINED = re.compile(r"\b(?:o que (?:e|sao|significa|quer dizer)|defina|definicao de|significado de)\s+"
+                      r"(?:(?:o|a|os|as|um|uma)\s+)?([a-z0-9]+(?:\s+(?:de|do|da)\s+[a-z0-9]+)?)")
+
+
+def defined_term(question: str) -> set[str]:
+    """The stems of the term a definition question asks about ("o que é a TIR de um
+    projeto solar" → TIR; "o que é clipping no inversor" → clipping): its first word,
+    the rest places it."""
+    match = _DEFINED.search(fold_text(question))
+    if not match:
+        return set()
+    return stems(match.group(1).split()[0])
+
+
+def defines(term: set[str], text: str) -> bool:
+    """Whether ``text`` is a definition of ``term``: the term, or its abbreviation in
+    parentheses, within the first words, followed by "é", "são", "significa" or a label's
+    colon ("Clipping (ceifamento): Perda que…", "A taxa interna de retorno (TIR) é…")."""
+    if not term:
+        return False
+    head = re.split(r"\s(?:e|sao|significa|significam|corresponde|consiste)\s|:\s", fold_text_keep_colon(text), 1)
+    if len(head) < 2:
+        return False
+    words = head[0].split()
+    return 0 < len(words) <= 10 and bool(term & stems(head[0]))
+
+
+def fold_text_keep_colon(text: str) -> str:
+    """:func:`fold_text` with a label's colon kept (``Peso: 28 kg`` → ``peso: 28 kg``)."""
+    return " : ".join(fold_text(part) for part in text.split(":", 1)).replace(" : ", ": ") if ":" in text \
+        else fold_text(text)
