@@ -581,3 +581,13 @@ def test_a_table_row_whose_label_gives_the_unit_holds_the_asked_unit():
     asked = asked_units("qual a Isc do TSM-445NEG9R.28?")
     assert unit_agreement(asked, "Corrente de curto-circuito – Isc (A) — 10,55 — 10,60 — 10,75") == 1.0
     assert unit_agreement(asked, "Coeficiente de temperatura de Isc: +0,04 %/°C") < 0
+
+
+def test_what_does_it_mean_is_a_definition_question_and_its_words_are_no_terms():
+    from ysh.rag.question import question_kind, stems
+
+    assert question_kind("O que quer dizer NOCT e em que condições é medida?") == "definition"
+    assert not stems("o que quer dizer") & {"quer", "diz"}
+    answer = answer_question("O que quer dizer NOCT e em que condições é medida?",
+                             hits_of(SAMPLE / "docs" / "glossario_energia_solar.md"))["answer"]
+    assert "800 W/m²" in answer

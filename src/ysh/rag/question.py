@@ -15,7 +15,7 @@ from .chunking import PT_STOPWORDS, fold_text, stem_token
 _STOPWORDS = PT_STOPWORDS | set(fold_text(
     "já porque preciso precisa "
     # the wording of a question, not its content ("o que significa EMUC", "qual a diferença")
-    "significa significam significado diferença diferenças chama chamado chamada hoje "
+    "significa significam significado diferença diferenças chama chamado chamada hoje quer dizer "
     # pronouns and the asker's hedges ("o tal do parecer ainda existe? como ele se chama")
     "ele ela eles elas dele dela nele nela tal ainda "
     # adverbs of time that only place the question ("reiniciar depois de uma falha")
@@ -81,6 +81,10 @@ _SYNONYM_GROUPS = (
     # "o espaço livre embaixo do inversor": the "afastamentos mínimos… 500 mm abaixo"
     "espaco espacamento afastamento afastamentos distancia folga",
     "embaixo abaixo",
+    # "qual o prazo pra avisar a YSH" / "devem ser comunicadas à YSH em até 48 horas"
+    "avisar avise comunicar comunique informar informe notificar notifique",
+    # "o módulo chegou trincado" is a damaged product ("avarias ocultas")
+    "avaria avarias avariado avariados danificado danificados dano danos trincado trincados quebrado",
     "desconto abatimento",
     "devolver devolucao devolucoes trocar troca",
     # "coeficientes térmicos" are the temperature coefficients
@@ -165,7 +169,7 @@ def question_kind(question: str) -> str:
         return "rule"
     if re.match(r"\s*(quais|liste|listar|cite|o que (conferir|verificar|checar|levar|inspecionar|procurar))\b", q):
         return "list"
-    if re.search(r"\b(o que e|o que sao|o que significa|significado|defina|definicao)\b", q):
+    if re.search(r"\b(o que e|o que sao|o que significa|o que quer dizer|significado|defina|definicao)\b", q):
         return "definition"
     return "other"
 

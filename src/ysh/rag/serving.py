@@ -49,6 +49,9 @@ RETRIEVERS = ("hybrid", "dense", "bm25", "fusion")
 #: dense member decides, if it prefers the other document too: rank fusion alone ignores
 #: how far apart the BM25 scores are
 BM25_LEAD_MARGIN = 1.25
+#: the weight in the lexical query of a synonym the question does not use itself ("espaço
+#: livre embaixo" also looks for "afastamento" and "abaixo"; :data:`ysh.rag.question._SYNONYM_GROUPS`)
+SYNONYM_WEIGHT = 0.5
 K1, B = 1.2, 0.75
 #: a model code as analyze_pt keeps it (letters and digits together: jam72s30550mr, sun8k,
 #: 5000tlx), but not a number with its unit (8kw, 550w, 60meses), which many documents share
@@ -169,13 +172,30 @@ class Change:
     removal: bool = False
 
 
+def expand_query(terms: Counter) -> Counter:
+    """The analyzed query terms plus their synonyms (the answerer's groups, stemmed as the
+    index stems) at :data:`SYNONYM_WEIGHT`: a question in the asker's words finds the
+    passage written in the document's ("avisar a YSH" / "comunicadas à YSH")."""
+    from .question import _synonyms
+
+    table = _synonyms()
+    expanded = Counter(terms)
+    for term, times in terms.items():
+        for synonym in table.get(term, ()):
+            if synonym not in terms:
+                expanded[synonym] = max(expanded[synonym], SYNONYM_WEIGHT * times)
+    return expanded
+
+
 class LiveIndex:
     """Dense + BM25 + hybrid search over the chunks the pipeline delivers (thread-safe)."""
 
     def __init__(self, dimensions: int, *, rrf_k: float = 60.0, dense_weight: float = 1.0,
                  embed_queries: Callable[[list[str]], list[np.ndarray]] | None = None,
-                 analyze: Callable[[str], str] | None = None, bm25_lead_margin: float = BM25_LEAD_MARGIN):
+                 analyze: Callable[[str], str] | None = None, bm25_lead_margin: float = BM25_LEAD_MARGIN,
+                 synonyms: bool = True):
         self.dimensions = dimensions
+        self.synonyms = synonyms  # the lexical query also looks for the question words' synonyms
         self.rrf_k = rrf_k
         self.dense_weight = dense_weight
         self.bm25_lead_margin = bm25_lead_margin
@@ -324,7 +344,8 @@ class LiveIndex:
         return out
 
     def _bm25(self, query: str, fetch: int, matches) -> list[tuple[int, float]]:
-        scores = self._bm25_scores(Counter(self.analyze(query).split()))
+        terms = Counter(self.analyze(query).split())
+        scores = self._bm25_scores(expand_query(terms) if self.synonyms else terms)
         if scores is None:
             return []
         return self._ranked(scores, scores > 0, fetch, matches)
