@@ -9,6 +9,7 @@ import threading
 import time
 from datetime import date
 
+import pathway as pw
 import psycopg
 import pytest
 from psycopg import sql
@@ -210,3 +211,31 @@ def test_a_failed_run_writes_nothing_and_releases_the_table(platform):
     with db.connect(warehouse.dsn, warehouse.schema) as conn:  # the lock went with the transaction
         conn.execute("SET lock_timeout = '2s'")
         conn.execute("LOCK TABLE kpis_b1_b3 IN SHARE ROW EXCLUSIVE MODE")
+
+
+def test_the_engines_row_values_reach_the_sink_in_its_column_order(platform):
+    """``copy_sink.subscribe`` hands the sink each row's values as Pathway's callback sink
+    gives them (no dictionary per row): the columns must be the table's, in its order."""
+    from ysh.proposals import copy_sink
+
+    warehouse, _ = platform
+    pw_runtime_fresh()
+    table = pw.debug.table_from_markdown("""
+        state | kwp  | quotes
+        MG    | 10.5 | 3
+        SP    | 2.0  | 1
+    """)
+    sink = CopyTableSink(warehouse.dsn, warehouse.schema, "t", ("state", "kwp", "quotes"))
+    sink.write = lambda: None  # the state is what this test reads
+    copy_sink.subscribe(table, sink, name="t")
+    pw.run(monitoring_level=pw.MonitoringLevel.NONE)
+    assert sorted(sink._state.values()) == [("MG", 10.5, 3), ("SP", 2.0, 1)]
+    with pytest.raises(ValueError, match="columns"):
+        copy_sink.subscribe(table, CopyTableSink(warehouse.dsn, warehouse.schema, "t", ("kwp", "state", "quotes")),
+                            name="t2")
+
+
+def pw_runtime_fresh():
+    from ysh import pw_runtime
+
+    pw_runtime.fresh_graph()
