@@ -591,3 +591,14 @@ def test_what_does_it_mean_is_a_definition_question_and_its_words_are_no_terms()
     answer = answer_question("O que quer dizer NOCT e em que condições é medida?",
                              hits_of(SAMPLE / "docs" / "glossario_energia_solar.md"))["answer"]
     assert "800 W/m²" in answer
+
+
+def test_a_sentence_the_chunking_cut_is_quoted_whole():
+    hits = [{"text": "## 5. Instalação\n\nFaça o comissionamento.\nInstale no padrão de entrada a placa de advertência",
+             "metadata": {"path": "docs/guia.pdf", "chunk_index": 14, "section": "5. Instalação"}, "score": 0.5},
+            {"text": 'exigida pelas distribuidoras, com os dizeres "CUIDADO — RISCO DE CHOQUE ELÉTRICO —\n'
+                     'GERAÇÃO PRÓPRIA".\nPágina 2 de 3',
+             "metadata": {"path": "docs/guia.pdf", "chunk_index": 15, "section": "5. Instalação"}, "score": 0.0}]
+    answer = answer_question("Que placa de advertência fixar no padrão de entrada?", hits)["answer"]
+    assert 'placa de advertência exigida pelas distribuidoras, com os dizeres "CUIDADO — RISCO DE CHOQUE ' \
+           'ELÉTRICO — GERAÇÃO PRÓPRIA".' in answer

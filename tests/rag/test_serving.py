@@ -465,3 +465,24 @@ def test_a_near_tie_goes_to_the_fusion_only_when_the_dense_member_prefers_the_ot
     assert index.search(question, 3)[0]["metadata"]["path"] == "docs/scee_faturamento.md"
     assert index.search(question, 3, metadata_filter="page != `9`")[0]["metadata"]["path"] == \
         "docs/faq_clientes.html"
+
+
+def test_a_hit_cut_mid_sentence_brings_the_chunk_that_finishes_it():
+    index = bm25_index()
+    guide = "docs/guia.pdf"
+    index.apply([
+        chunk("c14", "Faça o comissionamento. Instale no padrão de entrada a placa de advertência", guide, chunk_index=14),
+        chunk("c15", 'exigida pelas distribuidoras, com os dizeres\n"CUIDADO — GERAÇÃO PRÓPRIA".\nPágina 2 de 3',
+              guide, chunk_index=15),
+        chunk("c16", "Solicite a vistoria.", guide, chunk_index=16),
+        chunk("o1", "Outro documento que termina sem ponto", "docs/outro.md", chunk_index=0),
+        chunk("o2", "Começa com maiúscula: não continua a frase.", "docs/outro.md", chunk_index=1),
+    ])
+    hits = index.search("placa de advertência no padrão de entrada", 1, "bm25")
+    assert [h["metadata"]["chunk_index"] for h in hits] == [14]
+    extra = index.continuations(hits)
+    assert [(h["metadata"]["chunk_index"], h["score"]) for h in extra] == [(15, 0.0)]
+    assert index.continuations(hits + extra) == []  # already among the hits
+    # a chunk that ends a sentence, or whose next chunk opens a new one, brings nothing
+    assert index.continuations(index.search("vistoria", 1, "bm25")) == []
+    assert index.continuations(index.search("outro documento", 1, "bm25")) == []

@@ -25,7 +25,7 @@ import re
 import secrets
 
 from .chunking import fold_text
-from .passages import _LIST_ITEM, Passage, Unit, answer_units, display, injection_reason, split_safe
+from .passages import _LIST_ITEM, ENDS_SENTENCE, Passage, Unit, answer_units, display, injection_reason, split_safe
 from .question import (
     _acronyms,
     _kind_bonus,
@@ -232,6 +232,7 @@ def rank_units(question: str, passages: list[Passage]
     # "6 paletes": the 6 of "6 %" is another quantity, and does not count as the asked one
     asked_quantities = {(n, u) for n, u in quantities(question) if not n.isdigit() or len(n) < 4}
     lead_ins = _list_lead_ins(passages)
+    continuations = _continuations(passages)
     for rank, passage in enumerate(passages):
         # a unit says what its document and section are about: their words count as its
         # own, so a title line that only repeats the model code wins nothing
@@ -240,7 +241,12 @@ def rank_units(question: str, passages: list[Passage]
         contexts.append(context)
         title_stems = stems(passage.title or "")
         previous, order = object(), 0
-        for position, unit in enumerate(answer_units(passage)):
+        units = answer_units(passage)
+        if rank in continuations and units and not ENDS_SENTENCE.search(units[-1].parts[-1]):
+            # "…a placa de advertência" / (next chunk) "exigida pelas distribuidoras, com os
+            # dizeres …": a sentence the chunking cut is quoted whole
+            units[-1].parts[-1] = f"{units[-1].parts[-1]} {continuations[rank]}"
+        for position, unit in enumerate(units):
             in_text = unit.heading is not None
             unit.heading = unit.heading or passage.section
             order = order + 1 if unit.heading == previous else 0
@@ -371,6 +377,30 @@ def _background_terms(question: str) -> set[str]:
         return set()
     asked = set().union(*(stems(x) | _acronyms(x) for x in sentences[:last + 1]))
     return set().union(*(stems(x) for x in sentences[last + 1:])) - asked
+
+
+#: how a sentence ends (a fragment cut by the chunking does not)
+
+
+def _continuations(passages: list[Passage]) -> dict[int, str]:
+    """A chunk that ends mid-sentence (a PDF's line cut where the chunk was cut) and the
+    next chunk of its document, retrieved too, that opens in lower case: rank → the next
+    chunk's first sentence, which finishes it."""
+    by_chunk = {(p.path, p.chunk_index): p for p in passages if p.chunk_index is not None}
+    found: dict[int, str] = {}
+    for rank, passage in enumerate(passages):
+        if passage.chunk_index is None:
+            continue
+        after = by_chunk.get((passage.path, passage.chunk_index + 1))
+        last = next((line for line in reversed(passage.text.splitlines()) if line.strip()), "")
+        if after is None or not last or ENDS_SENTENCE.search(last) or _LIST_ITEM.match(last):
+            continue
+        paragraph = next((b for b in re.split(r"\n\s*\n", after.text) if b.strip() and not b.lstrip().startswith("#")),
+                         "")
+        first = " ".join(paragraph.split())  # a PDF's lines, wrapped by its writer, joined
+        if first[:1].islower():
+            found[rank] = re.split(r"(?<=[.!?])\s+", first, maxsplit=1)[0]
+    return found
 
 
 def _list_lead_ins(passages: list[Passage]) -> dict[int, str]:

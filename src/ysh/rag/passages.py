@@ -45,6 +45,10 @@ def injection_reason(text: str) -> str | None:
     return None
 
 
+#: how a sentence ends; a chunk whose last line ends otherwise was cut mid-sentence
+ENDS_SENTENCE = re.compile(r"[.!?:;…)\]\"'»”]\s*$")
+
+
 @dataclass
 class Passage:
     """A retrieved chunk (one ``/v1/retrieve`` hit)."""

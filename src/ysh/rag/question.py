@@ -21,7 +21,10 @@ _STOPWORDS = PT_STOPWORDS | set(fold_text(
     # adverbs of time that only place the question ("reiniciar depois de uma falha")
     "depois agora "
     # quantifiers: "quanto pesa cada placa" asks the weight, "cada" names nothing
-    "cada qualquer"
+    "cada qualquer "
+    # "tenho que fixar", "o melhor horário": the asker's obligation and judgement, not
+    # what a passage says ("melhor" met in one sentence would outweigh the asked words)
+    "tenho temos melhor pior"
 ).split())
 
 
@@ -81,6 +84,7 @@ _SYNONYM_GROUPS = (
     # "o espaço livre embaixo do inversor": the "afastamentos mínimos… 500 mm abaixo"
     "espaco espacamento afastamento afastamentos distancia folga",
     "embaixo abaixo",
+    "aviso avisos advertencia advertencias",
     # "qual o prazo pra avisar a YSH" / "devem ser comunicadas à YSH em até 48 horas"
     "avisar avise comunicar comunique informar informe notificar notifique",
     # "o módulo chegou trincado" is a damaged product ("avarias ocultas")

@@ -43,6 +43,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .passages import ENDS_SENTENCE
+
 RETRIEVERS = ("hybrid", "dense", "bm25", "fusion")
 #: BM25's first result stays first when its BM25 score is this much above the score of
 #: the candidate the fusion put first (1.25: a quarter more). Below it (a near-tie) the
@@ -483,6 +485,30 @@ class LiveIndex:
             dense = self._dense_scores([v if self.wants_vector(q) else None for q, v in zip(queries, vectors)])
             return [self._search_one(query, scores, compile_filter(expression) if expression else None)
                     for query, scores, expression in zip(queries, dense, filters)]
+
+    def continuations(self, hits: list[dict]) -> list[dict]:
+        """The chunk after each hit whose text stops mid-sentence (the chunking cut a
+        sentence that runs on: a PDF's "…a placa de advertência" / "exigida pelas
+        distribuidoras, com os dizeres …"), when it is not among the hits already and opens
+        in lower case: score 0, after the hits, for the answerer to finish the sentence."""
+        have = {(str(h["metadata"].get("path")), h["metadata"].get("chunk_index")) for h in hits}
+        extra: list[dict] = []
+        with self._lock:
+            for hit in hits:
+                path, index = str(hit["metadata"].get("path")), hit["metadata"].get("chunk_index")
+                last = next((line for line in reversed(hit["text"].splitlines()) if line.strip()), "")
+                if not isinstance(index, int) or not last or ENDS_SENTENCE.search(last) or (path, index + 1) in have:
+                    continue
+                for slot in self._slots_of_document.get(path, ()):
+                    chunk = self._chunks[slot]
+                    if chunk is not None and chunk.metadata.get("chunk_index") == index + 1:
+                        first = next((line for line in chunk.text.splitlines()
+                                      if line.strip() and not line.lstrip().startswith("#")), "").strip()
+                        if first[:1].islower():
+                            extra.append({"text": chunk.text, "score": 0.0, "metadata": clean_metadata(chunk.metadata)})
+                            have.add((path, index + 1))
+                        break
+        return extra
 
     def _search_one(self, query: "Query", dense_scores: np.ndarray | None, matches) -> list[dict]:
         fetch = fetch_size(query.k)
