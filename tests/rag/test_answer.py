@@ -602,3 +602,14 @@ def test_a_sentence_the_chunking_cut_is_quoted_whole():
     answer = answer_question("Que placa de advertência fixar no padrão de entrada?", hits)["answer"]
     assert 'placa de advertência exigida pelas distribuidoras, com os dizeres "CUIDADO — RISCO DE CHOQUE ' \
            'ELÉTRICO — GERAÇÃO PRÓPRIA".' in answer
+
+
+def test_what_is_it_for_gets_the_definition_with_the_sentence_that_says_what_it_does():
+    from ysh.rag.question import defined_term, question_kind
+
+    assert question_kind("Pra que serve o diodo de bypass do módulo?") == "definition"
+    assert defined_term("Pra que serve o diodo de bypass do módulo?") == defined_term("o que é um diodo")
+    answer = answer_question("Pra que serve o diodo de bypass do módulo?",
+                             hits_of(DEV4 / "glossario_tecnico_fv.html"))["answer"]
+    first = answer.splitlines()[1]
+    assert first.startswith("- Diodo de bypass: Diodo ligado em paralelo") and "desvia a corrente" in first

@@ -150,6 +150,8 @@ _DURATION_WORDS = frozenset(stems("prazo prazos tempo duração"))
 ATTRIBUTE_MISSING = 0.5
 #: the bonus of a unit that defines the term a definition question asks about
 DEFINES_WEIGHT = 1.5
+#: a definition is quoted with the next sentence of its paragraph up to this length
+DEFINITION_CHARS = 450
 
 
 def extractive_answer(question: str, passages: list[Passage], *, max_sentences: int = 3) -> dict:
@@ -326,6 +328,11 @@ def rank_units(question: str, passages: list[Passage]
         bonus += unit_agreement(units_asked, unit.text)
         if term_defined:
             if defines(term_defined, unit.text):
+                if unit.following and len(unit.text) + len(unit.following) <= DEFINITION_CHARS:
+                    # "Diodo de bypass: Diodo ligado em paralelo… Quando uma parte do módulo é
+                    # sombreada, ele desvia a corrente…": the definition with what it does
+                    unit.parts[-1] = f"{unit.parts[-1]} {unit.following}"
+                    unit.following = None
                 bonus += DEFINES_WEIGHT  # "A taxa interna de retorno (TIR) é…" for "o que é a TIR"
             elif not any(_matches(t, own) for t in term_defined):
                 bonus -= DEFINES_WEIGHT  # the term only in its heading: a sentence about something else

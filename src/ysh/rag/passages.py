@@ -277,6 +277,7 @@ class Unit:
     caption: str | None = None  # a table row's lead-in ("Financiamento de R$ 30.000,00 …:")
     reply: bool = False  # a bare "Sim." / "Não." joined with the sentence that explains it
     in_block: bool = False  # its heading is a plain-text spec block's title ("Modelo TSM-430…")
+    following: str | None = None  # the next sentence when it continues the same paragraph
 
     @property
     def text(self) -> str:
@@ -329,6 +330,11 @@ def answer_units(passage: Passage) -> list[Unit]:
             units.append(Unit([sentence], header, headings[i], caption=caption if is_table_row(sentence) else None,
                               in_block=headings[i] != sections[i]))
         i += 1
+    # a sentence and the next one of the same paragraph (one space apart in the passage, no
+    # line break): a definition's second sentence often holds what the term does
+    for unit, after in zip(units, units[1:]):
+        if len(unit.parts) == 1 and len(after.parts) == 1 and f"{unit.parts[0]} {after.parts[0]}" in passage.text:
+            unit.following = after.parts[0]
     return units
 
 

@@ -173,7 +173,8 @@ def question_kind(question: str) -> str:
         return "rule"
     if re.match(r"\s*(quais|liste|listar|cite|o que (conferir|verificar|checar|levar|inspecionar|procurar))\b", q):
         return "list"
-    if re.search(r"\b(o que e|o que sao|o que significa|o que quer dizer|significado|defina|definicao)\b", q):
+    if re.search(r"\b(o que e|o que sao|o que significa|o que quer dizer|significado|defina|definicao|"
+                 r"pra que serve|para que serve|pra que servem|para que servem|qual a funcao)\b", q):
         return "definition"
     return "other"
 
@@ -427,7 +428,8 @@ _MEASURE = re.compile(r"(?<![\w.,])\d+(?:[.,]\d+)*\s?(?:%|°c|ºc|kwh|mwh|wh|kwp
                       r"kg|g|pa|kpa)(?!\w)|r\$\s*\d", re.I)
 
 
-_DEFINED = re.compile(r"\b(?:o que (?:e|sao|significa|quer dizer)|defina|definicao de|significado de)\s+"
+_DEFINED = re.compile(r"\b(?:o que (?:e|sao|significa|quer dizer)|defina|definicao de|significado de|"
+                      r"p(?:a)?ra que serve[m]?|qual a funcao d[oae]s?)\s+"
                       r"(?:(?:o|a|os|as|um|uma)\s+)?([a-z0-9]+(?:\s+(?:de|do|da)\s+[a-z0-9]+)?)")
 
 
