@@ -613,3 +613,14 @@ def test_what_is_it_for_gets_the_definition_with_the_sentence_that_says_what_it_
                              hits_of(DEV4 / "glossario_tecnico_fv.html"))["answer"]
     first = answer.splitlines()[1]
     assert first.startswith("- Diodo de bypass: Diodo ligado em paralelo") and "desvia a corrente" in first
+
+
+def test_two_terms_asked_each_get_the_line_that_defines_them():
+    from ysh.rag.question import defined_term, defines
+
+    assert defined_term("O que é TE e o que é TUSD na conta de luz?") == {"te", "tusd"}
+    assert defines({"tusd"}, "TUSD - Tarifa de Uso do Sistema de Distribuição.")
+    assert not defines({"tusd"}, "preço com tributos = (TE + TUSD) / (1 - (ICMS + PIS + COFINS))")
+    answer = answer_question("O que é TE e o que é TUSD na conta de luz?",
+                             hits_of(SAMPLE / "docs" / "fatura_energia_te_tusd_tributos.txt"))["answer"]
+    assert "Tarifa de Uso do Sistema de Distribuição" in answer

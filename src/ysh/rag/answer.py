@@ -188,9 +188,11 @@ def extractive_answer(question: str, passages: list[Passage], *, max_sentences: 
             own_terms = {t for t in stems(part) | _acronyms(part) if t in weight}  # "o que é TE": an acronym
             if not own_terms:
                 continue
-            def fit(c, part=part, own_terms=own_terms):
-                # "… e quantas baterias": the sentence that counts them answers that part
-                return _part_score(c[0], c[4], own_terms, weight) + 2.0 * count_agreement(part, c[4].text)
+            def fit(c, part=part, own_terms=own_terms, defined=defined_term(part)):
+                # "… e quantas baterias": the sentence that counts them answers that part;
+                # "o que é TE e o que é TUSD": the line that defines this part's term
+                return (_part_score(c[0], c[4], own_terms, weight) + 2.0 * count_agreement(part, c[4].text)
+                        + (2 * DEFINES_WEIGHT if defined and defines(defined, c[4].text) else 0.0))
 
             best = max(scored, key=fit)
             if fold_text(best[4].text) in seen:  # the first part's unit: this part's own next best

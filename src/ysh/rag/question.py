@@ -437,10 +437,11 @@ def defined_term(question: str) -> set[str]:
     """The stems of the term a definition question asks about ("o que é a TIR de um
     projeto solar" → TIR; "o que é clipping no inversor" → clipping): its first word,
     the rest places it."""
-    match = _DEFINED.search(fold_text(question))
-    if not match:
-        return set()
-    return stems(match.group(1).split()[0])
+    found: set[str] = set()
+    for match in _DEFINED.finditer(fold_text(question)):  # "o que é TE e o que é TUSD": both
+        word = match.group(1).split()[0]
+        found |= stems(word) or {word}  # "TE" is also a stop word ("te"): kept as it is
+    return found
 
 
 def defines(term: set[str], text: str) -> bool:
@@ -450,10 +451,17 @@ def defines(term: set[str], text: str) -> bool:
     if not term:
         return False
     head = re.split(r"\s(?:e|sao|significa|significam|corresponde|consiste)\s|:\s", fold_text_keep_colon(text), 1)
+    label = _DASH_LABEL.match(text)  # "TUSD - Tarifa de Uso do Sistema de Distribuição."
+    if label and term & (stems(label.group(1)) | {fold_text(label.group(1))}):
+        return True
     if len(head) < 2:
         return False
     words = head[0].split()
     return 0 < len(words) <= 10 and bool(term & stems(head[0]))
+
+
+#: a glossary line "TUSD - Tarifa de Uso…", "Fio B — parcela da TUSD…": the term before a spaced dash
+_DASH_LABEL = re.compile(r"^\s*(?:[-*•]\s*)?([^\W\d_][^.:;!?=+]{0,40}?)\s[-—–]\s+\S")
 
 
 def fold_text_keep_colon(text: str) -> str:
