@@ -624,3 +624,13 @@ def test_two_terms_asked_each_get_the_line_that_defines_them():
     answer = answer_question("O que é TE e o que é TUSD na conta de luz?",
                              hits_of(SAMPLE / "docs" / "fatura_energia_te_tusd_tributos.txt"))["answer"]
     assert "Tarifa de Uso do Sistema de Distribuição" in answer
+
+
+def test_a_model_code_counted_is_counted_as_equipment():
+    from ysh.rag.question import count_agreement
+
+    question = "Quantos AUR72-HC550M posso ligar em série no VTR-6K-M1 num lugar onde faz 0 °C?"
+    assert count_agreement(question, "Resultado: no máximo 11 módulos por string.") == 1.0
+    assert count_agreement(question, "Do módulo AUR72-HC550M: Voc de 49,62 V, Isc de 13,93 A.") == 0.0
+    answer = answer_question(question, hits_of(DEV4 / "guia_dimensionamento_strings_aurora_voltera.txt"))["answer"]
+    assert "11 módulos" in answer

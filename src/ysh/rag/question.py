@@ -355,6 +355,10 @@ _COUNTED = re.compile(r"\bquant[oa]s\s+(?:sao\s+|os\s+|as\s+)*([a-z]{3,})")
 
 
 _COUNTERS = ("unidade", "peca")
+#: "quantos JAM72S30…", a model code counted: the token after "quantos" holds a digit
+_COUNTED_CODE = re.compile(r"(?<=\s)(?=[a-z]*\d)[a-z0-9]{3,}")
+#: how a count of equipment is written ("11 módulos", "4 inversores", "2 unidades")
+_EQUIPMENT = ("modul", "placa", "paine", "inver", "micro", "bater", "unida", "peca")
 
 
 def count_agreement(question: str, text: str) -> float:
@@ -362,13 +366,20 @@ def count_agreement(question: str, text: str) -> float:
     ECU atende até 80 microinversores" for "quantos micro uma ECU monitora"; the first
     five letters decide, so "micro" is "microinversores"), else 0: the sentence that
     counts the asked thing, not one with other numbers."""
-    asked = _COUNTED.search(fold_text(question))
+    folded = fold_text(question)
+    asked = _COUNTED.search(folded)
     if not asked:
         return 0.0
-    prefix = asked.group(1)[:5]
     tokens = fold_text(text).split()
-    # "2 unidades" counts the thing its sentence names ("Com baterias …, são necessárias 2 unidades")
-    counters = (prefix, *(_COUNTERS if any(t.startswith(prefix) for t in tokens) else ()))
+    code = _COUNTED_CODE.search(folded)
+    if code and code.start() == asked.start(1):
+        # "quantos AUR72-HC550M em série": a model counted is counted as equipment
+        # ("no máximo 11 módulos por string")
+        counters = _EQUIPMENT
+    else:
+        prefix = asked.group(1)[:5]
+        # "2 unidades" counts the thing its sentence names ("Com baterias …, são necessárias 2 unidades")
+        counters = (prefix, *(_COUNTERS if any(t.startswith(prefix) for t in tokens) else ()))
     return 1.0 if any(t.isdigit() and nxt.startswith(counters) for t, nxt in zip(tokens, tokens[1:])) else 0.0
 
 
