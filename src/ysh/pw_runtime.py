@@ -216,21 +216,30 @@ class SharedSnapshot:
 
     def __init__(self, dsn: str):
         self._dsn = dsn
-        self._conn = None
+        self.connection = None  # the read-only transaction holding the snapshot (open in the block)
         self.id: str | None = None
 
     def __enter__(self) -> "SharedSnapshot":
         import psycopg
 
-        self._conn = psycopg.connect(self._dsn)
-        self._conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-        self.id = self._conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
+        self.connection = psycopg.connect(self._dsn)
+        try:
+            self.connection.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+            self.connection.read_only = True
+            self.id = self.connection.execute("SELECT pg_export_snapshot()").fetchone()[0]
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
         return self
 
     def __exit__(self, *exc_info) -> None:
-        if self._conn is not None:
-            self._conn.rollback()
-            self._conn.close()
+        conn, self.connection = self.connection, None
+        if conn is None:
+            return
+        try:
+            conn.rollback()  # may fail on a connection the server dropped: it is closed anyway
+        finally:
+            conn.close()
 
 
 def observe_outputs(tables: dict, pipeline: str) -> None:

@@ -77,6 +77,28 @@ def test_a_quote_with_an_infinite_tilt_keeps_its_row(platform):
     assert {r["id"] for r in files.values()} == {"q1", "q2", "q3", "q4"}
 
 
+def test_an_old_timestamp_in_a_local_time_zone_keeps_its_row(platform):
+    # before 1914 São Paulo's offset was -03:06:28: in that session time zone PostgreSQL writes
+    # it with seconds, which Pathway's JSON reader cannot parse (it drops the row); the
+    # snapshot reads timestamps in UTC
+    warehouse, _ = platform
+    seed(warehouse)
+    with db.connect(warehouse.dsn, warehouse.schema) as conn:
+        conn.execute("UPDATE quote SET created_at = '1900-01-01 12:00:00+00' WHERE id = 'q4'")
+        database = conn.execute("SELECT current_database()").fetchone()[0]
+        conn.execute(f"ALTER DATABASE {database} SET timezone TO 'America/Sao_Paulo'")
+        conn.commit()
+    try:
+        files, python, fallbacks = read_both(warehouse, "quote")
+    finally:
+        with db.connect(warehouse.dsn, warehouse.schema) as conn:
+            conn.execute(f"ALTER DATABASE {database} RESET timezone")
+            conn.commit()
+    assert fallbacks == []
+    assert {r["id"] for r in files.values()} == {"q1", "q2", "q3", "q4"}
+    assert files == python
+
+
 def test_the_sources_are_read_as_of_the_instant_the_snapshot_was_taken(platform):
     warehouse, _ = platform
     seed(warehouse)

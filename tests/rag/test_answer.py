@@ -634,3 +634,18 @@ def test_a_model_code_counted_is_counted_as_equipment():
     assert count_agreement(question, "Do módulo AUR72-HC550M: Voc de 49,62 V, Isc de 13,93 A.") == 0.0
     answer = answer_question(question, hits_of(DEV4 / "guia_dimensionamento_strings_aurora_voltera.txt"))["answer"]
     assert "11 módulos" in answer
+
+
+def test_and_is_not_is_and_a_preposition_is_not_an_ampere():
+    from ysh.rag.question import asked_units, defined_term, defines, unit_agreement
+
+    # folded, "é" (is) and "e" (and) are one word: the verb is read before folding
+    assert not defines({"tir"}, "Calcule a TIR e o VPL do projeto antes de fechar.")
+    assert defines({"tir"}, "A TIR é a taxa que zera o VPL.")
+    # "de 3 a 5 dias" holds no current; "16 A" does
+    current = asked_units("qual a corrente máxima do inversor?")
+    assert unit_agreement(current, "de 3 a 5 dias úteis") == 0.0
+    assert unit_agreement(current, "corrente de entrada de 16 A por MPPT") == 1.0
+    assert asked_units("Quanto à garantia, qual o prazo?") is None
+    # the defined term is the first word that is not a stop word
+    assert defined_term("Qual a função de cada DPS?") == {"dps"}

@@ -67,8 +67,10 @@ def test_a_question_in_the_askers_words_finds_the_passage_in_the_documents_words
     assert hits[0]["metadata"]["path"] == "docs/manual.md"
     # a synonym weighs less than the word itself
     direct = index.search("afastamento abaixo do inversor", 1, "bm25")[0]["score"]
-    assert hits[0]["score"] < direct
-    assert 0 < SYNONYM_WEIGHT < 1
+    assert hits[0]["score"] == pytest.approx(direct * SYNONYM_WEIGHT, rel=0.35) and hits[0]["score"] < direct
+    # stemmed as the index stems: "comunique" (index stem "comuniqu") is found for "avisar"
+    index.apply([chunk(3, "Comunique a YSH em até 48 horas.", "docs/politica.md")])
+    assert index.search("avisar a YSH", 1, "bm25")[0]["metadata"]["path"] == "docs/politica.md"
 
 
 def test_updates_and_deletions_replace_what_a_search_finds():
@@ -471,9 +473,10 @@ def test_a_hit_cut_mid_sentence_brings_the_chunk_that_finishes_it():
     index = bm25_index()
     guide = "docs/guia.pdf"
     index.apply([
-        chunk("c14", "Faça o comissionamento. Instale no padrão de entrada a placa de advertência", guide, chunk_index=14),
+        chunk("c14", "Faça o comissionamento. Instale no padrão de entrada a placa de advertência", guide, chunk_index=14,
+              page="1"),
         chunk("c15", 'exigida pelas distribuidoras, com os dizeres\n"CUIDADO — GERAÇÃO PRÓPRIA".\nPágina 2 de 3',
-              guide, chunk_index=15),
+              guide, chunk_index=15, page="2"),
         chunk("c16", "Solicite a vistoria.", guide, chunk_index=16),
         chunk("o1", "Outro documento que termina sem ponto", "docs/outro.md", chunk_index=0),
         chunk("o2", "Começa com maiúscula: não continua a frase.", "docs/outro.md", chunk_index=1),
@@ -486,3 +489,8 @@ def test_a_hit_cut_mid_sentence_brings_the_chunk_that_finishes_it():
     # a chunk that ends a sentence, or whose next chunk opens a new one, brings nothing
     assert index.continuations(index.search("vistoria", 1, "bm25")) == []
     assert index.continuations(index.search("outro documento", 1, "bm25")) == []
+    # the request's filters hold for the chunk brought in too
+    assert index.continuations(hits, metadata_filter="page != `2`") == []
+    assert index.continuations(hits, filepath_globpattern="**/*.pdf") == extra
+    # malformed hits bring nothing and do not fail
+    assert index.continuations([{"text": None, "metadata": None}, {"text": "x", "metadata": {"chunk_index": True}}]) == []

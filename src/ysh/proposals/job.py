@@ -13,7 +13,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pathway as pw
-import psycopg
 from psycopg import sql
 
 from .. import db, pw_runtime
@@ -92,7 +91,7 @@ class SnapshotFiles:
 
     def __init__(self, warehouse: Warehouse):
         self._warehouse = warehouse
-        self._conn: psycopg.Connection | None = None
+        self._snapshot: pw_runtime.SharedSnapshot | None = None
         self._folder: Path | None = None
         self.snapshot: str | None = None
         self.fallbacks: list[str] = []  # sources read through the Python connector
@@ -100,26 +99,29 @@ class SnapshotFiles:
     def __enter__(self) -> "SnapshotFiles":
         self._folder = Path(tempfile.mkdtemp(prefix="ysh-proposals-snapshot-"))
         try:
-            self._conn = psycopg.connect(self._warehouse.dsn)
-            self._conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-            self._conn.read_only = True
             # the first statement fixes the transaction's snapshot; a fallback reads it too
-            self.snapshot = self._conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
-            self._conn.execute(sql.SQL("SET LOCAL search_path TO {}, public").format(
+            self._snapshot = pw_runtime.SharedSnapshot(self._warehouse.dsn).__enter__()
+            self.snapshot = self._snapshot.id
+            self._snapshot.connection.execute(sql.SQL("SET LOCAL search_path TO {}, public").format(
                 sql.Identifier(self._warehouse.schema)))
+            # timestamps as UTC: an old date's local offset has seconds ("-03:06:28" in
+            # America/Sao_Paulo before 1914), which the JSON reader cannot parse (it would
+            # drop the row with a logged error)
+            self._snapshot.connection.execute("SET LOCAL TimeZone TO 'UTC'")
         except BaseException:
             self.__exit__(None, None, None)
             raise
         return self
 
     def __exit__(self, *exc_info) -> None:
-        if self._conn is not None:
-            self._conn.rollback()
-            self._conn.close()
-            self._conn = None
-        if self._folder is not None:
-            shutil.rmtree(self._folder, ignore_errors=True)
-            self._folder = None
+        snapshot, self._snapshot = self._snapshot, None
+        folder, self._folder = self._folder, None
+        try:
+            if snapshot is not None:
+                snapshot.__exit__(*exc_info)
+        finally:
+            if folder is not None:
+                shutil.rmtree(folder, ignore_errors=True)
 
     def write(self, query: str, path: Path) -> bool:
         """``query``'s rows as JSON lines in ``path``; False when a value cannot be typed
@@ -128,7 +130,7 @@ class SnapshotFiles:
         # row_to_json's text as it is (the text format would double every backslash)
         copy = sql.SQL("COPY (SELECT row_to_json(r) FROM ({}) r) TO STDOUT "
                        "(FORMAT csv, QUOTE e'\\x01', DELIMITER e'\\x02')").format(sql.SQL(query))
-        with self._conn.cursor().copy(copy) as rows:
+        with self._snapshot.connection.cursor().copy(copy) as rows:
             text = b"".join(rows)  # a block per row: joined once, scanned and written at C speed
         path.write_bytes(text)
         return not any(token in text for token in _UNTYPEABLE) and _FAR_FUTURE.search(text) is None

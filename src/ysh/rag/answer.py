@@ -25,7 +25,17 @@ import re
 import secrets
 
 from .chunking import fold_text
-from .passages import _LIST_ITEM, ENDS_SENTENCE, Passage, Unit, answer_units, display, injection_reason, split_safe
+from .passages import (
+    _LIST_ITEM,
+    ENDS_SENTENCE,
+    Passage,
+    Unit,
+    answer_units,
+    display,
+    finishing_sentence,
+    injection_reason,
+    split_safe,
+)
 from .question import (
     _acronyms,
     _kind_bonus,
@@ -195,17 +205,17 @@ def extractive_answer(question: str, passages: list[Passage], *, max_sentences: 
                         + (2 * DEFINES_WEIGHT if defined and defines(defined, c[4].text) else 0.0))
 
             best = max(scored, key=fit)
-            if fold_text(best[4].text) in seen:  # the first part's unit: this part's own next best
-                best = max((c for c in scored if fold_text(c[4].text) not in seen), key=fit, default=best)
+            if _quoted(fold_text(best[4].text), seen):  # the first part's unit: this part's own next best
+                best = max((c for c in scored if not _quoted(fold_text(c[4].text), seen)), key=fit, default=best)
             key = fold_text(best[4].text)
-            if key not in seen and best[1] >= MIN_COVERAGE / 2:
+            if not _quoted(key, seen) and best[1] >= MIN_COVERAGE / 2:
                 seen.add(key)
                 chosen.append((best[2], best[4]))
     for score, coverage, rank, _, unit in scored:
         if len(chosen) >= max_sentences:
             break
         key = fold_text(unit.text)
-        if key in seen or any(key in s or s in key for s in seen):
+        if _quoted(key, seen):
             continue
         if chosen and (score < 0.6 * best_score or coverage < MIN_COVERAGE):
             break
@@ -219,6 +229,12 @@ def extractive_answer(question: str, passages: list[Passage], *, max_sentences: 
         lines.append(f"- {_unit_display(unit)} [{len(citations)}]")
     answer = "Segundo os documentos indexados:\n" + "\n".join(lines)
     return {"answer": answer, "citations": citations, "mode": "extractive", "flagged": _flagged_report(passages)}
+
+
+def _quoted(key: str, seen: set[str]) -> bool:
+    """Whether a unit (folded) is quoted already, whole or within a longer unit (a
+    definition that took in its next sentence), or holds one that is."""
+    return key in seen or any(key in s or s in key for s in seen)
 
 
 def rank_units(question: str, passages: list[Passage]
@@ -388,27 +404,17 @@ def _background_terms(question: str) -> set[str]:
     return set().union(*(stems(x) for x in sentences[last + 1:])) - asked
 
 
-#: how a sentence ends (a fragment cut by the chunking does not)
-
-
 def _continuations(passages: list[Passage]) -> dict[int, str]:
-    """A chunk that ends mid-sentence (a PDF's line cut where the chunk was cut) and the
-    next chunk of its document, retrieved too, that opens in lower case: rank → the next
-    chunk's first sentence, which finishes it."""
-    by_chunk = {(p.path, p.chunk_index): p for p in passages if p.chunk_index is not None}
+    """A chunk that ends mid-sentence and the next chunk of its document, retrieved too
+    (or brought by the server: ``LiveIndex.continuations``): rank → the sentence that
+    finishes it (:func:`ysh.rag.passages.finishing_sentence`)."""
+    by_chunk = {(p.path, p.chunk_index): p for p in passages if type(p.chunk_index) is int}
     found: dict[int, str] = {}
     for rank, passage in enumerate(passages):
-        if passage.chunk_index is None:
-            continue
-        after = by_chunk.get((passage.path, passage.chunk_index + 1))
-        last = next((line for line in reversed(passage.text.splitlines()) if line.strip()), "")
-        if after is None or not last or ENDS_SENTENCE.search(last) or _LIST_ITEM.match(last):
-            continue
-        paragraph = next((b for b in re.split(r"\n\s*\n", after.text) if b.strip() and not b.lstrip().startswith("#")),
-                         "")
-        first = " ".join(paragraph.split())  # a PDF's lines, wrapped by its writer, joined
-        if first[:1].islower():
-            found[rank] = re.split(r"(?<=[.!?])\s+", first, maxsplit=1)[0]
+        after = by_chunk.get((passage.path, passage.chunk_index + 1)) if type(passage.chunk_index) is int else None
+        sentence = finishing_sentence(passage.text, after.text) if after is not None else None
+        if sentence:
+            found[rank] = sentence
     return found
 
 

@@ -284,6 +284,22 @@ class Unit:
         return " ".join(self.parts)
 
 
+def finishing_sentence(before: str, after: str) -> str | None:
+    """The sentence with which ``after`` (the next chunk of a document) finishes the one
+    ``before`` (a chunk) was cut in: ``before``'s last line ends mid-sentence (no final
+    punctuation, not a list item) and ``after``'s first paragraph opens in lower case
+    ("…a placa de advertência" / "exigida pelas distribuidoras, com os dizeres …"). The
+    paragraph's lines, hard-wrapped by its writer (a PDF), are joined. None otherwise."""
+    last = next((line for line in reversed((before or "").splitlines()) if line.strip()), "")
+    if not last or ENDS_SENTENCE.search(last) or _LIST_ITEM.match(last):
+        return None
+    paragraph = next((b for b in re.split(r"\n\s*\n", after or "") if b.strip() and not b.lstrip().startswith("#")), "")
+    first = " ".join(paragraph.split())
+    if not first[:1].islower():
+        return None
+    return re.split(r"(?<=[.!?])\s+", first, maxsplit=1)[0]
+
+
 def answer_units(passage: Passage) -> list[Unit]:
     """The passage's units in order, safe sentences only (see :func:`split_safe`). A
     lead-in ("…sobre a energia compensada:") keeps up to 10 following items with it, so

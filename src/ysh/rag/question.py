@@ -107,14 +107,26 @@ _SYNONYM_GROUPS = (
 )
 
 
-@functools.lru_cache(maxsize=1)
-def _synonyms() -> dict[str, frozenset[str]]:
+def _synonym_table(stem) -> dict[str, frozenset[str]]:
     table: dict[str, frozenset[str]] = {}
     for group in _SYNONYM_GROUPS:
-        members = frozenset(_stem(w) for w in group.split())
+        members = frozenset(stem(w) for w in group.split())
         for member in members:
             table[member] = table.get(member, frozenset()) | members
     return table
+
+
+@functools.lru_cache(maxsize=1)
+def _synonyms() -> dict[str, frozenset[str]]:
+    """The synonym groups as the answerer stems (:func:`_stem`)."""
+    return _synonym_table(_stem)
+
+
+@functools.lru_cache(maxsize=1)
+def index_synonyms() -> dict[str, frozenset[str]]:
+    """The synonym groups as the lexical index stems (``chunking.stem_token``, which
+    :func:`ysh.rag.chunking.analyze_pt` uses: "comunique" stays "comuniqu" there)."""
+    return _synonym_table(stem_token)
 
 
 #: a stem this long that begins another is the same word family ("desist" of "desisti" and
@@ -398,13 +410,14 @@ _ATTRIBUTE_UNITS = (
     (re.compile(r"\b(espaco|espacamento|distancia|afastamento|altura|largura|comprimento|profundidade|"
                 r"dimensoes|dimensao|mede|medem|folga)\b"), r"mm|cm|m"),
     (re.compile(r"\b(tensao|voltagem|voc|vmp|vmpp|volts?)\b"), r"v|kv|mv"),
-    (re.compile(r"\b(corrente|isc|imp|impp|amperes?|amperagem)\b"), r"a|ma"),
+    # "16 A", never the preposition of "de 3 a 5 dias" (the unit is matched with its case)
+    (re.compile(r"\b(corrente|isc|imp|impp|amperes?|amperagem)\b"), r"(?-i:A|mA)"),
     (re.compile(r"\b(gera|geram|geracao|produz|produzem|producao|energia gerada)\b"), r"kwh|mwh|wh"),
     (re.compile(r"\b(temperatura|graus)\b"), r"°c|ºc"),
     (re.compile(r"\b(carga mecanica|pressao)\b"), r"pa|kpa"),
 )
 #: "quantos kWp…", "quantos kg": the unit asked by name
-_ASKED_UNIT = re.compile(r"\bquant[oa]s?\s+(kwp|kwh|kw|wp|w|kg|mm|cm|v|a|pa|mwh)\b")
+_ASKED_UNIT = re.compile(r"\bquant[oa]s?\s+(kwp|kwh|kw|wp|w|kg|mm|cm|v|pa|mwh)\b")  # "quanto a…" is "as for"
 
 
 def asked_units(question: str) -> re.Pattern | None:
@@ -435,13 +448,13 @@ def unit_agreement(asked: re.Pattern | None, text: str) -> float:
 
 
 #: a measured value, its number standing alone (the "550M" of a model code is none)
-_MEASURE = re.compile(r"(?<![\w.,])\d+(?:[.,]\d+)*\s?(?:%|°c|ºc|kwh|mwh|wh|kwp|kw|mw|wp|w|kv|v|ma|a|mm²|mm|cm|m|"
+_MEASURE = re.compile(r"(?<![\w.,])\d+(?:[.,]\d+)*\s?(?:%|°c|ºc|kwh|mwh|wh|kwp|kw|mw|wp|w|kv|v|(?-i:mA|A)|mm²|mm|cm|m|"
                       r"kg|g|pa|kpa)(?!\w)|r\$\s*\d", re.I)
 
 
 _DEFINED = re.compile(r"\b(?:o que (?:e|sao|significa|quer dizer)|defina|definicao de|significado de|"
                       r"p(?:a)?ra que serve[m]?|qual a funcao d[oae]s?)\s+"
-                      r"(?:(?:o|a|os|as|um|uma)\s+)?([a-z0-9]+(?:\s+(?:de|do|da)\s+[a-z0-9]+)?)")
+                      r"(?:(?:o|a|os|as|um|uma)\s+)?([a-z0-9]+(?:\s+(?!(?:e|ou|o|a)\b)[a-z0-9]+){0,2})")
 
 
 def defined_term(question: str) -> set[str]:
@@ -450,7 +463,8 @@ def defined_term(question: str) -> set[str]:
     the rest places it."""
     found: set[str] = set()
     for match in _DEFINED.finditer(fold_text(question)):  # "o que é TE e o que é TUSD": both
-        word = match.group(1).split()[0]
+        words = match.group(1).split()
+        word = next((w for w in words if w not in _STOPWORDS), words[0])  # "a função de cada DPS": DPS
         found |= stems(word) or {word}  # "TE" is also a stop word ("te"): kept as it is
     return found
 
@@ -461,21 +475,21 @@ def defines(term: set[str], text: str) -> bool:
     colon ("Clipping (ceifamento): Perda que…", "A taxa interna de retorno (TIR) é…")."""
     if not term:
         return False
-    head = re.split(r"\s(?:e|sao|significa|significam|corresponde|consiste)\s|:\s", fold_text_keep_colon(text), 1)
     label = _DASH_LABEL.match(text)  # "TUSD - Tarifa de Uso do Sistema de Distribuição."
     if label and term & (stems(label.group(1)) | {fold_text(label.group(1))}):
         return True
+    # the verb is looked for before folding: folded, "é" (is) would be "e" (and), and "a TIR
+    # e o VPL" would define the TIR
+    head = _DEFINING.split(text, 1)
     if len(head) < 2:
         return False
-    words = head[0].split()
-    return 0 < len(words) <= 10 and bool(term & stems(head[0]))
+    words = fold_text(head[0]).split()
+    return 0 < len(words) <= 10 and bool(term & (stems(head[0]) | set(words)))
+
+
+#: what joins a term to its definition: "X é …", "X são …", "X significa …", "X: …"
+_DEFINING = re.compile(r"\s(?:é|são|significa|significam|corresponde|consiste)\s|:\s", re.I)
 
 
 #: a glossary line "TUSD - Tarifa de Uso…", "Fio B — parcela da TUSD…": the term before a spaced dash
 _DASH_LABEL = re.compile(r"^\s*(?:[-*•]\s*)?([^\W\d_][^.:;!?=+]{0,40}?)\s[-—–]\s+\S")
-
-
-def fold_text_keep_colon(text: str) -> str:
-    """:func:`fold_text` with a label's colon kept (``Peso: 28 kg`` → ``peso: 28 kg``)."""
-    return " : ".join(fold_text(part) for part in text.split(":", 1)).replace(" : ", ": ") if ":" in text \
-        else fold_text(text)

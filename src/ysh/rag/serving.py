@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .passages import ENDS_SENTENCE
+from .passages import finishing_sentence
 
 RETRIEVERS = ("hybrid", "dense", "bm25", "fusion")
 #: BM25's first result stays first when its BM25 score is this much above the score of
@@ -176,11 +176,12 @@ class Change:
 
 def expand_query(terms: Counter) -> Counter:
     """The analyzed query terms plus their synonyms (the answerer's groups, stemmed as the
-    index stems) at :data:`SYNONYM_WEIGHT`: a question in the asker's words finds the
-    passage written in the document's ("avisar a YSH" / "comunicadas à YSH")."""
-    from .question import _synonyms
+    index stems them: :func:`ysh.rag.question.index_synonyms`) at :data:`SYNONYM_WEIGHT`: a
+    question in the asker's words finds the passage written in the document's ("avisar a
+    YSH" / "comunicadas à YSH")."""
+    from .question import index_synonyms
 
-    table = _synonyms()
+    table = index_synonyms()
     expanded = Counter(terms)
     for term, times in terms.items():
         for synonym in table.get(term, ()):
@@ -486,28 +487,32 @@ class LiveIndex:
             return [self._search_one(query, scores, compile_filter(expression) if expression else None)
                     for query, scores, expression in zip(queries, dense, filters)]
 
-    def continuations(self, hits: list[dict]) -> list[dict]:
+    def continuations(self, hits: list[dict], *, metadata_filter: str | None = None,
+                      filepath_globpattern: str | None = None) -> list[dict]:
         """The chunk after each hit whose text stops mid-sentence (the chunking cut a
         sentence that runs on: a PDF's "…a placa de advertência" / "exigida pelas
-        distribuidoras, com os dizeres …"), when it is not among the hits already and opens
-        in lower case: score 0, after the hits, for the answerer to finish the sentence."""
-        have = {(str(h["metadata"].get("path")), h["metadata"].get("chunk_index")) for h in hits}
+        distribuidoras, com os dizeres …"; :func:`ysh.rag.passages.finishing_sentence`),
+        when it is not among the hits already and passes the request's filters: score 0,
+        after the hits, for the answerer to finish the sentence."""
+        expression = filter_expression(metadata_filter, filepath_globpattern)
+        matches = compile_filter(expression) if expression else None
+        metadata_of = [(hit, hit.get("metadata") or {}) for hit in hits]
+        have = {(str(md.get("path")), md.get("chunk_index")) for _, md in metadata_of}
         extra: list[dict] = []
         with self._lock:
-            for hit in hits:
-                path, index = str(hit["metadata"].get("path")), hit["metadata"].get("chunk_index")
-                last = next((line for line in reversed(hit["text"].splitlines()) if line.strip()), "")
-                if not isinstance(index, int) or not last or ENDS_SENTENCE.search(last) or (path, index + 1) in have:
+            for hit, md in metadata_of:
+                path, index = str(md.get("path")), md.get("chunk_index")
+                if type(index) is not int or (path, index + 1) in have:
                     continue
                 for slot in self._slots_of_document.get(path, ()):
                     chunk = self._chunks[slot]
-                    if chunk is not None and chunk.metadata.get("chunk_index") == index + 1:
-                        first = next((line for line in chunk.text.splitlines()
-                                      if line.strip() and not line.lstrip().startswith("#")), "").strip()
-                        if first[:1].islower():
-                            extra.append({"text": chunk.text, "score": 0.0, "metadata": clean_metadata(chunk.metadata)})
-                            have.add((path, index + 1))
-                        break
+                    if chunk is None or chunk.metadata.get("chunk_index") != index + 1:
+                        continue
+                    if finishing_sentence(hit.get("text") or "", chunk.text) and (
+                            matches is None or matches(chunk.metadata)):
+                        extra.append({"text": chunk.text, "score": 0.0, "metadata": clean_metadata(chunk.metadata)})
+                        have.add((path, index + 1))
+                    break
         return extra
 
     def _search_one(self, query: "Query", dense_scores: np.ndarray | None, matches) -> list[dict]:
