@@ -63,3 +63,38 @@ def test_a_window_is_the_mean_of_its_minutes_wherever_it_falls():
         inverter.rated_power_w
     night = datetime(2025, 6, 21, 4, 0, tzinfo=timezone.utc)
     assert expected.expected_power_w(plant, inverter.inverter_id, night, night + timedelta(minutes=5)) == 0.0
+
+
+def test_the_open_grids_give_pvlibs_altitude_and_linke_turbidity():
+    """pvlib opens its HDF5 grids for every site; the model keeps them open (one plant-day
+    of the clear sky is a few milliseconds, and the lookups were a third of it): the same
+    cells, the same arithmetic, over the sample fleet, sites all over Brazil, the grid's
+    edges and a cell with no altitude data (the sea: pvlib's 0)."""
+    rng = np.random.default_rng(3)
+    sites = [(p.latitude, p.longitude) for p in PLANTS]
+    sites += [(float(lat), float(lon)) for lat, lon in zip(rng.uniform(-34, 5, 200), rng.uniform(-74, -34, 200))]
+    sites += [(-90.0, -180.0), (90.0, 180.0), (0.0, 0.0), (-30.0, -30.0)]
+    times = expected._day_times(DAYS[0])
+    for lat, lon in sites:
+        theirs = pvlib.location.lookup_altitude(lat, lon)
+        ours = expected._altitude(lat, lon)
+        assert ours == theirs and type(ours) is type(theirs), (lat, lon)
+        turbidity = pvlib.clearsky.lookup_linke_turbidity(times, lat, lon)
+        assert turbidity.equals(expected._linke_turbidity(times, lat, lon)), (lat, lon)
+
+
+def test_clear_day_equals_pvlibs_chain_with_its_own_lookups():
+    """The whole clear-sky day against pvlib looking the altitude and the turbidity up
+    itself (``Location(lat, lon)``, ``get_clearsky`` without a turbidity)."""
+    day = DAYS[2]
+    times = expected._day_times(day)
+    for plant in PLANTS:
+        location = pvlib.location.Location(plant.latitude, plant.longitude, tz="UTC")
+        solpos = location.get_solarposition(times)
+        dni_extra = pvlib.irradiance.get_extra_radiation(times)
+        clear = location.get_clearsky(times, model="ineichen", solar_position=solpos, dni_extra=dni_extra)
+        total, effective = expected.plane_of_array(
+            plant.tilt_deg, plant.azimuth_deg, solpos["apparent_zenith"].to_numpy(dtype=float),
+            solpos["azimuth"].to_numpy(dtype=float), clear["dni"], clear["ghi"], clear["dhi"], dni_extra)
+        reference = expected.dc_per_installed_w(total, effective, expected.AMBIENT_C, expected.WIND_MS)
+        assert np.array_equal(expected._clear_day(expected._Site.of(plant), day), reference), plant.plant_id

@@ -116,3 +116,32 @@ def test_a_run_into_the_warehouse_alone_reports_the_events_and_windows_of_a_run_
     assert alone.events == to_files.events == sum(w["samples"] for w in windows)
     assert (alone.alerts_by_rule, alone.quarantine_by_reason) == (to_files.alerts_by_rule,
                                                                   to_files.quarantine_by_reason)
+
+
+def test_a_windows_samples_do_not_depend_on_the_order_or_the_copies_of_the_lines(tmp_path):
+    """The window call deduplicates by event id in a fixed order (its fast path: no
+    copies, the event ids' order): the same lines reversed and with exact copies give
+    the same windows; copies of an event id that differ keep the same one whatever the
+    order (the last in the full sample order: here the higher power)."""
+    events = [e for e in simulate(default_scenario("2026-01-15", 8, seed=3, invalid_rate=0.0, duplicate_rate=0.0))
+              if e["ts"] >= "2026-01-15T10:00:00Z"]
+    lines = [json.dumps(e) for e in events]
+    copies = lines[::40]
+    conflicting = [json.dumps({**e, "ac_power_w": e["ac_power_w"] + 1.0}) for e in events[5::97]
+                   if e["ac_power_w"] > 100]
+    assert conflicting
+    now = datetime(2026, 1, 15, 12, 0, tzinfo=timezone.utc)
+
+    def windows(name: str, content: list[str]) -> list[dict]:
+        (tmp_path / f"{name}.jsonl").write_text("\n".join(content) + "\n")
+        job.run_detect([tmp_path / f"{name}.jsonl"], PLANTS, tmp_path / name, now=now)
+        return [json.loads(line) for line in (tmp_path / name / "windows.jsonl").read_text().splitlines()]
+
+    plain = windows("plain", lines)
+    assert plain == windows("reversed", lines[::-1] + copies)
+    mixed = windows("conflicting", lines + conflicting)
+    assert mixed == windows("conflicting-reversed", (lines + conflicting)[::-1])
+    assert mixed != plain and len(mixed) == len(plain)
+    raised = {(e["plant_id"], e["inverter_id"]) for e in map(json.loads, conflicting)}
+    assert all(m["max_power_w"] >= p["max_power_w"] for m, p in zip(mixed, plain)
+               if (p["plant_id"], p["inverter_id"]) in raised)

@@ -23,10 +23,12 @@ neither lose nor double an alert.
 from __future__ import annotations
 
 import bisect
+import statistics
 from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone
 
 from .rules import DEFAULT_THRESHOLDS, Alert, Thresholds, WindowStat, advance, evaluate_plant, reporting_interval
+from .rules.evaluate import could_produce, production_quiet
 
 #: windows of the past the rules look at when evaluating a moment (the longest rule,
 #: frozen values chained over windows, needs well under this); loggers reporting less
@@ -39,6 +41,8 @@ def utc(value):
     (naive ones are taken as UTC); None stays None."""
     if value is None:
         return None
+    if type(value) is datetime and value.tzinfo is timezone.utc:
+        return value  # what ``astimezone(timezone.utc)`` returns for it (the windows of the graph come so)
     if isinstance(value, str):
         value = datetime.fromisoformat(value.replace("Z", "+00:00"))
     value = value.to_pydatetime() if hasattr(value, "to_pydatetime") else value
@@ -53,7 +57,7 @@ class PlantFold:
     """The alert state of one plant; see the module docstring."""
 
     __slots__ = ("plant_id", "thresholds", "keep_resolved", "lag", "windows", "open_alerts", "resolved",
-                 "last_end", "pending", "clock", "intervals", "_ends", "_horizon")
+                 "last_end", "pending", "clock", "intervals", "_ends", "_horizon", "_spacings", "_producing")
 
     def __init__(self, plant_id: str, thresholds: Thresholds = DEFAULT_THRESHOLDS,
                  keep_resolved: bool = False, lag: timedelta = timedelta(0)):
@@ -77,6 +81,12 @@ class PlantFold:
         #: per step: the window ends of ``windows`` (for bisect) and the horizon
         self._ends: list[datetime] | None = None
         self._horizon: timedelta | None = None
+        #: per step: id(window) → its spacing after the inverter's previous window, and
+        #: inverter → its window length, for inverters whose windows all have one length
+        self._spacings: tuple[dict[int, timedelta], dict[str, timedelta]] | None = None
+        #: per step: how many of ``windows[:i]`` could make a production rule active
+        #: (:func:`ysh.om.rules.evaluate.could_produce`), for a moment's night test
+        self._producing: list[int] | None = None
 
     def _copy(self) -> PlantFold:
         new = PlantFold(self.plant_id, self.thresholds, self.keep_resolved, self.lag)
@@ -106,6 +116,12 @@ class PlantFold:
         # replayed at once) and the horizon are computed once per step
         new._ends = [w.window_end for w in new.windows]
         new._horizon = new._compute_horizon()
+        new._spacings = _spacings(new.windows)
+        counts, producing = [0], 0
+        for w in new.windows:
+            producing += could_produce(w, new.thresholds)
+            counts.append(producing)
+        new._producing = counts
         try:
             for end in sorted(new.pending):
                 if not new._complete(end):
@@ -116,7 +132,7 @@ class PlantFold:
                 floor = new.last_end - new._horizon
                 new.windows = new.windows[bisect.bisect_right(new._ends, floor):]
         finally:
-            new._ends = new._horizon = None
+            new._ends = new._horizon = new._spacings = new._producing = None
         return new
 
     def horizon(self) -> timedelta:
@@ -134,6 +150,17 @@ class PlantFold:
         if getattr(self, "_ends", None) is None:
             return [w for w in self.windows if floor < w.window_end <= end]
         return self.windows[bisect.bisect_right(self._ends, floor):bisect.bisect_right(self._ends, end)]
+
+    def _quiet(self, floor: datetime, end: datetime, histories: dict[str, list[WindowStat]]) -> bool:
+        """:func:`production_quiet` over the windows ending in ``(floor, end]`` (from the
+        counts of the step, without looking at each window again)."""
+        counts = getattr(self, "_producing", None)
+        if counts is None or getattr(self, "_ends", None) is None:
+            return production_quiet(histories, self.thresholds)
+        if self.thresholds.under_windows < 1:
+            return False
+        lo, hi = bisect.bisect_right(self._ends, floor), bisect.bisect_right(self._ends, end)
+        return counts[hi] == counts[lo]
 
     def _complete(self, end: datetime) -> bool:
         """Every inverter that reported within the horizon and is due at ``end`` has its
@@ -166,22 +193,67 @@ class PlantFold:
         if not histories:  # nothing heard within the horizon: no new information, keep the alerts as they are
             return
         # each inverter's reporting interval, once per moment for the fold and every rule
-        observed = {inverter: reporting_interval(history) for inverter, history in histories.items()}
+        observed = {inverter: self._interval(inverter, history) for inverter, history in histories.items()}
         for inverter, history in histories.items():
             if len(history) >= 2:
                 self.intervals[inverter] = observed[inverter]
+        # a night (no production rule can be active) with no alert open: the other rules'
+        # inactive states would change nothing, so only the silence rules are evaluated
+        quiet = not self.open_alerts and self._quiet(floor, end, histories)
         states = evaluate_plant(self.plant_id, histories, self.thresholds, now=end, intervals=self.intervals,
-                                observed_intervals=observed)
+                                observed_intervals=observed, silence_only=quiet)
         self.open_alerts, opened, resolved = advance(self.open_alerts, states, self.thresholds.resolve_after)
         for alert in opened:  # when the rules saw it (opened_at is when it started)
             self.open_alerts[(alert.plant_id, alert.inverter_id, alert.rule)] = alert._replace(
                 details={**alert.details, "detected_at": end})
         self.resolved.extend(resolved)
 
+    def _interval(self, inverter: str, history: list[WindowStat]) -> timedelta:
+        """``reporting_interval(history)`` (``history``: the inverter's windows of one
+        moment, in the fold's order), from the spacings computed once per step when the
+        inverter's windows all have one length (then the fold's order is
+        :func:`ysh.om.rules.model._ordered`'s, and each window's predecessor in the history
+        is its predecessor in the step): the same value, without recomputing each spacing
+        at every moment of the horizon."""
+        cached = getattr(self, "_spacings", None)
+        if cached is None or inverter not in cached[1]:
+            return reporting_interval(history)
+        spacing, lengths = cached
+        length = lengths[inverter]
+        if len(history) < 2:
+            return length
+        return max(length, statistics.median([spacing[id(w)] for w in history[1:]]))
+
     def alerts(self) -> list[Alert]:
         """The open alerts and those resolved by the last step (all resolved ones with
         ``keep_resolved``), by opening time."""
         return sorted(self.resolved + list(self.open_alerts.values()), key=lambda a: (a.opened_at, a.key))
+
+
+def _spacings(windows: list[WindowStat]) -> tuple[dict[int, timedelta], dict[str, timedelta]]:
+    """For :meth:`PlantFold._interval`: id(window) → ``(last_ts − the previous window's
+    last_ts) / samples`` (``reporting_interval``'s spacing, the previous window being the
+    inverter's previous one in ``windows``), and inverter → window length, for the
+    inverters whose windows all have one length (their order by end is their order by
+    start)."""
+    spacing: dict[int, timedelta] = {}
+    lengths: dict[str, timedelta] = {}
+    previous: dict[str, WindowStat] = {}
+    mixed: set[str] = set()
+    for w in windows:
+        inverter = w.inverter_id
+        length = w.window_end - w.window_start
+        before = previous.get(inverter)
+        if before is None:
+            lengths[inverter] = length
+        else:
+            if lengths.get(inverter) != length:
+                mixed.add(inverter)
+            spacing[id(w)] = (w.last_ts - before.last_ts) / max(w.samples, 1)
+        previous[inverter] = w
+    for inverter in mixed:
+        lengths.pop(inverter, None)
+    return spacing, lengths
 
 
 def replay_alerts(plant_id: str, windows: list[WindowStat], thresholds: Thresholds = DEFAULT_THRESHOLDS,

@@ -16,6 +16,7 @@ inverters with their peers. A measured irradiance takes the clouds into account.
 from __future__ import annotations
 
 import math
+import os
 from datetime import date, datetime, timedelta, timezone
 from functools import lru_cache
 
@@ -23,6 +24,7 @@ import numpy as np
 import pandas as pd
 import pvlib
 from pvlib import spa
+from pvlib.tools import _degrees_to_index
 
 from .fleet import Plant
 from .physics import dc_per_installed_w, inverter_ac, plane_of_array
@@ -39,9 +41,44 @@ class _Site(tuple):
         return cls((plant.latitude, plant.longitude, plant.tilt_deg, plant.azimuth_deg))
 
 
+@lru_cache(maxsize=2)
+def _pvlib_grid(filename: str, name: str):
+    """A dataset of one of pvlib's gridded data files (``Altitude.h5``,
+    ``LinkeTurbidities.h5``), the file opened once per process: pvlib's lookups open it
+    for every site, and reading one cell decompresses its chunk again each time; kept
+    open, HDF5's chunk cache serves the neighbouring sites of a fleet."""
+    import h5py
+
+    handle = h5py.File(os.path.join(os.path.dirname(pvlib.__file__), "data", filename), "r")
+    return handle, handle[name]
+
+
+def _altitude(latitude: float, longitude: float) -> float:
+    """:func:`pvlib.location.lookup_altitude`: the same cell, the same arithmetic."""
+    _, grid = _pvlib_grid("Altitude.h5", "Altitude")
+    alt = grid[_degrees_to_index(latitude, coordinate="latitude"), _degrees_to_index(longitude, coordinate="longitude")]
+    if alt == 255:  # no data: pvlib falls back to 0
+        return 0
+    alt = float(alt)
+    alt *= 28
+    alt -= 450
+    return alt
+
+
+def _linke_turbidity(times: pd.DatetimeIndex, latitude: float, longitude: float) -> pd.Series:
+    """:func:`pvlib.clearsky.lookup_linke_turbidity` (interpolated to the day of year):
+    the same cell, the same interpolation."""
+    _, grid = _pvlib_grid("LinkeTurbidities.h5", "LinkeTurbidity")
+    lts = grid[_degrees_to_index(latitude, coordinate="latitude"), _degrees_to_index(longitude, coordinate="longitude")]
+    turbidity = pvlib.clearsky._interpolate_turbidity(lts, times)
+    turbidity /= 20.
+    return turbidity
+
+
 @lru_cache(maxsize=4096)
 def _location(latitude: float, longitude: float) -> pvlib.location.Location:
-    return pvlib.location.Location(latitude, longitude, tz="UTC")  # looks the altitude up
+    # the altitude pvlib would look up (``Location(latitude, longitude)``), read from the open grid
+    return pvlib.location.Location(latitude, longitude, tz="UTC", altitude=_altitude(latitude, longitude))
 
 
 def _day_times(day: date) -> pd.DatetimeIndex:
@@ -120,7 +157,8 @@ def _dc_per_w(site: tuple, times: pd.DatetimeIndex, poa_measured: np.ndarray | N
             dni_extra = pvlib.irradiance.get_extra_radiation(times)
         zenith = solpos["apparent_zenith"].to_numpy(dtype=float)
         azimuth = solpos["azimuth"].to_numpy(dtype=float)
-        clear = location.get_clearsky(times, model="ineichen", solar_position=solpos, dni_extra=dni_extra)
+        clear = location.get_clearsky(times, model="ineichen", solar_position=solpos, dni_extra=dni_extra,
+                                      linke_turbidity=_linke_turbidity(times, location.latitude, location.longitude))
         total, effective = plane_of_array(tilt, azimuth_deg, zenith, azimuth, clear["dni"], clear["ghi"],
                                           clear["dhi"], dni_extra)
     else:
@@ -170,7 +208,8 @@ def expected_power_w(plant: Plant, inverter_id: str, start: datetime, end: datet
         # the usual window (whole minutes within one UTC day): a slice of the day's grid
         curve = _clear_ac_day(site, plant.dc_kw_per_inverter[inverter_id], plant.inverter(inverter_id).rated_power_w,
                               t.date())
-        return float(np.mean(curve[first:first + count]))
+        # np.mean's own arithmetic (numpy's sum, then one division), without its overhead
+        return float(curve[first:first + count].sum() / count)
     while t < end:
         minutes.append(_clear_day(site, t.date())[t.hour * 60 + t.minute])  # the minute t falls in
         t += timedelta(minutes=1)

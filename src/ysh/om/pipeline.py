@@ -29,6 +29,7 @@ import math
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from operator import itemgetter
 
 import pandas as pd
 import pathway as pw
@@ -66,6 +67,15 @@ _sha256 = pw.udf(_hash, deterministic=True)
 def _storable(text: str) -> str:
     """Text PostgreSQL stores: lone surrogates and NUL escaped."""
     return text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\u0000")
+
+
+_event_id = itemgetter(0)  # a sample's event id
+
+
+def _sample_order(s: tuple) -> tuple:
+    """A fixed order of a window's samples, whatever the operator's (a None irradiance
+    sorts first, never compared)."""
+    return (s[0], s[1], s[2], s[3], s[4] is not None, s[4] or 0.0)
 
 
 def _at(epoch: float) -> datetime:
@@ -174,12 +184,14 @@ def build_om_graph(lines: pw.Table, plants: list[Plant], *, now: datetime | None
         plant = by_id[plant_id]
         end = start + float(window_s[(plant_id, inverter_id)])
         # the buses deliver at least once: one sample per event id (an event id has one
-        # ts, so all its copies fall in this window)
-        # in a fixed order, whatever the operator's (a None irradiance sorts first, never compared)
-        unique = {s[0]: s for s in sorted(samples, key=lambda s: (s[0], s[1], s[2], s[3], s[4] is not None,
-                                                                   s[4] or 0.0))}
-        rows = [(_at(s[1]), float(s[2]), float(s[3])) for s in unique.values()]
-        poa = [float(s[4]) for s in unique.values() if s[4] is not None]
+        # ts, so all its copies fall in this window), in a fixed order, whatever the operator's
+        ordered = sorted(samples, key=_event_id)
+        if len({s[0] for s in ordered}) == len(ordered):  # no copies (the usual case): the order is the event ids'
+            unique = ordered
+        else:  # of an event id's copies, the last in the full order is kept
+            unique = list({s[0]: s for s in sorted(samples, key=_sample_order)}.values())
+        rows = [(_at(s[1]), float(s[2]), float(s[3])) for s in unique]
+        poa = [float(s[4]) for s in unique if s[4] is not None]
         start_dt, end_dt = _at(start), _at(end)
         expected = expected_power_w(plant, inverter_id, start_dt, end_dt, sum(poa) / len(poa) if poa else None)
         w = window_from_samples(plant_id, inverter_id, start_dt, end_dt, rows, expected,

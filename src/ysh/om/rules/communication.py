@@ -11,7 +11,7 @@ from typing import Any
 
 from .model import (
     DEFAULT_THRESHOLDS, GAP_DATA, GAP_OUTAGE, GAP_PARTIAL, GAP_UNKNOWN, Peers, RuleState, Thresholds,
-    WindowStat, silence_limit, _is_daylight, _ordered,
+    WindowStat, silence_limit, _is_daylight, _ordered, _window_start,
 )
 
 
@@ -58,7 +58,7 @@ def classify_gap(before: WindowStat, after: WindowStat, peer_windows: Iterable[W
 
 def comm_loss_state(history: Sequence[WindowStat], peers: Peers, thresholds: Thresholds = DEFAULT_THRESHOLDS,
                     now: datetime | None = None, interval: timedelta | None = None,
-                    observed_interval: timedelta | None = None) -> RuleState:
+                    observed_interval: timedelta | None = None, peer_clock: Any = ...) -> RuleState:
     """Communication loss of one inverter: silent (no sample) for ≥ ``comm_loss_after``
     (for a logger reporting less often, ``comm_loss_intervals`` of its reporting interval:
     :func:`silence_limit`; the same below wherever ``comm_loss_after`` is named)
@@ -68,17 +68,31 @@ def comm_loss_state(history: Sequence[WindowStat], peers: Peers, thresholds: Thr
     :func:`plant_offline_state`'s. Once data resumed, the inactive state carries the
     latest gap's ``last_gap`` classification and ``at`` = the resumed window's start.
     ``interval``: the reporting interval inferred earlier (for a history of one window);
-    ``observed_interval``: ``reporting_interval(history)`` when the caller has it."""
+    ``observed_interval``: ``reporting_interval(history)`` when the caller has it;
+    ``peer_clock``: the newest ``last_ts`` of the other inverters' windows in ``peers``
+    (None: there is none), when the caller has it (computed once per plant and moment)."""
     t = thresholds
     ordered = _ordered(history)
     if not ordered:
         return RuleState(False, {"reason": "no_data"})
     own = ordered[-1]
     limit = silence_limit(ordered, t, interval, observed_interval)
-    peer_list = [p for ws in peers.values() for p in ws if p.inverter_id != own.inverter_id]
-    clock = max([own.last_ts] + [p.last_ts for p in peer_list] + ([now] if now is not None else []))
+    if peer_clock is ...:  # the peers' newest sample, unless the caller has it
+        peer_clock = max((p.last_ts for ws in peers.values() for p in ws if p.inverter_id != own.inverter_id),
+                         default=None)
+    clock = own.last_ts
+    for other in (peer_clock, now):
+        if other is not None and other > clock:
+            clock = other
     silent = clock - own.last_ts
+
+    def peer_windows() -> list[WindowStat]:  # only where needed, and where a peer window exists
+        if peer_clock is None:
+            return []
+        return [p for ws in peers.values() for p in ws if p.inverter_id != own.inverter_id]
+
     if silent >= limit:
+        peer_list = peer_windows()
         later = [p for p in peer_list if p.last_ts >= own.last_ts + limit]
         reporting = sorted({p.inverter_id for p in later})
         details = {"since": own.last_ts, "silent_s": silent.total_seconds(), "peers_reporting": reporting}
@@ -88,8 +102,10 @@ def comm_loss_state(history: Sequence[WindowStat], peers: Peers, thresholds: Thr
         if reporting:
             return RuleState(True, details, own.last_ts + limit)
         return RuleState(False, {**details, "reason": "plant_silent"}, own.window_end)
-    for before, after in reversed(list(zip(ordered, ordered[1:]))):
+    for k in range(len(ordered) - 1, 0, -1):  # the latest gap
+        before, after = ordered[k - 1], ordered[k]
         if after.window_start - before.last_ts >= limit:
+            peer_list = peer_windows()
             if any(p.last_ts >= before.last_ts + limit and p.window_start < after.window_start
                    for p in peer_list):
                 return RuleState(False, {"last_gap": classify_gap(before, after, peer_list, t)}, after.window_start)
@@ -98,13 +114,20 @@ def comm_loss_state(history: Sequence[WindowStat], peers: Peers, thresholds: Thr
 
 
 def _plant_gaps(histories: Mapping[str, Sequence[WindowStat]], after: timedelta) -> list[tuple[datetime, datetime]]:
-    windows = sorted((w for h in histories.values() for w in h), key=lambda w: w.window_start)
+    if len(histories) == 1:  # one inverter: its history is ordered already (``_ordered``, the same stable sort)
+        windows = _ordered(next(iter(histories.values())))
+    else:
+        windows = sorted((w for h in histories.values() for w in h), key=_window_start)
     gaps = []
     latest: datetime | None = None
     for w in windows:
-        if latest is not None and w.window_start - latest >= after:
+        if latest is None:
+            latest = w.last_ts
+            continue
+        if w.window_start - latest >= after:
             gaps.append((latest, w.window_start))
-        latest = w.last_ts if latest is None else max(latest, w.last_ts)
+        if w.last_ts > latest:  # max(latest, w.last_ts), without the call
+            latest = w.last_ts
     return gaps
 
 

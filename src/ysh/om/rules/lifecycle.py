@@ -44,6 +44,8 @@ def advance(open_alerts: Mapping[AlertKey, Alert], states: Mapping[AlertKey, tup
     current = dict(open_alerts)
     opened: list[Alert] = []
     resolved: list[Alert] = []
+    if not current and not any(state.active for _, state in states.values()):
+        return current, opened, resolved  # nothing open, nothing active: nothing to do (most moments)
     for key, (at, state) in sorted(states.items(), key=lambda kv: tuple(str(part) for part in kv[0])):
         alert = current.get(key)
         if state.active:

@@ -86,10 +86,11 @@ def trip_state(history: Sequence[WindowStat], peers: Peers,
     before the rules' horizon the verdict is ``undecided`` (an open alert stays open)."""
     t = thresholds
     ordered = _ordered(history)
-    eligible = [w for w in ordered if _trip_eligible(w, t)]
-    if not eligible:
+    # the last eligible window, searched from the newest back (the earlier ones only for ``since``)
+    last = next((i for i in range(len(ordered) - 1, -1, -1) if _trip_eligible(ordered[i], t)), None)
+    if last is None:
         return RuleState(False, {"reason": "no_production_expected"})
-    w = eligible[-1]
+    w = ordered[last]
     peer_windows = _peers_at(peers, w)
     producing = _producing(peer_windows, t)
     peer_pis = [p.performance_index for p in producing if p.performance_index is not None]
@@ -113,7 +114,7 @@ def trip_state(history: Sequence[WindowStat], peers: Peers,
             return RuleState(False, {**details, **evidence}, w.window_end)
         return RuleState(True, {**details, **evidence}, w.window_end)
     since = w.window_start
-    for prev in reversed(eligible[:-1]):
+    for prev in reversed([x for x in ordered[:last] if _trip_eligible(x, t)]):
         if not _is_down(prev, t):
             break
         since = prev.window_start
@@ -254,7 +255,7 @@ def _run_counter(run: _Run, t: Thresholds) -> tuple[str, dict[str, Any]]:
 
 
 def frozen_state(history: Sequence[WindowStat], thresholds: Thresholds = DEFAULT_THRESHOLDS,
-                 observed_interval: timedelta | None = None) -> RuleState:
+                 observed_interval: timedelta | None = None, run: Any = ...) -> RuleState:
     """Frozen values: the run of identical ``ac_power_w`` readings ending at the last
     daylight window (:func:`_constant_run`) is ≥ ``frozen_samples`` — and the energy
     counter does not contradict it (:func:`_run_counter`): where the counter advances as
@@ -265,9 +266,11 @@ def frozen_state(history: Sequence[WindowStat], thresholds: Thresholds = DEFAULT
     counter runs at the rating). A run at ≤ ``trip_output_fraction`` of rated is a
     stopped inverter (zeros repeat), for the trip and plant-outage rules, not frozen
     data. Without counter readings a long enough run is frozen, as before.
-    ``observed_interval``: ``reporting_interval(history)`` when the caller has it."""
+    ``observed_interval``: ``reporting_interval(history)`` when the caller has it; ``run``:
+    :func:`_constant_run` of the history, when the caller has it."""
     t = thresholds
-    run = _constant_run(_ordered(history), t, observed_interval)
+    if run is ...:
+        run = _constant_run(_ordered(history), t, observed_interval)
     if run is None:
         return RuleState(False, {"reason": "no_daylight_window"})
     w, value = run.window, run.value
@@ -285,7 +288,7 @@ def frozen_state(history: Sequence[WindowStat], thresholds: Thresholds = DEFAULT
 
 
 def power_limited_state(history: Sequence[WindowStat], thresholds: Thresholds = DEFAULT_THRESHOLDS,
-                        observed_interval: timedelta | None = None) -> RuleState:
+                        observed_interval: timedelta | None = None, run: Any = ...) -> RuleState:
     """Power limited (info): ≥ ``frozen_samples`` identical readings in daylight above the
     trip level and below the clipping level while the energy counter advances as that
     value implies (:func:`_run_counter`): the inverter is held at a constant power (an
@@ -293,9 +296,11 @@ def power_limited_state(history: Sequence[WindowStat], thresholds: Thresholds = 
     frozen data. ``details``: ``level_w``, ``fraction`` of rated, ``since``, the counter's
     advance and the energy implied. Whether the held output is also below expectation is
     the underperformance rule's verdict. ``observed_interval``:
-    ``reporting_interval(history)`` when the caller has it."""
+    ``reporting_interval(history)`` when the caller has it; ``run``: :func:`_constant_run`
+    of the history, when the caller has it."""
     t = thresholds
-    run = _constant_run(_ordered(history), t, observed_interval)
+    if run is ...:
+        run = _constant_run(_ordered(history), t, observed_interval)
     if run is None:
         return RuleState(False, {"reason": "no_daylight_window"})
     w, value = run.window, run.value
@@ -351,7 +356,8 @@ def clipping_state(history: Sequence[WindowStat], thresholds: Thresholds = DEFAU
 
 def plant_outage_state(histories: Mapping[str, Sequence[WindowStat]],
                        thresholds: Thresholds = DEFAULT_THRESHOLDS,
-                       observed_intervals: Mapping[str, timedelta] | None = None) -> RuleState:
+                       observed_intervals: Mapping[str, timedelta] | None = None,
+                       slots: Mapping[datetime, Sequence[WindowStat]] | None = None) -> RuleState:
     """Plant outage: at the last window start where ≥ 2 inverters report and all are in
     daylight (expected ≥ ``daylight_fraction`` of rated), every one of them is down (max
     power ≤ ``trip_output_fraction`` of rated) — a plant-wide trip (grid fault, breaker),
@@ -364,16 +370,24 @@ def plant_outage_state(histories: Mapping[str, Sequence[WindowStat]],
     inverter, the run lasted ≥ ``stop_min_duration``). A whole plant at zero at dawn, dusk
     or under heavy cloud or snow is not an outage the clear sky can tell. When the stop
     began before the rules' horizon the verdict is ``undecided``. ``observed_intervals``:
-    inverter → ``reporting_interval`` of its history, when the caller has them."""
+    inverter → ``reporting_interval`` of its history, when the caller has them. ``slots``:
+    window start → the windows of ``histories`` at that start, in their order, when the
+    caller has them."""
     t = thresholds
-    slots: dict[datetime, list[WindowStat]] = defaultdict(list)
-    for h in histories.values():
-        for w in h:
-            slots[w.window_start].append(w)
-    eligible = [s for s in sorted(slots) if len(slots[s]) >= 2 and all(_is_daylight(w, t) for w in slots[s])]
-    if not eligible:
+    if slots is None:
+        slots = defaultdict(list)
+        for h in histories.values():
+            for w in h:
+                slots[w.window_start].append(w)
+    starts = sorted(slots)
+
+    def eligible(s: datetime) -> bool:
+        return len(slots[s]) >= 2 and all(_is_daylight(w, t) for w in slots[s])
+
+    # the newest eligible slot, searched from the newest back (the earlier ones only when needed)
+    last = next((s for s in reversed(starts) if eligible(s)), None)
+    if last is None:
         return RuleState(False, {"reason": "no_production_expected"})
-    last = eligible[-1]
     at = max(w.window_end for w in slots[last])
     if not all(_is_down(w, t) for w in slots[last]):
         return RuleState(False, {"clear_since": last}, at)
@@ -383,7 +397,7 @@ def plant_outage_state(histories: Mapping[str, Sequence[WindowStat]],
                            all(_at_tare(w, t) for w in slots[s]),
                            statistics.median(w.max_power_w / w.rated_power_w if w.rated_power_w > 0 else 0.0
                                              for w in slots[s]))
-                   for s in sorted(slots) if s <= last]
+                   for s in starts if s <= last]
         known = observed_intervals or {}
         interval = max((known[inv] if inv in known else reporting_interval(h) for inv, h in histories.items() if h),
                        default=None)
@@ -393,7 +407,7 @@ def plant_outage_state(histories: Mapping[str, Sequence[WindowStat]],
             return RuleState(False, {**details, "undecided": True}, at)
         return RuleState(bool(stopped), details, at)
     since = last
-    for s in reversed(eligible[:-1]):
+    for s in reversed([s for s in starts if s < last and eligible(s)]):
         if not all(_is_down(w, t) for w in slots[s]):
             break
         since = s
