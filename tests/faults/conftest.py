@@ -55,20 +55,25 @@ def fault_warehouse(restartable_pg):
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
 
 
-def restart(server, down_s: float = OUTAGE_S) -> None:
+def stop_now(server) -> None:
     """Stop the server at once (``pg_ctl stop -m immediate``: every connection is cut, as
-    in a crash, an OOM kill or a lost container; the start then recovers from the WAL),
-    keep it down ``down_s`` seconds, start it again.
-
-    Not ``-m fast``: a fast shutdown waits until every logical walsender's client has
-    confirmed all WAL, and a follower with Pathway persistence confirms a position only
-    ``confirm_delay_s`` (60 s) after it handed it over (docs/operations.md, "Faults")."""
+    in a crash, an OOM kill or a lost container; the next start recovers from the WAL)."""
     from ysh.services.postgres import _bin_dir
 
     result = server._run([str(_bin_dir() / "pg_ctl"), "-D", str(server.data_dir), "-m", "immediate", "-w",
                           "-t", "30", "stop"], timeout=40)
     assert result.returncode == 0, result.stderr
     assert not server.status().running
+
+
+def restart(server, down_s: float = OUTAGE_S) -> None:
+    """Stop the server at once (:func:`stop_now`), keep it down ``down_s`` seconds, start
+    it again.
+
+    Not ``-m fast``: a fast shutdown waits until every logical walsender's client has
+    confirmed all WAL, and a follower with Pathway persistence confirms a position only
+    ``confirm_delay_s`` (60 s) after it handed it over (docs/operations.md, "Faults")."""
+    stop_now(server)
     time.sleep(down_s)
     server.start()
 

@@ -1,5 +1,5 @@
 """PostgreSQL restarted under ``ysh rag serve`` with its pgvector copy: a document edited
-as the server goes down and one deleted after it is back; the service keeps answering,
+while the server is down and one deleted after it is back; the service keeps answering,
 its sink keeps the chunks pending and retries, and rag_chunks ends equal to the index —
 no chunk lost, none doubled, none stale."""
 
@@ -13,7 +13,7 @@ from ysh.rag.evaluation import start_service
 
 from ..conftest import query, wait_for
 from ..rag.test_pgvector_service import DOCS, FILES, in_sync, stats
-from .conftest import restart
+from .conftest import stop_now
 
 pytestmark = pytest.mark.integration
 
@@ -30,11 +30,16 @@ def test_rag_serve_pgvector_rides_through_a_database_restart(restartable_pg, fau
     log = tmp_path / "helio.log"
     with start_service(docs, env=env, timeout_s=300, log_path=log) as service:
         wait_for(lambda: in_sync(warehouse, service.url), timeout=120, what="rag_chunks = the index")
-        glossary = docs / "glossario_energia_solar.md"  # edited as the server goes down
+        stop_now(restartable_pg)
+        glossary = docs / "glossario_energia_solar.md"  # edited while the server is down
         glossary.write_text(glossary.read_text() + "\n\n## Termo novo\n\nHeliotermia quântica: termo inventado "
                             "para este teste, que precisa aparecer na cópia durável.\n")
-        restart(restartable_pg)
+        # the sink meets the database down (waited for, not left to timing: on a quiet
+        # machine the edit could otherwise be written before the server stops)
+        wait_for(lambda: "writing rag_chunks failed" in log.read_text(), timeout=90,
+                 what="the pgvector sink to fail on the stopped server")
         assert stats(service.url)["chunks"]  # it kept answering
+        restartable_pg.start()
         (docs / "faq_frete_logistica.html").unlink()  # deleted after the start
         rows = wait_for(lambda: (rows := in_sync(warehouse, service.url)) and not any("faq_frete" in p for p in rows)
                         and query(warehouse, "SELECT count(*) FROM rag_chunks WHERE text LIKE %s",
@@ -46,4 +51,3 @@ def test_rag_serve_pgvector_rides_through_a_database_restart(restartable_pg, fau
         # none doubled: one row per (document, chunk index)
         assert query(warehouse, "SELECT count(*) FROM rag_chunks") == query(
             warehouse, "SELECT count(DISTINCT (path, chunk_index)) FROM rag_chunks")
-    assert "writing rag_chunks failed" in log.read_text()
