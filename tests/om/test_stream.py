@@ -403,3 +403,10 @@ def test_influxdb_lines_still_unsent_at_close_are_counted_in_an_error(caplog):
     assert influx.requests == []
     assert sink.unsent_at_close == 4
     assert "4 window lines still unsent" in caplog.text
+
+
+@pytest.mark.parametrize("name", ["under_windows", "frozen_samples", "clipping_windows"])
+def test_a_window_count_below_one_is_refused(name):
+    # underperformance over 0 windows read an empty run (IndexError in the fold)
+    with pytest.raises(ValueError, match=f"{name}=0"):
+        thresholds_from({name: 0})

@@ -157,8 +157,6 @@ class PlantFold:
         counts = getattr(self, "_producing", None)
         if counts is None or getattr(self, "_ends", None) is None:
             return production_quiet(histories, self.thresholds)
-        if self.thresholds.under_windows < 1:
-            return False
         lo, hi = bisect.bisect_right(self._ends, floor), bisect.bisect_right(self._ends, end)
         return counts[hi] == counts[lo]
 

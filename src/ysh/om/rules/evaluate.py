@@ -69,8 +69,6 @@ def production_quiet(histories: Mapping[str, Sequence[WindowStat]], thresholds: 
     and the plant outage need one), at the clipping level or pinned at a limit (clipping
     needs its last windows so). A night, for the fold: it evaluates only the silence
     rules then, when no alert of the plant is open (``evaluate_plant(silence_only=True)``)."""
-    if thresholds.under_windows < 1:  # underperformance would judge an empty run
-        return False
     return not any(could_produce(w, thresholds) for h in histories.values() for w in h)
 
 

@@ -77,6 +77,18 @@ class Thresholds:
     stop_from_fraction: float = 0.08
     stop_min_duration: timedelta = timedelta(minutes=30)
 
+    def __post_init__(self) -> None:
+        # the window counts are runs the rules read back: a run of none judges nothing
+        # (underperformance over 0 windows would read an empty list)
+        small = [f"{name}={getattr(self, name)}" for name in _WINDOW_COUNTS if getattr(self, name) < 1]
+        if small:
+            raise ValueError(f"O&M thresholds must be at least 1: {', '.join(small)}")
+
+
+#: the integer thresholds that are runs of windows or samples the rules read back
+#: (``comm_loss_intervals`` is a multiplier, 0 allowed; ``limit_memory_windows`` a memory)
+_WINDOW_COUNTS = ("under_windows", "frozen_samples", "clipping_windows")
+
 
 DEFAULT_THRESHOLDS = Thresholds()
 
