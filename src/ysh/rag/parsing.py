@@ -24,6 +24,8 @@ import re
 import unicodedata
 import zipfile
 
+from .chunking import _CODE  # a model code as the lexical index keeps it
+
 DEFAULT_MAX_FILE_BYTES = 20 * 1024 * 1024
 FORMATS = ("pdf", "docx", "html", "markdown", "text")
 
@@ -307,21 +309,17 @@ def _parse_markdown(data: bytes) -> list[tuple[str, dict]]:
     return [(text, {"title": title, "format": "markdown"})]
 
 
-#: a model code: letters and digits in one token (``VTR-6K-M1``, ``AUR72-HC550M``, ``5000TL-X``)
-_MODEL_CODE = re.compile(r"(?<![\w-])(?=[\w./-]*\d)(?=[\w./-]*[A-Za-z])[A-Za-z0-9]+(?:[-/.][A-Za-z0-9]+)*(?![\w-])")
-
-
 def _title_with_subject(text: str, title: str) -> str:
     """A plain-text title that names no model (``VOLTERA - FOLHA DE DADOS``) is completed
     by the next short line when that one does (``VTR-6K-M1 - inversor string monofásico de
     6 kW``): the title is what every chunk of the document carries into the lexical index,
     so the datasheet's ``Peso 16,0 kg`` block is found for "quanto pesa o VTR-6K-M1"."""
-    if _MODEL_CODE.search(title):
+    if _CODE.search(title):
         return title
     lines = [line.strip().lstrip("#").strip() for line in text.split("\n")]
     lines = [line for line in lines if line]
     for line in lines[1:3]:
-        if len(line) <= 120 and _MODEL_CODE.search(line) and not line.endswith(":"):
+        if len(line) <= 120 and _CODE.search(line) and not line.endswith(":"):
             return f"{title} — {line}"[:200]
     return title
 
