@@ -41,7 +41,7 @@ def test_tariffs_follow_rides_through_a_database_restart(restartable_pg, fault_w
     try:
         wait_for(lambda: query(warehouse, "SELECT count(*) FROM tarifas_normalized")[0][0] == 476, 120,
                  "the initial snapshot normalized")
-        wait_for(lambda: job.FOLLOWER.active(warehouse), 60, "the follower's slot active")
+        wait_for(lambda: job.FOLLOWER.streaming(warehouse), 60, "the follower streaming (its slot active)")
         extra = write_tariffs(tmp_path / "extra.csv", *[p.replace("CEMIG-D", "EQUATORIAL PA") for p in PERIODS[:3]])
         land(extra)  # committed right before the stop: its outputs are in flight
         restart(restartable_pg)

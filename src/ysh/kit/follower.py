@@ -4,15 +4,18 @@ A job's outputs are kept current by a long-running follower of its source tables
 (logical replication, :mod:`ysh.cdc`; Pathway's native ``pw.io.postgres.read`` when a
 license key is given), or recomputed by a batch over a snapshot. A :class:`Follower`
 names the replication objects (one publication and one slot per followed table), tells
-whether a follower is running, runs the batch (refused while a follower runs: it would
+whether a follower is running (a session advisory lock the follower holds from before its
+first batch to its end, or an active slot), runs the batch (refused while a follower runs: it would
 race it), runs batch-then-follow, and resets a follower's state. The job supplies its
 tables and its graph; its business rules stay in the job.
 """
 
 from __future__ import annotations
 
+import logging
 import shutil
 import threading
+import time
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -26,6 +29,88 @@ from psycopg import sql
 from .. import db, pw_runtime
 from . import sinks
 from ..db import Warehouse
+
+log = logging.getLogger(__name__)
+
+# the (int4, int4) advisory lock a running follower holds: (hashtext of _LOCK_SPACE,
+# hashtext of "<schema>:<pipeline>"); pg_locks shows it as classid/objid, objsubid 2
+_LOCK_SPACE = "ysh.follower"
+_HELD = """SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 2
+    AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+    AND classid::text::bigint = (hashtext(%(space)s)::bigint & 4294967295)
+    AND objid::text::bigint = (hashtext(%(name)s)::bigint & 4294967295)"""
+
+
+class _Presence:
+    """A session advisory lock held by a thread while a follower runs: it tells a batch
+    that a follower is there in the moments no slot of it is active (its first batch, the
+    slot's creation, the initial snapshot). A lost server drops the lock; the thread
+    takes it again once the server is back. Released on leaving the ``with`` block (or
+    with the process)."""
+
+    here: set[str] = set()  # the names this process holds: its own batch is not refused
+
+    def __init__(self, dsn: str, name: str, *, check_s: float = 2.0, wait_s: float = 15.0):
+        self._dsn, self._name, self._check_s, self._wait_s = dsn, name, check_s, wait_s
+        self._stop = threading.Event()
+        self._conn: psycopg.Connection | None = None
+        self._thread = threading.Thread(target=self._keep, name=f"follower-lock {name}", daemon=True)
+
+    def _take(self) -> bool:
+        conn = psycopg.connect(self._dsn, autocommit=True, connect_timeout=10)
+        (taken,) = conn.execute("SELECT pg_try_advisory_lock(hashtext(%s), hashtext(%s))",
+                                (_LOCK_SPACE, self._name)).fetchone()
+        if not taken:
+            conn.close()
+            return False
+        self._conn = conn
+        return True
+
+    def __enter__(self) -> _Presence:
+        try:
+            # a killed follower's session ends a moment after its process: wait for it
+            deadline = time.monotonic() + self._wait_s
+            while not self._take():
+                if time.monotonic() >= deadline:
+                    raise FollowerRunning(f"another {self._name} follower is running (it holds the follower "
+                                          "lock); stop it first")
+                time.sleep(0.5)
+        except psycopg.OperationalError as exc:  # the server is down: the thread takes it later
+            log.warning("follower lock %s not taken (%s); retrying", self._name, _first_line(exc))
+        _Presence.here.add(self._name)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        _Presence.here.discard(self._name)
+        if self._conn is not None:
+            try:  # released now, not when the server notices the closed connection
+                self._conn.execute("SELECT pg_advisory_unlock(hashtext(%s), hashtext(%s))", (_LOCK_SPACE, self._name))
+            except psycopg.Error:
+                pass
+            self._conn.close()
+
+    def _keep(self) -> None:
+        while not self._stop.wait(self._check_s):
+            try:
+                if self._conn is None:
+                    if self._take():
+                        log.info("follower lock %s taken again", self._name)
+                else:
+                    self._conn.execute("SELECT 1")
+            except psycopg.OperationalError as exc:
+                if self._conn is not None:
+                    log.warning("follower lock %s lost (%s); taking it again when the server is back",
+                                self._name, _first_line(exc))
+                    self._conn.close()
+                    self._conn = None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 class FollowerRunning(RuntimeError):
@@ -72,8 +157,21 @@ class Follower:
 
         return replication_names(schema, table or self.lead or self.tables[0])
 
+    def _lock_name(self, schema: str) -> str:
+        return f"{schema}:{self.pipeline}"
+
     def active(self, warehouse: Warehouse) -> bool:
-        """Whether a follower holds the lead table's replication slot now."""
+        """Whether a follower of this schema runs now: it holds its advisory lock (taken
+        before its first batch, kept to its end) or the lead table's replication slot."""
+        with psycopg.connect(warehouse.dsn, autocommit=True) as conn:
+            if conn.execute(_HELD, {"space": _LOCK_SPACE, "name": self._lock_name(warehouse.schema)}).fetchone():
+                return True
+        return self.streaming(warehouse)
+
+    def streaming(self, warehouse: Warehouse) -> bool:
+        """Whether a follower streams changes now: the lead table's replication slot is
+        active (a follower holds it from START_REPLICATION on, so its initial snapshot is
+        taken; not while it runs its first batch, creates the slot or reads the snapshot)."""
         _, slot = self.names(warehouse.schema)
         with psycopg.connect(warehouse.dsn, autocommit=True) as conn:
             return conn.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s AND active",
@@ -132,7 +230,7 @@ class Follower:
             a follower of this schema is running: it keeps the outputs current, and a
             batch writing the same rows from an older snapshot could undo its changes.
         """
-        if self.active(warehouse):
+        if self._lock_name(warehouse.schema) not in _Presence.here and self.active(warehouse):
             raise FollowerRunning(self.busy.format(schema=warehouse.schema))
         started = db.server_now(warehouse)
         pw_runtime.fresh_graph()
@@ -153,18 +251,24 @@ class Follower:
         server is waited out: the sources reconnect with backoff (:mod:`ysh.cdc`) and the
         sinks retry each write (:mod:`ysh.kit.sinks`).
         ``graph(sources)`` builds the outputs from the streaming sources; ``on_ready()``
-        is called once the graph is running.
+        is called once the graph is running. From its start to its end the follower holds
+        an advisory lock that :meth:`active` reads, so a batch is refused even before its
+        slots are active, and a second follower of the schema is refused
+        (:class:`FollowerRunning`).
         """
-        if not persistence_dir.exists() or not any(persistence_dir.iterdir()):
-            batch()
-        pw_runtime.fresh_graph()
-        outputs = graph(self.read(warehouse, autocommit_duration_ms=autocommit_duration_ms, license_key=license_key))
-        # sinks that wait out a lost server (Pathway's own writer ends the run)
-        sinks.write_snapshots(outputs, self.outputs, warehouse)
-        pw_runtime.observe_outputs({t: getattr(outputs, attr) for attr, (t, _) in self.outputs.items()}, self.pipeline)
-        if on_ready is not None:
-            threading.Timer(0.5, on_ready).start()
-        pw_runtime.run(persistence_dir=persistence_dir)
+        with _Presence(warehouse.dsn, self._lock_name(warehouse.schema)):
+            if not persistence_dir.exists() or not any(persistence_dir.iterdir()):
+                batch()
+            pw_runtime.fresh_graph()
+            outputs = graph(self.read(warehouse, autocommit_duration_ms=autocommit_duration_ms,
+                                      license_key=license_key))
+            # sinks that wait out a lost server (Pathway's own writer ends the run)
+            sinks.write_snapshots(outputs, self.outputs, warehouse)
+            pw_runtime.observe_outputs({t: getattr(outputs, attr) for attr, (t, _) in self.outputs.items()},
+                                       self.pipeline)
+            if on_ready is not None:
+                threading.Timer(0.5, on_ready).start()
+            pw_runtime.run(persistence_dir=persistence_dir)
 
     def reset(self, warehouse: Warehouse, persistence_dir: Path) -> None:
         """Forget the follower: drop its replication slots and persisted state (the next
