@@ -139,6 +139,9 @@ SPLITS = {"sample": (("sample", "docs"), ("sample", "rag_eval.jsonl")),
           # the first held-out split, reported once per round for three rounds and then spent:
           # from 2026-12-04 a tuning split (rag_eval_dev4_SOURCES.md)
           "dev4": (("sample", "docs_dev4"), ("sample", "rag_eval_dev4.jsonl")),
+          # a sixth tuning split, written 2026-12-04 by a session kept away from the answerer
+          # (rag_eval_dev5_SOURCES.md)
+          "dev5": (("sample", "docs_dev5"), ("sample", "rag_eval_dev5.jsonl")),
           "heldout": (("sample", "docs_heldout"), ("sample", "rag_eval_heldout.jsonl")),
           # questions the sample documents do not answer: "não encontrei" is right (its calibration)
           "refusal": (("sample", "docs"), ("sample", "rag_eval_refusal.jsonl"))}
