@@ -98,3 +98,39 @@ def test_the_portuguese_analyzer_stems_folds_and_keeps_codes_whole():
     codes = analyze_pt("Módulo JA Solar JAM72S30-550/MR; inversor 5000TL-X de 550 V; Lei 14.300").split()
     assert {"jam72s30550mr", "5000tlx", "550v", "14300", "ja"} <= set(codes)
     assert "jam72s01" not in codes and "de" not in codes
+
+
+# --------------------------------------------------------------------------------------
+# long tables and lists (real shapes: a catalogue table, a plain-text export's wrapped list)
+# --------------------------------------------------------------------------------------
+
+def test_every_piece_of_a_long_table_opens_with_its_header(chunker):
+    header = "| Código | Corrente nominal | Tensão nominal | Perda de potência | Preço unitário |\n|---|---|---|---|---|"
+    rows = [f"| MDC-F10-{i:02d}G1 | {i} A | 1.000 V CC | {i / 10:.1f} W | R$ {10 + i},90 |" for i in range(1, 41)]
+    chunks = chunker.chunk("## Fusíveis\n\n" + header + "\n" + "\n".join(rows))
+    table = [text for text, _ in chunks if "MDC-F10" in text]
+    assert len(table) > 1
+    assert all(text.startswith(header) for text in table)
+    assert all(chunker.n_tokens(text) <= 200 for text, _ in chunks)
+    assert sum(text.count("MDC-F10-") for text in table) >= len(rows)  # no row lost
+
+
+def test_a_pipe_table_without_a_rule_repeats_its_header_too(chunker):
+    header = "Parâmetro | PRC-BX100A | PRC-BX215L"
+    rows = [f"Grandeza número {i} do gabinete | {i},5 kg | {2 * i},5 kg" for i in range(1, 50)]
+    pieces = [text for text, _ in chunker.chunk(header + "\n" + "\n".join(rows))]
+    assert len(pieces) > 1 and all(text.startswith(header + "\n") for text in pieces)
+
+
+def test_a_wrapped_list_item_is_never_cut_and_the_lead_in_opens_the_next_piece(chunker):
+    # a plain-text manual: the lead-in after a first sentence, items wrapped at 70 columns
+    items = [f"  {i}) Passo {i} da montagem: aperte os parafusos da viga {i} com o torque indicado na\n"
+             f"     tabela de torques, ainda sem o aperto final da estrutura." for i in range(1, 15)]
+    text = ("Antes de comecar, isole a area de trabalho e confirme a cura dos\ntubuloes. "
+            "Depois, monte cada vao nesta ordem:\n" + "\n".join(items))
+    pieces = [t for t, _ in chunker.chunk(text)]
+    assert len(pieces) > 1
+    for piece in pieces:
+        assert not piece.rstrip().endswith("indicado na")  # an item's first line never ends a piece
+    assert all(p.startswith("Depois, monte cada vao nesta ordem:") for p in pieces[1:])
+    assert all(chunker.n_tokens(p) <= 200 for p in pieces)

@@ -24,7 +24,7 @@ import math
 import re
 import secrets
 
-from .chunking import fold_text
+from .chunking import file_words, fold_text
 from .passages import (
     _LIST_ITEM,
     ENDS_SENTENCE,
@@ -469,6 +469,25 @@ _QUANTITY_TOKEN = re.compile(r"^\d+(?:[.,]\d+)?(?:w|wp|kw|kwp|kwh|mw|mwh|v|kv|a|
 _NAME = re.compile(r"\b(?:[A-Z][a-z][A-Za-z]*|[A-Z]{2,}[a-z]{2,}[A-Za-z]*)\b")
 
 
+#: Brazil's states and their capitals: a place in a question is a condition a document often
+#: states by region or by "demais estados" ("frete grátis … nos demais estados"), not the
+#: subject whose absence means the passages are about something else
+_PLACES = tuple(fold_text(place) for place in (
+    "Acre", "Alagoas", "Amapá", "Amazonas", "Bahia", "Ceará", "Distrito Federal", "Espírito Santo", "Goiás",
+    "Maranhão", "Mato Grosso", "Mato Grosso do Sul", "Minas Gerais", "Pará", "Paraíba", "Paraná", "Pernambuco",
+    "Piauí", "Rio de Janeiro", "Rio Grande do Norte", "Rio Grande do Sul", "Rondônia", "Roraima",
+    "Santa Catarina", "São Paulo", "Sergipe", "Tocantins",
+    "Rio Branco", "Maceió", "Macapá", "Manaus", "Salvador", "Fortaleza", "Brasília", "Vitória", "Goiânia",
+    "São Luís", "Cuiabá", "Campo Grande", "Belo Horizonte", "Belém", "João Pessoa", "Curitiba", "Recife",
+    "Teresina", "Natal", "Porto Alegre", "Porto Velho", "Boa Vista", "Florianópolis", "Aracaju", "Palmas"))
+
+
+def _place_words(question: str) -> set[str]:
+    """The words of the Brazilian states and capitals ``question`` names."""
+    folded = f" {fold_text(question)} "
+    return {w for place in _PLACES if f" {place.strip()} " in folded for w in place.split()}
+
+
 def missing_subject(question: str, passages: list[Passage]) -> list[str]:
     """What the question names that no retrieved passage mentions: a model code
     ("SUN2000-5KTL-L1", "CS6R-410MS", "CO2") or a proper name after the first word
@@ -479,10 +498,13 @@ def missing_subject(question: str, passages: list[Passage]) -> list[str]:
     refused). Codes compare without separators ("NR10" is "NR-10")."""
     if not passages:
         return []
-    text = " ".join(" ".join(x for x in (p.title, p.section, p.text) if x) for p in passages)
+    # a document's file name names its maker too ("catalogo_protecao_cc_mandacaru.md" for a
+    # table chunk that never repeats the brand)
+    text = " ".join(" ".join(x for x in (p.title, p.section, p.text, file_words(p.path or "")) if x) for p in passages)
     folded = fold_text(text)
     compact = re.sub(r"[^0-9a-z]", "", folded)
     words = set(folded.split())
+    places = _place_words(question)
     missing = []
     for raw in re.findall(r"[\w.,/-]+", question):
         token = re.sub(r"[^0-9a-z]", "", fold_text(raw))
@@ -493,7 +515,8 @@ def missing_subject(question: str, passages: list[Passage]) -> list[str]:
         before = question[:match.start()].rstrip()
         if not before or before[-1] in ".?!:;\"“(-–—":
             continue  # a sentence's first word is capitalized anyway
-        if len(match.group(0)) > 2 and fold_text(match.group(0)) not in words:
+        if len(match.group(0)) > 2 and fold_text(match.group(0)) not in words \
+                and fold_text(match.group(0)) not in places:
             missing.append(match.group(0))
     return missing
 

@@ -58,6 +58,39 @@ def content_sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+#: a line that opens a list item, a bullet or a table row ("4) Instale…", "- Peso", "| A | B |")
+_ITEM_START = re.compile(r"^\s*(?:[-*•▪◦●]\s|\d{1,2}[.)]\s|[a-z][.)]\s|\|)")
+#: a Markdown table's rule line ("|---|:--:|")
+TABLE_RULE = re.compile(r"^\s*\|?[\s:\-|]+\|?\s*$")
+#: a table row written with pipes between cells but none at the ends (a DOCX table or a
+#: text file: "Peso | 48 kg | 92 kg")
+PIPE_ROW = re.compile(r"^[^|\n]+(?:\s\|\s[^|\n]*)+$")
+
+
+def _opens_item(line: str) -> bool:
+    """Whether a line opens a list item, a bullet or a table row (with or without pipes at
+    its ends)."""
+    return bool(_ITEM_START.match(line) or PIPE_ROW.match(line.strip()))
+
+
+def table_head(lines: list[str]) -> int:
+    """How many first lines of a paragraph name what a table's rows hold: its header row
+    (with the rule line under it, in Markdown), after a lead-in line ending in ":" if there
+    is one; 0 when the paragraph does not open with a table. A Markdown header is a row
+    followed by a rule; a table of pipes between cells (DOCX, HTML, text) has a header of
+    as many cells as the row under it."""
+    start = 1 if len(lines) > 2 and lines[0].rstrip().endswith(":") and "|" not in lines[0] else 0
+    if len(lines) < start + 2:
+        return 0
+    header, below = lines[start].strip(), lines[start + 1].strip()
+    if header.startswith("|") and "-" in below and TABLE_RULE.fullmatch(below):
+        return start + 2
+    if not header.startswith("|") and PIPE_ROW.match(header) and PIPE_ROW.match(below) \
+            and header.count("|") == below.count("|"):
+        return start + 1
+    return 0
+
+
 class TokenChunker:
     """Heading/paragraph-aware packing to at most ``max_tokens`` model tokens, with overlap.
 
@@ -92,40 +125,89 @@ class TokenChunker:
 
     def _split_long(self, paragraph: str) -> list[str]:
         """A paragraph over ``max_tokens``: lines/sentences packed, then token windows. A
-        list's lead-in line ("…sobre a energia compensada:") opens every piece of the
-        list, so no piece holds items without what they list."""
+        list's lead-in line ("…sobre a energia compensada:", also after a first sentence
+        of the paragraph) opens every later piece of the list, and a table's header row
+        every piece of the table (:func:`table_head`), so no piece holds items or rows
+        without what they list. A piece never ends inside a line that a plain-text export
+        wrapped ("4) Instale as terças a partir da extremidade mais baixa da cobertura,"
+        / "com o espaçamento indicado…"): a line that starts no item and follows a line
+        that ends no sentence goes with it."""
         lines = paragraph.split("\n")
-        lead = ""
-        if len(lines) > 1 and lines[0].rstrip().endswith(":") and self.n_tokens(lines[0]) <= self.max_tokens // 2:
-            lead, lines = lines[0].strip(), lines[1:]
-        # each sentence remembers whether it opened a line: a piece keeps the line breaks
-        # (table rows, list items, a PDF's lines), so nothing is flattened into one line
-        units = [(s, k == 0) for line in lines for k, s in enumerate(
-            x for x in _SENTENCE_END.split(line) if x.strip())]
-        lead_n = self.n_tokens(lead) if lead else 0
-        out: list[str] = []
-        current: list[tuple[str, bool]] = [(lead, True)] if lead else []
-        current_n = lead_n
-
-        def joined() -> str:
-            return "".join(("\n" if starts and i else " " if i else "") + text.strip()
-                           for i, (text, starts) in enumerate(current))
-
-        for unit, starts_line in units:
-            n = self.n_tokens(unit)
-            if n + lead_n > self.max_tokens:
-                if current and current != [(lead, True)]:
-                    out.append(joined())
-                current, current_n = ([(lead, True)] if lead else []), lead_n
-                out.extend(self._windows(unit))
+        lead, lead_at = "", 0
+        head = table_head(lines)
+        if head and self.n_tokens("\n".join(lines[:head])) <= self.max_tokens // 2:
+            # a table's header (and rule) opens every piece of it: a row of the second
+            # piece ("| MDC-F10-20G1 | 20 A | 2,4 W |") is read by its column names
+            lead, lead_at = "\n".join(line.strip() for line in lines[:head]), head
+        else:
+            first_item = next((i for i, line in enumerate(lines) if _opens_item(line)), None)
+            if first_item and lines[first_item - 1].rstrip().endswith(":") \
+                    and self.n_tokens(lines[first_item - 1]) <= self.max_tokens // 2:
+                # the sentence that introduces the list ("Depois, monte cada vão nesta ordem:"),
+                # when it is whole on its line (not the end of a sentence a PDF wrapped)
+                sentences = [x for x in _SENTENCE_END.split(lines[first_item - 1].strip()) if x.strip()]
+                starts_sentence = first_item == 1 or bool(re.search(r"[.!?:;]\s*$", lines[first_item - 2]))
+                if len(sentences) > 1 or starts_sentence:
+                    lead, lead_at = sentences[-1], first_item
+        # each sentence remembers whether it opened a line (a piece keeps the line breaks:
+        # table rows, list items, a PDF's lines, so nothing is flattened into one line)
+        # and whether a piece may start with it (not inside a wrapped line)
+        units: list[tuple[str, bool, bool, bool]] = []  # (text, opens a line, may open a piece, after the lead)
+        previous = ""
+        in_list = bool(lead)  # the lead opens later pieces while its list (or table) goes on
+        for number, line in enumerate(lines):
+            if lead and number < lead_at and lead_at != 0 and head:
+                continue  # the table's header is the lead itself
+            if lead and number == lead_at - 1 and not head:
+                units.append((line.strip(), True, True, False))  # the lead-in in its place
+                previous = line
                 continue
-            if current and current != [(lead, True)] and current_n + n > self.max_tokens:
-                out.append(joined())
-                current, current_n = ([(lead, True)] if lead else []), lead_n
-            current.append((unit.strip(), starts_line))
-            current_n += n
-        if current and current != [(lead, True)]:
-            out.append(joined())
+            wrapped = bool(previous.strip()) and not _opens_item(line) \
+                and not re.search(r"[.!?:;]\s*$", previous)
+            if number >= lead_at and not wrapped and not _opens_item(line):
+                in_list = False  # a line after the list: what follows is no item of it
+            for k, sentence in enumerate(x for x in _SENTENCE_END.split(line) if x.strip()):
+                units.append((sentence, k == 0, not (k == 0 and wrapped), number >= lead_at and in_list))
+            previous = line
+        out: list[str] = []
+        lead_n = self.n_tokens(lead) if lead else 0
+        # a piece: [(text, opens a line, may open a piece, tokens)]; a table's first piece
+        # opens with its header too (a list's has its lead-in in place)
+        current: list[tuple[str, bool, bool, int]] = [(lead, True, True, lead_n)] if head and lead else []
+        opened_with_lead = bool(current)
+
+        def emit(piece: list[tuple[str, bool, bool, int]]) -> None:
+            out.append("".join(("\n" if starts and i else " " if i else "") + text.strip()
+                               for i, (text, starts, _, _) in enumerate(piece)))
+
+        def opening(after_lead: bool) -> list[tuple[str, bool, bool, int]]:
+            return [(lead, True, True, lead_n)] if after_lead and lead else []
+
+        for text, starts_line, may_open, after_lead in units:
+            n = self.n_tokens(text)
+            body = current[1:] if opened_with_lead else current
+            if n + (lead_n if after_lead else 0) > self.max_tokens:
+                if body:
+                    emit(current)
+                current, opened_with_lead = [], False
+                out.extend(self._windows(text))
+                continue
+            if body and sum(x[3] for x in current) + n > self.max_tokens:
+                # break at the last unit that may open a piece, so a wrapped line goes
+                # whole into the next piece (when what it carries still fits)
+                cut = len(current)
+                if not may_open:
+                    start = 1 if opened_with_lead else 0
+                    cut = next((i for i in range(len(current) - 1, start, -1) if current[i][2]), len(current))
+                carried = current[cut:]
+                fresh = opening(after_lead)
+                if sum(x[3] for x in fresh + carried) + n > self.max_tokens:
+                    carried, cut = [], len(current)
+                emit(current[:cut])
+                current, opened_with_lead = fresh + carried, bool(fresh)
+            current.append((text.strip(), starts_line, may_open, n))
+        if current[1:] if opened_with_lead else current:
+            emit(current)
         return out
 
     def _blocks(self, text: str, section: str, path: tuple[tuple[int, str], ...] = ()
@@ -225,6 +307,17 @@ class TokenChunker:
             chunks, section, path = self._chunk(text, merged, len(out), section, path)
             out.extend(chunks)
         return out
+
+
+def file_words(path: str) -> str:
+    """The words of a document file's name ("docs/politica_entrega_pampa_watts.html" →
+    "politica entrega pampa watts"): the maker or distributor a question names is often
+    in the file name and the first lines only, not in the chunk of a table or a FAQ
+    entry. Empty for a live record (a URI)."""
+    if not path or "://" in path:
+        return ""
+    name = path.replace("\\", "/").rsplit("/", 1)[-1]
+    return re.sub(r"[_\W]+", " ", name.rsplit(".", 1)[0]).strip()
 
 
 def fold_text(text: str) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from .chunking import fold_text
+from .chunking import PIPE_ROW as _PIPE_ROW, TABLE_RULE as _TABLE_RULE, fold_text
 
 
 # matched against fold_text(sentence): lower case, no accents, punctuation → spaces
@@ -23,7 +23,6 @@ _INJECTION_PATTERNS = [
      "asks to ignore instructions"),
     (r"\bprevious instructions\b", "mentions previous instructions"),
     (r"\bsystem prompt\b|\bprompt (do|de) sistema\b|\bsystem message\b", "fala do prompt de sistema"),
-    (r"^\s*(system|assistant|sistema)\s*:?\s", "imita uma mensagem de sistema"),
     (r"\b(responda|responder|respondam|diga|digam|afirme|informe)\s+(ao usuario\s+)?que\b", "dita a resposta"),
     (r"\bdiga ao (usuario|cliente)\b", "dita a resposta"),
     (r"\b(answer|respond|reply|tell the user|say)\s+(that|with)\b", "dictates the answer"),
@@ -34,10 +33,15 @@ _INJECTION_PATTERNS = [
     (r"\b(do not|don t) (cite|mention|reveal)\b", "hides sources or rules"),
 ]
 _INJECTION = [(re.compile(p), reason) for p, reason in _INJECTION_PATTERNS]
+#: a chat role marker ("SYSTEM:", "[assistant]:", "<sistema>:"), on the text as written: its
+#: colon is what marks it ("Sistema | Total pago" heads a table, "Sistema de fixação…" is a sentence)
+_ROLE_MARKER = re.compile(r"(?i)(?:^|<!--|\n)\s*[\[<#*]*\s*(?:system|assistant|sistema|assistente)\s*[\]>*]*\s*:")
 
 
 def injection_reason(text: str) -> str | None:
     """Why ``text`` reads as an instruction to the assistant (prompt injection), or None."""
+    if _ROLE_MARKER.search(text):
+        return "imita uma mensagem de sistema"
     folded = fold_text(text)
     for pattern, reason in _INJECTION:
         if pattern.search(folded):
@@ -85,14 +89,10 @@ _SENTENCE_END = re.compile(r"(?<!\.\.)(?<=[.!?…])\s+(?=[\"“'(\[]?[A-ZÁÉÍ�
 _BULLET = re.compile(r"\s*[•▪◦●]\s*")
 _ABBREVIATION = re.compile(r"(?i)(?:\b(?:art|arts|n|nº|inc|ex|p|pág|pag|fig|obs|sr|sra|dr|dra|aprox|máx|mín|min|max"
                            r"|cap|item|itens|al|res|ref|tab|vol|etc\.?\s+e))\.$")
-_TABLE_RULE = re.compile(r"^\s*\|?[\s:\-|]+\|?\s*$")
 _LIST_ITEM = re.compile(r"^\s*([-*•▪◦●]|\d{1,2}[.)]|[a-z][.)]|[IVX]{1,5}\s+[-–—])\s+")
 #: a legal label that ends in a period and opens a provision ("Parágrafo único. A
 #: distribuidora não pode…"): no sentence ends there
 _LEGAL_LABEL = re.compile(r"(?i)(?:^|\s)par[áa]grafo [úu]nico\.$")
-#: a table row written with pipes between cells but none at the ends (a DOCX table or a
-#: text file: "Peso | 48 kg | 92 kg")
-_PIPE_ROW = re.compile(r"^[^|\n]+(?:\s\|\s[^|\n]*)+$")
 
 
 def is_table_row(line: str) -> bool:

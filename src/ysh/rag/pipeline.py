@@ -25,7 +25,7 @@ from pathlib import Path
 import pathway as pw
 from pathway.xpacks.llm.utils import combine_metadata
 
-from .chunking import TokenChunker, analyze_pt
+from .chunking import TokenChunker, analyze_pt, file_words
 from .embedding import CachedEmbedder
 from .parsing import DEFAULT_MAX_FILE_BYTES, ParseError, parse_document
 from .security import keep_inside_docs_root
@@ -140,7 +140,8 @@ def _lexical_view(text: str, metadata: pw.Json) -> str:
     md = metadata.as_dict() if isinstance(metadata, pw.Json) and isinstance(metadata.value, dict) else {}
     context = " ".join(str(md.get(key) or "") for key in ("title", "heading_path" if md.get("heading_path")
                                                            else "section"))
-    return analyze_pt(f"{context}\n{text}")
+    return analyze_pt(f"{file_words(str(md.get('path') or ''))}\n{context}\n{text}")
+
 
 
 @pw.udf

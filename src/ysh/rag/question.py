@@ -31,9 +31,15 @@ _STOPWORDS = PT_STOPWORDS | set(fold_text(
 _THOUSANDS = re.compile(r"(?<![\d.,])(\d{1,3})((?:\.\d{3})+)(?![\d])")
 
 
+#: a number typed against its unit ("fusível 15A", "1500V", "10mm"): the number is the
+#: term, as in "15 A" of a datasheet (a model code such as "15G5" is left whole)
+_GLUED_UNIT = re.compile(r"(?i)\b(\d+(?:[.,]\d+)?)(a|v|w|wp|kw|kwp|kwh|mwh|ka|ma|mm|mm2|cm|m|kg|hz|vcc|vca)\b")
+
+
 def _terms(text: str) -> list[str]:
     # a number with thousands ("REN 1.000", "Lei 14.300", "61.034 W") is one term
     text = _THOUSANDS.sub(lambda m: m.group(1) + m.group(2).replace(".", ""), text)
+    text = _GLUED_UNIT.sub(r"\1 \2", text)
     return [t for t in fold_text(text).split() if t not in _STOPWORDS and (len(t) > 1 or t.isdigit())]
 
 
@@ -90,6 +96,8 @@ _SYNONYM_GROUPS = (
     # "o módulo chegou trincado" is a damaged product ("avarias ocultas")
     "avaria avarias avariado avariados danificado danificados dano danos trincado trincados quebrado",
     "desconto abatimento",
+    # "é impermeável? chove embaixo?": a cover that "não é estanque" / its "vedação"
+    "impermeavel impermeaveis estanque estanques vedacao vedado vedada",
     "devolver devolucao devolucoes trocar troca",
     # "coeficientes térmicos" are the temperature coefficients
     "termico termicos termica temperatura temperaturas",

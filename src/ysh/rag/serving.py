@@ -18,7 +18,8 @@ every completed query (``delete_completed_queries=True`` panics Pathway 0.33), a
   prefix: NEG9R.28 = TSM-NEG9R.28) moves ahead of one that holds only a sibling of them
   (numbers with units and ordinals do not count: "8 kW" is in many documents that are not
   about the question); then **BM25's first is kept** unless the fusion's first holds more
-  codes, or BM25's lead is narrow and the dense member prefers the other *document*
+  codes than BM25's first *document* does, or (with :data:`BM25_LEAD_MARGIN` above 1)
+  BM25's lead is narrow and the dense member prefers the other *document*
   (:meth:`LiveIndex._keep_bm25_lead`).
 * **Filters**: ``metadata_filter`` (JMESPath, rewritten as Pathway's DocumentStore does:
   backticks become quotes) and ``filepath_globpattern`` (glob over ``path``), checked on
@@ -46,11 +47,13 @@ import numpy as np
 from .passages import finishing_sentence
 
 RETRIEVERS = ("hybrid", "dense", "bm25", "fusion")
-#: BM25's first result stays first when its BM25 score is this much above the score of
-#: the candidate the fusion put first (1.25: a quarter more). Below it (a near-tie) the
-#: dense member decides, if it prefers the other document too: rank fusion alone ignores
-#: how far apart the BM25 scores are
-BM25_LEAD_MARGIN = 1.25
+#: BM25's first result stays first unless its BM25 score is below this multiple of the
+#: score of the candidate the fusion put first *and* the dense member prefers that
+#: candidate's document. 1.0 (from 2026-12-04): never — BM25's first is by definition the
+#: highest BM25 score, so with the bundled English MiniLM the dense member no longer breaks
+#: near-ties (on six tuning splits it won one and lost three once file names were
+#: searchable, docs/rag.md). A multilingual embedder may earn a margin above 1 again.
+BM25_LEAD_MARGIN = 1.0
 #: the weight in the lexical query of a synonym the question does not use itself ("espaço
 #: livre embaixo" also looks for "afastamento" and "abaixo"; :data:`ysh.rag.question._SYNONYM_GROUPS`)
 SYNONYM_WEIGHT = 0.5
@@ -409,6 +412,14 @@ class LiveIndex:
                     for slot, score in fused]
         return sorted(rescored, key=lambda item: -item[1])
 
+    def _document_terms(self, document: str) -> set[str]:
+        """The terms of every chunk of ``document`` (a model code in its table counts for
+        the chunk of it that BM25 put first)."""
+        terms: set[str] = set()
+        for slot in self._slots_of_document.get(document, ()):
+            terms.update(self._chunks[slot].terms)
+        return terms
+
     def _best_dense(self, document: str, dense_scores: np.ndarray, matches) -> float:
         """The dense member's best similarity among the chunks of ``document`` that pass
         the filter (-inf when none has a vector)."""
@@ -424,8 +435,10 @@ class LiveIndex:
         """BM25's first result goes back to the top when the fusion put first a chunk of
         another document, unless
 
-        * that chunk holds more of the question's model codes (a code match is the rerank's
-          reason to move a candidate up, and stays), or
+        * that chunk holds more of the question's model codes than any chunk of BM25's
+          first document (a code match is the rerank's reason to move a candidate up, and
+          stays; but a document that holds the code in its table is about that model even
+          where BM25's first chunk of it, a procedure, does not name it), or
         * BM25's lead over it is narrow (its score is not :data:`BM25_LEAD_MARGIN` times
           the other's) **and** the dense member prefers the other *document*: its best
           chunk of that document is more similar to the question than its best chunk of
@@ -450,7 +463,7 @@ class LiveIndex:
             return ranked
         codes = self._codes(query)
         if self._agreeing_codes(codes, self._chunks[first_slot].terms) > \
-                self._agreeing_codes(codes, self._chunks[lead_slot].terms):
+                self._agreeing_codes(codes, self._document_terms(str(lead_md.get("path")))):
             return ranked
         first_bm25 = dict(bm25).get(first_slot, 0.0)
         if lead_score < self.bm25_lead_margin * first_bm25 and dense_scores is not None and (
