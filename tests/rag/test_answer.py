@@ -672,3 +672,12 @@ def test_a_number_typed_against_its_unit_matches_the_datasheets_spaced_value():
 
     assert {"15", "1500"} <= stems("fusivel gPV 15A pra string de 1500V")
     assert "15g5" in stems("o MDC-F85-15G5")  # a model code stays whole
+
+
+def test_a_city_names_its_region_and_uf_for_a_freight_table():
+    from ysh.rag.question import place_terms, stems
+
+    assert place_terms("frete pra Salvador, qual o percentual da NF?") == stems("Nordeste") | {"ba"}
+    # the longest name wins: Mato Grosso do Sul is Centro-Oeste, not the Sul region
+    assert place_terms("entrega em Mato Grosso do Sul") == stems("Centro-Oeste") | {"ms"}
+    assert place_terms("qual o prazo de entrega?") == set()

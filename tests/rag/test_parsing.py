@@ -126,3 +126,20 @@ def test_a_plain_text_title_without_the_model_takes_the_model_line_below_it():
     # a title that names its model stays as it is
     text = "FICHA TÉCNICA - MÓDULO JA SOLAR JAM72D40-580/LB\n\nOutro modelo XYZ-100 abaixo.\n".encode()
     assert parse_document(text, filename="a.txt")[0][1]["title"] == "FICHA TÉCNICA - MÓDULO JA SOLAR JAM72D40-580/LB"
+
+
+def test_a_space_aligned_text_table_becomes_rows_read_with_their_column_names():
+    text = ("Abaixo desses valores, o frete é cobrado sobre a nota fiscal:\n\n"
+            "  Região de entrega          Frete (% da NF)   Frete mínimo   Prazo de entrega*\n"
+            "  -------------------------  ----------------  -------------  -----------------\n"
+            "  Centro-Oeste               3,5 %             R$ 180,00      2 a 4 dias úteis\n"
+            "  Nordeste                   5,9 %             R$ 260,00      5 a 9 dias úteis\n"
+            "  Tolerância                          0 a +5 W\n"
+            "\n  * contados a partir do despacho.\n")
+    parsed = parse_document(text.encode(), filename="frete.txt")[0][0]
+    assert "Região de entrega | Frete (% da NF) | Frete mínimo | Prazo de entrega*" in parsed
+    assert "Nordeste | 5,9 % | R$ 260,00 | 5 a 9 dias úteis" in parsed
+    assert "-----" not in parsed
+    # a row with fewer runs than columns is cut under the dash groups
+    assert "Tolerância | 0 a +5 W | - | -" in parsed
+    assert "* contados a partir do despacho." in parsed  # the table ends at the blank line

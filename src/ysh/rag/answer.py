@@ -48,6 +48,7 @@ from .question import (
     defined_term,
     defines,
     question_kind,
+    place_terms,
     question_head,
     quantities,
     question_parts,
@@ -242,7 +243,8 @@ def rank_units(question: str, passages: list[Passage]
     """The passages' answer units, best first: ``([(score, coverage, rank, position,
     unit)…], term weights, question kind)``; None when no unit shares a term with the
     question."""
-    terms = stems(question) | _acronyms(question)
+    # a city or state also names its UF and region ("frete pra Salvador": the Nordeste row)
+    terms = stems(question) | _acronyms(question) | place_terms(question)
     kind = question_kind(question)
     candidates: list[tuple[int, int, Unit, set[str]]] = []
     contexts: list[set[str]] = []

@@ -324,12 +324,57 @@ def _title_with_subject(text: str, title: str) -> str:
     return title
 
 
+_DASH_RULE = re.compile(r"^\s*-{3,}(?:\s+-{3,})+\s*$")
+
+
+def _space_tables(text: str) -> str:
+    """Tables a text export aligns with spaces, a rule of dashes under their header::
+
+          Região de entrega    Frete (% da NF)   Frete mínimo
+          -------------------  ----------------  ------------
+          Nordeste             5,9 %             R$ 260,00
+
+    become rows of cells between pipes ("Região de entrega | Frete (% da NF) | Frete
+    mínimo", "Nordeste | 5,9 % | R$ 260,00"), the shape DOCX and HTML tables already
+    have: each row is then read with its column names. A row's cells are its runs
+    separated by two or more spaces when there are as many as columns, else the text under
+    each dash group. The table ends at a blank line."""
+    lines = text.split("\n")
+    out: list[str] = []
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if i + 1 < len(lines) and line.strip() and _DASH_RULE.match(lines[i + 1]):
+            rule = lines[i + 1]
+            starts = [m.start() for m in re.finditer(r"-{3,}", rule)]
+
+            def cells(row: str) -> list[str]:
+                runs = [c for c in re.split(r"\s{2,}", row.strip()) if c]
+                if len(runs) == len(starts):
+                    return runs
+                bounds = [*starts[1:], None]
+                return [row[a:b].strip() for a, b in zip(starts, bounds)]
+
+            rows = [line]
+            j = i + 2
+            while j < len(lines) and lines[j].strip() and not _DASH_RULE.match(lines[j]):
+                rows.append(lines[j])
+                j += 1
+            if len(rows) > 1:
+                out.extend(" | ".join(c or "-" for c in cells(row)) for row in rows)
+                i = j
+                continue
+        out.append(line)
+        i += 1
+    return "\n".join(out)
+
+
 def _parse_text(data: bytes) -> list[tuple[str, dict]]:
     text = _clean(decode_text(data))
     if not text:
         raise ParseError("no extractable text")
     title = _title_with_subject(text, _first_line(text))
-    return [(_mark_headings(text), {"title": title, "format": "text"})]
+    return [(_mark_headings(_space_tables(text)), {"title": title, "format": "text"})]
 
 
 _PARSERS = {"pdf": _parse_pdf, "docx": _parse_docx, "html": _parse_html, "markdown": _parse_markdown,

@@ -124,6 +124,41 @@ def _synonym_table(stem) -> dict[str, frozenset[str]]:
     return table
 
 
+#: Brazil's states: name, UF, capital, region. A freight table lists regions or UFs, a
+#: question names the city ("frete pra Salvador" is the "Nordeste" row, or "BA")
+_STATES = (
+    ("Acre", "AC", "Rio Branco", "Norte"), ("Alagoas", "AL", "Maceió", "Nordeste"),
+    ("Amapá", "AP", "Macapá", "Norte"), ("Amazonas", "AM", "Manaus", "Norte"),
+    ("Bahia", "BA", "Salvador", "Nordeste"), ("Ceará", "CE", "Fortaleza", "Nordeste"),
+    ("Distrito Federal", "DF", "Brasília", "Centro-Oeste"), ("Espírito Santo", "ES", "Vitória", "Sudeste"),
+    ("Goiás", "GO", "Goiânia", "Centro-Oeste"), ("Maranhão", "MA", "São Luís", "Nordeste"),
+    ("Mato Grosso", "MT", "Cuiabá", "Centro-Oeste"), ("Mato Grosso do Sul", "MS", "Campo Grande", "Centro-Oeste"),
+    ("Minas Gerais", "MG", "Belo Horizonte", "Sudeste"), ("Pará", "PA", "Belém", "Norte"),
+    ("Paraíba", "PB", "João Pessoa", "Nordeste"), ("Paraná", "PR", "Curitiba", "Sul"),
+    ("Pernambuco", "PE", "Recife", "Nordeste"), ("Piauí", "PI", "Teresina", "Nordeste"),
+    ("Rio de Janeiro", "RJ", "Rio de Janeiro", "Sudeste"), ("Rio Grande do Norte", "RN", "Natal", "Nordeste"),
+    ("Rio Grande do Sul", "RS", "Porto Alegre", "Sul"), ("Rondônia", "RO", "Porto Velho", "Norte"),
+    ("Roraima", "RR", "Boa Vista", "Norte"), ("Santa Catarina", "SC", "Florianópolis", "Sul"),
+    ("São Paulo", "SP", "São Paulo", "Sudeste"), ("Sergipe", "SE", "Aracaju", "Nordeste"),
+    ("Tocantins", "TO", "Palmas", "Norte"),
+)
+
+
+def place_terms(question: str) -> set[str]:
+    """The UF and region (stemmed terms) of each Brazilian state or capital the
+    question names, for the passages that list places that way; the longest name wins
+    ("Mato Grosso do Sul" is not "Mato Grosso")."""
+    folded = f" {fold_text(question)} "
+    found: set[str] = set()
+    for state, uf, capital, region in sorted(_STATES, key=lambda x: -len(x[0])):
+        for name in (state, capital):
+            key = f" {fold_text(name)} "
+            if key in folded:
+                folded = folded.replace(key, " ")
+                found |= stems(region) | {uf.lower()}
+    return found
+
+
 @functools.lru_cache(maxsize=1)
 def _synonyms() -> dict[str, frozenset[str]]:
     """The synonym groups as the answerer stems (:func:`_stem`)."""
