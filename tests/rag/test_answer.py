@@ -681,3 +681,18 @@ def test_a_city_names_its_region_and_uf_for_a_freight_table():
     # the longest name wins: Mato Grosso do Sul is Centro-Oeste, not the Sul region
     assert place_terms("entrega em Mato Grosso do Sul") == stems("Centro-Oeste") | {"ms"}
     assert place_terms("qual o prazo de entrega?") == set()
+
+
+def test_a_question_that_asks_what_to_do_gets_the_sentence_after_the_limit():
+    from ysh.rag.answer import extractive_answer
+
+    text = ("## Potência\n\nA potência instalada da microgeração fica limitada à potência disponibilizada para a "
+            "unidade consumidora. Se o cliente quiser instalar mais, deve pedir aumento de carga junto com a "
+            "solicitação de orçamento de conexão.\n\nO parecer de acesso sai em até 15 dias.")
+    passage = Passage(text=text, path="docs/norma_conexao.txt", score=1.0, chunk_index=0)
+    asked = extractive_answer("micro maior que a potência disponibilizada da UC, pode? o que tem que fazer",
+                              [passage])["answer"]
+    assert "aumento de carga" in asked
+    # without the "what to do" the limit is quoted alone (its next sentence is no part of it)
+    plain = extractive_answer("a potência da microgeração fica limitada a quê?", [passage])["answer"]
+    assert "limitada à potência disponibilizada" in plain and "aumento de carga" not in plain

@@ -163,6 +163,10 @@ ATTRIBUTE_MISSING = 0.5
 DEFINES_WEIGHT = 1.5
 #: a definition is quoted with the next sentence of its paragraph up to this length
 DEFINITION_CHARS = 450
+#: a question that also asks what to do ("o que tem que fazer", "como proceder"; folded)
+_WHAT_TO_DO = re.compile(r"\bo que (?:eu |ele |ela |o cliente |a gente )?(?:tem|tenho|temos|tem q|preciso|precisa|"
+                         r"devo|deve|faco|fazer)\b(?: (?:que|q|de))?(?: fazer)?|\bcomo (?:proceder|faco|fazer)\b|"
+                         r"\bqual o procedimento\b")
 
 
 def extractive_answer(question: str, passages: list[Passage], *, max_sentences: int = 3) -> dict:
@@ -224,6 +228,16 @@ def extractive_answer(question: str, passages: list[Passage], *, max_sentences: 
         chosen.append((rank, unit))
         if len(chosen) == max_sentences:
             break
+    if chosen and _WHAT_TO_DO.search(fold_text(question)):
+        # "pode? o que tem que fazer": a limit is answered with the sentence after it that
+        # says what to do ("… limitada à potência disponibilizada. Se o cliente quiser
+        # instalar mais, deve pedir aumento de carga …")
+        for _, unit in chosen:
+            if unit.following and len(unit.text) + len(unit.following) <= DEFINITION_CHARS \
+                    and not _quoted(fold_text(unit.following), seen):
+                seen.add(fold_text(unit.following))
+                unit.parts[-1] = f"{unit.parts[-1]} {unit.following}"
+                unit.following = None
     lines, citations = [], []
     for rank, unit in chosen:
         citations.append(_citation(passages[rank], _verbatim(passages[rank].text, unit)))
