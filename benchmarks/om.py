@@ -127,7 +127,7 @@ def cold_caches() -> None:
     from ysh.om import expected, validation
 
     for cached in (expected._location, expected._sun_day, expected._extra_radiation_day, expected._clear_day,
-                   expected._clear_ac_day, validation._epoch):
+                   expected._extra_radiation_values, expected._clear_ac_day, validation._epoch):
         cached.cache_clear()
 
 

@@ -98,3 +98,26 @@ def test_clear_day_equals_pvlibs_chain_with_its_own_lookups():
             solpos["azimuth"].to_numpy(dtype=float), clear["dni"], clear["ghi"], clear["dhi"], dni_extra)
         reference = expected.dc_per_installed_w(total, effective, expected.AMBIENT_C, expected.WIND_MS)
         assert np.array_equal(expected._clear_day(expected._Site.of(plant), day), reference), plant.plant_id
+
+
+def test_the_numpy_clear_day_is_pvlibs_chain_on_sites_all_over_brazil_and_odd_days():
+    """The clear-sky day runs pvlib's functions on arrays (no pandas objects): the same
+    numbers as pvlib's own chain (its lookups, its frames), bit for bit, on random sites,
+    tilts and azimuths, a leap day, the ends of a year and the middles of months (where the
+    turbidity's interpolation has its knots)."""
+    rng = np.random.default_rng(14)
+    days = [date(2028, 2, 29), date(2027, 1, 1), date(2026, 12, 31), date(2026, 1, 16), date(2026, 7, 16)]
+    for k in range(40):
+        lat, lon = float(rng.uniform(-33.5, 5)), float(rng.uniform(-73.5, -34.8))
+        tilt, azimuth = float(rng.uniform(0, 40)), float(rng.uniform(0, 360))
+        day = days[k % len(days)]
+        times = expected._day_times(day)
+        location = pvlib.location.Location(lat, lon, tz="UTC")
+        solpos = location.get_solarposition(times)
+        dni_extra = pvlib.irradiance.get_extra_radiation(times)
+        clear = location.get_clearsky(times, model="ineichen", solar_position=solpos, dni_extra=dni_extra)
+        total, effective = expected.plane_of_array(
+            tilt, azimuth, solpos["apparent_zenith"].to_numpy(dtype=float), solpos["azimuth"].to_numpy(dtype=float),
+            clear["dni"], clear["ghi"], clear["dhi"], dni_extra)
+        reference = expected.dc_per_installed_w(total, effective, expected.AMBIENT_C, expected.WIND_MS)
+        assert np.array_equal(expected._clear_day((lat, lon, tilt, azimuth), day), reference), (lat, lon, day)

@@ -10,6 +10,7 @@ import random
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from ysh.om import expected, job
@@ -145,3 +146,121 @@ def test_a_windows_samples_do_not_depend_on_the_order_or_the_copies_of_the_lines
     raised = {(e["plant_id"], e["inverter_id"]) for e in map(json.loads, conflicting)}
     assert all(m["max_power_w"] >= p["max_power_w"] for m, p in zip(mixed, plain)
                if (p["plant_id"], p["inverter_id"]) in raised)
+
+
+def test_the_fast_path_reads_odd_values_as_the_validator_does():
+    """The inlined fast path (``validation.fast_fields``) takes only the common types
+    itself and hands every other value to the validator's helpers: the same verdict and
+    values as :func:`validate_event` on ids that are not ASCII, blank or hold a NUL, ids
+    that are not strings (a list: unhashable), numbers as bools, big integers or strings,
+    status codes and temperatures of every type."""
+    registry = {("p1", "inv-1"): 6000.0}
+    limits = {("p1", "inv-1"): Limits(night_tare_w(6000.0), 6000.0 * POWER_ABOVE_RATED_TOLERANCE, 300)}
+    now = datetime(2026, 1, 16, 3, 0, tzinfo=timezone.utc)
+    latest = (now + min(CLOCK_SKEW, LATE_CUTOFF)).timestamp()
+    base = {"event_id": "e-1", "plant_id": "p1", "inverter_id": "inv-1", "ts": "2026-01-15T12:00:00Z",
+            "ac_power_w": 1000.5, "energy_total_kwh": 10.25}
+    odd = {
+        "event_id": ["é-1", "  ", "", "a\x00b", "\ud800", 7, None, ["x"], " e "],
+        "plant_id": [["p1"], {"a": 1}, 1, "p1 ", None],
+        "ac_power_w": [True, 7, 2 ** 63, 2 ** 64 - 1, "1000", None, -3, -60, -61, 7200, 7200.5, 0],
+        "energy_total_kwh": [False, 0, -0.0, -1, 2 ** 70, "1"],
+        "dc_power_w": [None, True, -3, -51.0, "x", 5],
+        "irradiance_wm2": [None, 812, 812.5, True, "812", -5.0],
+        "status_code": [None, 0, True, 2 ** 63, "E42", "x" * 65, "\x00", 1.5, [], "é"],
+        "temperature_c": [None, 25, 25.5, True, "hot", []],
+        "ts": ["2026-01-15T12:00:00.000001Z", "2026-01-15T12:00:00", 1768478400, None, "2026-01-16T03:04:59Z",
+               "2026-01-16T03:05:00Z", "2026-01-16T03:05:00.000001Z"],
+    }
+    checked = 0
+    for field, values in odd.items():
+        for value in values:
+            event = {**base, field: value}
+            for line in (json.dumps(event), json.dumps({k: v for k, v in event.items() if v is not None})):
+                try:
+                    raw = json.loads(line)
+                except ValueError:
+                    continue
+                fast = fast_event(line, limits, latest)
+                verdict = validate_event(raw, registry, now, min(CLOCK_SKEW, LATE_CUTOFF), DEFAULT_THRESHOLDS)
+                if fast is None:
+                    # the fast path may refuse a valid event only for a value orjson reads otherwise (a big int)
+                    assert not isinstance(verdict, Event) or field in ("energy_total_kwh", "status_code"), line
+                    continue
+                checked += 1
+                assert isinstance(verdict, Event), line
+                assert fast == (verdict.event_id, verdict.plant_id, verdict.inverter_id, verdict.ts.timestamp(),
+                                verdict.ac_power_w, verdict.energy_total_kwh, verdict.irradiance_wm2, 300), line
+    assert checked > 30
+
+
+def test_a_window_row_is_the_reference_window_bit_for_bit():
+    """The graph computes a window from epoch seconds (``pipeline._window_row``, the
+    instants as integer ns): the same ``WindowStat`` as ``rules.window_from_samples`` over
+    the samples as datetimes, on random windows with copies of event ids (equal and
+    differing), ties in time, fractional timestamps and irradiance present or not; the
+    integer ns are Pathway's own conversion of the datetime."""
+    from pathway.internals.utils.convert import _datetime_to_rust
+
+    from ysh.om.pipeline import _at, _ns, _ns_at, _window_row
+    from ysh.om.rules import window_from_samples
+
+    rng = random.Random(9)
+    start = datetime(2026, 1, 15, 12, 0, tzinfo=timezone.utc).timestamp()
+    for _ in range(3000):
+        n = rng.randint(1, 12)
+        samples = []
+        for k in range(n):
+            t = start + rng.choice([0, 60, 60, 120, 299, rng.randint(0, 299) + rng.randint(0, 999_999) / 1e6])
+            eid = f"e{rng.randint(0, n)}"
+            samples.append((eid, t, rng.choice([0.0, 1000.0, 1000.0, rng.uniform(0, 5000)]),
+                            rng.choice([10.0, 10.5, rng.uniform(0, 100)]),
+                            rng.choice([None, 800.0, rng.uniform(0, 1000)])))
+        if rng.random() < 0.3:
+            samples += rng.sample(samples, rng.randint(1, len(samples)))  # exact copies
+        rng.shuffle(samples)
+        count, avg, lo, hi, delta, run, last_t, last, first_counter, last_counter, poa = _window_row(
+            tuple(samples))
+        # the reference: one sample per event id (the last of its copies in the full order), as datetimes
+        unique = {s[0]: s for s in sorted(samples, key=lambda s: (s[0], s[1], s[2], s[3], s[4] is not None,
+                                                                 s[4] or 0.0))}.values()
+        unique = sorted(unique, key=lambda s: s[0])
+        reference = window_from_samples("p", "i", _at(start), _at(start + 300), [(_at(s[1]), s[2], s[3]) for s in unique],
+                                        0.0, 5000.0)
+        poas = [s[4] for s in unique if s[4] is not None]
+        assert (count, avg, lo, hi, delta, run, _ns_at(_ns(last_t)), last, first_counter, last_counter) == (
+            reference.samples, reference.avg_power_w, reference.min_power_w, reference.max_power_w,
+            reference.energy_delta_kwh, reference.identical_run, reference.last_ts, reference.last_power_w,
+            reference.energy_first_kwh, reference.energy_last_kwh)
+        assert poa == (sum(poas) / len(poas) if poas else None)
+        assert _ns(last_t) == _datetime_to_rust(_at(last_t))[0]
+
+
+def test_the_expected_power_of_a_window_from_epoch_seconds_is_the_models():
+    """``expected.expected_power_at`` (the window's bounds as epoch seconds, the graph's)
+    gives ``expected_power_w``'s number on aligned 5- and 15-minute windows of a whole day,
+    a window crossing midnight, one starting between minutes, and with a measured
+    irradiance."""
+    plants = load_plants(PLANTS)
+    day = datetime(2026, 1, 15, tzinfo=timezone.utc)
+    for plant in plants[:3]:
+        inverter = plant.inverters[0].inverter_id
+        key = expected.clear_sky_key(plant, inverter)
+        for length in (5, 15):
+            for first in range(0, 24 * 60, length):
+                start = day + timedelta(minutes=first)
+                end = start + timedelta(minutes=length)
+                want = expected.expected_power_w(plant, inverter, start, end)
+                assert expected.expected_power_at(plant, inverter, start.timestamp(), end.timestamp()) == want
+                assert expected.expected_power_at(plant, inverter, start.timestamp(), end.timestamp(), key=key) == want
+        for start, end in [(day + timedelta(hours=23, minutes=55), day + timedelta(hours=24, minutes=10)),
+                           (day + timedelta(hours=15, seconds=30), day + timedelta(hours=15, minutes=5, seconds=30))]:
+            assert expected.expected_power_at(plant, inverter, start.timestamp(), end.timestamp()) == \
+                expected.expected_power_w(plant, inverter, start, end)
+        for poa in (-1.0, 0.0, 250.0, 812.5, 1100.0):  # the model at the window's middle, driven by the sensor
+            noon = day + timedelta(hours=15)
+            middle = pd.DatetimeIndex([noon + timedelta(minutes=2.5)])
+            want = float(expected._ac(plant, inverter, expected._dc_per_w(expected._Site.of(plant), middle,
+                                                                          np.array([poa])))[0])
+            assert expected.expected_power_w(plant, inverter, noon, noon + timedelta(minutes=5), poa) == want
+            assert expected.expected_power_at(plant, inverter, noon.timestamp(), noon.timestamp() + 300, poa) == want

@@ -50,14 +50,19 @@ def utc(value):
 
 
 def _normalized(w: WindowStat) -> WindowStat:
-    return w._replace(window_start=utc(w.window_start), window_end=utc(w.window_end), last_ts=utc(w.last_ts))
+    start, end, last = w.window_start, w.window_end, w.last_ts
+    if (type(start) is datetime and start.tzinfo is timezone.utc and type(end) is datetime
+            and end.tzinfo is timezone.utc and type(last) is datetime and last.tzinfo is timezone.utc):
+        return w  # what ``utc`` returns for each (the graph's windows come so): no copy
+    return w._replace(window_start=utc(start), window_end=utc(end), last_ts=utc(last))
 
 
 class PlantFold:
     """The alert state of one plant; see the module docstring."""
 
     __slots__ = ("plant_id", "thresholds", "keep_resolved", "lag", "windows", "open_alerts", "resolved",
-                 "last_end", "pending", "clock", "intervals", "_ends", "_horizon", "_spacings", "_producing")
+                 "last_end", "pending", "clock", "intervals", "_ends", "_horizon", "_spacings", "_producing",
+                 "_by_inverter")
 
     def __init__(self, plant_id: str, thresholds: Thresholds = DEFAULT_THRESHOLDS,
                  keep_resolved: bool = False, lag: timedelta = timedelta(0)):
@@ -87,6 +92,9 @@ class PlantFold:
         #: per step: how many of ``windows[:i]`` could make a production rule active
         #: (:func:`ysh.om.rules.evaluate.could_produce`), for a moment's night test
         self._producing: list[int] | None = None
+        #: per step: inverter → (its windows in the fold's order, their ends), to cut a
+        #: moment's histories by bisection instead of regrouping every window of the horizon
+        self._by_inverter: dict[str, tuple[list[WindowStat], list[datetime]]] | None = None
 
     def _copy(self) -> PlantFold:
         new = PlantFold(self.plant_id, self.thresholds, self.keep_resolved, self.lag)
@@ -122,6 +130,14 @@ class PlantFold:
             producing += could_produce(w, new.thresholds)
             counts.append(producing)
         new._producing = counts
+        by_inverter: dict[str, tuple[list[WindowStat], list[datetime]]] = {}
+        for w in new.windows:
+            entry = by_inverter.get(w.inverter_id)
+            if entry is None:
+                by_inverter[w.inverter_id] = entry = ([], [])
+            entry[0].append(w)
+            entry[1].append(w.window_end)
+        new._by_inverter = by_inverter
         try:
             for end in sorted(new.pending):
                 if not new._complete(end):
@@ -132,7 +148,7 @@ class PlantFold:
                 floor = new.last_end - new._horizon
                 new.windows = new.windows[bisect.bisect_right(new._ends, floor):]
         finally:
-            new._ends = new._horizon = new._spacings = new._producing = None
+            new._ends = new._horizon = new._spacings = new._producing = new._by_inverter = None
         return new
 
     def horizon(self) -> timedelta:
@@ -182,11 +198,28 @@ class PlantFold:
                 due.add(inverter)
         return bool(present) and due <= present
 
+    def _histories(self, floor: datetime, end: datetime) -> dict[str, list[WindowStat]]:
+        """Inverter → its windows ending in ``(floor, end]``, in order; the inverters in the
+        order of their first such window in the fold's order (by end, then inverter)."""
+        by_inverter = getattr(self, "_by_inverter", None)
+        if by_inverter is None:
+            histories: dict[str, list[WindowStat]] = {}
+            for w in self._between(floor, end):
+                histories.setdefault(w.inverter_id, []).append(w)
+            return histories
+        spans = []
+        for inverter, (windows, ends) in by_inverter.items():
+            lo = bisect.bisect_right(ends, floor)
+            hi = bisect.bisect_right(ends, end, lo)
+            if hi > lo:
+                spans.append((ends[lo], inverter, windows[lo:hi]))
+        if len(spans) > 1:
+            spans.sort(key=_first_window)
+        return {inverter: history for _, inverter, history in spans}
+
     def _evaluate(self, end: datetime) -> None:
-        histories: dict[str, list[WindowStat]] = {}
         floor = end - self.horizon()
-        for w in self._between(floor, end):
-            histories.setdefault(w.inverter_id, []).append(w)
+        histories = self._histories(floor, end)
         self.last_end = end
         if not histories:  # nothing heard within the horizon: no new information, keep the alerts as they are
             return
@@ -226,6 +259,10 @@ class PlantFold:
         """The open alerts and those resolved by the last step (all resolved ones with
         ``keep_resolved``), by opening time."""
         return sorted(self.resolved + list(self.open_alerts.values()), key=lambda a: (a.opened_at, a.key))
+
+
+def _first_window(span: tuple) -> tuple:
+    return span[0], span[1]
 
 
 def _spacings(windows: list[WindowStat]) -> tuple[dict[int, timedelta], dict[str, timedelta]]:

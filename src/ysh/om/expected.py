@@ -175,9 +175,71 @@ def _ac(plant: Plant, inverter_id: str, dc_per_w: np.ndarray) -> np.ndarray:
 @lru_cache(maxsize=8192)
 def _clear_day(site: tuple, day: date) -> np.ndarray:
     """Clear-sky DC per installed W, every minute of one UTC day (index = minute of the
-    day; cached per site and day: one pvlib run per plant and day)."""
-    location = _location(site[0], site[1])
-    return _dc_per_w(site, _day_times(day), solpos=_solar_position(location, day), dni_extra=_extra_radiation_day(day))
+    day; cached per site and day: one pvlib run per plant and day).
+
+    :func:`_dc_per_w`'s chain (``Location.get_clearsky`` with Ineichen, the airmass of
+    ``Location.get_airmass``, the Linke turbidity, the transposition) on numpy arrays
+    rather than pandas objects: pvlib's functions do the same element-wise arithmetic on
+    either, so the numbers are pvlib's bit for bit (``tests/om/test_expected.py``), without
+    pandas' overhead (about three quarters of the day's time: 4 → 1 ms per plant-day)."""
+    latitude, longitude, tilt, azimuth_deg = site
+    location = _location(latitude, longitude)
+    with np.errstate(all="ignore"):  # as pandas' arithmetic: the night's divisions by zero and NaNs are expected
+        return _clear_day_arrays(location, tilt, azimuth_deg, day)
+
+
+def _clear_day_arrays(location: pvlib.location.Location, tilt: float, azimuth_deg: float, day: date) -> np.ndarray:
+    apparent_zenith, azimuth = _sun_angles(location, day)
+    dni_extra = _extra_radiation_values(day)
+    airmass_relative = pvlib.atmosphere.get_relative_airmass(apparent_zenith, "kastenyoung1989")
+    airmass_absolute = pvlib.atmosphere.get_absolute_airmass(airmass_relative,
+                                                             pvlib.atmosphere.alt2pres(location.altitude))
+    clear = pvlib.clearsky.ineichen(apparent_zenith, airmass_absolute,
+                                    _linke_turbidity_day(day, location.latitude, location.longitude),
+                                    altitude=location.altitude, dni_extra=dni_extra)
+    total, effective = plane_of_array(tilt, azimuth_deg, apparent_zenith, azimuth, clear["dni"], clear["ghi"],
+                                      clear["dhi"], dni_extra)
+    return dc_per_installed_w(total, effective, AMBIENT_C, WIND_MS)
+
+
+def _sun_angles(location: pvlib.location.Location, day: date) -> tuple[np.ndarray, np.ndarray]:
+    """``(apparent_zenith, azimuth)`` of :func:`_solar_position` as arrays (the two the
+    clear-sky day reads; the same arithmetic, no frame)."""
+    _, v, alpha, delta, _, xi = _sun_day(day)
+    lat, lon, elev = location.latitude, location.longitude, location.altitude
+    pressure = pvlib.atmosphere.alt2pres(elev) / 100  # millibar
+    hour_angle = spa.local_hour_angle(v, lon, alpha)
+    u = spa.uterm(lat)
+    x, y = spa.xterm(u, lat, elev), spa.yterm(u, lat, elev)
+    delta_alpha = spa.parallax_sun_right_ascension(x, xi, hour_angle, delta)
+    delta_prime = spa.topocentric_sun_declination(delta, x, y, xi, delta_alpha, hour_angle)
+    hour_angle_prime = spa.topocentric_local_hour_angle(hour_angle, delta_alpha)
+    e0 = spa.topocentric_elevation_angle_without_atmosphere(lat, delta_prime, hour_angle_prime)
+    e = spa.topocentric_elevation_angle(e0, spa.atmospheric_refraction_correction(pressure, 12, e0, 0.5667))
+    gamma = spa.topocentric_astronomers_azimuth(hour_angle_prime, delta_prime, lat)
+    return spa.topocentric_zenith_angle(e), spa.topocentric_azimuth_angle(gamma)
+
+
+@lru_cache(maxsize=8)
+def _extra_radiation_values(day: date) -> np.ndarray:
+    """:func:`_extra_radiation_day` as an array."""
+    values = _extra_radiation_day(day).to_numpy(dtype=float)
+    values.flags.writeable = False
+    return values
+
+
+def _linke_turbidity_day(day: date, latitude: float, longitude: float) -> np.ndarray:
+    """:func:`_linke_turbidity` over the minutes of ``day`` as an array: pvlib interpolates
+    the monthly values to the day of the year, one value for the whole day (the same
+    ``np.interp`` on one element as on 1,440 equal ones)."""
+    _, grid = _pvlib_grid("LinkeTurbidities.h5", "LinkeTurbidity")
+    lts = grid[_degrees_to_index(latitude, coordinate="latitude"), _degrees_to_index(longitude, coordinate="longitude")]
+    lts_concat = np.concatenate([[lts[-1]], lts, [lts[0]]])
+    leap = (day.year % 4 == 0 and day.year % 100 != 0) or day.year % 400 == 0
+    middles = pvlib.clearsky._calendar_month_middles(2016 if leap else 2015)
+    value = np.interp(np.array([day.timetuple().tm_yday]), middles, lts_concat)
+    value /= 20.
+    return np.full(24 * 60, value[0])
 
 
 @lru_cache(maxsize=16384)
@@ -196,8 +258,7 @@ def expected_power_w(plant: Plant, inverter_id: str, start: datetime, end: datet
     (the window's mean measured plane-of-array irradiance), that drives the model at the
     window's middle; else the clear-sky model is averaged minute by minute."""
     if poa_wm2 is not None:
-        middle = pd.DatetimeIndex([start + (end - start) / 2])
-        return float(_ac(plant, inverter_id, _dc_per_w(_Site.of(plant), middle, np.array([poa_wm2])))[0])
+        return _from_poa(plant, inverter_id, poa_wm2)
     minutes = []
     site = _Site.of(plant)
     t = start.astimezone(timezone.utc)
@@ -216,3 +277,42 @@ def expected_power_w(plant: Plant, inverter_id: str, start: datetime, end: datet
     if not minutes:
         return 0.0
     return float(np.mean(_ac(plant, inverter_id, np.array(minutes, dtype=float))))
+
+
+def _from_poa(plant: Plant, inverter_id: str, poa_wm2: float) -> float:
+    """The model driven by a measured plane-of-array irradiance [W/m²] (the time does not
+    enter: ``_dc_per_w`` with a measured POA reads no sun position)."""
+    measured = np.clip(np.asarray([poa_wm2], dtype=float), 0.0, None)
+    return float(_ac(plant, inverter_id, dc_per_installed_w(measured, measured, AMBIENT_C, WIND_MS))[0])
+
+
+#: 1970-01-01 as a proleptic Gregorian ordinal (``date.fromordinal``)
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+
+
+def clear_sky_key(plant: Plant, inverter_id: str) -> tuple:
+    """What the clear-sky day of one inverter depends on (site, DC kW behind it, rating):
+    computed once per inverter by a caller that asks for many of its windows."""
+    return _Site.of(plant), plant.dc_kw_per_inverter[inverter_id], plant.inverter(inverter_id).rated_power_w
+
+
+def expected_power_at(plant: Plant, inverter_id: str, start_s: float, end_s: float,
+                      poa_wm2: float | None = None, key: tuple | None = None) -> float:
+    """:func:`expected_power_w` of the window ``[start_s, end_s)`` given in epoch seconds
+    (the graph's window bounds), the same number: the usual window (whole minutes within
+    one UTC day) is the slice of the inverter's clear-sky day, found from the epoch seconds
+    without making datetimes; any other goes to :func:`expected_power_w`. ``key``:
+    :func:`clear_sky_key` of the inverter, when the caller keeps it."""
+    if poa_wm2 is not None:
+        return _from_poa(plant, inverter_id, poa_wm2)
+    if start_s.is_integer() and end_s > start_s:
+        day, second = divmod(int(start_s), 86400)
+        first, rest = divmod(second, 60)
+        count = math.ceil((end_s - start_s) / 60.0)
+        if rest == 0 and first + count <= 24 * 60:
+            site, dc_kw, rated_w = key or clear_sky_key(plant, inverter_id)
+            curve = _clear_ac_day(site, dc_kw, rated_w, date.fromordinal(_EPOCH_ORDINAL + day))
+            return float(curve[first:first + count].sum() / count)
+    return expected_power_w(plant, inverter_id, datetime.fromtimestamp(start_s, tz=timezone.utc),
+                            datetime.fromtimestamp(end_s, tz=timezone.utc))
+

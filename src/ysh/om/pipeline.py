@@ -35,14 +35,16 @@ import pandas as pd
 import pathway as pw
 
 from .engine import PlantFold
-from .expected import expected_power_w
+from .expected import clear_sky_key, expected_power_at
 from .fleet import WINDOW_S, Plant
-from .rules import DEFAULT_THRESHOLDS, Thresholds, WindowStat, window_from_samples
-from .validation import (CLOCK_SKEW, POWER_ABOVE_RATED_TOLERANCE, Limits, Rejected, fast_event, night_tare_w,
-                         validate_event)
+from .rules import DEFAULT_THRESHOLDS, Thresholds, WindowStat, performance_index
+from .validation import (CLOCK_SKEW, POWER_ABOVE_RATED_TOLERANCE, Limits, Rejected, fast_fields, night_tare_w,
+                         storable_id, validate_event)
 
 #: quarantine reason of a valid event that came after its window's late-data cutoff
 LATE = "late"
+#: what the per-line call makes of a line (the first value of its tuple)
+VALID, REJECTED, BLANK = 1, 0, -1
 
 WINDOW = timedelta(minutes=5)
 #: how long after a window's end its events are still accepted (event time)
@@ -82,16 +84,72 @@ def _at(epoch: float) -> datetime:
     return datetime.fromtimestamp(epoch, tz=timezone.utc)
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MICROSECOND = timedelta(microseconds=1)
+#: a static window's key: inverter index × 2³² + the window's slot (epoch seconds // its length)
+_SLOTS = 1 << 32
+
+
+def _ns(epoch: float) -> int:
+    """The instant ``_at(epoch)`` as Pathway stores a ``DateTimeUtc`` (integer ns since
+    the epoch: Pathway's own conversion of that datetime, microseconds × 1000), without
+    making the datetime for a whole second (every window bound, most samples)."""
+    if epoch.is_integer():
+        return int(epoch) * 1_000_000_000
+    return ((_at(epoch) - _EPOCH) // _MICROSECOND) * 1000
+
+
+def _ns_at(ns: int) -> datetime:
+    """The datetime of a ``_ns`` value (exactly ``_at`` of its epoch seconds)."""
+    return _EPOCH + timedelta(microseconds=ns // 1000)
+
+
 def _iso(value: datetime | None) -> str | None:
     return value.astimezone(timezone.utc).isoformat() if value is not None else None
+
+
+_sample_t = itemgetter(1)  # a sample's epoch seconds
+
+
+def _window_row(samples: tuple) -> tuple:
+    """What :func:`ysh.om.rules.window_from_samples` computes from a window's samples
+    ``(event_id, t, ac_power_w, energy_total_kwh, irradiance_wm2)``, one per event id (the
+    buses deliver at least once: of an event id's copies the last in a fixed order is
+    kept, whatever the operator's order), read from the epoch seconds: ``(samples, avg, min, max, energy delta, identical run,
+    last t, last power, first counter, last counter, mean irradiance or None)``. The
+    samples in time order as the reference orders them (epoch seconds of microsecond
+    timestamps sort as their datetimes do; the sort is stable), the sum in that order: the
+    same numbers, bit for bit (``tests/om/test_hot_path.py``)."""
+    ordered = sorted(samples, key=_event_id)
+    if len({s[0] for s in ordered}) != len(ordered):  # copies of an event id: the last in the full order is kept
+        ordered = list({s[0]: s for s in sorted(samples, key=_sample_order)}.values())
+    rows = sorted(ordered, key=_sample_t) if len(ordered) > 1 else ordered
+    powers = [float(s[2]) for s in rows]
+    last = powers[-1]
+    run = 0
+    for p in reversed(powers):
+        if p != last:
+            break
+        run += 1
+    first_counter, last_counter = float(rows[0][3]), float(rows[-1][3])
+    poa = [float(s[4]) for s in ordered if s[4] is not None]
+    return (len(rows), sum(powers) / len(powers), min(powers), max(powers), last_counter - first_counter, run,
+            rows[-1][1], last, first_counter, last_counter, sum(poa) / len(poa) if poa else None)
+
+
+def _window_stat(row: tuple) -> WindowStat:
+    """The fold's :class:`WindowStat` from a window row of the graph (``window_stat``'s
+    tuple: the instants as integer ns)."""
+    return WindowStat(row[0], row[1], _ns_at(row[2]), _ns_at(row[3]), row[4], row[5], row[6], row[7], row[8],
+                      row[9], row[10], row[11], row[12], _ns_at(row[13]), row[14], row[15], row[16], row[17])
 
 
 def build_om_graph(lines: pw.Table, plants: list[Plant], *, now: datetime | None = None,
                    thresholds: Thresholds = DEFAULT_THRESHOLDS, late_cutoff: timedelta = LATE_CUTOFF,
                    evaluation_lag: timedelta = timedelta(0), late_events: bool = True,
                    static: bool = False) -> OmTables:
-    """``lines``: one raw JSON event per row (column ``data``). ``now`` bounds the
-    ``future_ts`` check (None: the wall clock when the event is validated, for streaming).
+    """``lines``: one raw JSON event per row (column ``data``; blank rows are skipped).
+    ``now`` bounds the ``future_ts`` check (None: the wall clock when the event is validated, for streaming).
     ``alerts`` holds the open alerts and those resolved by the latest step of their
     plant's fold: a resolved alert is retracted later, so its sinks keep the last version
     of each alert key and ignore retractions. ``evaluation_lag``: how long the rules wait, in event time, for the
@@ -101,102 +159,126 @@ def build_om_graph(lines: pw.Table, plants: list[Plant], *, now: datetime | None
     their window's cutoff (reason ``late``; one join per valid event — off only to
     measure what it costs). ``static``: the whole input is there before any window is
     needed (``ysh om detect``, ``ysh om run`` over files): every window is final at the end
-    of the input, so the windows are a plain ``groupby`` on the window's slot (no
-    event-time cutoff, nothing can be late) instead of ``windowby`` with
-    ``exactly_once_behavior``; the windows and alerts are the same."""
+    of the input, so the windows are a plain ``groupby`` on one integer key (the
+    inverter and the window's slot; no event-time cutoff, nothing can be late) instead of
+    ``windowby`` with ``exactly_once_behavior``; the windows and alerts are the same."""
     registry = {(p.plant_id, inv.inverter_id): inv.rated_power_w for p in plants for inv in p.inverters}
     window_s = {(p.plant_id, inv.inverter_id): inv.window_s for p in plants for inv in p.inverters}
     lengths = sorted(set(window_s.values())) or [WINDOW_S]
     by_id = {p.plant_id: p for p in plants}
+    # an inverter is a number in the graph (its window key, its window operator's instance)
+    inverters = [(p, inv.inverter_id, inv.window_s, float(inv.rated_power_w), clear_sky_key(p, inv.inverter_id))
+                 for p in plants for inv in p.inverters]
+    index = {(p.plant_id, inverter_id): k for k, (p, inverter_id, *_) in enumerate(inverters)}
     # a device clock running ahead moves the fleet's event time, and with it every window's
     # cutoff: with no more skew allowed than the cutoff, a window still closes no earlier
     # than its end in true time, so on-time data of the other inverters is never dropped
     skew = min(CLOCK_SKEW, late_cutoff)
 
-    limits = {key: Limits(night_tare_w(rated, thresholds), float(rated) * POWER_ABOVE_RATED_TOLERANCE, window_s[key])
-              for key, rated in registry.items()}
+    # the fast path takes registry ids the validator takes (any other goes to the validator)
+    limits = {key: Limits(night_tare_w(rated, thresholds), float(rated) * POWER_ABOVE_RATED_TOLERANCE, window_s[key],
+                          index[key])
+              for key, rated in registry.items() if storable_id(key[0]) and storable_id(key[1])}
     wall_clock = now is None
     latest_s = 0.0 if wall_clock else (now + skew).timestamp()  # wall clock: now + skew, per line
     skew_s = skew.total_seconds()
     keep_line = not static and late_events  # the late-event quarantine needs the raw line
 
-    @pw.udf(deterministic=True)
-    def classify(data: str) -> tuple:
-        """One Python call per line (Pathway 0.33 has no native string → JSON, and its
-        connectors' JSON parsers drop a line they cannot parse with a log line: a poison
-        pill would vanish): a valid event → ``(True, plant, inverter, window start,
-        sample)`` (streaming: ``(True, plant, inverter, 0.0, sample, t, window_s,
-        event_id)``, windowed on ``t``); anything else → ``(False, quarantine row)``."""
-        fields = fast_event(data, limits, time.time() + skew_s if wall_clock else latest_s)
-        if fields is None:  # the full validator gives the reason (or takes the rare valid line
-            # the fast path refuses); no line may stop the pipeline (poison pills: integers
-            # of > 4,300 digits, deep nesting, NUL characters, ...)
-            try:
-                raw = json.loads(data)
-            except RecursionError:
-                return (False, ("", "", "", "malformed", "not JSON: nested too deeply", _storable(data[:500]),
-                                _hash(data)))
-            except ValueError as exc:  # JSONDecodeError, or an integer too long to convert
-                return (False, ("", "", "", "malformed", _storable(f"not JSON: {exc}"), _storable(data[:500]),
-                                _hash(data)))
-            result = validate_event(raw, registry, now or datetime.now(timezone.utc), skew, thresholds)
-            if isinstance(result, Rejected):
-                return (False, (*(_storable(v) for v in (result.event_id or "", result.plant_id or "",
-                                                          result.inverter_id or "", result.reason, result.detail,
-                                                          data[:2000])), _hash(data)))
-            e = result
-            fields = (e.event_id, e.plant_id, e.inverter_id, e.ts.timestamp(), e.ac_power_w, e.energy_total_kwh,
-                      e.irradiance_wm2, window_s[(e.plant_id, e.inverter_id)])
-        event_id, plant_id, inverter_id, t, ac, energy, irradiance, length = fields
-        # only what the window needs crosses the window operator, as one value per event
-        if static:
-            return (True, plant_id, inverter_id, float(int(t // float(length)) * length),
-                    (event_id, t, ac, energy, irradiance))
-        return (True, plant_id, inverter_id, 0.0, (event_id, t, ac, energy, irradiance), t, length, event_id)
+    def reject(data: str) -> tuple:
+        """The quarantine row of a line the fast path refused (the validator gives the
+        reason; no line may stop the pipeline: poison pills such as integers of > 4,300
+        digits, deep nesting, NUL characters), ``(BLANK,)`` for a blank line (skipped, as
+        the sources' blank lines always were), or the valid event's fields when the fast
+        path refused a line the validator takes."""
+        if not data.strip():
+            return (BLANK,)
+        try:
+            raw = json.loads(data)
+        except RecursionError:
+            return (REJECTED, ("", "", "", "malformed", "not JSON: nested too deeply", _storable(data[:500]),
+                            _hash(data)))
+        except ValueError as exc:  # JSONDecodeError, or an integer too long to convert
+            return (REJECTED, ("", "", "", "malformed", _storable(f"not JSON: {exc}"), _storable(data[:500]),
+                            _hash(data)))
+        result = validate_event(raw, registry, now or datetime.now(timezone.utc), skew, thresholds)
+        if isinstance(result, Rejected):
+            return (REJECTED, (*(_storable(v) for v in (result.event_id or "", result.plant_id or "",
+                                                      result.inverter_id or "", result.reason, result.detail,
+                                                      data[:2000])), _hash(data)))
+        e = result
+        key = (e.plant_id, e.inverter_id)
+        return (VALID, e.event_id, e.ts.timestamp(), e.ac_power_w, e.energy_total_kwh, e.irradiance_wm2,
+                index[key], window_s[key])
+
+    if static:
+        @pw.udf(deterministic=True)
+        def classify(data: str) -> tuple:
+            """One Python call per line (Pathway 0.33 has no native string → JSON, and its
+            connectors' JSON parsers drop a line they cannot parse with a log line: a poison
+            pill would vanish): a valid event → ``(VALID, window key, sample)``, the window
+            key an integer (the inverter's index × 2³² + the window's slot), the sample
+            ``(event_id, t, ac_power_w, energy_total_kwh, irradiance_wm2)``; a blank line →
+            ``(BLANK,)``; anything else → ``(REJECTED, quarantine row)``."""
+            fields = fast_fields(data, limits, latest_s)
+            if fields is None:
+                checked = reject(data)
+                if checked[0] != VALID:
+                    return checked
+                _, event_id, t, ac, energy, irradiance, k, length = checked
+            else:
+                event_id, _, _, t, ac, energy, irradiance, own = fields
+                k, length = own.inverter_index, own.window_s
+            return (VALID, k * _SLOTS + int(t // float(length)), (event_id, t, ac, energy, irradiance))
+    else:
+        @pw.udf(deterministic=True)
+        def classify(data: str) -> tuple:
+            """As the static one; a valid event → ``(VALID, inverter index, sample, t,
+            window_s, event_id, plant_id, inverter_id)``, windowed on ``t``."""
+            fields = fast_fields(data, limits, time.time() + skew_s if wall_clock else latest_s)
+            if fields is None:
+                checked = reject(data)
+                if checked[0] != VALID:
+                    return checked
+                _, event_id, t, ac, energy, irradiance, k, length = checked
+            else:
+                event_id, _, _, t, ac, energy, irradiance, own = fields
+                k, length = own.inverter_index, own.window_s
+            p, inverter_id, *_ = inverters[k]
+            return (VALID, k, (event_id, t, ac, energy, irradiance), t, length, event_id, p.plant_id, inverter_id)
 
     checked = lines.select(pw.this.data, r=classify(pw.this.data)) if keep_line else \
         lines.select(r=classify(pw.this.data))
-    rejected = checked.filter(~pw.declare_type(bool, pw.this.r[0])).select(
+    rejected = checked.filter(pw.declare_type(int, pw.this.r[0]) == REJECTED).select(
         row=pw.declare_type(tuple, pw.this.r[1]))
     rejected = rejected.select(
         quarantine_key=pw.declare_type(str, pw.this.row[6]), event_id=pw.declare_type(str, pw.this.row[0]),
         plant_id=pw.declare_type(str, pw.this.row[1]), inverter_id=pw.declare_type(str, pw.this.row[2]),
         reason=pw.declare_type(str, pw.this.row[3]), detail=pw.declare_type(str, pw.this.row[4]),
         raw=pw.declare_type(str, pw.this.row[5]))
-    valid = checked.filter(pw.declare_type(bool, pw.this.r[0]))
-    if static:  # every window is final at the end of the input: a plain groupby on the slot
-        events = valid.select(plant_id=pw.declare_type(str, pw.this.r[1]),
-                              inverter_id=pw.declare_type(str, pw.this.r[2]),
-                              window_start=pw.declare_type(float, pw.this.r[3]),
-                              sample=pw.declare_type(tuple, pw.this.r[4]))
+    valid = checked.filter(pw.declare_type(int, pw.this.r[0]) == VALID)
+    if static:
+        events = valid.select(key=pw.declare_type(int, pw.this.r[1]), sample=pw.declare_type(tuple, pw.this.r[2]))
     else:
-        events = valid.select(plant_id=pw.declare_type(str, pw.this.r[1]),
-                              inverter_id=pw.declare_type(str, pw.this.r[2]),
-                              sample=pw.declare_type(tuple, pw.this.r[4]), t=pw.declare_type(float, pw.this.r[5]),
-                              window_s=pw.declare_type(int, pw.this.r[6]),
-                              **({"event_id": pw.declare_type(str, pw.this.r[7]), "data": pw.this.data}
+        events = valid.select(inverter=pw.declare_type(int, pw.this.r[1]), sample=pw.declare_type(tuple, pw.this.r[2]),
+                              t=pw.declare_type(float, pw.this.r[3]), window_s=pw.declare_type(int, pw.this.r[4]),
+                              plant_id=pw.declare_type(str, pw.this.r[6]),
+                              inverter_id=pw.declare_type(str, pw.this.r[7]),
+                              **({"event_id": pw.declare_type(str, pw.this.r[5]), "data": pw.this.data}
                                  if keep_line else {}))
 
-    @pw.udf(deterministic=True)
-    def window_stat(plant_id: str, inverter_id: str, start: float, samples: tuple) -> tuple:
-        """The window's columns, its end (epoch seconds, the fleet's clock) and the
-        :class:`WindowStat` itself for the fold (wrapped: no conversion on the way)."""
-        plant = by_id[plant_id]
-        end = start + float(window_s[(plant_id, inverter_id)])
-        # the buses deliver at least once: one sample per event id (an event id has one
-        # ts, so all its copies fall in this window), in a fixed order, whatever the operator's
-        ordered = sorted(samples, key=_event_id)
-        if len({s[0] for s in ordered}) == len(ordered):  # no copies (the usual case): the order is the event ids'
-            unique = ordered
-        else:  # of an event id's copies, the last in the full order is kept
-            unique = list({s[0]: s for s in sorted(samples, key=_sample_order)}.values())
-        rows = [(_at(s[1]), float(s[2]), float(s[3])) for s in unique]
-        poa = [float(s[4]) for s in unique if s[4] is not None]
-        start_dt, end_dt = _at(start), _at(end)
-        expected = expected_power_w(plant, inverter_id, start_dt, end_dt, sum(poa) / len(poa) if poa else None)
-        w = window_from_samples(plant_id, inverter_id, start_dt, end_dt, rows, expected,
-                                registry[(plant_id, inverter_id)], thresholds)._replace(expected_from_sensor=bool(poa))
-        return (*w, end, pw.wrap_py_object(w))
+    def window_row(k: int, start: float, samples: tuple) -> tuple:
+        """The window's row: its columns with the instants as integer ns (Pathway's
+        ``DateTimeUtc``; made native in the graph, not converted datetime by datetime),
+        the :class:`WindowStat` fields in order (the fold makes it back: no pickled object
+        on the way)."""
+        plant, inverter_id, length, rated, model = inverters[k]
+        end = start + float(length)
+        # one sample per event id (an event id has one ts, so all its copies fall in this window)
+        n, avg, lo, hi, delta, run, last_t, last, first_counter, last_counter, poa = _window_row(samples)
+        expected = expected_power_at(plant, inverter_id, start, end, poa, model)
+        return (plant.plant_id, inverter_id, _ns(start), _ns(end), n, avg, lo, hi,
+                delta, expected, rated, performance_index(avg, expected, rated, thresholds), run, _ns(last_t), last,
+                first_counter, last_counter, poa is not None)
 
     cutoff_s = late_cutoff.total_seconds()
 
@@ -205,18 +287,23 @@ def build_om_graph(lines: pw.Table, plants: list[Plant], *, now: datetime | None
         cutoff), and its late events as quarantine rows."""
         windowed = group.windowby(
             pw.this.t, window=pw.temporal.tumbling(duration=float(length_s)),
-            instance=pw.this.plant_id + "\x1f" + pw.this.inverter_id,
+            instance=pw.this.inverter,
             behavior=pw.temporal.exactly_once_behavior(shift=cutoff_s),
         ).reduce(
-            plant_id=pw.reducers.any(pw.this.plant_id), inverter_id=pw.reducers.any(pw.this.inverter_id),
-            window_start=pw.this._pw_window_start, samples=pw.reducers.tuple(pw.this.sample),
+            inverter=pw.reducers.any(pw.this.inverter), window_start=pw.this._pw_window_start,
+            samples=pw.reducers.tuple(pw.this.sample),
         )
         return windowed, (_late_events(group, windowed, length_s, cutoff_s) if late_events else None)
 
     if static:  # every inverter's window slot is computed per event (its own length): one groupby
-        windowed = events.groupby(pw.this.plant_id, pw.this.inverter_id, pw.this.window_start).reduce(
-            pw.this.plant_id, pw.this.inverter_id, pw.this.window_start,
-            samples=pw.reducers.tuple(pw.this.sample))
+        windowed = events.groupby(pw.this.key).reduce(pw.this.key, samples=pw.reducers.tuple(pw.this.sample))
+
+        @pw.udf(deterministic=True)
+        def window_stat(key: int, samples: tuple) -> tuple:
+            k, slot = divmod(key, _SLOTS)
+            return window_row(k, float(slot * inverters[k][2]), samples)
+
+        stats = windowed.select(r=window_stat(pw.this.key, pw.this.samples))
         lates = []
     else:
         groups = [(events, lengths[0])] if len(lengths) == 1 else [
@@ -224,18 +311,20 @@ def build_om_graph(lines: pw.Table, plants: list[Plant], *, now: datetime | None
         parts = [window_group(group, length) for group, length in groups]
         windowed = parts[0][0] if len(parts) == 1 else pw.Table.concat_reindex(*(w for w, _ in parts))
         lates = [late for _, late in parts if late is not None]
+
+        @pw.udf(deterministic=True)
+        def window_stat(k: int, start: float, samples: tuple) -> tuple:
+            return window_row(k, start, samples)
+
+        stats = windowed.select(r=window_stat(pw.this.inverter, pw.this.window_start, pw.this.samples))
     quarantine = pw.Table.concat_reindex(rejected, *lates) if lates else rejected
     # a bus redelivers the same raw line: one quarantine row per line
     quarantine = quarantine.groupby(pw.this.quarantine_key).reduce(
         pw.this.quarantine_key, **{c: pw.reducers.any(pw.this[c]) for c in
                                    ("event_id", "plant_id", "inverter_id", "reason", "detail", "raw")})
-    stats = windowed.select(pw.this.plant_id, r=window_stat(
-        pw.this.plant_id, pw.this.inverter_id, pw.this.window_start, pw.this.samples))
-    n = len(WindowStat._fields)
-    windows = stats.select(**{name: pw.declare_type(_WINDOW_TYPES[name], pw.this.r[i])
-                              for i, name in enumerate(WindowStat._fields)})
-    stats = stats.select(pw.this.plant_id, window_end=pw.declare_type(float, pw.this.r[n]),
-                         stat=pw.declare_type(pw.PyObjectWrapper, pw.this.r[n + 1]))
+    windows = stats.select(**{name: _window_column(name, pw.this.r[i]) for i, name in enumerate(WindowStat._fields)})
+    stats = stats.select(plant_id=pw.declare_type(str, pw.this.r[0]), window_end=pw.declare_type(int, pw.this.r[3]),
+                         stat=pw.this.r)
 
     # the fleet's clock: every window end seen anywhere, for every plant
     ends = stats.groupby(pw.this.window_end).reduce(pw.this.window_end, one=1)
@@ -245,27 +334,27 @@ def build_om_graph(lines: pw.Table, plants: list[Plant], *, now: datetime | None
     else:
         ends = ends.select(pw.this.one, ticks=pw.make_tuple(pw.this.window_end))
     ticks = ends.join(registry_table, pw.left.one == pw.right.one).select(
-        plant_id=pw.right.plant_id, stat=pw.declare_type(pw.PyObjectWrapper | None, None),
+        plant_id=pw.right.plant_id, stat=pw.declare_type(tuple | None, None),
         ticks=pw.declare_type(tuple | None, pw.left.ticks))
     feed = pw.Table.concat_reindex(
-        stats.select(pw.this.plant_id, stat=pw.declare_type(pw.PyObjectWrapper | None, pw.this.stat),
+        stats.select(pw.this.plant_id, stat=pw.declare_type(tuple | None, pw.this.stat),
                      ticks=pw.declare_type(tuple | None, None)),
         ticks)
 
     @pw.reducers.stateful_many
     def fold(state, rows):
-        # rows: ([plant_id, stat, ticks], count); windows are final, so only insertions come
-        # (a static run's tuple of ticks is retracted only to be replaced by a longer one)
+        # rows: ([plant_id, window row, ticks], count); windows are final, so only insertions
+        # come (a static run's tuple of ticks is retracted only to be replaced by a longer one)
         current = state.value if state is not None else None
         plant_id = None
         arrived, moments = [], []
-        for (plant_id, stat, tick_ends), count in rows:
+        for (plant_id, row, tick_ends), count in rows:
             if count <= 0:
                 continue
-            if stat is not None:
-                arrived.append(stat.value)
+            if row is not None:
+                arrived.append(_window_stat(row))
             if tick_ends is not None:
-                moments.extend(_at(tick) for tick in tick_ends)
+                moments.extend(_ns_at(tick) for tick in tick_ends)
         if current is None:
             current = PlantFold(plant_id, thresholds, lag=evaluation_lag)
         return pw.wrap_py_object(current.step(arrived, moments))
@@ -324,6 +413,15 @@ def _late_events(events: pw.Table, windowed: pw.Table, length_s: int, cutoff_s: 
         quarantine_key=_sha256(pw.this.data), event_id=pw.this.event_id, plant_id=pw.this.plant_id,
         inverter_id=pw.this.inverter_id, reason=LATE, detail=detail(pw.this.t, pw.this.t_max),
         raw=_storable_udf(pw.this.data))
+
+
+def _window_column(name: str, value: pw.ColumnExpression) -> pw.ColumnExpression:
+    """A column of ``om_inverter_5min`` from its place in the window row: the instants
+    (integer ns there) as ``DateTimeUtc``, natively."""
+    kind = _WINDOW_TYPES[name]
+    if kind is pw.DateTimeUtc:
+        return pw.declare_type(int, value).dt.utc_from_timestamp(unit="ns")
+    return pw.declare_type(kind, value)
 
 
 _WINDOW_TYPES = {

@@ -237,6 +237,70 @@ class Limits(NamedTuple):
     tare_w: float  # :func:`night_tare_w`: readings down to −tare are the night tare (0 W)
     limit_w: float  # rated × :data:`POWER_ABOVE_RATED_TOLERANCE`
     window_s: int  # the inverter's window length
+    inverter_index: int = 0  # the inverter's position in the graph's registry (its window key)
+
+
+def storable_id(value: Any) -> bool:
+    """An id :func:`validate_event` takes (``_string``'s checks): a non-blank string with
+    no NUL and no lone surrogate. A registry whose ids fail it is left to the validator."""
+    return isinstance(value, str) and bool(value.strip()) and _clean(value)
+
+
+def fast_fields(line: str, limits: Mapping[tuple[str, str], Limits], latest_s: float) -> tuple | None:
+    """:func:`fast_event`'s checks, inlined for the pipeline's hot path (one call per line):
+    ``(event_id, plant_id, inverter_id, ts as epoch seconds, ac_power_w with the night tare
+    as 0 W, energy_total_kwh, irradiance_wm2, the inverter's Limits)``, or None.
+
+    The common case is read without the helpers: a value of the exact type orjson gives
+    (``float``; ``int``, which orjson keeps within 64 bits, so its float is finite; orjson
+    refuses NaN and infinities, so every ``float`` it gives is finite), an event id that is
+    non-blank ASCII without NUL; the plant and inverter ids are only looked up in ``limits``
+    (whose ids the caller took with :func:`storable_id`). Any other value goes through the
+    validator's own helpers (``_number``, ``_string``, ``_status``, ``_timestamp``), which
+    take it or raise: the same verdict as :func:`decode_event`. Never raises."""
+    try:
+        raw = orjson.loads(line)
+    except Exception:  # noqa: BLE001 - not JSON (or not as orjson reads it): the validator's business
+        return None
+    if type(raw) is not dict:
+        return None
+    try:
+        get = raw.get
+        value = get("status_code")
+        if value is not None and type(value) is not int:
+            _status(raw)
+        value = get("temperature_c")
+        if value is not None and type(value) is not float and type(value) is not int:
+            _number(raw, "temperature_c", required=False)
+        ts = get("ts")
+        if type(ts) is not str:
+            return None  # from JSON: missing, or not a string (``_timestamp`` refuses it)
+        t = _epoch(ts)
+        event_id = get("event_id")
+        if type(event_id) is not str or not event_id.isascii() or "\x00" in event_id or not event_id.strip():
+            event_id = _string(raw, "event_id")
+        own = limits.get((get("plant_id"), get("inverter_id")))
+        if own is None:
+            return None
+        ac = get("ac_power_w")
+        if type(ac) is not float:
+            ac = float(ac) if type(ac) is int else _number(raw, "ac_power_w", required=True)
+        energy = get("energy_total_kwh")
+        if type(energy) is not float:
+            energy = float(energy) if type(energy) is int else _number(raw, "energy_total_kwh", required=True)
+        dc = get("dc_power_w")
+        if dc is not None and type(dc) is not float:
+            dc = float(dc) if type(dc) is int else _number(raw, "dc_power_w", required=False)
+        irradiance = get("irradiance_wm2")
+        if irradiance is not None and type(irradiance) is not float:
+            irradiance = float(irradiance) if type(irradiance) is int else _number(raw, "irradiance_wm2",
+                                                                                 required=False)
+    except Exception:  # noqa: BLE001 - _Malformed, an unhashable id, ...: the validator's business
+        return None
+    tare = own.tare_w
+    if ac < -tare or (dc is not None and dc < -tare) or ac > own.limit_w or energy < 0.0 or t > latest_s:
+        return None
+    return (event_id, raw["plant_id"], raw["inverter_id"], t, 0.0 if ac < 0.0 else ac, energy, irradiance, own)
 
 
 def fast_event(line: str, limits: Mapping[tuple[str, str], Limits], latest_s: float) -> tuple | None:
@@ -246,20 +310,11 @@ def fast_event(line: str, limits: Mapping[tuple[str, str], Limits], latest_s: fl
     in ``limits``, power below the tare limit or above the rated limit, a negative
     counter, a timestamp after ``latest_s``, epoch seconds: now + the clock skew allowed):
     :func:`validate_event` then gives the reason. The same checks as
-    :func:`validate_event`, in the pipeline's hot path. Never raises."""
-    fields = decode_event(line)
+    :func:`validate_event`, in the pipeline's hot path (:func:`fast_fields`). Never raises."""
+    fields = fast_fields(line, limits, latest_s)
     if fields is None:
         return None
-    event_id, plant_id, inverter_id, t, ac, energy, dc, irradiance = fields
-    own = limits.get((plant_id, inverter_id))
-    if own is None:
-        return None
-    tare = own.tare_w
-    if ac < -tare or (dc is not None and dc < -tare) or ac > own.limit_w or energy < 0.0:
-        return None
-    if t > latest_s:
-        return None
-    return (event_id, plant_id, inverter_id, t, 0.0 if ac < 0.0 else ac, energy, irradiance, own.window_s)
+    return (*fields[:7], fields[7].window_s)
 
 
 def _validate(raw: Mapping[str, Any], registry: Registry, now: datetime, clock_skew: timedelta,
