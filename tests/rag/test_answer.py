@@ -696,3 +696,12 @@ def test_a_question_that_asks_what_to_do_gets_the_sentence_after_the_limit():
     # without the "what to do" the limit is quoted alone (its next sentence is no part of it)
     plain = extractive_answer("a potência da microgeração fica limitada a quê?", [passage])["answer"]
     assert "limitada à potência disponibilizada" in plain and "aumento de carga" not in plain
+
+
+def test_a_short_yes_no_question_after_its_context_is_what_is_asked():
+    from ysh.rag.question import question_kind, yes_no_tail
+
+    asked = "O cliente perguntou se os créditos da usina abatem a taxa de iluminação pública (CIP). Abatem?"
+    assert yes_no_tail(asked) == {"abat"} and question_kind(asked) == "rule"
+    assert yes_no_tail("Qual a taxa? Quanto?") == set()  # a wh-word asks a value
+    assert yes_no_tail("Abatem?") == set()  # no context before it: the usual shapes decide

@@ -50,6 +50,7 @@ from .question import (
     question_kind,
     place_terms,
     question_head,
+    yes_no_tail,
     quantities,
     question_parts,
     range_agreement,
@@ -317,8 +318,9 @@ def rank_units(question: str, passages: list[Passage]
     if kind == "duration":
         for term in _DURATION_WORDS & weight.keys():
             weight[term] *= KIND_WORD_WEIGHT
-    # what "qual a TIR do exemplo residencial" asks for (TIR) counts double
-    for term in question_head(question) & weight.keys():
+    # what "qual a TIR do exemplo residencial" asks for (TIR) counts double, as the verb of
+    # a short yes/no question after its context ("… que vem na conta. Abatem?")
+    for term in (question_head(question) | yes_no_tail(question)) & weight.keys():
         weight[term] *= 2.0
     # "Quanto pesa cada placa X? Preciso calcular a carga no telhado.": the sentence that
     # asks holds what is asked; the words of the others only say why

@@ -220,6 +220,8 @@ def question_kind(question: str) -> str:
         return "date"
     if re.search(r"\b(como|procedimento|passo|passos|o que (eu )?(faco|fazer|devo fazer)|qual a sequencia)\b", q):
         return "procedure"
+    if yes_no_tail(question):  # "…a taxa de iluminação pública (CIP) que vem na conta. Abatem?"
+        return "rule"
     if re.search(r"\b(quanto|quantos|quantas|qual o valor|qual a tarifa|percentual|porcentagem|limite|tamanho|peso|"
                  r"pesa|eficiencia|corrente|tensao|potencia|preco|custa|taxa|coeficiente|garante|parcela)\b", q):
         return "value"
@@ -232,6 +234,22 @@ def question_kind(question: str) -> str:
                  r"pra que serve|para que serve|pra que servem|para que servem|qual a funcao)\b", q):
         return "definition"
     return "other"
+
+
+_WH_WORDS = frozenset("qual quais quanto quanta quantos quantas quando como onde quem que porque pq oq".split())
+
+
+def yes_no_tail(question: str) -> set[str]:
+    """The stems of a short yes/no question that ends a longer message after its context
+    ("O cliente perguntou se os créditos abatem a CIP que vem na conta. Abatem?"): its one
+    or two words are what is asked; empty for other shapes."""
+    sentences = [x for x in re.split(r"(?<=[?.!])\s+", question.strip()) if x]
+    if len(sentences) < 2 or not sentences[-1].rstrip().endswith("?"):
+        return set()
+    words = fold_text(sentences[-1]).split()
+    if not 1 <= len(words) <= 2 or words[0] in _WH_WORDS:
+        return set()
+    return stems(sentences[-1])
 
 
 def list_items(parts: list[str]) -> int:
