@@ -119,18 +119,8 @@ def _solar_position(location: pvlib.location.Location, day: date) -> pd.DataFram
     """``location.get_solarposition`` over the minutes of ``day`` (SPA, 12 °C, the
     pressure of the site's altitude), the same numbers, with the day's site-independent
     terms shared by every site (:func:`_sun_day`)."""
-    times, v, alpha, delta, eot, xi = _sun_day(day)
-    lat, lon, elev = location.latitude, location.longitude, location.altitude
-    pressure = pvlib.atmosphere.alt2pres(elev) / 100  # millibar
-    hour_angle = spa.local_hour_angle(v, lon, alpha)
-    u = spa.uterm(lat)
-    x, y = spa.xterm(u, lat, elev), spa.yterm(u, lat, elev)
-    delta_alpha = spa.parallax_sun_right_ascension(x, xi, hour_angle, delta)
-    delta_prime = spa.topocentric_sun_declination(delta, x, y, xi, delta_alpha, hour_angle)
-    hour_angle_prime = spa.topocentric_local_hour_angle(hour_angle, delta_alpha)
-    e0 = spa.topocentric_elevation_angle_without_atmosphere(lat, delta_prime, hour_angle_prime)
-    e = spa.topocentric_elevation_angle(e0, spa.atmospheric_refraction_correction(pressure, 12, e0, 0.5667))
-    gamma = spa.topocentric_astronomers_azimuth(hour_angle_prime, delta_prime, lat)
+    times, *_, eot, _ = _sun_day(day)
+    e, e0, gamma = _topocentric(location, day)
     return pd.DataFrame({"apparent_zenith": spa.topocentric_zenith_angle(e), "zenith": spa.topocentric_zenith_angle(e0),
                          "apparent_elevation": e, "elevation": e0, "azimuth": spa.topocentric_azimuth_angle(gamma),
                          "equation_of_time": eot}, index=times)
@@ -205,6 +195,14 @@ def _clear_day_arrays(location: pvlib.location.Location, tilt: float, azimuth_de
 def _sun_angles(location: pvlib.location.Location, day: date) -> tuple[np.ndarray, np.ndarray]:
     """``(apparent_zenith, azimuth)`` of :func:`_solar_position` as arrays (the two the
     clear-sky day reads; the same arithmetic, no frame)."""
+    e, _, gamma = _topocentric(location, day)
+    return spa.topocentric_zenith_angle(e), spa.topocentric_azimuth_angle(gamma)
+
+
+def _topocentric(location: pvlib.location.Location, day: date) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """SPA's site-dependent steps over the minutes of ``day`` (12 °C, the pressure of the
+    site's altitude): ``(apparent elevation, elevation without refraction, astronomers'
+    azimuth)``, from the day's site-independent terms (:func:`_sun_day`)."""
     _, v, alpha, delta, _, xi = _sun_day(day)
     lat, lon, elev = location.latitude, location.longitude, location.altitude
     pressure = pvlib.atmosphere.alt2pres(elev) / 100  # millibar
@@ -216,8 +214,7 @@ def _sun_angles(location: pvlib.location.Location, day: date) -> tuple[np.ndarra
     hour_angle_prime = spa.topocentric_local_hour_angle(hour_angle, delta_alpha)
     e0 = spa.topocentric_elevation_angle_without_atmosphere(lat, delta_prime, hour_angle_prime)
     e = spa.topocentric_elevation_angle(e0, spa.atmospheric_refraction_correction(pressure, 12, e0, 0.5667))
-    gamma = spa.topocentric_astronomers_azimuth(hour_angle_prime, delta_prime, lat)
-    return spa.topocentric_zenith_angle(e), spa.topocentric_azimuth_angle(gamma)
+    return e, e0, spa.topocentric_astronomers_azimuth(hour_angle_prime, delta_prime, lat)
 
 
 @lru_cache(maxsize=8)

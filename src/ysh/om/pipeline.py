@@ -210,6 +210,15 @@ def build_om_graph(lines: pw.Table, plants: list[Plant], *, now: datetime | None
         return (VALID, e.event_id, e.ts.timestamp(), e.ac_power_w, e.energy_total_kwh, e.irradiance_wm2,
                 index[key], window_s[key])
 
+    def fields_of(data: str, latest: float) -> tuple:
+        """A line → ``(VALID, event_id, t, ac_power_w, energy_total_kwh, irradiance_wm2,
+        inverter index, window length)`` by the fast path, else as :func:`reject` says."""
+        fields = fast_fields(data, limits, latest)
+        if fields is None:
+            return reject(data)
+        event_id, _, _, t, ac, energy, irradiance, own = fields
+        return (VALID, event_id, t, ac, energy, irradiance, own.inverter_index, own.window_s)
+
     if static:
         @pw.udf(deterministic=True)
         def classify(data: str) -> tuple:
@@ -219,30 +228,20 @@ def build_om_graph(lines: pw.Table, plants: list[Plant], *, now: datetime | None
             key an integer (the inverter's index × 2³² + the window's slot), the sample
             ``(event_id, t, ac_power_w, energy_total_kwh, irradiance_wm2)``; a blank line →
             ``(BLANK,)``; anything else → ``(REJECTED, quarantine row)``."""
-            fields = fast_fields(data, limits, latest_s)
-            if fields is None:
-                checked = reject(data)
-                if checked[0] != VALID:
-                    return checked
-                _, event_id, t, ac, energy, irradiance, k, length = checked
-            else:
-                event_id, _, _, t, ac, energy, irradiance, own = fields
-                k, length = own.inverter_index, own.window_s
+            checked = fields_of(data, latest_s)
+            if checked[0] != VALID:
+                return checked
+            _, event_id, t, ac, energy, irradiance, k, length = checked
             return (VALID, k * _SLOTS + int(t // float(length)), (event_id, t, ac, energy, irradiance))
     else:
         @pw.udf(deterministic=True)
         def classify(data: str) -> tuple:
             """As the static one; a valid event → ``(VALID, inverter index, sample, t,
             window_s, event_id, plant_id, inverter_id)``, windowed on ``t``."""
-            fields = fast_fields(data, limits, time.time() + skew_s if wall_clock else latest_s)
-            if fields is None:
-                checked = reject(data)
-                if checked[0] != VALID:
-                    return checked
-                _, event_id, t, ac, energy, irradiance, k, length = checked
-            else:
-                event_id, _, _, t, ac, energy, irradiance, own = fields
-                k, length = own.inverter_index, own.window_s
+            checked = fields_of(data, time.time() + skew_s if wall_clock else latest_s)
+            if checked[0] != VALID:
+                return checked
+            _, event_id, t, ac, energy, irradiance, k, length = checked
             p, inverter_id, *_ = inverters[k]
             return (VALID, k, (event_id, t, ac, energy, irradiance), t, length, event_id, p.plant_id, inverter_id)
 
