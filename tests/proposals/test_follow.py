@@ -60,6 +60,10 @@ def test_quotes_orders_and_tariffs_flow_through(platform, follower):
              and analytics(warehouse)["q5"][1] is not None, 60, "q5 evaluated")
     assert query(warehouse, "SELECT system_kwp FROM propostas_enriched WHERE quote_id = 'q5'") == [
         (pytest.approx(20 * module[2] / 1000),)]
+    # the follower's upsert writes the yearly JSON text as a JSON array (the column is json)
+    (yearly, kind), = query(warehouse, "SELECT yearly, json_typeof(yearly) FROM propostas_analytics "
+                                       "WHERE quote_id = 'q5'")
+    assert kind == "array" and len(yearly) == 25 and yearly[0]["year"] == 1
 
     with db.connect(warehouse.dsn, warehouse.schema) as conn:  # an order, and a quote deleted
         conn.execute("""INSERT INTO "order" (id, quote_id) VALUES ('o2', 'q5')""")

@@ -78,9 +78,10 @@ def propostas_enriched_have_tariffs(warehouse: WarehouseResource) -> dg.AssetChe
                             "year, so the flows change sign); payback present when the proposal pays back "
                             "within its horizon (ROI > 0).")
 def propostas_analytics_kpis_present(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    # yearly is json since migration 0014 (jsonb before): the cast reads either
     bad = warehouse.query(
         "SELECT quote_id, year1_savings_brl, roi, irr_pct, payback_years FROM propostas_analytics a "
-        "WHERE error IS NULL AND ((irr_pct IS NULL AND EXISTS (SELECT 1 FROM jsonb_array_elements(a.yearly) y "
+        "WHERE error IS NULL AND ((irr_pct IS NULL AND EXISTS (SELECT 1 FROM json_array_elements(a.yearly::json) y "
         "WHERE (y->>'cash_flow_brl')::float > 0)) OR (roi > 0 AND payback_years IS NULL)) "
         "ORDER BY quote_id LIMIT 20")
     return dg.AssetCheckResult(passed=not bad, metadata={

@@ -373,10 +373,13 @@ def build_proposals_graph(src: Sources, assumptions: Assumptions, settings, *, b
         state=company.state, municipality=company.municipality, utility=company.utility,
         latitude=company.latitude, longitude=company.longitude, icms_pct=company.icms_pct,
     )
-    q = q.join_left(sizes, q.quote_id == sizes.quote_id, id=q.id).select(
-        *pw.left, size=pw.coalesce(sizes.size, (0.0, 0.0, 0, 0.0, None)))
-    q = q.join_left(orders, q.quote_id == orders.quote_id, id=q.id).select(
-        *pw.left, ordered=orders.orders.is_not_none())
+    # looked up by the groups' keys (a groupby's row id is its key's pointer), as left joins
+    # would (a miss gives None), but without rebuilding every column of q: a join_left
+    # followed by select(*pw.left, …) copied q's ~17 columns into a new table per join
+    # (~0.1 CPU s per join for 20,000 quotes); with_columns keeps them and adds one
+    q = q.with_columns(
+        size=pw.coalesce(sizes.ix_ref(q.quote_id, allow_misses=True).size, (0.0, 0.0, 0, 0.0, None)),
+        ordered=orders.ix_ref(q.quote_id, allow_misses=True).orders.is_not_none())
 
     # --- the tariff in force on the quote's day ---------------------------------------
     def grouped(table: pw.Table, layout: type) -> pw.Table:
@@ -406,8 +409,11 @@ def build_proposals_graph(src: Sources, assumptions: Assumptions, settings, *, b
     found = found.select(pw.this.utility, pw.this.customer_class,
                          quote_day=pw.declare_type(pw.DateTimeNaive, pw.this.found[0]),
                          tariff=pw.declare_type(tuple, pw.this.found[1]))
-    q = q.join_left(found, q.utility == found.utility, q.customer_class == found.customer_class,
-                    q.quote_day == found.quote_day, id=q.id).select(*pw.left, tariff=pw.unwrap(found.tariff))
+    # one row per utility, class and day (the days of a group are distinct): keyed by them,
+    # looked up like the sizes above
+    found = found.with_id_from(pw.this.utility, pw.this.customer_class, pw.this.quote_day)
+    q = q.with_columns(tariff=pw.unwrap(found.ix_ref(q.utility, q.customer_class, q.quote_day,
+                                                     allow_misses=True).tariff))
 
     # --- generation and the billing model -----------------------------------------------
     evaluate = _make_evaluate_udf(settings, assumptions, billing, batch_size)
