@@ -1,5 +1,5 @@
 -- propostas_analytics.yearly as json kept uncompressed (issue 17, part 3; docs/proposals.md,
--- "Round of 2026-12-05"). A batch replaces the whole table with COPY, and 20,000 yearly
+-- "Second round of 2026-12-04"). A batch replaces the whole table with COPY, and 20,000 yearly
 -- documents (~4.2 kB each) were most of that COPY's time: jsonb parses every number into a
 -- numeric and rebuilds the document, then pglz compresses it. json keeps the text as it is
 -- (checked to be JSON, nothing rebuilt), and STORAGE EXTERNAL stores it out of line without
