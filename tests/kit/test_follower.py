@@ -52,7 +52,27 @@ def test_a_follower_runs_its_own_first_batch_and_refuses_a_second_follower(wareh
     with _Presence(warehouse.dsn, name):
         assert job.FOLLOWER.active(warehouse)
         job.run_warehouse(warehouse)  # the follower's own batch, in its process
-        with pytest.raises(FollowerRunning, match="another .* follower is running"):
+        with pytest.raises(FollowerRunning, match="another .* holds the follower lock"):
             with _Presence(warehouse.dsn, name, wait_s=0.5):
                 pass
     assert not job.FOLLOWER.active(warehouse)
+
+
+def test_a_batch_holds_the_lock_while_it_runs_and_releases_it(warehouse, monkeypatch):
+    from ysh import pw_runtime
+
+    name = f"{warehouse.schema}:{job.FOLLOWER.pipeline}"
+    seen = {}
+
+    def run(*args, **kwargs):  # during the batch's run: a follower could not take the lock
+        seen["held"] = job.FOLLOWER.active(warehouse)
+        with pytest.raises(FollowerRunning):
+            with _Presence(warehouse.dsn, name, wait_s=0.5):
+                pass
+        return real_run(*args, **kwargs)
+
+    real_run = pw_runtime.run
+    monkeypatch.setattr(pw_runtime, "run", run)
+    job.run_warehouse(warehouse)
+    assert seen["held"]
+    assert not job.FOLLOWER.active(warehouse)  # released at once, not when the session ends

@@ -143,3 +143,13 @@ def test_a_space_aligned_text_table_becomes_rows_read_with_their_column_names():
     # a row with fewer runs than columns is cut under the dash groups
     assert "Tolerância | 0 a +5 W | - | -" in parsed
     assert "* contados a partir do despacho." in parsed  # the table ends at the blank line
+
+
+def test_a_prose_line_right_under_a_space_aligned_table_is_not_cut_into_cells():
+    text = ("  Região            Frete\n"
+            "  ----------------  -------\n"
+            "  Sudeste           4,8 %\n"
+            "Observação: o frete mínimo vale para todas as regiões.\n")
+    parsed = parse_document(text.encode(), filename="frete.txt")[0][0]
+    assert "Sudeste | 4,8 %" in parsed
+    assert "Observação: o frete mínimo vale para todas as regiões." in parsed

@@ -41,29 +41,61 @@ _HELD = """SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND ob
     AND objid::text::bigint = (hashtext(%(name)s)::bigint & 4294967295)"""
 
 
+#: libpq settings of a lock's session: a dead link is noticed in seconds, not minutes
+_LOCK_SESSION = {"autocommit": True, "connect_timeout": 10, "keepalives": 1, "keepalives_idle": 5,
+                 "keepalives_interval": 2, "keepalives_count": 3, "tcp_user_timeout": 10_000}
+
+
+def _try_lock(dsn: str, name: str) -> psycopg.Connection | None:
+    """A session holding the ``name`` lock (None when another session holds it)."""
+    conn = psycopg.connect(dsn, **_LOCK_SESSION)
+    try:
+        (taken,) = conn.execute("SELECT pg_try_advisory_lock(hashtext(%s), hashtext(%s))",
+                                (_LOCK_SPACE, name)).fetchone()
+    except BaseException:
+        conn.close()
+        raise
+    if not taken:
+        conn.close()
+        return None
+    return conn
+
+
+def _release(conn: psycopg.Connection, name: str) -> None:
+    """Unlock now (not when the server notices the closed session) and close."""
+    try:
+        conn.execute("SELECT pg_advisory_unlock(hashtext(%s), hashtext(%s))", (_LOCK_SPACE, name))
+    except psycopg.Error:
+        pass
+    conn.close()
+
+
 class _Presence:
     """A session advisory lock held by a thread while a follower runs: it tells a batch
     that a follower is there in the moments no slot of it is active (its first batch, the
     slot's creation, the initial snapshot). A lost server drops the lock; the thread
     takes it again once the server is back. Released on leaving the ``with`` block (or
-    with the process)."""
+    with the process). The session is only touched under ``_guard``, and a lock the thread
+    takes after the block was left is released at once."""
 
     here: set[str] = set()  # the names this process holds: its own batch is not refused
 
     def __init__(self, dsn: str, name: str, *, check_s: float = 2.0, wait_s: float = 15.0):
         self._dsn, self._name, self._check_s, self._wait_s = dsn, name, check_s, wait_s
         self._stop = threading.Event()
+        self._guard = threading.Lock()
         self._conn: psycopg.Connection | None = None
         self._thread = threading.Thread(target=self._keep, name=f"follower-lock {name}", daemon=True)
 
     def _take(self) -> bool:
-        conn = psycopg.connect(self._dsn, autocommit=True, connect_timeout=10)
-        (taken,) = conn.execute("SELECT pg_try_advisory_lock(hashtext(%s), hashtext(%s))",
-                                (_LOCK_SPACE, self._name)).fetchone()
-        if not taken:
-            conn.close()
+        conn = _try_lock(self._dsn, self._name)
+        if conn is None:
             return False
-        self._conn = conn
+        with self._guard:
+            if self._stop.is_set():  # the block was left meanwhile: hold nothing
+                _release(conn, self._name)
+                return False
+            self._conn = conn
         return True
 
     def __enter__(self) -> _Presence:
@@ -72,8 +104,8 @@ class _Presence:
             deadline = time.monotonic() + self._wait_s
             while not self._take():
                 if time.monotonic() >= deadline:
-                    raise FollowerRunning(f"another {self._name} follower is running (it holds the follower "
-                                          "lock); stop it first")
+                    raise FollowerRunning(f"another {self._name} follower (or a batch of it) holds the follower "
+                                          "lock; stop it first")
                 time.sleep(0.5)
         except psycopg.OperationalError as exc:  # the server is down: the thread takes it later
             log.warning("follower lock %s not taken (%s); retrying", self._name, _first_line(exc))
@@ -85,27 +117,35 @@ class _Presence:
         self._stop.set()
         self._thread.join(10)
         _Presence.here.discard(self._name)
-        if self._conn is not None:
-            try:  # released now, not when the server notices the closed connection
-                self._conn.execute("SELECT pg_advisory_unlock(hashtext(%s), hashtext(%s))", (_LOCK_SPACE, self._name))
-            except psycopg.Error:
-                pass
-            self._conn.close()
+        with self._guard:
+            if self._conn is not None:
+                _release(self._conn, self._name)
+                self._conn = None
 
     def _keep(self) -> None:
+        refused = 0
         while not self._stop.wait(self._check_s):
             try:
                 if self._conn is None:
                     if self._take():
                         log.info("follower lock %s taken again", self._name)
+                        refused = 0
+                    elif not self._stop.is_set():
+                        refused += 1
+                        if refused in (1, 30) or refused % 300 == 0:
+                            log.warning("follower lock %s is held by another session (a batch?); retrying",
+                                        self._name)
                 else:
-                    self._conn.execute("SELECT 1")
+                    with self._guard:
+                        if self._conn is not None:
+                            self._conn.execute("SELECT 1")
             except psycopg.OperationalError as exc:
-                if self._conn is not None:
-                    log.warning("follower lock %s lost (%s); taking it again when the server is back",
-                                self._name, _first_line(exc))
-                    self._conn.close()
-                    self._conn = None
+                with self._guard:
+                    if self._conn is not None:
+                        log.warning("follower lock %s lost (%s); taking it again when the server is back",
+                                    self._name, _first_line(exc))
+                        self._conn.close()
+                        self._conn = None
 
 
 def _first_line(exc: BaseException) -> str:
@@ -227,17 +267,29 @@ class Follower:
         Raises
         ------
         FollowerRunning
-            a follower of this schema is running: it keeps the outputs current, and a
-            batch writing the same rows from an older snapshot could undo its changes.
+            a follower of this schema is running (or another batch of it): it keeps the
+            outputs current, and a batch writing the same rows from an older snapshot could
+            undo its changes. The batch holds the follower lock while it runs, so the check
+            and the run are one step, and a follower starting meanwhile waits, then is refused.
         """
-        if self._lock_name(warehouse.schema) not in _Presence.here and self.active(warehouse):
-            raise FollowerRunning(self.busy.format(schema=warehouse.schema))
-        started = db.server_now(warehouse)
-        pw_runtime.fresh_graph()
-        with graph() as outputs:
-            (write or pw_runtime.write_snapshots)(outputs, self.outputs, warehouse)
-            pw_runtime.run()
-        db.prune_not_written(warehouse, self.output_tables, started)
+        name = self._lock_name(warehouse.schema)
+        guard = None
+        if name not in _Presence.here:  # (a follower's own first batch runs under its lock)
+            # the follower lock, held for the whole batch: a follower cannot start meanwhile,
+            # and a follower that is running (or another batch) refuses this one
+            guard = None if self.streaming(warehouse) else _try_lock(warehouse.dsn, name)
+            if guard is None:
+                raise FollowerRunning(self.busy.format(schema=warehouse.schema))
+        try:
+            started = db.server_now(warehouse)
+            pw_runtime.fresh_graph()
+            with graph() as outputs:
+                (write or pw_runtime.write_snapshots)(outputs, self.outputs, warehouse)
+                pw_runtime.run()
+            db.prune_not_written(warehouse, self.output_tables, started)
+        finally:
+            if guard is not None:
+                _release(guard, name)
 
     def follow(self, warehouse: Warehouse, persistence_dir: Path, *, batch: Callable[[], Any],
                graph: Callable[[dict[str, pw.Table]], Any], autocommit_duration_ms: int = 200,

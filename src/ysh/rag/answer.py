@@ -48,6 +48,7 @@ from .question import (
     defined_term,
     defines,
     question_kind,
+    STATES,
     place_terms,
     question_head,
     yes_no_tail,
@@ -165,8 +166,8 @@ DEFINES_WEIGHT = 1.5
 #: a definition is quoted with the next sentence of its paragraph up to this length
 DEFINITION_CHARS = 450
 #: a question that also asks what to do ("o que tem que fazer", "como proceder"; folded)
-_WHAT_TO_DO = re.compile(r"\bo que (?:eu |ele |ela |o cliente |a gente )?(?:tem|tenho|temos|tem q|preciso|precisa|"
-                         r"devo|deve|faco|fazer)\b(?: (?:que|q|de))?(?: fazer)?|\bcomo (?:proceder|faco|fazer)\b|"
+_WHAT_TO_DO = re.compile(r"\bo que (?:eu |ele |ela |o cliente |a gente )?(?:(?:tem|tenho|temos|preciso|precisa|devo|"
+                         r"deve)(?: (?:que|q|de))? )?(?:fazer|faco)\b|\bcomo (?:proceder|faco|fazer)\b|"
                          r"\bqual o procedimento\b")
 
 
@@ -487,17 +488,11 @@ _QUANTITY_TOKEN = re.compile(r"^\d+(?:[.,]\d+)?(?:w|wp|kw|kwp|kwh|mw|mwh|v|kv|a|
 _NAME = re.compile(r"\b(?:[A-Z][a-z][A-Za-z]*|[A-Z]{2,}[a-z]{2,}[A-Za-z]*)\b")
 
 
-#: Brazil's states and their capitals: a place in a question is a condition a document often
-#: states by region or by "demais estados" ("frete grátis … nos demais estados"), not the
-#: subject whose absence means the passages are about something else
-_PLACES = tuple(fold_text(place) for place in (
-    "Acre", "Alagoas", "Amapá", "Amazonas", "Bahia", "Ceará", "Distrito Federal", "Espírito Santo", "Goiás",
-    "Maranhão", "Mato Grosso", "Mato Grosso do Sul", "Minas Gerais", "Pará", "Paraíba", "Paraná", "Pernambuco",
-    "Piauí", "Rio de Janeiro", "Rio Grande do Norte", "Rio Grande do Sul", "Rondônia", "Roraima",
-    "Santa Catarina", "São Paulo", "Sergipe", "Tocantins",
-    "Rio Branco", "Maceió", "Macapá", "Manaus", "Salvador", "Fortaleza", "Brasília", "Vitória", "Goiânia",
-    "São Luís", "Cuiabá", "Campo Grande", "Belo Horizonte", "Belém", "João Pessoa", "Curitiba", "Recife",
-    "Teresina", "Natal", "Porto Alegre", "Porto Velho", "Boa Vista", "Florianópolis", "Aracaju", "Palmas"))
+#: Brazil's states and their capitals (:data:`ysh.rag.question.STATES`): a place in a
+#: question is a condition a document often states by region or by "demais estados"
+#: ("frete grátis … nos demais estados"), not the subject whose absence means the passages
+#: are about something else
+_PLACES = tuple(fold_text(name) for state, _, capital, _ in STATES for name in (state, capital))
 
 
 def _place_words(question: str) -> set[str]:

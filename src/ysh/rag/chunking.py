@@ -135,7 +135,9 @@ class TokenChunker:
         lines = paragraph.split("\n")
         lead, lead_at = "", 0
         head = table_head(lines)
-        if head and self.n_tokens("\n".join(lines[:head])) <= self.max_tokens // 2:
+        if head and self.n_tokens("\n".join(lines[:head])) > self.max_tokens // 2:
+            head = 0  # a header too long to repeat: the table's lines are packed as any others
+        if head:
             # a table's header (and rule) opens every piece of it: a row of the second
             # piece ("| MDC-F10-20G1 | 20 A | 2,4 W |") is read by its column names
             lead, lead_at = "\n".join(line.strip() for line in lines[:head]), head
@@ -192,7 +194,10 @@ class TokenChunker:
                 current, opened_with_lead = [], False
                 out.extend(self._windows(text))
                 continue
-            if body and sum(x[3] for x in current) + n > self.max_tokens:
+            if current and not body and sum(x[3] for x in current) + n > self.max_tokens:
+                emit(current)  # a table's header alone (its rows ended at once): its own piece
+                current, opened_with_lead = [], False
+            elif body and sum(x[3] for x in current) + n > self.max_tokens:
                 # break at the last unit that may open a piece, so a wrapped line goes
                 # whole into the next piece (when what it carries still fits)
                 cut = len(current)

@@ -338,7 +338,9 @@ def _space_tables(text: str) -> str:
     mínimo", "Nordeste | 5,9 % | R$ 260,00"), the shape DOCX and HTML tables already
     have: each row is then read with its column names. A row's cells are its runs
     separated by two or more spaces when there are as many as columns, else the text under
-    each dash group. The table ends at a blank line."""
+    each dash group. The table ends at a blank line, or at a line that starts left of it or
+    runs a word across a column's start ("Observação: o frete mínimo vale…" right under the
+    rows)."""
     lines = text.split("\n")
     out: list[str] = []
     i = 0
@@ -355,9 +357,16 @@ def _space_tables(text: str) -> str:
                 bounds = [*starts[1:], None]
                 return [row[a:b].strip() for a, b in zip(starts, bounds)]
 
+            def straddles(row: str) -> bool:
+                """Prose, no row: it starts left of the table, or runs a word across a column's start."""
+                if len(row) - len(row.lstrip()) < starts[0]:
+                    return True
+                return len([c for c in re.split(r"\s{2,}", row.strip()) if c]) != len(starts) and any(
+                    0 < a < len(row) and not row[a - 1].isspace() and not row[a].isspace() for a in starts[1:])
+
             rows = [line]
             j = i + 2
-            while j < len(lines) and lines[j].strip() and not _DASH_RULE.match(lines[j]):
+            while j < len(lines) and lines[j].strip() and not _DASH_RULE.match(lines[j]) and not straddles(lines[j]):
                 rows.append(lines[j])
                 j += 1
             if len(rows) > 1:

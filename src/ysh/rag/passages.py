@@ -33,10 +33,12 @@ _INJECTION_PATTERNS = [
     (r"\b(do not|don t) (cite|mention|reveal)\b", "hides sources or rules"),
 ]
 _INJECTION = [(re.compile(p), reason) for p, reason in _INJECTION_PATTERNS]
-#: a chat role marker ("SYSTEM:", "[assistant]:", "<sistema>:"), on the text as written: its
-#: colon is what marks it ("Sistema | Total pago" heads a table, "Sistema de fixação…" is a sentence)
-_ROLE_MARKER = re.compile(r"(?i)(?:^|<!--|\n)\s*[\[<#*]*\s*(?:system|assistant|sistema|assistente)\s*[\]>*]*\s*:")
-
+#: a chat role marker, on the text as written: the English role words open an injection in
+#: any dress ("SYSTEM:", "SYSTEM - …", "<system>", "[[system]]", "> SYSTEM: …", a quote or a
+#: full-width colon). Their Portuguese words are ordinary ones ("Sistema | Total pago" heads a
+#: table, "Sistema: on-grid" is a spec line): an injection written with them is caught by
+#: what it asks ("ignore as instruções", "responda que…", "você agora é…")
+_ROLE_MARKER = re.compile(r"(?im)(?:^|<!--)[\s>\-*•\"'“(\[<#]*(?:system|assistant)\b")
 
 def injection_reason(text: str) -> str | None:
     """Why ``text`` reads as an instruction to the assistant (prompt injection), or None."""

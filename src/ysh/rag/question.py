@@ -126,7 +126,7 @@ def _synonym_table(stem) -> dict[str, frozenset[str]]:
 
 #: Brazil's states: name, UF, capital, region. A freight table lists regions or UFs, a
 #: question names the city ("frete pra Salvador" is the "Nordeste" row, or "BA")
-_STATES = (
+STATES = (
     ("Acre", "AC", "Rio Branco", "Norte"), ("Alagoas", "AL", "Maceió", "Nordeste"),
     ("Amapá", "AP", "Macapá", "Norte"), ("Amazonas", "AM", "Manaus", "Norte"),
     ("Bahia", "BA", "Salvador", "Nordeste"), ("Ceará", "CE", "Fortaleza", "Nordeste"),
@@ -144,15 +144,21 @@ _STATES = (
 )
 
 
+#: place names that fold to everyday words ("para", "natal", "vitoria", "palmas")
+_COMMON_WORDS = frozenset({"para", "natal", "vitoria", "palmas"})
+
+
 def place_terms(question: str) -> set[str]:
     """The UF and region (stemmed terms) of each Brazilian state or capital the
     question names, for the passages that list places that way; the longest name wins
     ("Mato Grosso do Sul" is not "Mato Grosso")."""
     folded = f" {fold_text(question)} "
     found: set[str] = set()
-    for state, uf, capital, region in sorted(_STATES, key=lambda x: -len(x[0])):
+    for state, uf, capital, region in sorted(STATES, key=lambda x: -len(x[0])):
         for name in (state, capital):
             key = f" {fold_text(name)} "
+            if key.strip() in _COMMON_WORDS and not re.search(rf"\b{re.escape(name)}\b", question):
+                continue  # "para" is a preposition, "natal" Christmas: only "Pará", "Natal" as written
             if key in folded:
                 folded = folded.replace(key, " ")
                 found |= stems(region) | {uf.lower()}
@@ -248,6 +254,9 @@ def yes_no_tail(question: str) -> set[str]:
         return set()
     words = fold_text(sentences[-1]).split()
     if not 1 <= len(words) <= 2 or words[0] in _WH_WORDS:
+        return set()
+    # the context before it states, it does not ask ("Qual o disjuntor…? 32A?" asks a value)
+    if any(x.rstrip().endswith("?") or set(fold_text(x).split()) & _WH_WORDS for x in sentences[:-1]):
         return set()
     return stems(sentences[-1])
 

@@ -462,7 +462,7 @@ class LiveIndex:
         if first_md.get("path") == lead_md.get("path"):
             return ranked
         codes = self._codes(query)
-        if self._agreeing_codes(codes, self._chunks[first_slot].terms) > \
+        if codes and self._agreeing_codes(codes, self._chunks[first_slot].terms) > \
                 self._agreeing_codes(codes, self._document_terms(str(lead_md.get("path")))):
             return ranked
         first_bm25 = dict(bm25).get(first_slot, 0.0)
