@@ -256,7 +256,7 @@ def yes_no_tail(question: str) -> set[str]:
     if not 1 <= len(words) <= 2 or words[0] in _WH_WORDS:
         return set()
     # the context before it states, it does not ask ("Qual o disjuntor…? 32A?" asks a value)
-    if any(x.rstrip().endswith("?") or set(fold_text(x).split()) & _WH_WORDS for x in sentences[:-1]):
+    if any(x.rstrip().endswith("?") for x in sentences[:-1]):
         return set()
     return stems(sentences[-1])
 
