@@ -38,6 +38,7 @@ from .engine import PlantFold
 from .expected import clear_sky_key, expected_power_at
 from .fleet import WINDOW_S, Plant
 from .rules import DEFAULT_THRESHOLDS, Thresholds, WindowStat, performance_index
+from .rules.model import identical_run
 from .validation import (CLOCK_SKEW, POWER_ABOVE_RATED_TOLERANCE, Limits, Rejected, fast_fields, night_tare_w,
                          storable_id, validate_event)
 
@@ -126,11 +127,7 @@ def _window_row(samples: tuple) -> tuple:
     rows = sorted(ordered, key=_sample_t) if len(ordered) > 1 else ordered
     powers = [float(s[2]) for s in rows]
     last = powers[-1]
-    run = 0
-    for p in reversed(powers):
-        if p != last:
-            break
-        run += 1
+    run = identical_run(powers)
     first_counter, last_counter = float(rows[0][3]), float(rows[-1][3])
     poa = [float(s[4]) for s in ordered if s[4] is not None]
     return (len(rows), sum(powers) / len(powers), min(powers), max(powers), last_counter - first_counter, run,

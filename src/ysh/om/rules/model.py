@@ -165,6 +165,16 @@ def performance_index(avg_power_w: float, expected_power_w: float, rated_power_w
     return avg_power_w / expected_power_w
 
 
+def identical_run(powers: list[float]) -> int:
+    """How many of the last values of ``powers`` (≥ 1) equal the last one."""
+    last, run = powers[-1], 0
+    for p in reversed(powers):
+        if p != last:
+            break
+        run += 1
+    return run
+
+
 def window_from_samples(plant_id: str, inverter_id: str, window_start: datetime, window_end: datetime,
                         samples: Iterable[tuple[datetime, float, float]], expected_power_w: float,
                         rated_power_w: float, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> WindowStat:
@@ -175,11 +185,7 @@ def window_from_samples(plant_id: str, inverter_id: str, window_start: datetime,
         raise ValueError("a window needs at least one sample")
     powers = [p for _, p, _ in rows]
     last = powers[-1]
-    run = 0
-    for p in reversed(powers):
-        if p != last:
-            break
-        run += 1
+    run = identical_run(powers)
     avg = sum(powers) / len(powers)
     return WindowStat(
         plant_id, inverter_id, window_start, window_end, len(rows), avg, min(powers), max(powers),
