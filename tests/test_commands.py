@@ -76,7 +76,7 @@ def test_catalog_search_benchmark_runs_and_its_quality_holds():
 
 def test_om_benchmark_runs_and_prints_the_ratio(tmp_path):
     done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "om.py"), "--plants", "20", "--hours", "2",
-                           "--mqtt-events", "0"], capture_output=True, text=True, timeout=600,
+                           "--mqtt-events", "0", "--kafka-events", "0"], capture_output=True, text=True, timeout=600,
                           env={**os.environ, "COLUMNS": "160"})
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "× baseline" in done.stdout and "pipeline → PostgreSQL" in done.stdout
