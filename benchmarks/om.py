@@ -161,6 +161,32 @@ def _table_rows(dsn: str, schema: str, table: str) -> list[tuple]:
     return sorted(rows, key=repr)
 
 
+def wait_for_windows(conn, expected: int, proc, *, poll_s: float) -> int:
+    """Poll ``om_inverter_5min`` until ``expected`` windows are in, the follower ended, 30
+    minutes passed, or nothing new came for ``STALL_S``; the count then."""
+    deadline = time.monotonic() + 1800
+    last_count, last_change = -1, time.monotonic()
+    while True:
+        windows = conn.execute("SELECT count(*) FROM om_inverter_5min").fetchone()[0]
+        if windows != last_count:
+            last_count, last_change = windows, time.monotonic()
+        if windows >= expected or proc.poll() is not None or time.monotonic() > deadline:
+            return windows
+        if time.monotonic() - last_change > STALL_S:  # nothing new: the rest will not come
+            return windows
+        time.sleep(poll_s)
+
+
+def late_events(conn, windows: int, expected: int, allow_late: bool, log: Path) -> int:
+    """Events quarantined as late; a run short of windows without them (or where they are
+    not allowed) is an error."""
+    late = conn.execute("SELECT count(*) FROM om_quarantine WHERE reason = 'late'").fetchone()[0]
+    if windows < expected and not (allow_late and late):
+        raise RuntimeError(f"only {windows} of {expected} windows arrived, none for {STALL_S} s "
+                           f"({late} events quarantined as late):\n{log.read_text()[-2000:]}")
+    return late
+
+
 def final_windows(path: Path, cutoff_s: int = 120) -> int:
     """How many (inverter, 5-minute window) a streaming run must emit for the events in
     ``path``: those whose end + the late cutoff is not after the newest event."""
@@ -452,22 +478,9 @@ def mqtt_run(console, work: Path, dsn: str, local, fleet, *, speedup: float | No
             published = sum(n for n, _ in results)
             # done when every final window is in (end + late cutoff ≤ the newest event)
             expected = final_windows(path, cutoff_s)
-            deadline = time.monotonic() + 1800
             with db.connect(dsn, schema) as conn:
-                last_count, last_change = -1, time.monotonic()
-                while True:
-                    windows = conn.execute("SELECT count(*) FROM om_inverter_5min").fetchone()[0]
-                    if windows != last_count:
-                        last_count, last_change = windows, time.monotonic()
-                    if windows >= expected or proc.poll() is not None or time.monotonic() > deadline:
-                        break
-                    if time.monotonic() - last_change > STALL_S:  # nothing new: the rest will not come
-                        break
-                    time.sleep(0.5)
-                late = conn.execute("SELECT count(*) FROM om_quarantine WHERE reason = 'late'").fetchone()[0]
-                if windows < expected and not (allow_late and late):
-                    raise RuntimeError(f"only {windows} of {expected} windows arrived, none for {STALL_S} s "
-                                       f"({late} events quarantined as late):\n{log.read_text()[-2000:]}")
+                windows = wait_for_windows(conn, expected, proc, poll_s=0.5)
+                late = late_events(conn, windows, expected, allow_late, log)
                 t_last = conn.execute("SELECT extract(epoch FROM max(created_at)) FROM om_inverter_5min").fetchone()[0]
                 alert_rows = [(float(d), float(c)) for d, c in conn.execute(
                     "SELECT extract(epoch FROM (details->>'detected_at')::timestamptz), extract(epoch FROM created_at) "
@@ -667,23 +680,10 @@ def kafka_run(console, work: Path, dsn: str, bootstrap: str, fleet, *, batch: in
                 produce(speedup)
         t0 = reading if speedup is None else produced["started"]
         expected = final_windows(path, cutoff_s)
-        deadline = time.monotonic() + 1800
         with db.connect(dsn, schema) as conn:
-            last_count, last_change = -1, time.monotonic()
-            while True:
-                windows = conn.execute("SELECT count(*) FROM om_inverter_5min").fetchone()[0]
-                if windows != last_count:
-                    last_count, last_change = windows, time.monotonic()
-                if windows >= expected or proc.poll() is not None or time.monotonic() > deadline:
-                    break
-                if time.monotonic() - last_change > STALL_S:
-                    break
-                time.sleep(0.1)
+            windows = wait_for_windows(conn, expected, proc, poll_s=0.1)
             cpu = _proc_cpu(proc.pid) - c_start
-            late = conn.execute("SELECT count(*) FROM om_quarantine WHERE reason = 'late'").fetchone()[0]
-            if windows < expected and not (allow_late and late):
-                raise RuntimeError(f"only {windows} of {expected} windows arrived, none for {STALL_S} s "
-                                   f"({late} events quarantined as late):\n{log.read_text()[-2000:]}")
+            late = late_events(conn, windows, expected, allow_late, log)
             t_last = conn.execute("SELECT extract(epoch FROM max(created_at)) FROM om_inverter_5min").fetchone()[0]
             time.sleep(2.0)  # the alerts of the last batches
             alert_rows = [(float(d), float(c)) for d, c in conn.execute(
