@@ -514,13 +514,20 @@ def print_mqtt(console, run: dict, title: str) -> None:
                   f"{run['total_s']:.1f} s, {run['published'] / run['total_s']:,.0f} events/s")
     table.add_row("window rows (final windows expected)", f"{run['windows']:,} ({run['expected_windows']:,})")
     table.add_row("events quarantined as late (publishers out of step by more than the cutoff)", f"{run['late']:,}")
-    for name, key in (("true alert latency: closing event published → alert row committed", "true"),
-                      (f"data → alert (+ the {run['cutoff_s']} s event-time cutoff)", "from_data")):
-        values = run[key]
-        table.add_row(f"{name} ({len(values)} alerts)",
-                      f"p50 {_ms(values, 50)}, p95 {_ms(values, 95)}, p99 {_ms(values, 99)}")
-    table.add_row("alerts", ", ".join(f"{rule}: {n}" for rule, n in run["alerts"]))
+    latency_rows(table, run, "published")
     console.print(table)
+
+
+def latency_rows(table, run: dict, sent: str | None) -> None:
+    """The true alert latency rows (closing event ``sent`` → alert row committed; none when
+    ``sent`` is None) and the alerts row of a bus run's table."""
+    if sent is not None:
+        for name, key in ((f"true alert latency: closing event {sent} → alert row committed", "true"),
+                          (f"data → alert (+ the {run['cutoff_s']} s event-time cutoff)", "from_data")):
+            values = run[key]
+            table.add_row(f"{name} ({len(values)} alerts)",
+                          f"p50 {_ms(values, 50)}, p95 {_ms(values, 95)}, p99 {_ms(values, 99)}")
+    table.add_row("alerts", ", ".join(f"{rule}: {n}" for rule, n in run["alerts"]))
 
 
 def mqtt_benchmark(console, work: Path, dsn: str, args, local) -> None:
@@ -744,13 +751,8 @@ def print_kafka(console, run: dict, title: str) -> None:
                   f"{run['cpu_s']:.1f} s ({run['published'] / max(run['cpu_s'], 1e-9):,.0f} events per CPU s)")
     table.add_row("window rows (final windows expected)", f"{run['windows']:,} ({run['expected_windows']:,})")
     table.add_row("events quarantined as late", f"{run['late']:,}")
-    if run["speedup"]:  # a backlog's alerts are late by construction: no latency there
-        for name, key in (("true alert latency: closing event produced → alert row committed", "true"),
-                          (f"data → alert (+ the {run['cutoff_s']} s event-time cutoff)", "from_data")):
-            values = run[key]
-            table.add_row(f"{name} ({len(values)} alerts)",
-                          f"p50 {_ms(values, 50)}, p95 {_ms(values, 95)}, p99 {_ms(values, 99)}")
-    table.add_row("alerts", ", ".join(f"{rule}: {n}" for rule, n in run["alerts"]))
+    # a backlog's alerts are late by construction: no latency there
+    latency_rows(table, run, "produced" if run["speedup"] else None)
     console.print(table)
 
 
