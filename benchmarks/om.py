@@ -187,6 +187,19 @@ def late_events(conn, windows: int, expected: int, allow_late: bool, log: Path) 
     return late
 
 
+def last_window_at(conn) -> float:
+    """When the last window row was committed (epoch seconds)."""
+    return conn.execute("SELECT extract(epoch FROM max(created_at)) FROM om_inverter_5min").fetchone()[0]
+
+
+def alert_results(conn) -> tuple[list[tuple[float, float]], list[tuple]]:
+    """(detected at, committed at) of each alert (epoch seconds), and the alerts per rule."""
+    rows = [(float(d), float(c)) for d, c in conn.execute(
+        "SELECT extract(epoch FROM (details->>'detected_at')::timestamptz), extract(epoch FROM created_at) "
+        "FROM om_alerts WHERE details ? 'detected_at'").fetchall()]
+    return rows, conn.execute("SELECT rule, count(*) FROM om_alerts GROUP BY 1 ORDER BY 2 DESC").fetchall()
+
+
 def final_windows(path: Path, cutoff_s: int = 120) -> int:
     """How many (inverter, 5-minute window) a streaming run must emit for the events in
     ``path``: those whose end + the late cutoff is not after the newest event."""
@@ -481,11 +494,8 @@ def mqtt_run(console, work: Path, dsn: str, local, fleet, *, speedup: float | No
             with db.connect(dsn, schema) as conn:
                 windows = wait_for_windows(conn, expected, proc, poll_s=0.5)
                 late = late_events(conn, windows, expected, allow_late, log)
-                t_last = conn.execute("SELECT extract(epoch FROM max(created_at)) FROM om_inverter_5min").fetchone()[0]
-                alert_rows = [(float(d), float(c)) for d, c in conn.execute(
-                    "SELECT extract(epoch FROM (details->>'detected_at')::timestamptz), extract(epoch FROM created_at) "
-                    "FROM om_alerts WHERE details ? 'detected_at'").fetchall()]
-                alerts = conn.execute("SELECT rule, count(*) FROM om_alerts GROUP BY 1 ORDER BY 2 DESC").fetchall()
+                t_last = last_window_at(conn)
+                alert_rows, alerts = alert_results(conn)
     finally:
         if proc.poll() is None:
             proc.terminate()
@@ -691,12 +701,9 @@ def kafka_run(console, work: Path, dsn: str, bootstrap: str, fleet, *, batch: in
             windows = wait_for_windows(conn, expected, proc, poll_s=0.1)
             cpu = _proc_cpu(proc.pid) - c_start
             late = late_events(conn, windows, expected, allow_late, log)
-            t_last = conn.execute("SELECT extract(epoch FROM max(created_at)) FROM om_inverter_5min").fetchone()[0]
+            t_last = last_window_at(conn)
             time.sleep(2.0)  # the alerts of the last batches
-            alert_rows = [(float(d), float(c)) for d, c in conn.execute(
-                "SELECT extract(epoch FROM (details->>'detected_at')::timestamptz), extract(epoch FROM created_at) "
-                "FROM om_alerts WHERE details ? 'detected_at'").fetchall()]
-            alerts = conn.execute("SELECT rule, count(*) FROM om_alerts GROUP BY 1 ORDER BY 2 DESC").fetchall()
+            alert_rows, alerts = alert_results(conn)
     finally:
         if proc.poll() is None:
             proc.terminate()
