@@ -274,7 +274,9 @@ class Follower:
         """
         name = self._lock_name(warehouse.schema)
         guard = None
-        if name not in _Presence.here:  # (a follower's own first batch runs under its lock)
+        # (a follower's own first batch runs under its lock; the helper processes of a
+        # spawned batch run under their process 0's)
+        if name not in _Presence.here and pw_runtime.is_leader():
             # the follower lock, held for the whole batch: a follower cannot start meanwhile,
             # and a follower that is running (or another batch) refuses this one
             guard = None if self.streaming(warehouse) else _try_lock(warehouse.dsn, name)
