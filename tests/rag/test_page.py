@@ -124,6 +124,8 @@ def ask(pg, question: str) -> None:
 
 
 def test_ask_read_the_answer_and_open_a_citation(page, tmp_path):
+    from playwright.sync_api import expect
+
     assert page.title().startswith("Hélio")
     assert page.inner_text("h1").startswith("Hélio")
     ask(page, "Em quantos meses os créditos de energia expiram?")
@@ -145,7 +147,9 @@ def test_ask_read_the_answer_and_open_a_citation(page, tmp_path):
     page.wait_for_selector("#trecho-texto mark", timeout=30_000)
     assert page.inner_text("#trecho-texto mark") in page.inner_text("#trecho-texto")
     # freshness and the failed input from /v1/statistics and /v1/inputs
-    page.wait_for_function("document.getElementById('st-trechos').textContent !== '—'")
+    # locator waits run in Playwright's own world: a string predicate (wait_for_function) is an
+    # eval in the page, which the page's CSP (script-src 'self') refuses on some Chromium builds
+    expect(page.locator("#st-trechos")).not_to_have_text("—", timeout=30_000)
     assert int(page.inner_text("#st-arquivos")) == len(CORPUS) + 1
     assert int(page.inner_text("#st-trechos")) > 10
     assert re.search(r"\d{2}/\d{2}/\d{4}.*\(há ", page.inner_text("#st-indexado"))
@@ -172,13 +176,15 @@ def test_a_pdf_citation_shows_its_page(page):
 
 
 def test_without_the_key_the_page_says_so(browser, helio):
+    from playwright.sync_api import expect
+
     base, _ = helio
     context = browser.new_context()
     pg = context.new_page()
     pg.goto(base + "/")
     pg.fill("#pergunta", "Qual o prazo dos créditos?")
     pg.click("#perguntar")
-    pg.wait_for_function("document.getElementById('estado').textContent.includes('Chave')")
+    expect(pg.locator("#estado")).to_contain_text("Chave", timeout=30_000)
     assert "incorreta" in pg.inner_text("#estado")
     assert pg.is_visible("#chave")  # the key field opens by itself
     context.close()
