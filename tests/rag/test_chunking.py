@@ -134,3 +134,17 @@ def test_a_wrapped_list_item_is_never_cut_and_the_lead_in_opens_the_next_piece(c
         assert not piece.rstrip().endswith("indicado na")  # an item's first line never ends a piece
     assert all(p.startswith("Depois, monte cada vao nesta ordem:") for p in pieces[1:])
     assert all(chunker.n_tokens(p) <= 200 for p in pieces)
+
+
+def test_a_table_row_of_two_sentences_is_never_cut_between_pieces(chunker):
+    # a fault-code table: the action cell holds two sentences, the second one the answer
+    header = "| Código | Descrição | Ação recomendada |\n|---|---|---|"
+    rows = [f"| F-2{i:02d} | Falha número {i} do lado CC | Não abrir o conector sob carga. Esperar o anoitecer "
+            f"(corrente zero), desligar a chave CC e corrigir o item {i}. |" for i in range(1, 30)]
+    pieces = [text for text, _ in chunker.chunk("## Falhas\n\n" + header + "\n" + "\n".join(rows))]
+    assert len(pieces) > 1
+    for piece in pieces:
+        assert header + "\n" in piece  # the header, then a row on a line of its own
+        body = piece.split(header + "\n", 1)[1].split("\n")
+        assert all(line.startswith("| F-2") and line.endswith("|") for line in body), body
+    assert sum(piece.count("Esperar o anoitecer") for piece in pieces) >= len(rows)

@@ -510,3 +510,24 @@ def test_a_hit_cut_mid_sentence_brings_the_chunk_that_finishes_it():
     assert index.continuations(hits, filepath_globpattern="**/*.pdf") == extra
     # malformed hits bring nothing and do not fail
     assert index.continuations([{"text": None, "metadata": None}, {"text": "x", "metadata": {"chunk_index": True}}]) == []
+
+
+def test_the_answerer_reads_a_short_first_document_whole():
+    index = bm25_index()
+    memo = "docs/memorial.md"
+    index.apply([
+        chunk("m0", "Exemplo residencial: premissas do retorno do investimento.", memo, chunk_index=0),
+        chunk("m1", "Resultados:\n- TIR: cerca de 34,8 % ao ano.", memo, chunk_index=1, page="2"),
+        chunk("m2", "Cuidados ao apresentar ao cliente.", memo, chunk_index=2),
+        chunk("o1", "Outro documento sobre retorno.", "docs/outro.md", chunk_index=0),
+    ])
+    hits = index.search("retorno do investimento do exemplo residencial", 1, "bm25")
+    assert [h["metadata"]["chunk_index"] for h in hits] == [0]
+    rest = index.rest_of_document(hits)
+    # the other chunks of the first hit's document, in order, after the hits (score 0)
+    assert [(h["metadata"]["path"], h["metadata"]["chunk_index"], h["score"]) for h in rest] == \
+        [(memo, 1, 0.0), (memo, 2, 0.0)]
+    assert index.rest_of_document(hits + rest) == []  # already among the hits
+    assert [h["metadata"]["chunk_index"] for h in index.rest_of_document(hits, metadata_filter="page != `2`")] == [2]
+    assert index.rest_of_document(hits, limit=2) == []  # a long document is not read whole
+    assert index.rest_of_document([]) == []

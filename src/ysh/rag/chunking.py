@@ -168,8 +168,13 @@ class TokenChunker:
                 and not re.search(r"[.!?:;]\s*$", previous)
             if number >= lead_at and not wrapped and not _opens_item(line):
                 in_list = False  # a line after the list: what follows is no item of it
+            # a table row or a list item is cut between its sentences only when it does not
+            # fit a piece alone ("| F-210 | … | Não abrir o conector sob carga. Esperar o
+            # anoitecer … |": a piece holding only the second sentence reads no code)
+            item = _opens_item(line)
             for k, sentence in enumerate(x for x in _SENTENCE_END.split(line) if x.strip()):
-                units.append((sentence, k == 0, not (k == 0 and wrapped), number >= lead_at and in_list))
+                units.append((sentence, k == 0, not (k == 0 and wrapped) and not (k and item),
+                              number >= lead_at and in_list))
             previous = line
         out: list[str] = []
         lead_n = self.n_tokens(lead) if lead else 0
@@ -179,7 +184,9 @@ class TokenChunker:
         opened_with_lead = bool(current)
 
         def emit(piece: list[tuple[str, bool, bool, int]]) -> None:
-            out.append("".join(("\n" if starts and i else " " if i else "") + text.strip()
+            # what follows a repeated header or lead-in starts a line of its own
+            after = 1 if lead and piece and piece[0][0] == lead else 0
+            out.append("".join(("\n" if (starts or i == after) and i else " " if i else "") + text.strip()
                                for i, (text, starts, _, _) in enumerate(piece)))
 
         def opening(after_lead: bool) -> list[tuple[str, bool, bool, int]]:

@@ -382,7 +382,12 @@ _DIGIT_SEPARATOR = re.compile(r"(?<=\d)([.,])(?=\d)")
 _SEPARATOR_MARK = {".": "zqdotqz", ",": "zqcommaqz"}
 
 
+#: a code's letters, hyphen and number ("F-201", "A-420"): one token, so its number is no quantity
+_CODE_HYPHEN = re.compile(r"(?<=\b[A-Za-z])-(?=\d)|(?<=\b[A-Za-z]{2})-(?=\d)")
+
+
 def _folded_with_percent(text: str) -> str:
+    text = _CODE_HYPHEN.sub("", text)
     marked = _DIGIT_SEPARATOR.sub(lambda m: _SEPARATOR_MARK[m.group(1)], text.replace("%", " pct "))
     folded = fold_text(marked).replace(" pct", " %")
     for separator, mark in _SEPARATOR_MARK.items():
@@ -468,7 +473,8 @@ def count_agreement(question: str, text: str) -> float:
 def quantities(text: str) -> set[tuple[str, str]]:
     """The numbers of ``text`` with the unit word after them, as (number, stemmed unit):
     "6 paletes" → ("6", "palet"), "15%" → ("15", "%")."""
-    return {(n, _stem(u) if u != "%" else u) for n, u in _QUANTITY.findall(_folded_with_percent(text))}
+    return {(n, _stem(u) if u != "%" else u) for n, u in _QUANTITY.findall(_folded_with_percent(text))
+            if u not in _STOPWORDS}  # "F-201 no inversor": "no" is no unit
 
 
 #: what a measured attribute is measured in: the question's words (folded) → the units a

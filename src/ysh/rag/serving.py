@@ -528,6 +528,29 @@ class LiveIndex:
                     break
         return extra
 
+    def rest_of_document(self, hits: list[dict], *, limit: int = 12, metadata_filter: str | None = None,
+                         filepath_globpattern: str | None = None) -> list[dict]:
+        """The other chunks of the first hit's document, in their order, up to ``limit``
+        (those that pass the request's filters, score 0, after the hits): the answerer reads
+        the best document whole when it is short, so a fact in a chunk that shares few words
+        with the question ("TIR: cerca de 34,8 % ao ano." under "Resultados:") is there to
+        be quoted."""
+        if not hits:
+            return []
+        first = hits[0].get("metadata") or {}
+        path = str(first.get("path"))
+        expression = filter_expression(metadata_filter, filepath_globpattern)
+        matches = compile_filter(expression) if expression else None
+        have = {(str((h.get("metadata") or {}).get("path")), (h.get("metadata") or {}).get("chunk_index"))
+                for h in hits}
+        with self._lock:
+            chunks = [self._chunks[slot] for slot in self._slots_of_document.get(path, ())]
+            chunks = sorted((c for c in chunks if c is not None), key=lambda c: c.metadata.get("chunk_index") or 0)
+            if len(chunks) > limit:
+                return []
+            return [{"text": c.text, "score": 0.0, "metadata": clean_metadata(c.metadata)} for c in chunks
+                    if (path, c.metadata.get("chunk_index")) not in have and (matches is None or matches(c.metadata))]
+
     def _search_one(self, query: "Query", dense_scores: np.ndarray | None, matches) -> list[dict]:
         fetch = fetch_size(query.k)
         if query.retriever == "bm25":
