@@ -739,3 +739,24 @@ def test_a_code_number_or_a_function_word_makes_no_asked_quantity():
     assert quantities("o que significa F-201 no inversor carnauba G2?") == set()
     assert quantities("Código: F-201; Descrição: Resistência abaixo de 100 kΩ") == set()
     assert quantities("vale por 60 meses, 15% a mais, 2 por ramal") == {("60", "mes"), ("15", "%")}
+
+
+def test_a_sentence_holding_the_rest_of_the_question_is_quoted_too():
+    # one question, two asks, no "qual"/"quantos" opening the second: the sentence that holds
+    # the second ask scores below the first, and is quoted because it adds what is missing
+    text = ("## 7. Gateway SBG-10\n\nCada gateway SBG-10 monitora até 80 microinversores. O alcance do rádio "
+            "Sub-1G é de até 100 m em campo aberto. Instale o gateway em ambiente interno e conecte-o à "
+            "internet por cabo de rede ou por Wi-Fi de 2,4 GHz (redes de 5 GHz não são suportadas).")
+    result = answer_question("gateway SBG-10 monitora quantos micros e funciona em wifi 5ghz?",
+                             [passage(text, "docs/manual.md")])
+    assert "80 microinversores" in result["answer"] and "2,4 GHz" in result["answer"]
+
+
+def test_a_hyphenated_word_matches_its_glued_spelling():
+    from ysh.rag.chunking import analyze_pt
+    from ysh.rag.question import stems
+
+    assert {"wif", "ghz", "5"} <= stems("funciona em wifi 5ghz?")
+    assert "wif" in stems("conecte por Wi-Fi de 2,4 GHz") and "wif" in analyze_pt("Wi-Fi de 2,4 GHz").split()
+    assert "ongrid" in stems("inversor on-grid") and "for" not in stems("quantos módulos foram usados")
+    assert "sun8ksg04lp1" in analyze_pt("SUN-8K-SG04LP1").split()  # a model code stays a code

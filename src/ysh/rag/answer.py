@@ -148,6 +148,11 @@ def _record_answer(question: str, passages: list[Passage]) -> dict | None:
 # the extractive answer
 # --------------------------------------------------------------------------------------
 
+#: a unit scoring below 0.6 of the best is still quoted when it scores at least this share
+#: of the best and holds question terms of at least COMPLEMENT_SHARE of the terms' weight
+#: that no quoted unit holds (the other half of a question in one sentence)
+COMPLEMENT_SCORE = 0.4
+COMPLEMENT_SHARE = 0.3
 #: a unit must cover this share of the question's weighted terms (or match its kind and
 #: cover half of that) to be quoted; below it Hélio says it did not find the answer
 MIN_COVERAGE = 0.30
@@ -218,6 +223,7 @@ def extractive_answer(question: str, passages: list[Passage], *, max_sentences: 
             if not _quoted(key, seen) and best[1] >= MIN_COVERAGE / 2:
                 seen.add(key)
                 chosen.append((best[2], best[4]))
+    total = sum(weight.values())
     for score, coverage, rank, _, unit in scored:
         if len(chosen) >= max_sentences:
             break
@@ -225,7 +231,14 @@ def extractive_answer(question: str, passages: list[Passage], *, max_sentences: 
         if _quoted(key, seen):
             continue
         if chosen and (score < 0.6 * best_score or coverage < MIN_COVERAGE):
-            break
+            if score < COMPLEMENT_SCORE * best_score or coverage < MIN_COVERAGE:
+                break
+            # "monitora quantos micros e funciona em wifi 5ghz?": a unit that holds what the
+            # quoted ones do not ("Wi-Fi de 2,4 GHz (redes de 5 GHz não…)") answers the
+            # rest of the question, though it scores below the first
+            held = set().union(*(u.covered for _, u in chosen))
+            if sum(weight[t] for t in unit.covered - held) < COMPLEMENT_SHARE * total:
+                continue
         seen.add(key)
         chosen.append((rank, unit))
         if len(chosen) == max_sentences:
@@ -337,7 +350,8 @@ def rank_units(question: str, passages: list[Passage]
     scored: list[tuple[float, float, int, int, Unit]] = []
     counting: list[float] = []  # count_agreement of each scored unit
     for rank, position, unit, words in candidates:
-        coverage = sum(w for t, w in weight.items() if _matches(t, words)) / total
+        unit.covered = {t for t in weight if _matches(t, words)}
+        coverage = sum(weight[t] for t in unit.covered) / total
         if coverage <= 0:
             continue
         # what the question asks about the thing its document is about ("pesa" of "o

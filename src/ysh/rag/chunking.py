@@ -395,6 +395,17 @@ def stem_token(token: str) -> str:
     return stem_pt(token)
 
 
+#: a word written with a hyphen between letters ("Wi-Fi", "on-grid", "e-mail")
+_HYPHEN_COMPOUND = re.compile(r"(?<![\w-])([^\W\d_]{1,5})-([^\W\d_]{2,})(?![\w-])")
+
+
+def hyphen_compounds(text: str) -> list[str]:
+    """The glued form of each word written with a hyphen between letters, folded: "Wi-Fi"
+    → ``wifi``, "on-grid" → ``ongrid``, so the way a question types it ("wifi", "ongrid")
+    matches the way a document writes it (the parts stay terms of their own too)."""
+    return [fold_text(m.group(1) + m.group(2)) for m in _HYPHEN_COMPOUND.finditer(text)]
+
+
 def analyze_pt(text: str) -> str:
     """The lexical index's view of a text (and of a query): accent-folded lower-case
     tokens, Portuguese stop words dropped, words reduced by the Snowball Portuguese
@@ -408,6 +419,7 @@ def analyze_pt(text: str) -> str:
         if token in PT_STOPWORDS:
             continue
         out.append(stem_token(token))
+    out += [stem_token(word) for word in hyphen_compounds(text)]
     extra = [re.sub(r"[^0-9a-z]", "", fold_text(m.group(0))) for m in _CODE.finditer(text)]
     extra += [f"{m.group(1).replace('.', '').replace(',', '')}{m.group(2).lower()}" for m in _NUMBER_UNIT.finditer(text)]
     extra += [m.group(0).replace(".", "") for m in re.finditer(r"(?<![\w.,])\d{1,3}(?:\.\d{3})+(?![\w,])", text)]

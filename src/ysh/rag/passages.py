@@ -280,6 +280,7 @@ class Unit:
     reply: bool = False  # a bare "Sim." / "Não." joined with the sentence that explains it
     in_block: bool = False  # its heading is a plain-text spec block's title ("Modelo TSM-430…")
     following: str | None = None  # the next sentence when it continues the same paragraph
+    covered: set[str] = field(default_factory=set)  # the question terms it holds (rank_units)
 
     @property
     def text(self) -> str:

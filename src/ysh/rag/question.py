@@ -9,7 +9,7 @@ import functools
 import math
 import re
 
-from .chunking import PT_STOPWORDS, fold_text, stem_token
+from .chunking import PT_STOPWORDS, fold_text, hyphen_compounds, stem_token
 
 
 _STOPWORDS = PT_STOPWORDS | set(fold_text(
@@ -24,7 +24,10 @@ _STOPWORDS = PT_STOPWORDS | set(fold_text(
     "cada qualquer "
     # "tenho que fixar", "o melhor horário": the asker's obligation and judgement, not
     # what a passage says ("melhor" met in one sentence would outweigh the asked words)
-    "tenho temos melhor pior"
+    "tenho temos melhor pior "
+    # forms of "ser" ("quantos módulos foram usados"): "foram" stems to "for", a word
+    # every "Foram adotadas…" sentence shares with the question
+    "foram eram sera serao seria sido sendo"
 ).split())
 
 
@@ -33,14 +36,15 @@ _THOUSANDS = re.compile(r"(?<![\d.,])(\d{1,3})((?:\.\d{3})+)(?![\d])")
 
 #: a number typed against its unit ("fusível 15A", "1500V", "10mm"): the number is the
 #: term, as in "15 A" of a datasheet (a model code such as "15G5" is left whole)
-_GLUED_UNIT = re.compile(r"(?i)\b(\d+(?:[.,]\d+)?)(a|v|w|wp|kw|kwp|kwh|mwh|ka|ma|mm|mm2|cm|m|kg|hz|vcc|vca)\b")
+_GLUED_UNIT = re.compile(r"(?i)\b(\d+(?:[.,]\d+)?)(a|v|w|wp|kw|kwp|kwh|mwh|ka|ma|mm|mm2|cm|m|kg|hz|ghz|mhz|kva|ah|vcc|vca)\b")
 
 
 def _terms(text: str) -> list[str]:
     # a number with thousands ("REN 1.000", "Lei 14.300", "61.034 W") is one term
     text = _THOUSANDS.sub(lambda m: m.group(1) + m.group(2).replace(".", ""), text)
     text = _GLUED_UNIT.sub(r"\1 \2", text)
-    return [t for t in fold_text(text).split() if t not in _STOPWORDS and (len(t) > 1 or t.isdigit())]
+    terms = [t for t in fold_text(text).split() if t not in _STOPWORDS and (len(t) > 1 or t.isdigit())]
+    return terms + hyphen_compounds(text)
 
 
 def _stem(token: str) -> str:
