@@ -760,3 +760,29 @@ def test_a_hyphenated_word_matches_its_glued_spelling():
     assert "wif" in stems("conecte por Wi-Fi de 2,4 GHz") and "wif" in analyze_pt("Wi-Fi de 2,4 GHz").split()
     assert "ongrid" in stems("inversor on-grid") and "for" not in stems("quantos módulos foram usados")
     assert "sun8ksg04lp1" in analyze_pt("SUN-8K-SG04LP1").split()  # a model code stays a code
+
+
+def test_chat_abbreviations_are_read_as_the_words_they_stand_for():
+    from ysh.rag.question import chat_expanded, question_kind
+
+    assert chat_expanded("qto tempo vale o orcamento? pq so 2? qdo vence") == \
+        "quanto tempo vale o orcamento? porque so 2? quando vence"
+    assert question_kind(chat_expanded("qto tempo vale o orcamento da vento norte")) == "duration"
+    assert chat_expanded("disjuntor QTO-3 e o modelo PQ-10") == "disjuntor QTO-3 e o modelo PQ-10"  # codes stay
+
+
+def test_a_why_question_is_answered_with_the_reason_after_the_rule():
+    text = ("## Ramal\n\nAtenção: no SBM-2250Q o limite é de 2 unidades por ramal de 32 A. Três unidades "
+            "somariam 30,7 A, acima de 80% da corrente do disjuntor.\n\nO gateway fica em ambiente interno.")
+    result = answer_question("pq o SBM-2250Q so aceita 2 por ramal?", [passage(text, "docs/sbm2250q.md")])
+    assert "2 unidades" in result["answer"] and "30,7 A" in result["answer"]
+
+
+def test_each_part_of_a_two_part_question_gets_a_unit_of_its_own_kind():
+    notice = ("## 5. FIRMWARE\n\nO firmware 3.1.4 da G2, liberado em 15 de abril de 2026, corrige disparos indevidos. "
+              "A atualização é feita pelo aplicativo e leva cerca de 12 minutos, período em que o inversor não gera.")
+    codes = ("| Código | Descrição | Ação recomendada |\n|---|---|---|\n| F-110 | Desequilíbrio entre fases | "
+             "Medir as três fases. Versões de firmware anteriores à 3.1.4 da G2 podiam acusar este código. |")
+    result = answer_question("quando saiu o firmware 3.1.4 da carnauba G2 e qto tempo o inversor fica sem gerar?",
+                             [passage(codes, "docs/codigos.md"), passage(notice, "docs/comunicado.txt")])
+    assert "15 de abril de 2026" in result["answer"] and "12 minutos" in result["answer"]

@@ -44,6 +44,7 @@ from .question import (
     _terms,
     abbreviations,
     asked_units,
+    chat_expanded,
     count_agreement,
     defined_term,
     defines,
@@ -173,7 +174,10 @@ DEFINITION_CHARS = 450
 #: a question that also asks what to do ("o que tem que fazer", "como proceder"; folded)
 _WHAT_TO_DO = re.compile(r"\bo que (?:eu |ele |ela |o cliente |a gente )?(?:(?:tem|tenho|temos|preciso|precisa|devo|"
                          r"deve)(?: (?:que|q|de))? )?(?:fazer|faco)\b|\bcomo (?:proceder|faco|fazer)\b|"
-                         r"\bqual o procedimento\b")
+                         r"\bqual o procedimento\b|"
+                         # "pq o SBM-2250Q só aceita 2 por ramal?": the reason is the sentence
+                         # after the rule ("Três unidades somariam 30,7 A, acima de 80 % …")
+                         r"^\s*(?:porque|por que|por qual motivo|qual o motivo|qual a razao)\b")
 
 
 def extractive_answer(question: str, passages: list[Passage], *, max_sentences: int = 3) -> dict:
@@ -187,6 +191,7 @@ def extractive_answer(question: str, passages: list[Passage], *, max_sentences: 
     citation, and up to two more that score close to it. A live record among the best
     passages answers tariff and price questions with its values.
     """
+    question = chat_expanded(question)  # "qto tempo vale": a duration question
     record = _record_answer(question, passages)
     if record is not None:
         return record
@@ -210,11 +215,13 @@ def extractive_answer(question: str, passages: list[Passage], *, max_sentences: 
             own_terms = {t for t in stems(part) | _acronyms(part) if t in weight}  # "o que é TE": an acronym
             if not own_terms:
                 continue
-            def fit(c, part=part, own_terms=own_terms, defined=defined_term(part)):
+            def fit(c, part=part, own_terms=own_terms, defined=defined_term(part), part_kind=question_kind(part)):
                 # "… e quantas baterias": the sentence that counts them answers that part;
-                # "o que é TE e o que é TUSD": the line that defines this part's term
+                # "o que é TE e o que é TUSD": the line that defines this part's term;
+                # "quando saiu o firmware 3.1.4 … e quanto tempo …": a date answers the first
                 return (_part_score(c[0], c[4], own_terms, weight) + 2.0 * count_agreement(part, c[4].text)
-                        + (2 * DEFINES_WEIGHT if defined and defines(defined, c[4].text) else 0.0))
+                        + (2 * DEFINES_WEIGHT if defined and defines(defined, c[4].text) else 0.0)
+                        + _kind_bonus(part_kind, c[4].text))
 
             best = max(scored, key=fit)
             if _quoted(fold_text(best[4].text), seen):  # the first part's unit: this part's own next best
@@ -244,7 +251,7 @@ def extractive_answer(question: str, passages: list[Passage], *, max_sentences: 
         if len(chosen) == max_sentences:
             break
     if chosen and _WHAT_TO_DO.search(fold_text(question)):
-        # "pode? o que tem que fazer": a limit is answered with the sentence after it that
+        # "pode? o que tem que fazer" (or "por que …?"): a limit is answered with the sentence after it that
         # says what to do ("… limitada à potência disponibilizada. Se o cliente quiser
         # instalar mais, deve pedir aumento de carga …")
         for _, unit in chosen:

@@ -27,7 +27,10 @@ _STOPWORDS = PT_STOPWORDS | set(fold_text(
     "tenho temos melhor pior "
     # forms of "ser" ("quantos módulos foram usados"): "foram" stems to "for", a word
     # every "Foram adotadas…" sentence shares with the question
-    "foram eram sera serao seria sido sendo"
+    "foram eram sera serao seria sido sendo "
+    # "irradiância mínima pra fazer termografia": "fazer" is the asker's verb, not a fact
+    # ("faz o autoteste", "feita pelas equipes" share it with any question)
+    "fazer faz faco feito feita"
 ).split())
 
 
@@ -217,6 +220,20 @@ _RULE_WORDS = re.compile(r"\b(pode|podem|nao pode|deve|devem|vedad|proibid|permi
 _STEP_WORDS = re.compile(r"^\s*(\d+[.)]|passo|primeiro|depois|em seguida|desligue|ligue|verifique|aguarde|abra|"
                          r"feche|confira|meca|limpe|lave|use|nao use|remova|aperte|substitua|registre|solicite|"
                          r"protocole|envie)", re.I)
+
+
+#: how integrators type in a chat ("qto tempo vale", "pq so aceita 2", "qdo vence"): the
+#: words these stand for, so the question's kind and parts read as if typed in full
+_CHAT_WORDS = {"qto": "quanto", "qnto": "quanto", "qta": "quanta", "qtos": "quantos", "qntos": "quantos",
+               "qtas": "quantas", "qts": "quantos", "qdo": "quando", "qnd": "quando", "qndo": "quando",
+               "pq": "porque", "vc": "você", "vcs": "vocês", "tb": "também", "tbm": "também", "oq": "o que",
+               "hj": "hoje", "msm": "mesmo"}
+_CHAT_WORD = re.compile(r"(?i)(?<![\w-])(" + "|".join(_CHAT_WORDS) + r")(?![\w-])")
+
+
+def chat_expanded(question: str) -> str:
+    """``question`` with chat abbreviations written out ("qto tempo" → "quanto tempo")."""
+    return _CHAT_WORD.sub(lambda m: _CHAT_WORDS[m.group(1).lower()], question)
 
 
 def question_kind(question: str) -> str:
