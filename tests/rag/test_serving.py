@@ -531,3 +531,22 @@ def test_the_answerer_reads_a_short_first_document_whole():
     assert [h["metadata"]["chunk_index"] for h in index.rest_of_document(hits, metadata_filter="page != `2`")] == [2]
     assert index.rest_of_document(hits, limit=2) == []  # a long document is not read whole
     assert index.rest_of_document([]) == []
+
+
+def test_a_chunk_naming_both_compared_models_does_not_outrank_their_datasheets():
+    # "qual tem a maior eficiência, 1800Q ou 2250Q": each datasheet holds one of the two
+    # codes; a manual that names both in passing is about neither one's efficiency
+    index = bm25_index()
+    index.apply([
+        chunk("d1", "## Eficiência\n\nEficiência de pico | 96,7 %", "docs/sbm1800q.html", title="Sabiá SBM-1800Q"),
+        chunk("d2", "## Eficiência\n\n| Eficiência de pico | 96,5 % |", "docs/sbm2250q.md", title="Sabiá SBM-2250Q"),
+        chunk("m1", "A carcaça dos microinversores SBM-1800Q e SBM-2250Q é aterrada no trilho.", "docs/manual.docx",
+              title="Manual Sabiá"),
+    ])
+    question = "qual dos micros sabia tem a maior eficiencia de pico, 1800Q ou 2250Q"
+    assert index.search(question, 1, "bm25")[0]["metadata"]["path"] == "docs/sbm1800q.html"
+    assert [h["metadata"]["path"] for h in index.search(question, 3)][:2] == ["docs/sbm1800q.html", "docs/sbm2250q.md"]
+    # one written code still counts all of its forms: the exact code beats its series
+    codes, groups = index._codes("garantia do NEG9R.28"), index._code_groups("garantia do NEG9R.28")
+    assert index._agreeing_codes(codes, set(analyze_pt("Módulo TSM-NEG9R.28").split()), groups) == 2
+    assert index._agreeing_codes(codes, set(analyze_pt("Série NEG9R").split()), groups) == 1

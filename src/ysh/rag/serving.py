@@ -387,28 +387,41 @@ class LiveIndex:
         terms = self.analyze(query).split()
         return {t: {t, *_without_maker_prefix(t, terms)} for t in terms if _is_code(t)}
 
-    def _agreeing_codes(self, codes: dict[str, set[str]], terms) -> int:
+    def _code_groups(self, query: str) -> list[set[str]]:
+        """The question's codes (:meth:`_codes`), grouped by the written word they come from:
+        ``NEG9R.28`` gives ``{neg9r, neg9r28}``; "1800Q ou 2250Q" gives two groups."""
+        codes = self._codes(query)
+        groups = [{t for t in self.analyze(word).split() if t in codes} for word in query.split()]
+        return [g for g in groups if g]
+
+    def _agreeing_codes(self, codes: dict[str, set[str]], terms, groups: list[set[str]] | None = None) -> int:
         """How many of the question's ``codes`` (:meth:`_codes`) a chunk with ``terms``
         holds, a code written with or without its maker's letters-only leading segment
         counting as the same code (``NEG9R.28`` in the question, ``TSM-NEG9R.28`` in the
-        datasheet; or the reverse)."""
-        held = 0
+        datasheet; or the reverse). With ``groups`` (:meth:`_code_groups`), those of the
+        best-held written code only: a question that names two models ("qual tem a maior
+        eficiência, 1800Q ou 2250Q") is answered by each one's datasheet, and a manual that
+        names both in passing holds no more of the answer than either."""
+        held = set()
         for code, forms in codes.items():
             if any(form in terms for form in forms) or any(
                     code in _without_maker_prefix(term, terms) for term in terms
                     if len(term) > len(code) and term.endswith(code)):
-                held += 1
-        return held
+                held.add(code)
+        if groups:
+            return max(len(held & group) for group in groups)
+        return len(held)
 
     def _rerank(self, query: str, fused: list[tuple[int, float]]) -> list[tuple[int, float]]:
-        """Code agreement: among the fused candidates, those that hold more of the question's
-        model codes go first (ties keep the fusion's order). Each code held adds the largest
-        score a fusion can give, so the scores stay in the order of the list."""
+        """Code agreement: among the fused candidates, those that hold more of a model code
+        the question names go first (ties keep the fusion's order). Each code held adds the
+        largest score a fusion can give, so the scores stay in the order of the list."""
         codes = self._codes(query)
         if not codes:
             return fused
+        groups = self._code_groups(query)
         step = (1.0 + self.dense_weight) / (self.rrf_k + 1)
-        rescored = [(slot, score + step * self._agreeing_codes(codes, self._chunks[slot].terms))
+        rescored = [(slot, score + step * self._agreeing_codes(codes, self._chunks[slot].terms, groups))
                     for slot, score in fused]
         return sorted(rescored, key=lambda item: -item[1])
 
@@ -462,8 +475,9 @@ class LiveIndex:
         if first_md.get("path") == lead_md.get("path"):
             return ranked
         codes = self._codes(query)
-        if codes and self._agreeing_codes(codes, self._chunks[first_slot].terms) > \
-                self._agreeing_codes(codes, self._document_terms(str(lead_md.get("path")))):
+        groups = self._code_groups(query)
+        if codes and self._agreeing_codes(codes, self._chunks[first_slot].terms, groups) > \
+                self._agreeing_codes(codes, self._document_terms(str(lead_md.get("path"))), groups):
             return ranked
         first_bm25 = dict(bm25).get(first_slot, 0.0)
         if lead_score < self.bm25_lead_margin * first_bm25 and dense_scores is not None and (
