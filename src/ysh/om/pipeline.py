@@ -8,25 +8,33 @@ event per row; the sinks are the caller's. The same graph runs statically over f
 (``ysh om detect``: at the end of the input every window is flushed) and streaming over
 MQTT, Kafka or a folder (``ysh om follow``).
 
-Event time: a window ``[t, t + 5 min)`` of an inverter is final when the fleet's newest
+Event time: a window ``[t, t + 5 min)`` of an inverter is final when its stream's newest
 event time reaches ``t + 5 min + late_cutoff``; events for it arriving later are dropped
 (Pathway's ``exactly_once_behavior``) and written to the quarantine with reason ``late``
-(a valid event that is in no emitted window while its window's cutoff has passed).
+(a valid event that is in no emitted window while its window's cutoff has passed). A
+stream is one event-time clock: the whole input for files and MQTT, **each partition**
+for a Kafka topic (``partitions``): Kafka orders a partition, not a topic, and reads a
+backlog partition by partition, so one partition may be hours of event time ahead of
+another; each partition's windows close, its late events are judged, and its plants'
+folds are ticked by its own clock.
 Inverters whose registry entry gives a longer reporting interval (``report_interval_s``,
 e.g. 15-minute loggers) get windows of that length (rounded up to whole 5 minutes),
 windowed apart with the same cutoff; their clock is their own group's newest event. Each window is then evaluated once, by
 :class:`ysh.om.engine.PlantFold` (the rules and the alert lifecycle, pure functions of
 :mod:`ysh.om.rules`), fed per plant through a stateful reducer together with the
-fleet-wide clock ticks (window ends), so a plant that goes silent is still evaluated.
+clock ticks of its stream (window ends), so a plant that goes silent is still evaluated.
 The fold's state is bounded (two hours of windows, open alerts, recently resolved ones).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
+import operator
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from operator import itemgetter
@@ -144,7 +152,7 @@ def _window_stat(row: tuple) -> WindowStat:
 def build_om_graph(lines: pw.Table, plants: list[Plant], *, now: datetime | None = None,
                    thresholds: Thresholds = DEFAULT_THRESHOLDS, late_cutoff: timedelta = LATE_CUTOFF,
                    evaluation_lag: timedelta = timedelta(0), late_events: bool = True,
-                   static: bool = False) -> OmTables:
+                   static: bool = False, partitions: Sequence[int] | None = None) -> OmTables:
     """``lines``: one raw JSON event per row (column ``data``; blank rows are skipped).
     ``now`` bounds the ``future_ts`` check (None: the wall clock when the event is validated, for streaming).
     ``alerts`` holds the open alerts and those resolved by the latest step of their
@@ -158,7 +166,11 @@ def build_om_graph(lines: pw.Table, plants: list[Plant], *, now: datetime | None
     needed (``ysh om detect``, ``ysh om run`` over files): every window is final at the end
     of the input, so the windows are a plain ``groupby`` on one integer key (the
     inverter and the window's slot; no event-time cutoff, nothing can be late) instead of
-    ``windowby`` with ``exactly_once_behavior``; the windows and alerts are the same."""
+    ``windowby`` with ``exactly_once_behavior``; the windows and alerts are the same.
+    ``partitions`` (streaming from Kafka): the topic's partitions ``lines`` come from, in an
+    int column ``partition``: one event-time clock per partition (its own window groups,
+    late-event check and fleet ticks; a partition not listed, e.g. one added to the topic
+    while running, shares the first one's clock). None or one partition: one clock."""
     registry = {(p.plant_id, inv.inverter_id): inv.rated_power_w for p in plants for inv in p.inverters}
     window_s = {(p.plant_id, inv.inverter_id): inv.window_s for p in plants for inv in p.inverters}
     lengths = sorted(set(window_s.values())) or [WINDOW_S]
@@ -180,6 +192,9 @@ def build_om_graph(lines: pw.Table, plants: list[Plant], *, now: datetime | None
     latest_s = 0.0 if wall_clock else (now + skew).timestamp()  # wall clock: now + skew, per line
     skew_s = skew.total_seconds()
     keep_line = not static and late_events  # the late-event quarantine needs the raw line
+    clocks = list(dict.fromkeys(partitions or ())) if not static else []
+    if len(clocks) < 2:
+        clocks = []  # one clock: the graph has no partition column
 
     def reject(data: str) -> tuple:
         """The quarantine row of a line the fast path refused (the validator gives the
@@ -242,8 +257,9 @@ def build_om_graph(lines: pw.Table, plants: list[Plant], *, now: datetime | None
             p, inverter_id, *_ = inverters[k]
             return (VALID, k, (event_id, t, ac, energy, irradiance), t, length, event_id, p.plant_id, inverter_id)
 
-    checked = lines.select(pw.this.data, r=classify(pw.this.data)) if keep_line else \
-        lines.select(r=classify(pw.this.data))
+    carried = {"partition": pw.this.partition} if clocks else {}
+    checked = lines.select(pw.this.data, r=classify(pw.this.data), **carried) if keep_line else \
+        lines.select(r=classify(pw.this.data), **carried)
     rejected = checked.filter(pw.declare_type(int, pw.this.r[0]) == REJECTED).select(
         row=pw.declare_type(tuple, pw.this.r[1]))
     rejected = rejected.select(
@@ -260,7 +276,7 @@ def build_om_graph(lines: pw.Table, plants: list[Plant], *, now: datetime | None
                               plant_id=pw.declare_type(str, pw.this.r[6]),
                               inverter_id=pw.declare_type(str, pw.this.r[7]),
                               **({"event_id": pw.declare_type(str, pw.this.r[5]), "data": pw.this.data}
-                                 if keep_line else {}))
+                                 if keep_line else {}), **carried)
 
     def window_row(k: int, start: float, samples: tuple) -> tuple:
         """The window's row: its columns with the instants as integer ns (Pathway's
@@ -278,9 +294,10 @@ def build_om_graph(lines: pw.Table, plants: list[Plant], *, now: datetime | None
 
     cutoff_s = late_cutoff.total_seconds()
 
-    def window_group(group: pw.Table, length_s: int) -> tuple[pw.Table, pw.Table | None]:
+    def window_group(group: pw.Table, length_s: int, clock: int = 0) -> tuple[pw.Table, pw.Table | None]:
         """The group's windows of ``length_s`` (streaming: ``windowby`` with the late-data
-        cutoff), and its late events as quarantine rows."""
+        cutoff: the group's newest event time is its clock), and its late events as
+        quarantine rows. ``clock``: the group's stream (its place in ``clocks``)."""
         windowed = group.windowby(
             pw.this.t, window=pw.temporal.tumbling(duration=float(length_s)),
             instance=pw.this.inverter,
@@ -289,6 +306,8 @@ def build_om_graph(lines: pw.Table, plants: list[Plant], *, now: datetime | None
             inverter=pw.reducers.any(pw.this.inverter), window_start=pw.this._pw_window_start,
             samples=pw.reducers.tuple(pw.this.sample),
         )
+        if clocks:
+            windowed = windowed.with_columns(clock=clock)
         return windowed, (_late_events(group, windowed, length_s, cutoff_s) if late_events else None)
 
     if static:  # every inverter's window slot is computed per event (its own length): one groupby
@@ -304,7 +323,10 @@ def build_om_graph(lines: pw.Table, plants: list[Plant], *, now: datetime | None
     else:
         groups = [(events, lengths[0])] if len(lengths) == 1 else [
             (events.filter(pw.this.window_s == length), length) for length in lengths]
-        parts = [window_group(group, length) for group, length in groups]
+        if clocks:  # one window group per partition (and length): each its own event-time clock
+            groups = [(group.filter(_of_partition(pw.this.partition, clocks, i)), length, i)
+                      for group, length in groups for i in range(len(clocks))]
+        parts = [window_group(*group) for group in groups]
         windowed = parts[0][0] if len(parts) == 1 else pw.Table.concat_reindex(*(w for w, _ in parts))
         lates = [late for _, late in parts if late is not None]
 
@@ -312,7 +334,8 @@ def build_om_graph(lines: pw.Table, plants: list[Plant], *, now: datetime | None
         def window_stat(k: int, start: float, samples: tuple) -> tuple:
             return window_row(k, start, samples)
 
-        stats = windowed.select(r=window_stat(pw.this.inverter, pw.this.window_start, pw.this.samples))
+        stats = windowed.select(r=window_stat(pw.this.inverter, pw.this.window_start, pw.this.samples),
+                                **({"clock": pw.this.clock} if clocks else {}))
     quarantine = pw.Table.concat_reindex(rejected, *lates) if lates else rejected
     # a bus redelivers the same raw line: one quarantine row per line
     quarantine = quarantine.groupby(pw.this.quarantine_key).reduce(
@@ -320,18 +343,28 @@ def build_om_graph(lines: pw.Table, plants: list[Plant], *, now: datetime | None
                                    ("event_id", "plant_id", "inverter_id", "reason", "detail", "raw")})
     windows = stats.select(**{name: _window_column(name, pw.this.r[i]) for i, name in enumerate(WindowStat._fields)})
     stats = stats.select(plant_id=pw.declare_type(str, pw.this.r[0]), window_end=pw.declare_type(int, pw.this.r[3]),
-                         stat=pw.this.r)
+                         stat=pw.this.r, **({"clock": pw.this.clock} if clocks else {}))
 
-    # the fleet's clock: every window end seen anywhere, for every plant
-    ends = stats.groupby(pw.this.window_end).reduce(pw.this.window_end, one=1)
-    registry_table = pw.debug.table_from_pandas(pd.DataFrame({"plant_id": sorted(by_id), "one": 1}))
-    if static:  # a finite input: all the ends, once per plant (not one row per plant and end)
-        ends = ends.groupby(pw.this.one).reduce(pw.this.one, ticks=pw.reducers.tuple(pw.this.window_end))
+    if clocks:
+        # each partition's clock: its window ends, for the plants seen on it (a plant's
+        # events are all on one partition; one seen on two, after the topic was given more
+        # partitions, gets both clocks)
+        ends = stats.groupby(pw.this.clock, pw.this.window_end).reduce(pw.this.clock, pw.this.window_end)
+        members = stats.groupby(pw.this.plant_id, pw.this.clock).reduce(pw.this.plant_id, pw.this.clock)
+        ticks = ends.join(members, pw.left.clock == pw.right.clock).select(
+            plant_id=pw.right.plant_id, stat=pw.declare_type(tuple | None, None),
+            ticks=pw.declare_type(tuple | None, pw.make_tuple(pw.left.window_end)))
     else:
-        ends = ends.select(pw.this.one, ticks=pw.make_tuple(pw.this.window_end))
-    ticks = ends.join(registry_table, pw.left.one == pw.right.one).select(
-        plant_id=pw.right.plant_id, stat=pw.declare_type(tuple | None, None),
-        ticks=pw.declare_type(tuple | None, pw.left.ticks))
+        # the fleet's clock: every window end seen anywhere, for every plant
+        ends = stats.groupby(pw.this.window_end).reduce(pw.this.window_end, one=1)
+        registry_table = pw.debug.table_from_pandas(pd.DataFrame({"plant_id": sorted(by_id), "one": 1}))
+        if static:  # a finite input: all the ends, once per plant (not one row per plant and end)
+            ends = ends.groupby(pw.this.one).reduce(pw.this.one, ticks=pw.reducers.tuple(pw.this.window_end))
+        else:
+            ends = ends.select(pw.this.one, ticks=pw.make_tuple(pw.this.window_end))
+        ticks = ends.join(registry_table, pw.left.one == pw.right.one).select(
+            plant_id=pw.right.plant_id, stat=pw.declare_type(tuple | None, None),
+            ticks=pw.declare_type(tuple | None, pw.left.ticks))
     feed = pw.Table.concat_reindex(
         stats.select(pw.this.plant_id, stat=pw.declare_type(tuple | None, pw.this.stat),
                      ticks=pw.declare_type(tuple | None, None)),
@@ -379,6 +412,14 @@ def _storable_udf(text: str) -> str:
 @pw.udf(deterministic=True)
 def _event_ids(samples: tuple) -> list[str]:
     return sorted({s[0] for s in samples})
+
+
+def _of_partition(partition: pw.ColumnExpression, clocks: list[int], i: int) -> pw.ColumnExpression:
+    """Whether an event of ``partition`` belongs to clock ``i`` (native): partition
+    ``clocks[i]``; the first clock also takes any partition not in ``clocks``."""
+    if i:
+        return partition == clocks[i]
+    return functools.reduce(operator.and_, [partition != p for p in clocks[1:]])
 
 
 def _late_events(events: pw.Table, windowed: pw.Table, length_s: int, cutoff_s: float) -> pw.Table:

@@ -170,6 +170,29 @@ def check_partitions(bootstrap: str, topic: str, partitions: Sequence[int],
     return total
 
 
+def event_clocks(settings: Settings, owned: Sequence[int] | None) -> tuple[int, ...] | None:
+    """The Kafka partitions that get an event-time clock of their own: the instance's
+    ``owned`` ones, else every partition of the topic (asked of the brokers at start).
+    A topic the brokers do not know (yet) gets one clock for all, with a warning: its
+    partitions can be told apart only after a restart."""
+    if owned is not None:
+        return tuple(owned)
+    om = settings.om
+    try:
+        total = topic_partitions(om.kafka_bootstrap, om.kafka_topic, timeout_s=15.0,
+                                 security=kafka_security(settings))
+    except Exception as exc:  # noqa: BLE001 - the reader reports an unreachable broker itself
+        log.warning("Kafka topic %s: partition count unknown (%s): one event-time clock for the whole topic",
+                    om.kafka_topic, exc)
+        return None
+    if total == 0:
+        log.warning("Kafka topic %s does not exist yet: one event-time clock for the whole topic (restart "
+                    "once it exists for one clock per partition)", om.kafka_topic)
+        return None
+    log.info("Kafka topic %s: %d partitions, one event-time clock each", om.kafka_topic, total)
+    return tuple(range(total))
+
+
 def _mqtt_uri(uri: str, client_id: str) -> str:
     if "client_id=" in uri:
         return uri
@@ -257,7 +280,10 @@ def read_telemetry(settings: Settings, source: str, *, autocommit_duration_ms: i
     the topic in a consumer group of its own and keeps its partitions with a native
     filter on the message metadata: Pathway's streaming reader subscribes (the group
     coordinator assigns), so a shared group would hand a partition to whichever member
-    the coordinator picks."""
+    the coordinator picks.
+
+    Kafka: the lines also hold their message's partition (an int column ``partition``),
+    for one event-time clock per partition (``build_om_graph(partitions=...)``)."""
     instance = Instance(source, parse_partitions(partitions))
     if source == "jsonl":
         folder = settings.om.replay_dir
@@ -278,15 +304,20 @@ def read_telemetry(settings: Settings, source: str, *, autocommit_duration_ms: i
              # (seen after kill -9); without it a restart re-reads from the earliest offset
              "enable.auto.commit": "false", **kafka_security(settings)},
             topic=settings.om.kafka_topic, format="plaintext", name="om_telemetry_kafka",
-            with_metadata=instance.partitions is not None, autocommit_duration_ms=autocommit_duration_ms)
+            # a row id per message: by default the reader takes the message key (the
+            # plant) as the row's id, and two copies of one line (a bus redelivery) under
+            # one id had the second quarantined as ``late`` although its window held it
+            with_metadata=True, autogenerate_key=True, autocommit_duration_ms=autocommit_duration_ms)
+        # -1: a row without it (none expected): the first partition's clock takes it
+        table = table.select(pw.this.data, partition=pw.this._metadata.get("partition").as_int(default=-1))
         if instance.partitions is not None:
-            partition = pw.this._metadata["partition"].as_int()
-            table = table.filter(functools.reduce(operator.or_, [partition == p for p in instance.partitions]))
-            table = table.select(pw.this.data)
+            table = table.filter(functools.reduce(operator.or_,
+                                                  [pw.this.partition == p for p in instance.partitions]))
     else:
         raise ValueError(f"unknown O&M source {source!r}; one of {', '.join(SOURCES)}")
     if source != "jsonl":  # a message may carry several JSON lines (a datalogger's buffer)
-        table = table.select(data=_lines(pw.this.data)).flatten(pw.this.data)
+        carried = {"partition": pw.this.partition} if source == "kafka" else {}
+        table = table.select(data=_lines(pw.this.data), **carried).flatten(pw.this.data)
     return table.filter(pw.this.data.str.strip() != "")
 
 
@@ -306,6 +337,7 @@ def run_stream(settings: Settings, warehouse: Warehouse, *, source: str | None =
                                  security=kafka_security(settings))
         log.info("O&M instance %s: partitions %s of %d of topic %s", instance.pipeline,
                  ",".join(map(str, parts)), total, settings.om.kafka_topic)
+    clocks = event_clocks(settings, parts) if source == "kafka" else None
     for chatty in ("pathway_engine.connectors.data_storage.mqtt", "pathway_engine.persistence.input_snapshot"):
         logging.getLogger(chatty).setLevel(logging.WARNING)  # one line per PUBACK / snapshot chunk
     plants = load_plants(plants_path or settings.om.plants_file)
@@ -315,7 +347,7 @@ def run_stream(settings: Settings, warehouse: Warehouse, *, source: str | None =
     lines = read_telemetry(settings, source, autocommit_duration_ms=autocommit_duration_ms, partitions=parts)
     tables = build_om_graph(lines, plants, now=None, thresholds=thresholds,
                             late_cutoff=timedelta(seconds=settings.om.late_cutoff_s),
-                            evaluation_lag=timedelta(seconds=settings.om.evaluation_lag_s))
+                            evaluation_lag=timedelta(seconds=settings.om.evaluation_lag_s), partitions=clocks)
     wake = threading.Event()
     attach_warehouse(tables, warehouse, notify=settings.om.notify, wake=wake,
                      min_severity=settings.om.notify_min_severity, streaming=True)
