@@ -199,6 +199,55 @@ def test_a_streaming_sink_writes_each_time_while_the_run_goes_on_and_commits_at_
     assert sink.written == 2
 
 
+def test_a_new_keys_row_goes_to_the_copy_before_its_time_ends(platform, monkeypatch):
+    """The rows of a time are sent to the server as the engine hands them over (in chunks),
+    not when the time ends; a row the same time then replaces or retracts is corrected."""
+    from ysh.proposals import copy_sink
+    from ysh.proposals.copy_sink import StreamingCopySink
+
+    monkeypatch.setattr(copy_sink, "EARLY_CHUNK", 2)
+    warehouse, _ = platform
+    sink = StreamingCopySink(warehouse.dsn, warehouse.schema, "kpis_b1_b3", KPI_COLUMNS, KPI_KEY)
+    sent = []
+    send = sink._send
+    sink._send = lambda op: (sent.append(op), send(op))
+    sink.on_change("MG", kpi("MG", 10.0), 2, True)
+    sink.on_change("SP", kpi("SP", 20.0), 2, True)
+    assert [len(rows) for _, rows in sent] == [2]  # a chunk of two rows, before the time ends
+    sink.on_change("RJ", kpi("RJ", 30.0), 2, True)
+    sink.on_change("MG", kpi("MG", 10.0), 2, False)  # MG replaced within the time
+    sink.on_change("MG", kpi("MG", 12.5, 11), 2, True)
+    sink.on_change("SP", kpi("SP", 20.0), 2, False)  # SP retracted within the time
+    sink.on_change("BA", kpi("BA", 5.0), 2, True)  # BA added and retracted within the time
+    sink.on_change("BA", kpi("BA", 5.0), 2, False)
+    sink.on_time_end(2)
+    sink.on_end()
+    assert kpis_in(warehouse) == {"MG": (11, 12.5), "RJ": (10, 30.0)}
+    assert sink.written == 2
+
+
+def test_a_row_sent_early_gives_way_to_the_row_that_takes_its_primary_key(platform, monkeypatch):
+    """Another Pathway key that takes the same primary key within the time (the first one
+    retracted) is not sent early, and ends as the table's row; a key written by an earlier
+    time is changed through the time's end, not sent early."""
+    from ysh.proposals import copy_sink
+    from ysh.proposals.copy_sink import StreamingCopySink
+
+    monkeypatch.setattr(copy_sink, "EARLY_CHUNK", 1)
+    warehouse, _ = platform
+    sink = StreamingCopySink(warehouse.dsn, warehouse.schema, "kpis_b1_b3", KPI_COLUMNS, KPI_KEY)
+    sink.on_change("k1", kpi("MG", 10.0), 2, True)
+    sink.on_change("k2", kpi("MG", 11.0, 12), 2, True)  # same primary key: waits for the time's end
+    sink.on_change("k1", kpi("MG", 10.0), 2, False)
+    sink.on_time_end(2)
+    sink.on_change("k2", kpi("MG", 11.0, 12), 4, False)
+    sink.on_change("k2", kpi("MG", 13.0, 14), 4, True)
+    sink.on_change("k3", kpi("SP", 1.0), 4, True)
+    sink.on_time_end(4)
+    sink.on_end()
+    assert kpis_in(warehouse) == {"MG": (14, 13.0), "SP": (10, 1.0)}
+
+
 def test_a_failed_run_writes_nothing_and_releases_the_table(platform):
     from ysh.proposals.copy_sink import StreamingCopySink
 

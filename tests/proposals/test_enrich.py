@@ -197,3 +197,28 @@ def test_the_yearly_table_keeps_its_keys_in_order():
     first = json.loads(rows[0][-1])[0]
     assert list(first) == ["year", "calendar_year", "generation_kwh", "savings_brl", "cash_flow_brl",
                            "cumulative_brl", "discounted_cumulative_brl"]
+
+
+def test_the_yearly_documents_are_the_text_of_the_yearly_dictionaries():
+    """``yearly_documents`` writes the dictionaries as literals: the very text orjson gives
+    for ``_yearly``'s dictionaries, for any horizon (the shortest first), start year and
+    value (NaN → null, −0.0, large and tiny numbers)."""
+    import numpy as np
+    import orjson
+
+    from ysh.proposals.enrich import YEARLY_COLUMNS, _yearly, yearly_documents
+
+    rng = np.random.default_rng(2026)
+    for trial in range(60):
+        n, years = int(rng.integers(1, 30)), int(rng.integers(1, 31))
+        columns = {}
+        for name in YEARLY_COLUMNS:
+            values = np.round(rng.normal(0.0, 10.0 ** rng.integers(0, 9), (n, years)), 2)
+            values[rng.random((n, years)) < 0.05] = np.nan
+            values[rng.random((n, years)) < 0.05] = -0.0
+            values[0, 0] = [1e20, 1e-7, 0.5, -3.0][trial % 4]
+            columns[name] = values.tolist()
+        starts = rng.integers(2000, 2101, n).tolist()
+        horizons = rng.integers(1, years + 1, n).tolist()
+        assert yearly_documents(columns, starts, horizons) == [
+            orjson.dumps(_yearly(columns, j, starts[j], horizons[j])).decode() for j in range(n)]

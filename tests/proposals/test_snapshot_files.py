@@ -109,6 +109,27 @@ def test_the_sources_are_read_as_of_the_instant_the_snapshot_was_taken(platform)
     assert {r["id"] for r in rows.values()} == {"q1", "q2", "q3", "q4"}
 
 
+def test_sources_copied_side_by_side_are_read_as_of_the_same_instant(platform):
+    """``prefetch`` copies the sources over two connections at once; the second one reads
+    the first one's snapshot, so a change made after it is in neither file."""
+    warehouse, _ = platform
+    seed(warehouse)
+    pw_runtime.fresh_graph()
+    with job.SnapshotFiles(warehouse) as snapshot:
+        with db.connect(warehouse.dsn, warehouse.schema) as conn:  # after the snapshot, before the copies
+            conn.execute("DELETE FROM quote_item WHERE quote_id = 'q4'")
+            conn.execute("DELETE FROM quote WHERE id = 'q4'")
+            conn.commit()
+        names = ("quote", "quote_item", "company")
+        snapshot.prefetch({f"{name}_prefetched": job.SOURCES[name][2] for name in names}, connections=2)
+        tables = {name: rows_of(snapshot.table(job.SOURCES[name][2], job.SOURCES[name][1],
+                                               name=f"{name}_prefetched")) for name in names}
+        pw_runtime.run()
+    assert {r["id"] for r in tables["quote"].values()} == {"q1", "q2", "q3", "q4"}
+    assert "q4" in {r["quote_id"] for r in tables["quote_item"].values()}
+    assert snapshot.fallbacks == []
+
+
 def test_the_snapshot_files_are_removed_when_the_run_ends(platform):
     warehouse, _ = platform
     seed(warehouse)

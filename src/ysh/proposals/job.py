@@ -8,6 +8,7 @@ import gc
 import re
 import shutil
 import tempfile
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -95,6 +96,7 @@ class SnapshotFiles:
         self._folder: Path | None = None
         self.snapshot: str | None = None
         self.fallbacks: list[str] = []  # sources read through the Python connector
+        self._written: dict[str, tuple[Path, bool]] = {}  # name → (file, typeable): prefetch()
 
     def __enter__(self) -> "SnapshotFiles":
         self._folder = Path(tempfile.mkdtemp(prefix="ysh-proposals-snapshot-"))
@@ -123,22 +125,94 @@ class SnapshotFiles:
             if folder is not None:
                 shutil.rmtree(folder, ignore_errors=True)
 
-    def write(self, query: str, path: Path) -> bool:
+    def write(self, query: str, path: Path, connection=None) -> bool:
         """``query``'s rows as JSON lines in ``path``; False when a value cannot be typed
-        by Pathway's JSON reader (:data:`_UNTYPEABLE`)."""
+        by Pathway's JSON reader (:data:`_UNTYPEABLE`). ``connection``: one in a transaction
+        on this snapshot (:meth:`_snapshot_connection`); the snapshot's own by default."""
         # CSV with a quote and a delimiter that JSON text never holds raw: each line is
         # row_to_json's text as it is (the text format would double every backslash)
         copy = sql.SQL("COPY (SELECT row_to_json(r) FROM ({}) r) TO STDOUT "
                        "(FORMAT csv, QUOTE e'\\x01', DELIMITER e'\\x02')").format(sql.SQL(query))
-        with self._snapshot.connection.cursor().copy(copy) as rows:
+        with (connection or self._snapshot.connection).cursor().copy(copy) as rows:
             text = b"".join(rows)  # a block per row: joined once, scanned and written at C speed
         path.write_bytes(text)
         return not any(token in text for token in _UNTYPEABLE) and _FAR_FUTURE.search(text) is None
 
+    def _snapshot_connection(self):
+        """A second connection reading as of this snapshot (``SET TRANSACTION SNAPSHOT``:
+        a read-only ``REPEATABLE READ`` transaction sees exactly what the first one sees)."""
+        import psycopg
+
+        conn = psycopg.connect(self._warehouse.dsn)
+        try:
+            conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+            conn.read_only = True
+            conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(self.snapshot)))
+            conn.execute(sql.SQL("SET LOCAL search_path TO {}, public").format(sql.Identifier(self._warehouse.schema)))
+            conn.execute("SET LOCAL TimeZone TO 'UTC'")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def prefetch(self, queries: dict[str, str], connections: int = 2) -> None:
+        """Write the files of ``queries`` (table name → query, as :meth:`table` names them)
+        over ``connections`` connections at once, all reading this snapshot: the server's
+        ``row_to_json`` of the quotes and of their lines (~0.2 s each for 20,000 quotes)
+        run side by side on its two cores instead of one after the other in front of the
+        graph. :meth:`table` then uses the files written here."""
+        todo = list(queries.items())
+        lock = threading.Lock()
+        errors: list[BaseException] = []
+
+        def work(connection) -> None:
+            while True:
+                with lock:
+                    if not todo or errors:
+                        return
+                    name, query = todo.pop(0)
+                path = self._folder / f"{name}.jsonl"
+                try:
+                    self._written[name] = (path, self.write(query, path, connection))
+                except BaseException as exc:
+                    with lock:
+                        errors.append(exc)
+                    return
+
+        def helper() -> None:  # its own connection, opened on its thread while the first one copies
+            try:
+                conn = self._snapshot_connection()
+            except Exception:  # e.g. no connection slot left: the first connection copies them all
+                return
+            try:
+                work(conn)
+            finally:
+                try:
+                    conn.rollback()
+                finally:
+                    conn.close()
+
+        helpers = [threading.Thread(target=helper, name="snapshot_copy", daemon=True)
+                   for _ in range(max(connections, 1) - 1)]
+        for thread in helpers:
+            thread.start()
+        try:
+            work(self._snapshot.connection)
+        finally:
+            for thread in helpers:
+                thread.join()
+        if errors:
+            raise errors[0]
+
     def table(self, query: str, schema: type[pw.Schema], *, name: str) -> pw.Table:
         """A static Pathway table of ``query``'s rows as of the transaction's snapshot."""
-        path = self._folder / f"{name}.jsonl"
-        if self.write(query, path):
+        written = self._written.pop(name, None)
+        if written is not None:  # prefetch() wrote it
+            path, typeable = written
+        else:
+            path = self._folder / f"{name}.jsonl"
+            typeable = self.write(query, path)
+        if typeable:
             return pw.io.jsonlines.read(path, schema=schema, mode="static", name=name)
         self.fallbacks.append(name)
         return read_snapshot(self._warehouse, query, schema, name=name, snapshot=self.snapshot)
@@ -212,7 +286,9 @@ def run_batch(warehouse: Warehouse, settings, *, billing: str = "vectorized",
     @contextmanager
     def graph():
         with SnapshotFiles(warehouse) as snapshot:  # all seven tables as of one instant
-            tables = {name: snapshot.table(query or _select_all(table, schema), schema, name=f"{name}_snapshot")
+            queries = {name: query or _select_all(table, schema) for name, (table, schema, query) in SOURCES.items()}
+            snapshot.prefetch({f"{name}_snapshot": query for name, query in queries.items()})
+            tables = {name: snapshot.table(queries[name], schema, name=f"{name}_snapshot")
                       for name, (table, schema, query) in SOURCES.items()}
             yield build_proposals_graph(Sources(**tables), settings.proposals.assumptions, settings,
                                         billing=billing, batch_size=batch_size)
