@@ -546,7 +546,16 @@ def test_a_chunk_naming_both_compared_models_does_not_outrank_their_datasheets()
     question = "qual dos micros sabia tem a maior eficiencia de pico, 1800Q ou 2250Q"
     assert index.search(question, 1, "bm25")[0]["metadata"]["path"] == "docs/sbm1800q.html"
     assert [h["metadata"]["path"] for h in index.search(question, 3)][:2] == ["docs/sbm1800q.html", "docs/sbm2250q.md"]
+    # written together, the two codes are still two models weighed
+    assert index._code_groups("eficiencia de pico, 1800Q/2250Q?") == [{"1800q"}, {"2250q"}]
+    # a model and a fault code are no alternatives: the row holding both holds more
+    question = "o que fazer com F-201 de isolamento no inversor CNB15KTL-G2"
+    codes, groups = index._codes(question), index._code_groups(question)
+    assert groups is None
+    assert index._agreeing_codes(codes, set(analyze_pt("F-201 no CNB15KTL-G2").split()), groups) > \
+        index._agreeing_codes(codes, set(analyze_pt("Datasheet CNB15KTL-G2").split()), groups)
     # one written code still counts all of its forms: the exact code beats its series
-    codes, groups = index._codes("garantia do NEG9R.28"), index._code_groups("garantia do NEG9R.28")
+    codes = index._codes("qual o melhor, NEG9R.28 ou NEG9RC.27?")
+    groups = index._code_groups("qual o melhor, NEG9R.28 ou NEG9RC.27?")
     assert index._agreeing_codes(codes, set(analyze_pt("Módulo TSM-NEG9R.28").split()), groups) == 2
     assert index._agreeing_codes(codes, set(analyze_pt("Série NEG9R").split()), groups) == 1

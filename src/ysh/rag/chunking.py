@@ -395,15 +395,20 @@ def stem_token(token: str) -> str:
     return stem_pt(token)
 
 
-#: a word written with a hyphen between letters ("Wi-Fi", "on-grid", "e-mail")
-_HYPHEN_COMPOUND = re.compile(r"(?<![\w-])([^\W\d_]{1,5})-([^\W\d_]{2,})(?![\w-])")
+#: a word written with a hyphen between letters ("Wi-Fi", "on-grid", "e-mail"; also the
+#: Unicode hyphens U+2010/U+2011 a DOCX or PDF export writes)
+_HYPHEN_COMPOUND = re.compile(r"(?<![\w\-‐‑])([^\W\d_]{1,5})[\-‐‑]([^\W\d_]{2,})(?![\w\-‐‑])")
+#: pronouns a verb carries after a hyphen ("deve-se", "instale-o", "conecte-os"): no compound
+_CLITICS = frozenset("se o a os as lo la los las lhe lhes me te nos vos no na".split())
 
 
 def hyphen_compounds(text: str) -> list[str]:
     """The glued form of each word written with a hyphen between letters, folded: "Wi-Fi"
     → ``wifi``, "on-grid" → ``ongrid``, so the way a question types it ("wifi", "ongrid")
-    matches the way a document writes it (the parts stay terms of their own too)."""
-    return [fold_text(m.group(1) + m.group(2)) for m in _HYPHEN_COMPOUND.finditer(text)]
+    matches the way a document writes it (the parts stay terms of their own too); a verb
+    and its pronoun ("deve-se") are no compound."""
+    return [fold_text(m.group(1) + m.group(2)) for m in _HYPHEN_COMPOUND.finditer(text)
+            if m.group(2).lower() not in _CLITICS]
 
 
 def analyze_pt(text: str) -> str:

@@ -403,12 +403,13 @@ _DIGIT_SEPARATOR = re.compile(r"(?<=\d)([.,])(?=\d)")
 _SEPARATOR_MARK = {".": "zqdotqz", ",": "zqcommaqz"}
 
 
-#: a code's letters, hyphen and number ("F-201", "A-420"): one token, so its number is no quantity
-_CODE_HYPHEN = re.compile(r"(?<=\b[A-Za-z])-(?=\d)|(?<=\b[A-Za-z]{2})-(?=\d)")
+#: a code's letters, hyphen (or dot) and number ("F-201", "ERR-305", "E.201"): one token,
+#: so its number is no quantity
+_CODE_HYPHEN = re.compile(r"\b([A-Za-z]{1,5})[-.‐‑](?=\d)")
 
 
 def _folded_with_percent(text: str) -> str:
-    text = _CODE_HYPHEN.sub("", text)
+    text = _CODE_HYPHEN.sub(r"\1", text)
     marked = _DIGIT_SEPARATOR.sub(lambda m: _SEPARATOR_MARK[m.group(1)], text.replace("%", " pct "))
     folded = fold_text(marked).replace(" pct", " %")
     for separator, mark in _SEPARATOR_MARK.items():

@@ -387,7 +387,8 @@ class HelioApi:
             filters = {"metadata_filter": payload.get("metadata_filter"),
                        "filepath_globpattern": payload.get("filepath_globpattern")}
             hits = hits + self.index.continuations(hits, **filters)
-            hits = hits + self.index.rest_of_document(hits, **filters)
+            if not self.llm_base_url:  # the extractive reader only: a model gets the hits it asked for
+                hits = hits + self.index.rest_of_document(hits, **filters)
             return answer_question(payload["prompt"], hits, base_url=self.llm_base_url, model=self.llm_model,
                                    api_key=self.llm_api_key, timeout_s=self.llm_timeout_s)
         except Exception:  # the details stay in the log, never in the response

@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .chunking import fold_text
 from .passages import finishing_sentence
 
 RETRIEVERS = ("hybrid", "dense", "bm25", "fusion")
@@ -69,6 +70,11 @@ _FIRST_CAPACITY = 1024
 
 def _is_code(token: str) -> bool:
     return bool(_CODE_TOKEN.match(token)) and not _NUMBER_WITH_UNIT.match(token) and not _ORDINAL.match(token)
+
+
+#: a question that weighs models against each other (folded)
+_CONTRAST = re.compile(r"\b(ou|x|vs|versus|entre|diferenca|diferencas|comparar|compare|comparacao|qual dos|"
+                       r"qual das|quais dos)\b")
 
 
 def _without_maker_prefix(code: str, terms) -> list[str]:
@@ -387,12 +393,28 @@ class LiveIndex:
         terms = self.analyze(query).split()
         return {t: {t, *_without_maker_prefix(t, terms)} for t in terms if _is_code(t)}
 
-    def _code_groups(self, query: str) -> list[set[str]]:
-        """The question's codes (:meth:`_codes`), grouped by the written word they come from:
-        ``NEG9R.28`` gives ``{neg9r, neg9r28}``; "1800Q ou 2250Q" gives two groups."""
+    def _code_groups(self, query: str) -> list[set[str]] | None:
+        """When the question weighs models against each other ("qual tem a maior eficiência,
+        1800Q ou 2250Q", "diferença entre X e Y", "X vs Y"), its codes (:meth:`_codes`)
+        grouped by the written code they come from (``NEG9R.28`` gives ``{neg9r, neg9r28}``;
+        "1800Q/2250Q" gives two groups); None otherwise: a question that names a model and
+        a fault code ("F-201 no CNB15KTL-G2") needs both."""
         codes = self._codes(query)
-        groups = [{t for t in self.analyze(word).split() if t in codes} for word in query.split()]
-        return [g for g in groups if g]
+        if len(codes) < 2:
+            return None
+        groups, slashed = [], False
+        for word in re.split(r"[\s,;()]+", query):
+            parts = word.split("/")
+            held = [{t for t in self.analyze(part).split() if t in codes} for part in parts]
+            if len(parts) > 1 and all(held):  # "1800Q/2250Q": two codes, weighed
+                groups.extend(held)
+                slashed = True
+            else:  # "JAM72S30-550/MR": one code with a suffix
+                groups.append({t for t in self.analyze(word).split() if t in codes})
+        groups = [g for g in groups if g]
+        if len(groups) < 2 or not (slashed or _CONTRAST.search(fold_text(query))):
+            return None
+        return groups
 
     def _agreeing_codes(self, codes: dict[str, set[str]], terms, groups: list[set[str]] | None = None) -> int:
         """How many of the question's ``codes`` (:meth:`_codes`) a chunk with ``terms``
@@ -558,10 +580,11 @@ class LiveIndex:
         have = {(str((h.get("metadata") or {}).get("path")), (h.get("metadata") or {}).get("chunk_index"))
                 for h in hits}
         with self._lock:
-            chunks = [self._chunks[slot] for slot in self._slots_of_document.get(path, ())]
-            chunks = sorted((c for c in chunks if c is not None), key=lambda c: c.metadata.get("chunk_index") or 0)
-            if len(chunks) > limit:
+            slots = self._slots_of_document.get(path, ())
+            if len(slots) > limit:
                 return []
+            chunks = [self._chunks[slot] for slot in slots]
+            chunks = sorted((c for c in chunks if c is not None), key=lambda c: c.metadata.get("chunk_index") or 0)
             return [{"text": c.text, "score": 0.0, "metadata": clean_metadata(c.metadata)} for c in chunks
                     if (path, c.metadata.get("chunk_index")) not in have and (matches is None or matches(c.metadata))]
 
