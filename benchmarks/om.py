@@ -707,8 +707,9 @@ def kafka_run(console, work: Path, dsn: str, bootstrap: str, fleet, *, batch: in
             cpu = _proc_cpu(proc.pid) - c_start
             late = late_events(conn, windows, expected, allow_late, log)
             t_last = last_window_at(conn)
-            time.sleep(2.0)  # the alerts of the last batches
+            # polled from the last window on (a wait before the first look was a 2 s floor)
             settled = alerts_settled(conn, proc) if speedup is None else None
+            time.sleep(2.0)  # the alerts of the last batches
             alert_rows, alerts = alert_results(conn)
     finally:
         if proc.poll() is None:

@@ -229,3 +229,24 @@ def test_ysh_om_follow_on_kafka_keeps_a_lagging_partition(warehouse, tmp_path, i
         service.stop()
         os.environ["YSH_HOME"] = str(isolated_settings)
         get_settings.cache_clear()
+
+
+def test_kafka_state_written_for_another_layout_is_refused_with_what_to_do(tmp_path):
+    from ysh.om.stream import LAYOUT_FILE, check_state_layout
+
+    fresh = tmp_path / "fresh"
+    assert check_state_layout(fresh, (0, 1, 2, 3)) == (0, 1, 2, 3)
+    assert check_state_layout(fresh, (0, 1, 2, 3)) == (0, 1, 2, 3)  # a restart
+    assert check_state_layout(fresh, None) == (0, 1, 2, 3)  # brokers silent at start: the saved clocks
+    with pytest.raises(ValueError, match="remove that folder"):  # the topic got more partitions
+        check_state_layout(fresh, (0, 1, 2, 3, 4, 5))
+    # one clock at first (the topic did not exist yet): the partitions known later are taken
+    early = tmp_path / "early"
+    assert check_state_layout(early, None) is None
+    assert check_state_layout(early, (0, 1)) == (0, 1)
+    assert (early / LAYOUT_FILE).exists()
+    # a folder of the reader before the metadata was kept in every row
+    old = tmp_path / "old"
+    (old / "streams").mkdir(parents=True)
+    with pytest.raises(ValueError, match="older version"):
+        check_state_layout(old, (0, 1, 2, 3))

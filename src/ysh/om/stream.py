@@ -29,6 +29,7 @@ its plants (docs/operations.md, "Scale-out").
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import operator
 import threading
@@ -193,6 +194,47 @@ def event_clocks(settings: Settings, owned: Sequence[int] | None) -> tuple[int, 
     return tuple(range(total))
 
 
+#: what the persisted state of a Kafka instance was written for: its reader's row layout
+#: (2: the message's metadata in every row, one row id per message) and its clocks
+KAFKA_STATE_LAYOUT = 2
+LAYOUT_FILE = "ysh-om-layout.json"
+
+
+def check_state_layout(state_dir: Path, clocks: Sequence[int] | None) -> tuple[int, ...] | None:
+    """The clocks a Kafka instance runs with, after checking its persisted state: refuse
+    state written by an older reader (rows without the message's metadata: Pathway cannot
+    replay them into the new columns and would fail at every restart) or for other
+    partitions (a plant moves to another partition when the count changes, and its windows
+    would be split between two clocks). State written with one clock (the topic was not
+    known at its first start) takes the partitions now known; when they are not known now
+    (the brokers did not answer), the saved ones are used. A fresh folder gets the layout
+    written beside the state."""
+    clocks = tuple(clocks) if clocks else None
+    marker = state_dir / LAYOUT_FILE
+    if marker.exists():
+        saved = json.loads(marker.read_text(encoding="utf-8"))
+        saved_clocks = tuple(saved.get("clocks") or ()) or None
+        if saved.get("layout") != KAFKA_STATE_LAYOUT:
+            why = f"by reader layout {saved.get('layout')}, this version reads layout {KAFKA_STATE_LAYOUT}"
+        elif clocks is None or saved_clocks is None or saved_clocks == clocks:
+            clocks = clocks or saved_clocks
+            marker.write_text(json.dumps({"layout": KAFKA_STATE_LAYOUT, "clocks": list(clocks or ())}),
+                              encoding="utf-8")
+            return clocks
+        else:
+            why = f"for partitions {list(saved_clocks)}, and the topic now has {list(clocks)}"
+    elif state_dir.exists() and any(state_dir.iterdir()):
+        why = "by an older version (rows without the Kafka message's metadata)"
+    else:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        marker.write_text(json.dumps({"layout": KAFKA_STATE_LAYOUT, "clocks": list(clocks or ())}),
+                          encoding="utf-8")
+        return clocks
+    raise ValueError(f"the O&M state in {state_dir} was written {why}: stop every instance, remove that folder "
+                     "and start again (the topic is read again from its earliest offset; windows and alerts "
+                     "are upserts, nothing is doubled)")
+
+
 def _mqtt_uri(uri: str, client_id: str) -> str:
     if "client_id=" in uri:
         return uri
@@ -343,6 +385,8 @@ def run_stream(settings: Settings, warehouse: Warehouse, *, source: str | None =
     plants = load_plants(plants_path or settings.om.plants_file)
     thresholds = thresholds_from(settings.om.thresholds)
     load_registry(warehouse, plants)
+    if source == "kafka":
+        clocks = check_state_layout(state_dir or instance.state_dir(settings), clocks)
     pw_runtime.fresh_graph()
     lines = read_telemetry(settings, source, autocommit_duration_ms=autocommit_duration_ms, partitions=parts)
     tables = build_om_graph(lines, plants, now=None, thresholds=thresholds,
