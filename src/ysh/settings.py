@@ -252,10 +252,11 @@ class RagSettings(_Group):
     chunk_overlap: int = Field(default=40, ge=0, le=256, description="Overlap between chunks of a section.")
     rrf_k: float = Field(default=60.0, gt=0, description="Reciprocal-rank fusion constant of the hybrid index.")
     dense_weight: float = Field(
-        default=0.025, ge=0, le=10,
-        description="Weight of the dense ranking in the hybrid fusion (BM25's is 1). Chosen on the sample "
-                    "question split for the default English MiniLM embedder, where a larger weight lowers "
-                    "hit@1 below BM25 alone (docs/rag.md); re-tune it for a multilingual embedder.")
+        default=0.0, ge=0, le=10,
+        description="Weight of the dense ranking in the hybrid fusion (BM25's is 1). 0 for the bundled English "
+                    "MiniLM embedder: on the seven tuning splits any weight left the final list equal to or "
+                    "below BM25 alone (docs/rag.md); raise it, measured with ysh rag eval, for a multilingual "
+                    "embedder (YSH_RAG_EMBEDDER).")
     torch_threads: int = Field(
         default=1, ge=1, le=64, description="torch threads in the serving process (more stall queries on 2 cores).")
     embedder_runtime: Literal["onnx", "torch"] = Field(
