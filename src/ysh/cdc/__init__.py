@@ -8,9 +8,11 @@ table's inserts, updates and deletes through logical replication with the built-
 
 import re
 
-from .connector import CdcError, PostgresCdcSubject, read_postgres_cdc
+from .connector import (CdcError, PostgresCdcSubject, SnapshotNeedsFirstStart, prepare_slot,
+                        read_postgres_cdc, read_snapshot, release_prepared_slot)
 
-__all__ = ["CdcError", "PostgresCdcSubject", "read_postgres_cdc", "replication_names"]
+__all__ = ["CdcError", "PostgresCdcSubject", "SnapshotNeedsFirstStart", "prepare_slot", "read_postgres_cdc",
+           "read_snapshot", "release_prepared_slot", "replication_names"]
 
 
 def replication_names(schema: str, table: str) -> tuple[str, str]:

@@ -14,7 +14,12 @@ Start-up, with Pathway persistence (``pw.run(persistence_config=...)``):
     snapshot, read the table in that snapshot, then stream from the slot's consistent
     point;
   * later runs: Pathway restores its state and calls ``seek()`` with the LSN persisted
-    together with it; the stream restarts from that LSN. Nothing is re-read.
+    together with it; the stream restarts from that LSN. Nothing is re-read;
+  * a slot prepared in this process (:func:`prepare_slot`: a follower's first start made
+    it, and computed its first outputs in its snapshot with :func:`read_snapshot`) is
+    taken instead of a new one: its snapshot is read, and the stream starts at its
+    consistent point. With ``require_prepared_slot``, a first run without one raises
+    :class:`SnapshotNeedsFirstStart` instead of taking a snapshot of its own.
 Start-up without persistence: Pathway starts empty every time, so every run creates a
 *temporary* slot with an exported snapshot, reads the table, and streams (what the
 licensed ``pw.io.postgres.read`` does too). Nothing is left on the server on exit.
@@ -63,7 +68,7 @@ from psycopg import sql
 
 from . import pgoutput as po
 from .values import SESSION_OPTIONS, parser_for, raw_text_cursor
-from .walsender import ReplicationError, ReplicationStream
+from .walsender import CreatedSlot, ReplicationError, ReplicationStream
 
 log = logging.getLogger("ysh.cdc")
 
@@ -89,6 +94,11 @@ class CdcError(RuntimeError):
     pass
 
 
+class SnapshotNeedsFirstStart(CdcError):
+    """A run with ``require_prepared_slot`` found nothing persisted and no prepared slot
+    (a follower killed after its first start began, before Pathway persisted anything)."""
+
+
 def wait_for_slot_release(admin: psycopg.Connection, slot: str, timeout: float = 120.0) -> None:
     """A killed consumer's walsender keeps the slot active until the server notices the
     dead socket (at once after a process kill, up to wal_sender_timeout after a network
@@ -103,6 +113,101 @@ def wait_for_slot_release(admin: psycopg.Connection, slot: str, timeout: float =
         if time.monotonic() > deadline:
             raise CdcError(f"replication slot {slot!r} still in use by pid {row[0]}")
         time.sleep(0.2)
+
+
+def snapshot_rows(dsn: str, namespace: str, table: str, columns: dict[str, Callable[[str | None], Any]],
+                  snapshot_name: str, *, batch_rows: int = 5000):
+    """The rows of ``namespace.table`` in an exported snapshot (``SET TRANSACTION
+    SNAPSHOT``), as dicts of the ``columns`` given (name → parser of the value's text):
+    the values the stream gives, as the session settings are pinned the same way."""
+    names = list(columns)
+    query = sql.SQL("SELECT {} FROM {}").format(
+        sql.SQL(", ").join(sql.Identifier(n) for n in names), sql.Identifier(namespace, table))
+    parsers = [columns[n] for n in names]
+    with psycopg.connect(dsn, options=SESSION_OPTIONS) as conn:
+        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        conn.read_only = True
+        with conn.transaction():
+            # must be the first statement of the transaction; a literal, not a parameter
+            conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot_name)))
+            oids = [d.type_code for d in conn.execute(query + sql.SQL(" LIMIT 0")).description]
+            with raw_text_cursor(conn, oids, name="cdc_snapshot") as cur:
+                cur.itersize = batch_rows
+                cur.execute(query)
+                for row in cur:
+                    yield {n: p(v) for n, p, v in zip(names, parsers, row)}
+
+
+# ---- slots prepared before a run ------------------------------------------------------------
+# A follower's first start creates its slots before its Pathway run (ysh.kit.follower): the
+# first outputs are computed in the slots' exported snapshots, and the run's connectors then
+# read the same snapshots and stream from the same consistent points. The replication
+# connection that created a slot is held here, idle, so that its snapshot stays importable.
+_prepared: dict[str, tuple[ReplicationStream, CreatedSlot]] = {}
+_prepared_lock = threading.Lock()
+
+
+def prepare_slot(dsn: str, *, table: str, publication: str, slot: str, schema_name: str = "public",
+                 transport: type = ReplicationStream) -> CreatedSlot:
+    """Create the durable ``slot`` now (dropping an unused one of that name: nothing was
+    persisted for it) with an exported snapshot, and keep its connection for the next
+    :class:`PostgresCdcSubject` of ``slot`` in this process with Pathway persistence: it
+    reads that snapshot and streams from its consistent point. The snapshot stays
+    importable (:func:`read_snapshot`) until then, or until :func:`release_prepared_slot`."""
+    with psycopg.connect(dsn, autocommit=True, options=SESSION_OPTIONS, connect_timeout=10) as admin:
+        check_server_setup(admin, f"{schema_name}.{table}", publication)
+        if admin.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (slot,)).fetchone():
+            wait_for_slot_release(admin, slot, timeout=120)
+            log.warning("dropping slot %s: nothing persisted for it yet", slot)
+            admin.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+    stream = transport(dsn)
+    try:
+        created = stream.create_slot(slot, temporary=False, export_snapshot=True)
+    except BaseException:
+        stream.close()
+        raise
+    with _prepared_lock:
+        old = _prepared.pop(slot, None)
+        _prepared[slot] = (stream, created)
+    if old is not None:
+        old[0].close()
+    log.info("slot %s prepared at %s (snapshot %s)", slot, po.format_lsn(created.consistent_point),
+             created.snapshot_name)
+    return created
+
+
+def take_prepared_slot(slot: str) -> tuple[ReplicationStream, CreatedSlot] | None:
+    with _prepared_lock:
+        return _prepared.pop(slot, None)
+
+
+def release_prepared_slot(slot: str) -> None:
+    """Close the connection of a prepared slot no run took (its snapshot ends; the slot
+    stays, and the next first start drops and creates it again)."""
+    prepared = take_prepared_slot(slot)
+    if prepared is not None:
+        prepared[0].close()
+
+
+class _SnapshotSubject(pw.io.python.ConnectorSubject):
+    def __init__(self, dsn: str, table: str, schema: type[pw.Schema], snapshot_name: str, namespace: str,
+                 batch_rows: int):
+        super().__init__(datasource_name="postgres-cdc-snapshot")
+        self._args = (dsn, namespace, table, {n: parser_for(c.dtype) for n, c in schema.columns().items()},
+                      snapshot_name)
+        self._batch_rows = batch_rows
+
+    def run(self) -> None:
+        for row in snapshot_rows(*self._args, batch_rows=self._batch_rows):
+            self.next(**row)
+
+
+def read_snapshot(dsn: str, *, table: str, schema: type[pw.Schema], snapshot: str, name: str,
+                  schema_name: str = "public", batch_rows: int = 5000) -> pw.Table:
+    """A static Pathway table of ``table`` in the exported ``snapshot``, with the values
+    :func:`read_postgres_cdc` gives (same parsers, same session settings)."""
+    return pw.io.python.read(_SnapshotSubject(dsn, table, schema, snapshot, schema_name, batch_rows),
+                             schema=schema, name=name)
 
 
 @dataclass(frozen=True)
@@ -132,6 +237,7 @@ class PostgresCdcSubject(pw.io.python.ConnectorSubject):
         backoff_cap_s: float = 10.0,
         transport: type = ReplicationStream,
         replay_per_transaction: bool = True,
+        require_prepared_slot: bool = False,
     ) -> None:
         super().__init__(datasource_name="postgres-cdc", session_type="upsert")
         self._dsn = dsn
@@ -148,6 +254,7 @@ class PostgresCdcSubject(pw.io.python.ConnectorSubject):
         self._backoff_cap_s = backoff_cap_s
         self._transport = transport
         self._replay_per_transaction = replay_per_transaction
+        self._require_prepared = require_prepared_slot
 
         self._columns = {name: parser_for(col.dtype) for name, col in schema.columns().items()}
         self._pk = list(schema.primary_key_columns() or [])
@@ -322,6 +429,18 @@ class PostgresCdcSubject(pw.io.python.ConnectorSubject):
             return self._resume_lsn
 
         durable = self._persisted_run
+        prepared = take_prepared_slot(self._slot) if durable else None
+        if prepared is not None:  # created before this run (a follower's first start)
+            self._stream, created = prepared
+            self._stream.status_interval = self._status_interval_s
+            self._emit_snapshot(created.snapshot_name, created.consistent_point)
+            self._stream.start(self._slot, self._publication, created.consistent_point)
+            return created.consistent_point
+        if durable and self._require_prepared:
+            raise SnapshotNeedsFirstStart(
+                f"nothing of {self._namespace}.{self._table} is persisted, and its slot {self._slot!r} "
+                "was not prepared for this run: a fresh snapshot here would not retract the outputs "
+                "of rows deleted since the last one; start over with a first start")
         exists = self._admin.execute(
             "SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (self._slot,)
         ).fetchone()
@@ -350,28 +469,13 @@ class PostgresCdcSubject(pw.io.python.ConnectorSubject):
     # ---- initial snapshot ----------------------------------------------------------------
     def _emit_snapshot(self, snapshot_name: str, consistent_point: int) -> None:
         """Read the table as of the slot's creation, as one Pathway minibatch."""
-        names = list(self._columns)
-        query = sql.SQL("SELECT {} FROM {}").format(
-            sql.SQL(", ").join(sql.Identifier(n) for n in names),
-            sql.Identifier(self._namespace, self._table),
-        )
-        parsers = [self._columns[n] for n in names]
         count = 0
         self._disable_commits()
-        with psycopg.connect(self._dsn, options=SESSION_OPTIONS) as conn:
-            conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-            conn.read_only = True
-            with conn.transaction():
-                # must be the first statement of the transaction; a literal, not a parameter
-                conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot_name)))
-                oids = [d.type_code for d in conn.execute(query + sql.SQL(" LIMIT 0")).description]
-                with raw_text_cursor(conn, oids, name="cdc_snapshot") as cur:
-                    cur.itersize = self._snapshot_batch_rows
-                    cur.execute(query)
-                    for row in cur:
-                        self._snapshot_emitted = True
-                        self.next(**{n: p(v) for n, p, v in zip(names, parsers, row)})
-                        count += 1
+        for row in snapshot_rows(self._dsn, self._namespace, self._table, self._columns, snapshot_name,
+                                 batch_rows=self._snapshot_batch_rows):
+            self._snapshot_emitted = True
+            self.next(**row)
+            count += 1
         self._handed_lsn = consistent_point
         self._report_offset(po.format_lsn(consistent_point).encode("ascii"))
         self._enable_commits()

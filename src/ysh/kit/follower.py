@@ -6,7 +6,8 @@ license key is given), or recomputed by a batch over a snapshot. A :class:`Follo
 names the replication objects (one publication and one slot per followed table), tells
 whether a follower is running (a session advisory lock the follower holds from before its
 first batch to its end, or an active slot), runs the batch (refused while a follower runs: it would
-race it), runs batch-then-follow, and resets a follower's state. The job supplies its
+race it), runs batch-then-follow (a first start meets its stream exactly: the outputs are computed
+in the slots' own snapshots), and resets a follower's state. The job supplies its
 tables and its graph; its business rules stay in the job.
 """
 
@@ -17,7 +18,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Mapping
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -230,11 +231,13 @@ class Follower:
         return names
 
     def read(self, warehouse: Warehouse, *, autocommit_duration_ms: int = 200,
-             license_key: str | None = None) -> dict[str, pw.Table]:
+             license_key: str | None = None, require_prepared: bool = False) -> dict[str, pw.Table]:
         """The followed tables as streaming Pathway tables (source → table): ``ysh.cdc``
         (durable slots, resumes from the persisted position), or Pathway's native
         ``pw.io.postgres.read`` when a license key is given (temporary slots: every start
-        re-reads the tables)."""
+        re-reads the tables). ``require_prepared``: a ``ysh.cdc`` source with nothing
+        persisted takes the slot :meth:`follow` prepared, and without one raises
+        :class:`ysh.cdc.SnapshotNeedsFirstStart` instead of taking a snapshot of its own."""
         publications = self.ensure_publications(warehouse)
         if license_key:
             pw.set_license_key(license_key)
@@ -249,10 +252,53 @@ class Follower:
                     autocommit_duration_ms=autocommit_duration_ms, name=f"{name}_native")
             else:
                 _, slot = self.names(warehouse.schema, table)
+                options = {"require_prepared_slot": True} if require_prepared else {}
                 tables[name] = read_postgres_cdc(
                     warehouse.dsn, table=table, schema=schema, publication=publications[name], slot=slot,
-                    schema_name=warehouse.schema, name=f"{name}_cdc", autocommit_duration_ms=autocommit_duration_ms)
+                    schema_name=warehouse.schema, name=f"{name}_cdc", autocommit_duration_ms=autocommit_duration_ms,
+                    **options)
         return tables
+
+    def _prepare_slots(self, warehouse: Warehouse) -> dict[str, str]:
+        """Create every followed table's slot now, each with its exported snapshot held
+        open for this process's follower run (:func:`ysh.cdc.prepare_slot`); source →
+        snapshot name. On failure, the slots prepared so far are released."""
+        from ..cdc import prepare_slot
+
+        publications = self.ensure_publications(warehouse)
+        snapshots: dict[str, str] = {}
+        try:
+            for name, (table, _) in self.sources.items():
+                _, slot = self.names(warehouse.schema, table)
+                created = prepare_slot(warehouse.dsn, table=table, publication=publications[name], slot=slot,
+                                       schema_name=warehouse.schema)
+                snapshots[name] = created.snapshot_name
+        except BaseException:
+            self._release_slots(warehouse)
+            raise
+        return snapshots
+
+    def _release_slots(self, warehouse: Warehouse) -> None:
+        from ..cdc import release_prepared_slot
+
+        for table in self.tables:
+            release_prepared_slot(self.names(warehouse.schema, table)[1])
+
+    def _first_outputs(self, warehouse: Warehouse, snapshots: Mapping[str, str],
+                       graph: Callable[[dict[str, pw.Table]], Any]) -> None:
+        """The outputs as of the prepared slots' snapshots: the follower's graph over each
+        source read in its slot's snapshot (the rows and values its stream starts from),
+        written by the follower's sinks; then every output row this run did not write is
+        deleted (a batch's row of a source row deleted before the snapshots, say)."""
+        from ..cdc import read_snapshot
+
+        def first():
+            sources = {name: read_snapshot(warehouse.dsn, table=table, schema=schema, snapshot=snapshots[name],
+                                           schema_name=warehouse.schema, name=f"{name}_first")
+                       for name, (table, schema) in self.sources.items()}
+            return nullcontext(graph(sources))
+
+        self.recompute(warehouse, first, write=sinks.write_snapshots)
 
     def recompute(self, warehouse: Warehouse, graph: Callable[[], AbstractContextManager[Any]], *,
                   write: Callable[..., Any] | None = None) -> None:
@@ -298,10 +344,16 @@ class Follower:
                license_key: str | None = None, on_ready: Callable[[], Any] | None = None) -> None:
         """Follow the sources and keep the outputs current. Blocks.
 
-        A first start (no persisted state) runs ``batch()`` first, which also deletes
-        output rows of source rows gone meanwhile (the follower's sinks only ever touch
-        the keys it emits); later starts restore Pathway's persisted state and resume from
-        the persisted replication positions (nothing re-read, nothing lost). A lost
+        A first start (no persisted state) runs ``batch()`` first; then (``ysh.cdc``) it
+        creates the slots, each with its snapshot held open, computes the outputs from the
+        sources as of those snapshots with ``graph`` and deletes every output row it did
+        not write (the follower's sinks only ever touch the keys it emits, so a row of a
+        source row deleted after the batch would stay otherwise); the streaming run then
+        reads the same snapshots and streams from the slots' consistent points, so the
+        outputs and the stream meet exactly. A run that finds nothing persisted and no
+        prepared slot (killed during a first start, before Pathway persisted anything)
+        starts over with a first start. Later starts restore Pathway's persisted state and
+        resume from the persisted replication positions (nothing re-read, nothing lost). A lost
         server is waited out: the sources reconnect with backoff (:mod:`ysh.cdc`) and the
         sinks retry each write (:mod:`ysh.kit.sinks`).
         ``graph(sources)`` builds the outputs from the streaming sources; ``on_ready()``
@@ -310,19 +362,48 @@ class Follower:
         slots are active, and a second follower of the schema is refused
         (:class:`FollowerRunning`).
         """
+        from ..cdc import SnapshotNeedsFirstStart
+
+        ready = threading.Event()  # on_ready() once, even when the run is started over
+
+        def signal_ready() -> None:
+            if not ready.is_set():
+                ready.set()
+                on_ready()
+
         with _Presence(warehouse.dsn, self._lock_name(warehouse.schema)):
-            if not persistence_dir.exists() or not any(persistence_dir.iterdir()):
-                batch()
-            pw_runtime.fresh_graph()
-            outputs = graph(self.read(warehouse, autocommit_duration_ms=autocommit_duration_ms,
-                                      license_key=license_key))
-            # sinks that wait out a lost server (Pathway's own writer ends the run)
-            sinks.write_snapshots(outputs, self.outputs, warehouse)
-            pw_runtime.observe_outputs({t: getattr(outputs, attr) for attr, (t, _) in self.outputs.items()},
-                                       self.pipeline)
-            if on_ready is not None:
-                threading.Timer(0.5, on_ready).start()
-            pw_runtime.run(persistence_dir=persistence_dir)
+            for attempt in (1, 2):
+                first = not persistence_dir.exists() or not any(persistence_dir.iterdir())
+                try:
+                    if first:
+                        batch()
+                        if not license_key:
+                            # the slots first, then the outputs as of their snapshots: the
+                            # stream starts exactly where the outputs stand
+                            self._first_outputs(warehouse, self._prepare_slots(warehouse), graph)
+                    pw_runtime.fresh_graph()
+                    outputs = graph(self.read(warehouse, autocommit_duration_ms=autocommit_duration_ms,
+                                              license_key=license_key, require_prepared=True))
+                    # sinks that wait out a lost server (Pathway's own writer ends the run)
+                    sinks.write_snapshots(outputs, self.outputs, warehouse)
+                    pw_runtime.observe_outputs({t: getattr(outputs, attr) for attr, (t, _) in self.outputs.items()},
+                                               self.pipeline)
+                    if on_ready is not None:
+                        threading.Timer(0.5, signal_ready).start()
+                    pw_runtime.run(persistence_dir=persistence_dir)
+                    return
+                except SnapshotNeedsFirstStart as exc:
+                    # killed after a first start began, before Pathway persisted anything
+                    if attempt == 2:
+                        raise
+                    log.warning("%s; starting over with a first start", _first_line(exc))
+                    shutil.rmtree(persistence_dir, ignore_errors=True)
+                    # a server restarting is why it happens, most often: wait it out
+                    # before the first start's batch needs it (as the sources and sinks do)
+                    db.with_reconnect(lambda: psycopg.connect(warehouse.dsn, connect_timeout=5).close(),
+                                      what=f"{self.pipeline}: the warehouse, before starting over")
+                finally:
+                    self._release_slots(warehouse)
 
     def reset(self, warehouse: Warehouse, persistence_dir: Path) -> None:
         """Forget the follower: drop its replication slots and persisted state (the next
