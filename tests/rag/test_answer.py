@@ -737,9 +737,19 @@ def test_a_code_number_or_a_function_word_makes_no_asked_quantity():
     # "F-201 no inversor": neither "201 no" nor "201 descrição" is a quantity, so the row of
     # F-201 keeps the question's "201"
     assert quantities("o que significa F-201 no inversor carnauba G2?") == set()
-    assert quantities("Código: F-201; Descrição: Resistência abaixo de 100 kΩ") == set()
+    assert {n for n, _ in quantities("Código: F-201; Descrição: Resistência abaixo de 100 kΩ")} == {"100"}
     assert quantities("vale por 60 meses, 15% a mais, 2 por ramal") == {("60", "mes"), ("15", "%")}
     assert quantities("o que significa ERR-305 desligado? BMS-12 ligado, E.201 agora") == set()
+    # single letters count only as units ("15 K", "600 V"), never the "a" of "de 3 a 5 dias"
+    assert quantities("delta T de 15 K, 600 V, de 3 a 5 dias") == {("15", "k"), ("600", "v"), ("5", "dias")}
+
+
+def test_a_value_inside_a_range_written_with_its_unit_twice_agrees_with_it():
+    from ysh.rag.question import range_agreement
+
+    question = "termografia deu delta T de 15 K num modulo, qual o prazo pra corrigir?"
+    assert range_agreement(question, "Classe: C2; ΔT: de 10 K a 20 K; Ação: programar correção") > 0
+    assert range_agreement(question, "Classe: C3; ΔT: acima de 20 K; Ação: corrigir em até 7 dias") < 0
 
 
 def test_a_sentence_holding_the_rest_of_the_question_is_quoted_too():

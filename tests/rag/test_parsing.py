@@ -153,3 +153,19 @@ def test_a_prose_line_right_under_a_space_aligned_table_is_not_cut_into_cells():
     parsed = parse_document(text.encode(), filename="frete.txt")[0][0]
     assert "Sudeste | 4,8 %" in parsed
     assert "Observação: o frete mínimo vale para todas as regiões." in parsed
+
+
+def test_a_space_aligned_table_without_a_rule_becomes_rows_too():
+    # a procedure exported to text: the columns line up, and no dash rule is under the header
+    text = ("6. CLASSIFICAÇÃO DAS ANOMALIAS\n\nA diferença de temperatura é medida no mesmo módulo.\n\n"
+            "Classe   ΔT                   Ação\n"
+            "C1       abaixo de 10 K       registrar e acompanhar\n"
+            "C2       de 10 K a 20 K       programar correção em até 30 dias\n\n"
+            "Padrões típicos:\n- Conector quente: mau contato.\n\n"
+            # label/value lines are no table: a figure, or a lower-case value, in the first line
+            "Potência nominal     6000 W\nTensão máxima        600 V\nPeso                 16 kg\n\n"
+            "Refrigeração         convecção natural\nGrau de proteção     IP65\nAltitude             3000 m\n")
+    parsed = parse_document(text.encode(), filename="procedimento.txt")[0][0]
+    assert "Classe | ΔT | Ação\nC1 | abaixo de 10 K | registrar e acompanhar\n" \
+           "C2 | de 10 K a 20 K | programar correção em até 30 dias" in parsed
+    assert "|" not in parsed.split("Padrões típicos:")[1]

@@ -373,9 +373,48 @@ def _space_tables(text: str) -> str:
                 out.extend(" | ".join(c or "-" for c in cells(row)) for row in rows)
                 i = j
                 continue
+        block = _aligned_rows(lines, i)
+        if block:
+            out.extend(" | ".join(cells) for cells in block)
+            i += len(block)
+            continue
         out.append(line)
         i += 1
     return "\n".join(out)
+
+
+#: a run of text in a space-aligned line: words with single spaces between them
+_ALIGNED_RUN = re.compile(r"\S+(?: \S+)*")
+
+
+def _aligned_rows(lines: list[str], i: int) -> list[list[str]] | None:
+    """A table aligned with spaces and no rule under its header, from line ``i`` on::
+
+        Classe   ΔT                   Ação
+        C1       abaixo de 10 K       registrar e acompanhar
+        C2       de 10 K a 20 K       programar correção em até 30 dias
+
+    at least a header (capitalised column names, no figures) and two rows, each of two or more runs separated
+    by two or more spaces that start at the very columns of the header's runs (prose never
+    lines up so); the cells of each line, or None."""
+    def runs(line: str) -> list[tuple[int, str]]:
+        return [(m.start(), m.group()) for m in _ALIGNED_RUN.finditer(line)]
+
+    head = runs(lines[i])
+    # a header names columns: no figure in it ("Potência nominal  6000 W" opens a block of
+    # label/value lines, which are read as they are)
+    # ("Refrigeração  convecção natural": a label and its value, no column names)
+    if len(head) < 2 or lines[i].rstrip().endswith((".", ":")) or any(c.isdigit() for c in lines[i]) \
+            or not all(c[0].isupper() or not c[0].isalpha() for _, c in head):
+        return None
+    starts = [a for a, _ in head]
+    block = [[c for _, c in head]]
+    for line in lines[i + 1:]:
+        row = runs(line)
+        if [a for a, _ in row] != starts:
+            break
+        block.append([c for _, c in row])
+    return block if len(block) >= 3 else None
 
 
 def _parse_text(data: bytes) -> list[tuple[str, dict]]:

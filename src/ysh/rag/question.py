@@ -89,6 +89,9 @@ _SYNONYM_GROUPS = (
     "custa custo preco valor",
     "vale valem validade expira expiram vencem vence prazo",
     "trocar troca substituir substituicao",
+    # the verb and its noun stem apart ("corrig" / "correca"): "prazo pra corrigir" is the
+    # "programar correção em até 30 dias" of a table
+    "corrigir corrige corrigida corrigido correcao correcoes",
     "garantia garante garantido",
     "tamanho dimensao dimensoes medida medidas",
     # "quanto ele gera por mês": the "geração mensal", "741 kWh por mês"
@@ -377,12 +380,16 @@ def _acronyms(question: str) -> set[str]:
     return {fold_text(m) for m in re.findall(r"\b[A-Z][A-Z0-9]{1,6}\b", question)}
 
 
-_QUANTITY = re.compile(r"\b(\d+(?:[.,]\d+)?)\s*([a-z]{2,}|%)")
+#: a number and the unit word after it; single letters only for units ("15 K", "600 V",
+#: "300 W": never the preposition "a" of "de 3 a 5 dias")
+_QUANTITY = re.compile(r"\b(\d+(?:[.,]\d+)?)\s*([a-z]{2,}|%|[kvw]\b)")
 _RANGES = (
-    (re.compile(r"\b(\d+(?:[.,]\d+)?)\s*(?:a|ate)\s*(\d+(?:[.,]\d+)?)\s*([a-z]{2,}|%)"), "between"),
-    (re.compile(r"\b(\d+(?:[.,]\d+)?)\s*([a-z]{2,}|%)\s+ou mais\b"), "from"),
-    (re.compile(r"\b(?:acima de|mais de|a partir de)\s+(\d+(?:[.,]\d+)?)\s*([a-z]{2,}|%)"), "above"),
-    (re.compile(r"\b(?:ate|abaixo de|menos de)\s+(\d+(?:[.,]\d+)?)\s*([a-z]{2,}|%)"), "below"),
+    # "de 10 a 20 K", "de 10 K a 20 K"
+    (re.compile(r"\b(\d+(?:[.,]\d+)?)\s*(?:(?:[a-z]{2,}|%|[kvw])\s+)?(?:a|ate)\s*(\d+(?:[.,]\d+)?)\s*"
+                r"([a-z]{2,}|%|[kvw]\b)"), "between"),
+    (re.compile(r"\b(\d+(?:[.,]\d+)?)\s*([a-z]{2,}|%|[kvw]\b)\s+ou mais\b"), "from"),
+    (re.compile(r"\b(?:acima de|mais de|a partir de)\s+(\d+(?:[.,]\d+)?)\s*([a-z]{2,}|%|[kvw]\b)"), "above"),
+    (re.compile(r"\b(?:ate|abaixo de|menos de)\s+(\d+(?:[.,]\d+)?)\s*([a-z]{2,}|%|[kvw]\b)"), "below"),
 )
 
 
