@@ -696,7 +696,7 @@ def kafka_run(console, work: Path, dsn: str, bootstrap: str, fleet, *, batch: in
                 raise RuntimeError(f"ysh om follow did not start:\n{log.read_text()[-2000:]}")
             time.sleep(0.02)
         reading = time.time()
-        c_start = _proc_cpu(proc.pid)
+        c_start, threads_start = _proc_cpu(proc.pid), _thread_cpu(proc.pid)
         if speedup is not None:
             with console.status(f"producing {events:,} events paced at {speedup:,.0f}× real time ({tag})…"):
                 produce(speedup)
@@ -705,6 +705,7 @@ def kafka_run(console, work: Path, dsn: str, bootstrap: str, fleet, *, batch: in
         with db.connect(dsn, schema) as conn:
             windows = wait_for_windows(conn, expected, proc, poll_s=0.1)
             cpu = _proc_cpu(proc.pid) - c_start
+            threads = _thread_cpu(proc.pid)
             late = late_events(conn, windows, expected, allow_late, log)
             t_last = last_window_at(conn)
             # polled from the last window on (a wait before the first look was a 2 s floor)
@@ -721,7 +722,12 @@ def kafka_run(console, work: Path, dsn: str, bootstrap: str, fleet, *, batch: in
            "cpu_s": cpu, "windows": windows, "expected_windows": expected, "late": late, "true": true,
            "from_data": from_data, "alerts": alerts, "speedup": speedup, "cutoff_s": cutoff_s,
            "alerts_settled_s": None if settled is None else settled - float(t_last),
-           "inverters": inverters}
+           "inverters": inverters,
+           # the busiest thread over the same span: Pathway's engine worker, the graph's one
+           # worker thread (PATHWAY_THREADS unset: 1); its CPU / (wall − group join) says
+           # whether the read is bound by that one thread
+           "busiest": max(((name, ticks - threads_start.get(tid, (name, 0))[1]) for tid, (name, ticks)
+                           in threads.items()), key=lambda item: item[1])}
     if speedup is None:
         run["bus"] = bus
     return run
@@ -740,6 +746,20 @@ def alerts_settled(conn, proc, quiet_s: float = 10.0, timeout_s: float = 180.0) 
             break
         time.sleep(0.5)
     return changed
+
+
+def _thread_cpu(pid: int) -> dict[str, tuple[str, float]]:
+    """CPU seconds (user + system) of each thread of process ``pid`` so far: {tid: (name, s)}."""
+    out = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+        except (FileNotFoundError, ProcessLookupError):  # a thread that just ended
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        out[tid] = (stat[stat.index("(") + 1:stat.rindex(")")], (int(fields[11]) + int(fields[12])) / tick)
+    return out
 
 
 def _proc_cpu(pid: int) -> float:
@@ -779,6 +799,10 @@ def print_kafka(console, run: dict, title: str) -> None:
                       f"{steady:.2f} s, {run['published'] / steady:,.0f} events/s")
     table.add_row("ysh om follow's CPU over that time (all threads)",
                   f"{run['cpu_s']:.1f} s ({run['published'] / max(run['cpu_s'], 1e-9):,.0f} events per CPU s)")
+    name, busy = run["busiest"]
+    span = run["total_s"] - (run["bus"]["join_s"] if not run["speedup"] else 0.0)
+    table.add_row("its busiest thread over that time" + ("" if run["speedup"] else " (the group join taken off)"),
+                  f"{name}: {busy:.1f} s CPU, {busy / max(span, 1e-9):.2f} of a core")
     table.add_row("window rows (final windows expected)", f"{run['windows']:,} ({run['expected_windows']:,})")
     table.add_row("events quarantined as late", f"{run['late']:,}")
     if run.get("alerts_settled_s") is not None:
