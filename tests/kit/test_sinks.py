@@ -6,6 +6,7 @@ not (the database's ``TEMPORARY`` privilege revoked from PUBLIC), with one warni
 from __future__ import annotations
 
 import logging
+import pickle
 import secrets
 import uuid
 from datetime import date, datetime, timezone
@@ -17,7 +18,7 @@ from psycopg import sql
 
 from ysh import db
 from ysh.catalog.normalize import normalize_feed
-from ysh.kit.sinks import SnapshotSink
+from ysh.kit.sinks import PackedBatchSink, SnapshotSink
 
 EXPORTS = Path(__file__).resolve().parents[2] / "data" / "distributors" / "exports"
 SCHEMA = "ysh"
@@ -146,3 +147,68 @@ def test_a_role_with_temp_writes_a_large_time_by_copy(roles, caplog):
     with db.connect(owner_dsn, SCHEMA) as conn:
         assert conn.execute(f"SELECT count(*) FROM {TABLE} WHERE stock_units = 7").fetchone()[0] == len(few)
     assert not [r for r in caplog.records if r.name == "ysh.kit.sinks" and r.levelno >= logging.WARNING]
+
+
+def packed_by_distributor(rows: list[dict], columns: list[str]) -> list[dict]:
+    """The rows packed as the tariffs graph packs its own: one Pathway row per
+    distributor, its rows as a tuple of pickled lists of value tuples."""
+    groups: dict[str, list[tuple]] = {}
+    for row in rows:
+        groups.setdefault(row["distributor"], []).append(tuple(row[c] for c in columns))
+    return [{"distributor": d, "rows": (pickle.dumps(g[: len(g) // 2]), pickle.dumps(g[len(g) // 2:]))}
+            for d, g in groups.items()]
+
+
+def unpack(row: dict) -> list[tuple]:
+    return [values for blob in row["rows"] for values in pickle.loads(blob)]
+
+
+def one_batch(sink: PackedBatchSink, packed: list[dict], stale: list[dict] = ()) -> None:
+    """What Pathway gives a batch's sink: a stale version of a row added and retracted,
+    the final versions added (across two times), then the end."""
+    for row in stale:
+        sink.on_change(row["distributor"], row, 2, True)
+    sink.on_time_end(2)
+    for row in stale:
+        sink.on_change(row["distributor"], row, 4, False)
+    for row in packed:
+        sink.on_change(row["distributor"], row, 4, True)
+    sink.on_time_end(4)
+    sink.on_end()
+
+
+@pytest.mark.parametrize("role", ["no_temp", "with_temp"])
+def test_a_packed_batch_copies_into_an_empty_table_and_upserts_into_a_full_one(roles, role, caplog):
+    dsns, owner_dsn, columns = roles
+    rows = list({(r["distributor"], r["sku"]): r for r in export_rows(columns)}.values())  # one row per key
+    columns = list(rows[0])  # the columns the pipeline writes (no generated ones)
+    packed = packed_by_distributor(rows, columns)
+    assert len(packed) >= 2
+    # a stale version of the first distributor's row (other prices), retracted before the end
+    stale = [{**packed[0], "rows": (pickle.dumps([(*v[:-1], "stale") for v in unpack(packed[0])]),)}]
+    caplog.set_level(logging.WARNING, logger="ysh.kit.sinks")
+
+    first = PackedBatchSink(dsns[role], SCHEMA, TABLE, KEY, columns, unpack, retry_budget_s=5)
+    one_batch(first, packed, stale)
+    assert table_prices(owner_dsn) == expected_prices(rows)
+    assert (first.written_rows, first.write_method) == (len(rows), "copy")  # an empty table: no staging table
+
+    repriced = [{**r, "price_brl": 1.0 if r["price_brl"] is None else r["price_brl"] + 1} for r in rows]
+    second = PackedBatchSink(dsns[role], SCHEMA, TABLE, KEY, columns, unpack, retry_budget_s=5)
+    one_batch(second, packed_by_distributor(repriced, columns))
+    assert table_prices(owner_dsn) == expected_prices(repriced) != expected_prices(rows)
+    assert second.written_rows == len(rows)
+    assert second.write_method == {"with_temp": "staged copy", "no_temp": "upserts"}[role]
+    warnings = [r for r in caplog.records if r.name == "ysh.kit.sinks" and r.levelno == logging.WARNING]
+    assert len(warnings) == (1 if role == "no_temp" else 0)
+
+
+def test_a_packed_batch_with_nothing_alive_writes_nothing(roles):
+    dsns, owner_dsn, columns = roles
+    rows = export_rows(columns)
+    columns = list(rows[0])
+    packed = packed_by_distributor(rows, columns)
+    sink = PackedBatchSink(dsns["with_temp"], SCHEMA, TABLE, KEY, columns, unpack, retry_budget_s=5)
+    one_batch(sink, [], stale=packed)  # every row added, then retracted
+    assert table_prices(owner_dsn) == {}
+    assert (sink.written_rows, sink.write_method) == (0, "")

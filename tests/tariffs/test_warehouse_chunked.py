@@ -54,10 +54,18 @@ def assert_chunked_equals_row_by_row(warehouse, chunk_rows: int = job.RAW_CHUNK_
     assert full_state(warehouse) == reference
     job.run_warehouse(warehouse, chunk_rows=chunk_rows)  # over its own rows: upserts, nothing pruned
     assert full_state(warehouse) == reference
-    empty_outputs(warehouse)
-    job.run_warehouse(warehouse, chunk_rows=chunk_rows, writer="copy")  # COPY into empty tables
-    assert full_state(warehouse) == reference
+    for writer in ("pathway", "copy"):  # the rows unpacked in the graph, by Pathway's writer and by kit.sinks
+        empty_outputs(warehouse)
+        job.run_warehouse(warehouse, chunk_rows=chunk_rows, writer=writer)
+        assert full_state(warehouse) == reference
     return reference
+
+
+def test_an_unknown_writer_and_packed_rows_by_row_are_refused(warehouse):
+    with pytest.raises(ValueError, match="'packed', 'pathway', 'copy'"):
+        job.run_warehouse(warehouse, writer="csv")
+    with pytest.raises(ValueError, match="needs the chunked batch"):
+        job.run_warehouse(warehouse, chunked=False, writer="packed")
 
 
 @pytest.mark.parametrize("chunk_rows", [job.RAW_CHUNK_ROWS, 37])

@@ -333,7 +333,7 @@ class Follower:
             pw_runtime.fresh_graph()
             with graph() as outputs:
                 (write or pw_runtime.write_snapshots)(outputs, self.outputs, warehouse)
-                pw_runtime.run()
+                pw_runtime.run(batch=True)
             db.prune_not_written(warehouse, self.output_tables, started)
         finally:
             if guard is not None:

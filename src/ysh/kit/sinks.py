@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import pathway as pw
@@ -159,7 +159,7 @@ class SnapshotSink:
                 copied = upserted = 0
                 for columns, params in by_columns.items():
                     if (len(params) >= self.copy_min_rows and self._copy_allowed
-                            and self._copy_upsert(conn, cur, columns, params)):
+                            and self._copy_upsert(conn, cur, columns, params) is not None):
                         copied += len(params)
                     else:
                         cur.executemany(self._upsert(columns), params)
@@ -171,7 +171,7 @@ class SnapshotSink:
             raise
 
     def _copy_upsert(self, conn: psycopg.Connection, cur: psycopg.Cursor, columns: tuple[str, ...],
-                     params: list[list]) -> bool:
+                     params: Iterable[Sequence[Any]]) -> int | None:
         """Many upserts at once (a first load, a large feed): ``COPY`` into a staging table
         of the transaction, then one ``INSERT … SELECT … ON CONFLICT`` — the same rows as
         :meth:`_upsert` per row, without a statement per row. The staging table takes the
@@ -180,7 +180,7 @@ class SnapshotSink:
         All of it runs inside a savepoint: when the role may not create a temporary table
         (``InsufficientPrivilege``: the database's ``TEMPORARY`` privilege was revoked
         from it or from PUBLIC) the savepoint is rolled back, the time's transaction goes
-        on, a warning is logged once, and False is returned (nothing written: the caller
+        on, a warning is logged once, and None is returned (nothing written: the caller
         upserts row by row, as every later time of this sink does). Any other error is
         raised as before."""
         stage = sql.Identifier(f"_stage_{self._table}"[:63])
@@ -191,9 +191,7 @@ class SnapshotSink:
                 cur.execute(sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA").format(
                     stage, names, sql.Identifier(self._table)))
                 staged = True
-                with cur.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(stage, names)) as copy:
-                    for row in params:
-                        copy.write_row(row)
+                copied = self._copy(cur, sql.SQL("COPY {} ({}) FROM STDIN").format(stage, names), params)
                 cur.execute(sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT ({}) {}").format(
                     sql.Identifier(self._table), names, names, stage,
                     sql.SQL(", ").join(map(sql.Identifier, self._key)), self._on_conflict(columns)))
@@ -205,8 +203,16 @@ class SnapshotSink:
             log.warning("writing %s: this role may not create temporary tables (%s); "
                         "upserting row by row instead of COPY", self._table,
                         str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
-            return False
-        return True
+            return None
+        return copied
+
+    @staticmethod
+    def _copy(cur: psycopg.Cursor, statement: sql.Composed, rows: Iterable[Sequence[Any]]) -> int:
+        count = 0
+        with cur.copy(statement) as copy:
+            for count, row in enumerate(rows, start=1):
+                copy.write_row(row)
+        return count
 
     def close(self) -> None:
         if self._conn is not None:
@@ -215,6 +221,90 @@ class SnapshotSink:
             except psycopg.Error:
                 pass
             self._conn = None
+
+
+class PackedBatchSink(SnapshotSink):
+    """A batch's sink for a table whose every row packs many output rows (the tariffs
+    graph keeps a utility's rows as pickled lists from the parser to the sink): it keeps
+    the table's final state (per Pathway row, additions minus retractions) and, when the
+    run ends, writes the unpacked rows in one transaction: into an empty ``table_name``
+    a plain ``COPY``, otherwise ``COPY`` into a staging table and one ``INSERT … ON
+    CONFLICT`` (a role without the ``TEMPORARY`` privilege: an upsert per row), retried
+    on a fresh connection when the connection is lost. ``unpack(row)`` gives the output
+    rows of a Pathway row (a dict), each a sequence of values in ``columns`` order.
+
+    For a static batch only: nothing is written before the run ends (a failed run writes
+    nothing), rows are never deleted (the batch prunes what it did not write), and the
+    output rows are held in memory at the end. ``written_rows`` counts them and
+    ``write_method`` says how they went in."""
+
+    def __init__(self, dsn: str, schema: str, table_name: str, primary_key: Sequence[str],
+                 columns: Sequence[str], unpack: Callable[[dict], Iterable[Sequence[Any]]], *,
+                 retry_budget_s: float = 300.0, backoff_cap_s: float = 10.0):
+        super().__init__(dsn, schema, table_name, primary_key, retry_budget_s=retry_budget_s,
+                         backoff_cap_s=backoff_cap_s)
+        self._columns, self._unpack = tuple(columns), unpack
+        self._counts: dict[Any, dict[Any, list]] = {}  # Pathway key → version → [row, count]
+        self.written_rows = 0
+        #: how the rows went in: "copy" (an empty table), "staged copy" or "upserts"
+        self.write_method = ""
+
+    def on_change(self, key, row: dict, time: int, is_addition: bool) -> None:
+        version: Any = tuple(sorted(row.items()))
+        try:
+            hash(version)  # packed rows (bytes, tuples of bytes) hash without a copy
+        except TypeError:
+            version = repr(version)
+        with self._lock:
+            entry = self._counts.setdefault(key, {}).setdefault(version, [row, 0])
+            entry[1] += 1 if is_addition else -1
+
+    def on_time_end(self, time: int) -> None:
+        pass  # a batch is written whole, at its end
+
+    def on_end(self) -> None:
+        with self._lock:
+            alive = [row for versions in self._counts.values() for row, count in versions.values() if count > 0]
+            self._counts = {}
+
+        def rows() -> Iterator[Sequence[Any]]:
+            return (values for row in alive for values in self._unpack(row))
+
+        try:
+            if alive:
+                db.with_reconnect(lambda: self._write(rows), what=f"writing {self._table}",
+                                  budget_s=self._budget_s, cap_s=self._cap_s)
+        finally:
+            self.close()
+
+    def _write(self, rows: Callable[[], Iterator[Sequence[Any]]]) -> None:
+        """One transaction: into an empty table (a first load) a plain ``COPY`` (no
+        staging table, no conflict to resolve; if a row's key is there after all — a
+        writer outside the batch — the staged upsert instead), otherwise the staged
+        upsert. The rows are unpacked as they are sent, so the server works while the
+        client formats."""
+        try:
+            conn = self._connection()
+            with conn.transaction(), conn.cursor() as cur:
+                table, names = sql.Identifier(self._table), sql.SQL(", ").join(map(sql.Identifier, self._columns))
+                written, method = None, ""
+                if cur.execute(sql.SQL("SELECT NOT EXISTS (SELECT FROM {})").format(table)).fetchone()[0]:
+                    try:
+                        with conn.transaction():  # a SAVEPOINT: a clash rolls the COPY back alone
+                            written, method = self._copy(cur, sql.SQL("COPY {} ({}) FROM STDIN").format(
+                                table, names), rows()), "copy"
+                    except psycopg.errors.UniqueViolation:
+                        written = None
+                if written is None and self._copy_allowed:
+                    written, method = self._copy_upsert(conn, cur, self._columns, rows()), "staged copy"
+                if written is None:
+                    params = list(rows())
+                    cur.executemany(self._upsert(self._columns), params)
+                    written, method = len(params), "upserts"
+            self.written_rows, self.write_method = written, method
+        except psycopg.OperationalError:
+            self.close()
+            raise
 
 
 def write_snapshots(tables, outputs: Mapping[str, tuple[str, Sequence[str]]], warehouse, *,

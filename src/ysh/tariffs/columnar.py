@@ -143,7 +143,8 @@ def parse_tariffs_columnar(data: bytes, source_file: str, line_offset: int = 0, 
 
 
 def parse_tariff_records_columnar(records: list[dict], source_file: str, lines: list[int], extra_fields: list[int],
-                                  redo, *, stripped_text: bool = False) -> ColumnarTariffs | None:
+                                  redo, *, stripped_text: bool = False,
+                                  with_spans: bool = True) -> ColumnarTariffs | None:
     """*Tarifas homologadas* records of one source as stored in ``tarifas_raw`` (column →
     text, with their line numbers and counts of values beyond the header) → engine rows,
     key spans and quarantined rows, by columns. A record the columns cannot vouch for
@@ -153,7 +154,8 @@ def parse_tariff_records_columnar(records: list[dict], source_file: str, lines: 
     :class:`QuarantinedRow`). ``None`` when the records hold values that are not plain
     text (the caller then parses them one by one). ``stripped_text``: the caller has
     checked that every value is text without spaces around it
-    (:func:`jsonb_values_are_stripped_text`), so the values are not checked one by one."""
+    (:func:`jsonb_values_are_stripped_text`), so the values are not checked one by one.
+    ``with_spans=False``: the spans are left empty (as :func:`parse_tariffs_columnar`)."""
     import numpy as np
 
     n = len(records)
@@ -174,7 +176,8 @@ def parse_tariff_records_columnar(records: list[dict], source_file: str, lines: 
     if suspicious.any():  # keep the columns plain text for the shared rules below
         bad = suspicious.tolist()
         cols = [[v if not b else "" for v, b in zip(col, bad)] for col in cols]
-    parsed = _from_columns(cols, source_file, list(lines), suspicious, lambda i, line: redo(i))
+    parsed = _from_columns(cols, source_file, list(lines), suspicious, lambda i, line: redo(i),
+                           with_spans=with_spans)
     return None if parsed is None else ColumnarTariffs(*parsed, "")
 
 

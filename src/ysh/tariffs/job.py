@@ -97,7 +97,7 @@ def run_static(paths: list[Path], out_dir: Path) -> TariffsReport:
     collectors = {name: pw_runtime.TableCollector(
         tables.packed[name].select(lines=_JSONL_LINES[name](pw.this.rows)) if name in tables.packed
         else getattr(tables, name), name) for name in JSONL_FILES}
-    pw_runtime.run()
+    pw_runtime.run(batch=True)
     report = TariffsReport(seconds=time.perf_counter() - t0)
     if not pw_runtime.is_leader():
         return report
@@ -184,26 +184,59 @@ FOLLOWER = Follower(
 RAW_CHUNK_ROWS = 20_000
 
 
+def _output_rows(cell: dict) -> list[tuple]:
+    """The output rows (``key_text`` and the layout's fields) of a packed cell."""
+    return [(row[0], *row[4:]) for row in unpack_rows(cell["rows"])]
+
+
+def write_packed(tables: TariffTables, outputs: dict[str, tuple[str, tuple[str, ...]]], warehouse: Warehouse) -> None:
+    """The batch's sinks: the tariff and Fio B rows as they come out of the graph, packed
+    per utility, written at the end of the run by ``COPY`` (:class:`ysh.kit.sinks.PackedBatchSink`;
+    no row crosses from the engine into Python one at a time); the three small tables
+    by Pathway's writer."""
+    for name, layout in LAYOUTS.items():
+        table_name, key = outputs[name]
+        sink = sinks.PackedBatchSink(warehouse.dsn, warehouse.schema, table_name, key,
+                                     ("key_text", *layout._fields), _output_rows)
+        pw.io.subscribe(tables.packed[name], on_change=sink.on_change, on_time_end=sink.on_time_end,
+                        on_end=sink.on_end, name=f"pg_{table_name}")
+    pw_runtime.write_snapshots(tables, {k: v for k, v in outputs.items() if k not in LAYOUTS}, warehouse)
+
+
+#: the batch's writers (``run_warehouse(writer=…)``)
+WRITERS = ("packed", "pathway", "copy")
+
+
 def run_warehouse(warehouse: Warehouse, *, chunked: bool = True, chunk_rows: int = RAW_CHUNK_ROWS,
-                  writer: str = "pathway") -> dict[str, int]:
+                  writer: str | None = None) -> dict[str, int]:
     """Recompute the normalized tables from ``tarifas_raw`` as it stands (a consistent
     snapshot) and delete the rows this run did not write. Returns the row counts.
 
     ``chunked`` (the default): the snapshot is read ``chunk_rows`` rows at a time
     (server-side cursor), each chunk parsed in one UDF call (*tarifas homologadas* by
-    columns, :func:`ysh.tariffs.pipeline.build_tariffs_graph_from_raw_chunks`). Otherwise
-    one UDF call per raw row (the follower's graph): the earlier path, kept as the
-    reference (same tables). ``writer``: ``"pathway"`` (``pw.io.postgres.write``, the
-    default: the faster of the two in ``benchmarks/tariffs.py --warehouse``) or ``"copy"``
-    (:func:`ysh.kit.sinks.write_snapshots`: COPY through a staging table for a time of
-    many rows, as a first load is).
+    columns), the rows kept packed per utility as the file graph keeps them
+    (:func:`ysh.tariffs.pipeline.build_tariffs_graph_from_raw_chunks`). Otherwise one UDF
+    call per raw row (the follower's graph): the earlier path, kept as the reference
+    (same tables). ``writer``: ``"packed"`` (the default when chunked:
+    :func:`write_packed`, the tariffs by ``COPY`` at the end of the run), ``"pathway"``
+    (every table by ``pw.io.postgres.write``, one row at a time; the default row by row)
+    or ``"copy"`` (every table by :func:`ysh.kit.sinks.write_snapshots`); the last two
+    stay for the comparison in ``benchmarks/tariffs.py --warehouse``.
 
     Raises
     ------
     ysh.kit.follower.FollowerRunning
         ``ysh tariffs follow`` is running for this schema: it keeps the tables current,
         and a batch writing the same rows from an older snapshot could undo its changes.
+    ValueError
+        an unknown ``writer``, or ``"packed"`` row by row (that graph packs nothing).
     """
+    writer = writer or ("packed" if chunked else "pathway")
+    if writer not in WRITERS:
+        raise ValueError(f"writer {writer!r}: one of {', '.join(map(repr, WRITERS))}")
+    if writer == "packed" and not chunked:
+        raise ValueError("writer 'packed' needs the chunked batch: the row-by-row graph keeps no packed rows")
+
     def graph():
         if chunked:
             chunks = pw.io.python.read(RawChunksSubject(warehouse.dsn, warehouse.schema, chunk_rows, RAW_TABLE),
@@ -213,10 +246,8 @@ def run_warehouse(warehouse: Warehouse, *, chunked: bool = True, chunk_rows: int
                                     RawRowSchema, name="tarifas_raw_snapshot")
         return nullcontext(build_tariffs_graph_from_raw(raw))
 
-    if writer not in ("pathway", "copy"):
-        raise ValueError(f"writer {writer!r}: 'pathway' or 'copy'")
-    # "copy": the sinks of kit.sinks (COPY for large times) in place of Pathway's writer
-    FOLLOWER.recompute(warehouse, graph, write=sinks.write_snapshots if writer == "copy" else None)
+    FOLLOWER.recompute(warehouse, graph, write={"packed": write_packed, "copy": sinks.write_snapshots,
+                                                "pathway": None}[writer])
     return warehouse_counts(warehouse)
 
 

@@ -246,15 +246,6 @@ def _span_positions(layout: type) -> tuple[tuple[int, ...], int]:
     return values, 4 + layout._fields.index("line")
 
 
-def _spans_by_key(rows: list[tuple], layout: type) -> list[tuple]:
-    """(key_text, spans) of engine rows, one entry per key."""
-    values, line = _span_positions(layout)
-    by_key: dict[str, list] = {}
-    for row in rows:
-        by_key.setdefault(row[0], []).append(span_of_engine_row(row, values, line))
-    return [(k, tuple(v)) for k, v in by_key.items()]
-
-
 @pw.udf(deterministic=True)
 def _raw_json(text: str) -> pw.Json:
     return pw.Json(json.loads(text))
@@ -447,13 +438,24 @@ class RawChunkSchema(pw.Schema):
 
     source: str
     dataset: str
-    payload: bytes  # pickle of (lines, extra_fields, record texts), in line order
+    payload: bytes  # pickle of (lines, extra_fields, the records as one JSON array text), in line order
 
 
 class RawChunksSubject(pw.io.python.ConnectorSubject):
-    """A consistent snapshot of ``tarifas_raw`` (one statement, server-side cursor) as
-    chunks: each fetch of ``chunk_rows`` rows becomes one chunk per source and dataset it
-    holds, the records left as JSON text for the parsing UDF (a static source)."""
+    """A consistent snapshot of ``tarifas_raw`` (one read-only ``REPEATABLE READ``
+    transaction) as chunks: per source, up to ``chunk_rows`` rows at a time in line order
+    (a range of its primary key), one chunk per dataset among them. The server gathers
+    each chunk (its lines, extra-field counts and records as one JSON array text), so
+    the client receives a few large values instead of a Python object per row and the
+    server builds the next chunk while the graph parses this one (a static source)."""
+
+    #: one chunk of a source: its rows after a line, by dataset, gathered by the server
+    CHUNK = """
+        SELECT dataset, array_agg(line ORDER BY line), array_agg(extra_fields ORDER BY line),
+               '[' || string_agg(record::text, ',' ORDER BY line) || ']', max(line)
+        FROM (SELECT line, dataset, extra_fields, record FROM {table}
+              WHERE source = %(source)s AND line > %(after)s ORDER BY line LIMIT %(rows)s) AS chunk
+        GROUP BY dataset ORDER BY dataset"""
 
     def __init__(self, dsn: str, schema: str, chunk_rows: int = 20_000, table: str = "tarifas_raw"):
         super().__init__(datasource_name="tarifas_raw_chunks")
@@ -463,24 +465,30 @@ class RawChunksSubject(pw.io.python.ConnectorSubject):
         import psycopg
         from psycopg import sql
 
+        table = sql.Identifier(self._table)
+        chunk = sql.SQL(self.CHUNK).format(table=table)
         with psycopg.connect(self._dsn) as conn:
-            conn.execute(sql.SQL("SET search_path TO {}, public").format(sql.Identifier(self._schema)))
-            with conn.cursor(name="ysh_tarifas_raw_chunks") as cur:
-                cur.execute(sql.SQL("SELECT source, dataset, line, extra_fields, record::text FROM {}").format(
-                    sql.Identifier(self._table)))
-                while batch := cur.fetchmany(self._chunk_rows):
-                    groups: dict[tuple[str, str], list[tuple]] = {}
-                    for source, dataset, line, extra_fields, text in batch:
-                        groups.setdefault((source, dataset), []).append((line, extra_fields, text))
-                    for (source, dataset), rows in groups.items():
-                        rows.sort(key=lambda r: r[0])
-                        lines, extra_fields, texts = zip(*rows)
+            # every statement below in one transaction: one snapshot of the table
+            conn.isolation_level, conn.read_only = psycopg.IsolationLevel.REPEATABLE_READ, True
+            conn.execute(sql.SQL("SET LOCAL search_path TO {}, public").format(sql.Identifier(self._schema)))
+            sources = [s for (s,) in conn.execute(sql.SQL("SELECT DISTINCT source FROM {} ORDER BY source").format(
+                table)).fetchall()]
+            for source in sources:
+                after = -(1 << 63)  # below every bigint line
+                while True:
+                    groups = conn.execute(chunk, {"source": source, "after": after, "rows": self._chunk_rows}).fetchall()
+                    if not groups:
+                        break
+                    for dataset, lines, extra_fields, text, last in groups:
                         self.next(source=source, dataset=dataset,
-                                  payload=pickle.dumps((lines, extra_fields, texts), protocol=pickle.HIGHEST_PROTOCOL))
+                                  payload=pickle.dumps((lines, extra_fields, text), protocol=pickle.HIGHEST_PROTOCOL))
+                    after = max(last for *_, last in groups)
+            conn.rollback()
 
 
 def _rows_one_by_one(dataset: str, records: list, source: str, lines, extra_fields) -> tuple:
-    """Records parsed as the CDC path does (:func:`_parse_record`), gathered like a chunk."""
+    """Records parsed as the CDC path does (:func:`_parse_record`), gathered like a chunk
+    of :func:`_parse_file`."""
     tariffs, fio_b, flags, quarantine = [], [], [], []
     for record, line, extra in zip(records, lines, extra_fields):
         row = row_from_record(dataset, record, source, line, extra)
@@ -492,38 +500,51 @@ def _rows_one_by_one(dataset: str, records: list, source: str, lines, extra_fiel
             flags.append(_to_engine(row))
         elif isinstance(row, QuarantinedRow):
             quarantine.append(tuple(row))
-    return (tariffs, _spans_by_key(tariffs, Tariff), fio_b, _spans_by_key(fio_b, FioB), flags, quarantine)
+    return (_utility_groups(tariffs, Tariff), _utility_groups(fio_b, FioB), flags, quarantine)
 
 
 @pw.udf(deterministic=True)
 def _parse_raw_chunk(dataset: str, source: str, payload: bytes) -> tuple:
-    """One chunk of ``tarifas_raw`` (:class:`RawChunkSchema`) → the same six lists as
-    :func:`_parse_file`: *tarifas homologadas* by columns, the rest record by record."""
-    lines, extra_fields, texts = pickle.loads(payload)
-    joined = "[" + ",".join(texts) + "]"
+    """One chunk of ``tarifas_raw`` (:class:`RawChunkSchema`) → what :func:`_parse_file`
+    gives for a file chunk (tariff and Fio B rows packed per utility, flag rows,
+    quarantined rows): *tarifas homologadas* by columns, the rest record by record."""
+    lines, extra_fields, joined = pickle.loads(payload)
     records = json.loads(joined)
     if dataset == "tariffs":
         columnar = parse_tariff_records_columnar(
             records, source, lines, extra_fields,
             lambda i: row_from_record(dataset, records[i], source, lines[i], extra_fields[i]),
-            stripped_text=jsonb_values_are_stripped_text(joined))
+            stripped_text=jsonb_values_are_stripped_text(joined), with_spans=False)
         if columnar is not None:
-            return (columnar.rows, columnar.spans, [], [], [], [tuple(q) for q in columnar.quarantine])
+            return (_utility_groups(columnar.rows, Tariff), [], [], [tuple(q) for q in columnar.quarantine])
     return _rows_one_by_one(dataset, records, source, lines, extra_fields)
 
 
 def build_tariffs_graph(chunks: pw.Table) -> TariffTables:
     """Build the tariffs graph over file chunks (:class:`FileChunkSchema`: a whole file is
-    one chunk with ``line_offset`` 0).
+    one chunk with ``line_offset`` 0): see :func:`_build_packed`."""
+    return _build_packed(chunks.select(result=_parse_file(pw.this.data, pw.this.path, pw.this.line_offset)))
+
+
+def build_tariffs_graph_from_raw_chunks(chunks: pw.Table) -> TariffTables:
+    """Build the tariffs graph over chunks of ``tarifas_raw`` (:class:`RawChunkSchema`):
+    the same tables as :func:`build_tariffs_graph_from_raw` over the same rows, with one
+    UDF call per chunk instead of one per row and the rows packed as the file graph keeps
+    them (:func:`_build_packed`; a static batch: the follower keeps the per-row graph, so
+    that a change re-parses one row)."""
+    return _build_packed(chunks.select(result=_parse_raw_chunk(pw.this.dataset, pw.this.source, pw.this.payload)))
+
+
+def _build_packed(parsed: pw.Table) -> TariffTables:
+    """The graph over parsed chunks (one tuple column ``result``: see :func:`_parse_file`).
 
     A static graph: the tariff and Fio B rows stay packed (pickled lists, per chunk and
     utility) from the parsing UDF to the sink, and each utility's keys are checked for
     overlaps in one reduce (:func:`_keep_non_overlapping_packed`); the monthly view is
     computed per utility from its packed residential rows. :attr:`TariffTables.packed`
-    holds the kept rows so (the JSONL writer of :func:`ysh.tariffs.job.run_static` reads
-    them); ``tariffs`` and ``fio_b`` unpack them into one row per tariff for a sink that
-    wants rows."""
-    parsed = chunks.select(result=_parse_file(pw.this.data, pw.this.path, pw.this.line_offset))
+    holds the kept rows so (the JSONL writer of :func:`ysh.tariffs.job.run_static` and the
+    batch's COPY sink of :func:`ysh.tariffs.job.run_warehouse` read them); ``tariffs`` and
+    ``fio_b`` unpack them into one row per tariff for a sink that wants rows."""
 
     def flattened(index: int) -> pw.Table:
         return parsed.select(row=pw.declare_type(list[tuple], pw.this.result[index])).flatten(pw.this.row)
@@ -536,28 +557,6 @@ def build_tariffs_graph(chunks: pw.Table) -> TariffTables:
     monthly = _monthly_view(residential.select(pw.this.rows, one=0), flags, _monthly_packed)
     return TariffTables(tariffs=_unpacked(tariffs, Tariff), fio_b=_unpacked(fio_b, FioB), flags=flags,
                         monthly=monthly, quarantine=quarantine, packed={"tariffs": tariffs, "fio_b": fio_b})
-
-
-def build_tariffs_graph_from_raw_chunks(chunks: pw.Table) -> TariffTables:
-    """Build the tariffs graph over chunks of ``tarifas_raw`` (:class:`RawChunkSchema`):
-    the same tables as :func:`build_tariffs_graph_from_raw` over the same rows, with one
-    UDF call per chunk instead of one per row (a static batch; the follower keeps the
-    per-row graph, so that a change re-parses one row)."""
-    return _build_from_parsed(chunks.select(result=_parse_raw_chunk(pw.this.dataset, pw.this.source,
-                                                                    pw.this.payload)))
-
-
-def _build_from_parsed(parsed: pw.Table) -> TariffTables:
-    """The graph from parsed chunks (one tuple column ``result``: see :func:`_parse_file`)."""
-
-    def flattened(index: int) -> pw.Table:
-        return parsed.select(row=pw.declare_type(list[tuple], pw.this.result[index])).flatten(pw.this.row)
-
-    def span_groups(index: int) -> pw.Table:
-        return flattened(index).select(key_text=pw.declare_type(str, pw.this.row[0]),
-                                       spans=pw.declare_type(tuple, pw.this.row[1]))
-
-    return _build_from_rows(flattened(0), span_groups(1), flattened(2), span_groups(3), flattened(4), flattened(5))
 
 
 def build_tariffs_graph_from_raw(raw: pw.Table) -> TariffTables:
