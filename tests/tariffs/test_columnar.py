@@ -5,7 +5,14 @@ the benchmark's shape, and on layouts it must hand back to the row parser."""
 import pytest
 
 from ysh.tariffs.aneel import _decimal_or_none, per_kwh
-from ysh.tariffs.columnar import engine_row, parse_tariffs_columnar, value_of
+from ysh.tariffs.columnar import (
+    SEPARATOR,
+    engine_row,
+    gathered_columns_hold,
+    parse_tariffs_columnar,
+    rows_with_edge_spaces,
+    value_of,
+)
 from ysh.tariffs.load import load_file, split_file
 
 from ..conftest import REPO
@@ -128,3 +135,22 @@ def test_the_quick_disjointness_check_agrees_with_the_overlap_rules():
         seen[disjoint] += 1
         assert disjoint == (not overlapping and not duplicates), spans
     assert min(seen.values()) > 300
+
+
+def _gathered(*columns: list[str]) -> list[str]:
+    return [SEPARATOR.join(values) for values in columns]
+
+
+def test_values_with_spaces_at_an_edge_are_found_in_gathered_columns():
+    joined = _gathered(["CPFL", "ENEL SP", " LIGHT", "COPEL"],  # inner space: plain; leading space: row 2
+                       ["B1", "B3\xa0", "B1", "B1"],  # a no-break space at the end: row 1
+                       ["a", "b", "c", "\u3000d"])  # an ideographic space at the start of the last value: row 3
+    assert rows_with_edge_spaces(joined) == {1, 2, 3}
+    assert rows_with_edge_spaces(_gathered(["RESOLUÇÃO Nº 1", "x y"], ["", "B1"])) == set()
+    assert rows_with_edge_spaces(_gathered(["\tA", "B "])) == {0, 1}  # the first value's start, the last's end
+
+
+def test_a_value_holding_the_separator_is_told_by_the_count():
+    assert gathered_columns_hold(_gathered(["a", "b", ""], ["c", "d", "e"]), 3)
+    assert not gathered_columns_hold(_gathered(["a", "b" + SEPARATOR + "x", "c"]), 3)
+    assert gathered_columns_hold([""], 1)  # one empty value

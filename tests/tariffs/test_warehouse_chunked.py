@@ -103,9 +103,12 @@ def test_rows_the_columns_cannot_vouch_for_give_the_row_parsers_result(warehouse
     missing["DatFimVigencia"] = "2024-12-31"
     empty = {k: "" for k in record}
     extra_column = {**record, "DatInicioVigencia": "2023-01-01", "DatFimVigencia": "2023-12-31", "Observacao": "x"}
+    # the unit separator inside a value (the server's column separator): that chunk comes as records
+    separator = {**record, "DatInicioVigencia": "2022-01-01", "DatFimVigencia": "2022-12-31", "DscREH": "REH\x1f1"}
     with db.connect(warehouse.dsn, warehouse.schema) as conn:
         for line, (dataset, rec) in enumerate([("tariffs", padded), ("tariffs", missing), ("tariffs", empty),
-                                               ("tariffs", extra_column), ("fio_b", record)], start=2):
+                                               ("tariffs", extra_column), ("fio_b", record),
+                                               ("tariffs", separator)], start=2):
             conn.execute("INSERT INTO tarifas_raw (source, line, dataset, record, extra_fields, batch_id) "
                          "VALUES ('manual.csv', %s, %s, %s, 0, 'by-hand')",
                          (line, dataset, json.dumps(rec, ensure_ascii=False)))
@@ -118,8 +121,9 @@ def test_rows_the_columns_cannot_vouch_for_give_the_row_parsers_result(warehouse
     manual = query(warehouse, "SELECT line, resolution, utility FROM tarifas_normalized "
                               "WHERE source_file = 'manual.csv' ORDER BY line")
     assert [(line, utility) for line, _, utility in manual] == [(2, "CELESC-DIS"), (3, "CELESC-DIS"),
-                                                                 (5, "CELESC-DIS")]
+                                                                 (5, "CELESC-DIS"), (7, "CELESC-DIS")]
     assert manual[1][1] == ""  # the missing column reads as the row parser reads it
+    assert manual[3][1] == "REH\x1f1"
 
 
 def test_a_removed_source_is_pruned_by_the_chunked_batch(warehouse):

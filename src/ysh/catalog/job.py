@@ -387,7 +387,7 @@ def _run_static(paths: list[Path] | None, *, s3: S3Source | None, out_dir: Path 
         collectors["held"] = pw_runtime.TableCollector(tables.held, "held")
     if warehouse is not None:
         attach_warehouse(tables, warehouse, outputs)
-    pw_runtime.run()
+    pw_runtime.run(batch=True)
     report = RunReport(seconds=time.perf_counter() - t0)
     if not pw_runtime.is_leader():
         return report  # a helper process of a spawned run: results live in process 0
@@ -452,7 +452,7 @@ def run_products_static(warehouse: Warehouse) -> int:
         schema_name=warehouse.schema, output_table_type="snapshot",
         primary_key=[products[c] for c in key], name=f"pg_{table_name}",
     )
-    pw_runtime.run()
+    pw_runtime.run(batch=True)
     reconcile(warehouse, started, ("products",))
     return warehouse_report(warehouse).products
 

@@ -3,10 +3,8 @@ JSONL files and/or the warehouse; loading the plant registry into the warehouse.
 
 from __future__ import annotations
 
-import gc
 import time
 from collections import Counter
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -74,26 +72,6 @@ def attach_warehouse(tables, warehouse: Warehouse, *, notify: bool = False, wake
     AlertSink(warehouse, notify, wake, min_severity).attach(tables.alerts)
 
 
-@contextmanager
-def few_collections():
-    """Python's cyclic garbage collector during a run of the graph: what exists before it
-    (the graph, the registry, the imported libraries: ~175,000 objects) is frozen out of
-    the collections (``gc.freeze``), and the youngest generation is collected every 50,000
-    allocations instead of 700; both come back as they were afterwards. A run allocates a
-    few objects per event and per window in the engine's Python calls, which set off a
-    collection every few hundred events, the older generations scanning everything again:
-    about 0.1 s of a 1.5 s run here (12 h of 40 plants). Reference counting frees almost
-    all of it anyway; cycles wait a little longer."""
-    threshold = gc.get_threshold()
-    gc.freeze()  # without a collection first: one full collection here costs ~0.1 s
-    gc.set_threshold(50_000, *threshold[1:])
-    try:
-        yield
-    finally:
-        gc.set_threshold(*threshold)
-        gc.unfreeze()
-
-
 @dataclass
 class DetectReport:
     events: int = 0
@@ -147,8 +125,7 @@ def run_detect(paths: list[Path], plants_path: Path, out_dir: Path | None = None
         if leader:
             load_registry(warehouse, plants)
         attach_warehouse(tables, warehouse)
-    with few_collections():
-        pw_runtime.run()
+    pw_runtime.run(batch=True)
     report = DetectReport(seconds=time.perf_counter() - t0)
     if not leader:
         return report  # a helper process of a spawned run: the results live in process 0

@@ -45,7 +45,7 @@ from .. import pw_runtime
 from ..db import Warehouse
 from ..settings import Settings
 from .fleet import load_plants
-from .job import TABLES, attach_warehouse, few_collections, load_registry
+from .job import TABLES, attach_warehouse, load_registry
 from .pipeline import build_om_graph
 from .rules import Thresholds
 from .sinks import InfluxSink, Notifier, StatusWriter
@@ -406,5 +406,5 @@ def run_stream(settings: Settings, warehouse: Warehouse, *, source: str | None =
     notifier.start()
     status.start()
     log.info("O&M pipeline streaming from %s (%d plants)", source, len(plants))
-    with few_collections():  # what exists now is frozen out of the collections (see ``job.few_collections``)
+    with pw_runtime.few_collections():  # what exists now is frozen out of the collections
         pw_runtime.run(persistence_dir=state_dir or instance.state_dir(settings))

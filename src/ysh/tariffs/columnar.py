@@ -183,6 +183,54 @@ def parse_tariff_records_columnar(records: list[dict], source_file: str, lines: 
 
 _RECORD_VALUES = operator.itemgetter(*TARIFF_HEADER)
 
+#: what separates the values of one column gathered by the server (``string_agg``):
+#: the unit separator, itself a character ``str.strip`` removes, so never inside a
+#: value the columns take as plain text
+SEPARATOR = "\x1f"
+_SPACES = "".join(c for c in map(chr, range(0x110000)) if c.isspace() and c != SEPARATOR)
+#: a value of a gathered column with a character ``str.strip`` removes at its start or end
+_EDGE_SPACE = re.compile("(?:^|{0})[{1}]|[{1}](?:{0}|$)".format(SEPARATOR, re.escape(_SPACES)))
+
+
+def gathered_columns_hold(joined: list[str], n: int) -> bool:
+    """Whether each of the server's gathered columns (``n`` values joined by
+    :data:`SEPARATOR`) splits into exactly ``n`` values (no value holds the separator)."""
+    return all(text.count(SEPARATOR) == n - 1 for text in joined)
+
+
+def rows_with_edge_spaces(joined: list[str]) -> set[int]:
+    """The rows (positions) of gathered columns with a value that ``str.strip`` would
+    change: the columns cannot vouch for them. One regular-expression scan per column;
+    a column with such a value is split to find its rows."""
+    rows: set[int] = set()
+    for text in joined:
+        if _EDGE_SPACE.search(text):
+            rows.update(i for i, v in enumerate(text.split(SEPARATOR)) if v != v.strip())
+    return rows
+
+
+def parse_gathered_tariffs(cols: list[list[str]], source_file: str, lines: list[int], odd: set[int],
+                           redo) -> ColumnarTariffs | None:
+    """*Tarifas homologadas* rows of one source gathered by the server as columns (the
+    ``TARIFF_HEADER`` columns, each its values joined by :data:`SEPARATOR`, in line
+    order; :func:`gathered_columns_hold` checked), split into ``cols`` → what
+    :func:`parse_tariff_records_columnar` gives for the same records, without a record
+    decoded in Python. ``odd``: the rows the columns cannot vouch for (a value beyond
+    the header, a missing column, a value that is not text or has spaces around it),
+    each given to ``redo(i)`` (the row parser's result for row ``i``), as is any row
+    the shared rules reject. ``cols`` is not changed."""
+    import numpy as np
+
+    n = len(lines)
+    if n == 0:
+        return ColumnarTariffs([], [], [], "")
+    suspicious = np.zeros(n, dtype=bool)
+    if odd:
+        suspicious[sorted(odd)] = True
+        cols = [[v if i not in odd else "" for i, v in enumerate(col)] for col in cols]
+    parsed = _from_columns(cols, source_file, list(lines), suspicious, lambda i, line: redo(i), with_spans=False)
+    return None if parsed is None else ColumnarTariffs(*parsed, "")
+
 # PostgreSQL's jsonb text: ``{"key": "value", "key": "value"}``, with the control
 # characters (below U+0020) escaped (backslash t, n, r, f, b or u00XX) and every other
 # one as is. The characters from U+0020 up that ``str.strip`` removes, but the space:

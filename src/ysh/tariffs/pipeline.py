@@ -38,13 +38,17 @@ from dataclasses import dataclass, field
 import pathway as pw
 from pathway.internals import api
 
-from .aneel import OVERLAPPING_VALIDITY, FioB, FlagMonth, QuarantinedRow, Tariff
+from .aneel import OVERLAPPING_VALIDITY, TARIFF_HEADER, FioB, FlagMonth, QuarantinedRow, Tariff
 from .book import Span, TariffBook, check_flags, check_periods, raw_json_of
 from .columnar import (
     engine_row,
+    SEPARATOR,
+    gathered_columns_hold,
     jsonb_values_are_stripped_text,
+    parse_gathered_tariffs,
     parse_tariff_records_columnar,
     parse_tariffs_columnar,
+    rows_with_edge_spaces,
     span_of_engine_row,
 )
 from .load import dataset_of, load_file, row_from_record
@@ -438,23 +442,40 @@ class RawChunkSchema(pw.Schema):
 
     source: str
     dataset: str
-    payload: bytes  # pickle of (lines, extra_fields, the records as one JSON array text), in line order
+    payload: bytes  # pickle of a gathered chunk: see RawChunksSubject
 
 
 class RawChunksSubject(pw.io.python.ConnectorSubject):
     """A consistent snapshot of ``tarifas_raw`` (one read-only ``REPEATABLE READ``
     transaction) as chunks: per source, up to ``chunk_rows`` rows at a time in line order
-    (a range of its primary key), one chunk per dataset among them. The server gathers
-    each chunk (its lines, extra-field counts and records as one JSON array text), so
-    the client receives a few large values instead of a Python object per row and the
-    server builds the next chunk while the graph parses this one (a static source)."""
+    (a range of its primary key), one chunk per dataset among them, gathered by the
+    server, which builds the next chunk while the graph parses this one (a static source).
 
-    #: one chunk of a source: its rows after a line, by dataset, gathered by the server
+    A chunk of *tarifas homologadas* comes as columns: the server takes each record
+    apart (``jsonb_to_record``) and joins each ``TARIFF_HEADER`` column's values with
+    :data:`ysh.tariffs.columnar.SEPARATOR`; the records themselves come only for the rows
+    the columns cannot vouch for (a value beyond the header, a missing column, a key
+    beyond the header, a value that is not a string — told by the server — or a value
+    with spaces around it — told here); any other record is exactly its columns' values.
+    Payload ``("columns", lines, extra_fields, joined columns, {row: record text})``.
+    Any other chunk (other datasets, or a value holding the separator) comes as its
+    records: ``("records", lines, extra_fields, the records as one JSON array text)``."""
+
+    #: one chunk of a source: its rows after a line, by dataset
     CHUNK = """
         SELECT dataset, array_agg(line ORDER BY line), array_agg(extra_fields ORDER BY line),
-               '[' || string_agg(record::text, ',' ORDER BY line) || ']', max(line)
-        FROM (SELECT line, dataset, extra_fields, record FROM {table}
-              WHERE source = %(source)s AND line > %(after)s ORDER BY line LIMIT %(rows)s) AS chunk
+               array_agg(line ORDER BY line) FILTER (WHERE NOT plain),
+               array_agg(record::text ORDER BY line) FILTER (WHERE NOT plain),
+               {gathered}, max(line)
+        FROM (SELECT chunk.*, cols.*,
+                     chunk.dataset = 'tariffs' AND chunk.extra_fields = 0
+                     AND num_nonnulls({cols}) = {count} AND chunk.record - {keys} = jsonb_build_object()
+                     AND NOT jsonb_path_exists(chunk.record, 'strict $.* ? (@.type() != "string")', jsonb_build_object(), true)
+                     AS plain
+              FROM (SELECT line, dataset, extra_fields, record FROM {table}
+                    WHERE source = %(source)s AND line > %(after)s ORDER BY line LIMIT %(rows)s) AS chunk
+              CROSS JOIN LATERAL jsonb_to_record(CASE jsonb_typeof(chunk.record) WHEN 'object' THEN chunk.record
+                                                 ELSE jsonb_build_object() END) AS cols({typed})) AS rows
         GROUP BY dataset ORDER BY dataset"""
 
     def __init__(self, dsn: str, schema: str, chunk_rows: int = 20_000, table: str = "tarifas_raw"):
@@ -466,7 +487,15 @@ class RawChunksSubject(pw.io.python.ConnectorSubject):
         from psycopg import sql
 
         table = sql.Identifier(self._table)
-        chunk = sql.SQL(self.CHUNK).format(table=table)
+        chunk = sql.SQL(self.CHUNK).format(
+            gathered=sql.SQL(", ").join(sql.SQL("string_agg(COALESCE({}, ''), chr(31) ORDER BY line)").format(
+                sql.Identifier("rows", c)) for c in TARIFF_HEADER),
+            cols=sql.SQL(", ").join(sql.Identifier("cols", c) for c in TARIFF_HEADER),
+            count=sql.Literal(len(TARIFF_HEADER)),
+            keys=sql.SQL("ARRAY[{}]::text[]").format(sql.SQL(", ").join(map(sql.Literal, TARIFF_HEADER))),
+            typed=sql.SQL(", ").join(sql.SQL("{} text").format(sql.Identifier(c)) for c in TARIFF_HEADER),
+            table=table)
+        records_of = sql.SQL("SELECT line, record::text FROM {} WHERE source = %s AND line = ANY(%s)").format(table)
         with psycopg.connect(self._dsn) as conn:
             # every statement below in one transaction: one snapshot of the table
             conn.isolation_level, conn.read_only = psycopg.IsolationLevel.REPEATABLE_READ, True
@@ -479,9 +508,22 @@ class RawChunksSubject(pw.io.python.ConnectorSubject):
                     groups = conn.execute(chunk, {"source": source, "after": after, "rows": self._chunk_rows}).fetchall()
                     if not groups:
                         break
-                    for dataset, lines, extra_fields, text, last in groups:
+                    for dataset, lines, extra_fields, odd_lines, odd_texts, *joined, last in groups:
+                        odd = dict(zip(odd_lines or (), odd_texts or ()))
+                        if dataset == "tariffs" and gathered_columns_hold(joined, len(lines)):
+                            spaced = [lines[i] for i in rows_with_edge_spaces(joined) if lines[i] not in odd]
+                            if spaced:
+                                odd.update(conn.execute(records_of, (source, spaced)).fetchall())
+                            at = {line: i for i, line in enumerate(lines)}
+                            payload = ("columns", lines, extra_fields, joined,
+                                       {at[line]: text for line, text in odd.items()})
+                        else:
+                            if len(odd) < len(lines):  # plain tariffs rows too: their records
+                                odd.update(conn.execute(records_of, (source, list(lines))).fetchall())
+                            payload = ("records", lines, extra_fields,
+                                       "[" + ",".join(odd[line] for line in lines) + "]")
                         self.next(source=source, dataset=dataset,
-                                  payload=pickle.dumps((lines, extra_fields, text), protocol=pickle.HIGHEST_PROTOCOL))
+                                  payload=pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL))
                     after = max(last for *_, last in groups)
             conn.rollback()
 
@@ -505,16 +547,35 @@ def _rows_one_by_one(dataset: str, records: list, source: str, lines, extra_fiel
 
 @pw.udf(deterministic=True)
 def _parse_raw_chunk(dataset: str, source: str, payload: bytes) -> tuple:
-    """One chunk of ``tarifas_raw`` (:class:`RawChunkSchema`) → what :func:`_parse_file`
+    """One chunk of ``tarifas_raw`` (:class:`RawChunksSubject`) → what :func:`_parse_file`
     gives for a file chunk (tariff and Fio B rows packed per utility, flag rows,
     quarantined rows): *tarifas homologadas* by columns, the rest record by record."""
-    lines, extra_fields, joined = pickle.loads(payload)
+    kind, lines, extra_fields, *rest = pickle.loads(payload)
+
+    if kind == "columns":
+        joined, odd_texts = rest
+        cols = [text.split(SEPARATOR) for text in joined]
+        records: dict[int, dict] = {i: json.loads(text) for i, text in odd_texts.items()}
+
+        def record(i: int) -> dict:
+            # a row the columns vouch for is exactly its columns' values (the server checked)
+            found = records.get(i)
+            return found if found is not None else {name: col[i] for name, col in zip(TARIFF_HEADER, cols)}
+
+        columnar = parse_gathered_tariffs(cols, source, lines, set(records),
+                                          lambda i: row_from_record(dataset, record(i), source, lines[i],
+                                                                    extra_fields[i]))
+        if columnar is None:  # the row parser gave nothing for a tariffs record: it always gives a row
+            raise RuntimeError(f"{source}: a tarifas homologadas record gave no row")
+        return (_utility_groups(columnar.rows, Tariff), [], [], [tuple(q) for q in columnar.quarantine])
+    (joined,) = rest
     records = json.loads(joined)
     if dataset == "tariffs":
-        columnar = parse_tariff_records_columnar(
-            records, source, lines, extra_fields,
-            lambda i: row_from_record(dataset, records[i], source, lines[i], extra_fields[i]),
-            stripped_text=jsonb_values_are_stripped_text(joined), with_spans=False)
+        columnar = parse_tariff_records_columnar(records, source, lines, extra_fields,
+                                                 lambda i: row_from_record(dataset, records[i], source, lines[i],
+                                                                           extra_fields[i]),
+                                                 stripped_text=jsonb_values_are_stripped_text(joined),
+                                                 with_spans=False)
         if columnar is not None:
             return (_utility_groups(columnar.rows, Tariff), [], [], [tuple(q) for q in columnar.quarantine])
     return _rows_one_by_one(dataset, records, source, lines, extra_fields)
