@@ -184,6 +184,19 @@ def wait_for(predicate, timeout=60.0, what="condition"):
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
 
 
+def drop_follower_replication(warehouse, follower) -> None:
+    """After a follower's processes are stopped: wait until its replication slot is
+    released (a killed process's session ends a moment later), then drop the slot and
+    the publication (``follower``: a :class:`ysh.kit.follower.Follower`)."""
+    publication, slot = follower.names(warehouse.schema)
+    with psycopg.connect(warehouse.dsn, autocommit=True) as conn:
+        wait_for(lambda: not conn.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s AND "
+                                          "active_pid IS NOT NULL", (slot,)).fetchone(), 30, "slot released")
+        conn.execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = %s",
+                     (slot,))
+        conn.execute(sql.SQL("DROP PUBLICATION IF EXISTS {}").format(sql.Identifier(publication)))
+
+
 class Receiver:
     """An HTTP endpoint on loopback standing in for Slack's incoming webhook or InfluxDB's
     write API: records each accepted POST (``requests``: path with query, headers, body)

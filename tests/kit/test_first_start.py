@@ -11,12 +11,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import psycopg
 import pytest
 
 from ysh import db
 
-from ..conftest import query, stop_process, wait_for
+from ..conftest import drop_follower_replication, query, stop_process, wait_for
 from .follow_items import FOLLOWER
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,13 +49,7 @@ def items(warehouse, tmp_path):
     for proc in procs:
         stop_process(proc)
     log.close()
-    publication, slot = FOLLOWER.names(warehouse.schema)
-    with psycopg.connect(warehouse.dsn, autocommit=True) as conn:
-        wait_for(lambda: not conn.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s AND "
-                                          "active_pid IS NOT NULL", (slot,)).fetchone(), 30, "slot released")
-        conn.execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = %s",
-                     (slot,))
-        conn.execute(f'DROP PUBLICATION IF EXISTS "{publication}"')
+    drop_follower_replication(warehouse, FOLLOWER)
 
 
 def table(warehouse, name: str) -> list[tuple]:

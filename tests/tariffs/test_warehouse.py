@@ -20,7 +20,7 @@ from ysh.tariffs.aneel import FileFormatError
 from ysh.tariffs.pipeline import RawRowSchema
 from ysh.tariffs.store import book_from_warehouse, current_tariffs
 
-from ..conftest import REPO, query, stop_process, wait_for
+from ..conftest import REPO, drop_follower_replication, query, stop_process, wait_for
 from .test_aneel import HEADER, tariff_line
 from .test_book import PERIODS
 
@@ -155,13 +155,7 @@ def follower(warehouse, tmp_path):
     for proc in procs:
         stop_process(proc)
     log.close()
-    publication, slot = job.FOLLOWER.names(warehouse.schema)
-    with psycopg.connect(warehouse.dsn, autocommit=True) as conn:
-        wait_for(lambda: not conn.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s AND "
-                                          "active_pid IS NOT NULL", (slot,)).fetchone(), 30, "slot released")
-        conn.execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = %s",
-                     (slot,))
-        conn.execute(f'DROP PUBLICATION IF EXISTS "{publication}"')
+    drop_follower_replication(warehouse, job.FOLLOWER)
 
 
 def _get(httpx, url):
