@@ -29,6 +29,9 @@ run in its own subprocess, 1 process:
 * ``warehouse``      — the production default: the same chunks gathered by the server,
                        the rows kept packed per utility as the file graph keeps them, the
                        tariffs written by ``COPY`` at the end (``writer="packed"``);
+* ``warehouse-rerun`` — ``warehouse`` again over the tables it wrote (the steady state of
+                       ``ysh tariffs run``: every row replaced), where the other variants
+                       are first loads into empty tables;
 * ``warehouse-2``    — ``warehouse`` under ``pathway spawn -n 2`` (``ysh tariffs run``
                        itself runs in 1 process today; CPU s of process 0 only).
 
@@ -329,12 +332,12 @@ def main_warehouse(args) -> int:
         console.print(f"landed {landed.rows:,} rows into tarifas_raw ({path.stat().st_size / 1e6:.0f} MB file)")
         before = _machine()
         console.print(f"machine at start: {before}")
-        for variant in ("pandas", "warehouse-rows", "warehouse-unpacked", "warehouse", "warehouse-2"):
+        for variant in ("pandas", "warehouse-rows", "warehouse-unpacked", "warehouse", "warehouse-rerun", "warehouse-2"):
             runs = []
             for i in range(args.repeat):
                 extra = ["--file", str(path)] if variant == "pandas" else ["--dsn", dsn, "--schema", schema]
-                if variant != "pandas":
-                    _empty_outputs(dsn, schema)  # every run a first load into empty tables
+                if variant not in ("pandas", "warehouse-rerun"):
+                    _empty_outputs(dsn, schema)  # a first load into empty tables (the re-run: over the last one's)
                 with console.status(f"{variant}: run {i + 1}/{args.repeat}…"):
                     result = _child(variant.removesuffix("-2"), extra, 2 if variant.endswith("-2") else 1)
                 if isinstance(result, str):
@@ -358,9 +361,9 @@ def main_warehouse(args) -> int:
     console.print(f"machine: {before} (start), {after} (end)")
     chunked = results["warehouse"]
     same_tables = all(results[n]["tables_digest"] == rows_path["tables_digest"]
-                      for n in ("warehouse-unpacked", "warehouse", "warehouse-2"))
+                      for n in ("warehouse-unpacked", "warehouse", "warehouse-rerun", "warehouse-2"))
     same_kept = all(results[n]["digest"] == base["digest"] and results[n]["tariffs"] == base["tariffs"]
-                    for n in ("warehouse-rows", "warehouse-unpacked", "warehouse", "warehouse-2"))
+                    for n in ("warehouse-rows", "warehouse-unpacked", "warehouse", "warehouse-rerun", "warehouse-2"))
     console.print("correctness: the five tables of the chunked batches equal the row-by-row batch's (every column): "
                   + ("[green]yes[/]" if same_tables else "[red]NO[/]"))
     console.print("correctness: kept tariffs (line, validity, values) equal to pandas' in every warehouse variant: "
@@ -376,7 +379,12 @@ def main_warehouse(args) -> int:
     two = results["warehouse-2"]
     console.print(f"warehouse-2 (the chunked batch under 2 Pathway processes; `ysh tariffs run` uses 1): "
                   f"{two['seconds']:.2f} s, {two['seconds'] / base['seconds']:.2f}× pandas")
-    print_targets(console, args.rows, chunked["seconds"], ratio, "through the warehouse batch", " (warehouse batch)")
+    rerun = results["warehouse-rerun"]
+    console.print(f"warehouse-rerun (the same batch over the tables it wrote, every row replaced): "
+                  f"{rerun['seconds']:.2f} s ({rerun['cpu_seconds']:.1f} CPU s), {rerun['seconds'] / base['seconds']:.2f}× pandas")
+    worst = max(chunked["seconds"], rerun["seconds"])  # the target holds for a first load and a re-run alike
+    print_targets(console, args.rows, worst, worst / base["seconds"],
+                  "through the warehouse batch (the slower of first load and re-run)", " (warehouse batch)")
     return 0 if same_tables and same_kept else 1
 
 

@@ -202,6 +202,13 @@ def test_a_packed_batch_copies_into_an_empty_table_and_upserts_into_a_full_one(r
     warnings = [r for r in caplog.records if r.name == "ysh.kit.sinks" and r.levelno == logging.WARNING]
     assert len(warnings) == (1 if role == "no_temp" else 0)
 
+    # a full recompute replaces the table: the rows of the distributors it no longer has go
+    kept = [r for r in rows if r["distributor"] != packed[0]["distributor"]]
+    third = PackedBatchSink(dsns[role], SCHEMA, TABLE, KEY, columns, unpack, replace=True, retry_budget_s=5)
+    one_batch(third, packed_by_distributor(kept, columns))
+    assert table_prices(owner_dsn) == expected_prices(kept)
+    assert (third.written_rows, third.write_method) == (len(kept), "copy")  # no staging table, no conflict
+
 
 def test_a_packed_batch_with_nothing_alive_writes_nothing(roles):
     dsns, owner_dsn, columns = roles

@@ -126,6 +126,22 @@ def test_rows_the_columns_cannot_vouch_for_give_the_row_parsers_result(warehouse
     assert manual[3][1] == "REH\x1f1"
 
 
+def test_lines_at_the_ends_of_bigint_are_read(warehouse):
+    """A chunk starts after the last line of the one before: the first starts at the
+    source's lowest line, whatever it is (no sentinel value that a line could equal)."""
+    record = dict(zip(HEADER.split(";"), tariff_line(utility="CELESC-DIS").split(";")))
+    lines = [(-(1 << 63), "2020"), (0, "2021"), ((1 << 63) - 1, "2022")]
+    with db.connect(warehouse.dsn, warehouse.schema) as conn:
+        for line, year in lines:
+            conn.execute("INSERT INTO tarifas_raw (source, line, dataset, record, extra_fields, batch_id) "
+                         "VALUES ('extremes.csv', %s, 'tariffs', %s, 0, 'by-hand')",
+                         (line, json.dumps({**record, "DatInicioVigencia": f"{year}-01-01",
+                                            "DatFimVigencia": f"{year}-12-31"}, ensure_ascii=False)))
+        conn.commit()
+    state = assert_chunked_equals_row_by_row(warehouse, chunk_rows=1)
+    assert sorted(row[-1] for row in state["tarifas_normalized"]) == [line for line, _ in lines]
+
+
 def test_a_removed_source_is_pruned_by_the_chunked_batch(warehouse):
     land(warehouse, SAMPLE)
     job.run_warehouse(warehouse)

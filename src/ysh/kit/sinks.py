@@ -230,23 +230,31 @@ class PackedBatchSink(SnapshotSink):
     run ends, writes the unpacked rows in one transaction: into an empty ``table_name``
     a plain ``COPY``, otherwise ``COPY`` into a staging table and one ``INSERT … ON
     CONFLICT`` (a role without the ``TEMPORARY`` privilege: an upsert per row), retried
-    on a fresh connection when the connection is lost. ``unpack(row)`` gives the output
+    on a fresh connection when the connection is lost. ``replace``: the batch's rows are
+    the whole new content of the table (a full recompute): the transaction locks the table
+    against other writers (``SHARE ROW EXCLUSIVE``; readers go on, and see the old rows or
+    the new ones), deletes its rows and ``COPY``s the new ones — no conflict to resolve, so
+    a re-run over a full table costs about what a first load does. ``unpack(row)`` gives the output
     rows of a Pathway row (a dict), each a sequence of values in ``columns`` order.
 
-    For a static batch only: nothing is written before the run ends (a failed run writes
-    nothing), rows are never deleted (the batch prunes what it did not write), and the
-    output rows are held in memory at the end. ``written_rows`` counts them and
+    For a static batch only: nothing is written before the run ends, rows are never
+    deleted (the batch prunes what it did not write, after a run that succeeded), and the
+    output rows are held in memory at the end. A run that fails in a UDF writes nothing
+    (Pathway does not call ``on_end``); a run whose source fails is ended by Pathway, which
+    calls ``on_end`` first and then raises: what the graph had by then is written (as
+    Pathway's own writer would have written it row by row), and the batch's caller sees
+    the error and prunes nothing. ``written_rows`` counts them and
     ``write_method`` says how they went in."""
 
     def __init__(self, dsn: str, schema: str, table_name: str, primary_key: Sequence[str],
                  columns: Sequence[str], unpack: Callable[[dict], Iterable[Sequence[Any]]], *,
-                 retry_budget_s: float = 300.0, backoff_cap_s: float = 10.0):
+                 replace: bool = False, retry_budget_s: float = 300.0, backoff_cap_s: float = 10.0):
         super().__init__(dsn, schema, table_name, primary_key, retry_budget_s=retry_budget_s,
                          backoff_cap_s=backoff_cap_s)
-        self._columns, self._unpack = tuple(columns), unpack
+        self._columns, self._unpack, self._replace = tuple(columns), unpack, replace
         self._counts: dict[Any, dict[Any, list]] = {}  # Pathway key → version → [row, count]
         self.written_rows = 0
-        #: how the rows went in: "copy" (an empty table), "staged copy" or "upserts"
+        #: how the rows went in: "copy" (an empty or replaced table), "staged copy" or "upserts"
         self.write_method = ""
 
     def on_change(self, key, row: dict, time: int, is_addition: bool) -> None:
@@ -288,6 +296,9 @@ class PackedBatchSink(SnapshotSink):
             with conn.transaction(), conn.cursor() as cur:
                 table, names = sql.Identifier(self._table), sql.SQL(", ").join(map(sql.Identifier, self._columns))
                 written, method = None, ""
+                if self._replace:
+                    cur.execute(sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(table))
+                    cur.execute(sql.SQL("DELETE FROM {}").format(table))
                 if cur.execute(sql.SQL("SELECT NOT EXISTS (SELECT FROM {})").format(table)).fetchone()[0]:
                     try:
                         with conn.transaction():  # a SAVEPOINT: a clash rolls the COPY back alone

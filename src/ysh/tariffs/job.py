@@ -192,12 +192,13 @@ def _output_rows(cell: dict) -> list[tuple]:
 def write_packed(tables: TariffTables, outputs: dict[str, tuple[str, tuple[str, ...]]], warehouse: Warehouse) -> None:
     """The batch's sinks: the tariff and Fio B rows as they come out of the graph, packed
     per utility, written at the end of the run by ``COPY`` (:class:`ysh.kit.sinks.PackedBatchSink`;
-    no row crosses from the engine into Python one at a time); the three small tables
-    by Pathway's writer."""
+    no row crosses from the engine into Python one at a time), each table's rows replaced
+    in one transaction (the batch recomputes all of them from one snapshot); the three
+    small tables by Pathway's writer."""
     for name, layout in LAYOUTS.items():
         table_name, key = outputs[name]
         sink = sinks.PackedBatchSink(warehouse.dsn, warehouse.schema, table_name, key,
-                                     ("key_text", *layout._fields), _output_rows)
+                                     ("key_text", *layout._fields), _output_rows, replace=True)
         pw.io.subscribe(tables.packed[name], on_change=sink.on_change, on_time_end=sink.on_time_end,
                         on_end=sink.on_end, name=f"pg_{table_name}")
     pw_runtime.write_snapshots(tables, {k: v for k, v in outputs.items() if k not in LAYOUTS}, warehouse)
@@ -212,8 +213,8 @@ def run_warehouse(warehouse: Warehouse, *, chunked: bool = True, chunk_rows: int
     """Recompute the normalized tables from ``tarifas_raw`` as it stands (a consistent
     snapshot) and delete the rows this run did not write. Returns the row counts.
 
-    ``chunked`` (the default): the snapshot is read ``chunk_rows`` rows at a time
-    (server-side cursor), each chunk parsed in one UDF call (*tarifas homologadas* by
+    ``chunked`` (the default): the snapshot is read ``chunk_rows`` rows of a source at a
+    time, gathered by the server (:class:`ysh.tariffs.pipeline.RawChunksSubject`), each chunk parsed in one UDF call (*tarifas homologadas* by
     columns), the rows kept packed per utility as the file graph keeps them
     (:func:`ysh.tariffs.pipeline.build_tariffs_graph_from_raw_chunks`). Otherwise one UDF
     call per raw row (the follower's graph): the earlier path, kept as the reference

@@ -9,19 +9,19 @@
   still packed (:attr:`TariffTables.packed`), so the engine moves a few values per
   utility instead of a row per tariff;
 * :func:`build_tariffs_graph_from_raw_chunks` — the batch over a snapshot of
-  ``tarifas_raw``: rows read in chunks of one source (:class:`RawChunksSubject`), one UDF
-  per chunk parses *tarifas homologadas* column by column
-  (:func:`ysh.tariffs.columnar.parse_tariff_records_columnar`: every record a rule could
-  reject goes through :func:`ysh.tariffs.load.row_from_record` itself), other datasets
-  record by record;
+  ``tarifas_raw``: rows read in chunks of one source, *tarifas homologadas* gathered by
+  the server as columns (:class:`RawChunksSubject`), one UDF per chunk parses them column
+  by column (:func:`ysh.tariffs.columnar.parse_gathered_tariffs`: every record the columns
+  cannot vouch for, or a rule could reject, goes through
+  :func:`ysh.tariffs.load.row_from_record` itself), other datasets record by record; then
+  the file graph's packed rows (:func:`_build_packed`);
 * :func:`build_tariffs_graph_from_raw` — per raw row (as landed in ``tarifas_raw`` and
   followed by CDC), one UDF parses the record (:func:`ysh.tariffs.load.row_from_record`).
 
-In the two ``tarifas_raw`` graphs each parsed row travels packed in one tuple column, and each key's validity
-periods (narrow spans: a chunk sends one group per key it holds) are checked for overlaps
-incrementally (a changed key re-checks only that key); the kept rows are unpacked into
-columns at the end. The monthly effective tariffs of B1/B3 are derived per utility from
-the kept rows and the flags.
+In the per-row graph each parsed row travels packed in one tuple column, and each key's
+validity periods are checked for overlaps incrementally (a changed key re-checks only that
+key); the kept rows are unpacked into columns at the end. The monthly effective tariffs of
+B1/B3 are derived per utility from the kept rows and the flags.
 """
 
 from __future__ import annotations
@@ -63,7 +63,8 @@ class TariffTables:
     flags: pw.Table  # tarifas_bandeiras
     monthly: pw.Table  # tarifas_efetivas_mensais
     quarantine: pw.Table  # tarifas_quarantine
-    #: the same rows as ``tariffs`` / ``fio_b``, packed (the file graph only): one row per
+    #: the same rows as ``tariffs`` / ``fio_b``, packed (the static graphs only: files and
+    #: the chunked batch, :func:`_build_packed`): one row per
     #: utility, column ``rows`` a tuple of pickled lists of engine rows (:func:`unpack_rows`)
     packed: dict[str, pw.Table] = field(default_factory=dict)
 
@@ -461,7 +462,8 @@ class RawChunksSubject(pw.io.python.ConnectorSubject):
     Any other chunk (other datasets, or a value holding the separator) comes as its
     records: ``("records", lines, extra_fields, the records as one JSON array text)``."""
 
-    #: one chunk of a source: its rows after a line, by dataset
+    #: one chunk of a source: its rows after a line (``{after}``: ``line > %(after)s``, or
+    #: ``true`` for the first chunk), by dataset
     CHUNK = """
         SELECT dataset, array_agg(line ORDER BY line), array_agg(extra_fields ORDER BY line),
                array_agg(line ORDER BY line) FILTER (WHERE NOT plain),
@@ -473,13 +475,15 @@ class RawChunksSubject(pw.io.python.ConnectorSubject):
                      AND NOT jsonb_path_exists(chunk.record, 'strict $.* ? (@.type() != "string")', jsonb_build_object(), true)
                      AS plain
               FROM (SELECT line, dataset, extra_fields, record FROM {table}
-                    WHERE source = %(source)s AND line > %(after)s ORDER BY line LIMIT %(rows)s) AS chunk
+                    WHERE source = %(source)s AND {after} ORDER BY line LIMIT %(rows)s) AS chunk
               CROSS JOIN LATERAL jsonb_to_record(CASE jsonb_typeof(chunk.record) WHEN 'object' THEN chunk.record
                                                  ELSE jsonb_build_object() END) AS cols({typed})) AS rows
         GROUP BY dataset ORDER BY dataset"""
 
     def __init__(self, dsn: str, schema: str, chunk_rows: int = 20_000, table: str = "tarifas_raw"):
         super().__init__(datasource_name="tarifas_raw_chunks")
+        if chunk_rows < 1:
+            raise ValueError(f"chunk_rows {chunk_rows}: at least 1 row per chunk")
         self._dsn, self._schema, self._chunk_rows, self._table = dsn, schema, chunk_rows, table
 
     def run(self) -> None:
@@ -487,14 +491,16 @@ class RawChunksSubject(pw.io.python.ConnectorSubject):
         from psycopg import sql
 
         table = sql.Identifier(self._table)
-        chunk = sql.SQL(self.CHUNK).format(
+        columns = dict(
             gathered=sql.SQL(", ").join(sql.SQL("string_agg(COALESCE({}, ''), chr(31) ORDER BY line)").format(
                 sql.Identifier("rows", c)) for c in TARIFF_HEADER),
             cols=sql.SQL(", ").join(sql.Identifier("cols", c) for c in TARIFF_HEADER),
             count=sql.Literal(len(TARIFF_HEADER)),
             keys=sql.SQL("ARRAY[{}]::text[]").format(sql.SQL(", ").join(map(sql.Literal, TARIFF_HEADER))),
-            typed=sql.SQL(", ").join(sql.SQL("{} text").format(sql.Identifier(c)) for c in TARIFF_HEADER),
-            table=table)
+            typed=sql.SQL(", ").join(sql.SQL("{} text").format(sql.Identifier(c)) for c in TARIFF_HEADER))
+        # the first chunk of a source, then the ones after a line (no sentinel: any bigint is a line)
+        first, next_ = (sql.SQL(self.CHUNK).format(after=sql.SQL(after), table=table, **columns)
+                        for after in ("true", "line > %(after)s"))
         records_of = sql.SQL("SELECT line, record::text FROM {} WHERE source = %s AND line = ANY(%s)").format(table)
         with psycopg.connect(self._dsn) as conn:
             # every statement below in one transaction: one snapshot of the table
@@ -503,9 +509,11 @@ class RawChunksSubject(pw.io.python.ConnectorSubject):
             sources = [s for (s,) in conn.execute(sql.SQL("SELECT DISTINCT source FROM {} ORDER BY source").format(
                 table)).fetchall()]
             for source in sources:
-                after = -(1 << 63)  # below every bigint line
+                after = None  # the first chunk: from the source's lowest line (any bigint)
                 while True:
-                    groups = conn.execute(chunk, {"source": source, "after": after, "rows": self._chunk_rows}).fetchall()
+                    groups = (conn.execute(first, {"source": source, "rows": self._chunk_rows}) if after is None else
+                              conn.execute(next_, {"source": source, "after": after, "rows": self._chunk_rows})
+                              ).fetchall()
                     if not groups:
                         break
                     for dataset, lines, extra_fields, odd_lines, odd_texts, *joined, last in groups:
@@ -559,8 +567,9 @@ def _parse_raw_chunk(dataset: str, source: str, payload: bytes) -> tuple:
 
         def record(i: int) -> dict:
             # a row the columns vouch for is exactly its columns' values (the server checked)
-            found = records.get(i)
-            return found if found is not None else {name: col[i] for name, col in zip(TARIFF_HEADER, cols)}
+            if i in records:  # its record as stored (a JSON null too: the row parser says what it is)
+                return records[i]
+            return {name: col[i] for name, col in zip(TARIFF_HEADER, cols)}
 
         columnar = parse_gathered_tariffs(cols, source, lines, set(records),
                                           lambda i: row_from_record(dataset, record(i), source, lines[i],
