@@ -3,6 +3,8 @@ exactly the rows of the row-by-row domain parser, on the shipped ANEEL sample, o
 the benchmark's shape, and on layouts it must hand back to the row parser."""
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ysh.tariffs.aneel import _decimal_or_none, per_kwh
 from ysh.tariffs.columnar import (
@@ -154,3 +156,14 @@ def test_a_value_holding_the_separator_is_told_by_the_count():
     assert gathered_columns_hold(_gathered(["a", "b", ""], ["c", "d", "e"]), 3)
     assert not gathered_columns_hold(_gathered(["a", "b" + SEPARATOR + "x", "c"]), 3)
     assert gathered_columns_hold([""], 1)  # one empty value
+
+
+_VALUE_CHARS = st.sampled_from(["a", "Ç", "1", " ", "\t", "\n", "\xa0", "\u3000", "\x1c", "\x85", "\u2028", "-"])
+
+
+@given(st.lists(st.lists(st.text(_VALUE_CHARS, max_size=4), min_size=1, max_size=6), min_size=1, max_size=3))
+def test_edge_spaces_are_the_values_strip_would_change(columns):
+    n = min(len(c) for c in columns)
+    columns = [c[:n] for c in columns]
+    want = {i for col in columns for i, v in enumerate(col) if v != v.strip()}
+    assert rows_with_edge_spaces(_gathered(*columns)) == want

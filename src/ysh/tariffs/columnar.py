@@ -188,8 +188,12 @@ _RECORD_VALUES = operator.itemgetter(*TARIFF_HEADER)
 #: value the columns take as plain text
 SEPARATOR = "\x1f"
 _SPACES = "".join(c for c in map(chr, range(0x110000)) if c.isspace() and c != SEPARATOR)
-#: a value of a gathered column with a character ``str.strip`` removes at its start or end
-_EDGE_SPACE = re.compile("(?:^|{0})[{1}]|[{1}](?:{0}|$)".format(SEPARATOR, re.escape(_SPACES)))
+_SPACE_SET = frozenset(_SPACES)
+#: a value of a gathered column (not the first) that starts with a character ``str.strip``
+#: removes; searched in the reversed text too, it finds a value (not the last) that ends
+#: with one (a literal first character: the regular expression engine skips to each
+#: separator instead of trying every position)
+_SPACE_AFTER_SEPARATOR = re.compile("{0}[{1}]".format(SEPARATOR, re.escape(_SPACES)))
 
 
 def gathered_columns_hold(joined: list[str], n: int) -> bool:
@@ -199,12 +203,16 @@ def gathered_columns_hold(joined: list[str], n: int) -> bool:
 
 
 def rows_with_edge_spaces(joined: list[str]) -> set[int]:
-    """The rows (positions) of gathered columns with a value that ``str.strip`` would
-    change: the columns cannot vouch for them. One regular-expression scan per column;
-    a column with such a value is split to find its rows."""
+    """The rows (positions) of gathered columns (:func:`gathered_columns_hold` checked)
+    with a value that ``str.strip`` would change: the columns cannot vouch for them. A
+    value changes when its first or last character is one ``str.strip`` removes: the
+    text's first and last characters, and the characters next to a separator (the
+    reversed text for those before one) are looked at; a column with such a value is
+    split to find its rows."""
     rows: set[int] = set()
     for text in joined:
-        if _EDGE_SPACE.search(text):
+        if (text[:1] in _SPACE_SET or text[-1:] in _SPACE_SET or _SPACE_AFTER_SEPARATOR.search(text)
+                or _SPACE_AFTER_SEPARATOR.search(text[::-1])):
             rows.update(i for i, v in enumerate(text.split(SEPARATOR)) if v != v.strip())
     return rows
 

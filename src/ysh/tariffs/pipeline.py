@@ -136,17 +136,24 @@ def _utility_groups(rows: list[tuple], layout: type) -> list[tuple[str, bytes, b
     days = operator.itemgetter(2, 3)
     tariffs = layout is Tariff
     groups: dict[str, tuple[dict, list, list]] = {}
+    # where a row goes, by key (and, for tariffs, by subgroup as written: the monthly view's
+    # test reads it): its key's spans and its group's list; worked out once per key
+    placed: dict = {}
     for row in rows:
         key = row[0]
-        utility = key.split("|", 1)[0]
-        group = groups.get(utility)
-        if group is None:
-            group = groups[utility] = ({}, [], [])
-        spans = group[0].get(key)
-        if spans is None:
-            spans = group[0][key] = []
-        spans.append(days(row))
-        (group[2] if tariffs and _is_residential(row) else group[1]).append(row)
+        at = (key, row[_SUBGROUP]) if tariffs else key
+        where = placed.get(at)
+        if where is None:
+            utility = key.split("|", 1)[0]
+            group = groups.get(utility)
+            if group is None:
+                group = groups[utility] = ({}, [], [])
+            spans = group[0].get(key)
+            if spans is None:
+                spans = group[0][key] = []
+            where = placed[at] = (spans, group[2] if tariffs and _is_residential(row) else group[1])
+        where[0].append(days(row))
+        where[1].append(row)
     return [(utility, _pack(spans), _pack(rest) if rest else b"", _pack(res) if res else b"")
             for utility, (spans, rest, res) in groups.items()]
 
