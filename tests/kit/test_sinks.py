@@ -204,10 +204,21 @@ def test_a_packed_batch_copies_into_an_empty_table_and_upserts_into_a_full_one(r
 
     # a full recompute replaces the table: the rows of the distributors it no longer has go
     kept = [r for r in rows if r["distributor"] != packed[0]["distributor"]]
-    third = PackedBatchSink(dsns[role], SCHEMA, TABLE, KEY, columns, unpack, replace=True, retry_budget_s=5)
+    third = PackedBatchSink(dsns[role], SCHEMA, TABLE, KEY, columns, unpack, replace=True,
+                            source_finished=lambda: True, retry_budget_s=5)
     one_batch(third, packed_by_distributor(kept, columns))
     assert table_prices(owner_dsn) == expected_prices(kept)
     assert (third.written_rows, third.write_method) == (len(kept), "copy")  # no staging table, no conflict
+
+    # a batch whose source failed (Pathway may still end it through on_end): no partial replace
+    partial = PackedBatchSink(dsns[role], SCHEMA, TABLE, KEY, columns, unpack, replace=True,
+                              source_finished=lambda: False, retry_budget_s=5)
+    with pytest.raises(RuntimeError, match="did not read everything"):
+        one_batch(partial, packed_by_distributor(kept, columns)[:1])
+    assert table_prices(owner_dsn) == expected_prices(kept)
+    assert partial.written_rows == 0
+    with pytest.raises(ValueError, match="needs source_finished"):
+        PackedBatchSink(dsns[role], SCHEMA, TABLE, KEY, columns, unpack, replace=True)
 
 
 def test_a_packed_batch_with_nothing_alive_writes_nothing(roles):

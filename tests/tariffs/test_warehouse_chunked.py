@@ -185,3 +185,23 @@ def test_the_quick_check_of_jsonb_text_never_misses_a_padded_or_non_text_value(w
     land(warehouse, SAMPLE)
     texts = [t for (t,) in query(warehouse, "SELECT record::text FROM tarifas_raw")]
     assert jsonb_values_are_stripped_text("[" + ",".join(texts) + "]")
+
+
+def test_a_batch_whose_read_fails_leaves_the_tables_as_they_were(warehouse, monkeypatch):
+    """The chunk source fails half-way (a lost server, say): the batch raises and the
+    tables keep the last good batch's rows — nothing replaced by a part, nothing pruned."""
+    land(warehouse, SAMPLE)
+    job.run_warehouse(warehouse)
+    before = full_state(warehouse)
+
+    class FailingSubject(job.RawChunksSubject):
+        def next(self, **values):
+            self.sent = getattr(self, "sent", 0) + 1
+            if self.sent == 3:
+                raise OSError("the server went away")
+            super().next(**values)
+
+    monkeypatch.setattr(job, "RawChunksSubject", FailingSubject)
+    with pytest.raises(Exception, match="the server went away|did not read everything"):
+        job.run_warehouse(warehouse, chunk_rows=50)
+    assert full_state(warehouse) == before

@@ -234,24 +234,30 @@ class PackedBatchSink(SnapshotSink):
     the whole new content of the table (a full recompute): the transaction locks the table
     against other writers (``SHARE ROW EXCLUSIVE``; readers go on, and see the old rows or
     the new ones), deletes its rows and ``COPY``s the new ones — no conflict to resolve, so
-    a re-run over a full table costs about what a first load does. ``unpack(row)`` gives the output
-    rows of a Pathway row (a dict), each a sequence of values in ``columns`` order.
+    a re-run over a full table costs about what a first load does. It needs
+    ``source_finished()``, which must say whether the batch's source read everything: a
+    run whose source fails may still be ended by Pathway through ``on_end`` (with the rows
+    read so far) before it raises, and replacing the table with those would lose the
+    others — so then nothing is written and ``on_end`` raises. ``unpack(row)`` gives the
+    output rows of a Pathway row (a dict), each a sequence of values in ``columns`` order.
 
-    For a static batch only: nothing is written before the run ends, rows are never
-    deleted (the batch prunes what it did not write, after a run that succeeded), and the
-    output rows are held in memory at the end. A run that fails in a UDF writes nothing
-    (Pathway does not call ``on_end``); a run whose source fails is ended by Pathway, which
-    calls ``on_end`` first and then raises: what the graph had by then is written (as
-    Pathway's own writer would have written it row by row), and the batch's caller sees
-    the error and prunes nothing. ``written_rows`` counts them and
-    ``write_method`` says how they went in."""
+    For a static batch only: nothing is written before the run ends, and the output rows
+    are held in memory at the end. A run that fails in a UDF writes nothing (Pathway does
+    not call ``on_end``); without ``replace``, a run whose source fails and still reaches
+    ``on_end`` writes what the graph had (as Pathway's own writer would have, row by row),
+    and the batch's caller sees the error and prunes nothing. ``written_rows`` counts the
+    rows written and ``write_method`` says how they went in."""
 
     def __init__(self, dsn: str, schema: str, table_name: str, primary_key: Sequence[str],
                  columns: Sequence[str], unpack: Callable[[dict], Iterable[Sequence[Any]]], *,
-                 replace: bool = False, retry_budget_s: float = 300.0, backoff_cap_s: float = 10.0):
+                 replace: bool = False, source_finished: Callable[[], bool] | None = None,
+                 retry_budget_s: float = 300.0, backoff_cap_s: float = 10.0):
         super().__init__(dsn, schema, table_name, primary_key, retry_budget_s=retry_budget_s,
                          backoff_cap_s=backoff_cap_s)
+        if replace and source_finished is None:
+            raise ValueError("replace=True needs source_finished: a partial batch must not replace a table")
         self._columns, self._unpack, self._replace = tuple(columns), unpack, replace
+        self._source_finished = source_finished
         self._counts: dict[Any, dict[Any, list]] = {}  # Pathway key → version → [row, count]
         self.written_rows = 0
         #: how the rows went in: "copy" (an empty or replaced table), "staged copy" or "upserts"
@@ -279,6 +285,9 @@ class PackedBatchSink(SnapshotSink):
             return (values for row in alive for values in self._unpack(row))
 
         try:
+            if alive and self._replace and not self._source_finished():
+                raise RuntimeError(f"{self._table}: the batch's source did not read everything; "
+                                   "the table is left as it was (a partial batch would replace it)")
             if alive:
                 db.with_reconnect(lambda: self._write(rows), what=f"writing {self._table}",
                                   budget_s=self._budget_s, cap_s=self._cap_s)
@@ -297,6 +306,8 @@ class PackedBatchSink(SnapshotSink):
                 table, names = sql.Identifier(self._table), sql.SQL(", ").join(map(sql.Identifier, self._columns))
                 written, method = None, ""
                 if self._replace:
+                    # a lock still held by a lost session of ours waits at most this long (then retried)
+                    cur.execute("SET LOCAL lock_timeout = '60s'")
                     cur.execute(sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(table))
                     cur.execute(sql.SQL("DELETE FROM {}").format(table))
                 if cur.execute(sql.SQL("SELECT NOT EXISTS (SELECT FROM {})").format(table)).fetchone()[0]:

@@ -198,7 +198,8 @@ def write_packed(tables: TariffTables, outputs: dict[str, tuple[str, tuple[str, 
     for name, layout in LAYOUTS.items():
         table_name, key = outputs[name]
         sink = sinks.PackedBatchSink(warehouse.dsn, warehouse.schema, table_name, key,
-                                     ("key_text", *layout._fields), _output_rows, replace=True)
+                                     ("key_text", *layout._fields), _output_rows, replace=True,
+                                     source_finished=tables.source_finished)
         pw.io.subscribe(tables.packed[name], on_change=sink.on_change, on_time_end=sink.on_time_end,
                         on_end=sink.on_end, name=f"pg_{table_name}")
     pw_runtime.write_snapshots(tables, {k: v for k, v in outputs.items() if k not in LAYOUTS}, warehouse)
@@ -240,9 +241,11 @@ def run_warehouse(warehouse: Warehouse, *, chunked: bool = True, chunk_rows: int
 
     def graph():
         if chunked:
-            chunks = pw.io.python.read(RawChunksSubject(warehouse.dsn, warehouse.schema, chunk_rows, RAW_TABLE),
-                                       schema=RawChunkSchema, name="tarifas_raw_chunks")
-            return nullcontext(build_tariffs_graph_from_raw_chunks(chunks))
+            subject = RawChunksSubject(warehouse.dsn, warehouse.schema, chunk_rows, RAW_TABLE)
+            chunks = pw.io.python.read(subject, schema=RawChunkSchema, name="tarifas_raw_chunks")
+            tables = build_tariffs_graph_from_raw_chunks(chunks)
+            tables.source_finished = lambda: subject.finished
+            return nullcontext(tables)
         raw = pw_runtime.read_query(warehouse.dsn, warehouse.schema, f"SELECT {RAW_COLUMNS} FROM {RAW_TABLE}",
                                     RawRowSchema, name="tarifas_raw_snapshot")
         return nullcontext(build_tariffs_graph_from_raw(raw))

@@ -63,6 +63,8 @@ class TariffTables:
     flags: pw.Table  # tarifas_bandeiras
     monthly: pw.Table  # tarifas_efetivas_mensais
     quarantine: pw.Table  # tarifas_quarantine
+    #: whether the static source read everything (the chunked batch: ``RawChunksSubject.finished``)
+    source_finished: typing.Callable[[], bool] | None = None
     #: the same rows as ``tariffs`` / ``fio_b``, packed (the static graphs only: files and
     #: the chunked batch, :func:`_build_packed`): one row per
     #: utility, column ``rows`` a tuple of pickled lists of engine rows (:func:`unpack_rows`)
@@ -492,6 +494,8 @@ class RawChunksSubject(pw.io.python.ConnectorSubject):
         if chunk_rows < 1:
             raise ValueError(f"chunk_rows {chunk_rows}: at least 1 row per chunk")
         self._dsn, self._schema, self._chunk_rows, self._table = dsn, schema, chunk_rows, table
+        #: True once every chunk is sent (a sink that replaces a table checks it)
+        self.finished = False
 
     def run(self) -> None:
         import psycopg
@@ -541,6 +545,7 @@ class RawChunksSubject(pw.io.python.ConnectorSubject):
                                   payload=pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL))
                     after = max(last for *_, last in groups)
             conn.rollback()
+        self.finished = True
 
 
 def _rows_one_by_one(dataset: str, records: list, source: str, lines, extra_fields) -> tuple:
@@ -574,7 +579,7 @@ def _parse_raw_chunk(dataset: str, source: str, payload: bytes) -> tuple:
 
         def record(i: int) -> dict:
             # a row the columns vouch for is exactly its columns' values (the server checked)
-            if i in records:  # its record as stored (a JSON null too: the row parser says what it is)
+            if i in records:  # its record as stored (a JSON null too: the row parser fails on it, as row by row)
                 return records[i]
             return {name: col[i] for name, col in zip(TARIFF_HEADER, cols)}
 
