@@ -215,8 +215,9 @@ def run_warehouse(warehouse: Warehouse, *, chunked: bool = True, chunk_rows: int
     snapshot) and delete the rows this run did not write. Returns the row counts.
 
     ``chunked`` (the default): the snapshot is read ``chunk_rows`` rows of a source at a
-    time, gathered by the server (:class:`ysh.tariffs.pipeline.RawChunksSubject`), each chunk parsed in one UDF call (*tarifas homologadas* by
-    columns), the rows kept packed per utility as the file graph keeps them
+    time, gathered by the server (:class:`ysh.tariffs.pipeline.RawChunksSubject`), each
+    chunk parsed in one UDF call (*tarifas homologadas* by columns), the rows kept packed
+    per utility as the file graph keeps them
     (:func:`ysh.tariffs.pipeline.build_tariffs_graph_from_raw_chunks`). Otherwise one UDF
     call per raw row (the follower's graph): the earlier path, kept as the reference
     (same tables). ``writer``: ``"packed"`` (the default when chunked:
