@@ -203,6 +203,10 @@ class OmSettings(_Group):
         default=None, pattern=r"^\s*\d+(\s*-\s*\d+)?(\s*,\s*\d+(\s*-\s*\d+)?)*\s*$",
         description="Partitions of the telemetry topic this instance owns (\"0,1\" or \"0-3\"); they name its "
                     "state folder, status row and consumer group. Unset: the whole topic (one instance).")
+    chunk_bytes: int = Field(
+        default=8 << 20, ge=1024,
+        description="`ysh om detect` / `ysh om run` read telemetry files in chunks of whole lines of about this "
+                    "size, each validated and grouped by window in one Python call.")
     late_cutoff_s: int = Field(
         default=120, ge=0, le=3600,
         description="Late-data cutoff: a 5-minute window is final (and evaluated) when event time passes its end + this.")

@@ -47,6 +47,7 @@ from .expected import clear_sky_key, expected_power_at
 from .fleet import WINDOW_S, Plant
 from .rules import DEFAULT_THRESHOLDS, Thresholds, WindowStat, performance_index
 from .rules.model import identical_run
+from .chunks import lines_of
 from .validation import (CLOCK_SKEW, POWER_ABOVE_RATED_TOLERANCE, Limits, Rejected, fast_fields, night_tare_w,
                          storable_id, validate_event)
 
@@ -152,7 +153,7 @@ def _window_stat(row: tuple) -> WindowStat:
 def build_om_graph(lines: pw.Table, plants: list[Plant], *, now: datetime | None = None,
                    thresholds: Thresholds = DEFAULT_THRESHOLDS, late_cutoff: timedelta = LATE_CUTOFF,
                    evaluation_lag: timedelta = timedelta(0), late_events: bool = True,
-                   static: bool = False, partitions: Sequence[int] | None = None) -> OmTables:
+                   static: bool = False, partitions: Sequence[int] | None = None, packed: bool = False) -> OmTables:
     """``lines``: one raw JSON event per row (column ``data``; blank rows are skipped).
     ``now`` bounds the ``future_ts`` check (None: the wall clock when the event is validated, for streaming).
     ``alerts`` holds the open alerts and those resolved by the latest step of their
@@ -170,7 +171,15 @@ def build_om_graph(lines: pw.Table, plants: list[Plant], *, now: datetime | None
     ``partitions`` (streaming from Kafka): the topic's partitions ``lines`` come from, in an
     int column ``partition``: one event-time clock per partition (its own window groups,
     late-event check and fleet ticks; a partition not listed, e.g. one added to the topic
-    while running, shares the first one's clock). None or one partition: one clock."""
+    while running, shares the first one's clock). None or one partition: one clock.
+    ``packed`` (static only): ``lines`` holds chunks of whole lines (column ``data``,
+    bytes: :class:`ysh.om.chunks.TelemetryChunksSubject`) instead of one line per row;
+    the lines of a chunk are validated in one Python call and grouped there by window,
+    so the engine carries one row per window and chunk instead of one per event (the
+    same windows, alerts and quarantine; a line that is not UTF-8 is quarantined as
+    ``malformed`` where the per-line reader drops it)."""
+    if packed and not static:
+        raise ValueError("packed chunks of lines need static=True (a finite input)")
     registry = {(p.plant_id, inv.inverter_id): inv.rated_power_w for p in plants for inv in p.inverters}
     window_s = {(p.plant_id, inv.inverter_id): inv.window_s for p in plants for inv in p.inverters}
     lengths = sorted(set(window_s.values())) or [WINDOW_S]
@@ -257,20 +266,53 @@ def build_om_graph(lines: pw.Table, plants: list[Plant], *, now: datetime | None
             p, inverter_id, *_ = inverters[k]
             return (VALID, k, (event_id, t, ac, energy, irradiance), t, length, event_id, p.plant_id, inverter_id)
 
+    @pw.udf(deterministic=True)
+    def classify_chunk(data: bytes) -> tuple:
+        """The lines of a chunk → ``(((window key, samples), …), (quarantine row, …))``:
+        each valid event's sample (as the per-line ``classify`` makes it) grouped by its
+        window key; blank lines skipped."""
+        groups: dict[int, list] = {}
+        rejected = []
+        for line in lines_of(data):
+            if isinstance(line, bytes):
+                rejected.append(_undecodable(line))
+                continue
+            checked = fields_of(line, latest_s)
+            if checked[0] == VALID:
+                _, event_id, t, ac, energy, irradiance, k, length = checked
+                key = k * _SLOTS + int(t // float(length))
+                sample = (event_id, t, ac, energy, irradiance)
+                group = groups.get(key)
+                if group is None:
+                    groups[key] = [sample]
+                else:
+                    group.append(sample)
+            elif checked[0] == REJECTED:
+                rejected.append(checked[1])
+        return tuple((key, tuple(samples)) for key, samples in groups.items()), tuple(rejected)
+
     carried = {"partition": pw.this.partition} if clocks else {}
-    checked = lines.select(pw.this.data, r=classify(pw.this.data), **carried) if keep_line else \
-        lines.select(r=classify(pw.this.data), **carried)
-    rejected = checked.filter(pw.declare_type(int, pw.this.r[0]) == REJECTED).select(
-        row=pw.declare_type(tuple, pw.this.r[1]))
+    if packed:
+        parts = lines.select(r=classify_chunk(pw.this.data))
+        rejected = parts.select(row=pw.declare_type(tuple, pw.this.r[1])).flatten(pw.this.row)
+    else:
+        checked = lines.select(pw.this.data, r=classify(pw.this.data), **carried) if keep_line else \
+            lines.select(r=classify(pw.this.data), **carried)
+        rejected = checked.filter(pw.declare_type(int, pw.this.r[0]) == REJECTED).select(
+            row=pw.declare_type(tuple, pw.this.r[1]))
     rejected = rejected.select(
         quarantine_key=pw.declare_type(str, pw.this.row[6]), event_id=pw.declare_type(str, pw.this.row[0]),
         plant_id=pw.declare_type(str, pw.this.row[1]), inverter_id=pw.declare_type(str, pw.this.row[2]),
         reason=pw.declare_type(str, pw.this.row[3]), detail=pw.declare_type(str, pw.this.row[4]),
         raw=pw.declare_type(str, pw.this.row[5]))
-    valid = checked.filter(pw.declare_type(int, pw.this.r[0]) == VALID)
-    if static:
+    if packed:  # one row per window and chunk: (key, samples)
+        events = parts.select(w=pw.declare_type(tuple, pw.this.r[0])).flatten(pw.this.w).select(
+            key=pw.declare_type(int, pw.this.w[0]), samples=pw.declare_type(tuple, pw.this.w[1]))
+    elif static:
+        valid = checked.filter(pw.declare_type(int, pw.this.r[0]) == VALID)
         events = valid.select(key=pw.declare_type(int, pw.this.r[1]), sample=pw.declare_type(tuple, pw.this.r[2]))
     else:
+        valid = checked.filter(pw.declare_type(int, pw.this.r[0]) == VALID)
         events = valid.select(inverter=pw.declare_type(int, pw.this.r[1]), sample=pw.declare_type(tuple, pw.this.r[2]),
                               t=pw.declare_type(float, pw.this.r[3]), window_s=pw.declare_type(int, pw.this.r[4]),
                               plant_id=pw.declare_type(str, pw.this.r[6]),
@@ -311,12 +353,15 @@ def build_om_graph(lines: pw.Table, plants: list[Plant], *, now: datetime | None
         return windowed, (_late_events(group, windowed, length_s, cutoff_s) if late_events else None)
 
     if static:  # every inverter's window slot is computed per event (its own length): one groupby
-        windowed = events.groupby(pw.this.key).reduce(pw.this.key, samples=pw.reducers.tuple(pw.this.sample))
+        if packed:  # a window's samples come in one part per chunk that held some of them
+            windowed = events.groupby(pw.this.key).reduce(pw.this.key, samples=pw.reducers.tuple(pw.this.samples))
+        else:
+            windowed = events.groupby(pw.this.key).reduce(pw.this.key, samples=pw.reducers.tuple(pw.this.sample))
 
         @pw.udf(deterministic=True)
         def window_stat(key: int, samples: tuple) -> tuple:
             k, slot = divmod(key, _SLOTS)
-            return window_row(k, float(slot * inverters[k][2]), samples)
+            return window_row(k, float(slot * inverters[k][2]), _join_parts(samples) if packed else samples)
 
         stats = windowed.select(r=window_stat(pw.this.key, pw.this.samples))
         lates = []
@@ -402,6 +447,23 @@ def build_om_graph(lines: pw.Table, plants: list[Plant], *, now: datetime | None
         details=pw.declare_type(pw.Json, pw.this.alert[6]))
     alerts = alerts.with_id_from(pw.this.alert_key)
     return OmTables(quarantine=quarantine, windows=windows, alerts=alerts)
+
+
+def _undecodable(line: bytes) -> tuple:
+    """The quarantine row of a line that is not UTF-8 (``malformed``)."""
+    try:
+        line.decode("utf-8")
+        position = None
+    except UnicodeDecodeError as exc:
+        position = exc.start
+    text = line.decode("utf-8", "backslashreplace")
+    return ("", "", "", "malformed", f"not UTF-8: invalid byte at position {position}", _storable(text[:500]),
+            _hash(text))
+
+
+def _join_parts(parts: tuple) -> tuple:
+    return parts[0] if len(parts) == 1 else tuple(s for part in parts for s in part)
+
 
 
 @pw.udf(deterministic=True)

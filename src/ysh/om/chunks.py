@@ -1,0 +1,83 @@
+"""Telemetry files read in chunks of whole lines, for the static O&M graph
+(:func:`ysh.om.pipeline.build_om_graph` with ``packed=True``, what ``ysh om detect`` /
+``ysh om run`` run).
+
+One engine row per chunk instead of one per line: the lines of a chunk are validated in
+one Python call and grouped there by window, so an event no longer crosses the engine's
+operators on its own (the per-row cost of Pathway's operators was most of a file
+replay's time). A line is what Pathway's plaintext reader makes of it — the bytes
+between two ``\\n``, trimmed of white space at both ends — except that a line that is
+not UTF-8 is returned as its bytes (to be quarantined) where the plaintext reader logs
+an error and drops it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pathway as pw
+
+#: Rust's ``char::is_whitespace`` (Unicode White_Space), what Pathway's plaintext reader
+#: trims; Python's ``str.strip()`` also takes U+001C–U+001F, which Rust keeps
+WHITESPACE = ("\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
+              "\u2028\u2029\u202f\u205f\u3000")
+
+
+class TelemetryChunkSchema(pw.Schema):
+    data: bytes  # whole lines of one file
+    path: str
+    offset: int  # of the chunk's first byte in its file
+
+
+def lines_of(data: bytes) -> Iterator[str | bytes]:
+    """The lines of a chunk as Pathway's plaintext reader gives them (split at ``\\n``,
+    trimmed); a line that is not UTF-8 comes as its bytes. Blank lines come too (empty)."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        for raw in data.split(b"\n"):
+            try:
+                yield raw.decode("utf-8").strip(WHITESPACE)
+            except UnicodeDecodeError:
+                yield raw
+        return
+    for line in text.split("\n"):
+        yield line.strip(WHITESPACE)
+
+
+def chunks_of(path: Path, chunk_bytes: int) -> Iterator[tuple[int, bytes]]:
+    """``(offset, data)``: the file in pieces of about ``chunk_bytes`` that end at a line
+    break (or at the end of the file), read as it goes (never the whole file in memory)."""
+    offset, carry = 0, b""
+    with path.open("rb") as f:
+        while True:
+            block = f.read(chunk_bytes)
+            if not block:
+                break
+            data = carry + block
+            cut = data.rfind(b"\n") + 1
+            if cut == 0:  # a line longer than the chunk: read on
+                carry = data
+                continue
+            yield offset, data[:cut]
+            offset += cut
+            carry = data[cut:]
+    if carry:
+        yield offset, carry
+
+
+class TelemetryChunksSubject(pw.io.python.ConnectorSubject):
+    """Every line of ``files``, in chunks of about ``chunk_bytes`` (a static source: it
+    ends when the last file is read)."""
+
+    def __init__(self, files: Sequence[Path], chunk_bytes: int = 4 << 20):
+        super().__init__(datasource_name="om_telemetry_chunks")
+        if chunk_bytes < 1:
+            raise ValueError(f"chunk_bytes must be ≥ 1, got {chunk_bytes}")
+        self._files, self._chunk_bytes = list(files), chunk_bytes
+
+    def run(self) -> None:
+        for path in self._files:
+            for offset, data in chunks_of(Path(path), self._chunk_bytes):
+                self.next(data=data, path=str(path), offset=offset)

@@ -1,0 +1,105 @@
+"""The static O&M run reads telemetry files in chunks of whole lines (``ysh.om.chunks``,
+``build_om_graph(packed=True)``): the lines are the ones Pathway's plaintext reader
+gives, a chunk boundary changes nothing in the outputs, and a line that is not UTF-8 is
+quarantined instead of dropped."""
+
+import json
+from datetime import timedelta
+
+import pathway as pw
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ysh import pw_runtime
+from ysh.kit.files import data_path
+from ysh.om.chunks import chunks_of, lines_of
+from ysh.om.job import run_detect
+from ysh.samples.om_telemetry import default_scenario, simulate, write_jsonl
+
+PLANTS = data_path("sample", "om", "plants.json")
+OUTPUTS = ("windows.jsonl", "alerts.jsonl", "quarantine.jsonl")
+
+# lines with white space of every kind at their ends and inside, and characters that
+# Python's str.strip() takes and Rust's trim() keeps
+HOSTILE_LINES = [
+    '{"a": 1}', "  padded  ", "\ttabbed\t", "crlf\r", "\r", "", "   ", "\x0b\x0cvt-ff\x0c", "nbsp\xa0",
+    "\xa0\u2028sep\u2029", "\x85nel\x85", "\x1cfile-sep\x1f", "\x1d\x1e", "ideo\u3000", "\u200b zero-width \u200b",
+    "inner \r cr", "\x00nul\x00", "\u202f\u205fnarrow", "é ação ", "\ud7ff", "last",
+]
+
+
+def test_lines_are_what_pathways_plaintext_reader_gives(tmp_path):
+    """The per-line reader the chunks replace: Pathway's ``pw.io.plaintext.read`` (split
+    at ``\\n``, trimmed as Rust's ``trim``): the same lines, as a multiset."""
+    data = "\n".join(HOSTILE_LINES).encode()
+    (tmp_path / "f.txt").write_bytes(data)
+    pw_runtime.fresh_graph()
+    table = pw.io.plaintext.read(str(tmp_path / "f.txt"), mode="static")
+    seen = pw_runtime.TableCollector(table, "lines")
+    pw_runtime.run()
+    assert sorted(row["data"] for row in seen.values()) == sorted(lines_of(data))
+    assert "\x1cfile-sep\x1f" in list(lines_of(data))  # str.strip() would have taken these
+
+
+def test_a_line_that_is_not_utf8_comes_as_its_bytes():
+    data = b'{"ok": 1}\r\nbad \xff\xfe line\n  fine  \n'
+    assert list(lines_of(data)) == ['{"ok": 1}', b"bad \xff\xfe line", "fine", ""]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.binary(max_size=40).map(lambda b: b.replace(b"\n", b"")), max_size=30),
+       st.booleans(), st.integers(1, 64))
+def test_chunks_are_whole_lines_that_join_back_into_the_file(tmp_path_factory, lines, final_newline, chunk_bytes):
+    data = b"\n".join(lines) + (b"\n" if final_newline and lines else b"")
+    path = tmp_path_factory.mktemp("c") / "f.jsonl"
+    path.write_bytes(data)
+    chunks = list(chunks_of(path, chunk_bytes))
+    assert b"".join(c for _, c in chunks) == data
+    assert all(c.endswith(b"\n") for _, c in chunks[:-1])
+    assert all(c for _, c in chunks)
+    assert [o for o, _ in chunks] == [sum(len(c) for _, c in chunks[:i]) for i in range(len(chunks))]
+
+
+def _read(folder):
+    return {name: (folder / name).read_text() for name in OUTPUTS}
+
+
+def test_chunk_boundaries_change_nothing(tmp_path):
+    """Twelve hours with duplicates (some in other chunks than their first copy), invalid
+    lines and faults, in two files: chunks of 2 KB (a window's samples spread over many
+    chunks), of the default size (each file one chunk) and the streaming operator's
+    line-by-line read give the same windows, alerts and quarantine, line for line."""
+    scenario = default_scenario("2026-01-15", 12, seed=11)
+    events = list(simulate(scenario))
+    events += events[::997]  # copies far from their first delivery
+    half = len(events) // 2
+    write_jsonl(events[half:], tmp_path / "in" / "a.jsonl")
+    write_jsonl(events[:half], tmp_path / "in" / "b.jsonl")
+    end = scenario.start + timedelta(hours=12)
+    small = run_detect([tmp_path / "in"], PLANTS, tmp_path / "small", now=end, chunk_bytes=2048)
+    whole = run_detect([tmp_path / "in"], PLANTS, tmp_path / "whole", now=end)
+    run_detect([tmp_path / "in"], PLANTS, tmp_path / "lines", now=end, static_windows=False)
+    assert small.windows == whole.windows > 0 and small.alerts_by_rule and small.quarantine_by_reason
+    assert _read(tmp_path / "small") == _read(tmp_path / "whole") == _read(tmp_path / "lines")
+
+
+def test_a_line_that_is_not_utf8_is_quarantined_and_the_run_goes_on(tmp_path):
+    """Pathway's plaintext reader logs such a line and drops it; the chunked read keeps
+    it as a ``malformed`` quarantine row. CRLF line ends read as LF."""
+    scenario = default_scenario("2026-01-15", 2, seed=2)
+    events = list(simulate(scenario))
+    write_jsonl(events, tmp_path / "clean" / "t.jsonl")
+    text = (tmp_path / "clean" / "t.jsonl").read_bytes()
+    lines = text.splitlines()
+    hostile = b"\r\n".join([*lines[:50], b'{"event_id": "x\xff\xfe", "plant_id": "p"}', *lines[50:]]) + b"\r\n"
+    (tmp_path / "hostile").mkdir()
+    (tmp_path / "hostile" / "t.jsonl").write_bytes(hostile)
+    end = scenario.start + timedelta(hours=2)
+    clean = run_detect([tmp_path / "clean"], PLANTS, tmp_path / "out-clean", now=end, chunk_bytes=4096)
+    report = run_detect([tmp_path / "hostile"], PLANTS, tmp_path / "out-hostile", now=end, chunk_bytes=4096)
+    assert report.windows == clean.windows > 0 and report.events == clean.events
+    assert report.quarantine_by_reason.get("malformed", 0) == clean.quarantine_by_reason.get("malformed", 0) + 1
+    rows = [json.loads(x) for x in (tmp_path / "out-hostile" / "quarantine.jsonl").read_text().splitlines()]
+    bad = [r for r in rows if r["detail"].startswith("not UTF-8")]
+    assert len(bad) == 1 and bad[0]["reason"] == "malformed" and "\\xff\\xfe" in bad[0]["raw"]
+    assert (tmp_path / "out-hostile" / "windows.jsonl").read_text() == (tmp_path / "out-clean" / "windows.jsonl").read_text()
