@@ -33,6 +33,7 @@ import hashlib
 import json
 import math
 import operator
+import pickle
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -289,7 +290,7 @@ def build_om_graph(lines: pw.Table, plants: list[Plant], *, now: datetime | None
                     group.append(sample)
             elif checked[0] == REJECTED:
                 rejected.append(checked[1])
-        return tuple((key, tuple(samples)) for key, samples in groups.items()), tuple(rejected)
+        return tuple((key, _dumps(samples)) for key, samples in groups.items()), tuple(rejected)
 
     carried = {"partition": pw.this.partition} if clocks else {}
     if packed:
@@ -307,7 +308,7 @@ def build_om_graph(lines: pw.Table, plants: list[Plant], *, now: datetime | None
         raw=pw.declare_type(str, pw.this.row[5]))
     if packed:  # one row per window and chunk: (key, samples)
         events = parts.select(w=pw.declare_type(tuple, pw.this.r[0])).flatten(pw.this.w).select(
-            key=pw.declare_type(int, pw.this.w[0]), samples=pw.declare_type(tuple, pw.this.w[1]))
+            key=pw.declare_type(int, pw.this.w[0]), samples=pw.declare_type(bytes, pw.this.w[1]))
     elif static:
         valid = checked.filter(pw.declare_type(int, pw.this.r[0]) == VALID)
         events = valid.select(key=pw.declare_type(int, pw.this.r[1]), sample=pw.declare_type(tuple, pw.this.r[2]))
@@ -462,7 +463,11 @@ def _undecodable(line: bytes) -> tuple:
 
 
 def _join_parts(parts: tuple) -> tuple:
-    return parts[0] if len(parts) == 1 else tuple(s for part in parts for s in part)
+    return _loads(parts[0]) if len(parts) == 1 else tuple(s for part in parts for s in _loads(part))
+
+
+_dumps = functools.partial(pickle.dumps, protocol=pickle.HIGHEST_PROTOCOL)
+_loads = pickle.loads
 
 
 
