@@ -80,6 +80,8 @@ def test_om_benchmark_runs_and_prints_the_ratio(tmp_path):
                           env={**os.environ, "COLUMNS": "160"})
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "× baseline" in done.stdout and "pipeline → PostgreSQL" in done.stdout
+    # the run in 2 processes (what the targets are judged on) agrees with the one-process run
+    assert "2 processes: the same windows, events, alerts and quarantine counts as one process: yes" in done.stdout
     # make bench's summary finds the file-replay rate and ratio targets
     assert len(_bench_targets(done.stdout)) >= 2, done.stdout
 
