@@ -205,3 +205,29 @@ def test_a_batch_whose_read_fails_leaves_the_tables_as_they_were(warehouse, monk
     with pytest.raises(Exception, match="the server went away|did not read everything"):
         job.run_warehouse(warehouse, chunk_rows=50)
     assert full_state(warehouse) == before
+
+
+def test_records_that_are_not_json_objects_are_quarantined_not_fatal(warehouse):
+    """A poison pill in ``tarifas_raw`` (a record written by hand or by another tool as
+    JSON null, an array, a string, a number, a boolean) becomes a ``malformed_row``
+    quarantine row in every dataset; the batch goes on, chunked and row by row alike."""
+    land(warehouse, SAMPLE)
+    record = dict(zip(HEADER.split(";"), tariff_line(utility="CELESC-DIS").split(";")))
+    odd = ["null", "[]", '["x", 1]', '"texto"', "5", "true", "2.5"]
+    rows = [(dataset, text) for dataset in ("tariffs", "fio_b", "flags") for text in odd]
+    rows.insert(4, ("tariffs", json.dumps(record, ensure_ascii=False)))  # a good record among them
+    with db.connect(warehouse.dsn, warehouse.schema) as conn:
+        for line, (dataset, text) in enumerate(rows, start=2):
+            conn.execute("INSERT INTO tarifas_raw (source, line, dataset, record, extra_fields, batch_id) "
+                         "VALUES ('odd.csv', %s, %s, %s::jsonb, 0, 'by-hand')", (line, dataset, text))
+        conn.commit()
+    state = assert_chunked_equals_row_by_row(warehouse, chunk_rows=3)
+    quarantined = query(warehouse, "SELECT line, reason, detail, raw FROM tarifas_quarantine "
+                                   "WHERE source_file = 'odd.csv' ORDER BY line")
+    assert len(quarantined) == len(odd) * 3
+    assert {reason for _, reason, _, _ in quarantined} == {"malformed_row"}
+    assert all("not a JSON object" in detail for _, _, detail, _ in quarantined)
+    assert [raw for _, _, _, raw in quarantined[:len(odd)]] == [None, [], ["x", 1], "texto", 5, True, 2.5]
+    assert [tuple(r) for r in query(warehouse, "SELECT line FROM tarifas_normalized WHERE source_file = 'odd.csv'")] \
+        == [(6,)]  # the good record
+    assert len(state["tarifas_quarantine"]) > len(quarantined)  # the sample's own, beside

@@ -161,6 +161,8 @@ def parse_tariff_records_columnar(records: list[dict], source_file: str, lines: 
     n = len(records)
     if n == 0:
         return ColumnarTariffs([], [], [], "")
+    if not all(type(r) is dict for r in records):  # a JSON null, array, ...: the row parser quarantines it
+        return None
     try:
         cols = [list(c) for c in zip(*map(_RECORD_VALUES, records))]
     except KeyError:  # a record without some column: each reads what it has, missing values are None

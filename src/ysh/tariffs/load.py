@@ -68,13 +68,29 @@ def read_raw_file(data: bytes, source_file: str) -> RawFile:
 
 def row_from_record(dataset: str, record: dict[str, str], source_file: str, line: int, extra_fields: int = 0):
     """One raw record (as stored in ``tarifas_raw``) → Tariff / FioB / FlagMonth /
-    QuarantinedRow, or None (a component other than Fio B)."""
+    QuarantinedRow, or None (a component other than Fio B). A record that is not a JSON
+    object (null, a list, a number, a string: written by hand or by another tool) is
+    quarantined as ``malformed_row``, never an error that stops the batch or the follower."""
+    if not isinstance(record, dict):
+        return QuarantinedRow(source_file, line, aneel.MALFORMED_ROW,
+                              f"the raw record is not a JSON object but {_json_kind(record)}",
+                              json.dumps(record, ensure_ascii=False))
     try:
         from_record = aneel.DATASETS[dataset][1]
     except KeyError:
         return QuarantinedRow(source_file, line, UNPARSEABLE_FILE, f"unknown dataset {dataset!r}",
                               json.dumps(record, ensure_ascii=False))
     return from_record(record, source_file, line, extra_fields)
+
+
+def _json_kind(value) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    return {str: "a string", list: "an array"}.get(type(value), type(value).__name__)
 
 
 class Chunk(NamedTuple):

@@ -413,7 +413,7 @@ TARIFF, FIO_B, FLAG, QUARANTINE, SKIPPED = range(5)
 
 @pw.udf(deterministic=True)
 def _parse_record(dataset: str, record: pw.Json, source: str, line: int, extra_fields: int) -> tuple:
-    row = row_from_record(dataset, record.as_dict(), source, line, extra_fields)
+    row = row_from_record(dataset, record.value, source, line, extra_fields)  # any JSON: non-objects quarantined
     if isinstance(row, Tariff):
         return (TARIFF, engine_row(row))
     if isinstance(row, FioB):
@@ -579,7 +579,7 @@ def _parse_raw_chunk(dataset: str, source: str, payload: bytes) -> tuple:
 
         def record(i: int) -> dict:
             # a row the columns vouch for is exactly its columns' values (the server checked)
-            if i in records:  # its record as stored (a JSON null too: the row parser fails on it, as row by row)
+            if i in records:  # its record as stored (a JSON null or array too: the row parser quarantines it)
                 return records[i]
             return {name: col[i] for name, col in zip(TARIFF_HEADER, cols)}
 
