@@ -132,7 +132,8 @@ def test_detect_in_two_pathway_processes_gives_the_same_outputs(detect_run):
     import sys
 
     _, _, folder, end = detect_run
-    env = {**os.environ, "YSH_PATHWAY_PROCESSES": "2"}
+    # small chunks of lines, so that both processes read and validate some
+    env = {**os.environ, "YSH_PATHWAY_PROCESSES": "2", "YSH_OM_CHUNK_BYTES": "4096"}
     done = subprocess.run([sys.executable, "-m", "ysh.cli", "om", "detect", str(folder / "telemetry.jsonl"),
                            "--out", str(folder / "two"), "--now", end.isoformat()],
                           env=env, capture_output=True, text=True, timeout=300)
