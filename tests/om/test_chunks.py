@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from ysh import pw_runtime
 from ysh.kit.files import data_path
-from ysh.om.chunks import chunks_of, lines_of
+from ysh.om.chunks import NOT_UTF8, WHITESPACE, chunks_of, lines_of, message_lines
 from ysh.om.job import run_detect
 from ysh.samples.om_telemetry import default_scenario, simulate, write_jsonl
 
@@ -41,9 +41,46 @@ def test_lines_are_what_pathways_plaintext_reader_gives(tmp_path):
     assert "\x1cfile-sep\x1f" in list(lines_of(data))  # str.strip() would have taken these
 
 
-def test_a_line_that_is_not_utf8_comes_as_its_bytes():
+def test_a_line_that_is_not_utf8_comes_marked():
     data = b'{"ok": 1}\r\nbad \xff\xfe line\n  fine  \n'
-    assert list(lines_of(data)) == ['{"ok": 1}', b"bad \xff\xfe line", "fine", ""]
+    assert list(lines_of(data)) == ['{"ok": 1}', NOT_UTF8 + "bad \\xff\\xfe line", "fine", ""]
+
+
+def test_bus_messages_are_split_as_pathways_plaintext_format_split_them():
+    """MQTT and Kafka are read as raw bytes; a message is trimmed at both ends and split
+    at ``\\n``, as the plaintext format did (seen on mosquitto: ``b"  a\\r\\nb  \\r\\n"`` came
+    as ``"a\\r\\nb"``); replayed text rows of that reader split as before."""
+    assert message_lines(b"  a\r\nb  \r\n") == ["a\r", "b"]
+    assert message_lines("a\r\nb") == ["a\r", "b"]
+    assert message_lines('{"x": "ção"}'.encode()) == ['{"x": "ção"}']
+    assert message_lines(b'{"a": 1}\n{"b": "\xff"}\n') == ['{"a": 1}', NOT_UTF8 + '{"b": "\\xff"}', ""]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=60))
+def test_no_line_marked_not_utf8_is_json_and_every_line_is_kept(data):
+    """A marked line is JSON for no parser (even when a backslash in the input makes the
+    written ``\\xNN`` a valid JSON escape), and the lines of a message are its lines."""
+    import orjson
+
+    lines = message_lines(data)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        assert len(lines) == data.count(b"\n") + 1
+        for raw, got in zip(data.split(b"\n"), lines):
+            try:
+                assert got == raw.decode("utf-8")
+            except UnicodeDecodeError:
+                assert got == NOT_UTF8 + raw.decode("utf-8", "backslashreplace")
+                for parse in (json.loads, orjson.loads):
+                    try:
+                        parse(got)
+                    except ValueError:
+                        continue
+                    raise AssertionError(f"{got!r} parsed as JSON")
+    else:
+        assert lines == text.strip(WHITESPACE).split("\n")
 
 
 @settings(max_examples=200, deadline=None)
@@ -101,5 +138,5 @@ def test_a_line_that_is_not_utf8_is_quarantined_and_the_run_goes_on(tmp_path):
     assert report.quarantine_by_reason.get("malformed", 0) == clean.quarantine_by_reason.get("malformed", 0) + 1
     rows = [json.loads(x) for x in (tmp_path / "out-hostile" / "quarantine.jsonl").read_text().splitlines()]
     bad = [r for r in rows if r["detail"].startswith("not UTF-8")]
-    assert len(bad) == 1 and bad[0]["reason"] == "malformed" and "\\xff\\xfe" in bad[0]["raw"]
+    assert len(bad) == 1 and bad[0]["reason"] == "malformed" and "x\\xff\\xfe" in bad[0]["raw"]
     assert (tmp_path / "out-hostile" / "windows.jsonl").read_text() == (tmp_path / "out-clean" / "windows.jsonl").read_text()

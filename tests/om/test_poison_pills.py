@@ -113,6 +113,24 @@ def test_the_known_poison_pills_are_quarantined_with_a_reason():
     assert all("\x00" not in v for q in quarantine for v in q.values() if isinstance(v, str))
 
 
+def test_bus_messages_with_bytes_that_are_not_utf8_are_quarantined_line_by_line():
+    """MQTT and Kafka deliver bytes (``stream.read_telemetry`` reads them raw): a line of
+    a message that is not UTF-8 is a ``malformed`` quarantine row, never an event — even
+    when a backslash before the bad byte would make its text valid JSON — and the
+    message's other lines are read."""
+    from ysh.om.chunks import message_lines
+
+    spliced = dumps(good(2)).encode().replace(b'"e-2"', b'"e-2\\\xff"')  # "e-2\<0xff>": \\xff is a JSON escape
+    message = b"\n".join([dumps(good(1)).encode(), b'{"event_id": "e-9\xff"}', spliced, b"\xc3\x28",
+                          dumps(good(3)).encode()])
+    windows, quarantine = run([line for line in message_lines(message) if line.strip()])
+    assert sum(w["samples"] for w in windows) == 2
+    assert len(quarantine) == 3 and {q["reason"] for q in quarantine} == {"malformed"}
+    assert all(q["detail"].startswith("not UTF-8") for q in quarantine)
+    assert {'{"event_id": "e-9\\xff"}', "\\xc3("} < {q["raw"] for q in quarantine}
+    assert all("\x00" not in v for q in quarantine for v in q.values() if isinstance(v, str))
+
+
 def test_validation_never_raises_on_hostile_values():
     from ysh.om.validation import MALFORMED, validate_event
 

@@ -316,6 +316,30 @@ def _bus_service(name: str, home: Path):
     return service, status
 
 
+def _publish_raw(bus: str, url: str, payload: bytes) -> None:
+    """One message of ``payload``'s bytes as they are, acknowledged by the broker."""
+    if bus == "mqtt":
+        from urllib.parse import urlparse
+
+        import paho.mqtt.client as mqtt
+
+        parsed = urlparse(url)
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="ysh-test-raw", protocol=mqtt.MQTTv311)
+        client.connect(parsed.hostname, parsed.port)
+        client.loop_start()
+        try:
+            client.publish("ysh/telemetry/raw/raw", payload, qos=1).wait_for_publish(timeout=30)
+        finally:
+            client.loop_stop()
+            client.disconnect()
+    else:
+        from confluent_kafka import Producer
+
+        producer = Producer({"bootstrap.servers": url, "acks": "all"})
+        producer.produce("inverters_telemetry", payload, key=b"raw")
+        assert producer.flush(30) == 0
+
+
 @pytest.mark.integration
 @pytest.mark.parametrize("bus", ["mqtt", "kafka"])
 def test_the_buses_feed_the_same_windows_and_alerts_as_a_file(bus, warehouse, fleet, tmp_path, isolated_settings):
@@ -341,7 +365,12 @@ def test_the_buses_feed_the_same_windows_and_alerts_as_a_file(bus, warehouse, fl
         else:
             published = publish_kafka(events, status.url, "inverters_telemetry", batch=10)
         assert published == len(events)
+        # a message holding bytes that are not UTF-8 (the plaintext format dropped it with a log line)
+        _publish_raw(bus, status.url, b'{"event_id": "hostile-1", "plant_id": "\xff\xfe"}\n\xc3\x28')
         _assert_as_static(warehouse, static_windows, static_alerts, events, proc, log)
+        hostile = wait_for(lambda: query(warehouse, "SELECT raw FROM om_quarantine WHERE detail LIKE 'not UTF-8%%' "
+                                                    "ORDER BY raw") or None, timeout=30, what="the hostile lines")
+        assert hostile == [("\\xc3(",), ('{"event_id": "hostile-1", "plant_id": "\\xff\\xfe"}',)]
         future = sum(1 for e in events if (_event_ts(e) or datetime.min.replace(tzinfo=timezone.utc))
                      > datetime.now(timezone.utc))
         quarantined = dict(query(warehouse, "SELECT reason, count(*) FROM om_quarantine GROUP BY reason"))

@@ -7,8 +7,8 @@ one Python call and grouped there by window, so an event no longer crosses the e
 operators on its own (the per-row cost of Pathway's operators was most of a file
 replay's time). A line is what Pathway's plaintext reader makes of it — the bytes
 between two ``\\n``, trimmed of white space at both ends — except that a line that is
-not UTF-8 is returned as its bytes (to be quarantined) where the plaintext reader logs
-an error and drops it.
+not UTF-8 is returned marked (:func:`undecodable`, to be quarantined) where the plaintext
+reader logs an error and drops it.
 """
 
 from __future__ import annotations
@@ -24,15 +24,47 @@ WHITESPACE = ("\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005
               "\u2028\u2029\u202f\u205f\u3000")
 
 
+#: the start of a line that was not UTF-8 (:func:`undecodable`): no line holds a line
+#: break, so no input line can start so, and the NUL makes it JSON no parser accepts
+NOT_UTF8 = "\n\x00"
+
+
+def undecodable(raw: bytes) -> str:
+    """A line that is not UTF-8 as text the graph carries and quarantines (``malformed``):
+    :data:`NOT_UTF8`, then the line with its invalid bytes written ``\\xNN``."""
+    return NOT_UTF8 + raw.decode("utf-8", "backslashreplace")
+
+
+def message_lines(data: bytes | str) -> list[str]:
+    """The lines of a bus message (a datalogger may send several) as Pathway's plaintext
+    format gave them — the message trimmed at both ends, then split at ``\\n`` — read
+    from its raw bytes, so that a message that is not UTF-8 is not dropped by the reader:
+    its lines that are not UTF-8 come marked (:func:`undecodable`). A ``str`` (a row of
+    state persisted by the plaintext reader, replayed) is split as it is."""
+    if isinstance(data, str):
+        return data.split("\n")
+    try:
+        return data.decode("utf-8").strip(WHITESPACE).split("\n")
+    except UnicodeDecodeError:
+        lines = []
+        for raw in data.split(b"\n"):
+            try:
+                lines.append(raw.decode("utf-8"))
+            except UnicodeDecodeError:
+                lines.append(undecodable(raw))
+        return lines
+
+
 class TelemetryChunkSchema(pw.Schema):
     data: bytes  # whole lines of one file
     path: str
     offset: int  # of the chunk's first byte in its file
 
 
-def lines_of(data: bytes) -> Iterator[str | bytes]:
+def lines_of(data: bytes) -> Iterator[str]:
     """The lines of a chunk as Pathway's plaintext reader gives them (split at ``\\n``,
-    trimmed); a line that is not UTF-8 comes as its bytes. Blank lines come too (empty)."""
+    trimmed); a line that is not UTF-8 comes marked (:func:`undecodable`). Blank lines
+    come too (empty)."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
@@ -40,7 +72,7 @@ def lines_of(data: bytes) -> Iterator[str | bytes]:
             try:
                 yield raw.decode("utf-8").strip(WHITESPACE)
             except UnicodeDecodeError:
-                yield raw
+                yield undecodable(raw)
         return
     for line in text.split("\n"):
         yield line.strip(WHITESPACE)

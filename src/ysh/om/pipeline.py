@@ -48,7 +48,7 @@ from .expected import clear_sky_key, expected_power_at
 from .fleet import WINDOW_S, Plant
 from .rules import DEFAULT_THRESHOLDS, Thresholds, WindowStat, performance_index
 from .rules.model import identical_run
-from .chunks import lines_of
+from .chunks import NOT_UTF8, lines_of
 from .validation import (CLOCK_SKEW, POWER_ABOVE_RATED_TOLERANCE, Limits, Rejected, fast_fields, night_tare_w,
                          storable_id, validate_event)
 
@@ -214,6 +214,10 @@ def build_om_graph(lines: pw.Table, plants: list[Plant], *, now: datetime | None
         path refused a line the validator takes."""
         if not data.strip():
             return (BLANK,)
+        if data.startswith(NOT_UTF8):  # the reader found bytes that are not UTF-8
+            text = data[len(NOT_UTF8):]
+            return (REJECTED, ("", "", "", "malformed", "not UTF-8 (raw shows the bytes that are not as \\xNN)",
+                               _storable(text[:500]), _hash(text)))
         try:
             raw = json.loads(data)
         except RecursionError:
@@ -275,9 +279,6 @@ def build_om_graph(lines: pw.Table, plants: list[Plant], *, now: datetime | None
         groups: dict[int, list] = {}
         rejected = []
         for line in lines_of(data):
-            if isinstance(line, bytes):
-                rejected.append(_undecodable(line))
-                continue
             checked = fields_of(line, latest_s)
             if checked[0] == VALID:
                 _, event_id, t, ac, energy, irradiance, k, length = checked
@@ -448,18 +449,6 @@ def build_om_graph(lines: pw.Table, plants: list[Plant], *, now: datetime | None
         details=pw.declare_type(pw.Json, pw.this.alert[6]))
     alerts = alerts.with_id_from(pw.this.alert_key)
     return OmTables(quarantine=quarantine, windows=windows, alerts=alerts)
-
-
-def _undecodable(line: bytes) -> tuple:
-    """The quarantine row of a line that is not UTF-8 (``malformed``)."""
-    try:
-        line.decode("utf-8")
-        position = None
-    except UnicodeDecodeError as exc:
-        position = exc.start
-    text = line.decode("utf-8", "backslashreplace")
-    return ("", "", "", "malformed", f"not UTF-8: invalid byte at position {position}", _storable(text[:500]),
-            _hash(text))
 
 
 #: a window's part of one chunk travels as one bytes value (pickled by ``classify_chunk``

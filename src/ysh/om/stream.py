@@ -44,6 +44,7 @@ import pathway as pw
 from .. import pw_runtime
 from ..db import Warehouse
 from ..settings import Settings
+from .chunks import message_lines
 from .fleet import load_plants
 from .job import TABLES, attach_warehouse, load_registry
 from .pipeline import build_om_graph
@@ -309,9 +310,7 @@ def kafka_security(settings: Settings) -> dict[str, str]:
     return out
 
 
-@pw.udf(deterministic=True)
-def _lines(data: str) -> list[str]:
-    return data.split("\n")
+_lines = pw.udf(message_lines, deterministic=True, return_type=list[str])
 
 
 def read_telemetry(settings: Settings, source: str, *, autocommit_duration_ms: int = 500,
@@ -335,7 +334,7 @@ def read_telemetry(settings: Settings, source: str, *, autocommit_duration_ms: i
     elif source == "mqtt":
         refuse_mqtt_tls(settings.om.mqtt_uri)
         table = pw.io.mqtt.read(mqtt_reader_uri(settings), settings.om.mqtt_topic,
-                                qos=1, format="plaintext", name="om_telemetry_mqtt",
+                                qos=1, format="raw", name="om_telemetry_mqtt",
                                 autocommit_duration_ms=autocommit_duration_ms)
     elif source == "kafka":
         table = pw.io.kafka.read(
@@ -345,7 +344,7 @@ def read_telemetry(settings: Settings, source: str, *, autocommit_duration_ms: i
              # ahead of Pathway's snapshot would skip events whose state was never persisted
              # (seen after kill -9); without it a restart re-reads from the earliest offset
              "enable.auto.commit": "false", **kafka_security(settings)},
-            topic=settings.om.kafka_topic, format="plaintext", name="om_telemetry_kafka",
+            topic=settings.om.kafka_topic, format="raw", name="om_telemetry_kafka",
             # a row id per message: by default the reader takes the message key (the
             # plant) as the row's id, and two copies of one line (a bus redelivery) under
             # one id had the second quarantined as ``late`` although its window held it
@@ -357,6 +356,9 @@ def read_telemetry(settings: Settings, source: str, *, autocommit_duration_ms: i
                                                   [pw.this.partition == p for p in instance.partitions]))
     else:
         raise ValueError(f"unknown O&M source {source!r}; one of {', '.join(SOURCES)}")
+    # MQTT and Kafka are read as raw bytes (the plaintext format drops a message that is not
+    # UTF-8 with a log line): message_lines decodes, and marks a line that is not UTF-8 for
+    # the quarantine; state persisted by the plaintext reader replays as text, split as before
     if source != "jsonl":  # a message may carry several JSON lines (a datalogger's buffer)
         carried = {"partition": pw.this.partition} if source == "kafka" else {}
         table = table.select(data=_lines(pw.this.data), **carried).flatten(pw.this.data)
