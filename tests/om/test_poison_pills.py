@@ -71,9 +71,18 @@ def line(draw) -> str:
     return text
 
 
-def run(lines: list[str]) -> tuple[list[dict], list[dict]]:
+class _Messages(pw.Schema):
+    data: bytes
+
+
+def run(lines: list[str] | list[bytes]) -> tuple[list[dict], list[dict]]:
+    """The streaming graph over ``lines`` (text rows, as a followed file gives them, or
+    bus messages as bytes)."""
     pw_runtime.fresh_graph()
-    table = pw.debug.table_from_pandas(pd.DataFrame({"data": lines}))
+    if lines and isinstance(lines[0], bytes):
+        table = pw.debug.table_from_rows(_Messages, [(m,) for m in lines])
+    else:
+        table = pw.debug.table_from_pandas(pd.DataFrame({"data": lines}))
     tables = build_om_graph(table, [PLANT], now=T0 + timedelta(days=1))
     windows = pw_runtime.TableCollector(tables.windows, "windows")
     quarantine = pw_runtime.TableCollector(tables.quarantine, "quarantine")
@@ -123,7 +132,8 @@ def test_bus_messages_with_bytes_that_are_not_utf8_are_quarantined_line_by_line(
     spliced = dumps(good(2)).encode().replace(b'"e-2"', b'"e-2\\\xff"')  # "e-2\<0xff>": \\xff is a JSON escape
     message = b"\n".join([dumps(good(1)).encode(), b'{"event_id": "e-9\xff"}', spliced, b"\xc3\x28",
                           dumps(good(3)).encode()])
-    windows, quarantine = run([line for line in message_lines(message) if line.strip()])
+    assert len(message_lines(message)) == 5
+    windows, quarantine = run([message])  # one row: the message, split in the graph
     assert sum(w["samples"] for w in windows) == 2
     assert len(quarantine) == 3 and {q["reason"] for q in quarantine} == {"malformed"}
     assert all(q["detail"].startswith("not UTF-8") for q in quarantine)

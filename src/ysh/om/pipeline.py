@@ -48,7 +48,7 @@ from .expected import clear_sky_key, expected_power_at
 from .fleet import WINDOW_S, Plant
 from .rules import DEFAULT_THRESHOLDS, Thresholds, WindowStat, performance_index
 from .rules.model import identical_run
-from .chunks import NOT_UTF8, lines_of
+from .chunks import NOT_UTF8, lines_of, message_lines
 from .validation import (CLOCK_SKEW, POWER_ABOVE_RATED_TOLERANCE, Limits, Rejected, fast_fields, night_tare_w,
                          storable_id, validate_event)
 
@@ -72,9 +72,6 @@ class OmTables:
 def _hash(text: str) -> str:
     """The quarantine key of a raw line."""
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-_sha256 = pw.udf(_hash, deterministic=True)
 
 
 def _storable(text: str) -> str:
@@ -261,15 +258,36 @@ def build_om_graph(lines: pw.Table, plants: list[Plant], *, now: datetime | None
             return (VALID, k * _SLOTS + int(t // float(length)), (event_id, t, ac, energy, irradiance))
     else:
         @pw.udf(deterministic=True)
-        def classify(data: str) -> tuple:
-            """As the static one; a valid event → ``(VALID, inverter index, sample, t,
-            window_s, event_id, plant_id, inverter_id)``, windowed on ``t``."""
-            checked = fields_of(data, time.time() + skew_s if wall_clock else latest_s)
-            if checked[0] != VALID:
-                return checked
-            _, event_id, t, ac, energy, irradiance, k, length = checked
-            p, inverter_id, *_ = inverters[k]
-            return (VALID, k, (event_id, t, ac, energy, irradiance), t, length, event_id, p.plant_id, inverter_id)
+        def classify_message(data: bytes | str) -> tuple:
+            """A streaming row (a bus message, which may carry a datalogger's buffer of
+            lines, or a line of a followed file) → ``(parts, quarantine rows)``: its lines
+            (:func:`ysh.om.chunks.message_lines`) validated as the static call does, the
+            valid samples grouped by inverter and window slot. A part: ``(inverter index,
+            its newest event time, window length, plant_id, inverter_id, samples pickled,
+            part id, its events pickled for the late check: (event_id, t, line))``; the
+            window operator and the late check see one row per part, not per event."""
+            latest = time.time() + skew_s if wall_clock else latest_s
+            groups: dict[tuple[int, int], tuple[list, list]] = {}
+            rejected = []
+            for line in message_lines(data):
+                checked = fields_of(line, latest)
+                if checked[0] == VALID:
+                    _, event_id, t, ac, energy, irradiance, k, length = checked
+                    key = (k, int(t // float(length)))
+                    group = groups.get(key)
+                    if group is None:
+                        group = groups[key] = ([], [])
+                    group[0].append((event_id, t, ac, energy, irradiance))
+                    if keep_line:
+                        group[1].append((event_id, t, line))
+                elif checked[0] == REJECTED:
+                    rejected.append(checked[1])
+            parts = []
+            for (k, _), (samples, events) in groups.items():
+                plant, inverter_id, length, *_ = inverters[k]
+                parts.append((k, max(map(_sample_t, samples)), length, plant.plant_id, inverter_id, _dumps(samples),
+                              _part_id(samples), _dumps(events)))
+            return tuple(parts), tuple(rejected)
 
     @pw.udf(deterministic=True)
     def classify_chunk(data: bytes) -> tuple:
@@ -297,11 +315,13 @@ def build_om_graph(lines: pw.Table, plants: list[Plant], *, now: datetime | None
     if packed:
         parts = lines.select(r=classify_chunk(pw.this.data))
         rejected = parts.select(row=pw.declare_type(tuple, pw.this.r[1])).flatten(pw.this.row)
-    else:
-        checked = lines.select(pw.this.data, r=classify(pw.this.data), **carried) if keep_line else \
-            lines.select(r=classify(pw.this.data), **carried)
+    elif static:
+        checked = lines.select(r=classify(pw.this.data))
         rejected = checked.filter(pw.declare_type(int, pw.this.r[0]) == REJECTED).select(
             row=pw.declare_type(tuple, pw.this.r[1]))
+    else:
+        parts = lines.select(r=classify_message(pw.this.data), **carried)
+        rejected = parts.select(row=pw.declare_type(tuple, pw.this.r[1])).flatten(pw.this.row)
     rejected = rejected.select(
         quarantine_key=pw.declare_type(str, pw.this.row[6]), event_id=pw.declare_type(str, pw.this.row[0]),
         plant_id=pw.declare_type(str, pw.this.row[1]), inverter_id=pw.declare_type(str, pw.this.row[2]),
@@ -313,14 +333,13 @@ def build_om_graph(lines: pw.Table, plants: list[Plant], *, now: datetime | None
     elif static:
         valid = checked.filter(pw.declare_type(int, pw.this.r[0]) == VALID)
         events = valid.select(key=pw.declare_type(int, pw.this.r[1]), sample=pw.declare_type(tuple, pw.this.r[2]))
-    else:
-        valid = checked.filter(pw.declare_type(int, pw.this.r[0]) == VALID)
-        events = valid.select(inverter=pw.declare_type(int, pw.this.r[1]), sample=pw.declare_type(tuple, pw.this.r[2]),
-                              t=pw.declare_type(float, pw.this.r[3]), window_s=pw.declare_type(int, pw.this.r[4]),
-                              plant_id=pw.declare_type(str, pw.this.r[6]),
-                              inverter_id=pw.declare_type(str, pw.this.r[7]),
-                              **({"event_id": pw.declare_type(str, pw.this.r[5]), "data": pw.this.data}
-                                 if keep_line else {}), **carried)
+    else:  # one row per part: (inverter, window) of one message
+        events = parts.select(p=pw.declare_type(tuple, pw.this.r[0]), **carried).flatten(pw.this.p).select(
+            inverter=pw.declare_type(int, pw.this.p[0]), t=pw.declare_type(float, pw.this.p[1]),
+            window_s=pw.declare_type(int, pw.this.p[2]), plant_id=pw.declare_type(str, pw.this.p[3]),
+            inverter_id=pw.declare_type(str, pw.this.p[4]), sample=pw.declare_type(bytes, pw.this.p[5]),
+            **({"part_id": pw.declare_type(str, pw.this.p[6]), "events": pw.declare_type(bytes, pw.this.p[7])}
+               if keep_line else {}), **carried)
 
     def window_row(k: int, start: float, samples: tuple) -> tuple:
         """The window's row: its columns with the instants as integer ns (Pathway's
@@ -349,6 +368,7 @@ def build_om_graph(lines: pw.Table, plants: list[Plant], *, now: datetime | None
         ).reduce(
             inverter=pw.reducers.any(pw.this.inverter), window_start=pw.this._pw_window_start,
             samples=pw.reducers.tuple(pw.this.sample),
+            **({"part_ids": pw.reducers.tuple(pw.this.part_id)} if keep_line else {}),
         )
         if clocks:
             windowed = windowed.with_columns(clock=clock)
@@ -379,7 +399,7 @@ def build_om_graph(lines: pw.Table, plants: list[Plant], *, now: datetime | None
 
         @pw.udf(deterministic=True)
         def window_stat(k: int, start: float, samples: tuple) -> tuple:
-            return window_row(k, start, samples)
+            return window_row(k, start, _join_parts(samples))
 
         stats = windowed.select(r=window_stat(pw.this.inverter, pw.this.window_start, pw.this.samples),
                                 **({"clock": pw.this.clock} if clocks else {}))
@@ -463,16 +483,6 @@ def _join_parts(parts: tuple) -> list:
     return _loads(parts[0]) if len(parts) == 1 else [s for part in parts for s in _loads(part)]
 
 
-@pw.udf(deterministic=True)
-def _storable_udf(text: str) -> str:
-    return _storable(text[:2000])
-
-
-@pw.udf(deterministic=True)
-def _event_ids(samples: tuple) -> list[str]:
-    return sorted({s[0] for s in samples})
-
-
 def _of_partition(partition: pw.ColumnExpression, clocks: list[int], i: int) -> pw.ColumnExpression:
     """Whether an event of ``partition`` belongs to clock ``i`` (native): partition
     ``clocks[i]``; the first clock also takes any partition not in ``clocks``."""
@@ -481,34 +491,50 @@ def _of_partition(partition: pw.ColumnExpression, clocks: list[int], i: int) -> 
     return functools.reduce(operator.and_, [partition != p for p in clocks[1:]])
 
 
-def _late_events(events: pw.Table, windowed: pw.Table, length_s: int, cutoff_s: float) -> pw.Table:
-    """Quarantine rows (reason ``late``) for the valid events of ``events`` that are in no
-    emitted window of ``windowed`` although their window's cutoff (window end +
-    ``cutoff_s``) has passed the group's newest event time: Pathway's window operator
-    dropped them. Only events not in an emitted window are compared with the clock (the
-    current windows' events and the late ones), so the work per clock tick stays small."""
-    members = windowed.select(event_id=_event_ids(pw.this.samples)).flatten(pw.this.event_id)
-    members = members.groupby(pw.this.event_id).reduce(pw.this.event_id)
-    clock = events.reduce(t_max=pw.reducers.max(pw.this.t))
-    unmatched = events.join_left(members, pw.left.event_id == pw.right.event_id).select(
-        *pw.left, member=pw.right.event_id).filter(pw.this.member.is_none())
+def _part_id(samples: list) -> str:
+    """A part's id: its event ids (sorted, with repeats): a message delivered again gives
+    the same parts, so a copy that came after its window closed is matched by the part the
+    window holds."""
+    ids = "\x1f".join(sorted(s[0] for s in samples))
+    return hashlib.blake2b(ids.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
-    @pw.udf(deterministic=True)
-    def detail(t: float, t_max: float) -> str:
-        end = (math.floor(t / length_s) + 1) * length_s
-        return (f"window [{_at(end - length_s).isoformat()}, {_at(end).isoformat()}) closed at "
-                f"{_at(end + cutoff_s).isoformat()} (event time); it came when the clock was {_at(t_max).isoformat()}")
+
+def _late_events(events: pw.Table, windowed: pw.Table, length_s: int, cutoff_s: float) -> pw.Table:
+    """Quarantine rows (reason ``late``) for the events of the parts of ``events`` (the
+    events of one message in one window) that are in no emitted window of ``windowed``
+    although their window's cutoff (window end + ``cutoff_s``) has passed the group's
+    newest event time: Pathway's window operator dropped them. Only parts not in an
+    emitted window are compared with the clock (the current windows' parts and the late
+    ones), so the work per clock tick stays small."""
+    members = windowed.select(part_id=pw.this.part_ids).flatten(pw.this.part_id)
+    members = members.groupby(pw.this.part_id).reduce(pw.this.part_id)
+    clock = events.reduce(t_max=pw.reducers.max(pw.this.t))
+    unmatched = events.join_left(members, pw.left.part_id == pw.right.part_id).select(
+        *pw.left, member=pw.right.part_id).filter(pw.this.member.is_none())
 
     @pw.udf(deterministic=True)
     def closed(t: float, t_max: float) -> bool:
         return (math.floor(t / length_s) + 1) * length_s + cutoff_s <= t_max
 
+    @pw.udf(deterministic=True)
+    def late_rows(packed: bytes, plant_id: str, inverter_id: str, t_max: float) -> tuple:
+        rows = []
+        for event_id, t, line in _loads(packed):
+            end = (math.floor(t / length_s) + 1) * length_s
+            detail = (f"window [{_at(end - length_s).isoformat()}, {_at(end).isoformat()}) closed at "
+                      f"{_at(end + cutoff_s).isoformat()} (event time); it came when the clock was "
+                      f"{_at(t_max).isoformat()}")
+            rows.append((_hash(line), event_id, detail, _storable(line[:2000])))
+        return tuple(rows)
+
     late = unmatched.select(*pw.this, t_max=clock.ix_ref(context=unmatched).t_max).filter(
         closed(pw.this.t, pw.this.t_max))
+    late = late.select(pw.this.plant_id, pw.this.inverter_id, q=late_rows(
+        pw.this.events, pw.this.plant_id, pw.this.inverter_id, pw.this.t_max)).flatten(pw.this.q)
     return late.select(
-        quarantine_key=_sha256(pw.this.data), event_id=pw.this.event_id, plant_id=pw.this.plant_id,
-        inverter_id=pw.this.inverter_id, reason=LATE, detail=detail(pw.this.t, pw.this.t_max),
-        raw=_storable_udf(pw.this.data))
+        quarantine_key=pw.declare_type(str, pw.this.q[0]), event_id=pw.declare_type(str, pw.this.q[1]),
+        plant_id=pw.this.plant_id, inverter_id=pw.this.inverter_id, reason=LATE,
+        detail=pw.declare_type(str, pw.this.q[2]), raw=pw.declare_type(str, pw.this.q[3]))
 
 
 def _window_column(name: str, value: pw.ColumnExpression) -> pw.ColumnExpression:

@@ -44,7 +44,6 @@ import pathway as pw
 from .. import pw_runtime
 from ..db import Warehouse
 from ..settings import Settings
-from .chunks import message_lines
 from .fleet import load_plants
 from .job import TABLES, attach_warehouse, load_registry
 from .pipeline import build_om_graph
@@ -310,12 +309,10 @@ def kafka_security(settings: Settings) -> dict[str, str]:
     return out
 
 
-_lines = pw.udf(message_lines, deterministic=True, return_type=list[str])
-
-
 def read_telemetry(settings: Settings, source: str, *, autocommit_duration_ms: int = 500,
                    partitions: Sequence[int] | None = None) -> pw.Table:
-    """The raw telemetry lines (column ``data``) of ``source``, streaming, named for persistence.
+    """The raw telemetry of ``source`` (column ``data``: a line of a followed file, or a
+    bus message as bytes, which may hold several lines), streaming, named for persistence.
 
     ``partitions`` (Kafka): only the messages of these partitions. The instance reads
     the topic in a consumer group of its own and keeps its partitions with a native
@@ -323,7 +320,7 @@ def read_telemetry(settings: Settings, source: str, *, autocommit_duration_ms: i
     coordinator assigns), so a shared group would hand a partition to whichever member
     the coordinator picks.
 
-    Kafka: the lines also hold their message's partition (an int column ``partition``),
+    Kafka: the rows also hold their message's partition (an int column ``partition``),
     for one event-time clock per partition (``build_om_graph(partitions=...)``)."""
     instance = Instance(source, parse_partitions(partitions))
     if source == "jsonl":
@@ -357,12 +354,11 @@ def read_telemetry(settings: Settings, source: str, *, autocommit_duration_ms: i
     else:
         raise ValueError(f"unknown O&M source {source!r}; one of {', '.join(SOURCES)}")
     # MQTT and Kafka are read as raw bytes (the plaintext format drops a message that is not
-    # UTF-8 with a log line): message_lines decodes, and marks a line that is not UTF-8 for
-    # the quarantine; state persisted by the plaintext reader replays as text, split as before
-    if source != "jsonl":  # a message may carry several JSON lines (a datalogger's buffer)
-        carried = {"partition": pw.this.partition} if source == "kafka" else {}
-        table = table.select(data=_lines(pw.this.data), **carried).flatten(pw.this.data)
-    return table.filter(pw.this.data.str.strip() != "")
+    # UTF-8 with a log line); a row is a whole message, which may carry several lines (a
+    # datalogger's buffer): the graph splits it (ysh.om.chunks.message_lines, which marks a
+    # line that is not UTF-8 for the quarantine) and skips blank lines. State persisted by
+    # the plaintext reader replays as text, split as before.
+    return table
 
 
 def run_stream(settings: Settings, warehouse: Warehouse, *, source: str | None = None,
