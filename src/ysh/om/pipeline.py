@@ -264,7 +264,8 @@ def build_om_graph(lines: pw.Table, plants: list[Plant], *, now: datetime | None
             (:func:`ysh.om.chunks.message_lines`) validated as the static call does, the
             valid samples grouped by inverter and window slot. A part: ``(inverter index,
             its newest event time, window length, plant_id, inverter_id, samples pickled,
-            part id, its events pickled for the late check: (event_id, t, line))``; the
+            part id, its events pickled for the late check: (event_id, t, line), its window's
+            end)``; the
             window operator and the late check see one row per part, not per event."""
             latest = time.time() + skew_s if wall_clock else latest_s
             groups: dict[tuple[int, int], tuple[list, list]] = {}
@@ -283,10 +284,10 @@ def build_om_graph(lines: pw.Table, plants: list[Plant], *, now: datetime | None
                 elif checked[0] == REJECTED:
                     rejected.append(checked[1])
             parts = []
-            for (k, _), (samples, events) in groups.items():
+            for (k, slot), (samples, events) in groups.items():
                 plant, inverter_id, length, *_ = inverters[k]
                 parts.append((k, max(map(_sample_t, samples)), length, plant.plant_id, inverter_id, _dumps(samples),
-                              _part_id(samples), _dumps(events)))
+                              _part_id(samples), _dumps(events), float((slot + 1) * length)))
             return tuple(parts), tuple(rejected)
 
     @pw.udf(deterministic=True)
@@ -338,8 +339,8 @@ def build_om_graph(lines: pw.Table, plants: list[Plant], *, now: datetime | None
             inverter=pw.declare_type(int, pw.this.p[0]), t=pw.declare_type(float, pw.this.p[1]),
             window_s=pw.declare_type(int, pw.this.p[2]), plant_id=pw.declare_type(str, pw.this.p[3]),
             inverter_id=pw.declare_type(str, pw.this.p[4]), sample=pw.declare_type(bytes, pw.this.p[5]),
-            **({"part_id": pw.declare_type(str, pw.this.p[6]), "events": pw.declare_type(bytes, pw.this.p[7])}
-               if keep_line else {}), **carried)
+            **({"part_id": pw.declare_type(str, pw.this.p[6]), "events": pw.declare_type(bytes, pw.this.p[7]),
+                "end": pw.declare_type(float, pw.this.p[8])} if keep_line else {}), **carried)
 
     def window_row(k: int, start: float, samples: tuple) -> tuple:
         """The window's row: its columns with the instants as integer ns (Pathway's
@@ -502,35 +503,33 @@ def _part_id(samples: list) -> str:
 def _late_events(events: pw.Table, windowed: pw.Table, length_s: int, cutoff_s: float) -> pw.Table:
     """Quarantine rows (reason ``late``) for the events of the parts of ``events`` (the
     events of one message in one window) that are in no emitted window of ``windowed``
-    although their window's cutoff (window end + ``cutoff_s``) has passed the group's
-    newest event time: Pathway's window operator dropped them. Only parts not in an
-    emitted window are compared with the clock (the current windows' parts and the late
-    ones), so the work per clock tick stays small."""
+    although their window has closed (its end + ``cutoff_s`` passed by the group's newest
+    event time): Pathway's window operator dropped them.
+
+    The clock is compared with the window *ends* that still have parts waiting (a few:
+    the open windows', and those that got late parts), not with every waiting part: a
+    moving clock then touches a few rows per engine batch, and a window that closes
+    releases its waiting parts once. (Comparing each waiting part with the clock
+    recomputed all of them at every batch: with an hour of cutoff, hours of a fleet's
+    events per batch.)"""
     members = windowed.select(part_id=pw.this.part_ids).flatten(pw.this.part_id)
     members = members.groupby(pw.this.part_id).reduce(pw.this.part_id)
-    clock = events.reduce(t_max=pw.reducers.max(pw.this.t))
     unmatched = events.join_left(members, pw.left.part_id == pw.right.part_id).select(
         *pw.left, member=pw.right.part_id).filter(pw.this.member.is_none())
+    clock = events.reduce(t_max=pw.reducers.max(pw.this.t))
+    ends = unmatched.groupby(pw.this.end).reduce(pw.this.end)
+    closed = ends.select(pw.this.end, t_max=clock.ix_ref(context=ends).t_max).filter(
+        pw.this.end + cutoff_s <= pw.this.t_max).select(pw.this.end)
+    late = unmatched.join(closed, pw.left.end == pw.right.end).select(*pw.left)
 
     @pw.udf(deterministic=True)
-    def closed(t: float, t_max: float) -> bool:
-        return (math.floor(t / length_s) + 1) * length_s + cutoff_s <= t_max
+    def late_rows(packed: bytes, end: float) -> tuple:
+        detail = (f"window [{_at(end - length_s).isoformat()}, {_at(end).isoformat()}) closed at "
+                  f"{_at(end + cutoff_s).isoformat()} (event time); the event came after that")
+        return tuple((_hash(line), event_id, detail, _storable(line[:2000])) for event_id, _, line in _loads(packed))
 
-    @pw.udf(deterministic=True)
-    def late_rows(packed: bytes, plant_id: str, inverter_id: str, t_max: float) -> tuple:
-        rows = []
-        for event_id, t, line in _loads(packed):
-            end = (math.floor(t / length_s) + 1) * length_s
-            detail = (f"window [{_at(end - length_s).isoformat()}, {_at(end).isoformat()}) closed at "
-                      f"{_at(end + cutoff_s).isoformat()} (event time); it came when the clock was "
-                      f"{_at(t_max).isoformat()}")
-            rows.append((_hash(line), event_id, detail, _storable(line[:2000])))
-        return tuple(rows)
-
-    late = unmatched.select(*pw.this, t_max=clock.ix_ref(context=unmatched).t_max).filter(
-        closed(pw.this.t, pw.this.t_max))
-    late = late.select(pw.this.plant_id, pw.this.inverter_id, q=late_rows(
-        pw.this.events, pw.this.plant_id, pw.this.inverter_id, pw.this.t_max)).flatten(pw.this.q)
+    late = late.select(pw.this.plant_id, pw.this.inverter_id,
+                       q=late_rows(pw.this.events, pw.this.end)).flatten(pw.this.q)
     return late.select(
         quarantine_key=pw.declare_type(str, pw.this.q[0]), event_id=pw.declare_type(str, pw.this.q[1]),
         plant_id=pw.this.plant_id, inverter_id=pw.this.inverter_id, reason=LATE,
