@@ -666,7 +666,7 @@ def mqtt_benchmark(console, work: Path, dsn: str, args, local) -> None:
     # in real time): its pace is 50 % of what the pipeline sustains with that message
     # shape, measured saturated first (a 50-event message costs less per event)
     single = mqtt_run(console, work, dsn, local, fleet, speedup=args.mqtt_speedup, cutoff_s=REPLAY_CUTOFF_S,
-                      tag="saturated-1", allow_late=True, batch=1)
+                      tag="single", allow_late=True, batch=1)
     print_mqtt(console, single, f"MQTT end to end, saturated, 1 event per message: {single['published']:,} events")
     single_rate = single["published"] / single["total_s"]
     console.print(f"MQTT sustained at 1 event per message: {single_rate:,.0f} events/s")

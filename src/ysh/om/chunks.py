@@ -39,7 +39,8 @@ def message_lines(data: bytes | str) -> list[str]:
     """The lines of a bus message (a datalogger may send several) as Pathway's plaintext
     format gave them — the message trimmed at both ends, then split at ``\\n`` — read
     from its raw bytes, so that a message that is not UTF-8 is not dropped by the reader:
-    its lines that are not UTF-8 come marked (:func:`undecodable`). A ``str`` (a row of
+    its lines are then trimmed one by one, those that are not UTF-8 marked
+    (:func:`undecodable`, ASCII white space trimmed). A ``str`` (a row of
     state persisted by the plaintext reader, replayed) is split as it is."""
     if isinstance(data, str):
         return data.split("\n")
@@ -47,11 +48,11 @@ def message_lines(data: bytes | str) -> list[str]:
         return data.decode("utf-8").strip(WHITESPACE).split("\n")
     except UnicodeDecodeError:
         lines = []
-        for raw in data.split(b"\n"):
+        for raw in data.split(b"\n"):  # each line trimmed (the message as a whole was, when UTF-8)
             try:
-                lines.append(raw.decode("utf-8"))
+                lines.append(raw.decode("utf-8").strip(WHITESPACE))
             except UnicodeDecodeError:
-                lines.append(undecodable(raw))
+                lines.append(undecodable(raw.strip()))
         return lines
 
 
@@ -72,7 +73,7 @@ def lines_of(data: bytes) -> Iterator[str]:
             try:
                 yield raw.decode("utf-8").strip(WHITESPACE)
             except UnicodeDecodeError:
-                yield undecodable(raw)
+                yield undecodable(raw.strip())  # its ASCII white space trimmed: CRLF reads as LF
         return
     for line in text.split("\n"):
         yield line.strip(WHITESPACE)
@@ -81,22 +82,22 @@ def lines_of(data: bytes) -> Iterator[str]:
 def chunks_of(path: Path, chunk_bytes: int) -> Iterator[tuple[int, bytes]]:
     """``(offset, data)``: the file in pieces of about ``chunk_bytes`` that end at a line
     break (or at the end of the file), read as it goes (never the whole file in memory)."""
-    offset, carry = 0, b""
+    offset, carry = 0, []  # the pieces read since the last line break (a long line: several)
     with path.open("rb") as f:
         while True:
             block = f.read(chunk_bytes)
             if not block:
                 break
-            data = carry + block
-            cut = data.rfind(b"\n") + 1
-            if cut == 0:  # a line longer than the chunk: read on
-                carry = data
+            cut = block.rfind(b"\n") + 1  # only the new block is searched: linear in the file
+            if cut == 0:  # inside a line longer than the chunk: read on
+                carry.append(block)
                 continue
-            yield offset, data[:cut]
-            offset += cut
-            carry = data[cut:]
+            data = b"".join([*carry, block[:cut]])
+            yield offset, data
+            offset += len(data)
+            carry = [block[cut:]] if cut < len(block) else []
     if carry:
-        yield offset, carry
+        yield offset, b"".join(carry)
 
 
 class TelemetryChunksSubject(pw.io.python.ConnectorSubject):

@@ -113,8 +113,12 @@ def run_detect(paths: list[Path], plants_path: Path, out_dir: Path | None = None
     t0 = time.perf_counter()
     pw_runtime.fresh_graph()
     if static_windows:  # chunks of whole lines, one engine row each (see ysh.om.chunks)
-        lines = pw.io.python.read(TelemetryChunksSubject(files, chunk_bytes or get_settings().om.chunk_bytes),
-                                  schema=TelemetryChunkSchema, name="telemetry_chunks")
+        # one commit at the end of the input (autocommit off): the static fold takes every
+        # window once and final; a commit in the middle of the files would hand it a window
+        # split across the commit twice, partial first
+        size = chunk_bytes if chunk_bytes is not None else get_settings().om.chunk_bytes
+        lines = pw.io.python.read(TelemetryChunksSubject(files, size), schema=TelemetryChunkSchema,
+                                  name="telemetry_chunks", autocommit_duration_ms=None)
     else:
         sources = [pw.io.plaintext.read(str(f), mode="static", name=f"telemetry_{i}") for i, f in enumerate(files)]
         lines = sources[0] if len(sources) == 1 else pw.Table.concat_reindex(*sources)

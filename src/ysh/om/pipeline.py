@@ -212,9 +212,9 @@ def build_om_graph(lines: pw.Table, plants: list[Plant], *, now: datetime | None
         if not data.strip():
             return (BLANK,)
         if data.startswith(NOT_UTF8):  # the reader found bytes that are not UTF-8
-            text = data[len(NOT_UTF8):]
+            # keyed by the marked text: a UTF-8 line that reads like its \xNN text keeps its own row
             return (REJECTED, ("", "", "", "malformed", "not UTF-8 (raw shows the bytes that are not as \\xNN)",
-                               _storable(text[:500]), _hash(text)))
+                               _storable(data[len(NOT_UTF8):][:500]), _hash(data)))
         try:
             raw = json.loads(data)
         except RecursionError:

@@ -80,6 +80,10 @@ def mqtt_auth(settings) -> dict:
             "tls_ca": om.mqtt_tls_ca}
 
 
+#: messages the MQTT publisher keeps queued (sent or not, not yet acknowledged) at most
+MAX_QUEUED = 20_000
+
+
 def publish_mqtt(events: Iterable[dict], uri: str, *, qos: int = 1, batch: int = 1, speedup: float | None = None,
                  prefix: str = TOPIC_PREFIX, on_progress: Callable[[int], None] | None = None,
                  timeout_s: float = 60.0, username: str | None = None, password: str | None = None,
@@ -95,7 +99,10 @@ def publish_mqtt(events: Iterable[dict], uri: str, *, qos: int = 1, batch: int =
     client_id = (parse_qs(parsed.query).get("client_id") or [""])[0]
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311)
     client.max_inflight_messages_set(1000)
-    client.max_queued_messages_set(0)
+    # a bounded queue: paho numbers messages with 16-bit ids, and with more than 65,535 not
+    # yet acknowledged a new id meets a queued one and the publish is refused ("message
+    # queue full"); a full queue makes the loop below wait for the broker's acks instead
+    client.max_queued_messages_set(MAX_QUEUED)
     if username is not None:
         client.username_pw_set(username, password)
     secure = parsed.scheme in ("mqtts", "ssl")
@@ -121,6 +128,10 @@ def publish_mqtt(events: Iterable[dict], uri: str, *, qos: int = 1, batch: int =
             raise ConnectionError(f"the MQTT broker refused the connection: {refusal[0]}")
         for plant, inverter, payload in _messages(paced(events, speedup), batch):
             last = client.publish(topic_for(plant, inverter, prefix), payload, qos=qos)
+            waited = time.monotonic()
+            while last.rc == mqtt.MQTT_ERR_QUEUE_SIZE and time.monotonic() - waited < timeout_s:
+                time.sleep(0.002)  # the broker has not acknowledged enough yet: back pressure
+                last = client.publish(topic_for(plant, inverter, prefix), payload, qos=qos)
             if last.rc != mqtt.MQTT_ERR_SUCCESS:
                 raise ConnectionError(f"MQTT publish failed: {mqtt.error_string(last.rc)}")
             count += payload.count(b"\n") + 1
