@@ -3,10 +3,13 @@ windows per inverter (deduplicated by event id, each window emitted once when it
 late-data cutoff has passed) → the per-plant alert fold → alerts (with the quarantine
 beside).
 
-The graph only declares tables. A source table has one column ``data`` holding one JSON
-event per row; the sinks are the caller's. The same graph runs statically over files
-(``ysh om detect``: at the end of the input every window is flushed) and streaming over
-MQTT, Kafka or a folder (``ysh om follow``).
+The graph only declares tables. A source table has one column ``data``: a JSON event per
+row, a bus message per row (streaming: a datalogger's buffer of lines, split in the graph)
+or a chunk of a file's lines (``packed``, the static runs); the sinks are the caller's.
+The same graph runs statically over files (``ysh om detect``: at the end of the input
+every window is flushed) and streaming over MQTT, Kafka or a folder (``ysh om follow``).
+Lines are validated in one Python call per row and grouped by window there, so the
+engine carries one row per window part, not per event.
 
 Event time: a window ``[t, t + 5 min)`` of an inverter is final when its stream's newest
 event time reaches ``t + 5 min + late_cutoff``; events for it arriving later are dropped
@@ -31,7 +34,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import math
 import operator
 import pickle
 import time
@@ -152,7 +154,10 @@ def build_om_graph(lines: pw.Table, plants: list[Plant], *, now: datetime | None
                    thresholds: Thresholds = DEFAULT_THRESHOLDS, late_cutoff: timedelta = LATE_CUTOFF,
                    evaluation_lag: timedelta = timedelta(0), late_events: bool = True,
                    static: bool = False, partitions: Sequence[int] | None = None, packed: bool = False) -> OmTables:
-    """``lines``: one raw JSON event per row (column ``data``; blank rows are skipped).
+    """``lines``: raw telemetry in column ``data``: one JSON event per row (a line), or in
+    a streaming run a bus message per row (text or bytes: its lines are split in the graph,
+    :func:`ysh.om.chunks.message_lines`), or with ``packed`` a chunk of a file's lines;
+    blank lines are skipped.
     ``now`` bounds the ``future_ts`` check (None: the wall clock when the event is validated, for streaming).
     ``alerts`` holds the open alerts and those resolved by the latest step of their
     plant's fold: a resolved alert is retracted later, so its sinks keep the last version
@@ -265,8 +270,8 @@ def build_om_graph(lines: pw.Table, plants: list[Plant], *, now: datetime | None
             valid samples grouped by inverter and window slot. A part: ``(inverter index,
             its newest event time, window length, plant_id, inverter_id, samples pickled,
             part id, its events pickled for the late check: (event_id, t, line), its window's
-            end)``; the
-            window operator and the late check see one row per part, not per event."""
+            end)``; the window operator and the late check see one row per part, not per
+            event."""
             latest = time.time() + skew_s if wall_clock else latest_s
             groups: dict[tuple[int, int], tuple[list, list]] = {}
             rejected = []
