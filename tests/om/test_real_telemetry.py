@@ -355,6 +355,27 @@ def test_registry_interval_is_optional_and_rounds_up_to_whole_five_minutes():
 # --------------------------------------------------------------------------- 5. late events
 
 
+def test_a_buffer_re_sent_with_newer_readings_makes_only_the_new_ones_late():
+    """A logger re-sends its buffer after its window closed, with a newer reading of that
+    window appended: the readings the window already holds are not late, the new one is."""
+    plant = plant_with(Inverter(inverter_id="inv-1", rated_power_w=RATED))
+    old = [event("inv-1", T0 + timedelta(minutes=k), 3000.0, 100.0 + k * 0.05) for k in (0, 1)]
+    new = event("inv-1", T0 + timedelta(minutes=2), 3000.0, 100.1)
+    later = [event("inv-1", T0 + timedelta(minutes=k), 3000.0, 100.0 + k * 0.05) for k in range(10, 20)]
+    batches = [(2, ["\n".join(map(json.dumps, old))]), (4, [json.dumps(e) for e in later]),
+               (6, ["\n".join(map(json.dumps, [*old, new]))])]
+    rows = [{"data": m, "__time__": t} for t, ms in batches for m in ms]
+    pw_runtime.fresh_graph()
+    lines = pw.debug.table_from_pandas(pd.DataFrame(rows))
+    tables = build_om_graph(lines, [plant], now=T0 + timedelta(hours=1), late_cutoff=timedelta(minutes=2))
+    quarantine = pw_runtime.TableCollector(tables.quarantine, "quarantine")
+    windows = pw_runtime.TableCollector(tables.windows, "windows")
+    pw_runtime.run()
+    assert sorted((r["reason"], r["event_id"]) for r in quarantine.values()) == [(LATE, new["event_id"])]
+    first = [w for w in windows.values() if w["window_start"] == pd.Timestamp(T0)]
+    assert [w["samples"] for w in first] == [2]
+
+
 def test_late_events_are_quarantined_with_reason_late():
     """Streaming (three batches): an event for a window whose cutoff has passed the fleet's
     clock is in no window and is quarantined as ``late``, once, even when redelivered; an

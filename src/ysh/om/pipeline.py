@@ -292,7 +292,8 @@ def build_om_graph(lines: pw.Table, plants: list[Plant], *, now: datetime | None
             for (k, slot), (samples, events) in groups.items():
                 plant, inverter_id, length, *_ = inverters[k]
                 parts.append((k, max(map(_sample_t, samples)), length, plant.plant_id, inverter_id, _dumps(samples),
-                              _part_id(samples), _dumps(events), float((slot + 1) * length)))
+                              _part_id(samples) if keep_line else "", _dumps(events) if keep_line else b"",
+                              float((slot + 1) * length)))
             return tuple(parts), tuple(rejected)
 
     @pw.udf(deterministic=True)
@@ -501,7 +502,7 @@ def _part_id(samples: list) -> str:
     """A part's id: its event ids (sorted, with repeats): a message delivered again gives
     the same parts, so a copy that came after its window closed is matched by the part the
     window holds."""
-    ids = "\x1f".join(sorted(s[0] for s in samples))
+    ids = "".join(f"{len(i)}:{i}" for i in sorted(s[0] for s in samples))  # length-prefixed: unambiguous
     return hashlib.blake2b(ids.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 
@@ -526,15 +527,22 @@ def _late_events(events: pw.Table, windowed: pw.Table, length_s: int, cutoff_s: 
     closed = ends.select(pw.this.end, t_max=clock.ix_ref(context=ends).t_max).filter(
         pw.this.end + cutoff_s <= pw.this.t_max).select(pw.this.end)
     late = unmatched.join(closed, pw.left.end == pw.right.end).select(*pw.left)
+    # a late part's events that its window holds anyway (a logger re-sending its buffer with
+    # newer readings appended: another part, the same events) are not late
+    held = windowed.select(pw.this.inverter, end=pw.this.window_start + float(length_s), held=pw.this.samples)
+    late = late.join_left(held, pw.left.inverter == pw.right.inverter, pw.left.end == pw.right.end).select(
+        *pw.left, held=pw.right.held)
 
     @pw.udf(deterministic=True)
-    def late_rows(packed: bytes, end: float) -> tuple:
+    def late_rows(packed: bytes, end: float, held: tuple | None) -> tuple:
         detail = (f"window [{_at(end - length_s).isoformat()}, {_at(end).isoformat()}) closed at "
                   f"{_at(end + cutoff_s).isoformat()} (event time); the event came after that")
-        return tuple((_hash(line), event_id, detail, _storable(line[:2000])) for event_id, _, line in _loads(packed))
+        in_window = {s[0] for s in _join_parts(held)} if held else set()
+        return tuple((_hash(line), event_id, detail, _storable(line[:2000]))
+                     for event_id, _, line in _loads(packed) if event_id not in in_window)
 
     late = late.select(pw.this.plant_id, pw.this.inverter_id,
-                       q=late_rows(pw.this.events, pw.this.end)).flatten(pw.this.q)
+                       q=late_rows(pw.this.events, pw.this.end, pw.this.held)).flatten(pw.this.q)
     return late.select(
         quarantine_key=pw.declare_type(str, pw.this.q[0]), event_id=pw.declare_type(str, pw.this.q[1]),
         plant_id=pw.this.plant_id, inverter_id=pw.this.inverter_id, reason=LATE,
