@@ -355,6 +355,18 @@ def test_registry_interval_is_optional_and_rounds_up_to_whole_five_minutes():
 # --------------------------------------------------------------------------- 5. late events
 
 
+def _stream_late(rows: list[dict], plant) -> tuple:
+    """The streaming graph over ``rows`` (``data``, ``__time__``: engine batches) with a
+    2-minute cutoff: its (quarantine, windows) collectors."""
+    pw_runtime.fresh_graph()
+    lines = pw.debug.table_from_pandas(pd.DataFrame(rows))
+    tables = build_om_graph(lines, [plant], now=T0 + timedelta(hours=1), late_cutoff=timedelta(minutes=2))
+    quarantine = pw_runtime.TableCollector(tables.quarantine, "quarantine")
+    windows = pw_runtime.TableCollector(tables.windows, "windows")
+    pw_runtime.run()
+    return quarantine, windows
+
+
 def test_a_buffer_re_sent_with_newer_readings_makes_only_the_new_ones_late():
     """A logger re-sends its buffer after its window closed, with a newer reading of that
     window appended: the readings the window already holds are not late, the new one is."""
@@ -365,12 +377,7 @@ def test_a_buffer_re_sent_with_newer_readings_makes_only_the_new_ones_late():
     batches = [(2, ["\n".join(map(json.dumps, old))]), (4, [json.dumps(e) for e in later]),
                (6, ["\n".join(map(json.dumps, [*old, new]))])]
     rows = [{"data": m, "__time__": t} for t, ms in batches for m in ms]
-    pw_runtime.fresh_graph()
-    lines = pw.debug.table_from_pandas(pd.DataFrame(rows))
-    tables = build_om_graph(lines, [plant], now=T0 + timedelta(hours=1), late_cutoff=timedelta(minutes=2))
-    quarantine = pw_runtime.TableCollector(tables.quarantine, "quarantine")
-    windows = pw_runtime.TableCollector(tables.windows, "windows")
-    pw_runtime.run()
+    quarantine, windows = _stream_late(rows, plant)
     assert sorted((r["reason"], r["event_id"]) for r in quarantine.values()) == [(LATE, new["event_id"])]
     first = [w for w in windows.values() if w["window_start"] == pd.Timestamp(T0)]
     assert [w["samples"] for w in first] == [2]
@@ -389,12 +396,7 @@ def test_late_events_are_quarantined_with_reason_late():
     reordered = event("inv-1", T0 + timedelta(minutes=29, seconds=30), 3000.0, 101.5)  # window still open
     batches = [(2, first), (4, [late, reordered]), (6, [late, late_too])]  # ``late`` redelivered
     rows = [{"data": json.dumps(e), "__time__": t} for t, es in batches for e in es]
-    pw_runtime.fresh_graph()
-    lines = pw.debug.table_from_pandas(pd.DataFrame(rows))
-    tables = build_om_graph(lines, [plant], now=T0 + timedelta(hours=1), late_cutoff=timedelta(minutes=2))
-    quarantine = pw_runtime.TableCollector(tables.quarantine, "quarantine")
-    windows = pw_runtime.TableCollector(tables.windows, "windows")
-    pw_runtime.run()
+    quarantine, windows = _stream_late(rows, plant)
     q = quarantine.values()
     assert sorted((r["reason"], r["event_id"]) for r in q) == [(LATE, late["event_id"]), (LATE, late_too["event_id"])]
     q = sorted(q, key=lambda r: r["event_id"])
