@@ -48,7 +48,10 @@
    the pipeline starts and reads the backlog; events/s = events / (its Kafka reader starts
    → the last final window row committed), printed also without the consumer group join
    (measured apart with a plain consumer, as are the bus's own read rate and the
-   process's start-up). Then paced at 50 % of the saturated rate of
+   process's start-up). Each saturated setting runs once per ``--kafka-instances`` count
+   (default 1 and 2): N instances each own their partitions (``YSH_OM_KAFKA_PARTITIONS``,
+   the scale-out of docs/operations.md) on one YSH_HOME and one warehouse, the clock from
+   the first reader's start. Then paced at 50 % of the saturated rate of
    ``--kafka-paced-batch`` events per message (default 1), the pipeline running first:
    the true alert latency as for MQTT (from the produce of the closing event).
 
@@ -315,6 +318,9 @@ def main() -> int:
     parser.add_argument("--kafka-paced-rate", type=float, default=None,
                         help="events/s offered in the paced Kafka run (default: 50 %% of the saturated rate); a "
                              "fixed rate for A/B runs")
+    parser.add_argument("--kafka-instances", type=lambda v: [int(x) for x in v.split(",")], default=[1, 2],
+                        help="saturated Kafka runs with each of these numbers of `ysh om follow` instances, each "
+                             "owning its partitions (docs/operations.md's scale-out; default 1,2)")
     parser.add_argument("--kafka-no-paced", action="store_true",
                         help="only the saturated Kafka runs (no paced latency run): for A/B runs of the backlog read")
     parser.add_argument("--mqtt-speedup", type=float, default=None,
@@ -757,11 +763,36 @@ def _produce_marked(path: Path, bootstrap: str, topic: str, batch: int, speedup:
     return events, messages, sorted(marks)
 
 
+class _Instances:
+    """The ``ysh om follow`` processes of one run, seen as one (``poll``: one has ended)."""
+
+    def __init__(self, procs: list[subprocess.Popen]):
+        self.procs = procs
+
+    def poll(self):
+        ended = [p.returncode for p in self.procs if p.poll() is not None]
+        return ended[0] if ended else None
+
+
+def partition_sets(instances: int, partitions: int = KAFKA_PARTITIONS) -> list[str | None]:
+    """``YSH_OM_KAFKA_PARTITIONS`` of each of ``instances`` (disjoint, covering every
+    partition; None: one instance, the whole topic)."""
+    if instances == 1:
+        return [None]
+    if not 1 < instances <= partitions:
+        raise ValueError(f"--kafka-instances must be between 1 and {partitions}")
+    owned = [[p for p in range(partitions) if p % instances == i] for i in range(instances)]
+    return [",".join(map(str, parts)) for parts in owned]
+
+
 def kafka_run(console, work: Path, dsn: str, bootstrap: str, fleet, *, batch: int, speedup: float | None,
-              cutoff_s: int, tag: str, allow_late: bool = False) -> dict:
+              cutoff_s: int, tag: str, allow_late: bool = False, instances: int = 1) -> dict:
     """``ysh om follow --source kafka`` (a subprocess, with persistence, as in production)
     on a topic of :data:`KAFKA_PARTITIONS` partitions keyed by plant, ``batch`` events per
-    message.
+    message. ``instances`` > 1: that many instances, each owning its partitions
+    (``YSH_OM_KAFKA_PARTITIONS``, the scale-out of docs/operations.md), sharing one
+    ``YSH_HOME`` and one warehouse; the clock starts when the first one's reader starts,
+    CPU is their sum.
 
     Saturated (``speedup`` None): the topic is filled first (a backlog, as after a stop of
     the pipeline), then the pipeline starts; the clock starts when its Kafka reader starts
@@ -794,41 +825,59 @@ def kafka_run(console, work: Path, dsn: str, bootstrap: str, fleet, *, batch: in
     env.update(YSH_HOME=str(home), YSH_POSTGRES_DSN=dsn, YSH_POSTGRES_SCHEMA=schema, YSH_OM_KAFKA_BOOTSTRAP=bootstrap,
                YSH_OM_KAFKA_TOPIC=topic, YSH_OM_KAFKA_GROUP=f"bench-{tag}", YSH_OM_PLANTS_FILE=str(plants_file),
                YSH_OM_NOTIFY="false", YSH_OM_LATE_CUTOFF_S=str(cutoff_s))
-    log = work / f"om-run-kafka-{tag}.log"
+    logs, procs = [], []
     spawned = time.time()
-    proc = subprocess.Popen([sys.executable, "-m", "ysh.cli", "om", "follow", "--source", "kafka"], env=env,
-                            stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
+    for owned in partition_sets(instances):
+        log = work / f"om-run-kafka-{tag}{'' if owned is None else '-p' + owned.replace(',', '-')}.log"
+        own_env = env if owned is None else {**env, "YSH_OM_KAFKA_PARTITIONS": owned}
+        logs.append(log)
+        procs.append(subprocess.Popen([sys.executable, "-m", "ysh.cli", "om", "follow", "--source", "kafka"],
+                                      env=own_env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+                                      start_new_session=True))
+    group = _Instances(procs)
+    log = logs[0]
     c_start = None
     try:
         deadline = time.monotonic() + 180
-        while "Realtime data starts" not in log.read_text(errors="replace"):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"ysh om follow did not start:\n{log.read_text()[-2000:]}")
+        started: dict[int, float] = {}
+        while len(started) < len(procs):
+            for i, (proc, one_log) in enumerate(zip(procs, logs)):
+                if i not in started and "Realtime data starts" in one_log.read_text(errors="replace"):
+                    started[i] = time.time()
+                    if len(started) == 1:  # the clock starts at the first reader
+                        c_start = sum(_proc_cpu(p.pid) for p in procs)
+                        threads_start = {p.pid: _thread_cpu(p.pid) for p in procs}
+            if group.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("ysh om follow did not start:\n"
+                                   + "\n".join(one.read_text()[-2000:] for one in logs))
             time.sleep(0.02)
-        reading = time.time()
-        c_start, threads_start = _proc_cpu(proc.pid), _thread_cpu(proc.pid)
+        reading = min(started.values())
         if speedup is not None:
             with console.status(f"producing {events:,} events paced at {speedup:,.0f}× real time ({tag})…"):
                 produce(speedup)
         t0 = reading if speedup is None else produced["started"]
         expected = final_windows(path, cutoff_s)
         with db.connect(dsn, schema) as conn:
-            windows = wait_for_windows(conn, expected, proc, poll_s=0.1)
-            cpu = _proc_cpu(proc.pid) - c_start
-            threads = _thread_cpu(proc.pid)
+            windows = wait_for_windows(conn, expected, group, poll_s=0.1)
+            cpu = sum(_proc_cpu(p.pid) for p in procs) - c_start
+            threads = {p.pid: _thread_cpu(p.pid) for p in procs}
             late = late_events(conn, windows, expected, allow_late, log)
             t_last = last_window_at(conn)
             # polled from the last window on (a wait before the first look was a 2 s floor)
-            settled = alerts_settled(conn, proc) if speedup is None else None
+            settled = alerts_settled(conn, group) if speedup is None else None
             time.sleep(2.0)  # the alerts of the last batches
             alert_rows, alerts = alert_results(conn)
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            proc.wait(30)
+        for proc in procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in procs:
+            if proc.returncode is None:
+                proc.wait(30)
     true, from_data = alert_latencies(produced["marks"], alert_rows, cutoff_s)
     run = {"published": produced["events"], "messages": produced["messages"], "batch": batch,
            "publish_s": produced["seconds"], "total_s": float(t_last) - t0, "startup_s": reading - spawned,
+           "instances": instances, "started_apart_s": max(started.values()) - reading,
            "cpu_s": cpu, "windows": windows, "expected_windows": expected, "late": late, "true": true,
            "from_data": from_data, "alerts": alerts, "speedup": speedup, "cutoff_s": cutoff_s,
            "alerts_settled_s": None if settled is None else settled - float(t_last),
@@ -836,8 +885,9 @@ def kafka_run(console, work: Path, dsn: str, bootstrap: str, fleet, *, batch: in
            # the busiest thread over the same span: Pathway's engine worker, the graph's one
            # worker thread (PATHWAY_THREADS unset: 1); its CPU / (wall − group join) says
            # whether the read is bound by that one thread
-           "busiest": max(((name, ticks - threads_start.get(tid, (name, 0))[1]) for tid, (name, ticks)
-                           in threads.items()), key=lambda item: item[1])}
+           # (with several instances, the busiest thread of each)
+           "busiest": [max(((name, ticks - threads_start[pid].get(tid, (name, 0))[1]) for tid, (name, ticks)
+                            in threads[pid].items()), key=lambda item: item[1]) for pid in threads]}
     if speedup is None:
         run["bus"] = bus
     return run
@@ -901,18 +951,23 @@ def print_kafka(console, run: dict, title: str) -> None:
                           f"{bus['bytes'] / bus['read_s'] / 1e6:.0f} MB/s" if bus["read_s"] >= 0.05 else
                           "all in the first fetches (< 0.05 s)") + f" ({bus['cpu_s']:.2f} s CPU)")
         table.add_row("ysh om follow: process start → its Kafka reader starts (imports, registry, graph)",
-                      f"{run['startup_s']:.1f} s (not counted)")
+                      f"{run['startup_s']:.1f} s (not counted)" + (
+                          "" if run["instances"] == 1 else
+                          f"; {run['instances']} instances (partitions {', '.join(partition_sets(run['instances']))}), "
+                          f"the last reader {run['started_apart_s']:.2f} s after the first"))
         table.add_row("reader starts → last final window row committed (events/s)",
                       f"{run['total_s']:.2f} s, [bold]{run['published'] / run['total_s']:,.0f}[/bold] events/s")
         steady = run["total_s"] - bus["join_s"]
         table.add_row("the same without the group join (the bus's join time above taken off)",
                       f"{steady:.2f} s, {run['published'] / steady:,.0f} events/s")
-    table.add_row("ysh om follow's CPU over that time (all threads)",
+    table.add_row("ysh om follow's CPU over that time (all threads" + (
+        ")" if run["instances"] == 1 else f", {run['instances']} instances)"),
                   f"{run['cpu_s']:.1f} s ({run['published'] / max(run['cpu_s'], 1e-9):,.0f} events per CPU s)")
-    name, busy = run["busiest"]
     span = run["total_s"] - (run["bus"]["join_s"] if not run["speedup"] else 0.0)
-    table.add_row("its busiest thread over that time" + ("" if run["speedup"] else " (the group join taken off)"),
-                  f"{name}: {busy:.1f} s CPU, {busy / max(span, 1e-9):.2f} of a core")
+    table.add_row(("its busiest thread" if run["instances"] == 1 else "each instance's busiest thread")
+                  + " over that time" + ("" if run["speedup"] else " (the group join taken off)"),
+                  "; ".join(f"{name}: {busy:.1f} s CPU, {busy / max(span, 1e-9):.2f} of a core"
+                            for name, busy in run["busiest"]))
     table.add_row("window rows (final windows expected)", f"{run['windows']:,} ({run['expected_windows']:,})")
     table.add_row("events quarantined as late", f"{run['late']:,}")
     if run.get("alerts_settled_s") is not None:
@@ -940,19 +995,39 @@ def kafka_benchmark(console, work: Path, dsn: str, args, local) -> None:
     try:
         rates: dict[int, float] = {}
         for batch in args.kafka_batches:
-            run = kafka_run(console, work, dsn, broker.url, fleet, batch=batch, speedup=None,
-                            cutoff_s=REPLAY_CUTOFF_S, tag=f"saturated_{batch}", allow_late=True)
-            print_kafka(console, run, f"Kafka end to end, saturated (a backlog read): {run['published']:,} events, "
-                                      f"{batch} per message")
-            rate = rates[batch] = run["published"] / run["total_s"]
-            console.print(f"baseline (Pathway's native read + 5-min windows of the same events from a file): "
-                          f"{base_rate:,.0f} events/s; Kafka end to end / baseline: {rate / base_rate:.2f}")
-            console.print(f"Kafka sustained, {batch} event{'s' if batch > 1 else ''}/message, {rate:,.0f} events/s "
-                          f"(target ≥ 40,000): {'met' if rate >= 40_000 else 'NOT met'}; {machine()}")
+            single = None
+            for instances in args.kafka_instances:
+                tag = f"saturated_{batch}" + ("" if instances == 1 else f"_x{instances}")
+                run = kafka_run(console, work, dsn, broker.url, fleet, batch=batch, speedup=None,
+                                cutoff_s=REPLAY_CUTOFF_S, tag=tag, allow_late=True, instances=instances)
+                who = "1 instance" if instances == 1 else f"{instances} instances"
+                print_kafka(console, run, f"Kafka end to end, saturated (a backlog read): {run['published']:,} "
+                                          f"events, {batch} per message, {who}")
+                rate = run["published"] / run["total_s"]
+                if instances == 1:
+                    rates[batch] = rate
+                    single = run
+                elif single is not None:
+                    same = (run["windows"], run["late"], run["alerts"]) == (single["windows"], single["late"],
+                                                                           single["alerts"])
+                    console.print(f"{who}: the same windows, late events and alerts per rule as 1 instance: "
+                                  f"{'yes' if same else 'NO'}")
+                    if not same:
+                        raise SystemExit(f"{who} disagree with 1 instance: {run['windows']} windows, "
+                                         f"{run['late']} late, {run['alerts']} against {single['windows']}, "
+                                         f"{single['late']}, {single['alerts']}")
+                console.print(f"baseline (Pathway's native read + 5-min windows of the same events from a file, "
+                              f"1 process): {base_rate:,.0f} events/s; Kafka end to end / baseline: "
+                              f"{rate / base_rate:.2f}")
+                console.print(f"Kafka sustained, {batch} event{'s' if batch > 1 else ''}/message, {who}, "
+                              f"{rate:,.0f} events/s (target ≥ 40,000): {'met' if rate >= 40_000 else 'NOT met'}; "
+                              f"{machine()}")
         if args.kafka_no_paced:
             return
         batch = args.kafka_paced_batch
-        rate = rates.get(batch) or max(rates.values())
+        rate = rates.get(batch) or max(rates.values(), default=0.0)
+        if not rate:
+            raise SystemExit("the paced run needs a 1-instance saturated run (--kafka-instances with 1)")
         offered = args.kafka_paced_rate or 0.5 * rate
         speedup = offered / (fleet[3] / 60.0)
         # a message of ``batch`` one-minute readings leaves when its last reading is taken:

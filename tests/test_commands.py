@@ -86,6 +86,17 @@ def test_om_benchmark_runs_and_prints_the_ratio(tmp_path):
     assert len(_bench_targets(done.stdout)) >= 2, done.stdout
 
 
+def test_om_kafka_benchmark_runs_two_instances_that_agree_with_one():
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "om.py"), "--kafka-only", "--kafka-events",
+                           "20000", "--kafka-batches", "15", "--kafka-no-paced"], capture_output=True, text=True,
+                          timeout=600, env={**os.environ, "COLUMNS": "160"})
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    # the scale-out run (two instances owning two partitions each) against the single one
+    assert "2 instances: the same windows, late events and alerts per rule as 1 instance: yes" in done.stdout
+    assert len(re.findall(r"Kafka sustained, 15 events/message, (1 instance|2 instances), [\d,]+ events/s",
+                          done.stdout)) == 2, done.stdout
+
+
 def test_tariffs_benchmark_runs(tmp_path):
     done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "tariffs.py"), "--rows", "3000", "--repeat", "1",
                            "--data", str(tmp_path)], capture_output=True, text=True, timeout=600)
