@@ -357,11 +357,12 @@ def test_registry_interval_is_optional_and_rounds_up_to_whole_five_minutes():
 
 def _stream_late(rows: list[dict], plant) -> tuple:
     """The streaming graph over ``rows`` (``data``, ``__time__``: engine batches) with a
-    2-minute cutoff: its (quarantine, windows) collectors."""
+    2-minute cutoff: its (quarantine, windows) collectors; the quarantine one keeps every
+    row ever written, so a late row written and later retracted counts."""
     pw_runtime.fresh_graph()
     lines = pw.debug.table_from_pandas(pd.DataFrame(rows))
     tables = build_om_graph(lines, [plant], now=T0 + timedelta(hours=1), late_cutoff=timedelta(minutes=2))
-    quarantine = pw_runtime.TableCollector(tables.quarantine, "quarantine")
+    quarantine = pw_runtime.TableCollector(tables.quarantine, "quarantine", keep_retracted=True)
     windows = pw_runtime.TableCollector(tables.windows, "windows")
     pw_runtime.run()
     return quarantine, windows

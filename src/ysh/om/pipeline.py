@@ -512,21 +512,24 @@ def _late_events(events: pw.Table, windowed: pw.Table, length_s: int, cutoff_s: 
     although their window has closed (its end + ``cutoff_s`` passed by the group's newest
     event time): Pathway's window operator dropped them.
 
-    The clock is compared with the window *ends* that still have parts waiting (a few:
-    the open windows', and those that got late parts), not with every waiting part: a
-    moving clock then touches a few rows per engine batch, and a window that closes
-    releases its waiting parts once. (Comparing each waiting part with the clock
-    recomputed all of them at every batch: with an hour of cutoff, hours of a fleet's
-    events per batch.)"""
+    Each part is released once, when its group's clock passes its window's cutoff, by
+    Pathway's buffer operator: the one ``windowby`` itself holds the window's rows in
+    until that moment, fed the same parts and the same threshold (window start + length +
+    cutoff, summed in the same order), so it releases a part at the same engine time as
+    the window takes it. A released part that no emitted window holds is late; a part
+    that arrives after its cutoff is released at once. The operator keeps the waiting
+    parts ordered by threshold: a clock move touches only what it releases. (Comparing
+    the clock with every waiting part recomputed all of them at every engine batch: with
+    an hour of cutoff, hours of a fleet's events per batch. Comparing it with the window
+    ends that had parts waiting kept every end that ever got a late part: quadratic in the
+    late windows, 26.8 s of CPU for 3,980 late events in 4,000 batches against 0.3 s for
+    480 in 500.)"""
     members = windowed.select(part_id=pw.this.part_ids).flatten(pw.this.part_id)
     members = members.groupby(pw.this.part_id).reduce(pw.this.part_id)
-    unmatched = events.join_left(members, pw.left.part_id == pw.right.part_id).select(
-        *pw.left, member=pw.right.part_id).filter(pw.this.member.is_none())
-    clock = events.reduce(t_max=pw.reducers.max(pw.this.t))
-    ends = unmatched.groupby(pw.this.end).reduce(pw.this.end)
-    closed = ends.select(pw.this.end, t_max=clock.ix_ref(context=ends).t_max).filter(
-        pw.this.end + cutoff_s <= pw.this.t_max).select(pw.this.end)
-    late = unmatched.join(closed, pw.left.end == pw.right.end).select(*pw.left)
+    threshold = float(length_s) + cutoff_s  # as windowby: start + (duration + shift)
+    released = events._buffer((pw.this.end - float(length_s)) + threshold, pw.this.t)
+    late = released.join_left(members, pw.left.part_id == pw.right.part_id).select(
+        *pw.left, member=pw.right.part_id).filter(pw.this.member.is_none()).without(pw.this.member)
     # a late part's events that its window holds anyway (a logger re-sending its buffer with
     # newer readings appended: another part, the same events) are not late
     held = windowed.select(pw.this.inverter, end=pw.this.window_start + float(length_s), held=pw.this.samples)
