@@ -800,3 +800,64 @@ def test_each_part_of_a_two_part_question_gets_a_unit_of_its_own_kind():
     result = answer_question("quando saiu o firmware 3.1.4 da carnauba G2 e qto tempo o inversor fica sem gerar "
                              "na atualizacao?", hits)
     assert "15 de abril de 2026" in result["answer"] and "12 minutos" in result["answer"]
+
+
+# --- a sentence with the one it belongs with (dev7, the retired third held-out split) ---
+
+
+def test_a_sentence_that_points_back_is_quoted_with_the_one_before_or_after_it():
+    # "Abaixo desse valor …" continues the free review's condition; "A partir da terceira
+    # tentativa …" continues the free second attempt: one statement each
+    review = passage("O marketplace revisa meu projeto? Sim, para pedidos acima de R$ 20.000,00 a equipe de "
+                     "pré-venda revisa gratuitamente o dimensionamento. Abaixo desse valor, a revisão custa "
+                     "R$ 150,00 por projeto.\n\nO suporte atende de segunda a sexta.", "docs/faq.md")
+    result = answer_question("a revisao de projeto pela pre-venda é gratis?", [review])
+    assert "R$ 20.000,00" in result["answer"] and "R$ 150,00" in result["answer"]
+    freight = passage("Se não houver ninguém para receber, a transportadora faz uma segunda tentativa sem custo. "
+                      "A partir da terceira tentativa, cobra-se reentrega de 30% do valor do frete original.\n\n"
+                      "A retirada deve ser agendada com 24 horas de antecedência.", "docs/frete.txt")
+    result = answer_question("cliente nao tava na obra, cobram reentrega?", [freight])
+    assert "segunda tentativa sem custo" in result["answer"] and "30%" in result["answer"]
+    # a sentence that does not point back stays alone
+    alone = passage("A garantia do inversor é de 10 anos. O gateway tem 2 anos de garantia.", "docs/g.md")
+    assert "10 anos. O gateway" not in answer_question("qual a garantia do inversor?", [alone])["answer"]
+
+
+def test_a_yes_no_question_gets_the_rule_with_its_neighbour_that_holds_the_question_words():
+    manual = passage("# 4. Ligação CC\n\nCada entrada CC recebe um único módulo. Não ligue dois módulos em paralelo "
+                     "na mesma entrada: a corrente somada ultrapassa o limite de entrada. Use conectores do mesmo "
+                     "fabricante.", "docs/manual.docx")
+    result = answer_question("pode ligar 2 modulos em paralelo na mesma entrada?", [manual])
+    assert "um único módulo" in result["answer"] and "Não ligue" in result["answer"]
+
+
+def test_the_why_part_of_a_question_is_answered_by_the_sentence_that_gives_the_cause():
+    # the real datasheet (dev7): "cabe" and "cabo" share a stem, so the why-part's own words
+    # point at "o cabo tronco"; the sentence that gives the cause ("Por isso …") answers it,
+    # with the observation it points back at
+    folder = Path(__file__).resolve().parents[2] / "data" / "sample" / "docs_dev7"
+    sheet = {h["metadata"]["chunk_index"]: h for h in hits_of(folder / "datasheet_microinversor_tucano_tmi1800q.txt")}
+    memorial = hits_of(folder / "memorial_payback_sistema_comercial_microinversores.txt")
+    # in the order the service retrieved them
+    hits = [sheet[5], sheet[0], sheet[9], memorial[7], sheet[8], sheet[2], sheet[6]]
+    result = answer_question("qtos TMI-1800Q cabem num ramal com disjuntor de 32 A e por que nao cabe mais um?", hits)
+    assert "3 unidades" in result["answer"] and "32,7 A" in result["answer"]
+
+
+def test_a_datasheet_symbol_the_passages_spell_out_is_no_unknown_name():
+    sheet = passage("Módulos com corrente de curto-circuito acima de 18 A não devem ser ligados ao TMI-1600Q.",
+                    "docs/tmi1600q.md")
+    result = answer_question("posso ligar modulo com Isc de 19 A no TMI-1600Q?", [sheet])
+    assert "acima de 18 A" in result["answer"]
+    # a name the passages do not hold is still refused
+    assert "Não encontrei" in answer_question("posso ligar modulo com Isc de 19 A no Enphase?", [sheet])["answer"]
+
+
+def test_an_html_details_summary_is_the_heading_of_its_answer():
+    page = (b"<html><body><h2>Cadastro e conta</h2><details><summary>Pessoa f\xc3\xadsica pode comprar?</summary>"
+            b"<p>N\xc3\xa3o. O marketplace \xc3\xa9 B2B: s\xc3\xb3 compram empresas com CNPJ ativo.</p></details>"
+            b"</body></html>")
+    text = parse_document(page, filename="faq.html")[0][0]
+    assert "## Cadastro e conta\n\n### Pessoa física pode comprar?\n\nNão. O marketplace" in text
+    result = answer_question("pessoa fisica pode comprar direto no marketplace?", [passage(text, "docs/faq.html")])
+    assert "CNPJ ativo" in result["answer"]

@@ -38,6 +38,7 @@ from .passages import (
 )
 from .question import (
     _acronyms,
+    _datasheet_symbols,
     _kind_bonus,
     _matches,
     _stem,
@@ -180,6 +181,15 @@ _WHAT_TO_DO = re.compile(r"\bo que (?:eu |ele |ela |o cliente |a gente )?(?:(?:t
                          r"^\s*(?:porque|por que|por qual motivo|qual o motivo|qual a razao)\b")
 
 
+#: a part of a question that asks why ("… e por que não cabe mais um?", folded)
+_WHY = re.compile(r"\s*(?:por que|porque|por qual motivo|qual o motivo|qual a razao)\b")
+#: a sentence that gives a cause (folded)
+_CAUSE = re.compile(r"\b(?:por isso|porque|pois|devido a|devido ao|por causa d|ja que|uma vez que|visto que|dado que|"
+                    r"o motivo|a razao)\b")
+#: what a unit that gives a cause gains for a part that asks why
+CAUSE_WEIGHT = 2.0
+
+
 def extractive_answer(question: str, passages: list[Passage], *, max_sentences: int = 3) -> dict:
     """``{answer, citations, mode: "extractive", flagged}`` from the passages (best first).
 
@@ -213,15 +223,22 @@ def extractive_answer(question: str, passages: list[Passage], *, max_sentences: 
     if len(parts) > 1:
         for part in parts:
             own_terms = {t for t in stems(part) | _acronyms(part) if t in weight}  # "o que é TE": an acronym
-            if not own_terms:
+            why = bool(_WHY.match(fold_text(part)))
+            if not own_terms and not why:
                 continue
-            def fit(c, part=part, own_terms=own_terms, defined=defined_term(part), part_kind=question_kind(part)):
+            def fit(c, part=part, own_terms=own_terms, defined=defined_term(part), part_kind=question_kind(part),
+                    why=why):
                 # "… e quantas baterias": the sentence that counts them answers that part;
                 # "o que é TE e o que é TUSD": the line that defines this part's term;
-                # "quando saiu o firmware 3.1.4 … e quanto tempo …": a date answers the first
-                return (_part_score(c[0], c[4], own_terms, weight) + 2.0 * count_agreement(part, c[4].text)
+                # "quando saiu o firmware 3.1.4 … e quanto tempo …": a date answers the first;
+                # "… e por que não cabe mais um?": the sentence that gives a cause
+                # (a why-part's own words are mostly the thing explained, which the other part
+                # holds: they count half there, and the cause decides)
+                return ((_part_score(c[0], c[4], own_terms, weight) if own_terms else 0.25 * c[0]) * (0.5 if why else 1.0)
+                        + 2.0 * count_agreement(part, c[4].text)
                         + (2 * DEFINES_WEIGHT if defined and defines(defined, c[4].text) else 0.0)
-                        + _kind_bonus(part_kind, c[4].text))
+                        + _kind_bonus(part_kind, c[4].text)
+                        + (CAUSE_WEIGHT if why and _CAUSE.search(fold_text(c[4].text)) else 0.0))
 
             best = max(scored, key=fit)
             if _quoted(fold_text(best[4].text), seen):  # the first part's unit: this part's own next best
@@ -250,7 +267,7 @@ def extractive_answer(question: str, passages: list[Passage], *, max_sentences: 
         chosen.append((rank, unit))
         if len(chosen) == max_sentences:
             break
-    if chosen and _WHAT_TO_DO.search(fold_text(question)):
+    if chosen and any(_WHAT_TO_DO.search(fold_text(part)) for part in parts):
         # "pode? o que tem que fazer" (or "por que …?"): a limit is answered with the sentence after it that
         # says what to do ("… limitada à potência disponibilizada. Se o cliente quiser
         # instalar mais, deve pedir aumento de carga …")
@@ -260,12 +277,68 @@ def extractive_answer(question: str, passages: list[Passage], *, max_sentences: 
                 seen.add(fold_text(unit.following))
                 unit.parts[-1] = f"{unit.parts[-1]} {unit.following}"
                 unit.following = None
+    _with_context(question, chosen, seen, weight, kind)
     lines, citations = [], []
     for rank, unit in chosen:
         citations.append(_citation(passages[rank], _verbatim(passages[rank].text, unit)))
         lines.append(f"- {_unit_display(unit)} [{len(citations)}]")
     answer = "Segundo os documentos indexados:\n" + "\n".join(lines)
     return {"answer": answer, "citations": citations, "mode": "extractive", "flagged": _flagged_report(passages)}
+
+
+#: a sentence that opens by pointing back at the one before it ("Abaixo desse valor, a
+#: revisão custa R$ 150,00", "A partir da terceira tentativa, cobra-se…", "Por isso o limite
+#: deste modelo é de 3 unidades"): the two are one statement (folded text)
+_BACK_REFERENCE = re.compile(
+    r"^(?:(?:abaixo|acima|alem|antes|depois|apos|fora|dentro|ate|em vez|no lugar)\s+(?:desse|dessa|desses|dessas|disso|"
+    r"deste|desta|destes|destas|disto)\b"
+    r"|(?:nesse|nessa|nesses|nessas|neste|nesta|nestes|nestas|nisso|nisto|desse|dessa|disso|deste|desta|disto)\b"
+    r"|(?:por isso|por esse motivo|por essa razao|por este motivo|caso contrario|do contrario|ou seja|isto e|portanto|"
+    r"mesmo assim|ainda assim|no entanto|porem|contudo|entretanto|todavia|mas|exceto|salvo|com isso|sendo assim)\b"
+    r"|(?:esse|essa|esses|essas|isso|este|esta|estes|estas|isto|tal|tais)\s"
+    r"|a partir d[oa]s?\s+(?:segund|terceir|quart|quint|sext|setim|oitav|non|decim|\d))")
+#: a question that asks yes or no (a rule, or no question word): its first quoted sentence
+#: comes with the one beside it in its paragraph when that one also holds the question's
+#: words ("Cada entrada CC recebe um único módulo. Não ligue dois módulos em paralelo…"),
+#: within this length
+CONTEXT_CHARS = 450
+#: ... holding at least this many of the question's terms
+CONTEXT_TERMS = 2
+#: the words that make a question ask something other than yes or no (folded)
+_WH_WORDS = frozenset("qual quais quanto quanta quantos quantas quando como onde quem porque pq oq".split())
+
+
+def _with_context(question: str, chosen: list[tuple[int, Unit]], seen: set[str], weight: dict[str, float],
+                  kind: str) -> None:
+    """Each quoted sentence with the sentence beside it in its paragraph when the two are
+    one statement: the next one points back at it, or it points back at the one before
+    (:data:`_BACK_REFERENCE`); for a yes/no rule question, the first quoted sentence also
+    with a neighbour that holds as much of the question as a quotable unit must
+    (:data:`MIN_COVERAGE`). Within :data:`CONTEXT_CHARS`; never a sentence quoted already."""
+    def shares(sentence: str) -> int:
+        words = stems(sentence) | _acronyms(sentence)
+        return sum(1 for t in weight if _matches(t, words))
+
+    yes_no = kind == "rule" or (kind == "other" and not set(fold_text(question).split()) & _WH_WORDS)
+    for index, (_, unit) in enumerate(chosen):
+        if len(unit.parts) != 1:
+            continue
+        after, before = unit.following, unit.preceding
+        take_after = bool(after) and bool(_BACK_REFERENCE.match(fold_text(after)))
+        take_before = bool(before) and bool(_BACK_REFERENCE.match(fold_text(unit.parts[0])))
+        if index == 0 and yes_no:
+            take_after = take_after or (bool(after) and shares(after) >= CONTEXT_TERMS)
+            take_before = take_before or (bool(before) and shares(before) >= CONTEXT_TERMS)
+        if take_before and not _quoted(fold_text(before), seen) \
+                and len(unit.text) + len(before) <= CONTEXT_CHARS:
+            seen.add(fold_text(before))
+            unit.parts[0] = f"{before} {unit.parts[0]}"
+            unit.preceding = None
+        if take_after and not _quoted(fold_text(after), seen) \
+                and len(unit.text) + len(after) <= CONTEXT_CHARS:
+            seen.add(fold_text(after))
+            unit.parts[0] = f"{unit.parts[0]} {after}"
+            unit.following = None
 
 
 def _quoted(key: str, seen: set[str]) -> bool:
@@ -318,6 +391,9 @@ def rank_units(question: str, passages: list[Passage]
             words = (stems(unit.text) | _acronyms(unit.text) | (stems(unit.header) if unit.header else set())
                      | unit.expansion | context | (stems(unit.heading) if unit.heading else set())
                      | (stems(unit.caption) | _acronyms(unit.caption) if unit.caption else set()))
+            # "Isc de 19 A" asks what "corrente de curto-circuito acima de 18 A" states: a
+            # unit that spells a datasheet symbol out holds the symbol too
+            words |= {symbol for symbol, meaning in _datasheet_symbols().items() if meaning <= words}
             if asked_quantities:
                 held = quantities(unit.text)
                 words -= {n for n, u in asked_quantities if n in words and (n, u) not in held
@@ -545,10 +621,13 @@ def missing_subject(question: str, passages: list[Passage]) -> list[str]:
         if (len(token) >= 3 and re.search(r"[a-z]", token) and re.search(r"\d", token)
                 and not _QUANTITY_TOKEN.match(fold_text(raw).replace(" ", "")) and token not in compact):
             missing.append(raw.strip(".,?!"))
+    symbols = _datasheet_symbols()
     for match in _NAME.finditer(question):
         before = question[:match.start()].rstrip()
         if not before or before[-1] in ".?!:;\"“(-–—":
             continue  # a sentence's first word is capitalized anyway
+        if fold_text(match.group(0)) in symbols and symbols[fold_text(match.group(0))] <= stems(text):
+            continue  # "Isc": a datasheet symbol the passages spell out ("corrente de curto-circuito")
         if len(match.group(0)) > 2 and fold_text(match.group(0)) not in words \
                 and fold_text(match.group(0)) not in places:
             missing.append(match.group(0))

@@ -145,7 +145,10 @@ SPLITS = {"sample": (("sample", "docs"), ("sample", "rag_eval.jsonl")),
           # the second held-out split (2026-12-03), reported five times over two rounds and then
           # spent: from 2026-12-04 a tuning split (rag_eval_dev6_SOURCES.md)
           "dev6": (("sample", "docs_dev6"), ("sample", "rag_eval_dev6.jsonl")),
-          # the third held-out split, written 2026-12-04 by a session kept away from the
+          # the third held-out split (2026-12-04), reported four times in one round and then
+          # spent: from 2026-12-05 a tuning split (rag_eval_dev7_SOURCES.md)
+          "dev7": (("sample", "docs_dev7"), ("sample", "rag_eval_dev7.jsonl")),
+          # the fourth held-out split, written 2026-12-05 by a session kept away from the
           # answerer and from every other split's questions; never used to choose (its SOURCES.md)
           "heldout": (("sample", "docs_heldout"), ("sample", "rag_eval_heldout.jsonl")),
           # questions the sample documents do not answer: "não encontrei" is right (its calibration)

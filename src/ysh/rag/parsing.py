@@ -235,6 +235,7 @@ class _HtmlText(html.parser.HTMLParser):
         self._in_title = False
         self._in_cell = False
         self._term_ended = False  # a <dt> just closed: its <dd> continues its line
+        self._level = 1  # the last heading's level: a <summary> is a heading below it
 
     def handle_starttag(self, tag, attrs):
         if tag == "title":
@@ -244,7 +245,12 @@ class _HtmlText(html.parser.HTMLParser):
             self._skip += 1
             return
         if re.fullmatch(r"h[1-6]", tag):
+            self._level = int(tag[1])
             self.parts.append("\n\n" + "#" * int(tag[1]) + " ")
+        elif tag == "summary":
+            # a <details>' summary is the title of what it folds (a FAQ's question over its
+            # answer): a heading one level below the last one, as a Markdown FAQ writes it
+            self.parts.append("\n\n" + "#" * min(6, self._level + 1) + " ")
         elif tag == "li":
             self.parts.append("\n- ")
         elif tag == "tr":
@@ -267,7 +273,7 @@ class _HtmlText(html.parser.HTMLParser):
             self._in_title = False
         elif tag in self._SKIP:
             self._skip = max(0, self._skip - 1)
-        elif re.fullmatch(r"h[1-6]", tag) or tag in ("p", "table", "ul", "ol", "div"):
+        elif re.fullmatch(r"h[1-6]", tag) or tag in ("p", "table", "ul", "ol", "div", "summary", "details"):
             self.parts.append("\n\n")
 
     def handle_data(self, data):

@@ -280,6 +280,7 @@ class Unit:
     reply: bool = False  # a bare "Sim." / "Não." joined with the sentence that explains it
     in_block: bool = False  # its heading is a plain-text spec block's title ("Modelo TSM-430…")
     following: str | None = None  # the next sentence when it continues the same paragraph
+    preceding: str | None = None  # the sentence before it in the same paragraph
     covered: set[str] = field(default_factory=set)  # the question terms it holds (rank_units)
 
     @property
@@ -354,6 +355,7 @@ def answer_units(passage: Passage) -> list[Unit]:
     for unit, after in zip(units, units[1:]):
         if len(unit.parts) == 1 and len(after.parts) == 1 and f"{unit.parts[0]} {after.parts[0]}" in passage.text:
             unit.following = after.parts[0]
+            after.preceding = unit.parts[0]
     return units
 
 

@@ -246,7 +246,8 @@ def question_kind(question: str) -> str:
     if re.search(r"\b(prazo|quantos dias|quantos meses|quantos anos|quanto tempo|em quanto|validade|expira|vence|"
                  r"vencem|dura|duracao|depois de quanto)\b", q):
         return "duration"
-    if re.search(r"\b(quando|que dia|que data|qual data|desde quando|a partir de quando|em que ano)\b", q):
+    if re.search(r"\b(quando|que dia|que data|qual data|qual a data|qual e a data|desde quando|a partir de quando|"
+                 r"em que ano)\b", q):
         return "date"
     if re.search(r"\b(como|procedimento|passo|passos|o que (eu )?(faco|fazer|devo fazer)|qual a sequencia)\b", q):
         return "procedure"
