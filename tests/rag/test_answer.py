@@ -861,3 +861,37 @@ def test_an_html_details_summary_is_the_heading_of_its_answer():
     assert "## Cadastro e conta\n\n### Pessoa física pode comprar?\n\nNão. O marketplace" in text
     result = answer_question("pessoa fisica pode comprar direto no marketplace?", [passage(text, "docs/faq.html")])
     assert "CNPJ ativo" in result["answer"]
+
+
+def test_which_of_two_models_is_answered_with_each_models_own_specification_row():
+    # the real sibling datasheets (dev7): each side gets the row of its own datasheet,
+    # labelled with its model; a sentence naming both models answers neither side
+    from ysh.rag.question import alternatives
+
+    assert alternatives("qual das duas permite mais torres em paralelo, a MHB-10.2H ou a MHB-15.4H?") == (
+        "MHB-10.2H", "MHB-15.4H", "qual das permite mais torres em paralelo")
+    assert alternatives("vale mais 550W ou 600W?") is None  # quantities, not models
+    folder = Path(__file__).resolve().parents[2] / "data" / "sample" / "docs_dev7"
+    hits = hits_of(folder / "datasheet_bateria_marajo_mhb154h.md", folder / "datasheet_bateria_marajo_mhb102h.html")
+    result = answer_question("qual das duas baterias marajo permite mais torres em paralelo, a MHB-10.2H ou a "
+                             "MHB-15.4H?", hits)
+    lines = result["answer"].split("\n")[1:]
+    assert "até 4 torres MHB-10.2H" in lines[0] and "até 3 torres MHB-15.4H" in lines[1]
+    hits = hits_of(folder / "datasheet_microinversor_tucano_tmi1600q.md",
+                   folder / "datasheet_microinversor_tucano_tmi1800q.txt")
+    result = answer_question("qual dos micros tucano aceita modulo com maior corrente de curto, o TMI-1600Q ou o "
+                             "TMI-1800Q?", hits)
+    lines = result["answer"].split("\n")[1:]
+    assert lines[0].startswith("- TMI-1600Q — ") and "18 A" in lines[0]
+    assert lines[1].startswith("- TMI-1800Q — ") and "25 A por entrada" in lines[1]
+
+
+def test_a_table_whose_first_row_holds_a_measured_value_has_no_header_row():
+    from ysh.rag.passages import _table_headers
+
+    rows = "Dimensões da torre | 600 × 190 × 935 mm\nGrau de proteção | IP55\nLigação em paralelo | até 4 torres"
+    assert _table_headers(rows) == {}
+    for named in ("Parâmetro | HMS-1600-4T | HMS-1800-4T\nPeso | 4,2 kg | 4,3 kg",
+                  "Modelo | Disjuntor | DR (30 mA, tipo A)\nARX-11T | 20 A, curva C | 25 A, tetrapolar"):
+        header, row = named.split("\n")
+        assert _table_headers(named) == {row: header, header: ""}

@@ -27,6 +27,8 @@ import secrets
 from .chunking import file_words, fold_text
 from .passages import (
     _LIST_ITEM,
+    _is_label_value,
+    is_table_row,
     ENDS_SENTENCE,
     Passage,
     Unit,
@@ -44,6 +46,7 @@ from .question import (
     _stem,
     _terms,
     abbreviations,
+    alternatives,
     asked_units,
     chat_expanded,
     count_agreement,
@@ -83,7 +86,9 @@ def _unit_display(unit: Unit) -> str:
     else:
         lead, items = display(unit.parts[0]), [display(x) for x in unit.parts[1:]]
         text = lead + " " + "; ".join(x.rstrip(";.") for x in items) + "."
-    if unit.heading and fold_text(unit.heading) not in fold_text(text) and (
+    if unit.model and _compact(unit.model) not in _compact(text):
+        text = f"{unit.model} — {text}"
+    elif unit.heading and fold_text(unit.heading) not in fold_text(text) and (
             unit.quote_heading or _names_subject(unit)):
         # a section's first sentence often leaves its subject to the heading ("## Autoconsumo
         # remoto" / "Unidades consumidoras de mesma titularidade…"): the heading is quoted too
@@ -220,8 +225,9 @@ def extractive_answer(question: str, passages: list[Passage], *, max_sentences: 
     # "Quanto pesa e qual o tamanho…", "a diferença entre SAC e Price", two questions in one
     # message: each part's own words pick a unit of its own
     parts = question_parts(question)
+    alternative = alternatives(question)
     if len(parts) > 1:
-        for part in parts:
+        for index, part in enumerate(parts):
             own_terms = {t for t in stems(part) | _acronyms(part) if t in weight}  # "o que é TE": an acronym
             why = bool(_WHY.match(fold_text(part)))
             if not own_terms and not why:
@@ -238,7 +244,8 @@ def extractive_answer(question: str, passages: list[Passage], *, max_sentences: 
                         + 2.0 * count_agreement(part, c[4].text)
                         + (2 * DEFINES_WEIGHT if defined and defines(defined, c[4].text) else 0.0)
                         + _kind_bonus(part_kind, c[4].text)
-                        + (CAUSE_WEIGHT if why and _CAUSE.search(fold_text(c[4].text)) else 0.0))
+                        + (CAUSE_WEIGHT if why and _CAUSE.search(fold_text(c[4].text)) else 0.0)
+                        + (_sibling_fit(c[4], passages[c[2]], alternative, index) if alternative else 0.0))
 
             best = max(scored, key=fit)
             if _quoted(fold_text(best[4].text), seen):  # the first part's unit: this part's own next best
@@ -247,6 +254,8 @@ def extractive_answer(question: str, passages: list[Passage], *, max_sentences: 
             if not _quoted(key, seen) and best[1] >= MIN_COVERAGE / 2:
                 seen.add(key)
                 chosen.append((best[2], best[4]))
+                if alternative and _sibling_fit(best[4], passages[best[2]], alternative, index):
+                    best[4].model = alternative[index]  # "TMI-1600Q — Corrente máxima …: 18 A"
     total = sum(weight.values())
     for score, coverage, rank, _, unit in scored:
         if len(chosen) >= max_sentences:
@@ -339,6 +348,33 @@ def _with_context(question: str, chosen: list[tuple[int, Unit]], seen: set[str],
             seen.add(fold_text(after))
             unit.parts[0] = f"{unit.parts[0]} {after}"
             unit.following = None
+
+
+#: what a unit gains for one side of "qual …, o A ou o B?" when it is about that model
+#: and not the other (its text, heading or document title names A, not B)
+SIBLING_WEIGHT = 2.0
+#: … and when it is a specification row (a table row, "Rótulo: valor", "Rótulo ..... valor"):
+#: two siblings compare by the same row of each datasheet
+SPEC_ROW_WEIGHT = 2.0
+_DOT_LEADER = re.compile(r"\S\s*\.{4,}\s*\S")
+
+
+def _compact(text: str | None) -> str:
+    """Folded letters and digits only: "TMI-1800Q" → "tmi1800q"."""
+    return re.sub(r"[^0-9a-z]", "", fold_text(text or ""))
+
+
+def _sibling_fit(unit: Unit, passage: Passage, alternative: tuple[str, str, str], index: int) -> float:
+    """How well ``unit`` answers side ``index`` (0 or 1) of a question about two models:
+    :data:`SIBLING_WEIGHT` when it is about that model alone, plus :data:`SPEC_ROW_WEIGHT`
+    when it is a specification row then."""
+    where = _compact(" ".join(x for x in (unit.text, unit.heading, passage.title, passage.section) if x))
+    mine, other = _compact(alternative[index]), _compact(alternative[1 - index])
+    if not mine or mine not in where or (other and other in where):
+        return 0.0
+    first = unit.parts[0]
+    spec = is_table_row(first) or _is_label_value(first) or bool(_DOT_LEADER.search(first))
+    return SIBLING_WEIGHT + (SPEC_ROW_WEIGHT if spec and len(unit.parts) == 1 else 0.0)
 
 
 def _quoted(key: str, seen: set[str]) -> bool:

@@ -190,6 +190,14 @@ def sentences(paragraph: str) -> list[str]:
     return out
 
 
+#: a cell holding a measured value ("600 × 190 × 935 mm", "124 kg", "R$ 1.250,00"): a row
+#: with one is data, never a header (an HTML table without <th>, a DOCX table whose first
+#: row is already a "Dimensões | 600 × 190 × 935 mm" pair); a unit in parentheses names a
+#: column ("DR (30 mA, tipo A)")
+_MEASURED_CELL = re.compile(r"(?i)(?:\d\s*(?:mm²?|cm|m|km|kg|g|w|wp|kw|kwp|kwh|wh|mwh|v|kv|a|ma|ah|kva|hz|°c|%|"
+                            r"dias?|meses|anos?|horas?|h|min)(?![\w²])|r\$\s*\d)")
+
+
 def _table_headers(paragraph: str) -> dict[str, str]:
     """Data row → header row: Markdown tables (a header is followed by a rule line), and
     tables without a rule whose cells sit between pipes ("Parâmetro | HMS-1600-4T |
@@ -214,7 +222,9 @@ def _table_headers(paragraph: str) -> dict[str, str]:
                 if row.startswith("|") or not _PIPE_ROW.match(row) or len(_cells(row)) != width:
                     break
                 rows.append(row)
-            if rows:
+            if any(_MEASURED_CELL.search(re.sub(r"\(.*?\)", "", cell)) for cell in _cells(line)):
+                i += len(rows)  # the run's first row is data: the run has no header
+            elif rows:
                 for row in rows:
                     headers[row] = line
                 headers[line] = ""
@@ -281,6 +291,7 @@ class Unit:
     in_block: bool = False  # its heading is a plain-text spec block's title ("Modelo TSM-430…")
     following: str | None = None  # the next sentence when it continues the same paragraph
     preceding: str | None = None  # the sentence before it in the same paragraph
+    model: str | None = None  # the model it answers for, in "qual …, o A ou o B?" (shown before it)
     covered: set[str] = field(default_factory=set)  # the question terms it holds (rank_units)
 
     @property

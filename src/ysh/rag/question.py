@@ -359,9 +359,45 @@ _DIFFERENCE = re.compile(r"diferen[cç]as?\s+(?:(?:de|do|da|dos|das|no|na|nos|na
 _COMPARE = re.compile(r"compar\w*\s+(?:[oa]s?\s+)?(.+?)\s+(?:com|e)\s+(?:[oa]s?\s+)?(.+?)\s*[?.!]*$", re.I)
 
 
+#: a model code as a question writes it ("TMI-1800Q", "MHB-10.2H", "2250Q"): letters and
+#: digits in one token
+_CODE_IN_QUESTION = r"[A-Za-z0-9](?:[\w./-]*[A-Za-z0-9])?"
+_ALTERNATIVES = re.compile(r"(?:\b(?:o|a|os|as|do|da)\s+)?(" + _CODE_IN_QUESTION + r")\s+(?:ou|vs\.?|versus|x)\s+"
+                           r"(?:(?:o|a|os|as|do|da)\s+)?(" + _CODE_IN_QUESTION + r")(?![\w-])", re.I)
+#: a number with a unit written together ("550W", "5ghz", "32A"): a quantity, not a model code
+_UNIT_TOKEN = re.compile(r"(?i)^\d+(?:[.,]\d+)?(?:w|wp|kw|kwp|kwh|mw|mwh|v|kv|a|ah|mah|mm|mm2|cm|m|km|kg|g|hz|khz|ghz|"
+                         r"mbps|gb|mb|h|min|s|anos?|meses|dias|x|%)$")
+#: the words that only say a question compares ("qual dos dois", "qual das duas"; folded)
+_COMPARISON_WORDS = re.compile(r"(?i)\b(?:dois|duas|ambos|ambas)\b")
+
+
+def _is_code(token: str) -> bool:
+    return (len(token) >= 3 and bool(re.search(r"\d", token)) and bool(re.search(r"[A-Za-z]", token))
+            and not _UNIT_TOKEN.match(token))
+
+
+def alternatives(question: str) -> tuple[str, str, str] | None:
+    """A question that asks which of two models ("qual aceita maior corrente, o TMI-1600Q
+    ou o TMI-1800Q?", "qual das duas permite mais torres, a MHB-10.2H ou a MHB-15.4H?"):
+    (first code, second code, what is asked of both: the question without the two codes
+    and the words that only say it compares); None otherwise."""
+    for match in _ALTERNATIVES.finditer(question):
+        first, second = match.group(1), match.group(2)
+        if _is_code(first) and _is_code(second) and fold_text(first) != fold_text(second):
+            asked = question[:match.start()] + " " + question[match.end():]
+            asked = _COMPARISON_WORDS.sub(" ", asked).replace("?", " ")
+            return first, second, " ".join(asked.replace(",", " ").split())
+    return None
+
+
 def question_parts(question: str) -> list[str]:
     """A question that asks two things ("Quanto pesa e qual o tamanho do módulo?", "a
-    diferença entre SAC e Price") in its parts; one part otherwise."""
+    diferença entre SAC e Price", "qual tem mais …, o A ou o B?") in its parts; one part
+    otherwise."""
+    alternative = alternatives(question)
+    if alternative:  # what is asked, of each model
+        first, second, asked = alternative
+        return [f"{asked} {first}", f"{asked} {second}"]
     difference = _DIFFERENCE.search(question)
     if difference:
         # "a diferença de moldura entre o A e o B": each part is one side with the topic
