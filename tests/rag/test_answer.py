@@ -895,3 +895,34 @@ def test_a_table_whose_first_row_holds_a_measured_value_has_no_header_row():
                   "Modelo | Disjuntor | DR (30 mA, tipo A)\nARX-11T | 20 A, curva C | 25 A, tetrapolar"):
         header, row = named.split("\n")
         assert _table_headers(named) == {row: header, header: ""}
+
+
+def test_a_date_question_is_not_answered_by_sentences_about_some_other_date():
+    # "data" names the kind of answer (as "prazo" does for a duration), not its subject
+    hits = [passage("Versão 4.2 — vale a partir da data de publicação desta versão.", "docs/frete.txt"),
+            passage("Garantia de 12 anos, contada da data da nota fiscal de venda.", "docs/garantia.md"),
+            passage("O texto resume a Lei 14.300. A Lei 14.300, de 6 de janeiro de 2022, instituiu o marco legal "
+                    "da micro e minigeração distribuída. Pela Lei 14.300, os créditos expiram em 60 meses. A Lei "
+                    "14.300 manteve as regras anteriores para quem já gerava. A transição da Lei 14.300 cobra o Fio "
+                    "B aos poucos. Ano de conexão: 2026 (regra de transição da Lei 14.300/2022). A Lei 14.300 define "
+                    "microgeração até 75 kW.", "docs/guia.md")]
+    result = answer_question("qual a data da lei 14.300?", hits)
+    assert "6 de janeiro de 2022" in result["answer"].split("\n")[1]
+
+
+def test_a_worked_example_answers_with_its_result_line():
+    from ysh.rag.question import question_head
+
+    assert question_head("payback do memorial considerando a subida do fio B") == {"payback"}
+    assert question_head("qual a TIR do exemplo residencial") == {"tir"}
+    memorial = passage("8. PAYBACK COM A SUBIDA DO FIO B\n\nA parcela do Fio B sobe para 75% em 2027 e 90% em 2028. "
+                       "Mantendo a tarifa constante, o fluxo fica:\n\nAno | Parcela | Acumulado\n2026 | 60% | "
+                       "R$ 20.444,70\n2027 | 75% | R$ 39.813,00\n\nO acumulado passa o investimento durante o quarto "
+                       "ano: payback de cerca de 3,3 anos (3 anos e 4 meses).", "docs/memorial.txt")
+    assert "3,3 anos" in answer_question("payback do memorial considerando a subida do fio B", [memorial])["answer"]
+    backup = passage("## Passo 5 — autonomia real do sistema escolhido\n\nCom a bateria cheia: 9,22 kWh × 0,95 = "
+                     "8,76 kWh disponíveis nas cargas.\n\nAutonomia = 8,76 kWh ÷ 3,835 kWh/dia = **2,3 dias**, cerca "
+                     "de 55 horas.\n\nSe o cálculo fosse feito sobre a energia nominal, o projeto superestimaria a "
+                     "autonomia.", "docs/backup.md")
+    result = answer_question("Qual a autonomia real do sistema no exemplo resolvido de backup?", [backup])
+    assert "2,3 dias" in result["answer"].split("\n")[1]

@@ -171,6 +171,7 @@ COUNT_MISSING = 1.5
 #: how much a duration question's own "prazo" / "tempo" counts as a term
 KIND_WORD_WEIGHT = 0.3
 _DURATION_WORDS = frozenset(stems("prazo prazos tempo duração"))
+_DATE_WORDS = frozenset(stems("data datas dia"))
 #: what a unit that holds none of the asked attribute's words loses (in units of focus)
 ATTRIBUTE_MISSING = 0.5
 #: the bonus of a unit that defines the term a definition question asks about
@@ -450,6 +451,11 @@ def rank_units(question: str, passages: list[Passage]
     # about some other deadline ("validade do orçamento") over the one about the asked act
     if kind == "duration":
         for term in _DURATION_WORDS & weight.keys():
+            weight[term] *= KIND_WORD_WEIGHT
+    # the same for a date question's "data" ("qual a data da lei 14.300": not the sentence
+    # about "a data da nota fiscal")
+    if kind == "date":
+        for term in _DATE_WORDS & weight.keys():
             weight[term] *= KIND_WORD_WEIGHT
     # what "qual a TIR do exemplo residencial" asks for (TIR) counts double, as the verb of
     # a short yes/no question after its context ("… que vem na conta. Abatem?")

@@ -495,12 +495,26 @@ _HEAD = re.compile(r"^\s*(?:qual|quais|quanto|quanta|quantos|quantas)\s+(?:e\s+|
                    r"((?:\w+\s+){0,2}?\w+)\s+(?:do|da|dos|das|de|no|na|nos|nas|para|em|pelo|pela|que)\s")
 
 
+#: a question written as a bare noun phrase ("payback do memorial considerando a subida do
+#: fio B", "consumo diario do exemplo"): its first noun is what it asks for, as X in "qual o
+#: X do Y"
+_BARE_HEAD = re.compile(r"^\s*(?:o|a|os|as)?\s*([a-z]\w{2,})\s+(?:do|da|dos|das|de|no|na|nos|nas|para|pelo|pela)\s")
+
+
 def question_head(question: str) -> set[str]:
     """The stems of what a "qual o X do Y" question asks for: X ("a TIR do exemplo
-    residencial", "o peso da bateria"), the thing Y only places it. Empty for other
+    residencial", "o peso da bateria"), the thing Y only places it; the first noun of a
+    question written without a question word ("payback do memorial …"). Empty for other
     shapes."""
-    match = _HEAD.match(fold_text(question) + " ")
-    return stems(match.group(1)) if match else set()
+    folded = fold_text(question) + " "
+    match = _HEAD.match(folded)
+    if match:
+        return stems(match.group(1))
+    if not set(folded.split()) & _WH_WORDS and question_kind(question) == "other":
+        bare = _BARE_HEAD.match(folded)
+        if bare:
+            return stems(bare.group(1))
+    return set()
 
 
 #: "quantos micro…", "quantas baterias…": the thing counted
@@ -557,6 +571,11 @@ _ATTRIBUTE_UNITS = (
     (re.compile(r"\b(gera|geram|geracao|produz|produzem|producao|energia gerada)\b"), r"kwh|mwh|wh"),
     (re.compile(r"\b(temperatura|graus)\b"), r"°c|ºc"),
     (re.compile(r"\b(carga mecanica|pressao)\b"), r"pa|kpa"),
+    # what a worked example computes: payback in years, autonomy in days or hours, daily
+    # consumption in Wh (or kWh) per day
+    (re.compile(r"\b(payback|retorno do investimento|tempo de retorno)\b"), r"anos?|meses"),
+    (re.compile(r"\b(autonomia)\b"), r"dias?|horas?|h"),
+    (re.compile(r"\b(consumo diario|consumo por dia|consumo de energia diario)\b"), r"wh/dia|kwh/dia"),
 )
 #: "quantos kWp…", "quantos kg": the unit asked by name
 _ASKED_UNIT = re.compile(r"\bquant[oa]s?\s+(kwp|kwh|kw|wp|w|kg|mm|cm|v|pa|mwh)\b")  # "quanto a…" is "as for"
