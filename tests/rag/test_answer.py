@@ -926,3 +926,12 @@ def test_a_worked_example_answers_with_its_result_line():
                      "autonomia.", "docs/backup.md")
     result = answer_question("Qual a autonomia real do sistema no exemplo resolvido de backup?", [backup])
     assert "2,3 dias" in result["answer"].split("\n")[1]
+
+
+def test_a_duration_question_takes_the_next_sentence_when_the_first_sets_up_and_the_next_holds_it():
+    guide = passage("## 3. Créditos de energia: prazo de validade\n\nA energia injetada e não consumida no mês vira "
+                    "crédito no Sistema de Compensação de Energia Elétrica (SCEE). Pela Lei 14.300/2022, os créditos "
+                    "**expiram em 60 meses** contados a partir do faturamento em que foram gerados.\n\n## 4. Para "
+                    "onde os créditos podem ir\n\nPara outra unidade do mesmo titular.", "docs/guia.md")
+    result = answer_question("credito de energia vence? qto tempo", [guide])
+    assert "vira crédito" in result["answer"].split("\n")[1] and "60 meses" in result["answer"].split("\n")[1]

@@ -314,6 +314,8 @@ _BACK_REFERENCE = re.compile(
 CONTEXT_CHARS = 450
 #: ... holding at least this many of the question's terms
 CONTEXT_TERMS = 2
+#: the kinds of question answered by a value in the text (a duration, a date, a figure)
+_VALUE_KINDS = frozenset({"duration", "date", "value"})
 #: the words that make a question ask something other than yes or no (folded)
 _WH_WORDS = frozenset("qual quais quanto quanta quantos quantas quando como onde quem porque pq oq".split())
 
@@ -339,6 +341,11 @@ def _with_context(question: str, chosen: list[tuple[int, Unit]], seen: set[str],
         if index == 0 and yes_no:
             take_after = take_after or (bool(after) and shares(after) >= CONTEXT_TERMS)
             take_before = take_before or (bool(before) and shares(before) >= CONTEXT_TERMS)
+        if index == 0 and kind in _VALUE_KINDS and after and not _kind_bonus(kind, unit.text) \
+                and _kind_bonus(kind, after) > 0:
+            # "… vira crédito no SCEE. Pela Lei 14.300/2022, os créditos expiram em 60 meses …":
+            # a section's first sentence sets up, the next one holds the asked duration
+            take_after = True
         if take_before and not _quoted(fold_text(before), seen) \
                 and len(unit.text) + len(before) <= CONTEXT_CHARS:
             seen.add(fold_text(before))
