@@ -301,6 +301,18 @@ def _publish(args: tuple) -> tuple[int, list[tuple[float, float]]]:
     return count, marks
 
 
+def _instance_counts(value: str) -> list[int]:
+    """``--kafka-instances``: counts between 1 and the topic's partitions, ascending (the
+    1-instance run first: the others are compared with it)."""
+    try:
+        counts = sorted({int(x) for x in value.split(",")})
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of numbers: {value!r}") from None
+    if not counts or counts[0] < 1 or counts[-1] > KAFKA_PARTITIONS:
+        raise argparse.ArgumentTypeError(f"instances must be between 1 and {KAFKA_PARTITIONS} (the partitions)")
+    return counts
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--plants", type=int, default=1850, help="synthetic plants (1850 ≈ 3,500 inverters)")
@@ -318,7 +330,7 @@ def main() -> int:
     parser.add_argument("--kafka-paced-rate", type=float, default=None,
                         help="events/s offered in the paced Kafka run (default: 50 %% of the saturated rate); a "
                              "fixed rate for A/B runs")
-    parser.add_argument("--kafka-instances", type=lambda v: [int(x) for x in v.split(",")], default=[1, 2],
+    parser.add_argument("--kafka-instances", type=_instance_counts, default=[1, 2],
                         help="saturated Kafka runs with each of these numbers of `ysh om follow` instances, each "
                              "owning its partitions (docs/operations.md's scale-out; default 1,2)")
     parser.add_argument("--kafka-no-paced", action="store_true",
@@ -826,18 +838,18 @@ def kafka_run(console, work: Path, dsn: str, bootstrap: str, fleet, *, batch: in
                YSH_OM_KAFKA_TOPIC=topic, YSH_OM_KAFKA_GROUP=f"bench-{tag}", YSH_OM_PLANTS_FILE=str(plants_file),
                YSH_OM_NOTIFY="false", YSH_OM_LATE_CUTOFF_S=str(cutoff_s))
     logs, procs = [], []
-    spawned = time.time()
-    for owned in partition_sets(instances):
-        log = work / f"om-run-kafka-{tag}{'' if owned is None else '-p' + owned.replace(',', '-')}.log"
-        own_env = env if owned is None else {**env, "YSH_OM_KAFKA_PARTITIONS": owned}
-        logs.append(log)
-        procs.append(subprocess.Popen([sys.executable, "-m", "ysh.cli", "om", "follow", "--source", "kafka"],
-                                      env=own_env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
-                                      start_new_session=True))
     group = _Instances(procs)
-    log = logs[0]
+    spawned = time.time()
     c_start = None
     try:
+        for owned in partition_sets(instances):
+            log = work / f"om-run-kafka-{tag}{'' if owned is None else '-p' + owned.replace(',', '-')}.log"
+            own_env = env if owned is None else {**env, "YSH_OM_KAFKA_PARTITIONS": owned}
+            logs.append(log)
+            procs.append(subprocess.Popen([sys.executable, "-m", "ysh.cli", "om", "follow", "--source", "kafka"],
+                                          env=own_env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+                                          start_new_session=True))
+        log = logs[0]
         deadline = time.monotonic() + 180
         started: dict[int, float] = {}
         while len(started) < len(procs):
@@ -872,10 +884,13 @@ def kafka_run(console, work: Path, dsn: str, bootstrap: str, fleet, *, batch: in
             if proc.poll() is None:
                 proc.terminate()
         for proc in procs:
-            if proc.returncode is None:
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:  # never leave an instance behind
+                proc.kill()
                 proc.wait(30)
     true, from_data = alert_latencies(produced["marks"], alert_rows, cutoff_s)
-    run = {"published": produced["events"], "messages": produced["messages"], "batch": batch,
+    run = {"schema": schema, "published": produced["events"], "messages": produced["messages"], "batch": batch,
            "publish_s": produced["seconds"], "total_s": float(t_last) - t0, "startup_s": reading - spawned,
            "instances": instances, "started_apart_s": max(started.values()) - reading,
            "cpu_s": cpu, "windows": windows, "expected_windows": expected, "late": late, "true": true,
@@ -1008,14 +1023,17 @@ def kafka_benchmark(console, work: Path, dsn: str, args, local) -> None:
                     rates[batch] = rate
                     single = run
                 elif single is not None:
-                    same = (run["windows"], run["late"], run["alerts"]) == (single["windows"], single["late"],
-                                                                           single["alerts"])
-                    console.print(f"{who}: the same windows, late events and alerts per rule as 1 instance: "
-                                  f"{'yes' if same else 'NO'}")
-                    if not same:
-                        raise SystemExit(f"{who} disagree with 1 instance: {run['windows']} windows, "
-                                         f"{run['late']} late, {run['alerts']} against {single['windows']}, "
-                                         f"{single['late']}, {single['alerts']}")
+                    # row for row (but the commit times), not only the counts
+                    differ = [table for table in ("om_inverter_5min", "om_alerts", "om_quarantine")
+                              if _table_rows(dsn, run["schema"], table) != _table_rows(dsn, single["schema"], table)]
+                    console.print(f"{who}: the same windows, alerts and quarantine rows as 1 instance (row for row): "
+                                  f"{'yes' if not differ else 'NO: ' + ', '.join(differ)}")
+                    if differ:
+                        raise SystemExit(f"{who} disagree with 1 instance in {', '.join(differ)}: {run['windows']} "
+                                         f"windows, {run['late']} late, {run['alerts']} against "
+                                         f"{single['windows']}, {single['late']}, {single['alerts']}")
+                else:
+                    console.print(f"{who}: not compared (no 1-instance run before it)")
                 console.print(f"baseline (Pathway's native read + 5-min windows of the same events from a file, "
                               f"1 process): {base_rate:,.0f} events/s; Kafka end to end / baseline: "
                               f"{rate / base_rate:.2f}")

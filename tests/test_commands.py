@@ -92,7 +92,7 @@ def test_om_kafka_benchmark_runs_two_instances_that_agree_with_one():
                           timeout=600, env={**os.environ, "COLUMNS": "160"})
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     # the scale-out run (two instances owning two partitions each) against the single one
-    assert "2 instances: the same windows, late events and alerts per rule as 1 instance: yes" in done.stdout
+    assert "2 instances: the same windows, alerts and quarantine rows as 1 instance (row for row): yes" in done.stdout
     assert len(re.findall(r"Kafka sustained, 15 events/message, (1 instance|2 instances), [\d,]+ events/s",
                           done.stdout)) == 2, done.stdout
 

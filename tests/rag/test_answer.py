@@ -939,3 +939,33 @@ def test_a_duration_question_takes_the_next_sentence_when_the_first_sets_up_and_
     # comes with the one that holds the duration
     result = extractive_answer("credito de energia vence? qto tempo", [Passage.from_hit(guide)], max_sentences=1)
     assert "vira crédito" in result["answer"] and "60 meses" in result["answer"]
+
+
+def test_two_models_with_the_same_value_each_get_their_own_row_and_a_code_names_no_longer_model():
+    # review: the second model's identical row was taken for a repeat and replaced by an
+    # unrelated one under its label; "SX-60" labelled the SX-600's row
+    from ysh.rag.question import alternatives
+
+    def sheet(code: str, weight: str, power: str) -> dict:
+        return passage(f"# Microinversor {code}\n\nParâmetro | Valor\nPeso | {weight}\nPotência máxima | {power}\n\n"
+                       "Sem alta tensão CC no telhado: no máximo 60 V por entrada.", f"docs/{code.lower()}.md",
+                       title=f"Microinversor {code}")
+
+    hits = [sheet("TMI-1600Q", "5,2 kg", "1.600 W"), sheet("TMI-1800Q", "5,2 kg", "1.800 W")]
+    lines = answer_question("qual pesa mais, o TMI-1600Q ou o TMI-1800Q?", hits)["answer"].split("\n")[1:3]
+    assert lines[0].startswith("- TMI-1600Q — ") and "5,2 kg" in lines[0]
+    assert lines[1].startswith("- TMI-1800Q — ") and "5,2 kg" in lines[1]
+    hits = [sheet("SX-600", "20 kg", "600 W"), sheet("SX-800", "24 kg", "800 W")]
+    answer = answer_question("qual tem maior potencia maxima, o SX-60 ou o SX-80?", hits)["answer"]
+    assert "SX-60 —" not in answer and "SX-80 —" not in answer
+    answer = answer_question("qual tem maior potencia maxima, o SX-600 ou o SX-800?", hits)["answer"]
+    assert "SX-600 — " in answer and "SX-800 — " in answer
+    assert alternatives("vale a NR10 ou a NR-10?") is None  # one code, written two ways
+
+
+def test_a_wider_table_keeps_a_header_row_that_holds_units():
+    from ysh.rag.passages import _table_headers
+
+    table = "Prazo | 12 meses | 24 meses\nTaxa mensal | 1,29% | 1,39%"
+    assert _table_headers(table) == {"Taxa mensal | 1,29% | 1,39%": "Prazo | 12 meses | 24 meses",
+                                     "Prazo | 12 meses | 24 meses": ""}

@@ -248,6 +248,17 @@ def extractive_answer(question: str, passages: list[Passage], *, max_sentences: 
                         + (CAUSE_WEIGHT if why and _CAUSE.search(fold_text(c[4].text)) else 0.0)
                         + (_sibling_fit(c[4], passages[c[2]], alternative, index) if alternative else 0.0))
 
+            if alternative:
+                # each model's own unit, even when its text is the other model's too ("Peso |
+                # 5,2 kg" in both datasheets): that row is this model's answer, not a repeat
+                taken = {id(u) for _, u in chosen}
+                best = max((c for c in scored if id(c[4]) not in taken), key=fit, default=None)
+                if best is not None and best[1] >= MIN_COVERAGE / 2:
+                    seen.add(fold_text(best[4].text))
+                    chosen.append((best[2], best[4]))
+                    if _sibling_fit(best[4], passages[best[2]], alternative, index):
+                        best[4].model = alternative[index]  # "TMI-1600Q — Corrente máxima …: 18 A"
+                continue
             best = max(scored, key=fit)
             if _quoted(fold_text(best[4].text), seen):  # the first part's unit: this part's own next best
                 best = max((c for c in scored if not _quoted(fold_text(c[4].text), seen)), key=fit, default=best)
@@ -255,8 +266,6 @@ def extractive_answer(question: str, passages: list[Passage], *, max_sentences: 
             if not _quoted(key, seen) and best[1] >= MIN_COVERAGE / 2:
                 seen.add(key)
                 chosen.append((best[2], best[4]))
-                if alternative and _sibling_fit(best[4], passages[best[2]], alternative, index):
-                    best[4].model = alternative[index]  # "TMI-1600Q — Corrente máxima …: 18 A"
     total = sum(weight.values())
     for score, coverage, rank, _, unit in scored:
         if len(chosen) >= max_sentences:
@@ -372,13 +381,23 @@ def _compact(text: str | None) -> str:
     return re.sub(r"[^0-9a-z]", "", fold_text(text or ""))
 
 
+def _names_code(folded: str, code: str) -> bool:
+    """Whether ``folded`` text writes the model ``code``, its separators free ("TMI 1800Q",
+    "tmi-1800q") and not as the start of a longer number ("SX-60" is not "SX-600"; "TMI-1800"
+    is "TMI-1800Q"), nor across a word ("a12" is not in "área 12")."""
+    chars = _compact(code)
+    if not chars:
+        return False
+    pattern = r"(?<![0-9a-z])" + r"[\s./-]?".join(map(re.escape, chars)) + r"(?!\d)"
+    return re.search(pattern, folded) is not None
+
+
 def _sibling_fit(unit: Unit, passage: Passage, alternative: tuple[str, str, str], index: int) -> float:
     """How well ``unit`` answers side ``index`` (0 or 1) of a question about two models:
     :data:`SIBLING_WEIGHT` when it is about that model alone, plus :data:`SPEC_ROW_WEIGHT`
     when it is a specification row then."""
-    where = _compact(" ".join(x for x in (unit.text, unit.heading, passage.title, passage.section) if x))
-    mine, other = _compact(alternative[index]), _compact(alternative[1 - index])
-    if not mine or mine not in where or (other and other in where):
+    where = fold_text(" ".join(x for x in (unit.text, unit.heading, passage.title, passage.section) if x))
+    if not _names_code(where, alternative[index]) or _names_code(where, alternative[1 - index]):
         return 0.0
     first = unit.parts[0]
     spec = is_table_row(first) or _is_label_value(first) or bool(_DOT_LEADER.search(first))

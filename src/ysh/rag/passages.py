@@ -190,10 +190,11 @@ def sentences(paragraph: str) -> list[str]:
     return out
 
 
-#: a cell holding a measured value ("600 × 190 × 935 mm", "124 kg", "R$ 1.250,00"): a row
-#: with one is data, never a header (an HTML table without <th>, a DOCX table whose first
-#: row is already a "Dimensões | 600 × 190 × 935 mm" pair); a unit in parentheses names a
-#: column ("DR (30 mA, tipo A)")
+#: a cell holding a measured value ("600 × 190 × 935 mm", "124 kg", "R$ 1.250,00"): the
+#: first row of a two-column "label | value" run that holds one in its value cell is data,
+#: not a header (an HTML table without <th>: "Dimensões | 600 × 190 × 935 mm"); a wider
+#: table's header may hold units ("Prazo | 12 meses | 24 meses"), and a unit in parentheses
+#: names a column ("Potência (kW)")
 _MEASURED_CELL = re.compile(r"(?i)(?:\d\s*(?:mm²?|cm|m|km|kg|g|w|wp|kw|kwp|kwh|wh|mwh|v|kv|a|ma|ah|kva|hz|°c|%|"
                             r"dias?|meses|anos?|horas?|h|min)(?![\w²])|r\$\s*\d)")
 
@@ -222,8 +223,8 @@ def _table_headers(paragraph: str) -> dict[str, str]:
                 if row.startswith("|") or not _PIPE_ROW.match(row) or len(_cells(row)) != width:
                     break
                 rows.append(row)
-            if any(_MEASURED_CELL.search(re.sub(r"\(.*?\)", "", cell)) for cell in _cells(line)):
-                i += len(rows)  # the run's first row is data: the run has no header
+            if width == 2 and _MEASURED_CELL.search(re.sub(r"\([^()]*\)", "", _cells(line)[1])):
+                i += len(rows)  # a "label | value" run whose first row is data: no header
             elif rows:
                 for row in rows:
                     headers[row] = line

@@ -383,7 +383,8 @@ def alternatives(question: str) -> tuple[str, str, str] | None:
     and the words that only say it compares); None otherwise."""
     for match in _ALTERNATIVES.finditer(question):
         first, second = match.group(1), match.group(2)
-        if _is_code(first) and _is_code(second) and fold_text(first) != fold_text(second):
+        if _is_code(first) and _is_code(second) and re.sub(r"[^0-9a-z]", "", fold_text(first)) != \
+                re.sub(r"[^0-9a-z]", "", fold_text(second)):  # "NR10 ou NR-10": one model
             asked = question[:match.start()] + " " + question[match.end():]
             asked = _COMPARISON_WORDS.sub(" ", asked).replace("?", " ")
             return first, second, " ".join(asked.replace(",", " ").split())
