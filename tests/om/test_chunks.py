@@ -178,3 +178,42 @@ def test_a_slow_read_gives_the_same_alerts(tmp_path, monkeypatch):
     slow = run_detect([tmp_path / "in"], PLANTS, tmp_path / "slow", now=end)
     assert fast.alerts_by_rule and slow.alerts_by_rule == fast.alerts_by_rule
     assert _read(tmp_path / "slow") == _read(tmp_path / "fast")
+
+
+def test_the_followed_folder_gives_whole_lines_once_and_goes_on_where_it_stopped(tmp_path):
+    """``ysh om follow --source jsonl``: each file is followed from its saved offset; a line
+    is given once its newline is written (or its file stopped growing), as raw bytes; a
+    file that shrank is read again; a restart seeks to the persisted offsets."""
+    import json
+    import os
+    import time
+
+    from ysh.om.chunks import FolderTailSubject
+
+    folder = tmp_path / "landing"
+    folder.mkdir()
+    tail = FolderTailSubject(folder, settle_s=3600)
+    log = folder / "a.jsonl"
+    log.write_bytes(b'{"a": 1}\n{"b": \xff}\n{"c": ')  # the last line still being written
+    assert tail._read_new(log) == [b'{"a": 1}', b'{"b": \xff}']
+    assert tail._read_new(log) == []
+    with log.open("ab") as fh:
+        fh.write(b'3}\n\n')
+    assert tail._read_new(log) == [b'{"c": 3}']  # blank lines skipped
+    # a restart: the persisted offsets, then only what came after them
+    state = json.dumps(tail._offsets).encode()
+    with log.open("ab") as fh:
+        fh.write(b'{"d": 4}\n')
+    again = FolderTailSubject(folder, settle_s=3600)
+    again._seek(state)
+    assert again._read_new(log) == [b'{"d": 4}']
+    # a last line without its newline, once the file stopped growing
+    other = folder / "b.jsonl"
+    other.write_bytes(b'{"e": 5}')
+    assert again._read_new(other) == []
+    old = time.time() - 7200
+    os.utime(other, (old, old))
+    assert again._read_new(other) == [b'{"e": 5}']
+    # a file replaced by a shorter one is read from its start
+    log.write_bytes(b'{"f": 6}\n')
+    assert again._read_new(log) == [b'{"f": 6}']

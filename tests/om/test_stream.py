@@ -282,9 +282,15 @@ def test_kill_9_and_restart_lose_no_window_double_none_and_notify_each_alert_onc
         assert (home / "state" / "om-jsonl").is_dir()
 
         write_jsonl(rest, folder / "part-2.jsonl")  # arrives while the pipeline is down
+        with (folder / "part-1.jsonl").open("ab") as fh:  # a logger appends bytes that are not UTF-8
+            fh.write(b'{"event_id": "hostile-1", "plant_id": "\xff\xfe"}\n')
         proc = _start(env, log, "jsonl")
         expected = _final(static_windows, events)
         got = _wait_windows(warehouse, expected, proc, log)
+        # the folder is followed as raw bytes: the line is quarantined, not dropped by the reader
+        hostile = wait_for(lambda: query(warehouse, "SELECT raw FROM om_quarantine WHERE detail LIKE 'not UTF-8%%'")
+                           or None, timeout=30, what="the appended line that is not UTF-8")
+        assert hostile == [('{"event_id": "hostile-1", "plant_id": "\\xff\\xfe"}',)]
         # nothing lost: every final window; nothing doubled: the same samples as the static run
         assert {k: got[k] for k in expected} == expected
         newest_window = max(k[2] for k in expected) + timedelta(minutes=5)

@@ -13,10 +13,16 @@ reader logs an error and drops it.
 
 from __future__ import annotations
 
+import json
+import logging
+import time
+
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pathway as pw
+
+log = logging.getLogger(__name__)
 
 #: Rust's ``char::is_whitespace`` (Unicode White_Space), what Pathway's plaintext reader
 #: trims; Python's ``str.strip()`` also takes U+001C–U+001F, which Rust keeps
@@ -114,3 +120,79 @@ class TelemetryChunksSubject(pw.io.python.ConnectorSubject):
         for path in self._files:
             for offset, data in chunks_of(Path(path), self._chunk_bytes):
                 self.next(data=data, path=str(path), offset=offset)
+
+
+class RawLineSchema(pw.Schema):
+    data: bytes  # one line of a telemetry file, as written (not decoded)
+
+
+class FolderTailSubject(pw.io.python.ConnectorSubject):
+    """The lines of every file in ``folder``, as raw bytes, streaming: each file is
+    followed from where it was last read (loggers append), new files are picked up, and a
+    line that is not UTF-8 reaches the graph (which quarantines it) instead of being
+    dropped by Pathway's plaintext reader.
+
+    A line is emitted once its ``\\n`` is written; a last line without one once its file
+    has not changed for ``settle_s``. A file that shrinks was replaced: it is read again
+    from its start. With persistence, the byte offset reached in each file is reported
+    after its rows (Pathway's connector offsets, as its Airbyte connector does): a restart
+    replays the persisted rows and goes on reading from the last persisted offset (rows
+    read after it come again: at least once, as from a bus).
+    """
+
+    def __init__(self, folder: Path, *, poll_s: float = 0.2, settle_s: float = 1.0):
+        super().__init__(datasource_name="om_telemetry_folder")
+        self._folder, self._poll_s, self._settle_s = Path(folder), poll_s, settle_s
+        self._offsets: dict[str, int] = {}
+        self._stopped = False
+
+    def _is_finite(self) -> bool:
+        return False
+
+    def _seek(self, state: bytes) -> None:
+        self._offsets = {str(k): int(v) for k, v in json.loads(state.decode("utf-8")).items()}
+
+    def on_stop(self) -> None:
+        self._stopped = True
+
+    def _files(self) -> list[Path]:
+        try:
+            return sorted(p for p in self._folder.iterdir() if p.is_file())
+        except FileNotFoundError:
+            return []
+
+    def _read_new(self, path: Path) -> list[bytes]:
+        """The complete lines of ``path`` after its saved offset (and the offset moved)."""
+        name = path.name
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            return []
+        offset = self._offsets.get(name, 0)
+        if stat.st_size < offset:
+            log.warning("om: %s shrank (%d < %d bytes): read again from its start", path, stat.st_size, offset)
+            offset = 0
+        if stat.st_size == offset:
+            return []
+        with path.open("rb") as fh:
+            fh.seek(offset)
+            data = fh.read(stat.st_size - offset)
+        end = data.rfind(b"\n") + 1  # up to the last complete line
+        if end < len(data) and time.time() - stat.st_mtime >= self._settle_s:
+            end = len(data)  # the file's last line, without its newline, no longer growing
+        if end == 0:
+            return []  # a line still being written
+        self._offsets[name] = offset + end
+        return [line for line in data[:end].split(b"\n") if line.strip()]
+
+    def run(self) -> None:
+        while not self._stopped:
+            before = dict(self._offsets)
+            for path in self._files():
+                for line in self._read_new(path):
+                    self.next(data=line)
+            if self._offsets != before:
+                # after the rows: a commit between them and this offset replays them once
+                # more after a restart, and the graph keeps one sample per event id
+                self._report_offset(json.dumps(self._offsets, sort_keys=True).encode("utf-8"))
+            time.sleep(self._poll_s)

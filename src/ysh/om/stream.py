@@ -44,6 +44,7 @@ import pathway as pw
 from .. import pw_runtime
 from ..db import Warehouse
 from ..settings import Settings
+from .chunks import FolderTailSubject, RawLineSchema
 from .fleet import load_plants
 from .job import TABLES, attach_warehouse, load_registry
 from .pipeline import build_om_graph
@@ -326,8 +327,11 @@ def read_telemetry(settings: Settings, source: str, *, autocommit_duration_ms: i
     if source == "jsonl":
         folder = settings.om.replay_dir
         folder.mkdir(parents=True, exist_ok=True)
-        table = pw.io.plaintext.read(str(folder), mode="streaming", name="om_telemetry_jsonl",
-                                     autocommit_duration_ms=autocommit_duration_ms)
+        # raw lines (a line that is not UTF-8 is quarantined, where the plaintext reader
+        # dropped it); a new persistent name: the plaintext reader's state is not replayed
+        # into this reader, whose first run reads the folder from the start (upserts)
+        table = pw.io.python.read(FolderTailSubject(folder), schema=RawLineSchema, name="om_telemetry_folder",
+                                  autocommit_duration_ms=autocommit_duration_ms)
     elif source == "mqtt":
         refuse_mqtt_tls(settings.om.mqtt_uri)
         table = pw.io.mqtt.read(mqtt_reader_uri(settings), settings.om.mqtt_topic,
@@ -353,11 +357,12 @@ def read_telemetry(settings: Settings, source: str, *, autocommit_duration_ms: i
                                                   [pw.this.partition == p for p in instance.partitions]))
     else:
         raise ValueError(f"unknown O&M source {source!r}; one of {', '.join(SOURCES)}")
-    # MQTT and Kafka are read as raw bytes (the plaintext format drops a message that is not
-    # UTF-8 with a log line); a row is a whole message, which may carry several lines (a
-    # datalogger's buffer): the graph splits it (ysh.om.chunks.message_lines, which marks a
-    # line that is not UTF-8 for the quarantine) and skips blank lines. State persisted by
-    # the plaintext reader replays as text, split as before.
+    # every source is read as raw bytes (Pathway's plaintext format drops a message or a
+    # line that is not UTF-8 with a log line); a row is a bus message, which may carry
+    # several lines (a datalogger's buffer), or a line of a followed file: the graph splits
+    # it (ysh.om.chunks.message_lines, which marks a line that is not UTF-8 for the
+    # quarantine) and skips blank lines. State persisted by the plaintext reader (MQTT,
+    # Kafka before) replays as text, split as before.
     return table
 
 
