@@ -217,3 +217,9 @@ def test_the_followed_folder_gives_whole_lines_once_and_goes_on_where_it_stopped
     # a file replaced by a shorter one is read from its start
     log.write_bytes(b'{"f": 6}\n')
     assert again._read_new(log) == [b'{"f": 6}']
+    # a subfolder's files too, each with its own offset
+    (folder / "plant-2").mkdir()
+    (folder / "plant-2" / "a.jsonl").write_bytes(b'{"g": 7}\n')
+    assert [p.relative_to(folder).as_posix() for p in again._files()] == ["a.jsonl", "b.jsonl", "plant-2/a.jsonl"]
+    assert again._read_new(folder / "plant-2" / "a.jsonl") == [b'{"g": 7}']
+    assert again._offsets["plant-2/a.jsonl"] == 9 and again._offsets["a.jsonl"] == 9

@@ -127,7 +127,7 @@ class RawLineSchema(pw.Schema):
 
 
 class FolderTailSubject(pw.io.python.ConnectorSubject):
-    """The lines of every file in ``folder``, as raw bytes, streaming: each file is
+    """The lines of every file under ``folder``, as raw bytes, streaming: each file is
     followed from where it was last read (loggers append), new files are picked up, and a
     line that is not UTF-8 reaches the graph (which quarantines it) instead of being
     dropped by Pathway's plaintext reader.
@@ -156,14 +156,15 @@ class FolderTailSubject(pw.io.python.ConnectorSubject):
         self._stopped = True
 
     def _files(self) -> list[Path]:
+        """The folder's files, its subfolders' included (as Pathway's folder reader read them)."""
         try:
-            return sorted(p for p in self._folder.iterdir() if p.is_file())
+            return sorted(p for p in self._folder.rglob("*") if p.is_file())
         except FileNotFoundError:
             return []
 
     def _read_new(self, path: Path) -> list[bytes]:
         """The complete lines of ``path`` after its saved offset (and the offset moved)."""
-        name = path.name
+        name = path.relative_to(self._folder).as_posix()
         try:
             stat = path.stat()
         except FileNotFoundError:
