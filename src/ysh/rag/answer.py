@@ -41,12 +41,14 @@ from .passages import (
 from .question import (
     _acronyms,
     _datasheet_symbols,
+    _UNIT_TOKEN,
     _kind_bonus,
     _matches,
     _stem,
     _terms,
     abbreviations,
     alternatives,
+    compact_code,
     asked_units,
     chat_expanded,
     count_agreement,
@@ -86,7 +88,7 @@ def _unit_display(unit: Unit) -> str:
     else:
         lead, items = display(unit.parts[0]), [display(x) for x in unit.parts[1:]]
         text = lead + " " + "; ".join(x.rstrip(";.") for x in items) + "."
-    if unit.model and _compact(unit.model) not in _compact(text):
+    if unit.model and compact_code(unit.model) not in compact_code(text):
         text = f"{unit.model} — {text}"
     elif unit.heading and fold_text(unit.heading) not in fold_text(text) and (
             unit.quote_heading or _names_subject(unit)):
@@ -376,16 +378,11 @@ SPEC_ROW_WEIGHT = 2.0
 _DOT_LEADER = re.compile(r"\S\s*\.{4,}\s*\S")
 
 
-def _compact(text: str | None) -> str:
-    """Folded letters and digits only: "TMI-1800Q" → "tmi1800q"."""
-    return re.sub(r"[^0-9a-z]", "", fold_text(text or ""))
-
-
 def _names_code(folded: str, code: str) -> bool:
     """Whether ``folded`` text writes the model ``code``, its separators free ("TMI 1800Q",
     "tmi-1800q") and not as the start of a longer number ("SX-60" is not "SX-600"; "TMI-1800"
     is "TMI-1800Q"), nor across a word ("a12" is not in "área 12")."""
-    chars = _compact(code)
+    chars = compact_code(code)
     if not chars:
         return False
     pattern = r"(?<![0-9a-z])" + r"[\s./-]?".join(map(re.escape, chars)) + r"(?!\d)"
@@ -645,9 +642,6 @@ def _verbatim(text: str, unit: Unit) -> str:
     return text[start:end + len(unit.parts[-1])] if start >= 0 and end >= 0 else unit.parts[0]
 
 
-#: a number with a unit written together ("550W", "6mm", "5GHz") is a quantity, not a model code
-_QUANTITY_TOKEN = re.compile(r"^\d+(?:[.,]\d+)?(?:w|wp|kw|kwp|kwh|mw|mwh|v|kv|a|ah|mah|mm|mm2|cm|m|km|kg|g|hz|khz|ghz|"
-                             r"mbps|gb|mb|h|min|s|anos?|meses|dias|x)$")
 #: a proper name: capitalized, with lower-case letters ("Huawei", "APsystems"; not "ANEEL",
 #: nor an acronym's plural "NRs", "UCs")
 _NAME = re.compile(r"\b(?:[A-Z][a-z][A-Za-z]*|[A-Z]{2,}[a-z]{2,}[A-Za-z]*)\b")
@@ -687,7 +681,7 @@ def missing_subject(question: str, passages: list[Passage]) -> list[str]:
     for raw in re.findall(r"[\w.,/-]+", question):
         token = re.sub(r"[^0-9a-z]", "", fold_text(raw))
         if (len(token) >= 3 and re.search(r"[a-z]", token) and re.search(r"\d", token)
-                and not _QUANTITY_TOKEN.match(fold_text(raw).replace(" ", "")) and token not in compact):
+                and not _UNIT_TOKEN.match(fold_text(raw).replace(" ", "")) and token not in compact):
             missing.append(raw.strip(".,?!"))
     symbols = _datasheet_symbols()
     for match in _NAME.finditer(question):

@@ -371,6 +371,11 @@ _UNIT_TOKEN = re.compile(r"(?i)^\d+(?:[.,]\d+)?(?:w|wp|kw|kwp|kwh|mw|mwh|v|kv|a|
 _COMPARISON_WORDS = re.compile(r"(?i)\b(?:dois|duas|ambos|ambas)\b")
 
 
+def compact_code(text: str | None) -> str:
+    """Folded letters and digits only: "TMI-1800Q" → "tmi1800q" (a code however it is written)."""
+    return re.sub(r"[^0-9a-z]", "", fold_text(text or ""))
+
+
 def _is_code(token: str) -> bool:
     return (len(token) >= 3 and bool(re.search(r"\d", token)) and bool(re.search(r"[A-Za-z]", token))
             and not _UNIT_TOKEN.match(token))
@@ -383,8 +388,7 @@ def alternatives(question: str) -> tuple[str, str, str] | None:
     and the words that only say it compares); None otherwise."""
     for match in _ALTERNATIVES.finditer(question):
         first, second = match.group(1), match.group(2)
-        if _is_code(first) and _is_code(second) and re.sub(r"[^0-9a-z]", "", fold_text(first)) != \
-                re.sub(r"[^0-9a-z]", "", fold_text(second)):  # "NR10 ou NR-10": one model
+        if _is_code(first) and _is_code(second) and compact_code(first) != compact_code(second):  # not "NR10 ou NR-10"
             asked = question[:match.start()] + " " + question[match.end():]
             asked = _COMPARISON_WORDS.sub(" ", asked).replace("?", " ")
             return first, second, " ".join(asked.replace(",", " ").split())
