@@ -293,6 +293,10 @@ class RagSettings(_Group):
                                     description="Timeout of one LLM answer call; on expiry the extractive answer is given.")
     llm_max_concurrent: int = Field(default=4, ge=1, le=64,
                                     description="LLM answer calls at once; more get 503 with Retry-After.")
+    answer_log: Path | None = Field(
+        default=None, description="Append each /v2/answer's question and the passages it was answered from to this "
+                                  "JSONL file (0600; it holds questions and document text): the data "
+                                  "scripts/train_answer_ranker.py fits the answer ranker on. Off by default.")
 
 
 # --- operations: Prefect flows (backup, alerts, legacy migration) --------------------

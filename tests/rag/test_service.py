@@ -4,9 +4,11 @@ reporting, auth, limits, answers with real citations and the OpenAPI schema."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -59,7 +61,8 @@ def helio(tmp_path_factory):
     shutil.copy(SAMPLE / "docs_adversarial" / "datasheet_modulo_solarmax_sx600_injecao.md", docs)
     port = free_port()
     log = root / "serve.log"
-    env = {**os.environ, "YSH_RAG_API_KEY": KEY, "YSH_RAG_OPENAI_BASE_URL": "", "YSH_LOG_LEVEL": "INFO"}
+    env = {**os.environ, "YSH_RAG_API_KEY": KEY, "YSH_RAG_OPENAI_BASE_URL": "", "YSH_LOG_LEVEL": "INFO",
+           "YSH_RAG_ANSWER_LOG": str(root / "answers.jsonl")}
     env.pop("YSH_RAG_OPENAI_BASE_URL")
     with log.open("w") as out:
         proc = subprocess.Popen([sys.executable, "-m", "ysh.cli", "rag", "serve", "--docs", str(docs),
@@ -205,6 +208,16 @@ def test_answer_citations_point_to_real_chunks(helio):
         chunks = helio.retrieve(citation["snippet"], k=50, filepath_globpattern=citation["path"])
         chunk = next(h for h in chunks if h["metadata"]["chunk_index"] == citation["chunk_index"])
         assert citation["snippet"] in chunk["text"]
+
+
+def test_answers_are_logged_with_their_passages_for_the_ranker_when_asked(helio):
+    question = "Qual o prazo para a distribuidora fazer a vistoria?"
+    helio.post("/v2/answer", {"prompt": question}).raise_for_status()
+    log = helio.docs.parent / "answers.jsonl"
+    assert stat.S_IMODE(log.stat().st_mode) == 0o600  # it holds questions and document text
+    rows = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
+    row = next(r for r in rows if r["question"] == question)
+    assert row["hits"] and all(h["text"] and h["metadata"]["path"] for h in row["hits"])
 
 
 def test_injected_instructions_do_not_change_the_answer(helio):

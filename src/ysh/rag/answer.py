@@ -23,7 +23,9 @@ from __future__ import annotations
 import math
 import re
 import secrets
+from typing import Sequence
 
+from . import ranker
 from .chunking import file_words, fold_text
 from .passages import (
     _LIST_ITEM,
@@ -198,7 +200,8 @@ _CAUSE = re.compile(r"\b(?:por isso|porque|pois|devido a|devido ao|por causa d|j
 CAUSE_WEIGHT = 2.0
 
 
-def extractive_answer(question: str, passages: list[Passage], *, max_sentences: int = 3) -> dict:
+def extractive_answer(question: str, passages: list[Passage], *, max_sentences: int = 3,
+                      learned: Sequence[float] | None | bool = True) -> dict:
     """``{answer, citations, mode: "extractive", flagged}`` from the passages (best first).
 
     Each passage is cut into :func:`answer_units`; a unit scores by the question terms it
@@ -216,7 +219,7 @@ def extractive_answer(question: str, passages: list[Passage], *, max_sentences: 
     missing = missing_subject(question, passages)
     if missing:
         return _not_found(passages, missing)
-    ranked = rank_units(question, passages)
+    ranked = rank_units(question, passages, learned=learned)
     if ranked is None:
         return _not_found(passages)
     scored, weight, kind = ranked
@@ -407,11 +410,20 @@ def _quoted(key: str, seen: set[str]) -> bool:
     return key in seen or any(key in s or s in key for s in seen)
 
 
-def rank_units(question: str, passages: list[Passage]
+def rank_units(question: str, passages: list[Passage], *, learned: Sequence[float] | None | bool = True,
+               features_out: list | None = None
                ) -> tuple[list[tuple[float, float, int, int, Unit]], dict[str, float], str] | None:
     """The passages' answer units, best first: ``([(score, coverage, rank, position,
     unit)…], term weights, question kind)``; None when no unit shares a term with the
-    question."""
+    question.
+
+    ``learned``: the fitted correction's weights (:mod:`ysh.rag.ranker`); True for the
+    shipped ones, None or False for the formula alone. ``features_out``: a list that
+    receives ``(unit, features, formula score)`` for each scored unit (training)."""
+    if learned is True:
+        learned = ranker.weights()
+    elif learned is False:
+        learned = None
     # a city or state also names its UF and region ("frete pra Salvador": the Nordeste row)
     terms = stems(question) | _acronyms(question) | place_terms(question)
     kind = question_kind(question)
@@ -522,9 +534,9 @@ def rank_units(question: str, passages: list[Passage]
             placed = own | (stems(unit.heading) if unit.heading else set()) | (stems(unit.caption) if unit.caption else set())
             if not any(_matches(t, placed) for t in attribute):
                 focus = -ATTRIBUTE_MISSING
-        bonus = _kind_bonus(kind, unit.text)
+        bonus = kind_b = _kind_bonus(kind, unit.text)
         # a value in the unit the asked attribute is measured in ("pesa" → kg)
-        bonus += unit_agreement(units_asked, unit.text)
+        bonus += (unit_b := unit_agreement(units_asked, unit.text))
         if term_defined:
             if defines(term_defined, unit.text):
                 if unit.following and len(unit.text) + len(unit.following) <= DEFINITION_CHARS:
@@ -561,6 +573,17 @@ def rank_units(question: str, passages: list[Passage]
         score = (coverage * 3.0 + focus * 1.5 + bonus * (0.5 + coverage) + answers_heading * heading_cover
                  + label_cover
                  + 0.6 / (rank + 1) - position * 0.002 - length_penalty)
+        if learned is not None or features_out is not None:
+            # the fitted correction (ysh.rag.ranker): what the formula's parts and the unit's
+            # shape say about it, weighted as the tuning splits' answers taught
+            features = ranker.unit_features(
+                unit, kind=kind, coverage=coverage, focus=focus, kind_bonus=kind_b, unit_agreement=unit_b,
+                counts=counts, heading=answers_heading * heading_cover, label=label_cover, rank=rank,
+                position=position, first_under_heading=section_order[id(unit)] == 0, weight=weight)
+            if features_out is not None:
+                features_out.append((unit, features, score))
+            if learned is not None:
+                score += ranker.correction(features, learned)
         if answers_heading:
             unit.quote_heading = True  # shown as "heading — sentence": the heading holds the asked words
         scored.append((score, coverage, rank, position, unit))

@@ -117,7 +117,8 @@ def build_service(settings, *, docs_dir: Path | None = None, host: str | None = 
     api = HelioApi(index, stats, files, embedder.cache.stats, docs_root=docs_root_of(settings, docs_dir),
                    catalog=_catalog_search(settings, index),
                    llm_base_url=settings.rag.openai_base_url, llm_api_key=llm_key, llm_model=settings.rag.chat_model,
-                   llm_timeout_s=settings.rag.llm_timeout_s, llm_max_concurrent=settings.rag.llm_max_concurrent)
+                   llm_timeout_s=settings.rag.llm_timeout_s, llm_max_concurrent=settings.rag.llm_max_concurrent,
+                   answer_log=settings.rag.answer_log)
     host = host or settings.rag.host
     app = api.application(api_key=api_key, max_request_bytes=settings.rag.max_request_bytes,
                           local_only=is_loopback_host(host))

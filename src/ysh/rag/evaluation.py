@@ -151,8 +151,17 @@ SPLITS = {"sample": (("sample", "docs"), ("sample", "rag_eval.jsonl")),
           # the fourth held-out split, written 2026-12-05 by a session kept away from the
           # answerer and from every other split's questions; never used to choose (its SOURCES.md)
           "heldout": (("sample", "docs_heldout"), ("sample", "rag_eval_heldout.jsonl")),
+          # the fifth held-out split, written 2026-12-05 by a helper kept away from the answerer,
+          # its tests, docs/rag.md and every split's questions; never used to choose (its SOURCES.md)
+          "blind5": (("sample", "docs_blind5"), ("sample", "rag_eval_blind5.jsonl")),
           # questions the sample documents do not answer: "não encontrei" is right (its calibration)
           "refusal": (("sample", "docs"), ("sample", "rag_eval_refusal.jsonl"))}
+
+
+#: the splits written blind and kept for reporting: never tuned or trained on
+HELD_OUT_SPLITS = ("heldout", "blind5")
+#: the splits weights, rules and the answer ranker (scripts/train_answer_ranker.py) are fitted on
+TUNING_SPLITS = ("sample", "dev", "dev2", "dev3", "dev4", "dev5", "dev6", "dev7")
 
 
 def split_paths(name: str) -> tuple[Path, Path]:

@@ -40,12 +40,14 @@ import asyncio
 import hmac
 import json
 import logging
+import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from importlib import resources
+from pathlib import Path
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
@@ -338,10 +340,13 @@ class HelioApi:
     answer_threads: int = 4
     #: the catalog search (``ysh.catalog.search.CatalogSearch``) behind /v1/catalog/search; None: 503
     catalog: object | None = None
+    #: where each answer's question and passages are appended (settings ``rag.answer_log``); None: nowhere
+    answer_log: Path | None = None
     _batcher: SearchBatcher = field(init=False, repr=False)
     _pool: ThreadPoolExecutor = field(init=False, repr=False)
     _llm_pool: ThreadPoolExecutor = field(init=False, repr=False)
     _llm_slots: threading.BoundedSemaphore = field(init=False, repr=False)
+    _log_lock: threading.Lock = field(init=False, repr=False, default_factory=threading.Lock)
 
     def __post_init__(self):
         self._batcher = SearchBatcher(self.index)
@@ -389,12 +394,23 @@ class HelioApi:
             hits = hits + self.index.continuations(hits, **filters)
             if not self.llm_base_url:  # the extractive reader only: a model gets the hits it asked for
                 hits = hits + self.index.rest_of_document(hits, **filters)
+            if self.answer_log is not None:
+                self._log_answer_input(payload["prompt"], hits)
             return answer_question(payload["prompt"], hits, base_url=self.llm_base_url, model=self.llm_model,
                                    api_key=self.llm_api_key, timeout_s=self.llm_timeout_s)
         except Exception:  # the details stay in the log, never in the response
             log.exception("answer failed")
             return {"answer": "Não foi possível responder agora.", "citations": [], "mode": "error",
                     "error": "internal error (see the service log)"}
+
+    def _log_answer_input(self, question: str, hits: list[dict]) -> None:
+        """One JSON line {question, hits} in :attr:`answer_log` (created 0600; one writer at
+        a time, as answers run on a thread pool)."""
+        line = json.dumps({"question": question, "hits": hits}, ensure_ascii=False, default=str) + "\n"
+        with self._log_lock:
+            fd = os.open(self.answer_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            with os.fdopen(fd, "a", encoding="utf-8") as out:
+                out.write(line)
 
     async def answer(self, request: web.Request) -> web.Response:
         payload = request[PAYLOAD]
