@@ -11,7 +11,7 @@ fits the correction, and the weights are written with the splits and the regular
 Then each split's fact-in-answer is printed with and without the weights, from the same
 logged passages (in-sample figures: the held-out splits are for reporting, not here).
 
-Held-out splits (``heldout``, ``blind5``) are refused: they are never trained on.
+The held-out split (``heldout``) is refused: it is never trained on.
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ def main() -> None:
            "trained_by": "scripts/train_answer_ranker.py"}
     args.out.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
     ranker.weights.cache_clear()
-    print(f"wrote {args.out} ({len(groups)} questions)")
+    print(f"wrote {args.out} ({len(groups)} questions with a scored unit)")
     for split, rows in recorded.items():
         print(f"{split}: fact-in-answer {facts(rows, False)}/{len(rows)} formula alone, "
               f"{facts(rows, True)}/{len(rows)} with the fitted correction (in-sample)")

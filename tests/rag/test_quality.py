@@ -1,4 +1,4 @@
-"""Hélio's quality on the tuning splits (sample, dev, dev2–dev7), against a real service: floors
+"""Hélio's quality on the tuning splits (sample, dev, dev2–dev8), against a real service: floors
 that keep the measured figures (docs/rag.md, "Evaluation") from regressing. The held-out
 split is reported in docs/rag.md and never used to choose weights or rules, so it has no
 floor here (a floor on it would make it a tuning target)."""
@@ -22,14 +22,20 @@ FLOORS = {"sample": {"hit@1": 0.93, "hit@5": 0.97, "answers_ok": 0.90, "answers_
           # dev4, the retired first held-out split (2026-12-04): hybrid hit@1 0.952, hit@5 1.000
           # (= BM25); answers 0.935, cited 1.000
           "dev4": {"hit@1": 0.93, "hit@5": 0.98, "answers_ok": 0.90, "answers_cited": 0.95},
-          # dev5 (2026-12-04): hybrid hit@1 0.986, hit@5 1.000 (= BM25); answers 0.971, cited 1.000
-          "dev5": {"hit@1": 0.95, "hit@5": 0.98, "answers_ok": 0.94, "answers_cited": 0.95},
+          # dev5 (2026-12-04): hybrid hit@1 0.986, hit@5 1.000 (= BM25); answers 0.971, cited 1.000;
+          # answers 0.929 with the answer ranker (2026-12-05): fitted on every split at once, it
+          # gives up three of the answers rules written for dev5 had won, for the blind splits'
+          # (docs/rag.md)
+          "dev5": {"hit@1": 0.95, "hit@5": 0.98, "answers_ok": 0.92, "answers_cited": 0.95},
           # dev6, the retired second held-out split (2026-12-04): hybrid hit@1 0.938, hit@5 1.000
           # (= BM25); answers 0.923, cited 0.985
           "dev6": {"hit@1": 0.92, "hit@5": 0.98, "answers_ok": 0.88, "answers_cited": 0.95},
           # dev7, the retired third held-out split (2026-12-05): hybrid hit@1 0.938, hit@5 1.000
           # (= BM25); answers 0.906, cited 0.984
-          "dev7": {"hit@1": 0.92, "hit@5": 0.98, "answers_ok": 0.87, "answers_cited": 0.95}}
+          "dev7": {"hit@1": 0.92, "hit@5": 0.98, "answers_ok": 0.87, "answers_cited": 0.95},
+          # dev8, the retired fourth held-out split (2026-12-05): hybrid hit@1 0.956, hit@5 1.000
+          # (= BM25); answers 0.853 with the answer ranker trained on it, cited 1.000
+          "dev8": {"hit@1": 0.94, "hit@5": 0.98, "answers_ok": 0.83, "answers_cited": 0.95}}
 
 
 @pytest.fixture(scope="module", params=sorted(FLOORS))
@@ -75,11 +81,11 @@ def test_answers_keep_their_figures(report):
     # dev7: the third held-out split, spent after four reports (2026-12-05); its kinds are
     # the answerer's reading of questions it was never tuned on
     ("dev7", {"value", "rule", "procedure", "other"}),
-    # the held-out split: its shape only (every fact in its documents); its kinds are not
-    # looked at, as nothing of it is
+    # dev8: the fourth held-out split, spent after four reports (2026-12-05)
+    ("dev8", {"value", "duration", "list", "procedure", "definition", "other"}),
+    # the held-out split (the fifth, 2026-12-05): its shape only (every fact in its
+    # documents); its kinds are not looked at, as nothing of it is
     ("heldout", set()),
-    # the fifth held-out split (2026-12-05), the same
-    ("blind5", set()),
 ])
 def test_the_dev_splits_name_real_documents_hold_their_facts_and_ask_every_kind(split, kinds):
     from ysh.rag.evaluation import _fold

@@ -153,7 +153,7 @@ def eval_cmd(
                                           help="Questions JSONL (default: data/sample/rag_eval.jsonl)."),
     k: int = typer.Option(5, min=1, max=50, help="Results per query."),
     answers: bool = typer.Option(False, "--answers/--no-answers", help="Also check /v2/answer for the expected facts."),
-    split: str | None = typer.Option(None, "--split", help="sample | dev | dev2 … dev7 | heldout | blind5 | refusal: "
+    split: str | None = typer.Option(None, "--split", help="sample | dev | dev2 … dev8 | heldout | refusal: "
                                                           "a question split with its own documents (a service is "
                                                           "started over them)."),
 ) -> None:

@@ -148,20 +148,21 @@ SPLITS = {"sample": (("sample", "docs"), ("sample", "rag_eval.jsonl")),
           # the third held-out split (2026-12-04), reported four times in one round and then
           # spent: from 2026-12-05 a tuning split (rag_eval_dev7_SOURCES.md)
           "dev7": (("sample", "docs_dev7"), ("sample", "rag_eval_dev7.jsonl")),
-          # the fourth held-out split, written 2026-12-05 by a session kept away from the
-          # answerer and from every other split's questions; never used to choose (its SOURCES.md)
+          # the fourth held-out split (2026-12-05), reported four times (the last with the answer
+          # ranker) and then spent: from 2026-12-05 a tuning split (rag_eval_dev8_SOURCES.md)
+          "dev8": (("sample", "docs_dev8"), ("sample", "rag_eval_dev8.jsonl")),
+          # the fifth held-out split, written 2026-12-05 (as "blind5") by a helper kept away from the
+          # answerer, its tests, docs/rag.md and every split's questions; never used to choose or
+          # train (its SOURCES.md)
           "heldout": (("sample", "docs_heldout"), ("sample", "rag_eval_heldout.jsonl")),
-          # the fifth held-out split, written 2026-12-05 by a helper kept away from the answerer,
-          # its tests, docs/rag.md and every split's questions; never used to choose (its SOURCES.md)
-          "blind5": (("sample", "docs_blind5"), ("sample", "rag_eval_blind5.jsonl")),
           # questions the sample documents do not answer: "não encontrei" is right (its calibration)
           "refusal": (("sample", "docs"), ("sample", "rag_eval_refusal.jsonl"))}
 
 
 #: the splits written blind and kept for reporting: never tuned or trained on
-HELD_OUT_SPLITS = ("heldout", "blind5")
+HELD_OUT_SPLITS = ("heldout",)
 #: the splits weights, rules and the answer ranker (scripts/train_answer_ranker.py) are fitted on
-TUNING_SPLITS = ("sample", "dev", "dev2", "dev3", "dev4", "dev5", "dev6", "dev7")
+TUNING_SPLITS = ("sample", "dev", "dev2", "dev3", "dev4", "dev5", "dev6", "dev7", "dev8")
 
 
 def split_paths(name: str) -> tuple[Path, Path]:
