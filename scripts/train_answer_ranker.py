@@ -35,7 +35,9 @@ def record(split: str, folder: Path) -> list[tuple]:
     docs, questions_file = split_paths(split)
     questions = [q for q in load_questions(questions_file) if q.answer_contains]
     log = folder / f"{split}.jsonl"
-    env = {"YSH_RAG_LIVE_RECORDS": "false", "YSH_RAG_PGVECTOR": "false", "YSH_RAG_ANSWER_LOG": str(log)}
+    # the extractive answerer is what is trained: no LLM endpoint, even if the environment names one
+    env = {"YSH_RAG_LIVE_RECORDS": "false", "YSH_RAG_PGVECTOR": "false", "YSH_RAG_ANSWER_LOG": str(log),
+           "YSH_RAG_OPENAI_BASE_URL": ""}
     with start_service(docs, env=env) as service, httpx.Client(timeout=120.0) as client:
         for q in questions:
             client.post(service.url + "/v2/answer", json={"prompt": q.question}).raise_for_status()
@@ -49,7 +51,7 @@ def record(split: str, folder: Path) -> list[tuple]:
     return [(q, logged[q.question]) for q in questions]
 
 
-def facts(recorded: list[tuple], learned: bool) -> int:
+def facts(recorded: list[tuple], learned) -> int:
     """How many answers, from the recorded passages, hold every expected fact."""
     total = 0
     for q, hits in recorded:
@@ -84,8 +86,8 @@ def main() -> None:
     ranker.weights.cache_clear()
     print(f"wrote {args.out} ({len(groups)} questions with a scored unit)")
     for split, rows in recorded.items():
-        print(f"{split}: fact-in-answer {facts(rows, False)}/{len(rows)} formula alone, "
-              f"{facts(rows, True)}/{len(rows)} with the fitted correction (in-sample)")
+        print(f"{split}: fact-in-answer {facts(rows, None)}/{len(rows)} formula alone, "
+              f"{facts(rows, tuple(weights))}/{len(rows)} with the fitted correction (in-sample)")
 
 
 if __name__ == "__main__":

@@ -387,6 +387,9 @@ class Settings(BaseSettings):
         self.om.replay_dir = resolved(self.om.replay_dir, home / "landing" / "om")
         self.om.plants_file = resolved(self.om.plants_file, data_path("sample", "om", "plants.json"))
         self.rag.docs_dir = resolved(self.rag.docs_dir, home / "docs")
+        if self.rag.answer_log is not None:  # "" (parsed as ".") is off
+            log_path = self.rag.answer_log
+            self.rag.answer_log = None if str(log_path) in ("", ".") else log_path.expanduser().resolve()
         self.rag.url = self.rag.url or f"http://{self.rag.host}:{self.rag.port}"
         self.ops.backup.paths = [p.expanduser().resolve() for p in (self.ops.backup.paths or [home / "landing"])]
         return self

@@ -76,16 +76,67 @@ def test_fit_learns_what_tells_the_right_unit_and_shrinks_to_nothing_under_heavy
         ranker.fit([([[1.0, 0.0]], [0.0], [1.0])], l2=0.1)  # one unit: nothing to learn
 
 
-def test_the_extractive_answer_uses_the_shipped_correction():
-    answer = extractive_answer(QUESTION, passages())
-    assert answer == extractive_answer(QUESTION, passages(), learned=ranker.weights())
+def test_the_extractive_answer_uses_the_weights_it_is_given():
+    answer = extractive_answer(QUESTION, passages(), learned=None)
     assert answer["answer"].splitlines()[1].startswith("- O prazo para abrir o pedido é de 30 dias")
     # a correction against numbers quotes another sentence first (the duration then joins it
-    # as the next sentence holding the asked value): the weights given are the ones used
+    # as the next sentence holding the asked value)
     against = [0.0] * len(ranker.FEATURES)
     against[ranker.FEATURES.index("has_digit")] = -50.0
     first = extractive_answer(QUESTION, passages(), learned=against)["answer"].splitlines()[1]
     assert first.startswith("- O pedido de garantia deve ser feito")
+
+
+def test_every_split_is_either_tuning_held_out_or_the_refusal_split():
+    from ysh.rag.evaluation import HELD_OUT_SPLITS, SPLITS, TUNING_SPLITS
+
+    assert set(SPLITS) == set(TUNING_SPLITS) | set(HELD_OUT_SPLITS) | {"refusal"}
+    assert not set(TUNING_SPLITS) & set(HELD_OUT_SPLITS)
+
+
+def test_a_broken_weights_file_is_a_value_error_naming_it(tmp_path):
+    for text in ("{not json", json.dumps({"features": list(ranker.FEATURES)}), json.dumps([1, 2])):
+        path = tmp_path / "w.json"
+        path.write_text(text, encoding="utf-8")
+        with pytest.raises(ValueError, match="w.json"):
+            ranker.load_weights(path)
+
+
+def test_the_answer_log_is_private_and_never_costs_an_answer(tmp_path, caplog):
+    import os
+    import stat
+    import threading
+    from types import SimpleNamespace
+
+    from ysh.errors import InputError
+    from ysh.rag.app import _check_answer_log
+    from ysh.rag.server import HelioApi
+
+    path = tmp_path / "answers.jsonl"
+    path.write_text("", encoding="utf-8")
+    os.chmod(path, 0o644)
+    api = SimpleNamespace(answer_log=path, _log_lock=threading.Lock())
+    HelioApi._log_answer_input(api, "q?", [{"text": "t"}])
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600 and json.loads(path.read_text())["question"] == "q?"
+    link = tmp_path / "link.jsonl"
+    link.symlink_to(tmp_path / "elsewhere.jsonl")
+    missing = tmp_path / "no-such-folder" / "answers.jsonl"
+    for bad in (link, missing):
+        api.answer_log = bad
+        HelioApi._log_answer_input(api, "q?", [])  # a warning, not an exception
+        assert "could not append to the answer log" in caplog.text
+        with pytest.raises(InputError, match="YSH_RAG_ANSWER_LOG"):
+            _check_answer_log(bad)  # and at start, the reason
+    assert not (tmp_path / "elsewhere.jsonl").exists()
+
+
+def test_an_empty_answer_log_setting_is_off(monkeypatch):
+    from ysh.settings import Settings
+
+    monkeypatch.setenv("YSH_RAG_ANSWER_LOG", "")
+    assert Settings().rag.answer_log is None
+    monkeypatch.setenv("YSH_RAG_ANSWER_LOG", "~/answers.jsonl")
+    assert Settings().rag.answer_log.is_absolute()
 
 
 def test_by_default_the_answerer_reads_the_shipped_weights(monkeypatch):

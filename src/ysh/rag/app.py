@@ -102,6 +102,26 @@ class Service:
     server: ApiServer
 
 
+def _check_answer_ranker() -> None:
+    """The answer ranker's weights, read once at start: a malformed file stops the service
+    with its reason (not every answer later); a missing one is said in the log."""
+    from . import ranker
+
+    if ranker.weights() is None:
+        log.warning("no answer ranker weights at %s: answers use the formula alone", ranker.WEIGHTS_FILE)
+
+
+def _check_answer_log(path: Path) -> None:
+    """YSH_RAG_ANSWER_LOG must be a file the service can append to (created 0600 now)."""
+    from ..errors import InputError
+    from .server import open_private_log
+
+    try:
+        open_private_log(path).close()
+    except OSError as exc:
+        raise InputError(f"YSH_RAG_ANSWER_LOG {path}: {exc.strerror or exc}") from None
+
+
 def build_service(settings, *, docs_dir: Path | None = None, host: str | None = None, port: int | None = None,
                   extra_tables: Sequence[pw.Table] = (), seed: Mapping[str, np.ndarray] | None = None,
                   on_embedded: Callable[[str, np.ndarray], None] | None = None) -> Service:
@@ -114,6 +134,9 @@ def build_service(settings, *, docs_dir: Path | None = None, host: str | None = 
     api_key = settings.rag.api_key.get_secret_value() if settings.rag.api_key else None
     llm_key = settings.rag.openai_api_key.get_secret_value() if settings.rag.openai_api_key else None
     _install_log_filters(api_key)
+    _check_answer_ranker()
+    if settings.rag.answer_log is not None:
+        _check_answer_log(settings.rag.answer_log)
     api = HelioApi(index, stats, files, embedder.cache.stats, docs_root=docs_root_of(settings, docs_dir),
                    catalog=_catalog_search(settings, index),
                    llm_base_url=settings.rag.openai_base_url, llm_api_key=llm_key, llm_model=settings.rag.chat_model,

@@ -95,12 +95,16 @@ def weights() -> tuple[float, ...] | None:
 
 
 def load_weights(path: Path) -> tuple[float, ...]:
-    doc = json.loads(path.read_text(encoding="utf-8"))
-    names = tuple(doc.get("features") or ())
+    """The weights of a ranker file; ValueError naming the problem when it is not one."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        names = tuple(doc.get("features") or ())
+        values = tuple(float(w) for w in doc["weights"])
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(f"{path}: not an answer ranker file ({type(exc).__name__}: {exc})") from None
     if names != FEATURES:
         raise ValueError(f"{path}: its features {list(names)} are not this code's {list(FEATURES)}; "
                          "retrain with scripts/train_answer_ranker.py")
-    values = tuple(float(w) for w in doc["weights"])
     if len(values) != len(FEATURES) or not all(math.isfinite(w) for w in values):
         raise ValueError(f"{path}: expected {len(FEATURES)} finite weights")
     return values

@@ -404,13 +404,15 @@ class HelioApi:
                     "error": "internal error (see the service log)"}
 
     def _log_answer_input(self, question: str, hits: list[dict]) -> None:
-        """One JSON line {question, hits} in :attr:`answer_log` (created 0600; one writer at
-        a time, as answers run on a thread pool)."""
+        """One JSON line {question, hits} in :attr:`answer_log` (one writer at a time within
+        the process, as answers run on a thread pool). A log that cannot be written costs a
+        warning, never the answer."""
         line = json.dumps({"question": question, "hits": hits}, ensure_ascii=False, default=str) + "\n"
-        with self._log_lock:
-            fd = os.open(self.answer_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-            with os.fdopen(fd, "a", encoding="utf-8") as out:
+        try:
+            with self._log_lock, open_private_log(self.answer_log) as out:
                 out.write(line)
+        except OSError:
+            log.warning("could not append to the answer log %s", self.answer_log, exc_info=True)
 
     async def answer(self, request: web.Request) -> web.Response:
         payload = request[PAYLOAD]
@@ -480,6 +482,19 @@ class HelioApi:
     async def _shutdown(self, app) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._llm_pool.shutdown(wait=False, cancel_futures=True)
+
+
+def open_private_log(path: Path):
+    """``path`` opened for appending as a file only its owner reads (0600, also when it
+    existed with wider permissions; a symlink is refused): it holds questions and document
+    text."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        return os.fdopen(fd, "a", encoding="utf-8")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def _json(data) -> web.Response:
