@@ -419,7 +419,8 @@ def rank_units(question: str, passages: list[Passage], *, learned: Sequence[floa
 
     ``learned``: the fitted correction's weights (:mod:`ysh.rag.ranker`); True for the
     shipped ones, None or False for the formula alone. ``features_out``: a list that
-    receives ``(unit, features, formula score)`` for each scored unit (training)."""
+    receives ``(unit, features, score)`` for each scored unit (training), the score being the
+    formula's before the count penalty that is applied after the correction."""
     if learned is True:
         learned = ranker.weights()
     elif learned is False:
