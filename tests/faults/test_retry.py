@@ -83,3 +83,13 @@ def test_a_transient_version_and_its_retraction_in_one_time_cancel_in_any_order(
         assert sink.net(changes) == ({("B1", "MG"): final}, []), changes
     # a version added and retracted in the same time, nothing else: no write for that key
     assert sink.net([(transient, True), (transient, False)]) == ({}, [])
+
+
+def test_a_time_of_additions_only_is_its_rows_by_key_and_a_key_twice_is_counted():
+    sink = SnapshotSink("", "s", "t", ("a",))
+    rows = [{"a": i, "v": i * 10} for i in range(5)]
+    assert sink.net([(r, True) for r in rows]) == ({(i,): rows[i] for i in range(5)}, [])
+    # one key added twice in a time (two versions, neither retracted): the last version, as
+    # when retractions are in the time too
+    second = {"a": 1, "v": 99}
+    assert sink.net([(r, True) for r in rows] + [(second, True)])[0][(1,)] == second

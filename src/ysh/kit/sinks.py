@@ -105,6 +105,13 @@ class SnapshotSink:
         count is the row; a key whose versions all cancel or are retracted is deleted.
         (Taking the last addition seen wrote the transient version: a follower's KPI row
         kept a kWp of 0.0 after a database restart.)"""
+        key = self._key
+        if all(is_addition for _, is_addition in changes):
+            # a time of additions only (a first load): each key once is its row as it is; the
+            # versions are only counted when a key comes twice
+            upserts = {tuple(row[c] for c in key): row for row, _ in changes}
+            if len(upserts) == len(changes):
+                return upserts, []
         versions: dict[tuple, dict[str, list]] = {}
         for row, is_addition in changes:
             pk = tuple(row[c] for c in self._key)
