@@ -59,6 +59,16 @@ def test_the_correction_adds_the_weighted_features_to_the_formula():
     assert [u.text for *_, u in plain] == sorted(by_text, key=lambda t: -by_text[t])
 
 
+def test_training_rows_carry_the_scores_the_answerer_ranks_by_also_for_a_count_question():
+    kit = [Passage.from_hit({"text": "O kit residencial traz 8 módulos de 550 W. O kit vem com inversor de 5 kW "
+                                     "e estrutura para telhado cerâmico.", "metadata": {"path": "docs/kit.md"},
+                             "score": 0.03})]
+    for question, passages_ in (("quantos módulos vem no kit residencial?", kit), (QUESTION, passages())):
+        rows: list = []
+        scored, _, _ = rank_units(question, passages_, learned=None, features_out=rows)
+        assert {u.text: s for u, _, s in rows} == {u.text: s for s, *_, u in scored}
+
+
 def test_a_question_group_marks_the_units_that_hold_the_answer():
     xs, base, right = ranker.question_group(QUESTION, ["30 dias"], HITS)
     assert len(xs) == len(base) == len(right) and all(len(x) == len(ranker.FEATURES) for x in xs)
@@ -74,6 +84,20 @@ def test_fit_learns_what_tells_the_right_unit_and_shrinks_to_nothing_under_heavy
     assert all(abs(w) < 0.05 for w in ranker.fit(groups, l2=1000.0))
     with pytest.raises(ValueError, match="learn"):
         ranker.fit([([[1.0, 0.0]], [0.0], [1.0])], l2=0.1)  # one unit: nothing to learn
+
+
+def test_the_losss_gradient_is_its_derivative_also_far_from_the_optimum():
+    import numpy as np
+
+    rng = np.random.default_rng(7)
+    groups = [(rng.normal(size=(6, 3)).tolist(), rng.normal(size=6).tolist(), [1.0, 0, 0, 1.0, 0, 0])
+              for _ in range(5)]
+    data = ranker.training_arrays(groups)
+    for w in (np.zeros(3), np.array([30.0, -30.0, 10.0])):  # the second: right units nearly impossible
+        value, grad = ranker.loss(w, data, 0.3)
+        numeric = [(ranker.loss(w + e, data, 0.3)[0] - ranker.loss(w - e, data, 0.3)[0]) / 2e-6
+                   for e in np.eye(3) * 1e-6]
+        assert np.isfinite(value) and np.allclose(grad, numeric, rtol=1e-4, atol=1e-4)
 
 
 def test_the_extractive_answer_uses_the_weights_it_is_given():

@@ -420,7 +420,8 @@ def rank_units(question: str, passages: list[Passage], *, learned: Sequence[floa
     ``learned``: the fitted correction's weights (:mod:`ysh.rag.ranker`); True for the
     shipped ones, None or False for the formula alone. ``features_out``: a list that
     receives ``(unit, features, score)`` for each scored unit (training), the score being the
-    formula's before the count penalty that is applied after the correction."""
+    formula's as the answerer uses it (with a count question's penalty, without the
+    correction)."""
     if learned is True:
         learned = ranker.weights()
     elif learned is False:
@@ -510,6 +511,7 @@ def rank_units(question: str, passages: list[Passage], *, learned: Sequence[floa
         return None
     scored: list[tuple[float, float, int, int, Unit]] = []
     counting: list[float] = []  # count_agreement of each scored unit
+    recorded: list[tuple] = []  # (unit, features, formula score, counts) for features_out
     for rank, position, unit, words in candidates:
         unit.covered = {t for t in weight if _matches(t, words)}
         coverage = sum(weight[t] for t in unit.covered) / total
@@ -582,7 +584,7 @@ def rank_units(question: str, passages: list[Passage], *, learned: Sequence[floa
                 counts=counts, heading=answers_heading * heading_cover, label=label_cover, rank=rank,
                 position=position, first_under_heading=section_order[id(unit)] == 0, weight=weight)
             if features_out is not None:
-                features_out.append((unit, features, score))
+                recorded.append((unit, features, score, counts))
             if learned is not None:
                 score += ranker.correction(features, learned)
         if answers_heading:
@@ -590,6 +592,10 @@ def rank_units(question: str, passages: list[Passage], *, learned: Sequence[floa
         scored.append((score, coverage, rank, position, unit))
     if any(counting):  # a count question, and some unit counts the thing: the others do not answer it
         scored = [(score - (0.0 if counts else COUNT_MISSING), *rest) for (score, *rest), counts in zip(scored, counting)]
+    if features_out is not None:  # the formula's scores as the answerer uses them (the penalty in)
+        penalty = COUNT_MISSING if any(counting) else 0.0
+        features_out.extend((unit, features, score - (0.0 if counts else penalty))
+                            for unit, features, score, counts in recorded)
     scored.sort(key=lambda c: -c[0])
     if not scored:
         return None

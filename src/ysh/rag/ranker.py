@@ -125,43 +125,60 @@ def fit(groups: Sequence[Group], l2: float) -> list[float]:
     import numpy as np
     from scipy.optimize import minimize
 
-    data = []
-    for xs, base, right in groups:
-        y = np.asarray(right, dtype=float)
-        if 0 < y.sum() < len(y):
-            data.append((np.asarray(xs, dtype=float), np.asarray(base, dtype=float), y))
+    data = training_arrays(groups)
     if not data:
         raise ValueError("no question has both right and wrong units to learn from")
-    size = data[0][0].shape[1]
-
-    def loss(w):
-        total, grad = 0.0, np.zeros(size)
-        for x, base, y in data:
-            s = base + x @ w
-            p = np.exp(s - s.max())
-            p /= p.sum()
-            right = (p * y).sum()
-            total -= math.log(right + 1e-12)
-            grad -= (p * y) @ x / (right + 1e-12) - p @ x
-        return total + l2 * (w @ w), grad + 2 * l2 * w
-
-    result = minimize(loss, np.zeros(size), jac=True, method="L-BFGS-B")
+    result = minimize(loss, np.zeros(data[0][0].shape[1]), args=(data, l2), jac=True, method="L-BFGS-B")
     if not result.success:
         raise RuntimeError(f"the ranker's fit did not converge: {result.message}")
     return [float(w) for w in result.x]
 
 
+def training_arrays(groups: Sequence[Group]) -> list[tuple]:
+    """(features, formula scores, right) as arrays, for the questions that teach something."""
+    import numpy as np
+
+    data = []
+    for xs, base, right in groups:
+        y = np.asarray(right, dtype=bool)
+        if 0 < y.sum() < len(y):
+            data.append((np.asarray(xs, dtype=float), np.asarray(base, dtype=float), y))
+    return data
+
+
+def loss(w, data: list[tuple], l2: float):
+    """(loss, gradient) of :func:`fit` at ``w``: per question logsumexp(all scores) −
+    logsumexp(right units' scores), whose gradient is the units' softmax minus the right
+    units' own softmax, weighted by the features (exact also where the right units have
+    almost no probability)."""
+    import numpy as np
+
+    total, grad = 0.0, np.zeros(len(w))
+    for x, base, right in data:
+        s = base + x @ w
+        top, top_right = s.max(), s[right].max()
+        p = np.exp(s - top)
+        q = np.where(right, np.exp(s - top_right), 0.0)
+        total += top + math.log(p.sum()) - top_right - math.log(q.sum())
+        grad += (p / p.sum() - q / q.sum()) @ x
+    return total + l2 * float(w @ w), grad + 2 * l2 * w
+
+
 def question_group(question: str, answer_contains: Sequence[str], hits: Sequence[dict]) -> Group | None:
     """The training rows of one tuning question: its units as the answerer scores them from
     ``hits`` (what the service answered from), by the formula alone, each marked right
-    when it holds one of ``answer_contains``; None when no unit scored."""
-    from .answer import Passage, rank_units
+    when it holds one of ``answer_contains``; None when no unit scored or the answerer
+    answers before ranking units (a live record, a subject no passage names)."""
+    from .answer import Passage, _record_answer, missing_subject, rank_units
     from .evaluation import answer_contains_all
     from .question import chat_expanded
 
     passages = [Passage.from_hit(h) for h in hits if (h.get("text") or "").strip()]
+    question = chat_expanded(question)
+    if _record_answer(question, passages) is not None or missing_subject(question, passages):
+        return None  # answered before any unit is ranked (a live record, "não encontrei")
     rows: list = []
-    rank_units(chat_expanded(question), passages, learned=None, features_out=rows)
+    rank_units(question, passages, learned=None, features_out=rows)
     if not rows:
         return None
     right = [float(any(answer_contains_all(unit.text, [needle]) for needle in answer_contains))
