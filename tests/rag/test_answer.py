@@ -883,7 +883,11 @@ def test_which_of_two_models_is_answered_with_each_models_own_specification_row(
                              "TMI-1800Q?", hits)
     lines = result["answer"].split("\n")[1:]
     assert lines[0].startswith("- TMI-1600Q — ") and "18 A" in lines[0]
-    assert lines[1].startswith("- TMI-1800Q — ") and "25 A por entrada" in lines[1]
+    # the TMI-1800Q's own limit, from its own datasheet (its specification row, or — since the
+    # answer ranker's refit — the sentence of that datasheet stating the same 25 A per input)
+    assert lines[1].startswith("- TMI-1800Q — ") and "25 A" in lines[1] and "por entrada" in lines[1]
+    assert [c["path"].rsplit("/", 1)[-1] for c in result["citations"][:2]] == [
+        "datasheet_microinversor_tucano_tmi1600q.md", "datasheet_microinversor_tucano_tmi1800q.txt"]
 
 
 def test_a_table_whose_first_row_holds_a_measured_value_has_no_header_row():
