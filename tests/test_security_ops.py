@@ -161,8 +161,10 @@ def test_the_wal_check_warns_when_a_slot_holds_back_more_than_the_limit(warehous
     with psycopg.connect(pg_server.dsn(), autocommit=True) as conn:
         conn.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (slot,))
         try:
-            # about 3 MB of WAL the idle slot has to keep
-            conn.execute("SELECT pg_logical_emit_message(false, 'ysh-test', repeat('x', 3 * 1024 * 1024))")
+            # about 3 MB of WAL the idle slot has to keep, flushed: the check reads the WAL's
+            # write position, which an unflushed message may not have reached yet (a clean
+            # run saw 1.5 MB of the 3)
+            conn.execute("SELECT pg_logical_emit_message(false, 'ysh-test', repeat('x', 3 * 1024 * 1024), true)")
             slots = {s.name: s for s in ops_assets.replication_slots(resource)}
             assert slots[slot].retained_bytes > 2 * ops_assets.MB and not slots[slot].active
             passed, reason = ops_assets.judge(list(slots.values()), 1 * ops_assets.MB)
