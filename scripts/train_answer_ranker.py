@@ -25,7 +25,7 @@ from pathlib import Path
 import httpx
 
 from ysh.rag import ranker
-from ysh.rag.answer import Passage, extractive_answer
+from ysh.rag.answer import extractive_answer, passages_of
 from ysh.rag.evaluation import (HELD_OUT_SPLITS, TUNING_SPLITS, answer_contains_all, load_questions, split_paths,
                                 start_service)
 
@@ -55,8 +55,7 @@ def facts(recorded: list[tuple], learned) -> int:
     """How many answers, from the recorded passages, hold every expected fact."""
     total = 0
     for q, hits in recorded:
-        passages = [Passage.from_hit(h) for h in hits if (h.get("text") or "").strip()]
-        reply = extractive_answer(q.question, passages, learned=learned)
+        reply = extractive_answer(q.question, passages_of(hits), learned=learned)
         total += answer_contains_all(reply["answer"], q.answer_contains)
     return total
 

@@ -821,11 +821,16 @@ def llm_answer(question: str, passages: list[Passage], *, base_url: str, model: 
     return {"answer": text, "citations": citations, "mode": "llm", "flagged": _flagged_report(passages)}
 
 
+def passages_of(hits: list[dict]) -> list[Passage]:
+    """The passages of ``/v1/retrieve`` hits, the empty ones left out."""
+    return [Passage.from_hit(h) for h in hits if (h.get("text") or "").strip()]
+
+
 def answer_question(question: str, hits: list[dict], *, base_url: str | None = None, model: str = "gpt-4o-mini",
                     api_key: str | None = None, timeout_s: float = 60.0) -> dict:
     """Hélio's answer to ``question`` from ``/v1/retrieve`` hits: LLM when ``base_url`` is
     given, extractive otherwise."""
-    passages = [Passage.from_hit(h) for h in hits if (h.get("text") or "").strip()]
+    passages = passages_of(hits)
     if base_url:
         return llm_answer(question, passages, base_url=base_url, model=model, api_key=api_key, timeout_s=timeout_s)
     return extractive_answer(question, passages)

@@ -169,11 +169,11 @@ def question_group(question: str, answer_contains: Sequence[str], hits: Sequence
     ``hits`` (what the service answered from), by the formula alone, each marked right
     when it holds one of ``answer_contains``; None when no unit scored or the answerer
     answers before ranking units (a live record, a subject no passage names)."""
-    from .answer import Passage, _record_answer, missing_subject, rank_units
+    from .answer import _record_answer, missing_subject, passages_of, rank_units
     from .evaluation import answer_contains_all
     from .question import chat_expanded
 
-    passages = [Passage.from_hit(h) for h in hits if (h.get("text") or "").strip()]
+    passages = passages_of(hits)
     question = chat_expanded(question)
     if _record_answer(question, passages) is not None or missing_subject(question, passages):
         return None  # answered before any unit is ranked (a live record, "não encontrei")
