@@ -5,6 +5,7 @@ not (the database's ``TEMPORARY`` privilege revoked from PUBLIC), with one warni
 
 from __future__ import annotations
 
+import json
 import logging
 import pickle
 import secrets
@@ -18,7 +19,8 @@ from psycopg import sql
 
 from ysh import db
 from ysh.catalog.normalize import normalize_feed
-from ysh.kit.sinks import PackedBatchSink, SnapshotSink
+from ysh.kit import copytext
+from ysh.kit.sinks import CopyTextSink, PackedBatchSink, SnapshotSink
 
 EXPORTS = Path(__file__).resolve().parents[2] / "data" / "distributors" / "exports"
 SCHEMA = "ysh"
@@ -230,3 +232,82 @@ def test_a_packed_batch_with_nothing_alive_writes_nothing(roles):
     one_batch(sink, [], stale=packed)  # every row added, then retracted
     assert table_prices(owner_dsn) == {}
     assert (sink.written_rows, sink.write_method) == (0, "")
+
+
+def table_rows(dsn: str, columns: list[str]) -> dict[tuple[str, str], tuple]:
+    with db.connect(dsn, SCHEMA) as conn:
+        names = sql.SQL(", ").join(map(sql.Identifier, columns))
+        return {(r[0], r[1]): r for r in conn.execute(
+            sql.SQL("SELECT distributor, sku, {} FROM {}").format(names, sql.Identifier(TABLE)))}
+
+
+def expected_rows(rows: list[dict], columns: list[str]) -> dict[tuple[str, str], tuple]:
+    """The rows as :func:`table_rows` reads them back (``components``, jsonb, parsed)."""
+    def value(row: dict, column: str):
+        v = row[column]
+        return json.loads(v) if column == "components" and v is not None else v
+
+    return {(r["distributor"], r["sku"]): (r["distributor"], r["sku"], *[value(r, c) for c in columns]) for r in rows}
+
+
+def as_text(rows: list[dict], columns: list[str]) -> list[dict]:
+    """The rows packed as the catalog graph packs a feed: one Pathway row per
+    distributor, its rows as COPY text in two chunks."""
+    groups: dict[str, list[tuple]] = {}
+    for row in rows:
+        groups.setdefault(row["distributor"], []).append(tuple(row[c] for c in columns))
+    return [{"distributor": d, "text": copytext.encode(g[: len(g) // 2]) + copytext.encode(g[len(g) // 2:])}
+            for d, g in groups.items()]
+
+
+@pytest.mark.parametrize("role", ["no_temp", "with_temp"])
+def test_copy_text_goes_in_as_written_by_copy_staged_copy_or_upserts(roles, role):
+    dsns, owner_dsn, columns = roles
+    rows = list({(r["distributor"], r["sku"]): r for r in export_rows(columns)}.values())
+    columns = list(rows[0])
+    # cells with every character the text format escapes, and the NULL marker as text
+    rows[0] = {**rows[0], "description": "tab\there\nnewline\rreturn \\ backslash \\N not null", "brand": None}
+    distributors = sorted({r["distributor"] for r in rows})
+    assert len(distributors) >= 2
+    mine = [r for r in rows if r["distributor"] != distributors[-1]]
+    other = [r for r in rows if r["distributor"] == distributors[-1]]
+    # another writer's rows of another distributor are there: the batch's own scope is empty
+    with db.connect(owner_dsn, SCHEMA) as conn:
+        with conn.cursor().copy(sql.SQL("COPY {} ({}) FROM STDIN").format(
+                sql.Identifier(TABLE), sql.SQL(", ").join(map(sql.Identifier, columns)))) as copy:
+            for row in other:
+                copy.write_row([row[c] for c in columns])
+        conn.commit()
+
+    def text_of(row: dict) -> tuple[bytes]:
+        return (row["text"],)
+
+    first = CopyTextSink(dsns[role], SCHEMA, TABLE, KEY, columns, text_of, scope="distributor", retry_budget_s=5)
+    for packed in as_text(mine, columns):
+        first.on_change(packed["distributor"], packed, 2, True)
+    first.on_end()
+    assert (first.written_rows, first.write_method) == (len(mine), "copy")  # no staging table: a plain COPY
+    assert table_rows(owner_dsn, columns) == expected_rows(rows, columns)
+
+    repriced = [{**r, "price_brl": 1.0 if r["price_brl"] is None else r["price_brl"] + 1} for r in mine]
+    second = CopyTextSink(dsns[role], SCHEMA, TABLE, KEY, columns, text_of, scope="distributor", retry_budget_s=5)
+    for packed in as_text(repriced, columns):
+        second.on_change(packed["distributor"], packed, 2, True)
+    second.on_end()
+    assert second.written_rows == len(mine)
+    assert second.write_method == {"with_temp": "staged copy", "no_temp": "upserts"}[role]
+    assert table_rows(owner_dsn, columns) == expected_rows([*repriced, *other], columns)
+
+
+def test_copy_text_reads_back_as_written():
+    at = datetime(2025, 10, 15, 12, 0, 0, 123456, tzinfo=timezone.utc)
+    rows = [("a", None, 1.1, 3, True, "x\ty\nz\\w\r"), ("\\N", "", 1e-300, -2, False, "plain")]
+    text = copytext.encode(rows, tail=(at,))
+    assert text == ("a\t\\N\t1.1\t3\tt\tx\\ty\\nz\\\\w\\r\t2025-10-15T12:00:00.123456+00:00\n"
+                    "\\\\N\t\t1e-300\t-2\tf\tplain\t2025-10-15T12:00:00.123456+00:00\n").encode()
+    assert list(copytext.decode(text)) == [
+        ["a", None, "1.1", "3", "t", "x\ty\nz\\w\r", "2025-10-15T12:00:00.123456+00:00"],
+        ["\\N", "", "1e-300", "-2", "f", "plain", "2025-10-15T12:00:00.123456+00:00"]]
+    plain = [("a", None, 2.5), ("b", "c", None)]  # nothing to escape: the fast path
+    assert copytext.encode(plain) == b"a\t\\N\t2.5\nb\tc\t\\N\n"
+    assert copytext.encode([]) == b""

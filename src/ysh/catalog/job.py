@@ -183,6 +183,8 @@ class RunReport:
     #: Inmetro registry rows read, and items by inmetro_status (with a registry only)
     registry_rows: int = 0
     inmetro_by_status: dict[str, int] = field(default_factory=dict)
+    #: items written packed (a distributor's only, ordinary feed in a static run; in process 0)
+    packed_items: int = 0
     seconds: float = 0.0
 
     @property
@@ -235,26 +237,29 @@ def build(paths: list[Path] | None = None, *, s3: S3Source | None = None, mode: 
           distributor: str | None = None, with_products: bool = True,
           versions: FeedVersionStore | None = None, accept_shrink: bool = False,
           max_shrink: float = feed_versions.MAX_SHRINK,
-          registry: RegistrySource | None = None) -> CatalogTables | NormalizedTables:
+          registry: RegistrySource | None = None, pack: bool = False) -> CatalogTables | NormalizedTables:
     """Declare sources and the catalog graph in a fresh Pathway graph (``versions``: keep
     the last good feed, see :mod:`ysh.catalog.versions`; ``registry``: the Inmetro
-    registry, matched against the items)."""
+    registry, matched against the items; ``pack``: a static run into the warehouse packs
+    a distributor's only, ordinary feed, :func:`ysh.catalog.pipeline.normalize_feeds`)."""
     pw_runtime.fresh_graph()
     feeds, roots = _feed_table(paths, s3, mode)
     root = roots[0] if len(roots) == 1 else None
     registry_files, registry_root = _registry_table(registry, mode)
     options = dict(landing_root=root, distributor=distributor, versions=versions, accept_shrink=accept_shrink,
-                   max_shrink=max_shrink, registry_files=registry_files, registry_root=registry_root)
+                   max_shrink=max_shrink, registry_files=registry_files, registry_root=registry_root,
+                   pack=pack)
     if with_products:
         return build_catalog_graph(feeds, **options)
     return normalize_feeds(feeds, **options)
 
 
 def attach_warehouse(tables: CatalogTables | NormalizedTables, warehouse: Warehouse,
-                     outputs: tuple[str, ...] = tuple(TABLES), *, streaming: bool = False) -> None:
+                     outputs: tuple[str, ...] = tuple(TABLES), *, streaming: bool = False):
     """Write ``outputs`` into the warehouse. ``streaming``: with sinks that wait out a
     lost server, retrying each write (:mod:`ysh.kit.sinks`; Pathway's own writer, used by
-    the batch runs, ends the run when its connection breaks)."""
+    the batch runs, ends the run when its connection breaks). Returns the sink of the
+    packed items (a static run's ``pack``), else None."""
     outputs = tuple(attr for attr in outputs if getattr(tables, attr, None) is not None)
     if streaming:
         from ..kit import sinks
@@ -262,8 +267,28 @@ def attach_warehouse(tables: CatalogTables | NormalizedTables, warehouse: Wareho
         sinks.write_snapshots(tables, {attr: TABLES[attr][:2] for attr in outputs}, warehouse)
     else:
         pw_runtime.write_snapshots(tables, {attr: TABLES[attr][:2] for attr in outputs}, warehouse)
+    packed_sink = None
+    if tables.packed_items is not None and "items" in outputs:
+        packed_sink = write_packed_items(tables.packed_items, warehouse)
     if tables.held is not None:
         attach_held_notices(tables.held, warehouse)
+    return packed_sink
+
+
+def write_packed_items(packed_items: pw.Table, warehouse: Warehouse):
+    """The packed files' items (``pack=True``) into ``items_normalized``, at the end of the
+    run, in one transaction: their COPY text as it is (:class:`ysh.kit.sinks.CopyTextSink`)
+    — a plain ``COPY`` where the table has no row of these distributors yet (a first
+    load), else through a staging table and one upsert. (The other feeds' items go in by
+    Pathway's writer meanwhile; the two never write one distributor.)"""
+    from ..kit import sinks
+    from .packed import ITEM_COLUMNS
+
+    table_name, key, _ = TABLES["items"]
+    sink = sinks.CopyTextSink(warehouse.dsn, warehouse.schema, table_name, key, ITEM_COLUMNS,
+                              lambda row: (row["text"],), scope="distributor")
+    pw.io.subscribe(packed_items, on_change=sink.on_change, on_end=sink.on_end, name=f"pg_{table_name}_packed")
+    return sink
 
 
 def attach_held_notices(held: pw.Table, warehouse: Warehouse) -> None:
@@ -338,6 +363,7 @@ def run_static(
     accept_shrink: bool = False,
     max_shrink: float = feed_versions.MAX_SHRINK,
     registry: RegistrySource | None = None,
+    pack: bool | None = None,
 ) -> RunReport:
     """Run the catalog graph once over the given feeds and write to the given sinks.
 
@@ -348,6 +374,12 @@ def run_static(
     (``report.held``). Into an empty ``items_normalized`` (a first load) its indexes
     (search and lookups) are built once after the rows are written, not maintained row by
     row (:func:`ysh.catalog.search.defer_item_indexes`).
+
+    Into the warehouse alone (no ``out_dir``), a distributor's only feed without
+    storefront offers goes in packed (``pack``, by default on exactly then): its items are
+    written as one ``COPY`` at the end of the run instead of rows of the graph
+    (:func:`ysh.catalog.pipeline.normalize_feeds`; ``report.packed_items`` counts them).
+    ``pack=False`` takes every item through the rows of the graph.
     """
     if out_dir is None and warehouse is None:
         raise ValueError("give at least one sink: out_dir and/or warehouse")
@@ -363,7 +395,7 @@ def run_static(
         report = _run_static(paths, s3=s3, out_dir=out_dir, warehouse=warehouse, distributor=distributor,
                              reconcile_after=reconcile_after, with_products=with_products,
                              accept_shrink=accept_shrink, max_shrink=max_shrink, registry=registry,
-                             started=started, t0=t0)
+                             started=started, t0=t0, pack=pack)
     finally:
         if deferred:
             search.ensure_item_indexes(warehouse)
@@ -375,20 +407,30 @@ def run_static(
 def _run_static(paths: list[Path] | None, *, s3: S3Source | None, out_dir: Path | None,
                 warehouse: Warehouse | None, distributor: str | None, reconcile_after: bool,
                 with_products: bool, accept_shrink: bool, max_shrink: float,
-                registry: RegistrySource | None, started: datetime, t0: float) -> RunReport:
+                registry: RegistrySource | None, started: datetime, t0: float,
+                pack: bool | None = None) -> RunReport:
     store = FeedVersionStore(warehouse) if warehouse is not None else None
+    # into the warehouse alone, a distributor's only, ordinary feed goes in packed: its
+    # items are not rows of the graph (the JSONL files are written from those rows)
+    if pack is None:
+        pack = warehouse is not None and out_dir is None
+    elif pack and (warehouse is None or out_dir is not None):
+        raise ValueError("pack=True needs a warehouse and no out_dir: the JSONL files are written from item rows")
     tables = build(paths, s3=s3, mode="static", distributor=distributor, with_products=with_products,
-                   versions=store, accept_shrink=accept_shrink, max_shrink=max_shrink, registry=registry)
+                   versions=store, accept_shrink=accept_shrink, max_shrink=max_shrink, registry=registry,
+                   pack=pack)
     outputs = tuple(TABLES) if with_products else ("items", "quarantine", "files", "versions", "registry", "inmetro")
     outputs = tuple(name for name in outputs if getattr(tables, name, None) is not None)
     collected = tuple(n for n in outputs if n in JSONL_FILES) if out_dir is not None else ("files", "quarantine")
     collectors = {name: pw_runtime.TableCollector(getattr(tables, name), name) for name in collected}
     if tables.held is not None:
         collectors["held"] = pw_runtime.TableCollector(tables.held, "held")
+    packed_sink = None
     if warehouse is not None:
-        attach_warehouse(tables, warehouse, outputs)
+        packed_sink = attach_warehouse(tables, warehouse, outputs)
     pw_runtime.run(batch=True)
     report = RunReport(seconds=time.perf_counter() - t0)
+    report.packed_items = packed_sink.written_rows if packed_sink is not None else 0
     if not pw_runtime.is_leader():
         return report  # a helper process of a spawned run: results live in process 0
     files = collectors["files"].values()

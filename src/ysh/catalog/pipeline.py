@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import pathway as pw
 
+from . import packed
 from . import versions as feed_versions
 from .items import CatalogItem
 from .normalize import FeedResult, QuarantinedRow, normalize_feed, offer_key
@@ -54,6 +55,13 @@ class NormalizedTables:
     registry: pw.Table | None = None
     #: items_inmetro: what the registry says of each item, one row per (distributor, sku)
     inmetro: pw.Table | None = None
+    #: a static run's packed files (``pack=True``): one row per distributor's only,
+    #: ordinary feed — distributor, source_file, items (their count) and ``text``, its
+    #: items as COPY text (:data:`ysh.catalog.packed.ITEM_COLUMNS`); ``items`` then holds
+    #: the other feeds' items only
+    packed_items: pw.Table | None = None
+    #: the packed files' partial product groups (:data:`ysh.catalog.packed.PART_FIELDS`)
+    packed_parts: pw.Table | None = None
 
 
 @dataclass
@@ -66,6 +74,7 @@ class CatalogTables:
     held: pw.Table | None = None
     registry: pw.Table | None = None
     inmetro: pw.Table | None = None
+    packed_items: pw.Table | None = None
 
 
 # ------------------------------------------------------------------------------------------
@@ -124,47 +133,80 @@ def _normalized(data: bytes, path: str, modified_at_s: int, distributor: str) ->
     return normalize_feed(data, path, distributor, as_of)
 
 
+@dataclass(frozen=True)
+class Packing:
+    """How a static run packs a file (:mod:`ysh.catalog.packed`): ``single`` — the file
+    is its distributor's only feed; ``ingested_at`` — the time its rows carry;
+    ``registry`` — also the columns the Inmetro matching reads."""
+
+    single: bool
+    ingested_at: datetime.datetime
+    registry: bool = False
+
+
 def _as_columns(result: FeedResult, data: bytes, extra_quarantine: tuple[QuarantinedRow, ...] = (),
-                held: str | None = None) -> tuple[list[tuple], list[tuple], pw.Json]:
-    """A file's result as the tuple column the graph flattens (items, quarantine, stats)."""
+                held: str | None = None, packing: Packing | None = None) -> tuple:
+    """A file's result as the tuple column the graph flattens: (items, quarantine, stats,
+    packed COPY text or None, packed product parts, packed registry rows). With
+    ``packing``, a distributor's only feed with no storefront offers is packed (its items
+    as COPY text, no item rows); any other file gives item rows."""
     stats = {**result.stats(), "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data), "held": held}
+    text, parts, registry = None, [], []
     try:
         quarantine = [row._replace(raw=pw.Json(json.loads(row.raw)))
                       for row in (*extra_quarantine, *result.quarantine)]
         # each item travels with its offer key (see _prefer_keyed_offers), computed here
         # per file rather than by a UDF per row
-        items = [(*(item._replace(components=pw.Json(json.loads(item.components))) if item.components else item),
-                  offer_key(item)) for item in result.items]
-        stats["offer_items"] = sum(1 for item in items if item[-1])
+        offers = [offer_key(item) for item in result.items]
+        stats["offer_items"] = sum(1 for key in offers if key)
+        if packing is not None and packing.single and not stats["offer_items"]:
+            text = packed.copy_text(result.items, packing.ingested_at)
+            parts = packed.product_parts(result.items)
+            registry = packed.registry_rows(result.items) if packing.registry else []
+            items = []
+        else:
+            items = [(*(item._replace(components=pw.Json(json.loads(item.components))) if item.components else item),
+                      key) for item, key in zip(result.items, offers)]
     except Exception as exc:  # noqa: BLE001 - never let one file stop the pipeline
         row = QuarantinedRow(result.source_file, 0, "internal_error", f"{type(exc).__name__}: {exc}"[:500],
                              pw.Json({"_bytes": len(data)}), result.distributor)
-        return [], [row], pw.Json({**stats, "items": 0, "quarantined": 1, "file_error": "internal_error"})
-    return items, quarantine, pw.Json(stats)
+        return ([], [row], pw.Json({**stats, "items": 0, "quarantined": 1, "file_error": "internal_error"}),
+                None, [], [])
+    return items, quarantine, pw.Json(stats), text, parts, registry
 
 
-def _make_normalize_udf(landing_root: str | None, distributor: str | None):
+def _packing(single: bool | None, ingested_at, registry: bool) -> Packing | None:
+    if single is None:
+        return None
+    at = ingested_at.to_pydatetime() if hasattr(ingested_at, "to_pydatetime") else ingested_at
+    return Packing(single, at, registry)
+
+
+def _make_normalize_udf(landing_root: str | None, distributor: str | None, registry: bool = False):
     # Items and quarantined rows cross into Pathway as plain tuples (named tuples of the
     # domain): measured 1.4x faster and 3x less memory than one Json document per file.
+    # ``single`` (None: never pack) and ``ingested_at``: see Packing.
     @pw.udf(deterministic=True)
-    def normalize_file(data: bytes, path: str, modified_at_s: int) -> tuple[list[tuple], list[tuple], pw.Json]:
+    def normalize_file(data: bytes, path: str, modified_at_s: int, single: bool | None,
+                       ingested_at: pw.DateTimeUtc) -> tuple:
         # a pure function of its arguments: Pathway recomputes it to retract a changed file
         result = _normalized(data, path, modified_at_s, _distributor_of(path, landing_root, distributor))
-        return _as_columns(result, data)
+        return _as_columns(result, data, packing=_packing(single, ingested_at, registry))
 
     return normalize_file
 
 
-def _make_kept_udf(landing_root: str | None, distributor: str | None):
+def _make_kept_udf(landing_root: str | None, distributor: str | None, registry: bool = False):
     @pw.udf(deterministic=True)
     def normalize_kept(good_data: bytes, path: str, good_modified_at_s: int, reason: str, detail: str,
-                       new_stats: pw.Json) -> tuple[list[tuple], list[tuple], pw.Json]:
+                       new_stats: pw.Json, single: bool | None, ingested_at: pw.DateTimeUtc) -> tuple:
         """The last good version's rows, and the held version as one quarantined row."""
         name = _distributor_of(path, landing_root, distributor)
         stats = new_stats.value if isinstance(new_stats, pw.Json) else new_stats
         new = feed_versions.NewVersion(stats["sha256"], stats["items"], stats.get("file_error"))
         row = feed_versions.hold_row(path, name, feed_versions.Verdict(reason, detail), new, stats.get("bytes", 0))
-        return _as_columns(_normalized(good_data, path, good_modified_at_s, name), good_data, (row,), held=reason)
+        return _as_columns(_normalized(good_data, path, good_modified_at_s, name), good_data, (row,), held=reason,
+                           packing=_packing(single, ingested_at, registry))
 
     return normalize_kept
 
@@ -234,7 +276,8 @@ def _make_feed_filter(landing_root: str | None):
 
 @pw.udf(deterministic=True)
 def _price_stats(prices: tuple) -> pw.Json:
-    values = sorted(float(v) for v in prices if v is not None)
+    """min, median and max of the prices (a tuple of the groups' tuples), Nones left out."""
+    values = sorted(float(v) for group in prices for v in group if v is not None)
     if not values:
         return pw.Json({"min": None, "median": None, "max": None, "priced": 0})
     return pw.Json({"min": values[0], "median": round(statistics.median(values), 2),
@@ -254,21 +297,22 @@ def build_catalog_graph(
     feed_files: pw.Table, *, landing_root: str | None = None, distributor: str | None = None,
     versions: FeedVersions | None = None, accept_shrink: bool = False,
     max_shrink: float = feed_versions.MAX_SHRINK, registry_files: pw.Table | None = None,
-    registry_root: str | None = None,
+    registry_root: str | None = None, pack: bool = False,
 ) -> CatalogTables:
     """The whole catalog graph: :func:`normalize_feeds` then :func:`build_products`."""
     normalized = normalize_feeds(feed_files, landing_root=landing_root, distributor=distributor,
                                  versions=versions, accept_shrink=accept_shrink, max_shrink=max_shrink,
-                                 registry_files=registry_files, registry_root=registry_root)
+                                 registry_files=registry_files, registry_root=registry_root, pack=pack)
     return CatalogTables(
         items=normalized.items,
         quarantine=normalized.quarantine,
-        products=build_products(normalized.items),
+        products=build_products(normalized.items, normalized.packed_parts),
         files=normalized.files,
         versions=normalized.versions,
         held=normalized.held,
         registry=normalized.registry,
         inmetro=normalized.inmetro,
+        packed_items=normalized.packed_items,
     )
 
 
@@ -276,7 +320,7 @@ def normalize_feeds(
     feed_files: pw.Table, *, landing_root: str | None = None, distributor: str | None = None,
     versions: FeedVersions | None = None, accept_shrink: bool = False,
     max_shrink: float = feed_versions.MAX_SHRINK, registry_files: pw.Table | None = None,
-    registry_root: str | None = None,
+    registry_root: str | None = None, pack: bool = False,
 ) -> NormalizedTables:
     """Normalize ``feed_files`` (columns ``data`` and ``_metadata``) into items,
     quarantined rows and per-file counts.
@@ -298,8 +342,15 @@ def normalize_feeds(
     registry_files : pw.Table, optional
         the landed Inmetro tables (same columns as ``feed_files``): the graph also returns
         ``registry`` (their rows) and ``inmetro`` (each item's status, :func:`match_registry`).
+    pack : bool
+        for a static run into the warehouse: a distributor's only feed without storefront
+        offers is packed (:mod:`ysh.catalog.packed`) — its items leave as COPY text in
+        ``packed_items`` (and their product groups in ``packed_parts``) instead of rows of
+        ``items``. Not for a streaming run: a packed file is one row, so a change of one
+        item would rewrite the whole file.
     """
-    normalize_file = _make_normalize_udf(landing_root, distributor)
+    registry = registry_files is not None
+    normalize_file = _make_normalize_udf(landing_root, distributor, registry)
     is_feed_file = _make_feed_filter(landing_root)
     feed_files = feed_files.filter(is_feed_file(pw.this._metadata["path"].as_str(unwrap=True)))
     files = feed_files.select(
@@ -308,15 +359,28 @@ def normalize_feeds(
         data=pw.this.data,
     )
     files = files.with_columns(
-        result=normalize_file(pw.this.data, pw.this.source_file, pw.this.modified_at_s),
         # reads the file's own mtime: not a function of the row, so memoized (retractions
         # must see the value the insertion saw)
         file_precedence=_file_precedence(pw.this.source_file, pw.this.modified_at_s),
         ingested_at=pw.apply_with_type(_now_utc, pw.DateTimeUtc, pw.this.source_file),
     )
+    if pack:
+        # whether a file is its distributor's only feed, known before it is normalized
+        # (the distributor comes from the path); the file's row does not move for it
+        name_of = _make_distributor_udf(landing_root, distributor)
+        files = files.with_columns(_distributor=name_of(pw.this.source_file))
+        feeds = files.groupby(pw.this._distributor).reduce(feeds=pw.reducers.count())
+        files = files.with_columns(single=feeds.ix_ref(pw.this._distributor).feeds == 1).without(
+            pw.this._distributor)
+    else:
+        files = files.with_columns(single=pw.declare_type(bool | None, None))
+    files = files.with_columns(
+        result=normalize_file(pw.this.data, pw.this.source_file, pw.this.modified_at_s, pw.this.single,
+                              pw.this.ingested_at))
     held = None
     if versions is not None:
-        files, held = _keep_good_versions(files, versions, landing_root, distributor, accept_shrink, max_shrink)
+        files, held = _keep_good_versions(files, versions, landing_root, distributor, accept_shrink, max_shrink,
+                                          registry)
 
     # --- items -----------------------------------------------------------------------
     # The same (distributor, sku) in several files: the newest file wins (nanosecond
@@ -375,8 +439,8 @@ def normalize_feeds(
     ranked_rows = item_rows.ix(winners.winner)
     ranked_rows = ranked_rows.select(**packed_columns(ranked_rows))
     pw.universes.promise_are_pairwise_disjoint(single, ranked_rows)
-    packed = pw.Table.concat(single, ranked_rows)
-    decided = _prefer_keyed_offers(packed).select(**item_columns(pw.this))
+    offered = pw.Table.concat(single, ranked_rows)
+    decided = _prefer_keyed_offers(offered).select(**item_columns(pw.this))
     pw.universes.promise_are_pairwise_disjoint(direct, decided)
     items = pw.Table.concat(direct, decided)
 
@@ -419,29 +483,66 @@ def normalize_feeds(
         ingested_at=pw.this.ingested_at,
     )
 
-    registry = inmetro = None
+    packed_items = packed_parts = None
+    matched = items
+    if pack:
+        text = pw.declare_type(bytes | None, pw.this.result[3])
+        packed_items = files.filter(text.is_not_none()).select(
+            pw.this.source_file,
+            distributor=stats["distributor"].as_str(unwrap=True),
+            items=stats["items"].as_int(unwrap=True),
+            text=pw.unwrap(text),
+        )
+        packed_parts = files.select(part=pw.declare_type(list[tuple], pw.this.result[4])).flatten(
+            pw.this.part).select(**_part_columns(pw.this.part))
+        if registry:
+            # the Inmetro matching reads a few columns of every item, packed or not
+            reg = files.select(pw.this.ingested_at, r=pw.declare_type(list[tuple], pw.this.result[5])).flatten(
+                pw.this.r)
+            reg = reg.select(**{name: pw.declare_type(items.schema.typehints()[name], reg.r[i])
+                                for i, name in enumerate(packed.REGISTRY_FIELDS)}, ingested_at=reg.ingested_at)
+            columns = [*packed.REGISTRY_FIELDS, "ingested_at"]
+            matched = pw.Table.concat_reindex(items.select(*[items[c] for c in columns]), reg)
+    registry_table = inmetro = None
     if registry_files is not None:
-        registry = build_registry(registry_files, root=registry_root)
-        inmetro = match_registry(items, registry)
+        registry_table = build_registry(registry_files, root=registry_root)
+        inmetro = match_registry(matched, registry_table)
     return NormalizedTables(items=items, quarantine=quarantine, files=file_table, versions=version_table,
-                            held=held, registry=registry, inmetro=inmetro)
+                            held=held, registry=registry_table, inmetro=inmetro, packed_items=packed_items,
+                            packed_parts=packed_parts)
+
+
+def _part_columns(part: pw.ColumnExpression) -> dict:
+    """Typed columns of a partial product group (:data:`ysh.catalog.packed.PART_FIELDS`)."""
+    types = dict(product_key=str, distributor=str, brand=str, model=str, category=str, power_w=float, offers=int,
+                 prices=tuple)
+    return {name: pw.declare_type(types[name], part[i]) for i, name in enumerate(packed.PART_FIELDS)}
+
+
+def _make_distributor_udf(landing_root: str | None, distributor: str | None):
+    @pw.udf(deterministic=True)
+    def distributor_of(path: str) -> str:
+        return _distributor_of(path, landing_root, distributor)
+
+    return distributor_of
 
 
 def _keep_good_versions(files: pw.Table, versions: FeedVersions, landing_root: str | None,
-                        distributor: str | None, accept_shrink: bool, max_shrink: float) -> tuple[pw.Table, pw.Table]:
+                        distributor: str | None, accept_shrink: bool, max_shrink: float,
+                        registry: bool = False) -> tuple[pw.Table, pw.Table]:
     """Judge each file's version against the last good one (one rule for batch and
     streaming): a taken version's rows flow as they are; a held version is replaced by
     the good version's rows plus one quarantined row. Returns the files table (same
     columns, ``data``/``modified_at_s``/``result`` of the version that flows) and the held
     versions (source_file, distributor, reason, detail, sha256)."""
     judge_version = _make_judge_udf(versions, accept_shrink, max_shrink)
-    normalize_kept = _make_kept_udf(landing_root, distributor)
+    normalize_kept = _make_kept_udf(landing_root, distributor, registry)
     judged = files.with_columns(
         verdict=judge_version(pw.this.source_file, pw.declare_type(pw.Json, pw.this.result[2])))
     hold = pw.declare_type(str | None, pw.this.verdict[0])
     taken = judged.filter(hold.is_none()).without(pw.this.verdict)
     kept = judged.filter(hold.is_not_none()).select(
-        pw.this.source_file, pw.this.ingested_at,
+        pw.this.source_file, pw.this.ingested_at, pw.this.single,
         # the good version keeps its rank among the distributor's feeds
         file_precedence=pw.declare_type(int, pw.this.verdict[5]),
         reason=pw.declare_type(str, pw.this.verdict[0]),
@@ -451,7 +552,8 @@ def _keep_good_versions(files: pw.Table, versions: FeedVersions, landing_root: s
         new_stats=pw.declare_type(pw.Json, pw.this.result[2]),
     )
     kept = kept.with_columns(result=normalize_kept(pw.this.data, pw.this.source_file, pw.this.modified_at_s,
-                                                   pw.this.reason, pw.this.detail, pw.this.new_stats))
+                                                   pw.this.reason, pw.this.detail, pw.this.new_stats,
+                                                   pw.this.single, pw.this.ingested_at))
     held = kept.select(
         pw.this.source_file,
         distributor=pw.declare_type(pw.Json, pw.this.result[2])["distributor"].as_str(unwrap=True),
@@ -498,27 +600,36 @@ def _is_keyed(sku_source: str) -> bool:
     return sku_source in KEYED_SKU_SOURCES
 
 
-def build_products(items: pw.Table) -> pw.Table:
+def build_products(items: pw.Table, parts: pw.Table | None = None) -> pw.Table:
     """Group items into physical products (brand + model key) across distributors.
 
     ``items`` needs the columns distributor, product_key, brand, model, category, power_w
     and price_brl; items without a product key (accessories, no brand or no model) are not
-    products.
+    products. ``parts``: groups of items already made (a static run's packed files,
+    :func:`ysh.catalog.packed.product_parts`), combined with the items' own — each item is
+    a group of one, and groups combine as the items would (least brand and category,
+    greatest model and power, offers summed, prices gathered).
     """
     # narrow first, then filter: an operator costs per column
-    groupable = items.select(
+    own = items.select(
         pw.this.distributor, pw.this.brand, pw.this.model, pw.this.category, pw.this.power_w,
         pw.this.price_brl, pw.this.product_key,
-    ).filter(pw.this.product_key.is_not_none()).with_columns(product_key=pw.unwrap(pw.this.product_key))
-    grouped = groupable.groupby(pw.this.product_key).reduce(
+    ).filter(pw.this.product_key.is_not_none()).select(
+        product_key=pw.unwrap(pw.this.product_key), distributor=pw.this.distributor,
+        brand=pw.unwrap(pw.this.brand), model=pw.unwrap(pw.this.model), category=pw.this.category,
+        power_w=pw.coalesce(pw.this.power_w, 0.0), offers=1,
+        prices=pw.declare_type(tuple, pw.make_tuple(pw.this.price_brl)),
+    )
+    groups = own if parts is None else pw.Table.concat_reindex(own, parts)
+    grouped = groups.groupby(pw.this.product_key).reduce(
         pw.this.product_key,
-        brand=pw.reducers.min(pw.unwrap(pw.this.brand)),
-        model=pw.reducers.max(pw.unwrap(pw.this.model)),
-        category=pw.reducers.min(pw.unwrap(pw.this.category)),
-        power_w=pw.reducers.max(pw.coalesce(pw.this.power_w, 0.0)),
-        offers=pw.reducers.count(),
+        brand=pw.reducers.min(pw.this.brand),
+        model=pw.reducers.max(pw.this.model),
+        category=pw.reducers.min(pw.this.category),
+        power_w=pw.reducers.max(pw.this.power_w),
+        offers=pw.reducers.sum(pw.this.offers),
         distributors=pw.reducers.count_distinct(pw.this.distributor),
-        prices=pw.reducers.tuple(pw.this.price_brl),
+        prices=pw.reducers.tuple(pw.this.prices),
     )
     priced = grouped.with_columns(price=_price_stats(pw.this.prices))
     return priced.select(

@@ -33,6 +33,7 @@ import re
 import threading
 import unicodedata
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -1029,19 +1030,38 @@ def defer_item_indexes(warehouse: Warehouse) -> bool:
     return True
 
 
+def _build_indexes(warehouse: Warehouse, names: Sequence[str]) -> None:
+    with db.connect(warehouse.dsn, warehouse.schema) as conn:
+        for name in names:
+            conn.execute(ITEM_INDEXES[name])
+        conn.commit()
+
+
 def ensure_item_indexes(warehouse: Warehouse) -> list[str]:
     """Build the indexes of ``items_normalized`` (:data:`ITEM_INDEXES`) that are missing (after a load
     that deferred them, or one that stopped before rebuilding them); returns their names.
-    Cheap when they all exist."""
+    Cheap when they all exist. Several are built on two connections at once (PostgreSQL
+    builds a GIN index on one core; the two GIN indexes go to different connections),
+    all while this connection holds the schema's index lock."""
     with db.connect(warehouse.dsn, warehouse.schema) as conn:
         conn.execute(_INDEX_LOCK)
         have = {name for (name,) in conn.execute(
             "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() "
             "AND tablename = 'items_normalized'")}
         built = [name for name in ITEM_INDEXES if name not in have]
+        # the dearest first, dealt alternately to the two connections
+        order = sorted(built, key=lambda name: "USING gin" not in ITEM_INDEXES[name])
+        mine, theirs = order[0::2], order[1::2]
         try:
-            for name in built:
-                conn.execute(ITEM_INDEXES[name])
+            with ThreadPoolExecutor(1) as pool:
+                other = pool.submit(_build_indexes, warehouse, theirs) if theirs else None
+                try:
+                    for name in mine:
+                        conn.execute(ITEM_INDEXES[name])
+                finally:
+                    error = other.exception() if other is not None else None
+            if error is not None:
+                raise error
         except psycopg.errors.InsufficientPrivilege as exc:
             conn.rollback()
             log.warning("items_normalized lacks the indexes %s and this role may not build them (%s): "

@@ -258,12 +258,16 @@ class PackedBatchSink(SnapshotSink):
     def __init__(self, dsn: str, schema: str, table_name: str, primary_key: Sequence[str],
                  columns: Sequence[str], unpack: Callable[[dict], Iterable[Sequence[Any]]], *,
                  replace: bool = False, source_finished: Callable[[], bool] | None = None,
-                 retry_budget_s: float = 300.0, backoff_cap_s: float = 10.0):
+                 scope: str | None = None, retry_budget_s: float = 300.0, backoff_cap_s: float = 10.0):
         super().__init__(dsn, schema, table_name, primary_key, retry_budget_s=retry_budget_s,
                          backoff_cap_s=backoff_cap_s)
         if replace and source_finished is None:
             raise ValueError("replace=True needs source_finished: a partial batch must not replace a table")
         self._columns, self._unpack, self._replace = tuple(columns), unpack, replace
+        # with ``scope`` (a column of both the Pathway rows and the table): a plain COPY when
+        # the table has no row with one of the batch's values of it (other writers of the
+        # run may fill the table's other rows meanwhile), instead of when it is empty
+        self._scope = scope
         self._source_finished = source_finished
         self._counts: dict[Any, dict[Any, list]] = {}  # Pathway key → version → [row, count]
         self.written_rows = 0
@@ -296,17 +300,18 @@ class PackedBatchSink(SnapshotSink):
                 raise RuntimeError(f"{self._table}: the batch's source did not read everything; "
                                    "the table is left as it was (a partial batch would replace it)")
             if alive:
-                db.with_reconnect(lambda: self._write(rows), what=f"writing {self._table}",
+                scope = sorted({row[self._scope] for row in alive}) if self._scope else None
+                db.with_reconnect(lambda: self._write(rows, scope), what=f"writing {self._table}",
                                   budget_s=self._budget_s, cap_s=self._cap_s)
         finally:
             self.close()
 
-    def _write(self, rows: Callable[[], Iterator[Sequence[Any]]]) -> None:
-        """One transaction: into an empty table (a first load) a plain ``COPY`` (no
-        staging table, no conflict to resolve; if a row's key is there after all — a
-        writer outside the batch — the staged upsert instead), otherwise the staged
-        upsert. The rows are unpacked as they are sent, so the server works while the
-        client formats."""
+    def _write(self, rows: Callable[[], Iterator[Sequence[Any]]], scope: list | None = None) -> None:
+        """One transaction: into an empty table (a first load; with ``scope``, a table
+        without rows of the batch's scope values) a plain ``COPY`` (no staging table, no
+        conflict to resolve; if a row's key is there after all — a writer outside the
+        batch — the staged upsert instead), otherwise the staged upsert. The rows are
+        unpacked as they are sent, so the server works while the client formats."""
         try:
             conn = self._connection()
             with conn.transaction(), conn.cursor() as cur:
@@ -317,7 +322,12 @@ class PackedBatchSink(SnapshotSink):
                     cur.execute("SET LOCAL lock_timeout = '60s'")
                     cur.execute(sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(table))
                     cur.execute(sql.SQL("DELETE FROM {}").format(table))
-                if cur.execute(sql.SQL("SELECT NOT EXISTS (SELECT FROM {})").format(table)).fetchone()[0]:
+                if scope is None:
+                    empty = sql.SQL("SELECT NOT EXISTS (SELECT FROM {})").format(table)
+                else:
+                    empty = sql.SQL("SELECT NOT EXISTS (SELECT FROM {} WHERE {} = ANY(%s))").format(
+                        table, sql.Identifier(self._scope))
+                if cur.execute(empty, None if scope is None else (scope,)).fetchone()[0]:
                     try:
                         with conn.transaction():  # a SAVEPOINT: a clash rolls the COPY back alone
                             written, method = self._copy(cur, sql.SQL("COPY {} ({}) FROM STDIN").format(
@@ -327,13 +337,39 @@ class PackedBatchSink(SnapshotSink):
                 if written is None and self._copy_allowed:
                     written, method = self._copy_upsert(conn, cur, self._columns, rows()), "staged copy"
                 if written is None:
-                    params = list(rows())
+                    params = self._params(rows)
                     cur.executemany(self._upsert(self._columns), params)
                     written, method = len(params), "upserts"
             self.written_rows, self.write_method = written, method
         except psycopg.OperationalError:
             self.close()
             raise
+
+    def _params(self, rows: Callable[[], Iterator[Sequence[Any]]]) -> list:
+        """The rows as statement parameters (the upsert per row)."""
+        return list(rows())
+
+
+class CopyTextSink(PackedBatchSink):
+    """A :class:`PackedBatchSink` whose ``unpack(row)`` gives the output rows already as
+    ``COPY`` text (:func:`ysh.kit.copytext.encode`, one or more chunks of whole lines):
+    written in the graph's UDFs, in parallel, they are sent to the server unchanged —
+    by a plain ``COPY`` or through the staging table. The upsert per row (a role without
+    the ``TEMPORARY`` privilege writing into rows it has) binds the decoded text."""
+
+    @staticmethod
+    def _copy(cur: psycopg.Cursor, statement: sql.Composed, rows: Iterable[bytes]) -> int:
+        count = 0
+        with cur.copy(statement) as copy:
+            for chunk in rows:
+                copy.write(chunk)
+                count += chunk.count(b"\n")
+        return count
+
+    def _params(self, rows: Callable[[], Iterator[bytes]]) -> list:
+        from .copytext import decode
+
+        return [row for chunk in rows() for row in decode(chunk)]
 
 
 def write_snapshots(tables, outputs: Mapping[str, tuple[str, Sequence[str]]], warehouse, *,
