@@ -311,3 +311,36 @@ def test_copy_text_reads_back_as_written():
     plain = [("a", None, 2.5), ("b", "c", None)]  # nothing to escape: the fast path
     assert copytext.encode(plain) == b"a\t\\N\t2.5\nb\tc\t\\N\n"
     assert copytext.encode([]) == b""
+
+
+@pytest.mark.parametrize("which", ["largest", "smallest"])
+def test_a_copy_spread_over_two_connections_writes_all_or_nothing(roles, which):
+    dsns, owner_dsn, columns = roles
+    rows = list({(r["distributor"], r["sku"]): r for r in export_rows(columns)}.values())
+    columns = list(rows[0])
+    packed = sorted(as_text(rows, columns), key=lambda row: len(row["text"]), reverse=True)
+    assert len(packed) == 2  # two distributors: the COPY goes over two connections, the largest on the sink's own
+    # one distributor's text ends with a line the server refuses (a row too short)
+    bad = 0 if which == "largest" else 1
+    broken = [{**row, "text": row["text"] + b"only\tthree\tvalues\n"} if i == bad else row
+              for i, row in enumerate(packed)]
+
+    def text_of(row: dict) -> tuple[bytes]:
+        return (row["text"],)
+
+    sink = CopyTextSink(dsns["with_temp"], SCHEMA, TABLE, KEY, columns, text_of, scope="distributor",
+                        retry_budget_s=5)
+    for row in broken:
+        sink.on_change(row["distributor"], row, 2, True)
+    with pytest.raises(psycopg.errors.BadCopyFileFormat):
+        sink.on_end()
+    assert table_prices(owner_dsn) == {}  # the other connection's COPY was rolled back too
+    assert sink.written_rows == 0
+
+    sink = CopyTextSink(dsns["with_temp"], SCHEMA, TABLE, KEY, columns, text_of, scope="distributor",
+                        retry_budget_s=5)
+    for row in packed:
+        sink.on_change(row["distributor"], row, 2, True)
+    sink.on_end()
+    assert (sink.written_rows, sink.write_method) == (len(rows), "copy")
+    assert table_rows(owner_dsn, columns) == expected_rows(rows, columns)

@@ -18,6 +18,7 @@ import datetime as dt
 import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pathway as pw
@@ -322,12 +323,7 @@ class PackedBatchSink(SnapshotSink):
                     cur.execute("SET LOCAL lock_timeout = '60s'")
                     cur.execute(sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(table))
                     cur.execute(sql.SQL("DELETE FROM {}").format(table))
-                if scope is None:
-                    empty = sql.SQL("SELECT NOT EXISTS (SELECT FROM {})").format(table)
-                else:
-                    empty = sql.SQL("SELECT NOT EXISTS (SELECT FROM {} WHERE {} = ANY(%s))").format(
-                        table, sql.Identifier(self._scope))
-                if cur.execute(empty, None if scope is None else (scope,)).fetchone()[0]:
+                if self._empty(cur, scope):
                     try:
                         with conn.transaction():  # a SAVEPOINT: a clash rolls the COPY back alone
                             written, method = self._copy(cur, sql.SQL("COPY {} ({}) FROM STDIN").format(
@@ -349,13 +345,33 @@ class PackedBatchSink(SnapshotSink):
         """The rows as statement parameters (the upsert per row)."""
         return list(rows())
 
+    def _empty(self, cur: psycopg.Cursor, scope: list | None) -> bool:
+        """Whether the table has no row (with ``scope``: none of the batch's scope values)."""
+        table = sql.Identifier(self._table)
+        if scope is None:
+            return cur.execute(sql.SQL("SELECT NOT EXISTS (SELECT FROM {})").format(table)).fetchone()[0]
+        return cur.execute(sql.SQL("SELECT NOT EXISTS (SELECT FROM {} WHERE {} = ANY(%s))").format(
+            table, sql.Identifier(self._scope)), (scope,)).fetchone()[0]
+
 
 class CopyTextSink(PackedBatchSink):
     """A :class:`PackedBatchSink` whose ``unpack(row)`` gives the output rows already as
     ``COPY`` text (:func:`ysh.kit.copytext.encode`, one or more chunks of whole lines):
     written in the graph's UDFs, in parallel, they are sent to the server unchanged —
     by a plain ``COPY`` or through the staging table. The upsert per row (a role without
-    the ``TEMPORARY`` privilege writing into rows it has) binds the decoded text."""
+    the ``TEMPORARY`` privilege writing into rows it has) binds the decoded text.
+
+    The plain ``COPY`` (a table without rows of the batch) is spread over
+    ``copy_connections`` connections at once, the chunks dealt by size: the server
+    computes each row's generated columns (the catalog's ``tsvector``) on one core per
+    connection. Each connection has its own transaction; all are committed only once
+    every ``COPY`` is through (an error in any rolls all back), the others before this
+    sink's own. A connection lost between those commits leaves some of the rows in: the
+    retry then finds rows of the batch and writes all of it through the staging table,
+    which comes to the same rows."""
+
+    #: connections a plain COPY is spread over
+    copy_connections = 2
 
     @staticmethod
     def _copy(cur: psycopg.Cursor, statement: sql.Composed, rows: Iterable[bytes]) -> int:
@@ -370,6 +386,76 @@ class CopyTextSink(PackedBatchSink):
         from .copytext import decode
 
         return [row for chunk in rows() for row in decode(chunk)]
+
+    def _write(self, rows: Callable[[], Iterator[bytes]], scope: list | None = None) -> None:
+        chunks = [chunk for chunk in rows() if chunk]
+        if self._replace or self.copy_connections < 2 or len(chunks) < 2:
+            return super()._write(lambda: iter(chunks), scope)
+        shares: list[list[bytes]] = [[] for _ in range(min(self.copy_connections, len(chunks)))]
+        sizes = [0] * len(shares)
+        for chunk in sorted(chunks, key=len, reverse=True):  # the largest first, to the least loaded
+            i = sizes.index(min(sizes))
+            shares[i].append(chunk)
+            sizes[i] += len(chunk)
+        statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
+            sql.Identifier(self._table), sql.SQL(", ").join(map(sql.Identifier, self._columns)))
+        others: list[psycopg.Connection] = []
+        try:
+            conn = self._connection()
+            with conn.cursor() as cur:
+                empty = self._empty(cur, scope)
+            if not empty:
+                conn.rollback()
+                return super()._write(lambda: iter(chunks), scope)
+            others = [db.connect(self._dsn, self._schema, connect_timeout=10) for _ in shares[1:]]
+
+            def copy_on(connection: psycopg.Connection, share: list[bytes]) -> int:
+                with connection.cursor() as cursor:
+                    return self._copy(cursor, statement, share)
+
+            with ThreadPoolExecutor(len(others)) as pool:
+                futures = [pool.submit(copy_on, c, share) for c, share in zip(others, shares[1:])]
+                outcomes: list[int | BaseException] = []
+                try:
+                    outcomes.append(copy_on(conn, shares[0]))
+                except Exception as exc:  # noqa: BLE001 - raised below, once the others are done
+                    outcomes.append(exc)
+                for future in futures:
+                    exc = future.exception()
+                    outcomes.append(exc if exc is not None else future.result())
+            errors = [o for o in outcomes if isinstance(o, BaseException)]
+            if errors:
+                raise errors[0]
+            for other in others:
+                other.commit()
+            conn.commit()
+            self.written_rows, self.write_method = sum(outcomes), "copy"
+        except psycopg.errors.UniqueViolation:
+            # a writer outside the batch put a key of it there meanwhile: the staged upsert
+            self._rollback(others)
+            conn.rollback()
+            return super()._write(lambda: iter(chunks), scope)
+        except psycopg.OperationalError:
+            self._rollback(others)
+            self.close()
+            raise
+        except Exception:
+            self._rollback(others)
+            if self._conn is not None and not self._conn.closed:
+                self._conn.rollback()
+            raise
+        finally:
+            for other in others:
+                other.close()
+
+    @staticmethod
+    def _rollback(connections: list[psycopg.Connection]) -> None:
+        for connection in connections:
+            try:
+                if not connection.closed:
+                    connection.rollback()
+            except psycopg.Error:
+                pass
 
 
 def write_snapshots(tables, outputs: Mapping[str, tuple[str, Sequence[str]]], warehouse, *,
