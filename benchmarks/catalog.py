@@ -10,12 +10,15 @@ Variants:
 
 * ``plain``                — ``normalize_feed`` per file, then de-duplication by
                              (distributor, sku) and product grouping in dicts: the baseline.
-* ``pathway N proc``       — the catalog graph (``build_catalog_graph``) run statically in
-                             N Pathway processes (``pathway spawn``), every output to
-                             ``pw.io.null`` (engine + UDFs only; with ``--engine-only``).
+* ``pathway N proc``       — the catalog graph (``build_catalog_graph``, every item a row:
+                             the follower's graph) run statically in N Pathway processes
+                             (``pathway spawn``), every output to ``pw.io.null`` (engine +
+                             UDFs only; with ``--engine-only``).
 * ``pathway N proc → postgres`` — the production path: ``run_static`` with a warehouse
                              (a fresh schema per run, so every run is a first load) in
-                             N processes; what the target is judged on.
+                             N processes — a distributor's only feed packed, its items
+                             one ``COPY`` (docs/catalog.md, "Performance"); what the
+                             target is judged on.
 
 Timing starts once the process runs (Python and Pathway imported) and ends when the run
 returned (the leader has read its report back from the warehouse). Peak RSS is the largest
