@@ -346,8 +346,9 @@ def normalize_feeds(
         for a static run into the warehouse: a distributor's only feed without storefront
         offers is packed (:mod:`ysh.catalog.packed`) — its items leave as COPY text in
         ``packed_items`` (and their product groups in ``packed_parts``) instead of rows of
-        ``items``. Not for a streaming run: a packed file is one row, so a change of one
-        item would rewrite the whole file.
+        ``items``. Not for a streaming run: the packed items are written by a batch
+        sink at the run's end (:class:`ysh.kit.sinks.CopyTextSink`), which retracts
+        nothing.
     """
     registry = registry_files is not None
     normalize_file = _make_normalize_udf(landing_root, distributor, registry)
