@@ -344,3 +344,52 @@ def test_a_copy_spread_over_two_connections_writes_all_or_nothing(roles, which):
     sink.on_end()
     assert (sink.written_rows, sink.write_method) == (len(rows), "copy")
     assert table_rows(owner_dsn, columns) == expected_rows(rows, columns)
+
+
+def test_copy_text_writes_values_not_their_reprs():
+    import enum
+
+    class Kind(str, enum.Enum):
+        MODULE = "module"
+
+    class Price(float):
+        def __repr__(self) -> str:
+            return f"Price({float(self)})"
+
+    class NoneLike:
+        def __eq__(self, other):
+            return other is None
+
+        def __str__(self) -> str:
+            return "x"
+
+    # a str subclass as its value, a float subclass as a number, and an object equal to
+    # None (not None) does not hide the backslash beside it
+    assert copytext.encode([(Kind.MODULE, Price(2.5), "plain")]) == b"module\t2.5\tplain\n"  # the fast path
+    assert copytext.encode([(Kind.MODULE, NoneLike(), "a\\b")]) == b"module\tx\ta\\\\b\n"
+    assert list(copytext.decode(copytext.encode([("",), (None,), ("z",)]))) == [[""], [None], ["z"]]
+
+
+def test_copy_text_goes_in_as_utf8_whatever_the_database_encoding(pg_server):
+    name = f"latin_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(pg_server.dsn(), autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {} ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0")
+                     .format(sql.Identifier(name)))
+    try:
+        dsn = pg_server.dsn(name)
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("CREATE SCHEMA s")
+            conn.execute("CREATE TABLE s.t (distributor text, sku text, description text, PRIMARY KEY (distributor, sku))")
+        rows = [("d1", "1", "Módulo fotovoltaico"), ("d2", "2", "Inversor trifásico"), ("d2", "3", "Ação")]
+        sink = CopyTextSink(dsn, "s", "t", ("distributor", "sku"), ("distributor", "sku", "description"),
+                            lambda row: (row["text"],), scope="distributor", retry_budget_s=5)
+        for d in ("d1", "d2"):
+            sink.on_change(d, {"distributor": d, "text": copytext.encode([r for r in rows if r[0] == d])}, 2, True)
+        sink.on_end()
+        assert sink.write_method == "copy"
+        with psycopg.connect(dsn) as conn:
+            conn.execute("SET client_encoding = 'UTF8'")
+            assert conn.execute("SELECT distributor, sku, description FROM s.t ORDER BY 1, 2").fetchall() == rows
+    finally:
+        with psycopg.connect(pg_server.dsn(), autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))

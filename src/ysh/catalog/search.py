@@ -1030,8 +1030,22 @@ def defer_item_indexes(warehouse: Warehouse) -> bool:
     return True
 
 
-def _build_indexes(warehouse: Warehouse, names: Sequence[str]) -> None:
+#: how long a connection of the index build waits for a lock: one connection waits for the
+#: other in Python, a wait the server's deadlock detection cannot see
+INDEX_LOCK_TIMEOUT = "60s"
+
+
+def _lock_timeout(conn: psycopg.Connection) -> None:
+    conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(INDEX_LOCK_TIMEOUT)))
+
+
+def _build_indexes(warehouse: Warehouse, names: Sequence[str], locked: threading.Event) -> None:
+    """The second connection's share: it locks the table before the first connection
+    takes any lock on it (so no request queued in between can wait on both), then builds."""
     with db.connect(warehouse.dsn, warehouse.schema) as conn:
+        _lock_timeout(conn)
+        conn.execute("LOCK TABLE items_normalized IN SHARE MODE")
+        locked.set()
         for name in names:
             conn.execute(ITEM_INDEXES[name])
         conn.commit()
@@ -1042,7 +1056,13 @@ def ensure_item_indexes(warehouse: Warehouse) -> list[str]:
     that deferred them, or one that stopped before rebuilding them); returns their names.
     Cheap when they all exist. Several are built on two connections at once (PostgreSQL
     builds a GIN index on one core; the two GIN indexes go to different connections),
-    all while this connection holds the schema's index lock."""
+    all while the first connection holds the schema's index lock. A lock not granted
+    within :data:`INDEX_LOCK_TIMEOUT` fails the attempt, which is retried
+    (:func:`ysh.db.with_reconnect`)."""
+    return db.with_reconnect(lambda: _ensure_item_indexes(warehouse), what="building the indexes of items_normalized")
+
+
+def _ensure_item_indexes(warehouse: Warehouse) -> list[str]:
     with db.connect(warehouse.dsn, warehouse.schema) as conn:
         conn.execute(_INDEX_LOCK)
         have = {name for (name,) in conn.execute(
@@ -1052,9 +1072,15 @@ def ensure_item_indexes(warehouse: Warehouse) -> list[str]:
         # the dearest first, dealt alternately to the two connections
         order = sorted(built, key=lambda name: "USING gin" not in ITEM_INDEXES[name])
         mine, theirs = order[0::2], order[1::2]
+        _lock_timeout(conn)
+        other = None
         try:
             with ThreadPoolExecutor(1) as pool:
-                other = pool.submit(_build_indexes, warehouse, theirs) if theirs else None
+                if theirs:
+                    locked = threading.Event()
+                    other = pool.submit(_build_indexes, warehouse, theirs, locked)
+                    while not locked.wait(0.05) and not other.done():
+                        pass
                 try:
                     for name in mine:
                         conn.execute(ITEM_INDEXES[name])
@@ -1064,10 +1090,11 @@ def ensure_item_indexes(warehouse: Warehouse) -> list[str]:
                 raise error
         except psycopg.errors.InsufficientPrivilege as exc:
             conn.rollback()
+            done = theirs if other is not None and other.exception() is None else []
             log.warning("items_normalized lacks the indexes %s and this role may not build them (%s): "
                         "searches read the table without them until its owner runs the catalog",
-                        ", ".join(built), str(exc).strip())
-            return []
+                        ", ".join(n for n in built if n not in done), str(exc).strip())
+            return done
         conn.commit()
     return built
 

@@ -16,11 +16,14 @@ _UNESCAPES = {"\\": "\\", "t": "\t", "n": "\n", "r": "\r"}
 def _plain(value: object) -> str:
     """A value other than None and str as text, unescaped: a bool as t/f, a float as the
     shortest text that reads back as the same double, a datetime in ISO 8601 (aware ones
-    in UTC)."""
+    in UTC). A str subclass is written as its str value (not as its ``str()``: an enum's
+    member name)."""
+    if isinstance(value, str):
+        return str.__str__(value)
     if isinstance(value, bool):
         return "t" if value else "f"
     if isinstance(value, float):
-        return repr(value)
+        return float.__repr__(value)  # a subclass's own repr may not be a number (numpy's)
     if isinstance(value, dt.datetime):
         return (value.astimezone(dt.timezone.utc) if value.tzinfo else value).isoformat()
     return str(value)
@@ -55,7 +58,7 @@ def encode(rows: Iterable[Sequence[object]], tail: Sequence[object] = ()) -> byt
     end = "".join("\t" + field(v) for v in tail) + "\n"
     text = end.join(map(_line, rows)) + end
     # `end` is escaped already: its tabs separate the tail's values, its backslashes are its own
-    backslashes = sum(row.count(None) for row in rows) + len(rows) * end.count("\\")
+    backslashes = sum([v is None for row in rows for v in row]) + len(rows) * end.count("\\")
     tabs = sum(len(row) - 1 for row in rows) + len(rows) * len(tail)
     if (text.count("\t") == tabs and text.count("\n") == len(rows) and "\r" not in text
             and text.count("\\") == backslashes):
@@ -80,7 +83,8 @@ def decode(text: bytes) -> Iterator[list[str | None]]:
     """The rows of :func:`encode`'s output, each value as text (None for NULL): for a
     writer that binds them as statement parameters instead (the server casts the text
     to each column's type, as COPY does)."""
-    for line in text.decode().split("\n"):
-        if line:
-            yield [None if cell == NULL else _unescape(cell) if "\\" in cell else cell
-                   for cell in line.split("\t")]
+    lines = text.decode().split("\n")
+    if lines[-1] == "":  # the newline that ends the last row
+        lines.pop()
+    for line in lines:
+        yield [None if cell == NULL else _unescape(cell) if "\\" in cell else cell for cell in line.split("\t")]

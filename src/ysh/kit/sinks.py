@@ -128,10 +128,13 @@ class SnapshotSink:
                 deletes.append(pk)
         return upserts, sorted(deletes, key=repr)
 
+    #: libpq options of the sink's connections, besides the timeout
+    connect_options: dict[str, str] = {}
+
     def _connection(self) -> psycopg.Connection:
         if self._conn is None or self._conn.closed or self._conn.broken:
             self.close()
-            self._conn = db.connect(self._dsn, self._schema, connect_timeout=10)
+            self._conn = db.connect(self._dsn, self._schema, connect_timeout=10, **self.connect_options)
         return self._conn
 
     def _on_conflict(self, columns: tuple[str, ...]) -> sql.Composed:
@@ -368,10 +371,21 @@ class CopyTextSink(PackedBatchSink):
     every ``COPY`` is through (an error in any rolls all back), the others before this
     sink's own. A connection lost between those commits leaves some of the rows in: the
     retry then finds rows of the batch and writes all of it through the staging table,
-    which comes to the same rows."""
+    which comes to the same rows.
+
+    While one connection waits for the others in Python, the server cannot see that wait:
+    a lock request queued between them (another session's index build, say) would stall
+    both for good. So every connection of a spread COPY waits at most ``lock_timeout``
+    for a lock; the error (``LockNotAvailable``, an ``OperationalError``) rolls all of
+    them back and the write is retried like a lost connection. The text is UTF-8: the
+    connections say so (``client_encoding``), whatever the server's or the environment's
+    encoding."""
 
     #: connections a plain COPY is spread over
     copy_connections = 2
+    #: how long a connection of a spread COPY waits for a lock
+    lock_timeout = "30s"
+    connect_options = {"client_encoding": "UTF8"}
 
     @staticmethod
     def _copy(cur: psycopg.Cursor, statement: sql.Composed, rows: Iterable[bytes]) -> int:
@@ -402,12 +416,16 @@ class CopyTextSink(PackedBatchSink):
         others: list[psycopg.Connection] = []
         try:
             conn = self._connection()
+            others = [db.connect(self._dsn, self._schema, connect_timeout=10, **self.connect_options)
+                      for _ in shares[1:]]
+            for connection in (conn, *others):
+                connection.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(self.lock_timeout)))
             with conn.cursor() as cur:
                 empty = self._empty(cur, scope)
             if not empty:
+                self._rollback(others)
                 conn.rollback()
                 return super()._write(lambda: iter(chunks), scope)
-            others = [db.connect(self._dsn, self._schema, connect_timeout=10) for _ in shares[1:]]
 
             def copy_on(connection: psycopg.Connection, share: list[bytes]) -> int:
                 with connection.cursor() as cursor:
