@@ -8,7 +8,9 @@ inserts, replaces or retracts exactly its rows downstream.
 
 Per file, one UDF decodes and normalizes all rows (pure domain code,
 :func:`ysh.catalog.normalize.normalize_feed`); rows then flow as Pathway rows, so
-de-duplication across files and the product grouping are incremental.
+de-duplication across files and the product grouping are incremental. A static run into
+the warehouse may instead pack a distributor's only, ordinary feed (``pack``): its items
+leave the UDF as COPY text and product groups, not rows (:mod:`ysh.catalog.packed`).
 
 Given the store of last good versions (``versions``), each new version of a file is
 judged (:func:`ysh.catalog.versions.judge`) before its rows flow: an unparseable, empty
