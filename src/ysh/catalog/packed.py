@@ -13,6 +13,7 @@ text of a ``COPY`` (:func:`copy_text`), their partial product groups
 from __future__ import annotations
 
 import datetime as dt
+import operator
 from collections.abc import Iterable
 
 from ..kit import copytext
@@ -29,7 +30,7 @@ PART_FIELDS = ("product_key", "distributor", "brand", "model", "category", "powe
 def copy_text(items: Iterable[CatalogItem], ingested_at: dt.datetime) -> bytes:
     """The items as rows of ``COPY items_normalized (ITEM_COLUMNS) FROM STDIN`` (text
     format, UTF-8), each with ``ingested_at``."""
-    return copytext.encode(items if isinstance(items, list) else list(items), tail=(ingested_at,))
+    return copytext.encode(items, tail=(ingested_at,))
 
 
 def product_parts(items: Iterable[CatalogItem]) -> list[tuple]:
@@ -62,4 +63,7 @@ REGISTRY_FIELDS = ("distributor", "sku", "category", "brand", "model", "power_w"
 
 def registry_rows(items: Iterable[CatalogItem]) -> list[tuple]:
     """The items as :data:`REGISTRY_FIELDS` tuples."""
-    return [(i.distributor, i.sku, i.category, i.brand, i.model, i.power_w, i.source_file) for i in items]
+    return list(map(_registry_fields, items))
+
+
+_registry_fields = operator.attrgetter(*REGISTRY_FIELDS)

@@ -53,6 +53,10 @@ def sql_value(value: Any) -> Any:
     return value
 
 
+def _copy_from_stdin(table: sql.Composable, names: sql.Composable) -> sql.Composed:
+    return sql.SQL("COPY {} ({}) FROM STDIN").format(table, names)
+
+
 class SnapshotSink:
     """Keeps ``table_name`` equal to a Pathway table, keyed by ``primary_key``.
 
@@ -202,7 +206,7 @@ class SnapshotSink:
                 cur.execute(sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA").format(
                     stage, names, sql.Identifier(self._table)))
                 staged = True
-                copied = self._copy(cur, sql.SQL("COPY {} ({}) FROM STDIN").format(stage, names), params)
+                copied = self._copy(cur, _copy_from_stdin(stage, names), params)
                 cur.execute(sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT ({}) {}").format(
                     sql.Identifier(self._table), names, names, stage,
                     sql.SQL(", ").join(map(sql.Identifier, self._key)), self._on_conflict(columns)))
@@ -329,8 +333,7 @@ class PackedBatchSink(SnapshotSink):
                 if self._empty(cur, scope):
                     try:
                         with conn.transaction():  # a SAVEPOINT: a clash rolls the COPY back alone
-                            written, method = self._copy(cur, sql.SQL("COPY {} ({}) FROM STDIN").format(
-                                table, names), rows()), "copy"
+                            written, method = self._copy(cur, _copy_from_stdin(table, names), rows()), "copy"
                     except psycopg.errors.UniqueViolation:
                         written = None
                 if written is None and self._copy_allowed:
@@ -411,8 +414,7 @@ class CopyTextSink(PackedBatchSink):
             i = sizes.index(min(sizes))
             shares[i].append(chunk)
             sizes[i] += len(chunk)
-        statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
-            sql.Identifier(self._table), sql.SQL(", ").join(map(sql.Identifier, self._columns)))
+        statement = _copy_from_stdin(sql.Identifier(self._table), sql.SQL(", ").join(map(sql.Identifier, self._columns)))
         others: list[psycopg.Connection] = []
         try:
             conn = self._connection()
