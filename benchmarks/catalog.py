@@ -45,6 +45,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -287,18 +288,21 @@ def main() -> int:
     server = None
     production = f"pathway {args.processes} proc → postgres"
     floor = f"{production}, normalizing precomputed"
-    if args.postgres:
-        from ysh.services.postgres import EmbeddedPostgres, free_port
-
-        server = EmbeddedPostgres(Path(tempfile.mkdtemp(prefix="ysh-bench-pg-")), free_port())
-        server.start()
-        variants.append((production, "pathway", server.dsn(), args.processes, None))
-        if args.floor:
-            with console.status("normalizing every file ahead of the floor variant…"):
-                results_file = precompute(folder, Path(tempfile.mkdtemp(prefix="ysh-bench-floor-")) / "results.pkl")
-            variants.append((floor, "pathway", server.dsn(), args.processes, results_file))
+    scratch = Path(tempfile.mkdtemp(prefix="ysh-bench-catalog-"))
     results = {}
     try:
+        if args.postgres:
+            from ysh.services.postgres import EmbeddedPostgres, free_port
+
+            results_file = None
+            if args.floor:
+                with console.status("normalizing every file ahead of the floor variant…"):
+                    results_file = precompute(folder, scratch / "results.pkl")
+            server = EmbeddedPostgres(scratch / "pg", free_port())
+            server.start()
+            variants.append((production, "pathway", server.dsn(), args.processes, None))
+            if results_file is not None:
+                variants.append((floor, "pathway", server.dsn(), args.processes, results_file))
         for label, kind, dsn, processes, precomputed in variants:
             runs = []
             for i in range(args.repeat):
@@ -316,6 +320,7 @@ def main() -> int:
     finally:
         if server is not None:
             server.stop()
+        shutil.rmtree(scratch, ignore_errors=True)
     after = machine()
 
     base = results["plain"]["rows"] / results["plain"]["seconds"]

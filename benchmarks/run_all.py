@@ -24,7 +24,7 @@ HERE = Path(__file__).resolve().parent
 
 #: (name, script and arguments) in the order `make bench` runs them
 BENCHMARKS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("catalog", ("catalog.py",)),
+    ("catalog", ("catalog.py", "--floor")),
     ("catalog_search", ("catalog_search.py",)),
     ("tariffs", ("tariffs.py",)),
     ("tariffs_warehouse", ("tariffs.py", "--warehouse")),
