@@ -67,8 +67,9 @@ def test_benchmark_production_path_agrees_with_the_loop(tmp_path):
                            "--repeat", "1", "--processes", "2", "--no-engine-only", "--floor", "--data", str(tmp_path)],
                           capture_output=True, text=True, timeout=600, env={**os.environ, "COLUMNS": "400"})
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert "pathway 2 proc → postgres " in done.stdout
+    assert re.search(r"pathway 2 proc → postgres +│ 3,000 ", done.stdout), done.stdout
     assert re.search(r"pathway 2 proc → postgres, normalizing precomputed +│ 3,000 ", done.stdout), done.stdout
+    assert "the floor took every file's precomputed result, in every run: yes" in done.stdout
     assert re.search(r"^floor: .*: [\d.]+ s, [\d,]+ rows/s, [\d.]+× plain", done.stdout, re.M), done.stdout
     assert "results equal to the plain loop (rows, items, quarantined): yes" in done.stdout
     assert len(_bench_targets(done.stdout)) == 1, done.stdout
