@@ -123,6 +123,32 @@ def test_packed_and_row_loads_write_the_same_tables(warehouse, second_warehouse,
     assert snapshot(warehouse) == snapshot(second_warehouse)
     assert snapshot(warehouse)["items_normalized"] == first["items_normalized"]
 
+    # a re-run with changes: one packed feed has a new price, a new item and lacks one it
+    # had, another packed feed is gone. Both routes agree, and the packed route rewrote
+    # only the items that changed (an unchanged one keeps its row version and write time)
+    versions = dict(query(warehouse, "SELECT sku, xmin::text || ' ' || ingested_at::text FROM items_normalized"))
+    gone = query(warehouse, "SELECT count(*) FROM items_normalized WHERE distributor = 'casa_do_integrador'")[0][0]
+    assert gone > 0
+    (root / "casa_do_integrador.csv").unlink()
+    changed = ODD.replace("OD-1,Inversor,Growatt,MIN 3000TL-X,3000,2500,", "OD-1,Inversor,Growatt,MIN 3000TL-X,3000,2450,")
+    changed = changed.replace("OD-3,Módulo,JA Solar,JAM54S31-410/MR,410,550,\n", "")
+    changed += "OD-6,Inversor,Growatt,MIN 6000TL-X,6000,4100,\n"
+    (root / "odd_feeds" / "odd.csv").write_text(changed, encoding="utf-8")
+    third = job.run_static([root], warehouse=warehouse, reconcile_after=True, registry=registry)
+    job.run_static([root], warehouse=second_warehouse, reconcile_after=True, registry=registry, pack=False)
+    assert snapshot(warehouse) == snapshot(second_warehouse)
+    assert third.pruned["items_normalized"] == gone + 1  # the gone feed's items and OD-3
+    after = dict(query(warehouse, "SELECT sku, xmin::text || ' ' || ingested_at::text FROM items_normalized"))
+    assert "OD-3" not in after and "OD-6" in after
+    assert query(warehouse, "SELECT price_brl FROM items_normalized WHERE sku = 'OD-1'") == [(2450.0,)]
+    rewritten = {sku for sku, version in after.items() if versions.get(sku) != version}
+    packed_now = {sku for (sku,) in query(warehouse, "SELECT sku FROM items_normalized WHERE distributor NOT IN "
+                                                     "('fotus', 'solfacil', 'acme')")}
+    # OD-1's price, OD-6 new, OD-4 and OD-5 one line up (their source line moved); OD-2
+    # and every other packed item as it was
+    assert rewritten & packed_now == {"OD-1", "OD-4", "OD-5", "OD-6"}
+    assert len(packed_now) > 50
+
 
 def test_pack_needs_a_warehouse_alone(warehouse, tmp_path):
     with pytest.raises(ValueError, match="pack=True needs a warehouse"):

@@ -308,6 +308,9 @@ def test_copy_text_reads_back_as_written():
     assert list(copytext.decode(text)) == [
         ["a", None, "1.1", "3", "t", "x\ty\nz\\w\r", "2025-10-15T12:00:00.123456+00:00"],
         ["\\N", "", "1e-300", "-2", "f", "plain", "2025-10-15T12:00:00.123456+00:00"]]
+    # the leading values alone (a batch's keys), unescaped as decode gives them
+    assert copytext.leading(text, 2) == [("a", None), ("\\N", "")]
+    assert copytext.leading(copytext.encode([("k\tey", "x", "y")]), 1) == [("k\tey",)]
     plain = [("a", None, 2.5), ("b", "c", None)]  # nothing to escape: the fast path
     assert copytext.encode(plain) == b"a\t\\N\t2.5\nb\tc\t\\N\n"
     assert copytext.encode([]) == b""
@@ -393,3 +396,48 @@ def test_copy_text_goes_in_as_utf8_whatever_the_database_encoding(pg_server):
     finally:
         with psycopg.connect(pg_server.dsn(), autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.mark.parametrize("role", ["no_temp", "with_temp"])
+def test_an_upsert_with_skip_unchanged_leaves_rows_equal_but_for_their_time_alone(roles, role):
+    dsns, owner_dsn, columns = roles
+    rows = list({(r["distributor"], r["sku"]): r for r in export_rows(columns)}.values())
+    columns = list(rows[0])
+    assert "ingested_at" in columns
+
+    def text_of(row: dict) -> tuple[bytes]:
+        return (row["text"],)
+
+    def versions() -> dict[tuple[str, str], tuple]:
+        with db.connect(owner_dsn, SCHEMA) as conn:
+            return {(d, s): (x, t, p) for d, s, x, t, p in conn.execute(
+                f"SELECT distributor, sku, xmin::text, ingested_at, price_brl FROM {TABLE}")}
+
+    first = CopyTextSink(dsns[role], SCHEMA, TABLE, KEY, columns, text_of, scope="distributor", retry_budget_s=5)
+    for packed in as_text(rows, columns):
+        first.on_change(packed["distributor"], packed, 2, True)
+    first.on_end()
+    before = versions()
+
+    # the next day's batch: every row again with a later time, one of them repriced
+    later = INGESTED_AT.replace(day=16)
+    again = [{**r, "ingested_at": later} for r in rows]
+    again[3] = {**again[3], "price_brl": (again[3]["price_brl"] or 0) + 10}
+    changed = (again[3]["distributor"], again[3]["sku"])
+    written: list[tuple[int, str]] = []
+    second = CopyTextSink(dsns[role], SCHEMA, TABLE, KEY, columns, text_of, scope="distributor",
+                          skip_unchanged="ingested_at", retry_budget_s=5,
+                          on_written=lambda alive, method: written.append((len(alive), method)))
+    packed_again = as_text(again, columns)
+    for packed in packed_again:
+        second.on_change(packed["distributor"], packed, 2, True)
+    second.on_end()
+    after = versions()
+    method = {"with_temp": "staged copy", "no_temp": "upserts"}[role]
+    assert written == [(len(packed_again), method)]
+    assert after.keys() == before.keys()
+    assert after[changed][1:] == (later, again[3]["price_brl"]) and after[changed][0] != before[changed][0]
+    # every other row: the same row version (not rewritten), its first write time kept
+    assert {k: v for k, v in after.items() if k != changed} == {k: v for k, v in before.items() if k != changed}
+    with pytest.raises(ValueError, match="not one of the columns"):
+        CopyTextSink(dsns[role], SCHEMA, TABLE, KEY, columns, text_of, skip_unchanged="updated_at")

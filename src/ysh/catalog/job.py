@@ -255,11 +255,13 @@ def build(paths: list[Path] | None = None, *, s3: S3Source | None = None, mode: 
 
 
 def attach_warehouse(tables: CatalogTables | NormalizedTables, warehouse: Warehouse,
-                     outputs: tuple[str, ...] = tuple(TABLES), *, streaming: bool = False):
+                     outputs: tuple[str, ...] = tuple(TABLES), *, streaming: bool = False,
+                     presence: PackedPresence | None = None):
     """Write ``outputs`` into the warehouse. ``streaming``: with sinks that wait out a
     lost server, retrying each write (:mod:`ysh.kit.sinks`; Pathway's own writer, used by
     the batch runs, ends the run when its connection breaks). Returns the sink of the
-    packed items (a static run's ``pack``), else None."""
+    packed items (a static run's ``pack``), else None; ``presence`` (a run that
+    reconciles) learns which items the packed files held."""
     outputs = tuple(attr for attr in outputs if getattr(tables, attr, None) is not None)
     if streaming:
         from ..kit import sinks
@@ -269,24 +271,50 @@ def attach_warehouse(tables: CatalogTables | NormalizedTables, warehouse: Wareho
         pw_runtime.write_snapshots(tables, {attr: TABLES[attr][:2] for attr in outputs}, warehouse)
     packed_sink = None
     if tables.packed_items is not None and "items" in outputs:
-        packed_sink = write_packed_items(tables.packed_items, warehouse)
+        packed_sink = write_packed_items(tables.packed_items, warehouse, presence)
     if tables.held is not None:
         attach_held_notices(tables.held, warehouse)
     return packed_sink
 
 
-def write_packed_items(packed_items: pw.Table, warehouse: Warehouse):
+@dataclass
+class PackedPresence:
+    """The keys of the items a run's packed files held, for :func:`reconcile`: a re-run
+    leaves a packed item that did not change alone (``ingested_at`` stays the time of the
+    run that last changed it), so the write time alone no longer tells which items are
+    still there. Filled only when the packed items went in through the upsert (a first
+    load's plain ``COPY`` writes every item anew)."""
+
+    keys: list[tuple[str, str]] = field(default_factory=list)
+
+    def record(self, rows: list[dict], method: str) -> None:
+        if method == "copy":
+            return
+        from ..kit.copytext import leading
+        from .packed import ITEM_COLUMNS
+
+        key = TABLES["items"][1]
+        if ITEM_COLUMNS[:len(key)] != key:  # the COPY text's rows start with their key
+            raise RuntimeError(f"packed item columns {ITEM_COLUMNS[:len(key)]} do not start with the key {key}")
+        self.keys = [k for row in rows for k in leading(row["text"], len(key))]
+
+
+def write_packed_items(packed_items: pw.Table, warehouse: Warehouse, presence: PackedPresence | None = None):
     """The packed files' items (``pack=True``) into ``items_normalized``, at the end of the
     run, in one transaction: their COPY text as it is (:class:`ysh.kit.sinks.CopyTextSink`)
     — a plain ``COPY`` where the table has no row of these distributors yet (a first
-    load), else through a staging table and one upsert. (The other feeds' items go in by
-    Pathway's writer meanwhile; the two never write one distributor.)"""
+    load), else through a staging table and one upsert that leaves an unchanged item alone
+    (``ingested_at`` aside: no new row version, no index update — a daily re-run of an
+    unchanged catalog writes none of its items). ``presence`` learns which items were
+    there. (The other feeds' items go in by Pathway's writer meanwhile, every one
+    rewritten; the two never write one distributor.)"""
     from ..kit import sinks
     from .packed import ITEM_COLUMNS
 
-    table_name, key, _ = TABLES["items"]
+    table_name, key, written_at = TABLES["items"]
     sink = sinks.CopyTextSink(warehouse.dsn, warehouse.schema, table_name, key, ITEM_COLUMNS,
-                              lambda row: (row["text"],), scope="distributor")
+                              lambda row: (row["text"],), scope="distributor", skip_unchanged=written_at,
+                              on_written=presence.record if presence is not None else None)
     pw.io.subscribe(packed_items, on_change=sink.on_change, on_end=sink.on_end, name=f"pg_{table_name}_packed")
     return sink
 
@@ -316,19 +344,31 @@ def attach_held_notices(held: pw.Table, warehouse: Warehouse) -> None:
 
 
 def reconcile(warehouse: Warehouse, started_at: datetime,
-              outputs: tuple[str, ...] = tuple(TABLES)) -> dict[str, int]:
+              outputs: tuple[str, ...] = tuple(TABLES), present: PackedPresence | None = None) -> dict[str, int]:
     """Delete rows not written by the run that started at ``started_at`` (rows of feed
-    files that are gone). Only valid after a full run over the whole landing area."""
+    files that are gone, items a feed no longer has). Only valid after a full run over
+    the whole landing area. ``present``: the items of the run's packed files, kept when
+    the run left them alone because they had not changed."""
     pruned = {}
     with db.connect(warehouse.dsn, warehouse.schema) as conn:
         for attr in outputs:
-            table_name, _, written_at = TABLES[attr]
+            table_name, key, written_at = TABLES[attr]
             # rows imported by the migrate_legacy flow (source "legacy:…") are not feeds
             keep_legacy = sql.SQL(" AND source_file NOT LIKE 'legacy:%%'") if table_name != "products" else sql.SQL("")
+            params: tuple = (started_at,)
+            keep_present = sql.SQL("")
+            if attr == "items" and present is not None and present.keys:
+                # an older row whose key a packed file held was left alone as unchanged (the
+                # two routes never write one distributor); planned as a hash anti-join
+                keep_present = sql.SQL(" AND NOT EXISTS (SELECT FROM unnest(%s::text[], %s::text[]) AS k(a, b)"
+                                       " WHERE k.a = {}.{} AND k.b = {}.{})").format(
+                    sql.Identifier(table_name), sql.Identifier(key[0]), sql.Identifier(table_name),
+                    sql.Identifier(key[1]))
+                params += ([k[0] for k in present.keys], [k[1] for k in present.keys])
             cur = conn.execute(
-                sql.SQL("DELETE FROM {} WHERE {} < %s{}").format(
-                    sql.Identifier(table_name), sql.Identifier(written_at), keep_legacy),
-                (started_at,),
+                sql.SQL("DELETE FROM {} WHERE {} < %s{}{}").format(
+                    sql.Identifier(table_name), sql.Identifier(written_at), keep_legacy, keep_present),
+                params,
             )
             pruned[table_name] = cur.rowcount
         conn.commit()
@@ -426,8 +466,9 @@ def _run_static(paths: list[Path] | None, *, s3: S3Source | None, out_dir: Path 
     if tables.held is not None:
         collectors["held"] = pw_runtime.TableCollector(tables.held, "held")
     packed_sink = None
+    presence = PackedPresence() if reconcile_after else None
     if warehouse is not None:
-        packed_sink = attach_warehouse(tables, warehouse, outputs)
+        packed_sink = attach_warehouse(tables, warehouse, outputs, presence=presence)
     pw_runtime.run(batch=True)
     report = RunReport(seconds=time.perf_counter() - t0)
     report.packed_items = packed_sink.written_rows if packed_sink is not None else 0
@@ -461,7 +502,7 @@ def _run_static(paths: list[Path] | None, *, s3: S3Source | None, out_dir: Path 
         report.products = len(collectors["products"].values()) if with_products else 0
     if warehouse is not None:
         if reconcile_after:
-            report.pruned = reconcile(warehouse, started, outputs)
+            report.pruned = reconcile(warehouse, started, outputs, presence)
         counts = warehouse_report(warehouse)
         report.items, report.products = counts.items, counts.products
     if tables.inmetro is not None:

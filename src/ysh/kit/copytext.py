@@ -79,12 +79,26 @@ def _unescape(cell: str) -> str:
     return "".join(out)
 
 
+def _lines(text: bytes) -> list[str]:
+    lines = text.decode().split("\n")
+    if lines[-1] == "":  # the newline that ends the last row
+        lines.pop()
+    return lines
+
+
+def _values(cells: list[str]) -> list[str | None]:
+    return [None if cell == NULL else _unescape(cell) if "\\" in cell else cell for cell in cells]
+
+
 def decode(text: bytes) -> Iterator[list[str | None]]:
     """The rows of :func:`encode`'s output, each value as text (None for NULL): for a
     writer that binds them as statement parameters instead (the server casts the text
     to each column's type, as COPY does)."""
-    lines = text.decode().split("\n")
-    if lines[-1] == "":  # the newline that ends the last row
-        lines.pop()
-    for line in lines:
-        yield [None if cell == NULL else _unescape(cell) if "\\" in cell else cell for cell in line.split("\t")]
+    for line in _lines(text):
+        yield _values(line.split("\t"))
+
+
+def leading(text: bytes, count: int) -> list[tuple[str | None, ...]]:
+    """The first ``count`` values of each row of :func:`encode`'s output, as
+    :func:`decode` gives them (the keys of the rows, say), without splitting the rest."""
+    return [tuple(_values(line.split("\t", count)[:count])) for line in _lines(text)]

@@ -81,6 +81,8 @@ class SnapshotSink:
         self._statements: dict[tuple[str, ...], sql.Composed] = {}
         #: False once the server refused the staging table (no TEMPORARY privilege)
         self._copy_allowed = True
+        #: a column (the write time) that alone does not make a row changed (PackedBatchSink)
+        self._skip_unchanged: str | None = None
         self.copied_rows = 0
         self.upserted_rows = 0
 
@@ -143,9 +145,19 @@ class SnapshotSink:
 
     def _on_conflict(self, columns: tuple[str, ...]) -> sql.Composed:
         others = [c for c in columns if c not in self._key]
-        return (sql.SQL("DO UPDATE SET {}").format(sql.SQL(", ").join(
+        if not others:
+            return sql.SQL("DO NOTHING")
+        action = sql.SQL("DO UPDATE SET {}").format(sql.SQL(", ").join(
             sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in others))
-            if others else sql.SQL("DO NOTHING"))
+        compared = [c for c in others if c != self._skip_unchanged]
+        if self._skip_unchanged is None or not compared:
+            return action
+        # a row equal but for the write time is left alone: no new row version, no index
+        # entries (the target's columns are named by its table, as ON CONFLICT allows)
+        table = sql.Identifier(self._table)
+        return action + sql.SQL(" WHERE ({}) IS DISTINCT FROM ({})").format(
+            sql.SQL(", ").join(sql.SQL("{}.{}").format(table, sql.Identifier(c)) for c in compared),
+            sql.SQL(", ").join(sql.SQL("EXCLUDED.{}").format(sql.Identifier(c)) for c in compared))
 
     def _upsert(self, columns: tuple[str, ...]) -> sql.Composed:
         statement = self._statements.get(columns)
@@ -256,6 +268,12 @@ class PackedBatchSink(SnapshotSink):
     others — so then nothing is written and ``on_end`` raises. ``unpack(row)`` gives the
     output rows of a Pathway row (a dict), each a sequence of values in ``columns`` order.
 
+    ``skip_unchanged`` (a column, the write time): an upsert leaves a row whose other
+    columns are equal alone — no new row version, no index update — so that column keeps
+    the time the row last changed, and whoever prunes by it must know which rows the batch
+    held. ``on_written(rows, method)`` is called once the batch is committed, with its
+    Pathway rows and how they went in (``write_method``).
+
     For a static batch only: nothing is written before the run ends, and the output rows
     are held in memory at the end. A run that fails in a UDF writes nothing (Pathway does
     not call ``on_end``); without ``replace``, a run whose source fails and still reaches
@@ -266,9 +284,14 @@ class PackedBatchSink(SnapshotSink):
     def __init__(self, dsn: str, schema: str, table_name: str, primary_key: Sequence[str],
                  columns: Sequence[str], unpack: Callable[[dict], Iterable[Sequence[Any]]], *,
                  replace: bool = False, source_finished: Callable[[], bool] | None = None,
-                 scope: str | None = None, retry_budget_s: float = 300.0, backoff_cap_s: float = 10.0):
+                 scope: str | None = None, skip_unchanged: str | None = None,
+                 on_written: Callable[[list[dict], str], None] | None = None,
+                 retry_budget_s: float = 300.0, backoff_cap_s: float = 10.0):
         super().__init__(dsn, schema, table_name, primary_key, retry_budget_s=retry_budget_s,
                          backoff_cap_s=backoff_cap_s)
+        if skip_unchanged is not None and skip_unchanged not in columns:
+            raise ValueError(f"skip_unchanged={skip_unchanged!r} is not one of the columns")
+        self._skip_unchanged, self._on_written = skip_unchanged, on_written
         if replace and source_finished is None:
             raise ValueError("replace=True needs source_finished: a partial batch must not replace a table")
         self._columns, self._unpack, self._replace = tuple(columns), unpack, replace
@@ -311,6 +334,8 @@ class PackedBatchSink(SnapshotSink):
                 scope = sorted({row[self._scope] for row in alive}) if self._scope else None
                 db.with_reconnect(lambda: self._write(rows, scope), what=f"writing {self._table}",
                                   budget_s=self._budget_s, cap_s=self._cap_s)
+                if self._on_written is not None:
+                    self._on_written(alive, self.write_method)
         finally:
             self.close()
 
