@@ -153,3 +153,44 @@ def test_packed_and_row_loads_write_the_same_tables(warehouse, second_warehouse,
 def test_pack_needs_a_warehouse_alone(warehouse, tmp_path):
     with pytest.raises(ValueError, match="pack=True needs a warehouse"):
         job.run_static([SAMPLE], out_dir=tmp_path / "out", warehouse=warehouse, pack=True)
+
+
+def test_a_rerun_in_two_processes_prunes_by_presence_and_leaves_unchanged_items_alone(warehouse_env, tmp_path):
+    """``ysh catalog run`` in 2 Pathway processes (the files normalized in both, the
+    packed items gathered in process 0, where reconcile runs), run again after one feed
+    lost an item and another changed a price."""
+    import subprocess
+    import sys
+
+    landing = tmp_path / "landing"
+    for name in ("north", "south"):
+        (landing / name).mkdir(parents=True)
+    north = "sku;categoria;marca;modelo;potencia;preco\n" + "".join(
+        f"N-{i};Módulo;JA Solar;JAM72S{i:02d}-550/MR;550;{700 + i}\n" for i in range(40))
+    south = "sku;categoria;marca;modelo;potencia;preco\n" + "".join(
+        f"S-{i};Inversor;Growatt;MIN {i}000TL-X;{i}000;{2000 + i}\n" for i in range(1, 41))
+    (landing / "north" / "feed.csv").write_text(north, encoding="utf-8")
+    (landing / "south" / "feed.csv").write_text(south, encoding="utf-8")
+    env = {**os.environ, "YSH_PATHWAY_PROCESSES": "2", "COLUMNS": "200"}
+
+    def run() -> None:
+        done = subprocess.run([sys.executable, "-m", "ysh.cli", "catalog", "run", "--landing", str(landing)],
+                              env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    def versions() -> dict[str, str]:
+        return dict(query(warehouse_env, "SELECT sku, xmin::text FROM items_normalized"))
+
+    run()
+    first = versions()
+    assert len(first) == 80
+    # north loses its last item, south's S-7 gets a new price; both stay under the shrink limit
+    (landing / "north" / "feed.csv").write_text(north.rsplit("N-39;", 1)[0], encoding="utf-8")
+    (landing / "south" / "feed.csv").write_text(south.replace("S-7;Inversor;Growatt;MIN 7000TL-X;7000;2007",
+                                                              "S-7;Inversor;Growatt;MIN 7000TL-X;7000;1999"),
+                                                 encoding="utf-8")
+    run()
+    second = versions()
+    assert set(second) == set(first) - {"N-39"}
+    assert {sku for sku in second if second[sku] != first[sku]} == {"S-7"}
+    assert query(warehouse_env, "SELECT price_brl FROM items_normalized WHERE sku = 'S-7'") == [(1999.0,)]

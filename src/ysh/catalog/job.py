@@ -1,8 +1,9 @@
 """Running the catalog graph: static (batch) and streaming, with injected sinks.
 
 * :func:`run_static` — a batch over files/folders or an S3 prefix; sinks: JSONL files
-  and/or the warehouse. With ``reconcile=True`` (a full run over the whole landing area)
-  rows of feeds that no longer exist are deleted afterwards.
+  and/or the warehouse. With ``reconcile_after=True`` (a full run over the whole landing
+  area) rows no longer in the feeds (feeds that no longer exist, items a feed no longer
+  has) are deleted afterwards; a re-run leaves the unchanged items of packed feeds alone.
 * :func:`run_streaming` — the long-running service: new, changed and removed feed files
   are reflected in the warehouse within seconds. On restart it re-reads the landing
   area (every write is an idempotent upsert) after pruning rows of files removed while
@@ -48,7 +49,8 @@ from .pipeline import (
 log = logging.getLogger(__name__)
 
 #: warehouse table of each output, its primary key (upsert key) and the column holding
-#: the time the row was last written (used to prune rows a full run did not write).
+#: the time the row was last written (used to prune rows a full run did not write; the
+#: packed items keep the time they last changed: see PackedPresence).
 TABLES: dict[str, tuple[str, tuple[str, ...], str]] = {
     "items": ("items_normalized", ("distributor", "sku"), "ingested_at"),
     "quarantine": ("items_quarantine", ("source_file", "line"), "ingested_at"),
@@ -286,8 +288,11 @@ class PackedPresence:
     load's plain ``COPY`` writes every item anew)."""
 
     keys: list[tuple[str, str]] = field(default_factory=list)
+    #: how the packed items went in ("" until the batch is committed)
+    method: str = ""
 
     def record(self, rows: list[dict], method: str) -> None:
+        self.method = method
         if method == "copy":
             return
         from ..kit.copytext import leading
@@ -345,10 +350,10 @@ def attach_held_notices(held: pw.Table, warehouse: Warehouse) -> None:
 
 def reconcile(warehouse: Warehouse, started_at: datetime,
               outputs: tuple[str, ...] = tuple(TABLES), present: PackedPresence | None = None) -> dict[str, int]:
-    """Delete rows not written by the run that started at ``started_at`` (rows of feed
-    files that are gone, items a feed no longer has). Only valid after a full run over
-    the whole landing area. ``present``: the items of the run's packed files, kept when
-    the run left them alone because they had not changed."""
+    """Delete the rows the run that started at ``started_at`` did not write (rows of feed
+    files that are gone, items a feed no longer has), except the items of its packed files
+    that it left alone because they had not changed (``present``). Only valid after a
+    full run over the whole landing area."""
     pruned = {}
     with db.connect(warehouse.dsn, warehouse.schema) as conn:
         for attr in outputs:
@@ -502,6 +507,9 @@ def _run_static(paths: list[Path] | None, *, s3: S3Source | None, out_dir: Path 
         report.products = len(collectors["products"].values()) if with_products else 0
     if warehouse is not None:
         if reconcile_after:
+            if packed_sink is not None and packed_sink.write_method not in ("", "copy") and not presence.method:
+                # unchanged packed items kept their older time: pruning by time alone would delete them
+                raise RuntimeError("the packed items' keys were not recorded: not reconciling")
             report.pruned = reconcile(warehouse, started, outputs, presence)
         counts = warehouse_report(warehouse)
         report.items, report.products = counts.items, counts.products
