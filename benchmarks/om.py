@@ -65,9 +65,11 @@ of the same events from a file.
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import multiprocessing
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -372,6 +374,9 @@ def main() -> int:
     console = Console(width=120)
     pw_runtime.quiet_logging()
     work = Path(tempfile.mkdtemp(prefix="ysh-bench-om-"))
+    # its servers are stopped when main returns; the telemetry, broker and server data
+    # (GBs at the default sizes) go with the process, as every test run of it would pile them up
+    atexit.register(shutil.rmtree, work, ignore_errors=True)
     if args.mqtt_only or args.kafka_only:
         server = EmbeddedPostgres(work / "pg", free_port())
         server.start()
