@@ -48,7 +48,7 @@ def test_quotes_orders_and_tariffs_flow_through(platform, follower):
     warehouse, _ = platform
     module, _ = seed(warehouse)
     wait_for(lambda: len(analytics(warehouse)) == 4, 120, "the four seeded quotes evaluated")
-    wait_for(lambda: job.FOLLOWER.streaming(warehouse), 30, "the follower streaming (its slot active)")
+    wait_for(lambda: job.FOLLOWER.streaming(warehouse), 30, "the follower streaming")
 
     with db.connect(warehouse.dsn, warehouse.schema) as conn:  # a new quote, then its items
         conn.execute("INSERT INTO quote (id, company_id, customer_class, connection, consumption_kwh_month, "

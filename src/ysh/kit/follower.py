@@ -207,16 +207,30 @@ class Follower:
         with psycopg.connect(warehouse.dsn, autocommit=True) as conn:
             if conn.execute(_HELD, {"space": _LOCK_SPACE, "name": self._lock_name(warehouse.schema)}).fetchone():
                 return True
-        return self.streaming(warehouse)
+        return self._lead_slot_active(warehouse)
 
-    def streaming(self, warehouse: Warehouse) -> bool:
-        """Whether a follower streams changes now: the lead table's replication slot is
-        active (a follower holds it from START_REPLICATION on, so its initial snapshot is
-        taken; not while it runs its first batch, creates the slot or reads the snapshot)."""
+    def _lead_slot_active(self, warehouse: Warehouse) -> bool:
+        """The lead table's replication slot is held (by a walsender streaming it, or by
+        the connection that prepared it for a first start)."""
         _, slot = self.names(warehouse.schema)
         with psycopg.connect(warehouse.dsn, autocommit=True) as conn:
             return conn.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s AND active",
                                 (slot,)).fetchone() is not None
+
+    def streaming(self, warehouse: Warehouse) -> bool:
+        """Whether a follower streams changes now: every followed table's slot is held by
+        a walsender in the ``streaming`` state (START_REPLICATION given, caught up), so
+        its first start — snapshots, first outputs — is over. A slot that is merely
+        active is not enough: the replication connection that prepared it holds it while
+        the first start still reads its snapshot (a server restart then ends that start).
+        The walsenders' state is visible to superusers and ``pg_read_all_stats``; for
+        another role this is False."""
+        slots = [self.names(warehouse.schema, table)[1] for table in self.tables]
+        with psycopg.connect(warehouse.dsn, autocommit=True) as conn:
+            streaming = conn.execute(
+                "SELECT count(*) FROM pg_replication_slots s JOIN pg_stat_replication r ON r.pid = s.active_pid "
+                "WHERE s.slot_name = ANY(%s) AND r.state = 'streaming'", (slots,)).fetchone()[0]
+        return streaming == len(slots)
 
     def ensure_publications(self, warehouse: Warehouse) -> dict[str, str]:
         """One publication per followed table, created if missing; source → publication."""
@@ -325,7 +339,7 @@ class Follower:
         if name not in _Presence.here and pw_runtime.is_leader():
             # the follower lock, held for the whole batch: a follower cannot start meanwhile,
             # and a follower that is running (or another batch) refuses this one
-            guard = None if self.streaming(warehouse) else _try_lock(warehouse.dsn, name)
+            guard = None if self._lead_slot_active(warehouse) else _try_lock(warehouse.dsn, name)
             if guard is None:
                 raise FollowerRunning(self.busy.format(schema=warehouse.schema))
         try:
