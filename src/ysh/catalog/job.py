@@ -288,11 +288,8 @@ class PackedPresence:
     load's plain ``COPY`` writes every item anew)."""
 
     keys: list[tuple[str, str]] = field(default_factory=list)
-    #: how the packed items went in ("" until the batch is committed)
-    method: str = ""
 
     def record(self, rows: list[dict], method: str) -> None:
-        self.method = method
         if method == "copy":
             return
         from ..kit.copytext import leading
@@ -507,9 +504,6 @@ def _run_static(paths: list[Path] | None, *, s3: S3Source | None, out_dir: Path 
         report.products = len(collectors["products"].values()) if with_products else 0
     if warehouse is not None:
         if reconcile_after:
-            if packed_sink is not None and packed_sink.write_method not in ("", "copy") and not presence.method:
-                # unchanged packed items kept their older time: pruning by time alone would delete them
-                raise RuntimeError("the packed items' keys were not recorded: not reconciling")
             report.pruned = reconcile(warehouse, started, outputs, presence)
         counts = warehouse_report(warehouse)
         report.items, report.products = counts.items, counts.products
